@@ -1,0 +1,151 @@
+/*
+ * tile.h: the public C API of libtile.
+ *
+ * A context is bound to one device (the CPU virtual machine or a CUDA GPU). A program is a
+ * compiled .tile source; a kernel is one of its kernels specialized by compile-time constants.
+ * Tensors are described by element type, data pointer (device memory of the context's device:
+ * host memory for the VM), shape and strides in elements. Every call returns a tile_status;
+ * on failure the context holds a readable message (compiler diagnostics included), which the
+ * library never prints.
+ *
+ * Thread safety: a context may be used from several threads at once.
+ */
+#ifndef TILE_TILE_H
+#define TILE_TILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define TILE_API __attribute__((visibility("default")))
+#else
+#define TILE_API
+#endif
+
+typedef enum tile_status {
+    TILE_OK = 0,
+    TILE_ERROR_INVALID_ARGUMENT, /* a bad argument to an API call or a kernel launch */
+    TILE_ERROR_COMPILE,          /* the source has errors: see tile_context_message */
+    TILE_ERROR_NOT_FOUND,        /* no such kernel, file or device */
+    TILE_ERROR_DEVICE,           /* the device failed (driver error, missing driver) */
+    TILE_ERROR_OUT_OF_MEMORY,
+    TILE_ERROR_UNSUPPORTED,      /* valid, but not supported on this device (yet) */
+} tile_status;
+
+typedef enum tile_device_kind {
+    TILE_DEVICE_DEFAULT = 0, /* $TILE_DEVICE if set, else cuda when a GPU is present, else vm */
+    TILE_DEVICE_VM,
+    TILE_DEVICE_CUDA,
+} tile_device_kind;
+
+/* Element types, encoded as kind << 24 | bits << 16 | exp << 8 | man. */
+typedef uint32_t tile_dtype;
+#define TILE_DTYPE_BOOL_KIND 0u
+#define TILE_DTYPE_INT_KIND 1u
+#define TILE_DTYPE_UINT_KIND 2u
+#define TILE_DTYPE_FLOAT_KIND 3u
+#define TILE_DTYPE(kind, bits, exp, man) \
+    ((tile_dtype)(((kind) << 24) | ((bits) << 16) | ((exp) << 8) | (man)))
+#define TILE_BOOL TILE_DTYPE(TILE_DTYPE_BOOL_KIND, 1, 0, 0)
+#define TILE_INT(bits) TILE_DTYPE(TILE_DTYPE_INT_KIND, bits, 0, 0)
+#define TILE_UINT(bits) TILE_DTYPE(TILE_DTYPE_UINT_KIND, bits, 0, 0)
+#define TILE_FLOAT(exp, man) TILE_DTYPE(TILE_DTYPE_FLOAT_KIND, 1 + (exp) + (man), exp, man)
+#define TILE_I8 TILE_INT(8)
+#define TILE_I32 TILE_INT(32)
+#define TILE_I64 TILE_INT(64)
+#define TILE_U8 TILE_UINT(8)
+#define TILE_U32 TILE_UINT(32)
+#define TILE_F16 TILE_FLOAT(5, 10)
+#define TILE_BF16 TILE_FLOAT(8, 7)
+#define TILE_F32 TILE_FLOAT(8, 23)
+#define TILE_F64 TILE_FLOAT(11, 52)
+#define TILE_F8E4M3 TILE_FLOAT(4, 3)
+#define TILE_F8E5M2 TILE_FLOAT(5, 2)
+
+enum { TILE_MAX_RANK = 6 };
+
+/* A tensor in device memory. Strides are in elements. Elements narrower than a byte are
+ * packed: the element at linear offset e (the sum of index * stride) occupies bits
+ * [e * bits, (e + 1) * bits) of the buffer, least significant bit first. */
+typedef struct tile_tensor {
+    tile_dtype dtype;
+    void *data;
+    int rank;
+    int64_t shape[TILE_MAX_RANK];
+    int64_t strides[TILE_MAX_RANK];
+} tile_tensor;
+
+typedef enum tile_arg_kind { TILE_ARG_TENSOR, TILE_ARG_INT, TILE_ARG_FLOAT } tile_arg_kind;
+
+typedef struct tile_arg {
+    tile_arg_kind kind;
+    tile_tensor tensor;      /* TILE_ARG_TENSOR */
+    int64_t i;               /* TILE_ARG_INT: scalar integer (and bool) parameters */
+    double f;                /* TILE_ARG_FLOAT: scalar float parameters */
+} tile_arg;
+
+typedef struct tile_constant {
+    const char *name;
+    int is_float;
+    int64_t i;
+    double f;
+} tile_constant;
+
+typedef struct tile_context tile_context;
+typedef struct tile_program tile_program;
+typedef struct tile_kernel tile_kernel;
+typedef struct tile_stream tile_stream; /* NULL: the device's default stream */
+
+/* ---- contexts ------------------------------------------------------------------------- */
+TILE_API tile_status tile_context_create(tile_device_kind device, int ordinal, tile_context **out);
+TILE_API void tile_context_destroy(tile_context *ctx);
+TILE_API tile_device_kind tile_context_device(const tile_context *ctx);
+/* "vm (CPU interpreter)" or "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)". */
+TILE_API const char *tile_context_device_name(const tile_context *ctx);
+/* The message of the last failed call on this thread with this context ("" if none). */
+TILE_API const char *tile_context_message(const tile_context *ctx);
+
+/* ---- memory of the context's device ------------------------------------------------------ */
+TILE_API tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out);
+TILE_API tile_status tile_free(tile_context *ctx, void *ptr);
+TILE_API tile_status tile_copy_to_device(tile_context *ctx, void *dst, const void *src, size_t bytes);
+TILE_API tile_status tile_copy_to_host(tile_context *ctx, void *dst, const void *src, size_t bytes);
+TILE_API tile_status tile_synchronize(tile_context *ctx);
+
+/* ---- programs and kernels -------------------------------------------------------------- */
+/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). */
+TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
+                                              const char *source, size_t len, tile_program **out);
+TILE_API tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out);
+TILE_API void tile_program_destroy(tile_program *program);
+
+/* Specializes a kernel by constants (the others take their defaults) and compiles it for the
+ * context's device. The kernel belongs to the program and lives until it is destroyed. */
+TILE_API tile_status tile_program_get_kernel(tile_program *program, const char *kernel,
+                                             const tile_constant *constants, size_t nconstants,
+                                             tile_kernel **out);
+TILE_API int tile_kernel_num_params(const tile_kernel *kernel);
+TILE_API const char *tile_kernel_param_name(const tile_kernel *kernel, int index);
+
+/* Checks every argument (count, kinds, element types, ranks, shapes against the symbolic
+ * sizes, null pointers) before anything runs, then launches on the stream. */
+TILE_API tile_status tile_kernel_launch(tile_kernel *kernel, const tile_arg *args, size_t nargs,
+                                        tile_stream *stream);
+
+/* Convenience: a contiguous (row-major) tensor description. */
+TILE_API tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank,
+                                            const int64_t *shape);
+/* Bytes needed for a contiguous tensor of numel elements of dtype (sub-byte types packed). */
+TILE_API size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel);
+
+TILE_API const char *tile_status_name(tile_status status);
+TILE_API const char *tile_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

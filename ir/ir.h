@@ -1,0 +1,271 @@
+/*
+ * ir.h: the SSA IR of tile, which is the instruction set of a thread-block virtual machine.
+ *
+ * A module holds functions; a kernel is a function whose parameters are tensors and scalars
+ * and which has a grid region besides its body. Code lives in regions: a region is one block
+ * with arguments and a doubly linked list of ops ending in a terminator. Control flow is
+ * structured: `for`, `if` and `while` are ops that own regions, and loop-carried values are
+ * region arguments fed by `yield`. There is no goto and no phi.
+ *
+ *   IrModule ── IrFunction ── body: IrRegion (args = parameters)
+ *                          └─ grid: IrRegion (kernels: args = parameters, yields 1..3 i32)
+ *   IrRegion ── args: IrValue*[]; ops: IrOp <-> IrOp <-> ... <-> terminator
+ *   IrOp     ── operands: IrValue*[]; results: IrValue*[]; regions: IrRegion*[]; attributes
+ *
+ * Types are interned per module, so two types are equal exactly when their pointers are.
+ * Scalars are tiles of rank 0. A tile type may carry a register layout (ir/layout.h), which
+ * layout inference sets on the GPU path; the VM ignores layouts.
+ *
+ * Everything of a module is allocated in its arena and freed with it.
+ */
+#ifndef TILE_IR_H
+#define TILE_IR_H
+
+#include "support/support.h"
+
+enum { IR_MAX_RANK = 6 };
+
+/* ---- element types ------------------------------------------------------------------- */
+typedef enum {
+    EK_BOOL,   /* 1 bit of truth; 1 byte in memory */
+    EK_INT,    /* two's complement, bits 1..64 (i1 holds -1 and 0) */
+    EK_UINT,   /* bits 1..64 */
+    EK_FLOAT,  /* sign, exp exponent bits, man mantissa bits: bits = 1 + exp + man */
+} ElemKind;
+
+typedef struct ElemType {
+    uint8_t kind; /* ElemKind */
+    uint8_t bits;
+    uint8_t exp, man; /* floats only */
+} ElemType;
+
+/* Built-in names: f16 = f16e5m10, bf16 = f16e8m7, f32 = f32e8m23, f64 = f64e11m52.
+ * Float semantics: 16, 32 and 64 bits and f8e5m2 are IEEE-like (infinities, NaNs).
+ * Every other small float is finite-only: no infinities, overflow saturates to the largest
+ * finite value; f8e4m3 keeps S.1111.111 as NaN (as OCP's e4m3fn does), narrower ones have
+ * no NaN and convert NaN to +0. */
+static inline ElemType elem_bool(void) { return (ElemType){EK_BOOL, 1, 0, 0}; }
+static inline ElemType elem_int(int bits) { return (ElemType){EK_INT, (uint8_t)bits, 0, 0}; }
+static inline ElemType elem_uint(int bits) { return (ElemType){EK_UINT, (uint8_t)bits, 0, 0}; }
+static inline ElemType elem_float(int exp, int man) {
+    return (ElemType){EK_FLOAT, (uint8_t)(1 + exp + man), (uint8_t)exp, (uint8_t)man};
+}
+static inline ElemType elem_f32(void) { return elem_float(8, 23); }
+static inline ElemType elem_f64(void) { return elem_float(11, 52); }
+static inline ElemType elem_f16(void) { return elem_float(5, 10); }
+static inline ElemType elem_bf16(void) { return elem_float(8, 7); }
+static inline ElemType elem_i32(void) { return elem_int(32); }
+static inline bool elem_eq(ElemType a, ElemType b) {
+    return a.kind == b.kind && a.bits == b.bits && a.exp == b.exp && a.man == b.man;
+}
+static inline bool elem_is_float(ElemType e) { return e.kind == EK_FLOAT; }
+static inline bool elem_is_integer(ElemType e) { return e.kind == EK_INT || e.kind == EK_UINT; }
+static inline bool elem_is_bool(ElemType e) { return e.kind == EK_BOOL; }
+/* f8e5m2 and 16/32/64-bit floats have infinities and NaNs; see above. */
+bool elem_float_is_ieee(ElemType e);
+/* Parses "f32", "bf16", "i7", "u1", "f6e3m2", "bool", ...; false if it is not a type name. */
+bool elem_parse(const char *name, size_t len, ElemType *out);
+/* Writes the canonical name ("bf16", "f8e4m3", "u4") into buf (at least 16 bytes). */
+const char *elem_name(ElemType e, char *buf);
+/* Bits an element occupies in memory: bool is 8; every other type its width. */
+int elem_storage_bits(ElemType e);
+
+/* ---- types ----------------------------------------------------------------------------- */
+typedef enum {
+    TY_TILE,    /* registers: elem + shape (rank 0 = scalar); optional register layout */
+    TY_TENSOR,  /* global memory view: elem + rank; shape and strides bound at launch */
+    TY_SHARED,  /* shared memory tile: elem + shape; optional shared layout */
+} TypeKind;
+
+struct Layout;        /* ir/layout.h */
+struct SharedLayout;  /* ir/layout.h */
+
+typedef struct IrType {
+    TypeKind kind;
+    ElemType elem;
+    int rank;
+    int64_t shape[IR_MAX_RANK];         /* TY_TILE, TY_SHARED; unused for TY_TENSOR */
+    const struct Layout *layout;        /* TY_TILE: register layout or NULL */
+    const struct SharedLayout *shared;  /* TY_SHARED: shared layout or NULL */
+} IrType;
+
+static inline bool type_is_scalar(const IrType *t) { return t->kind == TY_TILE && t->rank == 0; }
+int64_t type_numel(const IrType *t); /* tiles and shared tiles: product of the shape */
+
+/* ---- constants ------------------------------------------------------------------------- */
+typedef struct IrConst {
+    bool is_float;
+    int64_t i;  /* integers and bool (bool: 0 or 1; unsigned: the bits, zero-extended) */
+    double f;   /* floats */
+} IrConst;
+
+/* ---- enumerations used in attributes ----------------------------------------------------- */
+typedef enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE } IrCmp;
+typedef enum { RED_SUM, RED_MAX, RED_MIN } IrReduce;
+typedef enum { ATOMIC_ADD, ATOMIC_MAX } IrAtomic;
+
+/* ---- ops ------------------------------------------------------------------------------- */
+typedef enum {
+#define X(e, name, nops, nres, nreg, flags) OP_##e,
+#include "ops.def"
+#undef X
+    OP_COUNT
+} OpCode;
+
+enum { F_PURE = 1, F_TERM = 2, F_COMM = 4, F_ELEM = 8, F_MEM = 16 };
+
+typedef struct OpInfo {
+    const char *name;
+    int noperands, nresults, nregions; /* -1: variadic */
+    unsigned flags;
+} OpInfo;
+extern const OpInfo ir_op_info[OP_COUNT];
+
+typedef struct IrOp IrOp;
+typedef struct IrRegion IrRegion;
+typedef struct IrFunction IrFunction;
+typedef struct IrModule IrModule;
+
+typedef struct IrValue {
+    uint32_t id;             /* unique in the function; the printer renumbers */
+    const IrType *type;
+    IrOp *def;               /* defining op, or NULL for a region argument */
+    IrRegion *region;        /* for region arguments: the owning region */
+    uint32_t index;          /* result index in def, or argument index in region */
+    const char *name;        /* source name hint for printing, or NULL */
+} IrValue;
+
+enum { IR_MAX_INTS = 8 };
+
+struct IrOp {
+    OpCode code;
+    SrcLoc loc;
+    IrValue **operands;
+    uint32_t noperands;
+    IrValue **results;
+    uint32_t nresults;
+    IrRegion **regions;
+    uint32_t nregions;
+    int64_t ints[IR_MAX_INTS]; /* see ops.def for each op's use */
+    uint32_t nints;
+    IrConst value;             /* OP_CONST */
+    IrFunction *callee;        /* OP_CALL */
+    IrOp *prev, *next;
+    IrRegion *parent;
+};
+
+struct IrRegion {
+    IrValue **args;
+    uint32_t nargs;
+    IrOp *first, *last;
+    IrOp *parent_op;         /* NULL for a function body or grid */
+    IrFunction *function;
+};
+
+/* How a kernel's tensor dimension is given in its signature: `[M, 64]`. */
+typedef struct IrDimSpec {
+    const char *symbol;      /* "M", or NULL when the size is fixed */
+    int64_t size;            /* fixed size when symbol is NULL */
+} IrDimSpec;
+
+typedef struct IrParam {
+    const char *name;
+    SrcLoc loc;
+    IrDimSpec dims[IR_MAX_RANK]; /* tensors: one per dimension */
+} IrParam;
+
+struct IrFunction {
+    const char *name;
+    SrcLoc loc;
+    bool is_kernel;
+    IrModule *module;
+    IrRegion *body;          /* args: the parameters */
+    IrRegion *grid;          /* kernels: args like body's; ends in yield of 1..3 i32 scalars */
+    IrParam *params;         /* one per body argument */
+    uint32_t nparams;
+    const IrType **result_types; /* device functions */
+    uint32_t nresults;
+    uint32_t next_value_id;
+    IrFunction *next;
+};
+
+typedef struct IrModule {
+    Arena arena;
+    IrFunction *functions, *last_function;
+    VEC(IrType *) types;     /* interned */
+} IrModule;
+
+/* ---- module, types, building (ir/ir.c) ------------------------------------------------- */
+IrModule *ir_module_new(void);
+void ir_module_free(IrModule *m);
+
+const IrType *ir_type_intern(IrModule *m, const IrType *t);
+const IrType *ir_tile_type(IrModule *m, ElemType e, int rank, const int64_t *shape);
+const IrType *ir_scalar_type(IrModule *m, ElemType e);
+const IrType *ir_tensor_type(IrModule *m, ElemType e, int rank);
+const IrType *ir_shared_type(IrModule *m, ElemType e, int rank, const int64_t *shape);
+const IrType *ir_type_with_elem(IrModule *m, const IrType *t, ElemType e);
+const IrType *ir_type_with_layout(IrModule *m, const IrType *t, const struct Layout *layout);
+
+IrFunction *ir_function_new(IrModule *m, const char *name, bool is_kernel, SrcLoc loc);
+IrFunction *ir_module_find(IrModule *m, const char *name);
+IrRegion *ir_region_new(IrFunction *f);
+IrValue *ir_region_add_arg(IrRegion *r, const IrType *type, const char *name);
+IrFunction *ir_function_of_region(IrRegion *r);
+
+/* A builder inserts ops at the end of a region (or before a given op). */
+typedef struct IrBuilder {
+    IrModule *module;
+    IrFunction *function;
+    IrRegion *region;
+    IrOp *before;            /* insert before this op; NULL = at the end */
+    SrcLoc loc;              /* location given to new ops */
+} IrBuilder;
+
+void ir_builder_at_end(IrBuilder *b, IrRegion *r);
+void ir_builder_before(IrBuilder *b, IrOp *op);
+
+/* Creates an op with the given operands and result types and inserts it. */
+IrOp *ir_build(IrBuilder *b, OpCode code, IrValue *const *operands, uint32_t noperands,
+               const IrType *const *result_types, uint32_t nresults);
+IrRegion *ir_op_add_region(IrOp *op);
+
+/* Convenience constructors for single-result ops. */
+IrValue *ir_const_int(IrBuilder *b, const IrType *type, int64_t v);
+IrValue *ir_const_float(IrBuilder *b, const IrType *type, double v);
+IrValue *ir_unary(IrBuilder *b, OpCode code, IrValue *a);   /* result type = a's */
+IrValue *ir_binary(IrBuilder *b, OpCode code, IrValue *a, IrValue *c); /* result type = a's */
+IrValue *ir_cmp(IrBuilder *b, IrCmp pred, IrValue *a, IrValue *c);
+IrValue *ir_op1(IrBuilder *b, OpCode code, const IrType *type, IrValue *a); /* one operand */
+
+/* Editing. */
+void ir_op_remove(IrOp *op);                          /* unlink (operands are not freed) */
+void ir_op_insert_before(IrOp *op, IrOp *before);
+void ir_op_append(IrRegion *r, IrOp *op);
+void ir_replace_all_uses(IrFunction *f, IrValue *from, IrValue *to);
+void ir_set_operand(IrOp *op, uint32_t i, IrValue *v);
+IrOp *ir_region_terminator(IrRegion *r);
+
+/* Walks every op of a region in order, entering nested regions after their op (pre-order). */
+typedef bool (*IrWalkFn)(IrOp *op, void *ctx);   /* return false to stop */
+bool ir_walk(IrRegion *r, IrWalkFn fn, void *ctx);
+
+/* ---- verifier and printer (ir/verify.c, ir/print.c) ---------------------------------- */
+/* Checks the structural and type rules of ops.def; reports into d; true when valid. */
+bool ir_verify_module(IrModule *m, DiagList *d);
+bool ir_verify_function(IrFunction *f, DiagList *d);
+/* Stable, readable text: values renumbered %0, %1, ... in order of definition. */
+void ir_print_module(const IrModule *m, Strbuf *out);
+void ir_print_function(const IrFunction *f, Strbuf *out);
+void ir_print_type(const IrType *t, Strbuf *out);
+
+/* ---- constant folding helpers shared by passes and the VM (ir/eval.c) ------------------ */
+/* Reduce an integer to the element type's width (wrap-around), sign- or zero-extended. */
+int64_t elem_wrap_int(ElemType e, int64_t v);
+/* Round a double to the element type (RNE), saturating/NaN per the float rules above. */
+double elem_round_float(ElemType e, double v);
+/* Convert a value between element types with the VM's semantics (float->int truncates toward
+ * zero and saturates; NaN -> 0; int->float rounds to nearest even). */
+IrConst elem_convert(ElemType from, IrConst v, ElemType to);
+
+#endif

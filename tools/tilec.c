@@ -1,0 +1,2 @@
+/* tilec: placeholder until the CLI lands. */
+int main(void) { return 2; }
