@@ -1,0 +1,880 @@
+/*
+ * lower.c: semantic checks and lowering of kernels, device functions and statements to IR.
+ *
+ * A kernel is lowered once per specialization: its compile-time constants are bound first,
+ * so every shape is a known number by the time an op needs it. Names live in a stack of
+ * bindings with marks for blocks. Mutable variables (`var`) are SSA values that the lowering
+ * updates on assignment; a loop or branch that assigns variables declared outside it carries
+ * them: they become the loop's region arguments and results (or the `if`'s results), found by
+ * scanning the body for assignments before lowering it.
+ *
+ * Device functions are instantiated per distinct argument signature (types, and the values of
+ * constant arguments, which stay constants inside), so an untyped parameter makes a function
+ * generic; each instance is an IR function called with OP_CALL, and the inline pass removes
+ * the calls. `if` on a compile-time constant picks its branch here, as in Triton's constexpr if.
+ */
+#include "lower.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "tile_parser.h"
+
+static const Val POISON_VAL = {.kind = VAL_POISON};
+
+/* ---- scopes ----------------------------------------------------------------------------------- */
+static void scope_push(Lower *L) { vec_push(&L->scope_marks, L->scope.len); }
+
+static void scope_pop(Lower *L) { L->scope.len = L->scope_marks.data[--L->scope_marks.len]; }
+
+Binding *lower_lookup(Lower *L, const char *name) {
+    for (size_t i = L->scope.len; i-- > 0;)
+        if (strcmp(L->scope.data[i]->name, name) == 0) return L->scope.data[i];
+    return NULL;
+}
+
+static Binding *bind(Lower *L, const char *name, BindKind kind, SrcLoc loc) {
+    size_t start = L->scope_marks.len ? L->scope_marks.data[L->scope_marks.len - 1] : 0;
+    for (size_t i = start; i < L->scope.len; i++)
+        if (strcmp(L->scope.data[i]->name, name) == 0) {
+            diag_error(L->diags, loc, "'%s' is already declared in this scope", name);
+            if (L->scope.data[i]->loc.file) diag_note(L->diags, L->scope.data[i]->loc, "'%s' was declared here", name);
+            break;
+        }
+    Binding *b = ARENA_NEW(&L->module->arena, Binding);
+    b->name = name;
+    b->kind = kind;
+    b->loc = loc;
+    vec_push(&L->scope, b);
+    return b;
+}
+
+const AstNode *lower_find_decl(Lower *L, AstKind kind, const char *name) {
+    for (uint32_t i = 0; i < L->file->decls.len; i++) {
+        const AstNode *d = L->file->decls.items[i];
+        if (d->kind == kind && strcmp(d->name, name) == 0) return d;
+    }
+    return NULL;
+}
+
+/* The value of a name in the current region. Parameters are the entry region's arguments;
+ * symbolic sizes are DIM ops emitted once at the top of the entry region. */
+Val lower_value_of(Lower *L, Binding *bnd, SrcLoc loc) {
+    (void)loc;
+    switch (bnd->kind) {
+    case BIND_CONST:
+    case BIND_LET:
+    case BIND_VAR:
+        return bnd->current;
+    case BIND_TENSOR:
+        return (Val){.kind = VAL_VALUE, .value = L->entry->args[bnd->param_index]};
+    case BIND_DIM: {
+        size_t slot = (size_t)bnd->param_index * IR_MAX_RANK + (size_t)bnd->axis;
+        while (L->dim_cache.len <= slot) vec_push(&L->dim_cache, NULL);
+        if (!L->dim_cache.data[slot]) {
+            IrBuilder saved = L->b;
+            if (L->entry->first) ir_builder_before(&L->b, L->entry->first);
+            else ir_builder_at_end(&L->b, L->entry);
+            L->b.loc = bnd->loc;
+            IrValue *t = L->entry->args[bnd->param_index];
+            IrOp *op = ir_build(&L->b, OP_DIM, &t, 1, (const IrType *[]){ir_scalar_type(L->module, elem_i32())}, 1);
+            op->ints[0] = bnd->axis, op->nints = 1;
+            L->dim_cache.data[slot] = op->results[0];
+            L->b = saved;
+        }
+        return (Val){.kind = VAL_VALUE, .value = L->dim_cache.data[slot]};
+    }
+    }
+    tile_unreachable();
+}
+
+/* ---- types --------------------------------------------------------------------------------------- */
+static bool lower_elem(Lower *L, const AstNode *type, ElemType *out) {
+    if (!elem_parse(type->elem, strlen(type->elem), out)) {
+        diag_error(L->diags, type->loc, "unknown element type '%s'", type->elem);
+        return false;
+    }
+    return true;
+}
+
+bool lower_type(Lower *L, const AstNode *type, const IrType **out) {
+    ElemType e;
+    if (!lower_elem(L, type, &e)) return false;
+    switch (type->type_kind) {
+    case TYPE_SCALAR:
+        *out = ir_scalar_type(L->module, e);
+        return true;
+    case TYPE_TILE: {
+        int64_t shape[IR_MAX_RANK];
+        uint32_t n = type->shape ? type->shape->len : 0;
+        if (n == 0 || n > IR_MAX_RANK) {
+            diag_error(L->diags, type->loc, "a tile type needs 1 to %d dimensions", IR_MAX_RANK);
+            return false;
+        }
+        int64_t total = 1;
+        for (uint32_t i = 0; i < n; i++) {
+            if (!lower_const_int(L, type->shape->items[i], "a tile dimension", &shape[i])) return false;
+            if (shape[i] <= 0 || shape[i] > (1 << 22) || (total *= shape[i]) > (1 << 22)) {
+                diag_error(L->diags, type->shape->items[i]->loc, "tile dimensions must be positive, at most %d elements in all", 1 << 22);
+                return false;
+            }
+        }
+        *out = ir_tile_type(L->module, e, (int)n, shape);
+        return true;
+    }
+    case TYPE_TENSOR:
+        diag_error(L->diags, type->loc, "tensor types are only allowed for kernel parameters");
+        return false;
+    }
+    tile_unreachable();
+}
+
+/* ---- statements -------------------------------------------------------------------------------- */
+static void lower_block(Lower *L, const AstNode *block);
+static void lower_stmt(Lower *L, const AstNode *s);
+
+/* Collects the variables (declared outside `node`) that statements inside it assign. */
+typedef VEC(Binding *) BindingList;
+
+static void collect_assigned(Lower *L, const AstNode *n, BindingList *out) {
+    if (!n) return;
+    switch (n->kind) {
+    case AST_ASSIGN:
+        if (n->lhs && n->lhs->kind == AST_NAME) {
+            Binding *b = lower_lookup(L, n->lhs->name);
+            if (b && b->kind == BIND_VAR) {
+                bool seen = false;
+                for (size_t i = 0; i < out->len; i++) seen = seen || out->data[i] == b;
+                if (!seen) vec_push(out, b);
+            }
+        }
+        return;
+    case AST_BLOCK:
+        for (uint32_t i = 0; n->args && i < n->args->len; i++) collect_assigned(L, n->args->items[i], out);
+        return;
+    case AST_FOR:
+    case AST_WHILE:
+        collect_assigned(L, n->body, out);
+        return;
+    case AST_IF:
+        collect_assigned(L, n->body, out);
+        collect_assigned(L, n->else_body, out);
+        return;
+    default:
+        return;
+    }
+}
+
+static void lower_decl_stmt(Lower *L, const AstNode *s) {
+    Val v = lower_expr(L, s->lhs);
+    const IrType *declared = NULL;
+    if (s->type && !lower_type(L, s->type, &declared)) v = POISON_VAL;
+    if (v.kind == VAL_VALUE && v.value->type->kind == TY_TENSOR) {
+        diag_error(L->diags, s->lhs->loc, "a tensor cannot be bound to a name; bind a loaded tile instead");
+        v = POISON_VAL;
+    }
+    if (v.kind != VAL_POISON && declared) {
+        IrValue *x = lower_coerce(L, v, declared, s->lhs->loc, s->kind == AST_LET ? "let" : "var");
+        v = x ? (Val){.kind = VAL_VALUE, .value = x} : POISON_VAL;
+    }
+    if (s->kind == AST_LET) {
+        Binding *b = bind(L, s->name, v.kind == VAL_CONST ? BIND_CONST : BIND_LET, s->loc);
+        b->current = v;
+        return;
+    }
+    IrValue *x = v.kind == VAL_POISON ? NULL : lower_default(L, v, s->lhs->loc);
+    Binding *b = bind(L, s->name, BIND_VAR, s->loc);
+    b->current = x ? (Val){.kind = VAL_VALUE, .value = x} : POISON_VAL;
+    b->var_type = x ? x->type : NULL;
+}
+
+static void lower_assign(Lower *L, const AstNode *s) {
+    const AstNode *t = s->lhs;
+    int op = 0;
+    switch (s->op) {
+    case TK_ASSIGN: op = 0; break;
+    case TK_PLUS_ASSIGN: op = TK_PLUS; break;
+    case TK_MINUS_ASSIGN: op = TK_MINUS; break;
+    case TK_STAR_ASSIGN: op = TK_STAR; break;
+    case TK_SLASH_ASSIGN: op = TK_SLASH; break;
+    case TK_PERCENT_ASSIGN: op = TK_PERCENT; break;
+    case TK_AMP_ASSIGN: op = TK_AMP; break;
+    case TK_PIPE_ASSIGN: op = TK_PIPE; break;
+    case TK_CARET_ASSIGN: op = TK_CARET; break;
+    case TK_SHL_ASSIGN: op = TK_SHL; break;
+    case TK_SHR_ASSIGN: op = TK_SHR; break;
+    default: tile_unreachable();
+    }
+    if (t->kind == AST_INDEX) {
+        Val v = lower_expr(L, s->rhs);
+        if (op) v = lower_binary_op(L, op, lower_expr(L, t), v, s->loc);
+        lower_store(L, t, v, s->loc);
+        return;
+    }
+    if (t->kind != AST_NAME) {
+        diag_error(L->diags, t->loc, "cannot assign to this expression; assign to a variable or a tensor slice");
+        return;
+    }
+    Binding *b = lower_lookup(L, t->name);
+    if (!b) {
+        diag_error(L->diags, t->loc, "unknown name '%s'", t->name);
+        return;
+    }
+    switch (b->kind) {
+    case BIND_VAR: break;
+    case BIND_LET:
+        diag_error(L->diags, t->loc, "cannot assign to '%s': it is declared with let (use var)", t->name);
+        return;
+    case BIND_CONST:
+        diag_error(L->diags, t->loc, "cannot assign to '%s': it is a constant", t->name);
+        return;
+    case BIND_TENSOR:
+        diag_error(L->diags, t->loc, "cannot assign to parameter '%s'; store into a slice of a tensor: %s[...] = value",
+                   t->name, t->name);
+        return;
+    case BIND_DIM:
+        diag_error(L->diags, t->loc, "cannot assign to '%s': it is a size bound at launch", t->name);
+        return;
+    }
+    Val v = lower_expr(L, s->rhs);
+    if (op) v = lower_binary_op(L, op, b->current, v, s->loc);
+    if (!b->var_type || v.kind == VAL_POISON) return;
+    IrValue *x = lower_coerce(L, v, b->var_type, s->rhs->loc, "assignment");
+    if (x) b->current = (Val){.kind = VAL_VALUE, .value = x};
+}
+
+/* Current values of carried variables (NULL where poisoned). */
+static bool carried_values(Lower *L, BindingList *vars, IrValue **out) {
+    (void)L;
+    for (size_t i = 0; i < vars->len; i++) {
+        if (vars->data[i]->current.kind != VAL_VALUE) return false;
+        out[i] = vars->data[i]->current.value;
+    }
+    return true;
+}
+
+static void set_carried(BindingList *vars, IrValue *const *values) {
+    for (size_t i = 0; i < vars->len; i++) vars->data[i]->current = (Val){.kind = VAL_VALUE, .value = values[i]};
+}
+
+static void emit_yield(Lower *L, OpCode code, IrValue *first, BindingList *vars, SrcLoc loc) {
+    size_t n = vars->len + (first ? 1 : 0);
+    IrValue **ops = xmalloc(sizeof(IrValue *) * (n + 1));
+    size_t k = 0;
+    if (first) ops[k++] = first;
+    bool ok = true;
+    for (size_t i = 0; i < vars->len; i++) {
+        ok = ok && vars->data[i]->current.kind == VAL_VALUE;
+        ops[k++] = ok ? vars->data[i]->current.value : NULL;
+    }
+    if (ok) {
+        L->b.loc = loc;
+        ir_build(&L->b, code, ops, (uint32_t)n, NULL, 0);
+    }
+    free(ops);
+}
+
+static IrValue *scalar_int(Lower *L, Val v, ElemType e, const AstNode *at, const char *what) {
+    IrValue *x = lower_materialize(L, v, e, at->loc);
+    if (!x) return NULL;
+    char tn[64];
+    if (x->type->kind != TY_TILE || x->type->rank != 0 || !elem_eq(x->type->elem, e)) {
+        diag_error(L->diags, at->loc, "%s must be a %s scalar, found %s", what, elem_name(e, tn),
+                   lower_type_str(x->type, tn + 16, sizeof tn - 16));
+        return NULL;
+    }
+    return x;
+}
+
+static void lower_for(Lower *L, const AstNode *s) {
+    Val lo = lower_expr(L, s->lhs), hi = lower_expr(L, s->rhs);
+    Val step = s->step ? lower_expr(L, s->step) : (Val){.kind = VAL_CONST, .c = {.i = 1}};
+    int64_t depth = 0;
+    if (s->pipeline && lower_const_int(L, s->pipeline, "the pipeline depth", &depth) && (depth < 1 || depth > 8)) {
+        diag_error(L->diags, s->pipeline->loc, "pipeline depth must be 1 to 8, found %lld", (long long)depth);
+        depth = 0;
+    }
+    if (step.kind == VAL_CONST && !step.c.is_float && !step.is_bool && step.c.i <= 0) {
+        diag_error(L->diags, s->step->loc, "loop step must be positive, found %lld", (long long)step.c.i);
+        return;
+    }
+    if (lo.kind == VAL_POISON || hi.kind == VAL_POISON || step.kind == VAL_POISON) return;
+    /* the induction variable's type: the first typed bound, else i32 */
+    ElemType e = elem_i32();
+    const Val *bounds[3] = {&lo, &hi, &step};
+    for (int i = 2; i >= 0; i--)
+        if (bounds[i]->kind == VAL_VALUE) e = bounds[i]->value->type->elem;
+    if (!elem_is_integer(e)) {
+        diag_error(L->diags, s->lhs->loc, "loop bounds must be integers");
+        return;
+    }
+    IrValue *vlo = scalar_int(L, lo, e, s->lhs, "the loop start");
+    IrValue *vhi = scalar_int(L, hi, e, s->rhs, "the loop end");
+    IrValue *vstep = scalar_int(L, step, e, s->step ? s->step : s->lhs, "the loop step");
+    if (!vlo || !vhi || !vstep) return;
+
+    BindingList vars = {0};
+    collect_assigned(L, s->body, &vars);
+    size_t n = vars.len;
+    IrValue **ops = xmalloc(sizeof(IrValue *) * (n + 3));
+    const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
+    ops[0] = vlo, ops[1] = vhi, ops[2] = vstep;
+    bool ok = carried_values(L, &vars, ops + 3);
+    for (size_t i = 0; ok && i < n; i++) types[i] = ops[3 + i]->type;
+    if (ok) {
+        L->b.loc = s->loc;
+        IrOp *op = ir_build(&L->b, OP_FOR, ops, (uint32_t)(n + 3), types, (uint32_t)n);
+        op->ints[0] = depth, op->nints = 1;
+        IrRegion *body = ir_op_add_region(op);
+        IrValue *iv = ir_region_add_arg(body, ir_scalar_type(L->module, e), s->name);
+        for (size_t i = 0; i < n; i++) ops[3 + i] = ir_region_add_arg(body, types[i], vars.data[i]->name);
+        IrBuilder saved = L->b;
+        ir_builder_at_end(&L->b, body);
+        set_carried(&vars, ops + 3);
+        scope_push(L);
+        Binding *ivb = bind(L, s->name, BIND_LET, s->loc);
+        ivb->current = (Val){.kind = VAL_VALUE, .value = iv};
+        lower_block(L, s->body);
+        scope_pop(L);
+        emit_yield(L, OP_YIELD, NULL, &vars, s->body->loc);
+        L->b = saved;
+        set_carried(&vars, op->results);
+    }
+    free(ops);
+    free(types);
+    vec_free(&vars);
+}
+
+static void lower_if(Lower *L, const AstNode *s) {
+    Val c = lower_expr(L, s->cond);
+    if (c.kind == VAL_POISON) return;
+    if (c.kind == VAL_CONST) {
+        if (!c.is_bool) {
+            diag_error(L->diags, s->cond->loc, "if condition must be a bool");
+            return;
+        }
+        const AstNode *taken = c.c.i ? s->body : s->else_body;
+        if (taken && taken->kind == AST_IF) lower_if(L, taken);
+        else if (taken) lower_block(L, taken);
+        return;
+    }
+    IrValue *cv = c.value;
+    char tn[64];
+    if (cv->type->kind != TY_TILE || cv->type->rank != 0 || !elem_is_bool(cv->type->elem)) {
+        diag_error(L->diags, s->cond->loc, "if condition must be a scalar bool, found %s%s",
+                   lower_type_str(cv->type, tn, sizeof tn),
+                   cv->type->rank > 0 ? "; use where() to select between tiles" : "");
+        return;
+    }
+    BindingList vars = {0};
+    collect_assigned(L, s->body, &vars);
+    collect_assigned(L, s->else_body, &vars);
+    size_t n = vars.len;
+    IrValue **before = xmalloc(sizeof(IrValue *) * (n + 1));
+    const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
+    if (carried_values(L, &vars, before)) {
+        for (size_t i = 0; i < n; i++) types[i] = before[i]->type;
+        L->b.loc = s->loc;
+        IrOp *op = ir_build(&L->b, OP_IF, &cv, 1, types, (uint32_t)n);
+        IrBuilder saved = L->b;
+        for (int branch = 0; branch < 2; branch++) {
+            IrRegion *r = ir_op_add_region(op);
+            ir_builder_at_end(&L->b, r);
+            set_carried(&vars, before);
+            const AstNode *blk = branch == 0 ? s->body : s->else_body;
+            if (blk && blk->kind == AST_IF) lower_if(L, blk);
+            else if (blk) lower_block(L, blk);
+            emit_yield(L, OP_YIELD, NULL, &vars, blk ? blk->loc : s->loc);
+        }
+        L->b = saved;
+        set_carried(&vars, op->results);
+    }
+    free(before);
+    free(types);
+    vec_free(&vars);
+}
+
+static void lower_while(Lower *L, const AstNode *s) {
+    BindingList vars = {0};
+    collect_assigned(L, s->body, &vars);
+    size_t n = vars.len;
+    IrValue **init = xmalloc(sizeof(IrValue *) * (n + 1));
+    const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
+    if (carried_values(L, &vars, init)) {
+        for (size_t i = 0; i < n; i++) types[i] = init[i]->type;
+        L->b.loc = s->loc;
+        IrOp *op = ir_build(&L->b, OP_WHILE, init, (uint32_t)n, types, (uint32_t)n);
+        IrBuilder saved = L->b;
+        IrRegion *before = ir_op_add_region(op);
+        IrValue **args = xmalloc(sizeof(IrValue *) * (n + 1));
+        for (size_t i = 0; i < n; i++) args[i] = ir_region_add_arg(before, types[i], vars.data[i]->name);
+        ir_builder_at_end(&L->b, before);
+        set_carried(&vars, args);
+        Val c = lower_expr(L, s->cond);
+        IrValue *cv = c.kind == VAL_POISON ? NULL : lower_default(L, c, s->cond->loc);
+        char tn[64];
+        if (cv && (cv->type->kind != TY_TILE || cv->type->rank != 0 || !elem_is_bool(cv->type->elem))) {
+            diag_error(L->diags, s->cond->loc, "while condition must be a scalar bool, found %s",
+                       lower_type_str(cv->type, tn, sizeof tn));
+            cv = NULL;
+        }
+        if (cv) emit_yield(L, OP_CONDITION, cv, &vars, s->cond->loc);
+        IrRegion *body = ir_op_add_region(op);
+        for (size_t i = 0; i < n; i++) args[i] = ir_region_add_arg(body, types[i], vars.data[i]->name);
+        ir_builder_at_end(&L->b, body);
+        set_carried(&vars, args);
+        lower_block(L, s->body);
+        emit_yield(L, OP_YIELD, NULL, &vars, s->body->loc);
+        L->b = saved;
+        set_carried(&vars, op->results);
+        free(args);
+    } else {
+        Val c = lower_expr(L, s->cond);
+        (void)c;
+    }
+    free(init);
+    free(types);
+    vec_free(&vars);
+}
+
+static void lower_stmt(Lower *L, const AstNode *s) {
+    L->b.loc = s->loc;
+    switch (s->kind) {
+    case AST_LET:
+    case AST_VAR: lower_decl_stmt(L, s); return;
+    case AST_ASSIGN: lower_assign(L, s); return;
+    case AST_EXPR_STMT: {
+        const AstNode *saved = L->statement_expr;
+        L->statement_expr = s->lhs;
+        lower_expr(L, s->lhs);
+        L->statement_expr = saved;
+        return;
+    }
+    case AST_FOR: lower_for(L, s); return;
+    case AST_IF: lower_if(L, s); return;
+    case AST_WHILE: lower_while(L, s); return;
+    case AST_BLOCK: lower_block(L, s); return;
+    case AST_RETURN:
+        if (L->in_function)
+            diag_error(L->diags, s->loc, "return must be the last statement of a device function");
+        else
+            diag_error(L->diags, s->loc, "kernels do not return values; store results into tensors");
+        return;
+    default:
+        diag_error(L->diags, s->loc, "expected a statement");
+        return;
+    }
+}
+
+static void lower_block(Lower *L, const AstNode *block) {
+    scope_push(L);
+    for (uint32_t i = 0; block->args && i < block->args->len; i++) lower_stmt(L, block->args->items[i]);
+    scope_pop(L);
+}
+
+/* ---- device functions ------------------------------------------------------------------------- */
+typedef struct SavedState {
+    IrBuilder b;
+    size_t scope_len, marks_len;
+    IrRegion *entry;
+    VEC(IrValue *) dim_cache;
+    bool in_function;
+    const IrType *return_type;
+    Val returned;
+    bool has_return;
+} SavedState;
+
+static void describe_arg(Val v, Strbuf *key) {
+    char tn[64];
+    if (v.kind == VAL_CONST) {
+        if (v.is_bool) sb_printf(key, "|b%lld", (long long)v.c.i);
+        else if (v.c.is_float) sb_printf(key, "|f%.17g", v.c.f);
+        else sb_printf(key, "|i%lld", (long long)v.c.i);
+    } else {
+        sb_printf(key, "|%s", lower_type_str(v.value->type, tn, sizeof tn));
+    }
+}
+
+static IrFunction *instantiate(Lower *L, const AstNode *decl, Val *args, const IrParam *tensor_params,
+                               const char *key) {
+    /* name: f, then f.1, f.2 ... per further instance */
+    int count = 0;
+    for (FnInstance *i = L->instances; i; i = i->next) count += i->decl == decl;
+    char name[300];
+    if (count) snprintf(name, sizeof name, "%.250s.%d", decl->name, count);
+    else snprintf(name, sizeof name, "%.250s", decl->name);
+    IrFunction *f = ir_function_new(L->module, name, false, decl->loc);
+    FnInstance *inst = ARENA_NEW(&L->module->arena, FnInstance);
+    inst->decl = decl;
+    inst->key = arena_strdup(&L->module->arena, key);
+    inst->function = f;
+    inst->next = L->instances;
+    L->instances = inst;
+
+    SavedState s = {L->b, L->scope.len, L->scope_marks.len, L->entry, {0}, L->in_function,
+                    L->return_type, L->returned, L->has_return};
+    s.dim_cache.data = L->dim_cache.data, s.dim_cache.len = L->dim_cache.len, s.dim_cache.cap = L->dim_cache.cap;
+    L->dim_cache.data = NULL, L->dim_cache.len = L->dim_cache.cap = 0;
+    /* a device function sees its parameters only */
+    vec_push(&L->scope_marks, L->scope.len);
+    size_t hidden = L->scope.len;
+    (void)hidden;
+    L->entry = f->body;
+    L->in_function = true;
+    L->return_type = NULL;
+    L->has_return = false;
+    L->returned = POISON_VAL;
+    ir_builder_at_end(&L->b, f->body);
+
+    uint32_t np = decl->params ? decl->params->len : 0, nvalue = 0;
+    for (uint32_t i = 0; i < np; i++) nvalue += args[i].kind == VAL_VALUE;
+    f->params = ARENA_ARRAY(&L->module->arena, IrParam, nvalue ? nvalue : 1);
+    f->nparams = nvalue;
+    /* Bindings made here must not see the caller's names: search stops at the function mark. */
+    size_t base = L->scope.len;
+    for (uint32_t i = 0, k = 0; i < np; i++) {
+        const AstNode *p = decl->params->items[i];
+        Binding *b;
+        if (args[i].kind == VAL_CONST) {
+            b = bind(L, p->name, BIND_CONST, p->loc);
+            b->current = args[i];
+            continue;
+        }
+        IrValue *arg = ir_region_add_arg(f->body, args[i].value->type, p->name);
+        f->params[k].name = arena_strdup(&L->module->arena, p->name);
+        f->params[k].loc = p->loc;
+        if (arg->type->kind == TY_TENSOR) {
+            memcpy(f->params[k].dims, tensor_params[i].dims, sizeof f->params[k].dims);
+            b = bind(L, p->name, BIND_TENSOR, p->loc);
+            b->param_index = (int)k;
+        } else {
+            b = bind(L, p->name, BIND_LET, p->loc);
+            b->current = (Val){.kind = VAL_VALUE, .value = arg};
+        }
+        k++;
+    }
+    (void)base;
+    const IrType *declared = NULL;
+    if (decl->type && !lower_type(L, decl->type, &declared)) declared = NULL;
+    const AstNode *body = decl->body;
+    uint32_t nstmt = body->args ? body->args->len : 0;
+    scope_push(L);
+    for (uint32_t i = 0; i < nstmt; i++) {
+        const AstNode *st = body->args->items[i];
+        if (st->kind == AST_RETURN && i == nstmt - 1) {
+            L->b.loc = st->loc;
+            if (!st->lhs) {
+                if (declared) diag_error(L->diags, st->loc, "function '%s' must return a value", decl->name);
+                ir_build(&L->b, OP_RETURN, NULL, 0, NULL, 0);
+                L->has_return = true;
+                continue;
+            }
+            Val v = lower_expr(L, st->lhs);
+            IrValue *x = NULL;
+            if (v.kind != VAL_POISON) x = declared ? lower_coerce(L, v, declared, st->lhs->loc, "return value")
+                                                   : lower_default(L, v, st->lhs->loc);
+            if (x && x->type->kind == TY_TENSOR) {
+                diag_error(L->diags, st->lhs->loc, "device functions cannot return tensors");
+                x = NULL;
+            }
+            if (x) {
+                L->b.loc = st->loc;
+                ir_build(&L->b, OP_RETURN, &x, 1, NULL, 0);
+                f->result_types = ARENA_ARRAY(&L->module->arena, const IrType *, 1);
+                f->result_types[0] = x->type;
+                f->nresults = 1;
+            }
+            L->has_return = true;
+            continue;
+        }
+        lower_stmt(L, st);
+    }
+    scope_pop(L);
+    if (!L->has_return) {
+        if (declared) diag_error(L->diags, decl->loc, "function '%s' must end with a return statement", decl->name);
+        L->b.loc = decl->loc;
+        ir_build(&L->b, OP_RETURN, NULL, 0, NULL, 0);
+    }
+    vec_free(&L->dim_cache);
+    L->b = s.b;
+    L->scope.len = s.scope_len;
+    L->scope_marks.len = s.marks_len;
+    L->entry = s.entry;
+    L->dim_cache.data = s.dim_cache.data, L->dim_cache.len = s.dim_cache.len, L->dim_cache.cap = s.dim_cache.cap;
+    L->in_function = s.in_function;
+    L->return_type = s.return_type;
+    L->returned = s.returned;
+    L->has_return = s.has_return;
+    return f;
+}
+
+Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
+    uint32_t np = decl->params ? decl->params->len : 0;
+    uint32_t na = call->args ? call->args->len : 0;
+    if (na != np) {
+        diag_error(L->diags, call->loc, "'%s' takes %u argument%s, %u given", decl->name, np, np == 1 ? "" : "s", na);
+        return POISON_VAL;
+    }
+    for (size_t i = 0; i < L->call_stack.len; i++)
+        if (L->call_stack.data[i] == decl) {
+            diag_error(L->diags, call->loc, "recursive call of '%s': device functions are inlined and cannot recurse",
+                       decl->name);
+            return POISON_VAL;
+        }
+    Val *args = xcalloc(np + 1, sizeof(Val));
+    IrParam *tparams = xcalloc(np + 1, sizeof(IrParam));
+    Strbuf key = {0};
+    bool ok = true;
+    for (uint32_t i = 0; i < np; i++) {
+        const AstNode *a = call->args->items[i], *p = decl->params->items[i];
+        if (a->kind == AST_KWARG) {
+            diag_error(L->diags, a->loc, "device functions take positional arguments only");
+            ok = false;
+            continue;
+        }
+        Val v = lower_expr(L, a);
+        if (v.kind == VAL_POISON) {
+            ok = false;
+            continue;
+        }
+        if (p->type) {
+            const IrType *pt;
+            if (!lower_type(L, p->type, &pt)) {
+                ok = false;
+                continue;
+            }
+            IrValue *x = lower_coerce(L, v, pt, a->loc, "argument");
+            if (!x) {
+                ok = false;
+                continue;
+            }
+            v = (Val){.kind = VAL_VALUE, .value = x};
+        }
+        if (v.kind == VAL_VALUE && v.value->type->kind == TY_TENSOR) {
+            IrValue *t = v.value;
+            if (t->region != L->entry) tile_unreachable();
+            tparams[i] = L->b.function->params[t->index];
+        }
+        args[i] = v;
+        describe_arg(v, &key);
+    }
+    Val result = POISON_VAL;
+    if (ok) {
+        IrFunction *f = NULL;
+        for (FnInstance *i = L->instances; i; i = i->next)
+            if (i->decl == decl && strcmp(i->key, sb_str(&key)) == 0) f = i->function;
+        if (!f) {
+            vec_push(&L->call_stack, decl);
+            f = instantiate(L, decl, args, tparams, sb_str(&key));
+            L->call_stack.len--;
+        }
+        IrValue **ops = xcalloc(np + 1, sizeof(IrValue *));
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < np; i++)
+            if (args[i].kind == VAL_VALUE) ops[n++] = args[i].value;
+        L->b.loc = call->loc;
+        IrOp *op = ir_build(&L->b, OP_CALL, ops, n, f->result_types, f->nresults);
+        op->callee = f;
+        free(ops);
+        if (f->nresults) result = (Val){.kind = VAL_VALUE, .value = op->results[0]};
+        else if (call != L->statement_expr)
+            diag_error(L->diags, call->loc, "'%s' returns no value", decl->name);
+    }
+    sb_free(&key);
+    free(args);
+    free(tparams);
+    return result;
+}
+
+/* ---- kernels --------------------------------------------------------------------------------- */
+static SrcLoc file_loc(AstFile *file) { return (SrcLoc){&file->source, 1, 1}; }
+
+static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
+    uint32_t np = k->params ? k->params->len : 0;
+    f->params = ARENA_ARRAY(&L->module->arena, IrParam, np ? np : 1);
+    f->nparams = np;
+    bool ok = true;
+    for (uint32_t i = 0; i < np; i++) {
+        const AstNode *p = k->params->items[i];
+        IrParam *ip = &f->params[i];
+        ip->name = arena_strdup(&L->module->arena, p->name);
+        ip->loc = p->loc;
+        const IrType *t = NULL;
+        ElemType e;
+        if (!p->type || !lower_elem(L, p->type, &e)) {
+            if (!p->type) diag_error(L->diags, p->loc, "kernel parameter '%s' needs a type", p->name);
+            ok = false;
+            t = ir_scalar_type(L->module, elem_i32());
+        } else if (p->type->type_kind == TYPE_TENSOR) {
+            uint32_t rank = p->type->shape ? p->type->shape->len : 0;
+            if (rank == 0 || rank > IR_MAX_RANK) {
+                diag_error(L->diags, p->type->loc, "a tensor needs 1 to %d dimensions", IR_MAX_RANK);
+                ok = false;
+                rank = 1;
+            }
+            for (uint32_t d = 0; d < rank && p->type->shape && d < p->type->shape->len; d++) {
+                const AstNode *dim = p->type->shape->items[d];
+                Binding *b = dim->kind == AST_NAME ? lower_lookup(L, dim->name) : NULL;
+                if (dim->kind == AST_NAME && (!b || b->kind == BIND_DIM)) {
+                    ip->dims[d].symbol = arena_strdup(&L->module->arena, dim->name);
+                    if (!b) {
+                        b = bind(L, dim->name, BIND_DIM, dim->loc);
+                        b->param_index = (int)i;
+                        b->axis = (int)d;
+                    }
+                    continue;
+                }
+                int64_t size;
+                if (!lower_const_int(L, dim, "a tensor dimension", &size)) {
+                    ok = false;
+                } else if (size < 0 || size > INT32_MAX) {
+                    diag_error(L->diags, dim->loc, "tensor dimension must be 0 to %d, found %lld", INT32_MAX, (long long)size);
+                    ok = false;
+                }
+                ip->dims[d].size = size;
+            }
+            t = ir_tensor_type(L->module, e, (int)rank);
+        } else if (p->type->type_kind == TYPE_TILE) {
+            diag_error(L->diags, p->type->loc, "kernel parameters are tensors or scalars; pass a tensor and load the tile");
+            ok = false;
+            t = ir_scalar_type(L->module, e);
+        } else {
+            t = ir_scalar_type(L->module, e);
+        }
+        if (lower_lookup(L, p->name)) {
+            diag_error(L->diags, p->loc, "'%s' is already declared", p->name);
+            ok = false;
+        }
+        ir_region_add_arg(f->body, t, p->name);
+        ir_region_add_arg(f->grid, t, p->name);
+        Binding *b = bind(L, p->name, BIND_TENSOR, p->loc);
+        b->param_index = (int)i;
+    }
+    return ok;
+}
+
+static bool bind_constants(Lower *L, const AstNode *k, const ConstBinding *consts, size_t nconsts) {
+    bool ok = true;
+    uint32_t nc = k->const_params ? k->const_params->len : 0;
+    for (size_t j = 0; j < nconsts; j++) {
+        bool found = false;
+        for (uint32_t i = 0; i < nc; i++) found = found || strcmp(k->const_params->items[i]->name, consts[j].name) == 0;
+        if (!found) {
+            diag_error(L->diags, k->loc, "kernel '%s' has no compile-time parameter '%s'", k->name, consts[j].name);
+            ok = false;
+        }
+    }
+    for (uint32_t i = 0; i < nc; i++) {
+        const AstNode *cp = k->const_params->items[i];
+        Val v = POISON_VAL;
+        const ConstBinding *given = NULL;
+        for (size_t j = 0; j < nconsts; j++)
+            if (strcmp(consts[j].name, cp->name) == 0) given = &consts[j];
+        if (given) {
+            v = given->is_float ? (Val){.kind = VAL_CONST, .c = {.is_float = true, .f = given->f}}
+                                : (Val){.kind = VAL_CONST, .c = {.i = given->i}};
+        } else if (cp->lhs) {
+            v = lower_expr(L, cp->lhs);
+            if (v.kind == VAL_VALUE) {
+                diag_error(L->diags, cp->lhs->loc, "the default of '%s' must be a compile-time constant", cp->name);
+                v = POISON_VAL;
+            }
+        } else {
+            diag_error(L->diags, cp->loc, "compile-time parameter '%s' has no default; give it a value (-D %s=...)",
+                       cp->name, cp->name);
+        }
+        if (v.kind == VAL_CONST && cp->type) {
+            ElemType e;
+            if (cp->type->type_kind != TYPE_SCALAR || !lower_elem(L, cp->type, &e)) {
+                if (cp->type->type_kind != TYPE_SCALAR)
+                    diag_error(L->diags, cp->type->loc, "compile-time parameters are scalars");
+                v = POISON_VAL;
+            } else if (elem_is_bool(e)) {
+                if (!v.is_bool) {
+                    if (v.c.is_float || (v.c.i != 0 && v.c.i != 1)) {
+                        diag_error(L->diags, cp->loc, "'%s' is a bool; give true or false", cp->name);
+                        v = POISON_VAL;
+                    } else {
+                        v.is_bool = true;
+                    }
+                }
+            } else if (elem_is_integer(e) && (v.c.is_float || v.is_bool)) {
+                diag_error(L->diags, cp->loc, "'%s' is an integer; found a %s", cp->name, v.is_bool ? "bool" : "float");
+                v = POISON_VAL;
+            } else if (elem_is_float(e) && !v.c.is_float && !v.is_bool) {
+                v.c.is_float = true;
+                v.c.f = (double)v.c.i;
+            }
+        }
+        if (v.kind == VAL_POISON) ok = false;
+        Binding *b = bind(L, cp->name, BIND_CONST, cp->loc);
+        b->current = v;
+    }
+    return ok;
+}
+
+static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
+    L->entry = f->grid;
+    L->dim_cache.len = 0;
+    ir_builder_at_end(&L->b, f->grid);
+    uint32_t n = k->grid ? k->grid->len : 0;
+    if (n == 0 || n > 3) {
+        diag_error(L->diags, k->loc, "grid(...) takes 1 to 3 sizes, found %u", n);
+        return;
+    }
+    IrValue *dims[3];
+    bool ok = true;
+    for (uint32_t i = 0; i < n; i++) {
+        const AstNode *g = k->grid->items[i];
+        Val v = lower_expr(L, g);
+        IrValue *x = NULL;
+        char tn[64];
+        if (v.kind == VAL_CONST) {
+            x = lower_materialize(L, v, elem_i32(), g->loc);
+        } else if (v.kind == VAL_VALUE) {
+            x = v.value;
+            if (x->type->kind != TY_TILE || x->type->rank != 0 || !elem_is_integer(x->type->elem)) {
+                diag_error(L->diags, g->loc, "grid sizes must be integer scalars, found %s", lower_type_str(x->type, tn, sizeof tn));
+                x = NULL;
+            } else if (!elem_eq(x->type->elem, elem_i32())) {
+                L->b.loc = g->loc;
+                x = ir_op1(&L->b, OP_CAST, ir_scalar_type(L->module, elem_i32()), x);
+            }
+        }
+        ok = ok && x;
+        dims[i] = x;
+    }
+    if (ok) {
+        L->b.loc = k->loc;
+        ir_build(&L->b, OP_YIELD, dims, n, NULL, 0);
+    }
+}
+
+IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBinding *consts, size_t nconsts,
+                         IrModule *m, DiagList *d) {
+    Lower L = {0};
+    L.file = file;
+    L.module = m;
+    L.diags = d;
+    int errors_before = d->errors;
+    const AstNode *k = lower_find_decl(&L, AST_KERNEL, kernel_name);
+    if (!k) {
+        diag_error(d, file_loc(file), "no kernel named '%s' in %s", kernel_name, file->source.name);
+        return NULL;
+    }
+    IrFunction *f = ir_function_new(m, k->name, true, k->loc);
+    scope_push(&L);
+    bind_constants(&L, k, consts, nconsts);
+    lower_params(&L, k, f);
+    lower_grid(&L, k, f);
+    L.entry = f->body;
+    L.dim_cache.len = 0;
+    ir_builder_at_end(&L.b, f->body);
+    lower_block(&L, k->body);
+    scope_pop(&L);
+    vec_free(&L.scope);
+    vec_free(&L.scope_marks);
+    vec_free(&L.dim_cache);
+    vec_free(&L.call_stack);
+    return d->errors > errors_before ? NULL : f;
+}

@@ -1,0 +1,89 @@
+/*
+ * lower.h: state shared by the two halves of the lowering (lower.c: declarations, statements,
+ * scopes, device functions; lower_expr.c: expressions and builtins). Not part of the frontend's
+ * interface (frontend.h).
+ *
+ * An expression lowers to a Val: an IR value, or a compile-time constant that has no IR yet.
+ * Constants stay untyped (like Go's) until they meet a typed operand or must be materialized,
+ * when integers default to i32 and floats to f32; that is what lets `x * 2` work for every
+ * element type of x and `BM * 2` stay a shape. A Val with neither is the poison left by an
+ * error: every consumer passes it on silently so one mistake gives one diagnostic.
+ */
+#ifndef TILE_FRONTEND_LOWER_H
+#define TILE_FRONTEND_LOWER_H
+
+#include "frontend.h"
+
+typedef enum { VAL_POISON, VAL_VALUE, VAL_CONST } ValKind;
+
+typedef struct Val {
+    ValKind kind;
+    IrValue *value;     /* VAL_VALUE */
+    IrConst c;          /* VAL_CONST: c.is_float says int or float */
+    bool is_bool;       /* VAL_CONST: true/false, typed bool */
+} Val;
+
+typedef enum {
+    BIND_CONST,   /* compile-time constant: Val of kind VAL_CONST */
+    BIND_LET,     /* immutable value */
+    BIND_VAR,     /* mutable value: current is updated by assignments */
+    BIND_TENSOR,  /* tensor parameter: param_index */
+    BIND_DIM,     /* symbolic size: the dimension `axis` of tensor parameter `param_index` */
+} BindKind;
+
+typedef struct Binding {
+    const char *name;
+    BindKind kind;
+    Val current;
+    const IrType *var_type;  /* BIND_VAR: the declared type every assignment must keep */
+    int param_index, axis;
+    SrcLoc loc;
+} Binding;
+
+typedef struct FnInstance {
+    const AstNode *decl;
+    char *key;               /* argument types and constant values */
+    IrFunction *function;
+    struct FnInstance *next;
+} FnInstance;
+
+/* Per-region cache of values that are emitted once at the top of a region (tensor params'
+ * region arguments, DIM ops). */
+typedef struct Lower {
+    AstFile *file;
+    IrModule *module;
+    DiagList *diags;
+    IrBuilder b;
+    VEC(Binding *) scope;    /* innermost last; scope_marks delimit blocks */
+    VEC(size_t) scope_marks;
+    IrRegion *entry;         /* the region whose arguments are the current function's params */
+    VEC(IrValue *) dim_cache;/* per parameter * IR_MAX_RANK: DIM values in `entry` */
+    bool in_function;        /* lowering a device function (return allowed) */
+    const IrType *return_type; /* device function: declared or first returned type */
+    Val returned;
+    bool has_return;
+    FnInstance *instances;
+    VEC(const AstNode *) call_stack;
+    int depth;               /* recursion guard for expressions */
+    const AstNode *statement_expr; /* the expression of the statement being lowered */
+} Lower;
+
+/* lower.c */
+Binding *lower_lookup(Lower *L, const char *name);
+bool lower_type(Lower *L, const AstNode *type, const IrType **out);
+Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl);
+const AstNode *lower_find_decl(Lower *L, AstKind kind, const char *name);
+
+/* lower_expr.c */
+Val lower_expr(Lower *L, const AstNode *e);
+Val lower_value_of(Lower *L, Binding *bnd, SrcLoc loc);
+IrValue *lower_materialize(Lower *L, Val v, ElemType elem, SrcLoc loc);   /* NULL on error */
+IrValue *lower_default(Lower *L, Val v, SrcLoc loc);       /* constants: i32 / f32 / bool */
+IrValue *lower_coerce_const(Lower *L, Val v, const IrType *to, SrcLoc loc);
+IrValue *lower_coerce(Lower *L, Val v, const IrType *to, SrcLoc loc, const char *what);
+bool lower_const_int(Lower *L, const AstNode *e, const char *what, int64_t *out);
+void lower_store(Lower *L, const AstNode *target, Val value, SrcLoc loc);
+Val lower_binary_op(Lower *L, int op, Val a, Val b, SrcLoc loc);
+const char *lower_type_str(const IrType *t, char *buf, size_t n);
+
+#endif
