@@ -128,19 +128,52 @@ TILE_API void tile_program_destroy(tile_program *program);
 TILE_API tile_status tile_program_get_kernel(tile_program *program, const char *kernel,
                                              const tile_constant *constants, size_t nconstants,
                                              tile_kernel **out);
+/* The kernels of a program, in source order. */
+TILE_API int tile_program_num_kernels(const tile_program *program);
+TILE_API const char *tile_program_kernel_name(const tile_program *program, int index);
+
+/* What a kernel expects for each parameter (for tools and generic launchers). */
+typedef struct tile_param_info {
+    const char *name;
+    tile_arg_kind kind;      /* TILE_ARG_TENSOR, or the scalar's kind */
+    tile_dtype dtype;        /* element type of the tensor or scalar */
+    int rank;                /* tensors */
+    const char *dim_symbols[TILE_MAX_RANK]; /* "M", or NULL where the size is fixed */
+    int64_t dim_sizes[TILE_MAX_RANK];       /* fixed sizes */
+} tile_param_info;
 TILE_API int tile_kernel_num_params(const tile_kernel *kernel);
-TILE_API const char *tile_kernel_param_name(const tile_kernel *kernel, int index);
+TILE_API tile_status tile_kernel_param(const tile_kernel *kernel, int index, tile_param_info *out);
 
 /* Checks every argument (count, kinds, element types, ranks, shapes against the symbolic
  * sizes, null pointers) before anything runs, then launches on the stream. */
 TILE_API tile_status tile_kernel_launch(tile_kernel *kernel, const tile_arg *args, size_t nargs,
                                         tile_stream *stream);
 
+/* Compiles a kernel without running it and returns a textual form in *out (free it with
+ * tile_string_free): the IR after the pass pipeline, or after the pass named dump_after. */
+typedef enum tile_emit_kind { TILE_EMIT_IR = 0 } tile_emit_kind;
+typedef struct tile_emit_options {
+    const char *dump_after;  /* pass name or NULL */
+} tile_emit_options;
+TILE_API tile_status tile_program_emit(tile_program *program, const char *kernel,
+                                       const tile_constant *constants, size_t nconstants,
+                                       tile_emit_kind kind, const tile_emit_options *options,
+                                       char **out, size_t *len);
+TILE_API void tile_string_free(char *s);
+/* The names of the passes, one per line, in pipeline order. */
+TILE_API const char *tile_pass_names(void);
+
 /* Convenience: a contiguous (row-major) tensor description. */
 TILE_API tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank,
                                             const int64_t *shape);
 /* Bytes needed for a contiguous tensor of numel elements of dtype (sub-byte types packed). */
 TILE_API size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel);
+
+/* Host-side conversion between doubles and any element type, in the packed memory format
+ * described at tile_tensor (rounding to nearest even, saturating as the VM does). dst of
+ * tile_pack must hold tile_dtype_bytes(dtype, n) bytes. */
+TILE_API tile_status tile_pack(tile_dtype dtype, const double *src, int64_t n, void *dst);
+TILE_API tile_status tile_unpack(tile_dtype dtype, const void *src, int64_t n, double *dst);
 
 TILE_API const char *tile_status_name(tile_status status);
 TILE_API const char *tile_version(void);

@@ -1,0 +1,410 @@
+/*
+ * api.c: the public C API: contexts, device memory, programs, kernels and launches.
+ *
+ * Every entry point validates its arguments, returns a tile_status and, on failure, leaves a
+ * message for tile_context_message in thread-local storage, so concurrent threads never see
+ * each other's messages. Compiled kernels are cached in their program by (name, constants)
+ * under the program's lock, so several threads may ask for the same kernel at once.
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "passes/passes.h"
+#include "vm.h"
+
+static _Thread_local const tile_context *message_ctx;
+static _Thread_local char *message_text;
+
+tile_status rt_fail(const tile_context *ctx, tile_status status, const char *fmt, ...) {
+    Strbuf sb = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&sb, fmt, ap);
+    va_end(ap);
+    free(message_text);
+    message_text = xstrdup(sb_str(&sb));
+    message_ctx = ctx;
+    sb_free(&sb);
+    return status;
+}
+
+static void clear_message(const tile_context *ctx) {
+    if (message_ctx == ctx) {
+        free(message_text);
+        message_text = NULL;
+        message_ctx = NULL;
+    }
+}
+
+const char *tile_context_message(const tile_context *ctx) {
+    return ctx && message_ctx == ctx && message_text ? message_text : "";
+}
+
+const char *tile_status_name(tile_status status) {
+    switch (status) {
+    case TILE_OK: return "TILE_OK";
+    case TILE_ERROR_INVALID_ARGUMENT: return "TILE_ERROR_INVALID_ARGUMENT";
+    case TILE_ERROR_COMPILE: return "TILE_ERROR_COMPILE";
+    case TILE_ERROR_NOT_FOUND: return "TILE_ERROR_NOT_FOUND";
+    case TILE_ERROR_DEVICE: return "TILE_ERROR_DEVICE";
+    case TILE_ERROR_OUT_OF_MEMORY: return "TILE_ERROR_OUT_OF_MEMORY";
+    case TILE_ERROR_UNSUPPORTED: return "TILE_ERROR_UNSUPPORTED";
+    }
+    return "TILE_ERROR_UNKNOWN";
+}
+
+const char *tile_version(void) { return TILE_VERSION_STRING; }
+
+/* ---- contexts ------------------------------------------------------------------------------ */
+tile_status tile_context_create(tile_device_kind device, int ordinal, tile_context **out) {
+    if (!out) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (device == TILE_DEVICE_DEFAULT) {
+        const char *env = getenv("TILE_DEVICE");
+        if (env && strcmp(env, "vm") == 0) device = TILE_DEVICE_VM;
+        else if (env && strcmp(env, "cuda") == 0) device = TILE_DEVICE_CUDA;
+        else if (env && *env) return rt_fail(NULL, TILE_ERROR_INVALID_ARGUMENT, "TILE_DEVICE=%s: expected vm or cuda", env);
+        else device = TILE_DEVICE_VM;
+    }
+    if (device != TILE_DEVICE_VM && device != TILE_DEVICE_CUDA) return TILE_ERROR_INVALID_ARGUMENT;
+    if (device == TILE_DEVICE_CUDA) return rt_fail(NULL, TILE_ERROR_UNSUPPORTED, "the cuda device is not available in this build");
+    tile_context *ctx = xcalloc(1, sizeof *ctx);
+    ctx->device = device;
+    ctx->ordinal = ordinal;
+    snprintf(ctx->name, sizeof ctx->name, "vm (CPU interpreter)");
+    pthread_mutex_init(&ctx->lock, NULL);
+    *out = ctx;
+    return TILE_OK;
+}
+
+void tile_context_destroy(tile_context *ctx) {
+    if (!ctx) return;
+    clear_message(ctx);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}
+
+tile_device_kind tile_context_device(const tile_context *ctx) { return ctx ? ctx->device : TILE_DEVICE_DEFAULT; }
+const char *tile_context_device_name(const tile_context *ctx) { return ctx ? ctx->name : ""; }
+
+/* ---- memory --------------------------------------------------------------------------------- */
+tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out) {
+    if (!ctx || !out) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0)
+        return rt_fail(ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot allocate %zu bytes", bytes);
+    *out = p;
+    return TILE_OK;
+}
+
+tile_status tile_free(tile_context *ctx, void *ptr) {
+    if (!ctx) return TILE_ERROR_INVALID_ARGUMENT;
+    free(ptr);
+    return TILE_OK;
+}
+
+tile_status tile_copy_to_device(tile_context *ctx, void *dst, const void *src, size_t bytes) {
+    if (!ctx || ((!dst || !src) && bytes)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (bytes) memmove(dst, src, bytes);
+    return TILE_OK;
+}
+
+tile_status tile_copy_to_host(tile_context *ctx, void *dst, const void *src, size_t bytes) {
+    return tile_copy_to_device(ctx, dst, src, bytes);
+}
+
+tile_status tile_synchronize(tile_context *ctx) { return ctx ? TILE_OK : TILE_ERROR_INVALID_ARGUMENT; }
+
+/* ---- programs ------------------------------------------------------------------------------ */
+tile_status tile_program_from_string(tile_context *ctx, const char *name, const char *source, size_t len,
+                                     tile_program **out) {
+    if (!ctx || !out || (!source && len)) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    DiagList d = {0};
+    AstFile *ast = parse_source(name ? name : "<string>", source ? source : "", len, &d);
+    if (d.errors) {
+        tile_status st = rt_fail(ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        diag_free(&d);
+        ast_file_free(ast);
+        return st;
+    }
+    diag_free(&d);
+    tile_program *p = xcalloc(1, sizeof *p);
+    p->ctx = ctx;
+    p->ast = ast;
+    pthread_mutex_init(&p->lock, NULL);
+    *out = p;
+    return TILE_OK;
+}
+
+tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out) {
+    if (!ctx || !path || !out) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    char *data;
+    size_t len;
+    const char *err;
+    if (!read_file(path, &data, &len, &err)) return rt_fail(ctx, TILE_ERROR_NOT_FOUND, "%s: %s", path, err);
+    tile_status st = tile_program_from_string(ctx, path, data, len, out);
+    free(data);
+    return st;
+}
+
+static void kernel_free(tile_kernel *k) {
+    for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
+    free(k->consts);
+    free(k->name);
+    ir_module_free(k->module);
+    free(k);
+}
+
+void tile_program_destroy(tile_program *p) {
+    if (!p) return;
+    for (tile_kernel *k = p->kernels, *next; k; k = next) {
+        next = k->next;
+        kernel_free(k);
+    }
+    ast_file_free(p->ast);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+int tile_program_num_kernels(const tile_program *p) {
+    int n = 0;
+    for (uint32_t i = 0; p && i < p->ast->decls.len; i++) n += p->ast->decls.items[i]->kind == AST_KERNEL;
+    return n;
+}
+
+const char *tile_program_kernel_name(const tile_program *p, int index) {
+    for (uint32_t i = 0; p && i < p->ast->decls.len; i++)
+        if (p->ast->decls.items[i]->kind == AST_KERNEL && index-- == 0) return p->ast->decls.items[i]->name;
+    return NULL;
+}
+
+/* ---- compiling ----------------------------------------------------------------------------- */
+IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *consts, size_t nconsts,
+                     const char *dump_after, Strbuf *dump, DiagList *d, IrFunction **out) {
+    IrModule *m = ir_module_new();
+    IrFunction *f = lower_kernel(ast, kernel, consts, nconsts, m, d);
+    if (!f) {
+        ir_module_free(m);
+        return NULL;
+    }
+    PassOptions opt = {.dump_after = dump_after, .dump = dump};
+#ifndef NDEBUG
+    opt.verify_each = true;
+#endif
+    if (!passes_run(m, &opt, d)) {
+        ir_module_free(m);
+        return NULL;
+    }
+    *out = f;
+    return m;
+}
+
+static int compare_consts(const void *a, const void *b) {
+    return strcmp(((const ConstBinding *)a)->name, ((const ConstBinding *)b)->name);
+}
+
+/* Validates and copies constants into sorted ConstBindings. */
+static tile_status convert_constants(tile_context *ctx, const tile_constant *c, size_t n, ConstBinding **out) {
+    *out = xcalloc(n + 1, sizeof(ConstBinding));
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i].name || !*c[i].name) {
+            free(*out);
+            *out = NULL;
+            return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "constant %zu has no name", i);
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(c[i].name, c[j].name) == 0) {
+                free(*out);
+                *out = NULL;
+                return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "constant '%s' is given twice", c[i].name);
+            }
+        (*out)[i] = (ConstBinding){c[i].name, c[i].is_float != 0, c[i].i, c[i].f};
+    }
+    qsort(*out, n, sizeof(ConstBinding), compare_consts);
+    return TILE_OK;
+}
+
+static bool same_consts(const tile_kernel *k, const ConstBinding *c, size_t n) {
+    if (k->nconsts != n) return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(k->consts[i].name, c[i].name) != 0 || k->consts[i].is_float != c[i].is_float ||
+            (c[i].is_float ? k->consts[i].f != c[i].f : k->consts[i].i != c[i].i))
+            return false;
+    return true;
+}
+
+tile_status tile_program_get_kernel(tile_program *p, const char *kernel, const tile_constant *constants,
+                                    size_t nconstants, tile_kernel **out) {
+    if (!p || !kernel || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    ConstBinding *consts;
+    tile_status st = convert_constants(p->ctx, constants, nconstants, &consts);
+    if (st != TILE_OK) return st;
+    pthread_mutex_lock(&p->lock);
+    for (tile_kernel *k = p->kernels; k; k = k->next)
+        if (strcmp(k->name, kernel) == 0 && same_consts(k, consts, nconstants)) {
+            *out = k;
+            pthread_mutex_unlock(&p->lock);
+            free(consts);
+            return TILE_OK;
+        }
+    bool exists = false;
+    for (uint32_t i = 0; i < p->ast->decls.len; i++)
+        exists = exists || (p->ast->decls.items[i]->kind == AST_KERNEL && strcmp(p->ast->decls.items[i]->name, kernel) == 0);
+    if (!exists) {
+        pthread_mutex_unlock(&p->lock);
+        free(consts);
+        return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", p->ast->source.name, kernel);
+    }
+    DiagList d = {0};
+    IrFunction *f = NULL;
+    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, NULL, NULL, &d, &f);
+    if (!m) {
+        pthread_mutex_unlock(&p->lock);
+        st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        diag_free(&d);
+        free(consts);
+        return st;
+    }
+    diag_free(&d);
+    tile_kernel *k = xcalloc(1, sizeof *k);
+    k->program = p;
+    k->name = xstrdup(kernel);
+    for (size_t i = 0; i < nconstants; i++) consts[i].name = xstrdup(consts[i].name);
+    k->consts = consts;
+    k->nconsts = nconstants;
+    k->module = m;
+    k->function = f;
+    k->next = p->kernels;
+    p->kernels = k;
+    pthread_mutex_unlock(&p->lock);
+    clear_message(p->ctx);
+    *out = k;
+    return TILE_OK;
+}
+
+tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_constant *constants, size_t nconstants,
+                              tile_emit_kind kind, const tile_emit_options *options, char **out, size_t *len) {
+    if (!p || !kernel || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    if (len) *len = 0;
+    if (kind != TILE_EMIT_IR) return rt_fail(p->ctx, TILE_ERROR_UNSUPPORTED, "this build emits IR only");
+    const char *dump_after = options ? options->dump_after : NULL;
+    if (dump_after && !passes_is_known(dump_after)) {
+        Strbuf names = {0};
+        passes_list(&names);
+        tile_status st = rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "unknown pass '%s'; the passes are:\n%s", dump_after,
+                                 sb_str(&names));
+        sb_free(&names);
+        return st;
+    }
+    ConstBinding *consts;
+    tile_status st = convert_constants(p->ctx, constants, nconstants, &consts);
+    if (st != TILE_OK) return st;
+    DiagList d = {0};
+    Strbuf dump = {0};
+    IrFunction *f = NULL;
+    pthread_mutex_lock(&p->lock);
+    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, dump_after, &dump, &d, &f);
+    pthread_mutex_unlock(&p->lock);
+    free(consts);
+    if (!m) {
+        st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        diag_free(&d);
+        sb_free(&dump);
+        return st;
+    }
+    diag_free(&d);
+    if (!dump_after) ir_print_module(m, &dump);
+    ir_module_free(m);
+    if (len) *len = dump.len;
+    *out = dump.data ? dump.data : xstrdup("");
+    return TILE_OK;
+}
+
+void tile_string_free(char *s) { free(s); }
+
+static char *pass_names_text;
+
+static void init_pass_names(void) {
+    Strbuf sb = {0};
+    passes_list(&sb);
+    pass_names_text = sb.data ? sb.data : xstrdup("");
+}
+
+const char *tile_pass_names(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_pass_names);
+    return pass_names_text;
+}
+
+/* ---- kernels ---------------------------------------------------------------------------------- */
+int tile_kernel_num_params(const tile_kernel *k) { return k ? (int)k->function->nparams : 0; }
+
+static tile_dtype dtype_of(ElemType e) {
+    return TILE_DTYPE((uint32_t)e.kind, (uint32_t)e.bits, (uint32_t)e.exp, (uint32_t)e.man);
+}
+
+tile_status tile_kernel_param(const tile_kernel *k, int index, tile_param_info *out) {
+    if (!k || !out || index < 0 || (uint32_t)index >= k->function->nparams) return TILE_ERROR_INVALID_ARGUMENT;
+    const IrParam *p = &k->function->params[index];
+    const IrType *t = k->function->body->args[index]->type;
+    memset(out, 0, sizeof *out);
+    out->name = p->name;
+    out->dtype = dtype_of(t->elem);
+    if (t->kind == TY_TENSOR) {
+        out->kind = TILE_ARG_TENSOR;
+        out->rank = t->rank;
+        for (int i = 0; i < t->rank; i++) {
+            out->dim_symbols[i] = p->dims[i].symbol;
+            out->dim_sizes[i] = p->dims[i].size;
+        }
+    } else {
+        out->kind = elem_is_float(t->elem) ? TILE_ARG_FLOAT : TILE_ARG_INT;
+    }
+    return TILE_OK;
+}
+
+tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
+    (void)stream;
+    if (!k) return TILE_ERROR_INVALID_ARGUMENT;
+    tile_context *ctx = k->program->ctx;
+    if (nargs && !args) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: args is NULL", k->name);
+    Strbuf err = {0};
+    tile_status st = TILE_OK;
+    if (!rt_check_args(k->function, args, nargs, &err)) {
+        st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
+    } else if (!vm_launch(k->function, args, nargs, &err)) {
+        st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
+    }
+    sb_free(&err);
+    return st;
+}
+
+/* ---- tensors ---------------------------------------------------------------------------------- */
+tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank, const int64_t *shape) {
+    tile_tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = dtype;
+    t.data = data;
+    t.rank = rank < 0 ? 0 : rank > TILE_MAX_RANK ? TILE_MAX_RANK : rank;
+    int64_t stride = 1;
+    for (int i = t.rank - 1; i >= 0; i--) {
+        t.shape[i] = shape ? shape[i] : 0;
+        t.strides[i] = stride;
+        stride *= t.shape[i];
+    }
+    return t;
+}
+
+size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel) {
+    uint32_t kind = dtype >> 24, bits = (dtype >> 16) & 0xff;
+    if (kind == TILE_DTYPE_BOOL_KIND) bits = 8;
+    if (numel <= 0) return 0;
+    return (size_t)(((uint64_t)numel * bits + 7) / 8);
+}
