@@ -457,6 +457,10 @@ Test(layout_random, reduce_keeps_each_threads_projection) {
         }
         free(want);
         free(have);
+        /* Reduced layouts are still products of primitives. */
+        const Layout *parsed;
+        const char *text = print_layout(&a, red), *end;
+        cr_assert(layout_parse(&a, text, &parsed, &end) && layout_equal(parsed, red), "%s", text);
         /* Squeezing the axis and putting it back is the identity. */
         if (rank > 1) {
             const Layout *s = layout_squeeze(&a, red, axis);
