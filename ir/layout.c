@@ -1,0 +1,654 @@
+/*
+ * layout.c: register and shared-memory layouts (see ir/layout.h for the model).
+ *
+ * Every register layout is built through one path: its thread and local modes are pushed, outer
+ * to inner, into a ModeList that drops size-1 modes and merges a mode into its outer neighbour
+ * when the two continue each other (same dimension, outer stride = inner stride * inner size; or
+ * both replicas). One merge per push is enough, because two neighbours that did not merge before
+ * cannot merge after their inner one grows. The result is the canonical form, so layout_equal
+ * and layout_hash look at the mode lists only.
+ *
+ * The product concatenates A's lists (strides scaled by B's shape) with B's; the only merge that
+ * can happen is at the seam. Divide therefore peels B's list off the end of A's, allowing the
+ * seam mode of A to be larger than B's first mode, rescales what is left and checks the result by
+ * multiplying back. Printing finds a product of primitives greedily: a mode can be the next
+ * (outermost) factor when it is at the front of its list and no remaining mode of its dimension
+ * has a larger stride; a factor takes a run of such modes over distinct dimensions in increasing
+ * (row-major) or decreasing (column-major) order.
+ */
+#include "ir/layout.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A layout has fewer than 64 modes of size > 1 per list when T * L fits in 63 bits; the buffer
+ * also holds the unmerged concatenation of a product. */
+enum { MODE_BUFFER = 128 };
+
+typedef struct ModeList {
+    int len;
+    LayoutMode modes[MODE_BUFFER];
+} ModeList;
+
+static bool mode_is_replica(LayoutMode m) { return m.dim == LAYOUT_REPLICA; }
+
+/* Appends `m` as the new innermost mode, keeping the list canonical. */
+static void mode_list_push(ModeList *list, LayoutMode m) {
+    assert(m.size >= 1 && m.stride >= 0);
+    if (m.size == 1) return;
+    if (m.stride == 0) m.dim = LAYOUT_REPLICA; /* a stride-0 mode repeats elements: a replica */
+    if (mode_is_replica(m)) m.stride = 0;
+    if (list->len > 0) {
+        LayoutMode *outer = &list->modes[list->len - 1];
+        if (outer->dim == m.dim && (mode_is_replica(m) || outer->stride == m.stride * m.size)) {
+            outer->size *= m.size;
+            outer->stride = m.stride;
+            return;
+        }
+    }
+    assert(list->len < MODE_BUFFER);
+    list->modes[list->len++] = m;
+}
+
+static uint64_t hash_i64(uint64_t h, int64_t v) { return hash_bytes(&v, sizeof v, h); }
+
+static const Layout *layout_build(Arena *arena, int rank, const int64_t *shape,
+                                  const ModeList *threads, const ModeList *locals) {
+    assert(rank >= 0 && rank <= IR_MAX_RANK);
+    int total = threads->len + locals->len;
+    Layout *l = arena_alloc(arena, sizeof(Layout) + sizeof(LayoutMode) * (size_t)total);
+    l->rank = rank;
+    l->num_thread_modes = threads->len;
+    l->num_local_modes = locals->len;
+    for (int d = 0; d < rank; d++) {
+        assert(shape[d] >= 1);
+        l->shape[d] = shape[d];
+    }
+    memcpy(l->modes, threads->modes, sizeof(LayoutMode) * (size_t)threads->len);
+    memcpy(l->modes + threads->len, locals->modes, sizeof(LayoutMode) * (size_t)locals->len);
+    l->num_threads = l->local_size = l->replication = 1;
+    uint64_t h = hash_i64(0x9e3779b97f4a7c15ull, rank);
+    for (int d = 0; d < rank; d++) h = hash_i64(h, shape[d]);
+    h = hash_i64(h, threads->len);
+    for (int i = 0; i < total; i++) {
+        const LayoutMode *m = &l->modes[i];
+        if (i < threads->len) l->num_threads *= m->size;
+        else l->local_size *= m->size;
+        if (mode_is_replica(*m)) l->replication *= m->size;
+        h = hash_i64(hash_i64(hash_i64(h, m->size), m->stride), m->dim);
+    }
+    l->hash = h;
+    return l;
+}
+
+/* ---- primitives --------------------------------------------------------------------------- */
+static const Layout *layout_primitive(Arena *a, int rank, const int64_t *dims, bool spatial,
+                                      bool column) {
+    ModeList modes = {0}, none = {0};
+    for (int i = 0; i < rank; i++) {
+        int d = column ? rank - 1 - i : i;
+        assert(dims[d] >= 1);
+        mode_list_push(&modes, (LayoutMode){.size = dims[d], .stride = 1, .dim = d});
+    }
+    return spatial ? layout_build(a, rank, dims, &modes, &none)
+                   : layout_build(a, rank, dims, &none, &modes);
+}
+
+const Layout *layout_local(Arena *a, int rank, const int64_t *dims) {
+    return layout_primitive(a, rank, dims, false, false);
+}
+const Layout *layout_column_local(Arena *a, int rank, const int64_t *dims) {
+    return layout_primitive(a, rank, dims, false, true);
+}
+const Layout *layout_spatial(Arena *a, int rank, const int64_t *dims) {
+    return layout_primitive(a, rank, dims, true, false);
+}
+const Layout *layout_column_spatial(Arena *a, int rank, const int64_t *dims) {
+    return layout_primitive(a, rank, dims, true, true);
+}
+
+const Layout *layout_replicate(Arena *a, int rank, int64_t n) {
+    int64_t ones[IR_MAX_RANK] = {1, 1, 1, 1, 1, 1};
+    ModeList threads = {0}, locals = {0};
+    mode_list_push(&threads, (LayoutMode){.size = n, .stride = 0, .dim = LAYOUT_REPLICA});
+    return layout_build(a, rank, ones, &threads, &locals);
+}
+
+const Layout *layout_from_modes(Arena *a, int rank, const int64_t *shape, int num_thread_modes,
+                                const LayoutMode *thread_modes, int num_local_modes,
+                                const LayoutMode *local_modes) {
+    ModeList threads = {0}, locals = {0};
+    for (int i = 0; i < num_thread_modes; i++) {
+        assert(thread_modes[i].dim == LAYOUT_REPLICA ||
+               (thread_modes[i].dim >= 0 && thread_modes[i].dim < rank));
+        mode_list_push(&threads, thread_modes[i]);
+    }
+    for (int i = 0; i < num_local_modes; i++) {
+        assert(local_modes[i].dim == LAYOUT_REPLICA ||
+               (local_modes[i].dim >= 0 && local_modes[i].dim < rank));
+        mode_list_push(&locals, local_modes[i]);
+    }
+    return layout_build(a, rank, shape, &threads, &locals);
+}
+
+/* ---- algebra ------------------------------------------------------------------------------ */
+/* Pushes `m` with its stride multiplied by the inner factor's extent along its dimension. */
+static void push_scaled(ModeList *list, LayoutMode m, const int64_t *inner_shape) {
+    if (!mode_is_replica(m)) m.stride *= inner_shape[m.dim];
+    mode_list_push(list, m);
+}
+
+const Layout *layout_product(Arena *arena, const Layout *a, const Layout *b) {
+    assert(a->rank == b->rank);
+    int64_t shape[IR_MAX_RANK];
+    for (int d = 0; d < a->rank; d++) shape[d] = a->shape[d] * b->shape[d];
+    ModeList threads = {0}, locals = {0};
+    for (int i = 0; i < a->num_thread_modes; i++)
+        push_scaled(&threads, layout_thread_modes(a)[i], b->shape);
+    for (int i = 0; i < b->num_thread_modes; i++) mode_list_push(&threads, layout_thread_modes(b)[i]);
+    for (int i = 0; i < a->num_local_modes; i++)
+        push_scaled(&locals, layout_local_modes(a)[i], b->shape);
+    for (int i = 0; i < b->num_local_modes; i++) mode_list_push(&locals, layout_local_modes(b)[i]);
+    return layout_build(arena, a->rank, shape, &threads, &locals);
+}
+
+static bool mode_equal(LayoutMode x, LayoutMode y) {
+    return x.size == y.size && x.stride == y.stride && x.dim == y.dim;
+}
+
+/* Pushes `m` with its stride divided by the inner extent; false if it does not divide. */
+static bool push_unscaled(ModeList *list, LayoutMode m, const int64_t *inner_shape) {
+    if (m.size == 1) return true;
+    if (!mode_is_replica(m)) {
+        if (m.stride % inner_shape[m.dim] != 0) return false;
+        m.stride /= inner_shape[m.dim];
+    }
+    mode_list_push(list, m);
+    return true;
+}
+
+/* One list of A = C * B: C's modes (scaled) followed by B's, merged at the seam. */
+static bool divide_list(const LayoutMode *am, int na, const LayoutMode *bm, int nb,
+                        const int64_t *b_shape, ModeList *c) {
+    int keep = na;
+    LayoutMode seam_rest = {.size = 1, .stride = 0, .dim = LAYOUT_REPLICA};
+    if (nb > 0) {
+        if (na < nb) return false;
+        keep = na - nb;
+        for (int i = 1; i < nb; i++)
+            if (!mode_equal(am[keep + i], bm[i])) return false;
+        LayoutMode seam = am[keep], first = bm[0];
+        if (seam.dim != first.dim || seam.stride != first.stride || seam.size % first.size != 0)
+            return false;
+        /* The part of the seam mode that C contributed, just outside B's first mode. */
+        seam_rest = (LayoutMode){.size = seam.size / first.size,
+                                 .stride = first.stride * first.size,
+                                 .dim = first.dim};
+    }
+    for (int i = 0; i < keep; i++)
+        if (!push_unscaled(c, am[i], b_shape)) return false;
+    return push_unscaled(c, seam_rest, b_shape);
+}
+
+bool layout_divide(Arena *arena, const Layout *a, const Layout *b, const Layout **out) {
+    *out = NULL;
+    if (a->rank != b->rank) return false;
+    int64_t shape[IR_MAX_RANK];
+    for (int d = 0; d < a->rank; d++) {
+        if (a->shape[d] % b->shape[d] != 0) return false;
+        shape[d] = a->shape[d] / b->shape[d];
+    }
+    ModeList threads = {0}, locals = {0};
+    if (!divide_list(layout_thread_modes(a), a->num_thread_modes, layout_thread_modes(b),
+                     b->num_thread_modes, b->shape, &threads) ||
+        !divide_list(layout_local_modes(a), a->num_local_modes, layout_local_modes(b),
+                     b->num_local_modes, b->shape, &locals))
+        return false;
+    const Layout *c = layout_build(arena, a->rank, shape, &threads, &locals);
+    /* The peeling above is necessary but not sufficient (a C mode could overrun C's shape). */
+    if (!layout_equal(layout_product(arena, c, b), a)) return false;
+    *out = c;
+    return true;
+}
+
+const Layout *layout_reduce(Arena *arena, const Layout *l, int axis) {
+    assert(axis >= 0 && axis < l->rank);
+    int64_t shape[IR_MAX_RANK];
+    memcpy(shape, l->shape, sizeof shape);
+    shape[axis] = 1;
+    ModeList threads = {0}, locals = {0};
+    for (int i = 0; i < l->num_thread_modes; i++) {
+        LayoutMode m = layout_thread_modes(l)[i];
+        if (m.dim == axis) m = (LayoutMode){.size = m.size, .stride = 0, .dim = LAYOUT_REPLICA};
+        mode_list_push(&threads, m);
+    }
+    for (int i = 0; i < l->num_local_modes; i++) {
+        LayoutMode m = layout_local_modes(l)[i];
+        if (m.dim != axis) mode_list_push(&locals, m);
+    }
+    return layout_build(arena, l->rank, shape, &threads, &locals);
+}
+
+/* Renumbers dimensions: dim d becomes d + delta for d >= from. */
+static const Layout *layout_shift_dims(Arena *arena, const Layout *l, int rank,
+                                       const int64_t *shape, int from, int delta) {
+    ModeList threads = {0}, locals = {0};
+    for (int i = 0; i < l->num_thread_modes + l->num_local_modes; i++) {
+        LayoutMode m = l->modes[i];
+        if (!mode_is_replica(m) && m.dim >= from) m.dim += delta;
+        mode_list_push(i < l->num_thread_modes ? &threads : &locals, m);
+    }
+    return layout_build(arena, rank, shape, &threads, &locals);
+}
+
+const Layout *layout_squeeze(Arena *arena, const Layout *l, int axis) {
+    assert(axis >= 0 && axis < l->rank && l->shape[axis] == 1);
+    for (int i = 0; i < l->num_thread_modes + l->num_local_modes; i++)
+        assert(l->modes[i].dim != axis);
+    int64_t shape[IR_MAX_RANK];
+    for (int d = 0, k = 0; d < l->rank; d++)
+        if (d != axis) shape[k++] = l->shape[d];
+    return layout_shift_dims(arena, l, l->rank - 1, shape, axis + 1, -1);
+}
+
+const Layout *layout_expand_dims(Arena *arena, const Layout *l, int axis) {
+    assert(axis >= 0 && axis <= l->rank && l->rank < IR_MAX_RANK);
+    int64_t shape[IR_MAX_RANK];
+    for (int d = 0, k = 0; d <= l->rank; d++) shape[d] = d == axis ? 1 : l->shape[k++];
+    return layout_shift_dims(arena, l, l->rank + 1, shape, axis, 1);
+}
+
+/* ---- queries ------------------------------------------------------------------------------ */
+int64_t layout_numel(const Layout *l) {
+    int64_t n = 1;
+    for (int d = 0; d < l->rank; d++) n *= l->shape[d];
+    return n;
+}
+
+/* Adds the digits of `index` (read inner to outer over `modes`) into coord. */
+static void map_modes(const LayoutMode *modes, int n, int64_t index, int64_t *coord) {
+    for (int i = n - 1; i >= 0; i--) {
+        int64_t digit = index % modes[i].size;
+        index /= modes[i].size;
+        if (!mode_is_replica(modes[i])) coord[modes[i].dim] += digit * modes[i].stride;
+    }
+}
+
+void layout_map(const Layout *l, int64_t thread, int64_t local, int64_t *coord) {
+    assert(thread >= 0 && thread < l->num_threads && local >= 0 && local < l->local_size);
+    for (int d = 0; d < l->rank; d++) coord[d] = 0;
+    map_modes(layout_thread_modes(l), l->num_thread_modes, thread, coord);
+    map_modes(layout_local_modes(l), l->num_local_modes, local, coord);
+}
+
+bool layout_is_exact(const Layout *l) {
+    int total = l->num_thread_modes + l->num_local_modes;
+    for (int d = 0; d < l->rank; d++) {
+        /* The modes along d, sorted by stride, must number [0, shape[d]) in mixed radix. */
+        LayoutMode along[2 * MODE_BUFFER];
+        int n = 0;
+        for (int i = 0; i < total; i++) {
+            if (l->modes[i].dim != d) continue;
+            int j = n++;
+            while (j > 0 && along[j - 1].stride > l->modes[i].stride) {
+                along[j] = along[j - 1];
+                j--;
+            }
+            along[j] = l->modes[i];
+        }
+        int64_t expected = 1;
+        for (int i = 0; i < n; i++) {
+            if (along[i].stride != expected) return false;
+            expected *= along[i].size;
+        }
+        if (expected != l->shape[d]) return false;
+    }
+    return true;
+}
+
+static int64_t find_index(const LayoutMode *modes, int n, const int64_t *coord) {
+    int64_t index = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t digit = 0;
+        if (!mode_is_replica(modes[i])) digit = coord[modes[i].dim] / modes[i].stride % modes[i].size;
+        index = index * modes[i].size + digit;
+    }
+    return index;
+}
+
+bool layout_find(const Layout *l, const int64_t *coord, int64_t *thread, int64_t *local) {
+    for (int d = 0; d < l->rank; d++)
+        if (coord[d] < 0 || coord[d] >= l->shape[d]) return false;
+    if (!layout_is_exact(l)) return false;
+    *thread = find_index(layout_thread_modes(l), l->num_thread_modes, coord);
+    *local = find_index(layout_local_modes(l), l->num_local_modes, coord);
+    return true;
+}
+
+bool layout_equal(const Layout *a, const Layout *b) {
+    if (a == b) return true;
+    if (!a || !b || a->hash != b->hash || a->rank != b->rank ||
+        a->num_thread_modes != b->num_thread_modes || a->num_local_modes != b->num_local_modes)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->shape[d] != b->shape[d]) return false;
+    for (int i = 0; i < a->num_thread_modes + a->num_local_modes; i++)
+        if (!mode_equal(a->modes[i], b->modes[i])) return false;
+    return true;
+}
+
+uint64_t layout_hash(const Layout *l) { return l->hash; }
+
+/* ---- printing ----------------------------------------------------------------------------- */
+static void print_dims(Strbuf *sb, const char *name, int rank, const int64_t *dims) {
+    sb_printf(sb, "%s(", name);
+    for (int d = 0; d < rank; d++) sb_printf(sb, "%s%lld", d ? "," : "", (long long)dims[d]);
+    sb_putc(sb, ')');
+}
+
+/* Can mode `m` be the outermost factor, given that list[k] for k < front[k] are consumed? */
+static bool mode_available(const Layout *l, const int *front, LayoutMode m) {
+    const LayoutMode *lists[2] = {layout_thread_modes(l), layout_local_modes(l)};
+    int lens[2] = {l->num_thread_modes, l->num_local_modes};
+    for (int k = 0; k < 2; k++)
+        for (int i = front[k]; i < lens[k]; i++)
+            if (lists[k][i].dim == m.dim && lists[k][i].stride > m.stride) return false;
+    return true;
+}
+
+/* Writes `l` as a product of primitives into sb; false if it is not one. */
+static bool print_as_product(const Layout *l, Strbuf *sb) {
+    if (!layout_is_exact(l)) return false;
+    const LayoutMode *lists[2] = {layout_thread_modes(l), layout_local_modes(l)};
+    int lens[2] = {l->num_thread_modes, l->num_local_modes};
+    int front[2] = {0, 0};
+    bool has_rank_factor = false;
+    Strbuf factors = {0};
+    while (front[0] < lens[0] || front[1] < lens[1]) {
+        bool progress = false;
+        for (int pass = 0; pass < 2 && !progress; pass++) {
+            int k = pass == 0 ? 1 : 0; /* locals first when both could go outermost */
+            if (front[k] >= lens[k]) continue;
+            const LayoutMode *list = lists[k];
+            LayoutMode m = list[front[k]];
+            if (mode_is_replica(m)) {
+                if (k == 1) continue; /* a local replica has no primitive */
+                if (factors.len) sb_puts(&factors, " * ");
+                sb_printf(&factors, "replicate(%lld)", (long long)m.size);
+                front[k]++;
+                progress = true;
+                continue;
+            }
+            if (!mode_available(l, front, m)) continue;
+            int64_t dims[IR_MAX_RANK];
+            for (int d = 0; d < l->rank; d++) dims[d] = 1;
+            dims[m.dim] = m.size;
+            int count = 1, direction = 0, last = m.dim;
+            while (front[k] + count < lens[k]) {
+                LayoutMode next = list[front[k] + count];
+                if (mode_is_replica(next) || dims[next.dim] != 1 || !mode_available(l, front, next))
+                    break;
+                int step = next.dim > last ? 1 : -1;
+                if (direction != 0 && step != direction) break;
+                direction = step;
+                dims[next.dim] = next.size;
+                last = next.dim;
+                count++;
+            }
+            const char *names[2][2] = {{"spatial", "column_spatial"}, {"local", "column_local"}};
+            if (factors.len) sb_puts(&factors, " * ");
+            print_dims(&factors, names[k][direction < 0], l->rank, dims);
+            has_rank_factor = true;
+            front[k] += count;
+            progress = true;
+        }
+        if (!progress) {
+            sb_free(&factors);
+            return false;
+        }
+    }
+    if (!has_rank_factor) {
+        int64_t ones[IR_MAX_RANK] = {1, 1, 1, 1, 1, 1};
+        print_dims(sb, "local", l->rank, ones);
+        if (factors.len) sb_puts(sb, " * ");
+    }
+    sb_puts(sb, sb_str(&factors));
+    sb_free(&factors);
+    return true;
+}
+
+static void print_mode_list(Strbuf *sb, const LayoutMode *modes, int n) {
+    sb_putc(sb, '[');
+    for (int i = 0; i < n; i++) {
+        if (i) sb_puts(sb, ", ");
+        if (mode_is_replica(modes[i])) sb_printf(sb, "%lld:r", (long long)modes[i].size);
+        else
+            sb_printf(sb, "%lld:%d/%lld", (long long)modes[i].size, modes[i].dim,
+                      (long long)modes[i].stride);
+    }
+    sb_putc(sb, ']');
+}
+
+void layout_print(const Layout *l, Strbuf *sb) {
+    if (print_as_product(l, sb)) return;
+    sb_puts(sb, "layout([");
+    for (int d = 0; d < l->rank; d++) sb_printf(sb, "%s%lld", d ? "," : "", (long long)l->shape[d]);
+    sb_puts(sb, "], threads=");
+    print_mode_list(sb, layout_thread_modes(l), l->num_thread_modes);
+    sb_puts(sb, ", locals=");
+    print_mode_list(sb, layout_local_modes(l), l->num_local_modes);
+    sb_putc(sb, ')');
+}
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+typedef enum { FACTOR_LOCAL, FACTOR_COLUMN_LOCAL, FACTOR_SPATIAL, FACTOR_COLUMN_SPATIAL,
+               FACTOR_REPLICATE } FactorKind;
+
+typedef struct Factor {
+    FactorKind kind;
+    int count;
+    int64_t values[IR_MAX_RANK];
+} Factor;
+
+static const char *skip_space(const char *p) {
+    while (isspace((unsigned char)*p)) p++;
+    return p;
+}
+
+/* Parses `name(v, ...)`; returns the position after it or NULL. */
+static const char *parse_factor(const char *p, Factor *f) {
+    static const struct { const char *name; FactorKind kind; } names[] = {
+        {"column_spatial", FACTOR_COLUMN_SPATIAL}, {"column_local", FACTOR_COLUMN_LOCAL},
+        {"spatial", FACTOR_SPATIAL}, {"local", FACTOR_LOCAL}, {"replicate", FACTOR_REPLICATE},
+    };
+    size_t len = 0;
+    while (isalnum((unsigned char)p[len]) || p[len] == '_') len++;
+    size_t i = 0;
+    for (; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i].name) == len && strncmp(p, names[i].name, len) == 0) break;
+    if (i == sizeof names / sizeof names[0]) return NULL;
+    f->kind = names[i].kind;
+    f->count = 0;
+    p = skip_space(p + len);
+    if (*p++ != '(') return NULL;
+    p = skip_space(p);
+    if (*p == ')') return p + 1;
+    for (;;) {
+        if (!isdigit((unsigned char)*p) || f->count == IR_MAX_RANK) return NULL;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (v < 1) return NULL;
+        f->values[f->count++] = v;
+        p = skip_space(end);
+        if (*p == ')') return p + 1;
+        if (*p++ != ',') return NULL;
+        p = skip_space(p);
+    }
+}
+
+bool layout_parse(Arena *arena, const char *text, const Layout **out, const char **end) {
+    enum { MAX_FACTORS = 64 };
+    Factor factors[MAX_FACTORS];
+    int n = 0, rank = -1;
+    const char *p = skip_space(text);
+    for (;;) {
+        if (n == MAX_FACTORS || !(p = parse_factor(p, &factors[n]))) return false;
+        if (factors[n].kind == FACTOR_REPLICATE) {
+            if (factors[n].count != 1) return false;
+        } else {
+            if (rank >= 0 && factors[n].count != rank) return false;
+            rank = factors[n].count;
+        }
+        n++;
+        const char *q = skip_space(p);
+        if (*q != '*') break;
+        p = skip_space(q + 1);
+    }
+    if (rank < 0) return false;
+    const Layout *result = NULL;
+    for (int i = 0; i < n; i++) {
+        const Factor *f = &factors[i];
+        const Layout *g = NULL;
+        switch (f->kind) {
+        case FACTOR_LOCAL: g = layout_local(arena, rank, f->values); break;
+        case FACTOR_COLUMN_LOCAL: g = layout_column_local(arena, rank, f->values); break;
+        case FACTOR_SPATIAL: g = layout_spatial(arena, rank, f->values); break;
+        case FACTOR_COLUMN_SPATIAL: g = layout_column_spatial(arena, rank, f->values); break;
+        case FACTOR_REPLICATE: g = layout_replicate(arena, rank, f->values[0]); break;
+        }
+        result = result ? layout_product(arena, result, g) : g;
+    }
+    *out = result;
+    if (end) *end = p;
+    return true;
+}
+
+/* ---- interning ---------------------------------------------------------------------------- */
+const Layout *layout_intern(LayoutTable *t, const Layout *l) {
+    if (2 * (t->len + 1) > t->cap) {
+        LayoutTable grown = {.cap = t->cap ? 2 * t->cap : 16};
+        grown.slots = xcalloc(grown.cap, sizeof *grown.slots);
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i]) layout_intern(&grown, t->slots[i]);
+        free(t->slots);
+        *t = grown;
+    }
+    size_t mask = t->cap - 1;
+    for (size_t i = l->hash & mask;; i = (i + 1) & mask) {
+        if (!t->slots[i]) {
+            t->slots[i] = l;
+            t->len++;
+            return l;
+        }
+        if (layout_equal(t->slots[i], l)) return t->slots[i];
+    }
+}
+
+void layout_table_free(LayoutTable *t) {
+    free(t->slots);
+    *t = (LayoutTable){0};
+}
+
+/* ---- shared-memory layouts ---------------------------------------------------------------- */
+int64_t swizzle_apply(Swizzle s, int64_t offset) {
+    if (s.bits == 0) return offset;
+    int64_t mask = ((int64_t)1 << s.bits) - 1;
+    return offset ^ (((offset >> (s.base + s.shift)) & mask) << s.base);
+}
+
+Swizzle swizzle_for_rows(int64_t row_bytes, int elem_bytes) {
+    int log_elem = 0;
+    while ((1 << log_elem) < elem_bytes) log_elem++;
+    assert((1 << log_elem) == elem_bytes && log_elem <= 4);
+    int bits = row_bytes >= 128 ? 3 : row_bytes >= 64 ? 2 : row_bytes >= 32 ? 1 : 0;
+    if (bits == 0) return (Swizzle){0, 0, 0};
+    return (Swizzle){.bits = bits, .base = 4 - log_elem, .shift = 3};
+}
+
+const SharedLayout *shared_layout_strided(Arena *a, int rank, const int64_t *shape,
+                                          const int64_t *strides) {
+    assert(rank >= 0 && rank <= IR_MAX_RANK);
+    SharedLayout *l = ARENA_NEW(a, SharedLayout);
+    l->rank = rank;
+    l->size = 1;
+    for (int d = 0; d < rank; d++) {
+        assert(shape[d] >= 1 && strides[d] >= 0);
+        l->shape[d] = shape[d];
+        l->strides[d] = strides[d];
+        l->size += (shape[d] - 1) * strides[d];
+    }
+    return l;
+}
+
+const SharedLayout *shared_layout_row_major(Arena *a, int rank, const int64_t *shape) {
+    int64_t strides[IR_MAX_RANK], s = 1;
+    for (int d = rank - 1; d >= 0; d--) strides[d] = s, s *= shape[d];
+    return shared_layout_strided(a, rank, shape, strides);
+}
+
+const SharedLayout *shared_layout_column_major(Arena *a, int rank, const int64_t *shape) {
+    int64_t strides[IR_MAX_RANK], s = 1;
+    for (int d = 0; d < rank; d++) strides[d] = s, s *= shape[d];
+    return shared_layout_strided(a, rank, shape, strides);
+}
+
+const SharedLayout *shared_layout_with_swizzle(Arena *a, const SharedLayout *l, Swizzle s) {
+    assert(s.bits >= 0 && s.base >= 0 && s.shift >= s.bits);
+    SharedLayout *copy = ARENA_NEW(a, SharedLayout);
+    *copy = *l;
+    copy->swizzle = s.bits ? s : (Swizzle){0, 0, 0};
+    return copy;
+}
+
+int64_t shared_layout_offset(const SharedLayout *l, const int64_t *coord) {
+    int64_t offset = 0;
+    for (int d = 0; d < l->rank; d++) {
+        assert(coord[d] >= 0 && coord[d] < l->shape[d]);
+        offset += coord[d] * l->strides[d];
+    }
+    return swizzle_apply(l->swizzle, offset);
+}
+
+bool shared_layout_equal(const SharedLayout *a, const SharedLayout *b) {
+    if (a == b) return true;
+    if (!a || !b || a->rank != b->rank || a->swizzle.bits != b->swizzle.bits ||
+        a->swizzle.base != b->swizzle.base || a->swizzle.shift != b->swizzle.shift)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->shape[d] != b->shape[d] || a->strides[d] != b->strides[d]) return false;
+    return true;
+}
+
+uint64_t shared_layout_hash(const SharedLayout *l) {
+    uint64_t h = hash_i64(0x51ed270b27d5f3a1ull, l->rank);
+    for (int d = 0; d < l->rank; d++) h = hash_i64(hash_i64(h, l->shape[d]), l->strides[d]);
+    h = hash_i64(h, l->swizzle.bits);
+    h = hash_i64(h, l->swizzle.base);
+    return hash_i64(h, l->swizzle.shift);
+}
+
+void shared_layout_print(const SharedLayout *l, Strbuf *sb) {
+    bool row = true, column = true;
+    int64_t r = 1, c = 1;
+    for (int d = l->rank - 1; d >= 0; d--) {
+        if (l->strides[d] != r) row = false;
+        r *= l->shape[d];
+    }
+    for (int d = 0; d < l->rank; d++) {
+        if (l->strides[d] != c) column = false;
+        c *= l->shape[d];
+    }
+    if (row || column) {
+        print_dims(sb, row ? "row_major" : "column_major", l->rank, l->shape);
+    } else {
+        sb_puts(sb, "strided(");
+        print_dims(sb, "", l->rank, l->shape);
+        sb_puts(sb, ", ");
+        print_dims(sb, "", l->rank, l->strides);
+        sb_putc(sb, ')');
+    }
+    if (l->swizzle.bits)
+        sb_printf(sb, " ^ swizzle(%d,%d,%d)", l->swizzle.bits, l->swizzle.base, l->swizzle.shift);
+}
