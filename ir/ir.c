@@ -6,6 +6,7 @@
  * removing an op only unlinks it (the arena frees everything with the module).
  */
 #include "ir.h"
+#include "layout.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ void ir_module_free(IrModule *m) {
 
 static bool type_equal(const IrType *a, const IrType *b) {
     if (a->kind != b->kind || !elem_eq(a->elem, b->elem) || a->rank != b->rank ||
-        a->layout != b->layout || a->shared != b->shared)
+        !layout_equal(a->layout, b->layout) || !shared_layout_equal(a->shared, b->shared))
         return false;
     if (a->kind == TY_TENSOR) return true;
     for (int i = 0; i < a->rank; i++)
