@@ -79,6 +79,9 @@ struct AstNode {
     AstList *const_params;   /* AST_KERNEL */
     AstList *params;         /* AST_KERNEL, AST_FUNCTION */
     AstList *grid;           /* AST_KERNEL */
+    uint32_t depth;          /* expressions: height of the subtree (1 for a leaf), set by the
+                                parser, which bounds it (PARSE_MAX_EXPR_DEPTH) so that
+                                recursive walks of any AST it returns stay shallow */
 };
 
 typedef struct AstFile {
@@ -117,6 +120,32 @@ typedef struct Lexer {
 void lexer_init(Lexer *lx, const SourceFile *file, DiagList *d);
 Token lexer_next(Lexer *lx);
 const char *token_name(int code); /* "'+'", "identifier", "end of file" */
+/* Value of a TK_INT token (decimal, 0x, 0b, '_' separators); false when it does not fit in
+ * 64 unsigned bits (then *value is 0). */
+bool lexer_int_value(const Token *t, uint64_t *value);
+/* Value of a TK_FLOAT token, rounded to nearest; inf when out of range. */
+double lexer_float_value(const Token *t);
+
+/* ---- parser internals, shared by the grammar (lang/tile.y) and its driver (parse.c) ---- */
+enum { PARSE_MAX_EXPR_DEPTH = 1000 };
+
+typedef struct ParseState {
+    AstFile *file;
+    DiagList *diags;
+    Token current;           /* the token being fed to the parser */
+    bool failed;             /* an error was reported; the driver stops feeding tokens */
+} ParseState;
+
+/* Reports "unexpected X, expected Y" for tok; expected[code] says which tokens the parser's
+ * state accepts (ntokens entries). */
+void parse_syntax_error(ParseState *ps, Token tok, const bool *expected, int ntokens);
+void parse_nesting_error(ParseState *ps);
+/* Sets node->depth from its children; reports an error when it passes PARSE_MAX_EXPR_DEPTH. */
+AstNode *parse_expr_node(ParseState *ps, AstNode *node);
+/* The lemon parser (generated from lang/tile.y). */
+void *tile_parseAlloc(void *(*malloc_fn)(size_t));
+void tile_parse(void *parser, int code, Token tok, ParseState *ps);
+void tile_parseFree(void *parser, void (*free_fn)(void *));
 
 /* ---- lowering: AST -> IR -------------------------------------------------------------- */
 typedef struct ConstBinding {
