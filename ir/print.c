@@ -37,7 +37,8 @@
  * (`f32`, `bf16`, `i7`), `tile<bf16>[128, 64]`, `shared<f16>[64, 64]`, `tensor<f32>[?, ?]`
  * (a kernel parameter shows its dim spec instead: `tensor<f32>[M, 64]`). A register layout
  * prints after the shape in braces. Float constants print with the fewest significant digits
- * (at most 17) that read back to the same double; integers in decimal (unsigned as unsigned).
+ * (at most 17) that read back to the same value once rounded to their type (f32 0.1 prints as
+ * 0.1, not 0.100000001); integers in decimal (unsigned as unsigned), bools as true/false.
  */
 #include "ir.h"
 
@@ -84,7 +85,8 @@ void ir_print_type(const IrType *t, Strbuf *out) {
 }
 
 /* ---- constants ---------------------------------------------------------------------------- */
-static void print_float(double f, Strbuf *out) {
+/* The fewest digits that read back to f once rounded to the element type e. */
+static void print_float(double f, ElemType e, Strbuf *out) {
     if (isnan(f)) {
         sb_puts(out, signbit(f) ? "-nan" : "nan");
         return;
@@ -96,7 +98,7 @@ static void print_float(double f, Strbuf *out) {
     char buf[64];
     for (int digits = 1; digits <= 17; digits++) {
         snprintf(buf, sizeof buf, "%.*g", digits, f);
-        if (strtod(buf, NULL) == f) break;
+        if (elem_round_float(e, strtod(buf, NULL)) == f) break;
     }
     sb_puts(out, buf);
     /* Keep floats recognizable: "2" would read as an integer. */
@@ -107,7 +109,7 @@ static void print_const(const IrConst *c, const IrType *t, Strbuf *out) {
     if (t && elem_is_bool(t->elem) && !c->is_float) {
         sb_puts(out, c->i ? "true" : "false");
     } else if (c->is_float) {
-        print_float(c->f, out);
+        print_float(c->f, t ? t->elem : elem_f64(), out);
     } else if (t && t->elem.kind == EK_UINT) {
         sb_printf(out, "%llu", (unsigned long long)(uint64_t)c->i);
     } else {
