@@ -1,0 +1,53 @@
+/*
+ * passes.h: IR -> IR rewrites and the pipeline that orders them (passes/pipeline.c).
+ *
+ * Each pass works on a whole module, returns whether it changed anything, and reports user
+ * errors (there are few: a recursive call cycle) into a DiagList. Passes keep the IR valid;
+ * the pipeline runs the verifier after each pass when asked (debug builds) and calls an
+ * invalid result a compiler bug. One file per pass; clone.c copies regions for inlining.
+ */
+#ifndef TILE_PASSES_H
+#define TILE_PASSES_H
+
+#include "ir/ir.h"
+
+typedef bool (*PassFn)(IrModule *m, DiagList *d);
+
+bool pass_inline(IrModule *m, DiagList *d);       /* replace calls by the callee's body */
+bool pass_canonicalize(IrModule *m, DiagList *d); /* fold constants, exact identities, trivial control flow */
+bool pass_cse(IrModule *m, DiagList *d);          /* merge equal pure ops that dominate */
+bool pass_dce(IrModule *m, DiagList *d);          /* drop unused pure ops, carried values, functions */
+
+typedef struct PassOptions {
+    const char *dump_after;  /* a pass name, "all" (after every pass), or NULL */
+    Strbuf *dump;            /* where dumps go */
+    bool verify_each;        /* run the verifier before the first pass and after each one */
+} PassOptions;
+
+/* Runs the pipeline. False when a pass reported an error or when the verifier failed after a
+ * pass (reported as "internal error: IR invalid after pass X" after the verifier's messages). */
+bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d);
+bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
+void passes_list(Strbuf *out);            /* the pipeline's pass names, one per line */
+
+/* ---- region cloning (passes/clone.c) ----------------------------------------------------- */
+/* Maps values of a source function to values of the function being built, by source id.
+ * Values that are not mapped stand for themselves (cloning inside one function). */
+typedef struct ValueMap {
+    const IrFunction *source;
+    IrValue **to;
+    uint32_t cap;
+} ValueMap;
+
+void value_map_init(ValueMap *map, const IrFunction *source);
+void value_map_free(ValueMap *map);
+void value_map_set(ValueMap *map, const IrValue *from, IrValue *to);
+IrValue *value_map_get(const ValueMap *map, IrValue *from);
+
+/* Clones op (with its nested regions) at the builder's position; maps its results. */
+IrOp *clone_op(IrBuilder *b, const IrOp *op, ValueMap *map);
+/* Clones every op of src at the builder's position, stopping before src's terminator when
+ * skip_terminator is set. The caller maps src's arguments first. */
+void clone_region_ops(IrBuilder *b, const IrRegion *src, ValueMap *map, bool skip_terminator);
+
+#endif
