@@ -1,0 +1,156 @@
+/*
+ * vm.h: the CPU virtual machine of tile (an interpreter of the IR with reference semantics)
+ * and the launch-argument checks that every device shares.
+ *
+ * The VM runs a kernel's whole grid on the CPU, one thread block at a time per worker thread.
+ * Inside a block, every SSA value is a reference-counted array of elements in a simple
+ * representation (VmElem: int64 for bool and integers, wrapped to their width after every op;
+ * double for floats, holding exactly the value rounded to the element type). Tensors are host
+ * buffers described by pointer, shape and strides in elements; sub-byte element types are
+ * packed least significant bit first (see include/tile/tile.h). The semantics of each op are
+ * those of ir/ops.def, made precise in runtime/vm_exec.c; constant folding (ir/eval.c) and the
+ * VM share the element rules (elem_wrap_int, elem_round_float, elem_convert).
+ *
+ *   args.c       rt_check_args, tile_dtype <-> ElemType
+ *   vm_memory.c  float formats <-> bits, reading and writing (packed) tensor elements
+ *   vm_ops.c     the data ops (elementwise, shapes, reductions, dot, loads, stores, atomics)
+ *   vm_exec.c    frames, control flow, calls, the grid, the block scheduler (pthreads)
+ */
+#ifndef TILE_RUNTIME_VM_H
+#define TILE_RUNTIME_VM_H
+
+#include <pthread.h>
+
+#include "ir/ir.h"
+#include "tile/tile.h"
+
+/* ---- launch arguments (runtime/args.c) ------------------------------------------------- */
+/* Decodes a public dtype; false when the encoding names no element type. */
+bool rt_dtype_to_elem(tile_dtype dtype, ElemType *out);
+tile_dtype rt_elem_to_dtype(ElemType e);
+
+/* Checks args against the kernel's parameters: count; kind (tensor/int/float) against the
+ * parameter type; tensor dtype equals the parameter's element type; rank; non-null data
+ * (unless the tensor has 0 elements); shape >= 0 and strides >= 0; each fixed dimension equals
+ * its size; each symbolic dimension binds to the first size seen and every later use agrees;
+ * sizes fit in i32; the furthest element is addressable in 64-bit bit offsets; scalar integer
+ * arguments fit their type. Every message names the parameter. Returns false and appends the
+ * message to err. */
+bool rt_check_args(const IrFunction *kernel, const tile_arg *args, size_t nargs, Strbuf *err);
+
+/* ---- element memory (runtime/vm_memory.c) --------------------------------------------- */
+/* One element of a tile: .i for bool (0/1) and integers (sign- or zero-extended to 64 bits,
+ * u64 keeps its bits), .f for floats (exactly representable in the element type). */
+typedef union VmElem {
+    int64_t i;
+    double f;
+} VmElem;
+
+/* Bit patterns of any float format f<bits>e<exp>m<man> (the low `bits` bits). The decoder is
+ * exact; the encoder rounds to nearest even (elem_round_float) and then packs. NaN encodes as
+ * the format's quiet NaN (f8e4m3: S.1111.111); formats without NaN encode NaN as +0. */
+uint64_t vm_float_encode(ElemType e, double v);
+double vm_float_decode(ElemType e, uint64_t bits);
+
+/* Reads / writes the element at linear offset `offset` (in elements) of a buffer of element
+ * type e: bool is a byte (nonzero = true), others occupy bits [offset*bits, (offset+1)*bits)
+ * least significant bit first. The offset must be >= 0 and inside the buffer. Writes of
+ * sub-byte types are read-modify-write of whole bytes: callers serialize them. */
+VmElem vm_read_element(const void *data, ElemType e, int64_t offset);
+void vm_write_element(void *data, ElemType e, int64_t offset, VmElem v);
+
+/* ---- the interpreter (runtime/vm_exec.c) -------------------------------------------------- */
+/* Evaluates the kernel's grid region with the args into grid[0..3): 1..3 values, missing ones
+ * are 1; a negative value is an error (0 is fine: nothing runs). */
+bool vm_eval_grid(const IrFunction *kernel, const tile_arg *args, size_t nargs, int64_t grid[3],
+                  Strbuf *err);
+/* Runs the kernel over its whole grid with as many worker threads as there are CPUs. The args
+ * are checked again (cheaply) because the VM's memory safety depends on them. Returns false
+ * with a message on a run-time error of the program (e.g. a tile too large for memory, calls
+ * nested too deeply). */
+bool vm_launch(const IrFunction *kernel, const tile_arg *args, size_t nargs, Strbuf *err);
+/* Same with a given number of worker threads (0: one per CPU). Results never depend on the
+ * thread count, except the order of float atomic adds from different blocks and races that the
+ * program itself has (two blocks storing to one address). */
+bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t nargs,
+                       int nthreads, Strbuf *err);
+
+/* ---- interpreter internals, shared by vm_ops.c and vm_exec.c --------------------------- */
+/* Tiles larger than this are a run-time error rather than an allocation of gigabytes. */
+#define VM_MAX_TILE_ELEMENTS (INT64_C(1) << 27)
+
+/* The value of a tile or shared tile: a reference-counted element array owned by one worker
+ * thread. Register tiles are immutable once computed (an op may only reuse its own result
+ * slot's array when nothing else refers to it); a shared tile is mutated by shared_store, and
+ * every value that aliases it sees the change, as shared memory does. */
+typedef struct VmTile {
+    int64_t refs;
+    int64_t numel;
+    VmElem data[];
+} VmTile;
+
+/* A tensor argument, decoded once per launch. */
+typedef struct VmTensor {
+    ElemType elem;
+    void *data;
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    int64_t strides[IR_MAX_RANK];
+} VmTensor;
+
+/* What one SSA value holds while a frame runs: a tile (TY_TILE, TY_SHARED) or a tensor. */
+typedef struct VmSlot {
+    VmTile *tile;
+    const VmTensor *tensor;
+} VmSlot;
+
+/* One activation of a function (the kernel, or a callee of OP_CALL): a slot per value id. */
+typedef struct VmFrame {
+    const IrFunction *function;
+    VmSlot *slots;
+    uint32_t nslots;
+} VmFrame;
+
+/* What every worker of a launch shares. */
+typedef struct VmLaunch {
+    const IrFunction *kernel;
+    const tile_arg *args;
+    VmTensor *tensors;          /* one per parameter (unused entries for scalars) */
+    int64_t grid[3];
+    pthread_mutex_t memory_lock; /* atomics and read-modify-write of packed sub-byte stores */
+} VmLaunch;
+
+/* One worker thread's state while it runs blocks. */
+typedef struct VmThread {
+    const VmLaunch *launch;
+    int64_t block[3];
+    int depth;                  /* nested regions and calls, bounded */
+    int calls;                  /* nested calls, bounded */
+    bool failed;
+    Strbuf err;                 /* the first run-time error of this thread */
+} VmThread;
+
+/* Records a run-time error at op (the first one wins); always returns false. */
+bool vm_error(VmThread *th, const IrOp *op, const char *fmt, ...) TILE_PRINTF(3, 4);
+void vm_tile_retain(VmTile *t);
+void vm_tile_release(VmTile *t);
+/* Makes dst hold src (retaining it), releasing what dst held. */
+void vm_slot_set(VmSlot *dst, VmSlot src);
+void vm_slot_clear(VmSlot *slot);
+/* A fresh tile of numel elements (uninitialized), or NULL with an error. */
+VmTile *vm_tile_new(VmThread *th, const IrOp *op, int64_t numel);
+/* The element count of a tile or shared type, bounded by VM_MAX_TILE_ELEMENTS. */
+bool vm_type_numel(VmThread *th, const IrOp *op, const IrType *t, int64_t *out);
+/* The tile held by operand i, checked to be defined and to match its type's size. */
+const VmTile *vm_operand_tile(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i);
+/* The slot of a value, or NULL with an error if the id is outside the frame. */
+VmSlot *vm_value_slot(VmThread *th, VmFrame *fr, const IrOp *op, const IrValue *v);
+/* The array to write result i into, sized by the result's type. */
+VmTile *vm_result_tile(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i);
+/* A new scalar tile holding v. */
+VmTile *vm_scalar_tile(VmThread *th, const IrOp *op, VmElem v);
+
+/* Executes one op that has no regions (everything but for/if/while/call and terminators). */
+bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op);
+
+#endif

@@ -1,0 +1,923 @@
+/*
+ * vm_ops.c: the data ops of the CPU virtual machine, one function per family, with the
+ * reference semantics every device must match (up to float reassociation on the GPU).
+ *
+ * Elements are VmElem: int64 for bool and integers (wrapped to their width with elem_wrap_int
+ * after every op; arithmetic goes through uint64 so that C never overflows), double for floats
+ * (always exactly a value of the element type). Float arithmetic on formats that fit in f32
+ * (exp <= 8, man <= 23: every float of at most 32 bits except exotic wide-exponent ones) is
+ * done in C float and then rounded to the element type with elem_round_float, so bf16 a + b is
+ * round_bf16((float)a + (float)b); other formats compute in double. Reductions, scans and dot
+ * accumulate in that arithmetic in index order and round once at the end.
+ *
+ * Shapes come from the IR types; every operand is checked against its type's size when it is
+ * read, so that a malformed program ends in a run-time error, never an out-of-bounds access.
+ * Loads and stores broadcast their index tiles against the result (numpy rules, trailing dims
+ * aligned) and walk the elements with an odometer that keeps one offset per operand.
+ */
+#include "vm.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- values and errors ----------------------------------------------------------------- */
+bool vm_error(VmThread *th, const IrOp *op, const char *fmt, ...) {
+    if (th->failed) return false;
+    th->failed = true;
+    if (op && op->loc.file)
+        sb_printf(&th->err, "%s:%u:%u: ", op->loc.file->name, op->loc.line, op->loc.col);
+    if (op) sb_printf(&th->err, "%s: ", ir_op_info[op->code].name);
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&th->err, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+void vm_tile_retain(VmTile *t) {
+    if (t) t->refs++;
+}
+
+void vm_tile_release(VmTile *t) {
+    if (t && --t->refs == 0) free(t);
+}
+
+void vm_slot_set(VmSlot *dst, VmSlot src) {
+    vm_tile_retain(src.tile);
+    vm_tile_release(dst->tile);
+    *dst = src;
+}
+
+void vm_slot_clear(VmSlot *slot) {
+    vm_tile_release(slot->tile);
+    slot->tile = NULL;
+    slot->tensor = NULL;
+}
+
+VmTile *vm_tile_new(VmThread *th, const IrOp *op, int64_t numel) {
+    if (numel < 0 || numel > VM_MAX_TILE_ELEMENTS) {
+        vm_error(th, op, "a tile of %" PRId64 " elements is too large for the VM", numel);
+        return NULL;
+    }
+    VmTile *t = malloc(sizeof(VmTile) + (size_t)numel * sizeof(VmElem));
+    if (!t) {
+        vm_error(th, op, "out of memory for a tile of %" PRId64 " elements", numel);
+        return NULL;
+    }
+    t->refs = 1;
+    t->numel = numel;
+    return t;
+}
+
+bool vm_type_numel(VmThread *th, const IrOp *op, const IrType *t, int64_t *out) {
+    if (t->kind == TY_TENSOR) return vm_error(th, op, "a tensor is used where a tile is expected");
+    int64_t n = 1;
+    for (int d = 0; d < t->rank; d++) {
+        if (t->shape[d] < 0) return vm_error(th, op, "a tile has a negative dimension");
+        if (t->shape[d] > VM_MAX_TILE_ELEMENTS || n * t->shape[d] > VM_MAX_TILE_ELEMENTS) {
+            char name[16];
+            return vm_error(th, op, "a tile<%s> of rank %d is too large for the VM (more than %"
+                            PRId64 " elements)", elem_name(t->elem, name), t->rank,
+                            (int64_t)VM_MAX_TILE_ELEMENTS);
+        }
+        n *= t->shape[d];
+    }
+    *out = n;
+    return true;
+}
+
+VmSlot *vm_value_slot(VmThread *th, VmFrame *fr, const IrOp *op, const IrValue *v) {
+    if (!v || v->id >= fr->nslots) {
+        vm_error(th, op, "a value does not belong to the running function");
+        return NULL;
+    }
+    return &fr->slots[v->id];
+}
+
+const VmTile *vm_operand_tile(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i) {
+    if (i >= op->noperands) {
+        vm_error(th, op, "missing operand %u", (unsigned)i);
+        return NULL;
+    }
+    const IrValue *v = op->operands[i];
+    VmSlot *s = vm_value_slot(th, fr, op, v);
+    if (!s) return NULL;
+    if (!s->tile) {
+        vm_error(th, op, "operand %u is used before it is defined", (unsigned)i);
+        return NULL;
+    }
+    int64_t n;
+    if (!vm_type_numel(th, op, v->type, &n)) return NULL;
+    if (n != s->tile->numel) {
+        vm_error(th, op, "operand %u holds %" PRId64 " elements but its type has %" PRId64,
+                 (unsigned)i, s->tile->numel, n);
+        return NULL;
+    }
+    return s->tile;
+}
+
+VmTile *vm_result_tile(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i) {
+    if (i >= op->nresults) {
+        vm_error(th, op, "missing result %u", (unsigned)i);
+        return NULL;
+    }
+    const IrValue *v = op->results[i];
+    VmSlot *s = vm_value_slot(th, fr, op, v);
+    int64_t n;
+    if (!s || !vm_type_numel(th, op, v->type, &n)) return NULL;
+    /* Reuse the previous iteration's array when nothing else holds it. */
+    if (s->tile && s->tile->refs == 1 && s->tile->numel == n) {
+        s->tensor = NULL;
+        return s->tile;
+    }
+    vm_slot_clear(s);
+    s->tile = vm_tile_new(th, op, n);
+    return s->tile;
+}
+
+VmTile *vm_scalar_tile(VmThread *th, const IrOp *op, VmElem v) {
+    VmTile *t = vm_tile_new(th, op, 1);
+    if (t) t->data[0] = v;
+    return t;
+}
+
+static bool check_numel(VmThread *th, const IrOp *op, const VmTile *t, int64_t n) {
+    if (t->numel != n)
+        return vm_error(th, op, "operands of %" PRId64 " and %" PRId64 " elements do not match",
+                        t->numel, n);
+    return true;
+}
+
+/* ---- element arithmetic -------------------------------------------------------------------- */
+/* Formats that C float holds exactly compute in float; the rest in double. */
+static bool float_narrow(ElemType e) { return e.exp <= 8 && e.man <= 23; }
+
+static double nan_min(double a, double b) {
+    if (isnan(a)) return a;
+    if (isnan(b)) return b;
+    if (a == b) return signbit(a) ? a : b; /* -0 < +0 */
+    return a < b ? a : b;
+}
+
+static double nan_max(double a, double b) {
+    if (isnan(a)) return a;
+    if (isnan(b)) return b;
+    if (a == b) return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+
+static double float_binary(OpCode code, ElemType e, double a, double b) {
+    if (code == OP_MIN) return nan_min(a, b);
+    if (code == OP_MAX) return nan_max(a, b);
+    if (float_narrow(e)) {
+        float x = (float)a, y = (float)b, r = 0;
+        switch (code) {
+        case OP_ADD: r = x + y; break;
+        case OP_SUB: r = x - y; break;
+        case OP_MUL: r = x * y; break;
+        case OP_DIV: r = x / y; break;
+        case OP_REM: r = fmodf(x, y); break;
+        default: tile_unreachable();
+        }
+        return elem_round_float(e, r);
+    }
+    double r = 0;
+    switch (code) {
+    case OP_ADD: r = a + b; break;
+    case OP_SUB: r = a - b; break;
+    case OP_MUL: r = a * b; break;
+    case OP_DIV: r = a / b; break;
+    case OP_REM: r = fmod(a, b); break;
+    default: tile_unreachable();
+    }
+    return elem_round_float(e, r);
+}
+
+static bool int_less(ElemType e, int64_t a, int64_t b) {
+    return e.kind == EK_UINT ? (uint64_t)a < (uint64_t)b : a < b;
+}
+
+static int64_t int_binary(OpCode code, ElemType e, int64_t a, int64_t b) {
+    bool is_unsigned = e.kind == EK_UINT;
+    uint64_t ua = (uint64_t)a, ub = (uint64_t)b, r = 0;
+    switch (code) {
+    case OP_ADD: r = ua + ub; break;
+    case OP_SUB: r = ua - ub; break;
+    case OP_MUL: r = ua * ub; break;
+    case OP_DIV:
+        if (b == 0) r = 0;
+        else if (is_unsigned) r = ua / ub;
+        else if (b == -1) r = 0 - ua; /* INT_MIN / -1 wraps */
+        else r = (uint64_t)(a / b);
+        break;
+    case OP_REM:
+        if (b == 0) r = 0;
+        else if (is_unsigned) r = ua % ub;
+        else if (b == -1) r = 0;
+        else r = (uint64_t)(a % b);
+        break;
+    case OP_MIN: r = int_less(e, a, b) ? ua : ub; break;
+    case OP_MAX: r = int_less(e, a, b) ? ub : ua; break;
+    case OP_AND: r = ua & ub; break;
+    case OP_OR: r = ua | ub; break;
+    case OP_XOR: r = ua ^ ub; break;
+    case OP_SHL: {
+        bool out = is_unsigned ? ub >= e.bits : (b < 0 || b >= e.bits);
+        r = out ? 0 : ua << b;
+        break;
+    }
+    case OP_SHR: {
+        bool out = is_unsigned ? ub >= e.bits : (b < 0 || b >= e.bits);
+        bool negative = !is_unsigned && a < 0;
+        if (out) r = negative ? UINT64_MAX : 0;
+        else r = negative ? ~(~ua >> b) : ua >> b;
+        break;
+    }
+    default: tile_unreachable();
+    }
+    return elem_wrap_int(e, (int64_t)r);
+}
+
+static bool compare(IrCmp pred, ElemType e, VmElem a, VmElem b) {
+    if (elem_is_float(e)) {
+        double x = a.f, y = b.f;
+        switch (pred) {
+        case CMP_EQ: return x == y;
+        case CMP_NE: return x != y;
+        case CMP_LT: return x < y;
+        case CMP_LE: return x <= y;
+        case CMP_GT: return x > y;
+        case CMP_GE: return x >= y;
+        }
+        return false;
+    }
+    switch (pred) {
+    case CMP_EQ: return a.i == b.i;
+    case CMP_NE: return a.i != b.i;
+    case CMP_LT: return int_less(e, a.i, b.i);
+    case CMP_LE: return !int_less(e, b.i, a.i);
+    case CMP_GT: return int_less(e, b.i, a.i);
+    case CMP_GE: return !int_less(e, a.i, b.i);
+    }
+    return false;
+}
+
+static double float_unary(OpCode code, ElemType e, double a) {
+    if (code == OP_NEG) return -a;
+    if (code == OP_ABS) return fabs(a);
+    if (float_narrow(e)) {
+        float x = (float)a, r = 0;
+        switch (code) {
+        case OP_EXP: r = expf(x); break;
+        case OP_EXP2: r = exp2f(x); break;
+        case OP_LOG: r = logf(x); break;
+        case OP_LOG2: r = log2f(x); break;
+        case OP_SQRT: r = sqrtf(x); break;
+        case OP_RSQRT: r = 1.0f / sqrtf(x); break;
+        case OP_TANH: r = tanhf(x); break;
+        case OP_SIN: r = sinf(x); break;
+        case OP_COS: r = cosf(x); break;
+        case OP_ERF: r = erff(x); break;
+        case OP_FLOOR: r = floorf(x); break;
+        case OP_CEIL: r = ceilf(x); break;
+        default: tile_unreachable();
+        }
+        return elem_round_float(e, r);
+    }
+    double r = 0;
+    switch (code) {
+    case OP_EXP: r = exp(a); break;
+    case OP_EXP2: r = exp2(a); break;
+    case OP_LOG: r = log(a); break;
+    case OP_LOG2: r = log2(a); break;
+    case OP_SQRT: r = sqrt(a); break;
+    case OP_RSQRT: r = 1.0 / sqrt(a); break;
+    case OP_TANH: r = tanh(a); break;
+    case OP_SIN: r = sin(a); break;
+    case OP_COS: r = cos(a); break;
+    case OP_ERF: r = erf(a); break;
+    case OP_FLOOR: r = floor(a); break;
+    case OP_CEIL: r = ceil(a); break;
+    default: tile_unreachable();
+    }
+    return elem_round_float(e, r);
+}
+
+static VmElem convert(ElemType from, VmElem v, ElemType to) {
+    IrConst c = {.is_float = elem_is_float(from)};
+    if (c.is_float) c.f = v.f;
+    else c.i = v.i;
+    IrConst r = elem_convert(from, c, to);
+    VmElem out;
+    if (elem_is_float(to)) out.f = r.f;
+    else out.i = r.i;
+    return out;
+}
+
+/* ---- elementwise ops ------------------------------------------------------------------------ */
+static bool exec_binary(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0), *b = vm_operand_tile(th, fr, op, 1);
+    if (!a || !b || !check_numel(th, op, b, a->numel)) return false;
+    ElemType e = op->operands[0]->type->kind == TY_TILE ? op->operands[0]->type->elem : elem_bool();
+    bool is_float = elem_is_float(e);
+    switch (op->code) {
+    case OP_AND: case OP_OR: case OP_XOR: case OP_SHL: case OP_SHR:
+        if (is_float) return vm_error(th, op, "needs integer or bool operands");
+        break;
+    default: break;
+    }
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, a->numel)) return false;
+    int64_t n = a->numel;
+    if (op->code == OP_CMP) {
+        IrCmp pred = (IrCmp)op->ints[0];
+        if (op->ints[0] < CMP_EQ || op->ints[0] > CMP_GE)
+            return vm_error(th, op, "unknown predicate %" PRId64, op->ints[0]);
+        for (int64_t i = 0; i < n; i++) r->data[i].i = compare(pred, e, a->data[i], b->data[i]);
+        return true;
+    }
+    if (is_float) {
+        for (int64_t i = 0; i < n; i++) r->data[i].f = float_binary(op->code, e, a->data[i].f, b->data[i].f);
+    } else {
+        for (int64_t i = 0; i < n; i++) r->data[i].i = int_binary(op->code, e, a->data[i].i, b->data[i].i);
+    }
+    return true;
+}
+
+static bool exec_unary(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    if (!a) return false;
+    ElemType e = op->operands[0]->type->elem;
+    bool is_float = elem_is_float(e);
+    if (!is_float && op->code != OP_NEG && op->code != OP_NOT && op->code != OP_ABS)
+        return vm_error(th, op, "needs a float operand");
+    if (is_float && op->code == OP_NOT) return vm_error(th, op, "needs an integer or bool operand");
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, a->numel)) return false;
+    for (int64_t i = 0; i < a->numel; i++) {
+        VmElem x = a->data[i];
+        if (is_float) {
+            r->data[i].f = float_unary(op->code, e, x.f);
+            continue;
+        }
+        uint64_t u = (uint64_t)x.i;
+        int64_t v;
+        switch (op->code) {
+        case OP_NEG: v = (int64_t)(0 - u); break;
+        case OP_NOT: v = e.kind == EK_BOOL ? !x.i : (int64_t)~u; break;
+        default: v = e.kind == EK_INT && x.i < 0 ? (int64_t)(0 - u) : x.i; break; /* ABS */
+        }
+        r->data[i].i = elem_wrap_int(e, v);
+    }
+    return true;
+}
+
+static bool exec_select(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *c = vm_operand_tile(th, fr, op, 0), *a = vm_operand_tile(th, fr, op, 1),
+                 *b = vm_operand_tile(th, fr, op, 2);
+    if (!c || !a || !b || !check_numel(th, op, b, a->numel)) return false;
+    bool float_cond = elem_is_float(op->operands[0]->type->elem);
+    bool scalar_cond = c->numel == 1;
+    if (!scalar_cond && !check_numel(th, op, c, a->numel)) return false;
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, a->numel)) return false;
+    for (int64_t i = 0; i < a->numel; i++) {
+        VmElem ci = c->data[scalar_cond ? 0 : i];
+        bool t = float_cond ? ci.f != 0 : ci.i != 0;
+        r->data[i] = t ? a->data[i] : b->data[i];
+    }
+    return true;
+}
+
+static bool exec_cast(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    if (!a) return false;
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, a->numel)) return false;
+    ElemType from = op->operands[0]->type->elem, to = op->results[0]->type->elem;
+    for (int64_t i = 0; i < a->numel; i++) r->data[i] = convert(from, a->data[i], to);
+    return true;
+}
+
+/* ---- values of the program -------------------------------------------------------------- */
+static bool exec_const(VmThread *th, VmFrame *fr, const IrOp *op) {
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    ElemType to = op->results[0]->type->elem;
+    VmElem v;
+    if (op->value.is_float) v.f = op->value.f;
+    else v.i = op->value.i;
+    v = convert(op->value.is_float ? elem_f64() : elem_int(64), v, to);
+    for (int64_t i = 0; i < r->numel; i++) r->data[i] = v;
+    return true;
+}
+
+static bool exec_axis_scalar(VmThread *th, VmFrame *fr, const IrOp *op) {
+    int64_t axis = op->ints[0];
+    if (axis < 0 || axis > 2) return vm_error(th, op, "axis %" PRId64 " is not 0, 1 or 2", axis);
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, 1)) return false;
+    int64_t v = op->code == OP_BLOCK_ID ? th->block[axis] : th->launch->grid[axis];
+    r->data[0] = convert(elem_int(64), (VmElem){.i = v}, op->results[0]->type->elem);
+    return true;
+}
+
+static const VmTensor *operand_tensor(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i) {
+    if (i >= op->noperands) {
+        vm_error(th, op, "missing operand %u", (unsigned)i);
+        return NULL;
+    }
+    VmSlot *s = vm_value_slot(th, fr, op, op->operands[i]);
+    if (!s) return NULL;
+    if (!s->tensor) {
+        vm_error(th, op, "operand %u is not a tensor", (unsigned)i);
+        return NULL;
+    }
+    return s->tensor;
+}
+
+static bool exec_dim(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTensor *t = operand_tensor(th, fr, op, 0);
+    if (!t) return false;
+    int64_t axis = op->ints[0];
+    if (axis < 0 || axis >= t->rank)
+        return vm_error(th, op, "axis %" PRId64 " is outside the tensor's rank %d", axis, t->rank);
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, 1)) return false;
+    r->data[0] = convert(elem_int(64), (VmElem){.i = t->shape[axis]}, op->results[0]->type->elem);
+    return true;
+}
+
+static bool exec_arange(VmThread *th, VmFrame *fr, const IrOp *op) {
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    ElemType to = op->results[0]->type->elem;
+    uint64_t start = (uint64_t)op->ints[0];
+    for (int64_t i = 0; i < r->numel; i++)
+        r->data[i] = convert(elem_int(64), (VmElem){.i = (int64_t)(start + (uint64_t)i)}, to);
+    return true;
+}
+
+/* ---- shapes -------------------------------------------------------------------------------------- */
+enum { ODO_MAX = IR_MAX_RANK + 2 };
+
+/* Walks a shape in row-major order keeping, for each operand, the offset of the element that
+ * broadcasts to the current position. */
+typedef struct Odometer {
+    int rank, n;
+    int64_t shape[IR_MAX_RANK];
+    int64_t pos[IR_MAX_RANK];
+    int64_t stride[ODO_MAX][IR_MAX_RANK];
+    int64_t off[ODO_MAX];
+} Odometer;
+
+static void odo_init(Odometer *o, int rank, const int64_t *shape) {
+    memset(o, 0, sizeof *o);
+    o->rank = rank;
+    for (int d = 0; d < rank; d++) o->shape[d] = shape[d];
+}
+
+/* Adds an operand of type t (rank <= o->rank, trailing dims aligned, size-1 dims stretched);
+ * returns its index or -1 when it does not broadcast. */
+static int odo_add(Odometer *o, const IrType *t) {
+    if (t->rank > o->rank || o->n == ODO_MAX) return -1;
+    int j = o->n++;
+    int64_t s = 1;
+    for (int d = t->rank - 1; d >= 0; d--) {
+        int od = o->rank - t->rank + d;
+        if (t->shape[d] == o->shape[od]) o->stride[j][od] = t->shape[d] == 1 ? 0 : s;
+        else if (t->shape[d] == 1) o->stride[j][od] = 0;
+        else return -1;
+        s *= t->shape[d];
+    }
+    return j;
+}
+
+static void odo_next(Odometer *o) {
+    for (int d = o->rank - 1; d >= 0; d--) {
+        o->pos[d]++;
+        for (int j = 0; j < o->n; j++) o->off[j] += o->stride[j][d];
+        if (o->pos[d] < o->shape[d]) return;
+        for (int j = 0; j < o->n; j++) o->off[j] -= o->stride[j][d] * o->shape[d];
+        o->pos[d] = 0;
+    }
+}
+
+/* The result shares the operand's array: same elements in the same row-major order. */
+static bool exec_same_elements(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    int64_t n;
+    if (!a || op->nresults != 1 || !vm_type_numel(th, op, op->results[0]->type, &n)) return false;
+    if (!check_numel(th, op, a, n)) return false;
+    VmSlot *s = vm_value_slot(th, fr, op, op->results[0]);
+    if (!s) return false;
+    vm_slot_set(s, (VmSlot){.tile = (VmTile *)a});
+    return true;
+}
+
+static bool exec_splat(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    if (!a) return false;
+    if (a->numel != 1) return exec_same_elements(th, fr, op);
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    for (int64_t i = 0; i < r->numel; i++) r->data[i] = a->data[0];
+    return true;
+}
+
+static bool exec_broadcast(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    if (!a) return false;
+    const IrType *rt = op->results[0]->type;
+    Odometer o;
+    odo_init(&o, rt->rank, rt->shape);
+    if (odo_add(&o, op->operands[0]->type) < 0)
+        return vm_error(th, op, "the operand does not broadcast to the result shape");
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    for (int64_t i = 0; i < r->numel; i++, odo_next(&o)) r->data[i] = a->data[o.off[0]];
+    return true;
+}
+
+static bool exec_transpose(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    if (!a) return false;
+    const IrType *in = op->operands[0]->type, *rt = op->results[0]->type;
+    int rank = in->rank;
+    if (rt->rank != rank) return vm_error(th, op, "the result rank differs from the operand's");
+    bool seen[IR_MAX_RANK] = {0};
+    int64_t in_stride[IR_MAX_RANK];
+    int64_t s = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        in_stride[d] = s;
+        s *= in->shape[d];
+    }
+    Odometer o;
+    odo_init(&o, rank, rt->shape);
+    o.n = 1;
+    for (int i = 0; i < rank; i++) {
+        int64_t p = op->ints[i];
+        if (p < 0 || p >= rank || seen[p] || in->shape[p] != rt->shape[i])
+            return vm_error(th, op, "ints do not give a permutation of the operand's dims");
+        seen[p] = true;
+        o.stride[0][i] = in_stride[p];
+    }
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, a->numel)) return false;
+    for (int64_t i = 0; i < r->numel; i++, odo_next(&o)) r->data[i] = a->data[o.off[0]];
+    return true;
+}
+
+/* ---- reductions, scans, dot ------------------------------------------------------------------ */
+typedef struct Accumulator {
+    IrReduce kind;
+    ElemType elem;
+    bool is_float, narrow;
+} Accumulator;
+
+/* acc (op) x in the element type's arithmetic: f32 for narrow floats (acc kept unrounded),
+ * double for wide ones, wrapping integers. */
+static VmElem acc_combine(const Accumulator *a, VmElem acc, VmElem x) {
+    VmElem r;
+    if (a->is_float) {
+        switch (a->kind) {
+        case RED_SUM: r.f = a->narrow ? (double)((float)acc.f + (float)x.f) : acc.f + x.f; break;
+        case RED_MAX: r.f = nan_max(acc.f, x.f); break;
+        default: r.f = nan_min(acc.f, x.f); break;
+        }
+        return r;
+    }
+    switch (a->kind) {
+    case RED_SUM: r.i = elem_wrap_int(a->elem, (int64_t)((uint64_t)acc.i + (uint64_t)x.i)); break;
+    case RED_MAX: r.i = int_less(a->elem, acc.i, x.i) ? x.i : acc.i; break;
+    default: r.i = int_less(a->elem, x.i, acc.i) ? x.i : acc.i; break;
+    }
+    return r;
+}
+
+static VmElem acc_identity(const Accumulator *a) {
+    VmElem r;
+    ElemType e = a->elem;
+    if (a->is_float) {
+        r.f = a->kind == RED_SUM ? 0.0 : elem_round_float(e, a->kind == RED_MAX ? -INFINITY : INFINITY);
+        return r;
+    }
+    bool max = a->kind == RED_MAX;
+    if (a->kind == RED_SUM) r.i = 0;
+    else if (e.kind == EK_BOOL || e.kind == EK_UINT) r.i = max ? 0 : elem_wrap_int(e, -1);
+    else r.i = max ? elem_wrap_int(e, (int64_t)(UINT64_C(1) << (e.bits - 1)))
+                   : elem_wrap_int(e, (int64_t)((UINT64_C(1) << (e.bits - 1)) - 1));
+    return r;
+}
+
+static VmElem acc_finish(const Accumulator *a, VmElem acc) {
+    if (a->is_float) acc.f = elem_round_float(a->elem, acc.f);
+    return acc;
+}
+
+static bool exec_reduce_scan(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    if (!a) return false;
+    const IrType *in = op->operands[0]->type;
+    int64_t kind = op->ints[0], axis = op->ints[1];
+    if (kind < RED_SUM || kind > RED_MIN) return vm_error(th, op, "unknown reduction %" PRId64, kind);
+    if (axis < 0 || axis >= in->rank)
+        return vm_error(th, op, "axis %" PRId64 " is outside the operand's rank %d", axis, in->rank);
+    int64_t outer = 1, inner = 1, n = in->shape[axis];
+    for (int d = 0; d < axis; d++) outer *= in->shape[d];
+    for (int d = (int)axis + 1; d < in->rank; d++) inner *= in->shape[d];
+    Accumulator acc = {(IrReduce)kind, in->elem, elem_is_float(in->elem), float_narrow(in->elem)};
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    bool scan = op->code == OP_SCAN;
+    if (!r || !check_numel(th, op, r, scan ? a->numel : outer * inner)) return false;
+    for (int64_t o = 0; o < outer; o++) {
+        for (int64_t i = 0; i < inner; i++) {
+            const VmElem *src = a->data + o * n * inner + i;
+            VmElem s = n ? src[0] : acc_identity(&acc);
+            if (scan && n) r->data[o * n * inner + i] = acc_finish(&acc, s);
+            for (int64_t k = 1; k < n; k++) {
+                s = acc_combine(&acc, s, src[k * inner]);
+                if (scan) r->data[o * n * inner + k * inner + i] = acc_finish(&acc, s);
+            }
+            if (!scan) r->data[o * inner + i] = acc_finish(&acc, s);
+        }
+    }
+    return true;
+}
+
+/* One operand of dot as doubles (exact values of its element type). */
+static double *dot_operand_doubles(const VmTile *t, ElemType e) {
+    double *d = malloc((size_t)(t->numel ? t->numel : 1) * sizeof *d);
+    if (!d) return NULL;
+    for (int64_t i = 0; i < t->numel; i++) d[i] = convert(e, t->data[i], elem_f64()).f;
+    return d;
+}
+
+static bool exec_dot(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0), *b = vm_operand_tile(th, fr, op, 1),
+                 *c = vm_operand_tile(th, fr, op, 2);
+    if (!a || !b || !c) return false;
+    const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type,
+                 *tc = op->operands[2]->type, *tr = op->results[0]->type;
+    if (ta->rank != 2 || tb->rank != 2 || tc->rank != 2 || tr->rank != 2)
+        return vm_error(th, op, "needs operands of rank 2");
+    int64_t M = ta->shape[0], K = ta->shape[1], N = tb->shape[1];
+    if (tb->shape[0] != K || tc->shape[0] != M || tc->shape[1] != N || tr->shape[0] != M ||
+        tr->shape[1] != N)
+        return vm_error(th, op, "shapes [%" PRId64 ",%" PRId64 "] x [%" PRId64 ",%" PRId64
+                        "] do not fit the accumulator", M, K, tb->shape[0], N);
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    ElemType ea = ta->elem, eb = tb->elem, ec = tc->elem;
+    if (elem_is_float(ea) || elem_is_float(eb)) {
+        bool narrow = !elem_is_float(ec) || float_narrow(ec);
+        double *da = dot_operand_doubles(a, ea), *db = dot_operand_doubles(b, eb);
+        if (!da || !db) {
+            free(da);
+            free(db);
+            return vm_error(th, op, "out of memory");
+        }
+        for (int64_t m = 0; m < M; m++) {
+            for (int64_t n = 0; n < N; n++) {
+                double acc = convert(ec, c->data[m * N + n], elem_f64()).f;
+                if (narrow) {
+                    float s = (float)acc;
+                    for (int64_t k = 0; k < K; k++) s += (float)da[m * K + k] * (float)db[k * N + n];
+                    acc = s;
+                } else {
+                    for (int64_t k = 0; k < K; k++) acc += da[m * K + k] * db[k * N + n];
+                }
+                r->data[m * N + n] = convert(elem_f64(), (VmElem){.f = acc}, ec);
+            }
+        }
+        free(da);
+        free(db);
+        return true;
+    }
+    for (int64_t m = 0; m < M; m++) {
+        for (int64_t n = 0; n < N; n++) {
+            uint64_t s = 0;
+            for (int64_t k = 0; k < K; k++)
+                s += (uint64_t)a->data[m * K + k].i * (uint64_t)b->data[k * N + n].i;
+            if (elem_is_float(ec)) {
+                VmElem sum = convert(elem_int(64), (VmElem){.i = (int64_t)s}, ec);
+                r->data[m * N + n].f = float_binary(OP_ADD, ec, c->data[m * N + n].f, sum.f);
+            } else {
+                r->data[m * N + n].i = elem_wrap_int(ec, (int64_t)(s + (uint64_t)c->data[m * N + n].i));
+            }
+        }
+    }
+    return true;
+}
+
+/* ---- global memory ----------------------------------------------------------------------------- */
+/* Checks the tensor and its index operands 1..rank, adds the indices to the odometer. */
+static bool setup_indices(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *t,
+                          Odometer *o, const VmTile **idx) {
+    for (int d = 0; d < t->rank; d++) {
+        const IrValue *v = op->operands[1 + d];
+        if (v->type->kind != TY_TILE || elem_is_float(v->type->elem))
+            return vm_error(th, op, "index %d is not an integer", d);
+        idx[d] = vm_operand_tile(th, fr, op, (uint32_t)(1 + d));
+        if (!idx[d]) return false;
+        if (odo_add(o, v->type) != d)
+            return vm_error(th, op, "index %d does not broadcast to the access shape", d);
+    }
+    return true;
+}
+
+/* The element offset of the current odometer position, or -1 when out of bounds. */
+static int64_t element_offset(const VmTensor *t, const Odometer *o, const VmTile *const *idx) {
+    int64_t off = 0;
+    for (int d = 0; d < t->rank; d++) {
+        int64_t i = idx[d]->data[o->off[d]].i;
+        if (i < 0 || i >= t->shape[d]) return -1; /* u64 indices >= 2^63 are negative here */
+        off += i * t->strides[d];
+    }
+    return off;
+}
+
+static bool exec_load(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTensor *t = operand_tensor(th, fr, op, 0);
+    if (!t) return false;
+    if ((int)op->noperands != 1 + t->rank)
+        return vm_error(th, op, "a tensor of rank %d needs %d indices", t->rank, t->rank);
+    const IrType *rt = op->results[0]->type;
+    Odometer o;
+    odo_init(&o, rt->rank, rt->shape);
+    const VmTile *idx[IR_MAX_RANK];
+    if (!setup_indices(th, fr, op, t, &o, idx)) return false;
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    ElemType to = rt->elem;
+    bool same = elem_eq(to, t->elem);
+    for (int64_t p = 0; p < r->numel; p++, odo_next(&o)) {
+        int64_t off = element_offset(t, &o, idx);
+        VmElem v = {0};
+        if (off >= 0) {
+            v = vm_read_element(t->data, t->elem, off);
+            if (!same) v = convert(t->elem, v, to);
+        } else if (elem_is_float(to)) {
+            v.f = 0.0;
+        }
+        r->data[p] = v;
+    }
+    return true;
+}
+
+/* Broadcast shape of several types (numpy rules); false if they do not broadcast. */
+static bool broadcast_shape(const IrType *const *types, int n, int *rank, int64_t *shape) {
+    *rank = 0;
+    for (int j = 0; j < n; j++)
+        if (types[j]->rank > *rank) *rank = types[j]->rank;
+    for (int d = 0; d < *rank; d++) shape[d] = 1;
+    for (int j = 0; j < n; j++) {
+        for (int d = 0; d < types[j]->rank; d++) {
+            int od = *rank - types[j]->rank + d;
+            int64_t s = types[j]->shape[d];
+            if (s == shape[od] || s == 1) continue;
+            if (shape[od] != 1) return false;
+            shape[od] = s;
+        }
+    }
+    return true;
+}
+
+static VmElem atomic_combine(IrAtomic kind, ElemType e, VmElem old, VmElem v) {
+    VmElem r;
+    if (elem_is_float(e)) {
+        r.f = kind == ATOMIC_ADD ? float_binary(OP_ADD, e, old.f, v.f) : nan_max(old.f, v.f);
+    } else {
+        r.i = int_binary(kind == ATOMIC_ADD ? OP_ADD : OP_MAX, e, old.i, v.i);
+    }
+    return r;
+}
+
+/* store and atomic: (tensor, idx..., value) */
+static bool exec_store(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTensor *t = operand_tensor(th, fr, op, 0);
+    if (!t) return false;
+    if ((int)op->noperands != 2 + t->rank)
+        return vm_error(th, op, "a tensor of rank %d needs %d indices and a value", t->rank, t->rank);
+    bool atomic = op->code == OP_ATOMIC;
+    IrAtomic kind = (IrAtomic)op->ints[0];
+    if (atomic && op->ints[0] != ATOMIC_ADD && op->ints[0] != ATOMIC_MAX)
+        return vm_error(th, op, "unknown atomic operation %" PRId64, op->ints[0]);
+    const IrType *types[IR_MAX_RANK + 1];
+    for (uint32_t i = 1; i < op->noperands; i++) types[i - 1] = op->operands[i]->type;
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    int ntypes = (int)op->noperands - 1;
+    for (int j = 0; j < ntypes; j++)
+        if (types[j]->rank > IR_MAX_RANK) return vm_error(th, op, "an operand's rank is too large");
+    if (!broadcast_shape(types, ntypes, &rank, shape))
+        return vm_error(th, op, "the indices and the value do not broadcast to one shape");
+    IrType access = {.kind = TY_TILE, .rank = rank};
+    for (int d = 0; d < rank; d++) access.shape[d] = shape[d];
+    int64_t numel;
+    if (!vm_type_numel(th, op, &access, &numel)) return false;
+    Odometer o;
+    odo_init(&o, rank, shape);
+    const VmTile *idx[IR_MAX_RANK];
+    if (!setup_indices(th, fr, op, t, &o, idx)) return false;
+    const IrValue *vv = op->operands[op->noperands - 1];
+    const VmTile *val = vm_operand_tile(th, fr, op, op->noperands - 1);
+    if (!val) return false;
+    int vj = odo_add(&o, vv->type);
+    if (vj < 0) return vm_error(th, op, "the value does not broadcast to the access shape");
+    ElemType from = vv->type->elem;
+    bool same = elem_eq(from, t->elem);
+    /* Packed sub-byte stores rewrite whole bytes that neighbouring elements, maybe stored by
+     * another block, share; atomics must be atomic. Both hold the launch's memory lock. */
+    bool lock = atomic || elem_storage_bits(t->elem) % 8 != 0;
+    pthread_mutex_t *mutex = (pthread_mutex_t *)&th->launch->memory_lock;
+    if (lock) pthread_mutex_lock(mutex);
+    for (int64_t p = 0; p < numel; p++, odo_next(&o)) {
+        int64_t off = element_offset(t, &o, idx);
+        if (off < 0) continue;
+        VmElem v = val->data[o.off[vj]];
+        if (!same) v = convert(from, v, t->elem);
+        if (atomic) v = atomic_combine(kind, t->elem, vm_read_element(t->data, t->elem, off), v);
+        vm_write_element(t->data, t->elem, off, v);
+    }
+    if (lock) pthread_mutex_unlock(mutex);
+    return true;
+}
+
+/* ---- shared memory --------------------------------------------------------------------------- */
+static bool exec_shared_alloc(VmThread *th, VmFrame *fr, const IrOp *op) {
+    if (op->nresults != 1 || op->results[0]->type->kind != TY_SHARED)
+        return vm_error(th, op, "the result is not a shared tile");
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    memset(r->data, 0, (size_t)r->numel * sizeof(VmElem)); /* 0 and +0.0 alike */
+    return true;
+}
+
+static bool exec_shared_copy(VmThread *th, VmFrame *fr, const IrOp *op) {
+    bool load = op->code == OP_SHARED_LOAD;
+    if (op->operands[0]->type->kind != TY_SHARED) return vm_error(th, op, "operand 0 is not shared");
+    const VmTile *src = vm_operand_tile(th, fr, op, load ? 0 : 1);
+    if (!src) return false;
+    VmTile *dst;
+    if (load) {
+        dst = vm_result_tile(th, fr, op, 0);
+    } else {
+        dst = (VmTile *)vm_operand_tile(th, fr, op, 0);
+    }
+    if (!dst || !check_numel(th, op, dst, src->numel)) return false;
+    if (dst != src) memmove(dst->data, src->data, (size_t)src->numel * sizeof(VmElem));
+    return true;
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const OpInfo *info = &ir_op_info[op->code];
+    if ((info->noperands >= 0 && op->noperands != (uint32_t)info->noperands) ||
+        (info->nresults >= 0 && op->nresults != (uint32_t)info->nresults))
+        return vm_error(th, op, "wrong number of operands or results");
+    if (op->code == OP_LOAD || op->code == OP_STORE || op->code == OP_ATOMIC) {
+        if (op->noperands < 1) return vm_error(th, op, "missing tensor operand");
+        if ((op->code == OP_LOAD) != (op->nresults == 1))
+            return vm_error(th, op, "wrong number of results");
+    }
+    for (uint32_t i = 0; i < op->nresults; i++)
+        if (op->results[i]->type->kind == TY_TENSOR)
+            return vm_error(th, op, "an op cannot produce a tensor");
+    switch (op->code) {
+    case OP_CONST: return exec_const(th, fr, op);
+    case OP_BLOCK_ID:
+    case OP_NUM_BLOCKS: return exec_axis_scalar(th, fr, op);
+    case OP_DIM: return exec_dim(th, fr, op);
+    case OP_ARANGE: return exec_arange(th, fr, op);
+    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_REM: case OP_MIN: case OP_MAX:
+    case OP_AND: case OP_OR: case OP_XOR: case OP_SHL: case OP_SHR: case OP_CMP:
+        return exec_binary(th, fr, op);
+    case OP_NEG: case OP_NOT: case OP_ABS: case OP_EXP: case OP_EXP2: case OP_LOG: case OP_LOG2:
+    case OP_SQRT: case OP_RSQRT: case OP_TANH: case OP_SIN: case OP_COS: case OP_ERF:
+    case OP_FLOOR: case OP_CEIL:
+        return exec_unary(th, fr, op);
+    case OP_SELECT: return exec_select(th, fr, op);
+    case OP_CAST: return exec_cast(th, fr, op);
+    case OP_SPLAT: return exec_splat(th, fr, op);
+    case OP_BROADCAST: return exec_broadcast(th, fr, op);
+    case OP_EXPAND_DIMS:
+    case OP_RESHAPE:
+    case OP_CONVERT_LAYOUT: return exec_same_elements(th, fr, op);
+    case OP_TRANSPOSE: return exec_transpose(th, fr, op);
+    case OP_REDUCE:
+    case OP_SCAN: return exec_reduce_scan(th, fr, op);
+    case OP_DOT: return exec_dot(th, fr, op);
+    case OP_LOAD: return exec_load(th, fr, op);
+    case OP_STORE:
+    case OP_ATOMIC: return exec_store(th, fr, op);
+    case OP_SHARED_ALLOC: return exec_shared_alloc(th, fr, op);
+    case OP_SHARED_LOAD:
+    case OP_SHARED_STORE: return exec_shared_copy(th, fr, op);
+    case OP_BARRIER: return true;
+    default: return vm_error(th, op, "is not a data op");
+    }
+}
