@@ -7,6 +7,7 @@
  *   hello_tile [path/to/stdlib/core/softmax.tile] [rows] [cols]
  */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 

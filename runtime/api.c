@@ -408,3 +408,33 @@ size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel) {
     if (numel <= 0) return 0;
     return (size_t)(((uint64_t)numel * bits + 7) / 8);
 }
+
+/* ---- host-side packing ------------------------------------------------------------------------ */
+tile_status tile_pack(tile_dtype dtype, const double *src, int64_t n, void *dst) {
+    ElemType e;
+    if (!rt_dtype_to_elem(dtype, &e) || n < 0 || (n && (!src || !dst))) return TILE_ERROR_INVALID_ARGUMENT;
+    if (elem_storage_bits(e) % 8) memset(dst, 0, tile_dtype_bytes(dtype, n));
+    for (int64_t i = 0; i < n; i++) {
+        VmElem v;
+        if (elem_is_float(e)) {
+            v.f = elem_round_float(e, src[i]);
+        } else {
+            IrConst c = elem_convert(elem_f64(), (IrConst){.is_float = true, .f = src[i]}, e);
+            v.i = c.i;
+        }
+        vm_write_element(dst, e, i, v);
+    }
+    return TILE_OK;
+}
+
+tile_status tile_unpack(tile_dtype dtype, const void *src, int64_t n, double *dst) {
+    ElemType e;
+    if (!rt_dtype_to_elem(dtype, &e) || n < 0 || (n && (!src || !dst))) return TILE_ERROR_INVALID_ARGUMENT;
+    for (int64_t i = 0; i < n; i++) {
+        VmElem v = vm_read_element(src, e, i);
+        dst[i] = elem_is_float(e) ? v.f
+               : e.kind == EK_UINT && e.bits == 64 ? (double)(uint64_t)v.i
+               : (double)v.i;
+    }
+    return TILE_OK;
+}
