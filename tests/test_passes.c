@@ -570,6 +570,23 @@ Test(dce, removes_effect_free_control_flow_but_not_while) {
     ASSERT_IR(f, "func @loop(%0: f32) -> (f32) {\n"
                  "  return %0\n"
                  "}\n");
+    /* A while loop may not end: it stays even when its result is unused. */
+    IrBuilder b = {0};
+    const IrType *i32 = scalar(m, elem_i32());
+    IrFunction *g = func(m, "spin", &b, 1, &i32, 0, NULL);
+    IrOp *w = ir_build(&b, OP_WHILE, &g->body->args[0], 1, &i32, 1);
+    IrRegion *before = ir_op_add_region(w), *after = ir_op_add_region(w);
+    IrValue *i = ir_region_add_arg(before, i32, NULL);
+    IrBuilder in = {0};
+    ir_builder_at_end(&in, before);
+    IrValue *cond[2] = {ir_cmp(&in, CMP_NE, i, ir_const_int(&in, i32, 0)), i};
+    ir_build(&in, OP_CONDITION, cond, 2, NULL, 0);
+    IrValue *j = ir_region_add_arg(after, i32, NULL);
+    ir_builder_at_end(&in, after);
+    ir_build(&in, OP_YIELD, &j, 1, NULL, 0);
+    ret(&b, 0);
+    run(m, pass_dce);
+    cr_assert_eq(g->body->first, w);
     ir_module_free(m);
 }
 
