@@ -18,6 +18,13 @@ bool pass_canonicalize(IrModule *m, DiagList *d); /* fold constants, exact ident
 bool pass_cse(IrModule *m, DiagList *d);          /* merge equal pure ops that dominate */
 bool pass_dce(IrModule *m, DiagList *d);          /* drop unused pure ops, carried values, functions */
 
+/* What callers should pass as verify_each: on in debug builds, off with NDEBUG. */
+#ifndef NDEBUG
+#define PASSES_VERIFY_DEFAULT true
+#else
+#define PASSES_VERIFY_DEFAULT false
+#endif
+
 typedef struct PassOptions {
     const char *dump_after;  /* a pass name, "all" (after every pass), or NULL */
     Strbuf *dump;            /* where dumps go */
