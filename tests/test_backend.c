@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "runtime/cuda.h"
 
+#ifdef TILE_HAVE_LLVM
 /* Emits the vector-add kernel for arch; the PTX text is returned (caller frees). */
 static char *vector_add_ptx(BackendArch arch) {
     LLVMContextRef context = llvm_context_new();
@@ -362,6 +363,10 @@ Test(cubin, auto_picks_an_available_tool) {
         cr_skip_test("neither nvJitLink nor ptxas is available");
     assemble_and_check(BACKEND_ARCH_SM90A, CUBIN_TOOL_AUTO);
 }
+
+#else
+Test(backend, built_without_llvm) { cr_skip_test("built with TILE_WITH_LLVM=OFF: no backend"); }
+#endif
 
 /* ---- the CUDA device without a driver ----------------------------------------------------- */
 

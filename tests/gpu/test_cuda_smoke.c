@@ -11,6 +11,7 @@
 #include "backend/backend.h"
 #include "runtime/cuda.h"
 
+#ifdef TILE_HAVE_LLVM
 static CudaDevice *device;
 static BackendArch arch;
 
@@ -235,3 +236,6 @@ Test(cuda_smoke, stream_and_events_time_a_launch) {
     free(ptx);
     sb_free(&err);
 }
+#else
+Test(cuda_smoke, built_without_llvm) { cr_skip_test("built with TILE_WITH_LLVM=OFF: no PTX"); }
+#endif
