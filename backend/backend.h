@@ -1,0 +1,105 @@
+/*
+ * backend.h: the GPU code generator's interface: LLVM IR -> PTX (LLVM's NVPTX backend, through
+ * the LLVM-C API) -> cubin (ptxas or nvJitLink).
+ *
+ * Only backend/ includes llvm-c/. This header names LLVM's handles by the opaque struct types
+ * that llvm-c/Types.h declares (an identical typedef is legal C11), so that runtime/ and the
+ * tests can drive the backend without LLVM's headers. A module lives in an LLVM context; the
+ * caller owns both (llvm_context_free disposes a context and every module still in it).
+ *
+ * target.c sets the NVPTX target up once (thread-safe), checks a module with LLVM's verifier,
+ * runs the O3 pipeline and emits PTX for one architecture; ptxas.c turns PTX into a cubin. Every
+ * failure is returned as text appended to a Strbuf; nothing here prints or exits. (LLVM itself
+ * may still abort on an internal error in code generation; the verifier runs first so that a
+ * malformed module is an error, not a crash.)
+ */
+#ifndef TILE_BACKEND_H
+#define TILE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "support/support.h"
+
+typedef struct LLVMOpaqueContext *LLVMContextRef;
+typedef struct LLVMOpaqueModule *LLVMModuleRef;
+typedef struct LLVMOpaqueValue *LLVMValueRef;
+
+/* The GPU architectures code is generated for. sm_90a is Hopper with its arch-specific
+ * instructions (wgmma, setmaxnreg): its code runs on compute capability 9.0 only. */
+typedef enum BackendArch {
+    BACKEND_ARCH_SM80,  /* Ampere and later through PTX JIT; cubins run on 8.x */
+    BACKEND_ARCH_SM90A, /* Hopper (H100, H200) */
+    BACKEND_ARCH_COUNT
+} BackendArch;
+
+const char *backend_arch_name(BackendArch arch); /* "sm_80", "sm_90a" */
+bool backend_arch_parse(const char *name, BackendArch *out);
+/* The architecture to compile for on a device of compute capability major.minor: sm_90a on
+ * 9.0, sm_80 on every other capability >= 8.0 (newer GPUs JIT its PTX); false below 8.0. */
+bool backend_arch_for_capability(int major, int minor, BackendArch *out);
+
+/* ---- target.c: LLVM IR -> PTX ------------------------------------------------------------- */
+typedef struct PtxOptions {
+    BackendArch arch;
+    int opt_level;        /* 0-3: the IR pipeline default<On> and the code generator's level */
+    const char *features; /* extra NVPTX features, e.g. "+ptx86"; NULL: the arch's minimum PTX */
+} PtxOptions;
+
+/* The defaults: opt_level 3, no extra features. */
+PtxOptions llvm_ptx_options(BackendArch arch);
+
+/* Registers the NVPTX target with LLVM; called by everything below, safe from any thread. */
+bool llvm_init_nvptx(Strbuf *err);
+
+LLVMContextRef llvm_context_new(void);
+void llvm_context_free(LLVMContextRef context); /* and every module in it */
+void llvm_module_free(LLVMModuleRef module);
+/* Parses LLVM assembly (the textual IR); NULL with the parser's message in err on failure. The
+ * module is not verified. */
+LLVMModuleRef llvm_parse_ir(LLVMContextRef context, const char *name, const char *text,
+                            size_t len, Strbuf *err);
+void llvm_print_module(LLVMModuleRef module, Strbuf *out);
+/* The function named name in module, or NULL. */
+LLVMValueRef llvm_get_function(LLVMModuleRef module, const char *name);
+
+/* Makes fn a kernel entry (the ptx_kernel calling convention). maxntid / reqntid, when not
+ * NULL, give the block size bound / exact block size (x, y, z; 0 counts as 1). */
+void llvm_mark_kernel(LLVMValueRef fn, const unsigned maxntid[3], const unsigned reqntid[3]);
+
+/* Sets the nvptx64 triple and the data layout of arch's target machine on module. */
+bool llvm_set_nvptx_target(LLVMModuleRef module, BackendArch arch, Strbuf *err);
+/* LLVM's verifier; false with its message in err. Never aborts. */
+bool llvm_verify_module(LLVMModuleRef module, Strbuf *err);
+/* The whole path: target, verify, the default<On> pipeline, PTX text appended to ptx. The
+ * module is changed in place (optimized). */
+bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx, Strbuf *err);
+
+/* A hand-built test kernel, the reference for the backend's tests and the GPU smoke test:
+ *   kernel vector_add(const float *a, const float *b, float *c, int n)   (global memory)
+ *     i = ctaid.x * ntid.x + tid.x; if (i < n) c[i] = a[i] + b[i];
+ * with maxntid = 1024. The kernel's name is "vector_add". */
+LLVMModuleRef llvm_build_vector_add(LLVMContextRef context);
+#define LLVM_VECTOR_ADD_NAME "vector_add"
+
+/* ---- ptxas.c: PTX -> cubin ---------------------------------------------------------------- */
+typedef enum CubinTool {
+    CUBIN_TOOL_AUTO,      /* nvJitLink when it can be loaded, else ptxas */
+    CUBIN_TOOL_PTXAS,     /* the ptxas program */
+    CUBIN_TOOL_NVJITLINK, /* libnvJitLink.so.13 / .12, in process */
+} CubinTool;
+
+/* Where ptxas is: $TILE_PTXAS, $CUDA_HOME/bin/ptxas, /usr/local/cuda/bin/ptxas, then each
+ * directory of $PATH. Copies the path into path[cap] and returns true when found; when not,
+ * and when searched is not NULL, appends the places looked at to it. */
+bool backend_find_ptxas(char *path, size_t cap, Strbuf *searched);
+/* Whether libnvJitLink can be loaded (loaded once, then kept). */
+bool backend_have_nvjitlink(void);
+
+/* Assembles PTX (len bytes, need not be NUL-terminated) for arch into a cubin appended to
+ * cubin (binary: use cubin->data and cubin->len). On failure, err gets the tool's messages
+ * (ptxas's stderr, nvJitLink's error log). */
+bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTool tool,
+                          Strbuf *cubin, Strbuf *err);
+
+#endif

@@ -1,0 +1,302 @@
+/*
+ * target.c: LLVM's NVPTX target through the LLVM-C API: target setup, module verification, the
+ * O3 pipeline and PTX emission, and the hand-built vector-add kernel the tests use.
+ *
+ * The NVPTX target is registered once per process (pthread_once); everything else works on the
+ * caller's module and context and makes a target machine per call, so that threads compiling
+ * different modules in different contexts do not share state. llvm_emit_ptx is the whole path:
+ * it puts the nvptx64 triple and the target's data layout on the module, runs the verifier
+ * (its report is returned, LLVM is never allowed to abort on a malformed module), runs the new
+ * pass manager's default<O3> pipeline with the target machine (so NVPTX's own IR passes and cost
+ * model take part) and prints PTX into a memory buffer.
+ *
+ * Kernels are marked the way LLVM 22 expects: the ptx_kernel calling convention (the older
+ * !nvvm.annotations "kernel" metadata is only auto-upgraded), and the block-size hints as the
+ * function attributes "nvvm.maxntid" / "nvvm.reqntid" ("x,y,z"), which become .maxntid /
+ * .reqntid directives. The PTX ISA version is left to LLVM unless the caller asks for more: it
+ * is the lowest one the architecture needs (7.0 for sm_80, 8.0 for sm_90a with LLVM 22).
+ */
+#include "backend/backend.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/IRReader.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#define NVPTX_TRIPLE "nvptx64-nvidia-cuda"
+
+static const char *const arch_names[BACKEND_ARCH_COUNT] = {
+    [BACKEND_ARCH_SM80] = "sm_80",
+    [BACKEND_ARCH_SM90A] = "sm_90a",
+};
+
+const char *backend_arch_name(BackendArch arch) {
+    assert((unsigned)arch < BACKEND_ARCH_COUNT);
+    return arch_names[arch];
+}
+
+bool backend_arch_parse(const char *name, BackendArch *out) {
+    for (int i = 0; i < BACKEND_ARCH_COUNT; i++) {
+        if (strcmp(name, arch_names[i]) == 0) {
+            *out = (BackendArch)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool backend_arch_for_capability(int major, int minor, BackendArch *out) {
+    if (major < 8) return false;
+    *out = (major == 9 && minor == 0) ? BACKEND_ARCH_SM90A : BACKEND_ARCH_SM80;
+    return true;
+}
+
+PtxOptions llvm_ptx_options(BackendArch arch) {
+    return (PtxOptions){.arch = arch, .opt_level = 3, .features = NULL};
+}
+
+/* ---- target setup ------------------------------------------------------------------------- */
+
+static pthread_once_t nvptx_once = PTHREAD_ONCE_INIT;
+static LLVMTargetRef nvptx_target;
+static char nvptx_error[512];
+
+static void nvptx_register(void) {
+    LLVMInitializeNVPTXTargetInfo();
+    LLVMInitializeNVPTXTarget();
+    LLVMInitializeNVPTXTargetMC();
+    LLVMInitializeNVPTXAsmPrinter();
+    char *message = NULL;
+    if (LLVMGetTargetFromTriple(NVPTX_TRIPLE, &nvptx_target, &message)) {
+        snprintf(nvptx_error, sizeof nvptx_error, "LLVM has no NVPTX target: %s",
+                 message ? message : "(no message)");
+        nvptx_target = NULL;
+    }
+    LLVMDisposeMessage(message);
+}
+
+bool llvm_init_nvptx(Strbuf *err) {
+    pthread_once(&nvptx_once, nvptx_register);
+    if (!nvptx_target) {
+        sb_puts(err, nvptx_error);
+        return false;
+    }
+    return true;
+}
+
+static LLVMTargetMachineRef target_machine_new(BackendArch arch, int opt_level,
+                                               const char *features, Strbuf *err) {
+    if (!llvm_init_nvptx(err)) return NULL;
+    static const LLVMCodeGenOptLevel levels[4] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess,
+                                                  LLVMCodeGenLevelDefault,
+                                                  LLVMCodeGenLevelAggressive};
+    if (opt_level < 0 || opt_level > 3) {
+        sb_printf(err, "optimization level %d is not one of 0-3", opt_level);
+        return NULL;
+    }
+    LLVMTargetMachineRef tm =
+        LLVMCreateTargetMachine(nvptx_target, NVPTX_TRIPLE, backend_arch_name(arch),
+                                features ? features : "", levels[opt_level], LLVMRelocDefault,
+                                LLVMCodeModelDefault);
+    if (!tm) sb_printf(err, "LLVM could not create an NVPTX target machine for %s",
+                       backend_arch_name(arch));
+    return tm;
+}
+
+/* ---- contexts and modules ----------------------------------------------------------------- */
+
+LLVMContextRef llvm_context_new(void) { return LLVMContextCreate(); }
+void llvm_context_free(LLVMContextRef context) {
+    if (context) LLVMContextDispose(context);
+}
+void llvm_module_free(LLVMModuleRef module) {
+    if (module) LLVMDisposeModule(module);
+}
+
+LLVMModuleRef llvm_parse_ir(LLVMContextRef context, const char *name, const char *text,
+                            size_t len, Strbuf *err) {
+    LLVMMemoryBufferRef buffer = LLVMCreateMemoryBufferWithMemoryRangeCopy(text, len, name);
+    LLVMModuleRef module = NULL;
+    char *message = NULL;
+    if (LLVMParseIRInContext2(context, buffer, &module, &message)) {
+        sb_printf(err, "%s: %s", name, message ? message : "cannot parse LLVM IR");
+        module = NULL;
+    }
+    LLVMDisposeMessage(message);
+    LLVMDisposeMemoryBuffer(buffer);
+    return module;
+}
+
+void llvm_print_module(LLVMModuleRef module, Strbuf *out) {
+    char *text = LLVMPrintModuleToString(module);
+    sb_puts(out, text);
+    LLVMDisposeMessage(text);
+}
+
+LLVMValueRef llvm_get_function(LLVMModuleRef module, const char *name) {
+    return LLVMGetNamedFunction(module, name);
+}
+
+static void add_string_attribute(LLVMValueRef fn, const char *key, const char *value) {
+    LLVMContextRef context = LLVMGetTypeContext(LLVMTypeOf(fn));
+    LLVMAttributeRef attr = LLVMCreateStringAttribute(context, key, (unsigned)strlen(key), value,
+                                                      (unsigned)strlen(value));
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, attr);
+}
+
+static void add_dims_attribute(LLVMValueRef fn, const char *key, const unsigned dims[3]) {
+    char value[64];
+    snprintf(value, sizeof value, "%u,%u,%u", dims[0] ? dims[0] : 1, dims[1] ? dims[1] : 1,
+             dims[2] ? dims[2] : 1);
+    add_string_attribute(fn, key, value);
+}
+
+void llvm_mark_kernel(LLVMValueRef fn, const unsigned maxntid[3], const unsigned reqntid[3]) {
+    LLVMSetFunctionCallConv(fn, LLVMPTXKernelCallConv);
+    if (maxntid) add_dims_attribute(fn, "nvvm.maxntid", maxntid);
+    if (reqntid) add_dims_attribute(fn, "nvvm.reqntid", reqntid);
+}
+
+/* ---- verify, optimize, emit --------------------------------------------------------------- */
+
+static bool set_target(LLVMModuleRef module, LLVMTargetMachineRef tm) {
+    LLVMSetTarget(module, NVPTX_TRIPLE);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(module, layout);
+    LLVMDisposeTargetData(layout);
+    return true;
+}
+
+bool llvm_set_nvptx_target(LLVMModuleRef module, BackendArch arch, Strbuf *err) {
+    LLVMTargetMachineRef tm = target_machine_new(arch, 3, NULL, err);
+    if (!tm) return false;
+    set_target(module, tm);
+    LLVMDisposeTargetMachine(tm);
+    return true;
+}
+
+bool llvm_verify_module(LLVMModuleRef module, Strbuf *err) {
+    char *message = NULL;
+    bool broken = LLVMVerifyModule(module, LLVMReturnStatusAction, &message);
+    if (broken) {
+        sb_puts(err, "LLVM IR verification failed:\n");
+        sb_puts(err, message && *message ? message : "(no message)\n");
+    }
+    LLVMDisposeMessage(message);
+    return !broken;
+}
+
+static bool run_pipeline(LLVMModuleRef module, LLVMTargetMachineRef tm, int opt_level,
+                         Strbuf *err) {
+    char pipeline[32];
+    snprintf(pipeline, sizeof pipeline, "default<O%d>", opt_level);
+    LLVMPassBuilderOptionsRef options = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef error = LLVMRunPasses(module, pipeline, tm, options);
+    LLVMDisposePassBuilderOptions(options);
+    if (error) {
+        char *message = LLVMGetErrorMessage(error);
+        sb_printf(err, "LLVM pass pipeline %s failed: %s", pipeline, message);
+        LLVMDisposeErrorMessage(message);
+        return false;
+    }
+    return true;
+}
+
+bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx, Strbuf *err) {
+    LLVMTargetMachineRef tm =
+        target_machine_new(options->arch, options->opt_level, options->features, err);
+    if (!tm) return false;
+    bool ok = false;
+    set_target(module, tm);
+    if (!llvm_verify_module(module, err)) goto done;
+    if (!run_pipeline(module, tm, options->opt_level, err)) goto done;
+
+    char *message = NULL;
+    LLVMMemoryBufferRef buffer = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, module, LLVMAssemblyFile, &message, &buffer)) {
+        sb_printf(err, "LLVM could not emit PTX for %s: %s", backend_arch_name(options->arch),
+                  message ? message : "(no message)");
+        LLVMDisposeMessage(message);
+        goto done;
+    }
+    LLVMDisposeMessage(message);
+    sb_putn(ptx, LLVMGetBufferStart(buffer), LLVMGetBufferSize(buffer));
+    LLVMDisposeMemoryBuffer(buffer);
+    ok = true;
+done:
+    LLVMDisposeTargetMachine(tm);
+    return ok;
+}
+
+/* ---- the vector-add test kernel ----------------------------------------------------------- */
+
+static LLVMValueRef read_sreg(LLVMModuleRef module, LLVMBuilderRef builder, const char *name) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    if (!id) tile_unreachable();
+    LLVMContextRef context = LLVMGetModuleContext(module);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(module, id, NULL, 0);
+    LLVMTypeRef type = LLVMIntrinsicGetType(context, id, NULL, 0);
+    return LLVMBuildCall2(builder, type, fn, NULL, 0, "");
+}
+
+static LLVMValueRef element_address(LLVMBuilderRef builder, LLVMTypeRef elem, LLVMValueRef base,
+                                    LLVMValueRef index, const char *name) {
+    return LLVMBuildInBoundsGEP2(builder, elem, base, &index, 1, name);
+}
+
+LLVMModuleRef llvm_build_vector_add(LLVMContextRef context) {
+    LLVMModuleRef module = LLVMModuleCreateWithNameInContext("vector_add", context);
+    LLVMTypeRef f32 = LLVMFloatTypeInContext(context);
+    LLVMTypeRef i32 = LLVMInt32TypeInContext(context);
+    LLVMTypeRef i64 = LLVMInt64TypeInContext(context);
+    LLVMTypeRef global_ptr = LLVMPointerTypeInContext(context, 1);
+    LLVMTypeRef params[4] = {global_ptr, global_ptr, global_ptr, i32};
+    LLVMTypeRef fn_type = LLVMFunctionType(LLVMVoidTypeInContext(context), params, 4, 0);
+    LLVMValueRef fn = LLVMAddFunction(module, LLVM_VECTOR_ADD_NAME, fn_type);
+    const unsigned maxntid[3] = {1024, 1, 1};
+    llvm_mark_kernel(fn, maxntid, NULL);
+    const char *names[4] = {"a", "b", "c", "n"};
+    for (unsigned i = 0; i < 4; i++) LLVMSetValueName2(LLVMGetParam(fn, i), names[i], 1);
+
+    LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(context, fn, "entry");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(context, fn, "body");
+    LLVMBasicBlockRef exit = LLVMAppendBasicBlockInContext(context, fn, "exit");
+    LLVMBuilderRef builder = LLVMCreateBuilderInContext(context);
+
+    LLVMPositionBuilderAtEnd(builder, entry);
+    LLVMValueRef tid = read_sreg(module, builder, "llvm.nvvm.read.ptx.sreg.tid.x");
+    LLVMValueRef ctaid = read_sreg(module, builder, "llvm.nvvm.read.ptx.sreg.ctaid.x");
+    LLVMValueRef ntid = read_sreg(module, builder, "llvm.nvvm.read.ptx.sreg.ntid.x");
+    LLVMValueRef i = LLVMBuildAdd(builder, LLVMBuildMul(builder, ctaid, ntid, ""), tid, "i");
+    /* Compare in 64 bits: i is unsigned, n is signed. */
+    LLVMValueRef i64_index = LLVMBuildZExt(builder, i, i64, "i64");
+    LLVMValueRef n64 = LLVMBuildSExt(builder, LLVMGetParam(fn, 3), i64, "n64");
+    LLVMValueRef in_bounds = LLVMBuildICmp(builder, LLVMIntSLT, i64_index, n64, "in_bounds");
+    LLVMBuildCondBr(builder, in_bounds, body, exit);
+
+    LLVMPositionBuilderAtEnd(builder, body);
+    LLVMValueRef pa = element_address(builder, f32, LLVMGetParam(fn, 0), i64_index, "pa");
+    LLVMValueRef pb = element_address(builder, f32, LLVMGetParam(fn, 1), i64_index, "pb");
+    LLVMValueRef pc = element_address(builder, f32, LLVMGetParam(fn, 2), i64_index, "pc");
+    LLVMValueRef va = LLVMBuildLoad2(builder, f32, pa, "va");
+    LLVMSetAlignment(va, 4);
+    LLVMValueRef vb = LLVMBuildLoad2(builder, f32, pb, "vb");
+    LLVMSetAlignment(vb, 4);
+    LLVMValueRef sum = LLVMBuildFAdd(builder, va, vb, "sum");
+    LLVMValueRef store = LLVMBuildStore(builder, sum, pc);
+    LLVMSetAlignment(store, 4);
+    LLVMBuildBr(builder, exit);
+
+    LLVMPositionBuilderAtEnd(builder, exit);
+    LLVMBuildRetVoid(builder);
+    LLVMDisposeBuilder(builder);
+    return module;
+}
