@@ -11,7 +11,7 @@
  * Syntax errors name the unexpected token and, where the set is small enough to help, what
  * the parser would have accepted: the grammar hands over the set of tokens its state can shift
  * or reduce on, and this file folds the well-known groups of that set ("an expression", "a
- * statement", "an operator") into words.
+ * statement", "an operator", "a type") into words.
  */
 #include "frontend.h"
 
@@ -75,6 +75,7 @@ static const int assignment_operators[] = {TK_PLUS_ASSIGN, TK_MINUS_ASSIGN, TK_S
                                            TK_SLASH_ASSIGN, TK_PERCENT_ASSIGN, TK_AMP_ASSIGN,
                                            TK_PIPE_ASSIGN, TK_CARET_ASSIGN, TK_SHL_ASSIGN,
                                            TK_SHR_ASSIGN};
+static const int type_starts[] = {TK_NAME, TK_TENSOR, TK_TILE};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static bool all_expected(const bool *expected, int ntokens, const int *codes, size_t n) {
@@ -114,6 +115,11 @@ void parse_syntax_error(ParseState *ps, Token tok, const bool *expected_in, int 
     bool expression = all_expected(expected, ntokens, expression_starts, COUNT(expression_starts));
     bool operator = all_expected(expected, ntokens, binary_operators, COUNT(binary_operators));
     bool assignment = all_expected(expected, ntokens, assignment_operators, COUNT(assignment_operators));
+    bool type = all_expected(expected, ntokens, type_starts, COUNT(type_starts));
+    if (type) {
+        words[nwords++] = "a type";
+        clear_expected(expected, ntokens, type_starts, COUNT(type_starts));
+    }
     if (statement) {
         words[nwords++] = "a statement";
         clear_expected(expected, ntokens, statement_starts, COUNT(statement_starts));

@@ -10,7 +10,7 @@
  * Lexical errors are reported to the Lexer's DiagList with their location, at most one per
  * call: a byte that starts no token comes back as a TK_ILLEGAL token (which no grammar rule
  * accepts), a malformed number as one TK_INT/TK_FLOAT token spanning all of it, and a comment
- * reports only its first bad byte. Scanning can go on after any of them; the parser driver
+ * reports only its first bad byte (or, if it does not end, only that). Scanning can go on after any of them; the parser driver
  * stops at the first. Literal values are decoded on demand (lexer_int_value,
  * lexer_float_value); an integer literal too large for 64 bits is not an error here: the
  * grammar sets AstNode.int_overflow and the lowering reports it.
@@ -64,45 +64,52 @@ static size_t utf8_length(const unsigned char *p, const unsigned char *end) {
     return n;
 }
 
-/* Checks one comment byte (or UTF-8 sequence) at lx->cursor and steps over it; reports only
- * the first bad byte of a comment (*reported). */
-static void lexer_comment_byte(Lexer *lx, bool *reported) {
+/* The first bad byte of a comment, reported once the comment is over (an unterminated
+ * comment is reported instead: it is the bigger problem). */
+typedef struct CommentCheck {
+    bool bad;
+    SrcLoc loc;
+    unsigned char byte;
+} CommentCheck;
+
+/* Checks one comment byte (or UTF-8 sequence) at lx->cursor and steps over it. */
+static void lexer_comment_byte(Lexer *lx, CommentCheck *check) {
     const unsigned char *p = (const unsigned char *)lx->cursor;
     if (*p == '\n') {
         lexer_newline(lx, lx->cursor);
         lx->cursor++;
         return;
     }
-    if (*p == 0) {
-        if (!*reported) diag_error(lx->diags, lexer_loc(lx, lx->cursor), "NUL byte in comment");
-        *reported = true;
-        lx->cursor++;
-        return;
-    }
-    size_t n = utf8_length(p, (const unsigned char *)lx->limit);
+    size_t n = *p ? utf8_length(p, (const unsigned char *)lx->limit) : 0;
     if (n == 0) {
-        if (!*reported)
-            diag_error(lx->diags, lexer_loc(lx, lx->cursor), "invalid UTF-8 byte 0x%02x in comment", *p);
-        *reported = true;
+        if (!check->bad) *check = (CommentCheck){true, lexer_loc(lx, lx->cursor), *p};
         n = 1;
     }
     lx->cursor += n;
 }
 
+static void lexer_report_comment(Lexer *lx, const CommentCheck *check) {
+    if (!check->bad) return;
+    if (check->byte == 0) diag_error(lx->diags, check->loc, "NUL byte in comment");
+    else diag_error(lx->diags, check->loc, "invalid UTF-8 byte 0x%02x in comment", check->byte);
+}
+
 static void lexer_skip_line_comment(Lexer *lx) {
-    bool reported = false;
-    while (lx->cursor < lx->limit && *lx->cursor != '\n') lexer_comment_byte(lx, &reported);
+    CommentCheck check = {0};
+    while (lx->cursor < lx->limit && *lx->cursor != '\n') lexer_comment_byte(lx, &check);
+    lexer_report_comment(lx, &check);
 }
 
 /* Returns false (after reporting at the comment opener) when the comment does not end. */
 static bool lexer_skip_block_comment(Lexer *lx, SrcLoc open) {
-    bool reported = false;
+    CommentCheck check = {0};
     while (lx->cursor < lx->limit) {
         if (lx->cursor[0] == '*' && lx->cursor + 1 < lx->limit && lx->cursor[1] == '/') {
             lx->cursor += 2;
+            lexer_report_comment(lx, &check);
             return true;
         }
-        lexer_comment_byte(lx, &reported);
+        lexer_comment_byte(lx, &check);
     }
     diag_error(lx->diags, open, "unterminated comment");
     return false;

@@ -22,6 +22,7 @@ typedef struct Lexed {
 
 /* Lexes text (len bytes; the array must hold a NUL at text[len]) to the end. */
 static void lex_n(Lexed *out, const char *text, size_t len) {
+    diag_free(&out->diags); /* from the previous use of out, if any */
     memset(out, 0, sizeof *out);
     out->file = (SourceFile){"t.tile", text, len};
     Lexer lx;
@@ -40,7 +41,7 @@ static void lex_n(Lexed *out, const char *text, size_t len) {
 static void lex(Lexed *out, const char *text) { lex_n(out, text, strlen(text)); }
 
 static void expect_codes(const char *text, const int *codes, int n) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, text);
     cr_assert_eq(l.diags.errors, 0, "%s: unexpected errors:\n%s", text, sb_str(&l.diags.text));
     cr_assert_eq(l.count, n, "%s: %d tokens, expected %d", text, l.count, n);
@@ -87,14 +88,15 @@ Test(lexer, keywords_and_identifiers) {
     /* a keyword prefix or a keyword with a suffix is an identifier */
     EXPECT_CODES("kernels _fn fn_ tiles in2 If x_1 _", TK_NAME, TK_NAME, TK_NAME, TK_NAME,
                  TK_NAME, TK_NAME, TK_NAME, TK_NAME);
-    Lexed l;
+    Lexed l = {0};
     lex(&l, "block_id");
     cr_assert_eq(l.tokens[0].len, 8);
     cr_assert(memcmp(l.tokens[0].start, "block_id", 8) == 0);
+    diag_free(&l.diags);
 }
 
 static uint64_t int_value(const char *text, bool *ok) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, text);
     cr_assert_eq(l.diags.errors, 0, "%s:\n%s", text, sb_str(&l.diags.text));
     cr_assert_eq(l.count, 1, "%s lexes as %d tokens", text, l.count);
@@ -102,6 +104,7 @@ static uint64_t int_value(const char *text, bool *ok) {
     cr_assert_eq(l.tokens[0].len, strlen(text));
     uint64_t v = 12345;
     *ok = lexer_int_value(&l.tokens[0], &v);
+    diag_free(&l.diags);
     return v;
 }
 
@@ -141,12 +144,14 @@ Test(lexer, integer_overflow_is_flagged_not_reported) {
 }
 
 static double float_value(const char *text) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, text);
     cr_assert_eq(l.diags.errors, 0, "%s:\n%s", text, sb_str(&l.diags.text));
     cr_assert_eq(l.count, 1, "%s lexes as %d tokens", text, l.count);
     cr_assert_eq(l.tokens[0].code, TK_FLOAT, "%s is %s", text, token_name(l.tokens[0].code));
-    return lexer_float_value(&l.tokens[0]);
+    double v = lexer_float_value(&l.tokens[0]);
+    diag_free(&l.diags);
+    return v;
 }
 
 Test(lexer, float_literals) {
@@ -184,7 +189,7 @@ Test(lexer, comments_and_whitespace) {
 }
 
 Test(lexer, locations_are_one_based_bytes) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, "kernel k\n  /* two\nlines */ x\n\ty // c\n  z");
     cr_assert_eq(l.count, 5);
     cr_expect_eq(l.tokens[0].loc.line, 1);
@@ -200,10 +205,11 @@ Test(lexer, locations_are_one_based_bytes) {
     cr_expect_eq(l.end.loc.line, 5);
     cr_expect_eq(l.end.loc.col, 4);
     cr_expect(l.tokens[0].loc.file == &l.file);
+    diag_free(&l.diags);
 }
 
 Test(lexer, empty_input) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, "");
     cr_expect_eq(l.count, 0);
     cr_expect_eq(l.diags.errors, 0);
@@ -212,10 +218,11 @@ Test(lexer, empty_input) {
     lex(&l, "  \n\n // nothing\n");
     cr_expect_eq(l.count, 0);
     cr_expect_eq(l.diags.errors, 0);
+    diag_free(&l.diags);
 }
 
 Test(lexer, invalid_bytes_are_located_and_named) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, "a \xff b");
     cr_expect_eq(l.diags.errors, 1);
     cr_expect(strstr(first_error(&l), "t.tile:1:3: error: invalid byte 0xff") != NULL, "%s", first_error(&l));
@@ -245,11 +252,12 @@ Test(lexer, invalid_bytes_are_located_and_named) {
     cr_expect(strstr(first_error(&l), "1:3: error: unexpected character '.'") != NULL, "%s", first_error(&l));
     lex(&l, "\x01");
     cr_expect(strstr(first_error(&l), "1:1: error: invalid control character 0x01") != NULL, "%s", first_error(&l));
+    diag_free(&l.diags);
 }
 
 Test(lexer, nul_bytes_are_errors) {
     static const char text[] = "a\0b"; /* 3 bytes, then the terminating NUL */
-    Lexed l;
+    Lexed l = {0};
     lex_n(&l, text, 3);
     cr_expect_eq(l.diags.errors, 1);
     cr_expect(strstr(first_error(&l), "t.tile:1:2: error: NUL byte in source") != NULL, "%s", first_error(&l));
@@ -261,10 +269,11 @@ Test(lexer, nul_bytes_are_errors) {
     cr_expect_eq(l.diags.errors, 1);
     cr_expect(strstr(first_error(&l), "1:7: error: NUL byte in comment") != NULL, "%s", first_error(&l));
     cr_expect_eq(l.count, 2);
+    diag_free(&l.diags);
 }
 
 Test(lexer, invalid_utf8_in_comments) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, "a // ok \xff \xfe\n b");
     cr_expect_eq(l.diags.errors, 1, "one error per comment");
     cr_expect(strstr(first_error(&l), "t.tile:1:9: error: invalid UTF-8 byte 0xff in comment") != NULL, "%s", first_error(&l));
@@ -276,30 +285,37 @@ Test(lexer, invalid_utf8_in_comments) {
         cr_expect_geq(l.diags.errors, 1, "case %zu accepted", i);
         cr_expect(strstr(first_error(&l), "1:4: error: invalid UTF-8 byte") != NULL, "case %zu: %s", i, first_error(&l));
     }
+    diag_free(&l.diags);
 }
 
 Test(lexer, unterminated_comment) {
-    Lexed l;
+    Lexed l = {0};
     lex(&l, "a\n  /* never\n closed");
     cr_expect_eq(l.diags.errors, 1);
     cr_expect(strstr(first_error(&l), "t.tile:2:3: error: unterminated comment") != NULL, "%s", first_error(&l));
     cr_expect_eq(l.count, 1);
     lex(&l, "/*/");
     cr_expect(strstr(first_error(&l), "1:1: error: unterminated comment") != NULL, "%s", first_error(&l));
+    /* an unterminated comment with a bad byte reports the missing end only */
+    lex(&l, "/* \xff never closed");
+    cr_expect_eq(l.diags.errors, 1);
+    cr_expect(strstr(first_error(&l), "1:1: error: unterminated comment") != NULL, "%s", first_error(&l));
     lex(&l, "/* ends with a star *");
     cr_expect(strstr(first_error(&l), "unterminated comment") != NULL, "%s", first_error(&l));
+    diag_free(&l.diags);
 }
 
 Test(lexer, malformed_numbers) {
     const char *bad[] = {"0x", "0b", "0b102", "12ab", "1e", "0xfg", "1.5f", "1e5x", "0x_"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        Lexed l;
+        Lexed l = {0};
         lex(&l, bad[i]);
         cr_expect_eq(l.diags.errors, 1, "%s: %d errors", bad[i], l.diags.errors);
         char want[64];
         snprintf(want, sizeof want, "1:1: error: invalid number literal '%s'", bad[i]);
         cr_expect(strstr(first_error(&l), want) != NULL, "%s: %s", bad[i], first_error(&l));
         cr_expect_eq(l.count, 1, "%s: one (bad) token, not several", bad[i]);
+        diag_free(&l.diags);
     }
 }
 

@@ -348,6 +348,9 @@ Test(parser, error_messages_and_locations) {
     expect_error("fn f() { for i in 0 to N {} }", "t.tile:1:21: error: unexpected identifier 'to', expected an operator or '..'");
     expect_error("fn f() { x = t[1 :+]; }", "t.tile:1:20: error: unexpected ']', expected an expression");
     expect_error("fn f() {} }", "t.tile:1:11: error: unexpected '}', expected 'kernel' or 'fn'");
+    expect_error("kernel k(a: 3) grid(1) {}", "t.tile:1:13: error: unexpected integer literal '3', expected a type");
+    expect_error("fn f() { if a {} else x = 1; }", "t.tile:1:23: error: unexpected identifier 'x', expected '{' or 'if'");
+    expect_error("fn f() { let x = cast<f32(y); }", "t.tile:1:26: error: unexpected '(', expected '>'");
 }
 
 Test(parser, comparison_in_const_default_needs_parentheses) {
@@ -513,4 +516,38 @@ Test(parser, golden_files) {
     }
     closedir(dp);
     cr_expect_geq(checked, 3);
+}
+
+/* ---- robustness ------------------------------------------------------------------------- */
+Test(parser, mutated_sources_give_located_errors_or_trees) {
+    size_t len;
+    char *original = test_read_source_file("tests/parser/softmax.tile", &len);
+    uint64_t state = 0x9e3779b97f4a7c15u;
+    const char alphabet[] = "(){}[]<>:;,.+-*/=!~&|^%_aZ09 \n\xff\0";
+    char *text = xmalloc(len + 16);
+    for (int round = 0; round < 3000; round++) {
+        memcpy(text, original, len);
+        size_t n = len;
+        for (int edits = 1 + round % 4; edits > 0; edits--) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            size_t at = (size_t)(state >> 33) % n;
+            char c = alphabet[(state >> 13) % (sizeof alphabet - 1)];
+            switch ((state >> 7) % 4) {
+            case 0: text[at] = c; break;                                /* replace */
+            case 1: memmove(text + at, text + at + 1, n - at - 1); n--; break; /* delete */
+            case 2: n = at + 1; break;                                  /* truncate */
+            default: if (n < len + 8) { memmove(text + at + 1, text + at, n - at); text[at] = c; n++; }
+            }
+        }
+        char *errors;
+        int count;
+        char *dump = parse_to_dump("m.tile", text, n, &errors, &count);
+        cr_assert_leq(count, 1, "round %d: %d errors:\n%s", round, count, errors);
+        if (count == 1)
+            cr_assert(strncmp(errors, "m.tile:", 7) == 0 && strstr(errors, ": error: "), "round %d: %s", round, errors);
+        free(dump);
+        free(errors);
+    }
+    free(text);
+    free(original);
 }
