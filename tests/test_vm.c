@@ -567,6 +567,80 @@ Test(vm, control_flow) {
     ir_module_free(k.m);
 }
 
+/* Shape ops, integer reductions and dot, and a round trip through shared memory:
+ * x[4,6] -> transpose, reshape [3,8], broadcast of row 0, min over axis 0, cumsum over
+ * axis 1, x @ x^T (i32), and num_blocks. */
+Test(vm, shape_ops_shared_memory_and_integer_dot) {
+    enum { R = 4, C = 6 };
+    Kernel k = kernel_begin("shapes");
+    ElemType i32 = elem_i32();
+    IrValue *x = add_tensor(&k, "x", i32, "4,6"), *tr = add_tensor(&k, "tr", i32, "6,4"),
+            *rs = add_tensor(&k, "rs", i32, "3,8"), *bc = add_tensor(&k, "bc", i32, "4,6"),
+            *mn = add_tensor(&k, "mn", i32, "6"), *cs = add_tensor(&k, "cs", i32, "4,6"),
+            *gg = add_tensor(&k, "gg", i32, "4,4"), *nb = add_tensor(&k, "nb", i32, "1");
+    grid_const(&k, 1);
+    IrBuilder *B = &k.b;
+    const IrType *s32 = scalar_t(&k, i32), *t46 = tile_t(&k, i32, 2, R, C);
+    IrValue *ri = op1i(B, OP_EXPAND_DIMS, tile_t(&k, i32, 2, R, 1), op0(B, OP_ARANGE, tile_t(&k, i32, 1, R, 0), 0), 1, 0);
+    IrValue *cj = op1i(B, OP_EXPAND_DIMS, tile_t(&k, i32, 2, 1, C), op0(B, OP_ARANGE, tile_t(&k, i32, 1, C, 0), 0), 0, 0);
+    IrValue *v = load(B, t46, x, ri, cj);
+    /* through shared memory */
+    IrValue *sh = build(B, OP_SHARED_ALLOC, ir_shared_type(k.m, i32, 2, (int64_t[]){R, C}), 0, NULL)->results[0];
+    IrValue *sops[2] = {sh, v};
+    build(B, OP_SHARED_STORE, NULL, 2, sops);
+    build(B, OP_BARRIER, NULL, 0, NULL);
+    IrValue *w = op1(B, OP_CONVERT_LAYOUT, t46, op1(B, OP_SHARED_LOAD, t46, sh));
+    /* transpose: out dim i = in dim perm[i] */
+    IrValue *t = op1i(B, OP_TRANSPOSE, tile_t(&k, i32, 2, C, R), w, 1, 0);
+    IrValue *ti = op1i(B, OP_EXPAND_DIMS, tile_t(&k, i32, 2, C, 1), op0(B, OP_ARANGE, tile_t(&k, i32, 1, C, 0), 0), 1, 0);
+    IrValue *tj = op1i(B, OP_EXPAND_DIMS, tile_t(&k, i32, 2, 1, R), op0(B, OP_ARANGE, tile_t(&k, i32, 1, R, 0), 0), 0, 0);
+    store(B, OP_STORE, tr, ti, tj, t);
+    IrValue *r = op1(B, OP_RESHAPE, tile_t(&k, i32, 2, 3, 8), w);
+    IrValue *r3 = op1i(B, OP_EXPAND_DIMS, tile_t(&k, i32, 2, 3, 1), op0(B, OP_ARANGE, tile_t(&k, i32, 1, 3, 0), 0), 1, 0);
+    IrValue *r8 = op1i(B, OP_EXPAND_DIMS, tile_t(&k, i32, 2, 1, 8), op0(B, OP_ARANGE, tile_t(&k, i32, 1, 8, 0), 0), 0, 0);
+    store(B, OP_STORE, rs, r3, r8, r);
+    IrValue *row0 = load(B, tile_t(&k, i32, 2, 1, C), x, ci(B, s32, 0), cj);
+    store(B, OP_STORE, bc, ri, cj, op1(B, OP_BROADCAST, t46, row0));
+    store(B, OP_STORE, mn, op0(B, OP_ARANGE, tile_t(&k, i32, 1, C, 0), 0), NULL,
+          op1i(B, OP_REDUCE, tile_t(&k, i32, 1, C, 0), w, RED_MIN, 0));
+    store(B, OP_STORE, cs, ri, cj, op1i(B, OP_SCAN, t46, w, RED_SUM, 1));
+    IrValue *dops[3] = {w, t, ci(B, tile_t(&k, i32, 2, R, R), 1000)};
+    IrValue *d = build(B, OP_DOT, tile_t(&k, i32, 2, R, R), 3, dops)->results[0];
+    store(B, OP_STORE, gg, ri, op1i(B, OP_EXPAND_DIMS, tile_t(&k, i32, 2, 1, R), op0(B, OP_ARANGE, tile_t(&k, i32, 1, R, 0), 0), 0, 0), d);
+    store(B, OP_STORE, nb, ci(B, s32, 0), NULL, op0(B, OP_NUM_BLOCKS, s32, 0));
+    kernel_end(&k);
+
+    int32_t hx[R * C], htr[C * R], hrs[R * C], hbc[R * C], hmn[C], hcs[R * C], hgg[R * R], hnb;
+    for (int i = 0; i < R * C; i++) hx[i] = rand() % 200 - 100;
+    tile_arg args[8] = {tensor_arg(TILE_I32, hx, 2, R, C), tensor_arg(TILE_I32, htr, 2, C, R),
+                        tensor_arg(TILE_I32, hrs, 2, 3, 8), tensor_arg(TILE_I32, hbc, 2, R, C),
+                        tensor_arg(TILE_I32, hmn, 1, C, 0), tensor_arg(TILE_I32, hcs, 2, R, C),
+                        tensor_arg(TILE_I32, hgg, 2, R, R), tensor_arg(TILE_I32, &hnb, 1, 1, 0)};
+    launch_ok(&k, args, 8);
+    for (int i = 0; i < R; i++) {
+        int32_t run = 0;
+        for (int j = 0; j < C; j++) {
+            cr_assert_eq(htr[j * R + i], hx[i * C + j]);
+            cr_assert_eq(hrs[i * C + j], hx[i * C + j]); /* same row-major order */
+            cr_assert_eq(hbc[i * C + j], hx[j]);
+            run += hx[i * C + j];
+            cr_assert_eq(hcs[i * C + j], run);
+        }
+        for (int j = 0; j < R; j++) {
+            int32_t s = 1000;
+            for (int c = 0; c < C; c++) s += hx[i * C + c] * hx[j * C + c];
+            cr_assert_eq(hgg[i * R + j], s);
+        }
+    }
+    for (int j = 0; j < C; j++) {
+        int32_t m = hx[j];
+        for (int i = 1; i < R; i++) m = hx[i * C + j] < m ? hx[i * C + j] : m;
+        cr_assert_eq(hmn[j], m);
+    }
+    cr_assert_eq(hnb, 1);
+    ir_module_free(k.m);
+}
+
 /* ---- elementwise semantics through a small kernel: out[i] = op(a[i], b[i]) ------------------ */
 enum { EW = 8 };
 
@@ -760,6 +834,42 @@ Test(vm_errors, call_depth_is_bounded) {
     cr_assert(strstr(sb_str(&err), "nested deeper"), "%s", sb_str(&err));
     sb_free(&err);
     ir_module_free(k.m);
+}
+
+/* if (c) { if (c) { ... out[0] = 7 ... } }, `depth` levels deep. */
+static bool run_nested_ifs(int depth, Strbuf *err, int32_t *h) {
+    Kernel k = kernel_begin("nested");
+    IrValue *out = add_tensor(&k, "out", elem_i32(), "1");
+    grid_const(&k, 1);
+    const IrType *s32 = scalar_t(&k, elem_i32());
+    IrBuilder cur = k.b;
+    IrValue *c = ci(&cur, scalar_t(&k, elem_bool()), 1);
+    for (int d = 0; d < depth; d++) {
+        IrOp *iff = build(&cur, OP_IF, NULL, 1, &c);
+        IrRegion *then_r = ir_op_add_region(iff), *else_r = ir_op_add_region(iff);
+        IrBuilder e = {0};
+        ir_builder_at_end(&e, else_r);
+        yield(&e, OP_YIELD, 0, NULL);
+        ir_builder_at_end(&cur, then_r);
+        yield(&cur, OP_YIELD, 0, NULL);
+        ir_builder_before(&cur, then_r->last);
+    }
+    store(&cur, OP_STORE, out, ci(&cur, s32, 0), NULL, ci(&cur, s32, 7));
+    kernel_end(&k);
+    tile_arg args[1] = {tensor_arg(TILE_I32, h, 1, 1, 0)};
+    bool ok = vm_launch(k.f, args, 1, err);
+    ir_module_free(k.m);
+    return ok;
+}
+
+Test(vm_errors, region_nesting_is_bounded) {
+    Strbuf err = {0};
+    int32_t h = 0;
+    cr_assert(run_nested_ifs(900, &err, &h), "%s", sb_str(&err));
+    cr_assert_eq(h, 7);
+    cr_assert_not(run_nested_ifs(5000, &err, &h));
+    cr_assert(strstr(sb_str(&err), "nested deeper"), "%s", sb_str(&err));
+    sb_free(&err);
 }
 
 Test(vm_errors, huge_tile_is_an_error) {
