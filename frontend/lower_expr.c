@@ -1249,7 +1249,9 @@ Val lower_expr(Lower *L, const AstNode *e) {
     Val r = POISON;
     switch (e->kind) {
     case AST_INT:
-        if (e->int_overflow) diag_error(L->diags, e->loc, "integer literal is too large (more than 64 bits)");
+        /* the parser keeps up to 64 unsigned bits; constants are signed 64-bit */
+        if (e->int_overflow || e->int_value < 0)
+            diag_error(L->diags, e->loc, "integer literal is too large (the limit is 2^63 - 1)");
         else r = val_int(e->int_value);
         break;
     case AST_FLOAT:
