@@ -102,4 +102,37 @@ bool backend_have_nvjitlink(void);
 bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTool tool,
                           Strbuf *cubin, Strbuf *err);
 
+/* ---- codegen.c (and codegen_*.c): tile IR -> LLVM IR -------------------------------------- */
+/* The kernel ABI, shared with the runtime and the AOT launchers. Parameters in order:
+ *   a tensor of rank r:  ptr addrspace(1) data, then i32 size[0..r), then i64 stride[0..r)
+ *                        (strides in elements; sizes fit in i32, checked at launch)
+ *   a scalar:            i32 for bool and integers of up to 32 bits (sign- or zero-extended),
+ *                        i64 for wider integers, float for floats of up to 32 bits (f16 and
+ *                        bf16 scalars are passed as f32), double for f64.
+ * The kernel is launched with info.threads threads per block on the grid that the kernel's grid
+ * region computes (the runtime evaluates it on the host with the VM), and info.shared_bytes of
+ * dynamic shared memory. */
+struct IrFunction;
+typedef struct CodegenOptions {
+    BackendArch arch;
+    int num_warps;           /* threads per block / 32; 0: the default (4) */
+} CodegenOptions;
+
+typedef struct CodegenInfo {
+    unsigned threads;        /* threads per block */
+    unsigned shared_bytes;   /* dynamic shared memory per block */
+    bool unsupported;        /* the failure is a construct the GPU backend does not support yet */
+} CodegenInfo;
+
+/* Lowers one kernel (after the pass pipeline: no calls left) into a new module in context.
+ * On failure returns false with a message in err (naming the op and its source location). */
+bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, const CodegenOptions *options,
+                     LLVMModuleRef *out, CodegenInfo *info, Strbuf *err);
+/* codegen + llvm_emit_ptx in a private context: PTX text appended to ptx. Thread-safe. */
+bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *ptx,
+                         CodegenInfo *info, Strbuf *err);
+/* codegen only, as LLVM assembly text (tilec --emit llvm). */
+bool backend_compile_llvm(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *text,
+                          CodegenInfo *info, Strbuf *err);
+
 #endif
