@@ -60,7 +60,12 @@ const AstNode *lower_find_decl(Lower *L, AstKind kind, const char *name) {
 /* The value of a name in the current region. Parameters are the entry region's arguments;
  * symbolic sizes are DIM ops emitted once at the top of the entry region. */
 Val lower_value_of(Lower *L, Binding *bnd, SrcLoc loc) {
-    (void)loc;
+    if (!L->entry && (bnd->kind == BIND_TENSOR || bnd->kind == BIND_DIM)) {
+        /* in a kernel signature: only constants have values there */
+        diag_error(L->diags, loc, "'%s' is only known at launch; a tensor dimension is a name or a compile-time constant",
+                   bnd->name);
+        return POISON_VAL;
+    }
     switch (bnd->kind) {
     case BIND_CONST:
     case BIND_LET:

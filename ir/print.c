@@ -118,7 +118,7 @@ static void print_const(const IrConst *c, const IrType *t, Strbuf *out) {
 }
 
 /* ---- value numbering ------------------------------------------------------------------------ */
-enum { UNNUMBERED = UINT32_MAX };
+#define UNNUMBERED UINT32_MAX
 
 typedef struct Printer {
     const IrFunction *f;
