@@ -78,6 +78,7 @@ enum {
     X(cuMemcpyHtoD, "cuMemcpyHtoD_v2", "", (CUdeviceptr dst, const void *src, size_t bytes))  \
     X(cuMemcpyDtoH, "cuMemcpyDtoH_v2", "", (void *dst, CUdeviceptr src, size_t bytes))        \
     X(cuMemsetD8, "cuMemsetD8_v2", "", (CUdeviceptr dst, unsigned char value, size_t count))  \
+    X(cuMemcpyDtoD, "cuMemcpyDtoD_v2", "", (CUdeviceptr dst, CUdeviceptr src, size_t bytes))  \
     X(cuModuleLoadDataEx, "cuModuleLoadDataEx", "",                                           \
       (CUmodule * module, const void *image, unsigned int noptions, CUjit_option *options,    \
        void **values))                                                                        \
@@ -315,6 +316,13 @@ tile_status cuda_memset(CudaDevice *device, CudaPtr dst, unsigned char value, si
     if (!bytes) return TILE_OK;
     MAKE_CURRENT(device);
     CU_CHECK(cuMemsetD8((CUdeviceptr)dst, value, bytes));
+    return TILE_OK;
+}
+
+tile_status cuda_copy_device(CudaDevice *device, CudaPtr dst, CudaPtr src, size_t bytes, Strbuf *err) {
+    if (!bytes) return TILE_OK;
+    MAKE_CURRENT(device);
+    CU_CHECK(cuMemcpyDtoD((CUdeviceptr)dst, (CUdeviceptr)src, bytes));
     return TILE_OK;
 }
 

@@ -53,6 +53,8 @@ tile_status cuda_copy_to_device(CudaDevice *device, CudaPtr dst, const void *src
                                 Strbuf *err);
 tile_status cuda_copy_to_host(CudaDevice *device, void *dst, CudaPtr src, size_t bytes,
                               Strbuf *err);
+/* Device-to-device copy on the default stream (asynchronous with respect to the host). */
+tile_status cuda_copy_device(CudaDevice *device, CudaPtr dst, CudaPtr src, size_t bytes, Strbuf *err);
 tile_status cuda_memset(CudaDevice *device, CudaPtr dst, unsigned char value, size_t bytes,
                         Strbuf *err);
 
