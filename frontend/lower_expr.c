@@ -278,7 +278,7 @@ static bool unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what) {
     }
     if (!elem_eq(x->elem, y->elem)) {
         diag_error(L->diags, loc, "%s: element types differ (%s and %s); use cast<...>() to convert",
-                   what, lower_type_str(x, ta, sizeof ta), lower_type_str(y, tb, sizeof tb));
+                   what, elem_name(x->elem, ta), elem_name(y->elem, tb));
         return false;
     }
     int rank;
