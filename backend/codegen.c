@@ -92,7 +92,10 @@ void cg_barrier(Cg *g) {
     LLVMTypeRef ft = LLVMFunctionType(g->void_type, NULL, 0, 0);
     LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "~{memory}", 9, 1, 0,
                                        LLVMInlineAsmDialectATT, 0);
-    LLVMBuildCall2(g->b, ft, fn, NULL, 0, "");
+    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, NULL, 0, "");
+    /* convergent: no transform may make the barrier depend on more control flow */
+    unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
+    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
 }
 
 static LLVMValueRef read_sreg(Cg *g, const char *name) {
