@@ -1,0 +1,596 @@
+/*
+ * codegen.c: lowers one tile kernel (after the pass pipeline) to an LLVM module for NVPTX.
+ *
+ * The kernel becomes one LLVM function with the ABI of backend.h. Every IR value maps to a
+ * CgValue: a tile is an array of LLVM SSA values, one per slot of the canonical distribution
+ * (codegen.h); a tensor is its data pointer, sizes and strides. Ops are emitted in program
+ * order by a walk over the regions; structured control flow becomes basic blocks with phi
+ * nodes for every slot of every carried value. Scalars are replicated in every thread, so
+ * every branch condition is uniform across the block and barriers inside loops and ifs are
+ * reached by all threads.
+ *
+ * Before emitting anything, every type the kernel uses is checked: element types the backend
+ * cannot yet place in memory (small floats, sub-byte integers) make the whole kernel
+ * unsupported with a located message, never a crash or silently wrong code.
+ */
+#include "codegen.h"
+
+#include <llvm-c/Analysis.h>
+#include <stdarg.h>
+#include <string.h>
+
+bool cg_fail(Cg *g, const IrOp *op, bool unsupported, const char *fmt, ...) {
+    if (g->failed) return false;
+    g->failed = true;
+    g->unsupported = unsupported;
+    if (op && op->loc.file) sb_printf(g->err, "%s:%u:%u: ", op->loc.file->name, op->loc.line, op->loc.col);
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(g->err, fmt, ap);
+    va_end(ap);
+    if (op) sb_printf(g->err, " (op '%s')", ir_op_info[op->code].name);
+    return false;
+}
+
+void *cg_calloc(Cg *g, size_t n, size_t size) { return arena_alloc(&g->arena, n * size); }
+
+CgValue *cg_get(Cg *g, const IrValue *v) {
+    if (!v || v->id >= g->nvalues) return NULL;
+    return g->values[v->id];
+}
+
+void cg_set(Cg *g, const IrValue *v, CgValue *cv) {
+    if (v->id < g->nvalues) g->values[v->id] = cv;
+}
+
+uint32_t cg_slot_count(const Cg *g, int64_t numel) {
+    if (numel <= 1) return 1;
+    return (uint32_t)((numel + g->threads - 1) / g->threads);
+}
+
+CgValue *cg_new_tile(Cg *g, const IrType *t) {
+    CgValue *cv = cg_calloc(g, 1, sizeof *cv);
+    cv->kind = CV_TILE;
+    cv->numel = type_numel(t);
+    cv->nslots = cg_slot_count(g, cv->numel);
+    cv->slots = cg_calloc(g, cv->nslots, sizeof(LLVMValueRef));
+    return cv;
+}
+
+LLVMValueRef cg_i64(Cg *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
+LLVMValueRef cg_i32(Cg *g, int64_t v) { return LLVMConstInt(g->i32, (unsigned long long)v, 1); }
+
+LLVMValueRef cg_slot_index(Cg *g, int64_t numel, uint32_t j) {
+    if (numel <= 1) return cg_i64(g, 0);
+    LLVMValueRef e = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)j * g->threads), g->tid, "");
+    if ((int64_t)(j + 1) * g->threads <= numel) return e;
+    LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntULT, e, cg_i64(g, numel), "");
+    return LLVMBuildSelect(g->b, in, e, cg_i64(g, numel - 1), "");
+}
+
+LLVMValueRef cg_slot_active(Cg *g, int64_t numel, uint32_t j) {
+    if (numel <= 1 || (int64_t)(j + 1) * g->threads <= numel) return NULL;
+    return LLVMBuildICmp(g->b, LLVMIntULT, g->tid, cg_i64(g, numel - (int64_t)j * g->threads), "");
+}
+
+LLVMBasicBlockRef cg_block(Cg *g, const char *name) {
+    return LLVMAppendBasicBlockInContext(g->ctx, g->fn, name);
+}
+
+LLVMValueRef cg_call_intrinsic(Cg *g, const char *name, LLVMTypeRef *overloads, unsigned noverloads,
+                               LLVMValueRef *args, unsigned nargs) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    if (!id) tile_unreachable();
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(g->module, id, overloads, noverloads);
+    LLVMTypeRef type = LLVMIntrinsicGetType(g->ctx, id, overloads, noverloads);
+    return LLVMBuildCall2(g->b, type, fn, args, nargs, "");
+}
+
+void cg_barrier(Cg *g) {
+    /* barrier.sync 0 with all threads of the block (bar.sync 0) */
+    const char *text = "bar.sync 0;";
+    LLVMTypeRef ft = LLVMFunctionType(g->void_type, NULL, 0, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "~{memory}", 9, 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, NULL, 0, "");
+    /* convergent: no transform may make the barrier depend on more control flow */
+    unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
+    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
+}
+
+static LLVMValueRef read_sreg(Cg *g, const char *name) {
+    return cg_call_intrinsic(g, name, NULL, 0, NULL, 0);
+}
+
+/* ---- type checks ------------------------------------------------------------------------- */
+static bool check_type(Cg *g, const IrOp *op, const IrType *t) {
+    if (cg_elem_supported(t->elem)) return true;
+    char name[16];
+    return cg_fail(g, op, true, "the GPU backend does not support %s yet", elem_name(t->elem, name));
+}
+
+static bool check_op(IrOp *op, void *ctx) {
+    Cg *g = ctx;
+    for (uint32_t i = 0; i < op->noperands; i++)
+        if (!check_type(g, op, op->operands[i]->type)) return false;
+    for (uint32_t i = 0; i < op->nresults; i++)
+        if (!check_type(g, op, op->results[i]->type)) return false;
+    if (op->code == OP_CALL || op->code == OP_RETURN)
+        return cg_fail(g, op, true, "the GPU backend does not support calls (they must be inlined)");
+    return true;
+}
+
+/* ---- regions and control flow -------------------------------------------------------------- */
+static bool emit_region(Cg *g, const IrRegion *r, const IrOp **term);
+
+/* The LLVM values of a list of IR values, all slots flattened, appended to out. */
+static size_t flatten(Cg *g, IrValue *const *vals, uint32_t n, LLVMValueRef *out) {
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        CgValue *cv = cg_get(g, vals[i]);
+        for (uint32_t j = 0; j < cv->nslots; j++) out[k++] = cv->slots[j];
+    }
+    return k;
+}
+
+static size_t count_slots(Cg *g, IrValue *const *vals, uint32_t n) {
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (vals[i]->type->kind != TY_TILE) return (size_t)-1;
+        k += cg_slot_count(g, type_numel(vals[i]->type));
+    }
+    return k;
+}
+
+/* Phi nodes for every slot of values shaped like vals, bound to targets (tile values). */
+static LLVMValueRef *make_phis(Cg *g, IrValue *const *types, uint32_t n, IrValue *const *targets, size_t *count) {
+    size_t total = count_slots(g, types, n);
+    LLVMValueRef *phis = cg_calloc(g, total + 1, sizeof(LLVMValueRef));
+    size_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        CgValue *cv = cg_new_tile(g, types[i]->type);
+        LLVMTypeRef t = cg_reg_type(g, types[i]->type->elem);
+        for (uint32_t j = 0; j < cv->nslots; j++) cv->slots[j] = phis[k++] = LLVMBuildPhi(g->b, t, "");
+        if (targets) cg_set(g, targets[i], cv);
+    }
+    *count = total;
+    return phis;
+}
+
+static LLVMValueRef scalar_i64(Cg *g, const IrValue *v) {
+    return cg_to_i64(g, v->type->elem, cg_get(g, v)->slots[0]);
+}
+
+static LLVMValueRef truth(Cg *g, const IrValue *v) {
+    return cg_convert(g, v->type->elem, cg_get(g, v)->slots[0], elem_bool());
+}
+
+static bool carried_ok(Cg *g, const IrOp *op, IrValue *const *vals, uint32_t n) {
+    if (count_slots(g, vals, n) == (size_t)-1)
+        return cg_fail(g, op, true, "the GPU backend does not support carrying tensors or shared tiles");
+    return true;
+}
+
+static bool emit_for(Cg *g, const IrOp *op) {
+    const IrRegion *body = op->regions[0];
+    uint32_t nc = op->noperands - 3;
+    if (!carried_ok(g, op, op->operands + 3, nc)) return false;
+    ElemType iv_type = body->args[0]->type->elem;
+    bool u64 = iv_type.kind == EK_UINT && iv_type.bits == 64;
+    LLVMValueRef lo = scalar_i64(g, op->operands[0]), hi = scalar_i64(g, op->operands[1]),
+                 step = scalar_i64(g, op->operands[2]);
+    size_t ns = count_slots(g, op->operands + 3, nc);
+    LLVMValueRef *init = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
+    flatten(g, op->operands + 3, nc, init);
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+    LLVMBasicBlockRef header = cg_block(g, "for.header"), body_bb = cg_block(g, "for.body"),
+                      exit = cg_block(g, "for.exit");
+    LLVMBuildBr(g->b, header);
+    LLVMPositionBuilderAtEnd(g->b, header);
+    LLVMValueRef iv = LLVMBuildPhi(g->b, g->i64, "iv");
+    size_t count;
+    LLVMValueRef *phis = make_phis(g, op->operands + 3, nc, body->args + 1, &count);
+    LLVMValueRef more;
+    if (u64) {
+        more = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntNE, step, cg_i64(g, 0), ""),
+                            LLVMBuildICmp(g->b, LLVMIntULT, iv, hi, ""), "");
+    } else {
+        more = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, step, cg_i64(g, 0), ""),
+                            LLVMBuildICmp(g->b, LLVMIntSLT, iv, hi, ""), "");
+    }
+    LLVMBuildCondBr(g->b, more, body_bb, exit);
+    LLVMPositionBuilderAtEnd(g->b, body_bb);
+    CgValue *ivv = cg_new_tile(g, body->args[0]->type);
+    ivv->slots[0] = cg_convert(g, elem_int(64), iv, iv_type);
+    cg_set(g, body->args[0], ivv);
+    const IrOp *term;
+    if (!emit_region(g, body, &term)) return false;
+    if (!term || term->code != OP_YIELD || term->noperands != nc)
+        return cg_fail(g, op, false, "the loop body must end in yield of %u values", (unsigned)nc);
+    LLVMValueRef *next = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
+    flatten(g, term->operands, nc, next);
+    LLVMTypeRef i64 = g->i64;
+    LLVMValueRef args[2] = {iv, step};
+    LLVMValueRef sum = cg_call_intrinsic(g, u64 ? "llvm.uadd.with.overflow" : "llvm.sadd.with.overflow", &i64, 1,
+                                         args, 2);
+    LLVMValueRef iv_next = LLVMBuildExtractValue(g->b, sum, 0, "");
+    LLVMValueRef overflow = LLVMBuildExtractValue(g->b, sum, 1, "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+    LLVMBuildCondBr(g->b, overflow, exit, header);
+    LLVMAddIncoming(iv, &lo, &pre, 1);
+    LLVMAddIncoming(iv, &iv_next, &latch, 1);
+    for (size_t k = 0; k < count; k++) {
+        LLVMAddIncoming(phis[k], &init[k], &pre, 1);
+        LLVMAddIncoming(phis[k], &next[k], &latch, 1);
+    }
+    LLVMPositionBuilderAtEnd(g->b, exit);
+    size_t count2;
+    LLVMValueRef *out = make_phis(g, op->operands + 3, nc, op->results, &count2);
+    for (size_t k = 0; k < count2; k++) {
+        LLVMAddIncoming(out[k], &phis[k], &header, 1);
+        LLVMAddIncoming(out[k], &next[k], &latch, 1);
+    }
+    return true;
+}
+
+static bool emit_if(Cg *g, const IrOp *op) {
+    if (!carried_ok(g, op, op->results, op->nresults)) return false;
+    LLVMValueRef c = truth(g, op->operands[0]);
+    LLVMBasicBlockRef then_bb = cg_block(g, "if.then"), else_bb = cg_block(g, "if.else"),
+                      merge = cg_block(g, "if.end");
+    LLVMBuildCondBr(g->b, c, then_bb, else_bb);
+    size_t ns = count_slots(g, op->results, op->nresults);
+    LLVMValueRef *vals[2];
+    LLVMBasicBlockRef ends[2];
+    for (int i = 0; i < 2; i++) {
+        LLVMPositionBuilderAtEnd(g->b, i == 0 ? then_bb : else_bb);
+        const IrOp *term;
+        if (!emit_region(g, op->regions[i], &term)) return false;
+        if (!term || term->code != OP_YIELD || term->noperands != op->nresults)
+            return cg_fail(g, op, false, "each branch must end in yield of %u values", (unsigned)op->nresults);
+        vals[i] = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
+        flatten(g, term->operands, term->noperands, vals[i]);
+        ends[i] = LLVMGetInsertBlock(g->b);
+        LLVMBuildBr(g->b, merge);
+    }
+    LLVMPositionBuilderAtEnd(g->b, merge);
+    size_t count;
+    LLVMValueRef *phis = make_phis(g, op->results, op->nresults, op->results, &count);
+    for (size_t k = 0; k < count; k++)
+        for (int i = 0; i < 2; i++) LLVMAddIncoming(phis[k], &vals[i][k], &ends[i], 1);
+    return true;
+}
+
+static bool emit_while(Cg *g, const IrOp *op) {
+    if (!carried_ok(g, op, op->operands, op->noperands) || !carried_ok(g, op, op->results, op->nresults))
+        return false;
+    const IrRegion *before = op->regions[0], *after = op->regions[1];
+    size_t ns = count_slots(g, op->operands, op->noperands);
+    LLVMValueRef *init = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
+    flatten(g, op->operands, op->noperands, init);
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+    LLVMBasicBlockRef header = cg_block(g, "while.cond"), body = cg_block(g, "while.body"),
+                      exit = cg_block(g, "while.end");
+    LLVMBuildBr(g->b, header);
+    LLVMPositionBuilderAtEnd(g->b, header);
+    size_t count;
+    LLVMValueRef *phis = make_phis(g, op->operands, op->noperands, before->args, &count);
+    const IrOp *term;
+    if (!emit_region(g, before, &term)) return false;
+    if (!term || term->code != OP_CONDITION || term->noperands != 1 + op->nresults ||
+        after->nargs != op->nresults)
+        return cg_fail(g, op, false, "the while's first region must end in condition");
+    LLVMBuildCondBr(g->b, truth(g, term->operands[0]), body, exit);
+    for (uint32_t i = 0; i < op->nresults; i++) {
+        cg_set(g, op->results[i], cg_get(g, term->operands[1 + i]));
+        cg_set(g, after->args[i], cg_get(g, term->operands[1 + i]));
+    }
+    LLVMPositionBuilderAtEnd(g->b, body);
+    if (!emit_region(g, after, &term)) return false;
+    if (!term || term->code != OP_YIELD || term->noperands != op->noperands)
+        return cg_fail(g, op, false, "the while's body must end in yield");
+    LLVMValueRef *next = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
+    flatten(g, term->operands, term->noperands, next);
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+    LLVMBuildBr(g->b, header);
+    for (size_t k = 0; k < count; k++) {
+        LLVMAddIncoming(phis[k], &init[k], &pre, 1);
+        LLVMAddIncoming(phis[k], &next[k], &latch, 1);
+    }
+    LLVMPositionBuilderAtEnd(g->b, exit);
+    return true;
+}
+
+/* ---- data ops ------------------------------------------------------------------------------ */
+static bool emit_same_elements(Cg *g, const IrOp *op) {
+    CgValue *a = cg_get(g, op->operands[0]);
+    if (a->kind != CV_TILE || a->numel != type_numel(op->results[0]->type))
+        return cg_fail(g, op, false, "the operand and the result differ in element count");
+    cg_set(g, op->results[0], a);
+    return true;
+}
+
+static bool emit_elementwise(Cg *g, const IrOp *op) {
+    const IrType *rt = op->results[0]->type;
+    CgValue *r = cg_new_tile(g, rt);
+    ElemType e = op->operands[op->code == OP_SELECT ? 1 : 0]->type->elem;
+    CgValue *ops[3];
+    for (uint32_t i = 0; i < op->noperands; i++) {
+        ops[i] = cg_get(g, op->operands[i]);
+        if (ops[i]->kind != CV_TILE || (ops[i]->nslots != r->nslots && ops[i]->numel != 1))
+            return cg_fail(g, op, false, "operand %u does not have the result's shape", (unsigned)i);
+    }
+    for (uint32_t j = 0; j < r->nslots; j++) {
+        LLVMValueRef x[3];
+        for (uint32_t i = 0; i < op->noperands; i++) x[i] = ops[i]->slots[ops[i]->nslots == 1 ? 0 : j];
+        LLVMValueRef v;
+        switch (op->code) {
+        case OP_SELECT:
+            v = LLVMBuildSelect(g->b, cg_convert(g, op->operands[0]->type->elem, x[0], elem_bool()), x[1], x[2], "");
+            break;
+        case OP_CAST: v = cg_convert(g, e, x[0], rt->elem); break;
+        default:
+            v = op->noperands == 2 ? cg_binary(g, op->code, (int)op->ints[0], e, x[0], x[1])
+                                   : cg_unary(g, op->code, e, x[0]);
+        }
+        if (!v) {
+            char name[16];
+            return cg_fail(g, op, true, "the GPU backend does not support this op on %s", elem_name(e, name));
+        }
+        r->slots[j] = v;
+    }
+    cg_set(g, op->results[0], r);
+    return true;
+}
+
+static bool emit_values(Cg *g, const IrOp *op) {
+    const IrType *rt = op->results[0]->type;
+    CgValue *r = cg_new_tile(g, rt);
+    for (uint32_t j = 0; j < r->nslots; j++) {
+        switch (op->code) {
+        case OP_CONST: r->slots[j] = cg_const(g, rt->elem, op->value); break;
+        case OP_ARANGE: {
+            LLVMValueRef e = LLVMBuildAdd(g->b, cg_slot_index(g, r->numel, j), cg_i64(g, op->ints[0]), "");
+            r->slots[j] = cg_convert(g, elem_int(64), e, rt->elem);
+            break;
+        }
+        case OP_BLOCK_ID:
+        case OP_NUM_BLOCKS: {
+            static const char *names[2][3] = {
+                {"llvm.nvvm.read.ptx.sreg.ctaid.x", "llvm.nvvm.read.ptx.sreg.ctaid.y", "llvm.nvvm.read.ptx.sreg.ctaid.z"},
+                {"llvm.nvvm.read.ptx.sreg.nctaid.x", "llvm.nvvm.read.ptx.sreg.nctaid.y", "llvm.nvvm.read.ptx.sreg.nctaid.z"}};
+            int64_t axis = op->ints[0];
+            if (axis < 0 || axis > 2) return cg_fail(g, op, false, "axis %d is not 0, 1 or 2", (int)axis);
+            LLVMValueRef v = read_sreg(g, names[op->code == OP_NUM_BLOCKS][axis]);
+            r->slots[j] = cg_convert(g, elem_int(64), LLVMBuildZExt(g->b, v, g->i64, ""), rt->elem);
+            break;
+        }
+        default: { /* OP_DIM */
+            CgValue *t = cg_get(g, op->operands[0]);
+            int64_t axis = op->ints[0];
+            if (t->kind != CV_TENSOR || axis < 0 || axis >= op->operands[0]->type->rank)
+                return cg_fail(g, op, false, "needs a tensor and an axis inside its rank");
+            r->slots[j] = cg_convert(g, elem_int(64), t->size[axis], rt->elem);
+        }
+        }
+    }
+    cg_set(g, op->results[0], r);
+    return true;
+}
+
+static bool emit_splat(Cg *g, const IrOp *op) {
+    CgValue *a = cg_get(g, op->operands[0]);
+    if (a->numel != 1) return emit_same_elements(g, op);
+    CgValue *r = cg_new_tile(g, op->results[0]->type);
+    for (uint32_t j = 0; j < r->nslots; j++) r->slots[j] = a->slots[0];
+    cg_set(g, op->results[0], r);
+    return true;
+}
+
+static bool emit_op(Cg *g, const IrOp *op) {
+    for (uint32_t i = 0; i < op->noperands; i++)
+        if (!cg_get(g, op->operands[i])) return cg_fail(g, op, false, "operand %u is not defined", (unsigned)i);
+    const OpInfo *info = &ir_op_info[op->code];
+    if ((info->noperands >= 0 && op->noperands != (uint32_t)info->noperands) ||
+        (info->nresults >= 0 && op->nresults != (uint32_t)info->nresults))
+        return cg_fail(g, op, false, "wrong number of operands or results");
+    switch (op->code) {
+    case OP_CONST: case OP_ARANGE: case OP_BLOCK_ID: case OP_NUM_BLOCKS: case OP_DIM:
+        return emit_values(g, op);
+    case OP_SPLAT: return emit_splat(g, op);
+    case OP_EXPAND_DIMS: case OP_RESHAPE: case OP_CONVERT_LAYOUT: return emit_same_elements(g, op);
+    case OP_BROADCAST: return cg_broadcast(g, op);
+    case OP_TRANSPOSE: return cg_transpose(g, op);
+    case OP_REDUCE: case OP_SCAN: return cg_reduce_scan(g, op);
+    case OP_DOT: return cg_dot(g, op);
+    case OP_LOAD: return cg_load(g, op);
+    case OP_STORE: case OP_ATOMIC: return cg_store(g, op);
+    case OP_SHARED_ALLOC: case OP_SHARED_LOAD: case OP_SHARED_STORE: return cg_shared_op(g, op);
+    case OP_BARRIER: cg_barrier(g); return true;
+    case OP_FOR: return emit_for(g, op);
+    case OP_IF: return emit_if(g, op);
+    case OP_WHILE: return emit_while(g, op);
+    default:
+        if (info->flags & F_ELEM) return emit_elementwise(g, op);
+        return cg_fail(g, op, true, "the GPU backend does not support this op");
+    }
+}
+
+static bool emit_region(Cg *g, const IrRegion *r, const IrOp **term) {
+    *term = NULL;
+    for (const IrOp *op = r->first; op; op = op->next) {
+        if (ir_op_info[op->code].flags & F_TERM) {
+            *term = op;
+            return true;
+        }
+        if (!emit_op(g, op)) return false;
+    }
+    return true;
+}
+
+/* ---- the kernel ---------------------------------------------------------------------------------- */
+static void init_types(Cg *g) {
+    LLVMContextRef c = g->ctx;
+    g->i1 = LLVMInt1TypeInContext(c);
+    g->i8 = LLVMInt8TypeInContext(c);
+    g->i16 = LLVMInt16TypeInContext(c);
+    g->i32 = LLVMInt32TypeInContext(c);
+    g->i64 = LLVMInt64TypeInContext(c);
+    g->f16 = LLVMHalfTypeInContext(c);
+    g->bf16 = LLVMBFloatTypeInContext(c);
+    g->f32 = LLVMFloatTypeInContext(c);
+    g->f64 = LLVMDoubleTypeInContext(c);
+    g->ptr1 = LLVMPointerTypeInContext(c, 1);
+    g->ptr3 = LLVMPointerTypeInContext(c, 3);
+    g->void_type = LLVMVoidTypeInContext(c);
+}
+
+static LLVMTypeRef param_scalar_type(Cg *g, ElemType e) {
+    if (e.kind == EK_FLOAT) return e.bits <= 32 ? g->f32 : g->f64;
+    return e.bits <= 32 ? g->i32 : g->i64;
+}
+
+static bool build_kernel(Cg *g) {
+    const IrFunction *k = g->kernel;
+    const IrRegion *body = k->body;
+    VEC(LLVMTypeRef) params = {0};
+    for (uint32_t i = 0; i < body->nargs; i++) {
+        const IrType *t = body->args[i]->type;
+        if (t->kind == TY_TENSOR) {
+            vec_push(&params, g->ptr1);
+            for (int d = 0; d < t->rank; d++) vec_push(&params, g->i32);
+            for (int d = 0; d < t->rank; d++) vec_push(&params, g->i64);
+        } else if (t->kind == TY_TILE && t->rank == 0) {
+            vec_push(&params, param_scalar_type(g, t->elem));
+        } else {
+            vec_free(&params);
+            return cg_fail(g, NULL, true, "%s: parameter %u is neither a tensor nor a scalar", k->name, (unsigned)i);
+        }
+    }
+    LLVMTypeRef fn_type = LLVMFunctionType(g->void_type, params.data, (unsigned)params.len, 0);
+    g->fn = LLVMAddFunction(g->module, k->name, fn_type);
+    vec_free(&params);
+    const unsigned maxntid[3] = {g->threads, 1, 1};
+    llvm_mark_kernel(g->fn, maxntid, NULL);
+    LLVMBasicBlockRef entry = cg_block(g, "entry");
+    LLVMPositionBuilderAtEnd(g->b, entry);
+    g->tid = LLVMBuildZExt(g->b, read_sreg(g, "llvm.nvvm.read.ptx.sreg.tid.x"), g->i64, "tid");
+    g->tid_is_zero = LLVMBuildICmp(g->b, LLVMIntEQ, g->tid, cg_i64(g, 0), "");
+    unsigned p = 0;
+    for (uint32_t i = 0; i < body->nargs; i++) {
+        const IrValue *arg = body->args[i];
+        const IrType *t = arg->type;
+        CgValue *cv;
+        if (t->kind == TY_TENSOR) {
+            cv = cg_calloc(g, 1, sizeof *cv);
+            cv->kind = CV_TENSOR;
+            cv->data = LLVMGetParam(g->fn, p++);
+            LLVMSetValueName2(cv->data, arg->name ? arg->name : "t", strlen(arg->name ? arg->name : "t"));
+            for (int d = 0; d < t->rank; d++) cv->size[d] = LLVMBuildSExt(g->b, LLVMGetParam(g->fn, p++), g->i64, "");
+            for (int d = 0; d < t->rank; d++) cv->stride[d] = LLVMGetParam(g->fn, p++);
+        } else {
+            cv = cg_new_tile(g, t);
+            LLVMValueRef v = LLVMGetParam(g->fn, p++);
+            ElemType e = t->elem;
+            if (e.kind == EK_BOOL) v = LLVMBuildICmp(g->b, LLVMIntNE, v, LLVMConstInt(LLVMTypeOf(v), 0, 0), "");
+            else if (e.kind != EK_FLOAT && e.bits < 32) v = LLVMBuildTrunc(g->b, v, cg_reg_type(g, e), "");
+            else if (e.kind == EK_FLOAT) v = cg_round(g, e, v);
+            cv->slots[0] = v;
+        }
+        cg_set(g, arg, cv);
+    }
+    const IrOp *term;
+    if (!emit_region(g, body, &term)) return false;
+    LLVMBuildRetVoid(g->b);
+    return true;
+}
+
+bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, const CodegenOptions *options,
+                     LLVMModuleRef *out, CodegenInfo *info, Strbuf *err) {
+    *out = NULL;
+    memset(info, 0, sizeof *info);
+    int warps = options && options->num_warps > 0 ? options->num_warps : 4;
+    if (warps > 32) {
+        sb_printf(err, "%s: %d warps is more than a block holds (32)", kernel->name, warps);
+        return false;
+    }
+    Cg g = {.ctx = context, .kernel = kernel, .threads = 32u * (unsigned)warps, .err = err};
+    info->threads = g.threads;
+    if (!kernel->is_kernel || !kernel->body) {
+        sb_printf(err, "'%s' is not a kernel", kernel->name);
+        return false;
+    }
+    ir_walk(kernel->body, check_op, &g);
+    if (g.failed) {
+        info->unsupported = g.unsupported;
+        return false;
+    }
+    init_types(&g);
+    g.module = LLVMModuleCreateWithNameInContext(kernel->name, context);
+    Strbuf target_err = {0};
+    if (!llvm_set_nvptx_target(g.module, options ? options->arch : BACKEND_ARCH_SM80, &target_err)) {
+        sb_printf(err, "%s", sb_str(&target_err));
+        sb_free(&target_err);
+        LLVMDisposeModule(g.module);
+        return false;
+    }
+    sb_free(&target_err);
+    arena_init(&g.arena);
+    g.b = LLVMCreateBuilderInContext(context);
+    g.nvalues = kernel->next_value_id;
+    g.values = xcalloc(g.nvalues + 1, sizeof(CgValue *));
+    g.smem = LLVMAddGlobalInAddressSpace(g.module, LLVMArrayType2(g.i8, 0), "tile_smem", 3);
+    LLVMSetLinkage(g.smem, LLVMExternalLinkage);
+    LLVMSetAlignment(g.smem, 16);
+    bool ok = build_kernel(&g);
+    LLVMDisposeBuilder(g.b);
+    free(g.values);
+    arena_free(&g.arena);
+    info->unsupported = g.unsupported;
+    info->shared_bytes = (unsigned)g.smem_bytes;
+    if (ok && g.smem_bytes > 227 * 1024) {
+        ok = cg_fail(&g, NULL, true, "%s needs %llu bytes of shared memory, more than a block has",
+                     kernel->name, (unsigned long long)g.smem_bytes);
+        info->unsupported = true;
+    }
+    if (ok) {
+        Strbuf verr = {0};
+        if (!llvm_verify_module(g.module, &verr)) {
+            sb_printf(err, "%s: the generated LLVM IR is invalid (a code generator bug): %s", kernel->name,
+                      sb_str(&verr));
+            ok = false;
+        }
+        sb_free(&verr);
+    }
+    if (!ok) {
+        LLVMDisposeModule(g.module);
+        return false;
+    }
+    *out = g.module;
+    return true;
+}
+
+bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *ptx,
+                         CodegenInfo *info, Strbuf *err) {
+    if (!llvm_init_nvptx(err)) return false;
+    LLVMContextRef context = llvm_context_new();
+    LLVMModuleRef module;
+    bool ok = backend_codegen(context, kernel, options, &module, info, err);
+    if (ok) {
+        PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
+        ok = llvm_emit_ptx(module, &po, ptx, err);
+    }
+    llvm_context_free(context);
+    return ok;
+}
+
+bool backend_compile_llvm(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *text,
+                          CodegenInfo *info, Strbuf *err) {
+    if (!llvm_init_nvptx(err)) return false;
+    LLVMContextRef context = llvm_context_new();
+    LLVMModuleRef module;
+    bool ok = backend_codegen(context, kernel, options, &module, info, err);
+    if (ok) llvm_print_module(module, text);
+    llvm_context_free(context);
+    return ok;
+}
