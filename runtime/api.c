@@ -5,6 +5,9 @@
  * message for tile_context_message in thread-local storage, so concurrent threads never see
  * each other's messages. Compiled kernels are cached in their program by (name, constants)
  * under the program's lock, so several threads may ask for the same kernel at once.
+ *
+ * The VM device is implemented here (host memory, vm_launch); the cuda device's work is in
+ * device_cuda.c (rt_cuda_*), which api.c calls after the checks that both devices share.
  */
 #include "runtime.h"
 
@@ -12,6 +15,7 @@
 #include <string.h>
 
 #include "passes/passes.h"
+#include "runtime/cuda.h"
 #include "vm.h"
 
 static _Thread_local const tile_context *message_ctx;
@@ -39,7 +43,7 @@ static void clear_message(const tile_context *ctx) {
 }
 
 const char *tile_context_message(const tile_context *ctx) {
-    return ctx && message_ctx == ctx && message_text ? message_text : "";
+    return message_ctx == ctx && message_text ? message_text : "";
 }
 
 const char *tile_status_name(tile_status status) {
@@ -66,15 +70,25 @@ tile_status tile_context_create(tile_device_kind device, int ordinal, tile_conte
         if (env && strcmp(env, "vm") == 0) device = TILE_DEVICE_VM;
         else if (env && strcmp(env, "cuda") == 0) device = TILE_DEVICE_CUDA;
         else if (env && *env) return rt_fail(NULL, TILE_ERROR_INVALID_ARGUMENT, "TILE_DEVICE=%s: expected vm or cuda", env);
-        else device = TILE_DEVICE_VM;
+        else device = cuda_device_count() > 0 ? TILE_DEVICE_CUDA : TILE_DEVICE_VM;
     }
-    if (device != TILE_DEVICE_VM && device != TILE_DEVICE_CUDA) return TILE_ERROR_INVALID_ARGUMENT;
-    if (device == TILE_DEVICE_CUDA) return rt_fail(NULL, TILE_ERROR_UNSUPPORTED, "the cuda device is not available in this build");
+    if (device != TILE_DEVICE_VM && device != TILE_DEVICE_CUDA)
+        return rt_fail(NULL, TILE_ERROR_INVALID_ARGUMENT, "unknown device kind %d", (int)device);
+    if (device == TILE_DEVICE_VM && ordinal != 0)
+        return rt_fail(NULL, TILE_ERROR_NOT_FOUND, "vm:%d: no such device (the VM has ordinal 0 only)", ordinal);
     tile_context *ctx = xcalloc(1, sizeof *ctx);
     ctx->device = device;
     ctx->ordinal = ordinal;
     snprintf(ctx->name, sizeof ctx->name, "vm (CPU interpreter)");
+    if (device == TILE_DEVICE_CUDA) {
+        tile_status st = rt_cuda_open(ctx, ordinal);
+        if (st != TILE_OK) {
+            free(ctx);
+            return st;
+        }
+    }
     pthread_mutex_init(&ctx->lock, NULL);
+    clear_message(NULL);
     *out = ctx;
     return TILE_OK;
 }
@@ -82,6 +96,7 @@ tile_status tile_context_create(tile_device_kind device, int ordinal, tile_conte
 void tile_context_destroy(tile_context *ctx) {
     if (!ctx) return;
     clear_message(ctx);
+    rt_cuda_close(ctx);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }
@@ -93,6 +108,7 @@ const char *tile_context_device_name(const tile_context *ctx) { return ctx ? ctx
 tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out) {
     if (!ctx || !out) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
+    if (ctx->cuda) return rt_cuda_alloc(ctx, bytes, out);
     void *p = NULL;
     if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0)
         return rt_fail(ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot allocate %zu bytes", bytes);
@@ -102,21 +118,33 @@ tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out) {
 
 tile_status tile_free(tile_context *ctx, void *ptr) {
     if (!ctx) return TILE_ERROR_INVALID_ARGUMENT;
+    if (ctx->cuda) return rt_cuda_free(ctx, ptr);
     free(ptr);
     return TILE_OK;
 }
 
-tile_status tile_copy_to_device(tile_context *ctx, void *dst, const void *src, size_t bytes) {
-    if (!ctx || ((!dst || !src) && bytes)) return TILE_ERROR_INVALID_ARGUMENT;
+static tile_status copy(tile_context *ctx, void *dst, const void *src, size_t bytes, bool to_device) {
+    if (!ctx) return TILE_ERROR_INVALID_ARGUMENT;
+    if ((!dst || !src) && bytes)
+        return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: NULL %s", to_device ? "tile_copy_to_device" : "tile_copy_to_host",
+                       !dst ? "destination" : "source");
+    if (ctx->cuda) return rt_cuda_copy(ctx, dst, src, bytes, to_device);
     if (bytes) memmove(dst, src, bytes);
     return TILE_OK;
 }
 
-tile_status tile_copy_to_host(tile_context *ctx, void *dst, const void *src, size_t bytes) {
-    return tile_copy_to_device(ctx, dst, src, bytes);
+tile_status tile_copy_to_device(tile_context *ctx, void *dst, const void *src, size_t bytes) {
+    return copy(ctx, dst, src, bytes, true);
 }
 
-tile_status tile_synchronize(tile_context *ctx) { return ctx ? TILE_OK : TILE_ERROR_INVALID_ARGUMENT; }
+tile_status tile_copy_to_host(tile_context *ctx, void *dst, const void *src, size_t bytes) {
+    return copy(ctx, dst, src, bytes, false);
+}
+
+tile_status tile_synchronize(tile_context *ctx) {
+    if (!ctx) return TILE_ERROR_INVALID_ARGUMENT;
+    return ctx->cuda ? rt_cuda_synchronize(ctx) : TILE_OK;
+}
 
 /* ---- programs ------------------------------------------------------------------------------ */
 tile_status tile_program_from_string(tile_context *ctx, const char *name, const char *source, size_t len,
@@ -280,6 +308,11 @@ tile_status tile_program_get_kernel(tile_program *p, const char *kernel, const t
     k->nconsts = nconstants;
     k->module = m;
     k->function = f;
+    if (p->ctx->cuda && (st = rt_cuda_prepare(p->ctx, k)) != TILE_OK) {
+        pthread_mutex_unlock(&p->lock);
+        kernel_free(k);
+        return st;
+    }
     k->next = p->kernels;
     p->kernels = k;
     pthread_mutex_unlock(&p->lock);
@@ -293,8 +326,17 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     if (!p || !kernel || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     if (len) *len = 0;
-    if (kind != TILE_EMIT_IR) return rt_fail(p->ctx, TILE_ERROR_UNSUPPORTED, "this build emits IR only");
+    if (kind != TILE_EMIT_IR && kind != TILE_EMIT_LLVM && kind != TILE_EMIT_PTX && kind != TILE_EMIT_CUBIN)
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "unknown emit kind %d", (int)kind);
     const char *dump_after = options ? options->dump_after : NULL;
+    if (dump_after && kind != TILE_EMIT_IR)
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "dump_after applies to the IR only (TILE_EMIT_IR)");
+    const char *arch = options && options->arch ? options->arch : NULL;
+    if (!arch) arch = rt_cuda_arch(p->ctx);
+    if (!arch) arch = "sm_90a";
+    int num_warps = options ? options->num_warps : 0;
+    if (num_warps < 0 || num_warps > 32)
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "num_warps %d: expected 0 (the default) to 32", num_warps);
     if (dump_after && !passes_is_known(dump_after)) {
         Strbuf names = {0};
         passes_list(&names);
@@ -320,7 +362,20 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
         return st;
     }
     diag_free(&d);
-    if (!dump_after) ir_print_module(m, &dump);
+    if (kind != TILE_EMIT_IR) {
+        Strbuf err = {0};
+        st = rt_backend_emit(f, arch, num_warps, kind, &dump, &err);
+        if (st != TILE_OK) {
+            st = rt_fail(p->ctx, st, "%s for %s: %s", kernel, arch, sb_str(&err));
+            sb_free(&err);
+            sb_free(&dump);
+            ir_module_free(m);
+            return st;
+        }
+        sb_free(&err);
+    } else if (!dump_after) {
+        ir_print_module(m, &dump);
+    }
     ir_module_free(m);
     if (len) *len = dump.len;
     *out = dump.data ? dump.data : xstrdup("");
@@ -371,14 +426,16 @@ tile_status tile_kernel_param(const tile_kernel *k, int index, tile_param_info *
 }
 
 tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
-    (void)stream;
     if (!k) return TILE_ERROR_INVALID_ARGUMENT;
     tile_context *ctx = k->program->ctx;
     if (nargs && !args) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: args is NULL", k->name);
+    if (stream) return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "launch of '%s': streams are not supported yet (pass NULL)", k->name);
     Strbuf err = {0};
     tile_status st = TILE_OK;
     if (!rt_check_args(k->function, args, nargs, &err)) {
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
+    } else if (ctx->cuda) {
+        st = rt_cuda_launch(k, args, nargs);
     } else if (!vm_launch(k->function, args, nargs, &err)) {
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     }

@@ -2,12 +2,17 @@
  * tilec: the command-line driver of tile, a thin client of the public API (include/tile).
  *
  *   tilec check FILE...                         parse and check every kernel (with defaults)
- *   tilec build [--emit ir] [-k KERNEL] [-D NAME=VALUE]... [--dump-after=PASS] [-o OUT] FILE
- *   tilec run FILE -k KERNEL [--device vm|cuda] [-D NAME=VALUE]... [NAME=VALUE]... [--seed N]
+ *   tilec build [--emit ir|llvm|ptx|cubin] [--arch sm_80|sm_90a] [-k KERNEL] [-D NAME=VALUE]...
+ *               [--dump-after=PASS] [-o OUT] FILE
+ *   tilec run FILE -k KERNEL [--device vm|cuda | --compare] [-D NAME=VALUE]... [NAME=VALUE]...
+ *             [--seed N]
  *
- * Exit codes: 0 success, 1 an error in the user's input (diagnostics on stderr), 2 bad usage.
+ * Exit codes: 0 success, 1 an error in the user's input (diagnostics on stderr) or a --compare
+ * mismatch, 2 bad usage, 3 a device or backend failure (or a kernel it does not support yet).
  * `run` binds symbolic sizes and scalar parameters from NAME=VALUE, fills every tensor with
  * random data, launches, and prints a summary of every tensor afterwards (a debugging aid).
+ * `run --compare` runs the same inputs on the VM (the reference) and on the GPU and prints the
+ * largest differences per tensor against a tolerance that depends on the element type.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -25,8 +30,11 @@ static const char *usage_text =
     "\n"
     "commands:\n"
     "  check FILE...                 check every kernel of each file (constants take their defaults)\n"
-    "  build [options] FILE          compile one kernel and print or write its IR\n"
-    "      --emit ir                 what to emit (default: ir)\n"
+    "  build [options] FILE          compile one kernel and print or write its IR or GPU code\n"
+    "      --emit ir|llvm|ptx|cubin  what to emit (default: ir); llvm, ptx and cubin need no GPU;\n"
+    "                                cubin is binary and needs -o and ptxas or libnvJitLink\n"
+    "      --arch sm_80|sm_90a       the GPU to compile for (default: sm_90a)\n"
+    "      --num-warps N             threads per block / 32 (default: the code generator's)\n"
     "      -k KERNEL                 the kernel (default: the only kernel of the file)\n"
     "      -D NAME=VALUE             set a compile-time constant (repeatable)\n"
     "      --dump-after=PASS         print the IR after this pass instead (see --list-passes)\n"
@@ -37,10 +45,14 @@ static const char *usage_text =
     "      --device vm|cuda          where to run (default: $TILE_DEVICE, else cuda if present, else vm)\n"
     "      -D NAME=VALUE             set a compile-time constant (repeatable)\n"
     "      --seed N                  random seed (default 1)\n"
+    "      --compare                 run on the vm and on cuda with the same inputs and print, per\n"
+    "                                tensor, the largest absolute and relative difference; exit 1\n"
+    "                                when one exceeds the tolerance of its type (integers: exact)\n"
     "  --list-passes                 print the pass pipeline\n"
     "  --help, --version\n"
     "\n"
-    "exit codes: 0 success, 1 error in the input, 2 bad usage\n";
+    "exit codes: 0 success, 1 error in the input (or --compare found a difference), 2 bad usage,\n"
+    "            3 the device or the backend failed, or does not support the kernel yet\n";
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "tilec: ");
@@ -144,7 +156,8 @@ static int cmd_check(int argc, char **argv) {
 static int cmd_build(int argc, char **argv) {
     tile_constant defs[MAX_DEFS];
     int ndefs = 0;
-    const char *file = NULL, *kernel = NULL, *out = NULL, *dump_after = NULL, *emit = "ir";
+    const char *file = NULL, *kernel = NULL, *out = NULL, *dump_after = NULL, *emit = "ir", *arch = NULL;
+    int num_warps = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-D") == 0 && i + 1 < argc) {
@@ -158,6 +171,13 @@ static int cmd_build(int argc, char **argv) {
             emit = argv[++i];
         } else if (strncmp(a, "--emit=", 7) == 0) {
             emit = a + 7;
+        } else if (strcmp(a, "--arch") == 0 && i + 1 < argc) {
+            arch = argv[++i];
+        } else if (strncmp(a, "--arch=", 7) == 0) {
+            arch = a + 7;
+        } else if (strcmp(a, "--num-warps") == 0 && i + 1 < argc) {
+            num_warps = atoi(argv[++i]);
+            if (num_warps < 1 || num_warps > 32) return usage_error("--num-warps %s: expected 1 to 32", argv[i]);
         } else if (strncmp(a, "--dump-after=", 13) == 0) {
             dump_after = a + 13;
         } else if (strcmp(a, "--dump-after") == 0 && i + 1 < argc) {
@@ -171,7 +191,15 @@ static int cmd_build(int argc, char **argv) {
         }
     }
     if (!file) return usage_error("%s", "build needs a FILE");
-    if (strcmp(emit, "ir") != 0) return usage_error("--emit %s: this build emits ir only", emit);
+    tile_emit_kind kind;
+    if (strcmp(emit, "ir") == 0) kind = TILE_EMIT_IR;
+    else if (strcmp(emit, "llvm") == 0) kind = TILE_EMIT_LLVM;
+    else if (strcmp(emit, "ptx") == 0) kind = TILE_EMIT_PTX;
+    else if (strcmp(emit, "cubin") == 0) kind = TILE_EMIT_CUBIN;
+    else return usage_error("--emit %s: expected ir, llvm, ptx or cubin", emit);
+    if (arch && strcmp(arch, "sm_80") != 0 && strcmp(arch, "sm_90a") != 0)
+        return usage_error("--arch %s: expected sm_80 or sm_90a", arch);
+    if (kind == TILE_EMIT_CUBIN && !out) return usage_error("%s", "--emit cubin writes binary: give -o OUT");
     tile_context *ctx;
     if (tile_context_create(TILE_DEVICE_VM, 0, &ctx) != TILE_OK) return 3;
     tile_program *prog;
@@ -186,8 +214,8 @@ static int cmd_build(int argc, char **argv) {
         }
         char *text = NULL;
         size_t len = 0;
-        tile_emit_options opt = {.dump_after = dump_after};
-        tile_status st = rc ? TILE_OK : tile_program_emit(prog, kernel, defs, (size_t)ndefs, TILE_EMIT_IR, &opt, &text, &len);
+        tile_emit_options opt = {.dump_after = dump_after, .arch = arch, .num_warps = num_warps};
+        tile_status st = rc ? TILE_OK : tile_program_emit(prog, kernel, defs, (size_t)ndefs, kind, &opt, &text, &len);
         if (st != TILE_OK) {
             rc = report(ctx, st);
         } else if (!rc) {
@@ -240,12 +268,211 @@ static Binding *find_binding(Binding *b, int n, const char *name) {
     return NULL;
 }
 
+/* What run feeds a kernel: per parameter, the tensor's shape and its random contents (as
+ * doubles, already rounded to the element type), or the scalar's value. */
+typedef struct RunPlan {
+    int nparams;
+    tile_param_info *info;
+    tile_arg *scalars;       /* scalar arguments; tensors filled per device */
+    int64_t (*shape)[TILE_MAX_RANK];
+    int64_t *numel;
+    double **before;
+} RunPlan;
+
+static void plan_free(RunPlan *plan) {
+    for (int i = 0; i < plan->nparams; i++) free(plan->before[i]);
+    free(plan->info);
+    free(plan->scalars);
+    free(plan->shape);
+    free(plan->numel);
+    free(plan->before);
+}
+
+static int make_plan(tile_kernel *k, const char *kernel_name, Binding *binds, int nbinds, RunPlan *plan) {
+    int np = tile_kernel_num_params(k);
+    plan->nparams = np;
+    plan->info = calloc((size_t)np + 1, sizeof *plan->info);
+    plan->scalars = calloc((size_t)np + 1, sizeof *plan->scalars);
+    plan->shape = calloc((size_t)np + 1, sizeof *plan->shape);
+    plan->numel = calloc((size_t)np + 1, sizeof *plan->numel);
+    plan->before = calloc((size_t)np + 1, sizeof *plan->before);
+    for (int i = 0; i < np; i++) {
+        tile_param_info *info = &plan->info[i];
+        tile_kernel_param(k, i, info);
+        if (info->kind != TILE_ARG_TENSOR) {
+            Binding *b = find_binding(binds, nbinds, info->name);
+            if (!b) {
+                fprintf(stderr, "tilec: scalar parameter '%s' needs a value: %s=...\n", info->name, info->name);
+                return EXIT_USER;
+            }
+            b->used = true;
+            plan->scalars[i].kind = info->kind;
+            plan->scalars[i].i = (int64_t)b->value;
+            plan->scalars[i].f = b->value;
+            continue;
+        }
+        plan->numel[i] = 1;
+        for (int d = 0; d < info->rank; d++) {
+            if (info->dim_symbols[d]) {
+                Binding *b = find_binding(binds, nbinds, info->dim_symbols[d]);
+                if (!b) {
+                    fprintf(stderr, "tilec: size '%s' of tensor '%s' needs a value: %s=...\n", info->dim_symbols[d],
+                            info->name, info->dim_symbols[d]);
+                    return EXIT_USER;
+                }
+                b->used = true;
+                plan->shape[i][d] = (int64_t)b->value;
+            } else {
+                plan->shape[i][d] = info->dim_sizes[d];
+            }
+            plan->numel[i] *= plan->shape[i][d];
+        }
+        int64_t n = plan->numel[i];
+        plan->before[i] = malloc(sizeof(double) * (size_t)(n + 1));
+        unsigned kind = info->dtype >> 24, bits = (info->dtype >> 16) & 0xff;
+        for (int64_t e = 0; e < n; e++) {
+            double u = rng_uniform();
+            if (kind == TILE_DTYPE_FLOAT_KIND) plan->before[i][e] = 2 * u - 1;
+            else if (kind == TILE_DTYPE_BOOL_KIND) plan->before[i][e] = u < 0.5;
+            else plan->before[i][e] = floor(u * (double)(bits < 5 ? (1 << (bits - (kind == TILE_DTYPE_INT_KIND))) : 16));
+        }
+        /* Round to the element type, so that both devices and the summary see the same input. */
+        void *packed = malloc(tile_dtype_bytes(info->dtype, n) + 1);
+        tile_pack(info->dtype, plan->before[i], n, packed);
+        tile_unpack(info->dtype, packed, n, plan->before[i]);
+        free(packed);
+    }
+    for (int i = 0; i < nbinds; i++)
+        if (!binds[i].used) {
+            fprintf(stderr, "tilec: '%s' is neither a size nor a scalar parameter of '%s'\n", binds[i].name, kernel_name);
+            return EXIT_USAGE;
+        }
+    return 0;
+}
+
+/* Runs k on ctx with the plan's inputs; after[i] receives every tensor's contents afterwards. */
+static int run_plan(tile_context *ctx, tile_kernel *k, const RunPlan *plan, double **after) {
+    int np = plan->nparams, rc = 0;
+    tile_status st;
+    tile_arg *args = calloc((size_t)np + 1, sizeof *args);
+    for (int i = 0; i < np && !rc; i++) {
+        if (plan->info[i].kind != TILE_ARG_TENSOR) {
+            args[i] = plan->scalars[i];
+            continue;
+        }
+        tile_dtype dt = plan->info[i].dtype;
+        size_t bytes = tile_dtype_bytes(dt, plan->numel[i]);
+        void *dev = NULL, *host = malloc(bytes + 1);
+        if ((st = tile_alloc(ctx, bytes, &dev)) != TILE_OK) rc = report(ctx, st);
+        tile_pack(dt, plan->before[i], plan->numel[i], host);
+        if (!rc && (st = tile_copy_to_device(ctx, dev, host, bytes)) != TILE_OK) rc = report(ctx, st);
+        free(host);
+        args[i].kind = TILE_ARG_TENSOR;
+        args[i].tensor = tile_tensor_contiguous(dt, dev, plan->info[i].rank, plan->shape[i]);
+    }
+    if (!rc && (st = tile_kernel_launch(k, args, (size_t)np, NULL)) != TILE_OK) rc = report(ctx, st);
+    if (!rc && (st = tile_synchronize(ctx)) != TILE_OK) rc = report(ctx, st);
+    for (int i = 0; !rc && i < np; i++) {
+        if (plan->info[i].kind != TILE_ARG_TENSOR) continue;
+        tile_dtype dt = plan->info[i].dtype;
+        size_t bytes = tile_dtype_bytes(dt, plan->numel[i]);
+        void *host = malloc(bytes + 1);
+        after[i] = malloc(sizeof(double) * (size_t)(plan->numel[i] + 1));
+        if ((st = tile_copy_to_host(ctx, host, args[i].tensor.data, bytes)) != TILE_OK) rc = report(ctx, st);
+        else tile_unpack(dt, host, plan->numel[i], after[i]);
+        free(host);
+    }
+    for (int i = 0; i < np; i++)
+        if (args[i].kind == TILE_ARG_TENSOR && args[i].tensor.data) tile_free(ctx, args[i].tensor.data);
+    free(args);
+    return rc;
+}
+
+static void shape_text(const RunPlan *plan, int i, char *buf, size_t cap) {
+    int used = 0;
+    buf[0] = 0;
+    for (int d = 0; d < plan->info[i].rank && (size_t)used < cap; d++)
+        used += snprintf(buf + used, cap - (size_t)used, "%s%" PRId64, d ? ", " : "", plan->shape[i][d]);
+}
+
+static void print_summary(const RunPlan *plan, double **after) {
+    for (int i = 0; i < plan->nparams; i++) {
+        if (plan->info[i].kind != TILE_ARG_TENSOR) continue;
+        int64_t n = plan->numel[i];
+        double lo = INFINITY, hi = -INFINITY, sum = 0;
+        int64_t changed = 0, nans = 0;
+        for (int64_t e = 0; e < n; e++) {
+            double v = after[i][e];
+            if (isnan(v)) {
+                nans++;
+            } else {
+                lo = fmin(lo, v);
+                hi = fmax(hi, v);
+                sum += v;
+            }
+            if (!(v == plan->before[i][e] || (isnan(v) && isnan(plan->before[i][e])))) changed++;
+        }
+        char dn[24], shape[128];
+        shape_text(plan, i, shape, sizeof shape);
+        printf("  %-10s %s[%s]  changed %" PRId64 "/%" PRId64 "  min %.6g  max %.6g  mean %.6g%s\n", plan->info[i].name,
+               dtype_name(plan->info[i].dtype, dn), shape, changed, n, n ? lo : 0.0, n ? hi : 0.0,
+               n ? sum / (double)(n - nans ? n - nans : 1) : 0.0, nans ? "  (NaN present)" : "");
+    }
+}
+
+/* The tolerance of --compare for an element type: |cuda - vm| <= tol * (1 + |vm|). Integers and
+ * bool must match exactly; floats get a few units in the last place of their format, looser
+ * than one rounding because the two devices may sum and fuse in different orders. */
+static double compare_tolerance(tile_dtype d) {
+    unsigned kind = d >> 24, man = d & 0xff;
+    if (kind != TILE_DTYPE_FLOAT_KIND) return 0;
+    if (man >= 52) return 1e-9;
+    if (man >= 23) return 2e-5;
+    return ldexp(4.0, -(int)man); /* f16: 4e-3, bf16: 3e-2, f8e4m3: 0.5 */
+}
+
+/* Prints per tensor the largest absolute and relative difference; 1 when one is too large. */
+static int print_comparison(const RunPlan *plan, double **vm, double **gpu) {
+    int rc = 0;
+    printf("%-10s %-22s %12s %12s %10s  %s\n", "tensor", "type[shape]", "max |diff|", "max rel", "tolerance", "verdict");
+    for (int i = 0; i < plan->nparams; i++) {
+        if (plan->info[i].kind != TILE_ARG_TENSOR) continue;
+        double tol = compare_tolerance(plan->info[i].dtype), max_abs = 0, max_rel = 0;
+        int64_t bad = 0, worst = -1;
+        for (int64_t e = 0; e < plan->numel[i]; e++) {
+            double a = vm[i][e], b = gpu[i][e];
+            if (isnan(a) && isnan(b)) continue;
+            double diff = isnan(a) || isnan(b) ? INFINITY : a == b ? 0 : fabs(a - b);
+            double rel = diff == 0 ? 0 : diff / fmax(fabs(a), 1e-30);
+            if (diff > max_abs) {
+                max_abs = diff;
+                worst = e;
+            }
+            max_rel = fmax(max_rel, rel);
+            if (!(diff <= tol * (1 + fabs(a)))) bad++;
+        }
+        char dn[24], shape[96], desc[140];
+        shape_text(plan, i, shape, sizeof shape);
+        snprintf(desc, sizeof desc, "%s[%s]", dtype_name(plan->info[i].dtype, dn), shape);
+        printf("%-10s %-22s %12.4g %12.4g %10.2g  ", plan->info[i].name, desc, max_abs, max_rel, tol);
+        if (bad) {
+            printf("MISMATCH: %" PRId64 " of %" PRId64 " elements; worst at %" PRId64 ": vm %.9g, cuda %.9g\n", bad,
+                   plan->numel[i], worst, vm[i][worst], gpu[i][worst]);
+            rc = EXIT_USER;
+        } else {
+            printf("ok\n");
+        }
+    }
+    return rc;
+}
+
 static int cmd_run(int argc, char **argv) {
     tile_constant defs[MAX_DEFS];
     Binding binds[MAX_DEFS];
     int ndefs = 0, nbinds = 0;
     const char *file = NULL, *kernel_name = NULL;
     tile_device_kind device = TILE_DEVICE_DEFAULT;
+    bool compare = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-D") == 0 && i + 1 < argc) {
@@ -255,6 +482,8 @@ static int cmd_run(int argc, char **argv) {
             kernel_name = argv[++i];
         } else if (strcmp(a, "--seed") == 0 && i + 1 < argc) {
             rng_state = strtoull(argv[++i], NULL, 0) * 2654435761ull + 1;
+        } else if (strcmp(a, "--compare") == 0) {
+            compare = true;
         } else if ((strcmp(a, "--device") == 0 && i + 1 < argc) || strncmp(a, "--device=", 9) == 0) {
             const char *d = a[8] == '=' ? a + 9 : argv[++i];
             if (strcmp(d, "vm") == 0) device = TILE_DEVICE_VM;
@@ -277,126 +506,45 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     if (!file || !kernel_name) return usage_error("%s", "run needs FILE and -k KERNEL");
-    tile_context *ctx;
-    tile_status st = tile_context_create(device, 0, &ctx);
-    if (st != TILE_OK) {
-        fprintf(stderr, "tilec: cannot create the device: %s\n", tile_context_message(NULL));
-        return EXIT_USER;
-    }
-    tile_program *prog = NULL;
-    tile_kernel *k = NULL;
-    int rc = load_program(ctx, file, &prog);
-    if (!rc && (st = tile_program_get_kernel(prog, kernel_name, defs, (size_t)ndefs, &k)) != TILE_OK) rc = report(ctx, st);
-    int np = k ? tile_kernel_num_params(k) : 0;
-    tile_arg *args = calloc((size_t)np + 1, sizeof(tile_arg));
-    double **before = calloc((size_t)np + 1, sizeof(double *));
-    int64_t *numel = calloc((size_t)np + 1, sizeof(int64_t));
-    for (int i = 0; !rc && i < np; i++) {
-        tile_param_info info;
-        tile_kernel_param(k, i, &info);
-        if (info.kind != TILE_ARG_TENSOR) {
-            Binding *b = find_binding(binds, nbinds, info.name);
-            if (!b) {
-                fprintf(stderr, "tilec: scalar parameter '%s' needs a value: %s=...\n", info.name, info.name);
-                rc = EXIT_USER;
-                break;
-            }
-            b->used = true;
-            args[i].kind = info.kind;
-            args[i].i = (int64_t)b->value;
-            args[i].f = b->value;
-            continue;
-        }
-        int64_t shape[TILE_MAX_RANK];
-        numel[i] = 1;
-        for (int d = 0; d < info.rank; d++) {
-            if (info.dim_symbols[d]) {
-                Binding *b = find_binding(binds, nbinds, info.dim_symbols[d]);
-                if (!b) {
-                    fprintf(stderr, "tilec: size '%s' of tensor '%s' needs a value: %s=...\n", info.dim_symbols[d],
-                            info.name, info.dim_symbols[d]);
-                    rc = EXIT_USER;
-                    break;
-                }
-                b->used = true;
-                shape[d] = (int64_t)b->value;
-            } else {
-                shape[d] = info.dim_sizes[d];
-            }
-            numel[i] *= shape[d];
-        }
-        if (rc) break;
-        size_t bytes = tile_dtype_bytes(info.dtype, numel[i]);
-        void *dev = NULL;
-        if ((st = tile_alloc(ctx, bytes, &dev)) != TILE_OK) {
-            rc = report(ctx, st);
+    if (compare && device != TILE_DEVICE_DEFAULT) return usage_error("%s", "--compare runs on both vm and cuda; drop --device");
+    /* With --compare: contexts[0] is the VM (the reference), contexts[1] the GPU. */
+    tile_device_kind kinds[2] = {compare ? TILE_DEVICE_VM : device, TILE_DEVICE_CUDA};
+    int ndev = compare ? 2 : 1, rc = 0;
+    tile_context *ctx[2] = {NULL, NULL};
+    tile_program *prog[2] = {NULL, NULL};
+    tile_kernel *k[2] = {NULL, NULL};
+    double **after[2] = {NULL, NULL};
+    RunPlan plan = {0};
+    for (int d = 0; d < ndev && !rc; d++) {
+        tile_status st = tile_context_create(kinds[d], 0, &ctx[d]);
+        if (st != TILE_OK) {
+            fprintf(stderr, "tilec: cannot open the device: %s\n", tile_context_message(NULL));
+            rc = EXIT_USER;
             break;
         }
-        before[i] = malloc(sizeof(double) * (size_t)(numel[i] + 1));
-        unsigned kind = info.dtype >> 24, bits = (info.dtype >> 16) & 0xff;
-        for (int64_t e = 0; e < numel[i]; e++) {
-            double u = rng_uniform();
-            if (kind == TILE_DTYPE_FLOAT_KIND) before[i][e] = 2 * u - 1;
-            else if (kind == TILE_DTYPE_BOOL_KIND) before[i][e] = u < 0.5;
-            else before[i][e] = floor(u * (double)(bits < 5 ? (1 << (bits - (kind == TILE_DTYPE_INT_KIND))) : 16));
-        }
-        void *host = malloc(bytes + 1);
-        tile_pack(info.dtype, before[i], numel[i], host);
-        tile_copy_to_device(ctx, dev, host, bytes);
-        tile_unpack(info.dtype, host, numel[i], before[i]);
-        free(host);
-        args[i].kind = TILE_ARG_TENSOR;
-        args[i].tensor = tile_tensor_contiguous(info.dtype, dev, info.rank, shape);
+        rc = load_program(ctx[d], file, &prog[d]);
+        if (!rc && (st = tile_program_get_kernel(prog[d], kernel_name, defs, (size_t)ndefs, &k[d])) != TILE_OK)
+            rc = report(ctx[d], st);
     }
-    for (int i = 0; !rc && i < nbinds; i++)
-        if (!binds[i].used) {
-            fprintf(stderr, "tilec: '%s' is neither a size nor a scalar parameter of '%s'\n", binds[i].name, kernel_name);
-            rc = EXIT_USAGE;
-        }
-    if (!rc && (st = tile_kernel_launch(k, args, (size_t)np, NULL)) != TILE_OK) rc = report(ctx, st);
-    if (!rc) tile_synchronize(ctx);
-    if (!rc) printf("ran %s on %s\n", kernel_name, tile_context_device_name(ctx));
-    for (int i = 0; !rc && i < np; i++) {
-        if (args[i].kind != TILE_ARG_TENSOR) continue;
-        tile_param_info info;
-        tile_kernel_param(k, i, &info);
-        size_t bytes = tile_dtype_bytes(info.dtype, numel[i]);
-        void *host = malloc(bytes + 1);
-        double *after = malloc(sizeof(double) * (size_t)(numel[i] + 1));
-        tile_copy_to_host(ctx, host, args[i].tensor.data, bytes);
-        tile_unpack(info.dtype, host, numel[i], after);
-        double lo = INFINITY, hi = -INFINITY, sum = 0;
-        int64_t changed = 0, nans = 0;
-        for (int64_t e = 0; e < numel[i]; e++) {
-            double v = after[e];
-            if (isnan(v)) {
-                nans++;
-            } else {
-                lo = fmin(lo, v);
-                hi = fmax(hi, v);
-                sum += v;
-            }
-            if (!(v == before[i][e] || (isnan(v) && isnan(before[i][e])))) changed++;
-        }
-        char dn[24], shape[128];
-        int used = 0;
-        for (int d = 0; d < info.rank; d++)
-            used += snprintf(shape + used, sizeof shape - (size_t)used, "%s%" PRId64, d ? ", " : "", args[i].tensor.shape[d]);
-        printf("  %-10s %s[%s]  changed %" PRId64 "/%" PRId64 "  min %.6g  max %.6g  mean %.6g%s\n", info.name,
-               dtype_name(info.dtype, dn), shape, changed, numel[i], numel[i] ? lo : 0.0, numel[i] ? hi : 0.0,
-               numel[i] ? sum / (double)(numel[i] - nans ? numel[i] - nans : 1) : 0.0, nans ? "  (NaN present)" : "");
-        free(host);
-        free(after);
+    if (!rc) rc = make_plan(k[0], kernel_name, binds, nbinds, &plan);
+    for (int d = 0; d < ndev && !rc; d++) {
+        after[d] = calloc((size_t)plan.nparams + 1, sizeof(double *));
+        rc = run_plan(ctx[d], k[d], &plan, after[d]);
     }
-    for (int i = 0; i < np; i++) {
-        if (args[i].kind == TILE_ARG_TENSOR) tile_free(ctx, args[i].tensor.data);
-        free(before[i]);
+    if (!rc && !compare) {
+        printf("ran %s on %s\n", kernel_name, tile_context_device_name(ctx[0]));
+        print_summary(&plan, after[0]);
+    } else if (!rc) {
+        printf("ran %s on %s and on %s\n", kernel_name, tile_context_device_name(ctx[0]), tile_context_device_name(ctx[1]));
+        rc = print_comparison(&plan, after[0], after[1]);
     }
-    free(args);
-    free(before);
-    free(numel);
-    tile_program_destroy(prog);
-    tile_context_destroy(ctx);
+    for (int d = 0; d < ndev; d++) {
+        for (int i = 0; after[d] && i < plan.nparams; i++) free(after[d][i]);
+        free(after[d]);
+        tile_program_destroy(prog[d]);
+        tile_context_destroy(ctx[d]);
+    }
+    plan_free(&plan);
     free_defines(defs, ndefs);
     return rc;
 }

@@ -106,7 +106,8 @@ TILE_API void tile_context_destroy(tile_context *ctx);
 TILE_API tile_device_kind tile_context_device(const tile_context *ctx);
 /* "vm (CPU interpreter)" or "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)". */
 TILE_API const char *tile_context_device_name(const tile_context *ctx);
-/* The message of the last failed call on this thread with this context ("" if none). */
+/* The message of the last failed call on this thread with this context ("" if none). With
+ * NULL: the message of the last failed tile_context_create on this thread. */
 TILE_API const char *tile_context_message(const tile_context *ctx);
 
 /* ---- memory of the context's device ------------------------------------------------------ */
@@ -149,11 +150,26 @@ TILE_API tile_status tile_kernel_param(const tile_kernel *kernel, int index, til
 TILE_API tile_status tile_kernel_launch(tile_kernel *kernel, const tile_arg *args, size_t nargs,
                                         tile_stream *stream);
 
-/* Compiles a kernel without running it and returns a textual form in *out (free it with
- * tile_string_free): the IR after the pass pipeline, or after the pass named dump_after. */
-typedef enum tile_emit_kind { TILE_EMIT_IR = 0 } tile_emit_kind;
+/* Compiles a kernel without running it and returns it in *out (free it with tile_string_free;
+ * *len is its length in bytes, which matters for the binary cubin):
+ *   TILE_EMIT_IR     the IR after the pass pipeline, or after the pass named dump_after
+ *   TILE_EMIT_LLVM   the LLVM IR of the GPU code generator (text)
+ *   TILE_EMIT_PTX    PTX assembly (text)
+ *   TILE_EMIT_CUBIN  a cubin (binary), assembled by nvJitLink or ptxas
+ * The GPU forms need no GPU: they are made for options->arch ("sm_80", "sm_90a"; NULL: the
+ * context's GPU when it is a cuda context, else sm_90a). TILE_ERROR_UNSUPPORTED when the code
+ * generator cannot handle the kernel yet, libtile has no backend, or (cubin) no assembler is
+ * installed; the message says which. */
+typedef enum tile_emit_kind {
+    TILE_EMIT_IR = 0,
+    TILE_EMIT_LLVM,
+    TILE_EMIT_PTX,
+    TILE_EMIT_CUBIN,
+} tile_emit_kind;
 typedef struct tile_emit_options {
-    const char *dump_after;  /* pass name or NULL */
+    const char *dump_after;  /* pass name or NULL (TILE_EMIT_IR only) */
+    const char *arch;        /* GPU forms: "sm_80" or "sm_90a"; NULL: see above */
+    int num_warps;           /* GPU forms: threads per block / 32; 0: the code generator's default */
 } tile_emit_options;
 TILE_API tile_status tile_program_emit(tile_program *program, const char *kernel,
                                        const tile_constant *constants, size_t nconstants,

@@ -1,0 +1,410 @@
+/*
+ * device_cuda.c: the cuda device of the public API: open, memory, compile, load, launch.
+ *
+ * Everything GPU-specific that api.c needs goes through here, and everything here reaches the
+ * driver through runtime/cuda.h only. A context on a GPU holds an RtCuda: the opened device,
+ * the architecture its compute capability maps to (backend_arch_for_capability), the cache
+ * configuration read once from the environment, and the memory cache of loaded functions.
+ *
+ * Compiling a kernel (after rt_compile ran the frontend and the passes): the cache key is the
+ * SHA-256 of the source, kernel, constants, arch, compiler version and options (cache.h). A hit
+ * in the context's memory cache reuses the loaded function. Otherwise cache_fetch reads the
+ * disk entry or builds one: backend_compile_ptx, then a cubin (nvJitLink or ptxas) when either
+ * tool is present, else the PTX itself, which the driver JIT-compiles at load. A cached image
+ * that the driver refuses is rebuilt once without the cache. Dynamic shared memory above 48 KB
+ * is opted into per function.
+ *
+ * Launching packs the parameters per the kernel ABI of backend/backend.h (a tensor: its data
+ * pointer, i32 sizes, i64 strides; a scalar: i32 / i64 / f32 / f64 by type) into 8-byte slots
+ * and calls cuda_launch with the grid that the kernel's grid region computes on the host
+ * (vm_eval_grid only reads sizes and scalars, never tensor data).
+ */
+#include "runtime.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "runtime/cache.h"
+#include "runtime/cuda.h"
+#include "vm.h"
+
+typedef struct RtCudaFunction {
+    CudaModule *module;
+    CudaFunction *fn;
+    unsigned threads;
+    unsigned shared_bytes;
+    struct RtCudaFunction *next_owned; /* every function the context loaded, for its destruction */
+} RtCudaFunction;
+
+typedef struct RtCuda {
+    CudaDevice *device;
+    int major, minor;
+    bool arch_ok;
+    BackendArch arch;
+    CacheConfig cache;
+    CacheMemory loaded;          /* key -> RtCudaFunction (when the cache is on) */
+    pthread_mutex_t owned_lock;
+    RtCudaFunction *owned;
+} RtCuda;
+
+enum { SHARED_DEFAULT_LIMIT = 48 * 1024 };
+
+/* ---- the device --------------------------------------------------------------------------- */
+tile_status rt_cuda_open(tile_context *ctx, int ordinal) {
+    Strbuf err = {0};
+    tile_status st = cuda_driver_load(&err);
+    if (st != TILE_OK) {
+        st = rt_fail(NULL, st, "cuda: cannot load the NVIDIA driver: %s", sb_str(&err));
+        sb_free(&err);
+        return st;
+    }
+    int count = cuda_device_count();
+    if (count == 0) return rt_fail(NULL, TILE_ERROR_NOT_FOUND, "cuda: the driver found no GPU");
+    if (ordinal < 0 || ordinal >= count)
+        return rt_fail(NULL, TILE_ERROR_NOT_FOUND, "cuda:%d: no such device (%d GPU%s: cuda:0..%d)", ordinal, count,
+                       count == 1 ? "" : "s", count - 1);
+    RtCuda *c = xcalloc(1, sizeof *c);
+    st = cuda_device_open(ordinal, &c->device, &err);
+    if (st != TILE_OK) {
+        st = rt_fail(NULL, st, "cuda:%d: %s", ordinal, sb_str(&err));
+        sb_free(&err);
+        free(c);
+        return st;
+    }
+    sb_free(&err);
+    cuda_device_capability(c->device, &c->major, &c->minor);
+#ifdef TILE_HAVE_LLVM
+    c->arch_ok = backend_arch_for_capability(c->major, c->minor, &c->arch);
+#endif
+    cache_config_from_env(&c->cache);
+    cache_memory_init(&c->loaded);
+    pthread_mutex_init(&c->owned_lock, NULL);
+    snprintf(ctx->name, sizeof ctx->name, "cuda:%d (%s, sm_%d%d)", ordinal, cuda_device_name(c->device), c->major,
+             c->minor);
+    ctx->cuda = c;
+    return TILE_OK;
+}
+
+void rt_cuda_close(tile_context *ctx) {
+    RtCuda *c = ctx->cuda;
+    if (!c) return;
+    cache_memory_destroy(&c->loaded, NULL, NULL);
+    for (RtCudaFunction *f = c->owned, *next; f; f = next) {
+        next = f->next_owned;
+        cuda_module_unload(f->module);
+        free(f);
+    }
+    pthread_mutex_destroy(&c->owned_lock);
+    cuda_device_close(c->device);
+    free(c);
+    ctx->cuda = NULL;
+}
+
+const char *rt_cuda_arch(const tile_context *ctx) {
+#ifdef TILE_HAVE_LLVM
+    return ctx->cuda && ctx->cuda->arch_ok ? backend_arch_name(ctx->cuda->arch) : NULL;
+#else
+    (void)ctx;
+    return NULL;
+#endif
+}
+
+/* ---- memory ----------------------------------------------------------------------------------- */
+static tile_status fail_with(tile_context *ctx, tile_status st, const char *what, Strbuf *err) {
+    st = rt_fail(ctx, st, "%s: %s", what, sb_str(err));
+    sb_free(err);
+    return st;
+}
+
+tile_status rt_cuda_alloc(tile_context *ctx, size_t bytes, void **out) {
+    Strbuf err = {0};
+    CudaPtr p = 0;
+    tile_status st = cuda_alloc(ctx->cuda->device, bytes ? bytes : 1, &p, &err);
+    if (st != TILE_OK) return fail_with(ctx, st, "tile_alloc", &err);
+    *out = (void *)(uintptr_t)p;
+    return TILE_OK;
+}
+
+tile_status rt_cuda_free(tile_context *ctx, void *ptr) {
+    if (!ptr) return TILE_OK;
+    Strbuf err = {0};
+    tile_status st = cuda_free(ctx->cuda->device, (CudaPtr)(uintptr_t)ptr, &err);
+    return st == TILE_OK ? TILE_OK : fail_with(ctx, st, "tile_free", &err);
+}
+
+tile_status rt_cuda_copy(tile_context *ctx, void *dst, const void *src, size_t bytes, bool to_device) {
+    if (!bytes) return TILE_OK;
+    Strbuf err = {0};
+    tile_status st = to_device ? cuda_copy_to_device(ctx->cuda->device, (CudaPtr)(uintptr_t)dst, src, bytes, &err)
+                               : cuda_copy_to_host(ctx->cuda->device, dst, (CudaPtr)(uintptr_t)src, bytes, &err);
+    return st == TILE_OK ? TILE_OK : fail_with(ctx, st, to_device ? "tile_copy_to_device" : "tile_copy_to_host", &err);
+}
+
+tile_status rt_cuda_synchronize(tile_context *ctx) {
+    Strbuf err = {0};
+    tile_status st = cuda_synchronize(ctx->cuda->device, &err);
+    return st == TILE_OK ? TILE_OK : fail_with(ctx, st, "tile_synchronize (an earlier launch may have failed)", &err);
+}
+
+/* ---- code generation (no device needed) ------------------------------------------------------ */
+#ifdef TILE_HAVE_LLVM
+static bool have_cubin_tool(void) {
+    char path[4096];
+    return backend_have_nvjitlink() || backend_find_ptxas(path, sizeof path, NULL);
+}
+#endif
+
+tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_warps, tile_emit_kind kind,
+                            Strbuf *out, Strbuf *err) {
+#ifdef TILE_HAVE_LLVM
+    BackendArch arch;
+    if (!backend_arch_parse(arch_name, &arch)) {
+        sb_printf(err, "unknown architecture '%s' (sm_80 or sm_90a)", arch_name);
+        return TILE_ERROR_INVALID_ARGUMENT;
+    }
+    CodegenOptions opt = {.arch = arch, .num_warps = num_warps};
+    CodegenInfo info = {0};
+    if (kind == TILE_EMIT_LLVM) {
+        if (!backend_compile_llvm(f, &opt, out, &info, err))
+            return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+        return TILE_OK;
+    }
+    Strbuf ptx = {0};
+    if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
+        sb_free(&ptx);
+        return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+    }
+    if (kind == TILE_EMIT_PTX) {
+        sb_putn(out, ptx.data, ptx.len);
+        sb_free(&ptx);
+        return TILE_OK;
+    }
+    tile_status st = TILE_OK;
+    if (!have_cubin_tool()) {
+        Strbuf searched = {0};
+        char path[4096];
+        backend_find_ptxas(path, sizeof path, &searched);
+        sb_printf(err, "no tool to assemble a cubin: libnvJitLink cannot be loaded and ptxas is not found (%s)",
+                  sb_str(&searched));
+        sb_free(&searched);
+        st = TILE_ERROR_UNSUPPORTED;
+    } else if (!backend_ptx_to_cubin(ptx.data, ptx.len, arch, CUBIN_TOOL_AUTO, out, err)) {
+        st = TILE_ERROR_COMPILE;
+    }
+    sb_free(&ptx);
+    return st;
+#else
+    (void)f, (void)arch_name, (void)num_warps, (void)kind, (void)out;
+    sb_puts(err, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
+    return TILE_ERROR_UNSUPPORTED;
+#endif
+}
+
+/* ---- compiling and loading --------------------------------------------------------------------- */
+#ifdef TILE_HAVE_LLVM
+typedef struct Build {
+    const IrFunction *function;
+    BackendArch arch;
+    tile_status status;          /* why build failed */
+} Build;
+
+/* cache_fetch's builder: the PTX, assembled into a cubin when a tool is present. */
+static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
+    Build *b = user;
+    CodegenOptions opt = {.arch = b->arch, .num_warps = 0};
+    CodegenInfo info = {0};
+    Strbuf ptx = {0};
+    if (!backend_compile_ptx(b->function, &opt, &ptx, &info, err)) {
+        sb_free(&ptx);
+        b->status = info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+        return false;
+    }
+    out->threads = info.threads;
+    out->shared_bytes = info.shared_bytes;
+    if (have_cubin_tool()) {
+        Strbuf cubin = {0};
+        if (!backend_ptx_to_cubin(ptx.data, ptx.len, b->arch, CUBIN_TOOL_AUTO, &cubin, err)) {
+            sb_free(&ptx);
+            sb_free(&cubin);
+            b->status = TILE_ERROR_COMPILE;
+            return false;
+        }
+        sb_free(&ptx);
+        out->is_ptx = false;
+        out->image = (uint8_t *)cubin.data;
+        out->len = cubin.len;
+        return true;
+    }
+    out->is_ptx = true;
+    out->len = ptx.len;
+    out->image = (uint8_t *)(ptx.data ? ptx.data : xstrdup(""));
+    return true;
+}
+
+/* Loads an image and its function; NULL with the reason in err. */
+static RtCudaFunction *load_image(RtCuda *c, const CacheEntry *e, const char *name, tile_status *st, Strbuf *err) {
+    RtCudaFunction *f = xcalloc(1, sizeof *f);
+    f->threads = e->threads;
+    f->shared_bytes = e->shared_bytes;
+    if (e->is_ptx) *st = cuda_module_load_ptx(c->device, (const char *)e->image, &f->module, err);
+    else *st = cuda_module_load_cubin(c->device, e->image, e->len, &f->module, err);
+    if (*st == TILE_OK) *st = cuda_module_function(f->module, name, &f->fn, err);
+    if (*st == TILE_OK && f->shared_bytes > SHARED_DEFAULT_LIMIT) {
+        int limit = cuda_device_max_shared_optin(c->device);
+        if ((int64_t)f->shared_bytes > (int64_t)limit) {
+            sb_printf(err, "the kernel needs %u bytes of shared memory per block; the device allows %d",
+                      f->shared_bytes, limit);
+            *st = TILE_ERROR_UNSUPPORTED;
+        } else {
+            *st = cuda_function_set_max_dynamic_shared(c->device, f->fn, (int)f->shared_bytes, err);
+        }
+    }
+    if (*st == TILE_OK && (f->threads == 0 || f->threads > 1024)) {
+        sb_printf(err, "the code generator asked for %u threads per block", f->threads);
+        *st = TILE_ERROR_COMPILE;
+    }
+    if (*st != TILE_OK) {
+        if (f->module) cuda_module_unload(f->module);
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+#endif
+
+tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k) {
+#ifdef TILE_HAVE_LLVM
+    RtCuda *c = ctx->cuda;
+    if (!c->arch_ok)
+        return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "%s: %s is sm_%d%d; tile compiles for sm_80 and newer", k->name,
+                       ctx->name, c->major, c->minor);
+    const SourceFile *src = &k->program->ast->source;
+    CacheKernelId id = {.source = src->text, .source_len = src->len, .kernel = k->name, .consts = k->consts,
+                        .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = 0};
+    CacheKey key = cache_kernel_key(&id);
+    if (c->cache.enabled) {
+        RtCudaFunction *hit = cache_memory_get(&c->loaded, &key);
+        if (hit) {
+            k->cuda = hit;
+            return TILE_OK;
+        }
+    }
+    Build build = {.function = k->function, .arch = c->arch, .status = TILE_ERROR_COMPILE};
+    CacheEntry entry = {0};
+    CacheOutcome outcome = {0};
+    Strbuf err = {0};
+    RtCudaFunction *f = NULL;
+    tile_status st = TILE_OK;
+    if (!cache_fetch(&c->cache, &key, build_image, &build, &entry, &outcome, &err)) {
+        st = rt_fail(ctx, build.status, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&err));
+        goto done;
+    }
+    f = load_image(c, &entry, k->function->name, &st, &err);
+    if (!f && !outcome.built) {
+        /* A valid entry the driver refuses (e.g. made for another driver): rebuild it. */
+        CacheConfig no_read = c->cache;
+        no_read.enabled = false;
+        cache_entry_free(&entry);
+        sb_clear(&err);
+        if (!cache_fetch(&no_read, &key, build_image, &build, &entry, &outcome, &err)) {
+            st = rt_fail(ctx, build.status, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&err));
+            goto done;
+        }
+        f = load_image(c, &entry, k->function->name, &st, &err);
+        if (f && c->cache.enabled && c->cache.dir[0]) cache_disk_store(c->cache.dir, &key, &entry, &outcome.note);
+    }
+    if (!f) {
+        st = rt_fail(ctx, st, "%s: cannot load the compiled kernel: %s", k->name, sb_str(&err));
+        goto done;
+    }
+    pthread_mutex_lock(&c->owned_lock);
+    f->next_owned = c->owned;
+    c->owned = f;
+    pthread_mutex_unlock(&c->owned_lock);
+    /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
+    k->cuda = c->cache.enabled ? cache_memory_put(&c->loaded, &key, f) : f;
+done:
+    cache_entry_free(&entry);
+    sb_free(&outcome.note);
+    sb_free(&err);
+    return st;
+#else
+    (void)k;
+    return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
+#endif
+}
+
+/* ---- launching ---------------------------------------------------------------------------------- */
+tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs) {
+    tile_context *ctx = k->program->ctx;
+    const IrFunction *fn = k->function;
+    RtCudaFunction *f = k->cuda;
+    if (!f) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the kernel was not compiled for %s",
+                           k->name, ctx->name);
+    Strbuf err = {0};
+    int64_t grid[3];
+    if (!vm_eval_grid(fn, args, nargs, grid, &err)) {
+        tile_status st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
+        sb_free(&err);
+        return st;
+    }
+    static const int64_t grid_limit[3] = {INT32_MAX, 65535, 65535};
+    for (int d = 0; d < 3; d++) {
+        if (grid[d] == 0) return TILE_OK; /* an empty grid runs nothing */
+        if (grid[d] > grid_limit[d])
+            return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT,
+                           "launch of '%s': grid dimension %d is %lld blocks; the GPU allows at most %lld", k->name,
+                           d, (long long)grid[d], (long long)grid_limit[d]);
+    }
+    /* One 8-byte slot per kernel parameter; cuLaunchKernel reads each value's size from its
+     * slot, so narrower values are stored at the slot's start. */
+    size_t nslots = 0;
+    for (uint32_t i = 0; i < fn->nparams; i++) {
+        const IrType *t = fn->body->args[i]->type;
+        nslots += t->kind == TY_TENSOR ? 1 + 2 * (size_t)t->rank : 1;
+    }
+    uint64_t *slots = xcalloc(nslots + 1, sizeof *slots);
+    void **params = xcalloc(nslots + 1, sizeof *params);
+    size_t s = 0;
+    for (uint32_t i = 0; i < fn->nparams && i < nargs; i++) {
+        const IrType *t = fn->body->args[i]->type;
+        if (t->kind == TY_TENSOR) {
+            uint64_t ptr = (uint64_t)(uintptr_t)args[i].tensor.data;
+            memcpy(&slots[s++], &ptr, 8);
+            for (int d = 0; d < t->rank; d++) {
+                int32_t size = (int32_t)args[i].tensor.shape[d];
+                memcpy(&slots[s++], &size, 4);
+            }
+            for (int d = 0; d < t->rank; d++) {
+                int64_t stride = args[i].tensor.strides[d];
+                memcpy(&slots[s++], &stride, 8);
+            }
+        } else if (elem_is_float(t->elem)) {
+            if (t->elem.bits > 32) {
+                double v = args[i].f;
+                memcpy(&slots[s++], &v, 8);
+            } else {
+                float v = (float)args[i].f;
+                memcpy(&slots[s++], &v, 4);
+            }
+        } else if (t->elem.bits > 32) {
+            int64_t v = args[i].i;
+            memcpy(&slots[s++], &v, 8);
+        } else {
+            uint32_t v = (uint32_t)(uint64_t)args[i].i; /* the low 32 bits: sign- or zero-extended */
+            memcpy(&slots[s++], &v, 4);
+        }
+    }
+    for (size_t j = 0; j < nslots; j++) params[j] = &slots[j];
+    CudaLaunch launch = {.grid = {(unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2]},
+                         .block = {f->threads, 1, 1},
+                         .shared_bytes = f->shared_bytes,
+                         .stream = NULL};
+    tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
+    if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
+    free(slots);
+    free(params);
+    sb_free(&err);
+    return st;
+}

@@ -1,0 +1,546 @@
+/* test_cache.c: the kernel cache without a GPU: SHA-256 against the FIPS vectors, keys that
+ * change with every input that decides the code (and only with those), entries that round-trip
+ * through the disk, corrupt entries (truncated, flipped, wrong magic, wrong key) detected and
+ * rebuilt, writers racing on one key from threads and from processes, TILE_CACHE=0, an
+ * unwritable directory, the environment's directory choice and the memory cache. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/cache.h"
+
+static char tmpdir[256];
+
+static void make_tmpdir(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tile-cache-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void remove_tmpdir(void) {
+    DIR *d = opendir(tmpdir);
+    if (!d) return;
+    struct dirent *e;
+    char path[512];
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
+            unlink(path);
+        }
+    closedir(d);
+    rmdir(tmpdir);
+}
+
+TestSuite(cache, .init = make_tmpdir, .fini = remove_tmpdir);
+
+static void hex(const uint8_t *d, char *out) {
+    for (int i = 0; i < 32; i++) sprintf(out + 2 * i, "%02x", d[i]);
+}
+
+Test(cache, sha256_vectors) {
+    uint8_t d[32];
+    char h[65];
+    sha256("", 0, d);
+    hex(d, h);
+    cr_assert_str_eq(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    sha256("abc", 3, d);
+    hex(d, h);
+    cr_assert_str_eq(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha256(two, strlen(two), d);
+    hex(d, h);
+    cr_assert_str_eq(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* A million 'a's fed in uneven pieces exercises the block buffering. */
+    Sha256 s;
+    sha256_init(&s);
+    char chunk[997];
+    memset(chunk, 'a', sizeof chunk);
+    size_t left = 1000000;
+    while (left) {
+        size_t n = left < sizeof chunk ? left : (left % 7) + 1 + (left % 900);
+        if (n > left) n = left;
+        sha256_update(&s, chunk, n);
+        left -= n;
+    }
+    sha256_final(&s, d);
+    hex(d, h);
+    cr_assert_str_eq(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+/* ---- keys ------------------------------------------------------------------------------------ */
+static const char *src = "kernel k<B = 4>(x: tensor<f32>[N]) grid(1) { }";
+static ConstBinding consts2[] = {{"B", false, 64, 0}, {"A", false, 1, 0}};
+
+static CacheKernelId base_id(void) {
+    return (CacheKernelId){.source = src, .source_len = strlen(src), .kernel = "k", .consts = consts2,
+                           .nconsts = 2, .arch = "sm_90a", .num_warps = 4};
+}
+
+Test(cache, key_depends_on_every_input) {
+    CacheKernelId id = base_id();
+    CacheKey k0 = cache_kernel_key(&id);
+    CacheKey again = cache_kernel_key(&id);
+    cr_assert(cache_key_equal(&k0, &again), "the key is deterministic");
+
+    ConstBinding swapped[] = {consts2[1], consts2[0]};
+    id.consts = swapped;
+    CacheKey k = cache_kernel_key(&id);
+    cr_assert(cache_key_equal(&k0, &k), "constants are sorted before hashing");
+
+    CacheKey keys[8];
+    int n = 0;
+    id = base_id();
+    id.source_len--; /* the source differs by its last byte */
+    keys[n++] = cache_kernel_key(&id);
+    id = base_id();
+    id.kernel = "k2";
+    keys[n++] = cache_kernel_key(&id);
+    ConstBinding other[] = {{"B", false, 128, 0}, {"A", false, 1, 0}};
+    id = base_id();
+    id.consts = other;
+    keys[n++] = cache_kernel_key(&id);
+    ConstBinding as_float[] = {{"B", true, 0, 64.0}, {"A", false, 1, 0}};
+    id.consts = as_float;
+    keys[n++] = cache_kernel_key(&id);
+    id = base_id();
+    id.nconsts = 1;
+    keys[n++] = cache_kernel_key(&id);
+    id = base_id();
+    id.arch = "sm_80";
+    keys[n++] = cache_kernel_key(&id);
+    id = base_id();
+    id.num_warps = 8;
+    keys[n++] = cache_kernel_key(&id);
+    /* Moving a byte between two fields must change the key (fields are length-prefixed). */
+    ConstBinding moved[] = {{"BA", false, 64, 0}};
+    ConstBinding unmoved[] = {{"B", false, 64, 0}};
+    id = base_id();
+    id.consts = moved;
+    id.nconsts = 1;
+    id.kernel = "k";
+    CacheKey a = cache_kernel_key(&id);
+    id.consts = unmoved;
+    id.kernel = "kA";
+    CacheKey b = cache_kernel_key(&id);
+    cr_assert_not(cache_key_equal(&a, &b));
+    for (int i = 0; i < n; i++) {
+        cr_assert_not(cache_key_equal(&k0, &keys[i]), "changed input %d kept the key", i);
+        for (int j = 0; j < i; j++) cr_assert_not(cache_key_equal(&keys[j], &keys[i]), "inputs %d and %d collide", j, i);
+    }
+    char h[65];
+    cache_key_hex(&k0, h);
+    cr_assert_eq(strlen(h), 64);
+    cr_assert_eq(strspn(h, "0123456789abcdef"), 64);
+}
+
+/* ---- disk -------------------------------------------------------------------------------------- */
+static CacheKey key_of(const char *arch) {
+    CacheKernelId id = base_id();
+    id.arch = arch;
+    return cache_kernel_key(&id);
+}
+
+static CacheEntry make_entry(size_t len, uint8_t seed, bool is_ptx) {
+    CacheEntry e = {.is_ptx = is_ptx, .threads = 128 + seed, .shared_bytes = 1000u * seed, .len = len};
+    e.image = malloc(len + 1);
+    for (size_t i = 0; i < len; i++) e.image[i] = (uint8_t)(i * 31 + seed);
+    return e;
+}
+
+static void assert_same_entry(const CacheEntry *a, const CacheEntry *b) {
+    cr_assert_eq(a->is_ptx, b->is_ptx);
+    cr_assert_eq(a->threads, b->threads);
+    cr_assert_eq(a->shared_bytes, b->shared_bytes);
+    cr_assert_eq(a->len, b->len);
+    cr_assert(memcmp(a->image, b->image, a->len) == 0, "payload differs");
+}
+
+static size_t count_files(const char *prefix) {
+    DIR *d = opendir(tmpdir);
+    size_t n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    if (d) closedir(d);
+    return n;
+}
+
+Test(cache, store_then_load) {
+    CacheKey key = key_of("sm_90a"), other = key_of("sm_80");
+    CacheEntry e = make_entry(5000, 7, false), got;
+    Strbuf why = {0}, err = {0};
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_MISS);
+    cr_assert(cache_disk_store(tmpdir, &key, &e, &err), "%s", sb_str(&err));
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_HIT, "%s", sb_str(&why));
+    assert_same_entry(&e, &got);
+    cache_entry_free(&got);
+    cr_assert_eq(cache_disk_load(tmpdir, &other, &got, &why), CACHE_MISS, "another arch misses");
+    cr_assert_eq(count_files(".tmp-"), 0, "no temporary file is left behind");
+    /* A PTX payload comes back NUL-terminated, ready for the driver. */
+    CacheEntry ptx = {.is_ptx = true, .threads = 32, .image = (uint8_t *)strdup(".version 8.0"), .len = 12};
+    cr_assert(cache_disk_store(tmpdir, &other, &ptx, &err));
+    cr_assert_eq(cache_disk_load(tmpdir, &other, &got, &why), CACHE_HIT);
+    cr_assert_str_eq((char *)got.image, ".version 8.0");
+    cr_assert(got.is_ptx);
+    cache_entry_free(&got);
+    cache_entry_free(&ptx);
+    cache_entry_free(&e);
+    sb_free(&why);
+    sb_free(&err);
+}
+
+Test(cache, store_creates_missing_directories) {
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/a", tmpdir);
+    char deep[420];
+    snprintf(deep, sizeof deep, "%s/b", dir);
+    CacheKey key = key_of("sm_90a");
+    CacheEntry e = make_entry(10, 1, false), got;
+    Strbuf err = {0}, why = {0};
+    cr_assert(cache_disk_store(deep, &key, &e, &err), "%s", sb_str(&err));
+    cr_assert_eq(cache_disk_load(deep, &key, &got, &why), CACHE_HIT);
+    cache_entry_free(&got);
+    Strbuf path = {0};
+    cache_entry_path(deep, &key, &path);
+    unlink(sb_str(&path));
+    rmdir(deep);
+    rmdir(dir);
+    sb_free(&path);
+    cache_entry_free(&e);
+    sb_free(&err);
+    sb_free(&why);
+}
+
+/* The builder of cache_fetch tests: counts its calls and makes make_entry(len, seed). */
+typedef struct Builder {
+    int calls;
+    size_t len;
+    uint8_t seed;
+    bool fail;
+} Builder;
+
+static bool build(void *user, CacheEntry *out, Strbuf *err) {
+    Builder *b = user;
+    b->calls++;
+    if (b->fail) {
+        sb_puts(err, "build failed");
+        return false;
+    }
+    *out = make_entry(b->len, b->seed, false);
+    return true;
+}
+
+static CacheConfig config_for(const char *dir) {
+    CacheConfig c = {.enabled = true};
+    snprintf(c.dir, sizeof c.dir, "%s", dir);
+    return c;
+}
+
+typedef enum Damage { DAMAGE_TRUNCATE, DAMAGE_FLIP_PAYLOAD, DAMAGE_MAGIC, DAMAGE_LENGTH, DAMAGE_KEY, DAMAGE_EMPTY } Damage;
+
+static void damage(const CacheKey *key, Damage how) {
+    Strbuf path = {0};
+    cache_entry_path(tmpdir, key, &path);
+    FILE *f = fopen(sb_str(&path), "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    switch (how) {
+    case DAMAGE_TRUNCATE: cr_assert_eq(truncate(sb_str(&path), size - 100), 0); break;
+    case DAMAGE_EMPTY: cr_assert_eq(truncate(sb_str(&path), 0), 0); break;
+    case DAMAGE_FLIP_PAYLOAD: {
+        fseek(f, size / 2, SEEK_SET);
+        int c = fgetc(f);
+        fseek(f, size / 2, SEEK_SET);
+        fputc(c ^ 0x10, f);
+        break;
+    }
+    case DAMAGE_MAGIC: fseek(f, 0, SEEK_SET); fputc('X', f); break;
+    case DAMAGE_LENGTH: fseek(f, 48, SEEK_SET); fputc(0x7f, f); break;
+    case DAMAGE_KEY: fseek(f, 20, SEEK_SET); fputc(0x5a, f); fputc(0xa5, f); break;
+    }
+    fclose(f);
+    sb_free(&path);
+}
+
+static void check_damage_is_rebuilt(Damage how) {
+    CacheConfig config = config_for(tmpdir);
+    CacheKey key = key_of("sm_90a");
+    Builder b = {.len = 4096, .seed = 3};
+    CacheEntry got;
+    CacheOutcome o = {0};
+    Strbuf err = {0};
+    cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+    cr_assert_eq(o.lookup, CACHE_MISS);
+    cr_assert(o.built && o.stored, "%s", sb_str(&o.note));
+    cache_entry_free(&got);
+    cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+    cr_assert_eq(o.lookup, CACHE_HIT);
+    cr_assert_eq(b.calls, 1, "a hit does not build");
+    cache_entry_free(&got);
+
+    damage(&key, how);
+    Strbuf why = {0};
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_CORRUPT, "damage %d went unnoticed", (int)how);
+    cr_assert_gt(why.len, 0);
+    cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+    cr_assert_eq(o.lookup, CACHE_CORRUPT);
+    cr_assert(o.built && o.stored);
+    cr_assert_eq(b.calls, 2);
+    CacheEntry want = make_entry(4096, 3, false);
+    assert_same_entry(&want, &got);
+    cache_entry_free(&got);
+    /* The rebuilt entry replaced the damaged one. */
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_HIT, "%s", sb_str(&why));
+    assert_same_entry(&want, &got);
+    cache_entry_free(&got);
+    cache_entry_free(&want);
+    sb_free(&why);
+    sb_free(&err);
+    sb_free(&o.note);
+}
+
+Test(cache, truncated_entry_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_TRUNCATE); }
+Test(cache, empty_entry_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_EMPTY); }
+Test(cache, flipped_byte_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_FLIP_PAYLOAD); }
+Test(cache, wrong_magic_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_MAGIC); }
+Test(cache, wrong_length_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_LENGTH); }
+Test(cache, wrong_key_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_KEY); }
+
+Test(cache, entry_under_another_name_is_corrupt) {
+    CacheKey a = key_of("sm_90a"), b = key_of("sm_80");
+    CacheEntry e = make_entry(100, 2, false), got;
+    Strbuf err = {0}, why = {0}, pa = {0}, pb = {0};
+    cr_assert(cache_disk_store(tmpdir, &a, &e, &err));
+    cache_entry_path(tmpdir, &a, &pa);
+    cache_entry_path(tmpdir, &b, &pb);
+    cr_assert_eq(rename(sb_str(&pa), sb_str(&pb)), 0);
+    cr_assert_eq(cache_disk_load(tmpdir, &b, &got, &why), CACHE_CORRUPT);
+    cr_assert(strstr(sb_str(&why), "key"), "%s", sb_str(&why));
+    cache_entry_free(&e);
+    sb_free(&err);
+    sb_free(&why);
+    sb_free(&pa);
+    sb_free(&pb);
+}
+
+Test(cache, failed_build_is_reported_and_not_stored) {
+    CacheConfig config = config_for(tmpdir);
+    CacheKey key = key_of("sm_90a");
+    Builder b = {.fail = true};
+    CacheEntry got;
+    CacheOutcome o = {0};
+    Strbuf err = {0};
+    cr_assert_not(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+    cr_assert_str_eq(sb_str(&err), "build failed");
+    cr_assert_eq(count_files(""), 2, "only . and ..");
+    sb_free(&err);
+    sb_free(&o.note);
+}
+
+Test(cache, disabled_by_environment) {
+    setenv("TILE_CACHE", "0", 1);
+    setenv("TILE_CACHE_DIR", tmpdir, 1);
+    CacheConfig config;
+    cache_config_from_env(&config);
+    cr_assert_not(config.enabled);
+    cr_assert_str_eq(config.dir, tmpdir);
+    CacheKey key = key_of("sm_90a");
+    Builder b = {.len = 64, .seed = 9};
+    CacheEntry got;
+    CacheOutcome o = {0};
+    Strbuf err = {0};
+    for (int i = 0; i < 3; i++) {
+        cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+        cr_assert(o.built);
+        cr_assert_not(o.stored);
+        cache_entry_free(&got);
+    }
+    cr_assert_eq(b.calls, 3, "no entry is read with the cache off");
+    cr_assert_eq(count_files(""), 2, "and none is written");
+    unsetenv("TILE_CACHE");
+    cache_config_from_env(&config);
+    cr_assert(config.enabled);
+    sb_free(&err);
+    sb_free(&o.note);
+}
+
+Test(cache, directory_from_environment) {
+    CacheConfig c;
+    setenv("TILE_CACHE_DIR", "/x/y", 1);
+    setenv("XDG_CACHE_HOME", "/xdg", 1);
+    setenv("HOME", "/home/u", 1);
+    cache_config_from_env(&c);
+    cr_assert_str_eq(c.dir, "/x/y");
+    unsetenv("TILE_CACHE_DIR");
+    cache_config_from_env(&c);
+    cr_assert_str_eq(c.dir, "/xdg/tile");
+    unsetenv("XDG_CACHE_HOME");
+    cache_config_from_env(&c);
+    cr_assert_str_eq(c.dir, "/home/u/.cache/tile");
+}
+
+Test(cache, unwritable_directory_does_not_fail_the_build) {
+    /* A path under a regular file cannot be created, even by root. */
+    char file[300], dir[320];
+    snprintf(file, sizeof file, "%s/plain", tmpdir);
+    FILE *f = fopen(file, "w");
+    fclose(f);
+    snprintf(dir, sizeof dir, "%s/sub", file);
+    CacheConfig config = config_for(dir);
+    CacheKey key = key_of("sm_90a");
+    Builder b = {.len = 64, .seed = 1};
+    CacheEntry got;
+    CacheOutcome o = {0};
+    Strbuf err = {0};
+    cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err), "%s", sb_str(&err));
+    cr_assert(o.built);
+    cr_assert_not(o.stored);
+    cr_assert(strstr(sb_str(&o.note), "cannot create"), "%s", sb_str(&o.note));
+    CacheEntry want = make_entry(64, 1, false);
+    assert_same_entry(&want, &got);
+    cache_entry_free(&want);
+    cache_entry_free(&got);
+    sb_free(&err);
+    sb_free(&o.note);
+}
+
+/* ---- concurrency ------------------------------------------------------------------------------- */
+enum { RACE_ROUNDS = 40, RACE_LEN = 200000 };
+
+typedef struct Racer {
+    int corrupt;
+    int bad;
+} Racer;
+
+/* Stores and loads one key over and over; every load must be a whole, valid entry. */
+static void race(Racer *r, uint8_t seed) {
+    CacheKey key = key_of("sm_90a");
+    CacheEntry want = make_entry(RACE_LEN, 5, false);
+    Strbuf err = {0}, why = {0};
+    for (int i = 0; i < RACE_ROUNDS; i++) {
+        CacheEntry mine = make_entry(RACE_LEN, 5, false);
+        mine.threads = want.threads; /* every writer writes the same entry */
+        if (!cache_disk_store(tmpdir, &key, &mine, &err)) r->bad++;
+        cache_entry_free(&mine);
+        CacheEntry got;
+        sb_clear(&why);
+        CacheLookup l = cache_disk_load(tmpdir, &key, &got, &why);
+        if (l == CACHE_CORRUPT) r->corrupt++;
+        else if (l != CACHE_HIT || got.len != want.len || memcmp(got.image, want.image, want.len) != 0) r->bad++;
+        cache_entry_free(&got);
+    }
+    (void)seed;
+    cache_entry_free(&want);
+    sb_free(&err);
+    sb_free(&why);
+}
+
+static void *race_thread(void *arg) {
+    race(arg, 0);
+    return NULL;
+}
+
+Test(cache, threads_writing_one_key) {
+    pthread_t t[8];
+    Racer r[8] = {{0}};
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, race_thread, &r[i]);
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 8; i++) {
+        cr_assert_eq(r[i].corrupt, 0, "thread %d saw a partial entry", i);
+        cr_assert_eq(r[i].bad, 0, "thread %d failed", i);
+    }
+    cr_assert_eq(count_files(".tmp-"), 0);
+    cr_assert_eq(count_files(""), 3, "one entry");
+}
+
+Test(cache, processes_writing_one_key) {
+    pid_t pids[6];
+    for (int i = 0; i < 6; i++) {
+        pids[i] = fork();
+        cr_assert_geq(pids[i], 0);
+        if (pids[i] == 0) {
+            Racer r = {0};
+            race(&r, (uint8_t)i);
+            _exit(r.corrupt ? 2 : r.bad ? 3 : 0);
+        }
+    }
+    for (int i = 0; i < 6; i++) {
+        int status;
+        cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "process %d: status %d", i, status);
+    }
+    cr_assert_eq(count_files(".tmp-"), 0);
+    CacheKey key = key_of("sm_90a");
+    CacheEntry got;
+    Strbuf why = {0};
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_HIT);
+    cache_entry_free(&got);
+    sb_free(&why);
+}
+
+/* ---- memory cache ----------------------------------------------------------------------------- */
+static void count_free(void *value, void *user) {
+    (void)value;
+    (*(int *)user)++;
+}
+
+Test(cache, memory_put_get) {
+    CacheMemory m;
+    cache_memory_init(&m);
+    int values[100];
+    CacheKey keys[100];
+    for (int i = 0; i < 100; i++) {
+        Sha256 h;
+        cache_key_begin(&h);
+        cache_key_add_i64(&h, "i", i);
+        keys[i] = cache_key_end(&h);
+        cr_assert_null(cache_memory_get(&m, &keys[i]));
+        cr_assert_eq(cache_memory_put(&m, &keys[i], &values[i]), &values[i]);
+    }
+    for (int i = 0; i < 100; i++) cr_assert_eq(cache_memory_get(&m, &keys[i]), &values[i]);
+    int other;
+    cr_assert_eq(cache_memory_put(&m, &keys[5], &other), &values[5], "the first value stays");
+    cr_assert_eq(cache_memory_size(&m), 100);
+    int freed = 0;
+    cache_memory_destroy(&m, count_free, &freed);
+    cr_assert_eq(freed, 100);
+}
+
+typedef struct MemRacer {
+    CacheMemory *m;
+    int id;
+    void *won[50];
+} MemRacer;
+
+static void *memory_racer(void *arg) {
+    MemRacer *r = arg;
+    for (int i = 0; i < 50; i++) {
+        Sha256 h;
+        cache_key_begin(&h);
+        cache_key_add_i64(&h, "i", i);
+        CacheKey k = cache_key_end(&h);
+        r->won[i] = cache_memory_put(r->m, &k, (void *)((uintptr_t)(r->id * 1000 + i + 1)));
+    }
+    return NULL;
+}
+
+Test(cache, memory_threads_agree_on_one_value_per_key) {
+    CacheMemory m;
+    cache_memory_init(&m);
+    pthread_t t[8];
+    MemRacer r[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (MemRacer){.m = &m, .id = i};
+        pthread_create(&t[i], NULL, memory_racer, &r[i]);
+    }
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    for (int k = 0; k < 50; k++)
+        for (int i = 1; i < 8; i++) cr_assert_eq(r[i].won[k], r[0].won[k], "threads disagree on key %d", k);
+    cr_assert_eq(cache_memory_size(&m), 50);
+    cache_memory_destroy(&m, NULL, NULL);
+}
