@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# On a GPU machine: every core kernel on cuda against the VM with the same random inputs
+# (tilec run --compare), then the GPU test suite and the main job. BIN is where the binaries
+# are (default build); run from the repository root.
+set -uo pipefail
+BIN=${BIN:-build}
+T=${TILEC:-$BIN/tilec}
+status=0
+check() { echo "== $*"; "$T" run --compare "$@" || status=1; }
+check stdlib/core/vector_add.tile -k vector_add N=1000003
+check stdlib/core/softmax.tile -k softmax M=37 N=1500
+check stdlib/core/layernorm.tile -k layernorm M=19 N=1100 eps=0.00001
+check stdlib/core/gemm.tile -k gemm M=200 N=136 K=100
+check stdlib/core/reduce.tile -k sum_rows M=5 N=3000
+check stdlib/core/reduce.tile -k cumsum_rows M=3 N=2500
+check stdlib/core/reduce.tile -k sum_all N=100000
+check stdlib/core/gather.tile -k gather_rows V=64 R=50
+exit $status
