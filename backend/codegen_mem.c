@@ -200,7 +200,13 @@ static LLVMValueRef fetch_at(Cg *g, const Fetch *f, uint32_t j, int rank, LLVMVa
     switch (f->mode) {
     case FETCH_SCALAR: return f->cv->slots[0];
     case FETCH_SLOTS: return f->cv->slots[j];
-    case FETCH_REMAT: return remat(g, f->v, coords + (rank - f->v->type->rank));
+    case FETCH_REMAT: {
+        /* v broadcasts to the target: its size-1 dims read coordinate 0 */
+        const IrType *t = f->v->type;
+        LLVMValueRef own[IR_MAX_RANK];
+        for (int d = 0; d < t->rank; d++) own[d] = t->shape[d] == 1 ? cg_i64(g, 0) : coords[rank - t->rank + d];
+        return remat(g, f->v, own);
+    }
     default: {
         LLVMValueRef idx = cg_i64(g, 0);
         for (int d = 0; d < rank; d++)
