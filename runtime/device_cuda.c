@@ -408,3 +408,14 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs) {
     sb_free(&err);
     return st;
 }
+
+/* ---- for benchmarks: the raw handles behind a context and a kernel ---- */
+CudaDevice *rt_cuda_device(const tile_context *ctx) { return ctx && ctx->cuda ? ctx->cuda->device : NULL; }
+
+bool rt_cuda_kernel_function(const tile_kernel *k, CudaFunction **fn, unsigned *threads, unsigned *shared_bytes) {
+    if (!k || !k->cuda) return false;
+    *fn = k->cuda->fn;
+    *threads = k->cuda->threads;
+    *shared_bytes = k->cuda->shared_bytes;
+    return true;
+}

@@ -65,6 +65,13 @@ tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k);
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs);
 /* The architecture name the device compiles for ("sm_90a"), or NULL below sm_80. */
 const char *rt_cuda_arch(const tile_context *ctx);
+struct CudaDevice;
+struct CudaFunction;
+/* For benchmarks that compare with bare driver calls: the device of a cuda context, and the
+ * loaded function of a kernel prepared on it (false if there is none). */
+struct CudaDevice *rt_cuda_device(const tile_context *ctx);
+bool rt_cuda_kernel_function(const tile_kernel *k, struct CudaFunction **fn, unsigned *threads,
+                             unsigned *shared_bytes);
 /* Generates code for f without a device: LLVM IR text, PTX text or a cubin (binary) appended
  * to out, for arch ("sm_80", "sm_90a"). On failure the status says what kind (UNSUPPORTED when
  * the code generator cannot handle the kernel yet or no backend is built in) and err says why. */

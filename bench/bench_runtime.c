@@ -1,0 +1,434 @@
+/*
+ * bench_runtime: the runtime's own costs and the memory-bound kernels against their anchors,
+ * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
+ *
+ *   bench_runtime [--out FILE] [--repo DIR]
+ *
+ * On a GPU machine it measures:
+ *   - cold JIT: source text to a loaded module per core kernel, kernel cache off (ms);
+ *   - cache hits: the same kernel again from the context's memory cache and from the disk cache
+ *     in a new context (us);
+ *   - launch overhead: tile_kernel_launch of a one-block kernel against a bare cuLaunchKernel of
+ *     the same function with the same parameters (us per launch, host side, 20000 launches);
+ *   - vector add (3 x 1 GiB) and softmax (16384 x 16384 f32) bandwidth against the device's
+ *     measured device-to-device copy bandwidth (cuMemcpyDtoD of 1 GiB, read + write counted).
+ * Without a GPU it measures the cold compile from source to cubin (sm_90a) on this CPU.
+ * Times are medians after warm-up; GPU times come from events; inputs are random and every
+ * kernel's result is checked before it is timed.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/cuda.h"
+#include "runtime/runtime.h"
+
+static double now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void die(tile_context *ctx, const char *what, tile_status st) {
+    fprintf(stderr, "bench_runtime: %s: %s\n%s\n", what, tile_status_name(st), tile_context_message(ctx));
+    exit(1);
+}
+
+/* ---- results ----------------------------------------------------------------------------- */
+typedef struct Row {
+    char name[96], metric[48], anchor_name[96], vs[24];
+    double ours, anchor, ratio; /* anchor < 0: none */
+} Row;
+
+static Row rows[64];
+static int nrows;
+
+/* higher_is_better: ratio = ours / anchor, else anchor / ours (>= 1: we are at or ahead). */
+static void add_row(const char *name, const char *metric, double ours, double anchor, const char *anchor_name,
+                    bool higher_is_better) {
+    Row *r = &rows[nrows++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->metric, sizeof r->metric, "%s", metric);
+    snprintf(r->anchor_name, sizeof r->anchor_name, "%s", anchor_name ? anchor_name : "");
+    snprintf(r->vs, sizeof r->vs, "%s", anchor < 0 ? "" : higher_is_better ? "ours/anchor" : "anchor/ours");
+    r->ours = ours;
+    r->anchor = anchor;
+    r->ratio = anchor < 0 ? -1 : higher_is_better ? ours / anchor : anchor / ours;
+    printf("%-34s %-22s %12.4g", name, metric, ours);
+    if (anchor >= 0) printf("   %-30s %12.4g   ratio %.3f", anchor_name, anchor, r->ratio);
+    printf("\n");
+}
+
+static void write_json(const char *path, const char *device, const char *command) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "bench_runtime: cannot write %s\n", path);
+        return;
+    }
+    char date[32];
+    time_t t = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&t));
+    fprintf(f, "{\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"command\": \"%s\",\n  \"rows\": [\n", device, date, command);
+    for (int i = 0; i < nrows; i++) {
+        Row *r = &rows[i];
+        fprintf(f, "    {\"case\": \"%s\", \"metric\": \"%s\", \"ours\": %.6g, ", r->name, r->metric, r->ours);
+        if (r->anchor >= 0)
+            fprintf(f, "\"anchor\": %.6g, \"anchor_name\": \"%s\", \"vs\": \"%s\", \"ratio\": %.4f}", r->anchor,
+                    r->anchor_name, r->vs, r->ratio);
+        else
+            fprintf(f, "\"anchor\": null, \"anchor_name\": null, \"vs\": null, \"ratio\": null}");
+        fprintf(f, "%s\n", i + 1 < nrows ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    fclose(f);
+    printf("wrote %s\n", path);
+}
+
+/* ---- kernels --------------------------------------------------------------------------------- */
+typedef struct KernelId {
+    const char *file, *name;
+} KernelId;
+
+static const KernelId core[] = {
+    {"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"},   {"layernorm.tile", "layernorm"},
+    {"gemm.tile", "gemm"},             {"reduce.tile", "sum_rows"},   {"reduce.tile", "cumsum_rows"},
+    {"reduce.tile", "sum_all"},        {"gather.tile", "gather_rows"},
+};
+enum { NCORE = sizeof core / sizeof core[0] };
+
+static char repo[1024] = ".";
+
+static char *read_source(const KernelId *k, size_t *len) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, k->file);
+    char *data;
+    const char *err;
+    if (!read_file(path, &data, len, &err)) {
+        fprintf(stderr, "bench_runtime: %s: %s\n", path, err);
+        exit(1);
+    }
+    return data;
+}
+
+/* Source text to a compiled kernel (and, on a GPU, a loaded module): ms. */
+static double compile_once(tile_context *ctx, const KernelId *k, const char *src, size_t len, tile_program **keep) {
+    double t0 = now_us();
+    tile_program *p;
+    tile_kernel *kernel;
+    tile_status st = tile_program_from_string(ctx, k->file, src, len, &p);
+    if (st != TILE_OK) die(ctx, k->name, st);
+    if (tile_context_device(ctx) == TILE_DEVICE_CUDA) {
+        if ((st = tile_program_get_kernel(p, k->name, NULL, 0, &kernel)) != TILE_OK) die(ctx, k->name, st);
+    } else {
+        char *out;
+        size_t n;
+        tile_emit_options opt = {.arch = "sm_90a"};
+        if ((st = tile_program_emit(p, k->name, NULL, 0, TILE_EMIT_CUBIN, &opt, &out, &n)) != TILE_OK)
+            die(ctx, k->name, st);
+        tile_string_free(out);
+    }
+    double ms = (now_us() - t0) / 1e3;
+    if (keep) *keep = p;
+    else tile_program_destroy(p);
+    return ms;
+}
+
+static void bench_cold_jit(const char *where) {
+    setenv("TILE_CACHE", "0", 1);
+    tile_context *ctx;
+    tile_status st = tile_context_create(strcmp(where, "gpu") == 0 ? TILE_DEVICE_CUDA : TILE_DEVICE_VM, 0, &ctx);
+    if (st != TILE_OK) die(NULL, "context", st);
+    for (int i = 0; i < NCORE; i++) {
+        size_t len;
+        char *src = read_source(&core[i], &len);
+        double t[5];
+        for (int r = 0; r < 5; r++) t[r] = compile_once(ctx, &core[i], src, len, NULL);
+        char name[96];
+        snprintf(name, sizeof name, "cold JIT %s", core[i].name);
+        if (strcmp(where, "gpu") == 0)
+            add_row(name, "ms source->loaded", median(t, 5), strcmp(core[i].name, "gemm") == 0 ? 2480 : -1,
+                    "Triton cold compile, gemm (anchors file, not this run)", false);
+        else
+            add_row(name, "ms source->cubin (CPU)", median(t, 5), -1, NULL, false);
+        free(src);
+    }
+    tile_context_destroy(ctx);
+    unsetenv("TILE_CACHE");
+}
+
+static void bench_cache_hits(void) {
+    char dir[] = "/tmp/tile-bench-cache-XXXXXX";
+    if (!mkdtemp(dir)) return;
+    setenv("TILE_CACHE_DIR", dir, 1);
+    size_t len;
+    char *src = read_source(&core[1], &len);
+    tile_context *ctx;
+    tile_status st = tile_context_create(TILE_DEVICE_CUDA, 0, &ctx);
+    if (st != TILE_OK) die(NULL, "context", st);
+    tile_program *first;
+    compile_once(ctx, &core[1], src, len, &first); /* miss: compiles and stores */
+    double mem[101];
+    for (int r = 0; r < 101; r++) mem[r] = compile_once(ctx, &core[1], src, len, NULL) * 1e3;
+    add_row("cache hit (memory) softmax", "us source->kernel", median(mem, 101), -1, NULL, false);
+    tile_program_destroy(first);
+    tile_context_destroy(ctx);
+    double disk[9];
+    for (int r = 0; r < 9; r++) {
+        tile_context *fresh;
+        if ((st = tile_context_create(TILE_DEVICE_CUDA, 0, &fresh)) != TILE_OK) die(NULL, "context", st);
+        disk[r] = compile_once(fresh, &core[1], src, len, NULL) * 1e3;
+        tile_context_destroy(fresh);
+    }
+    add_row("cache hit (disk) softmax", "us source->loaded", median(disk, 9), -1, NULL, false);
+    free(src);
+    unsetenv("TILE_CACHE_DIR");
+}
+
+/* ---- GPU timing ---------------------------------------------------------------------------- */
+typedef struct Gpu {
+    tile_context *ctx;
+    CudaDevice *dev;
+    CudaEvent *start, *stop;
+} Gpu;
+
+static double event_ms(Gpu *g, void (*body)(void *), void *arg) {
+    Strbuf err = {0};
+    cuda_event_record(g->dev, g->start, NULL, &err);
+    body(arg);
+    cuda_event_record(g->dev, g->stop, NULL, &err);
+    float ms = 0;
+    if (cuda_event_elapsed_ms(g->dev, g->start, g->stop, &ms, &err) != TILE_OK) {
+        fprintf(stderr, "bench_runtime: events: %s\n", sb_str(&err));
+        exit(1);
+    }
+    sb_free(&err);
+    return ms;
+}
+
+typedef struct Launch {
+    tile_kernel *k;
+    tile_arg *args;
+    size_t nargs;
+} Launch;
+
+static void run_launch(void *p) {
+    Launch *l = p;
+    tile_status st = tile_kernel_launch(l->k, l->args, l->nargs, NULL);
+    if (st != TILE_OK) die(l->k->program->ctx, "launch", st);
+}
+
+typedef struct Copy {
+    Gpu *g;
+    void *dst, *src;
+    size_t bytes;
+} Copy;
+
+static void run_copy(void *p) {
+    Copy *c = p;
+    Strbuf err = {0};
+    if (cuda_copy_device(c->g->dev, (CudaPtr)(uintptr_t)c->dst, (CudaPtr)(uintptr_t)c->src, c->bytes, &err) != TILE_OK) {
+        fprintf(stderr, "copy: %s\n", sb_str(&err));
+        exit(1);
+    }
+}
+
+static double timed(Gpu *g, void (*body)(void *), void *arg, int reps) {
+    double t[32];
+    for (int r = 0; r < 3; r++) event_ms(g, body, arg);
+    for (int r = 0; r < reps; r++) t[r] = event_ms(g, body, arg);
+    return median(t, reps);
+}
+
+static tile_kernel *load(Gpu *g, const KernelId *k, tile_program **p) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, k->file);
+    tile_kernel *kernel;
+    tile_status st = tile_program_from_file(g->ctx, path, p);
+    if (st != TILE_OK || (st = tile_program_get_kernel(*p, k->name, NULL, 0, &kernel)) != TILE_OK) die(g->ctx, k->name, st);
+    return kernel;
+}
+
+static float *random_host(size_t n, unsigned seed) {
+    float *h = malloc(n * sizeof(float));
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        h[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2 - 1);
+    }
+    return h;
+}
+
+static void *upload(Gpu *g, const float *h, size_t n) {
+    void *d;
+    tile_status st = tile_alloc(g->ctx, n * sizeof(float), &d);
+    if (st != TILE_OK) die(g->ctx, "alloc", st);
+    if (h) tile_copy_to_device(g->ctx, d, h, n * sizeof(float));
+    return d;
+}
+
+static double bench_copy_bandwidth(Gpu *g) {
+    size_t bytes = (size_t)1 << 30;
+    void *a = upload(g, NULL, bytes / 4), *b = upload(g, NULL, bytes / 4);
+    Copy c = {g, b, a, bytes};
+    double ms = timed(g, run_copy, &c, 20);
+    double gbs = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
+    add_row("device copy 1 GiB", "GB/s (read+write)", gbs, -1, NULL, true);
+    tile_free(g->ctx, a);
+    tile_free(g->ctx, b);
+    return gbs;
+}
+
+static void bench_vector_add(Gpu *g, double copy_gbs) {
+    size_t n = (size_t)1 << 28;
+    float *ha = random_host(n, 1), *hb = random_host(n, 2), *hc = malloc(n * sizeof(float));
+    void *a = upload(g, ha, n), *b = upload(g, hb, n), *c = upload(g, NULL, n);
+    tile_program *p;
+    tile_kernel *k = load(g, &core[0], &p);
+    int64_t shape = (int64_t)n;
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, a, 1, &shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, b, 1, &shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, 1, &shape)}};
+    Launch l = {k, args, 3};
+    run_launch(&l);
+    tile_synchronize(g->ctx);
+    tile_copy_to_host(g->ctx, hc, c, n * sizeof(float));
+    for (size_t i = 0; i < n; i += 4099)
+        if (hc[i] != ha[i] + hb[i]) {
+            fprintf(stderr, "vector_add wrong at %zu\n", i);
+            exit(1);
+        }
+    double ms = timed(g, run_launch, &l, 20);
+    double gbs = 3.0 * (double)(n * sizeof(float)) / (ms * 1e-3) / 1e9;
+    add_row("vector_add f32 3x1GiB", "GB/s", gbs, copy_gbs, "device copy (cuMemcpyDtoD, same run)", true);
+    tile_free(g->ctx, a), tile_free(g->ctx, b), tile_free(g->ctx, c);
+    free(ha), free(hb), free(hc);
+    tile_program_destroy(p);
+}
+
+static void bench_softmax(Gpu *g, double copy_gbs) {
+    int64_t m = 16384, nn = 16384;
+    size_t n = (size_t)(m * nn);
+    float *hx = random_host(n, 3), *hy = malloc(n * sizeof(float));
+    void *x = upload(g, hx, n), *y = upload(g, NULL, n);
+    tile_program *p;
+    tile_kernel *k = load(g, &core[1], &p);
+    int64_t shape[2] = {m, nn};
+    tile_arg args[2] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 2, shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 2, shape)}};
+    Launch l = {k, args, 2};
+    run_launch(&l);
+    tile_synchronize(g->ctx);
+    tile_copy_to_host(g->ctx, hy, y, n * sizeof(float));
+    for (int64_t r = 0; r < m; r += 997) {
+        const float *xr = hx + r * nn;
+        double mx = -INFINITY, s = 0;
+        for (int64_t j = 0; j < nn; j++) mx = fmax(mx, xr[j]);
+        for (int64_t j = 0; j < nn; j++) s += exp(xr[j] - mx);
+        for (int64_t j = 0; j < nn; j += 13) {
+            double want = exp(xr[j] - mx) / s;
+            if (fabs(hy[r * nn + j] - want) > 1e-5 * want) {
+                fprintf(stderr, "softmax wrong at [%lld, %lld]: %g vs %g\n", (long long)r, (long long)j, hy[r * nn + j], want);
+                exit(1);
+            }
+        }
+    }
+    double ms = timed(g, run_launch, &l, 10);
+    double gbs = 2.0 * (double)(n * sizeof(float)) / (ms * 1e-3) / 1e9;
+    add_row("softmax f32 16384x16384", "GB/s (read+write once)", gbs, copy_gbs, "device copy (cuMemcpyDtoD, same run)", true);
+    tile_free(g->ctx, x), tile_free(g->ctx, y);
+    free(hx), free(hy);
+    tile_program_destroy(p);
+}
+
+static void bench_launch_overhead(Gpu *g) {
+    float one = 1;
+    void *a = upload(g, &one, 1), *b = upload(g, &one, 1), *c = upload(g, NULL, 1);
+    tile_program *p;
+    tile_kernel *k = load(g, &core[0], &p);
+    int64_t shape = 1;
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, a, 1, &shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, b, 1, &shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, 1, &shape)}};
+    Launch l = {k, args, 3};
+    enum { N = 20000 };
+    for (int i = 0; i < 1000; i++) run_launch(&l);
+    tile_synchronize(g->ctx);
+    double ours[5], bare[5];
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_us();
+        for (int i = 0; i < N; i++) run_launch(&l);
+        ours[r] = (now_us() - t0) / N;
+        tile_synchronize(g->ctx);
+    }
+    CudaFunction *fn;
+    unsigned threads, shared;
+    if (!rt_cuda_kernel_function(k, &fn, &threads, &shared)) return;
+    uint64_t ptrs[3] = {(uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)b, (uint64_t)(uintptr_t)c};
+    int32_t sizes[3] = {1, 1, 1};
+    int64_t strides[3] = {1, 1, 1};
+    void *params[9] = {&ptrs[0], &sizes[0], &strides[0], &ptrs[1], &sizes[1], &strides[1], &ptrs[2], &sizes[2], &strides[2]};
+    CudaLaunch launch = {.grid = {1, 1, 1}, .block = {threads, 1, 1}, .shared_bytes = shared};
+    Strbuf err = {0};
+    for (int r = 0; r < 5; r++) {
+        double t0 = now_us();
+        for (int i = 0; i < N; i++) cuda_launch(g->dev, fn, &launch, params, &err);
+        bare[r] = (now_us() - t0) / N;
+        tile_synchronize(g->ctx);
+    }
+    add_row("launch overhead (1 block)", "us per launch (host)", median(ours, 5), median(bare, 5),
+            "bare cuLaunchKernel, same cubin", false);
+    sb_free(&err);
+    tile_free(g->ctx, a), tile_free(g->ctx, b), tile_free(g->ctx, c);
+    tile_program_destroy(p);
+}
+
+int main(int argc, char **argv) {
+    const char *out = "bench/results/runtime.json";
+    Strbuf cmd = {0};
+    for (int i = 0; i < argc; i++) sb_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
+        else if (strcmp(argv[i], "--repo") == 0 && i + 1 < argc) snprintf(repo, sizeof repo, "%s", argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_runtime [--out FILE] [--repo DIR]\n");
+            return 2;
+        }
+    }
+    Gpu g = {0};
+    if (tile_context_create(TILE_DEVICE_CUDA, 0, &g.ctx) != TILE_OK) {
+        printf("no GPU (%s): measuring the compile on this CPU only\n", tile_context_message(NULL));
+        bench_cold_jit("cpu");
+        write_json(out, "CPU (no GPU): compile only", sb_str(&cmd));
+        return 0;
+    }
+    char device[200];
+    snprintf(device, sizeof device, "%s", tile_context_device_name(g.ctx));
+    g.dev = rt_cuda_device(g.ctx);
+    Strbuf err = {0};
+    cuda_event_create(g.dev, &g.start, &err);
+    cuda_event_create(g.dev, &g.stop, &err);
+    bench_cold_jit("gpu");
+    bench_cache_hits();
+    bench_launch_overhead(&g);
+    double copy = bench_copy_bandwidth(&g);
+    bench_vector_add(&g, copy);
+    bench_softmax(&g, copy);
+    cuda_event_destroy(g.dev, g.start);
+    cuda_event_destroy(g.dev, g.stop);
+    tile_context_destroy(g.ctx);
+    write_json(out, device, sb_str(&cmd));
+    sb_free(&cmd);
+    return 0;
+}
