@@ -113,9 +113,18 @@ bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTo
  * region computes (the runtime evaluates it on the host with the VM), and info.shared_bytes of
  * dynamic shared memory. */
 struct IrFunction;
+/* What the runtime knows about one parameter at launch (Triton-style specialization): facts
+ * that let the code generator use wider or unmasked accesses. A generic kernel assumes none. */
+typedef struct CodegenParamSpec {
+    bool aligned16;                    /* tensors: the data pointer is a multiple of 16 bytes */
+    bool unit_stride[6];               /* tensors: this dimension's stride is 1 */
+    bool size_div16[6];                /* tensors: this dimension's size is a multiple of 16 */
+} CodegenParamSpec;
+
 typedef struct CodegenOptions {
     BackendArch arch;
     int num_warps;           /* threads per block / 32; 0: the default (4) */
+    const CodegenParamSpec *spec; /* one per kernel parameter, or NULL: the generic kernel */
 } CodegenOptions;
 
 typedef struct CodegenInfo {
