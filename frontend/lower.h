@@ -44,6 +44,7 @@ typedef struct FnInstance {
     const AstNode *decl;
     char *key;               /* argument types and constant values */
     IrFunction *function;
+    bool failed;             /* lowering it reported errors: calls of it are poison, silently */
     struct FnInstance *next;
 } FnInstance;
 
@@ -65,6 +66,7 @@ typedef struct Lower {
     FnInstance *instances;
     VEC(const AstNode *) call_stack;
     int depth;               /* recursion guard for expressions */
+    bool too_deep;           /* the guard tripped (reported once; then everything is poison) */
     const AstNode *statement_expr; /* the expression of the statement being lowered */
 } Lower;
 

@@ -924,8 +924,9 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
             diag_error(L->diags, base->loc, "unknown name '%s'", base->name);
             return false;
         }
-        Val v = base->kind == AST_NAME ? POISON : lower_expr(L, base);
-        if (base->kind != AST_NAME && v.kind == VAL_POISON) return false;
+        /* a name poisoned by an earlier error is silent */
+        Val v = base->kind == AST_NAME ? lower_value_of(L, bnd, base->loc) : lower_expr(L, base);
+        if (v.kind == VAL_POISON) return false;
         diag_error(L->diags, base->loc, "only tensor parameters can be indexed; tiles are not addressable");
         return false;
     }
@@ -1241,9 +1242,12 @@ static Val lower_unary(Lower *L, const AstNode *e) {
 }
 
 Val lower_expr(Lower *L, const AstNode *e) {
-    if (++L->depth > 200) {
-        L->depth--;
-        diag_error(L->diags, e->loc, "expression nested too deeply");
+    if (L->too_deep || ++L->depth > 200) {
+        if (!L->too_deep) {
+            L->depth--;
+            diag_error(L->diags, e->loc, "expression nested too deeply");
+        }
+        L->too_deep = true;
         return POISON;
     }
     Val r = POISON;
