@@ -701,14 +701,19 @@ static Val shape_call(Lower *L, const AstNode *call, OpCode code) {
             perm[0] = 1, perm[1] = 0;
         }
         if (n != t->rank) {
-            diag_error(L->diags, call->loc, "transpose(): the permutation has %d entries but the tile %s has rank %d",
-                       n, lower_type_str(t, tn, sizeof tn), t->rank);
+            if (a.npos == 2)
+                diag_error(L->diags, a.pos[1]->loc, "transpose(): the permutation has %d entries but %s has rank %d",
+                           n, lower_type_str(t, tn, sizeof tn), t->rank);
+            else
+                diag_error(L->diags, call->loc,
+                           "transpose(x) swaps the two axes of a matrix, but %s has rank %d; give a permutation: "
+                           "transpose(x, [...])", lower_type_str(t, tn, sizeof tn), t->rank);
             return POISON;
         }
         bool seen[IR_MAX_RANK] = {0};
         for (int i = 0; i < n; i++) {
             if (perm[i] < 0 || perm[i] >= n || seen[perm[i]]) {
-                diag_error(L->diags, call->loc, "transpose(): not a permutation of 0..%d", n - 1);
+                diag_error(L->diags, a.pos[1]->loc, "transpose(): not a permutation of 0..%d", n - 1);
                 return POISON;
             }
             seen[perm[i]] = true;
