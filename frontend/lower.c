@@ -311,7 +311,7 @@ static IrValue *scalar_int(Lower *L, Val v, ElemType e, const AstNode *at, const
     if (!x) return NULL;
     char tn[64];
     if (x->type->kind != TY_TILE || x->type->rank != 0 || !elem_eq(x->type->elem, e)) {
-        diag_error(L->diags, at->loc, "%s must be a %s scalar, found %s", what, elem_name(e, tn),
+        diag_error(L->diags, at->loc, "%s must be a scalar of type %s, found %s", what, elem_name(e, tn),
                    lower_type_str(x->type, tn + 16, sizeof tn - 16));
         return NULL;
     }
@@ -399,7 +399,8 @@ static void lower_if(Lower *L, const AstNode *s) {
             else if (taken) lower_block(L, taken);
             return;
         }
-        diag_error(L->diags, s->cond->loc, "if condition must be a bool");
+        diag_error(L->diags, s->cond->loc, "if condition must be a bool, found %s constant",
+                   c.c.is_float ? "a float" : "an integer");
     } else if (c.kind == VAL_VALUE) {
         cv = c.value;
         if (cv->type->kind != TY_TILE || cv->type->rank != 0 || !elem_is_bool(cv->type->elem)) {
@@ -747,6 +748,10 @@ static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
     f->params = ARENA_ARRAY(&L->module->arena, IrParam, np ? np : 1);
     f->nparams = np;
     bool ok = true;
+    /* a size used in a later parameter's type (`y: tensor<f32>[N + 1]`) is evaluated (then
+     * rejected: not a constant) with the body as its region */
+    L->entry = f->body;
+    ir_builder_at_end(&L->b, f->body);
     for (uint32_t i = 0; i < np; i++) {
         const AstNode *p = k->params->items[i];
         IrParam *ip = &f->params[i];
@@ -877,7 +882,7 @@ static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
     ir_builder_at_end(&L->b, f->grid);
     uint32_t n = k->grid ? k->grid->len : 0;
     if (n == 0 || n > 3) {
-        diag_error(L->diags, k->loc, "grid(...) takes 1 to 3 sizes, found %u", n);
+        diag_error(L->diags, n > 3 ? k->grid->items[3]->loc : k->loc, "grid(...) takes 1 to 3 sizes, found %u", n);
         return;
     }
     IrValue *dims[3];
@@ -922,6 +927,9 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
     }
     IrFunction *f = ir_function_new(m, k->name, true, k->loc);
     scope_push(&L);
+    /* a default that is not a constant (`<B = block_id(0)>`) emits ops before it is rejected:
+     * give them a place (the IR is dropped with the error) */
+    ir_builder_at_end(&L.b, f->grid);
     bind_constants(&L, k, consts, nconsts);
     lower_params(&L, k, f);
     lower_grid(&L, k, f);

@@ -70,7 +70,7 @@ IrValue *lower_coerce_const(Lower *L, Val v, const IrType *to, SrcLoc loc) {
     }
     if (elem_is_bool(to->elem)) {
         if (!v.is_bool) {
-            diag_error(L->diags, loc, "expected a bool, found a %s constant", v.c.is_float ? "float" : "integer");
+            diag_error(L->diags, loc, "expected a bool, found %s constant", v.c.is_float ? "a float" : "an integer");
             return NULL;
         }
         return ir_const_int(&L->b, to, v.c.i);
@@ -106,11 +106,24 @@ IrValue *lower_default(Lower *L, Val v, SrcLoc loc) {
     return lower_materialize(L, v, e, loc);
 }
 
+static const char *op_text(int op) {
+    switch (op) {
+    case TK_PLUS: return "+"; case TK_MINUS: return "-"; case TK_STAR: return "*";
+    case TK_SLASH: return "/"; case TK_PERCENT: return "%"; case TK_AMP: return "&";
+    case TK_PIPE: return "|"; case TK_CARET: return "^"; case TK_SHL: return "<<";
+    case TK_SHR: return ">>"; case TK_LT: return "<"; case TK_LE: return "<=";
+    case TK_GT: return ">"; case TK_GE: return ">="; case TK_EQ: return "==";
+    case TK_NE: return "!="; case TK_ANDAND: return "&&"; case TK_OROR: return "||";
+    case TK_NOT: return "!"; case TK_TILDE: return "~";
+    default: return "?";
+    }
+}
+
 /* Folds a binary operator on two constants; false (with a diagnostic) when it cannot. */
 static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
     if (a.is_bool || b.is_bool) {
         if (!(a.is_bool && b.is_bool)) {
-            diag_error(L->diags, loc, "operands of different kinds (bool and number)");
+            diag_error(L->diags, loc, "operator '%s': operands of different kinds (bool and number)", op_text(op));
             return false;
         }
         switch (op) {
@@ -119,7 +132,7 @@ static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
         case TK_CARET: case TK_NE: *out = val_bool(a.c.i != b.c.i); return true;
         case TK_EQ: *out = val_bool(a.c.i == b.c.i); return true;
         default:
-            diag_error(L->diags, loc, "this operator does not apply to bool");
+            diag_error(L->diags, loc, "operator '%s' does not apply to bool constants", op_text(op));
             return false;
         }
     }
@@ -138,7 +151,10 @@ static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
         case TK_EQ: *out = val_bool(x == y); return true;
         case TK_NE: *out = val_bool(x != y); return true;
         default:
-            diag_error(L->diags, loc, "this operator needs integer operands, found a float constant");
+            if (op == TK_ANDAND || op == TK_OROR)
+                diag_error(L->diags, loc, "operator '%s' needs bool operands, found a float constant", op_text(op));
+            else
+                diag_error(L->diags, loc, "operator '%s' needs integer operands, found a float constant", op_text(op));
             return false;
         }
     }
@@ -177,7 +193,7 @@ static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
     case TK_EQ: *out = val_bool(x == y); return true;
     case TK_NE: *out = val_bool(x != y); return true;
     default:
-        diag_error(L->diags, loc, "this operator needs bool operands");
+        diag_error(L->diags, loc, "operator '%s' needs bool operands, found integer constants", op_text(op));
         return false;
     }
     *out = val_int(r);
@@ -239,18 +255,6 @@ IrValue *lower_coerce(Lower *L, Val v, const IrType *to, SrcLoc loc, const char 
     diag_error(L->diags, loc, "%s: expected %s, found %s", what, lower_type_str(to, ta, sizeof ta),
                lower_type_str(x->type, tb, sizeof tb));
     return NULL;
-}
-
-static const char *op_text(int op) {
-    switch (op) {
-    case TK_PLUS: return "+"; case TK_MINUS: return "-"; case TK_STAR: return "*";
-    case TK_SLASH: return "/"; case TK_PERCENT: return "%"; case TK_AMP: return "&";
-    case TK_PIPE: return "|"; case TK_CARET: return "^"; case TK_SHL: return "<<";
-    case TK_SHR: return ">>"; case TK_LT: return "<"; case TK_LE: return "<=";
-    case TK_GT: return ">"; case TK_GE: return ">="; case TK_EQ: return "==";
-    case TK_NE: return "!="; case TK_ANDAND: return "&&"; case TK_OROR: return "||";
-    default: return "?";
-    }
 }
 
 /* Makes a and b IR values of one type (element type and broadcast shape). */
@@ -342,7 +346,7 @@ Val lower_binary_op(Lower *L, int op, Val a, Val b, SrcLoc loc) {
         return POISON;
     }
     if ((code == OP_SHL || code == OP_SHR) && elem_is_bool(e)) {
-        diag_error(L->diags, loc, "%s needs integer operands, found bool", what);
+        diag_error(L->diags, loc, "%s needs integer operands, found %s", what, lower_type_str(a.value->type, tn, sizeof tn));
         return POISON;
     }
     if (code == OP_CMP) {
@@ -374,6 +378,7 @@ static int64_t shape_numel(int rank, const int64_t *shape) {
 }
 
 enum { MAX_TILE_ELEMENTS = 1 << 22 };
+enum { MAX_LOWER_DEPTH = 200 }; /* nesting of lower_expr: bounds the C stack */
 
 /* Evaluates a list of dims to a shape; reports bad sizes. */
 static bool lower_shape(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape) {
@@ -580,7 +585,8 @@ static Val where_call(Lower *L, const AstNode *call) {
     if (c.kind == VAL_POISON || x.kind == VAL_POISON || y.kind == VAL_POISON) return POISON;
     if (c.kind == VAL_CONST) {
         if (!c.is_bool) {
-            diag_error(L->diags, a.pos[0]->loc, "where() needs a bool condition");
+            diag_error(L->diags, a.pos[0]->loc, "where() needs a bool condition, found %s constant",
+                       c.c.is_float ? "a float" : "an integer");
             return POISON;
         }
     }
@@ -596,7 +602,9 @@ static Val where_call(Lower *L, const AstNode *call) {
     int rank;
     int64_t shape[IR_MAX_RANK];
     if (!broadcast_shapes(cv->type, x.value->type, &rank, shape)) {
-        diag_error(L->diags, call->loc, "where(): the condition's shape does not broadcast with the values");
+        char tv[64];
+        diag_error(L->diags, a.pos[0]->loc, "where(): the condition %s does not broadcast with the values %s",
+                   lower_type_str(cv->type, tn, sizeof tn), lower_type_str(x.value->type, tv, sizeof tv));
         return POISON;
     }
     L->b.loc = call->loc;
@@ -852,7 +860,7 @@ static Val fill_call(Lower *L, const AstNode *call, int which) {
     }
     char ta[64], tb[64];
     if (v.value->type->kind != TY_TILE || v.value->type->rank != 0 || !elem_eq(v.value->type->elem, t->elem)) {
-        diag_error(L->diags, call->args->items[0]->loc, "full<%s>: the value must be a %s scalar, found %s",
+        diag_error(L->diags, call->args->items[0]->loc, "full<%s>: the value must be a scalar of type %s, found %s",
                    elem_name(t->elem, tb), tb, lower_type_str(v.value->type, ta, sizeof ta));
         return POISON;
     }
@@ -974,8 +982,14 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
             L->b.loc = it->loc;
             if (start.kind == VAL_CONST) {
                 int64_t s;
-                if (start.c.is_float || start.is_bool || start.c.i < INT32_MIN || start.c.i + size > INT32_MAX) {
-                    diag_error(L->diags, it->lhs ? it->lhs->loc : it->loc, "slice start must be an i32 integer");
+                if (start.c.is_float || start.is_bool) {
+                    diag_error(L->diags, it->lhs->loc, "slice start must be an integer, found %s constant",
+                               start.is_bool ? "a bool" : "a float");
+                    return false;
+                }
+                if (start.c.i < INT32_MIN || start.c.i + size > INT32_MAX) {
+                    diag_error(L->diags, it->lhs->loc, "the slice %lld :+ %lld is outside the range of i32",
+                               (long long)start.c.i, (long long)size);
                     return false;
                 }
                 s = start.c.i;
@@ -1217,12 +1231,14 @@ static Val lower_unary(Lower *L, const AstNode *e) {
             if (x.is_bool || x.c.is_float) break;
             return val_int(~x.c.i);
         }
-        diag_error(L->diags, e->loc, "operator does not apply to this constant");
+        diag_error(L->diags, e->loc, "operator '%s' does not apply to %s constant", op_text(e->op),
+                   x.is_bool ? "a bool" : x.c.is_float ? "a float" : "an integer");
         return POISON;
     }
     IrValue *v = x.value;
     if (v->type->kind != TY_TILE) {
-        diag_error(L->diags, e->loc, "operators need values, not tensors");
+        diag_error(L->diags, e->loc, "operator '%s' needs a value, not a tensor; index the tensor to load from it",
+                   op_text(e->op));
         return POISON;
     }
     ElemType el = v->type->elem;
@@ -1242,15 +1258,16 @@ static Val lower_unary(Lower *L, const AstNode *e) {
         if (!elem_is_integer(el)) break;
         return val_of(ir_unary(&L->b, OP_NOT, v));
     }
-    diag_error(L->diags, e->loc, "operator does not apply to %s", lower_type_str(v->type, tn, sizeof tn));
+    diag_error(L->diags, e->loc, "operator '%s' does not apply to %s", op_text(e->op), lower_type_str(v->type, tn, sizeof tn));
     return POISON;
 }
 
 Val lower_expr(Lower *L, const AstNode *e) {
-    if (L->too_deep || ++L->depth > 200) {
+    if (L->too_deep || ++L->depth > MAX_LOWER_DEPTH) {
         if (!L->too_deep) {
             L->depth--;
-            diag_error(L->diags, e->loc, "expression nested too deeply");
+            diag_error(L->diags, e->loc, "expression nested too deeply (more than %d levels, device-function calls included)",
+                       MAX_LOWER_DEPTH);
         }
         L->too_deep = true;
         return POISON;
