@@ -57,6 +57,22 @@ const AstNode *lower_find_decl(Lower *L, AstKind kind, const char *name) {
     return NULL;
 }
 
+/* Reports a second declaration of the same kind with decl's name (decl is the first one,
+ * which the lowering uses): it would otherwise be ignored without a word. */
+static void check_unique(Lower *L, const AstNode *decl) {
+    bool seen = false;
+    for (uint32_t i = 0; i < L->file->decls.len; i++) {
+        const AstNode *d = L->file->decls.items[i];
+        if (d == decl) seen = true;
+        else if (seen && d->kind == decl->kind && strcmp(d->name, decl->name) == 0) {
+            diag_error(L->diags, d->loc, "%s '%s' is already defined", d->kind == AST_KERNEL ? "kernel" : "device function",
+                       d->name);
+            diag_note(L->diags, decl->loc, "'%s' was defined here", decl->name);
+            return;
+        }
+    }
+}
+
 /* The value of a name in the current region. Parameters are the entry region's arguments;
  * symbolic sizes are DIM ops emitted once at the top of the entry region. */
 Val lower_value_of(Lower *L, Binding *bnd, SrcLoc loc) {
@@ -712,6 +728,9 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
         for (FnInstance *i = L->instances; i; i = i->next)
             if (i->decl == decl && strcmp(i->key, sb_str(&key)) == 0) inst = i;
         if (!inst) {
+            bool first = true;
+            for (FnInstance *i = L->instances; i; i = i->next) first = first && i->decl != decl;
+            if (first) check_unique(L, decl);
             vec_push(&L->call_stack, decl);
             inst = instantiate(L, decl, args, tparams, sb_str(&key));
             L->call_stack.len--;
@@ -893,6 +912,11 @@ static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
         IrValue *x = NULL;
         char tn[64];
         if (v.kind == VAL_CONST) {
+            if (!v.c.is_float && !v.is_bool && v.c.i <= 0) {
+                diag_error(L->diags, g->loc, "grid size must be positive, found %lld", (long long)v.c.i);
+                ok = false;
+                continue;
+            }
             x = lower_materialize(L, v, elem_i32(), g->loc);
         } else if (v.kind == VAL_VALUE) {
             x = v.value;
@@ -925,6 +949,7 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
         diag_error(d, file_loc(file), "no kernel named '%s' in %s", kernel_name, file->source.name);
         return NULL;
     }
+    check_unique(&L, k);
     IrFunction *f = ir_function_new(m, k->name, true, k->loc);
     scope_push(&L);
     /* a default that is not a constant (`<B = block_id(0)>`) emits ops before it is rejected:

@@ -60,6 +60,24 @@ static bool const_fits(IrConst c, ElemType e) {
     return true;
 }
 
+/* The largest finite value of the float type e. */
+static double float_type_max(ElemType e) {
+    if (elem_float_is_ieee(e)) return ldexp(2.0 - ldexp(1.0, -e.man), (1 << (e.exp - 1)) - 1);
+    return elem_round_float(e, INFINITY); /* formats without inf saturate */
+}
+
+/* Whether a finite float constant is within the range of the float type e: IEEE formats
+ * would round it to inf, saturating ones (no inf) to their largest value. inf and nan,
+ * asked for by name, always "fit". */
+static bool float_const_fits(ElemType e, double x) {
+    if (!isfinite(x)) return true;
+    if (elem_float_is_ieee(e)) return !isinf(elem_round_float(e, x));
+    double max = float_type_max(e);
+    int ex;
+    frexp(max, &ex);
+    return fabs(x) <= max + ldexp(1.0, ex - 2 - e.man); /* max + half an ulp rounds to max */
+}
+
 IrValue *lower_coerce_const(Lower *L, Val v, const IrType *to, SrcLoc loc) {
     char name[16];
     elem_name(to->elem, name);
@@ -91,7 +109,13 @@ IrValue *lower_coerce_const(Lower *L, Val v, const IrType *to, SrcLoc loc) {
         }
         return ir_const_int(&L->b, to, v.c.i);
     }
-    return ir_const_float(&L->b, to, v.c.is_float ? v.c.f : (double)v.c.i);
+    double f = v.c.is_float ? v.c.f : (double)v.c.i;
+    if (!float_const_fits(to->elem, f)) {
+        diag_error(L->diags, loc, "constant %g does not fit in %s (its largest value is %g)", f, name,
+                   float_type_max(to->elem));
+        return NULL;
+    }
+    return ir_const_float(&L->b, to, f);
 }
 
 IrValue *lower_materialize(Lower *L, Val v, ElemType elem, SrcLoc loc) {
@@ -306,8 +330,22 @@ Val lower_binary_op(Lower *L, int op, Val a, Val b, SrcLoc loc) {
     }
     char what[32];
     snprintf(what, sizeof what, "operator '%s'", op_text(op));
+    Val divisor = b; /* before unify types it */
     if (!unify(L, &a, &b, loc, what)) return POISON;
     ElemType e = a.value->type->elem;
+    if (divisor.kind == VAL_CONST && !divisor.c.is_float && !divisor.is_bool && elem_is_integer(e)) {
+        /* constant right operands that make an integer op undefined: an error, not garbage */
+        if ((op == TK_SLASH || op == TK_PERCENT) && divisor.c.i == 0) {
+            diag_error(L->diags, loc, "integer division by zero");
+            return POISON;
+        }
+        if ((op == TK_SHL || op == TK_SHR) && (divisor.c.i < 0 || divisor.c.i >= e.bits)) {
+            char en[16];
+            diag_error(L->diags, loc, "shift by %lld is out of range for %s (0 to %d)", (long long)divisor.c.i,
+                       elem_name(e, en), e.bits - 1);
+            return POISON;
+        }
+    }
     L->b.loc = loc;
     OpCode code;
     IrCmp pred = CMP_EQ;

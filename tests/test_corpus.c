@@ -30,6 +30,15 @@ typedef struct CorpusResult {
     uint32_t lines;     /* lines in the source, for the range check of locations */
 } CorpusResult;
 
+/* Whether decls[i] is the first kernel of its name: as in `tilec check`, a name defined
+ * twice is lowered (and its diagnostics reported) once. */
+static bool first_of_name(const AstFile *ast, uint32_t i) {
+    for (uint32_t j = 0; j < i; j++)
+        if (ast->decls.items[j]->kind == AST_KERNEL && strcmp(ast->decls.items[j]->name, ast->decls.items[i]->name) == 0)
+            return false;
+    return true;
+}
+
 /* Parses and lowers every kernel of one file as the runtime does (lowering only after a
  * clean parse). */
 static void run_frontend(const char *relpath, CorpusResult *r) {
@@ -43,7 +52,7 @@ static void run_frontend(const char *relpath, CorpusResult *r) {
     if (r->diags.errors == 0) {
         for (uint32_t i = 0; i < ast->decls.len; i++) {
             const AstNode *d = ast->decls.items[i];
-            if (d->kind != AST_KERNEL) continue;
+            if (d->kind != AST_KERNEL || !first_of_name(ast, i)) continue;
             r->kernels++;
             IrModule *m = ir_module_new();
             lower_kernel(ast, d->name, NULL, 0, m, &r->diags);

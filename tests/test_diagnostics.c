@@ -64,6 +64,15 @@ static void read_options(const char *text, Options *o) {
     }
 }
 
+/* Whether decls[i] is the first kernel of its name: as in `tilec check`, a name defined
+ * twice is lowered (and its diagnostics reported) once. */
+static bool first_of_name(const AstFile *ast, uint32_t i) {
+    for (uint32_t j = 0; j < i; j++)
+        if (ast->decls.items[j]->kind == AST_KERNEL && strcmp(ast->decls.items[j]->name, ast->decls.items[i]->name) == 0)
+            return false;
+    return true;
+}
+
 /* The diagnostics of one file, as a malloc'd string. */
 static char *diagnose(const char *relpath, int *errors) {
     size_t len;
@@ -80,7 +89,7 @@ static char *diagnose(const char *relpath, int *errors) {
         }
         for (uint32_t i = 0; !o.kernel[0] && i < ast->decls.len; i++) {
             const AstNode *k = ast->decls.items[i];
-            if (k->kind != AST_KERNEL) continue;
+            if (k->kind != AST_KERNEL || !first_of_name(ast, i)) continue;
             IrModule *m = ir_module_new();
             lower_kernel(ast, k->name, o.consts, o.nconsts, m, &d);
             ir_module_free(m);
