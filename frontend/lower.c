@@ -679,6 +679,8 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
         diag_error(L->diags, call->loc, "'%s' takes %u argument%s, %u given", decl->name, np, np == 1 ? "" : "s", na);
         return POISON_VAL;
     }
+    for (size_t i = 0; i < L->failed_functions.len; i++)
+        if (L->failed_functions.data[i] == decl) return POISON_VAL;
     for (size_t i = 0; i < L->call_stack.len; i++)
         if (L->call_stack.data[i] == decl) {
             diag_error(L->diags, call->loc, "recursive call of '%s': device functions are inlined and cannot recurse",
@@ -704,8 +706,9 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
         if (p->type) {
             const IrType *pt;
             if (!lower_type(L, p->type, &pt)) {
+                vec_push(&L->failed_functions, decl);
                 ok = false;
-                continue;
+                break;
             }
             IrValue *x = lower_coerce(L, v, pt, a->loc, "argument");
             if (!x) {
@@ -736,6 +739,7 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
             L->call_stack.len--;
         }
         ok = !inst->failed; /* its errors are reported: the call is poison, silently */
+        if (!ok) vec_push(&L->failed_functions, decl);
     }
     if (ok) {
         IrFunction *f = inst->function;
@@ -967,5 +971,6 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
     vec_free(&L.scope_marks);
     vec_free(&L.dim_cache);
     vec_free(&L.call_stack);
+    vec_free(&L.failed_functions);
     return d->errors > errors_before ? NULL : f;
 }

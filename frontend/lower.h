@@ -65,6 +65,7 @@ typedef struct Lower {
     bool has_return;
     FnInstance *instances;
     VEC(const AstNode *) call_stack;
+    VEC(const AstNode *) failed_functions; /* reported once: later calls are poison, silently */
     int depth;               /* recursion guard for expressions */
     bool too_deep;           /* the guard tripped (reported once; then everything is poison) */
     const AstNode *statement_expr; /* the expression of the statement being lowered */
