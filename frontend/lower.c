@@ -839,6 +839,30 @@ static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
     return ok;
 }
 
+/* Whether `name` is a size that a tensor parameter of kernel k binds at launch (and no
+ * compile-time parameter of k). */
+static bool is_launch_size(const AstNode *k, const char *name) {
+    for (uint32_t i = 0; k->const_params && i < k->const_params->len; i++)
+        if (strcmp(k->const_params->items[i]->name, name) == 0) return false;
+    for (uint32_t i = 0; k->params && i < k->params->len; i++) {
+        const AstNode *t = k->params->items[i]->type;
+        if (!t || t->type_kind != TYPE_TENSOR || !t->shape) continue;
+        for (uint32_t d = 0; d < t->shape->len; d++)
+            if (t->shape->items[d]->kind == AST_NAME && strcmp(t->shape->items[d]->name, name) == 0) return true;
+    }
+    return false;
+}
+
+/* A launch size named in a compile-time default (`<BLOCK = N>`), or NULL. */
+static const AstNode *find_launch_size(const AstNode *k, const AstNode *e) {
+    if (!e) return NULL;
+    if (e->kind == AST_NAME) return is_launch_size(k, e->name) ? e : NULL;
+    const AstNode *found = find_launch_size(k, e->lhs);
+    if (!found) found = find_launch_size(k, e->rhs);
+    for (uint32_t i = 0; !found && e->args && i < e->args->len; i++) found = find_launch_size(k, e->args->items[i]);
+    return found;
+}
+
 static bool bind_constants(Lower *L, const AstNode *k, const ConstBinding *consts, size_t nconsts) {
     bool ok = true;
     uint32_t nc = k->const_params ? k->const_params->len : 0;
@@ -859,6 +883,10 @@ static bool bind_constants(Lower *L, const AstNode *k, const ConstBinding *const
         if (given) {
             v = given->is_float ? (Val){.kind = VAL_CONST, .c = {.is_float = true, .f = given->f}}
                                 : (Val){.kind = VAL_CONST, .c = {.i = given->i}};
+        } else if (cp->lhs && find_launch_size(k, cp->lhs)) {
+            const AstNode *size = find_launch_size(k, cp->lhs);
+            diag_error(L->diags, size->loc, "the default of '%s' must be a compile-time constant; '%s' is a size bound at launch",
+                       cp->name, size->name);
         } else if (cp->lhs) {
             v = lower_expr(L, cp->lhs);
             if (v.kind == VAL_VALUE) {
