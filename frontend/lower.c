@@ -798,6 +798,11 @@ static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
                 usable = false;
                 rank = rank ? IR_MAX_RANK : 1;
             }
+            /* the arguments first: a later dimension may name an earlier one (then it is
+             * rejected, not a constant, but its DIM op needs the argument) */
+            t = ir_tensor_type(L->module, e, (int)rank);
+            ir_region_add_arg(f->body, t, p->name);
+            ir_region_add_arg(f->grid, t, p->name);
             for (uint32_t d = 0; d < rank && d < ndims; d++) {
                 const AstNode *dim = p->type->shape->items[d];
                 Binding *b = dim->kind == AST_NAME ? lower_lookup(L, dim->name) : NULL;
@@ -820,16 +825,15 @@ static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
                 }
                 ip->dims[d].size = size;
             }
-            t = ir_tensor_type(L->module, e, (int)rank);
-        } else if (p->type && p->type->type_kind == TYPE_TILE) {
-            diag_error(L->diags, p->type->loc, "kernel parameters are tensors or scalars; pass a tensor and load the tile");
-            usable = false;
-            t = ir_scalar_type(L->module, e);
         } else {
+            if (p->type && p->type->type_kind == TYPE_TILE) {
+                diag_error(L->diags, p->type->loc, "kernel parameters are tensors or scalars; pass a tensor and load the tile");
+                usable = false;
+            }
             t = ir_scalar_type(L->module, e);
+            ir_region_add_arg(f->body, t, p->name);
+            ir_region_add_arg(f->grid, t, p->name);
         }
-        ir_region_add_arg(f->body, t, p->name);
-        ir_region_add_arg(f->grid, t, p->name);
         int errors = L->diags->errors;
         Binding *b = bind(L, p->name, usable ? BIND_TENSOR : BIND_LET, p->loc); /* reports duplicates */
         b->param_index = (int)i;
