@@ -28,7 +28,7 @@ static void scope_push(Lower *L) { vec_push(&L->scope_marks, L->scope.len); }
 static void scope_pop(Lower *L) { L->scope.len = L->scope_marks.data[--L->scope_marks.len]; }
 
 Binding *lower_lookup(Lower *L, const char *name) {
-    for (size_t i = L->scope.len; i-- > 0;)
+    for (size_t i = L->scope.len; i-- > L->scope_floor;)
         if (strcmp(L->scope.data[i]->name, name) == 0) return L->scope.data[i];
     return NULL;
 }
@@ -578,10 +578,11 @@ static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const I
                     L->return_type, L->returned, L->has_return};
     s.dim_cache.data = L->dim_cache.data, s.dim_cache.len = L->dim_cache.len, s.dim_cache.cap = L->dim_cache.cap;
     L->dim_cache.data = NULL, L->dim_cache.len = L->dim_cache.cap = 0;
-    /* a device function sees its parameters only */
+    /* a device function sees its parameters only: the caller's names are below the floor
+     * (they are values of another function, which its body must not use) */
     vec_push(&L->scope_marks, L->scope.len);
-    size_t hidden = L->scope.len;
-    (void)hidden;
+    size_t saved_floor = L->scope_floor;
+    L->scope_floor = L->scope.len;
     L->entry = f->body;
     L->in_function = true;
     L->return_type = NULL;
@@ -668,6 +669,7 @@ static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const I
     L->return_type = s.return_type;
     L->returned = s.returned;
     L->has_return = s.has_return;
+    L->scope_floor = saved_floor;
     inst->failed = L->diags->errors > errors_before;
     return inst;
 }

@@ -57,6 +57,7 @@ typedef struct Lower {
     IrBuilder b;
     VEC(Binding *) scope;    /* innermost last; scope_marks delimit blocks */
     VEC(size_t) scope_marks;
+    size_t scope_floor;      /* lookups stop here: a device function sees its parameters only */
     IrRegion *entry;         /* the region whose arguments are the current function's params */
     VEC(IrValue *) dim_cache;/* per parameter * IR_MAX_RANK: DIM values in `entry` */
     bool in_function;        /* lowering a device function (return allowed) */
