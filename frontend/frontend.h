@@ -129,11 +129,18 @@ double lexer_float_value(const Token *t);
 /* ---- parser internals, shared by the grammar (lang/tile.y) and its driver (parse.c) ---- */
 enum { PARSE_MAX_EXPR_DEPTH = 1000 };
 
+enum { PARSE_STACK_DEPTH = 1000 }; /* the grammar's %stack_size */
+
 typedef struct ParseState {
     AstFile *file;
     DiagList *diags;
     Token current;           /* the token being fed to the parser */
     bool failed;             /* an error was reported; the driver stops feeding tokens */
+    /* The parser's state stack as it was before `current` was fed (tile_parse_save): a bad
+     * token may first trigger default reductions, and the tokens expected are those of the
+     * stack before them. saved_depth < 0: nothing saved. */
+    int saved_depth;
+    int saved_states[PARSE_STACK_DEPTH + 1];
 } ParseState;
 
 /* Reports "unexpected X, expected Y" for tok; expected[code] says which tokens the parser's
@@ -146,6 +153,7 @@ AstNode *parse_expr_node(ParseState *ps, AstNode *node);
 void *tile_parseAlloc(void *(*malloc_fn)(size_t));
 void tile_parse(void *parser, int code, Token tok, ParseState *ps);
 void tile_parseFree(void *parser, void (*free_fn)(void *));
+void tile_parse_save(void *parser, ParseState *ps); /* see ParseState.saved_states */
 
 /* ---- lowering: AST -> IR -------------------------------------------------------------- */
 typedef struct ConstBinding {

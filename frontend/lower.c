@@ -28,7 +28,7 @@ static void scope_push(Lower *L) { vec_push(&L->scope_marks, L->scope.len); }
 static void scope_pop(Lower *L) { L->scope.len = L->scope_marks.data[--L->scope_marks.len]; }
 
 Binding *lower_lookup(Lower *L, const char *name) {
-    for (size_t i = L->scope.len; i-- > 0;)
+    for (size_t i = L->scope.len; i-- > L->scope_floor;)
         if (strcmp(L->scope.data[i]->name, name) == 0) return L->scope.data[i];
     return NULL;
 }
@@ -55,6 +55,22 @@ const AstNode *lower_find_decl(Lower *L, AstKind kind, const char *name) {
         if (d->kind == kind && strcmp(d->name, name) == 0) return d;
     }
     return NULL;
+}
+
+/* Reports a second declaration of the same kind with decl's name (decl is the first one,
+ * which the lowering uses): it would otherwise be ignored without a word. */
+static void check_unique(Lower *L, const AstNode *decl) {
+    bool seen = false;
+    for (uint32_t i = 0; i < L->file->decls.len; i++) {
+        const AstNode *d = L->file->decls.items[i];
+        if (d == decl) seen = true;
+        else if (seen && d->kind == decl->kind && strcmp(d->name, decl->name) == 0) {
+            diag_error(L->diags, d->loc, "%s '%s' is already defined", d->kind == AST_KERNEL ? "kernel" : "device function",
+                       d->name);
+            diag_note(L->diags, decl->loc, "'%s' was defined here", decl->name);
+            return;
+        }
+    }
 }
 
 /* The value of a name in the current region. Parameters are the entry region's arguments;
@@ -243,34 +259,66 @@ static void lower_assign(Lower *L, const AstNode *s) {
     }
     Val v = lower_expr(L, s->rhs);
     if (op) v = lower_binary_op(L, op, b->current, v, s->loc);
-    if (!b->var_type || v.kind == VAL_POISON) return;
-    IrValue *x = lower_coerce(L, v, b->var_type, s->rhs->loc, "assignment");
-    if (x) b->current = (Val){.kind = VAL_VALUE, .value = x};
+    if (!b->var_type) return; /* poisoned where it was declared */
+    /* a failed assignment poisons the variable: its later uses stay silent */
+    IrValue *x = v.kind == VAL_POISON ? NULL : lower_coerce(L, v, b->var_type, s->rhs->loc, "assignment");
+    b->current = x ? (Val){.kind = VAL_VALUE, .value = x} : POISON_VAL;
 }
 
-/* Current values of carried variables (NULL where poisoned). */
-static bool carried_values(Lower *L, BindingList *vars, IrValue **out) {
-    (void)L;
-    for (size_t i = 0; i < vars->len; i++) {
-        if (vars->data[i]->current.kind != VAL_VALUE) return false;
-        out[i] = vars->data[i]->current.value;
+/* The variables a loop or branch carries. Those an earlier error poisoned are not carried
+ * (`dropped`): they stay poisoned through the region and after it, so that every use of them
+ * is silent. One that an error poisons inside a region (`poisoned`) stays poisoned after it. */
+typedef struct Carried {
+    BindingList vars, dropped;
+    bool *poisoned;
+} Carried;
+
+static void carried_begin(Lower *L, const AstNode *a, const AstNode *b, Carried *c) {
+    BindingList all = {0};
+    memset(c, 0, sizeof *c);
+    collect_assigned(L, a, &all);
+    collect_assigned(L, b, &all);
+    for (size_t i = 0; i < all.len; i++) {
+        if (all.data[i]->current.kind == VAL_VALUE) vec_push(&c->vars, all.data[i]);
+        else vec_push(&c->dropped, all.data[i]);
     }
-    return true;
+    vec_free(&all);
+    c->poisoned = xcalloc(c->vars.len + 1, sizeof(bool));
 }
 
-static void set_carried(BindingList *vars, IrValue *const *values) {
-    for (size_t i = 0; i < vars->len; i++) vars->data[i]->current = (Val){.kind = VAL_VALUE, .value = values[i]};
+static void carried_values(const Carried *c, IrValue **out) {
+    for (size_t i = 0; i < c->vars.len; i++) out[i] = c->vars.data[i]->current.value;
 }
 
-static void emit_yield(Lower *L, OpCode code, IrValue *first, BindingList *vars, SrcLoc loc) {
-    size_t n = vars->len + (first ? 1 : 0);
+static void set_carried(Carried *c, IrValue *const *values) {
+    for (size_t i = 0; i < c->vars.len; i++) c->vars.data[i]->current = (Val){.kind = VAL_VALUE, .value = values[i]};
+    for (size_t i = 0; i < c->dropped.len; i++) c->dropped.data[i]->current = POISON_VAL;
+}
+
+/* Called at the end of each region: notes the variables an error poisoned inside it. */
+static void carried_note(Carried *c) {
+    for (size_t i = 0; i < c->vars.len; i++) c->poisoned[i] |= c->vars.data[i]->current.kind != VAL_VALUE;
+}
+
+/* After the op: the carried variables take its results, except those poisoned. */
+static void carried_end(Carried *c, IrValue *const *results) {
+    set_carried(c, results);
+    for (size_t i = 0; i < c->vars.len; i++)
+        if (c->poisoned[i]) c->vars.data[i]->current = POISON_VAL;
+    vec_free(&c->vars);
+    vec_free(&c->dropped);
+    free(c->poisoned);
+}
+
+static void emit_yield(Lower *L, OpCode code, IrValue *first, const Carried *c, SrcLoc loc) {
+    size_t n = c->vars.len + (first ? 1 : 0);
     IrValue **ops = xmalloc(sizeof(IrValue *) * (n + 1));
     size_t k = 0;
     if (first) ops[k++] = first;
     bool ok = true;
-    for (size_t i = 0; i < vars->len; i++) {
-        ok = ok && vars->data[i]->current.kind == VAL_VALUE;
-        ops[k++] = ok ? vars->data[i]->current.value : NULL;
+    for (size_t i = 0; i < c->vars.len; i++) {
+        ok = ok && c->vars.data[i]->current.kind == VAL_VALUE;
+        ops[k++] = ok ? c->vars.data[i]->current.value : NULL;
     }
     if (ok) {
         L->b.loc = loc;
@@ -284,13 +332,15 @@ static IrValue *scalar_int(Lower *L, Val v, ElemType e, const AstNode *at, const
     if (!x) return NULL;
     char tn[64];
     if (x->type->kind != TY_TILE || x->type->rank != 0 || !elem_eq(x->type->elem, e)) {
-        diag_error(L->diags, at->loc, "%s must be a %s scalar, found %s", what, elem_name(e, tn),
+        diag_error(L->diags, at->loc, "%s must be a scalar of type %s, found %s", what, elem_name(e, tn),
                    lower_type_str(x->type, tn + 16, sizeof tn - 16));
         return NULL;
     }
     return x;
 }
 
+/* A loop whose header has an error is still lowered, with placeholder bounds and a poisoned
+ * induction variable, so that the errors in its body are reported too; the IR is dropped. */
 static void lower_for(Lower *L, const AstNode *s) {
     Val lo = lower_expr(L, s->lhs), hi = lower_expr(L, s->rhs);
     Val step = s->step ? lower_expr(L, s->step) : (Val){.kind = VAL_CONST, .c = {.i = 1}};
@@ -299,147 +349,159 @@ static void lower_for(Lower *L, const AstNode *s) {
         diag_error(L->diags, s->pipeline->loc, "pipeline depth must be 1 to 8, found %lld", (long long)depth);
         depth = 0;
     }
+    bool header_ok = lo.kind != VAL_POISON && hi.kind != VAL_POISON && step.kind != VAL_POISON;
     if (step.kind == VAL_CONST && !step.c.is_float && !step.is_bool && step.c.i <= 0) {
         diag_error(L->diags, s->step->loc, "loop step must be positive, found %lld", (long long)step.c.i);
-        return;
+        header_ok = false;
     }
-    if (lo.kind == VAL_POISON || hi.kind == VAL_POISON || step.kind == VAL_POISON) return;
     /* the induction variable's type: the first typed bound, else i32 */
     ElemType e = elem_i32();
     const Val *bounds[3] = {&lo, &hi, &step};
     for (int i = 2; i >= 0; i--)
         if (bounds[i]->kind == VAL_VALUE) e = bounds[i]->value->type->elem;
-    if (!elem_is_integer(e)) {
+    IrValue *vlo = NULL, *vhi = NULL, *vstep = NULL;
+    if (header_ok && !elem_is_integer(e)) {
         diag_error(L->diags, s->lhs->loc, "loop bounds must be integers");
-        return;
+        header_ok = false;
     }
-    IrValue *vlo = scalar_int(L, lo, e, s->lhs, "the loop start");
-    IrValue *vhi = scalar_int(L, hi, e, s->rhs, "the loop end");
-    IrValue *vstep = scalar_int(L, step, e, s->step ? s->step : s->lhs, "the loop step");
-    if (!vlo || !vhi || !vstep) return;
+    if (header_ok) {
+        vlo = scalar_int(L, lo, e, s->lhs, "the loop start");
+        vhi = scalar_int(L, hi, e, s->rhs, "the loop end");
+        vstep = scalar_int(L, step, e, s->step ? s->step : s->lhs, "the loop step");
+        header_ok = vlo && vhi && vstep;
+    }
+    if (!header_ok) {
+        e = elem_i32();
+        L->b.loc = s->loc;
+        vlo = vhi = ir_const_int(&L->b, ir_scalar_type(L->module, e), 0);
+        vstep = ir_const_int(&L->b, vlo->type, 1);
+    }
 
-    BindingList vars = {0};
-    collect_assigned(L, s->body, &vars);
-    size_t n = vars.len;
+    Carried c;
+    carried_begin(L, s->body, NULL, &c);
+    size_t n = c.vars.len;
     IrValue **ops = xmalloc(sizeof(IrValue *) * (n + 3));
     const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
     ops[0] = vlo, ops[1] = vhi, ops[2] = vstep;
-    bool ok = carried_values(L, &vars, ops + 3);
-    for (size_t i = 0; ok && i < n; i++) types[i] = ops[3 + i]->type;
-    if (ok) {
-        L->b.loc = s->loc;
-        IrOp *op = ir_build(&L->b, OP_FOR, ops, (uint32_t)(n + 3), types, (uint32_t)n);
-        op->ints[0] = depth, op->nints = 1;
-        IrRegion *body = ir_op_add_region(op);
-        IrValue *iv = ir_region_add_arg(body, ir_scalar_type(L->module, e), s->name);
-        for (size_t i = 0; i < n; i++) ops[3 + i] = ir_region_add_arg(body, types[i], vars.data[i]->name);
-        IrBuilder saved = L->b;
-        ir_builder_at_end(&L->b, body);
-        set_carried(&vars, ops + 3);
-        scope_push(L);
-        Binding *ivb = bind(L, s->name, BIND_LET, s->loc);
-        ivb->current = (Val){.kind = VAL_VALUE, .value = iv};
-        lower_block(L, s->body);
-        scope_pop(L);
-        emit_yield(L, OP_YIELD, NULL, &vars, s->body->loc);
-        L->b = saved;
-        set_carried(&vars, op->results);
-    }
+    carried_values(&c, ops + 3);
+    for (size_t i = 0; i < n; i++) types[i] = ops[3 + i]->type;
+    L->b.loc = s->loc;
+    IrOp *op = ir_build(&L->b, OP_FOR, ops, (uint32_t)(n + 3), types, (uint32_t)n);
+    op->ints[0] = depth, op->nints = 1;
+    IrRegion *body = ir_op_add_region(op);
+    IrValue *iv = ir_region_add_arg(body, ir_scalar_type(L->module, e), s->name);
+    for (size_t i = 0; i < n; i++) ops[3 + i] = ir_region_add_arg(body, types[i], c.vars.data[i]->name);
+    IrBuilder saved = L->b;
+    ir_builder_at_end(&L->b, body);
+    set_carried(&c, ops + 3);
+    scope_push(L);
+    Binding *ivb = bind(L, s->name, BIND_LET, s->loc);
+    ivb->current = header_ok ? (Val){.kind = VAL_VALUE, .value = iv} : POISON_VAL;
+    lower_block(L, s->body);
+    scope_pop(L);
+    carried_note(&c);
+    emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
+    L->b = saved;
+    carried_end(&c, op->results);
     free(ops);
     free(types);
-    vec_free(&vars);
 }
 
+/* An `if` whose condition has an error still lowers both branches (on a placeholder
+ * condition) so that their errors are reported too. */
 static void lower_if(Lower *L, const AstNode *s) {
     Val c = lower_expr(L, s->cond);
-    if (c.kind == VAL_POISON) return;
+    IrValue *cv = NULL;
+    char tn[64];
     if (c.kind == VAL_CONST) {
-        if (!c.is_bool) {
-            diag_error(L->diags, s->cond->loc, "if condition must be a bool");
+        if (c.is_bool) {
+            const AstNode *taken = c.c.i ? s->body : s->else_body;
+            if (taken && taken->kind == AST_IF) lower_if(L, taken);
+            else if (taken) lower_block(L, taken);
             return;
         }
-        const AstNode *taken = c.c.i ? s->body : s->else_body;
-        if (taken && taken->kind == AST_IF) lower_if(L, taken);
-        else if (taken) lower_block(L, taken);
-        return;
+        diag_error(L->diags, s->cond->loc, "if condition must be a bool, found %s constant",
+                   c.c.is_float ? "a float" : "an integer");
+    } else if (c.kind == VAL_VALUE) {
+        cv = c.value;
+        if (cv->type->kind != TY_TILE || cv->type->rank != 0 || !elem_is_bool(cv->type->elem)) {
+            diag_error(L->diags, s->cond->loc, "if condition must be a scalar bool, found %s%s",
+                       lower_type_str(cv->type, tn, sizeof tn),
+                       cv->type->rank > 0 ? "; use where() to select between tiles" : "");
+            cv = NULL;
+        }
     }
-    IrValue *cv = c.value;
-    char tn[64];
-    if (cv->type->kind != TY_TILE || cv->type->rank != 0 || !elem_is_bool(cv->type->elem)) {
-        diag_error(L->diags, s->cond->loc, "if condition must be a scalar bool, found %s%s",
-                   lower_type_str(cv->type, tn, sizeof tn),
-                   cv->type->rank > 0 ? "; use where() to select between tiles" : "");
-        return;
+    if (!cv) {
+        L->b.loc = s->loc;
+        cv = ir_const_int(&L->b, ir_scalar_type(L->module, elem_bool()), 0);
     }
-    BindingList vars = {0};
-    collect_assigned(L, s->body, &vars);
-    collect_assigned(L, s->else_body, &vars);
-    size_t n = vars.len;
+    Carried carried;
+    carried_begin(L, s->body, s->else_body, &carried);
+    size_t n = carried.vars.len;
     IrValue **before = xmalloc(sizeof(IrValue *) * (n + 1));
     const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
-    if (carried_values(L, &vars, before)) {
-        for (size_t i = 0; i < n; i++) types[i] = before[i]->type;
-        L->b.loc = s->loc;
-        IrOp *op = ir_build(&L->b, OP_IF, &cv, 1, types, (uint32_t)n);
-        IrBuilder saved = L->b;
-        for (int branch = 0; branch < 2; branch++) {
-            IrRegion *r = ir_op_add_region(op);
-            ir_builder_at_end(&L->b, r);
-            set_carried(&vars, before);
-            const AstNode *blk = branch == 0 ? s->body : s->else_body;
-            if (blk && blk->kind == AST_IF) lower_if(L, blk);
-            else if (blk) lower_block(L, blk);
-            emit_yield(L, OP_YIELD, NULL, &vars, blk ? blk->loc : s->loc);
-        }
-        L->b = saved;
-        set_carried(&vars, op->results);
+    carried_values(&carried, before);
+    for (size_t i = 0; i < n; i++) types[i] = before[i]->type;
+    L->b.loc = s->loc;
+    IrOp *op = ir_build(&L->b, OP_IF, &cv, 1, types, (uint32_t)n);
+    IrBuilder saved = L->b;
+    for (int branch = 0; branch < 2; branch++) {
+        IrRegion *r = ir_op_add_region(op);
+        ir_builder_at_end(&L->b, r);
+        set_carried(&carried, before);
+        const AstNode *blk = branch == 0 ? s->body : s->else_body;
+        if (blk && blk->kind == AST_IF) lower_if(L, blk);
+        else if (blk) lower_block(L, blk);
+        carried_note(&carried);
+        emit_yield(L, OP_YIELD, NULL, &carried, blk ? blk->loc : s->loc);
     }
+    L->b = saved;
+    carried_end(&carried, op->results);
     free(before);
     free(types);
-    vec_free(&vars);
 }
 
 static void lower_while(Lower *L, const AstNode *s) {
-    BindingList vars = {0};
-    collect_assigned(L, s->body, &vars);
-    size_t n = vars.len;
+    Carried c;
+    carried_begin(L, s->body, NULL, &c);
+    size_t n = c.vars.len;
     IrValue **init = xmalloc(sizeof(IrValue *) * (n + 1));
     const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
-    if (carried_values(L, &vars, init)) {
-        for (size_t i = 0; i < n; i++) types[i] = init[i]->type;
-        L->b.loc = s->loc;
-        IrOp *op = ir_build(&L->b, OP_WHILE, init, (uint32_t)n, types, (uint32_t)n);
-        IrBuilder saved = L->b;
-        IrRegion *before = ir_op_add_region(op);
-        IrValue **args = xmalloc(sizeof(IrValue *) * (n + 1));
-        for (size_t i = 0; i < n; i++) args[i] = ir_region_add_arg(before, types[i], vars.data[i]->name);
-        ir_builder_at_end(&L->b, before);
-        set_carried(&vars, args);
-        Val c = lower_expr(L, s->cond);
-        IrValue *cv = c.kind == VAL_POISON ? NULL : lower_default(L, c, s->cond->loc);
-        char tn[64];
-        if (cv && (cv->type->kind != TY_TILE || cv->type->rank != 0 || !elem_is_bool(cv->type->elem))) {
-            diag_error(L->diags, s->cond->loc, "while condition must be a scalar bool, found %s",
-                       lower_type_str(cv->type, tn, sizeof tn));
-            cv = NULL;
-        }
-        if (cv) emit_yield(L, OP_CONDITION, cv, &vars, s->cond->loc);
-        IrRegion *body = ir_op_add_region(op);
-        for (size_t i = 0; i < n; i++) args[i] = ir_region_add_arg(body, types[i], vars.data[i]->name);
-        ir_builder_at_end(&L->b, body);
-        set_carried(&vars, args);
-        lower_block(L, s->body);
-        emit_yield(L, OP_YIELD, NULL, &vars, s->body->loc);
-        L->b = saved;
-        set_carried(&vars, op->results);
-        free(args);
-    } else {
-        Val c = lower_expr(L, s->cond);
-        (void)c;
+    carried_values(&c, init);
+    for (size_t i = 0; i < n; i++) types[i] = init[i]->type;
+    L->b.loc = s->loc;
+    IrOp *op = ir_build(&L->b, OP_WHILE, init, (uint32_t)n, types, (uint32_t)n);
+    IrBuilder saved = L->b;
+    IrRegion *before = ir_op_add_region(op);
+    IrValue **args = xmalloc(sizeof(IrValue *) * (n + 1));
+    for (size_t i = 0; i < n; i++) args[i] = ir_region_add_arg(before, types[i], c.vars.data[i]->name);
+    ir_builder_at_end(&L->b, before);
+    set_carried(&c, args);
+    Val cond = lower_expr(L, s->cond);
+    IrValue *cv = cond.kind == VAL_POISON ? NULL : lower_default(L, cond, s->cond->loc);
+    char tn[64];
+    if (cv && (cv->type->kind != TY_TILE || cv->type->rank != 0 || !elem_is_bool(cv->type->elem))) {
+        diag_error(L->diags, s->cond->loc, "while condition must be a scalar bool, found %s%s",
+                   lower_type_str(cv->type, tn, sizeof tn),
+                   cv->type->kind == TY_TILE && cv->type->rank == 0 && elem_is_integer(cv->type->elem)
+                       ? "; compare it, as in 'n != 0'"
+                       : "");
+        cv = NULL;
     }
+    carried_note(&c);
+    if (cv) emit_yield(L, OP_CONDITION, cv, &c, s->cond->loc);
+    IrRegion *body = ir_op_add_region(op);
+    for (size_t i = 0; i < n; i++) args[i] = ir_region_add_arg(body, types[i], c.vars.data[i]->name);
+    ir_builder_at_end(&L->b, body);
+    set_carried(&c, args);
+    lower_block(L, s->body);
+    carried_note(&c);
+    emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
+    L->b = saved;
+    carried_end(&c, op->results);
+    free(args);
     free(init);
     free(types);
-    vec_free(&vars);
 }
 
 static void lower_stmt(Lower *L, const AstNode *s) {
@@ -500,8 +562,9 @@ static void describe_arg(Val v, Strbuf *key) {
     }
 }
 
-static IrFunction *instantiate(Lower *L, const AstNode *decl, Val *args, const IrParam *tensor_params,
+static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const IrParam *tensor_params,
                                const char *key) {
+    int errors_before = L->diags->errors;
     /* name: f, then f.1, f.2 ... per further instance */
     int count = 0;
     for (FnInstance *i = L->instances; i; i = i->next) count += i->decl == decl;
@@ -520,10 +583,11 @@ static IrFunction *instantiate(Lower *L, const AstNode *decl, Val *args, const I
                     L->return_type, L->returned, L->has_return};
     s.dim_cache.data = L->dim_cache.data, s.dim_cache.len = L->dim_cache.len, s.dim_cache.cap = L->dim_cache.cap;
     L->dim_cache.data = NULL, L->dim_cache.len = L->dim_cache.cap = 0;
-    /* a device function sees its parameters only */
+    /* a device function sees its parameters only: the caller's names are below the floor
+     * (they are values of another function, which its body must not use) */
     vec_push(&L->scope_marks, L->scope.len);
-    size_t hidden = L->scope.len;
-    (void)hidden;
+    size_t saved_floor = L->scope_floor;
+    L->scope_floor = L->scope.len;
     L->entry = f->body;
     L->in_function = true;
     L->return_type = NULL;
@@ -610,7 +674,9 @@ static IrFunction *instantiate(Lower *L, const AstNode *decl, Val *args, const I
     L->return_type = s.return_type;
     L->returned = s.returned;
     L->has_return = s.has_return;
-    return f;
+    L->scope_floor = saved_floor;
+    inst->failed = L->diags->errors > errors_before;
+    return inst;
 }
 
 Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
@@ -620,6 +686,8 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
         diag_error(L->diags, call->loc, "'%s' takes %u argument%s, %u given", decl->name, np, np == 1 ? "" : "s", na);
         return POISON_VAL;
     }
+    for (size_t i = 0; i < L->failed_functions.len; i++)
+        if (L->failed_functions.data[i] == decl) return POISON_VAL;
     for (size_t i = 0; i < L->call_stack.len; i++)
         if (L->call_stack.data[i] == decl) {
             diag_error(L->diags, call->loc, "recursive call of '%s': device functions are inlined and cannot recurse",
@@ -645,8 +713,9 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
         if (p->type) {
             const IrType *pt;
             if (!lower_type(L, p->type, &pt)) {
+                vec_push(&L->failed_functions, decl);
                 ok = false;
-                continue;
+                break;
             }
             IrValue *x = lower_coerce(L, v, pt, a->loc, "argument");
             if (!x) {
@@ -664,15 +733,23 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
         describe_arg(v, &key);
     }
     Val result = POISON_VAL;
+    FnInstance *inst = NULL;
     if (ok) {
-        IrFunction *f = NULL;
         for (FnInstance *i = L->instances; i; i = i->next)
-            if (i->decl == decl && strcmp(i->key, sb_str(&key)) == 0) f = i->function;
-        if (!f) {
+            if (i->decl == decl && strcmp(i->key, sb_str(&key)) == 0) inst = i;
+        if (!inst) {
+            bool first = true;
+            for (FnInstance *i = L->instances; i; i = i->next) first = first && i->decl != decl;
+            if (first) check_unique(L, decl);
             vec_push(&L->call_stack, decl);
-            f = instantiate(L, decl, args, tparams, sb_str(&key));
+            inst = instantiate(L, decl, args, tparams, sb_str(&key));
             L->call_stack.len--;
         }
+        ok = !inst->failed; /* its errors are reported: the call is poison, silently */
+        if (!ok) vec_push(&L->failed_functions, decl);
+    }
+    if (ok) {
+        IrFunction *f = inst->function;
         IrValue **ops = xcalloc(np + 1, sizeof(IrValue *));
         uint32_t n = 0;
         for (uint32_t i = 0; i < np; i++)
@@ -694,30 +771,46 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
 /* ---- kernels --------------------------------------------------------------------------------- */
 static SrcLoc file_loc(AstFile *file) { return (SrcLoc){&file->source, 1, 1}; }
 
+/* A parameter whose type has an error is bound as poison (its uses stay silent), and the
+ * sizes named in its tensor type are still bound, so one mistake gives one diagnostic. */
 static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
     uint32_t np = k->params ? k->params->len : 0;
     f->params = ARENA_ARRAY(&L->module->arena, IrParam, np ? np : 1);
     f->nparams = np;
     bool ok = true;
+    /* a size used in a later parameter's type (`y: tensor<f32>[N + 1]`) is evaluated (then
+     * rejected: not a constant) with the body as its region */
+    L->entry = f->body;
+    ir_builder_at_end(&L->b, f->body);
     for (uint32_t i = 0; i < np; i++) {
         const AstNode *p = k->params->items[i];
         IrParam *ip = &f->params[i];
         ip->name = arena_strdup(&L->module->arena, p->name);
         ip->loc = p->loc;
         const IrType *t = NULL;
-        ElemType e;
-        if (!p->type || !lower_elem(L, p->type, &e)) {
-            if (!p->type) diag_error(L->diags, p->loc, "kernel parameter '%s' needs a type", p->name);
-            ok = false;
-            t = ir_scalar_type(L->module, elem_i32());
-        } else if (p->type->type_kind == TYPE_TENSOR) {
-            uint32_t rank = p->type->shape ? p->type->shape->len : 0;
+        ElemType e = elem_f32();
+        bool usable = true;
+        if (!p->type) {
+            diag_error(L->diags, p->loc, "kernel parameter '%s' needs a type", p->name);
+            usable = false;
+        } else if (!lower_elem(L, p->type, &e)) {
+            usable = false;
+            e = elem_f32();
+        }
+        if (p->type && p->type->type_kind == TYPE_TENSOR) {
+            uint32_t ndims = p->type->shape ? p->type->shape->len : 0;
+            uint32_t rank = ndims;
             if (rank == 0 || rank > IR_MAX_RANK) {
                 diag_error(L->diags, p->type->loc, "a tensor needs 1 to %d dimensions", IR_MAX_RANK);
-                ok = false;
-                rank = 1;
+                usable = false;
+                rank = rank ? IR_MAX_RANK : 1;
             }
-            for (uint32_t d = 0; d < rank && p->type->shape && d < p->type->shape->len; d++) {
+            /* the arguments first: a later dimension may name an earlier one (then it is
+             * rejected, not a constant, but its DIM op needs the argument) */
+            t = ir_tensor_type(L->module, e, (int)rank);
+            ir_region_add_arg(f->body, t, p->name);
+            ir_region_add_arg(f->grid, t, p->name);
+            for (uint32_t d = 0; d < rank && d < ndims; d++) {
                 const AstNode *dim = p->type->shape->items[d];
                 Binding *b = dim->kind == AST_NAME ? lower_lookup(L, dim->name) : NULL;
                 if (dim->kind == AST_NAME && (!b || b->kind == BIND_DIM)) {
@@ -729,33 +822,56 @@ static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
                     }
                     continue;
                 }
-                int64_t size;
+                int64_t size = 0;
                 if (!lower_const_int(L, dim, "a tensor dimension", &size)) {
-                    ok = false;
+                    usable = false;
                 } else if (size < 0 || size > INT32_MAX) {
                     diag_error(L->diags, dim->loc, "tensor dimension must be 0 to %d, found %lld", INT32_MAX, (long long)size);
-                    ok = false;
+                    usable = false;
+                    size = 0;
                 }
                 ip->dims[d].size = size;
             }
-            t = ir_tensor_type(L->module, e, (int)rank);
-        } else if (p->type->type_kind == TYPE_TILE) {
-            diag_error(L->diags, p->type->loc, "kernel parameters are tensors or scalars; pass a tensor and load the tile");
-            ok = false;
-            t = ir_scalar_type(L->module, e);
         } else {
+            if (p->type && p->type->type_kind == TYPE_TILE) {
+                diag_error(L->diags, p->type->loc, "kernel parameters are tensors or scalars; pass a tensor and load the tile");
+                usable = false;
+            }
             t = ir_scalar_type(L->module, e);
+            ir_region_add_arg(f->body, t, p->name);
+            ir_region_add_arg(f->grid, t, p->name);
         }
-        if (lower_lookup(L, p->name)) {
-            diag_error(L->diags, p->loc, "'%s' is already declared", p->name);
-            ok = false;
-        }
-        ir_region_add_arg(f->body, t, p->name);
-        ir_region_add_arg(f->grid, t, p->name);
-        Binding *b = bind(L, p->name, BIND_TENSOR, p->loc);
+        int errors = L->diags->errors;
+        Binding *b = bind(L, p->name, usable ? BIND_TENSOR : BIND_LET, p->loc); /* reports duplicates */
         b->param_index = (int)i;
+        b->current = POISON_VAL;
+        ok = ok && usable && L->diags->errors == errors;
     }
     return ok;
+}
+
+/* Whether `name` is a size that a tensor parameter of kernel k binds at launch (and no
+ * compile-time parameter of k). */
+static bool is_launch_size(const AstNode *k, const char *name) {
+    for (uint32_t i = 0; k->const_params && i < k->const_params->len; i++)
+        if (strcmp(k->const_params->items[i]->name, name) == 0) return false;
+    for (uint32_t i = 0; k->params && i < k->params->len; i++) {
+        const AstNode *t = k->params->items[i]->type;
+        if (!t || t->type_kind != TYPE_TENSOR || !t->shape) continue;
+        for (uint32_t d = 0; d < t->shape->len; d++)
+            if (t->shape->items[d]->kind == AST_NAME && strcmp(t->shape->items[d]->name, name) == 0) return true;
+    }
+    return false;
+}
+
+/* A launch size named in a compile-time default (`<BLOCK = N>`), or NULL. */
+static const AstNode *find_launch_size(const AstNode *k, const AstNode *e) {
+    if (!e) return NULL;
+    if (e->kind == AST_NAME) return is_launch_size(k, e->name) ? e : NULL;
+    const AstNode *found = find_launch_size(k, e->lhs);
+    if (!found) found = find_launch_size(k, e->rhs);
+    for (uint32_t i = 0; !found && e->args && i < e->args->len; i++) found = find_launch_size(k, e->args->items[i]);
+    return found;
 }
 
 static bool bind_constants(Lower *L, const AstNode *k, const ConstBinding *consts, size_t nconsts) {
@@ -778,6 +894,10 @@ static bool bind_constants(Lower *L, const AstNode *k, const ConstBinding *const
         if (given) {
             v = given->is_float ? (Val){.kind = VAL_CONST, .c = {.is_float = true, .f = given->f}}
                                 : (Val){.kind = VAL_CONST, .c = {.i = given->i}};
+        } else if (cp->lhs && find_launch_size(k, cp->lhs)) {
+            const AstNode *size = find_launch_size(k, cp->lhs);
+            diag_error(L->diags, size->loc, "the default of '%s' must be a compile-time constant; '%s' is a size bound at launch",
+                       cp->name, size->name);
         } else if (cp->lhs) {
             v = lower_expr(L, cp->lhs);
             if (v.kind == VAL_VALUE) {
@@ -824,7 +944,7 @@ static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
     ir_builder_at_end(&L->b, f->grid);
     uint32_t n = k->grid ? k->grid->len : 0;
     if (n == 0 || n > 3) {
-        diag_error(L->diags, k->loc, "grid(...) takes 1 to 3 sizes, found %u", n);
+        diag_error(L->diags, n > 3 ? k->grid->items[3]->loc : k->loc, "grid(...) takes 1 to 3 sizes, found %u", n);
         return;
     }
     IrValue *dims[3];
@@ -835,6 +955,11 @@ static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
         IrValue *x = NULL;
         char tn[64];
         if (v.kind == VAL_CONST) {
+            if (!v.c.is_float && !v.is_bool && v.c.i <= 0) {
+                diag_error(L->diags, g->loc, "grid size must be positive, found %lld", (long long)v.c.i);
+                ok = false;
+                continue;
+            }
             x = lower_materialize(L, v, elem_i32(), g->loc);
         } else if (v.kind == VAL_VALUE) {
             x = v.value;
@@ -867,8 +992,12 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
         diag_error(d, file_loc(file), "no kernel named '%s' in %s", kernel_name, file->source.name);
         return NULL;
     }
+    check_unique(&L, k);
     IrFunction *f = ir_function_new(m, k->name, true, k->loc);
     scope_push(&L);
+    /* a default that is not a constant (`<B = block_id(0)>`) emits ops before it is rejected:
+     * give them a place (the IR is dropped with the error) */
+    ir_builder_at_end(&L.b, f->grid);
     bind_constants(&L, k, consts, nconsts);
     lower_params(&L, k, f);
     lower_grid(&L, k, f);
@@ -881,5 +1010,6 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
     vec_free(&L.scope_marks);
     vec_free(&L.dim_cache);
     vec_free(&L.call_stack);
+    vec_free(&L.failed_functions);
     return d->errors > errors_before ? NULL : f;
 }

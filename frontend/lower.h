@@ -44,6 +44,7 @@ typedef struct FnInstance {
     const AstNode *decl;
     char *key;               /* argument types and constant values */
     IrFunction *function;
+    bool failed;             /* lowering it reported errors: calls of it are poison, silently */
     struct FnInstance *next;
 } FnInstance;
 
@@ -56,6 +57,7 @@ typedef struct Lower {
     IrBuilder b;
     VEC(Binding *) scope;    /* innermost last; scope_marks delimit blocks */
     VEC(size_t) scope_marks;
+    size_t scope_floor;      /* lookups stop here: a device function sees its parameters only */
     IrRegion *entry;         /* the region whose arguments are the current function's params */
     VEC(IrValue *) dim_cache;/* per parameter * IR_MAX_RANK: DIM values in `entry` */
     bool in_function;        /* lowering a device function (return allowed) */
@@ -64,7 +66,9 @@ typedef struct Lower {
     bool has_return;
     FnInstance *instances;
     VEC(const AstNode *) call_stack;
+    VEC(const AstNode *) failed_functions; /* reported once: later calls are poison, silently */
     int depth;               /* recursion guard for expressions */
+    bool too_deep;           /* the guard tripped (reported once; then everything is poison) */
     const AstNode *statement_expr; /* the expression of the statement being lowered */
 } Lower;
 

@@ -60,6 +60,24 @@ static bool const_fits(IrConst c, ElemType e) {
     return true;
 }
 
+/* The largest finite value of the float type e. */
+static double float_type_max(ElemType e) {
+    if (elem_float_is_ieee(e)) return ldexp(2.0 - ldexp(1.0, -e.man), (1 << (e.exp - 1)) - 1);
+    return elem_round_float(e, INFINITY); /* formats without inf saturate */
+}
+
+/* Whether a finite float constant is within the range of the float type e: IEEE formats
+ * would round it to inf, saturating ones (no inf) to their largest value. inf and nan,
+ * asked for by name, always "fit". */
+static bool float_const_fits(ElemType e, double x) {
+    if (!isfinite(x)) return true;
+    if (elem_float_is_ieee(e)) return !isinf(elem_round_float(e, x));
+    double max = float_type_max(e);
+    int ex;
+    frexp(max, &ex);
+    return fabs(x) <= max + ldexp(1.0, ex - 2 - e.man); /* max + half an ulp rounds to max */
+}
+
 IrValue *lower_coerce_const(Lower *L, Val v, const IrType *to, SrcLoc loc) {
     char name[16];
     elem_name(to->elem, name);
@@ -70,7 +88,7 @@ IrValue *lower_coerce_const(Lower *L, Val v, const IrType *to, SrcLoc loc) {
     }
     if (elem_is_bool(to->elem)) {
         if (!v.is_bool) {
-            diag_error(L->diags, loc, "expected a bool, found a %s constant", v.c.is_float ? "float" : "integer");
+            diag_error(L->diags, loc, "expected a bool, found %s constant", v.c.is_float ? "a float" : "an integer");
             return NULL;
         }
         return ir_const_int(&L->b, to, v.c.i);
@@ -91,7 +109,13 @@ IrValue *lower_coerce_const(Lower *L, Val v, const IrType *to, SrcLoc loc) {
         }
         return ir_const_int(&L->b, to, v.c.i);
     }
-    return ir_const_float(&L->b, to, v.c.is_float ? v.c.f : (double)v.c.i);
+    double f = v.c.is_float ? v.c.f : (double)v.c.i;
+    if (!float_const_fits(to->elem, f)) {
+        diag_error(L->diags, loc, "constant %g does not fit in %s (its largest value is %g)", f, name,
+                   float_type_max(to->elem));
+        return NULL;
+    }
+    return ir_const_float(&L->b, to, f);
 }
 
 IrValue *lower_materialize(Lower *L, Val v, ElemType elem, SrcLoc loc) {
@@ -106,11 +130,24 @@ IrValue *lower_default(Lower *L, Val v, SrcLoc loc) {
     return lower_materialize(L, v, e, loc);
 }
 
+static const char *op_text(int op) {
+    switch (op) {
+    case TK_PLUS: return "+"; case TK_MINUS: return "-"; case TK_STAR: return "*";
+    case TK_SLASH: return "/"; case TK_PERCENT: return "%"; case TK_AMP: return "&";
+    case TK_PIPE: return "|"; case TK_CARET: return "^"; case TK_SHL: return "<<";
+    case TK_SHR: return ">>"; case TK_LT: return "<"; case TK_LE: return "<=";
+    case TK_GT: return ">"; case TK_GE: return ">="; case TK_EQ: return "==";
+    case TK_NE: return "!="; case TK_ANDAND: return "&&"; case TK_OROR: return "||";
+    case TK_NOT: return "!"; case TK_TILDE: return "~";
+    default: return "?";
+    }
+}
+
 /* Folds a binary operator on two constants; false (with a diagnostic) when it cannot. */
 static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
     if (a.is_bool || b.is_bool) {
         if (!(a.is_bool && b.is_bool)) {
-            diag_error(L->diags, loc, "operands of different kinds (bool and number)");
+            diag_error(L->diags, loc, "operator '%s': operands of different kinds (bool and number)", op_text(op));
             return false;
         }
         switch (op) {
@@ -119,7 +156,7 @@ static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
         case TK_CARET: case TK_NE: *out = val_bool(a.c.i != b.c.i); return true;
         case TK_EQ: *out = val_bool(a.c.i == b.c.i); return true;
         default:
-            diag_error(L->diags, loc, "this operator does not apply to bool");
+            diag_error(L->diags, loc, "operator '%s' does not apply to bool constants", op_text(op));
             return false;
         }
     }
@@ -138,7 +175,10 @@ static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
         case TK_EQ: *out = val_bool(x == y); return true;
         case TK_NE: *out = val_bool(x != y); return true;
         default:
-            diag_error(L->diags, loc, "this operator needs integer operands, found a float constant");
+            if (op == TK_ANDAND || op == TK_OROR)
+                diag_error(L->diags, loc, "operator '%s' needs bool operands, found a float constant", op_text(op));
+            else
+                diag_error(L->diags, loc, "operator '%s' needs integer operands, found a float constant", op_text(op));
             return false;
         }
     }
@@ -177,7 +217,7 @@ static bool fold_binary(Lower *L, int op, Val a, Val b, SrcLoc loc, Val *out) {
     case TK_EQ: *out = val_bool(x == y); return true;
     case TK_NE: *out = val_bool(x != y); return true;
     default:
-        diag_error(L->diags, loc, "this operator needs bool operands");
+        diag_error(L->diags, loc, "operator '%s' needs bool operands, found integer constants", op_text(op));
         return false;
     }
     *out = val_int(r);
@@ -241,18 +281,6 @@ IrValue *lower_coerce(Lower *L, Val v, const IrType *to, SrcLoc loc, const char 
     return NULL;
 }
 
-static const char *op_text(int op) {
-    switch (op) {
-    case TK_PLUS: return "+"; case TK_MINUS: return "-"; case TK_STAR: return "*";
-    case TK_SLASH: return "/"; case TK_PERCENT: return "%"; case TK_AMP: return "&";
-    case TK_PIPE: return "|"; case TK_CARET: return "^"; case TK_SHL: return "<<";
-    case TK_SHR: return ">>"; case TK_LT: return "<"; case TK_LE: return "<=";
-    case TK_GT: return ">"; case TK_GE: return ">="; case TK_EQ: return "==";
-    case TK_NE: return "!="; case TK_ANDAND: return "&&"; case TK_OROR: return "||";
-    default: return "?";
-    }
-}
-
 /* Makes a and b IR values of one type (element type and broadcast shape). */
 static bool unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what) {
     char ta[64], tb[64];
@@ -302,8 +330,22 @@ Val lower_binary_op(Lower *L, int op, Val a, Val b, SrcLoc loc) {
     }
     char what[32];
     snprintf(what, sizeof what, "operator '%s'", op_text(op));
+    Val divisor = b; /* before unify types it */
     if (!unify(L, &a, &b, loc, what)) return POISON;
     ElemType e = a.value->type->elem;
+    if (divisor.kind == VAL_CONST && !divisor.c.is_float && !divisor.is_bool && elem_is_integer(e)) {
+        /* constant right operands that make an integer op undefined: an error, not garbage */
+        if ((op == TK_SLASH || op == TK_PERCENT) && divisor.c.i == 0) {
+            diag_error(L->diags, loc, "integer division by zero");
+            return POISON;
+        }
+        if ((op == TK_SHL || op == TK_SHR) && (divisor.c.i < 0 || divisor.c.i >= e.bits)) {
+            char en[16];
+            diag_error(L->diags, loc, "shift by %lld is out of range for %s (0 to %d)", (long long)divisor.c.i,
+                       elem_name(e, en), e.bits - 1);
+            return POISON;
+        }
+    }
     L->b.loc = loc;
     OpCode code;
     IrCmp pred = CMP_EQ;
@@ -342,7 +384,7 @@ Val lower_binary_op(Lower *L, int op, Val a, Val b, SrcLoc loc) {
         return POISON;
     }
     if ((code == OP_SHL || code == OP_SHR) && elem_is_bool(e)) {
-        diag_error(L->diags, loc, "%s needs integer operands, found bool", what);
+        diag_error(L->diags, loc, "%s needs integer operands, found %s", what, lower_type_str(a.value->type, tn, sizeof tn));
         return POISON;
     }
     if (code == OP_CMP) {
@@ -374,6 +416,7 @@ static int64_t shape_numel(int rank, const int64_t *shape) {
 }
 
 enum { MAX_TILE_ELEMENTS = 1 << 22 };
+enum { MAX_LOWER_DEPTH = 200 }; /* nesting of lower_expr: bounds the C stack */
 
 /* Evaluates a list of dims to a shape; reports bad sizes. */
 static bool lower_shape(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape) {
@@ -580,7 +623,8 @@ static Val where_call(Lower *L, const AstNode *call) {
     if (c.kind == VAL_POISON || x.kind == VAL_POISON || y.kind == VAL_POISON) return POISON;
     if (c.kind == VAL_CONST) {
         if (!c.is_bool) {
-            diag_error(L->diags, a.pos[0]->loc, "where() needs a bool condition");
+            diag_error(L->diags, a.pos[0]->loc, "where() needs a bool condition, found %s constant",
+                       c.c.is_float ? "a float" : "an integer");
             return POISON;
         }
     }
@@ -596,7 +640,9 @@ static Val where_call(Lower *L, const AstNode *call) {
     int rank;
     int64_t shape[IR_MAX_RANK];
     if (!broadcast_shapes(cv->type, x.value->type, &rank, shape)) {
-        diag_error(L->diags, call->loc, "where(): the condition's shape does not broadcast with the values");
+        char tv[64];
+        diag_error(L->diags, a.pos[0]->loc, "where(): the condition %s does not broadcast with the values %s",
+                   lower_type_str(cv->type, tn, sizeof tn), lower_type_str(x.value->type, tv, sizeof tv));
         return POISON;
     }
     L->b.loc = call->loc;
@@ -701,14 +747,19 @@ static Val shape_call(Lower *L, const AstNode *call, OpCode code) {
             perm[0] = 1, perm[1] = 0;
         }
         if (n != t->rank) {
-            diag_error(L->diags, call->loc, "transpose(): the permutation has %d entries but the tile %s has rank %d",
-                       n, lower_type_str(t, tn, sizeof tn), t->rank);
+            if (a.npos == 2)
+                diag_error(L->diags, a.pos[1]->loc, "transpose(): the permutation has %d entries but %s has rank %d",
+                           n, lower_type_str(t, tn, sizeof tn), t->rank);
+            else
+                diag_error(L->diags, call->loc,
+                           "transpose(x) swaps the two axes of a matrix, but %s has rank %d; give a permutation: "
+                           "transpose(x, [...])", lower_type_str(t, tn, sizeof tn), t->rank);
             return POISON;
         }
         bool seen[IR_MAX_RANK] = {0};
         for (int i = 0; i < n; i++) {
             if (perm[i] < 0 || perm[i] >= n || seen[perm[i]]) {
-                diag_error(L->diags, call->loc, "transpose(): not a permutation of 0..%d", n - 1);
+                diag_error(L->diags, a.pos[1]->loc, "transpose(): not a permutation of 0..%d", n - 1);
                 return POISON;
             }
             seen[perm[i]] = true;
@@ -847,7 +898,7 @@ static Val fill_call(Lower *L, const AstNode *call, int which) {
     }
     char ta[64], tb[64];
     if (v.value->type->kind != TY_TILE || v.value->type->rank != 0 || !elem_eq(v.value->type->elem, t->elem)) {
-        diag_error(L->diags, call->args->items[0]->loc, "full<%s>: the value must be a %s scalar, found %s",
+        diag_error(L->diags, call->args->items[0]->loc, "full<%s>: the value must be a scalar of type %s, found %s",
                    elem_name(t->elem, tb), tb, lower_type_str(v.value->type, ta, sizeof ta));
         return POISON;
     }
@@ -924,8 +975,9 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
             diag_error(L->diags, base->loc, "unknown name '%s'", base->name);
             return false;
         }
-        Val v = base->kind == AST_NAME ? POISON : lower_expr(L, base);
-        if (base->kind != AST_NAME && v.kind == VAL_POISON) return false;
+        /* a name poisoned by an earlier error is silent */
+        Val v = base->kind == AST_NAME ? lower_value_of(L, bnd, base->loc) : lower_expr(L, base);
+        if (v.kind == VAL_POISON) return false;
         diag_error(L->diags, base->loc, "only tensor parameters can be indexed; tiles are not addressable");
         return false;
     }
@@ -968,8 +1020,14 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
             L->b.loc = it->loc;
             if (start.kind == VAL_CONST) {
                 int64_t s;
-                if (start.c.is_float || start.is_bool || start.c.i < INT32_MIN || start.c.i + size > INT32_MAX) {
-                    diag_error(L->diags, it->lhs ? it->lhs->loc : it->loc, "slice start must be an i32 integer");
+                if (start.c.is_float || start.is_bool) {
+                    diag_error(L->diags, it->lhs->loc, "slice start must be an integer, found %s constant",
+                               start.is_bool ? "a bool" : "a float");
+                    return false;
+                }
+                if (start.c.i < INT32_MIN || start.c.i + size > INT32_MAX) {
+                    diag_error(L->diags, it->lhs->loc, "the slice %lld :+ %lld is outside the range of i32",
+                               (long long)start.c.i, (long long)size);
                     return false;
                 }
                 s = start.c.i;
@@ -1211,12 +1269,14 @@ static Val lower_unary(Lower *L, const AstNode *e) {
             if (x.is_bool || x.c.is_float) break;
             return val_int(~x.c.i);
         }
-        diag_error(L->diags, e->loc, "operator does not apply to this constant");
+        diag_error(L->diags, e->loc, "operator '%s' does not apply to %s constant", op_text(e->op),
+                   x.is_bool ? "a bool" : x.c.is_float ? "a float" : "an integer");
         return POISON;
     }
     IrValue *v = x.value;
     if (v->type->kind != TY_TILE) {
-        diag_error(L->diags, e->loc, "operators need values, not tensors");
+        diag_error(L->diags, e->loc, "operator '%s' needs a value, not a tensor; index the tensor to load from it",
+                   op_text(e->op));
         return POISON;
     }
     ElemType el = v->type->elem;
@@ -1236,14 +1296,18 @@ static Val lower_unary(Lower *L, const AstNode *e) {
         if (!elem_is_integer(el)) break;
         return val_of(ir_unary(&L->b, OP_NOT, v));
     }
-    diag_error(L->diags, e->loc, "operator does not apply to %s", lower_type_str(v->type, tn, sizeof tn));
+    diag_error(L->diags, e->loc, "operator '%s' does not apply to %s", op_text(e->op), lower_type_str(v->type, tn, sizeof tn));
     return POISON;
 }
 
 Val lower_expr(Lower *L, const AstNode *e) {
-    if (++L->depth > 200) {
-        L->depth--;
-        diag_error(L->diags, e->loc, "expression nested too deeply");
+    if (L->too_deep || ++L->depth > MAX_LOWER_DEPTH) {
+        if (!L->too_deep) {
+            L->depth--;
+            diag_error(L->diags, e->loc, "expression nested too deeply (more than %d levels, device-function calls included)",
+                       MAX_LOWER_DEPTH);
+        }
+        L->too_deep = true;
         return POISON;
     }
     Val r = POISON;

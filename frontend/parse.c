@@ -130,6 +130,8 @@ void parse_syntax_error(ParseState *ps, Token tok, const bool *expected_in, int 
     if (operator) {
         words[nwords++] = "an operator";
         clear_expected(expected, ntokens, binary_operators, COUNT(binary_operators));
+        /* after a name, '(' (a call) is one more postfix operator, like '[' */
+        if (TK_LPAREN < ntokens) expected[TK_LPAREN] = false;
     }
     if (assignment) {
         /* '=' stays listed on its own: it is the one people forget */
@@ -174,16 +176,20 @@ AstFile *parse_source(const char *name, const char *text, size_t len, DiagList *
 
     Lexer lx;
     lexer_init(&lx, &f->source, d);
-    ParseState ps = {.file = f, .diags = d};
+    ParseState *psp = xcalloc(1, sizeof *psp); /* large: keep it off the C stack */
+    ParseState ps_init = {.file = f, .diags = d, .saved_depth = -1};
+    *psp = ps_init;
     void *parser = tile_parseAlloc(xmalloc);
     for (;;) {
         int errors_before = d->errors;
         Token tok = lexer_next(&lx);
         if (d->errors != errors_before) break;
-        ps.current = tok;
-        tile_parse(parser, tok.code, tok, &ps);
-        if (ps.failed || tok.code == 0) break;
+        psp->current = tok;
+        tile_parse_save(parser, psp);
+        tile_parse(parser, tok.code, tok, psp);
+        if (psp->failed || tok.code == 0) break;
     }
     tile_parseFree(parser, free);
+    free(psp);
     return f;
 }

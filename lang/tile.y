@@ -88,18 +88,22 @@ static AstNode *binding(ParseState *s, AstKind kind, Token name, AstNode *type, 
 }
 }
 
-/* The expected tokens: those the parser, in its current configuration, would shift after
- * whatever reductions they call for, simulated on a copy of the state stack. (The tables
- * hold default reductions, so a plain lookup in the top state would also list tokens that
- * fail a few reductions later.) This reads lempar.c's tables, which is why it lives here. */
+/* The expected tokens: those the parser would shift after whatever reductions they call for,
+ * simulated on a copy of the state stack. (The tables hold default reductions, so a plain
+ * lookup in the top state would also list tokens that fail a few reductions later.) The copy
+ * is the stack saved before the bad token was fed (tile_parse_save): the bad token itself may
+ * have triggered default reductions (`call_args ::= .` on `f(let`), after which only ')'
+ * would look acceptable. This reads lempar.c's tables, which is why it lives here. */
 %syntax_error {
     bool expected[YYNTOKEN];
     YYACTIONTYPE states[YYSTACKDEPTH + 1];
-    int depth = (int)(yypParser->yytos - yypParser->yystack);
+    bool saved = S->saved_depth >= 0;
+    int depth = saved ? S->saved_depth : (int)(yypParser->yytos - yypParser->yystack);
     expected[0] = false;
     for (int t = 1; t < YYNTOKEN; t++) {
         int top = depth;
-        for (int i = 0; i <= top; i++) states[i] = yypParser->yystack[i].stateno;
+        for (int i = 0; i <= top; i++)
+            states[i] = saved ? (YYACTIONTYPE)S->saved_states[i] : yypParser->yystack[i].stateno;
         YYACTIONTYPE action = states[top];
         for (;;) {
             action = yy_find_shift_action((YYCODETYPE)t, action);
@@ -120,6 +124,16 @@ static AstNode *binding(ParseState *s, AstKind kind, Token name, AstNode *type, 
     parse_syntax_error(S, TOKEN, expected, YYNTOKEN);
 }
 %stack_overflow { parse_nesting_error(S); }
+%code {
+_Static_assert(YYSTACKDEPTH <= PARSE_STACK_DEPTH, "ParseState.saved_states is too small");
+
+void tile_parse_save(void *parser, ParseState *ps) {
+    yyParser *p = parser;
+    int depth = (int)(p->yytos - p->yystack);
+    for (int i = 0; i <= depth; i++) ps->saved_states[i] = p->yystack[i].stateno;
+    ps->saved_depth = depth;
+}
+}
 %parse_failure { S->failed = true; }
 
 /* Tokens the lexer produces that no rule accepts: a lexical error (already reported). */

@@ -359,8 +359,8 @@ Test(parser, comparison_in_const_default_needs_parentheses) {
 }
 
 Test(parser, truncated_input) {
-    /* the empty parameter list is reduced before the error shows, so only ')' is offered */
-    expect_error("kernel k(", "t.tile:1:10: error: unexpected end of file, expected ')'");
+    /* the tokens offered are those of the state before the bad token's default reductions */
+    expect_error("kernel k(", "t.tile:1:10: error: unexpected end of file, expected identifier or ')'");
     expect_error("kernel k() grid(1) {\n  let x = 1;\n", "t.tile:3:1: error: unexpected end of file, expected a statement or '}'");
     expect_error("fn", "t.tile:1:3: error: unexpected end of file, expected identifier");
     expect_error("fn f() { x = (1 + ", "t.tile:1:19: error: unexpected end of file, expected an expression");

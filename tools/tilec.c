@@ -141,9 +141,16 @@ static int cmd_check(int argc, char **argv) {
             continue;
         }
         for (int k = 0; k < tile_program_num_kernels(prog); k++) {
+            bool again = false; /* a name defined twice is checked (and reported) once */
+            for (int j = 0; j < k; j++)
+                again = again || strcmp(tile_program_kernel_name(prog, j), tile_program_kernel_name(prog, k)) == 0;
+            if (again) continue;
             tile_kernel *kernel;
             tile_status st = tile_program_get_kernel(prog, tile_program_kernel_name(prog, k), defs, (size_t)ndefs, &kernel);
-            if (st != TILE_OK) rc = rc ? rc : report(ctx, st);
+            if (st != TILE_OK) {
+                int r = report(ctx, st); /* every failing kernel's diagnostics, not only the first's */
+                rc = rc ? rc : r;
+            }
         }
         tile_program_destroy(prog);
     }
