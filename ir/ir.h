@@ -268,4 +268,20 @@ double elem_round_float(ElemType e, double v);
  * zero and saturates; NaN -> 0; int->float rounds to nearest even). */
 IrConst elem_convert(ElemType from, IrConst v, ElemType to);
 
+/* The arithmetic of the elementwise ops (the VM's reference semantics; folding uses the same).
+ * Floats: values are exact in e; formats a C float holds compute in float, others in double,
+ * and the result is rounded to e. MIN/MAX propagate NaN and order -0 below +0. Integers are
+ * wrapped to e; x/0 = x%0 = 0; shifts outside [0, bits) give 0 (or the sign for SHR). */
+bool elem_float_in_f32(ElemType e);
+double elem_nan_min(double a, double b);
+double elem_nan_max(double a, double b);
+double elem_float_binary(OpCode code, ElemType e, double a, double b); /* ADD SUB MUL DIV REM MIN MAX */
+double elem_float_unary(OpCode code, ElemType e, double a);            /* NEG ABS and the math ops */
+bool elem_int_less(ElemType e, int64_t a, int64_t b);
+int64_t elem_int_binary(OpCode code, ElemType e, int64_t a, int64_t b); /* arithmetic, bitwise, shifts */
+int64_t elem_int_unary(OpCode code, ElemType e, int64_t a);            /* NEG NOT ABS */
+bool elem_compare(IrCmp pred, ElemType e, IrConst a, IrConst b);
+/* Any elementwise op but SELECT and CAST on constants (y for binary ops); false if it does not apply. */
+bool elem_eval(OpCode code, int64_t pred, ElemType e, const IrConst *x, const IrConst *y, IrConst *out);
+
 #endif

@@ -43,102 +43,16 @@ static bool is_float_const(const IrValue *v, double x) {
 static int64_t all_ones(ElemType e) { return elem_is_bool(e) ? 1 : elem_wrap_int(e, -1); }
 
 /* ---- folding ------------------------------------------------------------------------------------ */
-static bool compare(IrCmp pred, int order, bool unordered) {
-    if (unordered) return pred == CMP_NE;
-    switch (pred) {
-    case CMP_EQ: return order == 0;
-    case CMP_NE: return order != 0;
-    case CMP_LT: return order < 0;
-    case CMP_LE: return order <= 0;
-    case CMP_GT: return order > 0;
-    case CMP_GE: return order >= 0;
-    }
-    return false;
-}
-
-/* Integers and bools (values as normalized by elem_wrap_int; bool 0/1). */
-static bool fold_int(OpCode code, int64_t pred, ElemType e, const IrConst *x, const IrConst *y, IrConst *out) {
-    bool is_unsigned = e.kind != EK_INT; /* uint, and bool as 0/1 */
-    int64_t a = x->i, b = y ? y->i : 0;
-    uint64_t ua = (uint64_t)a, ub = (uint64_t)b;
-    int64_t r;
+/* Transcendental functions are left to run time: their last bit depends on the math library,
+ * and the GPU uses its own approximations. Everything else folds exactly as the VM computes. */
+static bool is_transcendental(OpCode code) {
     switch (code) {
-    case OP_ADD: r = (int64_t)(ua + ub); break;
-    case OP_SUB: r = (int64_t)(ua - ub); break;
-    case OP_MUL: r = (int64_t)(ua * ub); break;
-    case OP_DIV:
-        if (b == 0) r = 0;
-        else if (is_unsigned) r = (int64_t)(ua / ub);
-        else if (b == -1) r = (int64_t)(0 - ua);
-        else r = a / b;
-        break;
-    case OP_REM:
-        if (b == 0) r = 0;
-        else if (is_unsigned) r = (int64_t)(ua % ub);
-        else if (b == -1) r = 0;
-        else r = a % b;
-        break;
-    case OP_MIN: r = (is_unsigned ? ua < ub : a < b) ? a : b; break;
-    case OP_MAX: r = (is_unsigned ? ua > ub : a > b) ? a : b; break;
-    case OP_AND: r = a & b; break;
-    case OP_OR: r = a | b; break;
-    case OP_XOR: r = a ^ b; break;
-    case OP_SHL:
-        if (b < 0 || b >= e.bits) return false;
-        r = (int64_t)(ua << b);
-        break;
-    case OP_SHR:
-        if (b < 0 || b >= e.bits) return false;
-        if (is_unsigned) r = (int64_t)(ua >> b);
-        else r = a < 0 ? ~(~a >> b) : a >> b; /* arithmetic, without relying on >> of negatives */
-        break;
-    case OP_CMP: {
-        int order = is_unsigned ? (ua < ub ? -1 : ua > ub) : (a < b ? -1 : a > b);
-        *out = (IrConst){.i = compare((IrCmp)pred, order, false)};
+    case OP_EXP: case OP_EXP2: case OP_LOG: case OP_LOG2: case OP_RSQRT: case OP_TANH:
+    case OP_SIN: case OP_COS: case OP_ERF:
         return true;
+    default:
+        return false;
     }
-    case OP_NEG: r = (int64_t)(0 - ua); break;
-    case OP_NOT: r = elem_is_bool(e) ? !a : ~a; break;
-    case OP_ABS: r = (!is_unsigned && a < 0) ? (int64_t)(0 - ua) : a; break;
-    default: return false;
-    }
-    *out = (IrConst){.i = elem_wrap_int(e, r)};
-    return true;
-}
-
-static bool fold_float(OpCode code, int64_t pred, ElemType e, const IrConst *x, const IrConst *y, IrConst *out) {
-    double a = x->f, b = y ? y->f : 0, r;
-    switch (code) {
-    case OP_ADD: r = a + b; break;
-    case OP_SUB: r = a - b; break;
-    case OP_MUL: r = a * b; break;
-    case OP_DIV: r = a / b; break;
-    case OP_REM: r = fmod(a, b); break;
-    case OP_MIN:
-    case OP_MAX:
-        if (isnan(a) || isnan(b)) {
-            r = isnan(a) ? a : b;
-        } else if (a == b && signbit(a) != signbit(b)) {
-            return false; /* min(-0, +0): not pinned down */
-        } else {
-            r = (code == OP_MIN) == (a < b) ? a : b;
-        }
-        break;
-    case OP_CMP: {
-        bool unordered = isnan(a) || isnan(b);
-        int order = a < b ? -1 : a > b;
-        *out = (IrConst){.i = compare((IrCmp)pred, order, unordered)};
-        return true;
-    }
-    case OP_NEG: r = -a; break;
-    case OP_ABS: r = fabs(a); break;
-    case OP_SQRT: r = sqrt(a); break;
-    case OP_FLOOR: r = floor(a); break;
-    case OP_CEIL: r = ceil(a); break;
-    default: return false;
-    }
-    *out = (IrConst){.is_float = true, .f = elem_round_float(e, r)};
-    return true;
 }
 
 /* Folds an elementwise op whose operands are constants into *out (in the result's type). */
@@ -157,8 +71,8 @@ static bool fold_elementwise(const IrOp *op, IrConst *out) {
     if (op->code == OP_SELECT) return false; /* handled as an identity */
     const IrConst *y = op->noperands > 1 ? v[1] : NULL;
     int64_t pred = op->nints ? op->ints[0] : 0;
-    if (elem_is_float(e)) return fold_float(op->code, pred, e, v[0], y, out);
-    return fold_int(op->code, pred, e, v[0], y, out);
+    if (is_transcendental(op->code)) return false;
+    return elem_eval(op->code, pred, e, v[0], y, out);
 }
 
 /* ---- rewriting ---------------------------------------------------------------------------------- */

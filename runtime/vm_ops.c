@@ -151,159 +151,12 @@ static bool check_numel(VmThread *th, const IrOp *op, const VmTile *t, int64_t n
     return true;
 }
 
-/* ---- element arithmetic -------------------------------------------------------------------- */
-/* Formats that C float holds exactly compute in float; the rest in double. */
-static bool float_narrow(ElemType e) { return e.exp <= 8 && e.man <= 23; }
-
-static double nan_min(double a, double b) {
-    if (isnan(a)) return a;
-    if (isnan(b)) return b;
-    if (a == b) return signbit(a) ? a : b; /* -0 < +0 */
-    return a < b ? a : b;
-}
-
-static double nan_max(double a, double b) {
-    if (isnan(a)) return a;
-    if (isnan(b)) return b;
-    if (a == b) return signbit(a) ? b : a;
-    return a > b ? a : b;
-}
-
-static double float_binary(OpCode code, ElemType e, double a, double b) {
-    if (code == OP_MIN) return nan_min(a, b);
-    if (code == OP_MAX) return nan_max(a, b);
-    if (float_narrow(e)) {
-        float x = (float)a, y = (float)b, r = 0;
-        switch (code) {
-        case OP_ADD: r = x + y; break;
-        case OP_SUB: r = x - y; break;
-        case OP_MUL: r = x * y; break;
-        case OP_DIV: r = x / y; break;
-        case OP_REM: r = fmodf(x, y); break;
-        default: tile_unreachable();
-        }
-        return elem_round_float(e, r);
-    }
-    double r = 0;
-    switch (code) {
-    case OP_ADD: r = a + b; break;
-    case OP_SUB: r = a - b; break;
-    case OP_MUL: r = a * b; break;
-    case OP_DIV: r = a / b; break;
-    case OP_REM: r = fmod(a, b); break;
-    default: tile_unreachable();
-    }
-    return elem_round_float(e, r);
-}
-
-static bool int_less(ElemType e, int64_t a, int64_t b) {
-    return e.kind == EK_UINT ? (uint64_t)a < (uint64_t)b : a < b;
-}
-
-static int64_t int_binary(OpCode code, ElemType e, int64_t a, int64_t b) {
-    bool is_unsigned = e.kind == EK_UINT;
-    uint64_t ua = (uint64_t)a, ub = (uint64_t)b, r = 0;
-    switch (code) {
-    case OP_ADD: r = ua + ub; break;
-    case OP_SUB: r = ua - ub; break;
-    case OP_MUL: r = ua * ub; break;
-    case OP_DIV:
-        if (b == 0) r = 0;
-        else if (is_unsigned) r = ua / ub;
-        else if (b == -1) r = 0 - ua; /* INT_MIN / -1 wraps */
-        else r = (uint64_t)(a / b);
-        break;
-    case OP_REM:
-        if (b == 0) r = 0;
-        else if (is_unsigned) r = ua % ub;
-        else if (b == -1) r = 0;
-        else r = (uint64_t)(a % b);
-        break;
-    case OP_MIN: r = int_less(e, a, b) ? ua : ub; break;
-    case OP_MAX: r = int_less(e, a, b) ? ub : ua; break;
-    case OP_AND: r = ua & ub; break;
-    case OP_OR: r = ua | ub; break;
-    case OP_XOR: r = ua ^ ub; break;
-    case OP_SHL: {
-        bool out = is_unsigned ? ub >= e.bits : (b < 0 || b >= e.bits);
-        r = out ? 0 : ua << b;
-        break;
-    }
-    case OP_SHR: {
-        bool out = is_unsigned ? ub >= e.bits : (b < 0 || b >= e.bits);
-        bool negative = !is_unsigned && a < 0;
-        if (out) r = negative ? UINT64_MAX : 0;
-        else r = negative ? ~(~ua >> b) : ua >> b;
-        break;
-    }
-    default: tile_unreachable();
-    }
-    return elem_wrap_int(e, (int64_t)r);
-}
-
+/* ---- element arithmetic: ir/eval.c (shared with constant folding) ---------------------------- */
 static bool compare(IrCmp pred, ElemType e, VmElem a, VmElem b) {
-    if (elem_is_float(e)) {
-        double x = a.f, y = b.f;
-        switch (pred) {
-        case CMP_EQ: return x == y;
-        case CMP_NE: return x != y;
-        case CMP_LT: return x < y;
-        case CMP_LE: return x <= y;
-        case CMP_GT: return x > y;
-        case CMP_GE: return x >= y;
-        }
-        return false;
-    }
-    switch (pred) {
-    case CMP_EQ: return a.i == b.i;
-    case CMP_NE: return a.i != b.i;
-    case CMP_LT: return int_less(e, a.i, b.i);
-    case CMP_LE: return !int_less(e, b.i, a.i);
-    case CMP_GT: return int_less(e, b.i, a.i);
-    case CMP_GE: return !int_less(e, a.i, b.i);
-    }
-    return false;
-}
-
-static double float_unary(OpCode code, ElemType e, double a) {
-    if (code == OP_NEG) return -a;
-    if (code == OP_ABS) return fabs(a);
-    if (float_narrow(e)) {
-        float x = (float)a, r = 0;
-        switch (code) {
-        case OP_EXP: r = expf(x); break;
-        case OP_EXP2: r = exp2f(x); break;
-        case OP_LOG: r = logf(x); break;
-        case OP_LOG2: r = log2f(x); break;
-        case OP_SQRT: r = sqrtf(x); break;
-        case OP_RSQRT: r = 1.0f / sqrtf(x); break;
-        case OP_TANH: r = tanhf(x); break;
-        case OP_SIN: r = sinf(x); break;
-        case OP_COS: r = cosf(x); break;
-        case OP_ERF: r = erff(x); break;
-        case OP_FLOOR: r = floorf(x); break;
-        case OP_CEIL: r = ceilf(x); break;
-        default: tile_unreachable();
-        }
-        return elem_round_float(e, r);
-    }
-    double r = 0;
-    switch (code) {
-    case OP_EXP: r = exp(a); break;
-    case OP_EXP2: r = exp2(a); break;
-    case OP_LOG: r = log(a); break;
-    case OP_LOG2: r = log2(a); break;
-    case OP_SQRT: r = sqrt(a); break;
-    case OP_RSQRT: r = 1.0 / sqrt(a); break;
-    case OP_TANH: r = tanh(a); break;
-    case OP_SIN: r = sin(a); break;
-    case OP_COS: r = cos(a); break;
-    case OP_ERF: r = erf(a); break;
-    case OP_FLOOR: r = floor(a); break;
-    case OP_CEIL: r = ceil(a); break;
-    default: tile_unreachable();
-    }
-    return elem_round_float(e, r);
+    IrConst x = {.is_float = elem_is_float(e)}, y = x;
+    if (x.is_float) x.f = a.f, y.f = b.f;
+    else x.i = a.i, y.i = b.i;
+    return elem_compare(pred, e, x, y);
 }
 
 static VmElem convert(ElemType from, VmElem v, ElemType to) {
@@ -340,9 +193,9 @@ static bool exec_binary(VmThread *th, VmFrame *fr, const IrOp *op) {
         return true;
     }
     if (is_float) {
-        for (int64_t i = 0; i < n; i++) r->data[i].f = float_binary(op->code, e, a->data[i].f, b->data[i].f);
+        for (int64_t i = 0; i < n; i++) r->data[i].f = elem_float_binary(op->code, e, a->data[i].f, b->data[i].f);
     } else {
-        for (int64_t i = 0; i < n; i++) r->data[i].i = int_binary(op->code, e, a->data[i].i, b->data[i].i);
+        for (int64_t i = 0; i < n; i++) r->data[i].i = elem_int_binary(op->code, e, a->data[i].i, b->data[i].i);
     }
     return true;
 }
@@ -360,17 +213,10 @@ static bool exec_unary(VmThread *th, VmFrame *fr, const IrOp *op) {
     for (int64_t i = 0; i < a->numel; i++) {
         VmElem x = a->data[i];
         if (is_float) {
-            r->data[i].f = float_unary(op->code, e, x.f);
+            r->data[i].f = elem_float_unary(op->code, e, x.f);
             continue;
         }
-        uint64_t u = (uint64_t)x.i;
-        int64_t v;
-        switch (op->code) {
-        case OP_NEG: v = (int64_t)(0 - u); break;
-        case OP_NOT: v = e.kind == EK_BOOL ? !x.i : (int64_t)~u; break;
-        default: v = e.kind == EK_INT && x.i < 0 ? (int64_t)(0 - u) : x.i; break; /* ABS */
-        }
-        r->data[i].i = elem_wrap_int(e, v);
+        r->data[i].i = elem_int_unary(op->code, e, x.i);
     }
     return true;
 }
@@ -585,15 +431,15 @@ static VmElem acc_combine(const Accumulator *a, VmElem acc, VmElem x) {
     if (a->is_float) {
         switch (a->kind) {
         case RED_SUM: r.f = a->narrow ? (double)((float)acc.f + (float)x.f) : acc.f + x.f; break;
-        case RED_MAX: r.f = nan_max(acc.f, x.f); break;
-        default: r.f = nan_min(acc.f, x.f); break;
+        case RED_MAX: r.f = elem_nan_max(acc.f, x.f); break;
+        default: r.f = elem_nan_min(acc.f, x.f); break;
         }
         return r;
     }
     switch (a->kind) {
     case RED_SUM: r.i = elem_wrap_int(a->elem, (int64_t)((uint64_t)acc.i + (uint64_t)x.i)); break;
-    case RED_MAX: r.i = int_less(a->elem, acc.i, x.i) ? x.i : acc.i; break;
-    default: r.i = int_less(a->elem, x.i, acc.i) ? x.i : acc.i; break;
+    case RED_MAX: r.i = elem_int_less(a->elem, acc.i, x.i) ? x.i : acc.i; break;
+    default: r.i = elem_int_less(a->elem, x.i, acc.i) ? x.i : acc.i; break;
     }
     return r;
 }
@@ -629,7 +475,7 @@ static bool exec_reduce_scan(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t outer = 1, inner = 1, n = in->shape[axis];
     for (int d = 0; d < axis; d++) outer *= in->shape[d];
     for (int d = (int)axis + 1; d < in->rank; d++) inner *= in->shape[d];
-    Accumulator acc = {(IrReduce)kind, in->elem, elem_is_float(in->elem), float_narrow(in->elem)};
+    Accumulator acc = {(IrReduce)kind, in->elem, elem_is_float(in->elem), elem_float_in_f32(in->elem)};
     VmTile *r = vm_result_tile(th, fr, op, 0);
     bool scan = op->code == OP_SCAN;
     if (!r || !check_numel(th, op, r, scan ? a->numel : outer * inner)) return false;
@@ -673,7 +519,7 @@ static bool exec_dot(VmThread *th, VmFrame *fr, const IrOp *op) {
     if (!r) return false;
     ElemType ea = ta->elem, eb = tb->elem, ec = tc->elem;
     if (elem_is_float(ea) || elem_is_float(eb)) {
-        bool narrow = !elem_is_float(ec) || float_narrow(ec);
+        bool narrow = !elem_is_float(ec) || elem_float_in_f32(ec);
         double *da = dot_operand_doubles(a, ea), *db = dot_operand_doubles(b, eb);
         if (!da || !db) {
             free(da);
@@ -704,7 +550,7 @@ static bool exec_dot(VmThread *th, VmFrame *fr, const IrOp *op) {
                 s += (uint64_t)a->data[m * K + k].i * (uint64_t)b->data[k * N + n].i;
             if (elem_is_float(ec)) {
                 VmElem sum = convert(elem_int(64), (VmElem){.i = (int64_t)s}, ec);
-                r->data[m * N + n].f = float_binary(OP_ADD, ec, c->data[m * N + n].f, sum.f);
+                r->data[m * N + n].f = elem_float_binary(OP_ADD, ec, c->data[m * N + n].f, sum.f);
             } else {
                 r->data[m * N + n].i = elem_wrap_int(ec, (int64_t)(s + (uint64_t)c->data[m * N + n].i));
             }
@@ -789,9 +635,9 @@ static bool broadcast_shape(const IrType *const *types, int n, int *rank, int64_
 static VmElem atomic_combine(IrAtomic kind, ElemType e, VmElem old, VmElem v) {
     VmElem r;
     if (elem_is_float(e)) {
-        r.f = kind == ATOMIC_ADD ? float_binary(OP_ADD, e, old.f, v.f) : nan_max(old.f, v.f);
+        r.f = kind == ATOMIC_ADD ? elem_float_binary(OP_ADD, e, old.f, v.f) : elem_nan_max(old.f, v.f);
     } else {
-        r.i = int_binary(kind == ATOMIC_ADD ? OP_ADD : OP_MAX, e, old.i, v.i);
+        r.i = elem_int_binary(kind == ATOMIC_ADD ? OP_ADD : OP_MAX, e, old.i, v.i);
     }
     return r;
 }
