@@ -13,7 +13,7 @@ string(TIMESTAMP started "%s")
 foreach(f ${files})
   get_filename_component(name ${f} NAME)
   execute_process(COMMAND ${TILEC} check ${f} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err
-                  TIMEOUT 5)
+                  TIMEOUT 30)
   string(SUBSTRING "${err}" 0 2000 shown)
   if(NOT rc STREQUAL "1")
     message(SEND_ERROR "${name}: exit code '${rc}', expected 1\n${out}${shown}")
