@@ -198,7 +198,11 @@ static int build_c_header(tile_context *ctx, tile_program *prog, const char *out
     char *header = NULL, *source = NULL, *notes = NULL;
     tile_status st = tile_program_emit_c(prog, defs, (size_t)ndefs, &opt, &header, &source, &notes);
     if (st != TILE_OK) return report(ctx, st);
-    if (*notes) fprintf(stderr, "tilec: warning: %s", notes);
+    for (const char *line = notes; *line;) { /* one note per line */
+        size_t len = strcspn(line, "\n");
+        fprintf(stderr, "tilec: warning: %.*s\n", (int)len, line);
+        line += len + (line[len] == '\n');
+    }
     char *c_path = malloc(n + 1);
     memcpy(c_path, out, n + 1);
     c_path[n - 1] = 'c';
