@@ -93,9 +93,20 @@ tile_status tile_context_create(tile_device_kind device, int ordinal, tile_conte
     return TILE_OK;
 }
 
+typedef struct RtAotProgram {
+    const char *source;          /* the generated code's array: the key */
+    tile_program *program;
+    struct RtAotProgram *next;
+} RtAotProgram;
+
 void tile_context_destroy(tile_context *ctx) {
     if (!ctx) return;
     clear_message(ctx);
+    for (RtAotProgram *a = ctx->aot_programs, *next; a; a = next) {
+        next = a->next;
+        tile_program_destroy(a->program);
+        free(a);
+    }
     rt_cuda_close(ctx);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
@@ -181,6 +192,8 @@ tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_pro
 }
 
 static void kernel_free(tile_kernel *k) {
+    rt_kernel_free_variants(k);
+    pthread_mutex_destroy(&k->variants_lock);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
     free(k->consts);
     free(k->name);
@@ -268,6 +281,42 @@ static bool same_consts(const tile_kernel *k, const ConstBinding *c, size_t n) {
 
 tile_status tile_program_get_kernel(tile_program *p, const char *kernel, const tile_constant *constants,
                                     size_t nconstants, tile_kernel **out) {
+    return rt_get_kernel(p, kernel, constants, nconstants, NULL, 0, out);
+}
+
+tile_status tile_program_get_kernel_with_images(tile_program *p, const char *kernel, const tile_constant *constants,
+                                                size_t nconstants, const tile_image *images, size_t nimages,
+                                                tile_kernel **out) {
+    if (nimages && !images) return TILE_ERROR_INVALID_ARGUMENT;
+    return rt_get_kernel(p, kernel, constants, nconstants, images, nimages, out);
+}
+
+tile_status tile_context_aot_kernel(tile_context *ctx, const tile_aot_kernel *desc, tile_kernel **out) {
+    if (!ctx || !desc || !out || !desc->kernel || (!desc->source && desc->source_len)) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    pthread_mutex_lock(&ctx->lock);
+    RtAotProgram *a = ctx->aot_programs;
+    while (a && a->source != desc->source) a = a->next;
+    if (!a) {
+        tile_program *p;
+        tile_status st = tile_program_from_string(ctx, desc->source_name, desc->source, desc->source_len, &p);
+        if (st != TILE_OK) {
+            pthread_mutex_unlock(&ctx->lock);
+            return st;
+        }
+        a = xcalloc(1, sizeof *a);
+        a->source = desc->source;
+        a->program = p;
+        a->next = ctx->aot_programs;
+        ctx->aot_programs = a;
+    }
+    tile_program *p = a->program;
+    pthread_mutex_unlock(&ctx->lock);
+    return rt_get_kernel(p, desc->kernel, desc->constants, desc->nconstants, desc->images, desc->nimages, out);
+}
+
+tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_constant *constants, size_t nconstants,
+                          const tile_image *images, size_t nimages, tile_kernel **out) {
     if (!p || !kernel || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     ConstBinding *consts;
@@ -308,7 +357,9 @@ tile_status tile_program_get_kernel(tile_program *p, const char *kernel, const t
     k->nconsts = nconstants;
     k->module = m;
     k->function = f;
-    if (p->ctx->cuda && (st = rt_cuda_prepare(p->ctx, k)) != TILE_OK) {
+    pthread_mutex_init(&k->variants_lock, NULL);
+    if (p->ctx->cuda && (st = nimages ? rt_cuda_prepare_images(p->ctx, k, images, nimages)
+                                      : rt_cuda_prepare(p->ctx, k)) != TILE_OK) {
         pthread_mutex_unlock(&p->lock);
         kernel_free(k);
         return st;

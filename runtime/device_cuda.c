@@ -14,6 +14,17 @@
  * that the driver refuses is rebuilt once without the cache. Dynamic shared memory above 48 KB
  * is opted into per function.
  *
+ * Specialization (Triton-style): at launch, rt_cuda_select computes facts about the tensor
+ * arguments (16-byte aligned data, unit strides, sizes that are multiples of 16; RtSpecFacts)
+ * and uses the kernel's variant compiled for exactly those facts, compiling it on first use
+ * (CodegenOptions.spec) under a cache key that adds the facts to the generic kernel's. Variants
+ * live in a list per tile_kernel under its lock. Arguments with no fact, TILE_SPECIALIZE=0, a
+ * kernel loaded from an ahead-of-time image, or a variant whose compile failed use the generic
+ * kernel, which tile_program_get_kernel compiled (so compile errors still surface there).
+ *
+ * Ahead-of-time images (rt_cuda_prepare_images): the first cubin the device can run is loaded
+ * as is, then PTX; when none fits the kernel is compiled as above.
+ *
  * Launching packs the parameters per the kernel ABI of backend/backend.h (a tensor: its data
  * pointer, i32 sizes, i64 strides; a scalar: i32 / i64 / f32 / f64 by type) into 8-byte slots
  * and calls cuda_launch with the grid that the kernel's grid region computes on the host
@@ -22,6 +33,7 @@
 #include "runtime.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend.h"
@@ -44,6 +56,7 @@ typedef struct RtCuda {
     BackendArch arch;
     CacheConfig cache;
     CacheMemory loaded;          /* key -> RtCudaFunction (when the cache is on) */
+    bool specialize;             /* TILE_SPECIALIZE (on unless "0") */
     pthread_mutex_t owned_lock;
     RtCudaFunction *owned;
 } RtCuda;
@@ -78,6 +91,7 @@ tile_status rt_cuda_open(tile_context *ctx, int ordinal) {
     c->arch_ok = backend_arch_for_capability(c->major, c->minor, &c->arch);
 #endif
     cache_config_from_env(&c->cache);
+    c->specialize = rt_specialize_from_env();
     cache_memory_init(&c->loaded);
     pthread_mutex_init(&c->owned_lock, NULL);
     snprintf(ctx->name, sizeof ctx->name, "cuda:%d (%s, sm_%d%d)", ordinal, cuda_device_name(c->device), c->major,
@@ -201,18 +215,48 @@ tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_
 #endif
 }
 
+tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num_warps, Strbuf *image,
+                             unsigned *threads, unsigned *shared_bytes, Strbuf *err) {
+#ifdef TILE_HAVE_LLVM
+    BackendArch arch;
+    if (!backend_arch_parse(arch_name, &arch)) {
+        sb_printf(err, "unknown architecture '%s' (sm_80 or sm_90a)", arch_name);
+        return TILE_ERROR_INVALID_ARGUMENT;
+    }
+    CodegenOptions opt = {.arch = arch, .num_warps = num_warps};
+    CodegenInfo info = {0};
+    Strbuf ptx = {0};
+    if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
+        sb_free(&ptx);
+        return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+    }
+    *threads = info.threads;
+    *shared_bytes = info.shared_bytes;
+    tile_status st = TILE_OK;
+    if (!have_cubin_tool()) sb_putn(image, ptx.data, ptx.len); /* the driver compiles PTX at load */
+    else if (!backend_ptx_to_cubin(ptx.data, ptx.len, arch, CUBIN_TOOL_AUTO, image, err)) st = TILE_ERROR_COMPILE;
+    sb_free(&ptx);
+    return st;
+#else
+    (void)f, (void)arch_name, (void)num_warps, (void)image, (void)threads, (void)shared_bytes;
+    sb_puts(err, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
+    return TILE_ERROR_UNSUPPORTED;
+#endif
+}
+
 /* ---- compiling and loading --------------------------------------------------------------------- */
 #ifdef TILE_HAVE_LLVM
 typedef struct Build {
     const IrFunction *function;
     BackendArch arch;
+    const CodegenParamSpec *spec; /* NULL: the generic kernel */
     tile_status status;          /* why build failed */
 } Build;
 
 /* cache_fetch's builder: the PTX, assembled into a cubin when a tool is present. */
 static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     Build *b = user;
-    CodegenOptions opt = {.arch = b->arch, .num_warps = 0};
+    CodegenOptions opt = {.arch = b->arch, .num_warps = 0, .spec = b->spec};
     CodegenInfo info = {0};
     Strbuf ptx = {0};
     if (!backend_compile_ptx(b->function, &opt, &ptx, &info, err)) {
@@ -241,6 +285,7 @@ static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     out->image = (uint8_t *)(ptx.data ? ptx.data : xstrdup(""));
     return true;
 }
+#endif
 
 /* Loads an image and its function; NULL with the reason in err. */
 static RtCudaFunction *load_image(RtCuda *c, const CacheEntry *e, const char *name, tile_status *st, Strbuf *err) {
@@ -271,6 +316,75 @@ static RtCudaFunction *load_image(RtCuda *c, const CacheEntry *e, const char *na
     }
     return f;
 }
+
+/* Makes the context own f (until it is destroyed). */
+static void own_function(RtCuda *c, RtCudaFunction *f) {
+    pthread_mutex_lock(&c->owned_lock);
+    f->next_owned = c->owned;
+    c->owned = f;
+    pthread_mutex_unlock(&c->owned_lock);
+}
+
+#ifdef TILE_HAVE_LLVM
+/* Compiles (or finds in the cache) k for the device with the facts spec (NULL: the generic
+ * kernel) under key, and loads it. On failure returns the status with the reason in err
+ * (nothing recorded: the caller decides whether it is an error). */
+static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenParamSpec *spec, const CacheKey *key,
+                                    RtCudaFunction **out, Strbuf *err) {
+    *out = NULL;
+    if (c->cache.enabled) {
+        RtCudaFunction *hit = cache_memory_get(&c->loaded, key);
+        if (hit) {
+            *out = hit;
+            return TILE_OK;
+        }
+    }
+    Build build = {.function = k->function, .arch = c->arch, .spec = spec, .status = TILE_ERROR_COMPILE};
+    CacheEntry entry = {0};
+    CacheOutcome outcome = {0};
+    RtCudaFunction *f = NULL;
+    tile_status st = TILE_OK;
+    if (!cache_fetch(&c->cache, key, build_image, &build, &entry, &outcome, err)) {
+        st = build.status;
+        goto done;
+    }
+    f = load_image(c, &entry, k->function->name, &st, err);
+    if (!f && !outcome.built) {
+        /* A valid entry the driver refuses (e.g. made for another driver): rebuild it. */
+        CacheConfig no_read = c->cache;
+        no_read.enabled = false;
+        cache_entry_free(&entry);
+        sb_clear(err);
+        if (!cache_fetch(&no_read, key, build_image, &build, &entry, &outcome, err)) {
+            st = build.status;
+            goto done;
+        }
+        f = load_image(c, &entry, k->function->name, &st, err);
+        if (f && c->cache.enabled && c->cache.dir[0]) cache_disk_store(c->cache.dir, key, &entry, &outcome.note);
+    }
+    if (!f) {
+        Strbuf why = {0};
+        sb_printf(&why, "cannot load the compiled kernel: %s", sb_str(err));
+        sb_clear(err);
+        sb_puts(err, sb_str(&why));
+        sb_free(&why);
+        goto done;
+    }
+    own_function(c, f);
+    /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
+    *out = c->cache.enabled ? cache_memory_put(&c->loaded, key, f) : f;
+done:
+    cache_entry_free(&entry);
+    sb_free(&outcome.note);
+    return st;
+}
+
+static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
+    const SourceFile *src = &k->program->ast->source;
+    CacheKernelId id = {.source = src->text, .source_len = src->len, .kernel = k->name, .consts = k->consts,
+                        .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = 0};
+    return cache_kernel_key(&id);
+}
 #endif
 
 tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k) {
@@ -279,54 +393,13 @@ tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k) {
     if (!c->arch_ok)
         return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "%s: %s is sm_%d%d; tile compiles for sm_80 and newer", k->name,
                        ctx->name, c->major, c->minor);
-    const SourceFile *src = &k->program->ast->source;
-    CacheKernelId id = {.source = src->text, .source_len = src->len, .kernel = k->name, .consts = k->consts,
-                        .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = 0};
-    CacheKey key = cache_kernel_key(&id);
-    if (c->cache.enabled) {
-        RtCudaFunction *hit = cache_memory_get(&c->loaded, &key);
-        if (hit) {
-            k->cuda = hit;
-            return TILE_OK;
-        }
-    }
-    Build build = {.function = k->function, .arch = c->arch, .status = TILE_ERROR_COMPILE};
-    CacheEntry entry = {0};
-    CacheOutcome outcome = {0};
+    CacheKey key = generic_key(c, k);
     Strbuf err = {0};
-    RtCudaFunction *f = NULL;
-    tile_status st = TILE_OK;
-    if (!cache_fetch(&c->cache, &key, build_image, &build, &entry, &outcome, &err)) {
-        st = rt_fail(ctx, build.status, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&err));
-        goto done;
+    tile_status st = compile_and_load(c, k, NULL, &key, &k->cuda, &err);
+    if (st != TILE_OK) {
+        if (strncmp(sb_str(&err), "cannot load", 11) == 0) st = rt_fail(ctx, st, "%s: %s", k->name, sb_str(&err));
+        else st = rt_fail(ctx, st, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&err));
     }
-    f = load_image(c, &entry, k->function->name, &st, &err);
-    if (!f && !outcome.built) {
-        /* A valid entry the driver refuses (e.g. made for another driver): rebuild it. */
-        CacheConfig no_read = c->cache;
-        no_read.enabled = false;
-        cache_entry_free(&entry);
-        sb_clear(&err);
-        if (!cache_fetch(&no_read, &key, build_image, &build, &entry, &outcome, &err)) {
-            st = rt_fail(ctx, build.status, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&err));
-            goto done;
-        }
-        f = load_image(c, &entry, k->function->name, &st, &err);
-        if (f && c->cache.enabled && c->cache.dir[0]) cache_disk_store(c->cache.dir, &key, &entry, &outcome.note);
-    }
-    if (!f) {
-        st = rt_fail(ctx, st, "%s: cannot load the compiled kernel: %s", k->name, sb_str(&err));
-        goto done;
-    }
-    pthread_mutex_lock(&c->owned_lock);
-    f->next_owned = c->owned;
-    c->owned = f;
-    pthread_mutex_unlock(&c->owned_lock);
-    /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
-    k->cuda = c->cache.enabled ? cache_memory_put(&c->loaded, &key, f) : f;
-done:
-    cache_entry_free(&entry);
-    sb_free(&outcome.note);
     sb_free(&err);
     return st;
 #else
@@ -335,11 +408,221 @@ done:
 #endif
 }
 
+/* ---- ahead-of-time images ----------------------------------------------------------------------- */
+bool rt_image_is_ptx(const tile_image *image) {
+    return !(image->size >= 4 && memcmp(image->data, "\177ELF", 4) == 0);
+}
+
+bool rt_image_usable(const char *arch, bool is_ptx, int major, int minor) {
+    if (!arch || strncmp(arch, "sm_", 3) != 0) return false;
+    const char *p = arch + 3;
+    int digits = 0, number = 0;
+    while (p[digits] >= '0' && p[digits] <= '9' && digits < 4) number = number * 10 + (p[digits++] - '0');
+    bool accel = p[digits] == 'a';
+    if (digits < 2 || p[digits + accel] != 0) return false;
+    int arch_major = number / 10, arch_minor = number % 10;
+    if (accel) return major == arch_major && minor == arch_minor; /* arch-specific code runs there only */
+    if (is_ptx) return major > arch_major || (major == arch_major && minor >= arch_minor);
+    return major == arch_major && minor >= arch_minor;
+}
+
+tile_status rt_cuda_prepare_images(tile_context *ctx, tile_kernel *k, const tile_image *images, size_t nimages) {
+    RtCuda *c = ctx->cuda;
+    Strbuf err = {0};
+    /* Cubins first (no JIT at all), then PTX. */
+    for (int pass = 0; pass < 2 && !k->cuda; pass++) {
+        for (size_t i = 0; i < nimages && !k->cuda; i++) {
+            const tile_image *im = &images[i];
+            bool is_ptx = rt_image_is_ptx(im);
+            if (!im->data || !im->size || is_ptx != (pass == 1) || !rt_image_usable(im->arch, is_ptx, c->major, c->minor))
+                continue;
+            /* load_image wants PTX NUL-terminated: copy it (a cubin is used in place). */
+            uint8_t *copy = NULL;
+            if (is_ptx) {
+                copy = xmalloc(im->size + 1);
+                memcpy(copy, im->data, im->size);
+                copy[im->size] = 0;
+            }
+            CacheEntry e = {.is_ptx = is_ptx, .threads = im->threads, .shared_bytes = im->shared_bytes,
+                            .image = copy ? copy : (uint8_t *)(uintptr_t)im->data, .len = im->size};
+            tile_status st;
+            Strbuf why = {0};
+            RtCudaFunction *f = load_image(c, &e, k->function->name, &st, &why);
+            free(copy);
+            if (f) {
+                own_function(c, f);
+                k->cuda = f;
+                k->from_image = true;
+            } else {
+                sb_printf(&err, "%s%s image %zu (%s): %s", err.len ? "; " : "", is_ptx ? "PTX" : "cubin", i,
+                          im->arch ? im->arch : "?", sb_str(&why));
+            }
+            sb_free(&why);
+        }
+    }
+    if (k->cuda) {
+        sb_free(&err);
+        return TILE_OK;
+    }
+#ifdef TILE_HAVE_LLVM
+    sb_free(&err);
+    return rt_cuda_prepare(ctx, k); /* no image fits: compile it */
+#else
+    tile_status st = rt_fail(ctx, TILE_ERROR_UNSUPPORTED,
+                             "%s: none of its %zu image%s runs on %s%s%s, and this libtile cannot compile it "
+                             "(built without the LLVM backend)",
+                             k->name, nimages, nimages == 1 ? "" : "s", ctx->name, err.len ? ": " : "", sb_str(&err));
+    sb_free(&err);
+    return st;
+#endif
+}
+
+/* ---- specialization ----------------------------------------------------------------------------- */
+bool rt_specialize_from_env(void) {
+    const char *v = getenv("TILE_SPECIALIZE");
+    if (!v) return true;
+    return !(strcmp(v, "0") == 0 || strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0);
+}
+
+bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts) {
+    bool any = false;
+    for (uint32_t i = 0; i < f->nparams; i++) {
+        const IrType *t = f->body->args[i]->type;
+        RtSpecFacts bits = 0;
+        if (t->kind == TY_TENSOR && i < nargs && args[i].kind == TILE_ARG_TENSOR) {
+            const tile_tensor *x = &args[i].tensor;
+            if ((uintptr_t)x->data % 16 == 0) bits |= RT_SPEC_ALIGNED16;
+            for (int d = 0; d < t->rank && d < 6; d++) {
+                if (x->strides[d] == 1) bits |= (RtSpecFacts)(RT_SPEC_UNIT_STRIDE0 << d);
+                if (f->params[i].dims[d].symbol && x->shape[d] % 16 == 0)
+                    bits |= (RtSpecFacts)(RT_SPEC_SIZE_DIV16_0 << d);
+            }
+        }
+        facts[i] = bits;
+        any = any || bits;
+    }
+    return any;
+}
+
+CodegenParamSpec rt_spec_unpack(RtSpecFacts facts) {
+    CodegenParamSpec s;
+    memset(&s, 0, sizeof s);
+    s.aligned16 = facts & RT_SPEC_ALIGNED16;
+    for (int d = 0; d < 6; d++) {
+        s.unit_stride[d] = facts & (RT_SPEC_UNIT_STRIDE0 << d);
+        s.size_div16[d] = facts & (RT_SPEC_SIZE_DIV16_0 << d);
+    }
+    return s;
+}
+
+static void dims_text(Strbuf *out, const char *what, RtSpecFacts facts, unsigned first) {
+    if (!(facts & (0x3fu * first))) return;
+    sb_printf(out, ",%s(", what);
+    bool comma = false;
+    for (int d = 0; d < 6; d++)
+        if (facts & (first << d)) {
+            sb_printf(out, "%s%d", comma ? "," : "", d);
+            comma = true;
+        }
+    sb_puts(out, ")");
+}
+
+void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out) {
+    bool any = false;
+    for (uint32_t i = 0; i < f->nparams; i++) {
+        if (!facts[i]) continue;
+        sb_printf(out, "%s%s:", any ? " " : "", f->params[i].name);
+        size_t start = out->len;
+        if (facts[i] & RT_SPEC_ALIGNED16) sb_puts(out, ",align16");
+        dims_text(out, "unit", facts[i], RT_SPEC_UNIT_STRIDE0);
+        dims_text(out, "div16", facts[i], RT_SPEC_SIZE_DIV16_0);
+        /* drop the first comma */
+        memmove(out->data + start, out->data + start + 1, out->len - start);
+        out->len--;
+        any = true;
+    }
+    if (!any) sb_puts(out, "generic");
+}
+
+CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, uint32_t nparams) {
+    bool any = false;
+    for (uint32_t i = 0; i < nparams; i++) any = any || facts[i];
+    if (!any) return *generic;
+    Sha256 h;
+    cache_key_begin(&h);
+    cache_key_add(&h, "generic", generic->bytes, sizeof generic->bytes);
+    for (uint32_t i = 0; i < nparams; i++) cache_key_add_i64(&h, "facts", facts[i]);
+    return cache_key_end(&h);
+}
+
+void rt_kernel_free_variants(tile_kernel *k) {
+    for (RtVariant *v = k->variants, *next; v; v = next) {
+        next = v->next;
+        free(v->facts);
+        free(v->message);
+        free(v);
+    }
+    k->variants = NULL;
+}
+
+size_t rt_kernel_num_variants(tile_kernel *k) {
+    pthread_mutex_lock(&k->variants_lock);
+    size_t n = 0;
+    for (RtVariant *v = k->variants; v; v = v->next) n++;
+    pthread_mutex_unlock(&k->variants_lock);
+    return n;
+}
+
+RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs) {
+    RtCuda *c = k->program->ctx->cuda;
+    const IrFunction *fn = k->function;
+    if (!c || !c->specialize || k->from_image || !k->cuda || fn->nparams == 0) return k->cuda;
+    RtSpecFacts small[32];
+    RtSpecFacts *facts = fn->nparams <= 32 ? small : xmalloc(fn->nparams * sizeof *facts);
+    RtCudaFunction *f = k->cuda;
+    if (!rt_spec_facts(fn, args, nargs, facts)) goto done;
+    pthread_mutex_lock(&k->variants_lock);
+    RtVariant *v = k->variants;
+    while (v && memcmp(v->facts, facts, fn->nparams * sizeof *facts) != 0) v = v->next;
+    if (!v) {
+        v = xcalloc(1, sizeof *v);
+        v->facts = xmalloc(fn->nparams * sizeof *facts);
+        memcpy(v->facts, facts, fn->nparams * sizeof *facts);
+        v->cuda = k->cuda;
+#ifdef TILE_HAVE_LLVM
+        CodegenParamSpec *spec = xcalloc(fn->nparams, sizeof *spec);
+        for (uint32_t i = 0; i < fn->nparams; i++) spec[i] = rt_spec_unpack(facts[i]);
+        CacheKey generic = generic_key(c, k);
+        CacheKey key = rt_spec_cache_key(&generic, facts, fn->nparams);
+        Strbuf err = {0};
+        RtCudaFunction *g = NULL;
+        if (compile_and_load(c, k, spec, &key, &g, &err) == TILE_OK) {
+            v->cuda = g;
+        } else {
+            v->failed = true; /* the generic kernel serves these facts from now on */
+            v->message = xstrdup(sb_str(&err));
+        }
+        sb_free(&err);
+        free(spec);
+#else
+        v->failed = true;
+        v->message = xstrdup("no backend");
+#endif
+        v->next = k->variants;
+        k->variants = v;
+    }
+    f = v->cuda;
+    pthread_mutex_unlock(&k->variants_lock);
+done:
+    if (facts != small) free(facts);
+    return f;
+}
+
 /* ---- launching ---------------------------------------------------------------------------------- */
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
-    RtCudaFunction *f = k->cuda;
+    RtCudaFunction *f = rt_cuda_select(k, args, nargs);
     if (!f) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the kernel was not compiled for %s",
                            k->name, ctx->name);
     Strbuf err = {0};

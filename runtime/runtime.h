@@ -13,8 +13,13 @@
 
 #include <pthread.h>
 
+#include "backend/backend.h"
 #include "frontend/frontend.h"
+#include "runtime/cache.h"
 #include "tile/tile.h"
+
+struct RtAotProgram;
+struct RtVariant;
 
 struct tile_context {
     tile_device_kind device;
@@ -22,6 +27,7 @@ struct tile_context {
     char name[160];
     pthread_mutex_t lock;
     struct RtCuda *cuda;     /* the cuda device's state (device_cuda.c); NULL on the VM */
+    struct RtAotProgram *aot_programs; /* tile_context_aot_kernel's programs, under lock */
 };
 
 struct tile_kernel {
@@ -32,6 +38,9 @@ struct tile_kernel {
     IrModule *module;
     IrFunction *function;
     struct RtCudaFunction *cuda; /* the loaded GPU function (owned by the context's cache) */
+    bool from_image;         /* cuda was loaded from an ahead-of-time image: never specialized */
+    pthread_mutex_t variants_lock;
+    struct RtVariant *variants; /* specialized variants compiled at launch (device_cuda.c) */
     tile_kernel *next;
 };
 
@@ -77,5 +86,66 @@ bool rt_cuda_kernel_function(const tile_kernel *k, struct CudaFunction **fn, uns
  * the code generator cannot handle the kernel yet or no backend is built in) and err says why. */
 tile_status rt_backend_emit(const IrFunction *f, const char *arch, int num_warps, tile_emit_kind kind,
                             Strbuf *out, Strbuf *err);
+
+/* Like tile_program_get_kernel, with ahead-of-time images: on a cuda context the kernel is
+ * loaded from the image that matches the device when there is one (rt_cuda_prepare_images). */
+tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_constant *constants, size_t nconstants,
+                          const tile_image *images, size_t nimages, tile_kernel **out);
+/* Loads k from the first of images that the device can run (rt_image_usable); when none can
+ * (or loading fails) compiles it as rt_cuda_prepare does when the backend is built in, else
+ * fails with TILE_ERROR_UNSUPPORTED. */
+tile_status rt_cuda_prepare_images(tile_context *ctx, tile_kernel *k, const tile_image *images, size_t nimages);
+/* Frees k's specialized variants (their functions belong to the context). */
+void rt_kernel_free_variants(tile_kernel *k);
+/* Whether an image for arch ("sm_80", "sm_90a") runs on a device of compute capability
+ * major.minor: a cubin for sm_XY on X.Z with Z >= Y, one for sm_XYa on X.Y only; PTX (is_ptx)
+ * on every capability from X.Y. False for a malformed arch name. */
+bool rt_image_usable(const char *arch, bool is_ptx, int major, int minor);
+/* Whether an image is PTX text rather than a cubin (an ELF file). */
+bool rt_image_is_ptx(const tile_image *image);
+
+/* ---- specialization (device_cuda.c) ----------------------------------------------------------
+ * At launch the cuda device computes facts about the tensor arguments (Triton-style) and uses
+ * a variant of the kernel compiled for exactly those facts; a kernel whose arguments have no
+ * fact uses the generic kernel. One parameter's facts fit in RtSpecFacts:
+ *   bit 0      aligned16      the data pointer is a multiple of 16 bytes
+ *   bit 1+d    unit_stride[d] dimension d's stride is 1
+ *   bit 7+d    size_div16[d]  dimension d's size is a multiple of 16 (symbolic sizes only: a
+ *                             fixed size is known when the kernel is compiled)
+ * Scalars have no facts. */
+typedef uint16_t RtSpecFacts;
+enum { RT_SPEC_ALIGNED16 = 1u, RT_SPEC_UNIT_STRIDE0 = 1u << 1, RT_SPEC_SIZE_DIV16_0 = 1u << 7 };
+
+typedef struct RtVariant {
+    RtSpecFacts *facts;           /* one per parameter */
+    struct RtCudaFunction *cuda;  /* the variant, or the generic kernel when its compile failed */
+    bool failed;                  /* the specialized compile failed (see message) */
+    char *message;
+    struct RtVariant *next;
+} RtVariant;
+
+/* TILE_SPECIALIZE from the environment: "0", "off", "false" or "no" turn it off; on otherwise. */
+bool rt_specialize_from_env(void);
+/* The facts of args (already checked by rt_check_args) for f's parameters, one per parameter
+ * into facts[f->nparams]; returns whether any fact is true (false: the generic kernel). */
+bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts);
+/* The CodegenOptions.spec entry of one parameter's facts. */
+CodegenParamSpec rt_spec_unpack(RtSpecFacts facts);
+/* The facts as text for messages and docs: "x:align16,unit(1),div16(0,1) y:..." ("generic" when
+ * none is true). */
+void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out);
+/* The kernel cache key of a variant: the generic kernel's key when no fact is true, else the
+ * hash of that key and every parameter's facts. */
+CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, uint32_t nparams);
+/* The function a launch of k with args uses on the cuda device (compiling the variant on first
+ * use); never NULL once rt_cuda_prepare succeeded. */
+struct RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs);
+/* How many variants k has compiled (for tests and tools). */
+size_t rt_kernel_num_variants(tile_kernel *k);
+
+/* ---- ahead-of-time compilation (aot.c) ------------------------------------------------------- */
+/* A cubin (or PTX when no assembler is installed) of f for arch, with its launch shape. */
+tile_status rt_backend_image(const IrFunction *f, const char *arch, int num_warps, Strbuf *image, unsigned *threads,
+                             unsigned *shared_bytes, Strbuf *err);
 
 #endif

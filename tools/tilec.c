@@ -4,6 +4,8 @@
  *   tilec check FILE...                         parse and check every kernel (with defaults)
  *   tilec build [--emit ir|llvm|ptx|cubin] [--arch sm_80|sm_90a] [-k KERNEL] [-D NAME=VALUE]...
  *               [--dump-after=PASS] [-o OUT] FILE
+ *   tilec build --emit c-header -o NAME.h [--arch A[,B]]... [-k KERNEL]... [-D NAME=VALUE]...
+ *               [--prefix ID] [--require-images] FILE        (writes NAME.h and NAME.c)
  *   tilec run FILE -k KERNEL [--device vm|cuda | --compare] [-D NAME=VALUE]... [NAME=VALUE]...
  *             [--seed N]
  *
@@ -23,7 +25,7 @@
 
 #include "tile/tile.h"
 
-enum { EXIT_USER = 1, EXIT_USAGE = 2, MAX_DEFS = 64 };
+enum { EXIT_USER = 1, EXIT_USAGE = 2, MAX_DEFS = 64, MAX_ARCHS = 8 };
 
 static const char *usage_text =
     "usage: tilec <command> [options]\n"
@@ -31,11 +33,20 @@ static const char *usage_text =
     "commands:\n"
     "  check FILE...                 check every kernel of each file (constants take their defaults)\n"
     "  build [options] FILE          compile one kernel and print or write its IR or GPU code\n"
-    "      --emit ir|llvm|ptx|cubin  what to emit (default: ir); llvm, ptx and cubin need no GPU;\n"
-    "                                cubin is binary and needs -o and ptxas or libnvJitLink\n"
-    "      --arch sm_80|sm_90a       the GPU to compile for (default: sm_90a)\n"
+    "      --emit ir|llvm|ptx|cubin|c-header\n"
+    "                                what to emit (default: ir); llvm, ptx and cubin need no GPU;\n"
+    "                                cubin is binary and needs -o and ptxas or libnvJitLink;\n"
+    "                                c-header writes -o NAME.h and NAME.c: typed launch functions\n"
+    "                                with the kernels' cubins embedded (docs/AOT.md)\n"
+    "      --arch sm_80|sm_90a       the GPU to compile for (default: sm_90a); with c-header\n"
+    "                                repeatable or comma-separated (default: sm_80,sm_90a)\n"
+    "      --prefix ID               c-header: functions are ID_<kernel>_launch (default: the\n"
+    "                                file's name)\n"
+    "      --require-images          c-header: fail when a cubin cannot be made, instead of\n"
+    "                                leaving it to be compiled at run time\n"
     "      --num-warps N             threads per block / 32 (default: the code generator's)\n"
-    "      -k KERNEL                 the kernel (default: the only kernel of the file)\n"
+    "      -k KERNEL                 the kernel (default: the only kernel of the file); with\n"
+    "                                c-header repeatable (default: every kernel)\n"
     "      -D NAME=VALUE             set a compile-time constant (repeatable)\n"
     "      --dump-after=PASS         print the IR after this pass instead (see --list-passes)\n"
     "      -o OUT                    write to OUT instead of stdout\n"
@@ -160,10 +171,72 @@ static int cmd_check(int argc, char **argv) {
 }
 
 /* ---- build --------------------------------------------------------------------------------- */
+/* Appends the comma-separated architectures of text to archs (at most MAX_ARCHS). */
+static bool add_archs(const char *text, char archs[][16], int *narchs) {
+    while (*text) {
+        size_t n = strcspn(text, ",");
+        if (n == 0 || n >= 16 || *narchs == MAX_ARCHS) return false;
+        memcpy(archs[*narchs], text, n);
+        archs[*narchs][n] = 0;
+        if (strcmp(archs[*narchs], "sm_80") != 0 && strcmp(archs[*narchs], "sm_90a") != 0) return false;
+        ++*narchs;
+        text += n + (text[n] == ',');
+    }
+    return true;
+}
+
+/* --emit c-header: NAME.h and NAME.c from out ("NAME.h"). */
+static int build_c_header(tile_context *ctx, tile_program *prog, const char *out, const char *prefix,
+                          const char *const *kernels, int nkernels, char archs[][16], int narchs, int num_warps,
+                          bool require_images, const tile_constant *defs, int ndefs) {
+    size_t n = strlen(out);
+    if (n < 3 || strcmp(out + n - 2, ".h") != 0) return usage_error("-o %s: c-header writes NAME.h (and NAME.c)", out);
+    const char *arch_list[MAX_ARCHS];
+    for (int i = 0; i < narchs; i++) arch_list[i] = archs[i];
+    const char *slash = strrchr(out, '/');
+    tile_aot_options opt = {.prefix = prefix,
+                            .header_name = slash ? slash + 1 : out,
+                            .kernels = kernels,
+                            .nkernels = (size_t)nkernels,
+                            .archs = arch_list,
+                            .narchs = (size_t)narchs,
+                            .num_warps = num_warps,
+                            .require_images = require_images};
+    char *header = NULL, *source = NULL, *notes = NULL;
+    tile_status st = tile_program_emit_c(prog, defs, (size_t)ndefs, &opt, &header, &source, &notes);
+    if (st != TILE_OK) return report(ctx, st);
+    for (const char *line = notes; *line;) { /* one note per line */
+        size_t len = strcspn(line, "\n");
+        fprintf(stderr, "tilec: warning: %.*s\n", (int)len, line);
+        line += len + (line[len] == '\n');
+    }
+    char *c_path = malloc(n + 1);
+    memcpy(c_path, out, n + 1);
+    c_path[n - 1] = 'c';
+    int rc = 0;
+    const char *paths[2] = {out, c_path};
+    const char *texts[2] = {header, source};
+    for (int i = 0; i < 2 && !rc; i++) {
+        FILE *f = fopen(paths[i], "wb");
+        if (!f || fputs(texts[i], f) == EOF || fclose(f) != 0) {
+            fprintf(stderr, "tilec: cannot write %s\n", paths[i]);
+            rc = EXIT_USER;
+        }
+    }
+    free(c_path);
+    tile_string_free(header);
+    tile_string_free(source);
+    tile_string_free(notes);
+    return rc;
+}
+
 static int cmd_build(int argc, char **argv) {
     tile_constant defs[MAX_DEFS];
-    int ndefs = 0;
+    int ndefs = 0, nkernels = 0, narchs = 0;
     const char *file = NULL, *kernel = NULL, *out = NULL, *dump_after = NULL, *emit = "ir", *arch = NULL;
+    const char *prefix = NULL, *kernels[MAX_DEFS];
+    char archs[MAX_ARCHS][16];
+    bool require_images = false;
     int num_warps = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -172,16 +245,21 @@ static int cmd_build(int argc, char **argv) {
             ndefs++;
         } else if (strcmp(a, "-k") == 0 && i + 1 < argc) {
             kernel = argv[++i];
+            if (nkernels == MAX_DEFS) return usage_error("too many -k (at most %s)", "64");
+            kernels[nkernels++] = kernel;
+        } else if (strcmp(a, "--prefix") == 0 && i + 1 < argc) {
+            prefix = argv[++i];
+        } else if (strcmp(a, "--require-images") == 0) {
+            require_images = true;
         } else if (strcmp(a, "-o") == 0 && i + 1 < argc) {
             out = argv[++i];
         } else if (strcmp(a, "--emit") == 0 && i + 1 < argc) {
             emit = argv[++i];
         } else if (strncmp(a, "--emit=", 7) == 0) {
             emit = a + 7;
-        } else if (strcmp(a, "--arch") == 0 && i + 1 < argc) {
-            arch = argv[++i];
-        } else if (strncmp(a, "--arch=", 7) == 0) {
-            arch = a + 7;
+        } else if ((strcmp(a, "--arch") == 0 && i + 1 < argc) || strncmp(a, "--arch=", 7) == 0) {
+            arch = a[6] == '=' ? a + 7 : argv[++i];
+            if (!add_archs(arch, archs, &narchs)) return usage_error("--arch %s: expected sm_80 and/or sm_90a", arch);
         } else if (strcmp(a, "--num-warps") == 0 && i + 1 < argc) {
             num_warps = atoi(argv[++i]);
             if (num_warps < 1 || num_warps > 32) return usage_error("--num-warps %s: expected 1 to 32", argv[i]);
@@ -203,15 +281,25 @@ static int cmd_build(int argc, char **argv) {
     else if (strcmp(emit, "llvm") == 0) kind = TILE_EMIT_LLVM;
     else if (strcmp(emit, "ptx") == 0) kind = TILE_EMIT_PTX;
     else if (strcmp(emit, "cubin") == 0) kind = TILE_EMIT_CUBIN;
-    else return usage_error("--emit %s: expected ir, llvm, ptx or cubin", emit);
-    if (arch && strcmp(arch, "sm_80") != 0 && strcmp(arch, "sm_90a") != 0)
-        return usage_error("--arch %s: expected sm_80 or sm_90a", arch);
+    else if (strcmp(emit, "c-header") == 0) kind = (tile_emit_kind)-1;
+    else return usage_error("--emit %s: expected ir, llvm, ptx, cubin or c-header", emit);
+    bool c_header = kind == (tile_emit_kind)-1;
+    if (c_header && !out) return usage_error("%s", "--emit c-header needs -o NAME.h");
+    if (c_header && dump_after) return usage_error("%s", "--dump-after does not apply to c-header");
+    if (!c_header && (prefix || require_images))
+        return usage_error("%s", "--prefix and --require-images apply to --emit c-header only");
+    if (!c_header && narchs > 1) return usage_error("%s", "one --arch only, except with --emit c-header");
+    arch = narchs ? archs[0] : NULL;
     if (kind == TILE_EMIT_CUBIN && !out) return usage_error("%s", "--emit cubin writes binary: give -o OUT");
     tile_context *ctx;
     if (tile_context_create(TILE_DEVICE_VM, 0, &ctx) != TILE_OK) return 3;
     tile_program *prog;
     int rc = load_program(ctx, file, &prog);
-    if (!rc) {
+    if (!rc && c_header) {
+        rc = build_c_header(ctx, prog, out, prefix, kernels, nkernels, archs, narchs, num_warps, require_images, defs,
+                            ndefs);
+        tile_program_destroy(prog);
+    } else if (!rc) {
         if (!kernel) {
             if (tile_program_num_kernels(prog) > 1) {
                 fprintf(stderr, "tilec: %s has %d kernels; choose one with -k\n", file, tile_program_num_kernels(prog));

@@ -179,6 +179,71 @@ TILE_API void tile_string_free(char *s);
 /* The names of the passes, one per line, in pipeline order. */
 TILE_API const char *tile_pass_names(void);
 
+/* ---- ahead-of-time compilation (docs/AOT.md) ---------------------------------------------
+ * `tilec build --emit c-header` writes C code that embeds, per kernel, its .tile source, its
+ * constants and one image per GPU architecture, and calls the functions below. */
+typedef struct tile_image {
+    const char *arch;           /* "sm_80", "sm_90a" */
+    const unsigned char *data;  /* a cubin (an ELF file), or PTX text (the driver compiles it) */
+    size_t size;                /* bytes of data */
+    unsigned threads;           /* threads per block the code was generated for */
+    unsigned shared_bytes;      /* dynamic shared memory per block */
+} tile_image;
+
+/* tile_program_get_kernel with precompiled images: on a cuda context the kernel is loaded from
+ * the image that the device can run (an sm_90a cubin on compute capability 9.0, an sm_80 cubin
+ * on 8.x, PTX on any newer GPU) without running the code generator; when none fits, or the
+ * driver refuses it, the kernel is compiled as usual when libtile has the backend, else the call
+ * fails with TILE_ERROR_UNSUPPORTED. The IR is always rebuilt from the program's source (for
+ * the argument checks and the grid). On the VM the images are ignored. The images must stay
+ * valid while the program lives (a program caches kernels by name and constants: the first
+ * call for a specialization decides how it is loaded). */
+TILE_API tile_status tile_program_get_kernel_with_images(tile_program *program, const char *kernel,
+                                                         const tile_constant *constants, size_t nconstants,
+                                                         const tile_image *images, size_t nimages,
+                                                         tile_kernel **out);
+
+/* What generated code knows about one of its kernels (static data). */
+typedef struct tile_aot_kernel {
+    const char *source_name;    /* the .tile file's name, for diagnostics */
+    const char *source;         /* its text; one array per file, shared by its kernels */
+    size_t source_len;
+    const char *kernel;
+    const tile_constant *constants;
+    size_t nconstants;
+    const tile_image *images;
+    size_t nimages;
+} tile_aot_kernel;
+
+/* The kernel that desc describes, on ctx: the context parses each distinct source (by its
+ * address) once, keeps the program until the context is destroyed, and gets the kernel with
+ * tile_program_get_kernel_with_images. Thread-safe. */
+TILE_API tile_status tile_context_aot_kernel(tile_context *ctx, const tile_aot_kernel *desc, tile_kernel **out);
+
+/* Options of tile_program_emit_c. */
+typedef struct tile_aot_options {
+    const char *prefix;         /* identifiers are <prefix>_<kernel>_launch; NULL: the source's
+                                   file name without directories and extension */
+    const char *header_name;    /* what the source #includes; NULL: "<prefix>.h" */
+    const char *const *kernels; /* the kernels to emit; NULL (or nkernels 0): every kernel */
+    size_t nkernels;
+    const char *const *archs;   /* "sm_80", "sm_90a"; NULL (or narchs 0): both */
+    size_t narchs;
+    int num_warps;              /* 0: the code generator's default */
+    int require_images;         /* nonzero: fail when an image cannot be made (no backend, no
+                                   assembler, a kernel the code generator does not support);
+                                   zero: leave it out, note why, and rely on JIT or the VM */
+} tile_aot_options;
+
+/* Generates C code for kernels of a program: *header (declarations: one typed launch function
+ * per kernel) and *source (the embedded source, constants and images, and the launch functions),
+ * both valid C11 and C++; *notes (may be NULL) receives what was left out and why ("" if
+ * nothing). Free each with tile_string_free. constants apply to every kernel that declares
+ * them; one that no emitted kernel declares is an error. */
+TILE_API tile_status tile_program_emit_c(tile_program *program, const tile_constant *constants, size_t nconstants,
+                                         const tile_aot_options *options, char **header, char **source,
+                                         char **notes);
+
 /* Convenience: a contiguous (row-major) tensor description. */
 TILE_API tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank,
                                             const int64_t *shape);

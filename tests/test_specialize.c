@@ -1,0 +1,209 @@
+/* test_specialize.c: launch-time specialization (runtime/device_cuda.c) without a GPU: the facts
+ * computed from tile_args (alignment, unit strides, symbolic sizes that are multiples of 16;
+ * fixed sizes and scalars never count), their CodegenParamSpec form and text, the variant cache
+ * keys (the generic kernel keeps its key; distinct facts give distinct keys), TILE_SPECIALIZE,
+ * and which ahead-of-time images a device of a given compute capability can run. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+#include "tile/tile.h"
+
+static const char *source =
+    "kernel fixed<B = 16>(a: tensor<f32>[16, N], b: tensor<f32>[M], s: i32, x: f32, c: tensor<i32>[K, L])\n"
+    "  grid(1)\n"
+    "{\n"
+    "  b[0 :+ B] = zeros<f32>[B] + x;\n"
+    "}\n";
+
+typedef struct Fixture {
+    tile_context *ctx;
+    tile_program *program;
+    tile_kernel *kernel;
+} Fixture;
+
+static Fixture setup(void) {
+    Fixture f = {0};
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &f.ctx), TILE_OK);
+    cr_assert_eq(tile_program_from_string(f.ctx, "fixed.tile", source, strlen(source), &f.program), TILE_OK,
+                 "%s", tile_context_message(f.ctx));
+    cr_assert_eq(tile_program_get_kernel(f.program, "fixed", NULL, 0, &f.kernel), TILE_OK, "%s",
+                 tile_context_message(f.ctx));
+    return f;
+}
+
+static void teardown(Fixture *f) {
+    tile_program_destroy(f->program);
+    tile_context_destroy(f->ctx);
+}
+
+static _Alignas(64) unsigned char memory[1 << 16];
+
+/* Arguments with 16-byte aligned data, contiguous, every symbolic size a multiple of 16. */
+static void good_args(tile_arg args[5]) {
+    memset(args, 0, 5 * sizeof *args);
+    int64_t a_shape[2] = {16, 32}, b_shape[1] = {64}, c_shape[2] = {48, 16};
+    args[0].kind = TILE_ARG_TENSOR;
+    args[0].tensor = tile_tensor_contiguous(TILE_F32, memory, 2, a_shape);
+    args[1].kind = TILE_ARG_TENSOR;
+    args[1].tensor = tile_tensor_contiguous(TILE_F32, memory + 4096, 1, b_shape);
+    args[2].kind = TILE_ARG_INT;
+    args[2].i = 32;
+    args[3].kind = TILE_ARG_FLOAT;
+    args[3].f = 1.0;
+    args[4].kind = TILE_ARG_TENSOR;
+    args[4].tensor = tile_tensor_contiguous(TILE_I32, memory + 8192, 2, c_shape);
+}
+
+Test(specialize, facts_of_aligned_contiguous_arguments) {
+    Fixture f = setup();
+    tile_arg args[5];
+    good_args(args);
+    RtSpecFacts facts[5];
+    cr_assert(rt_spec_facts(f.kernel->function, args, 5, facts));
+    /* a: [16, N]: dimension 0 is fixed, so only dimension 1's size counts; stride 1 on dim 1 only */
+    cr_assert_eq(facts[0], RT_SPEC_ALIGNED16 | (RT_SPEC_UNIT_STRIDE0 << 1) | (RT_SPEC_SIZE_DIV16_0 << 1));
+    cr_assert_eq(facts[1], RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0 | RT_SPEC_SIZE_DIV16_0);
+    cr_assert_eq(facts[2], 0, "scalars have no facts");
+    cr_assert_eq(facts[3], 0);
+    cr_assert_eq(facts[4], RT_SPEC_ALIGNED16 | (RT_SPEC_UNIT_STRIDE0 << 1) | RT_SPEC_SIZE_DIV16_0 |
+                               (RT_SPEC_SIZE_DIV16_0 << 1));
+    teardown(&f);
+}
+
+Test(specialize, each_fact_follows_its_argument) {
+    Fixture f = setup();
+    tile_arg args[5];
+    good_args(args);
+    RtSpecFacts facts[5];
+    args[1].tensor.data = memory + 4; /* 4-byte aligned only */
+    args[1].tensor.shape[0] = 63;     /* not a multiple of 16 */
+    args[4].tensor.strides[1] = 2;    /* not unit stride */
+    args[4].tensor.strides[0] = 32;
+    rt_spec_facts(f.kernel->function, args, 5, facts);
+    cr_assert_eq(facts[1], RT_SPEC_UNIT_STRIDE0);
+    cr_assert_eq(facts[4], RT_SPEC_ALIGNED16 | RT_SPEC_SIZE_DIV16_0 | (RT_SPEC_SIZE_DIV16_0 << 1));
+    teardown(&f);
+}
+
+Test(specialize, no_fact_is_the_generic_kernel) {
+    Fixture f = setup();
+    tile_arg args[5];
+    good_args(args);
+    static const int tensors[3] = {0, 1, 4};
+    for (int t = 0; t < 3; t++) {
+        int i = tensors[t];
+        args[i].tensor.data = memory + 4;
+        for (int d = 0; d < args[i].tensor.rank; d++) {
+            args[i].tensor.strides[d] = 3;
+            if (d == args[i].tensor.rank - 1 || i != 0) args[i].tensor.shape[d] = 17;
+        }
+    }
+    /* a's dimension 0 stays 16: it is fixed, so it is no fact */
+    RtSpecFacts facts[5];
+    cr_assert_not(rt_spec_facts(f.kernel->function, args, 5, facts));
+    for (int i = 0; i < 5; i++) cr_assert_eq(facts[i], 0, "parameter %d", i);
+    Strbuf text = {0};
+    rt_spec_text(f.kernel->function, facts, &text);
+    cr_assert_str_eq(sb_str(&text), "generic");
+    sb_free(&text);
+    teardown(&f);
+}
+
+Test(specialize, codegen_spec_and_text) {
+    Fixture f = setup();
+    tile_arg args[5];
+    good_args(args);
+    RtSpecFacts facts[5];
+    rt_spec_facts(f.kernel->function, args, 5, facts);
+    CodegenParamSpec a = rt_spec_unpack(facts[0]);
+    cr_assert(a.aligned16);
+    cr_assert(!a.unit_stride[0] && a.unit_stride[1]);
+    cr_assert(!a.size_div16[0] && a.size_div16[1]);
+    for (int d = 2; d < 6; d++) cr_assert(!a.unit_stride[d] && !a.size_div16[d]);
+    CodegenParamSpec s = rt_spec_unpack(facts[2]);
+    cr_assert(!s.aligned16 && !s.unit_stride[0] && !s.size_div16[0]);
+    Strbuf text = {0};
+    rt_spec_text(f.kernel->function, facts, &text);
+    cr_assert_str_eq(sb_str(&text), "a:align16,unit(1),div16(1) b:align16,unit(0),div16(0) c:align16,unit(1),div16(0,1)");
+    sb_free(&text);
+    teardown(&f);
+}
+
+Test(specialize, variant_keys) {
+    CacheKernelId id = {.source = source, .source_len = strlen(source), .kernel = "fixed", .arch = "sm_90a"};
+    CacheKey generic = cache_kernel_key(&id);
+    RtSpecFacts none[3] = {0, 0, 0};
+    RtSpecFacts one[3] = {RT_SPEC_ALIGNED16, 0, 0};
+    RtSpecFacts other[3] = {0, RT_SPEC_ALIGNED16, 0};
+    RtSpecFacts two[3] = {RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0, 0, 0};
+    CacheKey k_none = rt_spec_cache_key(&generic, none, 3);
+    CacheKey k_one = rt_spec_cache_key(&generic, one, 3);
+    CacheKey k_one_again = rt_spec_cache_key(&generic, one, 3);
+    CacheKey k_other = rt_spec_cache_key(&generic, other, 3);
+    CacheKey k_two = rt_spec_cache_key(&generic, two, 3);
+    cr_assert(cache_key_equal(&k_none, &generic), "a fact set with nothing true is the generic kernel");
+    cr_assert(cache_key_equal(&k_one, &k_one_again));
+    cr_assert_not(cache_key_equal(&k_one, &generic));
+    cr_assert_not(cache_key_equal(&k_one, &k_other), "the same fact on another parameter is another variant");
+    cr_assert_not(cache_key_equal(&k_one, &k_two));
+    id.arch = "sm_80";
+    CacheKey generic80 = cache_kernel_key(&id);
+    CacheKey k_one80 = rt_spec_cache_key(&generic80, one, 3);
+    cr_assert_not(cache_key_equal(&k_one, &k_one80), "the facts extend the generic key (arch, source, ...)");
+}
+
+Test(specialize, switch_from_environment) {
+    const char *off[] = {"0", "off", "false", "no"};
+    const char *on[] = {"1", "on", "yes", ""};
+    for (size_t i = 0; i < 4; i++) {
+        setenv("TILE_SPECIALIZE", off[i], 1);
+        cr_assert_not(rt_specialize_from_env(), "TILE_SPECIALIZE=%s", off[i]);
+        setenv("TILE_SPECIALIZE", on[i], 1);
+        cr_assert(rt_specialize_from_env(), "TILE_SPECIALIZE=%s", on[i]);
+    }
+    unsetenv("TILE_SPECIALIZE");
+    cr_assert(rt_specialize_from_env(), "on by default");
+}
+
+Test(specialize, the_vm_has_no_variants) {
+    Fixture f = setup();
+    tile_arg args[5];
+    good_args(args);
+    cr_assert_null(rt_cuda_select(f.kernel, args, 5));
+    cr_assert_eq(rt_kernel_num_variants(f.kernel), 0);
+    teardown(&f);
+}
+
+Test(specialize, which_images_a_device_runs) {
+    /* cubins: same major, minor at least the arch's; "a" archs on exactly their capability */
+    cr_assert(rt_image_usable("sm_80", false, 8, 0));
+    cr_assert(rt_image_usable("sm_80", false, 8, 6));
+    cr_assert(rt_image_usable("sm_80", false, 8, 9));
+    cr_assert_not(rt_image_usable("sm_80", false, 9, 0));
+    cr_assert_not(rt_image_usable("sm_80", false, 7, 5));
+    cr_assert(rt_image_usable("sm_90a", false, 9, 0));
+    cr_assert_not(rt_image_usable("sm_90a", false, 10, 0));
+    cr_assert_not(rt_image_usable("sm_90a", false, 8, 0));
+    cr_assert(rt_image_usable("sm_90a", true, 9, 0));
+    cr_assert_not(rt_image_usable("sm_90a", true, 10, 0), "arch-specific PTX runs on its capability only");
+    /* PTX: any newer capability */
+    cr_assert(rt_image_usable("sm_80", true, 9, 0));
+    cr_assert(rt_image_usable("sm_80", true, 12, 0));
+    cr_assert_not(rt_image_usable("sm_80", true, 7, 5));
+    cr_assert(rt_image_usable("sm_100", false, 10, 0));
+    const char *bad[] = {"", "sm_", "sm_8", "sm_80b", "compute_80", "sm_90ax", NULL};
+    for (int i = 0; i < 7; i++) cr_assert_not(rt_image_usable(bad[i], false, 8, 0), "'%s'", bad[i] ? bad[i] : "NULL");
+}
+
+Test(specialize, image_kind_from_its_bytes) {
+    static const unsigned char elf[] = {0x7f, 'E', 'L', 'F', 2, 1};
+    static const unsigned char ptx[] = ".version 8.0\n.target sm_80\n";
+    tile_image a = {"sm_80", elf, sizeof elf, 128, 0};
+    tile_image b = {"sm_80", ptx, sizeof ptx - 1, 128, 0};
+    tile_image c = {"sm_80", elf, 3, 128, 0};
+    cr_assert_not(rt_image_is_ptx(&a));
+    cr_assert(rt_image_is_ptx(&b));
+    cr_assert(rt_image_is_ptx(&c), "too short for an ELF header");
+}
