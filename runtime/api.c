@@ -480,18 +480,47 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
     if (!k) return TILE_ERROR_INVALID_ARGUMENT;
     tile_context *ctx = k->program->ctx;
     if (nargs && !args) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: args is NULL", k->name);
-    if (stream) return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "launch of '%s': streams are not supported yet (pass NULL)", k->name);
+    if (stream && stream->ctx != ctx)
+        return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the stream belongs to another context", k->name);
     Strbuf err = {0};
     tile_status st = TILE_OK;
     if (!rt_check_args(k->function, args, nargs, &err)) {
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     } else if (ctx->cuda) {
-        st = rt_cuda_launch(k, args, nargs);
+        st = rt_cuda_launch(k, args, nargs, stream);
     } else if (!vm_launch(k->function, args, nargs, &err)) {
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     }
     sb_free(&err);
     return st;
+}
+
+/* ---- streams ---------------------------------------------------------------------------------- */
+tile_status tile_stream_create(tile_context *ctx, tile_stream **out) {
+    if (!ctx || !out) return TILE_ERROR_INVALID_ARGUMENT;
+    *out = NULL;
+    tile_stream *s = xcalloc(1, sizeof *s);
+    s->ctx = ctx;
+    if (ctx->cuda) {
+        tile_status st = rt_cuda_stream_create(ctx, s);
+        if (st != TILE_OK) {
+            free(s);
+            return st;
+        }
+    }
+    *out = s;
+    return TILE_OK;
+}
+
+tile_status tile_stream_synchronize(tile_stream *s) {
+    if (!s) return TILE_ERROR_INVALID_ARGUMENT;
+    return s->ctx->cuda ? rt_cuda_stream_synchronize(s) : TILE_OK;
+}
+
+void tile_stream_destroy(tile_stream *s) {
+    if (!s) return;
+    if (s->ctx->cuda) rt_cuda_stream_destroy(s);
+    free(s);
 }
 
 /* ---- tensors ---------------------------------------------------------------------------------- */

@@ -619,7 +619,7 @@ done:
 }
 
 /* ---- launching ---------------------------------------------------------------------------------- */
-tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs) {
+tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
     RtCudaFunction *f = rt_cuda_select(k, args, nargs);
@@ -683,7 +683,7 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs) {
     CudaLaunch launch = {.grid = {(unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2]},
                          .block = {f->threads, 1, 1},
                          .shared_bytes = f->shared_bytes,
-                         .stream = NULL};
+                         .stream = stream ? stream->cuda : NULL};
     tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
     if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
     free(slots);
@@ -691,6 +691,25 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs) {
     sb_free(&err);
     return st;
 }
+
+/* ---- streams ---- */
+tile_status rt_cuda_stream_create(tile_context *ctx, tile_stream *s) {
+    Strbuf err = {0};
+    tile_status st = cuda_stream_create(ctx->cuda->device, &s->cuda, &err);
+    if (st != TILE_OK) st = fail_with(ctx, st, "tile_stream_create", &err);
+    sb_free(&err);
+    return st;
+}
+
+tile_status rt_cuda_stream_synchronize(tile_stream *s) {
+    Strbuf err = {0};
+    tile_status st = cuda_stream_synchronize(s->ctx->cuda->device, s->cuda, &err);
+    if (st != TILE_OK) st = fail_with(s->ctx, st, "tile_stream_synchronize (a launch on it may have failed)", &err);
+    sb_free(&err);
+    return st;
+}
+
+void rt_cuda_stream_destroy(tile_stream *s) { cuda_stream_destroy(s->ctx->cuda->device, s->cuda); }
 
 /* ---- for benchmarks: the raw handles behind a context and a kernel ---- */
 CudaDevice *rt_cuda_device(const tile_context *ctx) { return ctx && ctx->cuda ? ctx->cuda->device : NULL; }

@@ -30,6 +30,11 @@ struct tile_context {
     struct RtAotProgram *aot_programs; /* tile_context_aot_kernel's programs, under lock */
 };
 
+struct tile_stream {
+    tile_context *ctx;
+    struct CudaStream *cuda; /* NULL on the VM */
+};
+
 struct tile_kernel {
     tile_program *program;
     char *name;
@@ -71,7 +76,10 @@ tile_status rt_cuda_synchronize(tile_context *ctx);
 /* Compiles k->function for the device (or finds it in the cache) and sets k->cuda. */
 tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k);
 /* Launches k with arguments already checked by rt_check_args. */
-tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs);
+tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
+tile_status rt_cuda_stream_create(tile_context *ctx, tile_stream *s);
+tile_status rt_cuda_stream_synchronize(tile_stream *s);
+void rt_cuda_stream_destroy(tile_stream *s);
 /* The architecture name the device compiles for ("sm_90a"), or NULL below sm_80. */
 const char *rt_cuda_arch(const tile_context *ctx);
 struct CudaDevice;

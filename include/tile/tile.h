@@ -117,6 +117,13 @@ TILE_API tile_status tile_copy_to_device(tile_context *ctx, void *dst, const voi
 TILE_API tile_status tile_copy_to_host(tile_context *ctx, void *dst, const void *src, size_t bytes);
 TILE_API tile_status tile_synchronize(tile_context *ctx);
 
+/* ---- streams ---------------------------------------------------------------------------------- */
+/* Launches on one stream run in order; launches on different streams may overlap. On the VM a
+ * launch completes before it returns, so streams only order what is already ordered. */
+TILE_API tile_status tile_stream_create(tile_context *ctx, tile_stream **out);
+TILE_API tile_status tile_stream_synchronize(tile_stream *stream);
+TILE_API void tile_stream_destroy(tile_stream *stream);
+
 /* ---- programs and kernels -------------------------------------------------------------- */
 /* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). */
 TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
