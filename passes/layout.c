@@ -3,8 +3,9 @@
  * layout from the algebra of ir/layout.h; scalars carry none (they are replicated in every
  * thread by definition).
  *
- * Anchors are Triton's blocked layouts (layout_blocked): global loads get the blocked layout of
- * their shape and element size, so each thread reads 16 bytes of consecutive elements along
+ * Anchors are Triton's blocked layouts (layout_blocked): the first global load or store of a
+ * shape gives it the blocked layout of that shape and its element size (later accesses of the
+ * shape reuse it), so each thread reads 16 bytes of consecutive elements along
  * the last dimension and a warp's lanes cover a contiguous stretch; a dot's accumulator gets a
  * register-tiled layout (layout_dot_acc). One forward walk in program order then propagates:
  * elementwise ops take the layout of their first operand that has one; reduce gives the
@@ -126,21 +127,24 @@ static const Layout *blocked_for(Assign *a, const IrType *t, int bytes) {
 
 static void prefer(Assign *a, const Layout *l) {
     for (int i = 0; i < a->npreferred; i++)
-        if (a->preferred[i].rank == l->rank && memcmp(a->preferred[i].shape, l->shape, sizeof(int64_t) * (size_t)l->rank) == 0) {
-            a->preferred[i].layout = l;
+        if (a->preferred[i].rank == l->rank && memcmp(a->preferred[i].shape, l->shape, sizeof(int64_t) * (size_t)l->rank) == 0)
             return;
-        }
     if (a->npreferred == MAX_PREFERRED) return;
     a->preferred[a->npreferred].rank = l->rank;
     memcpy(a->preferred[a->npreferred].shape, l->shape, sizeof(int64_t) * (size_t)l->rank);
     a->preferred[a->npreferred++].layout = l;
 }
 
-static const Layout *preferred_for(Assign *a, const IrType *t) {
+static const Layout *find_preferred(Assign *a, int rank, const int64_t *shape) {
     for (int i = 0; i < a->npreferred; i++)
-        if (a->preferred[i].rank == t->rank && memcmp(a->preferred[i].shape, t->shape, sizeof(int64_t) * (size_t)t->rank) == 0)
+        if (a->preferred[i].rank == rank && memcmp(a->preferred[i].shape, shape, sizeof(int64_t) * (size_t)rank) == 0)
             return a->preferred[i].layout;
-    return blocked_for(a, t, elem_bytes(t->elem));
+    return NULL;
+}
+
+static const Layout *preferred_for(Assign *a, const IrType *t) {
+    const Layout *l = find_preferred(a, t->rank, t->shape);
+    return l ? l : blocked_for(a, t, elem_bytes(t->elem));
 }
 
 /* The layout of a reshape that only inserts or removes dimensions of size 1, else NULL. */
@@ -214,7 +218,8 @@ static void assign_store(Assign *a, const IrOp *op) {
     const Layout *access = NULL;
     bool same = value->type->rank == rank && memcmp(value->type->shape, shape, sizeof(int64_t) * (size_t)rank) == 0;
     if (same && get(a, value)) access = get(a, value);
-    else access = layout_blocked(a->arena, rank, shape, elem_bytes(op->operands[0]->type->elem), a->warps);
+    else if (!(access = find_preferred(a, rank, shape)))
+        access = layout_blocked(a->arena, rank, shape, elem_bytes(op->operands[0]->type->elem), a->warps);
     prefer(a, access);
     for (uint32_t i = 1; i < op->noperands; i++) {
         const IrValue *x = op->operands[i];
@@ -290,7 +295,10 @@ static void assign_op(Assign *a, const IrOp *op) {
         if (is_tile(res)) a->free_[res->id] = 1;
         return;
     case OP_LOAD: {
-        const Layout *l = blocked_for(a, res->type, elem_bytes(x->type->elem));
+        /* the first access of a shape sets its layout, so that tiles loaded from tensors of
+         * different element sizes meet without conversions (narrower vectors instead) */
+        const Layout *l = find_preferred(a, res->type->rank, res->type->shape);
+        if (!l) l = blocked_for(a, res->type, elem_bytes(x->type->elem));
         put(a, res, l);
         prefer(a, l);
         for (uint32_t i = 1; i < op->noperands; i++) {

@@ -41,7 +41,6 @@ bool passes_is_known(const char *name) {
 
 void passes_list(Strbuf *out) {
     for (int i = 0; i < NPASSES; i++) sb_printf(out, "%s\n", pipeline[i].name);
-    for (int i = 0; i < NGPU_PASSES; i++) sb_printf(out, "%s (GPU)\n", gpu_passes[i]);
 }
 
 static SrcLoc module_loc(const IrModule *m) { return m->functions ? m->functions->loc : (SrcLoc){0}; }
