@@ -43,35 +43,68 @@ void cg_set(Cg *g, const IrValue *v, CgValue *cv) {
     if (v->id < g->nvalues) g->values[v->id] = cv;
 }
 
-uint32_t cg_slot_count(const Cg *g, int64_t numel) {
-    if (numel <= 1) return 1;
-    return (uint32_t)((numel + g->threads - 1) / g->threads);
-}
-
-CgValue *cg_new_tile(Cg *g, const IrType *t) {
+CgValue *cg_new_tile(Cg *g, const Layout *layout, int64_t numel) {
     CgValue *cv = cg_calloc(g, 1, sizeof *cv);
     cv->kind = CV_TILE;
-    cv->numel = type_numel(t);
-    cv->nslots = cg_slot_count(g, cv->numel);
+    cv->layout = numel == 1 ? NULL : layout;
+    cv->numel = numel;
+    cv->nslots = cv->layout ? (uint32_t)cv->layout->local_size : 1;
     cv->slots = cg_calloc(g, cv->nslots, sizeof(LLVMValueRef));
     return cv;
 }
 
+const Layout *cg_blocked(Cg *g, int rank, const int64_t *shape, ElemType e) {
+    return layout_blocked(&g->arena, rank, shape, (int)cg_elem_bytes(e), g->warps);
+}
+
+const Layout *cg_layout_of(Cg *g, const IrValue *v) {
+    const IrType *t = v->type;
+    if (t->kind != TY_TILE || t->rank == 0 || type_numel(t) == 1) return NULL;
+    if (t->layout && t->layout->num_threads == g->threads && t->layout->rank == t->rank) return t->layout;
+    if (v->id < g->nvalues && g->layouts[v->id]) return g->layouts[v->id];
+    return cg_blocked(g, t->rank, t->shape, t->elem);
+}
+
+CgValue *cg_new_tile_for(Cg *g, const IrValue *v) { return cg_new_tile(g, cg_layout_of(g, v), type_numel(v->type)); }
+
 LLVMValueRef cg_i64(Cg *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
 LLVMValueRef cg_i32(Cg *g, int64_t v) { return LLVMConstInt(g->i32, (unsigned long long)v, 1); }
 
-LLVMValueRef cg_slot_index(Cg *g, int64_t numel, uint32_t j) {
-    if (numel <= 1) return cg_i64(g, 0);
-    LLVMValueRef e = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)j * g->threads), g->tid, "");
-    if ((int64_t)(j + 1) * g->threads <= numel) return e;
-    LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntULT, e, cg_i64(g, numel), "");
-    return LLVMBuildSelect(g->b, in, e, cg_i64(g, numel - 1), "");
+/* The thread part of a layout, emitted once in the entry block from its thread terms. */
+static const CgThreadPart *thread_part(Cg *g, const Layout *l) {
+    for (size_t i = 0; i < g->parts.len; i++)
+        if (layout_equal(g->parts.data[i].layout, l)) return &g->parts.data[i];
+    CgThreadPart p = {.layout = l};
+    LayoutThreadTerm terms[64];
+    int n = layout_thread_terms(l, terms);
+    LLVMBuilderRef b = g->entry;
+    for (int d = 0; d < l->rank; d++) p.coord[d] = cg_i64(g, 0);
+    for (int i = 0; i < n; i++) {
+        LLVMValueRef q = terms[i].radix == 1 ? g->tid : LLVMBuildUDiv(b, g->tid, cg_i64(g, terms[i].radix), "");
+        LLVMValueRef digit = i == 0 && terms[i].radix * terms[i].size >= (int64_t)g->threads
+                                 ? q
+                                 : LLVMBuildURem(b, q, cg_i64(g, terms[i].size), "");
+        if (terms[i].dim == LAYOUT_REPLICA) {
+            LLVMValueRef zero = LLVMBuildICmp(b, LLVMIntEQ, digit, cg_i64(g, 0), "");
+            p.owner = p.owner ? LLVMBuildAnd(b, p.owner, zero, "") : zero;
+        } else {
+            LLVMValueRef term = terms[i].stride == 1 ? digit : LLVMBuildMul(b, digit, cg_i64(g, terms[i].stride), "");
+            p.coord[terms[i].dim] = LLVMBuildAdd(b, p.coord[terms[i].dim], term, "");
+        }
+    }
+    vec_push(&g->parts, p);
+    return &g->parts.data[g->parts.len - 1];
 }
 
-LLVMValueRef cg_slot_active(Cg *g, int64_t numel, uint32_t j) {
-    if (numel <= 1 || (int64_t)(j + 1) * g->threads <= numel) return NULL;
-    return LLVMBuildICmp(g->b, LLVMIntULT, g->tid, cg_i64(g, numel - (int64_t)j * g->threads), "");
+void cg_slot_coords(Cg *g, const Layout *l, uint32_t slot, LLVMValueRef *coords) {
+    const CgThreadPart *p = thread_part(g, l);
+    int64_t local[IR_MAX_RANK];
+    layout_map(l, 0, slot, local); /* thread 0 has every thread digit 0: the local part alone */
+    for (int d = 0; d < l->rank; d++)
+        coords[d] = local[d] ? LLVMBuildAdd(g->b, p->coord[d], cg_i64(g, local[d]), "") : p->coord[d];
 }
+
+LLVMValueRef cg_owner(Cg *g, const Layout *l) { return l ? thread_part(g, l)->owner : g->tid_is_zero; }
 
 LLVMBasicBlockRef cg_block(Cg *g, const char *name) {
     return LLVMAppendBasicBlockInContext(g->ctx, g->fn, name);
@@ -123,12 +156,15 @@ static bool check_op(IrOp *op, void *ctx) {
 /* ---- regions and control flow -------------------------------------------------------------- */
 static bool emit_region(Cg *g, const IrRegion *r, const IrOp **term);
 
-/* The LLVM values of a list of IR values, all slots flattened, appended to out. */
-static size_t flatten(Cg *g, IrValue *const *vals, uint32_t n, LLVMValueRef *out) {
+/* The LLVM values of a list of IR values, each in the layout of the matching target value
+ * (the carried value it feeds), all slots flattened, appended to out. */
+static size_t flatten(Cg *g, const IrOp *op, IrValue *const *vals, uint32_t n, IrValue *const *targets,
+                      LLVMValueRef *out) {
     size_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
-        CgValue *cv = cg_get(g, vals[i]);
-        for (uint32_t j = 0; j < cv->nslots; j++) out[k++] = cv->slots[j];
+        const IrType *t = targets[i]->type;
+        CgValue *cv = cg_in_layout(g, op, vals[i], cg_layout_of(g, targets[i]), t->rank, t->shape);
+        for (uint32_t j = 0; cv && j < cv->nslots; j++) out[k++] = cv->slots[j];
     }
     return k;
 }
@@ -137,7 +173,8 @@ static size_t count_slots(Cg *g, IrValue *const *vals, uint32_t n) {
     size_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (vals[i]->type->kind != TY_TILE) return (size_t)-1;
-        k += cg_slot_count(g, type_numel(vals[i]->type));
+        const Layout *l = cg_layout_of(g, vals[i]);
+        k += l ? (size_t)l->local_size : 1;
     }
     return k;
 }
@@ -148,7 +185,7 @@ static LLVMValueRef *make_phis(Cg *g, IrValue *const *types, uint32_t n, IrValue
     LLVMValueRef *phis = cg_calloc(g, total + 1, sizeof(LLVMValueRef));
     size_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
-        CgValue *cv = cg_new_tile(g, types[i]->type);
+        CgValue *cv = cg_new_tile_for(g, targets ? targets[i] : types[i]);
         LLVMTypeRef t = cg_reg_type(g, types[i]->type->elem);
         for (uint32_t j = 0; j < cv->nslots; j++) cv->slots[j] = phis[k++] = LLVMBuildPhi(g->b, t, "");
         if (targets) cg_set(g, targets[i], cv);
@@ -176,12 +213,14 @@ static bool emit_for(Cg *g, const IrOp *op) {
     uint32_t nc = op->noperands - 3;
     if (!carried_ok(g, op, op->operands + 3, nc)) return false;
     ElemType iv_type = body->args[0]->type->elem;
+    IrValue *const *carried_args = body->args + 1;
     bool u64 = iv_type.kind == EK_UINT && iv_type.bits == 64;
     LLVMValueRef lo = scalar_i64(g, op->operands[0]), hi = scalar_i64(g, op->operands[1]),
                  step = scalar_i64(g, op->operands[2]);
     size_t ns = count_slots(g, op->operands + 3, nc);
     LLVMValueRef *init = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
-    flatten(g, op->operands + 3, nc, init);
+    flatten(g, op, op->operands + 3, nc, carried_args, init);
+    if (g->failed) return false;
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
     LLVMBasicBlockRef header = cg_block(g, "for.header"), body_bb = cg_block(g, "for.body"),
                       exit = cg_block(g, "for.exit");
@@ -189,7 +228,7 @@ static bool emit_for(Cg *g, const IrOp *op) {
     LLVMPositionBuilderAtEnd(g->b, header);
     LLVMValueRef iv = LLVMBuildPhi(g->b, g->i64, "iv");
     size_t count;
-    LLVMValueRef *phis = make_phis(g, op->operands + 3, nc, body->args + 1, &count);
+    LLVMValueRef *phis = make_phis(g, carried_args, nc, body->args + 1, &count);
     LLVMValueRef more;
     if (u64) {
         more = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntNE, step, cg_i64(g, 0), ""),
@@ -200,7 +239,7 @@ static bool emit_for(Cg *g, const IrOp *op) {
     }
     LLVMBuildCondBr(g->b, more, body_bb, exit);
     LLVMPositionBuilderAtEnd(g->b, body_bb);
-    CgValue *ivv = cg_new_tile(g, body->args[0]->type);
+    CgValue *ivv = cg_new_tile(g, NULL, 1);
     ivv->slots[0] = cg_convert(g, elem_int(64), iv, iv_type);
     cg_set(g, body->args[0], ivv);
     const IrOp *term;
@@ -208,7 +247,7 @@ static bool emit_for(Cg *g, const IrOp *op) {
     if (!term || term->code != OP_YIELD || term->noperands != nc)
         return cg_fail(g, op, false, "the loop body must end in yield of %u values", (unsigned)nc);
     LLVMValueRef *next = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
-    flatten(g, term->operands, nc, next);
+    flatten(g, op, term->operands, nc, carried_args, next);
     LLVMTypeRef i64 = g->i64;
     LLVMValueRef args[2] = {iv, step};
     LLVMValueRef sum = cg_call_intrinsic(g, u64 ? "llvm.uadd.with.overflow" : "llvm.sadd.with.overflow", &i64, 1,
@@ -225,7 +264,7 @@ static bool emit_for(Cg *g, const IrOp *op) {
     }
     LLVMPositionBuilderAtEnd(g->b, exit);
     size_t count2;
-    LLVMValueRef *out = make_phis(g, op->operands + 3, nc, op->results, &count2);
+    LLVMValueRef *out = make_phis(g, carried_args, nc, op->results, &count2);
     for (size_t k = 0; k < count2; k++) {
         LLVMAddIncoming(out[k], &phis[k], &header, 1);
         LLVMAddIncoming(out[k], &next[k], &latch, 1);
@@ -249,7 +288,7 @@ static bool emit_if(Cg *g, const IrOp *op) {
         if (!term || term->code != OP_YIELD || term->noperands != op->nresults)
             return cg_fail(g, op, false, "each branch must end in yield of %u values", (unsigned)op->nresults);
         vals[i] = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
-        flatten(g, term->operands, term->noperands, vals[i]);
+        flatten(g, op, term->operands, term->noperands, op->results, vals[i]);
         ends[i] = LLVMGetInsertBlock(g->b);
         LLVMBuildBr(g->b, merge);
     }
@@ -267,30 +306,33 @@ static bool emit_while(Cg *g, const IrOp *op) {
     const IrRegion *before = op->regions[0], *after = op->regions[1];
     size_t ns = count_slots(g, op->operands, op->noperands);
     LLVMValueRef *init = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
-    flatten(g, op->operands, op->noperands, init);
+    flatten(g, op, op->operands, op->noperands, before->args, init);
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
     LLVMBasicBlockRef header = cg_block(g, "while.cond"), body = cg_block(g, "while.body"),
                       exit = cg_block(g, "while.end");
     LLVMBuildBr(g->b, header);
     LLVMPositionBuilderAtEnd(g->b, header);
     size_t count;
-    LLVMValueRef *phis = make_phis(g, op->operands, op->noperands, before->args, &count);
+    LLVMValueRef *phis = make_phis(g, before->args, op->noperands, before->args, &count);
     const IrOp *term;
     if (!emit_region(g, before, &term)) return false;
     if (!term || term->code != OP_CONDITION || term->noperands != 1 + op->nresults ||
         after->nargs != op->nresults)
         return cg_fail(g, op, false, "the while's first region must end in condition");
-    LLVMBuildCondBr(g->b, truth(g, term->operands[0]), body, exit);
     for (uint32_t i = 0; i < op->nresults; i++) {
-        cg_set(g, op->results[i], cg_get(g, term->operands[1 + i]));
-        cg_set(g, after->args[i], cg_get(g, term->operands[1 + i]));
+        const IrType *t = after->args[i]->type;
+        CgValue *cv = cg_in_layout(g, op, term->operands[1 + i], cg_layout_of(g, after->args[i]), t->rank, t->shape);
+        if (!cv) return false;
+        cg_set(g, op->results[i], cv);
+        cg_set(g, after->args[i], cv);
     }
+    LLVMBuildCondBr(g->b, truth(g, term->operands[0]), body, exit);
     LLVMPositionBuilderAtEnd(g->b, body);
     if (!emit_region(g, after, &term)) return false;
     if (!term || term->code != OP_YIELD || term->noperands != op->noperands)
         return cg_fail(g, op, false, "the while's body must end in yield");
     LLVMValueRef *next = cg_calloc(g, ns + 1, sizeof(LLVMValueRef));
-    flatten(g, term->operands, term->noperands, next);
+    flatten(g, op, term->operands, term->noperands, before->args, next);
     LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
     LLVMBuildBr(g->b, header);
     for (size_t k = 0; k < count; k++) {
@@ -302,23 +344,15 @@ static bool emit_while(Cg *g, const IrOp *op) {
 }
 
 /* ---- data ops ------------------------------------------------------------------------------ */
-static bool emit_same_elements(Cg *g, const IrOp *op) {
-    CgValue *a = cg_get(g, op->operands[0]);
-    if (a->kind != CV_TILE || a->numel != type_numel(op->results[0]->type))
-        return cg_fail(g, op, false, "the operand and the result differ in element count");
-    cg_set(g, op->results[0], a);
-    return true;
-}
-
 static bool emit_elementwise(Cg *g, const IrOp *op) {
-    const IrType *rt = op->results[0]->type;
-    CgValue *r = cg_new_tile(g, rt);
+    const IrValue *res = op->results[0];
+    const IrType *rt = res->type;
+    CgValue *r = cg_new_tile_for(g, res);
     ElemType e = op->operands[op->code == OP_SELECT ? 1 : 0]->type->elem;
     CgValue *ops[3];
     for (uint32_t i = 0; i < op->noperands; i++) {
-        ops[i] = cg_get(g, op->operands[i]);
-        if (ops[i]->kind != CV_TILE || (ops[i]->nslots != r->nslots && ops[i]->numel != 1))
-            return cg_fail(g, op, false, "operand %u does not have the result's shape", (unsigned)i);
+        ops[i] = cg_in_layout(g, op, op->operands[i], r->layout, rt->rank, rt->shape);
+        if (!ops[i]) return false;
     }
     for (uint32_t j = 0; j < r->nslots; j++) {
         LLVMValueRef x[3];
@@ -339,18 +373,21 @@ static bool emit_elementwise(Cg *g, const IrOp *op) {
         }
         r->slots[j] = v;
     }
-    cg_set(g, op->results[0], r);
+    cg_set(g, res, r);
     return true;
 }
 
 static bool emit_values(Cg *g, const IrOp *op) {
     const IrType *rt = op->results[0]->type;
-    CgValue *r = cg_new_tile(g, rt);
+    CgValue *r = cg_new_tile_for(g, op->results[0]);
     for (uint32_t j = 0; j < r->nslots; j++) {
         switch (op->code) {
         case OP_CONST: r->slots[j] = cg_const(g, rt->elem, op->value); break;
         case OP_ARANGE: {
-            LLVMValueRef e = LLVMBuildAdd(g->b, cg_slot_index(g, r->numel, j), cg_i64(g, op->ints[0]), "");
+            LLVMValueRef coords[IR_MAX_RANK] = {0};
+            if (r->layout) cg_slot_coords(g, r->layout, j, coords);
+            else coords[0] = cg_i64(g, 0);
+            LLVMValueRef e = LLVMBuildAdd(g->b, coords[0], cg_i64(g, op->ints[0]), "");
             r->slots[j] = cg_convert(g, elem_int(64), e, rt->elem);
             break;
         }
@@ -380,8 +417,8 @@ static bool emit_values(Cg *g, const IrOp *op) {
 
 static bool emit_splat(Cg *g, const IrOp *op) {
     CgValue *a = cg_get(g, op->operands[0]);
-    if (a->numel != 1) return emit_same_elements(g, op);
-    CgValue *r = cg_new_tile(g, op->results[0]->type);
+    if (a->kind != CV_TILE || a->numel != 1) return cg_fail(g, op, false, "splat of a value that is not a scalar");
+    CgValue *r = cg_new_tile_for(g, op->results[0]);
     for (uint32_t j = 0; j < r->nslots; j++) r->slots[j] = a->slots[0];
     cg_set(g, op->results[0], r);
     return true;
@@ -398,10 +435,10 @@ static bool emit_op(Cg *g, const IrOp *op) {
     case OP_CONST: case OP_ARANGE: case OP_BLOCK_ID: case OP_NUM_BLOCKS: case OP_DIM:
         return emit_values(g, op);
     case OP_SPLAT: return emit_splat(g, op);
-    case OP_EXPAND_DIMS: case OP_RESHAPE: case OP_CONVERT_LAYOUT: return emit_same_elements(g, op);
-    case OP_BROADCAST: return cg_broadcast(g, op);
-    case OP_TRANSPOSE: return cg_transpose(g, op);
-    case OP_REDUCE: case OP_SCAN: return cg_reduce_scan(g, op);
+    case OP_EXPAND_DIMS: case OP_RESHAPE: case OP_CONVERT_LAYOUT: case OP_BROADCAST: case OP_TRANSPOSE:
+        return cg_reshape_like(g, op);
+    case OP_REDUCE: return cg_reduce(g, op);
+    case OP_SCAN: return cg_scan(g, op);
     case OP_DOT: return cg_dot(g, op);
     case OP_LOAD: return cg_load(g, op);
     case OP_STORE: case OP_ATOMIC: return cg_store(g, op);
@@ -476,6 +513,8 @@ static bool build_kernel(Cg *g) {
     LLVMPositionBuilderAtEnd(g->b, entry);
     g->tid = LLVMBuildZExt(g->b, read_sreg(g, "llvm.nvvm.read.ptx.sreg.tid.x"), g->i64, "tid");
     g->tid_is_zero = LLVMBuildICmp(g->b, LLVMIntEQ, g->tid, cg_i64(g, 0), "");
+    g->entry = LLVMCreateBuilderInContext(g->ctx);
+    LLVMPositionBuilderAtEnd(g->entry, entry);
     unsigned p = 0;
     for (uint32_t i = 0; i < body->nargs; i++) {
         const IrValue *arg = body->args[i];
@@ -489,7 +528,7 @@ static bool build_kernel(Cg *g) {
             for (int d = 0; d < t->rank; d++) cv->size[d] = LLVMBuildSExt(g->b, LLVMGetParam(g->fn, p++), g->i64, "");
             for (int d = 0; d < t->rank; d++) cv->stride[d] = LLVMGetParam(g->fn, p++);
         } else {
-            cv = cg_new_tile(g, t);
+            cv = cg_new_tile(g, NULL, 1);
             LLVMValueRef v = LLVMGetParam(g->fn, p++);
             ElemType e = t->elem;
             if (e.kind == EK_BOOL) v = LLVMBuildICmp(g->b, LLVMIntNE, v, LLVMConstInt(LLVMTypeOf(v), 0, 0), "");
@@ -499,10 +538,15 @@ static bool build_kernel(Cg *g) {
         }
         cg_set(g, arg, cv);
     }
+    LLVMBasicBlockRef first = cg_block(g, "body");
+    LLVMPositionBuilderAtEnd(g->b, first);
     const IrOp *term;
-    if (!emit_region(g, body, &term)) return false;
-    LLVMBuildRetVoid(g->b);
-    return true;
+    bool ok = emit_region(g, body, &term);
+    if (ok) LLVMBuildRetVoid(g->b);
+    /* the thread parts of the layouts were emitted into the entry block as they were needed */
+    LLVMBuildBr(g->entry, first);
+    LLVMDisposeBuilder(g->entry);
+    return ok;
 }
 
 bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, const CodegenOptions *options,
@@ -514,7 +558,8 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
         sb_printf(err, "%s: %d warps is more than a block holds (32)", kernel->name, warps);
         return false;
     }
-    Cg g = {.ctx = context, .kernel = kernel, .threads = 32u * (unsigned)warps, .err = err};
+    Cg g = {.ctx = context, .kernel = kernel, .threads = 32u * (unsigned)warps, .err = err, .warps = warps,
+            .spec = options ? options->spec : NULL};
     info->threads = g.threads;
     if (!kernel->is_kernel || !kernel->body) {
         sb_printf(err, "'%s' is not a kernel", kernel->name);
@@ -539,12 +584,16 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     g.b = LLVMCreateBuilderInContext(context);
     g.nvalues = kernel->next_value_id;
     g.values = xcalloc(g.nvalues + 1, sizeof(CgValue *));
+    g.layouts = layout_assign(kernel, warps, &g.arena);
+    axis_init(&g.axis, kernel, g.spec);
     g.smem = LLVMAddGlobalInAddressSpace(g.module, LLVMArrayType2(g.i8, 0), "tile_smem", 3);
     LLVMSetLinkage(g.smem, LLVMExternalLinkage);
     LLVMSetAlignment(g.smem, 16);
     bool ok = build_kernel(&g);
     LLVMDisposeBuilder(g.b);
     free(g.values);
+    vec_free(&g.parts);
+    axis_free(&g.axis);
     arena_free(&g.arena);
     info->unsupported = g.unsupported;
     info->shared_bytes = (unsigned)g.smem_bytes;

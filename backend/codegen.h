@@ -1,21 +1,22 @@
 /*
  * codegen.h: the private state of the tile IR -> LLVM IR code generator (codegen*.c).
  *
- * Distribution of a tile over the T = 32 * num_warps threads of a block (v1, the canonical
- * layout): a value of n elements with n == 1 is *replicated* (every thread holds element 0 in
- * slot 0, which is how scalars live); otherwise thread t holds ceil(n / T) slots and slot j
- * holds the row-major element e = j * T + t. Slots with e >= n are inactive: they hold
- * well-defined garbage and every memory access they would make is masked. Because the layout
- * depends only on the flattened index, reshapes are free; ops that move elements between
- * threads go through the shared scratch buffer @tile_smem (dynamic shared memory).
+ * Distribution (v2, layouts): every tile value of rank >= 1 has a register layout (ir/layout.h)
+ * over the T = 32 * num_warps threads of a block: the layout in its type when layout inference
+ * (passes/layout.c) ran with this T, else the one layout_assign computes here. A value's slots
+ * are its layout's local indices; slot l of thread t holds the element at layout_map(t, l),
+ * computed as the thread's part (emitted once per layout in the entry block from the layout's
+ * thread terms) plus the compile-time local part. Scalars (and any value of one element) have
+ * one slot, the same in every thread.
  *
  * Registers: bool is i1, integers of N bits iN, f16/bf16/f32 live as float (f16 and bf16
  * values are exactly representable and every op rounds back to them), f64 as double.
  *
- *   codegen.c        entry points, kernel ABI, value map, control flow, dispatch
- *   codegen_elem.c   element arithmetic: binary/unary ops, comparisons, casts, math
- *   codegen_mem.c    global loads/stores/atomics, index rematerialization, shared-memory ops
- *                    (broadcast, transpose, reduce, scan, dot, explicit shared tiles)
+ *   codegen.c         entry points, kernel ABI, value map, control flow, dispatch, layouts
+ *   codegen_elem.c    element arithmetic: binary/unary ops, comparisons, casts, math
+ *   codegen_mem.c     moving a value into another layout (registers, rematerialization or
+ *                     shared memory), global loads/stores/atomics (vectorized), shared tiles
+ *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot
  */
 #ifndef TILE_BACKEND_CODEGEN_H
 #define TILE_BACKEND_CODEGEN_H
@@ -24,12 +25,15 @@
 
 #include "backend/backend.h"
 #include "ir/ir.h"
+#include "ir/layout.h"
+#include "passes/passes.h"
 
 typedef enum { CV_TILE, CV_TENSOR, CV_SHARED } CgValueKind;
 
 typedef struct CgValue {
     CgValueKind kind;
     /* CV_TILE */
+    const Layout *layout;               /* NULL for values of one element (one slot) */
     int64_t numel;
     uint32_t nslots;
     LLVMValueRef *slots;
@@ -40,6 +44,13 @@ typedef struct CgValue {
     /* CV_SHARED: data is a ptr addrspace(3) */
 } CgValue;
 
+/* A layout's per-thread coordinate part and replica-owner flag, emitted in the entry block. */
+typedef struct CgThreadPart {
+    const Layout *layout;
+    LLVMValueRef coord[IR_MAX_RANK]; /* i64 */
+    LLVMValueRef owner;              /* i1: every replica digit is 0; NULL when no replicas */
+} CgThreadPart;
+
 typedef struct Cg {
     LLVMContextRef ctx;
     LLVMModuleRef module;
@@ -48,6 +59,12 @@ typedef struct Cg {
     const IrFunction *kernel;
     unsigned threads;
     LLVMValueRef tid;        /* i64 */
+    int warps;
+    const CodegenParamSpec *spec;
+    const Layout **layouts;  /* layout_assign's table by value id */
+    AxisAnalysis axis;
+    LLVMBuilderRef entry;    /* positioned before the entry block's branch */
+    VEC(CgThreadPart) parts;
     LLVMValueRef tid_is_zero;
     LLVMValueRef smem;       /* @tile_smem */
     uint64_t smem_bytes;     /* the largest scratch need */
@@ -64,14 +81,18 @@ typedef struct Cg {
 bool cg_fail(Cg *g, const IrOp *op, bool unsupported, const char *fmt, ...) TILE_PRINTF(4, 5);
 void *cg_calloc(Cg *g, size_t n, size_t size); /* zeroed, freed with the module build */
 CgValue *cg_get(Cg *g, const IrValue *v);
-CgValue *cg_new_tile(Cg *g, const IrType *t);
 void cg_set(Cg *g, const IrValue *v, CgValue *cv);
-uint32_t cg_slot_count(const Cg *g, int64_t numel);
-/* Element index (i64) of slot j of a value of numel elements, clamped to numel - 1 so that an
- * inactive slot reads a valid element. */
-LLVMValueRef cg_slot_index(Cg *g, int64_t numel, uint32_t j);
-/* Whether slot j is active (i1), or NULL when it always is. */
-LLVMValueRef cg_slot_active(Cg *g, int64_t numel, uint32_t j);
+/* The layout of a tile value (NULL for one element). */
+const Layout *cg_layout_of(Cg *g, const IrValue *v);
+/* A tile of elem type with the given layout and numel (layout NULL: one slot). */
+CgValue *cg_new_tile(Cg *g, const Layout *layout, int64_t numel);
+CgValue *cg_new_tile_for(Cg *g, const IrValue *v); /* in v's layout */
+/* The coordinates (i64) of slot l of a layout in this thread. */
+void cg_slot_coords(Cg *g, const Layout *layout, uint32_t l, LLVMValueRef *coords);
+/* i1: this thread is the replica-0 owner of its elements of layout; NULL when always. */
+LLVMValueRef cg_owner(Cg *g, const Layout *layout);
+/* A blocked layout for the current block size. */
+const Layout *cg_blocked(Cg *g, int rank, const int64_t *shape, ElemType e);
 LLVMValueRef cg_i64(Cg *g, int64_t v);
 LLVMValueRef cg_i32(Cg *g, int64_t v);
 void cg_barrier(Cg *g);
@@ -100,12 +121,23 @@ LLVMValueRef cg_from_mem(Cg *g, ElemType e, LLVMValueRef v);
 LLVMValueRef cg_fminmax(Cg *g, bool max, LLVMValueRef x, LLVMValueRef y);
 
 /* ---- codegen_mem.c ---- */
+int64_t cg_elem_bytes(ElemType e);
+void cg_need_scratch(Cg *g, uint64_t bytes);
+/* Every thread writes its slots of cv (elements of shape `shape`) at their row-major element
+ * offsets from byte `offset` of base; replicas write the same values. */
+void cg_scratch_write(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, const CgValue *cv, int rank,
+                      const int64_t *shape);
+LLVMValueRef cg_scratch_read(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef idx);
+/* v (which broadcasts to want's shape, right-aligned) in layout want (NULL: one element). */
+CgValue *cg_in_layout(Cg *g, const IrOp *op, const IrValue *v, const Layout *want, int rank, const int64_t *shape);
+bool cg_reshape_like(Cg *g, const IrOp *op); /* expand_dims, reshape, transpose, convert_layout, broadcast */
 bool cg_load(Cg *g, const IrOp *op);
 bool cg_store(Cg *g, const IrOp *op);
-bool cg_broadcast(Cg *g, const IrOp *op);
-bool cg_transpose(Cg *g, const IrOp *op);
-bool cg_reduce_scan(Cg *g, const IrOp *op);
-bool cg_dot(Cg *g, const IrOp *op);
 bool cg_shared_op(Cg *g, const IrOp *op);
+
+/* ---- codegen_reduce.c ---- */
+bool cg_reduce(Cg *g, const IrOp *op);
+bool cg_scan(Cg *g, const IrOp *op);
+bool cg_dot(Cg *g, const IrOp *op);
 
 #endif

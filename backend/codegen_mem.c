@@ -1,61 +1,80 @@
 /*
- * codegen_mem.c: the ops of the GPU code generator that move elements: global loads, stores
- * and atomics, broadcasts, transposes, reductions, scans, dot, and explicit shared tiles.
+ * codegen_mem.c: the ops of the GPU code generator that move elements: putting a value into
+ * another layout, global loads, stores and atomics, and explicit shared tiles.
  *
- * An operand that must be seen at the coordinates of another shape (an index tile of shape
- * [BM, 1] of a load of shape [BM, BK], the value of a broadcast) is fetched in one of four
- * ways, the cheapest that applies: a replicated value (one element) is its slot 0; a value of
- * the same element count already sits in the right slots; an index expression built from
- * arange, constants, scalars and elementwise ops is *rematerialized*: recomputed at the
- * needed coordinates (remat below); anything else goes through the shared scratch buffer:
- * barrier, every thread stores its slots at their element index, barrier, every thread reads
- * the elements its slots need. The scratch buffer is @tile_smem from byte 0; each use begins
- * with a barrier so that the previous use's readers are done, and codegen.c reports the
- * largest use as the kernel's dynamic shared memory.
+ * Moving a value v into a target layout (an operand of an elementwise op, a broadcast,
+ * expand_dims, reshape, transpose, convert_layout, the indices of a memory access, a carried
+ * value) maps every target coordinate to an element of v by a linear weight per target
+ * dimension (its row-major offset in v; 0 along broadcast dimensions). The cheapest of four
+ * ways is taken: a value of one element is its slot 0; if, in every thread, the thread parts of
+ * both layouts give the same offset and every target slot's local offset is one of v's local
+ * offsets, the target slots are v's registers renamed (checked at compile time over all
+ * threads: this is how a reduced row statistic broadcasts back to its tile for free); an
+ * index expression built from arange, constants, scalars and elementwise ops is
+ * rematerialized at the target coordinates; anything else goes through the shared scratch
+ * buffer: barrier, v's slots stored at their row-major offsets, barrier, loads at the target
+ * offsets. The scratch buffer is @tile_smem from byte 0 (each use begins with a barrier, so
+ * one region is reused by every conversion; codegen.c reports the largest need).
  *
- * Memory accesses of a slot are guarded by the bounds mask (and by the slot being active);
- * a masked load yields 0 by branching around the load. Stores and atomics of a replicated
- * access (one element, held by every thread) are made by thread 0 alone.
+ * A memory access uses the layout of its value (stores) or result (loads), else the blocked
+ * layout of its shape. Along the last dimension, W = 16 bytes of consecutive slots become one
+ * vector access when the axis analysis proves the W elements consecutive in the tensor (the
+ * last index contiguous, the others constant over the group); the group then takes the
+ * vector path when it is in bounds and aligned: the launch facts (CodegenParamSpec: aligned
+ * data, unit stride, sizes divisible by 16) prove parts of that statically, the rest is one
+ * uniform check per group, and a group that fails it (the edges, odd strides) takes masked
+ * scalar accesses. Stores and atomics of replicated layouts are made by replica 0 only.
  */
 #include "codegen.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static int64_t elem_bytes(ElemType e) { return e.kind == EK_BOOL ? 1 : e.bits / 8; }
+int64_t cg_elem_bytes(ElemType e) { return e.kind == EK_BOOL ? 1 : e.bits / 8; }
 
 static uint64_t align16(uint64_t x) { return (x + 15) & ~(uint64_t)15; }
 
-/* Bytes of a scratch region holding a value of numel elements in the canonical layout. */
-static uint64_t region_bytes(Cg *g, ElemType e, int64_t numel) {
-    return align16((uint64_t)cg_slot_count(g, numel) * g->threads * (uint64_t)elem_bytes(e));
+static uint64_t region_bytes(ElemType e, int64_t numel) {
+    return align16((uint64_t)(numel > 0 ? numel : 1) * (uint64_t)cg_elem_bytes(e));
 }
 
-static void need_scratch(Cg *g, uint64_t bytes) {
+void cg_need_scratch(Cg *g, uint64_t bytes) {
     if (bytes > g->smem_bytes) g->smem_bytes = bytes;
 }
 
 static LLVMValueRef scratch_ptr(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef index) {
     LLVMValueRef byte = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)offset),
-                                     LLVMBuildMul(g->b, index, cg_i64(g, elem_bytes(e)), ""), "");
+                                     LLVMBuildMul(g->b, index, cg_i64(g, cg_elem_bytes(e)), ""), "");
     return LLVMBuildGEP2(g->b, g->i8, base, &byte, 1, "");
 }
 
-/* Every thread stores its slots at their element index (no guard: regions hold whole slots). */
-static void scratch_write(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, const CgValue *cv) {
+static LLVMValueRef row_major(Cg *g, LLVMValueRef *coords, int rank, const int64_t *shape) {
+    LLVMValueRef r = cg_i64(g, 0);
+    int64_t s = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        if (shape[d] != 1) r = LLVMBuildAdd(g->b, r, s == 1 ? coords[d] : LLVMBuildMul(g->b, coords[d], cg_i64(g, s), ""), "");
+        s *= shape[d];
+    }
+    return r;
+}
+
+void cg_scratch_write(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, const CgValue *cv, int rank,
+                      const int64_t *shape) {
     for (uint32_t j = 0; j < cv->nslots; j++) {
-        LLVMValueRef idx = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)j * g->threads), g->tid, "");
+        LLVMValueRef idx = cg_i64(g, 0);
+        if (cv->layout) {
+            LLVMValueRef coords[IR_MAX_RANK];
+            cg_slot_coords(g, cv->layout, j, coords);
+            idx = row_major(g, coords, rank, shape);
+        }
         LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, e, cv->slots[j]), scratch_ptr(g, base, offset, e, idx));
-        LLVMSetAlignment(st, (unsigned)elem_bytes(e));
+        LLVMSetAlignment(st, (unsigned)cg_elem_bytes(e));
     }
 }
 
-/* The element of index idx of a value written by scratch_write. */
-static LLVMValueRef scratch_read(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, int64_t numel,
-                                 LLVMValueRef idx) {
-    if (numel <= 1) idx = cg_i64(g, 0);
+LLVMValueRef cg_scratch_read(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef idx) {
     LLVMValueRef ld = LLVMBuildLoad2(g->b, cg_mem_type(g, e), scratch_ptr(g, base, offset, e, idx), "");
-    LLVMSetAlignment(ld, (unsigned)elem_bytes(e));
+    LLVMSetAlignment(ld, (unsigned)cg_elem_bytes(e));
     return cg_from_mem(g, e, ld);
 }
 
@@ -141,44 +160,91 @@ static LLVMValueRef remat(Cg *g, const IrValue *v, LLVMValueRef *coords) {
     }
 }
 
-/* ---- fetching an operand at another shape's coordinates ------------------------------------------ */
+/* ---- fetching a value at a target layout's coordinates ----------------------------------------- */
 typedef enum { FETCH_SCALAR, FETCH_SLOTS, FETCH_REMAT, FETCH_SHARED } FetchMode;
 
 typedef struct Fetch {
     FetchMode mode;
     const IrValue *v;
     CgValue *cv;
+    bool direct;                      /* v's coordinates are the target's, right-aligned (broadcast) */
+    int64_t weight[IR_MAX_RANK];      /* v's row-major offset per unit of each target coordinate */
+    uint32_t *map;                    /* FETCH_SLOTS: v's slot for each target slot */
     uint64_t offset;                  /* FETCH_SHARED: the scratch region */
-    int64_t stride[IR_MAX_RANK];      /* FETCH_SHARED: v's element stride per target dim (0: broadcast) */
 } Fetch;
 
-/* Chooses how to read v at the coordinates of target shape; v broadcasts to it (checked). */
-static bool fetch_plan(Cg *g, const IrOp *op, const IrValue *v, int rank, const int64_t *shape, Fetch *f,
-                       uint64_t *scratch) {
+static void row_major_strides(int rank, const int64_t *shape, int64_t *strides) {
+    int64_t s = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        strides[d] = s;
+        s *= shape[d];
+    }
+}
+
+static int64_t dot_weights(const int64_t *c, const int64_t *w, int rank) {
+    int64_t r = 0;
+    for (int d = 0; d < rank; d++) r += c[d] * w[d];
+    return r;
+}
+
+/* The register renaming of v's slots into target slots, or NULL when threads disagree. */
+static uint32_t *slot_map(Cg *g, const Layout *from, const Layout *to, const int64_t *weight) {
+    if (!from || !to || from->num_threads != to->num_threads) return NULL;
+    int64_t fs[IR_MAX_RANK], c[IR_MAX_RANK];
+    row_major_strides(from->rank, from->shape, fs);
+    for (int64_t t = 0; t < to->num_threads; t++) {
+        layout_map(to, t, 0, c);
+        int64_t a = dot_weights(c, weight, to->rank);
+        layout_map(from, t, 0, c);
+        if (dot_weights(c, fs, from->rank) != a) return NULL;
+    }
+    int64_t *from_local = cg_calloc(g, (size_t)from->local_size, sizeof(int64_t));
+    for (int64_t l = 0; l < from->local_size; l++) {
+        layout_map(from, 0, l, c);
+        from_local[l] = dot_weights(c, fs, from->rank);
+    }
+    uint32_t *map = cg_calloc(g, (size_t)to->local_size, sizeof(uint32_t));
+    for (int64_t l = 0; l < to->local_size; l++) {
+        layout_map(to, 0, l, c);
+        int64_t want = dot_weights(c, weight, to->rank), k = 0;
+        while (k < from->local_size && from_local[k] != want) k++;
+        if (k == from->local_size) return NULL;
+        map[l] = (uint32_t)k;
+    }
+    return map;
+}
+
+/* Broadcast weights: v (rank <= rank) right-aligned to the target shape. */
+static bool broadcast_weights(const IrType *t, int rank, const int64_t *shape, int64_t *weight) {
+    if (t->rank > rank) return false;
+    int64_t s = 1;
+    for (int d = 0; d < rank; d++) weight[d] = 0;
+    for (int d = t->rank - 1; d >= 0; d--) {
+        int od = rank - t->rank + d;
+        if (t->shape[d] != shape[od] && t->shape[d] != 1) return false;
+        weight[od] = t->shape[d] == 1 ? 0 : s;
+        s *= t->shape[d];
+    }
+    return true;
+}
+
+/* Plans how to read v at the coordinates of target layout `to` through `weight`. */
+static bool fetch_plan(Cg *g, const IrOp *op, const IrValue *v, const Layout *to, const int64_t *weight, bool direct,
+                       int rank, Fetch *f, uint64_t *scratch) {
     memset(f, 0, sizeof *f);
     f->v = v;
     f->cv = cg_get(g, v);
-    const IrType *t = v->type;
-    if (!f->cv || f->cv->kind != CV_TILE || t->rank > rank)
-        return cg_fail(g, op, false, "an operand does not broadcast to the access shape");
-    int64_t s = 1;
-    for (int d = t->rank - 1; d >= 0; d--) {
-        int od = rank - t->rank + d;
-        if (t->shape[d] != shape[od] && t->shape[d] != 1)
-            return cg_fail(g, op, false, "an operand does not broadcast to the access shape");
-        f->stride[od] = t->shape[d] == 1 ? 0 : s;
-        s *= t->shape[d];
-    }
-    int64_t n = 1;
-    for (int d = 0; d < rank; d++) n *= shape[d];
+    f->direct = direct;
+    if (!f->cv || f->cv->kind != CV_TILE) return cg_fail(g, op, false, "an operand is not a tile");
+    memcpy(f->weight, weight, sizeof(int64_t) * (size_t)rank);
     int budget = 64;
     if (f->cv->numel == 1) f->mode = FETCH_SCALAR;
-    else if (f->cv->numel == n) f->mode = FETCH_SLOTS;
+    else if ((f->map = slot_map(g, f->cv->layout, to, weight))) f->mode = FETCH_SLOTS;
     else if (remat_ok(g, v, &budget)) f->mode = FETCH_REMAT;
     else {
         f->mode = FETCH_SHARED;
         f->offset = *scratch;
-        *scratch += region_bytes(g, t->elem, f->cv->numel);
+        *scratch += region_bytes(v->type->elem, f->cv->numel);
     }
     return true;
 }
@@ -188,136 +254,104 @@ static void fetch_prepare(Cg *g, Fetch *f, int n, uint64_t scratch) {
     bool any = false;
     for (int i = 0; i < n; i++) any |= f[i].mode == FETCH_SHARED;
     if (!any) return;
-    need_scratch(g, scratch);
+    cg_need_scratch(g, scratch);
     cg_barrier(g);
     for (int i = 0; i < n; i++)
-        if (f[i].mode == FETCH_SHARED) scratch_write(g, g->smem, f[i].offset, f[i].v->type->elem, f[i].cv);
+        if (f[i].mode == FETCH_SHARED)
+            cg_scratch_write(g, g->smem, f[i].offset, f[i].v->type->elem, f[i].cv, f[i].v->type->rank,
+                             f[i].v->type->shape);
     cg_barrier(g);
 }
 
-/* The operand at slot j of the target; coords are the target coordinates of that slot. */
+static bool fetch_needs_coords(const Fetch *f) { return f->mode == FETCH_REMAT || f->mode == FETCH_SHARED; }
+
+/* v at target slot j, whose coordinates are coords (rank entries). */
 static LLVMValueRef fetch_at(Cg *g, const Fetch *f, uint32_t j, int rank, LLVMValueRef *coords) {
     switch (f->mode) {
     case FETCH_SCALAR: return f->cv->slots[0];
-    case FETCH_SLOTS: return f->cv->slots[j];
-    case FETCH_REMAT: {
-        /* v broadcasts to the target: its size-1 dims read coordinate 0 */
-        const IrType *t = f->v->type;
-        LLVMValueRef own[IR_MAX_RANK];
+    case FETCH_SLOTS: return f->cv->slots[f->map[j]];
+    default: break;
+    }
+    LLVMValueRef idx = cg_i64(g, 0);
+    for (int d = 0; d < rank; d++)
+        if (f->weight[d])
+            idx = LLVMBuildAdd(g->b, idx, f->weight[d] == 1 ? coords[d] : LLVMBuildMul(g->b, coords[d], cg_i64(g, f->weight[d]), ""), "");
+    if (f->mode == FETCH_SHARED) return cg_scratch_read(g, g->smem, f->offset, f->v->type->elem, idx);
+    const IrType *t = f->v->type;
+    LLVMValueRef own[IR_MAX_RANK];
+    if (f->direct) {
         for (int d = 0; d < t->rank; d++) own[d] = t->shape[d] == 1 ? cg_i64(g, 0) : coords[rank - t->rank + d];
-        return remat(g, f->v, own);
+    } else {
+        coords_of(g, idx, t->rank, t->shape, own);
     }
-    default: {
-        LLVMValueRef idx = cg_i64(g, 0);
-        for (int d = 0; d < rank; d++)
-            if (f->stride[d])
-                idx = LLVMBuildAdd(g->b, idx, LLVMBuildMul(g->b, coords[d], cg_i64(g, f->stride[d]), ""), "");
-        return scratch_read(g, g->smem, f->offset, f->v->type->elem, f->cv->numel, idx);
-    }
-    }
+    return remat(g, f->v, own);
 }
 
-bool cg_broadcast(Cg *g, const IrOp *op) {
-    const IrType *rt = op->results[0]->type;
-    Fetch f;
-    uint64_t scratch = 0;
-    if (!fetch_plan(g, op, op->operands[0], rt->rank, rt->shape, &f, &scratch)) return false;
-    fetch_prepare(g, &f, 1, scratch);
-    CgValue *r = cg_new_tile(g, rt);
+/* Builds the result (layout `to`, shape) slot by slot from one planned fetch. */
+static CgValue *fetch_all(Cg *g, Fetch *f, const Layout *to, int rank, int64_t numel) {
+    CgValue *r = cg_new_tile(g, to, numel);
     for (uint32_t j = 0; j < r->nslots; j++) {
         LLVMValueRef coords[IR_MAX_RANK];
-        if (f.mode == FETCH_REMAT || f.mode == FETCH_SHARED)
-            coords_of(g, cg_slot_index(g, r->numel, j), rt->rank, rt->shape, coords);
-        r->slots[j] = fetch_at(g, &f, j, rt->rank, coords);
+        if (fetch_needs_coords(f)) {
+            if (r->layout) cg_slot_coords(g, r->layout, j, coords);
+            else
+                for (int d = 0; d < rank; d++) coords[d] = cg_i64(g, 0);
+        }
+        r->slots[j] = fetch_at(g, f, j, rank, coords);
     }
-    cg_set(g, op->results[0], r);
-    return true;
+    return r;
 }
 
-/* ---- global memory --------------------------------------------------------------------------------- */
-/* Runs the current block's code for one slot under mask: returns the block to continue in. */
-static LLVMBasicBlockRef guard_begin(Cg *g, LLVMValueRef mask, LLVMBasicBlockRef *join) {
-    LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b);
-    LLVMBasicBlockRef body = cg_block(g, "mem.do");
-    *join = cg_block(g, "mem.join");
-    LLVMBuildCondBr(g->b, mask, body, *join);
-    LLVMPositionBuilderAtEnd(g->b, body);
-    return from;
-}
-
-typedef struct Access {
-    int rank;
-    int64_t shape[IR_MAX_RANK];
-    int64_t numel;
-    Fetch idx[IR_MAX_RANK + 1];       /* one per tensor dim, then the value (stores) */
-    int nfetch;
-} Access;
-
-static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, int nfetch, Access *a) {
-    a->rank = rank;
-    a->numel = 1;
-    for (int d = 0; d < rank; d++) a->numel *= a->shape[d] = shape[d];
-    a->nfetch = nfetch;
+CgValue *cg_in_layout(Cg *g, const IrOp *op, const IrValue *v, const Layout *want, int rank, const int64_t *shape) {
+    CgValue *cv = cg_get(g, v);
+    if (!cv || cv->kind != CV_TILE) {
+        cg_fail(g, op, false, "an operand is not a tile");
+        return NULL;
+    }
+    int64_t numel = 1;
+    for (int d = 0; d < rank; d++) numel *= shape[d];
+    if (v->type->rank == rank && cv->numel == numel && layout_equal(cv->layout, numel == 1 ? NULL : want)) return cv;
+    int64_t weight[IR_MAX_RANK];
+    if (!broadcast_weights(v->type, rank, shape, weight)) {
+        cg_fail(g, op, false, "an operand does not broadcast to the result shape");
+        return NULL;
+    }
+    Fetch f;
     uint64_t scratch = 0;
-    for (int i = 0; i < nfetch; i++) {
-        const IrValue *v = op->operands[1 + i];
-        if (i < op->operands[0]->type->rank && (v->type->kind != TY_TILE || elem_is_float(v->type->elem)))
-            return cg_fail(g, op, false, "index %d is not an integer", i);
-        if (!fetch_plan(g, op, v, rank, shape, &a->idx[i], &scratch)) return false;
-    }
-    fetch_prepare(g, a->idx, nfetch, scratch);
-    return true;
+    if (!fetch_plan(g, op, v, numel == 1 ? NULL : want, weight, true, rank, &f, &scratch)) return NULL;
+    fetch_prepare(g, &f, 1, scratch);
+    return fetch_all(g, &f, numel == 1 ? NULL : want, rank, numel);
 }
 
-/* The element offset and in-bounds mask of slot j; *value gets the stored value when asked. */
-static void access_slot(Cg *g, const IrOp *op, const Access *a, const CgValue *t, uint32_t j,
-                        LLVMValueRef *offset, LLVMValueRef *mask, LLVMValueRef *value) {
-    LLVMValueRef coords[IR_MAX_RANK];
-    bool need = false;
-    for (int i = 0; i < a->nfetch; i++) need |= a->idx[i].mode == FETCH_REMAT || a->idx[i].mode == FETCH_SHARED;
-    if (need) coords_of(g, cg_slot_index(g, a->numel, j), a->rank, a->shape, coords);
-    int trank = op->operands[0]->type->rank;
-    LLVMValueRef off = cg_i64(g, 0), m = cg_slot_active(g, a->numel, j);
-    for (int d = 0; d < trank; d++) {
-        const IrValue *iv = op->operands[1 + d];
-        LLVMValueRef i = cg_to_i64(g, iv->type->elem, fetch_at(g, &a->idx[d], j, a->rank, coords));
-        LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntULT, i, t->size[d], "");
-        m = m ? LLVMBuildAnd(g->b, m, in, "") : in;
-        off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, i, t->stride[d], ""), "");
+bool cg_reshape_like(Cg *g, const IrOp *op) {
+    const IrValue *x = op->operands[0], *res = op->results[0];
+    const IrType *in = x->type, *rt = res->type;
+    const Layout *to = cg_layout_of(g, res);
+    int64_t weight[IR_MAX_RANK];
+    bool direct = false;
+    if (op->code == OP_BROADCAST) {
+        if (!broadcast_weights(in, rt->rank, rt->shape, weight))
+            return cg_fail(g, op, false, "the operand does not broadcast to the result shape");
+        direct = true;
+    } else if (op->code == OP_TRANSPOSE) {
+        int64_t s[IR_MAX_RANK];
+        row_major_strides(in->rank, in->shape, s);
+        for (int i = 0; i < rt->rank; i++) {
+            if (op->ints[i] < 0 || op->ints[i] >= in->rank) return cg_fail(g, op, false, "bad permutation");
+            weight[i] = s[op->ints[i]];
+        }
+    } else {
+        if (type_numel(in) != type_numel(rt)) return cg_fail(g, op, false, "the operand and the result differ in element count");
+        row_major_strides(rt->rank, rt->shape, weight);
+        if (op->code == OP_CONVERT_LAYOUT) direct = true;
     }
-    if (!m) m = LLVMConstInt(g->i1, 1, 0);
-    *offset = off;
-    *mask = m;
-    if (value) *value = fetch_at(g, &a->idx[trank], j, a->rank, coords);
-}
-
-bool cg_load(Cg *g, const IrOp *op) {
-    CgValue *t = cg_get(g, op->operands[0]);
-    const IrType *tt = op->operands[0]->type, *rt = op->results[0]->type;
-    if (t->kind != CV_TENSOR || (int)op->noperands != 1 + tt->rank)
-        return cg_fail(g, op, false, "needs a tensor and one index per dimension");
-    Access a;
-    if (!access_plan(g, op, rt->rank, rt->shape, tt->rank, &a)) return false;
-    CgValue *r = cg_new_tile(g, rt);
-    LLVMTypeRef mt = cg_mem_type(g, tt->elem);
-    for (uint32_t j = 0; j < r->nslots; j++) {
-        LLVMValueRef off, mask;
-        access_slot(g, op, &a, t, j, &off, &mask, NULL);
-        LLVMBasicBlockRef join;
-        LLVMBasicBlockRef from = guard_begin(g, mask, &join);
-        LLVMValueRef ld = LLVMBuildLoad2(g->b, mt, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""), "");
-        LLVMSetAlignment(ld, (unsigned)elem_bytes(tt->elem));
-        LLVMValueRef v = cg_convert(g, tt->elem, cg_from_mem(g, tt->elem, ld), rt->elem);
-        LLVMBasicBlockRef done = LLVMGetInsertBlock(g->b);
-        LLVMBuildBr(g->b, join);
-        LLVMPositionBuilderAtEnd(g->b, join);
-        LLVMValueRef phi = LLVMBuildPhi(g->b, cg_reg_type(g, rt->elem), "");
-        LLVMValueRef zero = LLVMConstNull(cg_reg_type(g, rt->elem));
-        LLVMAddIncoming(phi, &zero, &from, 1);
-        LLVMAddIncoming(phi, &v, &done, 1);
-        r->slots[j] = phi;
-    }
-    cg_set(g, op->results[0], r);
+    for (int d = 0; d < rt->rank; d++)
+        if (rt->shape[d] == 1) weight[d] = 0;
+    Fetch f;
+    uint64_t scratch = 0;
+    if (!fetch_plan(g, op, x, to, weight, direct, rt->rank, &f, &scratch)) return false;
+    fetch_prepare(g, &f, 1, scratch);
+    cg_set(g, res, fetch_all(g, &f, to, rt->rank, type_numel(rt)));
     return true;
 }
 
@@ -327,13 +361,247 @@ static LLVMValueRef atomic_float_max(Cg *g, LLVMValueRef ptr, LLVMValueRef v) {
     return rmw;
 }
 
+/* ---- global memory --------------------------------------------------------------------------------- */
+typedef struct Access {
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    int64_t numel;
+    const Layout *layout;             /* NULL: one element */
+    Fetch idx[IR_MAX_RANK + 1];       /* one per tensor dim, then the value (stores) */
+    int nfetch;
+    int width;                        /* W: slots per vector access (1: scalar accesses) */
+    bool static_align, static_bounds, unit_stride;
+} Access;
+
+static int64_t pow2_part(int64_t x) { return x <= 0 ? 1 : (x & -x); }
+
+/* The parameter index of a kernel's tensor argument, or -1. */
+static int param_index(Cg *g, const IrValue *t) {
+    if (t->def || t->region != g->kernel->body) return -1;
+    return (int)t->index;
+}
+
+/* Chooses W: the slots along the last dimension that one vector access can cover, when the
+ * axis analysis proves them consecutive in memory. */
+static void plan_vector(Cg *g, const IrOp *op, Access *a) {
+    a->width = 1;
+    const IrType *tt = op->operands[0]->type;
+    const Layout *l = a->layout;
+    int trank = tt->rank;
+    if (!l || trank == 0 || a->rank == 0 || op->code == OP_ATOMIC || l->num_local_modes == 0) return;
+    const LayoutMode *inner = &layout_local_modes(l)[l->num_local_modes - 1];
+    int last = a->rank - 1;
+    if (inner->dim != last || inner->stride != 1) return;
+    int64_t bytes = cg_elem_bytes(tt->elem);
+    int64_t w = pow2_part(inner->size);
+    if (w > 16 / bytes) w = 16 / bytes;
+    if (w < 2) return;
+    /* the last index: contiguous along the access's last dimension */
+    AxisInfo info;
+    const IrValue *li = op->operands[trank];
+    if (li->type->rank == 0 || li->type->shape[li->type->rank - 1] == 1) return;
+    axis_info(&g->axis, li, &info);
+    int k = li->type->rank - 1;
+    if (info.contiguity[k] < w) return;
+    int64_t div = info.divisibility[k];
+    for (int d = 0; d + 1 < trank; d++) {
+        const IrValue *x = op->operands[1 + d];
+        if (x->type->rank == 0 || x->type->shape[x->type->rank - 1] == 1) continue;
+        AxisInfo xi;
+        axis_info(&g->axis, x, &xi);
+        if (xi.constancy[x->type->rank - 1] < w) return;
+    }
+    a->width = (int)w;
+    int p = param_index(g, op->operands[0]);
+    const CodegenParamSpec *s = g->spec && p >= 0 ? &g->spec[p] : NULL;
+    a->unit_stride = s && trank <= 6 && s->unit_stride[trank - 1];
+    a->static_align = s && s->aligned16 && a->unit_stride && div >= w;
+    a->static_bounds = s && trank <= 6 && s->size_div16[trank - 1] && div >= w && w <= 16;
+}
+
+static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, const Layout *layout, int nfetch,
+                        Access *a) {
+    a->rank = rank;
+    a->numel = 1;
+    for (int d = 0; d < rank; d++) a->numel *= a->shape[d] = shape[d];
+    a->layout = a->numel == 1 ? NULL : layout;
+    a->nfetch = nfetch;
+    uint64_t scratch = 0;
+    for (int i = 0; i < nfetch; i++) {
+        const IrValue *v = op->operands[1 + i];
+        if (i < op->operands[0]->type->rank && (v->type->kind != TY_TILE || elem_is_float(v->type->elem)))
+            return cg_fail(g, op, false, "index %d is not an integer", i);
+        int64_t weight[IR_MAX_RANK];
+        if (!broadcast_weights(v->type, rank, shape, weight))
+            return cg_fail(g, op, false, "an operand does not broadcast to the access shape");
+        if (!fetch_plan(g, op, v, a->layout, weight, true, rank, &a->idx[i], &scratch)) return false;
+    }
+    fetch_prepare(g, a->idx, nfetch, scratch);
+    plan_vector(g, op, a);
+    return true;
+}
+
+/* The element offset and in-bounds mask of slot j; *value gets the stored value when asked;
+ * *last_index the last dimension's index (i64). */
+static void access_slot(Cg *g, const IrOp *op, const Access *a, const CgValue *t, uint32_t j, LLVMValueRef *offset,
+                        LLVMValueRef *mask, LLVMValueRef *value, LLVMValueRef *last_index) {
+    LLVMValueRef coords[IR_MAX_RANK];
+    bool need = false;
+    for (int i = 0; i < a->nfetch; i++) need |= fetch_needs_coords(&a->idx[i]);
+    if (need) {
+        if (a->layout) cg_slot_coords(g, a->layout, j, coords);
+        else
+            for (int d = 0; d < a->rank; d++) coords[d] = cg_i64(g, 0);
+    }
+    int trank = op->operands[0]->type->rank;
+    LLVMValueRef off = cg_i64(g, 0), m = NULL;
+    for (int d = 0; d < trank; d++) {
+        const IrValue *iv = op->operands[1 + d];
+        LLVMValueRef i = cg_to_i64(g, iv->type->elem, fetch_at(g, &a->idx[d], j, a->rank, coords));
+        LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntULT, i, t->size[d], "");
+        m = m ? LLVMBuildAnd(g->b, m, in, "") : in;
+        off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, i, t->stride[d], ""), "");
+        if (last_index && d == trank - 1) *last_index = i;
+    }
+    if (!m) m = LLVMConstInt(g->i1, 1, 0);
+    *offset = off;
+    *mask = m;
+    if (value) *value = fetch_at(g, &a->idx[trank], j, a->rank, coords);
+}
+
+/* Whether the vector group starting at a slot with these offset/mask/last index may take the
+ * vector path (i1). */
+static LLVMValueRef vector_ok(Cg *g, const IrOp *op, const Access *a, const CgValue *t, LLVMValueRef off,
+                              LLVMValueRef mask, LLVMValueRef last_index) {
+    const IrType *tt = op->operands[0]->type;
+    int trank = tt->rank, w = a->width;
+    int64_t bytes = cg_elem_bytes(tt->elem);
+    LLVMValueRef ok = mask;
+    if (!a->static_bounds) {
+        LLVMValueRef end = LLVMBuildAdd(g->b, last_index, cg_i64(g, w - 1), "");
+        ok = LLVMBuildAnd(g->b, ok, LLVMBuildICmp(g->b, LLVMIntULT, end, t->size[trank - 1], ""), "");
+    }
+    if (!a->unit_stride)
+        ok = LLVMBuildAnd(g->b, ok, LLVMBuildICmp(g->b, LLVMIntEQ, t->stride[trank - 1], cg_i64(g, 1), ""), "");
+    if (a->static_align) {
+        for (int d = 0; d + 1 < trank; d++) {
+            LLVMValueRef low = LLVMBuildAnd(g->b, t->stride[d], cg_i64(g, w - 1), "");
+            ok = LLVMBuildAnd(g->b, ok, LLVMBuildICmp(g->b, LLVMIntEQ, low, cg_i64(g, 0), ""), "");
+        }
+    } else {
+        LLVMValueRef addr = LLVMBuildGEP2(g->b, cg_mem_type(g, tt->elem), t->data, &off, 1, "");
+        LLVMValueRef bits = LLVMBuildPtrToInt(g->b, addr, g->i64, "");
+        LLVMValueRef low = LLVMBuildAnd(g->b, bits, cg_i64(g, w * bytes - 1), "");
+        ok = LLVMBuildAnd(g->b, ok, LLVMBuildICmp(g->b, LLVMIntEQ, low, cg_i64(g, 0), ""), "");
+    }
+    return ok;
+}
+
+/* One masked scalar load; returns the value (0 when masked off) in the result's type. */
+static LLVMValueRef scalar_load(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask) {
+    const IrType *tt = op->operands[0]->type, *rt = op->results[0]->type;
+    LLVMTypeRef mt = cg_mem_type(g, tt->elem);
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b), body = cg_block(g, "ld.do"), join = cg_block(g, "ld.join");
+    LLVMBuildCondBr(g->b, mask, body, join);
+    LLVMPositionBuilderAtEnd(g->b, body);
+    LLVMValueRef ld = LLVMBuildLoad2(g->b, mt, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""), "");
+    LLVMSetAlignment(ld, (unsigned)cg_elem_bytes(tt->elem));
+    LLVMValueRef v = cg_convert(g, tt->elem, cg_from_mem(g, tt->elem, ld), rt->elem);
+    LLVMBasicBlockRef done = LLVMGetInsertBlock(g->b);
+    LLVMBuildBr(g->b, join);
+    LLVMPositionBuilderAtEnd(g->b, join);
+    LLVMValueRef phi = LLVMBuildPhi(g->b, cg_reg_type(g, rt->elem), "");
+    LLVMValueRef zero = LLVMConstNull(cg_reg_type(g, rt->elem));
+    LLVMAddIncoming(phi, &zero, &from, 1);
+    LLVMAddIncoming(phi, &v, &done, 1);
+    return phi;
+}
+
+bool cg_load(Cg *g, const IrOp *op) {
+    CgValue *t = cg_get(g, op->operands[0]);
+    const IrType *tt = op->operands[0]->type, *rt = op->results[0]->type;
+    if (t->kind != CV_TENSOR || (int)op->noperands != 1 + tt->rank)
+        return cg_fail(g, op, false, "needs a tensor and one index per dimension");
+    Access a;
+    if (!access_plan(g, op, rt->rank, rt->shape, cg_layout_of(g, op->results[0]), tt->rank, &a)) return false;
+    CgValue *r = cg_new_tile(g, a.layout, a.numel);
+    LLVMTypeRef mt = cg_mem_type(g, tt->elem);
+    uint32_t w = (uint32_t)a.width;
+    for (uint32_t j = 0; j < r->nslots; j += w) {
+        LLVMValueRef off, mask, last;
+        access_slot(g, op, &a, t, j, &off, &mask, NULL, &last);
+        if (w == 1) {
+            r->slots[j] = scalar_load(g, op, t, off, mask);
+            continue;
+        }
+        LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+        LLVMBasicBlockRef vec_bb = cg_block(g, "ldv.vec"), scal_bb = cg_block(g, "ldv.scalar"),
+                          join = cg_block(g, "ldv.join");
+        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        LLVMPositionBuilderAtEnd(g->b, vec_bb);
+        LLVMTypeRef vt = LLVMVectorType(mt, w);
+        LLVMValueRef ld = LLVMBuildLoad2(g->b, vt, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""), "");
+        LLVMSetAlignment(ld, (unsigned)(w * cg_elem_bytes(tt->elem)));
+        LLVMValueRef vv[16], sv[16];
+        for (uint32_t i = 0; i < w; i++)
+            vv[i] = cg_convert(g, tt->elem, cg_from_mem(g, tt->elem, LLVMBuildExtractElement(g->b, ld, cg_i32(g, i), "")),
+                               rt->elem);
+        LLVMBasicBlockRef vec_end = LLVMGetInsertBlock(g->b);
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, scal_bb);
+        for (uint32_t i = 0; i < w; i++) {
+            LLVMValueRef o = off, m = mask;
+            if (i) access_slot(g, op, &a, t, j + i, &o, &m, NULL, NULL);
+            sv[i] = scalar_load(g, op, t, o, m);
+        }
+        LLVMBasicBlockRef scal_end = LLVMGetInsertBlock(g->b);
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, join);
+        for (uint32_t i = 0; i < w; i++) {
+            LLVMValueRef phi = LLVMBuildPhi(g->b, cg_reg_type(g, rt->elem), "");
+            LLVMAddIncoming(phi, &vv[i], &vec_end, 1);
+            LLVMAddIncoming(phi, &sv[i], &scal_end, 1);
+            r->slots[j + i] = phi;
+        }
+    }
+    cg_set(g, op->results[0], r);
+    return true;
+}
+
+/* One guarded scalar store or atomic of v (in the tensor's element type). */
+static void scalar_store(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask, LLVMValueRef v) {
+    ElemType to = op->operands[0]->type->elem;
+    LLVMTypeRef mt = cg_mem_type(g, to);
+    LLVMBasicBlockRef body = cg_block(g, "st.do"), join = cg_block(g, "st.join");
+    LLVMBuildCondBr(g->b, mask, body, join);
+    LLVMPositionBuilderAtEnd(g->b, body);
+    LLVMValueRef ptr = LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "");
+    if (op->code != OP_ATOMIC) {
+        LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, to, v), ptr);
+        LLVMSetAlignment(st, (unsigned)cg_elem_bytes(to));
+    } else if (to.kind == EK_FLOAT) {
+        LLVMValueRef mv = cg_to_mem(g, to, v);
+        if (op->ints[0] == ATOMIC_ADD)
+            LLVMBuildAtomicRMW(g->b, LLVMAtomicRMWBinOpFAdd, ptr, mv, LLVMAtomicOrderingMonotonic, 0);
+        else
+            atomic_float_max(g, ptr, mv);
+    } else {
+        LLVMAtomicRMWBinOp kind;
+        if (to.kind == EK_BOOL) kind = LLVMAtomicRMWBinOpOr;
+        else if (op->ints[0] == ATOMIC_ADD) kind = LLVMAtomicRMWBinOpAdd;
+        else kind = to.kind == EK_INT ? LLVMAtomicRMWBinOpMax : LLVMAtomicRMWBinOpUMax;
+        LLVMBuildAtomicRMW(g->b, kind, ptr, cg_to_mem(g, to, v), LLVMAtomicOrderingMonotonic, 0);
+    }
+    LLVMBuildBr(g->b, join);
+    LLVMPositionBuilderAtEnd(g->b, join);
+}
+
 bool cg_store(Cg *g, const IrOp *op) {
     CgValue *t = cg_get(g, op->operands[0]);
     const IrType *tt = op->operands[0]->type;
     if (t->kind != CV_TENSOR || (int)op->noperands != 2 + tt->rank)
         return cg_fail(g, op, false, "needs a tensor, one index per dimension and a value");
-    bool atomic = op->code == OP_ATOMIC;
-    if (atomic && op->ints[0] != ATOMIC_ADD && op->ints[0] != ATOMIC_MAX)
+    if (op->code == OP_ATOMIC && op->ints[0] != ATOMIC_ADD && op->ints[0] != ATOMIC_MAX)
         return cg_fail(g, op, false, "unknown atomic operation");
     /* the access shape: the broadcast of the indices and the value */
     int rank = 0;
@@ -343,270 +611,53 @@ bool cg_store(Cg *g, const IrOp *op) {
     for (int d = 0; d < rank; d++) shape[d] = 1;
     for (uint32_t i = 1; i < op->noperands; i++) {
         const IrType *vt = op->operands[i]->type;
-        for (int d = 0; d < vt->rank; d++) {
-            int od = rank - vt->rank + d;
-            if (vt->shape[d] != 1) shape[od] = vt->shape[d];
-        }
+        for (int d = 0; d < vt->rank; d++)
+            if (vt->shape[d] != 1) shape[rank - vt->rank + d] = vt->shape[d];
     }
+    const IrValue *value = op->operands[op->noperands - 1];
+    const Layout *layout = NULL;
+    CgValue *vv = cg_get(g, value);
+    if (vv && vv->layout && value->type->rank == rank &&
+        memcmp(value->type->shape, shape, sizeof(int64_t) * (size_t)rank) == 0)
+        layout = vv->layout;
+    else if (rank > 0)
+        layout = cg_blocked(g, rank, shape, tt->elem);
     Access a;
-    if (!access_plan(g, op, rank, shape, tt->rank + 1, &a)) return false;
-    ElemType from = op->operands[op->noperands - 1]->type->elem, to = tt->elem;
+    if (!access_plan(g, op, rank, shape, layout, tt->rank + 1, &a)) return false;
+    ElemType from = value->type->elem, to = tt->elem;
     LLVMTypeRef mt = cg_mem_type(g, to);
-    uint32_t nslots = cg_slot_count(g, a.numel);
-    for (uint32_t j = 0; j < nslots; j++) {
-        LLVMValueRef off, mask, value;
-        access_slot(g, op, &a, t, j, &off, &mask, &value);
-        if (a.numel == 1) mask = LLVMBuildAnd(g->b, mask, g->tid_is_zero, "");
-        LLVMValueRef v = cg_convert(g, from, value, to);
-        LLVMBasicBlockRef join;
-        guard_begin(g, mask, &join);
-        LLVMValueRef ptr = LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "");
-        if (!atomic) {
-            LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, to, v), ptr);
-            LLVMSetAlignment(st, (unsigned)elem_bytes(to));
-        } else if (to.kind == EK_FLOAT) {
-            LLVMValueRef mv = cg_to_mem(g, to, v);
-            if (op->ints[0] == ATOMIC_ADD)
-                LLVMBuildAtomicRMW(g->b, LLVMAtomicRMWBinOpFAdd, ptr, mv, LLVMAtomicOrderingMonotonic, 0);
-            else
-                atomic_float_max(g, ptr, mv);
-        } else {
-            LLVMAtomicRMWBinOp kind;
-            if (to.kind == EK_BOOL) kind = LLVMAtomicRMWBinOpOr;
-            else if (op->ints[0] == ATOMIC_ADD) kind = LLVMAtomicRMWBinOpAdd;
-            else kind = to.kind == EK_INT ? LLVMAtomicRMWBinOpMax : LLVMAtomicRMWBinOpUMax;
-            LLVMBuildAtomicRMW(g->b, kind, ptr, cg_to_mem(g, to, v), LLVMAtomicOrderingMonotonic, 0);
+    LLVMValueRef owner = cg_owner(g, a.layout);
+    uint32_t nslots = a.layout ? (uint32_t)a.layout->local_size : 1, w = (uint32_t)a.width;
+    for (uint32_t j = 0; j < nslots; j += w) {
+        LLVMValueRef off, mask, value0, last;
+        access_slot(g, op, &a, t, j, &off, &mask, &value0, &last);
+        if (owner) mask = LLVMBuildAnd(g->b, mask, owner, "");
+        if (w == 1) {
+            scalar_store(g, op, t, off, mask, cg_convert(g, from, value0, to));
+            continue;
         }
+        LLVMValueRef vals[16], offs[16], masks[16];
+        vals[0] = value0, offs[0] = off, masks[0] = mask;
+        for (uint32_t i = 1; i < w; i++) {
+            access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], &vals[i], NULL);
+            if (owner) masks[i] = LLVMBuildAnd(g->b, masks[i], owner, "");
+        }
+        LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+        LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = cg_block(g, "stv.scalar"),
+                          join = cg_block(g, "stv.join");
+        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        LLVMPositionBuilderAtEnd(g->b, vec_bb);
+        LLVMValueRef vec = LLVMGetUndef(LLVMVectorType(mt, w));
+        for (uint32_t i = 0; i < w; i++)
+            vec = LLVMBuildInsertElement(g->b, vec, cg_to_mem(g, to, cg_convert(g, from, vals[i], to)), cg_i32(g, i), "");
+        LLVMValueRef st = LLVMBuildStore(g->b, vec, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""));
+        LLVMSetAlignment(st, (unsigned)(w * cg_elem_bytes(to)));
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, scal_bb);
+        for (uint32_t i = 0; i < w; i++) scalar_store(g, op, t, offs[i], masks[i], cg_convert(g, from, vals[i], to));
         LLVMBuildBr(g->b, join);
         LLVMPositionBuilderAtEnd(g->b, join);
     }
-    return true;
-}
-
-/* ---- transpose, reduce, scan ----------------------------------------------------------------------- */
-bool cg_transpose(Cg *g, const IrOp *op) {
-    const IrType *in = op->operands[0]->type, *rt = op->results[0]->type;
-    CgValue *a = cg_get(g, op->operands[0]);
-    CgValue *r = cg_new_tile(g, rt);
-    if (a->numel == 1) {
-        for (uint32_t j = 0; j < r->nslots; j++) r->slots[j] = a->slots[0];
-        cg_set(g, op->results[0], r);
-        return true;
-    }
-    int64_t in_stride[IR_MAX_RANK], s = 1;
-    for (int d = in->rank - 1; d >= 0; d--) {
-        in_stride[d] = s;
-        s *= in->shape[d];
-    }
-    uint64_t bytes = region_bytes(g, in->elem, a->numel);
-    need_scratch(g, bytes);
-    cg_barrier(g);
-    scratch_write(g, g->smem, 0, in->elem, a);
-    cg_barrier(g);
-    for (uint32_t j = 0; j < r->nslots; j++) {
-        LLVMValueRef coords[IR_MAX_RANK];
-        coords_of(g, cg_slot_index(g, r->numel, j), rt->rank, rt->shape, coords);
-        LLVMValueRef idx = cg_i64(g, 0);
-        for (int i = 0; i < rt->rank; i++)
-            idx = LLVMBuildAdd(g->b, idx, LLVMBuildMul(g->b, coords[i], cg_i64(g, in_stride[op->ints[i]]), ""), "");
-        r->slots[j] = scratch_read(g, g->smem, 0, in->elem, a->numel, idx);
-    }
-    cg_set(g, op->results[0], r);
-    return true;
-}
-
-/* The accumulation: f32 for floats up to 32 bits, double for f64, wrapping integers. */
-static LLVMValueRef combine(Cg *g, IrReduce kind, ElemType e, LLVMValueRef acc, LLVMValueRef x) {
-    if (e.kind == EK_FLOAT) {
-        if (kind == RED_SUM) return LLVMBuildFAdd(g->b, acc, x, "");
-        return cg_fminmax(g, kind == RED_MAX, acc, x);
-    }
-    return cg_binary(g, kind == RED_SUM ? OP_ADD : kind == RED_MAX ? OP_MAX : OP_MIN, 0, e, acc, x);
-}
-
-static LLVMValueRef identity(Cg *g, IrReduce kind, ElemType e) {
-    IrConst c = {0};
-    if (e.kind == EK_FLOAT) {
-        c.is_float = true;
-        c.f = kind == RED_SUM ? 0.0 : kind == RED_MAX ? -__builtin_inf() : __builtin_inf();
-        return cg_const(g, e, c);
-    }
-    LLVMTypeRef t = cg_reg_type(g, e);
-    if (kind == RED_SUM) return LLVMConstNull(t);
-    bool max = kind == RED_MAX;
-    if (e.kind != EK_INT) return max ? LLVMConstNull(t) : LLVMConstAllOnes(t);
-    uint64_t min_bits = (uint64_t)1 << (e.bits - 1);
-    return LLVMConstInt(t, max ? min_bits : min_bits - 1, 0);
-}
-
-/* A counted loop k = first .. count-1 with accumulators: begin returns the phis. */
-typedef struct Loop {
-    LLVMBasicBlockRef pre, header, body;
-    LLVMValueRef k;
-    LLVMValueRef *acc;
-    uint32_t n;
-} Loop;
-
-static void loop_begin(Cg *g, Loop *l, int64_t first, LLVMValueRef *init, uint32_t n) {
-    l->pre = LLVMGetInsertBlock(g->b);
-    l->header = cg_block(g, "acc.loop");
-    LLVMBuildBr(g->b, l->header);
-    LLVMPositionBuilderAtEnd(g->b, l->header);
-    l->k = LLVMBuildPhi(g->b, g->i64, "k");
-    LLVMValueRef f = cg_i64(g, first);
-    LLVMAddIncoming(l->k, &f, &l->pre, 1);
-    l->n = n;
-    l->acc = cg_calloc(g, n + 1, sizeof(LLVMValueRef));
-    for (uint32_t i = 0; i < n; i++) {
-        l->acc[i] = LLVMBuildPhi(g->b, LLVMTypeOf(init[i]), "");
-        LLVMAddIncoming(l->acc[i], &init[i], &l->pre, 1);
-    }
-}
-
-/* Closes the loop with the next accumulator values; the builder continues after it. */
-static void loop_end(Cg *g, Loop *l, int64_t count, LLVMValueRef *next) {
-    LLVMValueRef k1 = LLVMBuildAdd(g->b, l->k, cg_i64(g, 1), "");
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b), exit = cg_block(g, "acc.done");
-    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, k1, cg_i64(g, count), ""), l->header, exit);
-    LLVMAddIncoming(l->k, &k1, &latch, 1);
-    for (uint32_t i = 0; i < l->n; i++) LLVMAddIncoming(l->acc[i], &next[i], &latch, 1);
-    LLVMPositionBuilderAtEnd(g->b, exit);
-    for (uint32_t i = 0; i < l->n; i++) l->acc[i] = next[i];
-}
-
-bool cg_reduce_scan(Cg *g, const IrOp *op) {
-    const IrType *in = op->operands[0]->type, *rt = op->results[0]->type;
-    int64_t kind = op->ints[0], axis = op->ints[1];
-    if (kind < RED_SUM || kind > RED_MIN || axis < 0 || axis >= in->rank)
-        return cg_fail(g, op, false, "bad reduction kind or axis");
-    bool scan = op->code == OP_SCAN;
-    ElemType e = in->elem;
-    CgValue *a = cg_get(g, op->operands[0]);
-    CgValue *r = cg_new_tile(g, rt);
-    int64_t n = in->shape[axis], inner = 1;
-    for (int d = (int)axis + 1; d < in->rank; d++) inner *= in->shape[d];
-    if (n == 0 || a->numel == 0) {
-        for (uint32_t j = 0; j < r->nslots; j++) r->slots[j] = identity(g, (IrReduce)kind, e);
-        cg_set(g, op->results[0], r);
-        return true;
-    }
-    if (a->numel == 1) { /* one element: the result is that element */
-        for (uint32_t j = 0; j < r->nslots; j++) r->slots[j] = a->slots[0];
-        cg_set(g, op->results[0], r);
-        return true;
-    }
-    need_scratch(g, region_bytes(g, e, a->numel));
-    cg_barrier(g);
-    scratch_write(g, g->smem, 0, e, a);
-    cg_barrier(g);
-    /* base[j]: the index of element k = 0 along the axis; pos[j] (scan): the slot's k */
-    LLVMValueRef *base = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    LLVMValueRef *pos = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    LLVMValueRef *init = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    LLVMValueRef vin = cg_i64(g, inner), vn = cg_i64(g, n);
-    for (uint32_t j = 0; j < r->nslots; j++) {
-        LLVMValueRef idx = cg_slot_index(g, r->numel, j);
-        LLVMValueRef o, i;
-        if (scan) {
-            o = LLVMBuildUDiv(g->b, idx, LLVMBuildMul(g->b, vn, vin, ""), "");
-            pos[j] = LLVMBuildURem(g->b, LLVMBuildUDiv(g->b, idx, vin, ""), vn, "");
-        } else {
-            o = LLVMBuildUDiv(g->b, idx, vin, "");
-        }
-        i = LLVMBuildURem(g->b, idx, vin, "");
-        base[j] = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, o, LLVMBuildMul(g->b, vn, vin, ""), ""), i, "");
-        init[j] = scratch_read(g, g->smem, 0, e, a->numel, base[j]);
-    }
-    LLVMValueRef *next = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    if (n > 1) {
-        Loop l;
-        loop_begin(g, &l, 1, init, r->nslots);
-        for (uint32_t j = 0; j < r->nslots; j++) {
-            LLVMValueRef idx = LLVMBuildAdd(g->b, base[j], LLVMBuildMul(g->b, l.k, vin, ""), "");
-            LLVMValueRef x = scratch_read(g, g->smem, 0, e, a->numel, idx);
-            LLVMValueRef c = combine(g, (IrReduce)kind, e, l.acc[j], x);
-            if (scan) c = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntULE, l.k, pos[j], ""), c, l.acc[j], "");
-            next[j] = c;
-        }
-        loop_end(g, &l, n, next);
-    } else {
-        for (uint32_t j = 0; j < r->nslots; j++) next[j] = init[j];
-    }
-    for (uint32_t j = 0; j < r->nslots; j++) r->slots[j] = cg_round(g, e, next[j]);
-    cg_set(g, op->results[0], r);
-    return true;
-}
-
-/* ---- dot ---------------------------------------------------------------------------------------------- */
-bool cg_dot(Cg *g, const IrOp *op) {
-    const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type, *tc = op->operands[2]->type,
-                 *rt = op->results[0]->type;
-    if (ta->rank != 2 || tb->rank != 2 || tc->rank != 2 || rt->rank != 2)
-        return cg_fail(g, op, false, "needs operands of rank 2");
-    int64_t M = ta->shape[0], K = ta->shape[1], N = tb->shape[1];
-    if (tb->shape[0] != K || tc->shape[0] != M || tc->shape[1] != N)
-        return cg_fail(g, op, false, "the shapes do not fit the accumulator");
-    ElemType ea = ta->elem, eb = tb->elem, ec = tc->elem;
-    CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]), *c = cg_get(g, op->operands[2]);
-    CgValue *r = cg_new_tile(g, rt);
-    bool is_float = elem_is_float(ea) || elem_is_float(eb);
-    /* the arithmetic: f32 (narrow float acc or int acc), f64, or integers of 32/64 bits */
-    ElemType work = is_float ? ((!elem_is_float(ec) || ec.bits <= 32) ? elem_f32() : elem_f64())
-                             : (elem_is_integer(ec) && ec.bits <= 32 ? elem_int(32) : elem_int(64));
-    if (K == 0) {
-        for (uint32_t j = 0; j < r->nslots; j++) r->slots[j] = c->slots[c->nslots == 1 ? 0 : j];
-        cg_set(g, op->results[0], r);
-        return true;
-    }
-    uint64_t off_b = region_bytes(g, ea, a->numel);
-    need_scratch(g, off_b + region_bytes(g, eb, b->numel));
-    cg_barrier(g);
-    scratch_write(g, g->smem, 0, ea, a);
-    scratch_write(g, g->smem, off_b, eb, b);
-    cg_barrier(g);
-    /* operand values in the work type: floats exactly, ints through double (as the VM) */
-    LLVMValueRef *init = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    LLVMValueRef *row = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    LLVMValueRef *col = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    for (uint32_t j = 0; j < r->nslots; j++) {
-        LLVMValueRef idx = cg_slot_index(g, r->numel, j);
-        row[j] = LLVMBuildUDiv(g->b, idx, cg_i64(g, N), "");
-        col[j] = LLVMBuildURem(g->b, idx, cg_i64(g, N), "");
-        LLVMValueRef cv = c->slots[c->nslots == 1 ? 0 : j];
-        init[j] = is_float ? cg_convert(g, elem_f64(), cg_convert(g, ec, cv, elem_f64()), work)
-                           : LLVMConstNull(cg_reg_type(g, work));
-    }
-    Loop l;
-    loop_begin(g, &l, 0, init, r->nslots);
-    LLVMValueRef *next = cg_calloc(g, r->nslots, sizeof(LLVMValueRef));
-    for (uint32_t j = 0; j < r->nslots; j++) {
-        LLVMValueRef ia = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, row[j], cg_i64(g, K), ""), l.k, "");
-        LLVMValueRef ib = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, l.k, cg_i64(g, N), ""), col[j], "");
-        LLVMValueRef x = scratch_read(g, g->smem, 0, ea, a->numel, ia);
-        LLVMValueRef y = scratch_read(g, g->smem, off_b, eb, b->numel, ib);
-        if (is_float) {
-            x = cg_convert(g, elem_f64(), cg_convert(g, ea, x, elem_f64()), work);
-            y = cg_convert(g, elem_f64(), cg_convert(g, eb, y, elem_f64()), work);
-            next[j] = LLVMBuildFAdd(g->b, l.acc[j], LLVMBuildFMul(g->b, x, y, ""), "");
-        } else {
-            x = cg_convert(g, ea, x, work);
-            y = cg_convert(g, eb, y, work);
-            next[j] = LLVMBuildAdd(g->b, l.acc[j], LLVMBuildMul(g->b, x, y, ""), "");
-        }
-    }
-    loop_end(g, &l, K, next);
-    for (uint32_t j = 0; j < r->nslots; j++) {
-        LLVMValueRef s = next[j], cv = c->slots[c->nslots == 1 ? 0 : j];
-        if (is_float) {
-            r->slots[j] = cg_convert(g, elem_f64(), cg_convert(g, work, s, elem_f64()), ec);
-        } else if (elem_is_float(ec)) {
-            LLVMValueRef sum = cg_convert(g, work, s, ec);
-            r->slots[j] = cg_binary(g, OP_ADD, 0, ec, cv, sum);
-        } else {
-            r->slots[j] = cg_convert(g, work, LLVMBuildAdd(g->b, s, cg_convert(g, ec, cv, work), ""), ec);
-        }
-    }
-    cg_set(g, op->results[0], r);
     return true;
 }
 
@@ -616,7 +667,7 @@ bool cg_shared_op(Cg *g, const IrOp *op) {
         const IrType *st = op->results[0]->type;
         if (st->kind != TY_SHARED) return cg_fail(g, op, false, "the result is not a shared tile");
         int64_t numel = type_numel(st);
-        uint64_t bytes = region_bytes(g, st->elem, numel);
+        uint64_t bytes = region_bytes(st->elem, numel);
         char name[32];
         snprintf(name, sizeof name, "tile_shared_%u", g->shared_count++);
         LLVMValueRef gv = LLVMAddGlobalInAddressSpace(g->module, LLVMArrayType2(g->i8, bytes), name, 3);
@@ -628,31 +679,39 @@ bool cg_shared_op(Cg *g, const IrOp *op) {
         cv->data = gv;
         cv->numel = numel;
         /* zeroed, as the VM's shared tiles are */
-        CgValue zero = {.kind = CV_TILE, .numel = numel, .nslots = cg_slot_count(g, numel)};
-        zero.slots = cg_calloc(g, zero.nslots, sizeof(LLVMValueRef));
-        for (uint32_t j = 0; j < zero.nslots; j++) zero.slots[j] = LLVMConstNull(cg_reg_type(g, st->elem));
+        CgValue *zero = cg_new_tile(g, st->rank ? cg_blocked(g, st->rank, st->shape, st->elem) : NULL, numel);
+        for (uint32_t j = 0; j < zero->nslots; j++) zero->slots[j] = LLVMConstNull(cg_reg_type(g, st->elem));
         cg_barrier(g);
-        scratch_write(g, gv, 0, st->elem, &zero);
+        cg_scratch_write(g, gv, 0, st->elem, zero, st->rank, st->shape);
         cg_barrier(g);
         cg_set(g, op->results[0], cv);
         return true;
     }
     CgValue *s = cg_get(g, op->operands[0]);
     if (s->kind != CV_SHARED) return cg_fail(g, op, false, "operand 0 is not a shared tile");
-    ElemType e = op->operands[0]->type->elem;
+    const IrType *st = op->operands[0]->type;
+    ElemType e = st->elem;
     if (op->code == OP_SHARED_STORE) {
         CgValue *v = cg_get(g, op->operands[1]);
         if (v->kind != CV_TILE || v->numel != s->numel || !elem_eq(op->operands[1]->type->elem, e))
             return cg_fail(g, op, false, "the tile does not match the shared tile");
         cg_barrier(g);
-        scratch_write(g, s->data, 0, e, v);
+        cg_scratch_write(g, s->data, 0, e, v, op->operands[1]->type->rank, op->operands[1]->type->shape);
         cg_barrier(g);
         return true;
     }
-    CgValue *r = cg_new_tile(g, op->results[0]->type);
+    const IrType *rt = op->results[0]->type;
+    CgValue *r = cg_new_tile_for(g, op->results[0]);
     if (r->numel != s->numel) return cg_fail(g, op, false, "the result does not match the shared tile");
-    for (uint32_t j = 0; j < r->nslots; j++)
-        r->slots[j] = scratch_read(g, s->data, 0, e, s->numel, cg_slot_index(g, r->numel, j));
+    for (uint32_t j = 0; j < r->nslots; j++) {
+        LLVMValueRef idx = cg_i64(g, 0);
+        if (r->layout) {
+            LLVMValueRef coords[IR_MAX_RANK];
+            cg_slot_coords(g, r->layout, j, coords);
+            idx = row_major(g, coords, rt->rank, rt->shape);
+        }
+        r->slots[j] = cg_scratch_read(g, s->data, 0, e, idx);
+    }
     cg_set(g, op->results[0], r);
     return true;
 }

@@ -36,11 +36,12 @@
  * regions print their result types as `-> (types)`. Types: scalars by their element name
  * (`f32`, `bf16`, `i7`), `tile<bf16>[128, 64]`, `shared<f16>[64, 64]`, `tensor<f32>[?, ?]`
  * (a kernel parameter shows its dim spec instead: `tensor<f32>[M, 64]`). A register layout
- * prints after the shape in braces. Float constants print with the fewest significant digits
+ * prints after the shape in braces (layout_print; scalars, always replicated, show none). Float constants print with the fewest significant digits
  * (at most 17) that read back to the same value once rounded to their type (f32 0.1 prints as
  * 0.1, not 0.100000001); integers in decimal (unsigned as unsigned), bools as true/false.
  */
 #include "ir.h"
+#include "layout.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -59,21 +60,26 @@ void ir_print_type(const IrType *t, Strbuf *out) {
     const char *elem = elem_name(t->elem, buf);
     switch (t->kind) {
     case TY_TILE:
-        if (t->rank == 0 && !t->layout) {
+        if (t->rank == 0) { /* scalars are replicated in every thread: no layout to show */
             sb_puts(out, elem);
             return;
         }
         sb_printf(out, "tile<%s>", elem);
         print_shape(t, out);
-        /* TODO(lead): print through layout_print(const struct Layout *, Strbuf *) from
-         * ir/layout.h once it is merged; until then a marker says that a layout is set. */
-        if (t->layout) sb_puts(out, "{#layout}");
+        if (t->layout) {
+            sb_putc(out, '{');
+            layout_print(t->layout, out);
+            sb_putc(out, '}');
+        }
         return;
     case TY_SHARED:
         sb_printf(out, "shared<%s>", elem);
         print_shape(t, out);
-        /* TODO(lead): the shared layout's printer from ir/layout.h. */
-        if (t->shared) sb_puts(out, "{#shared_layout}");
+        if (t->shared) {
+            sb_putc(out, '{');
+            shared_layout_print(t->shared, out);
+            sb_putc(out, '}');
+        }
         return;
     case TY_TENSOR:
         sb_printf(out, "tensor<%s>[", elem);

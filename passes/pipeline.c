@@ -25,11 +25,17 @@ static const Pass pipeline[] = {
 };
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
 
+/* The GPU passes run after the pipeline, when PassOptions.gpu is set or a dump asks for one. */
+static const char *const gpu_passes[] = {"layout"};
+enum { NGPU_PASSES = sizeof gpu_passes / sizeof gpu_passes[0] };
+
 bool passes_is_known(const char *name) {
     if (!name) return false;
     if (strcmp(name, "all") == 0) return true;
     for (int i = 0; i < NPASSES; i++)
         if (strcmp(pipeline[i].name, name) == 0) return true;
+    for (int i = 0; i < NGPU_PASSES; i++)
+        if (strcmp(gpu_passes[i], name) == 0) return true;
     return false;
 }
 
@@ -57,6 +63,21 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
         if (opt->dump && opt->dump_after &&
             (strcmp(opt->dump_after, "all") == 0 || strcmp(opt->dump_after, pipeline[i].name) == 0)) {
             sb_printf(opt->dump, "// ---- IR after %s ----\n", pipeline[i].name);
+            ir_print_module(m, opt->dump);
+        }
+    }
+    bool gpu = opt->gpu || (opt->dump_after && strcmp(opt->dump_after, "layout") == 0);
+    if (gpu) {
+        int errors = d->errors;
+        pass_layout_run(m, opt->num_warps > 0 ? opt->num_warps : 4, d);
+        if (d->errors > errors) return false;
+        if (opt->verify_each && !ir_verify_module(m, d)) {
+            diag_error(d, module_loc(m), "internal error: IR invalid after pass layout");
+            return false;
+        }
+        if (opt->dump && opt->dump_after &&
+            (strcmp(opt->dump_after, "all") == 0 || strcmp(opt->dump_after, "layout") == 0)) {
+            sb_printf(opt->dump, "// ---- IR after layout ----\n");
             ir_print_module(m, opt->dump);
         }
     }

@@ -96,6 +96,83 @@ static void check_core(const char *file, const char *const *kernels, int n) {
     free(text);
 }
 
+/* The PTX of a kernel with every launch fact (aligned, unit strides, sizes divisible by 16),
+ * assembled by ptxas like the generic one. */
+static void spec_ptx(const IrFunction *k, BackendArch arch, Strbuf *ptx) {
+    CodegenParamSpec spec[16];
+    memset(spec, 0, sizeof spec);
+    for (uint32_t i = 0; i < k->nparams && i < 16; i++) {
+        spec[i].aligned16 = true;
+        for (int d = 0; d < 6; d++) spec[i].unit_stride[d] = spec[i].size_div16[d] = true;
+    }
+    Strbuf err = {0};
+    CodegenInfo info;
+    CodegenOptions opt = {.arch = arch, .spec = spec};
+    cr_assert(backend_compile_ptx(k, &opt, ptx, &info, &err), "%s (spec) for %s: %s", k->name,
+              backend_arch_name(arch), sb_str(&err));
+    if (have_ptxas()) {
+        Strbuf cubin = {0}, perr = {0};
+        cr_assert(backend_ptx_to_cubin(ptx->data, ptx->len, arch, CUBIN_TOOL_PTXAS, &cubin, &perr),
+                  "ptxas on %s (spec) for %s: %s", k->name, backend_arch_name(arch), sb_str(&perr));
+        sb_free(&cubin);
+        sb_free(&perr);
+    }
+    sb_free(&err);
+}
+
+static bool has_vector_load(const char *ptx) {
+    return strstr(ptx, "ld.global.v4.f32") || strstr(ptx, "ld.global.v4.b32") || strstr(ptx, "ld.global.nc.v4");
+}
+
+/* Every core kernel with the full spec; vector_add and softmax load 16 bytes per thread at
+ * once, softmax reduces by shuffles. */
+Test(codegen, core_with_spec) {
+    static const struct {
+        const char *file, *kernel;
+    } core[] = {{"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"}, {"layernorm.tile", "layernorm"},
+                {"reduce.tile", "sum_rows"}, {"reduce.tile", "cumsum_rows"}, {"reduce.tile", "sum_all"},
+                {"gather.tile", "gather_rows"}, {"gemm.tile", "gemm"}};
+    for (size_t i = 0; i < sizeof core / sizeof core[0]; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "stdlib/core/%s", core[i].file);
+        size_t len;
+        char *text = test_read_source_file(rel, &len);
+        Compiled c = compile_source(rel, text, core[i].kernel);
+        for (int a = 0; a < BACKEND_ARCH_COUNT; a++) {
+            Strbuf ptx = {0};
+            spec_ptx(c.kernel, (BackendArch)a, &ptx);
+            const char *s = sb_str(&ptx);
+            if (strcmp(core[i].kernel, "vector_add") == 0 || strcmp(core[i].kernel, "softmax") == 0) {
+                cr_assert(has_vector_load(s), "no 16-byte loads in %s", core[i].kernel);
+                cr_assert_not_null(strstr(s, "st.global.v4"), "no 16-byte stores in %s", core[i].kernel);
+            }
+            if (strcmp(core[i].kernel, "softmax") == 0 || strcmp(core[i].kernel, "layernorm") == 0)
+                cr_assert_not_null(strstr(s, "shfl.sync.bfly"), "no shuffles in %s", core[i].kernel);
+            sb_free(&ptx);
+        }
+        compiled_free(&c);
+        free(text);
+    }
+}
+
+/* The generic softmax: one warp per row, so its reductions need no shared memory. */
+Test(codegen, softmax_reduces_in_registers) {
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/softmax.tile", &len);
+    Compiled c = compile_source("softmax.tile", text, "softmax");
+    Strbuf ptx = {0}, err = {0};
+    CodegenInfo info;
+    CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A};
+    cr_assert(backend_compile_ptx(c.kernel, &opt, &ptx, &info, &err), "%s", sb_str(&err));
+    cr_assert_eq(info.shared_bytes, 0, "softmax used %u bytes of shared memory", info.shared_bytes);
+    cr_assert_not_null(strstr(sb_str(&ptx), "shfl.sync.bfly"));
+    cr_assert(has_vector_load(sb_str(&ptx)), "the generic kernel vectorizes behind a run-time check");
+    sb_free(&ptx);
+    sb_free(&err);
+    compiled_free(&c);
+    free(text);
+}
+
 TestSuite(codegen, .timeout = 600);
 
 Test(codegen, core_vector_add) {

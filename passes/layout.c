@@ -1,0 +1,511 @@
+/*
+ * layout.c: layout inference, the first GPU pass. Every tile value of rank >= 1 gets a register
+ * layout from the algebra of ir/layout.h; scalars carry none (they are replicated in every
+ * thread by definition).
+ *
+ * Anchors are Triton's blocked layouts (layout_blocked): the first global load or store of a
+ * shape gives it the blocked layout of that shape and its element size (later accesses of the
+ * shape reuse it), so each thread reads 16 bytes of consecutive elements along
+ * the last dimension and a warp's lanes cover a contiguous stretch; a dot's accumulator gets a
+ * register-tiled layout (layout_dot_acc). One forward walk in program order then propagates:
+ * elementwise ops take the layout of their first operand that has one; reduce gives the
+ * reduced layout (layout_reduce, then squeeze); expand_dims and size-1 reshapes follow the
+ * algebra; a broadcast takes the layout last seen for its result shape, so that a row
+ * statistic reduced from a tile, expanded and broadcast back lands exactly on the tile's layout
+ * (the broadcast then moves no data). Values that cost nothing to make in any layout (const,
+ * arange, splat and what is computed from them alone) are "free": they take the layout their
+ * first user needs (a demand walks back through their definitions). Loop-carried values take
+ * the layout of their initial value, or, when that is free, the layout the body yields (the
+ * body is walked a second time with it). What is left gets the blocked layout of its shape.
+ *
+ * layout_assign only computes the table (the code generator uses it on kernels that did not
+ * run the pass); pass_layout writes the layouts into the types and inserts convert_layout where
+ * an operand must have another layout: elementwise operands, a dot's accumulator, loop-carried
+ * and yielded values. Everything else (broadcast, reduce, transpose, memory ops) reads any
+ * operand layout; the code generator moves data itself where it must.
+ */
+#include "passes.h"
+
+#include <string.h>
+
+#include "ir/layout.h"
+
+enum { MAX_PREFERRED = 32 };
+
+static int64_t pow2_part(int64_t x) {
+    if (x <= 0) return 1;
+    return x & -x;
+}
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+const Layout *layout_blocked(Arena *arena, int rank, const int64_t *shape, int elem_bytes, int num_warps) {
+    int64_t threads = 32 * (int64_t)num_warps;
+    if (rank == 0) return layout_replicate(arena, 0, threads);
+    int64_t rem[IR_MAX_RANK], vec[IR_MAX_RANK], lanes[IR_MAX_RANK], warps[IR_MAX_RANK];
+    for (int d = 0; d < rank; d++) {
+        rem[d] = shape[d];
+        vec[d] = lanes[d] = warps[d] = 1;
+    }
+    int64_t per_thread = elem_bytes > 0 && elem_bytes < 16 ? 16 / elem_bytes : 1;
+    vec[rank - 1] = min64(pow2_part(rem[rank - 1]), per_thread);
+    rem[rank - 1] /= vec[rank - 1];
+    int64_t lanes_left = 32, warps_left = num_warps;
+    for (int d = rank - 1; d >= 0; d--) {
+        lanes[d] = min64(lanes_left, pow2_part(rem[d]));
+        rem[d] /= lanes[d];
+        lanes_left /= lanes[d];
+    }
+    for (int d = 0; d < rank; d++) {
+        warps[d] = min64(warps_left, pow2_part(rem[d]));
+        rem[d] /= warps[d];
+        warps_left /= warps[d];
+    }
+    LayoutMode tm[2 * IR_MAX_RANK + 2], lm[IR_MAX_RANK + 1];
+    int nt = 0, nl = 0;
+    tm[nt++] = (LayoutMode){.size = warps_left, .stride = 0, .dim = LAYOUT_REPLICA};
+    for (int d = 0; d < rank; d++)
+        tm[nt++] = (LayoutMode){.size = warps[d], .stride = lanes[d] * vec[d], .dim = d};
+    tm[nt++] = (LayoutMode){.size = lanes_left, .stride = 0, .dim = LAYOUT_REPLICA};
+    for (int d = 0; d < rank; d++) tm[nt++] = (LayoutMode){.size = lanes[d], .stride = vec[d], .dim = d};
+    for (int d = 0; d < rank; d++)
+        lm[nl++] = (LayoutMode){.size = rem[d], .stride = warps[d] * lanes[d] * vec[d], .dim = d};
+    lm[nl++] = (LayoutMode){.size = vec[rank - 1], .stride = 1, .dim = rank - 1};
+    return layout_from_modes(arena, rank, shape, nt, tm, nl, lm);
+}
+
+const Layout *layout_dot_acc(Arena *arena, int64_t m, int64_t n, int num_warps) {
+    int64_t threads = 32 * (int64_t)num_warps;
+    int64_t tn = min64(pow2_part(n), 16);
+    int64_t tm = min64(pow2_part(m), threads / tn);
+    int64_t rep = threads / tn / tm;
+    int64_t shape[2] = {m, n};
+    LayoutMode t[3] = {{rep, 0, LAYOUT_REPLICA}, {tm, 1, 0}, {tn, 1, 1}};
+    LayoutMode l[2] = {{m / tm, tm, 0}, {n / tn, tn, 1}};
+    return layout_from_modes(arena, 2, shape, 3, t, 2, l);
+}
+
+int layout_thread_terms(const Layout *l, LayoutThreadTerm *terms) {
+    int64_t radix = 1;
+    int n = l->num_thread_modes;
+    for (int i = n - 1; i >= 0; i--) {
+        const LayoutMode *m = &layout_thread_modes(l)[i];
+        terms[i] = (LayoutThreadTerm){.radix = radix, .size = m->size, .stride = m->stride, .dim = m->dim};
+        radix *= m->size;
+    }
+    return n;
+}
+
+/* ---- the assignment ---------------------------------------------------------------------- */
+typedef struct Assign {
+    Arena *arena;
+    int warps;
+    const Layout **lay; /* by value id */
+    uint8_t *free_;     /* by value id: costs nothing in any layout */
+    uint32_t cap;
+    struct {
+        int rank;
+        int64_t shape[IR_MAX_RANK];
+        const Layout *layout;
+    } preferred[MAX_PREFERRED];
+    int npreferred;
+} Assign;
+
+static bool is_tile(const IrValue *v) { return v->type->kind == TY_TILE && v->type->rank >= 1; }
+
+static int elem_bytes(ElemType e) { return e.kind == EK_BOOL || e.bits < 8 ? 1 : e.bits / 8; }
+
+static const Layout *get(Assign *a, const IrValue *v) { return v->id < a->cap ? a->lay[v->id] : NULL; }
+static bool is_free(Assign *a, const IrValue *v) { return v->id < a->cap && a->free_[v->id]; }
+static void put(Assign *a, const IrValue *v, const Layout *l) {
+    if (v->id < a->cap) a->lay[v->id] = l;
+}
+
+static const Layout *blocked_for(Assign *a, const IrType *t, int bytes) {
+    return layout_blocked(a->arena, t->rank, t->shape, bytes, a->warps);
+}
+
+static void prefer(Assign *a, const Layout *l) {
+    for (int i = 0; i < a->npreferred; i++)
+        if (a->preferred[i].rank == l->rank && memcmp(a->preferred[i].shape, l->shape, sizeof(int64_t) * (size_t)l->rank) == 0)
+            return;
+    if (a->npreferred == MAX_PREFERRED) return;
+    a->preferred[a->npreferred].rank = l->rank;
+    memcpy(a->preferred[a->npreferred].shape, l->shape, sizeof(int64_t) * (size_t)l->rank);
+    a->preferred[a->npreferred++].layout = l;
+}
+
+static const Layout *find_preferred(Assign *a, int rank, const int64_t *shape) {
+    for (int i = 0; i < a->npreferred; i++)
+        if (a->preferred[i].rank == rank && memcmp(a->preferred[i].shape, shape, sizeof(int64_t) * (size_t)rank) == 0)
+            return a->preferred[i].layout;
+    return NULL;
+}
+
+static const Layout *preferred_for(Assign *a, const IrType *t) {
+    const Layout *l = find_preferred(a, t->rank, t->shape);
+    return l ? l : blocked_for(a, t, elem_bytes(t->elem));
+}
+
+/* The layout of a reshape that only inserts or removes dimensions of size 1, else NULL. */
+static const Layout *reshape_layout(Arena *arena, const Layout *l, const IrType *to) {
+    int d = 0, k = 0;
+    const Layout *r = l;
+    /* r walks from l's shape to `to`: squeeze l's extra 1s and insert to's 1s, left to right */
+    while (d < to->rank || k < r->rank) {
+        if (d < to->rank && k < r->rank && to->shape[d] == r->shape[k] && (to->shape[d] != 1 || d == k)) {
+            d++, k++;
+        } else if (d < to->rank && to->shape[d] == 1 && r->rank < IR_MAX_RANK) {
+            r = layout_expand_dims(arena, r, k);
+            d++, k++;
+        } else if (k < r->rank && r->shape[k] == 1) {
+            r = layout_squeeze(arena, r, k);
+        } else {
+            return NULL;
+        }
+    }
+    return r->rank == to->rank ? r : NULL;
+}
+
+/* A free value v must have layout l: give it l and pass the demand on to its free operands. */
+static void demand(Assign *a, const IrValue *v, const Layout *l) {
+    if (!is_tile(v) || !is_free(a, v) || get(a, v) || !l) return;
+    put(a, v, l);
+    const IrOp *op = v->def;
+    if (!op) return;
+    if (ir_op_info[op->code].flags & F_ELEM) {
+        for (uint32_t i = 0; i < op->noperands; i++)
+            if (is_tile(op->operands[i])) demand(a, op->operands[i], l);
+        return;
+    }
+    const IrValue *x = op->noperands ? op->operands[0] : NULL;
+    switch (op->code) {
+    case OP_CONVERT_LAYOUT: demand(a, x, l); break;
+    case OP_BROADCAST: {
+        const Layout *r = l;
+        for (int d = 0; d < l->rank; d++)
+            if (x->type->shape[d] == 1 && l->shape[d] != 1) r = layout_reduce(a->arena, r, d);
+        demand(a, x, r);
+        break;
+    }
+    case OP_EXPAND_DIMS: demand(a, x, layout_squeeze(a->arena, l, (int)op->ints[0])); break;
+    case OP_RESHAPE: demand(a, x, reshape_layout(a->arena, l, x->type)); break;
+    default: break;
+    }
+}
+
+static void walk_region(Assign *a, const IrRegion *r);
+
+/* Access shape of a store or atomic: the broadcast of its indices and value. */
+static void access_shape(const IrOp *op, int *rank, int64_t *shape) {
+    *rank = 0;
+    for (uint32_t i = 1; i < op->noperands; i++)
+        if (op->operands[i]->type->rank > *rank) *rank = op->operands[i]->type->rank;
+    for (int d = 0; d < *rank; d++) shape[d] = 1;
+    for (uint32_t i = 1; i < op->noperands; i++) {
+        const IrType *t = op->operands[i]->type;
+        for (int d = 0; d < t->rank; d++)
+            if (t->shape[d] != 1) shape[*rank - t->rank + d] = t->shape[d];
+    }
+}
+
+static void assign_store(Assign *a, const IrOp *op) {
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    access_shape(op, &rank, shape);
+    if (rank == 0) return;
+    const IrValue *value = op->operands[op->noperands - 1];
+    const Layout *access = NULL;
+    bool same = value->type->rank == rank && memcmp(value->type->shape, shape, sizeof(int64_t) * (size_t)rank) == 0;
+    if (same && get(a, value)) access = get(a, value);
+    else if (!(access = find_preferred(a, rank, shape)))
+        access = layout_blocked(a->arena, rank, shape, elem_bytes(op->operands[0]->type->elem), a->warps);
+    prefer(a, access);
+    for (uint32_t i = 1; i < op->noperands; i++) {
+        const IrValue *x = op->operands[i];
+        if (!is_tile(x) || x->type->rank != rank) continue;
+        const Layout *r = access;
+        for (int d = 0; d < rank; d++)
+            if (x->type->shape[d] == 1 && shape[d] != 1) r = layout_reduce(a->arena, r, d);
+        demand(a, x, r);
+    }
+}
+
+/* Walks a loop body twice when a carried value's layout comes from the body. */
+static void carried(Assign *a, const IrOp *op, IrValue *const *init, uint32_t n, const IrRegion *body,
+                    IrValue *const *args, const IrRegion *yield_region, uint32_t yield_first) {
+    bool again = false;
+    for (uint32_t i = 0; i < n; i++) {
+        put(a, args[i], is_tile(args[i]) ? get(a, init[i]) : NULL);
+        if (is_tile(args[i]) && !get(a, init[i])) again = true;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (op->code == OP_WHILE) {
+            walk_region(a, op->regions[0]);
+            const IrOp *cond = op->regions[0]->last;
+            for (uint32_t i = 0; cond && i < op->regions[1]->nargs && 1 + i < cond->noperands; i++)
+                put(a, op->regions[1]->args[i], is_tile(op->regions[1]->args[i]) ? get(a, cond->operands[1 + i]) : NULL);
+            walk_region(a, op->regions[1]);
+        } else {
+            walk_region(a, body);
+        }
+        if (!again || pass == 1) break;
+        const IrOp *y = yield_region->last;
+        for (uint32_t i = 0; i < n; i++) {
+            if (!is_tile(args[i]) || get(a, args[i])) continue;
+            const Layout *l = y && yield_first + i < y->noperands ? get(a, y->operands[yield_first + i]) : NULL;
+            put(a, args[i], l ? l : blocked_for(a, args[i]->type, elem_bytes(args[i]->type->elem)));
+        }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (!is_tile(args[i]) && !get(a, args[i])) continue;
+        if (!get(a, args[i])) put(a, args[i], blocked_for(a, args[i]->type, elem_bytes(args[i]->type->elem)));
+        demand(a, init[i], get(a, args[i]));
+    }
+}
+
+static void assign_op(Assign *a, const IrOp *op) {
+    const IrValue *res = op->nresults ? op->results[0] : NULL;
+    const IrValue *x = op->noperands ? op->operands[0] : NULL;
+    for (uint32_t i = 0; i < op->nresults; i++) {
+        put(a, op->results[i], NULL);
+        if (op->results[i]->id < a->cap) a->free_[op->results[i]->id] = 0;
+    }
+    if (ir_op_info[op->code].flags & F_ELEM) {
+        if (!is_tile(res)) return;
+        const Layout *l = NULL;
+        bool all_free = true;
+        for (uint32_t i = 0; i < op->noperands; i++) {
+            if (!is_tile(op->operands[i])) continue;
+            if (!l) l = get(a, op->operands[i]);
+            if (!is_free(a, op->operands[i])) all_free = false;
+        }
+        if (!l && all_free) {
+            a->free_[res->id] = 1;
+            return;
+        }
+        put(a, res, l);
+        for (uint32_t i = 0; i < op->noperands; i++) demand(a, op->operands[i], l);
+        return;
+    }
+    switch (op->code) {
+    case OP_CONST:
+    case OP_ARANGE:
+    case OP_SPLAT:
+        if (is_tile(res)) a->free_[res->id] = 1;
+        return;
+    case OP_LOAD: {
+        /* the first access of a shape sets its layout, so that tiles loaded from tensors of
+         * different element sizes meet without conversions (narrower vectors instead) */
+        const Layout *l = find_preferred(a, res->type->rank, res->type->shape);
+        if (!l) l = blocked_for(a, res->type, elem_bytes(x->type->elem));
+        put(a, res, l);
+        prefer(a, l);
+        for (uint32_t i = 1; i < op->noperands; i++) {
+            const IrValue *ix = op->operands[i];
+            if (!is_tile(ix) || ix->type->rank != l->rank) continue;
+            const Layout *r = l;
+            for (int d = 0; d < l->rank; d++)
+                if (ix->type->shape[d] == 1 && l->shape[d] != 1) r = layout_reduce(a->arena, r, d);
+            demand(a, ix, r);
+        }
+        return;
+    }
+    case OP_STORE:
+    case OP_ATOMIC: assign_store(a, op); return;
+    case OP_BROADCAST:
+    case OP_EXPAND_DIMS:
+    case OP_RESHAPE:
+    case OP_CONVERT_LAYOUT: {
+        if (!is_tile(res)) return;
+        const Layout *lo = is_tile(x) ? get(a, x) : NULL;
+        if (!lo) {
+            if (!is_tile(x) || is_free(a, x)) a->free_[res->id] = 1;
+            else if (op->code == OP_CONVERT_LAYOUT && res->type->layout) put(a, res, res->type->layout);
+            return;
+        }
+        const Layout *l = NULL;
+        if (op->code == OP_CONVERT_LAYOUT) l = res->type->layout ? res->type->layout : lo;
+        else if (op->code == OP_EXPAND_DIMS) l = layout_expand_dims(a->arena, lo, (int)op->ints[0]);
+        else if (op->code == OP_RESHAPE) l = reshape_layout(a->arena, lo, res->type);
+        else l = preferred_for(a, res->type);
+        if (!l) l = blocked_for(a, res->type, elem_bytes(res->type->elem));
+        put(a, res, l);
+        return;
+    }
+    case OP_REDUCE:
+    case OP_SCAN: {
+        if (!is_tile(x)) return;
+        const Layout *lo = get(a, x);
+        if (!lo) {
+            lo = blocked_for(a, x->type, elem_bytes(x->type->elem));
+            demand(a, x, lo);
+        }
+        if (op->code == OP_SCAN) {
+            put(a, res, lo);
+        } else if (is_tile(res)) {
+            int axis = (int)op->ints[1];
+            put(a, res, layout_squeeze(a->arena, layout_reduce(a->arena, lo, axis), axis));
+        }
+        return;
+    }
+    case OP_TRANSPOSE: put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem))); return;
+    case OP_DOT: {
+        const Layout *l = layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
+        put(a, res, l);
+        demand(a, op->operands[2], l);
+        for (int i = 0; i < 2; i++) {
+            const IrValue *v = op->operands[i];
+            if (!get(a, v)) demand(a, v, blocked_for(a, v->type, elem_bytes(v->type->elem)));
+        }
+        return;
+    }
+    case OP_SHARED_LOAD:
+        if (is_tile(res)) put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem)));
+        return;
+    case OP_FOR:
+        carried(a, op, op->operands + 3, op->noperands - 3, op->regions[0], op->regions[0]->args + 1,
+                op->regions[0], 0);
+        for (uint32_t i = 0; i < op->nresults; i++) put(a, op->results[i], get(a, op->regions[0]->args[1 + i]));
+        return;
+    case OP_WHILE:
+        carried(a, op, op->operands, op->noperands, op->regions[0], op->regions[0]->args, op->regions[1], 0);
+        for (uint32_t i = 0; i < op->nresults; i++)
+            put(a, op->results[i], is_tile(op->results[i]) ? get(a, op->regions[1]->args[i]) : NULL);
+        return;
+    case OP_IF:
+        for (int r = 0; r < 2; r++) walk_region(a, op->regions[r]);
+        for (uint32_t i = 0; i < op->nresults; i++) {
+            if (!is_tile(op->results[i])) continue;
+            const Layout *l = NULL;
+            for (int r = 0; r < 2 && !l; r++) {
+                const IrOp *y = op->regions[r]->last;
+                if (y && i < y->noperands) l = get(a, y->operands[i]);
+            }
+            if (!l) l = blocked_for(a, op->results[i]->type, elem_bytes(op->results[i]->type->elem));
+            put(a, op->results[i], l);
+            for (int r = 0; r < 2; r++) {
+                const IrOp *y = op->regions[r]->last;
+                if (y && i < y->noperands) demand(a, y->operands[i], l);
+            }
+        }
+        return;
+    default: return;
+    }
+}
+
+static void walk_region(Assign *a, const IrRegion *r) {
+    for (const IrOp *op = r->first; op; op = op->next) assign_op(a, op);
+}
+
+static bool fill_rest(IrOp *op, void *ctx) {
+    Assign *a = ctx;
+    for (uint32_t i = 0; i < op->nresults; i++) {
+        const IrValue *v = op->results[i];
+        if (is_tile(v) && !get(a, v)) put(a, v, blocked_for(a, v->type, elem_bytes(v->type->elem)));
+    }
+    for (uint32_t k = 0; k < op->nregions; k++)
+        for (uint32_t i = 0; i < op->regions[k]->nargs; i++) {
+            const IrValue *v = op->regions[k]->args[i];
+            if (is_tile(v) && !get(a, v)) put(a, v, blocked_for(a, v->type, elem_bytes(v->type->elem)));
+        }
+    return true;
+}
+
+const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena) {
+    Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : 4, .cap = f->next_value_id + 1};
+    a.lay = arena_alloc(arena, sizeof(const Layout *) * a.cap);
+    memset(a.lay, 0, sizeof(const Layout *) * a.cap);
+    a.free_ = xcalloc(a.cap, 1);
+    walk_region(&a, f->body);
+    ir_walk(f->body, fill_rest, &a);
+    free(a.free_);
+    return a.lay;
+}
+
+/* ---- the pass ------------------------------------------------------------------------------ */
+typedef struct Rewrite {
+    IrModule *m;
+    IrFunction *f;
+    bool changed;
+} Rewrite;
+
+/* Makes operand i of op have layout l, through a convert_layout placed before `before`. */
+static void require(Rewrite *rw, IrOp *op, uint32_t i, const Layout *l, IrOp *before) {
+    IrValue *v = op->operands[i];
+    if (!l || v->type->kind != TY_TILE || v->type->rank == 0 || layout_equal(v->type->layout, l)) return;
+    IrBuilder b;
+    ir_builder_before(&b, before);
+    b.loc = op->loc;
+    const IrType *t = ir_type_with_layout(rw->m, v->type, l);
+    IrValue *c = ir_op1(&b, OP_CONVERT_LAYOUT, t, v);
+    ir_set_operand(op, i, c);
+    rw->changed = true;
+}
+
+static bool set_types(IrOp *op, void *ctx) {
+    void **c = ctx;
+    IrModule *m = c[0];
+    const Layout **lay = c[1];
+    for (uint32_t i = 0; i < op->nresults; i++) {
+        IrValue *v = op->results[i];
+        if (is_tile(v) && lay[v->id]) v->type = ir_type_with_layout(m, v->type, lay[v->id]);
+    }
+    for (uint32_t k = 0; k < op->nregions; k++)
+        for (uint32_t i = 0; i < op->regions[k]->nargs; i++) {
+            IrValue *v = op->regions[k]->args[i];
+            if (is_tile(v) && lay[v->id]) v->type = ir_type_with_layout(m, v->type, lay[v->id]);
+        }
+    return true;
+}
+
+static const Layout *layout_of(const IrValue *v) { return v->type->kind == TY_TILE ? v->type->layout : NULL; }
+
+static void yield_to(Rewrite *rw, IrRegion *r, uint32_t first, IrValue *const *want, uint32_t n) {
+    IrOp *y = r->last;
+    if (!y) return;
+    for (uint32_t i = 0; i < n && first + i < y->noperands; i++) require(rw, y, first + i, layout_of(want[i]), y);
+}
+
+static bool insert_conversions(IrOp *op, void *ctx) {
+    Rewrite *rw = ctx;
+    if (ir_op_info[op->code].flags & F_ELEM) {
+        const Layout *l = layout_of(op->results[0]);
+        for (uint32_t i = 0; i < op->noperands; i++) require(rw, op, i, l, op);
+        return true;
+    }
+    switch (op->code) {
+    case OP_DOT: require(rw, op, 2, layout_of(op->results[0]), op); break;
+    case OP_FOR:
+        for (uint32_t i = 0; i + 3 < op->noperands; i++) require(rw, op, 3 + i, layout_of(op->results[i]), op);
+        yield_to(rw, op->regions[0], 0, op->results, op->nresults);
+        break;
+    case OP_IF:
+        for (int r = 0; r < 2; r++) yield_to(rw, op->regions[r], 0, op->results, op->nresults);
+        break;
+    case OP_WHILE:
+        for (uint32_t i = 0; i < op->noperands; i++) require(rw, op, i, layout_of(op->regions[0]->args[i]), op);
+        yield_to(rw, op->regions[0], 1, op->regions[1]->args, op->regions[1]->nargs);
+        yield_to(rw, op->regions[1], 0, op->regions[0]->args, op->regions[0]->nargs);
+        break;
+    default: break;
+    }
+    return true;
+}
+
+bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
+    (void)d;
+    bool changed = false;
+    for (IrFunction *f = m->functions; f; f = f->next) {
+        if (!f->is_kernel || !f->body) continue;
+        const Layout **lay = layout_assign(f, num_warps, &m->arena);
+        void *c[2] = {m, lay};
+        ir_walk(f->body, set_types, c);
+        Rewrite rw = {.m = m, .f = f};
+        ir_walk(f->body, insert_conversions, &rw);
+        changed = true;
+    }
+    return changed;
+}
+
+bool pass_layout(IrModule *m, DiagList *d) { return pass_layout_run(m, 4, d); }

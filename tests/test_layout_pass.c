@@ -1,0 +1,265 @@
+/*
+ * test_layout_pass.c: layout inference (passes/layout.c) and the axis analysis (passes/axis.c).
+ * Core kernels are compiled with the GPU pass (`--dump-after=layout`); the dumps must show the
+ * expected anchor layouts (key lines of the golden form), every tile must carry a layout, the
+ * softmax pattern (reduce, expand_dims, broadcast back) must need no conversion and its
+ * broadcasts must be free (operand layout = result layout reduced), conversions must appear
+ * exactly where layouts disagree, and the thread terms the code generator emits must agree
+ * with layout_map for every thread.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "frontend/frontend.h"
+#include "ir/layout.h"
+#include "passes/passes.h"
+#include "runtime/runtime.h"
+#include "testutil.h"
+
+typedef struct Laid {
+    AstFile *ast;
+    IrModule *module;
+    IrFunction *kernel;
+    Strbuf dump;
+} Laid;
+
+static Laid lay_source(const char *name, const char *text, const char *kernel, const ConstBinding *c, size_t nc) {
+    DiagList d = {0};
+    Laid l = {0};
+    l.ast = parse_source(name, text, strlen(text), &d);
+    cr_assert_not_null(l.ast, "%s", sb_str(&d.text));
+    l.module = rt_compile(l.ast, kernel, c, nc, "layout", &l.dump, &d, &l.kernel);
+    cr_assert_not_null(l.module, "%s: %s", kernel, sb_str(&d.text));
+    DiagList v = {0};
+    cr_assert(ir_verify_module(l.module, &v), "invalid IR after layout: %s", sb_str(&v.text));
+    diag_free(&v);
+    diag_free(&d);
+    return l;
+}
+
+static Laid lay_core(const char *file, const char *kernel, const ConstBinding *c, size_t nc) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "stdlib/core/%s", file);
+    size_t len;
+    char *text = test_read_source_file(rel, &len);
+    Laid l = lay_source(rel, text, kernel, c, nc);
+    free(text);
+    return l;
+}
+
+static void laid_free(Laid *l) {
+    sb_free(&l->dump);
+    ir_module_free(l->module);
+    ast_file_free(l->ast);
+}
+
+static bool every_tile_has_layout(IrOp *op, void *ctx) {
+    (void)ctx;
+    for (uint32_t i = 0; i < op->nresults; i++) {
+        const IrType *t = op->results[i]->type;
+        if (t->kind == TY_TILE && t->rank > 0) {
+            cr_assert_not_null(t->layout, "a result of '%s' has no layout", ir_op_info[op->code].name);
+            cr_assert(layout_is_exact(t->layout));
+            cr_assert_eq(layout_num_threads(t->layout), 128);
+            for (int d = 0; d < t->rank; d++) cr_assert_eq(t->layout->shape[d], t->shape[d]);
+        }
+    }
+    return true;
+}
+
+typedef struct Counts {
+    bool broadcasts_free;  /* assert that every broadcast moves no data */
+    int conversions, broadcasts;
+    int data_conversions;  /* conversions of values that are not rematerializable */
+} Counts;
+
+/* Values made of arange, constants, scalars and elementwise ops: free in any layout. */
+static bool is_free_value(const IrValue *v) {
+    if (v->type->rank == 0) return true;
+    const IrOp *op = v->def;
+    if (!op) return false;
+    switch (op->code) {
+    case OP_CONST: case OP_ARANGE: case OP_SPLAT: return true;
+    case OP_BROADCAST: case OP_EXPAND_DIMS: case OP_RESHAPE: case OP_CONVERT_LAYOUT: return is_free_value(op->operands[0]);
+    default: break;
+    }
+    if (!(ir_op_info[op->code].flags & F_ELEM)) return false;
+    for (uint32_t i = 0; i < op->noperands; i++)
+        if (!is_free_value(op->operands[i])) return false;
+    return true;
+}
+
+static bool check_ops(IrOp *op, void *ctx) {
+    Counts *c = ctx;
+    if (op->code == OP_CONVERT_LAYOUT) {
+        c->conversions++;
+        if (!is_free_value(op->operands[0])) c->data_conversions++;
+        cr_assert(!layout_equal(op->operands[0]->type->layout, op->results[0]->type->layout),
+                  "a conversion between equal layouts");
+    }
+    if (op->code == OP_BROADCAST && c->broadcasts_free) {
+        c->broadcasts++;
+        Arena a;
+        arena_init(&a);
+        const Layout *r = op->results[0]->type->layout;
+        for (int d = 0; d < r->rank; d++)
+            if (op->operands[0]->type->shape[d] == 1 && r->shape[d] != 1) r = layout_reduce(&a, r, d);
+        cr_assert(layout_equal(r, op->operands[0]->type->layout), "a broadcast that moves data");
+        arena_free(&a);
+    }
+    /* elementwise operands share the result's layout (the verifier checks types too) */
+    if ((ir_op_info[op->code].flags & F_ELEM) && op->results[0]->type->rank > 0)
+        for (uint32_t i = 0; i < op->noperands; i++)
+            cr_assert(layout_equal(op->operands[i]->type->layout, op->results[0]->type->layout));
+    return true;
+}
+
+Test(layout_pass, vector_add_golden) {
+    Laid l = lay_core("vector_add.tile", "vector_add", NULL, 0);
+    const char *s = sb_str(&l.dump);
+    cr_assert_not_null(strstr(s, "// ---- IR after layout ----"));
+    cr_assert_not_null(strstr(s, "= load %0, %8 : tile<f32>[1024]{local(2) * spatial(128) * local(4)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "= arange 0 : tile<i32>[1024]{local(2) * spatial(128) * local(4)}"), "%s", s);
+    ir_walk(l.kernel->body, every_tile_has_layout, NULL);
+    Counts c = {0};
+    ir_walk(l.kernel->body, check_ops, &c);
+    cr_assert_eq(c.conversions, 0);
+    laid_free(&l);
+}
+
+Test(layout_pass, softmax_reduce_expand_broadcast_is_free) {
+    Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
+    const char *s = sb_str(&l.dump);
+    cr_assert_not_null(strstr(s, "= load %0, %22, %23 : tile<f32>[4, 1024]{local(1,8) * spatial(4,32) * local(1,4)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "= reduce max %27, axis 1 : tile<f32>[4]{spatial(4) * replicate(32)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "= expand_dims %29, axis 1 : tile<f32>[4, 1]{spatial(4,1) * replicate(32)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "iter(%11 = %7, %12 = %6) -> (tile<f32>[4]{spatial(4) * replicate(32)}"), "%s", s);
+    cr_assert_null(strstr(s, "convert_layout"), "%s", s);
+    ir_walk(l.kernel->body, every_tile_has_layout, NULL);
+    Counts c = {.broadcasts_free = true};
+    ir_walk(l.kernel->body, check_ops, &c);
+    cr_assert_eq(c.conversions, 0);
+    cr_assert_geq(c.broadcasts, 3);
+    laid_free(&l);
+}
+
+Test(layout_pass, layernorm_no_conversion) {
+    Laid l = lay_core("layernorm.tile", "layernorm", NULL, 0);
+    ir_walk(l.kernel->body, every_tile_has_layout, NULL);
+    Counts c = {0};
+    ir_walk(l.kernel->body, check_ops, &c);
+    cr_assert_eq(c.conversions, 0, "%s", sb_str(&l.dump));
+    laid_free(&l);
+}
+
+Test(layout_pass, gemm_slices) {
+    ConstBinding c[3] = {{.name = "BK", .i = 32}, {.name = "BM", .i = 64}, {.name = "BN", .i = 64}};
+    Laid l = lay_core("gemm.tile", "gemm", c, 3);
+    const char *s = sb_str(&l.dump);
+    cr_assert_not_null(strstr(s, ": tile<bf16>[64, 32]{local(2,1) * spatial(32,4) * local(1,8)}"), "%s", s);
+    cr_assert_not_null(strstr(s, ": tile<bf16>[32, 64]{local(2,1) * spatial(16,8) * local(1,8)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "= dot %22, %27, %13 : tile<f32>[64, 64]{local(8,4) * spatial(8,16)}"), "%s", s);
+    ir_walk(l.kernel->body, every_tile_has_layout, NULL);
+    Counts n = {0};
+    ir_walk(l.kernel->body, check_ops, &n);
+    /* only index expressions shared by accesses of different layouts convert (rematerialized) */
+    cr_assert_eq(n.data_conversions, 0, "%s", s);
+    laid_free(&l);
+}
+
+/* A row statistic (reduced layout) added to a loaded vector (blocked layout) must convert. */
+Test(layout_pass, conversion_where_layouts_differ) {
+    Laid l = lay_source("conv.tile",
+                        "kernel k(x: tensor<f32>[M, N], v: tensor<f32>[M], y: tensor<f32>[M])\n"
+                        "  grid(cdiv(M, 4))\n"
+                        "{\n"
+                        "  let m0 = block_id(0) * 4;\n"
+                        "  y[m0 :+ 4] = sum(x[m0 :+ 4, 0 :+ 256], axis=1) + v[m0 :+ 4];\n"
+                        "}\n",
+                        "k", NULL, 0);
+    Counts c = {0};
+    ir_walk(l.kernel->body, check_ops, &c);
+    cr_assert_eq(c.data_conversions, 1, "%s", sb_str(&l.dump));
+    ir_walk(l.kernel->body, every_tile_has_layout, NULL);
+    laid_free(&l);
+}
+
+/* The thread terms (what the code generator emits per thread) reproduce layout_map. */
+Test(layout_pass, thread_terms_match_layout_map) {
+    Arena a;
+    arena_init(&a);
+    const Layout *ls[8];
+    int n = 0;
+    int64_t s1[1] = {1024}, s2[2] = {4, 1024}, s3[2] = {128, 64}, s4[2] = {3, 100}, s5[1] = {7};
+    ls[n++] = layout_blocked(&a, 1, s1, 4, 4);
+    ls[n++] = layout_blocked(&a, 2, s2, 4, 4);
+    ls[n++] = layout_blocked(&a, 2, s3, 2, 8);
+    ls[n++] = layout_blocked(&a, 2, s4, 4, 4);
+    ls[n++] = layout_blocked(&a, 1, s5, 1, 2);
+    ls[n++] = layout_dot_acc(&a, 128, 128, 4);
+    ls[n++] = layout_reduce(&a, ls[1], 1);
+    ls[n++] = layout_dot_acc(&a, 16, 8, 4);
+    for (int i = 0; i < n; i++) {
+        const Layout *l = ls[i];
+        cr_assert(layout_is_exact(l));
+        LayoutThreadTerm terms[64];
+        int nt = layout_thread_terms(l, terms);
+        for (int64_t t = 0; t < l->num_threads; t++) {
+            int64_t want[IR_MAX_RANK], got[IR_MAX_RANK] = {0};
+            layout_map(l, t, 0, want);
+            bool owner = true;
+            for (int k = 0; k < nt; k++) {
+                int64_t digit = (t / terms[k].radix) % terms[k].size;
+                if (terms[k].dim == LAYOUT_REPLICA) owner &= digit == 0;
+                else got[terms[k].dim] += digit * terms[k].stride;
+            }
+            for (int d = 0; d < l->rank; d++) cr_assert_eq(got[d], want[d], "layout %d thread %lld dim %d", i, (long long)t, d);
+            int64_t ft, fl;
+            /* the replica-0 owner is the thread layout_find names for its element */
+            if (owner) {
+                cr_assert(layout_find(l, want, &ft, &fl));
+                cr_assert_eq(ft, t);
+            }
+        }
+        /* coordinates = thread part + local part */
+        for (int64_t t = 0; t < l->num_threads; t += 7)
+            for (int64_t k = 0; k < l->local_size; k++) {
+                int64_t full[IR_MAX_RANK], tp[IR_MAX_RANK], lp[IR_MAX_RANK];
+                layout_map(l, t, k, full);
+                layout_map(l, t, 0, tp);
+                layout_map(l, 0, k, lp);
+                for (int d = 0; d < l->rank; d++) cr_assert_eq(full[d], tp[d] + lp[d]);
+            }
+    }
+    /* blocked: 16 bytes per thread along the last dimension, all threads used when possible */
+    cr_assert_eq(layout_replication(ls[0]), 1);
+    cr_assert_eq(layout_local_modes(ls[1])[ls[1]->num_local_modes - 1].size, 4);
+    cr_assert_eq(layout_local_modes(ls[2])[ls[2]->num_local_modes - 1].size, 8);
+    arena_free(&a);
+}
+
+/* Axis analysis of the slice indices of a load: contiguous and divisible along the columns. */
+static bool find_load(IrOp *op, void *ctx) {
+    if (op->code == OP_LOAD && !*(IrOp **)ctx) *(IrOp **)ctx = op;
+    return true;
+}
+
+Test(layout_pass, axis_analysis_of_slices) {
+    Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
+    IrOp *load = NULL;
+    ir_walk(l.kernel->body, find_load, &load);
+    cr_assert_not_null(load);
+    AxisAnalysis a;
+    axis_init(&a, l.kernel, NULL);
+    AxisInfo rows, cols;
+    axis_info(&a, load->operands[1], &rows); /* m0 + arange(4) as [4, 1] */
+    axis_info(&a, load->operands[2], &cols); /* n + arange(1024) as [1, 1024] */
+    cr_assert_eq(cols.rank, 2);
+    cr_assert_eq(cols.contiguity[1], 1024);
+    cr_assert_geq(cols.divisibility[1], 1024); /* n steps by 1024 from 0 */
+    cr_assert_eq(rows.contiguity[0], 4);
+    cr_assert_eq(rows.divisibility[0], 4);    /* block_id * 4 */
+    axis_free(&a);
+    laid_free(&l);
+}
