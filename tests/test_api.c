@@ -221,8 +221,19 @@ Test(api, launch_vector_add_and_its_errors) {
     wrong[0] = args[0];
     wrong[0].kind = TILE_ARG_INT;
     cr_assert_eq(tile_kernel_launch(k, wrong, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
-    cr_assert_eq(tile_kernel_launch(k, args, 3, (tile_stream *)ctx), TILE_ERROR_UNSUPPORTED);
-    cr_assert(strstr(tile_context_message(ctx), "stream"), "%s", tile_context_message(ctx));
+    /* a stream of this context works; one of another context is refused before anything runs */
+    tile_stream *stream;
+    cr_assert_eq(tile_stream_create(ctx, &stream), TILE_OK);
+    cr_assert_eq(tile_kernel_launch(k, args, 3, stream), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_stream_synchronize(stream), TILE_OK);
+    tile_stream_destroy(stream);
+    tile_context *other;
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &other), TILE_OK);
+    cr_assert_eq(tile_stream_create(other, &stream), TILE_OK);
+    cr_assert_eq(tile_kernel_launch(k, args, 3, stream), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "another context"), "%s", tile_context_message(ctx));
+    tile_stream_destroy(stream);
+    tile_context_destroy(other);
 
     tile_free(ctx, a);
     tile_free(ctx, b);

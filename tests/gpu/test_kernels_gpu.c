@@ -316,3 +316,47 @@ Test(kernels_gpu, gather_rows) { check_case(&gather_rows); }
 static const Case gemm = {"stdlib/core/gemm.tile", "gemm", {{"M", 130}, {"N", 70}, {"K", 200}},
                           {{"M", 1024}, {"N", 1024}, {"K", 1024}}, ref_gemm, -1, NULL, -1, 2e-2, 8e-3};
 Test(kernels_gpu, gemm) { check_case(&gemm); }
+
+/* Launches on two streams of the GPU context, each synchronized on its own. */
+Test(kernels_gpu, streams) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stdlib/core/vector_add.tile", TILE_SOURCE_DIR);
+    tile_program *prog;
+    tile_kernel *k;
+    cr_assert_eq(tile_program_from_file(gpu, path, &prog), TILE_OK, "%s", tile_context_message(gpu));
+    cr_assert_eq(tile_program_get_kernel(prog, "vector_add", NULL, 0, &k), TILE_OK, "%s", tile_context_message(gpu));
+    enum { N = 1 << 20 };
+    float *h = malloc(sizeof(float) * N), *out = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) h[i] = (float)uniform();
+    void *x, *y[2];
+    cr_assert_eq(tile_alloc(gpu, sizeof(float) * N, &x), TILE_OK);
+    tile_copy_to_device(gpu, x, h, sizeof(float) * N);
+    tile_stream *s[2];
+    int64_t n = N;
+    for (int j = 0; j < 2; j++) {
+        cr_assert_eq(tile_alloc(gpu, sizeof(float) * N, &y[j]), TILE_OK);
+        cr_assert_eq(tile_stream_create(gpu, &s[j]), TILE_OK, "%s", tile_context_message(gpu));
+        /* y = x + x on stream 0, then y = y + x twice more on stream 1 (in order on it) */
+        tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 1, &n)},
+                            {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 1, &n)},
+                            {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y[j], 1, &n)}};
+        cr_assert_eq(tile_kernel_launch(k, args, 3, s[j]), TILE_OK, "%s", tile_context_message(gpu));
+        if (j == 1) {
+            args[0].tensor.data = y[j];
+            for (int r = 0; r < 2; r++) cr_assert_eq(tile_kernel_launch(k, args, 3, s[j]), TILE_OK);
+        }
+    }
+    for (int j = 0; j < 2; j++) {
+        cr_assert_eq(tile_stream_synchronize(s[j]), TILE_OK, "%s", tile_context_message(gpu));
+        tile_copy_to_host(gpu, out, y[j], sizeof(float) * N);
+        for (int i = 0; i < N; i += 997) {
+            float want = j == 0 ? h[i] + h[i] : ((h[i] + h[i]) + h[i]) + h[i];
+            cr_assert_eq(out[i], want, "stream %d element %d: %g vs %g", j, i, out[i], want);
+        }
+        tile_stream_destroy(s[j]);
+        tile_free(gpu, y[j]);
+    }
+    tile_free(gpu, x);
+    free(h), free(out);
+    tile_program_destroy(prog);
+}
