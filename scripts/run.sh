@@ -50,7 +50,9 @@ case "$mode" in
     if [ "${TILE_QUICK:-0}" != 1 ]; then
       echo "== ASan+UBSan build =="
       configure_and_build "$BUILD-asan" -DTILE_WERROR=ON -DTILE_SANITIZE=ON
-      (cd "$BUILD-asan" && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$JOBS" -LE gpu)
+      supp="$(pwd)/tests/lsan.supp"
+      (cd "$BUILD-asan" && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS="suppressions=$supp" \
+        ctest --output-on-failure -j "$JOBS" -LE gpu)
       echo "== libFuzzer, frontend, ${FUZZ_SECONDS:-60} s =="
       CC=clang configure_and_build "$BUILD-fuzz" -DTILE_FUZZ=ON -DTILE_SANITIZE=ON -DTILE_WITH_LLVM=OFF -DTILE_BUILD_TESTS=OFF
       mkdir -p "$BUILD-fuzz/corpus"

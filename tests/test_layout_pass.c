@@ -131,10 +131,14 @@ Test(layout_pass, vector_add_golden) {
 Test(layout_pass, softmax_reduce_expand_broadcast_is_free) {
     Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
     const char *s = sb_str(&l.dump);
-    cr_assert_not_null(strstr(s, "= load %0, %22, %23 : tile<f32>[4, 1024]{local(1,8) * spatial(4,32) * local(1,4)}"), "%s", s);
-    cr_assert_not_null(strstr(s, "= reduce max %27, axis 1 : tile<f32>[4]{spatial(4) * replicate(32)}"), "%s", s);
-    cr_assert_not_null(strstr(s, "= expand_dims %29, axis 1 : tile<f32>[4, 1]{spatial(4,1) * replicate(32)}"), "%s", s);
-    cr_assert_not_null(strstr(s, "iter(%11 = %7, %12 = %6) -> (tile<f32>[4]{spatial(4) * replicate(32)}"), "%s", s);
+    /* value numbers left out: the kernel has a one-pass and a two-pass path */
+    cr_assert_not_null(strstr(s, " : tile<f32>[4, 1024]{local(1,8) * spatial(4,32) * local(1,4)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "= load %0, "), "%s", s);
+    cr_assert_not_null(strstr(s, ", axis 1 : tile<f32>[4]{spatial(4) * replicate(32)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "= reduce max %"), "%s", s);
+    cr_assert_not_null(strstr(s, ", axis 1 : tile<f32>[4, 1]{spatial(4,1) * replicate(32)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "-> (tile<f32>[4]{spatial(4) * replicate(32)}, tile<f32>[4]{spatial(4) * replicate(32)})"),
+                       "%s", s);
     cr_assert_null(strstr(s, "convert_layout"), "%s", s);
     ir_walk(l.kernel->body, every_tile_has_layout, NULL);
     Counts c = {.broadcasts_free = true};
