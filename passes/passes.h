@@ -74,22 +74,9 @@ const struct Layout **layout_assign(const IrFunction *f, int num_warps, Arena *a
 bool pass_layout_run(IrModule *m, int num_warps, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
 
-/* Triton's blocked layout of a tile of `shape` whose elements take elem_bytes in memory: up
- * to 16 bytes of consecutive elements per thread along the last dimension, lanes along the
- * last dimensions first, warps along the first ones, local repeats outside; threads left over
- * replicate. Works for any shape (non-powers of two are repeated locally). */
-const struct Layout *layout_blocked(Arena *arena, int rank, const int64_t *shape, int elem_bytes, int num_warps);
 /* The accumulator layout of a CUDA-core dot [M, N]: each thread owns a strided block of
  * (M / tm) x (N / tn) elements, local(M/tm, N/tn) * spatial(tm, tn). */
 const struct Layout *layout_dot_acc(Arena *arena, int64_t m, int64_t n, int num_warps);
-
-/* How a thread's part of a coordinate is computed: coord[dim] += ((t / radix) % size) * stride
- * for each term; the code generator emits exactly these terms. Returns the number of terms. */
-typedef struct LayoutThreadTerm {
-    int64_t radix, size, stride;
-    int dim;
-} LayoutThreadTerm;
-int layout_thread_terms(const struct Layout *l, LayoutThreadTerm *terms);
 
 /* ---- region cloning (passes/clone.c) ----------------------------------------------------- */
 /* Maps values of a source function to values of the function being built, by source id.
