@@ -40,31 +40,7 @@ bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
 void passes_list(Strbuf *out);            /* the pipeline's pass names, one per line */
 
 /* ---- GPU passes --------------------------------------------------------------------------- */
-struct CodegenParamSpec; /* backend/backend.h */
 struct Layout;           /* ir/layout.h */
-
-/* Axis analysis of integer tiles (passes/axis.c): per dimension, contiguity (aligned runs of
- * consecutive values), constancy (aligned runs of equal values) and divisibility (the power of
- * two dividing the first value of every contiguous run). Scalars: scalar_div only. */
-typedef struct AxisInfo {
-    int rank;
-    int64_t contiguity[IR_MAX_RANK];
-    int64_t constancy[IR_MAX_RANK];
-    int64_t divisibility[IR_MAX_RANK];
-    int64_t scalar_div;
-} AxisInfo;
-
-typedef struct AxisAnalysis {
-    const IrFunction *function;
-    const struct CodegenParamSpec *spec; /* per parameter, or NULL */
-    AxisInfo *infos;
-    uint8_t *done;
-    uint32_t cap;
-} AxisAnalysis;
-
-void axis_init(AxisAnalysis *a, const IrFunction *f, const struct CodegenParamSpec *spec);
-void axis_info(AxisAnalysis *a, const IrValue *v, AxisInfo *out);
-void axis_free(AxisAnalysis *a);
 
 /* Layout inference (passes/layout.c). layout_assign computes a register layout for every tile
  * value of rank >= 1 of f (by value id; NULL for scalars, tensors and shared tiles) for blocks

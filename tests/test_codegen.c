@@ -23,15 +23,22 @@ typedef struct Compiled {
     IrFunction *kernel;
 } Compiled;
 
-static Compiled compile_source(const char *name, const char *text, const char *kernel) {
+/* Through the frontend and the passes, the GPU passes for num_warps included, as the runtime
+ * does before the backend (gpu false: the VM's IR, which has no layouts). */
+static Compiled compile_source_for(const char *name, const char *text, const char *kernel, bool gpu, int num_warps) {
     DiagList d = {0};
     Compiled c = {0};
     c.ast = parse_source(name, text, strlen(text), &d);
     cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
-    c.module = rt_compile(c.ast, kernel, NULL, 0, NULL, NULL, &d, &c.kernel);
+    RtCompileOptions opt = {.gpu = gpu, .num_warps = num_warps};
+    c.module = rt_compile(c.ast, kernel, NULL, 0, &opt, &d, &c.kernel);
     cr_assert_not_null(c.module, "%s: %s", kernel, sb_str(&d.text));
     diag_free(&d);
     return c;
+}
+
+static Compiled compile_source(const char *name, const char *text, const char *kernel) {
+    return compile_source_for(name, text, kernel, true, 0);
 }
 
 static void compiled_free(Compiled *c) {
@@ -305,7 +312,7 @@ Test(codegen, dots) {
 /* Scalars only: the stores are made by thread 0 alone. */
 Test(codegen, scalar_store) {
     const char *src = "kernel one(out: tensor<i32>[4], v: i32) grid(1) { out[1] = v * 2; }\n";
-    Compiled c = compile_source("inline.tile", src, "one");
+    Compiled c = compile_source_for("inline.tile", src, "one", true, 2);
     Strbuf text = {0}, err = {0};
     CodegenInfo info;
     CodegenOptions opt = {.arch = BACKEND_ARCH_SM80, .num_warps = 2};

@@ -1,5 +1,6 @@
 /*
- * test_layout_pass.c: layout inference (passes/layout.c) and the axis analysis (passes/axis.c).
+ * test_layout_pass.c: layout inference (passes/layout.c), the blocked layouts and thread terms
+ * it shares with the code generator (ir/layout.c) and the axis analysis (ir/axis.c).
  * Core kernels are compiled with the GPU pass (`--dump-after=layout`); the dumps must show the
  * expected anchor layouts (key lines of the golden form), every tile must carry a layout, the
  * softmax pattern (reduce, expand_dims, broadcast back) must need no conversion and its
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "frontend/frontend.h"
+#include "ir/axis.h"
 #include "ir/layout.h"
 #include "passes/passes.h"
 #include "runtime/runtime.h"
@@ -29,7 +31,8 @@ static Laid lay_source(const char *name, const char *text, const char *kernel, c
     Laid l = {0};
     l.ast = parse_source(name, text, strlen(text), &d);
     cr_assert_not_null(l.ast, "%s", sb_str(&d.text));
-    l.module = rt_compile(l.ast, kernel, c, nc, "layout", &l.dump, &d, &l.kernel);
+    RtCompileOptions opt = {.gpu = true, .dump_after = "layout", .dump = &l.dump};
+    l.module = rt_compile(l.ast, kernel, c, nc, &opt, &d, &l.kernel);
     cr_assert_not_null(l.module, "%s: %s", kernel, sb_str(&d.text));
     DiagList v = {0};
     cr_assert(ir_verify_module(l.module, &v), "invalid IR after layout: %s", sb_str(&v.text));
