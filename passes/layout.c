@@ -18,8 +18,8 @@
  * the layout of their initial value, or, when that is free, the layout the body yields (the
  * body is walked a second time with it). What is left gets the blocked layout of its shape.
  *
- * layout_assign only computes the table (the code generator uses it on kernels that did not
- * run the pass); pass_layout writes the layouts into the types and inserts convert_layout where
+ * layout_assign only computes the table; pass_layout writes the layouts into the types (the code
+ * generator reads them there and computes none itself) and inserts convert_layout where
  * an operand must have another layout: elementwise operands, a dot's accumulator, loop-carried
  * and yielded values. Everything else (broadcast, reduce, transpose, memory ops) reads any
  * operand layout; the code generator moves data itself where it must.
@@ -366,7 +366,7 @@ static bool fill_rest(IrOp *op, void *ctx) {
     return true;
 }
 
-const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena) {
+static const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena) {
     Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : 4, .cap = f->next_value_id + 1};
     a.lay = arena_alloc(arena, sizeof(const Layout *) * a.cap);
     memset(a.lay, 0, sizeof(const Layout *) * a.cap);

@@ -42,11 +42,10 @@ void passes_list(Strbuf *out);            /* the pipeline's pass names, one per 
 /* ---- GPU passes --------------------------------------------------------------------------- */
 struct Layout;           /* ir/layout.h */
 
-/* Layout inference (passes/layout.c). layout_assign computes a register layout for every tile
- * value of rank >= 1 of f (by value id; NULL for scalars, tensors and shared tiles) for blocks
- * of 32 * num_warps threads, without changing f. pass_layout writes them into the types and
- * inserts convert_layout where an operand's layout differs from what its user needs. */
-const struct Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena);
+/* Layout inference (passes/layout.c): computes a register layout for every tile value of rank
+ * >= 1 of each kernel for blocks of 32 * num_warps threads, writes them into the types and
+ * inserts convert_layout where an operand's layout differs from what its user needs. The code
+ * generator reads these layouts and must be given the same num_warps. */
 bool pass_layout_run(IrModule *m, int num_warps, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
 

@@ -326,6 +326,38 @@ Test(codegen, scalar_store) {
     compiled_free(&c);
 }
 
+/* The code generator computes no layouts: a kernel whose IR did not go through the layout pass
+ * (the VM's IR), or went through it for another block size, is an internal error with the
+ * value and its location, not code for a layout it made up. */
+Test(codegen, layouts_come_from_the_pass) {
+    const char *src = "kernel inc(x: tensor<f32>[N]) grid(cdiv(N, 256))\n"
+                      "{\n  let i = block_id(0) * 256;\n  x[i :+ 256] = x[i :+ 256] + 1.0;\n}\n";
+    Strbuf text = {0}, err = {0};
+    CodegenInfo info;
+    CodegenOptions opt = {.arch = BACKEND_ARCH_SM80};
+
+    Compiled vm = compile_source_for("inc.tile", src, "inc", false, 0);
+    cr_assert_not(backend_compile_llvm(vm.kernel, &opt, &text, &info, &err));
+    cr_assert_not(info.unsupported);
+    cr_assert_not_null(strstr(sb_str(&err), "has no layout: the layout pass did not run"), "%s", sb_str(&err));
+    cr_assert_not_null(strstr(sb_str(&err), "inc.tile:4:"), "no location in: %s", sb_str(&err));
+    cr_assert_eq(text.len, 0);
+    compiled_free(&vm);
+
+    Compiled gpu = compile_source_for("inc.tile", src, "inc", true, 4);
+    sb_clear(&err);
+    opt.num_warps = 8;
+    cr_assert_not(backend_compile_llvm(gpu.kernel, &opt, &text, &info, &err));
+    cr_assert_not_null(strstr(sb_str(&err), "a layout for 128 threads, but the block has 256"), "%s", sb_str(&err));
+    sb_clear(&err);
+    opt.num_warps = 4;
+    cr_assert(backend_compile_llvm(gpu.kernel, &opt, &text, &info, &err), "%s", sb_str(&err));
+    cr_assert_eq(info.threads, 128);
+    compiled_free(&gpu);
+    sb_free(&text);
+    sb_free(&err);
+}
+
 /* Element types the backend does not place in memory yet fail cleanly with a location. */
 Test(codegen, unsupported_types) {
     const char *src = "kernel small(x: tensor<f8e4m3>[N], y: tensor<f32>[N]) grid(cdiv(N, 128))\n"
