@@ -270,3 +270,32 @@ Test(layout_pass, axis_analysis_of_slices) {
     axis_free(&a);
     laid_free(&l);
 }
+
+/* Launch facts (IrParamFacts) reach the analysis: a symbolic size known to be a multiple of 16
+ * makes its `dim` divisible by 16; without facts nothing is known of it. */
+static bool find_dim(IrOp *op, void *ctx) {
+    if (op->code == OP_DIM && !*(IrOp **)ctx) *(IrOp **)ctx = op;
+    return true;
+}
+
+Test(layout_pass, axis_analysis_uses_launch_facts) {
+    Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
+    IrOp *dim = NULL;
+    ir_walk(l.kernel->body, find_dim, &dim);
+    cr_assert_not_null(dim);
+    IrParamFacts facts[2];
+    memset(facts, 0, sizeof facts);
+    AxisAnalysis a;
+    AxisInfo info;
+    axis_init(&a, l.kernel, NULL);
+    axis_info(&a, dim->results[0], &info);
+    cr_assert_eq(info.scalar_div, 1);
+    axis_free(&a);
+    for (int p = 0; p < 2; p++)
+        for (int d = 0; d < IR_MAX_RANK; d++) facts[p].size_div16[d] = true;
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, dim->results[0], &info);
+    cr_assert_eq(info.scalar_div, 16);
+    axis_free(&a);
+    laid_free(&l);
+}
