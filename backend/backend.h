@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ir/ir.h"
 #include "support/support.h"
 
 typedef struct LLVMOpaqueContext *LLVMContextRef;
@@ -112,14 +113,9 @@ bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTo
  * The kernel is launched with info.threads threads per block on the grid that the kernel's grid
  * region computes (the runtime evaluates it on the host with the VM), and info.shared_bytes of
  * dynamic shared memory. */
-struct IrFunction;
-/* What the runtime knows about one parameter at launch (Triton-style specialization): facts
- * that let the code generator use wider or unmasked accesses. A generic kernel assumes none. */
-typedef struct CodegenParamSpec {
-    bool aligned16;                    /* tensors: the data pointer is a multiple of 16 bytes */
-    bool unit_stride[6];               /* tensors: this dimension's stride is 1 */
-    bool size_div16[6];                /* tensors: this dimension's size is a multiple of 16 */
-} CodegenParamSpec;
+/* What the runtime knows about one parameter at launch: the launch facts of ir/ir.h, which
+ * let the code generator use wider or unmasked accesses. A generic kernel assumes none. */
+typedef IrParamFacts CodegenParamSpec;
 
 typedef struct CodegenOptions {
     BackendArch arch;

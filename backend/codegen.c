@@ -16,6 +16,7 @@
 #include "codegen.h"
 
 #include <llvm-c/Analysis.h>
+#include <assert.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -58,11 +59,11 @@ const Layout *cg_blocked(Cg *g, int rank, const int64_t *shape, ElemType e) {
 }
 
 const Layout *cg_layout_of(Cg *g, const IrValue *v) {
+    (void)g;
     const IrType *t = v->type;
     if (t->kind != TY_TILE || t->rank == 0 || type_numel(t) == 1) return NULL;
-    if (t->layout && t->layout->num_threads == g->threads && t->layout->rank == t->rank) return t->layout;
-    if (v->id < g->nvalues && g->layouts[v->id]) return g->layouts[v->id];
-    return cg_blocked(g, t->rank, t->shape, t->elem);
+    assert(t->layout && t->layout->rank == t->rank);
+    return t->layout;
 }
 
 CgValue *cg_new_tile_for(Cg *g, const IrValue *v) { return cg_new_tile(g, cg_layout_of(g, v), type_numel(v->type)); }
@@ -142,12 +143,34 @@ static bool check_type(Cg *g, const IrOp *op, const IrType *t) {
     return cg_fail(g, op, true, "the GPU backend does not support %s yet", elem_name(t->elem, name));
 }
 
+/* Layouts come from the layout pass, which the runtime runs before the backend with the same
+ * num_warps: a tile of rank >= 1 without a layout, or with one for another number of threads,
+ * is a compiler bug (the pass did not run, or ran for another block size), never user error. */
+static bool check_layout(Cg *g, const IrOp *op, const IrValue *v) {
+    const IrType *t = v->type;
+    if (t->kind != TY_TILE || t->rank == 0) return true;
+    if (!t->layout)
+        return cg_fail(g, op, false, "internal error: value %%%u has no layout: the layout pass did not run", v->id);
+    if (t->layout->rank != t->rank)
+        return cg_fail(g, op, false, "internal error: value %%%u of rank %d has a layout of rank %d", v->id, t->rank,
+                       t->layout->rank);
+    if (t->layout->num_threads != (int64_t)g->threads)
+        return cg_fail(g, op, false,
+                       "internal error: value %%%u has a layout for %lld threads, but the block has %u "
+                       "(the layout pass ran with another num_warps)",
+                       v->id, (long long)t->layout->num_threads, g->threads);
+    return true;
+}
+
 static bool check_op(IrOp *op, void *ctx) {
     Cg *g = ctx;
     for (uint32_t i = 0; i < op->noperands; i++)
         if (!check_type(g, op, op->operands[i]->type)) return false;
     for (uint32_t i = 0; i < op->nresults; i++)
-        if (!check_type(g, op, op->results[i]->type)) return false;
+        if (!check_type(g, op, op->results[i]->type) || !check_layout(g, op, op->results[i])) return false;
+    for (uint32_t k = 0; k < op->nregions; k++)
+        for (uint32_t i = 0; i < op->regions[k]->nargs; i++)
+            if (!check_layout(g, op, op->regions[k]->args[i])) return false;
     if (op->code == OP_CALL || op->code == OP_RETURN)
         return cg_fail(g, op, true, "the GPU backend does not support calls (they must be inlined)");
     return true;
@@ -584,7 +607,6 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     g.b = LLVMCreateBuilderInContext(context);
     g.nvalues = kernel->next_value_id;
     g.values = xcalloc(g.nvalues + 1, sizeof(CgValue *));
-    g.layouts = layout_assign(kernel, warps, &g.arena);
     axis_init(&g.axis, kernel, g.spec);
     g.smem = LLVMAddGlobalInAddressSpace(g.module, LLVMArrayType2(g.i8, 0), "tile_smem", 3);
     LLVMSetLinkage(g.smem, LLVMExternalLinkage);

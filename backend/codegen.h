@@ -2,8 +2,9 @@
  * codegen.h: the private state of the tile IR -> LLVM IR code generator (codegen*.c).
  *
  * Distribution (v2, layouts): every tile value of rank >= 1 has a register layout (ir/layout.h)
- * over the T = 32 * num_warps threads of a block: the layout in its type when layout inference
- * (passes/layout.c) ran with this T, else the one layout_assign computes here. A value's slots
+ * over the T = 32 * num_warps threads of a block, in its type: the runtime runs layout inference
+ * (passes/layout.c) with the same num_warps before the backend, which only reads the layouts (a
+ * tile without one, or with another thread count, is an internal error). A value's slots
  * are its layout's local indices; slot l of thread t holds the element at layout_map(t, l),
  * computed as the thread's part (emitted once per layout in the entry block from the layout's
  * thread terms) plus the compile-time local part. Scalars (and any value of one element) have
@@ -24,9 +25,9 @@
 #include <llvm-c/Core.h>
 
 #include "backend/backend.h"
+#include "ir/axis.h"
 #include "ir/ir.h"
 #include "ir/layout.h"
-#include "passes/passes.h"
 
 typedef enum { CV_TILE, CV_TENSOR, CV_SHARED } CgValueKind;
 
@@ -61,7 +62,6 @@ typedef struct Cg {
     LLVMValueRef tid;        /* i64 */
     int warps;
     const CodegenParamSpec *spec;
-    const Layout **layouts;  /* layout_assign's table by value id */
     AxisAnalysis axis;
     LLVMBuilderRef entry;    /* positioned before the entry block's branch */
     VEC(CgThreadPart) parts;
@@ -82,7 +82,8 @@ bool cg_fail(Cg *g, const IrOp *op, bool unsupported, const char *fmt, ...) TILE
 void *cg_calloc(Cg *g, size_t n, size_t size); /* zeroed, freed with the module build */
 CgValue *cg_get(Cg *g, const IrValue *v);
 void cg_set(Cg *g, const IrValue *v, CgValue *cv);
-/* The layout of a tile value (NULL for one element). */
+/* The layout of a tile value, from its type (NULL for one element); check_layouts has made sure
+ * that every tile of rank >= 1 has one for this block size. */
 const Layout *cg_layout_of(Cg *g, const IrValue *v);
 /* A tile of elem type with the given layout and numel (layout NULL: one slot). */
 CgValue *cg_new_tile(Cg *g, const Layout *layout, int64_t numel);

@@ -174,6 +174,16 @@ typedef struct IrParam {
     IrDimSpec dims[IR_MAX_RANK]; /* tensors: one per dimension */
 } IrParam;
 
+/* What is known about one kernel parameter at launch (Triton-style specialization): the runtime
+ * computes these facts from the arguments, the axis analysis (ir/axis.h) turns them into
+ * divisibility, and the code generator uses them for wider or unmasked accesses (it calls them
+ * CodegenParamSpec). A generic kernel assumes none. Scalars have no facts. */
+typedef struct IrParamFacts {
+    bool aligned16;                  /* tensors: the data pointer is a multiple of 16 bytes */
+    bool unit_stride[IR_MAX_RANK];   /* tensors: this dimension's stride is 1 */
+    bool size_div16[IR_MAX_RANK];    /* tensors: this dimension's size is a multiple of 16 */
+} IrParamFacts;
+
 struct IrFunction {
     const char *name;
     SrcLoc loc;

@@ -133,6 +133,45 @@ const Layout *layout_from_modes(Arena *a, int rank, const int64_t *shape, int nu
     return layout_build(a, rank, shape, &threads, &locals);
 }
 
+/* ---- standard layouts --------------------------------------------------------------------- */
+static int64_t pow2_part(int64_t x) { return x <= 0 ? 1 : x & -x; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+const Layout *layout_blocked(Arena *arena, int rank, const int64_t *shape, int elem_bytes, int num_warps) {
+    int64_t threads = 32 * (int64_t)num_warps;
+    if (rank == 0) return layout_replicate(arena, 0, threads);
+    int64_t rem[IR_MAX_RANK], vec[IR_MAX_RANK], lanes[IR_MAX_RANK], warps[IR_MAX_RANK];
+    for (int d = 0; d < rank; d++) {
+        rem[d] = shape[d];
+        vec[d] = lanes[d] = warps[d] = 1;
+    }
+    int64_t per_thread = elem_bytes > 0 && elem_bytes < 16 ? 16 / elem_bytes : 1;
+    vec[rank - 1] = min64(pow2_part(rem[rank - 1]), per_thread);
+    rem[rank - 1] /= vec[rank - 1];
+    int64_t lanes_left = 32, warps_left = num_warps;
+    for (int d = rank - 1; d >= 0; d--) {
+        lanes[d] = min64(lanes_left, pow2_part(rem[d]));
+        rem[d] /= lanes[d];
+        lanes_left /= lanes[d];
+    }
+    for (int d = 0; d < rank; d++) {
+        warps[d] = min64(warps_left, pow2_part(rem[d]));
+        rem[d] /= warps[d];
+        warps_left /= warps[d];
+    }
+    LayoutMode tm[2 * IR_MAX_RANK + 2], lm[IR_MAX_RANK + 1];
+    int nt = 0, nl = 0;
+    tm[nt++] = (LayoutMode){.size = warps_left, .stride = 0, .dim = LAYOUT_REPLICA};
+    for (int d = 0; d < rank; d++)
+        tm[nt++] = (LayoutMode){.size = warps[d], .stride = lanes[d] * vec[d], .dim = d};
+    tm[nt++] = (LayoutMode){.size = lanes_left, .stride = 0, .dim = LAYOUT_REPLICA};
+    for (int d = 0; d < rank; d++) tm[nt++] = (LayoutMode){.size = lanes[d], .stride = vec[d], .dim = d};
+    for (int d = 0; d < rank; d++)
+        lm[nl++] = (LayoutMode){.size = rem[d], .stride = warps[d] * lanes[d] * vec[d], .dim = d};
+    lm[nl++] = (LayoutMode){.size = vec[rank - 1], .stride = 1, .dim = rank - 1};
+    return layout_from_modes(arena, rank, shape, nt, tm, nl, lm);
+}
+
 /* ---- algebra ------------------------------------------------------------------------------ */
 /* Pushes `m` with its stride multiplied by the inner factor's extent along its dimension. */
 static void push_scaled(ModeList *list, LayoutMode m, const int64_t *inner_shape) {
@@ -281,6 +320,17 @@ void layout_map(const Layout *l, int64_t thread, int64_t local, int64_t *coord) 
     for (int d = 0; d < l->rank; d++) coord[d] = 0;
     map_modes(layout_thread_modes(l), l->num_thread_modes, thread, coord);
     map_modes(layout_local_modes(l), l->num_local_modes, local, coord);
+}
+
+int layout_thread_terms(const Layout *l, LayoutThreadTerm *terms) {
+    int64_t radix = 1;
+    int n = l->num_thread_modes;
+    for (int i = n - 1; i >= 0; i--) {
+        const LayoutMode *m = &layout_thread_modes(l)[i];
+        terms[i] = (LayoutThreadTerm){.radix = radix, .size = m->size, .stride = m->stride, .dim = m->dim};
+        radix *= m->size;
+    }
+    return n;
 }
 
 bool layout_is_exact(const Layout *l) {

@@ -76,6 +76,14 @@ const Layout *layout_from_modes(Arena *a, int rank, const int64_t *shape, int nu
                                 const LayoutMode *thread_modes, int num_local_modes,
                                 const LayoutMode *local_modes);
 
+/* ---- standard layouts ---- */
+/* Triton's blocked layout of a tile of `shape` whose elements take elem_bytes in memory, for
+ * blocks of 32 * num_warps threads: up to 16 bytes of consecutive elements per thread along the
+ * last dimension, lanes along the last dimensions first, warps along the first ones, local
+ * repeats outside; threads left over replicate. Works for any shape (non-powers of two are
+ * repeated locally). Layout inference anchors on it; the code generator uses it for staging. */
+const Layout *layout_blocked(Arena *arena, int rank, const int64_t *shape, int elem_bytes, int num_warps);
+
 /* ---- algebra ---- */
 /* A * B (same rank): shape A.shape * B.shape, thread t_A * T_B + t_B, local l_A * L_B + l_B,
  * coordinate coordA * B.shape + coordB. Associative; local(1,...,1) is the identity. */
@@ -100,6 +108,15 @@ static inline int64_t layout_replication(const Layout *l) { return l->replicatio
 int64_t layout_numel(const Layout *l); /* product of the shape */
 /* The coordinate (rank entries) that `thread` holds at local index `local`. */
 void layout_map(const Layout *l, int64_t thread, int64_t local, int64_t *coord);
+/* How a thread's part of a coordinate is computed: coord[dim] += ((t / radix) % size) * stride
+ * for each term (a replica term, dim LAYOUT_REPLICA, adds nothing); one term per thread mode,
+ * outermost first. The code generator emits exactly these terms. Returns the number of terms
+ * (l->num_thread_modes, at most 64). */
+typedef struct LayoutThreadTerm {
+    int64_t radix, size, stride;
+    int dim;
+} LayoutThreadTerm;
+int layout_thread_terms(const Layout *l, LayoutThreadTerm *terms);
 /* Every element of the shape is held exactly `replication` times (the per-dimension modes form
  * a mixed-radix numbering of that dimension). True for every layout built from primitives. */
 bool layout_is_exact(const Layout *l);

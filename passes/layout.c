@@ -18,8 +18,8 @@
  * the layout of their initial value, or, when that is free, the layout the body yields (the
  * body is walked a second time with it). What is left gets the blocked layout of its shape.
  *
- * layout_assign only computes the table (the code generator uses it on kernels that did not
- * run the pass); pass_layout writes the layouts into the types and inserts convert_layout where
+ * layout_assign only computes the table; pass_layout writes the layouts into the types (the code
+ * generator reads them there and computes none itself) and inserts convert_layout where
  * an operand must have another layout: elementwise operands, a dot's accumulator, loop-carried
  * and yielded values. Everything else (broadcast, reduce, transpose, memory ops) reads any
  * operand layout; the code generator moves data itself where it must.
@@ -39,41 +39,6 @@ static int64_t pow2_part(int64_t x) {
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-const Layout *layout_blocked(Arena *arena, int rank, const int64_t *shape, int elem_bytes, int num_warps) {
-    int64_t threads = 32 * (int64_t)num_warps;
-    if (rank == 0) return layout_replicate(arena, 0, threads);
-    int64_t rem[IR_MAX_RANK], vec[IR_MAX_RANK], lanes[IR_MAX_RANK], warps[IR_MAX_RANK];
-    for (int d = 0; d < rank; d++) {
-        rem[d] = shape[d];
-        vec[d] = lanes[d] = warps[d] = 1;
-    }
-    int64_t per_thread = elem_bytes > 0 && elem_bytes < 16 ? 16 / elem_bytes : 1;
-    vec[rank - 1] = min64(pow2_part(rem[rank - 1]), per_thread);
-    rem[rank - 1] /= vec[rank - 1];
-    int64_t lanes_left = 32, warps_left = num_warps;
-    for (int d = rank - 1; d >= 0; d--) {
-        lanes[d] = min64(lanes_left, pow2_part(rem[d]));
-        rem[d] /= lanes[d];
-        lanes_left /= lanes[d];
-    }
-    for (int d = 0; d < rank; d++) {
-        warps[d] = min64(warps_left, pow2_part(rem[d]));
-        rem[d] /= warps[d];
-        warps_left /= warps[d];
-    }
-    LayoutMode tm[2 * IR_MAX_RANK + 2], lm[IR_MAX_RANK + 1];
-    int nt = 0, nl = 0;
-    tm[nt++] = (LayoutMode){.size = warps_left, .stride = 0, .dim = LAYOUT_REPLICA};
-    for (int d = 0; d < rank; d++)
-        tm[nt++] = (LayoutMode){.size = warps[d], .stride = lanes[d] * vec[d], .dim = d};
-    tm[nt++] = (LayoutMode){.size = lanes_left, .stride = 0, .dim = LAYOUT_REPLICA};
-    for (int d = 0; d < rank; d++) tm[nt++] = (LayoutMode){.size = lanes[d], .stride = vec[d], .dim = d};
-    for (int d = 0; d < rank; d++)
-        lm[nl++] = (LayoutMode){.size = rem[d], .stride = warps[d] * lanes[d] * vec[d], .dim = d};
-    lm[nl++] = (LayoutMode){.size = vec[rank - 1], .stride = 1, .dim = rank - 1};
-    return layout_from_modes(arena, rank, shape, nt, tm, nl, lm);
-}
-
 const Layout *layout_dot_acc(Arena *arena, int64_t m, int64_t n, int num_warps) {
     int64_t threads = 32 * (int64_t)num_warps;
     int64_t tn = min64(pow2_part(n), 16);
@@ -83,17 +48,6 @@ const Layout *layout_dot_acc(Arena *arena, int64_t m, int64_t n, int num_warps) 
     LayoutMode t[3] = {{rep, 0, LAYOUT_REPLICA}, {tm, 1, 0}, {tn, 1, 1}};
     LayoutMode l[2] = {{m / tm, tm, 0}, {n / tn, tn, 1}};
     return layout_from_modes(arena, 2, shape, 3, t, 2, l);
-}
-
-int layout_thread_terms(const Layout *l, LayoutThreadTerm *terms) {
-    int64_t radix = 1;
-    int n = l->num_thread_modes;
-    for (int i = n - 1; i >= 0; i--) {
-        const LayoutMode *m = &layout_thread_modes(l)[i];
-        terms[i] = (LayoutThreadTerm){.radix = radix, .size = m->size, .stride = m->stride, .dim = m->dim};
-        radix *= m->size;
-    }
-    return n;
 }
 
 /* ---- the assignment ---------------------------------------------------------------------- */
@@ -412,7 +366,7 @@ static bool fill_rest(IrOp *op, void *ctx) {
     return true;
 }
 
-const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena) {
+static const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena) {
     Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : 4, .cap = f->next_value_id + 1};
     a.lay = arena_alloc(arena, sizeof(const Layout *) * a.cap);
     memset(a.lay, 0, sizeof(const Layout *) * a.cap);

@@ -40,56 +40,18 @@ bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
 void passes_list(Strbuf *out);            /* the pipeline's pass names, one per line */
 
 /* ---- GPU passes --------------------------------------------------------------------------- */
-struct CodegenParamSpec; /* backend/backend.h */
 struct Layout;           /* ir/layout.h */
 
-/* Axis analysis of integer tiles (passes/axis.c): per dimension, contiguity (aligned runs of
- * consecutive values), constancy (aligned runs of equal values) and divisibility (the power of
- * two dividing the first value of every contiguous run). Scalars: scalar_div only. */
-typedef struct AxisInfo {
-    int rank;
-    int64_t contiguity[IR_MAX_RANK];
-    int64_t constancy[IR_MAX_RANK];
-    int64_t divisibility[IR_MAX_RANK];
-    int64_t scalar_div;
-} AxisInfo;
-
-typedef struct AxisAnalysis {
-    const IrFunction *function;
-    const struct CodegenParamSpec *spec; /* per parameter, or NULL */
-    AxisInfo *infos;
-    uint8_t *done;
-    uint32_t cap;
-} AxisAnalysis;
-
-void axis_init(AxisAnalysis *a, const IrFunction *f, const struct CodegenParamSpec *spec);
-void axis_info(AxisAnalysis *a, const IrValue *v, AxisInfo *out);
-void axis_free(AxisAnalysis *a);
-
-/* Layout inference (passes/layout.c). layout_assign computes a register layout for every tile
- * value of rank >= 1 of f (by value id; NULL for scalars, tensors and shared tiles) for blocks
- * of 32 * num_warps threads, without changing f. pass_layout writes them into the types and
- * inserts convert_layout where an operand's layout differs from what its user needs. */
-const struct Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena);
+/* Layout inference (passes/layout.c): computes a register layout for every tile value of rank
+ * >= 1 of each kernel for blocks of 32 * num_warps threads, writes them into the types and
+ * inserts convert_layout where an operand's layout differs from what its user needs. The code
+ * generator reads these layouts and must be given the same num_warps. */
 bool pass_layout_run(IrModule *m, int num_warps, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
 
-/* Triton's blocked layout of a tile of `shape` whose elements take elem_bytes in memory: up
- * to 16 bytes of consecutive elements per thread along the last dimension, lanes along the
- * last dimensions first, warps along the first ones, local repeats outside; threads left over
- * replicate. Works for any shape (non-powers of two are repeated locally). */
-const struct Layout *layout_blocked(Arena *arena, int rank, const int64_t *shape, int elem_bytes, int num_warps);
 /* The accumulator layout of a CUDA-core dot [M, N]: each thread owns a strided block of
  * (M / tm) x (N / tn) elements, local(M/tm, N/tn) * spatial(tm, tn). */
 const struct Layout *layout_dot_acc(Arena *arena, int64_t m, int64_t n, int num_warps);
-
-/* How a thread's part of a coordinate is computed: coord[dim] += ((t / radix) % size) * stride
- * for each term; the code generator emits exactly these terms. Returns the number of terms. */
-typedef struct LayoutThreadTerm {
-    int64_t radix, size, stride;
-    int dim;
-} LayoutThreadTerm;
-int layout_thread_terms(const struct Layout *l, LayoutThreadTerm *terms);
 
 /* ---- region cloning (passes/clone.c) ----------------------------------------------------- */
 /* Maps values of a source function to values of the function being built, by source id.

@@ -313,7 +313,8 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
         qsort(k->consts, k->nconsts, sizeof *k->consts, compare_bindings);
         DiagList d = {0};
         pthread_mutex_lock(&p->lock);
-        k->module = rt_compile(p->ast, name, k->consts, k->nconsts, NULL, NULL, &d, &k->function);
+        RtCompileOptions copt = {.gpu = true, .num_warps = opt.num_warps}; /* as rt_backend_image's */
+        k->module = rt_compile(p->ast, name, k->consts, k->nconsts, &copt, &d, &k->function);
         pthread_mutex_unlock(&p->lock);
         if (!k->module) st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);

@@ -226,14 +226,17 @@ const char *tile_program_kernel_name(const tile_program *p, int index) {
 
 /* ---- compiling ----------------------------------------------------------------------------- */
 IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *consts, size_t nconsts,
-                     const char *dump_after, Strbuf *dump, DiagList *d, IrFunction **out) {
+                     const RtCompileOptions *options, DiagList *d, IrFunction **out) {
+    static const RtCompileOptions vm_path = {0};
+    if (!options) options = &vm_path;
     IrModule *m = ir_module_new();
     IrFunction *f = lower_kernel(ast, kernel, consts, nconsts, m, d);
     if (!f) {
         ir_module_free(m);
         return NULL;
     }
-    PassOptions opt = {.dump_after = dump_after, .dump = dump};
+    PassOptions opt = {.dump_after = options->dump_after, .dump = options->dump, .gpu = options->gpu,
+                       .num_warps = options->num_warps};
 #ifndef NDEBUG
     opt.verify_each = true;
 #endif
@@ -340,7 +343,10 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     }
     DiagList d = {0};
     IrFunction *f = NULL;
-    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, NULL, NULL, &d, &f);
+    /* a cuda kernel goes to the backend; its IR also serves the argument checks and the grid,
+     * which read only parameters and the grid region's scalars (no layouts there) */
+    RtCompileOptions copt = {.gpu = p->ctx->cuda != NULL, .num_warps = RT_KERNEL_NUM_WARPS};
+    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, &copt, &d, &f);
     if (!m) {
         pthread_mutex_unlock(&p->lock);
         st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
@@ -403,7 +409,11 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     Strbuf dump = {0};
     IrFunction *f = NULL;
     pthread_mutex_lock(&p->lock);
-    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, dump_after, &dump, &d, &f);
+    /* LLVM IR, PTX and cubins come from the backend: run the GPU passes for the same num_warps
+     * (a dump after "layout" runs them too, with that num_warps) */
+    RtCompileOptions copt = {.gpu = kind != TILE_EMIT_IR, .num_warps = num_warps, .dump_after = dump_after,
+                             .dump = &dump};
+    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, &copt, &d, &f);
     pthread_mutex_unlock(&p->lock);
     free(consts);
     if (!m) {

@@ -6,7 +6,8 @@
  * the architecture its compute capability maps to (backend_arch_for_capability), the cache
  * configuration read once from the environment, and the memory cache of loaded functions.
  *
- * Compiling a kernel (after rt_compile ran the frontend and the passes): the cache key is the
+ * Compiling a kernel (after rt_compile ran the frontend and the passes, the GPU passes included,
+ * for RT_KERNEL_NUM_WARPS, the num_warps the backend is given here): the cache key is the
  * SHA-256 of the source, kernel, constants, arch, compiler version and options (cache.h). A hit
  * in the context's memory cache reuses the loaded function. Otherwise cache_fetch reads the
  * disk entry or builds one: backend_compile_ptx, then a cubin (nvJitLink or ptxas) when either
@@ -256,7 +257,7 @@ typedef struct Build {
 /* cache_fetch's builder: the PTX, assembled into a cubin when a tool is present. */
 static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     Build *b = user;
-    CodegenOptions opt = {.arch = b->arch, .num_warps = 0, .spec = b->spec};
+    CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
     CodegenInfo info = {0};
     Strbuf ptx = {0};
     if (!backend_compile_ptx(b->function, &opt, &ptx, &info, err)) {
@@ -382,7 +383,7 @@ done:
 static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     const SourceFile *src = &k->program->ast->source;
     CacheKernelId id = {.source = src->text, .source_len = src->len, .kernel = k->name, .consts = k->consts,
-                        .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = 0};
+                        .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     return cache_kernel_key(&id);
 }
 #endif

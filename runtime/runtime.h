@@ -59,10 +59,25 @@ struct tile_program {
 /* Records the message of a failed call for tile_context_message (per thread). */
 tile_status rt_fail(const tile_context *ctx, tile_status status, const char *fmt, ...) TILE_PRINTF(3, 4);
 
-/* Lowers and optimizes one kernel specialization into a new module. On failure returns NULL and
- * the diagnostics are in d. dump_after/dump: see PassOptions. */
+/* How rt_compile runs the pass pipeline. The code generator reads every tile's layout from its
+ * type and computes none itself: whoever hands the result to the backend sets gpu, and gives
+ * the backend (CodegenOptions.num_warps) the num_warps given here. The VM path leaves gpu off,
+ * so that its IR carries no layouts (the VM would ignore them). */
+typedef struct RtCompileOptions {
+    bool gpu;               /* also run the GPU passes (layout inference) */
+    int num_warps;          /* GPU passes: threads per block / 32; 0: the default (4), as the backend's */
+    const char *dump_after; /* see PassOptions; NULL: no dump */
+    Strbuf *dump;
+} RtCompileOptions;
+
+/* The num_warps of kernels compiled for a cuda context at tile_program_get_kernel (and their
+ * specialized variants): the default, in the passes and the backend alike. */
+enum { RT_KERNEL_NUM_WARPS = 0 };
+
+/* Lowers and optimizes one kernel specialization into a new module (options NULL: the VM path,
+ * no dump). On failure returns NULL and the diagnostics are in d. */
 IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *consts, size_t nconsts,
-                     const char *dump_after, Strbuf *dump, DiagList *d, IrFunction **out);
+                     const RtCompileOptions *options, DiagList *d, IrFunction **out);
 
 /* ---- the cuda device (runtime/device_cuda.c) ---------------------------------------------
  * Each returns a status and, on failure, has recorded the message with rt_fail (the context's

@@ -23,15 +23,22 @@ typedef struct Compiled {
     IrFunction *kernel;
 } Compiled;
 
-static Compiled compile_source(const char *name, const char *text, const char *kernel) {
+/* Through the frontend and the passes, the GPU passes for num_warps included, as the runtime
+ * does before the backend (gpu false: the VM's IR, which has no layouts). */
+static Compiled compile_source_for(const char *name, const char *text, const char *kernel, bool gpu, int num_warps) {
     DiagList d = {0};
     Compiled c = {0};
     c.ast = parse_source(name, text, strlen(text), &d);
     cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
-    c.module = rt_compile(c.ast, kernel, NULL, 0, NULL, NULL, &d, &c.kernel);
+    RtCompileOptions opt = {.gpu = gpu, .num_warps = num_warps};
+    c.module = rt_compile(c.ast, kernel, NULL, 0, &opt, &d, &c.kernel);
     cr_assert_not_null(c.module, "%s: %s", kernel, sb_str(&d.text));
     diag_free(&d);
     return c;
+}
+
+static Compiled compile_source(const char *name, const char *text, const char *kernel) {
+    return compile_source_for(name, text, kernel, true, 0);
 }
 
 static void compiled_free(Compiled *c) {
@@ -305,7 +312,7 @@ Test(codegen, dots) {
 /* Scalars only: the stores are made by thread 0 alone. */
 Test(codegen, scalar_store) {
     const char *src = "kernel one(out: tensor<i32>[4], v: i32) grid(1) { out[1] = v * 2; }\n";
-    Compiled c = compile_source("inline.tile", src, "one");
+    Compiled c = compile_source_for("inline.tile", src, "one", true, 2);
     Strbuf text = {0}, err = {0};
     CodegenInfo info;
     CodegenOptions opt = {.arch = BACKEND_ARCH_SM80, .num_warps = 2};
@@ -317,6 +324,38 @@ Test(codegen, scalar_store) {
     sb_free(&text);
     sb_free(&err);
     compiled_free(&c);
+}
+
+/* The code generator computes no layouts: a kernel whose IR did not go through the layout pass
+ * (the VM's IR), or went through it for another block size, is an internal error with the
+ * value and its location, not code for a layout it made up. */
+Test(codegen, layouts_come_from_the_pass) {
+    const char *src = "kernel inc(x: tensor<f32>[N]) grid(cdiv(N, 256))\n"
+                      "{\n  let i = block_id(0) * 256;\n  x[i :+ 256] = x[i :+ 256] + 1.0;\n}\n";
+    Strbuf text = {0}, err = {0};
+    CodegenInfo info;
+    CodegenOptions opt = {.arch = BACKEND_ARCH_SM80};
+
+    Compiled vm = compile_source_for("inc.tile", src, "inc", false, 0);
+    cr_assert_not(backend_compile_llvm(vm.kernel, &opt, &text, &info, &err));
+    cr_assert_not(info.unsupported);
+    cr_assert_not_null(strstr(sb_str(&err), "has no layout: the layout pass did not run"), "%s", sb_str(&err));
+    cr_assert_not_null(strstr(sb_str(&err), "inc.tile:4:"), "no location in: %s", sb_str(&err));
+    cr_assert_eq(text.len, 0);
+    compiled_free(&vm);
+
+    Compiled gpu = compile_source_for("inc.tile", src, "inc", true, 4);
+    sb_clear(&err);
+    opt.num_warps = 8;
+    cr_assert_not(backend_compile_llvm(gpu.kernel, &opt, &text, &info, &err));
+    cr_assert_not_null(strstr(sb_str(&err), "a layout for 128 threads, but the block has 256"), "%s", sb_str(&err));
+    sb_clear(&err);
+    opt.num_warps = 4;
+    cr_assert(backend_compile_llvm(gpu.kernel, &opt, &text, &info, &err), "%s", sb_str(&err));
+    cr_assert_eq(info.threads, 128);
+    compiled_free(&gpu);
+    sb_free(&text);
+    sb_free(&err);
 }
 
 /* Element types the backend does not place in memory yet fail cleanly with a location. */

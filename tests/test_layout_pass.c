@@ -1,5 +1,6 @@
 /*
- * test_layout_pass.c: layout inference (passes/layout.c) and the axis analysis (passes/axis.c).
+ * test_layout_pass.c: layout inference (passes/layout.c), the blocked layouts and thread terms
+ * it shares with the code generator (ir/layout.c) and the axis analysis (ir/axis.c).
  * Core kernels are compiled with the GPU pass (`--dump-after=layout`); the dumps must show the
  * expected anchor layouts (key lines of the golden form), every tile must carry a layout, the
  * softmax pattern (reduce, expand_dims, broadcast back) must need no conversion and its
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "frontend/frontend.h"
+#include "ir/axis.h"
 #include "ir/layout.h"
 #include "passes/passes.h"
 #include "runtime/runtime.h"
@@ -29,7 +31,8 @@ static Laid lay_source(const char *name, const char *text, const char *kernel, c
     Laid l = {0};
     l.ast = parse_source(name, text, strlen(text), &d);
     cr_assert_not_null(l.ast, "%s", sb_str(&d.text));
-    l.module = rt_compile(l.ast, kernel, c, nc, "layout", &l.dump, &d, &l.kernel);
+    RtCompileOptions opt = {.gpu = true, .dump_after = "layout", .dump = &l.dump};
+    l.module = rt_compile(l.ast, kernel, c, nc, &opt, &d, &l.kernel);
     cr_assert_not_null(l.module, "%s: %s", kernel, sb_str(&d.text));
     DiagList v = {0};
     cr_assert(ir_verify_module(l.module, &v), "invalid IR after layout: %s", sb_str(&v.text));
@@ -264,6 +267,35 @@ Test(layout_pass, axis_analysis_of_slices) {
     cr_assert_geq(cols.divisibility[1], 1024); /* n steps by 1024 from 0 */
     cr_assert_eq(rows.contiguity[0], 4);
     cr_assert_eq(rows.divisibility[0], 4);    /* block_id * 4 */
+    axis_free(&a);
+    laid_free(&l);
+}
+
+/* Launch facts (IrParamFacts) reach the analysis: a symbolic size known to be a multiple of 16
+ * makes its `dim` divisible by 16; without facts nothing is known of it. */
+static bool find_dim(IrOp *op, void *ctx) {
+    if (op->code == OP_DIM && !*(IrOp **)ctx) *(IrOp **)ctx = op;
+    return true;
+}
+
+Test(layout_pass, axis_analysis_uses_launch_facts) {
+    Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
+    IrOp *dim = NULL;
+    ir_walk(l.kernel->body, find_dim, &dim);
+    cr_assert_not_null(dim);
+    IrParamFacts facts[2];
+    memset(facts, 0, sizeof facts);
+    AxisAnalysis a;
+    AxisInfo info;
+    axis_init(&a, l.kernel, NULL);
+    axis_info(&a, dim->results[0], &info);
+    cr_assert_eq(info.scalar_div, 1);
+    axis_free(&a);
+    for (int p = 0; p < 2; p++)
+        for (int d = 0; d < IR_MAX_RANK; d++) facts[p].size_div16[d] = true;
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, dim->results[0], &info);
+    cr_assert_eq(info.scalar_div, 16);
     axis_free(&a);
     laid_free(&l);
 }

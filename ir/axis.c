@@ -3,21 +3,21 @@
  * value, its contiguity (positions along the dimension come in aligned runs of that many
  * consecutive values v, v+1, ...), its constancy (aligned runs of that many equal values) and
  * its divisibility (the largest power of two, up to 2^30, dividing the first value of every
- * contiguous run; for a dimension of contiguity 1 that is every value). The code generator
- * uses it to prove that the V elements a thread accesses along the last dimension of a load or
- * store are consecutive in memory and start at a multiple of V.
+ * contiguous run; for a dimension of contiguity 1 that is every value). It is an analysis over
+ * the IR, like the layout algebra, that the backend and the GPU passes can both read without
+ * depending on each other; so it lives in ir/ and changes nothing. The code generator uses it
+ * to prove that the V elements a thread accesses along the last dimension of a load or store
+ * are consecutive in memory and start at a multiple of V.
  *
  * The analysis is a memoized recursion over definitions with one rule per op kind; anything
  * without a rule is "unknown" (contiguity 1, constancy 1, divisibility 1), which is always
- * safe. Scalars have rank 0 and only a divisibility. Launch facts (CodegenParamSpec.size_div16)
+ * safe. Scalars have rank 0 and only a divisibility. Launch facts (IrParamFacts.size_div16)
  * give `dim` of such a dimension divisibility 16; a loop's induction variable is divisible by
  * what both its start and its step are divisible by.
  */
-#include "passes.h"
+#include "ir/axis.h"
 
 #include <string.h>
-
-#include "backend/backend.h"
 
 enum { AXIS_MAX_DIV = (int64_t)1 << 30 };
 
@@ -51,10 +51,10 @@ static void constant(const IrType *t, int64_t div, AxisInfo *o) {
 /* Divisibility of every element along d (not only of run starts). */
 static int64_t elem_div(const AxisInfo *a, int d) { return a->contiguity[d] > 1 ? 1 : a->divisibility[d]; }
 
-void axis_init(AxisAnalysis *a, const IrFunction *f, const struct CodegenParamSpec *spec) {
+void axis_init(AxisAnalysis *a, const IrFunction *f, const IrParamFacts *facts) {
     memset(a, 0, sizeof *a);
     a->function = f;
-    a->spec = spec;
+    a->facts = facts;
     a->cap = f->next_value_id + 1;
     a->infos = xcalloc(a->cap, sizeof *a->infos);
     a->done = xcalloc(a->cap, sizeof *a->done);
@@ -98,8 +98,8 @@ static void op_info(AxisAnalysis *a, const IrValue *v, AxisInfo *o) {
     case OP_DIM: {
         const IrValue *tv = op->operands[0];
         int64_t axis = op->ints[0];
-        if (a->spec && !tv->def && tv->region == a->function->body && axis >= 0 && axis < 6 &&
-            a->spec[tv->index].size_div16[axis])
+        if (a->facts && !tv->def && tv->region == a->function->body && axis >= 0 && axis < IR_MAX_RANK &&
+            a->facts[tv->index].size_div16[axis])
             o->scalar_div = 16;
         return;
     }
