@@ -5,7 +5,8 @@
  * The source line is found by walking the file from its start, which is cheap next to the
  * compile and keeps locations to three small numbers. Bytes that are not printable ASCII are
  * shown as '?' so that a diagnostic about a non-UTF-8 byte is itself clean text; tabs are
- * kept in the caret line so that the caret lines up in a terminal.
+ * kept in the caret line so that the caret lines up in a terminal. A very long line is shown as
+ * a window around the column.
  */
 #include "support.h"
 
@@ -20,6 +21,9 @@ static const char *severity_name(DiagSeverity sev) {
     return "error";
 }
 
+/* A line longer than this is shown as a window around the column, cut ends marked "...". */
+enum { LINE_WINDOW = 160 };
+
 static void put_source_line(Strbuf *sb, SrcLoc loc) {
     const SourceFile *f = loc.file;
     if (!f || !f->text || loc.line == 0) return;
@@ -27,16 +31,24 @@ static void put_source_line(Strbuf *sb, SrcLoc loc) {
     for (uint32_t line = 1; line < loc.line && pos < f->len; pos++)
         if (f->text[pos] == '\n') line++;
     if (pos > f->len) return;
-    size_t end = pos;
-    while (end < f->len && f->text[end] != '\n' && end - pos < 200) end++;
-    sb_puts(sb, "  ");
-    for (size_t i = pos; i < end; i++) {
+    size_t line_end = pos;
+    while (line_end < f->len && f->text[line_end] != '\n') line_end++;
+    size_t at = pos + (loc.col ? loc.col - 1 : 0);
+    if (at > line_end) at = line_end;
+    size_t from = pos, to = line_end;
+    if (to - from > LINE_WINDOW) {
+        from = at > pos + LINE_WINDOW / 2 ? at - LINE_WINDOW / 2 : pos;
+        to = from + LINE_WINDOW < line_end ? from + LINE_WINDOW : line_end;
+    }
+    bool cut_front = from > pos;
+    sb_puts(sb, cut_front ? "  ..." : "  ");
+    for (size_t i = from; i < to; i++) {
         unsigned char c = (unsigned char)f->text[i];
         sb_putc(sb, (c == '\t' || (c >= 32 && c < 127)) ? (char)c : (c == '\r' ? ' ' : '?'));
     }
-    sb_puts(sb, "\n  ");
-    for (size_t i = pos; i < end && i < pos + loc.col - 1; i++)
-        sb_putc(sb, f->text[i] == '\t' ? '\t' : ' ');
+    sb_puts(sb, to < line_end ? "...\n" : "\n");
+    sb_puts(sb, cut_front ? "     " : "  ");
+    for (size_t i = from; i < at; i++) sb_putc(sb, f->text[i] == '\t' ? '\t' : ' ');
     sb_puts(sb, "^\n");
 }
 

@@ -53,6 +53,26 @@ Test(support, diagnostic_masks_non_ascii) {
     diag_free(&d);
 }
 
+Test(support, diagnostic_windows_a_long_line_around_the_column) {
+    enum { N = 100000 };
+    char *text = malloc(N + 1);
+    memset(text, 'a', N);
+    text[N] = 0;
+    text[70000] = '@';
+    SourceFile f = {"long.tile", text, N};
+    DiagList d = {0};
+    diag_error(&d, (SrcLoc){&f, 1, 70001}, "bad");
+    const char *out = sb_str(&d.text);
+    cr_assert_lt(strlen(out), 400, "%zu bytes", strlen(out));
+    const char *line = strstr(out, "\n  ...");
+    cr_assert_not_null(line, "%s", out);
+    const char *at = strchr(line, '@'), *caret = strchr(at, '^');
+    size_t line_start = (size_t)(line + 1 - out), caret_line = (size_t)(strchr(line + 1, '\n') + 1 - out);
+    cr_assert_eq((size_t)(at - out) - line_start, (size_t)(caret - out) - caret_line, "%s", out);
+    diag_free(&d);
+    free(text);
+}
+
 Test(elem, parse_and_name_roundtrip) {
     const char *names[] = {"bool", "i1", "i7", "i64", "u1", "u3", "u8", "f16", "bf16", "f32",
                            "f64", "f8e4m3", "f8e5m2", "f6e3m2", "f6e2m3", "f4e2m1", "f3e1m1"};
