@@ -164,6 +164,17 @@ tile_status rt_cuda_synchronize(tile_context *ctx) {
 
 /* ---- code generation (no device needed) ------------------------------------------------------ */
 #ifdef TILE_HAVE_LLVM
+/* The code generator's options for an architecture given by name (from the user). */
+static bool codegen_options(const char *arch_name, int num_warps, CodegenOptions *opt, Strbuf *err) {
+    BackendArch arch;
+    if (!backend_arch_parse(arch_name, &arch)) {
+        sb_printf(err, "unknown architecture '%s' (sm_80 or sm_90a)", arch_name);
+        return false;
+    }
+    *opt = (CodegenOptions){.arch = arch, .num_warps = num_warps};
+    return true;
+}
+
 static bool have_cubin_tool(void) {
     char path[4096];
     return backend_have_nvjitlink() || backend_find_ptxas(path, sizeof path, NULL);
@@ -173,12 +184,8 @@ static bool have_cubin_tool(void) {
 tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_warps, tile_emit_kind kind,
                             Strbuf *out, Strbuf *err) {
 #ifdef TILE_HAVE_LLVM
-    BackendArch arch;
-    if (!backend_arch_parse(arch_name, &arch)) {
-        sb_printf(err, "unknown architecture '%s' (sm_80 or sm_90a)", arch_name);
-        return TILE_ERROR_INVALID_ARGUMENT;
-    }
-    CodegenOptions opt = {.arch = arch, .num_warps = num_warps};
+    CodegenOptions opt;
+    if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
     CodegenInfo info = {0};
     if (kind == TILE_EMIT_LLVM) {
         if (!backend_compile_llvm(f, &opt, out, &info, err))
@@ -204,7 +211,7 @@ tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_
                   sb_str(&searched));
         sb_free(&searched);
         st = TILE_ERROR_UNSUPPORTED;
-    } else if (!backend_ptx_to_cubin(ptx.data, ptx.len, arch, CUBIN_TOOL_AUTO, out, err)) {
+    } else if (!backend_ptx_to_cubin(ptx.data, ptx.len, opt.arch, CUBIN_TOOL_AUTO, out, err)) {
         st = TILE_ERROR_COMPILE;
     }
     sb_free(&ptx);
@@ -219,12 +226,8 @@ tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_
 tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num_warps, Strbuf *image,
                              unsigned *threads, unsigned *shared_bytes, Strbuf *err) {
 #ifdef TILE_HAVE_LLVM
-    BackendArch arch;
-    if (!backend_arch_parse(arch_name, &arch)) {
-        sb_printf(err, "unknown architecture '%s' (sm_80 or sm_90a)", arch_name);
-        return TILE_ERROR_INVALID_ARGUMENT;
-    }
-    CodegenOptions opt = {.arch = arch, .num_warps = num_warps};
+    CodegenOptions opt;
+    if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
     if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
@@ -235,7 +238,7 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
     *shared_bytes = info.shared_bytes;
     tile_status st = TILE_OK;
     if (!have_cubin_tool()) sb_putn(image, ptx.data, ptx.len); /* the driver compiles PTX at load */
-    else if (!backend_ptx_to_cubin(ptx.data, ptx.len, arch, CUBIN_TOOL_AUTO, image, err)) st = TILE_ERROR_COMPILE;
+    else if (!backend_ptx_to_cubin(ptx.data, ptx.len, opt.arch, CUBIN_TOOL_AUTO, image, err)) st = TILE_ERROR_COMPILE;
     sb_free(&ptx);
     return st;
 #else
