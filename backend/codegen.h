@@ -17,7 +17,8 @@
  *   codegen_elem.c    element arithmetic: binary/unary ops, comparisons, casts, math
  *   codegen_mem.c     moving a value into another layout (registers, rematerialization or
  *                     shared memory), global loads/stores/atomics (vectorized), shared tiles
- *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot
+ *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot on CUDA cores
+ *   codegen_mma.c     dot on tensor cores (mma.sync m16n8k16, ldmatrix)
  */
 #ifndef TILE_BACKEND_CODEGEN_H
 #define TILE_BACKEND_CODEGEN_H
@@ -140,5 +141,11 @@ bool cg_shared_op(Cg *g, const IrOp *op);
 bool cg_reduce(Cg *g, const IrOp *op);
 bool cg_scan(Cg *g, const IrOp *op);
 bool cg_dot(Cg *g, const IrOp *op);
+
+/* ---- codegen_mma.c ---- */
+struct MmaTiling; /* ir/mma.h */
+/* dot on tensor cores: r is the result tile in the mma accumulator layout of t, c the
+ * accumulator in that layout. */
+bool cg_dot_mma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
 
 #endif

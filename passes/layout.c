@@ -6,8 +6,11 @@
  * Anchors are Triton's blocked layouts (layout_blocked): the first global load or store of a
  * shape gives it the blocked layout of that shape and its element size (later accesses of the
  * shape reuse it), so each thread reads 16 bytes of consecutive elements along
- * the last dimension and a warp's lanes cover a contiguous stretch; a dot's accumulator gets a
- * register-tiled layout (layout_dot_acc). One forward walk in program order then propagates:
+ * the last dimension and a warp's lanes cover a contiguous stretch; a dot's accumulator gets the
+ * mma.sync C-fragment layout tiled over the warps when the dot runs on tensor cores (ir/mma.h:
+ * bf16/f16 operands, f32 accumulator, shapes that tile), else a register-tiled layout
+ * (layout_dot_acc). A loop-carried accumulator takes the dot's layout, so a k loop converts
+ * nothing. One forward walk in program order then propagates:
  * elementwise ops take the layout of their first operand that has one; reduce gives the
  * reduced layout (layout_reduce, then squeeze); expand_dims and size-1 reshapes follow the
  * algebra; a broadcast takes the layout last seen for its result shape, so that a row
@@ -29,6 +32,7 @@
 #include <string.h>
 
 #include "ir/layout.h"
+#include "ir/mma.h"
 
 enum { MAX_PREFERRED = 32 };
 
@@ -305,7 +309,12 @@ static void assign_op(Assign *a, const IrOp *op) {
     }
     case OP_TRANSPOSE: put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem))); return;
     case OP_DOT: {
-        const Layout *l = layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
+        const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
+        MmaTiling mma;
+        const Layout *l = mma_tiling(ta->elem, tb->elem, res->type->elem, res->type->shape[0], res->type->shape[1],
+                                     ta->shape[1], a->warps, &mma)
+                              ? mma_acc_layout(a->arena, &mma)
+                              : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
         put(a, res, l);
         demand(a, op->operands[2], l);
         for (int i = 0; i < 2; i++) {

@@ -309,6 +309,105 @@ Test(codegen, dots) {
         "dots", &info);
 }
 
+/* The PTX of a kernel of the source for arch, with every launch fact or none. */
+static void source_ptx(const char *text, const char *kernel, BackendArch arch, bool spec, Strbuf *ptx) {
+    Compiled c = compile_source("inline.tile", text, kernel);
+    if (spec) {
+        spec_ptx(c.kernel, arch, ptx);
+    } else {
+        CodegenInfo info;
+        check_kernel(c.kernel, arch, &info, NULL);
+        Strbuf err = {0};
+        CodegenOptions opt = {.arch = arch};
+        cr_assert(backend_compile_ptx(c.kernel, &opt, ptx, &info, &err), "%s", sb_str(&err));
+        sb_free(&err);
+    }
+    compiled_free(&c);
+}
+
+static int count_of(const char *s, const char *what) {
+    int n = 0;
+    for (const char *p = strstr(s, what); p; p = strstr(p + 1, what)) n++;
+    return n;
+}
+
+#define MMA_BF16 "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"
+#define MMA_F16 "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
+
+/* The core gemm (bf16, 128 x 128 x 64 tiles, 4 warps) runs on tensor cores for both targets,
+ * generic and specialized: each k step of 16 is 32 mma per warp (2 x 2 warps of 64 x 64, each
+ * 4 x 8 tiles of 16 x 8), fed by ldmatrix (the b operand transposed); ptxas assembles it. */
+Test(codegen, gemm_uses_mma) {
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
+    for (int a = 0; a < BACKEND_ARCH_COUNT; a++)
+        for (int spec = 0; spec < 2; spec++) {
+            Strbuf ptx = {0};
+            source_ptx(text, "gemm", (BackendArch)a, spec, &ptx);
+            const char *s = sb_str(&ptx);
+            cr_assert_eq(count_of(s, MMA_BF16) % 32, 0, "%d mma", count_of(s, MMA_BF16));
+            cr_assert_gt(count_of(s, MMA_BF16), 0, "no %s in the gemm for %s", MMA_BF16, backend_arch_name((BackendArch)a));
+            cr_assert_not_null(strstr(s, "ldmatrix.sync.aligned.m8n8.x4.shared.b16"));
+            cr_assert_not_null(strstr(s, "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16"));
+            sb_free(&ptx);
+        }
+    free(text);
+}
+
+/* Small dots that qualify: bf16 32 x 16 @ 16 x 32 (2 x 2 warps of one 16 x 16 block, the b
+ * fragments of two n tiles per ldmatrix.x4) and f16 64 x 32 @ 32 x 24 (4 x 1 warps, three n
+ * tiles: the third loaded alone by ldmatrix.x2), in a k loop. */
+Test(codegen, small_dots_use_mma) {
+    const char *src =
+        "kernel mm(a: tensor<bf16>[M, K], b: tensor<bf16>[K, N], c: tensor<f32>[M, N],\n"
+        "          h: tensor<f16>[M, K], g: tensor<f16>[K, N], d: tensor<f32>[M, N])\n"
+        "  grid(1)\n"
+        "{\n"
+        "  c[0 :+ 32, 0 :+ 32] = dot(a[0 :+ 32, 0 :+ 16], b[0 :+ 16, 0 :+ 32]);\n"
+        "  var acc = zeros<f32>[64, 24];\n"
+        "  for k in 0 .. K step 32 {\n"
+        "    acc = dot(h[0 :+ 64, k :+ 32], g[k :+ 32, 0 :+ 24], acc);\n"
+        "  }\n"
+        "  d[0 :+ 64, 0 :+ 24] = acc;\n"
+        "}\n";
+    for (int a = 0; a < BACKEND_ARCH_COUNT; a++)
+        for (int spec = 0; spec < 2; spec++) {
+            Strbuf ptx = {0};
+            source_ptx(src, "mm", (BackendArch)a, spec, &ptx);
+            const char *s = sb_str(&ptx);
+            /* bf16: one k step, 1 x 2 tiles per warp; f16: 1 x 3 tiles per warp per k step */
+            cr_assert_eq(count_of(s, MMA_BF16) % 2, 0);
+            cr_assert_gt(count_of(s, MMA_BF16), 0, "no bf16 mma");
+            cr_assert_eq(count_of(s, MMA_F16) % 3, 0);
+            cr_assert_gt(count_of(s, MMA_F16), 0, "no f16 mma");
+            cr_assert_not_null(strstr(s, "ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16"));
+            sb_free(&ptx);
+        }
+}
+
+/* Dots that do not qualify stay on CUDA cores and still compile: f32 operands, an f64 or
+ * integer accumulator, shapes the 4 warps cannot tile (16 x 8), k not a multiple of 16. */
+Test(codegen, other_dots_fall_back) {
+    const char *src =
+        "kernel fb(x: tensor<f32>[M, K], y: tensor<f32>[K, N], c: tensor<f32>[M, N], a: tensor<bf16>[M, K],\n"
+        "          b: tensor<bf16>[K, N], d: tensor<f64>[M, N], ia: tensor<i8>[M, K], ib: tensor<i8>[K, N],\n"
+        "          ic: tensor<i32>[M, N])\n"
+        "  grid(1)\n"
+        "{\n"
+        "  c[0 :+ 32, 0 :+ 32] = dot(x[0 :+ 32, 0 :+ 16], y[0 :+ 16, 0 :+ 32]);\n"
+        "  d[0 :+ 32, 0 :+ 32] = dot(a[0 :+ 32, 0 :+ 16], b[0 :+ 16, 0 :+ 32], zeros<f64>[32, 32]);\n"
+        "  c[0 :+ 16, 0 :+ 8] = dot(a[0 :+ 16, 0 :+ 16], b[0 :+ 16, 0 :+ 8]);\n"
+        "  c[0 :+ 32, 0 :+ 32] = dot(a[0 :+ 32, 0 :+ 24], b[0 :+ 24, 0 :+ 32]);\n"
+        "  ic[0 :+ 32, 0 :+ 32] = dot(ia[0 :+ 32, 0 :+ 16], ib[0 :+ 16, 0 :+ 32]);\n"
+        "}\n";
+    for (int a = 0; a < BACKEND_ARCH_COUNT; a++) {
+        Strbuf ptx = {0};
+        source_ptx(src, "fb", (BackendArch)a, false, &ptx);
+        cr_assert_null(strstr(sb_str(&ptx), "mma.sync"), "a dot that does not qualify used mma");
+        sb_free(&ptx);
+    }
+}
+
 /* Scalars only: the stores are made by thread 0 alone. */
 Test(codegen, scalar_store) {
     const char *src = "kernel one(out: tensor<i32>[4], v: i32) grid(1) { out[1] = v * 2; }\n";

@@ -166,12 +166,57 @@ Test(layout_pass, gemm_slices) {
     const char *s = sb_str(&l.dump);
     cr_assert_not_null(strstr(s, ": tile<bf16>[64, 32]{local(2,1) * spatial(32,4) * local(1,8)}"), "%s", s);
     cr_assert_not_null(strstr(s, ": tile<bf16>[32, 64]{local(2,1) * spatial(16,8) * local(1,8)}"), "%s", s);
-    cr_assert_not_null(strstr(s, "= dot %22, %27, %13 : tile<f32>[64, 64]{local(8,4) * spatial(8,16)}"), "%s", s);
+    /* bf16 operands, f32 accumulator: tensor cores, 2 x 2 warps of 2 x 4 C fragments; the
+     * loop-carried accumulator keeps the layout */
+    const char *mma = "tile<f32>[64, 64]{local(2,4) * spatial(2,2) * local(2,1) * spatial(8,4) * local(1,2)}";
+    char want[256];
+    snprintf(want, sizeof want, "= dot %%22, %%27, %%13 : %s", mma);
+    cr_assert_not_null(strstr(s, want), "%s", s);
+    snprintf(want, sizeof want, "iter(%%13 = %%9) -> (%s)", mma);
+    cr_assert_not_null(strstr(s, want), "%s", s);
     ir_walk(l.kernel->body, every_tile_has_layout, NULL);
     Counts n = {0};
     ir_walk(l.kernel->body, check_ops, &n);
     /* only index expressions shared by accesses of different layouts convert (rematerialized) */
     cr_assert_eq(n.data_conversions, 0, "%s", s);
+    laid_free(&l);
+}
+
+static bool no_conversion_in_loops(IrOp *op, void *ctx) {
+    (void)ctx;
+    if (op->code != OP_FOR) return true;
+    Counts c = {0};
+    ir_walk(op->regions[0], check_ops, &c);
+    cr_assert_eq(c.conversions, 0, "a convert_layout inside a loop");
+    return true;
+}
+
+/* The default gemm (128 x 128 x 64, 4 warps): the mma accumulator layout of ir/mma.h, no
+ * conversion at all inside the k loop. */
+Test(layout_pass, gemm_accumulator_is_mma_fragments) {
+    Laid l = lay_core("gemm.tile", "gemm", NULL, 0);
+    const char *s = sb_str(&l.dump);
+    cr_assert_not_null(
+        strstr(s, "= dot %22, %27, %13 : tile<f32>[128, 128]{local(4,8) * spatial(2,2) * local(2,1) * spatial(8,4) * local(1,2)}"),
+        "%s", s);
+    ir_walk(l.kernel->body, no_conversion_in_loops, NULL);
+    laid_free(&l);
+}
+
+/* Dots that do not qualify for tensor cores keep the register-tiled CUDA-core layout. */
+Test(layout_pass, other_dots_keep_the_cuda_core_layout) {
+    Laid l = lay_source("dots.tile",
+                        "kernel k(x: tensor<f32>[M, K], y: tensor<f32>[K, N], a: tensor<bf16>[M, K],\n"
+                        "         b: tensor<bf16>[K, N], c: tensor<f32>[M, N])\n"
+                        "  grid(1)\n"
+                        "{\n"
+                        "  c[0 :+ 64, 0 :+ 64] = dot(x[0 :+ 64, 0 :+ 32], y[0 :+ 32, 0 :+ 64]);\n"
+                        "  c[0 :+ 64, 0 :+ 64] = dot(a[0 :+ 64, 0 :+ 24], b[0 :+ 24, 0 :+ 64]);\n"
+                        "}\n",
+                        "k", NULL, 0);
+    const char *s = sb_str(&l.dump);
+    cr_assert_null(strstr(s, "spatial(8,4) * local(1,2)}"), "%s", s);
+    cr_assert_not_null(strstr(s, "tile<f32>[64, 64]{local(8,4) * spatial(8,16)}"), "%s", s);
     laid_free(&l);
 }
 

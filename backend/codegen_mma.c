@@ -1,0 +1,201 @@
+/*
+ * codegen_mma.c: dot on tensor cores, mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.
+ *
+ * cg_dot takes this path when the dot qualifies (ir/mma.h) and layout inference gave its result
+ * the mma accumulator layout, local(reps_m, reps_n) * spatial(warps_m, warps_n) * C: each thread
+ * then already holds, in slot order, the c0..c3 of every 16 x 8 tile its warp owns, so the
+ * accumulator goes into and out of the mma instructions with no data movement.
+ *
+ * a [M, K] and b [K, N] are staged row-major in the shared scratch buffer, each row padded by 8
+ * elements (16 bytes): the 8 rows one ldmatrix phase reads then start 16 bytes apart modulo 128
+ * and hit 8 different bank groups. The stores move 16 bytes of consecutive slots at once when
+ * the operand's layout keeps them consecutive along a row (a loaded tile's blocked layout
+ * does). Then K / 16 steps, a loop with the accumulator in phis: per step each warp loads the
+ * A fragment (a0..a7) of each of its m tiles with ldmatrix.x4 and the B fragments (b0..b3) of
+ * two n tiles at a time with ldmatrix.x4.trans (b is [K, N] row-major, the mma wants it K-major
+ * per column: the transposing load gives exactly that; an odd last n tile uses .x2), and issues
+ * one mma per (m tile, n tile). Lane l points at row l % 16 and column block l / 16 of the
+ * 16 x 16 piece (mma_ldmatrix_lane), which lands matrix q = l / 8 in register q: for a the
+ * quadrants in the order a0a1, a2a3, a4a5, a6a7; for b (k 0-7, k 8-15) of one n tile, then of
+ * the next. LLVM's NVVM intrinsics (llvm.nvvm.ldmatrix.*, llvm.nvvm.mma.*) carry these.
+ */
+#include "codegen.h"
+
+#include <stdio.h>
+
+#include "ir/mma.h"
+
+static uint64_t align16(uint64_t x) { return (x + 15) & ~(uint64_t)15; }
+
+static LLVMValueRef smem_at(Cg *g, LLVMValueRef byte) { return LLVMBuildGEP2(g->b, g->i8, g->smem, &byte, 1, ""); }
+
+/* How many consecutive slots of a rank-2 layout can be written to a row-major buffer with row
+ * pitch `pitch` (elements) as one vector: the innermost local mode runs along the row with
+ * stride 1, and every other step along the row (thread or local) and the pitch keep the vector
+ * aligned. At most 16 bytes. */
+static int64_t stage_width(const Layout *l, int64_t pitch, int64_t bytes) {
+    if (!l || l->num_local_modes == 0) return 1;
+    const LayoutMode *inner = &layout_local_modes(l)[l->num_local_modes - 1];
+    if (inner->dim != 1 || inner->stride != 1) return 1;
+    int64_t w = 16 / bytes;
+    while (w > 1 && (inner->size % w != 0 || pitch % w != 0)) w /= 2;
+    for (int i = 0; i < l->num_thread_modes + l->num_local_modes - 1; i++)
+        while (w > 1 && l->modes[i].dim == 1 && l->modes[i].stride % w != 0) w /= 2;
+    return w;
+}
+
+/* v (a register float) as the 16-bit memory value it was widened from, without converting: a
+ * loaded operand is fpext of a loaded half, or a phi (vector or scalar path, masked or not) of
+ * such values and constants; the narrow phi is built next to the wide one. NULL otherwise. The
+ * staged tile then never exists as floats, which keeps the registers of a loop body that holds
+ * the accumulator and the next tiles of a and b (the wide values become dead). */
+static LLVMValueRef narrowed(Cg *g, LLVMTypeRef mt, LLVMValueRef v, int depth) {
+    if (LLVMIsAFPExtInst(v) && LLVMTypeOf(LLVMGetOperand(v, 0)) == mt) return LLVMGetOperand(v, 0);
+    if (LLVMIsAConstantFP(v)) {
+        LLVMBool lost = 0;
+        double x = LLVMConstRealGetDouble(v, &lost);
+        return x == 0.0 ? LLVMConstNull(mt) : NULL;
+    }
+    if (!LLVMIsAPHINode(v) || depth == 0) return NULL;
+    unsigned n = LLVMCountIncoming(v);
+    LLVMValueRef in[8];
+    LLVMBasicBlockRef from[8];
+    if (n > 8) return NULL;
+    for (unsigned i = 0; i < n; i++) {
+        if (!(in[i] = narrowed(g, mt, LLVMGetIncomingValue(v, i), depth - 1))) return NULL;
+        from[i] = LLVMGetIncomingBlock(v, i);
+    }
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(g->ctx);
+    LLVMPositionBuilderBefore(b, v);
+    LLVMValueRef phi = LLVMBuildPhi(b, mt, "");
+    LLVMAddIncoming(phi, in, from, n);
+    LLVMDisposeBuilder(b);
+    return phi;
+}
+
+static LLVMValueRef to_mem(Cg *g, ElemType e, LLVMValueRef v) {
+    LLVMValueRef n = narrowed(g, cg_mem_type(g, e), v, 3);
+    return n ? n : cg_to_mem(g, e, v);
+}
+
+/* Writes the rank-2 tile v (element e) row-major with row pitch `pitch` from byte `offset`. */
+static void stage(Cg *g, uint64_t offset, ElemType e, const CgValue *v, int64_t pitch) {
+    int64_t bytes = cg_elem_bytes(e);
+    int64_t w = stage_width(v->layout, pitch, bytes);
+    LLVMTypeRef mt = cg_mem_type(g, e);
+    for (uint32_t j = 0; j < v->nslots; j += (uint32_t)w) {
+        LLVMValueRef coords[2];
+        cg_slot_coords(g, v->layout, j, coords);
+        LLVMValueRef elem = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, coords[0], cg_i64(g, pitch), ""), coords[1], "");
+        LLVMValueRef byte = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)offset), LLVMBuildMul(g->b, elem, cg_i64(g, bytes), ""), "");
+        LLVMValueRef value;
+        if (w == 1) {
+            value = to_mem(g, e, v->slots[j]);
+        } else {
+            value = LLVMGetUndef(LLVMVectorType(mt, (unsigned)w));
+            for (int64_t i = 0; i < w; i++)
+                value = LLVMBuildInsertElement(g->b, value, to_mem(g, e, v->slots[j + i]), cg_i32(g, i), "");
+        }
+        LLVMValueRef st = LLVMBuildStore(g->b, value, smem_at(g, byte));
+        LLVMSetAlignment(st, (unsigned)(w * bytes));
+    }
+}
+
+/* ldmatrix.sync.aligned.m8n8.{x4,x2}[.trans].shared.b16 at byte offset `byte` of the scratch. */
+static void ldmatrix(Cg *g, LLVMValueRef byte, bool x4, bool trans, LLVMValueRef *regs) {
+    char name[64];
+    snprintf(name, sizeof name, "llvm.nvvm.ldmatrix.sync.aligned.m8n8.%s%s.b16", x4 ? "x4" : "x2",
+             trans ? ".trans" : "");
+    LLVMValueRef ptr = smem_at(g, byte);
+    LLVMTypeRef p3 = g->ptr3;
+    LLVMValueRef r = cg_call_intrinsic(g, name, &p3, 1, &ptr, 1);
+    for (unsigned i = 0; i < (x4 ? 4u : 2u); i++) regs[i] = LLVMBuildExtractValue(g->b, r, i, "");
+}
+
+/* Two 16-bit elements packed in an i32, as the mma intrinsic takes them. */
+static LLVMValueRef operand(Cg *g, const MmaTiling *t, LLVMValueRef packed) {
+    return t->f16 ? LLVMBuildBitCast(g->b, packed, LLVMVectorType(g->f16, 2), "") : packed;
+}
+
+bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgValue *c) {
+    CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
+    if (a->kind != CV_TILE || b->kind != CV_TILE || !a->layout || !b->layout)
+        return cg_fail(g, op, false, "the operands of an mma dot are not tiles");
+    ElemType e = op->operands[0]->type->elem;
+    int64_t M = t->m, N = t->n, K = t->k, bytes = 2;
+    int64_t pitch_a = K + 8, pitch_b = N + 8;
+    uint64_t off_a = 0, off_b = align16((uint64_t)(M * pitch_a * bytes));
+    cg_need_scratch(g, off_b + (uint64_t)(K * pitch_b * bytes));
+    cg_barrier(g);
+    stage(g, off_a, e, a, pitch_a);
+    stage(g, off_b, e, b, pitch_b);
+    cg_barrier(g);
+
+    /* this lane's ldmatrix row and column within a 16 x 16 piece, and its warp's position */
+    LLVMValueRef lane = LLVMBuildAnd(g->b, g->tid, cg_i64(g, 31), "lane");
+    LLVMValueRef warp = LLVMBuildLShr(g->b, g->tid, cg_i64(g, 5), "warp");
+    LLVMValueRef wi = LLVMBuildUDiv(g->b, warp, cg_i64(g, t->warps_n), "");
+    LLVMValueRef wj = LLVMBuildURem(g->b, warp, cg_i64(g, t->warps_n), "");
+    LLVMValueRef lrow = LLVMBuildAnd(g->b, lane, cg_i64(g, 15), "");
+    LLVMValueRef lhalf = LLVMBuildLShr(g->b, lane, cg_i64(g, 4), ""); /* column block 0 or 1 */
+    /* a: row 16 * (warps_m * i + wi) + lrow, column k0 + 8 * lhalf */
+    LLVMValueRef a_row = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, wi, cg_i64(g, 16), ""), lrow, "");
+    LLVMValueRef a_base = LLVMBuildAdd(
+        g->b, LLVMBuildMul(g->b, a_row, cg_i64(g, pitch_a * bytes), ""),
+        LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * bytes), ""), cg_i64(g, (int64_t)off_a), ""), "a_base");
+    /* b: row k0 + lrow, column 8 * (warps_n * (j + lhalf) + wj) for a pair of n tiles j, j + 1;
+     * an odd last tile alone (x2: lanes 16-31 give no address, theirs repeats lanes 0-15) */
+    LLVMValueRef b_row = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)off_b), LLVMBuildMul(g->b, lrow, cg_i64(g, pitch_b * bytes), ""), "");
+    LLVMValueRef b_col1 = LLVMBuildMul(g->b, wj, cg_i64(g, 8 * bytes), "");
+    LLVMValueRef b_base1 = LLVMBuildAdd(g->b, b_row, b_col1, "b_base1");
+    LLVMValueRef b_base2 =
+        LLVMBuildAdd(g->b, b_base1, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * t->warps_n * bytes), ""), "b_base2");
+
+    /* the k loop: K / 16 steps, the accumulator in phis */
+    uint32_t n = r->nslots;
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b), header = cg_block(g, "mma.loop");
+    LLVMBuildBr(g->b, header);
+    LLVMPositionBuilderAtEnd(g->b, header);
+    LLVMValueRef ks = LLVMBuildPhi(g->b, g->i64, "ks");
+    LLVMValueRef zero = cg_i64(g, 0);
+    LLVMAddIncoming(ks, &zero, &pre, 1);
+    LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef)), *next = cg_calloc(g, n, sizeof(LLVMValueRef));
+    for (uint32_t s = 0; s < n; s++) {
+        acc[s] = LLVMBuildPhi(g->b, g->f32, "");
+        LLVMValueRef init = c->slots[c->nslots == 1 ? 0 : s];
+        LLVMAddIncoming(acc[s], &init, &pre, 1);
+    }
+    LLVMValueRef ka = LLVMBuildMul(g->b, ks, cg_i64(g, 16 * bytes), "");
+    LLVMValueRef kb = LLVMBuildMul(g->b, ks, cg_i64(g, 16 * pitch_b * bytes), "");
+    LLVMValueRef *fa = cg_calloc(g, (size_t)t->reps_m * 4, sizeof(LLVMValueRef));
+    LLVMValueRef *fb = cg_calloc(g, (size_t)t->reps_n * 2 + 2, sizeof(LLVMValueRef));
+    for (int64_t i = 0; i < t->reps_m; i++) {
+        int64_t rows = 16 * t->warps_m * i * pitch_a * bytes;
+        ldmatrix(g, LLVMBuildAdd(g->b, a_base, LLVMBuildAdd(g->b, ka, cg_i64(g, rows), ""), ""), true, false, fa + 4 * i);
+    }
+    for (int64_t j = 0; j < t->reps_n; j += 2) {
+        bool pair = j + 1 < t->reps_n;
+        int64_t cols = 8 * t->warps_n * j * bytes;
+        LLVMValueRef base = pair ? b_base2 : b_base1;
+        ldmatrix(g, LLVMBuildAdd(g->b, base, LLVMBuildAdd(g->b, kb, cg_i64(g, cols), ""), ""), pair, true, fb + 2 * j);
+    }
+    const char *name = t->f16 ? "llvm.nvvm.mma.m16n8k16.row.col.f32.f32" : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
+    for (int64_t i = 0; i < t->reps_m; i++)
+        for (int64_t j = 0; j < t->reps_n; j++) {
+            LLVMValueRef args[10];
+            for (int q = 0; q < 4; q++) args[q] = operand(g, t, fa[4 * i + q]);
+            for (int q = 0; q < 2; q++) args[4 + q] = operand(g, t, fb[2 * j + q]);
+            for (int q = 0; q < 4; q++) args[6 + q] = acc[mma_acc_slot(t, i, j, q)];
+            LLVMValueRef d = cg_call_intrinsic(g, name, NULL, 0, args, 10);
+            for (int q = 0; q < 4; q++) next[mma_acc_slot(t, i, j, q)] = LLVMBuildExtractValue(g->b, d, (unsigned)q, "");
+        }
+    LLVMValueRef ks1 = LLVMBuildAdd(g->b, ks, cg_i64(g, 1), "");
+    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b), exit = cg_block(g, "mma.done");
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, cg_i64(g, K / 16), ""), header, exit);
+    LLVMAddIncoming(ks, &ks1, &latch, 1);
+    for (uint32_t s = 0; s < n; s++) LLVMAddIncoming(acc[s], &next[s], &latch, 1);
+    LLVMPositionBuilderAtEnd(g->b, exit);
+    for (uint32_t s = 0; s < n; s++) r->slots[s] = next[s];
+    cg_set(g, op->results[0], r);
+    return true;
+}

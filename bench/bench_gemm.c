@@ -1,0 +1,353 @@
+/*
+ * bench_gemm: the core gemm kernel (bf16 inputs, f32 accumulation, bf16 result) against cuBLAS
+ * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
+ *
+ *   bench_gemm [--out FILE] [--repo DIR] [--quick]
+ *
+ * For M = N = K in {2048, 4096, 8192} (--quick: 2048 only) the default tiles (BM = BN = 128,
+ * BK = 64, 4 warps) run, and at 4096 a few other tile shapes given as constants. cuBLAS is
+ * opened with dlopen (libcublas.so from the system or /usr/local/cuda/lib64) and runs
+ * cublasGemmEx with bf16 A, B and C and CUBLAS_COMPUTE_32F; our matrices are row-major, so
+ * cuBLAS (column-major) computes C^T = B^T A^T: the operands are swapped, no copies. Inputs are
+ * random bf16 in [-1, 1]; before anything is timed the two results are compared with each other
+ * everywhere and with a double-precision reference at sampled entries. Both are timed with CUDA
+ * events on the same (default) stream of the same context: 3 warm-up runs, then the median of
+ * 10. TFLOP/s = 2 M N K / t; ratio = ours / cuBLAS. Without a GPU it says so and exits 0.
+ */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "runtime/cuda.h"
+#include "runtime/runtime.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void die(tile_context *ctx, const char *what, tile_status st) {
+    fprintf(stderr, "bench_gemm: %s: %s\n%s\n", what, tile_status_name(st), tile_context_message(ctx));
+    exit(1);
+}
+
+/* ---- results (the schema of bench/RESULTS.md) ------------------------------------------------ */
+typedef struct Row {
+    char name[96], metric[48], anchor_name[96];
+    double ours, anchor, ratio; /* anchor < 0: none */
+} Row;
+
+static Row rows[32];
+static int nrows;
+
+static void add_row(const char *name, double ours, double anchor, const char *anchor_name) {
+    Row *r = &rows[nrows++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->metric, sizeof r->metric, "TFLOP/s");
+    snprintf(r->anchor_name, sizeof r->anchor_name, "%s", anchor_name ? anchor_name : "");
+    r->ours = ours;
+    r->anchor = anchor;
+    r->ratio = anchor > 0 ? ours / anchor : -1;
+    printf("%-40s %8.1f TFLOP/s", name, ours);
+    if (anchor > 0) printf("   %s %8.1f TFLOP/s   ratio %.3f", anchor_name, anchor, r->ratio);
+    printf("\n");
+}
+
+static void write_json(const char *path, const char *device, const char *command) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "bench_gemm: cannot write %s\n", path);
+        return;
+    }
+    char date[32];
+    time_t t = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&t));
+    fprintf(f, "{\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"command\": \"%s\",\n  \"rows\": [\n", device, date, command);
+    for (int i = 0; i < nrows; i++) {
+        Row *r = &rows[i];
+        fprintf(f, "    {\"case\": \"%s\", \"metric\": \"%s\", \"ours\": %.6g, ", r->name, r->metric, r->ours);
+        if (r->anchor > 0)
+            fprintf(f, "\"anchor\": %.6g, \"anchor_name\": \"%s\", \"vs\": \"ours/anchor\", \"ratio\": %.4f}", r->anchor,
+                    r->anchor_name, r->ratio);
+        else
+            fprintf(f, "\"anchor\": null, \"anchor_name\": null, \"vs\": null, \"ratio\": null}");
+        fprintf(f, "%s\n", i + 1 < nrows ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    fclose(f);
+    printf("wrote %s\n", path);
+}
+
+/* ---- cuBLAS through dlopen ------------------------------------------------------------------- */
+enum { CUBLAS_OP_N = 0, CUDA_R_16BF = 14, CUBLAS_COMPUTE_32F = 68, CUBLAS_GEMM_DEFAULT = -1 };
+typedef int (*CublasCreateFn)(void **handle);
+typedef int (*CublasDestroyFn)(void *handle);
+typedef int (*CublasGemmExFn)(void *handle, int transa, int transb, int m, int n, int k, const void *alpha,
+                              const void *a, int atype, int lda, const void *b, int btype, int ldb, const void *beta,
+                              void *c, int ctype, int ldc, int compute, int algo);
+
+typedef struct Cublas {
+    void *lib, *handle;
+    CublasDestroyFn destroy;
+    CublasGemmExFn gemm;
+} Cublas;
+
+static bool cublas_open(Cublas *cb) {
+    static const char *names[] = {"libcublas.so", "libcublas.so.13", "libcublas.so.12",
+                                  "/usr/local/cuda/lib64/libcublas.so", "/usr/local/cuda/lib/libcublas.so"};
+    memset(cb, 0, sizeof *cb);
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && !cb->lib; i++) cb->lib = dlopen(names[i], RTLD_NOW);
+    if (!cb->lib) {
+        printf("cuBLAS not found (%s): no anchor\n", dlerror());
+        return false;
+    }
+    CublasCreateFn create;
+    *(void **)&create = dlsym(cb->lib, "cublasCreate_v2");
+    *(void **)&cb->destroy = dlsym(cb->lib, "cublasDestroy_v2");
+    *(void **)&cb->gemm = dlsym(cb->lib, "cublasGemmEx");
+    int st = create && cb->destroy && cb->gemm ? create(&cb->handle) : -1;
+    if (st != 0) {
+        printf("cuBLAS: cublasCreate failed (%d): no anchor\n", st);
+        dlclose(cb->lib);
+        cb->lib = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void cublas_close(Cublas *cb) {
+    if (!cb->lib) return;
+    cb->destroy(cb->handle);
+    dlclose(cb->lib);
+}
+
+/* ---- the runs ---------------------------------------------------------------------------------- */
+typedef struct Gpu {
+    tile_context *ctx;
+    CudaDevice *dev;
+    CudaEvent *start, *stop;
+    Cublas cublas;
+} Gpu;
+
+typedef struct Problem {
+    int64_t m, n, k;
+    void *a, *b, *c, *ref; /* device; c ours, ref cuBLAS's */
+    uint16_t *ha, *hb;     /* host bf16 inputs */
+} Problem;
+
+typedef struct Ours {
+    tile_kernel *kernel;
+    tile_arg args[3];
+} Ours;
+
+static void run_ours(Gpu *g, void *p) {
+    Ours *o = p;
+    tile_status st = tile_kernel_launch(o->kernel, o->args, 3, NULL);
+    if (st != TILE_OK) die(g->ctx, "gemm launch", st);
+}
+
+static void run_cublas(Gpu *g, void *p) {
+    Problem *pr = p;
+    float one = 1, zero = 0;
+    /* row-major C = A B is column-major C^T = B^T A^T: m = N, n = M, first operand b (ld N) */
+    int st = g->cublas.gemm(g->cublas.handle, CUBLAS_OP_N, CUBLAS_OP_N, (int)pr->n, (int)pr->m, (int)pr->k, &one,
+                            pr->b, CUDA_R_16BF, (int)pr->n, pr->a, CUDA_R_16BF, (int)pr->k, &zero, pr->ref,
+                            CUDA_R_16BF, (int)pr->n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (st != 0) {
+        fprintf(stderr, "bench_gemm: cublasGemmEx failed (%d)\n", st);
+        exit(1);
+    }
+}
+
+static double event_ms(Gpu *g, void (*body)(Gpu *, void *), void *arg) {
+    Strbuf err = {0};
+    cuda_event_record(g->dev, g->start, NULL, &err);
+    body(g, arg);
+    cuda_event_record(g->dev, g->stop, NULL, &err);
+    float ms = 0;
+    if (cuda_event_elapsed_ms(g->dev, g->start, g->stop, &ms, &err) != TILE_OK) {
+        fprintf(stderr, "bench_gemm: events: %s\n", sb_str(&err));
+        exit(1);
+    }
+    sb_free(&err);
+    return ms;
+}
+
+static double timed_ms(Gpu *g, void (*body)(Gpu *, void *), void *arg) {
+    double t[10];
+    for (int r = 0; r < 3; r++) event_ms(g, body, arg);
+    for (int r = 0; r < 10; r++) t[r] = event_ms(g, body, arg);
+    return median(t, 10);
+}
+
+static void *device_bf16(Gpu *g, int64_t n, unsigned seed, uint16_t **host) {
+    size_t bytes = (size_t)n * 2;
+    uint16_t *h = malloc(bytes);
+    double *d = malloc((size_t)n * sizeof(double));
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        d[i] = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
+    }
+    tile_pack(TILE_BF16, d, n, h);
+    free(d);
+    void *p;
+    tile_status st = tile_alloc(g->ctx, bytes, &p);
+    if (st != TILE_OK) die(g->ctx, "alloc", st);
+    if (host) {
+        tile_copy_to_device(g->ctx, p, h, bytes);
+        *host = h;
+    } else {
+        free(h);
+    }
+    return p;
+}
+
+static double bf16_value(uint16_t x) {
+    double v;
+    tile_unpack(TILE_BF16, &x, 1, &v);
+    return v;
+}
+
+/* Ours against cuBLAS everywhere, both against a double reference at sampled entries. */
+static void check(Gpu *g, const Problem *p, const char *what) {
+    size_t n = (size_t)(p->m * p->n);
+    uint16_t *c = malloc(n * 2), *r = malloc(n * 2);
+    tile_synchronize(g->ctx);
+    tile_copy_to_host(g->ctx, c, p->c, n * 2);
+    double scale = sqrt((double)p->k / 9.0); /* the spread of a sum of k products of U(-1, 1) */
+    if (g->cublas.lib) {
+        tile_copy_to_host(g->ctx, r, p->ref, n * 2);
+        for (size_t i = 0; i < n; i++) {
+            double x = bf16_value(c[i]), y = bf16_value(r[i]);
+            if (!(fabs(x - y) <= 1e-2 * fabs(y) + 1e-2 * scale)) {
+                fprintf(stderr, "bench_gemm: %s: ours %g, cuBLAS %g at [%zu, %zu]\n", what, x, y, i / (size_t)p->n,
+                        i % (size_t)p->n);
+                exit(1);
+            }
+        }
+    }
+    uint64_t s = 12345;
+    for (int t = 0; t < 64; t++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t i = (int64_t)((s >> 20) % (uint64_t)p->m), j = (int64_t)((s >> 40) % (uint64_t)p->n);
+        double want = 0;
+        for (int64_t k = 0; k < p->k; k++) want += bf16_value(p->ha[i * p->k + k]) * bf16_value(p->hb[k * p->n + j]);
+        double x = bf16_value(c[i * p->n + j]);
+        if (!(fabs(x - want) <= 1e-2 * fabs(want) + 1e-2 * scale)) {
+            fprintf(stderr, "bench_gemm: %s: ours %g, reference %g at [%lld, %lld]\n", what, x, want, (long long)i,
+                    (long long)j);
+            exit(1);
+        }
+    }
+    free(c);
+    free(r);
+}
+
+static char repo[1024] = ".";
+
+static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/stdlib/core/gemm.tile", repo);
+    tile_program *prog;
+    tile_kernel *k;
+    tile_constant c[3] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}};
+    tile_status st = tile_program_from_file(g->ctx, path, &prog);
+    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm", c, 3, &k)) != TILE_OK) die(g->ctx, "gemm", st);
+    int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n};
+    Ours o = {.kernel = k,
+              .args = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->a, 2, sa)},
+                       {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->b, 2, sb)},
+                       {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->c, 2, sc)}}};
+    /* NaN everywhere (0xffff), so that an entry the kernel leaves unwritten fails the check */
+    Strbuf err = {0};
+    if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)p->c, 0xff, (size_t)(p->m * p->n) * 2, &err) != TILE_OK) {
+        fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
+        exit(1);
+    }
+    sb_free(&err);
+    run_ours(g, &o);
+    char what[96];
+    snprintf(what, sizeof what, "gemm %lld^3 BM=%lld BN=%lld BK=%lld", (long long)p->m, (long long)bm, (long long)bn,
+             (long long)bk);
+    check(g, p, what);
+    double ms = timed_ms(g, run_ours, &o);
+    tile_program_destroy(prog);
+    return 2.0 * (double)p->m * (double)p->n * (double)p->k / (ms * 1e-3) / 1e12;
+}
+
+static void bench_size(Gpu *g, int64_t size, bool variants) {
+    Problem p = {.m = size, .n = size, .k = size};
+    p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
+    p.b = device_bf16(g, p.k * p.n, 2, &p.hb);
+    p.c = device_bf16(g, p.m * p.n, 3, NULL);
+    p.ref = device_bf16(g, p.m * p.n, 4, NULL);
+    double anchor = -1;
+    if (g->cublas.lib) {
+        run_cublas(g, &p);
+        anchor = 2.0 * (double)size * (double)size * (double)size / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
+    }
+    static const int64_t tiles[][3] = {{128, 128, 64}, {128, 128, 32}, {64, 128, 64}, {128, 64, 64}};
+    for (size_t t = 0; t < (variants ? sizeof tiles / sizeof tiles[0] : 1); t++) {
+        double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2]);
+        char name[96];
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld", (long long)size,
+                 (long long)size, (long long)size, (long long)tiles[t][0], (long long)tiles[t][1],
+                 (long long)tiles[t][2]);
+        add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
+    }
+    tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
+    free(p.ha), free(p.hb);
+}
+
+int main(int argc, char **argv) {
+    const char *out = "bench/results/gemm.json";
+    bool quick = false;
+    Strbuf cmd = {0};
+    for (int i = 0; i < argc; i++) sb_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
+        else if (strcmp(argv[i], "--repo") == 0 && i + 1 < argc) snprintf(repo, sizeof repo, "%s", argv[++i]);
+        else if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else {
+            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick]\n");
+            return 2;
+        }
+    }
+    Gpu g = {0};
+    if (tile_context_create(TILE_DEVICE_CUDA, 0, &g.ctx) != TILE_OK) {
+        printf("bench_gemm: no GPU (%s): nothing to measure\n", tile_context_message(NULL));
+        sb_free(&cmd);
+        return 0;
+    }
+    char device[200];
+    snprintf(device, sizeof device, "%s", tile_context_device_name(g.ctx));
+    g.dev = rt_cuda_device(g.ctx);
+    Strbuf err = {0};
+    if (cuda_event_create(g.dev, &g.start, &err) != TILE_OK || cuda_event_create(g.dev, &g.stop, &err) != TILE_OK) {
+        fprintf(stderr, "bench_gemm: events: %s\n", sb_str(&err));
+        return 1;
+    }
+    cublas_open(&g.cublas);
+    bench_size(&g, 2048, false);
+    if (!quick) {
+        bench_size(&g, 4096, true);
+        bench_size(&g, 8192, false);
+    }
+    cublas_close(&g.cublas);
+    cuda_event_destroy(g.dev, g.start);
+    cuda_event_destroy(g.dev, g.stop);
+    tile_context_destroy(g.ctx);
+    write_json(out, device, sb_str(&cmd));
+    sb_free(&cmd);
+    sb_free(&err);
+    return 0;
+}

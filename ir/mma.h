@@ -1,0 +1,63 @@
+/*
+ * mma.h: when a dot runs on tensor cores (mma.sync.aligned.m16n8k16), and the register layouts
+ * that makes its accumulator take. Layout inference (passes/layout.c) and the code generator
+ * (backend/codegen_reduce.c) both ask these questions, so the answers live here, next to the
+ * layout algebra.
+ *
+ * A dot a[M, K] @ b[K, N] + acc[M, N] qualifies when a and b are both bf16 or both f16, acc
+ * (and so the result) is f32, K is a positive multiple of 16, and the block's warps can be
+ * arranged as warps_m x warps_n (warps_m * warps_n == num_warps) with M % (16 * warps_m) == 0
+ * and N % (8 * warps_n) == 0; among such arrangements the one whose warp tile
+ * (M / warps_m) x (N / warps_n) is closest to square wins (ties: more warps along M). The
+ * accumulator layout is then
+ *
+ *     local(reps_m, reps_n) * spatial(warps_m, warps_n) * C,
+ *     C = local(2,1) * spatial(8,4) * local(1,2)                    (the 16 x 8 C fragment)
+ *
+ * with reps_m = M / (16 * warps_m), reps_n = N / (8 * warps_n): warp w = tid / 32 is
+ * (w / warps_n, w % warps_n); its lane holds, for every repeat (i, j), the four floats c0..c3
+ * of the 16 x 8 tile at rows 16 * (warps_m * i + w / warps_n), columns
+ * 8 * (warps_n * j + w % warps_n), in local order ((i * reps_n + j) * 2 + h) * 2 + e for
+ * c[2h + e] (mma_acc_slot). Operand fragments are loaded with ldmatrix x4 from shared memory,
+ * where lane l gives the address of row (l % 16), column 8 * (l / 16) of a 16 x 16 block
+ * (mma_ldmatrix_lane): for a (row-major [M, K]) that yields a0..a7; for b (row-major [K, N],
+ * with .trans) the b0..b3 of two neighbouring n tiles.
+ */
+#ifndef TILE_IR_MMA_H
+#define TILE_IR_MMA_H
+
+#include "ir/layout.h"
+
+typedef struct MmaTiling {
+    int warps_m, warps_n;  /* warps_m * warps_n == num_warps */
+    int64_t reps_m, reps_n; /* 16 x 8 tiles per warp along M and N */
+    int64_t m, n, k;
+    bool f16;               /* operands f16 (else bf16) */
+} MmaTiling;
+
+/* Whether dot(a: ea[m, k], b: eb[k, n], acc: ec[m, n]) runs on mma.sync for blocks of
+ * num_warps warps; fills *out when it does. */
+bool mma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
+                MmaTiling *out);
+/* The accumulator (and result) layout of such a dot (see above). */
+const Layout *mma_acc_layout(Arena *arena, const MmaTiling *t);
+/* The fragments of one m16n8k16 mma as layouts of one warp (the PTX ISA tables):
+ * A 16 x 16 = column_local(2,2) * spatial(8,4) * local(1,2),
+ * B 16 x 8  = local(2,1) * column_spatial(4,8) * local(2,1),
+ * C 16 x 8  = local(2,1) * spatial(8,4) * local(1,2). */
+const Layout *mma_fragment_a(Arena *arena);
+const Layout *mma_fragment_b(Arena *arena);
+const Layout *mma_fragment_c(Arena *arena);
+/* The accumulator slot of float c[reg] (reg 0..3) of repeat (i, j). */
+static inline uint32_t mma_acc_slot(const MmaTiling *t, int64_t i, int64_t j, int reg) {
+    return (uint32_t)((i * t->reps_n + j) * 4 + reg);
+}
+/* The row and column (within a 16 x 16 block of 16-bit elements) whose address lane `lane`
+ * gives to ldmatrix.sync.aligned.m8n8.x4: matrix lane / 8 is the block's quadrant
+ * (0: rows 0-7 cols 0-7, 1: rows 8-15, 2: cols 8-15, 3: both), row lane % 8 of it. */
+static inline void mma_ldmatrix_lane(int lane, int *row, int *col) {
+    *row = lane % 16;
+    *col = (lane / 16) * 8;
+}
+
+#endif

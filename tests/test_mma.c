@@ -1,0 +1,189 @@
+/*
+ * test_mma.c: the tensor-core rules of ir/mma.h, on the CPU.
+ *
+ * Which dots qualify and how the warps are arranged; the fragment layouts against the PTX ISA
+ * tables for mma.m16n8k16 (grp = lane / 4, tig = lane % 4); the accumulator layout, through
+ * layout_map, against the tiling the code generator assumes (warp w at (w / warps_n,
+ * w % warps_n), tile (i, j) of a warp at rows 16 * (warps_m * i + wm), slot mma_acc_slot); and
+ * the ldmatrix addressing of backend/codegen_mma.c, by simulating ldmatrix.x4 (and .trans) as
+ * the PTX ISA defines it on row-major, padded shared tiles: every register of every lane must
+ * hold the elements the fragment layouts name, the lower index in the low half.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/mma.h"
+
+static const ElemType BF16 = {EK_FLOAT, 16, 8, 7}, F16 = {EK_FLOAT, 16, 5, 10}, F32 = {EK_FLOAT, 32, 8, 23};
+
+Test(mma, which_dots_qualify) {
+    MmaTiling t;
+    cr_assert(mma_tiling(BF16, BF16, F32, 128, 128, 64, 4, &t));
+    cr_assert(t.warps_m == 2 && t.warps_n == 2 && t.reps_m == 4 && t.reps_n == 8 && !t.f16);
+    cr_assert(mma_tiling(F16, F16, F32, 64, 24, 32, 4, &t));
+    cr_assert(t.warps_m == 4 && t.warps_n == 1 && t.reps_m == 1 && t.reps_n == 3 && t.f16);
+    cr_assert(mma_tiling(BF16, BF16, F32, 128, 128, 16, 8, &t));
+    cr_assert_eq(t.warps_m * t.warps_n, 8);
+    cr_assert_eq(t.reps_m * 16 * t.warps_m, 128);
+    cr_assert_eq(t.reps_n * 8 * t.warps_n, 128);
+    cr_assert(mma_tiling(BF16, BF16, F32, 16, 8, 16, 1, &t));
+    cr_assert(t.reps_m == 1 && t.reps_n == 1);
+    /* types */
+    cr_assert_not(mma_tiling(F32, F32, F32, 128, 128, 64, 4, &t));
+    cr_assert_not(mma_tiling(BF16, F16, F32, 128, 128, 64, 4, &t));
+    cr_assert_not(mma_tiling(BF16, BF16, BF16, 128, 128, 64, 4, &t));
+    cr_assert_not(mma_tiling(BF16, BF16, (ElemType){EK_FLOAT, 64, 11, 52}, 128, 128, 64, 4, &t));
+    cr_assert_not(mma_tiling((ElemType){EK_INT, 8, 0, 0}, (ElemType){EK_INT, 8, 0, 0}, (ElemType){EK_INT, 32, 0, 0},
+                             128, 128, 64, 4, &t));
+    /* shapes: k a multiple of 16, the warps must tile m and n */
+    cr_assert_not(mma_tiling(BF16, BF16, F32, 128, 128, 24, 4, &t));
+    cr_assert_not(mma_tiling(BF16, BF16, F32, 128, 128, 0, 4, &t));
+    cr_assert_not(mma_tiling(BF16, BF16, F32, 16, 8, 16, 4, &t));
+    cr_assert_not(mma_tiling(BF16, BF16, F32, 100, 128, 64, 4, &t));
+    cr_assert_not(mma_tiling(BF16, BF16, F32, 128, 12, 64, 4, &t));
+}
+
+/* Fragments: the PTX ISA tables, register by register. */
+Test(mma, fragments_match_ptx_tables) {
+    Arena a;
+    arena_init(&a);
+    const Layout *fa = mma_fragment_a(&a), *fb = mma_fragment_b(&a), *fc = mma_fragment_c(&a);
+    cr_assert(fa->shape[0] == 16 && fa->shape[1] == 16 && fa->local_size == 8 && fa->num_threads == 32);
+    cr_assert(fb->shape[0] == 16 && fb->shape[1] == 8 && fb->local_size == 4 && fb->num_threads == 32);
+    cr_assert(fc->shape[0] == 16 && fc->shape[1] == 8 && fc->local_size == 4 && fc->num_threads == 32);
+    for (int64_t lane = 0; lane < 32; lane++) {
+        int64_t grp = lane / 4, tig = lane % 4, c[2];
+        for (int64_t r = 0; r < 8; r++) { /* a0,a1 (grp, 2tig+{0,1}); a2,a3 row+8; a4,a5 col+8; a6,a7 both */
+            layout_map(fa, lane, r, c);
+            cr_assert(c[0] == grp + 8 * ((r / 2) % 2) && c[1] == tig * 2 + r % 2 + 8 * (r / 4), "a%lld lane %lld",
+                      (long long)r, (long long)lane);
+        }
+        for (int64_t r = 0; r < 4; r++) { /* b0,b1 (2tig+{0,1}, grp); b2,b3 row+8 */
+            layout_map(fb, lane, r, c);
+            cr_assert(c[0] == tig * 2 + r % 2 + 8 * (r / 2) && c[1] == grp, "b%lld lane %lld", (long long)r,
+                      (long long)lane);
+        }
+        for (int64_t r = 0; r < 4; r++) { /* c0,c1 (grp, 2tig+{0,1}); c2,c3 row+8 */
+            layout_map(fc, lane, r, c);
+            cr_assert(c[0] == grp + 8 * (r / 2) && c[1] == tig * 2 + r % 2, "c%lld lane %lld", (long long)r,
+                      (long long)lane);
+        }
+    }
+    arena_free(&a);
+}
+
+/* The accumulator layout is the tiling the code generator assumes, for several shapes. */
+Test(mma, accumulator_layout_is_the_warp_tiling) {
+    static const struct {
+        int64_t m, n;
+        int warps;
+    } cases[] = {{128, 128, 4}, {64, 64, 4}, {32, 32, 4}, {64, 24, 4}, {128, 256, 8}, {16, 8, 1}, {64, 128, 2}};
+    Arena a;
+    arena_init(&a);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        MmaTiling t;
+        cr_assert(mma_tiling(BF16, BF16, F32, cases[k].m, cases[k].n, 32, cases[k].warps, &t));
+        const Layout *l = mma_acc_layout(&a, &t);
+        cr_assert(l->shape[0] == t.m && l->shape[1] == t.n);
+        cr_assert_eq(l->num_threads, 32 * cases[k].warps);
+        cr_assert_eq(l->local_size, t.reps_m * t.reps_n * 4);
+        cr_assert_eq(l->replication, 1);
+        cr_assert(layout_is_exact(l));
+        for (int64_t tid = 0; tid < l->num_threads; tid++) {
+            int64_t w = tid / 32, lane = tid % 32, wm = w / t.warps_n, wn = w % t.warps_n;
+            for (int64_t i = 0; i < t.reps_m; i++)
+                for (int64_t j = 0; j < t.reps_n; j++)
+                    for (int q = 0; q < 4; q++) {
+                        int64_t c[2];
+                        layout_map(l, tid, mma_acc_slot(&t, i, j, q), c);
+                        int64_t row = 16 * (t.warps_m * i + wm) + lane / 4 + 8 * (q / 2);
+                        int64_t col = 8 * (t.warps_n * j + wn) + 2 * (lane % 4) + q % 2;
+                        cr_assert(c[0] == row && c[1] == col, "%lldx%lld thread %lld tile (%lld,%lld) c%d",
+                                  (long long)t.m, (long long)t.n, (long long)tid, (long long)i, (long long)j, q);
+                    }
+        }
+    }
+    arena_free(&a);
+}
+
+/* ---- ldmatrix, simulated ------------------------------------------------------------------ */
+/* Element codes: row * 4096 + col, so a loaded value names its coordinate. */
+static int64_t code(int64_t row, int64_t col) { return row * 4096 + col; }
+
+/* ldmatrix.sync.aligned.m8n8.x4[.trans].b16: lane l gives the address (an element offset in
+ * smem) of row l % 8 of matrix l / 8; without .trans thread t receives, in register q, the
+ * elements (row t / 4, columns 2 (t % 4) + {0, 1}) of matrix q, with .trans the elements (rows
+ * 2 (t % 4) + {0, 1}, column t / 4); the first element is the low half. */
+static void ldmatrix_x4(const int64_t *smem, const int64_t *addr, bool trans, int64_t out[32][4][2]) {
+    for (int t = 0; t < 32; t++)
+        for (int q = 0; q < 4; q++)
+            for (int e = 0; e < 2; e++) {
+                int row = trans ? 2 * (t % 4) + e : t / 4, col = trans ? t / 4 : 2 * (t % 4) + e;
+                out[t][q][e] = smem[addr[8 * q + row] + col];
+            }
+}
+
+/* The a fragments of every m tile of every warp, and the b fragments of every pair of n tiles,
+ * loaded with the addresses backend/codegen_mma.c computes, hold what the fragment layouts say. */
+Test(mma, ldmatrix_addressing_loads_the_fragments) {
+    static const struct {
+        int64_t m, n, k;
+        int warps;
+    } cases[] = {{128, 128, 64, 4}, {32, 32, 16, 4}, {64, 64, 32, 8}};
+    Arena ar;
+    arena_init(&ar);
+    const Layout *fa = mma_fragment_a(&ar), *fb = mma_fragment_b(&ar);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        MmaTiling t;
+        cr_assert(mma_tiling(BF16, BF16, F32, cases[k].m, cases[k].n, cases[k].k, cases[k].warps, &t));
+        int64_t pitch_a = t.k + 8, pitch_b = t.n + 8;
+        int64_t *sa = calloc((size_t)(t.m * pitch_a), sizeof(int64_t));
+        int64_t *sb = calloc((size_t)(t.k * pitch_b), sizeof(int64_t));
+        for (int64_t r = 0; r < t.m; r++)
+            for (int64_t c = 0; c < t.k; c++) sa[r * pitch_a + c] = code(r, c);
+        for (int64_t r = 0; r < t.k; r++)
+            for (int64_t c = 0; c < t.n; c++) sb[r * pitch_b + c] = code(r, c);
+        int64_t regs[32][4][2], addr[32], c[2];
+        for (int w = 0; w < cases[k].warps; w++) {
+            int64_t wm = w / t.warps_n, wn = w % t.warps_n;
+            for (int64_t ks = 0; ks < t.k / 16; ks++) {
+                for (int64_t i = 0; i < t.reps_m; i++) {
+                    for (int lane = 0; lane < 32; lane++) {
+                        int lr, lc;
+                        mma_ldmatrix_lane(lane, &lr, &lc);
+                        addr[lane] = (16 * (t.warps_m * i + wm) + lr) * pitch_a + 16 * ks + lc;
+                    }
+                    ldmatrix_x4(sa, addr, false, regs);
+                    for (int lane = 0; lane < 32; lane++)
+                        for (int r = 0; r < 8; r++) {
+                            layout_map(fa, lane, r, c);
+                            int64_t want = code(16 * (t.warps_m * i + wm) + c[0], 16 * ks + c[1]);
+                            cr_assert_eq(regs[lane][r / 2][r % 2], want, "a%d lane %d", r, lane);
+                        }
+                }
+                for (int64_t j = 0; j + 1 < t.reps_n; j += 2) {
+                    for (int lane = 0; lane < 32; lane++) {
+                        int lr, lc;
+                        mma_ldmatrix_lane(lane, &lr, &lc);
+                        /* column block lc / 8 is the next n tile of this warp */
+                        addr[lane] = (16 * ks + lr) * pitch_b + 8 * (t.warps_n * (j + lc / 8) + wn);
+                    }
+                    ldmatrix_x4(sb, addr, true, regs);
+                    for (int lane = 0; lane < 32; lane++)
+                        for (int q = 0; q < 4; q++)
+                            for (int e = 0; e < 2; e++) {
+                                int64_t tile = j + q / 2;
+                                layout_map(fb, lane, 2 * (q % 2) + e, c);
+                                int64_t want = code(16 * ks + c[0], 8 * (t.warps_n * tile + wn) + c[1]);
+                                cr_assert_eq(regs[lane][q][e], want, "b tile %lld reg %d lane %d", (long long)tile,
+                                             q, lane);
+                            }
+                }
+            }
+        }
+        free(sa);
+        free(sb);
+    }
+    arena_free(&ar);
+}
