@@ -576,7 +576,8 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
                      LLVMModuleRef *out, CodegenInfo *info, Strbuf *err) {
     *out = NULL;
     memset(info, 0, sizeof *info);
-    int warps = options && options->num_warps > 0 ? options->num_warps : 4;
+    /* the options' num_warps, else the kernel's warps(N), else 4 (as the layout pass decides) */
+    int warps = options && options->num_warps > 0 ? options->num_warps : kernel->num_warps > 0 ? kernel->num_warps : 4;
     if (warps > 32) {
         sb_printf(err, "%s: %d warps is more than a block holds (32)", kernel->name, warps);
         return false;

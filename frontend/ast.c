@@ -290,6 +290,11 @@ static void dump_node(Dumper *d, const AstNode *n, int level) {
         sb_puts(out, ") (grid ");
         dump_items(d, n->grid, level);
         sb_puts(out, ") ");
+        if (n->warps) {
+            sb_puts(out, "(warps ");
+            dump_node(d, n->warps, level);
+            sb_puts(out, ") ");
+        }
         dump_node(d, n->body, level);
         sb_putc(out, ')');
         break;

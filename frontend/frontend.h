@@ -48,7 +48,8 @@ typedef enum {
     /* declarations */
     AST_PARAM,      /* name; type (AST_TYPE or NULL for untyped device-function params) */
     AST_CONST_PARAM,/* name; type (or NULL); lhs = default value (or NULL) */
-    AST_KERNEL,     /* name; const_params; params; grid (list of expressions); body */
+    AST_KERNEL,     /* name; const_params; params; grid (list of expressions); warps (or NULL);
+                       body */
     AST_FUNCTION,   /* name; params; type = result type (or NULL); body */
 } AstKind;
 
@@ -79,6 +80,7 @@ struct AstNode {
     AstList *const_params;   /* AST_KERNEL */
     AstList *params;         /* AST_KERNEL, AST_FUNCTION */
     AstList *grid;           /* AST_KERNEL */
+    AstNode *warps;          /* AST_KERNEL: `warps(N)`, the warps per block on the GPU, or NULL */
     uint32_t depth;          /* expressions: height of the subtree (1 for a leaf), set by the
                                 parser, which bounds it (PARSE_MAX_EXPR_DEPTH) so that
                                 recursive walks of any AST it returns stay shallow */

@@ -980,6 +980,18 @@ static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
     }
 }
 
+/* `warps(N)`: a compile-time power of two from 1 to 32 (at most 1024 threads a block). */
+static void lower_warps(Lower *L, const AstNode *k, IrFunction *f) {
+    int64_t n;
+    if (!k->warps || !lower_const_int(L, k->warps, "the number of warps", &n)) return;
+    if (n < 1 || n > 32 || (n & (n - 1)) != 0) {
+        diag_error(L->diags, k->warps->loc, "warps(%lld): the number of warps must be 1, 2, 4, 8, 16 or 32",
+                   (long long)n);
+        return;
+    }
+    f->num_warps = (int)n;
+}
+
 IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBinding *consts, size_t nconsts,
                          IrModule *m, DiagList *d) {
     Lower L = {0};
@@ -1001,6 +1013,7 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
     bind_constants(&L, k, consts, nconsts);
     lower_params(&L, k, f);
     lower_grid(&L, k, f);
+    lower_warps(&L, k, f);
     L.entry = f->body;
     L.dim_cache.len = 0;
     ir_builder_at_end(&L.b, f->body);

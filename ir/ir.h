@@ -192,6 +192,7 @@ struct IrFunction {
     IrRegion *body;          /* args: the parameters */
     IrRegion *grid;          /* kernels: args like body's; ends in yield of 1..3 i32 scalars */
     IrParam *params;         /* one per body argument */
+    int num_warps;           /* kernels: warps per block on the GPU from `warps(N)`; 0: the default */
     uint32_t nparams;
     const IrType **result_types; /* device functions */
     uint32_t nresults;

@@ -194,6 +194,7 @@ Token lexer_next(Lexer *lx) {
             "in" { code = TK_IN; goto done; }
             "step" { code = TK_STEP; goto done; }
             "pipeline" { code = TK_PIPELINE; goto done; }
+            "warps" { code = TK_WARPS; goto done; }
             "if" { code = TK_IF; goto done; }
             "else" { code = TK_ELSE; goto done; }
             "while" { code = TK_WHILE; goto done; }
@@ -320,6 +321,7 @@ const char *token_name(int code) {
     case TK_IN: return "'in'";
     case TK_STEP: return "'step'";
     case TK_PIPELINE: return "'pipeline'";
+    case TK_WARPS: return "'warps'";
     case TK_IF: return "'if'";
     case TK_ELSE: return "'else'";
     case TK_WHILE: return "'while'";

@@ -162,14 +162,19 @@ decl(A) ::= kernel(K). { A = K; }
 decl(A) ::= function(F). { A = F; }
 
 kernel(A) ::= KERNEL NAME(N) const_params(C) LPAREN kernel_params(P) RPAREN
-              GRID LPAREN expr_list(G) RPAREN block(B). {
+              GRID LPAREN expr_list(G) RPAREN warps_opt(W) block(B). {
     A = node_at(S, AST_KERNEL, N);
     A->name = token_text(S, N);
     A->const_params = C;
     A->params = P;
     A->grid = G;
+    A->warps = W;
     A->body = B;
 }
+
+%type warps_opt {AstNode *}
+warps_opt(A) ::= . { A = NULL; }
+warps_opt(A) ::= WARPS LPAREN expr(E) RPAREN. { A = E; }
 
 %type const_params {AstList *}
 %type const_param_list {AstList *}

@@ -376,7 +376,8 @@ static bool fill_rest(IrOp *op, void *ctx) {
 }
 
 static const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena) {
-    Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : 4, .cap = f->next_value_id + 1};
+    Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4,
+                .cap = f->next_value_id + 1};
     a.lay = arena_alloc(arena, sizeof(const Layout *) * a.cap);
     memset(a.lay, 0, sizeof(const Layout *) * a.cap);
     a.free_ = xcalloc(a.cap, 1);
@@ -471,4 +472,4 @@ bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
     return changed;
 }
 
-bool pass_layout(IrModule *m, DiagList *d) { return pass_layout_run(m, 4, d); }
+bool pass_layout(IrModule *m, DiagList *d) { return pass_layout_run(m, 0, d); }

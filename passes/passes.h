@@ -30,7 +30,7 @@ typedef struct PassOptions {
     Strbuf *dump;            /* where dumps go */
     bool verify_each;        /* run the verifier before the first pass and after each one */
     bool gpu;                /* also run the GPU passes (layout); implied by dump_after "layout" */
-    int num_warps;           /* GPU passes: threads per block / 32; 0: 4 */
+    int num_warps;           /* GPU passes: threads per block / 32; 0: the kernel's warps(N), else 4 */
 } PassOptions;
 
 /* Runs the pipeline. False when a pass reported an error or when the verifier failed after a

@@ -69,7 +69,7 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
     bool gpu = opt->gpu || (opt->dump_after && strcmp(opt->dump_after, "layout") == 0);
     if (gpu) {
         int errors = d->errors;
-        pass_layout_run(m, opt->num_warps > 0 ? opt->num_warps : 4, d);
+        pass_layout_run(m, opt->num_warps, d); /* 0: each kernel's warps(N), else 4 */
         if (d->errors > errors) return false;
         if (opt->verify_each && !ir_verify_module(m, d)) {
             diag_error(d, module_loc(m), "internal error: IR invalid after pass layout");

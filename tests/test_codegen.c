@@ -425,6 +425,23 @@ Test(codegen, scalar_store) {
     compiled_free(&c);
 }
 
+/* warps(N) in the source sets the block size when the options leave it open (num_warps 0):
+ * the layout pass and the code generator agree on it. */
+Test(codegen, kernel_warps_clause) {
+    const char *src = "kernel wide(x: tensor<f32>[N]) grid(cdiv(N, 2048)) warps(8)\n"
+                      "{\n  let i = block_id(0) * 2048;\n  x[i :+ 2048] = x[i :+ 2048] * 2.0;\n}\n";
+    Compiled c = compile_source_for("wide.tile", src, "wide", true, 0);
+    Strbuf ptx = {0}, err = {0};
+    CodegenInfo info;
+    CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A};
+    cr_assert(backend_compile_ptx(c.kernel, &opt, &ptx, &info, &err), "%s", sb_str(&err));
+    cr_assert_eq(info.threads, 256);
+    cr_assert_not_null(strstr(sb_str(&ptx), ".maxntid 256"), "%s", sb_str(&ptx));
+    sb_free(&ptx);
+    sb_free(&err);
+    compiled_free(&c);
+}
+
 /* The code generator computes no layouts: a kernel whose IR did not go through the layout pass
  * (the VM's IR), or went through it for another block size, is an internal error with the
  * value and its location, not code for a layout it made up. */

@@ -83,8 +83,8 @@ Test(lexer, keywords_and_identifiers) {
     EXPECT_CODES("kernel fn grid let var for in step pipeline if else while return", TK_KERNEL,
                  TK_FN, TK_GRID, TK_LET, TK_VAR, TK_FOR, TK_IN, TK_STEP, TK_PIPELINE, TK_IF,
                  TK_ELSE, TK_WHILE, TK_RETURN);
-    EXPECT_CODES("true false tensor tile cast zeros ones full", TK_TRUE, TK_FALSE, TK_TENSOR,
-                 TK_TILE, TK_CAST, TK_ZEROS, TK_ONES, TK_FULL);
+    EXPECT_CODES("true false tensor tile cast zeros ones full warps", TK_TRUE, TK_FALSE, TK_TENSOR,
+                 TK_TILE, TK_CAST, TK_ZEROS, TK_ONES, TK_FULL, TK_WARPS);
     /* a keyword prefix or a keyword with a suffix is an identifier */
     EXPECT_CODES("kernels _fn fn_ tiles in2 If x_1 _", TK_NAME, TK_NAME, TK_NAME, TK_NAME,
                  TK_NAME, TK_NAME, TK_NAME, TK_NAME);

@@ -317,3 +317,30 @@ Test(lower, small_types_round_trip) {
     }
     release(&c);
 }
+
+Test(lower, warps_clause_sets_the_kernel_block_size) {
+    Compiled c = compile("kernel k<W = 8>(y: tensor<f32>[N]) grid(1) warps(W) { y[0] = 1.0; }\n", "k", NULL, 0, true);
+    cr_assert_eq(c.f->num_warps, 8);
+    char *text = print(&c);
+    cr_assert(strstr(text, "kernel @k(%0: tensor<f32>[N]) warps 8\n") != NULL, "%s", text);
+    free(text);
+    release(&c);
+    c = compile("kernel k(y: tensor<f32>[N]) grid(1) { y[0] = 1.0; }\n", "k", NULL, 0, true);
+    cr_assert_eq(c.f->num_warps, 0); /* the default, decided by the GPU path */
+    release(&c);
+    /* not a power of two, or not a constant: located errors */
+    const char *bad[] = {"kernel k(y: tensor<f32>[N]) grid(1) warps(3) { y[0] = 1.0; }\n",
+                         "kernel k(y: tensor<f32>[N]) grid(1) warps(64) { y[0] = 1.0; }\n",
+                         "kernel k(y: tensor<f32>[N]) grid(1) warps(N) { y[0] = 1.0; }\n"};
+    for (int i = 0; i < 3; i++) {
+        DiagList d = {0};
+        AstFile *ast = parse_source("t.tile", bad[i], strlen(bad[i]), &d);
+        cr_assert_eq(d.errors, 0, "%s", sb_str(&d.text));
+        IrModule *m = ir_module_new();
+        cr_assert_null(lower_kernel(ast, "k", NULL, 0, m, &d));
+        cr_assert(strstr(sb_str(&d.text), "t.tile:1:") != NULL, "%s", sb_str(&d.text));
+        ir_module_free(m);
+        ast_file_free(ast);
+        diag_free(&d);
+    }
+}
