@@ -41,7 +41,7 @@ static void die(tile_context *ctx, const char *what, tile_status st) {
 
 /* ---- results (the schema of bench/RESULTS.md) ------------------------------------------------ */
 typedef struct Row {
-    char name[96], metric[48], anchor_name[96];
+    char name[128], metric[48], anchor_name[96];
     double ours, anchor, ratio; /* anchor < 0: none */
 } Row;
 
@@ -254,14 +254,14 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 
 static char repo[1024] = ".";
 
-static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk) {
+static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/gemm.tile", repo);
     tile_program *prog;
     tile_kernel *k;
-    tile_constant c[3] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}};
+    tile_constant c[4] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}, {.name = "W", .i = w}};
     tile_status st = tile_program_from_file(g->ctx, path, &prog);
-    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm", c, 3, &k)) != TILE_OK) die(g->ctx, "gemm", st);
+    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm", c, 4, &k)) != TILE_OK) die(g->ctx, "gemm", st);
     int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n};
     Ours o = {.kernel = k,
               .args = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->a, 2, sa)},
@@ -276,8 +276,8 @@ static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk)
     sb_free(&err);
     run_ours(g, &o);
     char what[96];
-    snprintf(what, sizeof what, "gemm %lld^3 BM=%lld BN=%lld BK=%lld", (long long)p->m, (long long)bm, (long long)bn,
-             (long long)bk);
+    snprintf(what, sizeof what, "gemm %lld^3 BM=%lld BN=%lld BK=%lld W=%lld", (long long)p->m, (long long)bm,
+             (long long)bn, (long long)bk, (long long)w);
     check(g, p, what);
     double ms = timed_ms(g, run_ours, &o);
     tile_program_destroy(prog);
@@ -295,13 +295,14 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
         run_cublas(g, &p);
         anchor = 2.0 * (double)size * (double)size * (double)size / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
     }
-    static const int64_t tiles[][3] = {{128, 128, 64}, {128, 128, 32}, {64, 128, 64}, {128, 64, 64}};
+    static const int64_t tiles[][4] = {{128, 128, 64, 4}, {128, 128, 64, 8}, {128, 256, 64, 8},
+                                       {128, 128, 32, 4}, {64, 128, 64, 4}};
     for (size_t t = 0; t < (variants ? sizeof tiles / sizeof tiles[0] : 1); t++) {
-        double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2]);
-        char name[96];
-        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld", (long long)size,
+        double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3]);
+        char name[112];
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld", (long long)size,
                  (long long)size, (long long)size, (long long)tiles[t][0], (long long)tiles[t][1],
-                 (long long)tiles[t][2]);
+                 (long long)tiles[t][2], (long long)tiles[t][3]);
         add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
     }
     tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);

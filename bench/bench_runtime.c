@@ -319,15 +319,15 @@ static void bench_vector_add(Gpu *g, double copy_gbs) {
     tile_program_destroy(p);
 }
 
-/* bm, bn: the kernel's BM and BN (bn >= 16384 takes the one-pass path). */
-static void bench_softmax(Gpu *g, double copy_gbs, int64_t bm, int64_t bn) {
+/* bm, bn, w: the kernel's BM, BN and W (bn >= 16384 takes the one-pass path). */
+static void bench_softmax(Gpu *g, double copy_gbs, int64_t bm, int64_t bn, int64_t w) {
     int64_t m = 16384, nn = 16384;
     size_t n = (size_t)(m * nn);
     float *hx = random_host(n, 3), *hy = malloc(n * sizeof(float));
     void *x = upload(g, hx, n), *y = upload(g, NULL, n);
     tile_program *p;
-    tile_constant c[2] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}};
-    tile_kernel *k = load_with(g, &core[1], c, 2, &p);
+    tile_constant c[3] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "W", .i = w}};
+    tile_kernel *k = load_with(g, &core[1], c, 3, &p);
     int64_t shape[2] = {m, nn};
     tile_arg args[2] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 2, shape)},
                         {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 2, shape)}};
@@ -351,7 +351,8 @@ static void bench_softmax(Gpu *g, double copy_gbs, int64_t bm, int64_t bn) {
     double ms = timed(g, run_launch, &l, 10);
     double gbs = 2.0 * (double)(n * sizeof(float)) / (ms * 1e-3) / 1e9;
     char name[96];
-    snprintf(name, sizeof name, "softmax f32 16384x16384 BM=%lld BN=%lld", (long long)bm, (long long)bn);
+    snprintf(name, sizeof name, "softmax f32 16384x16384 BM=%lld BN=%lld W=%lld", (long long)bm, (long long)bn,
+             (long long)w);
     add_row(name, "GB/s (read+write once)", gbs, copy_gbs, "device copy (cuMemcpyDtoD, same run)", true);
     tile_free(g->ctx, x), tile_free(g->ctx, y);
     free(hx), free(hy);
@@ -430,9 +431,10 @@ int main(int argc, char **argv) {
     bench_launch_overhead(&g);
     double copy = bench_copy_bandwidth(&g);
     bench_vector_add(&g, copy);
-    bench_softmax(&g, copy, 4, 1024);  /* the defaults: two passes over each row */
-    bench_softmax(&g, copy, 1, 16384); /* specialized to the row: one pass */
-    bench_softmax(&g, copy, 2, 16384);
+    bench_softmax(&g, copy, 4, 1024, 4);  /* the defaults: two passes over each row */
+    bench_softmax(&g, copy, 1, 16384, 4); /* specialized to the row: one pass */
+    bench_softmax(&g, copy, 1, 16384, 8);
+    bench_softmax(&g, copy, 2, 16384, 8);
     cuda_event_destroy(g.dev, g.start);
     cuda_event_destroy(g.dev, g.stop);
     tile_context_destroy(g.ctx);
