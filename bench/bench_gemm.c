@@ -23,67 +23,12 @@
 
 #include "runtime/cuda.h"
 #include "runtime/runtime.h"
+#include "bench.h"
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(tile_context *ctx, const char *what, tile_status st) {
-    fprintf(stderr, "bench_gemm: %s: %s\n%s\n", what, tile_status_name(st), tile_context_message(ctx));
-    exit(1);
-}
-
-/* ---- results (the schema of bench/RESULTS.md) ------------------------------------------------ */
-typedef struct Row {
-    char name[128], metric[48], anchor_name[96];
-    double ours, anchor, ratio; /* anchor < 0: none */
-} Row;
-
-static Row rows[32];
-static int nrows;
+static void die(tile_context *ctx, const char *what, tile_status st) { bench_die("bench_gemm", ctx, what, st); }
 
 static void add_row(const char *name, double ours, double anchor, const char *anchor_name) {
-    Row *r = &rows[nrows++];
-    snprintf(r->name, sizeof r->name, "%s", name);
-    snprintf(r->metric, sizeof r->metric, "TFLOP/s");
-    snprintf(r->anchor_name, sizeof r->anchor_name, "%s", anchor_name ? anchor_name : "");
-    r->ours = ours;
-    r->anchor = anchor;
-    r->ratio = anchor > 0 ? ours / anchor : -1;
-    printf("%-40s %8.1f TFLOP/s", name, ours);
-    if (anchor > 0) printf("   %s %8.1f TFLOP/s   ratio %.3f", anchor_name, anchor, r->ratio);
-    printf("\n");
-}
-
-static void write_json(const char *path, const char *device, const char *command) {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "bench_gemm: cannot write %s\n", path);
-        return;
-    }
-    char date[32];
-    time_t t = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&t));
-    fprintf(f, "{\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"command\": \"%s\",\n  \"rows\": [\n", device, date, command);
-    for (int i = 0; i < nrows; i++) {
-        Row *r = &rows[i];
-        fprintf(f, "    {\"case\": \"%s\", \"metric\": \"%s\", \"ours\": %.6g, ", r->name, r->metric, r->ours);
-        if (r->anchor > 0)
-            fprintf(f, "\"anchor\": %.6g, \"anchor_name\": \"%s\", \"vs\": \"ours/anchor\", \"ratio\": %.4f}", r->anchor,
-                    r->anchor_name, r->ratio);
-        else
-            fprintf(f, "\"anchor\": null, \"anchor_name\": null, \"vs\": null, \"ratio\": null}");
-        fprintf(f, "%s\n", i + 1 < nrows ? "," : "");
-    }
-    fprintf(f, "  ]\n}\n");
-    fclose(f);
-    printf("wrote %s\n", path);
+    bench_add_row(name, "TFLOP/s", ours, anchor > 0 ? anchor : -1, anchor_name, true);
 }
 
 /* ---- cuBLAS through dlopen ------------------------------------------------------------------- */
@@ -185,7 +130,7 @@ static double timed_ms(Gpu *g, void (*body)(Gpu *, void *), void *arg) {
     double t[10];
     for (int r = 0; r < 3; r++) event_ms(g, body, arg);
     for (int r = 0; r < 10; r++) t[r] = event_ms(g, body, arg);
-    return median(t, 10);
+    return bench_median(t, 10);
 }
 
 static void *device_bf16(Gpu *g, int64_t n, unsigned seed, uint16_t **host) {
@@ -347,7 +292,7 @@ int main(int argc, char **argv) {
     cuda_event_destroy(g.dev, g.start);
     cuda_event_destroy(g.dev, g.stop);
     tile_context_destroy(g.ctx);
-    write_json(out, device, sb_str(&cmd));
+    bench_write_json(out, device, sb_str(&cmd));
     sb_free(&cmd);
     sb_free(&err);
     return 0;

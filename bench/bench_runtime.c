@@ -24,77 +24,9 @@
 
 #include "runtime/cuda.h"
 #include "runtime/runtime.h"
+#include "bench.h"
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-static void die(tile_context *ctx, const char *what, tile_status st) {
-    fprintf(stderr, "bench_runtime: %s: %s\n%s\n", what, tile_status_name(st), tile_context_message(ctx));
-    exit(1);
-}
-
-/* ---- results ----------------------------------------------------------------------------- */
-typedef struct Row {
-    char name[96], metric[48], anchor_name[96], vs[24];
-    double ours, anchor, ratio; /* anchor < 0: none */
-} Row;
-
-static Row rows[64];
-static int nrows;
-
-/* higher_is_better: ratio = ours / anchor, else anchor / ours (>= 1: we are at or ahead). */
-static void add_row(const char *name, const char *metric, double ours, double anchor, const char *anchor_name,
-                    bool higher_is_better) {
-    Row *r = &rows[nrows++];
-    snprintf(r->name, sizeof r->name, "%s", name);
-    snprintf(r->metric, sizeof r->metric, "%s", metric);
-    snprintf(r->anchor_name, sizeof r->anchor_name, "%s", anchor_name ? anchor_name : "");
-    snprintf(r->vs, sizeof r->vs, "%s", anchor < 0 ? "" : higher_is_better ? "ours/anchor" : "anchor/ours");
-    r->ours = ours;
-    r->anchor = anchor;
-    r->ratio = anchor < 0 ? -1 : higher_is_better ? ours / anchor : anchor / ours;
-    printf("%-34s %-22s %12.4g", name, metric, ours);
-    if (anchor >= 0) printf("   %-30s %12.4g   ratio %.3f", anchor_name, anchor, r->ratio);
-    printf("\n");
-}
-
-static void write_json(const char *path, const char *device, const char *command) {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        fprintf(stderr, "bench_runtime: cannot write %s\n", path);
-        return;
-    }
-    char date[32];
-    time_t t = time(NULL);
-    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&t));
-    fprintf(f, "{\n  \"device\": \"%s\",\n  \"date\": \"%s\",\n  \"command\": \"%s\",\n  \"rows\": [\n", device, date, command);
-    for (int i = 0; i < nrows; i++) {
-        Row *r = &rows[i];
-        fprintf(f, "    {\"case\": \"%s\", \"metric\": \"%s\", \"ours\": %.6g, ", r->name, r->metric, r->ours);
-        if (r->anchor >= 0)
-            fprintf(f, "\"anchor\": %.6g, \"anchor_name\": \"%s\", \"vs\": \"%s\", \"ratio\": %.4f}", r->anchor,
-                    r->anchor_name, r->vs, r->ratio);
-        else
-            fprintf(f, "\"anchor\": null, \"anchor_name\": null, \"vs\": null, \"ratio\": null}");
-        fprintf(f, "%s\n", i + 1 < nrows ? "," : "");
-    }
-    fprintf(f, "  ]\n}\n");
-    fclose(f);
-    printf("wrote %s\n", path);
-}
+static void die(tile_context *ctx, const char *what, tile_status st) { bench_die("bench_runtime", ctx, what, st); }
 
 /* ---- kernels --------------------------------------------------------------------------------- */
 typedef struct KernelId {
@@ -124,7 +56,7 @@ static char *read_source(const KernelId *k, size_t *len) {
 
 /* Source text to a compiled kernel (and, on a GPU, a loaded module): ms. */
 static double compile_once(tile_context *ctx, const KernelId *k, const char *src, size_t len, tile_program **keep) {
-    double t0 = now_us();
+    double t0 = bench_now_us();
     tile_program *p;
     tile_kernel *kernel;
     tile_status st = tile_program_from_string(ctx, k->file, src, len, &p);
@@ -139,7 +71,7 @@ static double compile_once(tile_context *ctx, const KernelId *k, const char *src
             die(ctx, k->name, st);
         tile_string_free(out);
     }
-    double ms = (now_us() - t0) / 1e3;
+    double ms = (bench_now_us() - t0) / 1e3;
     if (keep) *keep = p;
     else tile_program_destroy(p);
     return ms;
@@ -158,10 +90,10 @@ static void bench_cold_jit(const char *where) {
         char name[96];
         snprintf(name, sizeof name, "cold JIT %s", core[i].name);
         if (strcmp(where, "gpu") == 0)
-            add_row(name, "ms source->loaded", median(t, 5), strcmp(core[i].name, "gemm") == 0 ? 2480 : -1,
+            bench_add_row(name, "ms source->loaded", bench_median(t, 5), strcmp(core[i].name, "gemm") == 0 ? 2480 : -1,
                     "Triton cold compile, gemm (anchors file, not this run)", false);
         else
-            add_row(name, "ms source->cubin (CPU)", median(t, 5), -1, NULL, false);
+            bench_add_row(name, "ms source->cubin (CPU)", bench_median(t, 5), -1, NULL, false);
         free(src);
     }
     tile_context_destroy(ctx);
@@ -181,7 +113,7 @@ static void bench_cache_hits(void) {
     compile_once(ctx, &core[1], src, len, &first); /* miss: compiles and stores */
     double mem[101];
     for (int r = 0; r < 101; r++) mem[r] = compile_once(ctx, &core[1], src, len, NULL) * 1e3;
-    add_row("cache hit (memory) softmax", "us source->kernel", median(mem, 101), -1, NULL, false);
+    bench_add_row("cache hit (memory) softmax", "us source->kernel", bench_median(mem, 101), -1, NULL, false);
     tile_program_destroy(first);
     tile_context_destroy(ctx);
     double disk[9];
@@ -191,7 +123,7 @@ static void bench_cache_hits(void) {
         disk[r] = compile_once(fresh, &core[1], src, len, NULL) * 1e3;
         tile_context_destroy(fresh);
     }
-    add_row("cache hit (disk) softmax", "us source->loaded", median(disk, 9), -1, NULL, false);
+    bench_add_row("cache hit (disk) softmax", "us source->loaded", bench_median(disk, 9), -1, NULL, false);
     free(src);
     unsetenv("TILE_CACHE_DIR");
 }
@@ -248,7 +180,7 @@ static double timed(Gpu *g, void (*body)(void *), void *arg, int reps) {
     double t[32];
     for (int r = 0; r < 3; r++) event_ms(g, body, arg);
     for (int r = 0; r < reps; r++) t[r] = event_ms(g, body, arg);
-    return median(t, reps);
+    return bench_median(t, reps);
 }
 
 static tile_kernel *load_with(Gpu *g, const KernelId *k, const tile_constant *c, size_t nc, tile_program **p) {
@@ -286,7 +218,7 @@ static double bench_copy_bandwidth(Gpu *g) {
     Copy c = {g, b, a, bytes};
     double ms = timed(g, run_copy, &c, 20);
     double gbs = 2.0 * (double)bytes / (ms * 1e-3) / 1e9;
-    add_row("device copy 1 GiB", "GB/s (read+write)", gbs, -1, NULL, true);
+    bench_add_row("device copy 1 GiB", "GB/s (read+write)", gbs, -1, NULL, true);
     tile_free(g->ctx, a);
     tile_free(g->ctx, b);
     return gbs;
@@ -313,7 +245,7 @@ static void bench_vector_add(Gpu *g, double copy_gbs) {
         }
     double ms = timed(g, run_launch, &l, 20);
     double gbs = 3.0 * (double)(n * sizeof(float)) / (ms * 1e-3) / 1e9;
-    add_row("vector_add f32 3x1GiB", "GB/s", gbs, copy_gbs, "device copy (cuMemcpyDtoD, same run)", true);
+    bench_add_row("vector_add f32 3x1GiB", "GB/s", gbs, copy_gbs, "device copy (cuMemcpyDtoD, same run)", true);
     tile_free(g->ctx, a), tile_free(g->ctx, b), tile_free(g->ctx, c);
     free(ha), free(hb), free(hc);
     tile_program_destroy(p);
@@ -353,7 +285,7 @@ static void bench_softmax(Gpu *g, double copy_gbs, int64_t bm, int64_t bn, int64
     char name[96];
     snprintf(name, sizeof name, "softmax f32 16384x16384 BM=%lld BN=%lld W=%lld", (long long)bm, (long long)bn,
              (long long)w);
-    add_row(name, "GB/s (read+write once)", gbs, copy_gbs, "device copy (cuMemcpyDtoD, same run)", true);
+    bench_add_row(name, "GB/s (read+write once)", gbs, copy_gbs, "device copy (cuMemcpyDtoD, same run)", true);
     tile_free(g->ctx, x), tile_free(g->ctx, y);
     free(hx), free(hy);
     tile_program_destroy(p);
@@ -374,9 +306,9 @@ static void bench_launch_overhead(Gpu *g) {
     tile_synchronize(g->ctx);
     double ours[5], bare[5];
     for (int r = 0; r < 5; r++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         for (int i = 0; i < N; i++) run_launch(&l);
-        ours[r] = (now_us() - t0) / N;
+        ours[r] = (bench_now_us() - t0) / N;
         tile_synchronize(g->ctx);
     }
     CudaFunction *fn;
@@ -389,12 +321,12 @@ static void bench_launch_overhead(Gpu *g) {
     CudaLaunch launch = {.grid = {1, 1, 1}, .block = {threads, 1, 1}, .shared_bytes = shared};
     Strbuf err = {0};
     for (int r = 0; r < 5; r++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         for (int i = 0; i < N; i++) cuda_launch(g->dev, fn, &launch, params, &err);
-        bare[r] = (now_us() - t0) / N;
+        bare[r] = (bench_now_us() - t0) / N;
         tile_synchronize(g->ctx);
     }
-    add_row("launch overhead (1 block)", "us per launch (host)", median(ours, 5), median(bare, 5),
+    bench_add_row("launch overhead (1 block)", "us per launch (host)", bench_median(ours, 5), bench_median(bare, 5),
             "bare cuLaunchKernel, same cubin", false);
     sb_free(&err);
     tile_free(g->ctx, a), tile_free(g->ctx, b), tile_free(g->ctx, c);
@@ -417,7 +349,7 @@ int main(int argc, char **argv) {
     if (tile_context_create(TILE_DEVICE_CUDA, 0, &g.ctx) != TILE_OK) {
         printf("no GPU (%s): measuring the compile on this CPU only\n", tile_context_message(NULL));
         bench_cold_jit("cpu");
-        write_json(out, "CPU (no GPU): compile only", sb_str(&cmd));
+        bench_write_json(out, "CPU (no GPU): compile only", sb_str(&cmd));
         return 0;
     }
     char device[200];
@@ -438,7 +370,7 @@ int main(int argc, char **argv) {
     cuda_event_destroy(g.dev, g.start);
     cuda_event_destroy(g.dev, g.stop);
     tile_context_destroy(g.ctx);
-    write_json(out, device, sb_str(&cmd));
+    bench_write_json(out, device, sb_str(&cmd));
     sb_free(&cmd);
     return 0;
 }
