@@ -14,21 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "testutil.h"
 #include "tile/tile.h"
 
-static tile_context *vm_context(void) {
-    tile_context *ctx = NULL;
-    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
-    return ctx;
-}
-
-static tile_program *load(tile_context *ctx, const char *relpath) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", TILE_SOURCE_DIR, relpath);
-    tile_program *p = NULL;
-    cr_assert_eq(tile_program_from_file(ctx, path, &p), TILE_OK, "%s", tile_context_message(ctx));
-    return p;
-}
 
 static void write_file(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
@@ -126,7 +114,7 @@ static const char *dtype_c_type(const tile_param_info *info) {
 }
 
 Test(aot, core_kernels_compile_carry_images_and_typed_launchers, .timeout = 600) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     char dirpath[4096];
     snprintf(dirpath, sizeof dirpath, "%s/stdlib/core", TILE_SOURCE_DIR);
     DIR *dir = opendir(dirpath);
@@ -140,7 +128,7 @@ Test(aot, core_kernels_compile_carry_images_and_typed_launchers, .timeout = 600)
         char rel[512], name[256];
         snprintf(rel, sizeof rel, "stdlib/core/%s", e->d_name);
         snprintf(name, sizeof name, "%.*s", (int)(n - 5), e->d_name);
-        tile_program *p = load(ctx, rel);
+        tile_program *p = test_load_program(ctx, rel);
         if (files == 0) backend = have_backend(ctx, p);
         char *h = NULL, *c = NULL, *notes = NULL;
         char header_name[300];
@@ -228,7 +216,7 @@ static const char *keyword_source =
     "}\n";
 
 Test(aot, keywords_scalars_and_constants) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     tile_program *p;
     tile_status st = tile_program_from_string(ctx, "dir/odd.tile", keyword_source, strlen(keyword_source), &p);
     if (st != TILE_OK) cr_skip_test("the language rejects these names: %s", tile_context_message(ctx));
@@ -258,8 +246,8 @@ Test(aot, keywords_scalars_and_constants) {
 }
 
 Test(aot, errors) {
-    tile_context *ctx = vm_context();
-    tile_program *p = load(ctx, "stdlib/core/vector_add.tile");
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
     char *h, *c;
     static const char *const bad_arch[] = {"sm_70"};
     tile_aot_options opt = {.archs = bad_arch, .narchs = 1};
@@ -290,7 +278,7 @@ static const tile_aot_kernel va_desc = {"va.tile", va_source, sizeof va_source -
                                         junk_images, 2};
 
 Test(aot, context_programs_on_the_vm) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     tile_kernel *k1, *k2;
     cr_assert_eq(tile_context_aot_kernel(ctx, &va_desc, &k1), TILE_OK, "%s", tile_context_message(ctx));
     cr_assert_eq(tile_context_aot_kernel(ctx, &va_desc, &k2), TILE_OK);

@@ -13,24 +13,10 @@
 #include "testutil.h"
 #include "tile/tile.h"
 
-static tile_context *vm_context(void) {
-    tile_context *ctx = NULL;
-    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
-    return ctx;
-}
-
-static tile_program *load(tile_context *ctx, const char *relpath) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", TILE_SOURCE_DIR, relpath);
-    tile_program *p = NULL;
-    tile_status st = tile_program_from_file(ctx, path, &p);
-    cr_assert_eq(st, TILE_OK, "%s", tile_context_message(ctx));
-    return p;
-}
 
 /* ---- contexts ------------------------------------------------------------------------------ */
 Test(api, vm_context) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     cr_assert_eq(tile_context_device(ctx), TILE_DEVICE_VM);
     cr_assert_str_eq(tile_context_device_name(ctx), "vm (CPU interpreter)");
     cr_assert_str_eq(tile_context_message(ctx), "");
@@ -89,7 +75,7 @@ Test(api, bad_arguments) {
     cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, NULL), TILE_ERROR_INVALID_ARGUMENT);
     cr_assert_eq(tile_context_create((tile_device_kind)42, 0, &ctx), TILE_ERROR_INVALID_ARGUMENT);
     cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 3, &ctx), TILE_ERROR_NOT_FOUND);
-    ctx = vm_context();
+    ctx = test_vm_context();
     void *p = NULL;
     cr_assert_eq(tile_alloc(NULL, 16, &p), TILE_ERROR_INVALID_ARGUMENT);
     cr_assert_eq(tile_alloc(ctx, 16, NULL), TILE_ERROR_INVALID_ARGUMENT);
@@ -100,7 +86,7 @@ Test(api, bad_arguments) {
     cr_assert_eq(tile_synchronize(ctx), TILE_OK);
     tile_program *prog = NULL;
     cr_assert_eq(tile_program_from_string(ctx, "x", NULL, 5, &prog), TILE_ERROR_INVALID_ARGUMENT);
-    prog = load(ctx, "stdlib/core/vector_add.tile");
+    prog = test_load_program(ctx, "stdlib/core/vector_add.tile");
     tile_kernel *k = NULL;
     cr_assert_eq(tile_program_get_kernel(prog, NULL, NULL, 0, &k), TILE_ERROR_INVALID_ARGUMENT);
     cr_assert_eq(tile_program_get_kernel(prog, "vector_add", NULL, 1, &k), TILE_ERROR_INVALID_ARGUMENT);
@@ -113,11 +99,11 @@ Test(api, bad_arguments) {
 
 /* ---- programs and compile errors ---------------------------------------------------------------- */
 Test(api, missing_file_and_kernel) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     tile_program *prog = NULL;
     cr_assert_eq(tile_program_from_file(ctx, "/nonexistent/x.tile", &prog), TILE_ERROR_NOT_FOUND);
     cr_assert(strstr(tile_context_message(ctx), "/nonexistent/x.tile"), "%s", tile_context_message(ctx));
-    prog = load(ctx, "stdlib/core/reduce.tile");
+    prog = test_load_program(ctx, "stdlib/core/reduce.tile");
     cr_assert_eq(tile_program_num_kernels(prog), 3);
     cr_assert_str_eq(tile_program_kernel_name(prog, 1), "cumsum_rows");
     cr_assert_null(tile_program_kernel_name(prog, 3));
@@ -136,7 +122,7 @@ Test(api, missing_file_and_kernel) {
 }
 
 Test(api, syntax_error_in_message) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     const char *src = "kernel k(x: tensor<f32>[N]) grid(1) {\n  let = 3;\n}\n";
     tile_program *prog = NULL;
     cr_assert_eq(tile_program_from_string(ctx, "bad.tile", src, strlen(src), &prog), TILE_ERROR_COMPILE);
@@ -147,7 +133,7 @@ Test(api, syntax_error_in_message) {
 }
 
 Test(api, semantic_error_in_message) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     const char *src = "kernel k(x: tensor<f32>[N]) grid(1) {\n  x[0 :+ 4] = undefined_name;\n}\n";
     tile_program *prog = NULL;
     cr_assert_eq(tile_program_from_string(ctx, "sem.tile", src, strlen(src), &prog), TILE_OK, "%s",
@@ -157,7 +143,7 @@ Test(api, semantic_error_in_message) {
     cr_assert(strstr(tile_context_message(ctx), "sem.tile:2:"), "%s", tile_context_message(ctx));
     cr_assert(strstr(tile_context_message(ctx), "undefined_name"), "%s", tile_context_message(ctx));
     /* An unknown constant is an error too. */
-    tile_program *va = load(ctx, "stdlib/core/vector_add.tile");
+    tile_program *va = test_load_program(ctx, "stdlib/core/vector_add.tile");
     tile_constant c = {.name = "NOT_A_CONSTANT", .i = 1};
     cr_assert_eq(tile_program_get_kernel(va, "vector_add", &c, 1, &k), TILE_ERROR_COMPILE);
     cr_assert(strstr(tile_context_message(ctx), "NOT_A_CONSTANT"), "%s", tile_context_message(ctx));
@@ -168,8 +154,8 @@ Test(api, semantic_error_in_message) {
 
 /* ---- launches ------------------------------------------------------------------------------------ */
 Test(api, launch_vector_add_and_its_errors) {
-    tile_context *ctx = vm_context();
-    tile_program *prog = load(ctx, "stdlib/core/vector_add.tile");
+    tile_context *ctx = test_vm_context();
+    tile_program *prog = test_load_program(ctx, "stdlib/core/vector_add.tile");
     tile_kernel *k = NULL;
     tile_constant block = {.name = "BLOCK", .i = 128};
     cr_assert_eq(tile_program_get_kernel(prog, "vector_add", &block, 1, &k), TILE_OK, "%s", tile_context_message(ctx));
@@ -250,8 +236,8 @@ static tile_status emit(tile_program *prog, const char *kernel, tile_emit_kind k
 }
 
 Test(api, emit_ir) {
-    tile_context *ctx = vm_context();
-    tile_program *prog = load(ctx, "stdlib/core/vector_add.tile");
+    tile_context *ctx = test_vm_context();
+    tile_program *prog = test_load_program(ctx, "stdlib/core/vector_add.tile");
     char *text = NULL;
     size_t len = 0;
     cr_assert_eq(emit(prog, "vector_add", TILE_EMIT_IR, NULL, &text, &len), TILE_OK, "%s", tile_context_message(ctx));
@@ -276,11 +262,11 @@ Test(api, emit_ir) {
  * check(text, len) judges each. Skips with the code generator's reason when it reports a
  * kernel unsupported. */
 static void emit_gpu_form(tile_emit_kind kind, void (*check)(const char *text, size_t len, const char *kernel)) {
-    tile_context *ctx = vm_context();
+    tile_context *ctx = test_vm_context();
     const char *files[] = {"stdlib/core/vector_add.tile", "stdlib/core/softmax.tile"};
     const char *archs[] = {"sm_80", "sm_90a"};
     for (int f = 0; f < 2; f++) {
-        tile_program *prog = load(ctx, files[f]);
+        tile_program *prog = test_load_program(ctx, files[f]);
         const char *kernel = tile_program_kernel_name(prog, 0);
         for (int a = 0; a < 2; a++) {
             char *text = NULL;
@@ -329,8 +315,8 @@ Test(api, emit_unknown_arch) {
 #ifndef TILE_HAVE_LLVM
     cr_skip_test("built without the LLVM backend");
 #endif
-    tile_context *ctx = vm_context();
-    tile_program *prog = load(ctx, "stdlib/core/vector_add.tile");
+    tile_context *ctx = test_vm_context();
+    tile_program *prog = test_load_program(ctx, "stdlib/core/vector_add.tile");
     char *text = NULL;
     size_t len;
     cr_assert_eq(emit(prog, "vector_add", TILE_EMIT_PTX, "sm_70", &text, &len), TILE_ERROR_INVALID_ARGUMENT);
@@ -361,8 +347,8 @@ static void *message_thread(void *arg) {
 }
 
 Test(api, messages_are_per_thread) {
-    tile_context *ctx = vm_context();
-    tile_program *prog = load(ctx, "stdlib/core/vector_add.tile");
+    tile_context *ctx = test_vm_context();
+    tile_program *prog = test_load_program(ctx, "stdlib/core/vector_add.tile");
     /* Each thread fails with its own kernel name and must read back its own message. */
     pthread_t th[4];
     MessageThread t[4] = {{ctx, prog, "first_missing", 0}, {ctx, prog, "second_missing", 0},

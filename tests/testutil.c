@@ -14,3 +14,18 @@ char *test_read_source_file(const char *relpath, size_t *len) {
     if (len) *len = n;
     return data;
 }
+
+tile_context *test_vm_context(void) {
+    tile_context *ctx = NULL;
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+    return ctx;
+}
+
+tile_program *test_load_program(tile_context *ctx, const char *relpath) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", TILE_SOURCE_DIR, relpath);
+    tile_program *p = NULL;
+    tile_status st = tile_program_from_file(ctx, path, &p);
+    cr_assert_eq(st, TILE_OK, "%s: %s", path, tile_context_message(ctx));
+    return p;
+}
