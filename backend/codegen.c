@@ -649,7 +649,6 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     }
     if (ok) {
         Strbuf verr = {0};
-        if (getenv("TILE_DEBUG_LL")) LLVMPrintModuleToFile(g.module, getenv("TILE_DEBUG_LL"), NULL);
         if (!llvm_verify_module(g.module, &verr)) {
             sb_printf(err, "%s: the generated LLVM IR is invalid (a code generator bug): %s", kernel->name,
                       sb_str(&verr));

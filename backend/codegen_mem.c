@@ -371,6 +371,7 @@ typedef struct Access {
     int nfetch;
     int width;                        /* W: slots per vector access (1: scalar accesses) */
     bool static_align, static_bounds, unit_stride;
+    bool static_strides;              /* the other dimensions' strides keep W-vectors aligned */
 } Access;
 
 static int64_t pow2_part(int64_t x) { return x <= 0 ? 1 : (x & -x); }
@@ -417,6 +418,7 @@ static void plan_vector(Cg *g, const IrOp *op, Access *a) {
     a->unit_stride = s && trank <= 6 && s->unit_stride[trank - 1];
     a->static_align = s && s->aligned16 && a->unit_stride && div >= w;
     a->static_bounds = s && trank <= 6 && s->size_div16[trank - 1] && div >= w && w <= 16;
+    a->static_strides = a->static_align && s->strides_div16 && w <= 16;
 }
 
 static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, const Layout *layout, int nfetch,
@@ -483,7 +485,9 @@ static LLVMValueRef vector_ok(Cg *g, const IrOp *op, const Access *a, const CgVa
     }
     if (!a->unit_stride)
         ok = LLVMBuildAnd(g->b, ok, LLVMBuildICmp(g->b, LLVMIntEQ, t->stride[trank - 1], cg_i64(g, 1), ""), "");
-    if (a->static_align) {
+    if (a->static_strides) {
+        /* nothing to check */
+    } else if (a->static_align) {
         for (int d = 0; d + 1 < trank; d++) {
             LLVMValueRef low = LLVMBuildAnd(g->b, t->stride[d], cg_i64(g, w - 1), "");
             ok = LLVMBuildAnd(g->b, ok, LLVMBuildICmp(g->b, LLVMIntEQ, low, cg_i64(g, 0), ""), "");
@@ -671,20 +675,22 @@ bool cg_store(Cg *g, const IrOp *op) {
  * (strides and swizzle; NULL: row-major over shape). */
 LLVMValueRef cg_shared_addr(Cg *g, LLVMValueRef base, const SharedLayout *l, ElemType e, int rank,
                             const int64_t *shape, const LLVMValueRef *coords) {
-    LLVMValueRef off = cg_i64(g, 0);
+    /* in 32 bits: shared offsets are small, and 64-bit ones would take two registers each */
+    LLVMValueRef off = cg_i32(g, 0);
     int64_t stride = 1;
     for (int d = rank - 1; d >= 0; d--) {
         int64_t st = l ? l->strides[d] : stride;
-        if (st) off = LLVMBuildAdd(g->b, off, st == 1 ? coords[d] : LLVMBuildMul(g->b, coords[d], cg_i64(g, st), ""), "");
+        LLVMValueRef c = LLVMBuildTrunc(g->b, coords[d], g->i32, "");
+        if (st) off = LLVMBuildAdd(g->b, off, st == 1 ? c : LLVMBuildMul(g->b, c, cg_i32(g, st), ""), "");
         stride *= shape[d];
     }
     if (l && l->swizzle.bits) {
         Swizzle z = l->swizzle;
-        LLVMValueRef bits = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, off, cg_i64(g, z.base + z.shift), ""),
-                                         cg_i64(g, (1 << z.bits) - 1), "");
-        off = LLVMBuildXor(g->b, off, LLVMBuildShl(g->b, bits, cg_i64(g, z.base), ""), "");
+        LLVMValueRef bits = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, off, cg_i32(g, z.base + z.shift), ""),
+                                         cg_i32(g, (1 << z.bits) - 1), "");
+        off = LLVMBuildXor(g->b, off, LLVMBuildShl(g->b, bits, cg_i32(g, z.base), ""), "");
     }
-    LLVMValueRef byte = LLVMBuildMul(g->b, off, cg_i64(g, cg_elem_bytes(e)), "");
+    LLVMValueRef byte = LLVMBuildMul(g->b, off, cg_i32(g, cg_elem_bytes(e)), "");
     return LLVMBuildGEP2(g->b, g->i8, base, &byte, 1, "");
 }
 
@@ -736,15 +742,23 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
             LLVMPositionBuilderAtEnd(g->b, go);
         }
         if (w > 1) {
-            LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+            /* With static bounds a group is wholly inside or wholly outside the tensor (its start
+             * is a multiple of W, and so is the last size; the other indices are constant over
+             * it): the mask then selects the copy's source size (0 fills zeros) instead of a
+             * branch, and only conditions uniform over the block remain (strides). */
+            bool zfill = a.static_bounds;
+            LLVMValueRef ok = vector_ok(g, op, &a, t, off, zfill ? LLVMConstInt(g->i1, 1, 0) : mask, last);
             LLVMBasicBlockRef vec_bb = cg_block(g, "cpa.vec");
             LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
             LLVMPositionBuilderAtEnd(g->b, vec_bb);
             char name[64];
-            snprintf(name, sizeof name, "llvm.nvvm.cp.async.%s.shared.global.%u", w * bytes == 16 ? "cg" : "ca",
-                     (unsigned)(w * bytes));
-            LLVMValueRef args[2] = {to, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "")};
-            cg_call_intrinsic(g, name, NULL, 0, args, 2);
+            snprintf(name, sizeof name, "llvm.nvvm.cp.async.%s.shared.global.%u%s", w * bytes == 16 ? "cg" : "ca",
+                     (unsigned)(w * bytes), zfill ? ".s" : "");
+            LLVMValueRef src = LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "");
+            if (zfill) src = LLVMBuildSelect(g->b, mask, src, t->data, "");
+            LLVMValueRef args[3] = {to, src,
+                                    LLVMBuildSelect(g->b, mask, cg_i32(g, w * bytes), cg_i32(g, 0), "")};
+            cg_call_intrinsic(g, name, NULL, 0, args, zfill ? 3 : 2);
             LLVMBuildBr(g->b, join);
         } else {
             LLVMBuildBr(g->b, scal_bb);

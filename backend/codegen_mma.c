@@ -22,6 +22,10 @@
 #include "codegen.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/DebugInfo.h>
 
 #include "ir/mma.h"
 
@@ -116,6 +120,18 @@ static LLVMValueRef operand(Cg *g, const MmaTiling *t, LLVMValueRef packed) {
     return t->f16 ? LLVMBuildBitCast(g->b, packed, LLVMVectorType(g->f16, 2), "") : packed;
 }
 
+/* Marks the loop whose latch branch is br `llvm.loop.unroll.disable`: one k step's fragments
+ * live at a time instead of every step's (unrolled, the loads of all steps are hoisted together
+ * and the accumulator no longer fits the registers). */
+static void keep_rolled(Cg *g, LLVMValueRef br) {
+    LLVMMetadataRef self = LLVMTemporaryMDNode(g->ctx, NULL, 0);
+    LLVMMetadataRef name = LLVMMDStringInContext2(g->ctx, "llvm.loop.unroll.disable", 24);
+    LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(g->ctx, &name, 1)};
+    LLVMMetadataRef loop = LLVMMDNodeInContext2(g->ctx, ops, 2);
+    LLVMMetadataReplaceAllUsesWith(self, loop);
+    LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->ctx, "llvm.loop", 9), LLVMMetadataAsValue(g->ctx, loop));
+}
+
 /* Where an operand's elements are for ldmatrix: a base address and a shared layout. */
 typedef struct Source {
     LLVMValueRef base;
@@ -146,11 +162,60 @@ static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
     return s;
 }
 
+/* What every k step's ldmatrix addresses are made of (see cg_dot_mma). */
+typedef struct Fragments {
+    Cg *g;
+    const MmaTiling *t;
+    const Source *sa, *sb;
+    LLVMValueRef a_row0, a_col0, b_col1, b_col2, lrow;
+} Fragments;
+
+/* The A fragments (a0..a7 of each m tile) and B fragments (b0, b1 of each n tile) of the k step
+ * starting at column/row k0 (i64). */
+static void load_fragments(const Fragments *f, LLVMValueRef k0, LLVMValueRef *fa, LLVMValueRef *fb) {
+    Cg *g = f->g;
+    const MmaTiling *t = f->t;
+    for (int64_t i = 0; i < t->reps_m; i++) {
+        LLVMValueRef row = LLVMBuildAdd(g->b, f->a_row0, cg_i64(g, 16 * t->warps_m * i), "");
+        ldmatrix(g, source_at(g, f->sa, row, LLVMBuildAdd(g->b, f->a_col0, k0, "")), true, false, fa + 4 * i);
+    }
+    LLVMValueRef b_row = LLVMBuildAdd(g->b, k0, f->lrow, "");
+    for (int64_t j = 0; j < t->reps_n; j += 2) {
+        bool pair = j + 1 < t->reps_n;
+        LLVMValueRef col = LLVMBuildAdd(g->b, pair ? f->b_col2 : f->b_col1, cg_i64(g, 8 * t->warps_n * j), "");
+        ldmatrix(g, source_at(g, f->sb, b_row, col), pair, true, fb + 2 * j);
+        if (!pair) fb[2 * j + 2] = fb[2 * j + 3] = LLVMGetUndef(g->i32);
+    }
+}
+
+/* One mma per (m tile, n tile) of a k step: acc (in mma_acc_slot order) is updated in place. */
+static void mma_step(Cg *g, const MmaTiling *t, LLVMValueRef *fa, LLVMValueRef *fb, LLVMValueRef *acc) {
+    const char *name = t->f16 ? "llvm.nvvm.mma.m16n8k16.row.col.f32.f32" : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
+    for (int64_t i = 0; i < t->reps_m; i++)
+        for (int64_t j = 0; j < t->reps_n; j++) {
+            LLVMValueRef args[10];
+            for (int q = 0; q < 4; q++) args[q] = operand(g, t, fa[4 * i + q]);
+            for (int q = 0; q < 2; q++) args[4 + q] = operand(g, t, fb[2 * j + q]);
+            for (int q = 0; q < 4; q++) args[6 + q] = acc[mma_acc_slot(t, i, j, q)];
+            LLVMValueRef d = cg_call_intrinsic(g, name, NULL, 0, args, 10);
+            for (int q = 0; q < 4; q++) acc[mma_acc_slot(t, i, j, q)] = LLVMBuildExtractValue(g->b, d, (unsigned)q, "");
+        }
+}
+
+/* Phi nodes of type ty for n values coming from block `from`. */
+static void phis(Cg *g, LLVMTypeRef ty, LLVMValueRef *init, LLVMValueRef *out, uint32_t n, LLVMBasicBlockRef from) {
+    for (uint32_t s = 0; s < n; s++) {
+        out[s] = LLVMBuildPhi(g->b, ty, "");
+        LLVMAddIncoming(out[s], &init[s], &from, 1);
+    }
+}
+
 /* The mma: operands a and b from registers (staged through the scratch between two barriers) or
  * from shared views (read in place: the stages pass has made the copies visible). Per 16-wide
  * k step, every warp loads the A fragments of its m tiles and the B fragments of pairs of n
  * tiles with ldmatrix at addresses computed through the operands' shared layouts (swizzle
- * included), then issues one mma per (m tile, n tile). Steps are unrolled up to 8, else a loop. */
+ * included), then issues one mma per (m tile, n tile). The steps are a loop kept rolled, with
+ * the next step's fragments loaded ahead of this step's mmas. */
 bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgValue *c) {
     CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
     if ((a->kind != CV_TILE && a->kind != CV_SHARED) || (b->kind != CV_TILE && b->kind != CV_SHARED) ||
@@ -183,59 +248,44 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
 
     uint32_t n = r->nslots;
     int64_t steps = K / 16;
-    bool unrolled = steps <= 8;
-    LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef)), *next = cg_calloc(g, n, sizeof(LLVMValueRef));
+    uint32_t nfa = (uint32_t)t->reps_m * 4, nfb = (uint32_t)(t->reps_n + (t->reps_n & 1)) * 2;
+    Fragments f = {g, t, &sa, &sb, a_row0, a_col0, b_col1, b_col2, lrow};
+    LLVMValueRef *fa = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *fb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
+    LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef));
     for (uint32_t s = 0; s < n; s++) acc[s] = c->slots[c->nslots == 1 ? 0 : s];
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b), header = NULL;
-    LLVMValueRef ks = NULL, *phis = NULL;
-    if (!unrolled) {
-        header = cg_block(g, "mma.loop");
+    load_fragments(&f, cg_i64(g, 0), fa, fb);
+    if (steps == 1) {
+        mma_step(g, t, fa, fb, acc);
+    } else {
+        /* a loop over the k steps with the next step's fragments loaded before this step's mmas
+         * (double-buffered in registers); the last step reloads itself, which is harmless */
+        LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b), header = cg_block(g, "mma.loop");
         LLVMBuildBr(g->b, header);
         LLVMPositionBuilderAtEnd(g->b, header);
-        ks = LLVMBuildPhi(g->b, g->i64, "ks");
-        LLVMValueRef zero = cg_i64(g, 0);
+        LLVMValueRef ks = LLVMBuildPhi(g->b, g->i64, "ks"), zero = cg_i64(g, 0);
         LLVMAddIncoming(ks, &zero, &pre, 1);
-        phis = cg_calloc(g, n, sizeof(LLVMValueRef));
-        for (uint32_t s = 0; s < n; s++) {
-            phis[s] = LLVMBuildPhi(g->b, g->f32, "");
-            LLVMAddIncoming(phis[s], &acc[s], &pre, 1);
-            acc[s] = phis[s];
-        }
-    }
-    LLVMValueRef *fa = cg_calloc(g, (size_t)t->reps_m * 4, sizeof(LLVMValueRef));
-    LLVMValueRef *fb = cg_calloc(g, (size_t)t->reps_n * 2 + 2, sizeof(LLVMValueRef));
-    const char *name = t->f16 ? "llvm.nvvm.mma.m16n8k16.row.col.f32.f32" : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
-    for (int64_t step = 0; step < (unrolled ? steps : 1); step++) {
-        LLVMValueRef k0 = unrolled ? cg_i64(g, 16 * step) : LLVMBuildMul(g->b, ks, cg_i64(g, 16), "");
-        for (int64_t i = 0; i < t->reps_m; i++) {
-            LLVMValueRef row = LLVMBuildAdd(g->b, a_row0, cg_i64(g, 16 * t->warps_m * i), "");
-            ldmatrix(g, source_at(g, &sa, row, LLVMBuildAdd(g->b, a_col0, k0, "")), true, false, fa + 4 * i);
-        }
-        LLVMValueRef b_row = LLVMBuildAdd(g->b, k0, lrow, "");
-        for (int64_t j = 0; j < t->reps_n; j += 2) {
-            bool pair = j + 1 < t->reps_n;
-            LLVMValueRef col = LLVMBuildAdd(g->b, pair ? b_col2 : b_col1, cg_i64(g, 8 * t->warps_n * j), "");
-            ldmatrix(g, source_at(g, &sb, b_row, col), pair, true, fb + 2 * j);
-        }
-        for (int64_t i = 0; i < t->reps_m; i++)
-            for (int64_t j = 0; j < t->reps_n; j++) {
-                LLVMValueRef args[10];
-                for (int q = 0; q < 4; q++) args[q] = operand(g, t, fa[4 * i + q]);
-                for (int q = 0; q < 2; q++) args[4 + q] = operand(g, t, fb[2 * j + q]);
-                for (int q = 0; q < 4; q++) args[6 + q] = acc[mma_acc_slot(t, i, j, q)];
-                LLVMValueRef d = cg_call_intrinsic(g, name, NULL, 0, args, 10);
-                for (int q = 0; q < 4; q++) next[mma_acc_slot(t, i, j, q)] = LLVMBuildExtractValue(g->b, d, (unsigned)q, "");
-            }
-        for (uint32_t s = 0; s < n; s++) acc[s] = next[s];
-    }
-    if (!unrolled) {
+        LLVMValueRef *phi_acc = cg_calloc(g, n, sizeof(LLVMValueRef));
+        LLVMValueRef *phi_fa = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *phi_fb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
+        phis(g, g->f32, acc, phi_acc, n, pre);
+        phis(g, g->i32, fa, phi_fa, nfa, pre);
+        phis(g, g->i32, fb, phi_fb, nfb, pre);
         LLVMValueRef ks1 = LLVMBuildAdd(g->b, ks, cg_i64(g, 1), "");
+        LLVMValueRef last = cg_i64(g, steps - 1);
+        LLVMValueRef kn = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, last, ""), ks1, last, "");
+        LLVMValueRef *na = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *nb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
+        load_fragments(&f, LLVMBuildMul(g->b, kn, cg_i64(g, 16), ""), na, nb);
+        memcpy(acc, phi_acc, n * sizeof(LLVMValueRef));
+        mma_step(g, t, phi_fa, phi_fb, acc);
         LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b), exit = cg_block(g, "mma.done");
-        LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, cg_i64(g, steps), ""), header, exit);
+        LLVMValueRef br = LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, cg_i64(g, steps), ""), header, exit);
+        keep_rolled(g, br);
         LLVMAddIncoming(ks, &ks1, &latch, 1);
-        for (uint32_t s = 0; s < n; s++) LLVMAddIncoming(phis[s], &next[s], &latch, 1);
+        for (uint32_t s = 0; s < n; s++) LLVMAddIncoming(phi_acc[s], &acc[s], &latch, 1);
+        for (uint32_t s = 0; s < nfa; s++) LLVMAddIncoming(phi_fa[s], &na[s], &latch, 1);
+        for (uint32_t s = 0; s < nfb; s++) LLVMAddIncoming(phi_fb[s], &nb[s], &latch, 1);
         LLVMPositionBuilderAtEnd(g->b, exit);
     }
+    LLVMValueRef *next = acc;
     for (uint32_t s = 0; s < n; s++) r->slots[s] = next[s];
     cg_set(g, op->results[0], r);
     return true;

@@ -199,14 +199,15 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 
 static char repo[1024] = ".";
 
-static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w) {
+static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w, int64_t stages) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/gemm.tile", repo);
     tile_program *prog;
     tile_kernel *k;
-    tile_constant c[4] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}, {.name = "W", .i = w}};
+    tile_constant c[5] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}, {.name = "W", .i = w},
+                          {.name = "STAGES", .i = stages}};
     tile_status st = tile_program_from_file(g->ctx, path, &prog);
-    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm", c, 4, &k)) != TILE_OK) die(g->ctx, "gemm", st);
+    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm", c, 5, &k)) != TILE_OK) die(g->ctx, "gemm", st);
     int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n};
     Ours o = {.kernel = k,
               .args = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->a, 2, sa)},
@@ -240,14 +241,16 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
         run_cublas(g, &p);
         anchor = 2.0 * (double)size * (double)size * (double)size / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
     }
-    static const int64_t tiles[][4] = {{128, 128, 64, 4}, {128, 128, 64, 8}, {128, 256, 64, 8},
-                                       {128, 128, 32, 4}, {64, 128, 64, 4}};
+    /* BM, BN, BK, warps, stages of the cp.async ring */
+    static const int64_t tiles[][5] = {{128, 128, 64, 4, 3}, {128, 128, 64, 8, 3}, {128, 256, 64, 8, 3},
+                                       {128, 128, 32, 4, 4}, {128, 256, 32, 8, 4}, {256, 128, 32, 8, 4},
+                                       {128, 128, 32, 8, 4}};
     for (size_t t = 0; t < (variants ? sizeof tiles / sizeof tiles[0] : 1); t++) {
-        double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3]);
-        char name[112];
-        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld", (long long)size,
+        double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3], tiles[t][4]);
+        char name[128];
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld", (long long)size,
                  (long long)size, (long long)size, (long long)tiles[t][0], (long long)tiles[t][1],
-                 (long long)tiles[t][2], (long long)tiles[t][3]);
+                 (long long)tiles[t][2], (long long)tiles[t][3], (long long)tiles[t][4]);
         add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
     }
     tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
@@ -286,7 +289,7 @@ int main(int argc, char **argv) {
     bench_size(&g, 2048, false);
     if (!quick) {
         bench_size(&g, 4096, true);
-        bench_size(&g, 8192, false);
+        bench_size(&g, 8192, true);
     }
     cublas_close(&g.cublas);
     cuda_event_destroy(g.dev, g.start);

@@ -182,6 +182,7 @@ typedef struct IrParamFacts {
     bool aligned16;                  /* tensors: the data pointer is a multiple of 16 bytes */
     bool unit_stride[IR_MAX_RANK];   /* tensors: this dimension's stride is 1 */
     bool size_div16[IR_MAX_RANK];    /* tensors: this dimension's size is a multiple of 16 */
+    bool strides_div16;              /* tensors: every stride other than 1 is a multiple of 16 */
 } IrParamFacts;
 
 struct IrFunction {

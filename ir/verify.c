@@ -645,8 +645,10 @@ static void check_op_types(Verifier *v, IrOp *op) {
     case OP_SHARED_ALLOC:
         if (op->results[0]->type->kind != TY_SHARED)
             op_error(v, op, "result must be a shared tile, not %s", tn(v, op->results[0]->type));
-        if (op->nints > 1 || (op->nints == 1 && (op->ints[0] < 0 || op->ints[0] % 16 != 0)))
+        if (op->nints > 2 || (op->nints >= 1 && (op->ints[0] < 0 || op->ints[0] % 16 != 0)))
             op_error(v, op, "the planned offset must be one multiple of 16 bytes");
+        if (op->nints == 2 && op->ints[1] != 0 && op->ints[1] != 1)
+            op_error(v, op, "the uninitialized flag must be 0 or 1");
         break;
     case OP_SHARED_LOAD:
     case OP_SHARED_STORE: {

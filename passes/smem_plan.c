@@ -1,7 +1,8 @@
 /*
  * smem_plan.c: places every shared buffer of a kernel in the block's dynamic shared memory.
  *
- * Each shared_alloc gets its byte offset as ints[0]; the code generator addresses the buffer at
+ * Each shared_alloc gets its byte offset as ints[0] (ints[1], when present, says whether the
+ * buffer starts uninitialized); the code generator addresses the buffer at
  * that offset of the one dynamic shared array and puts its own scratch (layout conversions,
  * reductions across warps) after the last buffer. Buffers are placed one after another in program
  * order, aligned to 1024 bytes when their layout is swizzled (the swizzle repeats every 1024 bytes
@@ -25,7 +26,8 @@ static bool place(IrOp *op, void *ctx) {
     int64_t bits = (int64_t)elem_storage_bits(t->elem) * type_numel(t);
     int64_t bytes = (bits + 7) / 8;
     p->next = (p->next + align - 1) / align * align;
-    op->ints[0] = p->next, op->nints = 1;
+    op->ints[0] = p->next;
+    if (op->nints < 1) op->nints = 1;
     p->next += bytes;
     return true;
 }

@@ -199,7 +199,9 @@ static void transform(Loop *L) {
         IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shared = sl};
         memcpy(bt.shape, shape, sizeof shape);
         const IrType *rt = ir_type_intern(fn->module, &bt);
-        L->staged[s].buffer = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1)->results[0];
+        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
+        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2; /* not zeroed: every stage is copied before it is read */
+        L->staged[s].buffer = alloc->results[0];
     }
     /* the prologue: iterations 0 .. S-2 */
     for (int s = 0; s + 1 < S; s++) {

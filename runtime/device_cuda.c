@@ -181,11 +181,42 @@ static bool have_cubin_tool(void) {
 }
 #endif
 
+#ifdef TILE_HAVE_LLVM
+static tile_status emit_with(const IrFunction *f, const CodegenOptions *optp, tile_emit_kind kind, Strbuf *out,
+                             Strbuf *err);
+#endif
+
 tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_warps, tile_emit_kind kind,
                             Strbuf *out, Strbuf *err) {
 #ifdef TILE_HAVE_LLVM
     CodegenOptions opt;
     if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
+    /* TILE_EMIT_SPECIALIZED=1: the variant a launch gets when every tensor is 16-byte aligned
+     * with a unit last stride and sizes divisible by 16 (what benchmarks run), for inspection */
+    CodegenParamSpec *all = NULL;
+    const char *sp = getenv("TILE_EMIT_SPECIALIZED");
+    if (sp && strcmp(sp, "1") == 0 && f->nparams) {
+        all = xcalloc(f->nparams, sizeof *all);
+        for (uint32_t i = 0; i < f->nparams; i++) {
+            all[i].aligned16 = all[i].strides_div16 = true;
+            for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
+        }
+        opt.spec = all;
+    }
+    tile_status st = emit_with(f, &opt, kind, out, err);
+    free(all);
+    return st;
+#else
+    (void)f, (void)arch_name, (void)num_warps, (void)kind, (void)out;
+    sb_puts(err, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
+    return TILE_ERROR_UNSUPPORTED;
+#endif
+}
+
+#ifdef TILE_HAVE_LLVM
+static tile_status emit_with(const IrFunction *f, const CodegenOptions *optp, tile_emit_kind kind, Strbuf *out,
+                             Strbuf *err) {
+    CodegenOptions opt = *optp;
     CodegenInfo info = {0};
     if (kind == TILE_EMIT_LLVM) {
         if (!backend_compile_llvm(f, &opt, out, &info, err))
@@ -216,12 +247,8 @@ tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_
     }
     sb_free(&ptx);
     return st;
-#else
-    (void)f, (void)arch_name, (void)num_warps, (void)kind, (void)out;
-    sb_puts(err, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
-    return TILE_ERROR_UNSUPPORTED;
-#endif
 }
+#endif
 
 tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num_warps, Strbuf *image,
                              unsigned *threads, unsigned *shared_bytes, Strbuf *err) {
@@ -496,6 +523,9 @@ bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSp
         if (t->kind == TY_TENSOR && i < nargs && args[i].kind == TILE_ARG_TENSOR) {
             const tile_tensor *x = &args[i].tensor;
             if ((uintptr_t)x->data % 16 == 0) bits |= RT_SPEC_ALIGNED16;
+            bool strides16 = true;
+            for (int d = 0; d < t->rank; d++) strides16 = strides16 && (x->strides[d] == 1 || x->strides[d] % 16 == 0);
+            if (strides16 && t->rank > 1) bits |= RT_SPEC_STRIDES_DIV16;
             for (int d = 0; d < t->rank && d < 6; d++) {
                 if (x->strides[d] == 1) bits |= (RtSpecFacts)(RT_SPEC_UNIT_STRIDE0 << d);
                 if (f->params[i].dims[d].symbol && x->shape[d] % 16 == 0)
@@ -512,6 +542,7 @@ CodegenParamSpec rt_spec_unpack(RtSpecFacts facts) {
     CodegenParamSpec s;
     memset(&s, 0, sizeof s);
     s.aligned16 = facts & RT_SPEC_ALIGNED16;
+    s.strides_div16 = facts & RT_SPEC_STRIDES_DIV16;
     for (int d = 0; d < 6; d++) {
         s.unit_stride[d] = facts & (RT_SPEC_UNIT_STRIDE0 << d);
         s.size_div16[d] = facts & (RT_SPEC_SIZE_DIV16_0 << d);
@@ -538,6 +569,7 @@ void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out) {
         sb_printf(out, "%s%s:", any ? " " : "", f->params[i].name);
         size_t start = out->len;
         if (facts[i] & RT_SPEC_ALIGNED16) sb_puts(out, ",align16");
+        if (facts[i] & RT_SPEC_STRIDES_DIV16) sb_puts(out, ",strides16");
         dims_text(out, "unit", facts[i], RT_SPEC_UNIT_STRIDE0);
         dims_text(out, "div16", facts[i], RT_SPEC_SIZE_DIV16_0);
         /* drop the first comma */

@@ -135,9 +135,13 @@ bool rt_image_is_ptx(const tile_image *image);
  *   bit 1+d    unit_stride[d] dimension d's stride is 1
  *   bit 7+d    size_div16[d]  dimension d's size is a multiple of 16 (symbolic sizes only: a
  *                             fixed size is known when the kernel is compiled)
+ *   bit 13     strides_div16  every stride that is not 1 is a multiple of 16 (a row-major
+ *                             tensor whose rows are multiples of 16 long): 16-byte vectors of
+ *                             rows stay aligned, so copies need no run-time alignment check
  * Scalars have no facts. */
 typedef uint16_t RtSpecFacts;
-enum { RT_SPEC_ALIGNED16 = 1u, RT_SPEC_UNIT_STRIDE0 = 1u << 1, RT_SPEC_SIZE_DIV16_0 = 1u << 7 };
+enum { RT_SPEC_ALIGNED16 = 1u, RT_SPEC_UNIT_STRIDE0 = 1u << 1, RT_SPEC_SIZE_DIV16_0 = 1u << 7,
+       RT_SPEC_STRIDES_DIV16 = 1u << 13 };
 
 typedef struct RtVariant {
     RtSpecFacts *facts;           /* one per parameter */

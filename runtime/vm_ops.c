@@ -812,6 +812,15 @@ static bool exec_shared_alloc(VmThread *th, VmFrame *fr, const IrOp *op) {
         return vm_error(th, op, "the result is not a shared tile");
     VmTile *r = vm_result_tile(th, fr, op, 0);
     if (!r) return false;
+    if (op->nints >= 2 && op->ints[1]) {
+        /* uninitialized on the GPU: NaN (or a pattern) here, so a read before a write shows */
+        bool f = elem_is_float(op->results[0]->type->elem);
+        for (int64_t i = 0; i < r->numel; i++) {
+            if (f) r->data[i].f = NAN;
+            else r->data[i].i = elem_wrap_int(op->results[0]->type->elem, INT64_C(0x5a5a5a5a5a5a5a5a));
+        }
+        return true;
+    }
     memset(r->data, 0, (size_t)r->numel * sizeof(VmElem)); /* 0 and +0.0 alike */
     return true;
 }

@@ -1,0 +1,129 @@
+/*
+ * test_stages.c: the stages pass (software pipelining through shared buffers and asynchronous
+ * copies) judged by the VM. The gemm of stdlib/core is compiled with and without the GPU passes;
+ * the pass must have made its ring (buffers, copies, waits, a barrier), the VM's results of both
+ * must be bit-identical at shapes with tails, and a wait made one group too shallow must be
+ * caught by the VM as a read of a stage that is still being copied.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+#include "runtime/runtime.h"
+#include "runtime/vm.h"
+#include "testutil.h"
+
+typedef struct Compiled {
+    AstFile *ast;
+    IrModule *module;
+    IrFunction *kernel;
+} Compiled;
+
+static Compiled compile_gemm(bool gpu, int stages, int bk) {
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
+    DiagList d = {0};
+    Compiled c = {0};
+    c.ast = parse_source("gemm.tile", text, len, &d);
+    free(text);
+    cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
+    ConstBinding consts[2] = {{.name = "STAGES", .i = stages}, {.name = "BK", .i = bk}};
+    RtCompileOptions opt = {.gpu = gpu};
+    c.module = rt_compile(c.ast, "gemm", consts, 2, &opt, &d, &c.kernel);
+    cr_assert_not_null(c.module, "%s", sb_str(&d.text));
+    diag_free(&d);
+    return c;
+}
+
+static void compiled_free(Compiled *c) {
+    ir_module_free(c->module);
+    ast_file_free(c->ast);
+}
+
+typedef struct Count {
+    int copies, waits, barriers, buffers;
+    IrOp *loop_wait;
+} Count;
+
+static bool count(IrOp *op, void *ctx) {
+    Count *c = ctx;
+    if (op->code == OP_COPY_ASYNC) c->copies++;
+    if (op->code == OP_BARRIER) c->barriers++;
+    if (op->code == OP_SHARED_ALLOC) c->buffers++;
+    if (op->code == OP_ASYNC_WAIT) {
+        c->waits++;
+        if (op->parent->parent_op && op->parent->parent_op->code == OP_FOR) c->loop_wait = op;
+    }
+    return true;
+}
+
+static uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+/* Runs the kernel on the VM over fresh random bf16 inputs (same seed each time) into c. */
+static bool run(const IrFunction *k, int64_t m, int64_t n, int64_t kk, uint16_t *c, Strbuf *err) {
+    uint16_t *a = malloc((size_t)(m * kk) * 2), *b = malloc((size_t)(kk * n) * 2);
+    uint64_t s = 7;
+    for (int64_t i = 0; i < m * kk; i++) a[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    for (int64_t i = 0; i < kk * n; i++) b[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    int64_t sa[2] = {m, kk}, sb[2] = {kk, n}, sc[2] = {m, n};
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, sa)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, sb)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, sc)}};
+    bool ok = vm_launch_threads(k, args, 3, 2, err);
+    free(a), free(b);
+    return ok;
+}
+
+Test(stages, gemm_ring_is_built_and_the_vm_results_do_not_change) {
+    const int stages[] = {2, 3, 4};
+    const int64_t shapes[][3] = {{200, 136, 100}, {128, 128, 64}, {65, 257, 300}, {1, 8, 16}};
+    for (int si = 0; si < 3; si++) {
+        Compiled plain = compile_gemm(false, stages[si], 32), piped = compile_gemm(true, stages[si], 32);
+        Count cnt = {0};
+        ir_walk(piped.kernel->body, count, &cnt);
+        /* a and b each: one buffer, S - 1 copies ahead and one per iteration; a wait in the loop
+         * and one after it; one barrier per iteration */
+        cr_assert_eq(cnt.buffers, 2);
+        cr_assert_eq(cnt.copies, 2 * stages[si], "S=%d: %d copies", stages[si], cnt.copies);
+        cr_assert_eq(cnt.waits, 2);
+        cr_assert_eq(cnt.barriers, 1);
+        cr_assert_not_null(cnt.loop_wait);
+        cr_assert_eq(cnt.loop_wait->ints[0], 2 * (stages[si] - 2));
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+            uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
+            Strbuf err = {0};
+            cr_assert(run(plain.kernel, m, n, k, c1, &err), "%s", sb_str(&err));
+            cr_assert(run(piped.kernel, m, n, k, c2, &err), "S=%d %lldx%lldx%lld: %s", stages[si], (long long)m,
+                      (long long)n, (long long)k, sb_str(&err));
+            cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "S=%d %lldx%lldx%lld: results differ", stages[si],
+                      (long long)m, (long long)n, (long long)k);
+            sb_free(&err);
+            free(c1), free(c2);
+        }
+        compiled_free(&plain);
+        compiled_free(&piped);
+    }
+}
+
+Test(stages, a_wait_too_shallow_is_a_vm_error) {
+    Compiled piped = compile_gemm(true, 3, 32);
+    Count cnt = {0};
+    ir_walk(piped.kernel->body, count, &cnt);
+    cr_assert_not_null(cnt.loop_wait);
+    cnt.loop_wait->ints[0] += 2; /* the stage about to be read may still be in flight */
+    uint16_t *c = calloc(128 * 128, 2);
+    Strbuf err = {0};
+    cr_assert_not(run(piped.kernel, 128, 128, 256, c, &err));
+    cr_assert(strstr(sb_str(&err), "asynchronous copy is still writing"), "%s", sb_str(&err));
+    sb_free(&err);
+    free(c);
+    compiled_free(&piped);
+}
