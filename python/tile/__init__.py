@@ -15,7 +15,7 @@ from ._arrays import Packed, describe, empty_like, pack, unpack
 from ._core import (CompileError, Context, Diagnostic, Kernel, LaunchError, NotFoundError, Param, Program,
                     Stream, TileError, UnsupportedError, context, parse_diagnostics)
 from ._dtypes import (DType, bf16, bool_, dtype, f4e2m1, f8e4m3, f8e5m2, f16, f32, f64, from_numpy_dtype, i8,
-                      i16, i32, i64, to_numpy_dtype, to_torch_dtype, u8, u16, u32, u64)
+                      i4, i16, i32, i64, to_numpy_dtype, to_torch_dtype, u4, u8, u16, u32, u64)
 
 __version__ = _lib.lib.tile_version().decode()
 library_path = _lib.path
@@ -41,5 +41,5 @@ def __getattr__(name):
 __all__ = ["CompileError", "Context", "DType", "Diagnostic", "Kernel", "LaunchError", "NotFoundError", "Packed",
            "Param", "Program", "Stream", "TileError", "UnsupportedError", "bf16", "bool_", "context", "describe",
            "dtype", "empty_like", "f16", "f32", "f4e2m1", "f64", "f8e4m3", "f8e5m2", "from_numpy_dtype", "i16",
-           "i32", "i64", "i8", "load", "pack", "parse_diagnostics", "program", "to_numpy_dtype", "to_torch_dtype",
-           "u16", "u32", "u64", "u8", "unpack", "library_path"]
+           "i32", "i4", "i64", "i8", "load", "pack", "parse_diagnostics", "program", "to_numpy_dtype", "to_torch_dtype",
+           "u16", "u32", "u4", "u64", "u8", "unpack", "library_path"]

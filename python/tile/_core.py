@@ -506,7 +506,9 @@ def _torch_current_stream(torch, ordinal):
 
 
 def _device_text(device):
-    return "the host (vm)" if device[0] == "vm" else f"cuda:{device[1]}"
+    if device[0] == "vm":
+        return "the host (vm)"
+    return "a GPU (cuda)" if device[1] is None else f"cuda:{device[1]}"
 
 
 class _Missing:

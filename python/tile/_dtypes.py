@@ -155,6 +155,7 @@ f64 = DType(_code(_FLOAT, 64, 11, 52))
 f8e4m3 = DType(_code(_FLOAT, 8, 4, 3))
 f8e5m2 = DType(_code(_FLOAT, 8, 5, 2))
 f4e2m1 = DType(_code(_FLOAT, 4, 2, 1))
+i4, u4 = DType(_code(_INT, 4)), DType(_code(_UINT, 4))
 
 # ---- numpy ----------------------------------------------------------------------------------
 try:
