@@ -21,6 +21,7 @@ from ._dtypes import DType, dtype as _dtype
 from ._lib import MAX_RANK, lib
 
 VM = ("vm", 0)
+_CUDA = tuple(("cuda", i) for i in range(16))   # shared tuples: the launch compares devices by identity first
 
 try:
     import numpy as np
@@ -33,7 +34,7 @@ class Packed:
     torch tensor or other array of any element type whose memory holds the elements packed as
     tile.h describes (sub-byte elements least significant bit first); `shape` counts tile
     elements (default: as many as fit, one dimension). The tensor is contiguous."""
-    __slots__ = ("storage", "dtype", "shape", "_device", "_ptr", "_nbytes")
+    __slots__ = ("storage", "dtype", "shape", "strides", "_device", "_ptr", "_nbytes")
 
     def __init__(self, storage, dtype, shape=None):
         self.dtype = _dtype(dtype)
@@ -49,12 +50,8 @@ class Packed:
         need = lib.tile_dtype_bytes(self.dtype.code, _numel(shape))
         if need > nbytes:
             raise ValueError(f"tile.Packed: {shape} elements of {self.dtype} need {need} bytes; the storage has {nbytes}")
-        self.storage, self.shape = storage, shape
+        self.storage, self.shape, self.strides = storage, shape, contiguous_strides(shape)
         self._device, self._ptr, self._nbytes = device, ptr, nbytes
-
-    @property
-    def strides(self):
-        return contiguous_strides(self.shape)
 
     @property
     def nbytes(self):
@@ -114,25 +111,25 @@ def _from_torch(t):
     entry = _dtypes._torch_tables()[0].get(t.dtype)
     if entry is None:
         raise TypeError(f"torch dtype {t.dtype} has no tile element type; view the bytes as uint8 in tile.Packed")
-    dev = t.device
-    if dev.type == "cuda":
-        device = ("cuda", dev.index)
-    elif dev.type == "cpu":
+    if t.is_cuda:
+        index = t.get_device()
+        device = _CUDA[index] if index < len(_CUDA) else ("cuda", index)
+    elif t.is_cpu:
         device = VM
     else:
-        raise TypeError(f"a torch tensor on {dev} is on neither the CPU nor a CUDA GPU")
-    shape, strides = tuple(t.shape), t.stride()
+        raise TypeError(f"a torch tensor on {t.device} is on neither the CPU nor a CUDA GPU")
+    shape, strides = t.shape, t.stride()   # torch.Size is a tuple
     d, per_storage = entry
     if per_storage != 1:  # float4_e2m1fn_x2: two elements per storage byte
         if not shape or strides[-1] != 1:
             raise ValueError(f"a {t.dtype} tensor must have a contiguous last dimension")
-        shape = shape[:-1] + (shape[-1] * per_storage,)
+        shape = tuple(shape[:-1]) + (shape[-1] * per_storage,)
         strides = tuple(s * per_storage for s in strides[:-1]) + (1,)
     return device, d.code, t.data_ptr(), shape, strides
 
 
 def _from_packed(p):
-    return p._device, p.dtype.code, p._ptr, p.shape, contiguous_strides(p.shape)
+    return p._device, p.dtype.code, p._ptr, p.shape, p.strides
 
 
 def _from_cuda_array_interface(obj):

@@ -334,7 +334,6 @@ def _constants(constants):
 # ---- kernels and the launch path ----------------------------------------------------------------------
 # tile_arg, field by field: kind, pad, dtype, pad, data, rank, pad, shape[6], strides[6], i, f.
 _ARG = struct.Struct("=i4xI4xQi4x6q6qqd")
-_ZEROS12 = (0,) * 12
 
 
 def _check_layout():
@@ -349,7 +348,13 @@ def _check_layout():
 
 _check_layout()
 
-_SCALAR_TYPES = (int, float, bool)
+# the same layout per tensor rank r, unused shape and stride slots as pad bytes (zeros)
+_TENSOR_ARG = tuple(struct.Struct(f"=i4xI4xQi4x{r}q{8 * (MAX_RANK - r)}x{r}q{8 * (MAX_RANK - r)}xqd")
+                    for r in range(MAX_RANK + 1))
+_SCALAR_ARG = struct.Struct("=i124xqd")   # kind, then i and f after the tensor
+if any(t.size != _ARG.size for t in _TENSOR_ARG) or _SCALAR_ARG.size != _ARG.size:
+    raise ImportError("tile: the packed tile_arg layouts disagree")
+_launch = lib.tile_kernel_launch
 
 
 class Param:
@@ -388,6 +393,7 @@ class Kernel:
             lib.tile_kernel_param(self._home, i, ctypes.byref(info))
             self.params.append(Param(info))
         self._float = tuple(p.kind == "float" for p in self.params)
+        self._targets = {}
         self._names = tuple(p.name for p in self.params)
 
     def _handle_for(self, ctx):
@@ -430,47 +436,62 @@ class Kernel:
         return bound
 
     def __call__(self, *args, stream=None, **kwargs):
+        # The hot path: one dict lookup per argument's type, struct.pack per argument, one
+        # ctypes call. Everything else (binding by name, errors, first launch on a device)
+        # leaves it.
         if kwargs:
             args = self._bind(args, kwargs)
         parts = []
         device = None
-        pack = _ARG.pack
-        is_float = self._float
+        tensor_arg = _TENSOR_ARG
+        converters = _arrays._converters
         for i, a in enumerate(args):
-            if isinstance(a, _SCALAR_TYPES) or (_np_generic is not None and isinstance(a, _np_generic)):
-                if i < len(is_float) and is_float[i]:
-                    parts.append(pack(2, 0, 0, 0, *_ZEROS12, 0, float(a)))
-                elif isinstance(a, float) or (_np_floating is not None and isinstance(a, _np_floating)):
-                    parts.append(pack(2, 0, 0, 0, *_ZEROS12, 0, float(a)))  # libtile names the mismatch
-                else:
-                    parts.append(pack(1, 0, 0, 0, *_ZEROS12, int(a), 0.0))
-                continue
-            fn = _arrays._converters.get(type(a)) or _arrays.converter(a)
+            fn = converters.get(type(a))
             if fn is None:
-                raise TypeError(f"{self.name}(): argument '{self._param_name(i)}' is a {type(a).__name__}, "
-                                "not an array or a number")
+                if isinstance(a, _SCALAR_TYPES):
+                    parts.append(self._scalar(i, a))
+                    continue
+                fn = _arrays.converter(a)
+                if fn is None:
+                    raise TypeError(f"{self.name}(): argument '{self._param_name(i)}' is a {type(a).__name__}, "
+                                    "not an array or a number")
             dev, code, ptr, shape, strides = fn(a)
             rank = len(shape)
             if rank > MAX_RANK:
                 raise ValueError(f"{self.name}(): argument '{self._param_name(i)}' has rank {rank}; tile allows {MAX_RANK}")
-            if device is None:
-                device = dev
-            elif dev != device:
-                if dev[0] == device[0] == "cuda" and (dev[1] is None or device[1] is None):
-                    device = device if dev[1] is None else dev   # the one that names its GPU
-                else:
-                    raise ValueError(f"{self.name}(): argument '{self._param_name(i)}' is on {_device_text(dev)} "
-                                     f"but an earlier one is on {_device_text(device)}")
-            pad = MAX_RANK - rank
-            parts.append(pack(0, code, ptr, rank, *shape, *(0,) * pad, *strides, *(0,) * pad, 0, 0.0))
-        ctx = self._context_for(device)
-        handle = self._handles.get(ctx) or self._handle_for(ctx)
-        s = None
-        if ctx.kind == "cuda":
-            s = self._stream_for(ctx, stream)
-        st = lib.tile_kernel_launch(handle, b"".join(parts), len(parts), s)
-        if st != _lib.OK:
+            if dev is not device and dev != device:
+                device = dev if device is None else self._merge_devices(i, device, dev)
+            parts.append(tensor_arg[rank].pack(0, code, ptr, rank, *shape, *strides, 0, 0.0))
+        target = self._targets.get(device)
+        if target is None:
+            target = self._target(device)
+        ctx, handle, on_gpu = target
+        s = self._stream_for(ctx, stream) if on_gpu else None
+        st = _launch(handle, b"".join(parts), len(parts), s)
+        if st:
             _raise(st, ctx._handle, None, LaunchError)
+
+    def _scalar(self, i, a):
+        """The packed tile_arg of a scalar: a float where the parameter is a float (ints too),
+        else an int (a float given for an int parameter stays a float: libtile names it)."""
+        if (i < len(self._float) and self._float[i]) or isinstance(a, _FLOAT_TYPES):
+            return _SCALAR_ARG.pack(_lib.ARG_FLOAT, 0, float(a))
+        return _SCALAR_ARG.pack(_lib.ARG_INT, int(a), 0.0)
+
+    def _merge_devices(self, i, device, dev):
+        if dev[0] == device[0] == "cuda" and (dev[1] is None or device[1] is None):
+            return device if dev[1] is None else dev   # the one that names its GPU
+        raise ValueError(f"{self.name}(): argument '{self._param_name(i)}' is on {_device_text(dev)} "
+                         f"but an earlier one is on {_device_text(device)}")
+
+    def _target(self, device):
+        """(context, kernel handle, on a GPU) of launches whose tensors are on device (None:
+        no tensor, the home context); compiles the kernel there on first use."""
+        ctx = self._context_for(device)
+        target = (ctx, self._handle_for(ctx), ctx.kind == "cuda")
+        if device is None or device[1] is not None:   # ("cuda", None) follows the home context
+            self._targets[device] = target
+        return target
 
     def _param_name(self, i):
         return self._names[i] if i < len(self._names) else f"#{i}"
@@ -520,6 +541,8 @@ _MISSING = _Missing()
 
 try:
     import numpy as _np
-    _np_generic, _np_floating = _np.generic, _np.floating
+    _SCALAR_TYPES = (int, float, _np.generic)
+    _FLOAT_TYPES = (float, _np.floating)
 except ImportError:
-    _np_generic = _np_floating = None
+    _SCALAR_TYPES = (int, float)
+    _FLOAT_TYPES = (float,)
