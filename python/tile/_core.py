@@ -100,7 +100,7 @@ def _parse_device(device):
     a torch.device."""
     if device is None or device == "default":
         return ("default", 0)
-    if isinstance(device, tuple):
+    if isinstance(device, tuple) and len(device) == 2 and device[0] in ("vm", "cuda", "default"):
         kind, ordinal = device
         return (kind, 0 if ordinal is None else int(ordinal))
     if not isinstance(device, str):
@@ -108,7 +108,9 @@ def _parse_device(device):
         if torch is not None and isinstance(device, torch.device):
             if device.type == "cpu":
                 return ("vm", 0)
-            return (device.type, device.index if device.index is not None else torch.cuda.current_device())
+            if device.type != "cuda":
+                raise ValueError(f"device {device}: tile runs on the CPU (vm) and CUDA GPUs")
+            return ("cuda", device.index if device.index is not None else torch.cuda.current_device())
         raise TypeError(f"device {device!r}: expected 'vm', 'cuda', 'cuda:N' or None")
     kind, _, ordinal = device.partition(":")
     if kind not in ("vm", "cuda") or (ordinal and not ordinal.isdigit()):
@@ -142,20 +144,23 @@ class Context:
 
     def close(self):
         """Destroys the context now (its programs and kernels must not be used after)."""
-        h, self._handle = getattr(self, "_handle", None), None
+        h = getattr(self, "_handle", None)
         if h and lib is not None:
             for s in self._streams.values():
                 s.close()
+            self._streams = {}
+            self._handle = None
             lib.tile_context_destroy(h)
 
     __del__ = close
 
     def _wrapped_stream(self, raw):
-        """The tile_stream over CUstream `raw` (an int), made once per stream value."""
+        """The Stream over CUstream `raw` (an int), made once per stream value (a wrapper owns
+        nothing, so one whose CUstream has gone is harmless until the value is reused)."""
         s = self._streams.get(raw)
         if s is None:
             s = self._streams[raw] = Stream.wrap(self, raw)
-        return s._handle
+        return s
 
     def __repr__(self):
         return f"tile.Context({self.name!r})"
@@ -178,6 +183,9 @@ def context(device=None):
                 _contexts[key] = ctx
                 _contexts.setdefault(ctx.device, ctx)
     return ctx
+
+
+_shared_context = context   # for the classes whose parameter is named context
 
 
 class Stream:
@@ -231,7 +239,7 @@ class Program:
         if isinstance(source, str):
             source = source.encode()
         self.source, self.name = bytes(source), name
-        self.context = context if isinstance(context, Context) else globals()["context"](context)
+        self.context = context if isinstance(context, Context) else _shared_context(context)
         self._handles = {}
         self._kernels = {}
         self._lock = threading.Lock()
@@ -289,11 +297,8 @@ class Program:
         kinds = {"ir": 0, "llvm": 1, "ptx": 2, "cubin": 3}
         if kind not in kinds:
             raise ValueError(f"emit kind '{kind}': expected one of {', '.join(kinds)}")
-
-        class _Options(ctypes.Structure):
-            _fields_ = [("dump_after", ctypes.c_char_p), ("arch", ctypes.c_char_p), ("num_warps", ctypes.c_int)]
-        opts = _Options(None, arch.encode() if arch else None, num_warps)
-        consts, n = _constants(constants)
+        opts = _lib.EmitOptions(None, arch.encode() if arch else None, num_warps)
+        consts, n, _names = _constants(constants)
         out, size = ctypes.c_void_p(), ctypes.c_size_t()
         h = self._handle_for(self.context)
         st = lib.tile_program_emit(h, kernel.encode(), consts, n, kinds[kind], ctypes.byref(opts),
@@ -318,17 +323,22 @@ class Program:
 
 
 def _constants(constants):
-    """A ctypes array of tile_constant (and its length) from keyword constants."""
+    """A ctypes array of tile_constant, its length, and the encoded names it points into (keep
+    them alive as long as the array)."""
     n = len(constants)
     arr = (_lib.Constant * max(n, 1))()
+    names = []
     for i, (name, v) in enumerate(sorted(constants.items())):
+        names.append(name.encode())
+        c = arr[i]
+        c.name = names[-1]   # points into the bytes object, which `names` keeps alive
         if isinstance(v, bool) or (hasattr(v, "__index__") and not isinstance(v, float)):
-            arr[i] = _lib.Constant(name.encode(), 0, int(v), 0.0)
+            c.is_float, c.i = 0, int(v)
         elif isinstance(v, float) or hasattr(v, "__float__"):
-            arr[i] = _lib.Constant(name.encode(), 1, 0, float(v))
+            c.is_float, c.f = 1, float(v)
         else:
             raise TypeError(f"constant {name}={v!r}: expected an int, bool or float")
-    return arr, n
+    return arr, n, names
 
 
 # ---- kernels and the launch path ----------------------------------------------------------------------
@@ -400,7 +410,7 @@ class Kernel:
         h = self._handles.get(ctx)
         if h is None:
             out = ctypes.c_void_p()
-            arr, n = self._consts
+            arr, n, _names = self._consts
             st = lib.tile_program_get_kernel(self.program._handle_for(ctx), self.name.encode(), arr, n, ctypes.byref(out))
             if st != _lib.OK:
                 _raise(st, ctx._handle)
@@ -500,11 +510,11 @@ class Kernel:
         """The tile_stream handle of a launch on a GPU: stream= when given, else PyTorch's
         current stream of that GPU when torch is loaded, else the default stream (NULL)."""
         if stream is None:
-            torch = sys.modules.get("torch")
-            if torch is None or not _lib.HAVE_STREAM_WRAP:
+            current = _torch_current_stream or _find_torch_current_stream()
+            if current is None:
                 return None
-            raw = _torch_current_stream(torch, ctx.ordinal)
-            return ctx._wrapped_stream(raw) if raw else None
+            raw = current(ctx.ordinal)
+            return (ctx._streams.get(raw) or ctx._wrapped_stream(raw))._handle if raw else None
         if isinstance(stream, Stream):
             if stream.context is not ctx:
                 raise ValueError(f"the stream belongs to {stream.context.name}, the launch runs on {ctx.name}")
@@ -512,18 +522,26 @@ class Kernel:
         raw = getattr(stream, "cuda_stream", None)
         if raw is None:
             raw = getattr(stream, "ptr", stream)
-        return ctx._wrapped_stream(int(raw)) if raw else None
+        return ctx._wrapped_stream(int(raw))._handle if raw else None
 
     def __repr__(self):
         consts = "".join(f", {k}={v}" for k, v in sorted(self.constants.items()))
         return f"tile.Kernel({self.program.name}:{self.name}{consts})"
 
 
-def _torch_current_stream(torch, ordinal):
+_torch_current_stream = None   # ordinal -> PyTorch's current CUstream there (an int), once torch is loaded
+
+
+def _find_torch_current_stream():
+    """The function that reads PyTorch's current stream, when torch is imported (tile never
+    imports it) and libtile can wrap streams; else None."""
+    global _torch_current_stream
+    torch = sys.modules.get("torch")
+    if torch is None or not _lib.HAVE_STREAM_WRAP:
+        return None
     raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)
-    if raw is not None:
-        return raw(ordinal)
-    return torch.cuda.current_stream(ordinal).cuda_stream
+    _torch_current_stream = raw or (lambda ordinal: torch.cuda.current_stream(ordinal).cuda_stream)
+    return _torch_current_stream
 
 
 def _device_text(device):

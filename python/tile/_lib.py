@@ -55,6 +55,10 @@ class ParamInfo(Structure):
                 ("dim_symbols", c_char_p * MAX_RANK), ("dim_sizes", c_int64 * MAX_RANK)]
 
 
+class EmitOptions(Structure):
+    _fields_ = [("dump_after", c_char_p), ("arch", c_char_p), ("num_warps", c_int)]
+
+
 def _candidates():
     here = os.path.dirname(os.path.abspath(__file__))
     # the source tree: python/tile -> <repo>/build
