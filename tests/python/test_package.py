@@ -324,3 +324,61 @@ def test_gpu_arrays_without_a_gpu(axpy_prog):
         axpy_prog.axpy(FakeGpuArray(), FakeGpuArray(), 1.0)
     with pytest.raises(ValueError, match=r"is on a GPU \(cuda\) but an earlier one is on the host"):
         axpy_prog.axpy(np.zeros(10, np.float32), FakeGpuArray(), 1.0)
+
+
+def test_default_context_follows_tile_device():
+    r = run_python("import tile; c = tile.context(); print(c.kind, c.name)",
+                   {"PYTHONPATH": "python", "TILE_DEVICE": "vm"})
+    assert r.returncode == 0 and r.stdout.strip() == "vm vm (CPU interpreter)", r.stderr
+    r = run_python("import tile; tile.context()", {"PYTHONPATH": "python", "TILE_DEVICE": "tpu"})
+    assert r.returncode != 0 and "TILE_DEVICE=tpu: expected vm or cuda" in r.stderr
+
+
+def test_streams_on_the_vm(axpy_prog, vm):
+    x, y = np.ones(64, np.float32), np.zeros(64, np.float32)
+    s = tile.Stream(vm)
+    axpy_prog.axpy(x, y, 1.0, stream=s)     # the VM runs launches before they return
+    s.synchronize()
+    w = tile.Stream.wrap(vm, 0x1234)        # any value: the VM ignores it
+    axpy_prog.axpy(x, y, 1.0, stream=w)
+    w.synchronize()
+    np.testing.assert_array_equal(y, 2 * x)
+    s.close()
+    w.close()
+
+
+def test_launches_from_threads(axpy_prog):
+    import threading
+    k = axpy_prog.kernel("axpy", BLOCK=32)
+    outs = [np.zeros(500, np.float32) for _ in range(4)]
+    x = np.arange(500, dtype=np.float32)
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                k(x, outs[i], float(i + 1))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, o in enumerate(outs):
+        np.testing.assert_array_equal(o, 5 * (i + 1) * x)
+
+
+def test_private_context_and_program_lifetimes():
+    ctx = tile.Context("vm")
+    prog = tile.program(AXPY, "axpy.tile", ctx)
+    k = prog.kernel("axpy")
+    y = np.zeros(10, np.float32)
+    k(np.ones(10, np.float32), y, 3.0)
+    assert (y == 3).all()
+    del prog   # the kernel keeps its program alive
+    k(np.ones(10, np.float32), y, 3.0)
+    assert (y == 6).all()
+    ctx.close()
+    ctx.close()   # twice is harmless
