@@ -92,8 +92,9 @@ _NAME = re.compile(r"^(?:(bool)|(bf16)|([iu])([1-9][0-9]{0,2})|f(16|32|64)|f([1-
 
 
 def dtype(x):
-    """The DType named by x: a DType, a name ("f32", "bf16", "f8e4m3", "u4", "bool"), a code
-    of tile.h, a numpy dtype (or anything np.dtype() takes) or a torch dtype."""
+    """The DType named by x: a DType, a name in the language ("f32", "bf16", "f8e4m3", "u4",
+    "bool"; numpy's names such as "f8" or "float32" are not: "f8" would be ambiguous), a code of
+    tile.h, a numpy dtype or scalar type (np.dtype("float32"), np.float32), or a torch dtype."""
     if isinstance(x, DType):
         return x
     if isinstance(x, int) and not isinstance(x, bool):

@@ -114,7 +114,7 @@ def test_numpy_dtypes_both_ways():
              (np.uint8, "u8"), (np.uint16, "u16"), (np.uint32, "u32"), (np.uint64, "u64"),
              (np.float16, "f16"), (np.float32, "f32"), (np.float64, "f64")]
     for nd, name in pairs:
-        assert tile.dtype(nd) == tile.dtype(name)
+        assert tile.dtype(nd) == tile.dtype(np.dtype(nd)) == tile.dtype(name)
         assert tile.from_numpy_dtype(np.dtype(nd)) == tile.dtype(name)
         assert tile.to_numpy_dtype(name) == np.dtype(nd)
         assert tile.describe(np.zeros(3, nd))[1] == tile.dtype(name).code
