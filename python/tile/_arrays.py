@@ -17,7 +17,7 @@ import ctypes
 import sys
 
 from . import _dtypes
-from ._dtypes import DType, dtype as _dtype
+from ._dtypes import dtype as _dtype
 from ._lib import MAX_RANK, lib
 
 VM = ("vm", 0)
