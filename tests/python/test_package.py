@@ -382,3 +382,20 @@ def test_private_context_and_program_lifetimes():
     assert (y == 6).all()
     ctx.close()
     ctx.close()   # twice is harmless
+
+
+def test_emit_gpu_code_without_a_gpu(axpy_prog):
+    try:
+        ptx = axpy_prog.emit("axpy", "ptx", arch="sm_80", BLOCK=128)
+    except tile.UnsupportedError as e:
+        pytest.skip(f"no GPU backend: {e}")
+    assert ".visible .entry axpy(" in ptx and ".target sm_80" in ptx
+    try:
+        cubin = axpy_prog.emit("axpy", "cubin", arch="sm_90a")
+    except tile.UnsupportedError as e:
+        pytest.skip(f"no assembler: {e}")
+    assert isinstance(cubin, bytes) and cubin[:4] == b"\x7fELF"
+    with pytest.raises(ValueError, match="emit kind 'sass'"):
+        axpy_prog.emit("axpy", "sass")
+    with pytest.raises(tile.TileError, match="sm_12"):
+        axpy_prog.emit("axpy", "ptx", arch="sm_12")
