@@ -531,9 +531,19 @@ tile_status tile_stream_synchronize(tile_stream *s) {
     return s->ctx->cuda ? rt_cuda_stream_synchronize(s) : TILE_OK;
 }
 
+tile_status tile_stream_wrap(tile_context *ctx, void *custream, tile_stream **out) {
+    if (!ctx || !out) return TILE_ERROR_INVALID_ARGUMENT;
+    tile_stream *s = xcalloc(1, sizeof *s);
+    s->ctx = ctx;
+    s->cuda = ctx->cuda ? (struct CudaStream *)custream : NULL;
+    s->borrowed = true;
+    *out = s;
+    return TILE_OK;
+}
+
 void tile_stream_destroy(tile_stream *s) {
     if (!s) return;
-    if (s->ctx->cuda) rt_cuda_stream_destroy(s);
+    if (s->ctx->cuda && !s->borrowed) rt_cuda_stream_destroy(s);
     free(s);
 }
 

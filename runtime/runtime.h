@@ -33,6 +33,7 @@ struct tile_context {
 struct tile_stream {
     tile_context *ctx;
     struct CudaStream *cuda; /* NULL on the VM */
+    bool borrowed;           /* tile_stream_wrap: the CUstream is not ours to destroy */
 };
 
 struct tile_kernel {

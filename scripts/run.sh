@@ -5,7 +5,8 @@
 #                           (examples/hello_tile: a kernel JIT-compiled and run on the GPU when
 #                           there is one, else on the CPU virtual machine)
 #   scripts/run.sh test     build with -Werror and run every test: the unit and kernel suites,
-#                           the bad-input corpus, GPU tests (they skip without a GPU), then an
+#                           the bad-input corpus, the Python package's pytest suite (ctest's
+#                           python_package), GPU tests (they skip without a GPU), then an
 #                           ASan+UBSan build of the suites and a bounded libFuzzer run of the
 #                           frontend seeded with the corpus
 #
@@ -17,7 +18,8 @@ BUILD=${BUILD:-build}
 JOBS=${JOBS:-$(nproc)}
 mode=${1:-main}
 
-packages=(cmake make gcc llvm-22-dev re2c lemon libcriterion-dev zlib1g-dev libzstd-dev clang libclang-rt-14-dev)
+packages=(cmake make gcc llvm-22-dev re2c lemon libcriterion-dev zlib1g-dev libzstd-dev clang libclang-rt-14-dev
+          python3-numpy python3-pytest)
 install_missing() {
   local missing=()
   for p in "${packages[@]}"; do

@@ -365,3 +365,37 @@ Test(api, messages_are_per_thread) {
     tile_program_destroy(prog);
     tile_context_destroy(ctx);
 }
+
+/* The VM's device memory is host memory: a launch takes any host pointer (here a stack array
+ * and malloc'd memory, as the Python package passes numpy's), and a wrapped stream (the
+ * Python package wraps PyTorch's) orders nothing there but launches like any other. */
+Test(api, vm_launch_on_host_pointers_and_wrapped_stream) {
+    tile_context *ctx = test_vm_context();
+    tile_program *prog = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(prog, "vector_add", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    enum { N = 37 };
+    float a[N], *b = malloc(N * sizeof *b), *c = malloc(N * sizeof *c);
+    for (int i = 0; i < N; i++) {
+        a[i] = (float)i;
+        b[i] = 0.5f * (float)i;
+        c[i] = -1;
+    }
+    int64_t shape[1] = {N};
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, a, 1, shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, b, 1, shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, 1, shape)}};
+    tile_stream *stream = NULL;
+    int dummy;
+    cr_assert_eq(tile_stream_wrap(NULL, &dummy, &stream), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert_eq(tile_stream_wrap(ctx, NULL, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert_eq(tile_stream_wrap(ctx, &dummy, &stream), TILE_OK);
+    cr_assert_eq(tile_kernel_launch(k, args, 3, stream), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_stream_synchronize(stream), TILE_OK);
+    tile_stream_destroy(stream);
+    for (int i = 0; i < N; i++) cr_assert_eq(c[i], 1.5f * (float)i, "c[%d] = %g", i, c[i]);
+    free(b);
+    free(c);
+    tile_program_destroy(prog);
+    tile_context_destroy(ctx);
+}

@@ -4,7 +4,8 @@
  * A context is bound to one device (the CPU virtual machine or a CUDA GPU). A program is a
  * compiled .tile source; a kernel is one of its kernels specialized by compile-time constants.
  * Tensors are described by element type, data pointer (device memory of the context's device:
- * host memory for the VM), shape and strides in elements. Every call returns a tile_status;
+ * host memory for the VM, where any host pointer serves, not only tile_alloc's), shape and
+ * strides in elements. Every call returns a tile_status;
  * on failure the context holds a readable message (compiler diagnostics included), which the
  * library never prints.
  *
@@ -123,6 +124,14 @@ TILE_API tile_status tile_synchronize(tile_context *ctx);
 TILE_API tile_status tile_stream_create(tile_context *ctx, tile_stream **out);
 TILE_API tile_status tile_stream_synchronize(tile_stream *stream);
 TILE_API void tile_stream_destroy(tile_stream *stream);
+/* A tile_stream over a CUstream that someone else created (PyTorch's current stream, CuPy's):
+ * launches on it are ordered with that library's work. The CUstream must belong to the
+ * context's GPU; libtile never destroys it (tile_stream_destroy frees only the wrapper), so it
+ * must outlive the wrapper's last use. NULL wraps the default stream. On the VM any value is
+ * accepted and ignored. A cuda context always uses its GPU's primary context
+ * (cuDevicePrimaryCtxRetain), the one the CUDA runtime and so PyTorch use, so pointers and
+ * streams pass between them without copies. */
+TILE_API tile_status tile_stream_wrap(tile_context *ctx, void *custream, tile_stream **out);
 
 /* ---- programs and kernels -------------------------------------------------------------- */
 /* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). */

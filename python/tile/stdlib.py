@@ -1,0 +1,187 @@
+"""The standard library's kernels (stdlib/core/*.tile) as functions on arrays.
+
+Each function takes arrays (numpy arrays run on the VM, torch tensors on their device), makes
+the outputs it is not given (out=) like its first input, launches the kernel on the device of
+its inputs and returns the outputs. Keyword constants (BLOCK=, BM=, ...) specialize the kernel
+as prog.kernel() does. Element types are the kernels' (f32, bf16 for gemm): pass arrays of
+those types (numpy has no bf16: use tile.pack(values, tile.bf16), read with tile.unpack).
+
+The sources are found in $TILE_STDLIB, the source tree this package sits in (stdlib/), or an
+installed prefix (share/tile/stdlib, share/tile). A kernel without a function here is still
+reachable: tile.stdlib.<kernel> is its Kernel (launch it with every argument, outputs
+included), and tile.stdlib.kernel(name, **constants) specializes it.
+"""
+import glob
+import os
+import re
+
+from . import _arrays
+from ._core import Program, context as _context
+
+__all__ = ["cumsum_rows", "gather_rows", "gemm", "kernel", "kernel_names", "layernorm", "path", "softmax",
+           "sum_all", "sum_rows", "vector_add"]
+
+
+def _find_root():
+    env = os.environ.get("TILE_STDLIB")
+    if env:
+        return env
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.path.join(os.path.dirname(os.path.dirname(here)), "stdlib")]
+    up = here
+    for _ in range(6):
+        up = os.path.dirname(up)
+        candidates += [os.path.join(up, "share", "tile", "stdlib"), os.path.join(up, "share", "tile")]
+    candidates += ["/usr/local/share/tile/stdlib", "/usr/local/share/tile", "/usr/share/tile/stdlib", "/usr/share/tile"]
+    for c in candidates:
+        if glob.glob(os.path.join(c, "core", "*.tile")) or glob.glob(os.path.join(c, "*.tile")):
+            return c
+    return None
+
+
+path = _find_root()
+_KERNEL = re.compile(rb"^\s*kernel\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+
+
+def _files():
+    if path is None:
+        raise FileNotFoundError("tile.stdlib: cannot find the stdlib sources; set TILE_STDLIB to their folder")
+    return sorted(glob.glob(os.path.join(path, "core", "*.tile")) + glob.glob(os.path.join(path, "*.tile")))
+
+
+_index = None
+
+
+def _kernel_files():
+    """kernel name -> the file that defines it, scanned once."""
+    global _index
+    if _index is None:
+        _index = {}
+        for f in _files():
+            with open(f, "rb") as fh:
+                for m in _KERNEL.finditer(fh.read()):
+                    _index.setdefault(m.group(1).decode(), f)
+    return _index
+
+
+def kernel_names():
+    """Every kernel of the standard library, sorted."""
+    return sorted(_kernel_files())
+
+
+_programs = {}
+
+
+def _program(file, device):
+    key = (file, device)
+    p = _programs.get(key)
+    if p is None:
+        p = _programs[key] = Program.from_file(file, _context(device))
+    return p
+
+
+def kernel(name, device=None, **constants):
+    """The standard-library Kernel `name` specialized by constants, compiled on device (None:
+    the default device); it launches wherever its arrays are."""
+    f = _kernel_files().get(name)
+    if f is None:
+        raise AttributeError(f"tile.stdlib has no kernel '{name}' (kernels: {', '.join(kernel_names())})")
+    return _program(f, _context(device).device).kernel(name, **constants)
+
+
+def _on(ref, name, constants):
+    """The kernel for arrays on ref's device (GPU arrays that do not name their GPU: cuda:0)."""
+    device = _arrays.describe(ref)[0]
+    if device[1] is None:
+        device = ("cuda", 0)
+    return kernel(name, device, **constants)
+
+
+def _shape_dtype(a):
+    d = _arrays.describe(a)
+    from ._dtypes import DType
+    return tuple(d[3]), DType(d[1])
+
+
+def vector_add(a, b, out=None, **constants):
+    """out = a + b (f32 vectors)."""
+    shape, dt = _shape_dtype(a)
+    if out is None:
+        out = _arrays.empty_like(a, dt, shape)
+    _on(a, "vector_add", constants)(a, b, out)
+    return out
+
+
+def softmax(x, out=None, **constants):
+    """Softmax along each row of x [M, N] (f32)."""
+    shape, dt = _shape_dtype(x)
+    if out is None:
+        out = _arrays.empty_like(x, dt, shape)
+    _on(x, "softmax", constants)(x, out)
+    return out
+
+
+def layernorm(x, weight, bias, eps=1e-5, out=None, **constants):
+    """(x - mean) / sqrt(var + eps) * weight + bias along each row of x [M, N] (f32)."""
+    shape, dt = _shape_dtype(x)
+    if out is None:
+        out = _arrays.empty_like(x, dt, shape)
+    _on(x, "layernorm", constants)(x, weight, bias, out, float(eps))
+    return out
+
+
+def gemm(a, b, out=None, **constants):
+    """a [M, K] @ b [K, N] with bf16 inputs, f32 accumulation and a bf16 result."""
+    (m, _), dt = _shape_dtype(a)
+    (_, n), _ = _shape_dtype(b)
+    if out is None:
+        out = _arrays.empty_like(a, dt, (m, n))
+    _on(a, "gemm", constants)(a, b, out)
+    return out
+
+
+def sum_rows(x, out=None, **constants):
+    """The sum of each row of x [M, N] (f32), shape [M]."""
+    (m, _), dt = _shape_dtype(x)
+    if out is None:
+        out = _arrays.empty_like(x, dt, (m,))
+    _on(x, "sum_rows", constants)(x, out)
+    return out
+
+
+def cumsum_rows(x, out=None, **constants):
+    """The inclusive prefix sum along each row of x [M, N] (f32)."""
+    shape, dt = _shape_dtype(x)
+    if out is None:
+        out = _arrays.empty_like(x, dt, shape)
+    _on(x, "cumsum_rows", constants)(x, out)
+    return out
+
+
+def sum_all(x, out=None, **constants):
+    """The sum of a vector x [N] (f32), shape [1]. The kernel adds into out atomically: a given
+    out= must hold 0 (or the value to add to)."""
+    _, dt = _shape_dtype(x)
+    if out is None:
+        out = _arrays.empty_like(x, dt, (1,), zero=True)
+    _on(x, "sum_all", constants)(x, out)
+    return out
+
+
+def gather_rows(table, idx, out=None, **constants):
+    """out[r, :] = table[idx[r], :] for table [V, D] (f32) and idx [R] (i32); an index outside
+    the table gives a row of zeros. D becomes the kernel's constant D."""
+    (_, d), dt = _shape_dtype(table)
+    (r,), _ = _shape_dtype(idx)
+    constants.setdefault("D", d)
+    if out is None:
+        out = _arrays.empty_like(table, dt, (r, d))
+    _on(table, "gather_rows", constants)(table, idx, out)
+    return out
+
+
+def __getattr__(name):
+    # a stdlib kernel that has no function above yet: its Kernel (pass every argument)
+    if not name.startswith("_") and name in _kernel_files():
+        return kernel(name)
+    raise AttributeError(f"module 'tile.stdlib' has no attribute '{name}'")
