@@ -380,9 +380,11 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
 
 tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_constant *constants, size_t nconstants,
                               tile_emit_kind kind, const tile_emit_options *options, char **out, size_t *len) {
-    if (!p || !kernel || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!p || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     if (len) *len = 0;
+    if (!kernel && kind == TILE_EMIT_IR)
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "kernel NULL (every kernel) applies to the GPU forms only");
     if (kind != TILE_EMIT_IR && kind != TILE_EMIT_LLVM && kind != TILE_EMIT_PTX && kind != TILE_EMIT_CUBIN)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "unknown emit kind %d", (int)kind);
     const char *dump_after = options ? options->dump_after : NULL;
@@ -400,6 +402,14 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
         tile_status st = rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "unknown pass '%s'; the passes are:\n%s", dump_after,
                                  sb_str(&names));
         sb_free(&names);
+        return st;
+    }
+    if (!kernel) {
+        Strbuf code = {0};
+        tile_status st = rt_emit_every_kernel(p, constants, nconstants, kind, arch, num_warps, &code);
+        if (st == TILE_OK && len) *len = code.len;
+        if (st == TILE_OK) *out = code.data ? code.data : xstrdup("");
+        else sb_free(&code);
         return st;
     }
     ConstBinding *consts;
@@ -425,7 +435,7 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     diag_free(&d);
     if (kind != TILE_EMIT_IR) {
         Strbuf err = {0};
-        st = rt_backend_emit(f, arch, num_warps, kind, &dump, &err);
+        st = rt_backend_emit((const IrFunction *const *)&f, 1, arch, num_warps, kind, &dump, &err);
         if (st != TILE_OK) {
             st = rt_fail(p->ctx, st, "%s for %s: %s", kernel, arch, sb_str(&err));
             sb_free(&err);

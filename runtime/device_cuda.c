@@ -181,22 +181,29 @@ static bool have_cubin_tool(void) {
 }
 #endif
 
-tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_warps, tile_emit_kind kind,
-                            Strbuf *out, Strbuf *err) {
+tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *arch_name, int num_warps,
+                            tile_emit_kind kind, Strbuf *out, Strbuf *err) {
 #ifdef TILE_HAVE_LLVM
     CodegenOptions opt;
     if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
-    CodegenInfo info = {0};
-    if (kind == TILE_EMIT_LLVM) {
-        if (!backend_compile_llvm(f, &opt, out, &info, err))
-            return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
-        return TILE_OK;
-    }
+    CodegenInfo info = {0}, *infos = n > 1 ? xcalloc(n, sizeof *infos) : &info;
+    bool ok;
     Strbuf ptx = {0};
-    if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
-        sb_free(&ptx);
-        return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+    if (kind == TILE_EMIT_LLVM) {
+        ok = n == 1 ? backend_compile_llvm(fs[0], &opt, out, &info, err)
+                    : backend_compile_many(fs, n, &opt, false, out, infos, err);
+    } else {
+        ok = n == 1 ? backend_compile_ptx(fs[0], &opt, &ptx, &info, err)
+                    : backend_compile_many(fs, n, &opt, true, &ptx, infos, err);
     }
+    bool unsupported = false;
+    for (size_t i = 0; i < n; i++) unsupported = unsupported || infos[i].unsupported;
+    if (infos != &info) free(infos);
+    if (!ok) {
+        sb_free(&ptx);
+        return unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+    }
+    if (kind == TILE_EMIT_LLVM) return TILE_OK;
     if (kind == TILE_EMIT_PTX) {
         sb_putn(out, ptx.data, ptx.len);
         sb_free(&ptx);
@@ -217,7 +224,7 @@ tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_
     sb_free(&ptx);
     return st;
 #else
-    (void)f, (void)arch_name, (void)num_warps, (void)kind, (void)out;
+    (void)fs, (void)n, (void)arch_name, (void)num_warps, (void)kind, (void)out;
     sb_puts(err, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
     return TILE_ERROR_UNSUPPORTED;
 #endif

@@ -104,11 +104,16 @@ struct CudaFunction;
 struct CudaDevice *rt_cuda_device(const tile_context *ctx);
 bool rt_cuda_kernel_function(const tile_kernel *k, struct CudaFunction **fn, unsigned *threads,
                              unsigned *shared_bytes);
-/* Generates code for f without a device: LLVM IR text, PTX text or a cubin (binary) appended
- * to out, for arch ("sm_80", "sm_90a"). On failure the status says what kind (UNSUPPORTED when
- * the code generator cannot handle the kernel yet or no backend is built in) and err says why. */
-tile_status rt_backend_emit(const IrFunction *f, const char *arch, int num_warps, tile_emit_kind kind,
-                            Strbuf *out, Strbuf *err);
+/* Generates code for the n kernels fs (one module holds them all) without a device: LLVM IR
+ * text, PTX text or a cubin (binary) appended to out, for arch ("sm_80", "sm_90a"). On failure
+ * the status says what kind (UNSUPPORTED when the code generator cannot handle a kernel yet or
+ * no backend is built in) and err says why. */
+tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *arch, int num_warps,
+                            tile_emit_kind kind, Strbuf *out, Strbuf *err);
+/* tile_program_emit with kernel NULL (runtime/aot.c): every kernel of p, each specialized by
+ * the constants it declares, in one module; arch and num_warps already checked. */
+tile_status rt_emit_every_kernel(tile_program *p, const tile_constant *constants, size_t nconstants,
+                                 tile_emit_kind kind, const char *arch, int num_warps, Strbuf *out);
 
 /* Like tile_program_get_kernel, with ahead-of-time images: on a cuda context the kernel is
  * loaded from the image that matches the device when there is one (rt_cuda_prepare_images). */

@@ -34,7 +34,7 @@ static const char *usage_text =
     "\n"
     "commands:\n"
     "  check FILE...                 check every kernel of each file (constants take their defaults)\n"
-    "  build [options] FILE          compile one kernel and print or write its IR or GPU code\n"
+    "  build [options] FILE          compile a kernel and print or write its IR or GPU code\n"
     "      --emit ir|llvm|ptx|cubin|c-header\n"
     "                                what to emit (default: ir); llvm, ptx and cubin need no GPU;\n"
     "                                cubin is binary and needs -o and ptxas or libnvJitLink;\n"
@@ -48,7 +48,8 @@ static const char *usage_text =
     "                                leaving it to be compiled at run time\n"
     "      --num-warps N             threads per block / 32 (default: the code generator's)\n"
     "      -k KERNEL                 the kernel (default: the only kernel of the file); with\n"
-    "                                c-header repeatable (default: every kernel)\n"
+    "                                llvm, ptx or cubin the default is every kernel of the file\n"
+    "                                in one module; with c-header repeatable (default: every kernel)\n"
     "      -D NAME=VALUE             set a compile-time constant (repeatable)\n"
     "      --dump-after=PASS         print the IR after this pass instead (see --list-passes)\n"
     "      -o OUT                    write to OUT instead of stdout\n"
@@ -339,7 +340,10 @@ static int build_file(int argc, char **argv, Defines *defines) {
                             ndefs);
         tile_program_destroy(prog);
     } else if (!rc) {
-        if (!kernel) {
+        bool gpu_form = kind == TILE_EMIT_LLVM || kind == TILE_EMIT_PTX || kind == TILE_EMIT_CUBIN;
+        if (!kernel && gpu_form && tile_program_num_kernels(prog) > 1) {
+            /* every kernel of the file in one module, as nvcc makes one per .cu file */
+        } else if (!kernel) {
             if (tile_program_num_kernels(prog) > 1) {
                 fprintf(stderr, "tilec: %s has %d kernels; choose one with -k\n", file, tile_program_num_kernels(prog));
                 rc = EXIT_USAGE;

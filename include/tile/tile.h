@@ -166,7 +166,9 @@ TILE_API tile_status tile_kernel_launch(tile_kernel *kernel, const tile_arg *arg
  * The GPU forms need no GPU: they are made for options->arch ("sm_80", "sm_90a"; NULL: the
  * context's GPU when it is a cuda context, else sm_90a). TILE_ERROR_UNSUPPORTED when the code
  * generator cannot handle the kernel yet, libtile has no backend, or (cubin) no assembler is
- * installed; the message says which. */
+ * installed; the message says which. kernel NULL (GPU forms only): every kernel of the program in
+ * one module, as nvcc makes one per .cu file, each specialized by the constants it declares (a
+ * constant that no kernel declares is an error). */
 typedef enum tile_emit_kind {
     TILE_EMIT_IR = 0,
     TILE_EMIT_LLVM,
