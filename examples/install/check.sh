@@ -13,13 +13,15 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 prefix=$tmp/prefix
 
 cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
-for f in bin/tilec include/tile/tile.h lib/cmake/tile/tileConfig.cmake lib/cmake/tile/TileKernels.cmake \
-         lib/pkgconfig/tile.pc share/tile/stdlib/core/vector_add.tile; do
+pc=$(find "$prefix" -name tile.pc)
+libdir=$(dirname "$(dirname "$pc")") # lib, or lib/<multiarch> when configured for /usr
+for f in bin/tilec include/tile/tile.h "${libdir#$prefix/}/cmake/tile/tileConfig.cmake" \
+         "${libdir#$prefix/}/cmake/tile/TileKernels.cmake" share/tile/stdlib/core/vector_add.tile; do
   [ -e "$prefix/$f" ] || { echo "not installed: $f" >&2; exit 1; }
 done
-soname=$(objdump -p "$prefix"/lib/libtile.so | sed -n 's/^ *SONAME *//p')
+soname=$(objdump -p "$libdir"/libtile.so | sed -n 's/^ *SONAME *//p')
 case "$soname" in
-  libtile.so.[0-9]*) [ -e "$prefix/lib/$soname" ] || { echo "no $soname installed" >&2; exit 1; } ;;
+  libtile.so.[0-9]*) [ -e "$libdir/$soname" ] || { echo "no $soname installed" >&2; exit 1; } ;;
   *) echo "libtile has no versioned soname (got '$soname')" >&2; exit 1 ;;
 esac
 "$prefix/bin/tilec" --version
@@ -33,5 +35,5 @@ cmake --build "$tmp/cmake-build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log
 
 echo "== pkg-config =="
 mkdir -p "$tmp/pc-build"
-PKG_CONFIG_PATH="$prefix/lib/pkgconfig" make -s -C "$here/pkgconfig" O="$tmp/pc-build" CC="$cc"
+PKG_CONFIG_PATH="$libdir/pkgconfig" make -s -C "$here/pkgconfig" O="$tmp/pc-build" CC="$cc"
 "$tmp/pc-build/install_pkgconfig_example"
