@@ -88,6 +88,10 @@ tile_status tile_context_create(tile_device_kind device, int ordinal, tile_conte
         }
     }
     pthread_mutex_init(&ctx->lock, NULL);
+    pthread_mutex_init(&ctx->programs_lock, NULL);
+    CacheConfig cache;
+    cache_config_from_env(&cache);
+    ctx->share_programs = cache.enabled;
     clear_message(NULL);
     *out = ctx;
     return TILE_OK;
@@ -107,7 +111,13 @@ void tile_context_destroy(tile_context *ctx) {
         tile_program_destroy(a->program);
         free(a);
     }
+    /* programs the user still holds outlive the cache: they no longer reach ctx's lock */
+    pthread_mutex_lock(&ctx->programs_lock);
+    for (tile_program *p = ctx->shared_programs; p; p = p->next_shared) p->shared = false;
+    ctx->shared_programs = NULL;
+    pthread_mutex_unlock(&ctx->programs_lock);
     rt_cuda_close(ctx);
+    pthread_mutex_destroy(&ctx->programs_lock);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }
@@ -162,8 +172,26 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
                                      tile_program **out) {
     if (!ctx || !out || (!source && len)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
+    if (!name) name = "<string>";
+    uint8_t hash[32];
+    if (ctx->share_programs) { /* a program of the same name and text is reused, kernels and all */
+        Sha256 h;
+        cache_key_begin(&h);
+        cache_key_add_str(&h, "name", name);
+        cache_key_add(&h, "source", source ? source : "", len);
+        sha256_final(&h, hash);
+        pthread_mutex_lock(&ctx->programs_lock);
+        tile_program *p = ctx->shared_programs;
+        while (p && memcmp(p->source_hash, hash, sizeof hash) != 0) p = p->next_shared;
+        if (p) p->refs++;
+        pthread_mutex_unlock(&ctx->programs_lock);
+        if (p) {
+            *out = p;
+            return TILE_OK;
+        }
+    }
     DiagList d = {0};
-    AstFile *ast = parse_source(name ? name : "<string>", source ? source : "", len, &d);
+    AstFile *ast = parse_source(name, source ? source : "", len, &d);
     if (d.errors) {
         tile_status st = rt_fail(ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
@@ -174,7 +202,16 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
     tile_program *p = xcalloc(1, sizeof *p);
     p->ctx = ctx;
     p->ast = ast;
+    p->refs = 1;
     pthread_mutex_init(&p->lock, NULL);
+    if (ctx->share_programs) { /* a racing thread may have added the same source: both live */
+        memcpy(p->source_hash, hash, sizeof hash);
+        pthread_mutex_lock(&ctx->programs_lock);
+        p->shared = true;
+        p->next_shared = ctx->shared_programs;
+        ctx->shared_programs = p;
+        pthread_mutex_unlock(&ctx->programs_lock);
+    }
     *out = p;
     return TILE_OK;
 }
@@ -193,6 +230,7 @@ tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_pro
 
 static void kernel_free(tile_kernel *k) {
     rt_kernel_free_variants(k);
+    rt_grid_free(k->grid);
     pthread_mutex_destroy(&k->variants_lock);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
     free(k->consts);
@@ -203,6 +241,20 @@ static void kernel_free(tile_kernel *k) {
 
 void tile_program_destroy(tile_program *p) {
     if (!p) return;
+    if (p->shared) {
+        tile_context *ctx = p->ctx;
+        pthread_mutex_lock(&ctx->programs_lock);
+        bool last = --p->refs == 0;
+        if (last) {
+            tile_program **link = &ctx->shared_programs;
+            while (*link && *link != p) link = &(*link)->next_shared;
+            if (*link) *link = p->next_shared;
+        }
+        pthread_mutex_unlock(&ctx->programs_lock);
+        if (!last) return;
+    } else if (--p->refs > 0) {
+        return;
+    }
     for (tile_kernel *k = p->kernels, *next; k; k = next) {
         next = k->next;
         kernel_free(k);
@@ -363,6 +415,7 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     k->nconsts = nconstants;
     k->module = m;
     k->function = f;
+    k->grid = rt_grid_compile(f);
     pthread_mutex_init(&k->variants_lock, NULL);
     if (p->ctx->cuda && (st = nimages ? rt_cuda_prepare_images(p->ctx, k, images, nimages)
                                       : rt_cuda_prepare(p->ctx, k)) != TILE_OK) {

@@ -592,6 +592,13 @@ RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t narg
     RtSpecFacts *facts = fn->nparams <= 32 ? small : xmalloc(fn->nparams * sizeof *facts);
     RtCudaFunction *f = k->cuda;
     if (!rt_spec_facts(fn, args, nargs, facts)) goto done;
+    /* The fast path: the same facts as the latest launch (variants are never freed before the
+     * kernel, so a published one stays valid). */
+    RtVariant *last = atomic_load_explicit(&k->last_variant, memory_order_acquire);
+    if (last && memcmp(last->facts, facts, fn->nparams * sizeof *facts) == 0) {
+        f = last->cuda;
+        goto done;
+    }
     pthread_mutex_lock(&k->variants_lock);
     RtVariant *v = k->variants;
     while (v && memcmp(v->facts, facts, fn->nparams * sizeof *facts) != 0) v = v->next;
@@ -623,6 +630,7 @@ RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t narg
         k->variants = v;
     }
     f = v->cuda;
+    atomic_store_explicit(&k->last_variant, v, memory_order_release);
     pthread_mutex_unlock(&k->variants_lock);
 done:
     if (facts != small) free(facts);
@@ -630,6 +638,7 @@ done:
 }
 
 /* ---- launching ---------------------------------------------------------------------------------- */
+enum { RT_LAUNCH_SLOTS = 64 };
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
@@ -638,7 +647,8 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
                            k->name, ctx->name);
     Strbuf err = {0};
     int64_t grid[3];
-    if (!vm_eval_grid(fn, args, nargs, grid, &err)) {
+    /* the compiled grid, else (or when it declines) the VM, which also words the errors */
+    if (!(k->grid && rt_grid_eval(k->grid, args, nargs, grid)) && !vm_eval_grid(fn, args, nargs, grid, &err)) {
         tile_status st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
         sb_free(&err);
         return st;
@@ -658,8 +668,11 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
         const IrType *t = fn->body->args[i]->type;
         nslots += t->kind == TY_TENSOR ? 1 + 2 * (size_t)t->rank : 1;
     }
-    uint64_t *slots = xcalloc(nslots + 1, sizeof *slots);
-    void **params = xcalloc(nslots + 1, sizeof *params);
+    uint64_t small_slots[RT_LAUNCH_SLOTS];
+    void *small_params[RT_LAUNCH_SLOTS];
+    bool small = nslots <= RT_LAUNCH_SLOTS; /* no allocation for kernels of up to 64 slots */
+    uint64_t *slots = small ? small_slots : xcalloc(nslots + 1, sizeof *slots);
+    void **params = small ? small_params : xcalloc(nslots + 1, sizeof *params);
     size_t s = 0;
     for (uint32_t i = 0; i < fn->nparams && i < nargs; i++) {
         const IrType *t = fn->body->args[i]->type;
@@ -697,8 +710,10 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
                          .stream = stream ? stream->cuda : NULL};
     tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
     if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
-    free(slots);
-    free(params);
+    if (!small) {
+        free(slots);
+        free(params);
+    }
     sb_free(&err);
     return st;
 }

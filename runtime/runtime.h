@@ -12,6 +12,7 @@
 #define TILE_RUNTIME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "backend/backend.h"
 #include "frontend/frontend.h"
@@ -20,6 +21,7 @@
 
 struct RtAotProgram;
 struct RtVariant;
+typedef struct RtGrid RtGrid;
 
 struct tile_context {
     tile_device_kind device;
@@ -28,6 +30,11 @@ struct tile_context {
     pthread_mutex_t lock;
     struct RtCuda *cuda;     /* the cuda device's state (device_cuda.c); NULL on the VM */
     struct RtAotProgram *aot_programs; /* tile_context_aot_kernel's programs, under lock */
+    /* The memory cache from source to program: live programs by the hash of (name, source), so
+     * that the same source is parsed once and its kernels compiled once (off with TILE_CACHE=0). */
+    bool share_programs;
+    pthread_mutex_t programs_lock;
+    tile_program *shared_programs;
 };
 
 struct tile_stream {
@@ -46,6 +53,8 @@ struct tile_kernel {
     bool from_image;         /* cuda was loaded from an ahead-of-time image: never specialized */
     pthread_mutex_t variants_lock;
     struct RtVariant *variants; /* specialized variants compiled at launch (device_cuda.c) */
+    struct RtVariant *_Atomic last_variant; /* the variant of the latest launch (the fast path) */
+    RtGrid *grid;            /* the grid region compiled (launch.c), or NULL: the VM evaluates it */
     tile_kernel *next;
 };
 
@@ -54,6 +63,10 @@ struct tile_program {
     AstFile *ast;
     pthread_mutex_t lock;
     tile_kernel *kernels;
+    int refs;                   /* handles given out by tile_program_from_string */
+    bool shared;                /* in ctx->shared_programs (under ctx->programs_lock) */
+    uint8_t source_hash[32];    /* SHA-256 of the name and the source */
+    tile_program *next_shared;
 };
 
 /* Records the message of a failed call for tile_context_message (per thread). */
@@ -170,6 +183,16 @@ CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, ui
 struct RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs);
 /* How many variants k has compiled (for tests and tools). */
 size_t rt_kernel_num_variants(tile_kernel *k);
+
+/* ---- the launch fast path (launch.c) ---------------------------------------------------------
+ * A kernel's grid region compiled into steps over at most RT_GRID_MAX_REGS scalar registers:
+ * NULL from rt_grid_compile when the region needs the VM. rt_grid_eval computes the grid for
+ * arguments already checked, exactly as vm_eval_grid does; false when the VM must decide (a
+ * value out of range, an op the VM would reject), never an error of its own. */
+enum { RT_GRID_MAX_REGS = 64 };
+RtGrid *rt_grid_compile(const IrFunction *f);
+bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]);
+void rt_grid_free(RtGrid *g);
 
 /* ---- ahead-of-time compilation (aot.c) ------------------------------------------------------- */
 /* A cubin (or PTX when no assembler is installed) of f for arch, with its launch shape. */
