@@ -130,6 +130,8 @@ typedef struct CodegenInfo {
     unsigned threads;        /* threads per block */
     unsigned shared_bytes;   /* dynamic shared memory per block */
     bool unsupported;        /* the failure is a construct the GPU backend does not support yet */
+    double codegen_seconds;  /* compile_* only: tile IR -> LLVM IR */
+    double llvm_seconds;     /* compile_* only: LLVM's optimizer and code generator -> PTX */
 } CodegenInfo;
 
 /* Lowers one kernel (after the pass pipeline: no calls left) into a new module in context.

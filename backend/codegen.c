@@ -647,11 +647,15 @@ bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *
     if (!llvm_init_nvptx(err)) return false;
     LLVMContextRef context = llvm_context_new();
     LLVMModuleRef module;
+    double t0 = monotonic_seconds();
     bool ok = backend_codegen(context, kernel, options, &module, info, err);
+    double t1 = monotonic_seconds();
     if (ok) {
         PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
         ok = llvm_emit_ptx(module, &po, ptx, err);
     }
+    info->codegen_seconds = t1 - t0;
+    info->llvm_seconds = monotonic_seconds() - t1;
     llvm_context_free(context);
     return ok;
 }
@@ -667,17 +671,23 @@ bool backend_compile_many(const struct IrFunction *const *kernels, size_t n, con
     LLVMModuleRef whole = NULL;
     bool ok = n > 0;
     if (!ok) sb_puts(err, "no kernel to compile");
+    double t0 = monotonic_seconds();
     for (size_t i = 0; i < n && ok; i++) {
         LLVMModuleRef module;
         ok = backend_codegen(context, kernels[i], options, &module, &infos[i], err);
         if (ok && !whole) whole = module;
         else if (ok) ok = llvm_link_into(whole, module, err);
     }
+    double t1 = monotonic_seconds();
     if (ok && !ptx) {
         llvm_print_module(whole, out);
     } else if (ok) {
         PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
         ok = llvm_emit_ptx(whole, &po, out, err);
+    }
+    if (n) { /* the whole module's times, on the first kernel */
+        infos[0].codegen_seconds = t1 - t0;
+        infos[0].llvm_seconds = monotonic_seconds() - t1;
     }
     llvm_context_free(context);
     return ok;
@@ -688,7 +698,9 @@ bool backend_compile_llvm(const struct IrFunction *kernel, const CodegenOptions 
     if (!llvm_init_nvptx(err)) return false;
     LLVMContextRef context = llvm_context_new();
     LLVMModuleRef module;
+    double t0 = monotonic_seconds();
     bool ok = backend_codegen(context, kernel, options, &module, info, err);
+    info->codegen_seconds = monotonic_seconds() - t0;
     if (ok) llvm_print_module(module, text);
     llvm_context_free(context);
     return ok;

@@ -61,6 +61,12 @@ const char *tile_status_name(tile_status status) {
 
 const char *tile_version(void) { return TILE_VERSION_STRING; }
 
+static _Thread_local tile_compile_times compile_times;
+tile_compile_times *rt_times(void) { return &compile_times; }
+void tile_compile_times_get(tile_compile_times *out) {
+    if (out) *out = compile_times;
+}
+
 /* ---- contexts ------------------------------------------------------------------------------ */
 tile_status tile_context_create(tile_device_kind device, int ordinal, tile_context **out) {
     if (!out) return TILE_ERROR_INVALID_ARGUMENT;
@@ -191,7 +197,9 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
         }
     }
     DiagList d = {0};
+    double t0 = monotonic_seconds();
     AstFile *ast = parse_source(name, source ? source : "", len, &d);
+    compile_times.parse = monotonic_seconds() - t0;
     if (d.errors) {
         tile_status st = rt_fail(ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
@@ -282,7 +290,10 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
     static const RtCompileOptions vm_path = {0};
     if (!options) options = &vm_path;
     IrModule *m = ir_module_new();
+    double t0 = monotonic_seconds();
     IrFunction *f = lower_kernel(ast, kernel, consts, nconsts, m, d);
+    double t1 = monotonic_seconds();
+    compile_times.lower += t1 - t0;
     if (!f) {
         ir_module_free(m);
         return NULL;
@@ -292,7 +303,9 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
 #ifndef NDEBUG
     opt.verify_each = true;
 #endif
-    if (!passes_run(m, &opt, d)) {
+    bool passed = passes_run(m, &opt, d);
+    compile_times.passes += monotonic_seconds() - t1;
+    if (!passed) {
         ir_module_free(m);
         return NULL;
     }
@@ -436,6 +449,9 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     if (!p || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     if (len) *len = 0;
+    double parse = compile_times.parse;
+    memset(&compile_times, 0, sizeof compile_times);
+    compile_times.parse = parse;
     if (!kernel && kind == TILE_EMIT_IR)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "kernel NULL (every kernel) applies to the GPU forms only");
     if (kind != TILE_EMIT_IR && kind != TILE_EMIT_LLVM && kind != TILE_EMIT_PTX && kind != TILE_EMIT_CUBIN)

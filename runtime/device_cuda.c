@@ -197,7 +197,11 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
                     : backend_compile_many(fs, n, &opt, true, &ptx, infos, err);
     }
     bool unsupported = false;
-    for (size_t i = 0; i < n; i++) unsupported = unsupported || infos[i].unsupported;
+    for (size_t i = 0; i < n; i++) {
+        unsupported = unsupported || infos[i].unsupported;
+        rt_times()->codegen += infos[i].codegen_seconds;
+        rt_times()->llvm += infos[i].llvm_seconds;
+    }
     if (infos != &info) free(infos);
     if (!ok) {
         sb_free(&ptx);
@@ -218,8 +222,10 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
                   sb_str(&searched));
         sb_free(&searched);
         st = TILE_ERROR_UNSUPPORTED;
-    } else if (!backend_ptx_to_cubin(ptx.data, ptx.len, opt.arch, CUBIN_TOOL_AUTO, out, err)) {
-        st = TILE_ERROR_COMPILE;
+    } else {
+        double t0 = monotonic_seconds();
+        if (!backend_ptx_to_cubin(ptx.data, ptx.len, opt.arch, CUBIN_TOOL_AUTO, out, err)) st = TILE_ERROR_COMPILE;
+        rt_times()->assemble += monotonic_seconds() - t0;
     }
     sb_free(&ptx);
     return st;

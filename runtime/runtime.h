@@ -69,6 +69,9 @@ struct tile_program {
     tile_program *next_shared;
 };
 
+/* This thread's tile_compile_times, which the compile steps add to. */
+tile_compile_times *rt_times(void);
+
 /* Records the message of a failed call for tile_context_message (per thread). */
 tile_status rt_fail(const tile_context *ctx, tile_status status, const char *fmt, ...) TILE_PRINTF(3, 4);
 

@@ -365,6 +365,10 @@ Test(aot, tilec_emits_every_kernel_of_a_file_into_one_module) {
              "'%s/reduce.ptx' && grep -q '.entry cumsum_rows(' '%s/reduce.ptx' && grep -q '.entry sum_all(' '%s/reduce.ptx'",
              tmp, tmp, tmp, tmp);
     cr_assert_eq(system(cmd), 0, "three entries in one module");
+    snprintf(cmd, sizeof cmd, "'%s/tilec' build --time --emit llvm -o /dev/null '%s/stdlib/core/reduce.tile' 2>'%s/time' && "
+             "grep -q 'time: frontend .* ms (parse .*, lower .*), passes .* ms, LLVM .* ms (codegen .*), ptxas/nvJitLink' "
+             "'%s/time'", TILE_BUILD_DIR, TILE_SOURCE_DIR, tmp, tmp);
+    cr_assert_eq(system(cmd), 0, "--time prints the split");
     snprintf(cmd, sizeof cmd, "'%s/tilec' build --emit ir '%s/stdlib/core/reduce.tile' >/dev/null 2>&1", TILE_BUILD_DIR,
              TILE_SOURCE_DIR);
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2, "the IR of a file of several kernels still needs -k");

@@ -276,6 +276,11 @@ Test(codegen, emit_with_no_kernel_makes_one_module) {
     cr_assert(strstr(out, ".entry sum_rows(") && strstr(out, ".entry cumsum_rows(") && strstr(out, ".entry sum_all("), "%s", out);
     cr_assert_eq(len, strlen(out));
     tile_string_free(out);
+    tile_compile_times t;
+    tile_compile_times_get(&t);
+    cr_assert(t.lower > 0 && t.passes > 0 && t.codegen > 0 && t.llvm > 0, "every stage that ran is timed: %g %g %g %g",
+              t.lower, t.passes, t.codegen, t.llvm);
+    cr_assert_eq(t.assemble, 0, "PTX is not assembled");
     cr_assert_eq(tile_program_emit(p, NULL, NULL, 0, TILE_EMIT_LLVM, &opt, &out, &len), TILE_OK);
     cr_assert(strstr(out, "@sum_rows(") && strstr(out, "@sum_all("));
     tile_string_free(out);

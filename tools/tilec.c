@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tilec.h"
 
@@ -52,6 +53,8 @@ static const char *usage_text =
     "                                in one module; with c-header repeatable (default: every kernel)\n"
     "      -D NAME=VALUE             set a compile-time constant (repeatable)\n"
     "      --dump-after=PASS         print the IR after this pass instead (see --list-passes)\n"
+    "      --time                    print on stderr how long the frontend, the passes, LLVM and\n"
+    "                                ptxas (or nvJitLink) took\n"
     "      -o OUT                    write to OUT instead of stdout\n"
     "  run FILE -k KERNEL [options] [NAME=VALUE...]\n"
     "                                run a kernel on random (or --in) inputs and summarize every\n"
@@ -270,12 +273,30 @@ static int build_c_header(tile_context *ctx, tile_program *prog, const char *out
     return rc;
 }
 
+static double monotonic_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* --time: where the compile went (stderr), from tile_compile_times. */
+static void print_times(double total) {
+    tile_compile_times t;
+    tile_compile_times_get(&t);
+    double ms = 1e3;
+    fprintf(stderr,
+            "tilec: time: frontend %.2f ms (parse %.2f, lower %.2f), passes %.2f ms, LLVM %.2f ms (codegen %.2f, "
+            "optimize and emit PTX %.2f), ptxas/nvJitLink %.2f ms; total %.2f ms\n",
+            (t.parse + t.lower) * ms, t.parse * ms, t.lower * ms, t.passes * ms, (t.codegen + t.llvm) * ms,
+            t.codegen * ms, t.llvm * ms, t.assemble * ms, total * ms);
+}
+
 static int build_file(int argc, char **argv, Defines *defines) {
     int nkernels = 0, narchs = 0;
     const char *file = NULL, *kernel = NULL, *out = NULL, *dump_after = NULL, *emit = "ir", *arch = NULL;
     const char *prefix = NULL, *kernels[MAX_KERNELS];
     char archs[MAX_ARCHS][16];
-    bool require_images = false;
+    bool require_images = false, show_time = false;
     int num_warps = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -289,6 +310,8 @@ static int build_file(int argc, char **argv, Defines *defines) {
             prefix = argv[++i];
         } else if (strcmp(a, "--require-images") == 0) {
             require_images = true;
+        } else if (strcmp(a, "--time") == 0) {
+            show_time = true;
         } else if (strcmp(a, "-o") == 0 && i + 1 < argc) {
             out = argv[++i];
         } else if (strcmp(a, "--emit") == 0 && i + 1 < argc) {
@@ -331,6 +354,7 @@ static int build_file(int argc, char **argv, Defines *defines) {
     if (kind == TILE_EMIT_CUBIN && !out) return usage_error("%s", "--emit cubin writes binary: give -o OUT");
     const tile_constant *defs = defines->items;
     int ndefs = defines->n;
+    double start = monotonic_now();
     tile_context *ctx;
     if (tile_context_create(TILE_DEVICE_VM, 0, &ctx) != TILE_OK) return EXIT_DEVICE;
     tile_program *prog;
@@ -370,6 +394,7 @@ static int build_file(int argc, char **argv, Defines *defines) {
         tile_program_destroy(prog);
     }
     tile_context_destroy(ctx);
+    if (show_time && rc == 0) print_times(monotonic_now() - start);
     return rc;
 }
 

@@ -185,6 +185,19 @@ TILE_API tile_status tile_program_emit(tile_program *program, const char *kernel
                                        tile_emit_kind kind, const tile_emit_options *options,
                                        char **out, size_t *len);
 TILE_API void tile_string_free(char *s);
+/* How long the stages of the latest compile on this thread took, in seconds (tilec build
+ * --time): parse is set by tile_program_from_string/_file (0 when the program was already in
+ * the context's memory), the others are reset by each tile_program_emit and summed over the
+ * kernels it compiles; a stage that did not run is 0. */
+typedef struct tile_compile_times {
+    double parse;    /* lexing and parsing the source */
+    double lower;    /* one kernel specialization lowered to IR (the rest of the frontend) */
+    double passes;   /* the pass pipeline, the GPU passes included */
+    double codegen;  /* tile IR -> LLVM IR */
+    double llvm;     /* LLVM's optimizer and NVPTX code generator -> PTX */
+    double assemble; /* ptxas or nvJitLink -> cubin */
+} tile_compile_times;
+TILE_API void tile_compile_times_get(tile_compile_times *out);
 /* The names of the passes, one per line, in pipeline order. */
 TILE_API const char *tile_pass_names(void);
 
