@@ -271,7 +271,7 @@ bool npy_read(const char *path, NpyArray *out, char *err) {
 
 bool npy_write(const char *path, char kind, int itemsize, int rank, const int64_t *shape, const void *data,
                char *err) {
-    char header[64 + 24 * NPY_MAX_RANK], descr[8];
+    char header[160 + 24 * NPY_MAX_RANK], descr[8]; /* the dict, up to 63 spaces of padding, a newline */
     if (rank < 0 || rank > NPY_MAX_RANK) return fail(err, path, "rank %d is not supported", rank);
     npy_descr(kind, itemsize, descr);
     int n = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
