@@ -125,7 +125,10 @@ TILE_API tile_status tile_stream_synchronize(tile_stream *stream);
 TILE_API void tile_stream_destroy(tile_stream *stream);
 
 /* ---- programs and kernels -------------------------------------------------------------- */
-/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). */
+/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). The same name and text as a
+ * program still alive on ctx give that program again, with its compiled kernels (counted: each
+ * call needs its tile_program_destroy); TILE_CACHE=0 turns this off. Destroy programs before
+ * their context. */
 TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
                                               const char *source, size_t len, tile_program **out);
 TILE_API tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out);
