@@ -50,6 +50,10 @@ static void skip_space(Scanner *s) {
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r')) s->p++;
 }
 
+/* How much of the text at s->p a message quotes: at most 20 bytes, never past the header (which
+ * need not be NUL-terminated). */
+static int near(const Scanner *s) { return s->end - s->p < 20 ? (int)(s->end - s->p) : 20; }
+
 static bool accept(Scanner *s, char c) {
     skip_space(s);
     if (s->p < s->end && *s->p == c) {
@@ -128,7 +132,7 @@ static bool parse_dict(const char *name, const char *header, size_t len, NpyArra
     while (!accept(&s, '}')) {
         char key[32], descr[32];
         if (!scan_string(&s, key, sizeof key) || !accept(&s, ':'))
-            return fail(err, name, "malformed header near '%.20s'", s.p);
+            return fail(err, name, "malformed header near '%.*s'", near(&s), s.p);
         if (strcmp(key, "descr") == 0 && !seen_descr) {
             seen_descr = true;
             skip_space(&s);
@@ -162,7 +166,7 @@ static bool parse_dict(const char *name, const char *header, size_t len, NpyArra
             return fail(err, name, "%s key '%s' in the header", known ? "repeated" : "unknown", key);
         }
         if (!accept(&s, ',')) {
-            if (!accept(&s, '}')) return fail(err, name, "malformed header near '%.20s'", s.p);
+            if (!accept(&s, '}')) return fail(err, name, "malformed header near '%.*s'", near(&s), s.p);
             break;
         }
     }
