@@ -70,6 +70,9 @@ void llvm_mark_kernel(LLVMValueRef fn, const unsigned maxntid[3], const unsigned
 
 /* Sets the nvptx64 triple and the data layout of arch's target machine on module. */
 bool llvm_set_nvptx_target(LLVMModuleRef module, BackendArch arch, Strbuf *err);
+/* Links src into dest (LLVMLinkModules2) and destroys src; false with the linker's messages in
+ * err (a clash of two external definitions). */
+bool llvm_link_into(LLVMModuleRef dest, LLVMModuleRef src, Strbuf *err);
 /* LLVM's verifier; false with its message in err. Never aborts. */
 bool llvm_verify_module(LLVMModuleRef module, Strbuf *err);
 /* The whole path: target, verify, the default<On> pipeline, PTX text appended to ptx. The
@@ -127,6 +130,8 @@ typedef struct CodegenInfo {
     unsigned threads;        /* threads per block */
     unsigned shared_bytes;   /* dynamic shared memory per block */
     bool unsupported;        /* the failure is a construct the GPU backend does not support yet */
+    double codegen_seconds;  /* compile_* only: tile IR -> LLVM IR */
+    double llvm_seconds;     /* compile_* only: LLVM's optimizer and code generator -> PTX */
 } CodegenInfo;
 
 /* Lowers one kernel (after the pass pipeline: no calls left) into a new module in context.
@@ -136,6 +141,12 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
 /* codegen + llvm_emit_ptx in a private context: PTX text appended to ptx. Thread-safe. */
 bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *ptx,
                          CodegenInfo *info, Strbuf *err);
+/* Several kernels in one module, as nvcc makes one per .cu file (tilec build --emit ptx FILE
+ * without -k): each is generated into its own module with options, the modules are linked into
+ * the first, and the result is PTX (ptx true) or LLVM assembly, appended to out. infos[i] is
+ * kernel i's. The kernels' names must be distinct. Thread-safe. */
+bool backend_compile_many(const struct IrFunction *const *kernels, size_t n, const CodegenOptions *options, bool ptx,
+                          Strbuf *out, CodegenInfo *infos, Strbuf *err);
 /* codegen only, as LLVM assembly text (tilec --emit llvm). */
 bool backend_compile_llvm(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *text,
                           CodegenInfo *info, Strbuf *err);

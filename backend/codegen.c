@@ -669,10 +669,47 @@ bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *
     if (!llvm_init_nvptx(err)) return false;
     LLVMContextRef context = llvm_context_new();
     LLVMModuleRef module;
+    double t0 = monotonic_seconds();
     bool ok = backend_codegen(context, kernel, options, &module, info, err);
+    double t1 = monotonic_seconds();
     if (ok) {
         PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
         ok = llvm_emit_ptx(module, &po, ptx, err);
+    }
+    info->codegen_seconds = t1 - t0;
+    info->llvm_seconds = monotonic_seconds() - t1;
+    llvm_context_free(context);
+    return ok;
+}
+
+/* Each kernel has its own module (backend_codegen builds one per kernel); linking them is safe
+ * because what a module defines besides its kernel is internal (LLVM renames internal symbols
+ * that clash) and the one external symbol, the dynamic shared memory tile_smem, is a declaration
+ * that all kernels share, as CUDA's `extern __shared__` arrays are. */
+bool backend_compile_many(const struct IrFunction *const *kernels, size_t n, const CodegenOptions *options, bool ptx,
+                          Strbuf *out, CodegenInfo *infos, Strbuf *err) {
+    if (!llvm_init_nvptx(err)) return false;
+    LLVMContextRef context = llvm_context_new();
+    LLVMModuleRef whole = NULL;
+    bool ok = n > 0;
+    if (!ok) sb_puts(err, "no kernel to compile");
+    double t0 = monotonic_seconds();
+    for (size_t i = 0; i < n && ok; i++) {
+        LLVMModuleRef module;
+        ok = backend_codegen(context, kernels[i], options, &module, &infos[i], err);
+        if (ok && !whole) whole = module;
+        else if (ok) ok = llvm_link_into(whole, module, err);
+    }
+    double t1 = monotonic_seconds();
+    if (ok && !ptx) {
+        llvm_print_module(whole, out);
+    } else if (ok) {
+        PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
+        ok = llvm_emit_ptx(whole, &po, out, err);
+    }
+    if (n) { /* the whole module's times, on the first kernel */
+        infos[0].codegen_seconds = t1 - t0;
+        infos[0].llvm_seconds = monotonic_seconds() - t1;
     }
     llvm_context_free(context);
     return ok;
@@ -683,7 +720,9 @@ bool backend_compile_llvm(const struct IrFunction *kernel, const CodegenOptions 
     if (!llvm_init_nvptx(err)) return false;
     LLVMContextRef context = llvm_context_new();
     LLVMModuleRef module;
+    double t0 = monotonic_seconds();
     bool ok = backend_codegen(context, kernel, options, &module, info, err);
+    info->codegen_seconds = monotonic_seconds() - t0;
     if (ok) llvm_print_module(module, text);
     llvm_context_free(context);
     return ok;

@@ -27,6 +27,7 @@
 #include <llvm-c/Core.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/IRReader.h>
+#include <llvm-c/Linker.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -181,6 +182,26 @@ bool llvm_set_nvptx_target(LLVMModuleRef module, BackendArch arch, Strbuf *err) 
     set_target(module, tm);
     LLVMDisposeTargetMachine(tm);
     return true;
+}
+
+/* Collects the linker's diagnostics (LLVM would otherwise print them). */
+static void link_diagnostic(LLVMDiagnosticInfoRef info, void *data) {
+    char *text = LLVMGetDiagInfoDescription(info);
+    sb_printf((Strbuf *)data, "%s%s", ((Strbuf *)data)->len ? "; " : "", text);
+    LLVMDisposeMessage(text);
+}
+
+bool llvm_link_into(LLVMModuleRef dest, LLVMModuleRef src, Strbuf *err) {
+    LLVMContextRef context = LLVMGetModuleContext(dest);
+    LLVMDiagnosticHandler old_handler = LLVMContextGetDiagnosticHandler(context);
+    void *old_data = LLVMContextGetDiagnosticContext(context);
+    Strbuf messages = {0};
+    LLVMContextSetDiagnosticHandler(context, link_diagnostic, &messages);
+    bool failed = LLVMLinkModules2(dest, src); /* src is destroyed either way */
+    LLVMContextSetDiagnosticHandler(context, old_handler, old_data);
+    if (failed) sb_printf(err, "linking the kernels into one module failed: %s", sb_str(&messages));
+    sb_free(&messages);
+    return !failed;
 }
 
 bool llvm_verify_module(LLVMModuleRef module, Strbuf *err) {

@@ -12,7 +12,10 @@
  *     the same function with the same parameters (us per launch, host side, 20000 launches);
  *   - vector add (3 x 1 GiB) and softmax (16384 x 16384 f32) bandwidth against the device's
  *     measured device-to-device copy bandwidth (cuMemcpyDtoD of 1 GiB, read + write counted).
- * Without a GPU it measures the cold compile from source to cubin (sm_90a) on this CPU.
+ * Without a GPU it measures the cold compile from source to cubin (sm_90a) on this CPU. Either
+ * way it measures the host-side parts of the launch path that need no GPU (on a VM context):
+ * the memory-cache hit from source text to kernel, the argument checks, and the grid computed
+ * by the compiled steps against the VM's interpretation of the grid region.
  * Times are medians after warm-up; GPU times come from events; inputs are random and every
  * kernel's result is checked before it is timed.
  */
@@ -24,6 +27,7 @@
 
 #include "runtime/cuda.h"
 #include "runtime/runtime.h"
+#include "runtime/vm.h"
 #include "bench.h"
 
 static void die(tile_context *ctx, const char *what, tile_status st) { bench_die("bench_runtime", ctx, what, st); }
@@ -126,6 +130,59 @@ static void bench_cache_hits(void) {
     bench_add_row("cache hit (disk) softmax", "us source->loaded", bench_median(disk, 9), -1, NULL, false);
     free(src);
     unsetenv("TILE_CACHE_DIR");
+}
+
+/* Host costs without a GPU, on a VM context: us per call, medians of 101 runs of 1000 calls. */
+static void bench_host_costs(void) {
+    tile_context *ctx;
+    tile_status st = tile_context_create(TILE_DEVICE_VM, 0, &ctx);
+    if (st != TILE_OK) die(NULL, "vm context", st);
+    size_t len;
+    char *src = read_source(&core[1], &len); /* softmax */
+    tile_program *first;
+    compile_once(ctx, &core[1], src, len, &first);
+    tile_kernel *k;
+    if ((st = tile_program_get_kernel(first, "softmax", NULL, 0, &k)) != TILE_OK) die(ctx, "softmax", st);
+    double hit[101], check[101], steps[101], vm[101];
+    for (int r = 0; r < 101; r++) { /* from_string + get_kernel + destroy, as an application would */
+        double t0 = bench_now_us();
+        for (int i = 0; i < 100; i++) {
+            tile_program *p;
+            tile_kernel *again;
+            if (tile_program_from_string(ctx, core[1].file, src, len, &p) != TILE_OK ||
+                tile_program_get_kernel(p, "softmax", NULL, 0, &again) != TILE_OK)
+                die(ctx, "softmax", TILE_ERROR_COMPILE);
+            tile_program_destroy(p);
+        }
+        hit[r] = (bench_now_us() - t0) / 100;
+    }
+    static float dummy[1];
+    int64_t shape[2] = {4096, 4096};
+    tile_arg args[2] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, dummy, 2, shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, dummy, 2, shape)}};
+    Strbuf err = {0};
+    int64_t grid[3];
+    volatile int64_t sink = 0;
+    for (int r = 0; r < 101; r++) {
+        double t0 = bench_now_us();
+        for (int i = 0; i < 1000; i++) sink += rt_check_args(k->function, args, 2, &err);
+        double t1 = bench_now_us();
+        for (int i = 0; i < 1000; i++) sink += k->grid && rt_grid_eval(k->grid, args, 2, grid) ? grid[0] : 0;
+        double t2 = bench_now_us();
+        for (int i = 0; i < 1000; i++) sink += vm_eval_grid(k->function, args, 2, grid, &err) ? grid[0] : 0;
+        double t3 = bench_now_us();
+        check[r] = (t1 - t0) / 1000, steps[r] = (t2 - t1) / 1000, vm[r] = (t3 - t2) / 1000;
+    }
+    (void)sink;
+    bench_add_row("cache hit (memory, vm) softmax", "us source->kernel", bench_median(hit, 101), 20,
+                  "issue 9 target (GPU context)", false);
+    bench_add_row("argument checks softmax", "us per launch (host)", bench_median(check, 101), -1, NULL, false);
+    bench_add_row("grid by compiled steps softmax", "us per launch (host)", bench_median(steps, 101),
+                  bench_median(vm, 101), "grid by the VM (before)", false);
+    sb_free(&err);
+    free(src);
+    tile_program_destroy(first);
+    tile_context_destroy(ctx);
 }
 
 /* ---- GPU timing ---------------------------------------------------------------------------- */
@@ -349,6 +406,7 @@ int main(int argc, char **argv) {
     if (tile_context_create(TILE_DEVICE_CUDA, 0, &g.ctx) != TILE_OK) {
         printf("no GPU (%s): measuring the compile on this CPU only\n", tile_context_message(NULL));
         bench_cold_jit("cpu");
+        bench_host_costs();
         bench_write_json(out, "CPU (no GPU): compile only", sb_str(&cmd));
         return 0;
     }
@@ -360,6 +418,7 @@ int main(int argc, char **argv) {
     cuda_event_create(g.dev, &g.stop, &err);
     bench_cold_jit("gpu");
     bench_cache_hits();
+    bench_host_costs();
     bench_launch_overhead(&g);
     double copy = bench_copy_bandwidth(&g);
     bench_vector_add(&g, copy);

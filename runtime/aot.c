@@ -359,3 +359,56 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
     sb_free(&prefix);
     return st;
 }
+
+/* ---- one module for every kernel (tile_program_emit with kernel NULL) ------------------------ */
+tile_status rt_emit_every_kernel(tile_program *p, const tile_constant *constants, size_t nconstants,
+                                 tile_emit_kind kind, const char *arch, int num_warps, Strbuf *out) {
+    int nk = tile_program_num_kernels(p);
+    if (nk == 0) return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel to emit", p->ast->source.name);
+    IrModule **modules = xcalloc((size_t)nk, sizeof *modules);
+    const IrFunction **functions = xcalloc((size_t)nk, sizeof *functions);
+    ConstBinding *consts = xcalloc(nconstants + 1, sizeof *consts);
+    bool *used = xcalloc(nconstants + 1, sizeof *used);
+    size_t n = 0;
+    tile_status st = TILE_OK;
+    for (int i = 0; i < nk && st == TILE_OK; i++) {
+        const char *name = tile_program_kernel_name(p, i);
+        bool again = false; /* a name defined twice is compiled (and reported) once */
+        for (int j = 0; j < i; j++) again = again || strcmp(tile_program_kernel_name(p, j), name) == 0;
+        if (again) continue;
+        const AstNode *decl = find_kernel(p->ast, name);
+        size_t nconsts = 0;
+        for (size_t j = 0; j < nconstants; j++) {
+            if (!constants[j].name || !declares(decl, constants[j].name)) continue;
+            used[j] = true;
+            consts[nconsts++] = (ConstBinding){constants[j].name, constants[j].is_float != 0, constants[j].i,
+                                               constants[j].f};
+        }
+        qsort(consts, nconsts, sizeof *consts, compare_bindings);
+        DiagList d = {0};
+        IrFunction *f = NULL;
+        pthread_mutex_lock(&p->lock);
+        RtCompileOptions copt = {.gpu = true, .num_warps = num_warps};
+        modules[n] = rt_compile(p->ast, name, consts, nconsts, &copt, &d, &f);
+        pthread_mutex_unlock(&p->lock);
+        if (!modules[n]) st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        else functions[n++] = f;
+        diag_free(&d);
+    }
+    for (size_t j = 0; j < nconstants && st == TILE_OK; j++)
+        if (!used[j])
+            st = rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "no kernel declares the constant '%s'",
+                         constants[j].name ? constants[j].name : "(null)");
+    if (st == TILE_OK) {
+        Strbuf err = {0};
+        st = rt_backend_emit(functions, n, arch, num_warps, kind, out, &err);
+        if (st != TILE_OK) st = rt_fail(p->ctx, st, "%s for %s: %s", p->ast->source.name, arch, sb_str(&err));
+        sb_free(&err);
+    }
+    for (size_t i = 0; i < n; i++) ir_module_free(modules[i]);
+    free(modules);
+    free(functions);
+    free(consts);
+    free(used);
+    return st;
+}

@@ -61,6 +61,12 @@ const char *tile_status_name(tile_status status) {
 
 const char *tile_version(void) { return TILE_VERSION_STRING; }
 
+static _Thread_local tile_compile_times compile_times;
+tile_compile_times *rt_times(void) { return &compile_times; }
+void tile_compile_times_get(tile_compile_times *out) {
+    if (out) *out = compile_times;
+}
+
 /* ---- contexts ------------------------------------------------------------------------------ */
 tile_status tile_context_create(tile_device_kind device, int ordinal, tile_context **out) {
     if (!out) return TILE_ERROR_INVALID_ARGUMENT;
@@ -88,6 +94,10 @@ tile_status tile_context_create(tile_device_kind device, int ordinal, tile_conte
         }
     }
     pthread_mutex_init(&ctx->lock, NULL);
+    pthread_mutex_init(&ctx->programs_lock, NULL);
+    CacheConfig cache;
+    cache_config_from_env(&cache);
+    ctx->share_programs = cache.enabled;
     clear_message(NULL);
     *out = ctx;
     return TILE_OK;
@@ -107,7 +117,13 @@ void tile_context_destroy(tile_context *ctx) {
         tile_program_destroy(a->program);
         free(a);
     }
+    /* programs the user still holds outlive the cache: they no longer reach ctx's lock */
+    pthread_mutex_lock(&ctx->programs_lock);
+    for (tile_program *p = ctx->shared_programs; p; p = p->next_shared) p->shared = false;
+    ctx->shared_programs = NULL;
+    pthread_mutex_unlock(&ctx->programs_lock);
     rt_cuda_close(ctx);
+    pthread_mutex_destroy(&ctx->programs_lock);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
 }
@@ -162,8 +178,28 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
                                      tile_program **out) {
     if (!ctx || !out || (!source && len)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
+    if (!name) name = "<string>";
+    uint8_t hash[32];
+    if (ctx->share_programs) { /* a program of the same name and text is reused, kernels and all */
+        Sha256 h;
+        cache_key_begin(&h);
+        cache_key_add_str(&h, "name", name);
+        cache_key_add(&h, "source", source ? source : "", len);
+        sha256_final(&h, hash);
+        pthread_mutex_lock(&ctx->programs_lock);
+        tile_program *p = ctx->shared_programs;
+        while (p && memcmp(p->source_hash, hash, sizeof hash) != 0) p = p->next_shared;
+        if (p) p->refs++;
+        pthread_mutex_unlock(&ctx->programs_lock);
+        if (p) {
+            *out = p;
+            return TILE_OK;
+        }
+    }
     DiagList d = {0};
-    AstFile *ast = parse_source(name ? name : "<string>", source ? source : "", len, &d);
+    double t0 = monotonic_seconds();
+    AstFile *ast = parse_source(name, source ? source : "", len, &d);
+    compile_times.parse = monotonic_seconds() - t0;
     if (d.errors) {
         tile_status st = rt_fail(ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
@@ -174,7 +210,16 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
     tile_program *p = xcalloc(1, sizeof *p);
     p->ctx = ctx;
     p->ast = ast;
+    p->refs = 1;
     pthread_mutex_init(&p->lock, NULL);
+    if (ctx->share_programs) { /* a racing thread may have added the same source: both live */
+        memcpy(p->source_hash, hash, sizeof hash);
+        pthread_mutex_lock(&ctx->programs_lock);
+        p->shared = true;
+        p->next_shared = ctx->shared_programs;
+        ctx->shared_programs = p;
+        pthread_mutex_unlock(&ctx->programs_lock);
+    }
     *out = p;
     return TILE_OK;
 }
@@ -193,6 +238,7 @@ tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_pro
 
 static void kernel_free(tile_kernel *k) {
     rt_kernel_free_variants(k);
+    rt_grid_free(k->grid);
     pthread_mutex_destroy(&k->variants_lock);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
     free(k->consts);
@@ -203,6 +249,20 @@ static void kernel_free(tile_kernel *k) {
 
 void tile_program_destroy(tile_program *p) {
     if (!p) return;
+    if (p->shared) {
+        tile_context *ctx = p->ctx;
+        pthread_mutex_lock(&ctx->programs_lock);
+        bool last = --p->refs == 0;
+        if (last) {
+            tile_program **link = &ctx->shared_programs;
+            while (*link && *link != p) link = &(*link)->next_shared;
+            if (*link) *link = p->next_shared;
+        }
+        pthread_mutex_unlock(&ctx->programs_lock);
+        if (!last) return;
+    } else if (--p->refs > 0) {
+        return;
+    }
     for (tile_kernel *k = p->kernels, *next; k; k = next) {
         next = k->next;
         kernel_free(k);
@@ -230,7 +290,10 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
     static const RtCompileOptions vm_path = {0};
     if (!options) options = &vm_path;
     IrModule *m = ir_module_new();
+    double t0 = monotonic_seconds();
     IrFunction *f = lower_kernel(ast, kernel, consts, nconsts, m, d);
+    double t1 = monotonic_seconds();
+    compile_times.lower += t1 - t0;
     if (!f) {
         ir_module_free(m);
         return NULL;
@@ -240,7 +303,9 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
 #ifndef NDEBUG
     opt.verify_each = true;
 #endif
-    if (!passes_run(m, &opt, d)) {
+    bool passed = passes_run(m, &opt, d);
+    compile_times.passes += monotonic_seconds() - t1;
+    if (!passed) {
         ir_module_free(m);
         return NULL;
     }
@@ -367,6 +432,7 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     k->nconsts = nconstants;
     k->module = m;
     k->function = f;
+    k->grid = rt_grid_compile(f);
     pthread_mutex_init(&k->variants_lock, NULL);
     if (p->ctx->cuda && (st = nimages ? rt_cuda_prepare_images(p->ctx, k, images, nimages)
                                       : rt_cuda_prepare(p->ctx, k)) != TILE_OK) {
@@ -384,9 +450,14 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
 
 tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_constant *constants, size_t nconstants,
                               tile_emit_kind kind, const tile_emit_options *options, char **out, size_t *len) {
-    if (!p || !kernel || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!p || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     if (len) *len = 0;
+    double parse = compile_times.parse;
+    memset(&compile_times, 0, sizeof compile_times);
+    compile_times.parse = parse;
+    if (!kernel && kind == TILE_EMIT_IR)
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "kernel NULL (every kernel) applies to the GPU forms only");
     if (kind != TILE_EMIT_IR && kind != TILE_EMIT_LLVM && kind != TILE_EMIT_PTX && kind != TILE_EMIT_CUBIN)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "unknown emit kind %d", (int)kind);
     const char *dump_after = options ? options->dump_after : NULL;
@@ -404,6 +475,14 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
         tile_status st = rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "unknown pass '%s'; the passes are:\n%s", dump_after,
                                  sb_str(&names));
         sb_free(&names);
+        return st;
+    }
+    if (!kernel) {
+        Strbuf code = {0};
+        tile_status st = rt_emit_every_kernel(p, constants, nconstants, kind, arch, num_warps, &code);
+        if (st == TILE_OK && len) *len = code.len;
+        if (st == TILE_OK) *out = code.data ? code.data : xstrdup("");
+        else sb_free(&code);
         return st;
     }
     ConstBinding *consts;
@@ -429,7 +508,7 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     diag_free(&d);
     if (kind != TILE_EMIT_IR) {
         Strbuf err = {0};
-        st = rt_backend_emit(f, arch, num_warps, kind, &dump, &err);
+        st = rt_backend_emit((const IrFunction *const *)&f, 1, arch, num_warps, kind, &dump, &err);
         if (st != TILE_OK) {
             st = rt_fail(p->ctx, st, "%s for %s: %s", kernel, arch, sb_str(&err));
             sb_free(&err);

@@ -57,9 +57,11 @@ typedef struct SymbolBinding {
     const char *param; /* the parameter that bound it */
 } SymbolBinding;
 
+/* Kernels with up to 16 symbolic sizes keep them on the stack: a launch allocates nothing. */
 typedef struct CheckState {
     SymbolBinding *bindings;
     size_t nbindings, cap;
+    SymbolBinding inline_bindings[16];
 } CheckState;
 
 static SymbolBinding *find_binding(CheckState *s, const char *symbol) {
@@ -70,8 +72,13 @@ static SymbolBinding *find_binding(CheckState *s, const char *symbol) {
 
 static void add_binding(CheckState *s, const char *symbol, int64_t size, const char *param) {
     if (s->nbindings == s->cap) {
-        s->cap = s->cap ? s->cap * 2 : 8;
-        s->bindings = xrealloc(s->bindings, s->cap * sizeof *s->bindings);
+        s->cap *= 2;
+        if (s->bindings == s->inline_bindings) {
+            s->bindings = xmalloc(s->cap * sizeof *s->bindings);
+            memcpy(s->bindings, s->inline_bindings, sizeof s->inline_bindings);
+        } else {
+            s->bindings = xrealloc(s->bindings, s->cap * sizeof *s->bindings);
+        }
     }
     s->bindings[s->nbindings++] = (SymbolBinding){symbol, size, param};
 }
@@ -200,7 +207,10 @@ bool rt_check_args(const IrFunction *kernel, const tile_arg *args, size_t nargs,
         sb_printf(err, "kernel '%s': the argument array is null", kernel->name);
         return false;
     }
-    CheckState state = {0};
+    CheckState state;
+    state.bindings = state.inline_bindings;
+    state.nbindings = 0;
+    state.cap = sizeof state.inline_bindings / sizeof state.inline_bindings[0];
     bool ok = true;
     for (uint32_t i = 0; i < nparams && ok; i++) {
         const IrType *type = kernel->body->args[i]->type;
@@ -220,6 +230,6 @@ bool rt_check_args(const IrFunction *kernel, const tile_arg *args, size_t nargs,
             ok = false;
         }
     }
-    free(state.bindings);
+    if (state.bindings != state.inline_bindings) free(state.bindings);
     return ok;
 }

@@ -181,53 +181,47 @@ static bool have_cubin_tool(void) {
 }
 #endif
 
-#ifdef TILE_HAVE_LLVM
-static tile_status emit_with(const IrFunction *f, const CodegenOptions *optp, tile_emit_kind kind, Strbuf *out,
-                             Strbuf *err);
-#endif
-
-tile_status rt_backend_emit(const IrFunction *f, const char *arch_name, int num_warps, tile_emit_kind kind,
-                            Strbuf *out, Strbuf *err) {
+tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *arch_name, int num_warps,
+                            tile_emit_kind kind, Strbuf *out, Strbuf *err) {
 #ifdef TILE_HAVE_LLVM
     CodegenOptions opt;
     if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
-    /* TILE_EMIT_SPECIALIZED=1: the variant a launch gets when every tensor is 16-byte aligned
-     * with a unit last stride and sizes divisible by 16 (what benchmarks run), for inspection */
+    /* TILE_EMIT_SPECIALIZED=1 (one kernel): the variant a launch gets when every tensor is 16-byte
+     * aligned with unit last strides, sizes and other strides multiples of 16 (what the
+     * benchmarks run), for inspecting its PTX and registers */
     CodegenParamSpec *all = NULL;
     const char *sp = getenv("TILE_EMIT_SPECIALIZED");
-    if (sp && strcmp(sp, "1") == 0 && f->nparams) {
-        all = xcalloc(f->nparams, sizeof *all);
-        for (uint32_t i = 0; i < f->nparams; i++) {
+    if (sp && strcmp(sp, "1") == 0 && n == 1 && fs[0]->nparams) {
+        all = xcalloc(fs[0]->nparams, sizeof *all);
+        for (uint32_t i = 0; i < fs[0]->nparams; i++) {
             all[i].aligned16 = all[i].strides_div16 = true;
             for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
         }
         opt.spec = all;
     }
-    tile_status st = emit_with(f, &opt, kind, out, err);
-    free(all);
-    return st;
-#else
-    (void)f, (void)arch_name, (void)num_warps, (void)kind, (void)out;
-    sb_puts(err, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
-    return TILE_ERROR_UNSUPPORTED;
-#endif
-}
-
-#ifdef TILE_HAVE_LLVM
-static tile_status emit_with(const IrFunction *f, const CodegenOptions *optp, tile_emit_kind kind, Strbuf *out,
-                             Strbuf *err) {
-    CodegenOptions opt = *optp;
-    CodegenInfo info = {0};
-    if (kind == TILE_EMIT_LLVM) {
-        if (!backend_compile_llvm(f, &opt, out, &info, err))
-            return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
-        return TILE_OK;
-    }
+    CodegenInfo info = {0}, *infos = n > 1 ? xcalloc(n, sizeof *infos) : &info;
+    bool ok;
     Strbuf ptx = {0};
-    if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
-        sb_free(&ptx);
-        return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+    if (kind == TILE_EMIT_LLVM) {
+        ok = n == 1 ? backend_compile_llvm(fs[0], &opt, out, &info, err)
+                    : backend_compile_many(fs, n, &opt, false, out, infos, err);
+    } else {
+        ok = n == 1 ? backend_compile_ptx(fs[0], &opt, &ptx, &info, err)
+                    : backend_compile_many(fs, n, &opt, true, &ptx, infos, err);
     }
+    free(all);
+    bool unsupported = false;
+    for (size_t i = 0; i < n; i++) {
+        unsupported = unsupported || infos[i].unsupported;
+        rt_times()->codegen += infos[i].codegen_seconds;
+        rt_times()->llvm += infos[i].llvm_seconds;
+    }
+    if (infos != &info) free(infos);
+    if (!ok) {
+        sb_free(&ptx);
+        return unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+    }
+    if (kind == TILE_EMIT_LLVM) return TILE_OK;
     if (kind == TILE_EMIT_PTX) {
         sb_putn(out, ptx.data, ptx.len);
         sb_free(&ptx);
@@ -242,13 +236,19 @@ static tile_status emit_with(const IrFunction *f, const CodegenOptions *optp, ti
                   sb_str(&searched));
         sb_free(&searched);
         st = TILE_ERROR_UNSUPPORTED;
-    } else if (!backend_ptx_to_cubin(ptx.data, ptx.len, opt.arch, CUBIN_TOOL_AUTO, out, err)) {
-        st = TILE_ERROR_COMPILE;
+    } else {
+        double t0 = monotonic_seconds();
+        if (!backend_ptx_to_cubin(ptx.data, ptx.len, opt.arch, CUBIN_TOOL_AUTO, out, err)) st = TILE_ERROR_COMPILE;
+        rt_times()->assemble += monotonic_seconds() - t0;
     }
     sb_free(&ptx);
     return st;
-}
+#else
+    (void)fs, (void)n, (void)arch_name, (void)num_warps, (void)kind, (void)out;
+    sb_puts(err, "this libtile was built without the LLVM backend (TILE_WITH_LLVM=OFF)");
+    return TILE_ERROR_UNSUPPORTED;
 #endif
+}
 
 tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num_warps, Strbuf *image,
                              unsigned *threads, unsigned *shared_bytes, Strbuf *err) {
@@ -617,6 +617,13 @@ RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t narg
     RtSpecFacts *facts = fn->nparams <= 32 ? small : xmalloc(fn->nparams * sizeof *facts);
     RtCudaFunction *f = k->cuda;
     if (!rt_spec_facts(fn, args, nargs, facts)) goto done;
+    /* The fast path: the same facts as the latest launch (variants are never freed before the
+     * kernel, so a published one stays valid). */
+    RtVariant *last = atomic_load_explicit(&k->last_variant, memory_order_acquire);
+    if (last && memcmp(last->facts, facts, fn->nparams * sizeof *facts) == 0) {
+        f = last->cuda;
+        goto done;
+    }
     pthread_mutex_lock(&k->variants_lock);
     RtVariant *v = k->variants;
     while (v && memcmp(v->facts, facts, fn->nparams * sizeof *facts) != 0) v = v->next;
@@ -648,6 +655,7 @@ RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t narg
         k->variants = v;
     }
     f = v->cuda;
+    atomic_store_explicit(&k->last_variant, v, memory_order_release);
     pthread_mutex_unlock(&k->variants_lock);
 done:
     if (facts != small) free(facts);
@@ -655,6 +663,7 @@ done:
 }
 
 /* ---- launching ---------------------------------------------------------------------------------- */
+enum { RT_LAUNCH_SLOTS = 64 };
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
@@ -663,7 +672,8 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
                            k->name, ctx->name);
     Strbuf err = {0};
     int64_t grid[3];
-    if (!vm_eval_grid(fn, args, nargs, grid, &err)) {
+    /* the compiled grid, else (or when it declines) the VM, which also words the errors */
+    if (!(k->grid && rt_grid_eval(k->grid, args, nargs, grid)) && !vm_eval_grid(fn, args, nargs, grid, &err)) {
         tile_status st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
         sb_free(&err);
         return st;
@@ -683,8 +693,11 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
         const IrType *t = fn->body->args[i]->type;
         nslots += t->kind == TY_TENSOR ? 1 + 2 * (size_t)t->rank : 1;
     }
-    uint64_t *slots = xcalloc(nslots + 1, sizeof *slots);
-    void **params = xcalloc(nslots + 1, sizeof *params);
+    uint64_t small_slots[RT_LAUNCH_SLOTS];
+    void *small_params[RT_LAUNCH_SLOTS];
+    bool small = nslots <= RT_LAUNCH_SLOTS; /* no allocation for kernels of up to 64 slots */
+    uint64_t *slots = small ? small_slots : xcalloc(nslots + 1, sizeof *slots);
+    void **params = small ? small_params : xcalloc(nslots + 1, sizeof *params);
     size_t s = 0;
     for (uint32_t i = 0; i < fn->nparams && i < nargs; i++) {
         const IrType *t = fn->body->args[i]->type;
@@ -722,8 +735,10 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
                          .stream = stream ? stream->cuda : NULL};
     tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
     if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
-    free(slots);
-    free(params);
+    if (!small) {
+        free(slots);
+        free(params);
+    }
     sb_free(&err);
     return st;
 }

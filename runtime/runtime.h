@@ -12,6 +12,7 @@
 #define TILE_RUNTIME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "backend/backend.h"
 #include "frontend/frontend.h"
@@ -20,6 +21,7 @@
 
 struct RtAotProgram;
 struct RtVariant;
+typedef struct RtGrid RtGrid;
 
 struct tile_context {
     tile_device_kind device;
@@ -28,6 +30,11 @@ struct tile_context {
     pthread_mutex_t lock;
     struct RtCuda *cuda;     /* the cuda device's state (device_cuda.c); NULL on the VM */
     struct RtAotProgram *aot_programs; /* tile_context_aot_kernel's programs, under lock */
+    /* The memory cache from source to program: live programs by the hash of (name, source), so
+     * that the same source is parsed once and its kernels compiled once (off with TILE_CACHE=0). */
+    bool share_programs;
+    pthread_mutex_t programs_lock;
+    tile_program *shared_programs;
 };
 
 struct tile_stream {
@@ -47,6 +54,8 @@ struct tile_kernel {
     bool from_image;         /* cuda was loaded from an ahead-of-time image: never specialized */
     pthread_mutex_t variants_lock;
     struct RtVariant *variants; /* specialized variants compiled at launch (device_cuda.c) */
+    struct RtVariant *_Atomic last_variant; /* the variant of the latest launch (the fast path) */
+    RtGrid *grid;            /* the grid region compiled (launch.c), or NULL: the VM evaluates it */
     tile_kernel *next;
 };
 
@@ -55,7 +64,14 @@ struct tile_program {
     AstFile *ast;
     pthread_mutex_t lock;
     tile_kernel *kernels;
+    int refs;                   /* handles given out by tile_program_from_string */
+    bool shared;                /* in ctx->shared_programs (under ctx->programs_lock) */
+    uint8_t source_hash[32];    /* SHA-256 of the name and the source */
+    tile_program *next_shared;
 };
+
+/* This thread's tile_compile_times, which the compile steps add to. */
+tile_compile_times *rt_times(void);
 
 /* Records the message of a failed call for tile_context_message (per thread). */
 tile_status rt_fail(const tile_context *ctx, tile_status status, const char *fmt, ...) TILE_PRINTF(3, 4);
@@ -105,11 +121,16 @@ struct CudaFunction;
 struct CudaDevice *rt_cuda_device(const tile_context *ctx);
 bool rt_cuda_kernel_function(const tile_kernel *k, struct CudaFunction **fn, unsigned *threads,
                              unsigned *shared_bytes);
-/* Generates code for f without a device: LLVM IR text, PTX text or a cubin (binary) appended
- * to out, for arch ("sm_80", "sm_90a"). On failure the status says what kind (UNSUPPORTED when
- * the code generator cannot handle the kernel yet or no backend is built in) and err says why. */
-tile_status rt_backend_emit(const IrFunction *f, const char *arch, int num_warps, tile_emit_kind kind,
-                            Strbuf *out, Strbuf *err);
+/* Generates code for the n kernels fs (one module holds them all) without a device: LLVM IR
+ * text, PTX text or a cubin (binary) appended to out, for arch ("sm_80", "sm_90a"). On failure
+ * the status says what kind (UNSUPPORTED when the code generator cannot handle a kernel yet or
+ * no backend is built in) and err says why. */
+tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *arch, int num_warps,
+                            tile_emit_kind kind, Strbuf *out, Strbuf *err);
+/* tile_program_emit with kernel NULL (runtime/aot.c): every kernel of p, each specialized by
+ * the constants it declares, in one module; arch and num_warps already checked. */
+tile_status rt_emit_every_kernel(tile_program *p, const tile_constant *constants, size_t nconstants,
+                                 tile_emit_kind kind, const char *arch, int num_warps, Strbuf *out);
 
 /* Like tile_program_get_kernel, with ahead-of-time images: on a cuda context the kernel is
  * loaded from the image that matches the device when there is one (rt_cuda_prepare_images). */
@@ -170,6 +191,16 @@ CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, ui
 struct RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs);
 /* How many variants k has compiled (for tests and tools). */
 size_t rt_kernel_num_variants(tile_kernel *k);
+
+/* ---- the launch fast path (launch.c) ---------------------------------------------------------
+ * A kernel's grid region compiled into steps over at most RT_GRID_MAX_REGS scalar registers:
+ * NULL from rt_grid_compile when the region needs the VM. rt_grid_eval computes the grid for
+ * arguments already checked, exactly as vm_eval_grid does; false when the VM must decide (a
+ * value out of range, an op the VM would reject), never an error of its own. */
+enum { RT_GRID_MAX_REGS = 64 };
+RtGrid *rt_grid_compile(const IrFunction *f);
+bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]);
+void rt_grid_free(RtGrid *g);
 
 /* ---- ahead-of-time compilation (aot.c) ------------------------------------------------------- */
 /* A cubin (or PTX when no assembler is installed) of f for arch, with its launch shape. */

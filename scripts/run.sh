@@ -20,6 +20,7 @@ mode=${1:-main}
 
 packages=(cmake make gcc llvm-22-dev re2c lemon libcriterion-dev zlib1g-dev libzstd-dev clang libclang-rt-14-dev
           python3-numpy python3-pytest)
+packages+=(pkg-config) # examples/install/pkgconfig (the ctest entry install_example)
 install_missing() {
   local missing=()
   for p in "${packages[@]}"; do

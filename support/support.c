@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void tile_fatal_at(const char *file, int line, const char *fmt, ...) {
     va_list ap;
@@ -258,4 +259,10 @@ bool read_file(const char *path, char **data, size_t *len, const char **error) {
     *data = sb.data;
     *len = sb.len;
     return true;
+}
+
+double monotonic_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

@@ -125,5 +125,7 @@ void diag_free(DiagList *d);
 
 /* Whole-file reading; returns false and sets *error (static string) on failure. */
 bool read_file(const char *path, char **data, size_t *len, const char **error);
+/* Seconds on the monotonic clock (for the compile-time split of tilec build --time). */
+double monotonic_seconds(void);
 
 #endif

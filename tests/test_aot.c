@@ -347,3 +347,30 @@ Test(aot, example_runs_on_the_vm, .timeout = 300) {
     cr_assert_not_null(strstr(out, "softmax     37x300: ok"), "%s", out);
     cr_assert_not_null(strstr(out, "all results match C"), "%s", out);
 }
+
+/* tilec build --emit ptx FILE without -k: every kernel of the file in one module (as nvcc makes
+ * one per .cu file); the IR still needs -k when there are several. */
+Test(aot, tilec_emits_every_kernel_of_a_file_into_one_module) {
+    char *tmp = temp_dir();
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "'%s/tilec' build --emit ptx --arch sm_80 -o '%s/reduce.ptx' '%s/stdlib/core/reduce.tile'",
+             TILE_BUILD_DIR, tmp, TILE_SOURCE_DIR);
+    int rc = system(cmd);
+    if (WEXITSTATUS(rc) == 3) { /* no backend in this build */
+        remove_dir(tmp);
+        cr_skip_test("tilec has no GPU backend");
+    }
+    cr_assert_eq(rc, 0, "%s", cmd);
+    snprintf(cmd, sizeof cmd, "test $(grep -c '^.visible .entry' '%s/reduce.ptx') -eq 3 && grep -q '.entry sum_rows(' "
+             "'%s/reduce.ptx' && grep -q '.entry cumsum_rows(' '%s/reduce.ptx' && grep -q '.entry sum_all(' '%s/reduce.ptx'",
+             tmp, tmp, tmp, tmp);
+    cr_assert_eq(system(cmd), 0, "three entries in one module");
+    snprintf(cmd, sizeof cmd, "'%s/tilec' build --time --emit llvm -o /dev/null '%s/stdlib/core/reduce.tile' 2>'%s/time' && "
+             "grep -q 'time: frontend .* ms (parse .*, lower .*), passes .* ms, LLVM .* ms (codegen .*), ptxas/nvJitLink' "
+             "'%s/time'", TILE_BUILD_DIR, TILE_SOURCE_DIR, tmp, tmp);
+    cr_assert_eq(system(cmd), 0, "--time prints the split");
+    snprintf(cmd, sizeof cmd, "'%s/tilec' build --emit ir '%s/stdlib/core/reduce.tile' >/dev/null 2>&1", TILE_BUILD_DIR,
+             TILE_SOURCE_DIR);
+    cr_assert_eq(WEXITSTATUS(system(cmd)), 2, "the IR of a file of several kernels still needs -k");
+    remove_dir(tmp);
+}

@@ -207,6 +207,95 @@ Test(codegen, core_gemm) {
     check_core("gemm.tile", k, 1);
 }
 
+/* Every core kernel (8 kernels from 6 files) in one module, as `tilec build --emit ptx FILE`
+ * makes for a file without -k: each .entry is there once, and ptxas assembles the module. */
+Test(codegen, every_core_kernel_in_one_module) {
+    static const char *files[][4] = {{"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"},
+                                     {"layernorm.tile", "layernorm"},   {"reduce.tile", "sum_rows", "cumsum_rows", "sum_all"},
+                                     {"gather.tile", "gather_rows"},    {"gemm.tile", "gemm"}};
+    Compiled c[8];
+    const IrFunction *kernels[8];
+    char *texts[6];
+    size_t n = 0;
+    for (int f = 0; f < 6; f++) {
+        char rel[256];
+        size_t len;
+        snprintf(rel, sizeof rel, "stdlib/core/%s", files[f][0]);
+        texts[f] = test_read_source_file(rel, &len);
+        for (int k = 1; k < 4 && files[f][k]; k++) {
+            c[n] = compile_source(rel, texts[f], files[f][k]);
+            kernels[n] = c[n].kernel;
+            n++;
+        }
+    }
+    cr_assert_eq(n, 8);
+    for (int a = 0; a < BACKEND_ARCH_COUNT; a++) {
+        Strbuf ptx = {0}, err = {0};
+        CodegenInfo infos[8];
+        CodegenOptions opt = {.arch = (BackendArch)a};
+        cr_assert(backend_compile_many(kernels, n, &opt, true, &ptx, infos, &err), "%s", sb_str(&err));
+        int entries = 0;
+        for (const char *p = sb_str(&ptx); (p = strstr(p, ".entry ")); p++) entries++;
+        cr_assert_eq(entries, 8, "%d entries", entries);
+        for (size_t i = 0; i < n; i++) {
+            char entry[256];
+            snprintf(entry, sizeof entry, ".entry %s(", kernels[i]->name);
+            cr_assert_not_null(strstr(sb_str(&ptx), entry), "no %s in the module", entry);
+            cr_assert_gt(infos[i].threads, 0);
+        }
+        if (have_ptxas()) {
+            Strbuf cubin = {0}, perr = {0};
+            cr_assert(backend_ptx_to_cubin(ptx.data, ptx.len, (BackendArch)a, CUBIN_TOOL_PTXAS, &cubin, &perr),
+                      "ptxas on the module for %s: %s", backend_arch_name((BackendArch)a), sb_str(&perr));
+            for (size_t i = 0; i < n; i++) { /* every kernel's symbol is in the cubin */
+                bool named = false;
+                size_t len = strlen(kernels[i]->name);
+                for (size_t j = 0; j + len <= cubin.len && !named; j++) named = memcmp(cubin.data + j, kernels[i]->name, len) == 0;
+                cr_assert(named, "%s is not in the cubin", kernels[i]->name);
+            }
+            sb_free(&cubin);
+            sb_free(&perr);
+        }
+        sb_free(&ptx);
+        sb_free(&err);
+    }
+    for (size_t i = 0; i < n; i++) compiled_free(&c[i]);
+    for (int f = 0; f < 6; f++) free(texts[f]);
+}
+
+/* The public form: tile_program_emit with kernel NULL, every kernel of one file. */
+Test(codegen, emit_with_no_kernel_makes_one_module) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/reduce.tile");
+    char *out = NULL;
+    size_t len = 0;
+    tile_emit_options opt = {.arch = "sm_80"};
+    tile_constant bn = {.name = "BN", .i = 256}; /* declared by two of the three kernels */
+    tile_status st = tile_program_emit(p, NULL, NULL, 0, TILE_EMIT_PTX, &opt, &out, &len);
+    cr_assert_eq(st, TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert(strstr(out, ".entry sum_rows(") && strstr(out, ".entry cumsum_rows(") && strstr(out, ".entry sum_all("), "%s", out);
+    cr_assert_eq(len, strlen(out));
+    tile_string_free(out);
+    tile_compile_times t;
+    tile_compile_times_get(&t);
+    cr_assert(t.lower > 0 && t.passes > 0 && t.codegen > 0 && t.llvm > 0, "every stage that ran is timed: %g %g %g %g",
+              t.lower, t.passes, t.codegen, t.llvm);
+    cr_assert_eq(t.assemble, 0, "PTX is not assembled");
+    cr_assert_eq(tile_program_emit(p, NULL, NULL, 0, TILE_EMIT_LLVM, &opt, &out, &len), TILE_OK);
+    cr_assert(strstr(out, "@sum_rows(") && strstr(out, "@sum_all("));
+    tile_string_free(out);
+    tile_constant nobody = {.name = "NOBODY", .i = 1};
+    cr_assert_eq(tile_program_emit(p, NULL, &nobody, 1, TILE_EMIT_PTX, &opt, &out, &len), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert_not_null(strstr(tile_context_message(ctx), "no kernel declares the constant 'NOBODY'"));
+    cr_assert_eq(tile_program_emit(p, NULL, NULL, 0, TILE_EMIT_IR, NULL, &out, &len), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert_eq(tile_program_emit(p, NULL, &bn, 1, TILE_EMIT_PTX, &opt, &out, &len), TILE_OK, "%s",
+                 tile_context_message(ctx));
+    cr_assert_not_null(strstr(out, ".entry sum_all("));
+    tile_string_free(out);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
 /* Elementwise float math, comparisons, select and casts on f32, f16, bf16 and f64. */
 Test(codegen, elementwise_floats) {
     CodegenInfo info;

@@ -63,12 +63,18 @@ Test(specialize, facts_of_aligned_contiguous_arguments) {
     RtSpecFacts facts[5];
     cr_assert(rt_spec_facts(f.kernel->function, args, 5, facts));
     /* a: [16, N]: dimension 0 is fixed, so only dimension 1's size counts; stride 1 on dim 1 only */
-    cr_assert_eq(facts[0], RT_SPEC_ALIGNED16 | (RT_SPEC_UNIT_STRIDE0 << 1) | (RT_SPEC_SIZE_DIV16_0 << 1));
+    /* a and c are row-major with rows of 32 and 16 elements: strides16; b has rank 1 */
+    cr_assert_eq(facts[0], RT_SPEC_ALIGNED16 | RT_SPEC_STRIDES_DIV16 | (RT_SPEC_UNIT_STRIDE0 << 1) |
+                               (RT_SPEC_SIZE_DIV16_0 << 1));
     cr_assert_eq(facts[1], RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0 | RT_SPEC_SIZE_DIV16_0);
     cr_assert_eq(facts[2], 0, "scalars have no facts");
     cr_assert_eq(facts[3], 0);
-    cr_assert_eq(facts[4], RT_SPEC_ALIGNED16 | (RT_SPEC_UNIT_STRIDE0 << 1) | RT_SPEC_SIZE_DIV16_0 |
-                               (RT_SPEC_SIZE_DIV16_0 << 1));
+    cr_assert_eq(facts[4], RT_SPEC_ALIGNED16 | RT_SPEC_STRIDES_DIV16 | (RT_SPEC_UNIT_STRIDE0 << 1) |
+                               RT_SPEC_SIZE_DIV16_0 | (RT_SPEC_SIZE_DIV16_0 << 1));
+    /* a row stride that is not a multiple of 16 (a view of wider rows) loses strides16 only */
+    args[0].tensor.strides[0] = 40;
+    cr_assert(rt_spec_facts(f.kernel->function, args, 5, facts));
+    cr_assert_eq(facts[0], RT_SPEC_ALIGNED16 | (RT_SPEC_UNIT_STRIDE0 << 1) | (RT_SPEC_SIZE_DIV16_0 << 1));
     teardown(&f);
 }
 
@@ -126,7 +132,7 @@ Test(specialize, codegen_spec_and_text) {
     cr_assert(!s.aligned16 && !s.unit_stride[0] && !s.size_div16[0]);
     Strbuf text = {0};
     rt_spec_text(f.kernel->function, facts, &text);
-    cr_assert_str_eq(sb_str(&text), "a:align16,unit(1),div16(1) b:align16,unit(0),div16(0) c:align16,unit(1),div16(0,1)");
+    cr_assert_str_eq(sb_str(&text), "a:align16,strides16,unit(1),div16(1) b:align16,unit(0),div16(0) c:align16,strides16,unit(1),div16(0,1)");
     sb_free(&text);
     teardown(&f);
 }

@@ -7,32 +7,35 @@
  *   tilec build --emit c-header -o NAME.h [--arch A[,B]]... [-k KERNEL]... [-D NAME=VALUE]...
  *               [--prefix ID] [--require-images] FILE        (writes NAME.h and NAME.c)
  *   tilec run FILE -k KERNEL [--device vm|cuda | --compare] [-D NAME=VALUE]... [NAME=VALUE]...
- *             [--seed N]
+ *             [--seed N] [--in NAME=FILE.npy]... [--out DIR]          (run.c)
  *
  * Exit codes: 0 success, 1 an error in the user's input (diagnostics on stderr) or a --compare
  * mismatch, 2 bad usage, 3 a device or backend failure (or a kernel it does not support yet).
- * `run` binds symbolic sizes and scalar parameters from NAME=VALUE, fills every tensor with
- * random data, launches, and prints a summary of every tensor afterwards (a debugging aid).
+ * `run` binds symbolic sizes and scalar parameters from NAME=VALUE, reads tensors from .npy files
+ * (--in) and fills the others with random data, launches, prints a summary of every tensor
+ * afterwards and, with --out, writes each as DIR/NAME.npy.
  * `run --compare` runs the same inputs on the VM (the reference) and on the GPU and prints the
  * largest differences per tensor against a tolerance that depends on the element type.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "tile/tile.h"
+#include "tilec.h"
 
-enum { EXIT_USER = 1, EXIT_USAGE = 2, MAX_DEFS = 64, MAX_ARCHS = 8 };
+enum { MAX_ARCHS = 8, MAX_KERNELS = 64 };
 
 static const char *usage_text =
     "usage: tilec <command> [options]\n"
     "\n"
     "commands:\n"
     "  check FILE...                 check every kernel of each file (constants take their defaults)\n"
-    "  build [options] FILE          compile one kernel and print or write its IR or GPU code\n"
+    "  build [options] FILE          compile a kernel and print or write its IR or GPU code\n"
     "      --emit ir|llvm|ptx|cubin|c-header\n"
     "                                what to emit (default: ir); llvm, ptx and cubin need no GPU;\n"
     "                                cubin is binary and needs -o and ptxas or libnvJitLink;\n"
@@ -46,16 +49,24 @@ static const char *usage_text =
     "                                leaving it to be compiled at run time\n"
     "      --num-warps N             threads per block / 32 (default: the code generator's)\n"
     "      -k KERNEL                 the kernel (default: the only kernel of the file); with\n"
-    "                                c-header repeatable (default: every kernel)\n"
+    "                                llvm, ptx or cubin the default is every kernel of the file\n"
+    "                                in one module; with c-header repeatable (default: every kernel)\n"
     "      -D NAME=VALUE             set a compile-time constant (repeatable)\n"
     "      --dump-after=PASS         print the IR after this pass instead (see --list-passes)\n"
+    "      --time                    print on stderr how long the frontend, the passes, LLVM and\n"
+    "                                ptxas (or nvJitLink) took\n"
     "      -o OUT                    write to OUT instead of stdout\n"
     "  run FILE -k KERNEL [options] [NAME=VALUE...]\n"
-    "                                run a kernel on random inputs and summarize every tensor;\n"
-    "                                NAME=VALUE binds symbolic sizes (M=512) and scalar parameters\n"
+    "                                run a kernel on random (or --in) inputs and summarize every\n"
+    "                                tensor; NAME=VALUE binds symbolic sizes (M=512) and scalar\n"
+    "                                parameters (64-bit integers exactly)\n"
     "      --device vm|cuda          where to run (default: $TILE_DEVICE, else cuda if present, else vm)\n"
     "      -D NAME=VALUE             set a compile-time constant (repeatable)\n"
     "      --seed N                  random seed (default 1)\n"
+    "      --in NAME=FILE.npy        tensor NAME from a numpy file (its shape binds NAME's sizes;\n"
+    "                                the dtype must match: f32 '<f4', i64 '<i8', bool '|b1'; bf16,\n"
+    "                                fp8 '<f4'; other integer widths the next numpy integer)\n"
+    "      --out DIR                 after the run, write every tensor as DIR/NAME.npy\n"
     "      --compare                 run on the vm and on cuda with the same inputs and print, per\n"
     "                                tensor, the largest absolute and relative difference; exit 1\n"
     "                                when one exceeds the tolerance of its type (integers: exact)\n"
@@ -65,56 +76,82 @@ static const char *usage_text =
     "exit codes: 0 success, 1 error in the input (or --compare found a difference), 2 bad usage,\n"
     "            3 the device or the backend failed, or does not support the kernel yet\n";
 
-static int usage_error(const char *fmt, const char *arg) {
+int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "tilec: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n(run 'tilec --help' for usage)\n");
     return EXIT_USAGE;
 }
 
-/* Parses "NAME=VALUE" into a constant; false if malformed. */
-static bool parse_define(const char *text, tile_constant *c) {
+const char *parse_constant(const char *text, tile_constant *c) {
     const char *eq = strchr(text, '=');
-    if (!eq || eq == text || !eq[1]) return false;
-    size_t n = (size_t)(eq - text);
-    char *name = malloc(n + 1);
-    memcpy(name, text, n);
-    name[n] = 0;
     memset(c, 0, sizeof *c);
-    c->name = name;
-    char *end;
+    if (!eq || eq == text || !eq[1]) return "expected NAME=VALUE";
     const char *v = eq + 1;
+    char *end;
     if (strcmp(v, "true") == 0 || strcmp(v, "false") == 0) {
         c->i = v[0] == 't';
-        return true;
+    } else {
+        errno = 0;
+        long long i = strtoll(v, &end, 0);
+        if (*end == 0 && end != v) {
+            if (errno == ERANGE) return "the integer is out of the range of int64";
+            c->i = i;
+        } else {
+            errno = 0;
+            double f = strtod(v, &end);
+            if (*end != 0 || end == v) return "the value is not an integer, a float, true or false";
+            if (errno == ERANGE && isinf(f)) return "the float is out of range";
+            c->is_float = 1;
+            c->f = f;
+        }
     }
-    long long i = strtoll(v, &end, 0);
-    if (*end == 0) {
-        c->i = i;
-        return true;
-    }
-    double f = strtod(v, &end);
-    if (*end == 0) {
-        c->is_float = 1;
-        c->f = f;
-        return true;
-    }
-    free(name);
-    return false;
+    size_t n = (size_t)(eq - text);
+    char *name = malloc(n + 1);
+    if (!name) return "out of memory";
+    memcpy(name, text, n);
+    name[n] = 0;
+    c->name = name;
+    return NULL;
 }
 
-static void free_defines(tile_constant *defs, int n) {
-    for (int i = 0; i < n; i++) free((char *)defs[i].name);
+bool defines_add(Defines *d, const char *text) {
+    tile_constant c;
+    const char *why = parse_constant(text, &c);
+    if (why) {
+        fprintf(stderr, "tilec: bad -D '%s': %s\n(run 'tilec --help' for usage)\n", text, why);
+        return false;
+    }
+    if (d->n == d->cap) {
+        int cap = d->cap ? 2 * d->cap : 16;
+        tile_constant *items = realloc(d->items, (size_t)cap * sizeof *items);
+        if (!items) {
+            free((char *)c.name);
+            fprintf(stderr, "tilec: out of memory\n");
+            return false;
+        }
+        d->items = items;
+        d->cap = cap;
+    }
+    d->items[d->n++] = c;
+    return true;
 }
 
-static int report(tile_context *ctx, tile_status st) {
+void defines_free(Defines *d) {
+    for (int i = 0; i < d->n; i++) free((char *)d->items[i].name);
+    free(d->items);
+    memset(d, 0, sizeof *d);
+}
+
+int report(tile_context *ctx, tile_status st) {
     const char *msg = tile_context_message(ctx);
     fprintf(stderr, "%s", *msg ? msg : tile_status_name(st));
     if (*msg && msg[strlen(msg) - 1] != '\n') fputc('\n', stderr);
-    return st == TILE_ERROR_INVALID_ARGUMENT || st == TILE_ERROR_COMPILE || st == TILE_ERROR_NOT_FOUND ? EXIT_USER : 3;
+    return st == TILE_ERROR_INVALID_ARGUMENT || st == TILE_ERROR_COMPILE || st == TILE_ERROR_NOT_FOUND ? EXIT_USER
+                                                                                                      : EXIT_DEVICE;
 }
 
-static int load_program(tile_context *ctx, const char *path, tile_program **prog) {
+int load_program(tile_context *ctx, const char *path, tile_program **prog) {
     tile_status st = tile_program_from_file(ctx, path, prog);
     if (st != TILE_OK) return report(ctx, st);
     if (tile_program_num_kernels(*prog) == 0) {
@@ -127,23 +164,20 @@ static int load_program(tile_context *ctx, const char *path, tile_program **prog
 }
 
 /* ---- check --------------------------------------------------------------------------------- */
-static int cmd_check(int argc, char **argv) {
-    tile_constant defs[MAX_DEFS];
-    int ndefs = 0, nfiles = 0, rc = 0;
-    const char *files[256];
+static int check_files(int argc, char **argv, Defines *defs, const char **files) {
+    int nfiles = 0, rc = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
-            ndefs++;
+            if (!defines_add(defs, argv[++i])) return EXIT_USAGE;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return usage_error("unknown option '%s' for check", argv[i]);
-        } else if (nfiles < 256) {
+        } else {
             files[nfiles++] = argv[i];
         }
     }
     if (nfiles == 0) return usage_error("%s", "check needs at least one FILE");
     tile_context *ctx;
-    if (tile_context_create(TILE_DEVICE_VM, 0, &ctx) != TILE_OK) return 3;
+    if (tile_context_create(TILE_DEVICE_VM, 0, &ctx) != TILE_OK) return EXIT_DEVICE;
     for (int f = 0; f < nfiles; f++) {
         tile_program *prog;
         int r = load_program(ctx, files[f], &prog);
@@ -157,7 +191,8 @@ static int cmd_check(int argc, char **argv) {
                 again = again || strcmp(tile_program_kernel_name(prog, j), tile_program_kernel_name(prog, k)) == 0;
             if (again) continue;
             tile_kernel *kernel;
-            tile_status st = tile_program_get_kernel(prog, tile_program_kernel_name(prog, k), defs, (size_t)ndefs, &kernel);
+            tile_status st = tile_program_get_kernel(prog, tile_program_kernel_name(prog, k), defs->items, (size_t)defs->n,
+                                                    &kernel);
             if (st != TILE_OK) {
                 int r = report(ctx, st); /* every failing kernel's diagnostics, not only the first's */
                 rc = rc ? rc : r;
@@ -166,7 +201,15 @@ static int cmd_check(int argc, char **argv) {
         tile_program_destroy(prog);
     }
     tile_context_destroy(ctx);
-    free_defines(defs, ndefs);
+    return rc;
+}
+
+static int cmd_check(int argc, char **argv) {
+    Defines defs = {0};
+    const char **files = malloc(sizeof *files * (size_t)(argc + 1));
+    int rc = files ? check_files(argc, argv, &defs, files) : EXIT_DEVICE;
+    free(files);
+    defines_free(&defs);
     return rc;
 }
 
@@ -230,27 +273,45 @@ static int build_c_header(tile_context *ctx, tile_program *prog, const char *out
     return rc;
 }
 
-static int cmd_build(int argc, char **argv) {
-    tile_constant defs[MAX_DEFS];
-    int ndefs = 0, nkernels = 0, narchs = 0;
+static double monotonic_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* --time: where the compile went (stderr), from tile_compile_times. */
+static void print_times(double total) {
+    tile_compile_times t;
+    tile_compile_times_get(&t);
+    double ms = 1e3;
+    fprintf(stderr,
+            "tilec: time: frontend %.2f ms (parse %.2f, lower %.2f), passes %.2f ms, LLVM %.2f ms (codegen %.2f, "
+            "optimize and emit PTX %.2f), ptxas/nvJitLink %.2f ms; total %.2f ms\n",
+            (t.parse + t.lower) * ms, t.parse * ms, t.lower * ms, t.passes * ms, (t.codegen + t.llvm) * ms,
+            t.codegen * ms, t.llvm * ms, t.assemble * ms, total * ms);
+}
+
+static int build_file(int argc, char **argv, Defines *defines) {
+    int nkernels = 0, narchs = 0;
     const char *file = NULL, *kernel = NULL, *out = NULL, *dump_after = NULL, *emit = "ir", *arch = NULL;
-    const char *prefix = NULL, *kernels[MAX_DEFS];
+    const char *prefix = NULL, *kernels[MAX_KERNELS];
     char archs[MAX_ARCHS][16];
-    bool require_images = false;
+    bool require_images = false, show_time = false;
     int num_warps = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
-            ndefs++;
+            if (!defines_add(defines, argv[++i])) return EXIT_USAGE;
         } else if (strcmp(a, "-k") == 0 && i + 1 < argc) {
             kernel = argv[++i];
-            if (nkernels == MAX_DEFS) return usage_error("too many -k (at most %s)", "64");
+            if (nkernels == MAX_KERNELS) return usage_error("too many -k (at most %s)", "64");
             kernels[nkernels++] = kernel;
         } else if (strcmp(a, "--prefix") == 0 && i + 1 < argc) {
             prefix = argv[++i];
         } else if (strcmp(a, "--require-images") == 0) {
             require_images = true;
+        } else if (strcmp(a, "--time") == 0) {
+            show_time = true;
         } else if (strcmp(a, "-o") == 0 && i + 1 < argc) {
             out = argv[++i];
         } else if (strcmp(a, "--emit") == 0 && i + 1 < argc) {
@@ -291,8 +352,11 @@ static int cmd_build(int argc, char **argv) {
     if (!c_header && narchs > 1) return usage_error("%s", "one --arch only, except with --emit c-header");
     arch = narchs ? archs[0] : NULL;
     if (kind == TILE_EMIT_CUBIN && !out) return usage_error("%s", "--emit cubin writes binary: give -o OUT");
+    const tile_constant *defs = defines->items;
+    int ndefs = defines->n;
+    double start = monotonic_now();
     tile_context *ctx;
-    if (tile_context_create(TILE_DEVICE_VM, 0, &ctx) != TILE_OK) return 3;
+    if (tile_context_create(TILE_DEVICE_VM, 0, &ctx) != TILE_OK) return EXIT_DEVICE;
     tile_program *prog;
     int rc = load_program(ctx, file, &prog);
     if (!rc && c_header) {
@@ -300,7 +364,10 @@ static int cmd_build(int argc, char **argv) {
                             ndefs);
         tile_program_destroy(prog);
     } else if (!rc) {
-        if (!kernel) {
+        bool gpu_form = kind == TILE_EMIT_LLVM || kind == TILE_EMIT_PTX || kind == TILE_EMIT_CUBIN;
+        if (!kernel && gpu_form && tile_program_num_kernels(prog) > 1) {
+            /* every kernel of the file in one module, as nvcc makes one per .cu file */
+        } else if (!kernel) {
             if (tile_program_num_kernels(prog) > 1) {
                 fprintf(stderr, "tilec: %s has %d kernels; choose one with -k\n", file, tile_program_num_kernels(prog));
                 rc = EXIT_USAGE;
@@ -327,320 +394,14 @@ static int cmd_build(int argc, char **argv) {
         tile_program_destroy(prog);
     }
     tile_context_destroy(ctx);
-    free_defines(defs, ndefs);
+    if (show_time && rc == 0) print_times(monotonic_now() - start);
     return rc;
 }
 
-/* ---- run ------------------------------------------------------------------------------------ */
-typedef struct Binding {
-    char name[64];
-    double value;
-    bool used;
-} Binding;
-
-static uint64_t rng_state = 1;
-static double rng_uniform(void) { /* xorshift64*, in [0, 1) */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-
-static const char *dtype_name(tile_dtype d, char *buf) {
-    unsigned kind = d >> 24, bits = (d >> 16) & 0xff, e = (d >> 8) & 0xff, m = d & 0xff;
-    if (kind == TILE_DTYPE_BOOL_KIND) sprintf(buf, "bool");
-    else if (kind == TILE_DTYPE_INT_KIND) sprintf(buf, "i%u", bits);
-    else if (kind == TILE_DTYPE_UINT_KIND) sprintf(buf, "u%u", bits);
-    else if (d == TILE_BF16) sprintf(buf, "bf16");
-    else if (d == TILE_F16 || d == TILE_F32 || d == TILE_F64) sprintf(buf, "f%u", bits);
-    else sprintf(buf, "f%ue%um%u", bits, e, m);
-    return buf;
-}
-
-static Binding *find_binding(Binding *b, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(b[i].name, name) == 0) return &b[i];
-    return NULL;
-}
-
-/* What run feeds a kernel: per parameter, the tensor's shape and its random contents (as
- * doubles, already rounded to the element type), or the scalar's value. */
-typedef struct RunPlan {
-    int nparams;
-    tile_param_info *info;
-    tile_arg *scalars;       /* scalar arguments; tensors filled per device */
-    int64_t (*shape)[TILE_MAX_RANK];
-    int64_t *numel;
-    double **before;
-} RunPlan;
-
-static void plan_free(RunPlan *plan) {
-    for (int i = 0; i < plan->nparams; i++) free(plan->before[i]);
-    free(plan->info);
-    free(plan->scalars);
-    free(plan->shape);
-    free(plan->numel);
-    free(plan->before);
-}
-
-static int make_plan(tile_kernel *k, const char *kernel_name, Binding *binds, int nbinds, RunPlan *plan) {
-    int np = tile_kernel_num_params(k);
-    plan->nparams = np;
-    plan->info = calloc((size_t)np + 1, sizeof *plan->info);
-    plan->scalars = calloc((size_t)np + 1, sizeof *plan->scalars);
-    plan->shape = calloc((size_t)np + 1, sizeof *plan->shape);
-    plan->numel = calloc((size_t)np + 1, sizeof *plan->numel);
-    plan->before = calloc((size_t)np + 1, sizeof *plan->before);
-    for (int i = 0; i < np; i++) {
-        tile_param_info *info = &plan->info[i];
-        tile_kernel_param(k, i, info);
-        if (info->kind != TILE_ARG_TENSOR) {
-            Binding *b = find_binding(binds, nbinds, info->name);
-            if (!b) {
-                fprintf(stderr, "tilec: scalar parameter '%s' needs a value: %s=...\n", info->name, info->name);
-                return EXIT_USER;
-            }
-            b->used = true;
-            plan->scalars[i].kind = info->kind;
-            plan->scalars[i].i = (int64_t)b->value;
-            plan->scalars[i].f = b->value;
-            continue;
-        }
-        plan->numel[i] = 1;
-        for (int d = 0; d < info->rank; d++) {
-            if (info->dim_symbols[d]) {
-                Binding *b = find_binding(binds, nbinds, info->dim_symbols[d]);
-                if (!b) {
-                    fprintf(stderr, "tilec: size '%s' of tensor '%s' needs a value: %s=...\n", info->dim_symbols[d],
-                            info->name, info->dim_symbols[d]);
-                    return EXIT_USER;
-                }
-                b->used = true;
-                plan->shape[i][d] = (int64_t)b->value;
-            } else {
-                plan->shape[i][d] = info->dim_sizes[d];
-            }
-            plan->numel[i] *= plan->shape[i][d];
-        }
-        int64_t n = plan->numel[i];
-        plan->before[i] = malloc(sizeof(double) * (size_t)(n + 1));
-        unsigned kind = info->dtype >> 24, bits = (info->dtype >> 16) & 0xff;
-        for (int64_t e = 0; e < n; e++) {
-            double u = rng_uniform();
-            if (kind == TILE_DTYPE_FLOAT_KIND) plan->before[i][e] = 2 * u - 1;
-            else if (kind == TILE_DTYPE_BOOL_KIND) plan->before[i][e] = u < 0.5;
-            else plan->before[i][e] = floor(u * (double)(bits < 5 ? (1 << (bits - (kind == TILE_DTYPE_INT_KIND))) : 16));
-        }
-        /* Round to the element type, so that both devices and the summary see the same input. */
-        void *packed = malloc(tile_dtype_bytes(info->dtype, n) + 1);
-        tile_pack(info->dtype, plan->before[i], n, packed);
-        tile_unpack(info->dtype, packed, n, plan->before[i]);
-        free(packed);
-    }
-    for (int i = 0; i < nbinds; i++)
-        if (!binds[i].used) {
-            fprintf(stderr, "tilec: '%s' is neither a size nor a scalar parameter of '%s'\n", binds[i].name, kernel_name);
-            return EXIT_USAGE;
-        }
-    return 0;
-}
-
-/* Runs k on ctx with the plan's inputs; after[i] receives every tensor's contents afterwards. */
-static int run_plan(tile_context *ctx, tile_kernel *k, const RunPlan *plan, double **after) {
-    int np = plan->nparams, rc = 0;
-    tile_status st;
-    tile_arg *args = calloc((size_t)np + 1, sizeof *args);
-    for (int i = 0; i < np && !rc; i++) {
-        if (plan->info[i].kind != TILE_ARG_TENSOR) {
-            args[i] = plan->scalars[i];
-            continue;
-        }
-        tile_dtype dt = plan->info[i].dtype;
-        size_t bytes = tile_dtype_bytes(dt, plan->numel[i]);
-        void *dev = NULL, *host = malloc(bytes + 1);
-        if ((st = tile_alloc(ctx, bytes, &dev)) != TILE_OK) rc = report(ctx, st);
-        tile_pack(dt, plan->before[i], plan->numel[i], host);
-        if (!rc && (st = tile_copy_to_device(ctx, dev, host, bytes)) != TILE_OK) rc = report(ctx, st);
-        free(host);
-        args[i].kind = TILE_ARG_TENSOR;
-        args[i].tensor = tile_tensor_contiguous(dt, dev, plan->info[i].rank, plan->shape[i]);
-    }
-    if (!rc && (st = tile_kernel_launch(k, args, (size_t)np, NULL)) != TILE_OK) rc = report(ctx, st);
-    if (!rc && (st = tile_synchronize(ctx)) != TILE_OK) rc = report(ctx, st);
-    for (int i = 0; !rc && i < np; i++) {
-        if (plan->info[i].kind != TILE_ARG_TENSOR) continue;
-        tile_dtype dt = plan->info[i].dtype;
-        size_t bytes = tile_dtype_bytes(dt, plan->numel[i]);
-        void *host = malloc(bytes + 1);
-        after[i] = malloc(sizeof(double) * (size_t)(plan->numel[i] + 1));
-        if ((st = tile_copy_to_host(ctx, host, args[i].tensor.data, bytes)) != TILE_OK) rc = report(ctx, st);
-        else tile_unpack(dt, host, plan->numel[i], after[i]);
-        free(host);
-    }
-    for (int i = 0; i < np; i++)
-        if (args[i].kind == TILE_ARG_TENSOR && args[i].tensor.data) tile_free(ctx, args[i].tensor.data);
-    free(args);
-    return rc;
-}
-
-static void shape_text(const RunPlan *plan, int i, char *buf, size_t cap) {
-    int used = 0;
-    buf[0] = 0;
-    for (int d = 0; d < plan->info[i].rank && (size_t)used < cap; d++)
-        used += snprintf(buf + used, cap - (size_t)used, "%s%" PRId64, d ? ", " : "", plan->shape[i][d]);
-}
-
-static void print_summary(const RunPlan *plan, double **after) {
-    for (int i = 0; i < plan->nparams; i++) {
-        if (plan->info[i].kind != TILE_ARG_TENSOR) continue;
-        int64_t n = plan->numel[i];
-        double lo = INFINITY, hi = -INFINITY, sum = 0;
-        int64_t changed = 0, nans = 0;
-        for (int64_t e = 0; e < n; e++) {
-            double v = after[i][e];
-            if (isnan(v)) {
-                nans++;
-            } else {
-                lo = fmin(lo, v);
-                hi = fmax(hi, v);
-                sum += v;
-            }
-            if (!(v == plan->before[i][e] || (isnan(v) && isnan(plan->before[i][e])))) changed++;
-        }
-        char dn[24], shape[128];
-        shape_text(plan, i, shape, sizeof shape);
-        printf("  %-10s %s[%s]  changed %" PRId64 "/%" PRId64 "  min %.6g  max %.6g  mean %.6g%s\n", plan->info[i].name,
-               dtype_name(plan->info[i].dtype, dn), shape, changed, n, n ? lo : 0.0, n ? hi : 0.0,
-               n ? sum / (double)(n - nans ? n - nans : 1) : 0.0, nans ? "  (NaN present)" : "");
-    }
-}
-
-/* The tolerance of --compare for an element type: |cuda - vm| <= tol * (1 + |vm|). Integers and
- * bool must match exactly; floats get a few units in the last place of their format, looser
- * than one rounding because the two devices may sum and fuse in different orders. */
-static double compare_tolerance(tile_dtype d) {
-    unsigned kind = d >> 24, man = d & 0xff;
-    if (kind != TILE_DTYPE_FLOAT_KIND) return 0;
-    if (man >= 52) return 1e-9;
-    if (man >= 23) return 2e-5;
-    return ldexp(4.0, -(int)man); /* f16: 4e-3, bf16: 3e-2, f8e4m3: 0.5 */
-}
-
-/* Prints per tensor the largest absolute and relative difference; 1 when one is too large. */
-static int print_comparison(const RunPlan *plan, double **vm, double **gpu) {
-    int rc = 0;
-    printf("%-10s %-22s %12s %12s %10s  %s\n", "tensor", "type[shape]", "max |diff|", "max rel", "tolerance", "verdict");
-    for (int i = 0; i < plan->nparams; i++) {
-        if (plan->info[i].kind != TILE_ARG_TENSOR) continue;
-        double tol = compare_tolerance(plan->info[i].dtype), max_abs = 0, max_rel = 0;
-        int64_t bad = 0, worst = -1;
-        for (int64_t e = 0; e < plan->numel[i]; e++) {
-            double a = vm[i][e], b = gpu[i][e];
-            if (isnan(a) && isnan(b)) continue;
-            double diff = isnan(a) || isnan(b) ? INFINITY : a == b ? 0 : fabs(a - b);
-            double rel = diff == 0 ? 0 : diff / fmax(fabs(a), 1e-30);
-            if (diff > max_abs) {
-                max_abs = diff;
-                worst = e;
-            }
-            max_rel = fmax(max_rel, rel);
-            if (!(diff <= tol * (1 + fabs(a)))) bad++;
-        }
-        char dn[24], shape[96], desc[140];
-        shape_text(plan, i, shape, sizeof shape);
-        snprintf(desc, sizeof desc, "%s[%s]", dtype_name(plan->info[i].dtype, dn), shape);
-        printf("%-10s %-22s %12.4g %12.4g %10.2g  ", plan->info[i].name, desc, max_abs, max_rel, tol);
-        if (bad) {
-            printf("MISMATCH: %" PRId64 " of %" PRId64 " elements; worst at %" PRId64 ": vm %.9g, cuda %.9g\n", bad,
-                   plan->numel[i], worst, vm[i][worst], gpu[i][worst]);
-            rc = EXIT_USER;
-        } else {
-            printf("ok\n");
-        }
-    }
-    return rc;
-}
-
-static int cmd_run(int argc, char **argv) {
-    tile_constant defs[MAX_DEFS];
-    Binding binds[MAX_DEFS];
-    int ndefs = 0, nbinds = 0;
-    const char *file = NULL, *kernel_name = NULL;
-    tile_device_kind device = TILE_DEVICE_DEFAULT;
-    bool compare = false;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
-            ndefs++;
-        } else if (strcmp(a, "-k") == 0 && i + 1 < argc) {
-            kernel_name = argv[++i];
-        } else if (strcmp(a, "--seed") == 0 && i + 1 < argc) {
-            rng_state = strtoull(argv[++i], NULL, 0) * 2654435761ull + 1;
-        } else if (strcmp(a, "--compare") == 0) {
-            compare = true;
-        } else if ((strcmp(a, "--device") == 0 && i + 1 < argc) || strncmp(a, "--device=", 9) == 0) {
-            const char *d = a[8] == '=' ? a + 9 : argv[++i];
-            if (strcmp(d, "vm") == 0) device = TILE_DEVICE_VM;
-            else if (strcmp(d, "cuda") == 0) device = TILE_DEVICE_CUDA;
-            else return usage_error("unknown device '%s' (vm or cuda)", d);
-        } else if (a[0] == '-' && a[1]) {
-            return usage_error("unknown or incomplete option '%s' for run", a);
-        } else if (strchr(a, '=')) {
-            tile_constant c;
-            if (nbinds == MAX_DEFS || !parse_define(a, &c) || strlen(c.name) >= 64) return usage_error("bad binding '%s'", a);
-            snprintf(binds[nbinds].name, 64, "%s", c.name);
-            binds[nbinds].value = c.is_float ? c.f : (double)c.i;
-            binds[nbinds].used = false;
-            nbinds++;
-            free((char *)c.name);
-        } else if (!file) {
-            file = a;
-        } else {
-            return usage_error("run takes one FILE, found also '%s'", a);
-        }
-    }
-    if (!file || !kernel_name) return usage_error("%s", "run needs FILE and -k KERNEL");
-    if (compare && device != TILE_DEVICE_DEFAULT) return usage_error("%s", "--compare runs on both vm and cuda; drop --device");
-    /* With --compare: contexts[0] is the VM (the reference), contexts[1] the GPU. */
-    tile_device_kind kinds[2] = {compare ? TILE_DEVICE_VM : device, TILE_DEVICE_CUDA};
-    int ndev = compare ? 2 : 1, rc = 0;
-    tile_context *ctx[2] = {NULL, NULL};
-    tile_program *prog[2] = {NULL, NULL};
-    tile_kernel *k[2] = {NULL, NULL};
-    double **after[2] = {NULL, NULL};
-    RunPlan plan = {0};
-    for (int d = 0; d < ndev && !rc; d++) {
-        tile_status st = tile_context_create(kinds[d], 0, &ctx[d]);
-        if (st != TILE_OK) {
-            fprintf(stderr, "tilec: cannot open the device: %s\n", tile_context_message(NULL));
-            rc = EXIT_USER;
-            break;
-        }
-        rc = load_program(ctx[d], file, &prog[d]);
-        if (!rc && (st = tile_program_get_kernel(prog[d], kernel_name, defs, (size_t)ndefs, &k[d])) != TILE_OK)
-            rc = report(ctx[d], st);
-    }
-    if (!rc) rc = make_plan(k[0], kernel_name, binds, nbinds, &plan);
-    for (int d = 0; d < ndev && !rc; d++) {
-        after[d] = calloc((size_t)plan.nparams + 1, sizeof(double *));
-        rc = run_plan(ctx[d], k[d], &plan, after[d]);
-    }
-    if (!rc && !compare) {
-        printf("ran %s on %s\n", kernel_name, tile_context_device_name(ctx[0]));
-        print_summary(&plan, after[0]);
-    } else if (!rc) {
-        printf("ran %s on %s and on %s\n", kernel_name, tile_context_device_name(ctx[0]), tile_context_device_name(ctx[1]));
-        rc = print_comparison(&plan, after[0], after[1]);
-    }
-    for (int d = 0; d < ndev; d++) {
-        for (int i = 0; after[d] && i < plan.nparams; i++) free(after[d][i]);
-        free(after[d]);
-        tile_program_destroy(prog[d]);
-        tile_context_destroy(ctx[d]);
-    }
-    plan_free(&plan);
-    free_defines(defs, ndefs);
+static int cmd_build(int argc, char **argv) {
+    Defines defs = {0};
+    int rc = build_file(argc, argv, &defs);
+    defines_free(&defs);
     return rc;
 }
 

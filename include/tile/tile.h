@@ -134,7 +134,10 @@ TILE_API void tile_stream_destroy(tile_stream *stream);
 TILE_API tile_status tile_stream_wrap(tile_context *ctx, void *custream, tile_stream **out);
 
 /* ---- programs and kernels -------------------------------------------------------------- */
-/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). */
+/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). The same name and text as a
+ * program still alive on ctx give that program again, with its compiled kernels (counted: each
+ * call needs its tile_program_destroy); TILE_CACHE=0 turns this off. Destroy programs before
+ * their context. */
 TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
                                               const char *source, size_t len, tile_program **out);
 TILE_API tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out);
@@ -175,7 +178,9 @@ TILE_API tile_status tile_kernel_launch(tile_kernel *kernel, const tile_arg *arg
  * The GPU forms need no GPU: they are made for options->arch ("sm_80", "sm_90a"; NULL: the
  * context's GPU when it is a cuda context, else sm_90a). TILE_ERROR_UNSUPPORTED when the code
  * generator cannot handle the kernel yet, libtile has no backend, or (cubin) no assembler is
- * installed; the message says which. */
+ * installed; the message says which. kernel NULL (GPU forms only): every kernel of the program in
+ * one module, as nvcc makes one per .cu file, each specialized by the constants it declares (a
+ * constant that no kernel declares is an error). */
 typedef enum tile_emit_kind {
     TILE_EMIT_IR = 0,
     TILE_EMIT_LLVM,
@@ -192,6 +197,19 @@ TILE_API tile_status tile_program_emit(tile_program *program, const char *kernel
                                        tile_emit_kind kind, const tile_emit_options *options,
                                        char **out, size_t *len);
 TILE_API void tile_string_free(char *s);
+/* How long the stages of the latest compile on this thread took, in seconds (tilec build
+ * --time): parse is set by tile_program_from_string/_file (0 when the program was already in
+ * the context's memory), the others are reset by each tile_program_emit and summed over the
+ * kernels it compiles; a stage that did not run is 0. */
+typedef struct tile_compile_times {
+    double parse;    /* lexing and parsing the source */
+    double lower;    /* one kernel specialization lowered to IR (the rest of the frontend) */
+    double passes;   /* the pass pipeline, the GPU passes included */
+    double codegen;  /* tile IR -> LLVM IR */
+    double llvm;     /* LLVM's optimizer and NVPTX code generator -> PTX */
+    double assemble; /* ptxas or nvJitLink -> cubin */
+} tile_compile_times;
+TILE_API void tile_compile_times_get(tile_compile_times *out);
 /* The names of the passes, one per line, in pipeline order. */
 TILE_API const char *tile_pass_names(void);
 

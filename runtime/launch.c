@@ -1,0 +1,172 @@
+/*
+ * launch.c: the launch fast path's grid: a kernel's grid region compiled once, when the kernel
+ * is made, into straight-line steps over scalar registers, so that a launch computes its grid
+ * without the VM (no frames, no tiles, no allocation).
+ *
+ * A grid region is a short list of scalar ops (`dim`, `const`, integer arithmetic, `min`/`max`,
+ * casts, comparisons and `select`) ending in `yield` of 1 to 3 integers. rt_grid_compile turns
+ * each op into one RtGridStep whose operands are register numbers; region arguments (the
+ * kernel's parameters) are read from the launch's arguments: scalars converted to the
+ * parameter's type as the VM does, tensors only through `dim`. Each step computes with the
+ * functions of ir/eval.c, the VM's own element rules, so the result is the VM's bit for bit.
+ * Whatever the steps cannot express (an op with regions, a tile, more than RT_GRID_MAX_REGS
+ * values) leaves the kernel without a compiled grid, and its launches evaluate the region with
+ * the VM (vm_eval_grid) as before. rt_grid_eval also declines (returns false) when a yielded
+ * value is outside [0, 2^31) or an op would fail on the VM, so that the VM reports the error
+ * with its usual message.
+ */
+#include "runtime.h"
+
+#include <string.h>
+
+enum { RT_GRID_PARAM = OP_COUNT + 1 }; /* a step that reads a scalar parameter */
+
+typedef struct RtGridStep {
+    int code;         /* an OpCode, or RT_GRID_PARAM */
+    ElemType elem;    /* the result's type; OP_CMP: the operands' */
+    ElemType from;    /* OP_CAST: the operand's type */
+    uint16_t dst, a, b, c;
+    int64_t attr;     /* OP_CMP: the predicate; OP_DIM: the axis; RT_GRID_PARAM: the parameter */
+    IrConst value;    /* OP_CONST: already converted to elem */
+} RtGridStep;
+
+struct RtGrid {
+    RtGridStep *steps;
+    uint32_t nsteps;
+    uint16_t yields[3];
+    uint32_t nyields;
+};
+
+void rt_grid_free(RtGrid *g) {
+    if (!g) return;
+    free(g->steps);
+    free(g);
+}
+
+/* The register of value v: its index in map (values of the region, in definition order). */
+static int reg_of(const IrValue *const *map, uint32_t n, const IrValue *v) {
+    for (uint32_t i = 0; i < n; i++)
+        if (map[i] == v) return (int)i;
+    return -1;
+}
+
+/* Compiles f's grid region; NULL when some op is beyond the steps (the VM evaluates it then). */
+RtGrid *rt_grid_compile(const IrFunction *f) {
+    const IrRegion *r = f->grid;
+    if (!r || r->nargs > RT_GRID_MAX_REGS) return NULL;
+    const IrValue *map[RT_GRID_MAX_REGS];
+    uint32_t nmap = 0;
+    RtGrid *g = xcalloc(1, sizeof *g);
+    g->steps = xcalloc(RT_GRID_MAX_REGS + r->nargs + 1, sizeof *g->steps);
+    bool ok = true;
+    /* the parameters: scalars are loaded (as the VM's make_params does), tensors only named */
+    for (uint32_t i = 0; i < r->nargs; i++) {
+        const IrValue *arg = r->args[i];
+        map[nmap] = arg;
+        if (type_is_scalar(arg->type))
+            g->steps[g->nsteps++] = (RtGridStep){.code = RT_GRID_PARAM, .elem = arg->type->elem, .dst = (uint16_t)nmap,
+                                                 .attr = i};
+        else if (arg->type->kind != TY_TENSOR) ok = false;
+        nmap++;
+    }
+    const IrOp *term = NULL;
+    for (const IrOp *op = r->first; op && ok; op = op->next) {
+        if (op->code == OP_YIELD) {
+            term = op;
+            break;
+        }
+        if (op->nregions || op->nresults != 1 || op->noperands > 3 || !type_is_scalar(op->results[0]->type) ||
+            nmap == RT_GRID_MAX_REGS) {
+            ok = false;
+            break;
+        }
+        RtGridStep s = {.code = op->code, .elem = op->results[0]->type->elem, .dst = (uint16_t)nmap};
+        int regs[3] = {0, 0, 0};
+        for (uint32_t i = 0; i < op->noperands && ok; i++) {
+            regs[i] = reg_of(map, nmap, op->operands[i]);
+            ok = regs[i] >= 0;
+        }
+        if (!ok) break;
+        s.a = (uint16_t)regs[0];
+        s.b = (uint16_t)regs[1];
+        s.c = (uint16_t)regs[2];
+        bool elementwise = (ir_op_info[op->code].flags & F_ELEM) && op->code != OP_CAST;
+        if (op->code == OP_CONST) {
+            IrConst v = op->value;
+            s.value = elem_convert(v.is_float ? elem_f64() : elem_int(64), v, s.elem);
+        } else if (op->code == OP_DIM) {
+            ok = op->operands[0]->type->kind == TY_TENSOR && !op->operands[0]->def && op->operands[0]->region == r && op->ints[0] >= 0 &&
+                 op->ints[0] < op->operands[0]->type->rank && !elem_is_float(s.elem);
+            s.attr = op->ints[0];
+            s.b = (uint16_t)op->operands[0]->index; /* the parameter */
+        } else if (op->code == OP_CAST) {
+            ok = type_is_scalar(op->operands[0]->type);
+            s.from = op->operands[0]->type->elem;
+        } else if (op->code == OP_SELECT) {
+            ok = type_is_scalar(op->operands[0]->type);
+        } else if (elementwise) {
+            for (uint32_t i = 0; i < op->noperands; i++) ok = ok && type_is_scalar(op->operands[i]->type);
+            if (op->code == OP_CMP) {
+                s.elem = op->operands[0]->type->elem;
+                s.attr = op->ints[0];
+                ok = ok && op->ints[0] >= CMP_EQ && op->ints[0] <= CMP_GE;
+            }
+        } else {
+            ok = false;
+        }
+        map[nmap++] = op->results[0];
+        g->steps[g->nsteps++] = s;
+    }
+    if (ok && (!term || term->noperands < 1 || term->noperands > 3)) ok = false;
+    for (uint32_t i = 0; ok && i < term->noperands; i++) {
+        int reg = reg_of(map, nmap, term->operands[i]);
+        ok = reg >= 0 && type_is_scalar(term->operands[i]->type) && !elem_is_float(term->operands[i]->type->elem);
+        g->yields[i] = (uint16_t)reg;
+    }
+    if (!ok) {
+        rt_grid_free(g);
+        return NULL;
+    }
+    g->nyields = term->noperands;
+    return g;
+}
+
+/* Runs the steps for args (already checked by rt_check_args); false when the VM must decide. */
+bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]) {
+    IrConst regs[RT_GRID_MAX_REGS];
+    for (uint32_t i = 0; i < g->nsteps; i++) {
+        const RtGridStep *s = &g->steps[i];
+        IrConst *out = &regs[s->dst];
+        switch (s->code) {
+        case RT_GRID_PARAM: {
+            if ((size_t)s->attr >= nargs) return false;
+            const tile_arg *a = &args[s->attr];
+            if (elem_is_float(s->elem)) *out = (IrConst){.is_float = true, .f = elem_round_float(s->elem, a->f)};
+            else *out = (IrConst){.i = elem_wrap_int(s->elem, a->i)};
+            break;
+        }
+        case OP_CONST: *out = s->value; break;
+        case OP_DIM:
+            if ((size_t)s->b >= nargs || s->attr >= args[s->b].tensor.rank) return false;
+            *out = elem_convert(elem_int(64), (IrConst){.i = args[s->b].tensor.shape[s->attr]}, s->elem);
+            break;
+        case OP_CAST: *out = elem_convert(s->from, regs[s->a], s->elem); break;
+        case OP_SELECT: {
+            const IrConst *c = &regs[s->a];
+            *out = (c->is_float ? c->f != 0 : c->i != 0) ? regs[s->b] : regs[s->c];
+            break;
+        }
+        default:
+            if (!elem_eval((OpCode)s->code, s->attr, s->elem, &regs[s->a], &regs[s->b], out)) return false;
+            break;
+        }
+    }
+    for (uint32_t d = 0; d < 3; d++) {
+        grid[d] = 1;
+        if (d >= g->nyields) continue;
+        int64_t v = regs[g->yields[d]].i;
+        if (v < 0 || v > INT32_MAX) return false; /* the VM reports it */
+        grid[d] = v;
+    }
+    return true;
+}

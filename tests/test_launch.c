@@ -1,0 +1,175 @@
+/* test_launch.c: the launch fast path (runtime/launch.c) without a GPU. Every core kernel's grid
+ * region compiles into steps, and for many argument shapes and scalars the steps give exactly
+ * the grid that the VM computes (vm_eval_grid); a grid of every supported op kind (casts,
+ * unsigned remainder, 64-bit division, min/max, float comparison, select) agrees too; the
+ * steps decline (so that the VM reports the error) for a grid dimension out of range; and
+ * programs made from the same source share one parse and their kernels (the memory cache from
+ * source to kernel). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/runtime.h"
+#include "runtime/vm.h"
+#include "testutil.h"
+
+/* Checks steps == VM for kernel k with args; returns the grid. */
+static void check_same(tile_kernel *k, const tile_arg *args, size_t nargs, int64_t out[3]) {
+    int64_t fast[3], vm[3];
+    Strbuf err = {0};
+    cr_assert_not_null(k->grid, "%s: the grid did not compile", k->name);
+    cr_assert(rt_check_args(k->function, args, nargs, &err), "%s", sb_str(&err));
+    bool vm_ok = vm_eval_grid(k->function, args, nargs, vm, &err);
+    bool fast_ok = rt_grid_eval(k->grid, args, nargs, fast);
+    cr_assert(vm_ok, "%s: %s", k->name, sb_str(&err));
+    cr_assert(fast_ok, "%s: the steps declined a grid the VM computes", k->name);
+    for (int d = 0; d < 3; d++)
+        cr_assert_eq(fast[d], vm[d], "%s: grid[%d] is %lld by the steps, %lld by the VM", k->name, d, (long long)fast[d],
+                     (long long)vm[d]);
+    if (out) memcpy(out, fast, sizeof fast);
+    sb_free(&err);
+}
+
+/* Arguments for every parameter of k: tensors of the given sizes for each symbolic dimension
+ * (a non-null dummy pointer: the grid never reads data), scalars from ints/floats. */
+static void make_args(tile_kernel *k, int64_t size, tile_arg *args) {
+    static float dummy[1];
+    for (int i = 0; i < tile_kernel_num_params(k); i++) {
+        tile_param_info info;
+        cr_assert_eq(tile_kernel_param(k, i, &info), TILE_OK);
+        memset(&args[i], 0, sizeof args[i]);
+        args[i].kind = info.kind;
+        if (info.kind != TILE_ARG_TENSOR) continue;
+        int64_t shape[TILE_MAX_RANK];
+        for (int d = 0; d < info.rank; d++) shape[d] = info.dim_symbols[d] ? size + d : info.dim_sizes[d];
+        args[i].tensor = tile_tensor_contiguous(info.dtype, dummy, info.rank, shape);
+    }
+}
+
+Test(launch, core_grids_compile_and_agree_with_the_vm) {
+    static const char *files[][4] = {{"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"},
+                                     {"layernorm.tile", "layernorm"},   {"reduce.tile", "sum_rows", "cumsum_rows", "sum_all"},
+                                     {"gather.tile", "gather_rows"},    {"gemm.tile", "gemm"}};
+    static const int64_t sizes[] = {0, 1, 15, 16, 17, 127, 1000, 4096, 100003, 1 << 20};
+    tile_context *ctx = test_vm_context();
+    for (int f = 0; f < 6; f++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "stdlib/core/%s", files[f][0]);
+        tile_program *p = test_load_program(ctx, rel);
+        for (int j = 1; j < 4 && files[f][j]; j++) {
+            tile_kernel *k;
+            cr_assert_eq(tile_program_get_kernel(p, files[f][j], NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+            for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+                tile_arg args[16];
+                make_args(k, sizes[s], args);
+                /* gather's index tensor and others fix some sizes to their symbols' values */
+                Strbuf err = {0};
+                if (!rt_check_args(k->function, args, (size_t)tile_kernel_num_params(k), &err)) {
+                    sb_free(&err);
+                    continue;
+                }
+                sb_free(&err);
+                check_same(k, args, (size_t)tile_kernel_num_params(k), NULL);
+            }
+        }
+        tile_program_destroy(p);
+    }
+    tile_context_destroy(ctx);
+}
+
+static const char grid_source[] =
+    "kernel g<B = 64>(x: tensor<f32>[M, N], s: i64, f: f32, u: u8)\n"
+    "  grid(max(cdiv(N, B), 1), min(M, 7) + cast<i32>(u % cast<u8>(3)) + cast<i32>(s / 1000000000000),\n"
+    "       where(f > 0.5, 2, 3))\n"
+    "{\n"
+    "  let i = block_id(0) * B;\n"
+    "  x[0, i :+ B] = x[0, i :+ B] * 2.0;\n"
+    "}\n";
+
+Test(launch, every_step_kind_agrees_with_the_vm) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p;
+    cr_assert_eq(tile_program_from_string(ctx, "g.tile", grid_source, sizeof grid_source - 1, &p), TILE_OK, "%s",
+                 tile_context_message(ctx));
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "g", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    static float dummy[1];
+    static const int64_t ms[] = {0, 3, 7, 100};
+    static const int64_t ns[] = {0, 1, 64, 65, 1000000};
+    static const int64_t ss[] = {0, -5, 999999999999, 1000000000000, 7000000000000, -3000000000000};
+    static const double fs[] = {0.0, 0.5, 0.75, -1.0};
+    static const int64_t us[] = {0, 1, 2, 5, 255};
+    int checked = 0;
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 5; b++)
+            for (size_t c = 0; c < 6; c++)
+                for (size_t d = 0; d < 4; d++)
+                    for (size_t e = 0; e < 5; e++) {
+                        int64_t shape[2] = {ms[a], ns[b]}, grid[3];
+                        tile_arg args[4] = {
+                            {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, dummy, 2, shape)},
+                            {.kind = TILE_ARG_INT, .i = ss[c]},
+                            {.kind = TILE_ARG_FLOAT, .f = fs[d]},
+                            {.kind = TILE_ARG_INT, .i = us[e]},
+                        };
+                        int64_t expect1 = ms[a] < 7 ? ms[a] : 7;
+                        expect1 += us[e] % 3 + ss[c] / 1000000000000;
+                        if (expect1 < 0) continue; /* a negative grid: the VM's error (below) */
+                        check_same(k, args, 4, grid);
+                        cr_assert_eq(grid[1], expect1);
+                        cr_assert_eq(grid[2], fs[d] > 0.5 ? 2 : 3);
+                        checked++;
+                    }
+    cr_assert_gt(checked, 400);
+    /* a negative dimension: the steps decline and the VM words the error */
+    int64_t shape[2] = {0, 1}, grid[3];
+    tile_arg args[4] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, dummy, 2, shape)},
+                        {.kind = TILE_ARG_INT, .i = -5000000000000},
+                        {.kind = TILE_ARG_FLOAT, .f = 0},
+                        {.kind = TILE_ARG_INT, .i = 0}};
+    cr_assert_not(rt_grid_eval(k->grid, args, 4, grid));
+    Strbuf err = {0};
+    cr_assert_not(vm_eval_grid(k->function, args, 4, grid, &err));
+    cr_assert_not_null(strstr(sb_str(&err), "outside [0, 2^31)"), "%s", sb_str(&err));
+    sb_free(&err);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* The memory cache from source to kernel: the same (name, source) gives the same program, whose
+ * kernels are already compiled; a different name or text parses anew; destroying one handle
+ * keeps the other's kernels alive. */
+Test(launch, same_source_shares_the_program_and_its_kernels) {
+    tile_context *ctx = test_vm_context();
+    tile_program *a, *b, *c, *d;
+    cr_assert_eq(tile_program_from_string(ctx, "g.tile", grid_source, sizeof grid_source - 1, &a), TILE_OK);
+    tile_kernel *ka, *kb;
+    cr_assert_eq(tile_program_get_kernel(a, "g", NULL, 0, &ka), TILE_OK);
+    cr_assert_eq(tile_program_from_string(ctx, "g.tile", grid_source, sizeof grid_source - 1, &b), TILE_OK);
+    cr_assert_eq(b, a, "the same source and name share the parsed program");
+    cr_assert_eq(tile_program_get_kernel(b, "g", NULL, 0, &kb), TILE_OK);
+    cr_assert_eq(kb, ka, "and its kernels");
+    cr_assert_eq(tile_program_from_string(ctx, "other.tile", grid_source, sizeof grid_source - 1, &c), TILE_OK);
+    cr_assert_neq(c, a, "another name: diagnostics name the file, so it is another program");
+    char changed[sizeof grid_source];
+    memcpy(changed, grid_source, sizeof grid_source);
+    changed[strlen("kernel g<B = ")] = '3'; /* B = 34 */
+    cr_assert_eq(tile_program_from_string(ctx, "g.tile", changed, sizeof grid_source - 1, &d), TILE_OK);
+    cr_assert_neq(d, a);
+    tile_program_destroy(a);
+    /* b (the same object) still works */
+    cr_assert_eq(tile_program_num_kernels(b), 1);
+    cr_assert_eq(tile_program_get_kernel(b, "g", NULL, 0, &kb), TILE_OK);
+    cr_assert_eq(kb, ka);
+    tile_program_destroy(b);
+    tile_program_destroy(c);
+    tile_program_destroy(d);
+    /* after the last handle is gone, the source parses anew (and compile errors still report) */
+    static const char bad[] = "kernel x() grid(1) { oops }";
+    tile_program *e;
+    cr_assert_eq(tile_program_from_string(ctx, "bad.tile", bad, sizeof bad - 1, &e), TILE_ERROR_COMPILE);
+    cr_assert_eq(tile_program_from_string(ctx, "bad.tile", bad, sizeof bad - 1, &e), TILE_ERROR_COMPILE,
+                 "a failed parse is not cached");
+    cr_assert_not_null(strstr(tile_context_message(ctx), "bad.tile:1:"));
+    tile_context_destroy(ctx);
+}
