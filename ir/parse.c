@@ -751,7 +751,7 @@ static void read_function(IrReader *r) {
     /* parameters */
     TokVec names = {0};
     VEC(IrParam) params = {0};
-    int first_unspecified = -1;
+    bool specified = false, unspecified_seen = false;
     ir_reader_expect(r, '(');
     if (!ir_reader_accept(r, ')')) {
         do {
@@ -760,9 +760,12 @@ static void read_function(IrReader *r) {
             IrParam param = {.loc = pname.loc};
             bool unspecified = false;
             const IrType *t = read_type_or_param(r, &param, &unspecified);
-            if (unspecified && first_unspecified < 0) first_unspecified = (int)params.len;
-            else if (!unspecified && t->kind == TY_TENSOR && first_unspecified >= 0)
-                fail_at(r, pname.loc, "sizes given after a parameter with '?' sizes");
+            if (t->kind == TY_TENSOR && t->rank > 0) {
+                if (unspecified ? specified : unspecified_seen)
+                    fail_at(r, pname.loc, "tensor parameters show either all their sizes or only '?'");
+                specified |= !unspecified;
+                unspecified_seen |= unspecified;
+            }
             bool numbered = isdigit((unsigned char)pname.start[0]);
             param.name = numbered ? arena_printf(&r->m->arena, "arg%zu", params.len)
                                   : arena_strndup(&r->m->arena, pname.start, pname.len);
@@ -772,10 +775,12 @@ static void read_function(IrReader *r) {
         } while (ir_reader_accept(r, ','));
         ir_reader_expect(r, ')');
     }
-    /* The printer shows `?` for parameters the function has no IrParam for: those after nparams. */
-    f->nparams = first_unspecified >= 0 ? (uint32_t)first_unspecified : (uint32_t)params.len;
-    f->params = ARENA_ARRAY(&r->m->arena, IrParam, params.len + 1);
-    if (params.len) memcpy(f->params, params.data, sizeof(IrParam) * params.len);
+    /* The printer shows `?` when the function has no parameter descriptions (IrParam) at all. */
+    if (!unspecified_seen) {
+        f->nparams = (uint32_t)params.len;
+        f->params = ARENA_ARRAY(&r->m->arena, IrParam, params.len + 1);
+        if (params.len) memcpy(f->params, params.data, sizeof(IrParam) * params.len);
+    }
 
     if (!is_kernel && peek(r)->kind == TOK_ARROW) {
         next(r);
