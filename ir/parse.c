@@ -623,6 +623,9 @@ static IrConst read_const_value(IrReader *r, const IrType *type, const Tok *t, b
         c.is_float = true;
         c.f = strtod(buf, NULL);
         if (elem_is_float(e)) c.f = elem_round_float(e, c.f);
+    } else if (elem_is_float(e)) { /* `const 1 : f32`, as a person may write it */
+        c.is_float = true;
+        c.f = elem_round_float(e, (double)token_int(r, t, false));
     } else {
         c.i = token_int(r, t, e.kind == EK_UINT);
     }

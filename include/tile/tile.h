@@ -125,7 +125,9 @@ TILE_API tile_status tile_stream_synchronize(tile_stream *stream);
 TILE_API void tile_stream_destroy(tile_stream *stream);
 
 /* ---- programs and kernels -------------------------------------------------------------- */
-/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). */
+/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). A name ending in ".ir" holds
+ * IR text as `tilec build --emit ir` prints it (docs/IR.md) instead of tile source: it is read and
+ * verified, its kernels take no compile-time constants, and it runs through the same passes. */
 TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
                                               const char *source, size_t len, tile_program **out);
 TILE_API tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out);
