@@ -39,6 +39,11 @@
  * prints after the shape in braces (layout_print; scalars, always replicated, show none). Float constants print with the fewest significant digits
  * (at most 17) that read back to the same value once rounded to their type (f32 0.1 prints as
  * 0.1, not 0.100000001); integers in decimal (unsigned as unsigned), bools as true/false.
+ *
+ * ir/parse.c reads this text back, and print(parse(print(m))) == print(m) (docs/IR.md describes
+ * the format). Op attributes print from the rows of ir/attr.def through ir/attr.c, where each
+ * kind's printing sits next to its parsing, so the two cannot drift apart; a new syntax here
+ * needs its reader function in ir/parse.c.
  */
 #include "ir.h"
 #include "layout.h"

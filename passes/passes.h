@@ -34,7 +34,8 @@ typedef struct PassOptions {
 } PassOptions;
 
 /* Runs the pipeline. False when a pass reported an error or when the verifier failed after a
- * pass (reported as "internal error: IR invalid after pass X" after the verifier's messages). */
+ * pass (a compiler bug: diag_internal's "internal error in pass X: ..." after the verifier's
+ * messages; d->internal counts them). */
 bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d);
 bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
 void passes_list(Strbuf *out);            /* the pipeline's pass names, one per line */

@@ -49,7 +49,8 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
     static const PassOptions defaults = {0};
     if (!opt) opt = &defaults;
     if (opt->verify_each && !ir_verify_module(m, d)) {
-        diag_error(d, module_loc(m), "internal error: IR invalid before the first pass");
+        /* The pipeline's input comes from lowering (the IR reader verifies what it reads). */
+        diag_internal(d, module_loc(m), "lower", "it gave the pass pipeline invalid IR (the verifier's messages are above)");
         return false;
     }
     for (int i = 0; i < NPASSES; i++) {
@@ -57,7 +58,7 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
         pipeline[i].run(m, d);
         if (d->errors > errors) return false;
         if (opt->verify_each && !ir_verify_module(m, d)) {
-            diag_error(d, module_loc(m), "internal error: IR invalid after pass %s", pipeline[i].name);
+            diag_internal(d, module_loc(m), pipeline[i].name, "it left invalid IR (the verifier's messages are above)");
             return false;
         }
         if (opt->dump && opt->dump_after &&
@@ -72,7 +73,7 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
         pass_layout_run(m, opt->num_warps, d); /* 0: each kernel's warps(N), else 4 */
         if (d->errors > errors) return false;
         if (opt->verify_each && !ir_verify_module(m, d)) {
-            diag_error(d, module_loc(m), "internal error: IR invalid after pass layout");
+            diag_internal(d, module_loc(m), "layout", "it left invalid IR (the verifier's messages are above)");
             return false;
         }
         if (opt->dump && opt->dump_after &&

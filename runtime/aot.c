@@ -319,7 +319,7 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
         RtCompileOptions copt = {.gpu = true, .num_warps = opt.num_warps}; /* as rt_backend_image's */
         k->module = rt_compile(p->ast, name, k->consts, k->nconsts, &copt, &d, &k->function);
         pthread_mutex_unlock(&p->lock);
-        if (!k->module) st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        if (!k->module) st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
         for (size_t a = 0; a < narchs && st == TILE_OK; a++) {
             Strbuf err = {0};

@@ -55,6 +55,7 @@ const char *tile_status_name(tile_status status) {
     case TILE_ERROR_DEVICE: return "TILE_ERROR_DEVICE";
     case TILE_ERROR_OUT_OF_MEMORY: return "TILE_ERROR_OUT_OF_MEMORY";
     case TILE_ERROR_UNSUPPORTED: return "TILE_ERROR_UNSUPPORTED";
+    case TILE_ERROR_INTERNAL: return "TILE_ERROR_INTERNAL";
     }
     return "TILE_ERROR_UNKNOWN";
 }
@@ -414,7 +415,7 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     if (!m) {
         pthread_mutex_unlock(&p->lock);
-        st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
         free(consts);
         return st;
@@ -482,7 +483,7 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     pthread_mutex_unlock(&p->lock);
     free(consts);
     if (!m) {
-        st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
         sb_free(&dump);
         return st;

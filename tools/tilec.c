@@ -10,7 +10,8 @@
  *             [--seed N]
  *
  * Exit codes: 0 success, 1 an error in the user's input (diagnostics on stderr) or a --compare
- * mismatch, 2 bad usage, 3 a device or backend failure (or a kernel it does not support yet).
+ * mismatch, 2 bad usage, 3 a device or backend failure (or a kernel it does not support yet),
+ * 4 a compiler bug ("internal error in pass X: ...", TILE_ERROR_INTERNAL).
  * `run` binds symbolic sizes and scalar parameters from NAME=VALUE, fills every tensor with
  * random data, launches, and prints a summary of every tensor afterwards (a debugging aid).
  * `run --compare` runs the same inputs on the VM (the reference) and on the GPU and prints the
@@ -25,7 +26,7 @@
 
 #include "tile/tile.h"
 
-enum { EXIT_USER = 1, EXIT_USAGE = 2, MAX_DEFS = 64, MAX_ARCHS = 8 };
+enum { EXIT_USER = 1, EXIT_USAGE = 2, EXIT_INTERNAL = 4, MAX_DEFS = 64, MAX_ARCHS = 8 };
 
 static const char *usage_text =
     "usage: tilec <command> [options]\n"
@@ -63,7 +64,8 @@ static const char *usage_text =
     "  --help, --version\n"
     "\n"
     "exit codes: 0 success, 1 error in the input (or --compare found a difference), 2 bad usage,\n"
-    "            3 the device or the backend failed, or does not support the kernel yet\n";
+    "            3 the device or the backend failed, or does not support the kernel yet,\n"
+    "            4 a compiler bug (internal error: please report it with the input)\n";
 
 static int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "tilec: ");
@@ -111,6 +113,7 @@ static int report(tile_context *ctx, tile_status st) {
     const char *msg = tile_context_message(ctx);
     fprintf(stderr, "%s", *msg ? msg : tile_status_name(st));
     if (*msg && msg[strlen(msg) - 1] != '\n') fputc('\n', stderr);
+    if (st == TILE_ERROR_INTERNAL) return EXIT_INTERNAL;
     return st == TILE_ERROR_INVALID_ARGUMENT || st == TILE_ERROR_COMPILE || st == TILE_ERROR_NOT_FOUND ? EXIT_USER : 3;
 }
 

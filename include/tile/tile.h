@@ -34,6 +34,8 @@ typedef enum tile_status {
     TILE_ERROR_DEVICE,           /* the device failed (driver error, missing driver) */
     TILE_ERROR_OUT_OF_MEMORY,
     TILE_ERROR_UNSUPPORTED,      /* valid, but not supported on this device (yet) */
+    TILE_ERROR_INTERNAL,         /* a bug of the compiler ("internal error in pass X: ..."), not of
+                                    the source: please report it with the source */
 } tile_status;
 
 typedef enum tile_device_kind {
