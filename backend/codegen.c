@@ -467,6 +467,9 @@ static bool emit_op(Cg *g, const IrOp *op) {
     case OP_STORE: case OP_ATOMIC: return cg_store(g, op);
     case OP_SHARED_ALLOC: case OP_SHARED_LOAD: case OP_SHARED_STORE: return cg_shared_op(g, op);
     case OP_BARRIER: cg_barrier(g); return true;
+    case OP_SHARED_VIEW: return cg_shared_view(g, op);
+    case OP_COPY_ASYNC: return cg_copy_async(g, op);
+    case OP_ASYNC_WAIT: return cg_async_wait(g, op);
     case OP_FOR: return emit_for(g, op);
     case OP_IF: return emit_if(g, op);
     case OP_WHILE: return emit_while(g, op);
@@ -536,6 +539,10 @@ static bool build_kernel(Cg *g) {
     LLVMPositionBuilderAtEnd(g->b, entry);
     g->tid = LLVMBuildZExt(g->b, read_sreg(g, "llvm.nvvm.read.ptx.sreg.tid.x"), g->i64, "tid");
     g->tid_is_zero = LLVMBuildICmp(g->b, LLVMIntEQ, g->tid, cg_i64(g, 0), "");
+    if (g->smem_planned) {
+        LLVMValueRef at = cg_i64(g, (int64_t)g->smem_planned);
+        g->smem = LLVMBuildGEP2(g->b, g->i8, g->smem_base, &at, 1, "scratch");
+    }
     g->entry = LLVMCreateBuilderInContext(g->ctx);
     LLVMPositionBuilderAtEnd(g->entry, entry);
     unsigned p = 0;
@@ -570,6 +577,18 @@ static bool build_kernel(Cg *g) {
     LLVMBuildBr(g->entry, first);
     LLVMDisposeBuilder(g->entry);
     return ok;
+}
+
+/* The end of smem_plan's buffers (shared_alloc with an offset), rounded up to 16 bytes. */
+static bool planned_bytes(IrOp *op, void *ctx) {
+    Cg *g = ctx;
+    if (op->code == OP_SHARED_ALLOC && op->nints >= 1 && op->nresults == 1) {
+        const IrType *t = op->results[0]->type;
+        uint64_t bits = (uint64_t)elem_storage_bits(t->elem) * (uint64_t)type_numel(t);
+        uint64_t end = ((uint64_t)op->ints[0] + (bits + 7) / 8 + 15) / 16 * 16;
+        if (end > g->smem_planned) g->smem_planned = end;
+    }
+    return true;
 }
 
 bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, const CodegenOptions *options,
@@ -609,9 +628,11 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     g.nvalues = kernel->next_value_id;
     g.values = xcalloc(g.nvalues + 1, sizeof(CgValue *));
     axis_init(&g.axis, kernel, g.spec);
-    g.smem = LLVMAddGlobalInAddressSpace(g.module, LLVMArrayType2(g.i8, 0), "tile_smem", 3);
-    LLVMSetLinkage(g.smem, LLVMExternalLinkage);
-    LLVMSetAlignment(g.smem, 16);
+    g.smem_base = LLVMAddGlobalInAddressSpace(g.module, LLVMArrayType2(g.i8, 0), "tile_smem", 3);
+    LLVMSetLinkage(g.smem_base, LLVMExternalLinkage);
+    LLVMSetAlignment(g.smem_base, 1024);
+    ir_walk(kernel->body, planned_bytes, &g);
+    g.smem = g.smem_base; /* moved past the planned buffers in the entry block */
     bool ok = build_kernel(&g);
     LLVMDisposeBuilder(g.b);
     free(g.values);
@@ -619,14 +640,16 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     axis_free(&g.axis);
     arena_free(&g.arena);
     info->unsupported = g.unsupported;
-    info->shared_bytes = (unsigned)g.smem_bytes;
-    if (ok && g.smem_bytes > 227 * 1024) {
+    uint64_t smem_total = g.smem_bytes ? g.smem_planned + g.smem_bytes : g.smem_planned;
+    info->shared_bytes = (unsigned)smem_total;
+    if (ok && smem_total > 227 * 1024) {
         ok = cg_fail(&g, NULL, true, "%s needs %llu bytes of shared memory, more than a block has",
-                     kernel->name, (unsigned long long)g.smem_bytes);
+                     kernel->name, (unsigned long long)smem_total);
         info->unsupported = true;
     }
     if (ok) {
         Strbuf verr = {0};
+        if (getenv("TILE_DEBUG_LL")) LLVMPrintModuleToFile(g.module, getenv("TILE_DEBUG_LL"), NULL);
         if (!llvm_verify_module(g.module, &verr)) {
             sb_printf(err, "%s: the generated LLVM IR is invalid (a code generator bug): %s", kernel->name,
                       sb_str(&verr));

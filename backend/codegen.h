@@ -67,7 +67,9 @@ typedef struct Cg {
     LLVMBuilderRef entry;    /* positioned before the entry block's branch */
     VEC(CgThreadPart) parts;
     LLVMValueRef tid_is_zero;
-    LLVMValueRef smem;       /* @tile_smem */
+    LLVMValueRef smem_base;  /* @tile_smem: the dynamic shared memory; smem_plan's buffers first */
+    uint64_t smem_planned;   /* bytes of smem_plan's buffers (the scratch follows, 16-aligned) */
+    LLVMValueRef smem;       /* the scratch: @tile_smem + smem_planned */
     uint64_t smem_bytes;     /* the largest scratch need */
     CgValue **values;        /* by IrValue id */
     uint32_t nvalues;
@@ -136,6 +138,12 @@ bool cg_reshape_like(Cg *g, const IrOp *op); /* expand_dims, reshape, transpose,
 bool cg_load(Cg *g, const IrOp *op);
 bool cg_store(Cg *g, const IrOp *op);
 bool cg_shared_op(Cg *g, const IrOp *op);
+bool cg_shared_view(Cg *g, const IrOp *op);
+bool cg_copy_async(Cg *g, const IrOp *op);   /* cp.async, one commit group per op */
+bool cg_async_wait(Cg *g, const IrOp *op);   /* cp.async.wait_group */
+/* The address of element coords of a shared value at base laid out by l (NULL: row-major). */
+LLVMValueRef cg_shared_addr(Cg *g, LLVMValueRef base, const SharedLayout *l, ElemType e, int rank,
+                            const int64_t *shape, const LLVMValueRef *coords);
 
 /* ---- codegen_reduce.c ---- */
 bool cg_reduce(Cg *g, const IrOp *op);

@@ -498,8 +498,9 @@ static LLVMValueRef vector_ok(Cg *g, const IrOp *op, const Access *a, const CgVa
 }
 
 /* One masked scalar load; returns the value (0 when masked off) in the result's type. */
-static LLVMValueRef scalar_load(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask) {
-    const IrType *tt = op->operands[0]->type, *rt = op->results[0]->type;
+static LLVMValueRef scalar_load_as(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask,
+                                   const IrType *rt) {
+    const IrType *tt = op->operands[0]->type;
     LLVMTypeRef mt = cg_mem_type(g, tt->elem);
     LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b), body = cg_block(g, "ld.do"), join = cg_block(g, "ld.join");
     LLVMBuildCondBr(g->b, mask, body, join);
@@ -515,6 +516,10 @@ static LLVMValueRef scalar_load(Cg *g, const IrOp *op, const CgValue *t, LLVMVal
     LLVMAddIncoming(phi, &zero, &from, 1);
     LLVMAddIncoming(phi, &v, &done, 1);
     return phi;
+}
+
+static LLVMValueRef scalar_load(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask) {
+    return scalar_load_as(g, op, t, off, mask, op->results[0]->type);
 }
 
 bool cg_load(Cg *g, const IrOp *op) {
@@ -662,22 +667,141 @@ bool cg_store(Cg *g, const IrOp *op) {
 }
 
 /* ---- explicit shared tiles ------------------------------------------------------------------------------ */
+/* The byte address (ptr addrspace(3)) of element `coords` of a shared value laid out by l
+ * (strides and swizzle; NULL: row-major over shape). */
+LLVMValueRef cg_shared_addr(Cg *g, LLVMValueRef base, const SharedLayout *l, ElemType e, int rank,
+                            const int64_t *shape, const LLVMValueRef *coords) {
+    LLVMValueRef off = cg_i64(g, 0);
+    int64_t stride = 1;
+    for (int d = rank - 1; d >= 0; d--) {
+        int64_t st = l ? l->strides[d] : stride;
+        if (st) off = LLVMBuildAdd(g->b, off, st == 1 ? coords[d] : LLVMBuildMul(g->b, coords[d], cg_i64(g, st), ""), "");
+        stride *= shape[d];
+    }
+    if (l && l->swizzle.bits) {
+        Swizzle z = l->swizzle;
+        LLVMValueRef bits = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, off, cg_i64(g, z.base + z.shift), ""),
+                                         cg_i64(g, (1 << z.bits) - 1), "");
+        off = LLVMBuildXor(g->b, off, LLVMBuildShl(g->b, bits, cg_i64(g, z.base), ""), "");
+    }
+    LLVMValueRef byte = LLVMBuildMul(g->b, off, cg_i64(g, cg_elem_bytes(e)), "");
+    return LLVMBuildGEP2(g->b, g->i8, base, &byte, 1, "");
+}
+
+/* shared_view: the stage's first byte; the stage is an i32 scalar. */
+bool cg_shared_view(Cg *g, const IrOp *op) {
+    CgValue *buf = cg_get(g, op->operands[0]), *stage = cg_get(g, op->operands[1]);
+    const IrType *rt = op->results[0]->type;
+    if (buf->kind != CV_SHARED || stage->kind != CV_TILE) return cg_fail(g, op, false, "needs a shared buffer and a stage");
+    const IrType *bt = op->operands[0]->type;
+    int64_t stage_elems = bt->shared ? bt->shared->strides[0] : type_numel(rt);
+    LLVMValueRef byte = LLVMBuildMul(g->b, cg_to_i64(g, op->operands[1]->type->elem, stage->slots[0]),
+                                     cg_i64(g, stage_elems * cg_elem_bytes(rt->elem)), "");
+    CgValue *cv = cg_calloc(g, 1, sizeof *cv);
+    cv->kind = CV_SHARED;
+    cv->data = LLVMBuildGEP2(g->b, g->i8, buf->data, &byte, 1, "stage");
+    cv->numel = type_numel(rt);
+    cg_set(g, op->results[0], cv);
+    return true;
+}
+
+/* copy_async (tensor, idx..., dst): the access of a load in a blocked layout of dst's shape;
+ * each vector group that may take the vector path becomes one cp.async of W * bytes (16, 8 or 4:
+ * .cg for 16 bytes, which bypasses L1), every other element a masked load and a shared store
+ * (0 out of bounds). The copies of one op form one commit group. */
+bool cg_copy_async(Cg *g, const IrOp *op) {
+    CgValue *t = cg_get(g, op->operands[0]), *dst = cg_get(g, op->operands[op->noperands - 1]);
+    const IrType *tt = op->operands[0]->type, *dt = op->operands[op->noperands - 1]->type;
+    if (t->kind != CV_TENSOR || dst->kind != CV_SHARED || (int)op->noperands != 2 + tt->rank)
+        return cg_fail(g, op, false, "needs a tensor, one index per dimension and a shared destination");
+    Access a;
+    const Layout *layout = dt->rank ? cg_blocked(g, dt->rank, dt->shape, tt->elem) : NULL;
+    if (!access_plan(g, op, dt->rank, dt->shape, layout, tt->rank, &a)) return false;
+    LLVMTypeRef mt = cg_mem_type(g, tt->elem);
+    int64_t bytes = cg_elem_bytes(tt->elem);
+    uint32_t w = (uint32_t)a.width, nslots = a.layout ? (uint32_t)a.layout->local_size : 1;
+    if (w > 1 && w * bytes != 4 && w * bytes != 8 && w * bytes != 16) w = 1;
+    LLVMValueRef owner = cg_owner(g, a.layout);
+    for (uint32_t j = 0; j < nslots; j += w) {
+        LLVMValueRef off, mask, last, coords[IR_MAX_RANK];
+        access_slot(g, op, &a, t, j, &off, &mask, NULL, &last);
+        if (a.layout) cg_slot_coords(g, a.layout, j, coords);
+        else
+            for (int d = 0; d < dt->rank; d++) coords[d] = cg_i64(g, 0);
+        LLVMValueRef to = cg_shared_addr(g, dst->data, dt->shared, tt->elem, dt->rank, dt->shape, coords);
+        LLVMBasicBlockRef scal_bb = cg_block(g, "cpa.scalar"), join = cg_block(g, "cpa.join");
+        if (owner) {
+            LLVMBasicBlockRef go = cg_block(g, "cpa.owner");
+            LLVMBuildCondBr(g->b, owner, go, join);
+            LLVMPositionBuilderAtEnd(g->b, go);
+        }
+        if (w > 1) {
+            LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+            LLVMBasicBlockRef vec_bb = cg_block(g, "cpa.vec");
+            LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+            LLVMPositionBuilderAtEnd(g->b, vec_bb);
+            char name[64];
+            snprintf(name, sizeof name, "llvm.nvvm.cp.async.%s.shared.global.%u", w * bytes == 16 ? "cg" : "ca",
+                     (unsigned)(w * bytes));
+            LLVMValueRef args[2] = {to, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "")};
+            cg_call_intrinsic(g, name, NULL, 0, args, 2);
+            LLVMBuildBr(g->b, join);
+        } else {
+            LLVMBuildBr(g->b, scal_bb);
+        }
+        LLVMPositionBuilderAtEnd(g->b, scal_bb);
+        for (uint32_t i = 0; i < w; i++) {
+            LLVMValueRef o = off, m = mask, c[IR_MAX_RANK];
+            LLVMValueRef at = to;
+            if (i) {
+                access_slot(g, op, &a, t, j + i, &o, &m, NULL, NULL);
+                cg_slot_coords(g, a.layout, j + i, c);
+                at = cg_shared_addr(g, dst->data, dt->shared, tt->elem, dt->rank, dt->shape, c);
+            }
+            LLVMValueRef v = scalar_load_as(g, op, t, o, m, dt);
+            LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, tt->elem, v), at);
+            LLVMSetAlignment(st, (unsigned)bytes);
+        }
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, join);
+    }
+    cg_call_intrinsic(g, "llvm.nvvm.cp.async.commit.group", NULL, 0, NULL, 0);
+    return true;
+}
+
+bool cg_async_wait(Cg *g, const IrOp *op) {
+    LLVMValueRef n = cg_i32(g, op->nints ? op->ints[0] : 0);
+    cg_call_intrinsic(g, "llvm.nvvm.cp.async.wait.group", NULL, 0, &n, 1);
+    return true;
+}
+
 bool cg_shared_op(Cg *g, const IrOp *op) {
     if (op->code == OP_SHARED_ALLOC) {
         const IrType *st = op->results[0]->type;
         if (st->kind != TY_SHARED) return cg_fail(g, op, false, "the result is not a shared tile");
         int64_t numel = type_numel(st);
         uint64_t bytes = region_bytes(st->elem, numel);
-        char name[32];
-        snprintf(name, sizeof name, "tile_shared_%u", g->shared_count++);
-        LLVMValueRef gv = LLVMAddGlobalInAddressSpace(g->module, LLVMArrayType2(g->i8, bytes), name, 3);
-        LLVMSetInitializer(gv, LLVMGetUndef(LLVMArrayType2(g->i8, bytes)));
-        LLVMSetLinkage(gv, LLVMInternalLinkage);
-        LLVMSetAlignment(gv, 16);
         CgValue *cv = cg_calloc(g, 1, sizeof *cv);
         cv->kind = CV_SHARED;
-        cv->data = gv;
         cv->numel = numel;
+        if (op->nints >= 1) {
+            /* placed by smem_plan in the dynamic shared memory */
+            LLVMValueRef byte = cg_i64(g, op->ints[0]);
+            cv->data = LLVMBuildGEP2(g->b, g->i8, g->smem_base, &byte, 1, "");
+        } else {
+            char name[32];
+            snprintf(name, sizeof name, "tile_shared_%u", g->shared_count++);
+            LLVMValueRef gv = LLVMAddGlobalInAddressSpace(g->module, LLVMArrayType2(g->i8, bytes), name, 3);
+            LLVMSetInitializer(gv, LLVMGetUndef(LLVMArrayType2(g->i8, bytes)));
+            LLVMSetLinkage(gv, LLVMInternalLinkage);
+            LLVMSetAlignment(gv, 16);
+            cv->data = gv;
+        }
+        if (op->nints >= 2 && op->ints[1]) { /* written before it is read (stages' buffers) */
+            cg_set(g, op->results[0], cv);
+            return true;
+        }
+        LLVMValueRef gv = cv->data;
         /* zeroed, as the VM's shared tiles are */
         CgValue *zero = cg_new_tile(g, st->rank ? cg_blocked(g, st->rank, st->shape, st->elem) : NULL, numel);
         for (uint32_t j = 0; j < zero->nslots; j++) zero->slots[j] = LLVMConstNull(cg_reg_type(g, st->elem));

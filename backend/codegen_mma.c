@@ -101,12 +101,11 @@ static void stage(Cg *g, uint64_t offset, ElemType e, const CgValue *v, int64_t 
     }
 }
 
-/* ldmatrix.sync.aligned.m8n8.{x4,x2}[.trans].shared.b16 at byte offset `byte` of the scratch. */
-static void ldmatrix(Cg *g, LLVMValueRef byte, bool x4, bool trans, LLVMValueRef *regs) {
+/* ldmatrix.sync.aligned.m8n8.{x4,x2}[.trans].shared.b16 from this lane's row address ptr. */
+static void ldmatrix(Cg *g, LLVMValueRef ptr, bool x4, bool trans, LLVMValueRef *regs) {
     char name[64];
     snprintf(name, sizeof name, "llvm.nvvm.ldmatrix.sync.aligned.m8n8.%s%s.b16", x4 ? "x4" : "x2",
              trans ? ".trans" : "");
-    LLVMValueRef ptr = smem_at(g, byte);
     LLVMTypeRef p3 = g->ptr3;
     LLVMValueRef r = cg_call_intrinsic(g, name, &p3, 1, &ptr, 1);
     for (unsigned i = 0; i < (x4 ? 4u : 2u); i++) regs[i] = LLVMBuildExtractValue(g->b, r, i, "");
@@ -117,19 +116,55 @@ static LLVMValueRef operand(Cg *g, const MmaTiling *t, LLVMValueRef packed) {
     return t->f16 ? LLVMBuildBitCast(g->b, packed, LLVMVectorType(g->f16, 2), "") : packed;
 }
 
+/* Where an operand's elements are for ldmatrix: a base address and a shared layout. */
+typedef struct Source {
+    LLVMValueRef base;
+    const SharedLayout *layout;
+    int64_t shape[2];
+} Source;
+
+static LLVMValueRef source_at(Cg *g, const Source *s, LLVMValueRef row, LLVMValueRef col) {
+    LLVMValueRef coords[2] = {row, col};
+    return cg_shared_addr(g, s->base, s->layout, elem_bf16(), 2, s->shape, coords);
+}
+
+/* Operand i of the dot as a Source: a shared view is read where it is; a register tile is staged
+ * row-major into the scratch at byte `offset` with rows padded by 8 elements. */
+static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
+    const IrValue *v = op->operands[i];
+    CgValue *cv = cg_get(g, v);
+    Source s = {.shape = {v->type->shape[0], v->type->shape[1]}};
+    if (cv->kind == CV_SHARED) {
+        s.base = cv->data;
+        s.layout = v->type->shared;
+        return s;
+    }
+    int64_t pitch = v->type->shape[1] + 8, strides[2] = {pitch, 1};
+    stage(g, offset, v->type->elem, cv, pitch);
+    s.base = LLVMBuildGEP2(g->b, g->i8, g->smem, (LLVMValueRef[]){cg_i64(g, (int64_t)offset)}, 1, "");
+    s.layout = shared_layout_strided(&g->arena, 2, s.shape, strides);
+    return s;
+}
+
+/* The mma: operands a and b from registers (staged through the scratch between two barriers) or
+ * from shared views (read in place: the stages pass has made the copies visible). Per 16-wide
+ * k step, every warp loads the A fragments of its m tiles and the B fragments of pairs of n
+ * tiles with ldmatrix at addresses computed through the operands' shared layouts (swizzle
+ * included), then issues one mma per (m tile, n tile). Steps are unrolled up to 8, else a loop. */
 bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgValue *c) {
     CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
-    if (a->kind != CV_TILE || b->kind != CV_TILE || !a->layout || !b->layout)
-        return cg_fail(g, op, false, "the operands of an mma dot are not tiles");
-    ElemType e = op->operands[0]->type->elem;
+    if ((a->kind != CV_TILE && a->kind != CV_SHARED) || (b->kind != CV_TILE && b->kind != CV_SHARED) ||
+        (a->kind == CV_TILE && !a->layout) || (b->kind == CV_TILE && !b->layout))
+        return cg_fail(g, op, false, "the operands of an mma dot are not tiles or shared tiles");
     int64_t M = t->m, N = t->n, K = t->k, bytes = 2;
-    int64_t pitch_a = K + 8, pitch_b = N + 8;
-    uint64_t off_a = 0, off_b = align16((uint64_t)(M * pitch_a * bytes));
-    cg_need_scratch(g, off_b + (uint64_t)(K * pitch_b * bytes));
-    cg_barrier(g);
-    stage(g, off_a, e, a, pitch_a);
-    stage(g, off_b, e, b, pitch_b);
-    cg_barrier(g);
+    bool staged = a->kind == CV_TILE || b->kind == CV_TILE;
+    uint64_t off_a = 0, off_b = a->kind == CV_TILE ? align16((uint64_t)(M * (K + 8) * bytes)) : 0;
+    if (staged) {
+        cg_need_scratch(g, off_b + (b->kind == CV_TILE ? (uint64_t)(K * (N + 8) * bytes) : 0));
+        cg_barrier(g);
+    }
+    Source sa = operand_source(g, op, 0, off_a), sb = operand_source(g, op, 1, off_b);
+    if (staged) cg_barrier(g);
 
     /* this lane's ldmatrix row and column within a 16 x 16 piece, and its warp's position */
     LLVMValueRef lane = LLVMBuildAnd(g->b, g->tid, cg_i64(g, 31), "lane");
@@ -138,63 +173,69 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     LLVMValueRef wj = LLVMBuildURem(g->b, warp, cg_i64(g, t->warps_n), "");
     LLVMValueRef lrow = LLVMBuildAnd(g->b, lane, cg_i64(g, 15), "");
     LLVMValueRef lhalf = LLVMBuildLShr(g->b, lane, cg_i64(g, 4), ""); /* column block 0 or 1 */
-    /* a: row 16 * (warps_m * i + wi) + lrow, column k0 + 8 * lhalf */
-    LLVMValueRef a_row = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, wi, cg_i64(g, 16), ""), lrow, "");
-    LLVMValueRef a_base = LLVMBuildAdd(
-        g->b, LLVMBuildMul(g->b, a_row, cg_i64(g, pitch_a * bytes), ""),
-        LLVMBuildAdd(g->b, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * bytes), ""), cg_i64(g, (int64_t)off_a), ""), "a_base");
-    /* b: row k0 + lrow, column 8 * (warps_n * (j + lhalf) + wj) for a pair of n tiles j, j + 1;
+    /* a: row 16 * (warps_m * i + wi) + lrow, column 16 * ks + 8 * lhalf */
+    LLVMValueRef a_row0 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, wi, cg_i64(g, 16), ""), lrow, "");
+    LLVMValueRef a_col0 = LLVMBuildMul(g->b, lhalf, cg_i64(g, 8), "");
+    /* b: row 16 * ks + lrow, column 8 * (warps_n * (j + lhalf) + wj) for a pair of n tiles j, j + 1;
      * an odd last tile alone (x2: lanes 16-31 give no address, theirs repeats lanes 0-15) */
-    LLVMValueRef b_row = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)off_b), LLVMBuildMul(g->b, lrow, cg_i64(g, pitch_b * bytes), ""), "");
-    LLVMValueRef b_col1 = LLVMBuildMul(g->b, wj, cg_i64(g, 8 * bytes), "");
-    LLVMValueRef b_base1 = LLVMBuildAdd(g->b, b_row, b_col1, "b_base1");
-    LLVMValueRef b_base2 =
-        LLVMBuildAdd(g->b, b_base1, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * t->warps_n * bytes), ""), "b_base2");
+    LLVMValueRef b_col1 = LLVMBuildMul(g->b, wj, cg_i64(g, 8), "");
+    LLVMValueRef b_col2 = LLVMBuildAdd(g->b, b_col1, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * t->warps_n), ""), "");
 
-    /* the k loop: K / 16 steps, the accumulator in phis */
     uint32_t n = r->nslots;
-    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b), header = cg_block(g, "mma.loop");
-    LLVMBuildBr(g->b, header);
-    LLVMPositionBuilderAtEnd(g->b, header);
-    LLVMValueRef ks = LLVMBuildPhi(g->b, g->i64, "ks");
-    LLVMValueRef zero = cg_i64(g, 0);
-    LLVMAddIncoming(ks, &zero, &pre, 1);
+    int64_t steps = K / 16;
+    bool unrolled = steps <= 8;
     LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef)), *next = cg_calloc(g, n, sizeof(LLVMValueRef));
-    for (uint32_t s = 0; s < n; s++) {
-        acc[s] = LLVMBuildPhi(g->b, g->f32, "");
-        LLVMValueRef init = c->slots[c->nslots == 1 ? 0 : s];
-        LLVMAddIncoming(acc[s], &init, &pre, 1);
+    for (uint32_t s = 0; s < n; s++) acc[s] = c->slots[c->nslots == 1 ? 0 : s];
+    LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b), header = NULL;
+    LLVMValueRef ks = NULL, *phis = NULL;
+    if (!unrolled) {
+        header = cg_block(g, "mma.loop");
+        LLVMBuildBr(g->b, header);
+        LLVMPositionBuilderAtEnd(g->b, header);
+        ks = LLVMBuildPhi(g->b, g->i64, "ks");
+        LLVMValueRef zero = cg_i64(g, 0);
+        LLVMAddIncoming(ks, &zero, &pre, 1);
+        phis = cg_calloc(g, n, sizeof(LLVMValueRef));
+        for (uint32_t s = 0; s < n; s++) {
+            phis[s] = LLVMBuildPhi(g->b, g->f32, "");
+            LLVMAddIncoming(phis[s], &acc[s], &pre, 1);
+            acc[s] = phis[s];
+        }
     }
-    LLVMValueRef ka = LLVMBuildMul(g->b, ks, cg_i64(g, 16 * bytes), "");
-    LLVMValueRef kb = LLVMBuildMul(g->b, ks, cg_i64(g, 16 * pitch_b * bytes), "");
     LLVMValueRef *fa = cg_calloc(g, (size_t)t->reps_m * 4, sizeof(LLVMValueRef));
     LLVMValueRef *fb = cg_calloc(g, (size_t)t->reps_n * 2 + 2, sizeof(LLVMValueRef));
-    for (int64_t i = 0; i < t->reps_m; i++) {
-        int64_t rows = 16 * t->warps_m * i * pitch_a * bytes;
-        ldmatrix(g, LLVMBuildAdd(g->b, a_base, LLVMBuildAdd(g->b, ka, cg_i64(g, rows), ""), ""), true, false, fa + 4 * i);
-    }
-    for (int64_t j = 0; j < t->reps_n; j += 2) {
-        bool pair = j + 1 < t->reps_n;
-        int64_t cols = 8 * t->warps_n * j * bytes;
-        LLVMValueRef base = pair ? b_base2 : b_base1;
-        ldmatrix(g, LLVMBuildAdd(g->b, base, LLVMBuildAdd(g->b, kb, cg_i64(g, cols), ""), ""), pair, true, fb + 2 * j);
-    }
     const char *name = t->f16 ? "llvm.nvvm.mma.m16n8k16.row.col.f32.f32" : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
-    for (int64_t i = 0; i < t->reps_m; i++)
-        for (int64_t j = 0; j < t->reps_n; j++) {
-            LLVMValueRef args[10];
-            for (int q = 0; q < 4; q++) args[q] = operand(g, t, fa[4 * i + q]);
-            for (int q = 0; q < 2; q++) args[4 + q] = operand(g, t, fb[2 * j + q]);
-            for (int q = 0; q < 4; q++) args[6 + q] = acc[mma_acc_slot(t, i, j, q)];
-            LLVMValueRef d = cg_call_intrinsic(g, name, NULL, 0, args, 10);
-            for (int q = 0; q < 4; q++) next[mma_acc_slot(t, i, j, q)] = LLVMBuildExtractValue(g->b, d, (unsigned)q, "");
+    for (int64_t step = 0; step < (unrolled ? steps : 1); step++) {
+        LLVMValueRef k0 = unrolled ? cg_i64(g, 16 * step) : LLVMBuildMul(g->b, ks, cg_i64(g, 16), "");
+        for (int64_t i = 0; i < t->reps_m; i++) {
+            LLVMValueRef row = LLVMBuildAdd(g->b, a_row0, cg_i64(g, 16 * t->warps_m * i), "");
+            ldmatrix(g, source_at(g, &sa, row, LLVMBuildAdd(g->b, a_col0, k0, "")), true, false, fa + 4 * i);
         }
-    LLVMValueRef ks1 = LLVMBuildAdd(g->b, ks, cg_i64(g, 1), "");
-    LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b), exit = cg_block(g, "mma.done");
-    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, cg_i64(g, K / 16), ""), header, exit);
-    LLVMAddIncoming(ks, &ks1, &latch, 1);
-    for (uint32_t s = 0; s < n; s++) LLVMAddIncoming(acc[s], &next[s], &latch, 1);
-    LLVMPositionBuilderAtEnd(g->b, exit);
+        LLVMValueRef b_row = LLVMBuildAdd(g->b, k0, lrow, "");
+        for (int64_t j = 0; j < t->reps_n; j += 2) {
+            bool pair = j + 1 < t->reps_n;
+            LLVMValueRef col = LLVMBuildAdd(g->b, pair ? b_col2 : b_col1, cg_i64(g, 8 * t->warps_n * j), "");
+            ldmatrix(g, source_at(g, &sb, b_row, col), pair, true, fb + 2 * j);
+        }
+        for (int64_t i = 0; i < t->reps_m; i++)
+            for (int64_t j = 0; j < t->reps_n; j++) {
+                LLVMValueRef args[10];
+                for (int q = 0; q < 4; q++) args[q] = operand(g, t, fa[4 * i + q]);
+                for (int q = 0; q < 2; q++) args[4 + q] = operand(g, t, fb[2 * j + q]);
+                for (int q = 0; q < 4; q++) args[6 + q] = acc[mma_acc_slot(t, i, j, q)];
+                LLVMValueRef d = cg_call_intrinsic(g, name, NULL, 0, args, 10);
+                for (int q = 0; q < 4; q++) next[mma_acc_slot(t, i, j, q)] = LLVMBuildExtractValue(g->b, d, (unsigned)q, "");
+            }
+        for (uint32_t s = 0; s < n; s++) acc[s] = next[s];
+    }
+    if (!unrolled) {
+        LLVMValueRef ks1 = LLVMBuildAdd(g->b, ks, cg_i64(g, 1), "");
+        LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b), exit = cg_block(g, "mma.done");
+        LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, cg_i64(g, steps), ""), header, exit);
+        LLVMAddIncoming(ks, &ks1, &latch, 1);
+        for (uint32_t s = 0; s < n; s++) LLVMAddIncoming(phis[s], &next[s], &latch, 1);
+        LLVMPositionBuilderAtEnd(g->b, exit);
+    }
     for (uint32_t s = 0; s < n; s++) r->slots[s] = next[s];
     cg_set(g, op->results[0], r);
     return true;

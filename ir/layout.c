@@ -716,6 +716,18 @@ Swizzle swizzle_for_rows(int64_t row_bytes, int elem_bytes) {
     return (Swizzle){.bits = bits, .base = 4 - log_elem, .shift = 3};
 }
 
+Swizzle swizzle_for_ldmatrix(int64_t row_elems, int elem_bytes) {
+    int base = 0, log_c = 0;
+    while ((1 << base) * elem_bytes < 16) base++;     /* elements per 16-byte chunk: 2^base */
+    while (((int64_t)1 << log_c) < row_elems) log_c++;
+    int log_chunks = log_c - base;                     /* chunks per row: 2^log_chunks */
+    if (log_chunks <= 0 || ((int64_t)1 << log_c) != row_elems) return (Swizzle){0, 0, 0};
+    int bits = log_chunks >= 3 ? 3 : log_chunks;
+    /* the row bits XORed in start at bit log_c (row % 8) or above (row / 2, row / 4) */
+    int from = log_c + (3 - bits);
+    return (Swizzle){.bits = bits, .base = base, .shift = from - base};
+}
+
 const SharedLayout *shared_layout_strided(Arena *a, int rank, const int64_t *shape,
                                           const int64_t *strides) {
     assert(rank >= 0 && rank <= IR_MAX_RANK);

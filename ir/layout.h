@@ -165,6 +165,12 @@ int64_t swizzle_apply(Swizzle s, int64_t offset);
  * 128-byte swizzle Swizzle<3,4,3> in bytes; 64: <2,4,3>; 32: <1,4,3>; smaller: none) and
  * elements of `elem_bytes` (1, 2, 4, 8, 16): M = 4 - log2(elem_bytes), S = 3. */
 Swizzle swizzle_for_rows(int64_t row_bytes, int elem_bytes);
+/* The swizzle of a row-major [R, C] tile (C a power of two) that makes both 16-byte row-wise
+ * copies and ldmatrix (8 rows of 16 bytes at one column, with or without .trans) free of bank
+ * conflicts: the 16-byte chunk index within a row is XORed with the row index (rows of at least
+ * 128 bytes: row % 8), or with row / 2 (64-byte rows) or row / 4 (32-byte rows), so 8
+ * consecutive rows' chunks land in 8 different 16-byte bank groups. Rows of 16 bytes need none. */
+Swizzle swizzle_for_ldmatrix(int64_t row_elems, int elem_bytes);
 
 const SharedLayout *shared_layout_row_major(Arena *a, int rank, const int64_t *shape);
 const SharedLayout *shared_layout_column_major(Arena *a, int rank, const int64_t *shape);

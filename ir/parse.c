@@ -633,10 +633,11 @@ static IrConst read_const_value(IrReader *r, const IrType *type, const Tok *t, b
 }
 
 /* Operands `%a, %b, ...` (with their commas); *trailing_comma is set when a comma was followed by
- * something other than a value, which starts the attributes. */
-static void read_operands(IrReader *r, ValueVec *operands, bool *trailing_comma) {
+ * something other than a value, which starts the attributes. The first operand is on the op's
+ * line: a value on the next line starts the next op (`barrier` then `%5 = ...`). */
+static void read_operands(IrReader *r, uint32_t line, ValueVec *operands, bool *trailing_comma) {
     *trailing_comma = false;
-    if (peek(r)->kind != TOK_VALUE) return;
+    if (peek(r)->kind != TOK_VALUE || peek(r)->loc.line != line) return;
     PUSH(r, operands, read_use(r));
     while (ir_reader_accept(r, ',')) {
         if (peek(r)->kind != TOK_VALUE) {
@@ -649,7 +650,7 @@ static void read_operands(IrReader *r, ValueVec *operands, bool *trailing_comma)
 
 /* Any op but the region ops: `name [prefix attributes] [const value | @callee(args)] operands
  * [, suffix attributes] [: result types]`. */
-static void read_plain_op(IrReader *r, OpCode code, const TokVec *results, SrcLoc loc) {
+static void read_plain_op(IrReader *r, OpCode code, const TokVec *results, SrcLoc loc, uint32_t name_line) {
     IrOp attrs = {.code = code};
     ValueVec operands = {0};
     Tok value = {0}, callee = {0};
@@ -673,7 +674,7 @@ static void read_plain_op(IrReader *r, OpCode code, const TokVec *results, SrcLo
         }
         trailing_comma = ir_reader_accept(r, ',');
     } else {
-        read_operands(r, &operands, &trailing_comma);
+        read_operands(r, name_line, &operands, &trailing_comma);
     }
     ir_attrs_parse(r, &attrs, ATTR_SUFFIX, trailing_comma);
     VEC(const IrType *) types = {0};
@@ -715,7 +716,7 @@ static void read_op(IrReader *r) {
     case OP_FOR: read_for(r, &results, loc); break;
     case OP_IF: read_if(r, &results, loc); break;
     case OP_WHILE: read_while(r, &results, loc); break;
-    default: read_plain_op(r, code, &results, loc); break;
+    default: read_plain_op(r, code, &results, loc, name.loc.line); break;
     }
 }
 

@@ -16,6 +16,7 @@
  * the rules index operands, and a wrong count would make them read past the arrays.
  */
 #include "ir.h"
+#include "layout.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,44 @@ static void check_memory(Verifier *v, const IrOp *op) {
         if (elem_is_bool(tensor->elem)) op_error(v, op, "not defined on bool");
     }
     check_indices(v, op, 1, val);
+}
+
+/* shared_view (buffer[S, d...], i32 stage) -> shared[d...]; a laid-out buffer's view has the
+ * buffer's layout without its stage mode. */
+static void check_shared_view(Verifier *v, const IrOp *op) {
+    const IrType *b = op->operands[0]->type, *s = op->operands[1]->type, *r = op->results[0]->type;
+    if (b->kind != TY_SHARED || b->rank < 2) {
+        op_error(v, op, "operand 0 must be a shared buffer of rank >= 2, not %s", tn(v, b));
+        return;
+    }
+    if (!is_i32_scalar(s)) op_error(v, op, "the stage must be an i32 scalar, not %s", tn(v, s));
+    bool ok = r->kind == TY_SHARED && r->rank == b->rank - 1 && elem_eq(r->elem, b->elem);
+    for (int d = 0; ok && d < r->rank; d++) ok = r->shape[d] == b->shape[d + 1];
+    if (ok && (b->shared == NULL) != (r->shared == NULL)) ok = false;
+    if (ok && b->shared) {
+        const SharedLayout *bl = b->shared, *rl = r->shared;
+        ok = bl->swizzle.bits == rl->swizzle.bits && bl->swizzle.base == rl->swizzle.base &&
+             bl->swizzle.shift == rl->swizzle.shift;
+        for (int d = 0; ok && d < r->rank; d++) ok = rl->strides[d] == bl->strides[d + 1];
+    }
+    if (!ok) op_error(v, op, "result %s is not one stage of %s", tn(v, r), tn(v, b));
+}
+
+/* copy_async (tensor, idx..., shared dst): the indices broadcast to dst's shape. */
+static void check_copy_async(Verifier *v, const IrOp *op) {
+    if (op->noperands < 2 || op->operands[0]->type->kind != TY_TENSOR) {
+        op_error(v, op, "needs a tensor, its indices and a shared destination");
+        return;
+    }
+    const IrType *t = op->operands[0]->type, *dst = op->operands[op->noperands - 1]->type;
+    if (dst->kind != TY_SHARED || !elem_eq(dst->elem, t->elem)) {
+        op_error(v, op, "the destination %s must be a shared tile of the tensor's element type (%s)", tn(v, dst),
+                 tn(v, t));
+        return;
+    }
+    IrType shape = *dst;
+    shape.kind = TY_TILE, shape.shared = NULL;
+    check_indices(v, op, 1, &shape);
 }
 
 /* ---- control flow ------------------------------------------------------------------------ */
@@ -548,7 +587,9 @@ static void check_shape_op(Verifier *v, const IrOp *op) {
 static void check_dot(Verifier *v, const IrOp *op) {
     const IrType *a = op->operands[0]->type, *b = op->operands[1]->type, *acc = op->operands[2]->type;
     const IrType *res = op->results[0]->type;
-    if (!is_tile(a) || !is_tile(b) || !is_tile(acc) || a->rank != 2 || b->rank != 2 || acc->rank != 2) {
+    /* a and b may be shared tiles (views of staged buffers): the dot then reads them from there */
+    bool a_ok = is_tile(a) || a->kind == TY_SHARED, b_ok = is_tile(b) || b->kind == TY_SHARED;
+    if (!a_ok || !b_ok || !is_tile(acc) || a->rank != 2 || b->rank != 2 || acc->rank != 2) {
         op_error(v, op, "operands must be 2-d tiles (%s, %s, %s)", tn(v, a), tn(v, b), tn(v, acc));
         return;
     }
@@ -604,6 +645,8 @@ static void check_op_types(Verifier *v, IrOp *op) {
     case OP_SHARED_ALLOC:
         if (op->results[0]->type->kind != TY_SHARED)
             op_error(v, op, "result must be a shared tile, not %s", tn(v, op->results[0]->type));
+        if (op->nints > 1 || (op->nints == 1 && (op->ints[0] < 0 || op->ints[0] % 16 != 0)))
+            op_error(v, op, "the planned offset must be one multiple of 16 bytes");
         break;
     case OP_SHARED_LOAD:
     case OP_SHARED_STORE: {
@@ -615,6 +658,11 @@ static void check_op_types(Verifier *v, IrOp *op) {
         break;
     }
     case OP_BARRIER: break;
+    case OP_SHARED_VIEW: check_shared_view(v, op); break;
+    case OP_COPY_ASYNC: check_copy_async(v, op); break;
+    case OP_ASYNC_WAIT:
+        if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of copies in flight >= 0");
+        break;
     case OP_FOR: check_for(v, op); break;
     case OP_IF: check_if(v, op); break;
     case OP_WHILE: check_while(v, op); break;

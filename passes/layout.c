@@ -463,6 +463,9 @@ bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
         const Layout **lay = layout_assign(f, num_warps, &m->arena);
+        /* the warp count decided here is the kernel's from now on: later passes and the code
+         * generator read it from the IR (and it prints as `warps N`) */
+        f->num_warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4;
         void *c[2] = {m, lay};
         ir_walk(f->body, set_types, c);
         Rewrite rw = {.m = m, .f = f};

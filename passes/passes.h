@@ -31,14 +31,22 @@ typedef struct PassOptions {
     bool verify_each;        /* run the verifier before the first pass and after each one */
     bool gpu;                /* also run the GPU passes (layout); implied by dump_after "layout" */
     int num_warps;           /* GPU passes: threads per block / 32; 0: the kernel's warps(N), else 4 */
+    int arch;                /* GPU passes: 80 (sm_80) or 90 (sm_90a); 0: sm_80 */
 } PassOptions;
+
+/* A GPU pass: it sees the target (PassOptions.num_warps, arch). */
+typedef bool (*GpuPassFn)(IrModule *m, const struct PassOptions *opt, DiagList *d);
 
 /* Runs the pipeline. False when a pass reported an error or when the verifier failed after a
  * pass (a compiler bug: diag_internal's "internal error in pass X: ..." after the verifier's
  * messages; d->internal counts them). */
 bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d);
 bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
-void passes_list(Strbuf *out);            /* the pipeline's pass names, one per line */
+/* Runs the pipeline's pass `name` alone (a GPU pass for opt's target; opt NULL: the defaults),
+ * for tests that name their passes (the golden files of tests/passes). -1: no such pass; else whether it
+ * changed the module. */
+int passes_run_one(IrModule *m, const char *name, const PassOptions *opt, DiagList *d);
+void passes_list(Strbuf *out);            /* the pipeline: a pass per line, with when it runs */
 
 /* ---- GPU passes --------------------------------------------------------------------------- */
 struct Layout;           /* ir/layout.h */
@@ -49,6 +57,15 @@ struct Layout;           /* ir/layout.h */
  * generator reads these layouts and must be given the same num_warps. */
 bool pass_layout_run(IrModule *m, int num_warps, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
+
+/* Software pipelining (passes/stages.c): loads that feed tensor-core dots in `pipeline(N)` loops
+ * become copy_async into N-stage swizzled shared buffers issued N - 1 iterations ahead. Runs
+ * after the layout pass. */
+bool pass_stages(IrModule *m, DiagList *d);
+/* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
+ * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
+ * swizzled, else 16. */
+bool pass_smem_plan(IrModule *m, const struct PassOptions *opt, DiagList *d);
 
 /* The accumulator layout of a CUDA-core dot [M, N]: each thread owns a strided block of
  * (M / tm) x (N / tn) elements, local(M/tm, N/tn) * spatial(tm, tn). */

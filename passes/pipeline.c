@@ -3,10 +3,15 @@
  *
  * Inlining comes first so that the other passes see whole kernels; canonicalize then folds
  * what the inlined arguments made constant; cse merges what is left equal; dce sweeps the
- * dead ops and the device functions that nothing calls any more. With verify_each the
- * verifier checks the input and the result of every pass: invalid IR after a pass is a
- * compiler bug, reported with the verifier's messages and the pass's name. A dump after a
- * pass (or after each, with "all") prints the module into opt->dump under a header line.
+ * dead ops and the device functions that nothing calls any more. The GPU passes follow, for one
+ * target (PassOptions: the warps per block and the architecture), when PassOptions.gpu is set
+ * or a dump asks for one of them: layout gives every tile a register layout, stages pipelines
+ * `pipeline(N)` loops through shared buffers and asynchronous copies, smem_plan places every
+ * shared buffer in dynamic shared memory, and a last dce sweeps what stages left dead.
+ *
+ * With verify_each the verifier checks the input and the result of every pass: invalid IR after
+ * a pass is a compiler bug, reported with the verifier's messages and the pass's name. A dump
+ * after a pass (or after each, with "all") prints the module into opt->dump under a header line.
  */
 #include "passes.h"
 
@@ -14,33 +19,53 @@
 
 typedef struct Pass {
     const char *name;
-    PassFn run;
+    PassFn run;                /* target-independent passes */
+    GpuPassFn run_gpu;         /* GPU passes: they see the target */
+    const char *when;          /* the condition under which it runs, for --list-passes */
 } Pass;
 
+static bool layout_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+    return pass_layout_run(m, opt->num_warps, d); /* 0: each kernel's warps(N), else 4 */
+}
+
+static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
+    (void)opt;
+    bool changed = pass_canonicalize(m, d);
+    changed |= pass_cse(m, d);
+    return pass_dce(m, d) || changed;
+}
+
+static bool stages_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+    (void)opt; /* cp.async exists on every target (sm_80 and sm_90a) */
+    return pass_stages(m, d);
+}
+
 static const Pass pipeline[] = {
-    {"inline", pass_inline},
-    {"canonicalize", pass_canonicalize},
-    {"cse", pass_cse},
-    {"dce", pass_dce},
+    {"inline", pass_inline, NULL, "always"},
+    {"canonicalize", pass_canonicalize, NULL, "always"},
+    {"cse", pass_cse, NULL, "always"},
+    {"dce", pass_dce, NULL, "always"},
+    {"layout", NULL, layout_for_target, "GPU: register layouts for the target's warps per block"},
+    {"stages", NULL, stages_for_target,
+     "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (cp.async ring of N stages)"},
+    {"smem_plan", NULL, pass_smem_plan, "GPU: every shared buffer gets its offset in dynamic shared memory"},
+    {"cleanup", NULL, cleanup, "GPU: canonicalize, cse and dce of what the GPU passes left"},
 };
 enum { NPASSES = sizeof pipeline / sizeof pipeline[0] };
 
-/* The GPU passes run after the pipeline, when PassOptions.gpu is set or a dump asks for one. */
-static const char *const gpu_passes[] = {"layout"};
-enum { NGPU_PASSES = sizeof gpu_passes / sizeof gpu_passes[0] };
+static const Pass *find(const char *name) {
+    for (int i = 0; i < NPASSES; i++)
+        if (strcmp(pipeline[i].name, name) == 0) return &pipeline[i];
+    return NULL;
+}
 
 bool passes_is_known(const char *name) {
     if (!name) return false;
-    if (strcmp(name, "all") == 0) return true;
-    for (int i = 0; i < NPASSES; i++)
-        if (strcmp(pipeline[i].name, name) == 0) return true;
-    for (int i = 0; i < NGPU_PASSES; i++)
-        if (strcmp(gpu_passes[i], name) == 0) return true;
-    return false;
+    return strcmp(name, "all") == 0 || find(name) != NULL;
 }
 
 void passes_list(Strbuf *out) {
-    for (int i = 0; i < NPASSES; i++) sb_printf(out, "%s\n", pipeline[i].name);
+    for (int i = 0; i < NPASSES; i++) sb_printf(out, "%-13s %s\n", pipeline[i].name, pipeline[i].when);
 }
 
 static SrcLoc module_loc(const IrModule *m) { return m->functions ? m->functions->loc : (SrcLoc){0}; }
@@ -53,34 +78,31 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
         diag_internal(d, module_loc(m), "lower", "it gave the pass pipeline invalid IR (the verifier's messages are above)");
         return false;
     }
+    const Pass *asked = opt->dump_after ? find(opt->dump_after) : NULL;
+    bool gpu = opt->gpu || (asked && asked->run_gpu);
     for (int i = 0; i < NPASSES; i++) {
+        const Pass *p = &pipeline[i];
+        if (p->run_gpu && !gpu) break;
         int errors = d->errors;
-        pipeline[i].run(m, d);
+        if (p->run) p->run(m, d);
+        else p->run_gpu(m, opt, d);
         if (d->errors > errors) return false;
         if (opt->verify_each && !ir_verify_module(m, d)) {
-            diag_internal(d, module_loc(m), pipeline[i].name, "it left invalid IR (the verifier's messages are above)");
+            diag_internal(d, module_loc(m), p->name, "it left invalid IR (the verifier's messages are above)");
             return false;
         }
-        if (opt->dump && opt->dump_after &&
-            (strcmp(opt->dump_after, "all") == 0 || strcmp(opt->dump_after, pipeline[i].name) == 0)) {
-            sb_printf(opt->dump, "// ---- IR after %s ----\n", pipeline[i].name);
-            ir_print_module(m, opt->dump);
-        }
-    }
-    bool gpu = opt->gpu || (opt->dump_after && strcmp(opt->dump_after, "layout") == 0);
-    if (gpu) {
-        int errors = d->errors;
-        pass_layout_run(m, opt->num_warps, d); /* 0: each kernel's warps(N), else 4 */
-        if (d->errors > errors) return false;
-        if (opt->verify_each && !ir_verify_module(m, d)) {
-            diag_internal(d, module_loc(m), "layout", "it left invalid IR (the verifier's messages are above)");
-            return false;
-        }
-        if (opt->dump && opt->dump_after &&
-            (strcmp(opt->dump_after, "all") == 0 || strcmp(opt->dump_after, "layout") == 0)) {
-            sb_printf(opt->dump, "// ---- IR after layout ----\n");
+        if (opt->dump && opt->dump_after && (strcmp(opt->dump_after, "all") == 0 || asked == p)) {
+            sb_printf(opt->dump, "// ---- IR after %s ----\n", p->name);
             ir_print_module(m, opt->dump);
         }
     }
     return true;
+}
+
+int passes_run_one(IrModule *m, const char *name, const PassOptions *opt, DiagList *d) {
+    static const PassOptions defaults = {0};
+    const Pass *p = name ? find(name) : NULL;
+    if (!p) return -1;
+    if (!opt) opt = &defaults;
+    return p->run ? p->run(m, d) : p->run_gpu(m, opt, d);
 }

@@ -411,7 +411,11 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     IrFunction *f = NULL;
     /* a cuda kernel goes to the backend; its IR also serves the argument checks and the grid,
      * which read only parameters and the grid region's scalars (no layouts there) */
-    RtCompileOptions copt = {.gpu = p->ctx->cuda != NULL, .num_warps = RT_KERNEL_NUM_WARPS};
+    /* TILE_VM_GPU_PASSES=1 makes the VM run the IR after the GPU passes (layouts, shared
+     * buffers, asynchronous copies): the tests judge every GPU pass by the VM's results */
+    const char *vm_gpu = getenv("TILE_VM_GPU_PASSES");
+    bool gpu_passes = p->ctx->cuda != NULL || (vm_gpu && strcmp(vm_gpu, "1") == 0);
+    RtCompileOptions copt = {.gpu = gpu_passes, .num_warps = RT_KERNEL_NUM_WARPS};
     IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     if (!m) {
         pthread_mutex_unlock(&p->lock);

@@ -102,7 +102,15 @@ typedef struct VmTensor {
 typedef struct VmSlot {
     VmTile *tile;
     const VmTensor *tensor;
+    int64_t offset;             /* a shared view (shared_view): its first element in tile */
 } VmSlot;
+
+/* An asynchronous copy that has not been waited for: the elements [offset, offset + numel) of
+ * a shared buffer. Reading them before async_wait completes the copy is a run-time error. */
+typedef struct VmPending {
+    const VmTile *buffer;
+    int64_t offset, numel;
+} VmPending;
 
 /* One activation of a function (the kernel, or a callee of OP_CALL): a slot per value id. */
 typedef struct VmFrame {
@@ -128,6 +136,7 @@ typedef struct VmThread {
     int calls;                  /* nested calls, bounded */
     bool failed;
     Strbuf err;                 /* the first run-time error of this thread */
+    VEC(VmPending) pending;     /* this block's copy_async groups in issue order */
 } VmThread;
 
 /* Records a run-time error at op (the first one wins); always returns false. */

@@ -418,6 +418,7 @@ static void *worker_main(void *arg) {
         th.block[1] = b / L->grid[0] % L->grid[1];
         th.block[2] = b / L->grid[0] / L->grid[1];
         const IrOp *term;
+        th.pending.len = 0; /* a block's copies end with it */
         ok = exec_region(&th, &fr, NULL, kernel->body, params, n, &term);
         frame_clear(&fr);
     }
@@ -434,6 +435,7 @@ static void *worker_main(void *arg) {
     release_params(params, n);
     frame_free(&fr);
     sb_free(&th.err);
+    vec_free(&th.pending);
     return NULL;
 }
 

@@ -55,6 +55,7 @@ void vm_slot_clear(VmSlot *slot) {
     vm_tile_release(slot->tile);
     slot->tile = NULL;
     slot->tensor = NULL;
+    slot->offset = 0;
 }
 
 VmTile *vm_tile_new(VmThread *th, const IrOp *op, int64_t numel) {
@@ -111,6 +112,14 @@ const VmTile *vm_operand_tile(VmThread *th, VmFrame *fr, const IrOp *op, uint32_
     }
     int64_t n;
     if (!vm_type_numel(th, op, v->type, &n)) return NULL;
+    if (v->type->kind == TY_SHARED && (s->offset != 0 || n != s->tile->numel)) {
+        /* a view of a multi-stage buffer: readers go through operand_shared */
+        if (s->offset < 0 || s->offset > s->tile->numel - n) {
+            vm_error(th, op, "operand %u is a shared view outside its buffer", (unsigned)i);
+            return NULL;
+        }
+        return s->tile;
+    }
     if (n != s->tile->numel) {
         vm_error(th, op, "operand %u holds %" PRId64 " elements but its type has %" PRId64,
                  (unsigned)i, s->tile->numel, n);
@@ -131,6 +140,7 @@ VmTile *vm_result_tile(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i) {
     /* Reuse the previous iteration's array when nothing else holds it. */
     if (s->tile && s->tile->refs == 1 && s->tile->numel == n) {
         s->tensor = NULL;
+        s->offset = 0;
         return s->tile;
     }
     vm_slot_clear(s);
@@ -502,10 +512,35 @@ static double *dot_operand_doubles(const VmTile *t, ElemType e) {
     return d;
 }
 
+static VmElem *operand_shared(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, bool reading,
+                              int64_t *numel);
+
+/* A dot operand: a register tile, or a copy of a shared one (*owned then holds it). */
+static const VmTile *dot_operand(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, VmTile **owned) {
+    *owned = NULL;
+    if (op->operands[i]->type->kind != TY_SHARED) return vm_operand_tile(th, fr, op, i);
+    int64_t n;
+    const VmElem *src = operand_shared(th, fr, op, i, true, &n);
+    if (!src || !(*owned = vm_tile_new(th, op, n))) return NULL;
+    memcpy((*owned)->data, src, (size_t)n * sizeof(VmElem));
+    return *owned;
+}
+
+static bool exec_dot_tiles(VmThread *th, VmFrame *fr, const IrOp *op, const VmTile *a, const VmTile *b);
+
 static bool exec_dot(VmThread *th, VmFrame *fr, const IrOp *op) {
-    const VmTile *a = vm_operand_tile(th, fr, op, 0), *b = vm_operand_tile(th, fr, op, 1),
-                 *c = vm_operand_tile(th, fr, op, 2);
-    if (!a || !b || !c) return false;
+    VmTile *own_a, *own_b;
+    const VmTile *a = dot_operand(th, fr, op, 0, &own_a);
+    const VmTile *b = a ? dot_operand(th, fr, op, 1, &own_b) : NULL;
+    bool ok = a && b && exec_dot_tiles(th, fr, op, a, b);
+    vm_tile_release(own_a);
+    if (a) vm_tile_release(own_b);
+    return ok;
+}
+
+static bool exec_dot_tiles(VmThread *th, VmFrame *fr, const IrOp *op, const VmTile *a, const VmTile *b) {
+    const VmTile *c = vm_operand_tile(th, fr, op, 2);
+    if (!c) return false;
     const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type,
                  *tc = op->operands[2]->type, *tr = op->results[0]->type;
     if (ta->rank != 2 || tb->rank != 2 || tc->rank != 2 || tr->rank != 2)
@@ -586,18 +621,16 @@ static int64_t element_offset(const VmTensor *t, const Odometer *o, const VmTile
     return off;
 }
 
-static bool exec_load(VmThread *th, VmFrame *fr, const IrOp *op) {
+/* The load of (tensor, idx...) at the shape of rt into r; `extra` operands follow the indices. */
+static bool load_into(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t extra, const IrType *rt, VmTile *r) {
     const VmTensor *t = operand_tensor(th, fr, op, 0);
     if (!t) return false;
-    if ((int)op->noperands != 1 + t->rank)
+    if ((int)op->noperands != 1 + t->rank + (int)extra)
         return vm_error(th, op, "a tensor of rank %d needs %d indices", t->rank, t->rank);
-    const IrType *rt = op->results[0]->type;
     Odometer o;
     odo_init(&o, rt->rank, rt->shape);
     const VmTile *idx[IR_MAX_RANK];
     if (!setup_indices(th, fr, op, t, &o, idx)) return false;
-    VmTile *r = vm_result_tile(th, fr, op, 0);
-    if (!r) return false;
     ElemType to = rt->elem;
     bool same = elem_eq(to, t->elem);
     for (int64_t p = 0; p < r->numel; p++, odo_next(&o)) {
@@ -612,6 +645,11 @@ static bool exec_load(VmThread *th, VmFrame *fr, const IrOp *op) {
         r->data[p] = v;
     }
     return true;
+}
+
+static bool exec_load(VmThread *th, VmFrame *fr, const IrOp *op) {
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    return r && load_into(th, fr, op, 0, op->results[0]->type, r);
 }
 
 /* Broadcast shape of several types (numpy rules); false if they do not broadcast. */
@@ -694,6 +732,81 @@ static bool exec_store(VmThread *th, VmFrame *fr, const IrOp *op) {
 }
 
 /* ---- shared memory --------------------------------------------------------------------------- */
+/* The elements of shared operand i (a buffer or a view of one stage): its first element in
+ * *data; *numel of them. With `reading`, an asynchronous copy into any of them that has not been
+ * waited for is an error: on the GPU the read would race with the copy. */
+static VmElem *operand_shared(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, bool reading,
+                              int64_t *numel) {
+    if (op->operands[i]->type->kind != TY_SHARED) {
+        vm_error(th, op, "operand %u is not shared", (unsigned)i);
+        return NULL;
+    }
+    VmTile *t = (VmTile *)vm_operand_tile(th, fr, op, i);
+    if (!t || !vm_type_numel(th, op, op->operands[i]->type, numel)) return NULL;
+    int64_t off = fr->slots[op->operands[i]->id].offset;
+    if (reading) {
+        for (size_t p = 0; p < th->pending.len; p++) {
+            const VmPending *c = &th->pending.data[p];
+            if (c->buffer == t && c->offset < off + *numel && off < c->offset + c->numel) {
+                vm_error(th, op, "reads shared memory that an asynchronous copy is still writing "
+                         "(%zu copies in flight; a missing or too shallow async_wait)", th->pending.len);
+                return NULL;
+            }
+        }
+    }
+    return t->data + off;
+}
+
+/* shared_view (buffer[S, d...], stage) -> the stage as shared[d...], aliasing the buffer. */
+static bool exec_shared_view(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const IrType *bt = op->operands[0]->type, *rt = op->results[0]->type;
+    if (bt->kind != TY_SHARED || rt->kind != TY_SHARED || bt->rank < 1)
+        return vm_error(th, op, "needs a shared buffer with a stage dimension");
+    VmTile *buf = (VmTile *)vm_operand_tile(th, fr, op, 0);
+    const VmTile *stage = vm_operand_tile(th, fr, op, 1);
+    if (!buf || !stage) return false;
+    int64_t n;
+    if (!vm_type_numel(th, op, rt, &n)) return false;
+    int64_t s = stage->data[0].i, base = fr->slots[op->operands[0]->id].offset;
+    if (s < 0 || s >= bt->shape[0])
+        return vm_error(th, op, "stage %" PRId64 " outside [0, %" PRId64 ")", s, bt->shape[0]);
+    VmSlot *r = vm_value_slot(th, fr, op, op->results[0]);
+    if (!r) return false;
+    vm_slot_set(r, (VmSlot){.tile = buf, .offset = base + s * n});
+    return true;
+}
+
+/* copy_async (tensor, idx..., dst): the load, done now, written into dst; dst stays pending
+ * until an async_wait completes this copy. */
+static bool exec_copy_async(VmThread *th, VmFrame *fr, const IrOp *op) {
+    int64_t n;
+    VmElem *dst = operand_shared(th, fr, op, op->noperands - 1, false, &n);
+    if (!dst) return false;
+    const IrType *dt = op->operands[op->noperands - 1]->type;
+    VmTile *tmp = vm_tile_new(th, op, n);
+    if (!tmp) return false;
+    bool ok = load_into(th, fr, op, 1, dt, tmp);
+    if (ok) {
+        memcpy(dst, tmp->data, (size_t)n * sizeof(VmElem));
+        VmSlot *s = &fr->slots[op->operands[op->noperands - 1]->id];
+        vec_push(&th->pending, ((VmPending){s->tile, s->offset, n}));
+    }
+    vm_tile_release(tmp);
+    return ok;
+}
+
+/* async_wait N: every copy but the N most recent is complete. */
+static bool exec_async_wait(VmThread *th, const IrOp *op) {
+    int64_t keep = op->nints ? op->ints[0] : 0;
+    if (keep < 0) return vm_error(th, op, "negative count of copies in flight");
+    if ((size_t)keep < th->pending.len) {
+        size_t drop = th->pending.len - (size_t)keep;
+        memmove(th->pending.data, th->pending.data + drop, (size_t)keep * sizeof(VmPending));
+        th->pending.len = (size_t)keep;
+    }
+    return true;
+}
+
 static bool exec_shared_alloc(VmThread *th, VmFrame *fr, const IrOp *op) {
     if (op->nresults != 1 || op->results[0]->type->kind != TY_SHARED)
         return vm_error(th, op, "the result is not a shared tile");
@@ -705,17 +818,18 @@ static bool exec_shared_alloc(VmThread *th, VmFrame *fr, const IrOp *op) {
 
 static bool exec_shared_copy(VmThread *th, VmFrame *fr, const IrOp *op) {
     bool load = op->code == OP_SHARED_LOAD;
-    if (op->operands[0]->type->kind != TY_SHARED) return vm_error(th, op, "operand 0 is not shared");
-    const VmTile *src = vm_operand_tile(th, fr, op, load ? 0 : 1);
-    if (!src) return false;
-    VmTile *dst;
+    int64_t n;
+    VmElem *shared = operand_shared(th, fr, op, 0, load, &n);
+    if (!shared) return false;
     if (load) {
-        dst = vm_result_tile(th, fr, op, 0);
+        VmTile *dst = vm_result_tile(th, fr, op, 0);
+        if (!dst || !check_numel(th, op, dst, n)) return false;
+        memmove(dst->data, shared, (size_t)n * sizeof(VmElem));
     } else {
-        dst = (VmTile *)vm_operand_tile(th, fr, op, 0);
+        const VmTile *src = vm_operand_tile(th, fr, op, 1);
+        if (!src || src->numel != n) return src ? vm_error(th, op, "the tile does not match the shared tile") : false;
+        memmove(shared, src->data, (size_t)n * sizeof(VmElem));
     }
-    if (!dst || !check_numel(th, op, dst, src->numel)) return false;
-    if (dst != src) memmove(dst->data, src->data, (size_t)src->numel * sizeof(VmElem));
     return true;
 }
 
@@ -764,6 +878,9 @@ bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
     case OP_SHARED_LOAD:
     case OP_SHARED_STORE: return exec_shared_copy(th, fr, op);
     case OP_BARRIER: return true;
+    case OP_SHARED_VIEW: return exec_shared_view(th, fr, op);
+    case OP_COPY_ASYNC: return exec_copy_async(th, fr, op);
+    case OP_ASYNC_WAIT: return exec_async_wait(th, op);
     default: return vm_error(th, op, "is not a data op");
     }
 }

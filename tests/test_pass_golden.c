@@ -2,10 +2,10 @@
  * test_pass_golden.c: the golden pass tests, one file per case in tests/passes/ (as QBE's tests).
  *
  * A file NAME.ir holds, in order:
- *   - comment lines saying what the case shows, and a line `# passes: P1 P2 ...` naming the passes
- *     to run in that order (inline, canonicalize, cse, dce, layout: layout uses the kernel's
- *     `warps N`, else 4); a line `# fixpoint` also requires that running the same passes once
- *     more changes nothing;
+ *   - comment lines saying what the case shows, and a line `# passes: P1 P2 ...` naming passes of
+ *     the pipeline (tilec --list-passes) to run in that order; GPU passes get the default target
+ *     (layout: the kernel's `warps N`, else 4; sm_80); a line `# fixpoint` also requires that
+ *     running the same passes once more changes nothing;
  *   - the input module, in the text of ir/print.c (read by ir/parse.c, so `%names` and comments
  *     are allowed);
  *   - a line `# expected:` and then the expected output: the module printed after the passes, or
@@ -25,26 +25,7 @@
 
 static const char expected_marker[] = "# expected:\n";
 
-/* The passes a golden file may name. TODO(lead): use the pass table's lookup of
- * passes/pipeline.c once it has one, so that a new pass is usable here by its name. */
-static bool run_layout(IrModule *m, DiagList *d) { return pass_layout_run(m, 0, d); }
-static const struct {
-    const char *name;
-    PassFn run;
-} known_passes[] = {
-    {"inline", pass_inline}, {"canonicalize", pass_canonicalize}, {"cse", pass_cse},
-    {"dce", pass_dce},       {"layout", run_layout},
-};
-
-static PassFn find_pass(const char *name, size_t len) {
-    for (size_t i = 0; i < sizeof known_passes / sizeof known_passes[0]; i++)
-        if (strlen(known_passes[i].name) == len && strncmp(known_passes[i].name, name, len) == 0)
-            return known_passes[i].run;
-    return NULL;
-}
-
 typedef struct Case {
-    PassFn passes[16];
     char names[16][32];
     int npasses;
     bool fixpoint;
@@ -64,11 +45,10 @@ static void read_header(const char *file, const char *text, size_t len, Case *c)
                 const char *w = p;
                 while (p < eol && *p != ' ') p++;
                 if (p == w) continue;
-                PassFn fn = find_pass(w, (size_t)(p - w));
-                cr_assert_not_null(fn, "%s: unknown pass '%.*s'", file, (int)(p - w), w);
                 cr_assert_lt(c->npasses, 16, "%s: too many passes", file);
                 snprintf(c->names[c->npasses], sizeof c->names[0], "%.*s", (int)(p - w), w);
-                c->passes[c->npasses++] = fn;
+                cr_assert(passes_is_known(c->names[c->npasses]), "%s: unknown pass '%s'", file, c->names[c->npasses]);
+                c->npasses++;
             }
         }
         line = eol + 1;
@@ -81,7 +61,7 @@ static void read_header(const char *file, const char *text, size_t len, Case *c)
 static bool run_passes(const char *file, const Case *c, IrModule *m, DiagList *d, bool *changed) {
     *changed = false;
     for (int i = 0; i < c->npasses; i++) {
-        *changed |= c->passes[i](m, d);
+        *changed |= passes_run_one(m, c->names[i], NULL, d) > 0;
         if (d->errors) return false;
         DiagList vd = {0};
         cr_assert(ir_verify_module(m, &vd), "%s: invalid IR after %s:\n%s", file, c->names[i], sb_str(&vd.text));

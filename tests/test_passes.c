@@ -156,7 +156,17 @@ Test(pipeline, names_and_listing) {
     cr_assert_not(passes_is_known(NULL));
     Strbuf sb = {0};
     passes_list(&sb);
-    cr_assert_str_eq(sb_str(&sb), "inline\ncanonicalize\ncse\ndce\n");
+    /* every pass, GPU passes included, one per line in order, each with when it runs */
+    const char *names[] = {"inline", "canonicalize", "cse", "dce", "layout", "stages", "smem_plan", "cleanup"};
+    const char *at = sb_str(&sb);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        cr_assert(passes_is_known(names[i]), "%s", names[i]);
+        cr_assert(strncmp(at, names[i], strlen(names[i])) == 0 && at[strlen(names[i])] == ' ', "line %zu: %s", i, at);
+        at = strchr(at, '\n');
+        cr_assert_not_null(at);
+        at++;
+    }
+    cr_assert_str_eq(at, "");
     sb_free(&sb);
 }
 

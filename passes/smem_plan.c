@@ -1,0 +1,43 @@
+/*
+ * smem_plan.c: places every shared buffer of a kernel in the block's dynamic shared memory.
+ *
+ * Each shared_alloc gets its byte offset as ints[0]; the code generator addresses the buffer at
+ * that offset of the one dynamic shared array and puts its own scratch (layout conversions,
+ * reductions across warps) after the last buffer. Buffers are placed one after another in program
+ * order, aligned to 1024 bytes when their layout is swizzled (the swizzle repeats every 1024 bytes
+ * at most, and TMA's 128-byte swizzle needs that alignment) and to 16 bytes otherwise. Buffers
+ * whose lives do not overlap could share bytes; no kernel needs that yet, so every buffer keeps
+ * its own (the total is what the kernel asks for at launch).
+ */
+#include "passes.h"
+
+#include "ir/layout.h"
+
+typedef struct Plan {
+    int64_t next;
+} Plan;
+
+static bool place(IrOp *op, void *ctx) {
+    if (op->code != OP_SHARED_ALLOC || op->nresults != 1) return true;
+    Plan *p = ctx;
+    const IrType *t = op->results[0]->type;
+    int64_t align = t->shared && t->shared->swizzle.bits ? 1024 : 16;
+    int64_t bits = (int64_t)elem_storage_bits(t->elem) * type_numel(t);
+    int64_t bytes = (bits + 7) / 8;
+    p->next = (p->next + align - 1) / align * align;
+    op->ints[0] = p->next, op->nints = 1;
+    p->next += bytes;
+    return true;
+}
+
+bool pass_smem_plan(IrModule *m, const PassOptions *opt, DiagList *d) {
+    (void)opt, (void)d;
+    bool changed = false;
+    for (IrFunction *f = m->functions; f; f = f->next) {
+        if (!f->is_kernel || !f->body) continue;
+        Plan p = {0};
+        ir_walk(f->body, place, &p);
+        changed |= p.next > 0;
+    }
+    return changed;
+}

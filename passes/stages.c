@@ -1,0 +1,263 @@
+/*
+ * stages.c: software pipelining of `for ... pipeline(S)` loops (a GPU pass; it runs after the
+ * layout pass, which decides which dots run on tensor cores).
+ *
+ * A load in the loop body whose only use is operand a or b of a dot that runs on mma.sync becomes
+ * an asynchronous copy into an S-stage shared buffer, issued S - 1 iterations ahead:
+ *
+ *     buf = shared_alloc : shared<bf16>[S, R, C]{row_major ^ swizzle}       (one per load)
+ *     copy_async A, idx(lo + s * step)..., shared_view(buf, s)     for s = 0 .. S-2 (prologue)
+ *     for iv = lo to hi step step {
+ *         i = (iv - lo) / step
+ *         async_wait (S - 2) * copies          stage i % S is complete (this thread's copies)
+ *         barrier                              ... for every thread; stage (i - 1) % S is free
+ *         copy_async A, idx(iv + (S-1) * step)..., shared_view(buf, (i + S - 1) % S)
+ *         acc = dot(shared_view(buf, i % S), ..., acc)
+ *     }
+ *     async_wait 0
+ *
+ * The index computation of each load (its backward slice inside the body: pure ops over the
+ * induction variable and values from outside the loop) is cloned with the induction variable
+ * moved ahead. Copies of iterations past the end follow load's out-of-bounds rule (they read 0
+ * or elements that are never used). The buffers' shared layouts are row-major with the XOR
+ * swizzle that makes ldmatrix and the 16-byte copies conflict-free (swizzle_for_ldmatrix).
+ * A loop qualifies only when every candidate's tile has power-of-two dimensions whose rows are
+ * at least 16 bytes; other loops are left as they are, which is always correct.
+ *
+ * The VM runs the result with the same values (the copies complete at their async_wait, and a
+ * read of a stage that is still being copied is a VM error), which the tests check kernel by
+ * kernel.
+ */
+#include "passes.h"
+
+#include "ir/layout.h"
+#include "ir/mma.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum { MAX_STAGED = 8, MAX_SLICE = 256 };
+
+typedef struct Staged {
+    IrOp *load;    /* the load being replaced */
+    IrOp *dot;     /* its one user */
+    uint32_t operand; /* 0 (a) or 1 (b) */
+    IrValue *buffer;
+} Staged;
+
+typedef struct Loop {
+    IrOp *op;
+    IrRegion *body;
+    int stages;
+    Staged staged[MAX_STAGED];
+    int nstaged;
+    IrOp *slice[MAX_SLICE];  /* the index computations of every staged load, in body order */
+    int nslice;
+} Loop;
+
+static bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
+
+/* The uses of v in r (nested regions included): how many, and the last user. */
+typedef struct Uses {
+    const IrValue *v;
+    int count;
+    IrOp *user;
+    uint32_t operand;
+} Uses;
+
+static bool count_use(IrOp *op, void *ctx) {
+    Uses *u = ctx;
+    for (uint32_t i = 0; i < op->noperands; i++)
+        if (op->operands[i] == u->v) u->count++, u->user = op, u->operand = i;
+    return true;
+}
+
+/* Whether v (used by the loop body's ops) can be recomputed ahead: defined outside the body, the
+ * induction variable, or a pure op of the body (no regions) over such values. Appends the body's
+ * ops it needs to the slice, operands first. */
+static bool add_slice(Loop *L, IrValue *v, int depth) {
+    if (depth > 64) return false;
+    if (!v->def) return v->region != L->body || v->index == 0;
+    IrOp *d = v->def;
+    if (d->parent != L->body) {
+        /* defined outside the loop (or in a nested region, which cannot reach here) */
+        for (IrRegion *r = d->parent; r; r = r->parent_op ? r->parent_op->parent : NULL)
+            if (r == L->body) return false;
+        return true;
+    }
+    for (int i = 0; i < L->nslice; i++)
+        if (L->slice[i] == d) return true;
+    if (!(ir_op_info[d->code].flags & F_PURE) || d->nregions) return false;
+    for (uint32_t i = 0; i < d->noperands; i++)
+        if (!add_slice(L, d->operands[i], depth + 1)) return false;
+    if (L->nslice == MAX_SLICE) return false;
+    L->slice[L->nslice++] = d;
+    return true;
+}
+
+/* A load that can be staged: its tile is [R, C] of a 16-bit type with power-of-two sizes and rows
+ * of at least 16 bytes, its one use is operand a or b of a tensor-core dot in the body. */
+static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
+    const IrType *t = load->results[0]->type;
+    if (t->rank != 2 || t->elem.bits != 16 || !is_pow2(t->shape[0]) || !is_pow2(t->shape[1]) ||
+        t->shape[1] * 2 < 16)
+        return false;
+    Uses u = {.v = load->results[0]};
+    ir_walk(L->body, count_use, &u);
+    if (u.count != 1 || u.user->code != OP_DOT || u.operand > 1 || u.user->parent != L->body) return false;
+    const IrOp *dot = u.user;
+    const IrType *ta = dot->operands[0]->type, *tb = dot->operands[1]->type, *rt = dot->results[0]->type;
+    MmaTiling mma;
+    if (!mma_tiling(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], warps, &mma)) return false;
+    Arena scratch;
+    arena_init(&scratch);
+    bool on_mma = layout_equal(rt->layout, mma_acc_layout(&scratch, &mma));
+    arena_free(&scratch);
+    if (!on_mma) return false;
+    *out = (Staged){.load = load, .dot = u.user, .operand = u.operand};
+    return true;
+}
+
+/* Finds what to stage in the loop; false when nothing qualifies. */
+static bool analyze(Loop *L, int warps) {
+    for (IrOp *op = L->body->first; op; op = op->next) {
+        if (op->code != OP_LOAD || L->nstaged == MAX_STAGED) continue;
+        Staged s;
+        if (!candidate(L, op, warps, &s)) continue;
+        int keep = L->nslice;
+        bool ok = true;
+        for (uint32_t i = 1; ok && i < op->noperands; i++) ok = add_slice(L, op->operands[i], 0);
+        if (!ok) {
+            L->nslice = keep;
+            continue;
+        }
+        L->staged[L->nstaged++] = s;
+    }
+    return L->nstaged > 0;
+}
+
+static IrValue *const_i32(IrBuilder *b, int64_t v) {
+    return ir_const_int(b, ir_scalar_type(b->module, elem_i32()), v);
+}
+
+/* The induction variable's type may be any integer; stages and offsets are computed in it. */
+static IrValue *int_const_like(IrBuilder *b, const IrValue *like, int64_t v) {
+    return ir_const_int(b, like->type, v);
+}
+
+static IrValue *view(IrBuilder *b, IrValue *buffer, IrValue *stage) {
+    const IrType *bt = buffer->type;
+    IrType vt = {.kind = TY_SHARED, .elem = bt->elem, .rank = bt->rank - 1};
+    for (int d = 0; d < vt.rank; d++) vt.shape[d] = bt->shape[d + 1];
+    const SharedLayout *bl = bt->shared;
+    const SharedLayout *vl = shared_layout_strided(&b->module->arena, vt.rank, vt.shape, bl->strides + 1);
+    vt.shared = shared_layout_with_swizzle(&b->module->arena, vl, bl->swizzle);
+    IrValue *ops[2] = {buffer, stage};
+    const IrType *rt = ir_type_intern(b->module, &vt);
+    return ir_build(b, OP_SHARED_VIEW, ops, 2, &rt, 1)->results[0];
+}
+
+/* Issues the copies of every staged load for the iteration whose induction variable is iv, into
+ * stage `stage`. */
+static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
+    ValueMap map;
+    value_map_init(&map, b->function);
+    value_map_set(&map, L->body->args[0], iv);
+    for (int i = 0; i < L->nslice; i++) clone_op(b, L->slice[i], &map);
+    for (int s = 0; s < L->nstaged; s++) {
+        IrOp *load = L->staged[s].load;
+        IrValue *ops[IR_MAX_RANK + 2];
+        uint32_t n = 0;
+        ops[n++] = load->operands[0];
+        for (uint32_t i = 1; i < load->noperands; i++) ops[n++] = value_map_get(&map, load->operands[i]);
+        ops[n++] = view(b, L->staged[s].buffer, stage);
+        ir_build(b, OP_COPY_ASYNC, ops, n, NULL, 0);
+    }
+    value_map_free(&map);
+}
+
+static IrOp *wait(IrBuilder *b, int64_t in_flight) {
+    IrOp *w = ir_build(b, OP_ASYNC_WAIT, NULL, 0, NULL, 0);
+    w->ints[0] = in_flight, w->nints = 1;
+    return w;
+}
+
+static void transform(Loop *L) {
+    IrOp *f = L->op;
+    IrFunction *fn = L->body->function;
+    IrBuilder b = {0};
+    ir_builder_before(&b, f);
+    b.loc = f->loc;
+    IrValue *lo = f->operands[0], *step = f->operands[2], *iv = L->body->args[0];
+    int S = L->stages;
+    /* the buffers */
+    for (int s = 0; s < L->nstaged; s++) {
+        const IrType *t = L->staged[s].load->results[0]->type;
+        int64_t shape[3] = {S, t->shape[0], t->shape[1]};
+        const SharedLayout *sl = shared_layout_row_major(&fn->module->arena, 3, shape);
+        sl = shared_layout_with_swizzle(&fn->module->arena, sl, swizzle_for_ldmatrix(t->shape[1], 2));
+        IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shared = sl};
+        memcpy(bt.shape, shape, sizeof shape);
+        const IrType *rt = ir_type_intern(fn->module, &bt);
+        L->staged[s].buffer = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1)->results[0];
+    }
+    /* the prologue: iterations 0 .. S-2 */
+    for (int s = 0; s + 1 < S; s++) {
+        IrValue *it = lo;
+        if (s) it = ir_binary(&b, OP_ADD, lo, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, s)));
+        issue_copies(L, &b, it, const_i32(&b, s));
+    }
+    /* the steady state, at the top of the body */
+    ir_builder_before(&b, L->body->first);
+    IrValue *i = ir_binary(&b, OP_DIV, ir_binary(&b, OP_SUB, iv, lo), step);
+    if (!elem_eq(i->type->elem, elem_i32())) i = ir_op1(&b, OP_CAST, ir_scalar_type(fn->module, elem_i32()), i);
+    IrValue *read = ir_binary(&b, OP_REM, i, const_i32(&b, S));
+    IrValue *write = ir_binary(&b, OP_REM, ir_binary(&b, OP_ADD, i, const_i32(&b, S - 1)), const_i32(&b, S));
+    wait(&b, (int64_t)(S - 2) * L->nstaged);
+    ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+    IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
+    issue_copies(L, &b, ahead, write);
+    for (int s = 0; s < L->nstaged; s++) {
+        Staged *st = &L->staged[s];
+        ir_builder_before(&b, st->dot);
+        ir_set_operand(st->dot, st->operand, view(&b, st->buffer, read));
+        ir_op_remove(st->load);
+    }
+    /* after the loop: nothing in flight */
+    b.region = f->parent;
+    b.before = f->next;
+    wait(&b, 0);
+}
+
+typedef struct Collect {
+    VEC(IrOp *) loops;
+} Collect;
+
+static bool collect_loop(IrOp *op, void *ctx) {
+    if (op->code == OP_FOR && op->nints && op->ints[0] >= 2) vec_push(&((Collect *)ctx)->loops, op);
+    return true;
+}
+
+bool pass_stages(IrModule *m, DiagList *d) {
+    (void)d;
+    bool changed = false;
+    for (IrFunction *f = m->functions; f; f = f->next) {
+        if (!f->is_kernel || !f->body) continue;
+        int warps = f->num_warps > 0 ? f->num_warps : 4;
+        Collect c = {0};
+        ir_walk(f->body, collect_loop, &c);
+        for (size_t k = 0; k < c.loops.len; k++) {
+            Loop *L = calloc(1, sizeof *L);
+            L->op = c.loops.data[k];
+            L->body = L->op->regions[0];
+            L->stages = (int)L->op->ints[0];
+            if (analyze(L, warps)) {
+                transform(L);
+                changed = true;
+            }
+            free(L);
+        }
+        vec_free(&c.loops);
+    }
+    return changed;
+}
