@@ -3,7 +3,8 @@
  * and the walk over the rows of ir/attr.def that the printer and the reader share.
  *
  * An attribute is a value held in IrOp.ints[] from a given slot on. Its kind decides the text:
- * a plain integer (`axis 1`), an integer shown only when it is not 0 (`pipeline 3`), a list
+ * a plain integer (`axis 1`), an integer shown only when it is not 0 (`pipeline 3`) or only when
+ * a pass has set it (`offset 1024`), a list
  * (`perm [1, 0]`), or a name from a small enumeration (`lt`, `sum`, `add`). Adding a kind is one
  * print function, one parse function and one line in the kinds table below; adding an op that
  * uses existing kinds is rows in attr.def only. Ops without rows show whatever ints they carry
@@ -16,6 +17,7 @@
 typedef enum {
     KIND_INT,          /* ints[slot] */
     KIND_NONZERO_INT,  /* ints[slot], shown only when not 0 (0 when absent) */
+    KIND_SET_INT,      /* ints[slot], shown only when set (nints > slot; absent: not set) */
     KIND_INT_LIST,     /* ints[slot .. nints) */
     KIND_CMP,          /* ints[slot] = IrCmp */
     KIND_REDUCE,       /* ints[slot] = IrReduce */
@@ -111,16 +113,19 @@ static const struct {
 } kinds[] = {
     [KIND_INT] = {print_int, parse_int},
     [KIND_NONZERO_INT] = {print_int, parse_int},
+    [KIND_SET_INT] = {print_int, parse_int},
     [KIND_INT_LIST] = {print_list, parse_list},
     [KIND_CMP] = {print_cmp, parse_cmp},
     [KIND_REDUCE] = {print_reduce, parse_reduce},
     [KIND_ATOMIC] = {print_atomic, parse_atomic},
 };
 
-static bool is_optional(const AttrRow *a) { return a->kind == KIND_NONZERO_INT; }
+static bool is_optional(const AttrRow *a) { return a->kind == KIND_NONZERO_INT || a->kind == KIND_SET_INT; }
 
 static bool is_shown(const IrOp *op, const AttrRow *a) {
-    return !is_optional(a) || (op->nints > (uint32_t)a->slot && op->ints[a->slot] != 0);
+    bool set = op->nints > (uint32_t)a->slot;
+    if (a->kind == KIND_SET_INT) return set;
+    return !is_optional(a) || (set && op->ints[a->slot] != 0);
 }
 
 bool ir_attrs_has(OpCode code, AttrPlace place) {
@@ -162,7 +167,7 @@ void ir_attrs_parse(IrReader *r, IrOp *op, AttrPlace place, bool present) {
         if (a->keyword) {
             if (!ir_reader_accept_word(r, a->keyword)) {
                 if (is_optional(a) && !read) {
-                    set_int(op, a->slot, 0);
+                    if (a->kind == KIND_NONZERO_INT) set_int(op, a->slot, 0);
                     continue;
                 }
                 ir_reader_error(r, ir_reader_loc(r), "expected '%s'", a->keyword);
