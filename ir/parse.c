@@ -75,6 +75,7 @@ struct IrReader {
     Arena scratch;            /* the growing lists below: freed at the end, error or not */
     VEC(PendingCall) calls;
     IrBuilder b;
+    int depth;                /* regions open */
 };
 
 /* A growable list in the reader's scratch arena: the parser may leave by longjmp at any point, so
@@ -499,12 +500,19 @@ static void bind_results(IrReader *r, IrOp *op, const TokVec *results) {
     for (uint32_t i = 0; i < op->nresults; i++) define(r, &results->data[i], op->results[i]);
 }
 
+/* Nesting deeper than this is refused: the reader, the verifier and the passes recurse per
+ * region, and the frontend never nests more than a few levels. */
+enum { MAX_REGION_DEPTH = 200 };
+
 static void read_region(IrReader *r, IrRegion *region) {
+    SrcLoc loc = peek(r)->loc;
     ir_reader_expect(r, '{');
+    if (++r->depth > MAX_REGION_DEPTH) fail_at(r, loc, "regions nested more than %d deep", MAX_REGION_DEPTH);
     IrBuilder saved = r->b;
     read_region_body(r, region);
     r->b = saved;
     ir_reader_expect(r, '}');
+    r->depth--;
 }
 
 /* for %iv = %lo to %hi step %s [iter(%a = %x, ...)] [-> (T, ...)] [attributes] { ... } */

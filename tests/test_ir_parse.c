@@ -322,3 +322,16 @@ Test(ir_parse, truncations_of_a_valid_module_never_crash) {
         diag_free(&d);
     }
 }
+
+Test(ir_parse, deep_nesting_is_an_error_not_a_stack_overflow) {
+    Strbuf sb = {0};
+    sb_puts(&sb, "func @f(%0: bool) {\n");
+    for (int i = 0; i < 5000; i++) sb_puts(&sb, "if %0 {\n");
+    DiagList d = {0};
+    IrModule *m = ir_parse_module("t.ir", sb_str(&sb), sb.len, &d);
+    cr_assert_null(m);
+    cr_assert(strncmp(sb_str(&d.text), "t.ir:201:7: error: regions nested more than 200 deep", 52) == 0, "%s",
+              sb_str(&d.text));
+    diag_free(&d);
+    sb_free(&sb);
+}
