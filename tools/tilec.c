@@ -61,7 +61,11 @@ static const char *usage_text =
     "                                tensor, the largest absolute and relative difference; exit 1\n"
     "                                when one exceeds the tolerance of its type (integers: exact)\n"
     "  --list-passes                 print the pass pipeline\n"
+
     "  --help, --version\n"
+    "\n"
+    "FILE is a .tile source, or a .ir file holding IR as --emit ir prints it (docs/IR.md): it takes\n"
+    "no -D constants, its parameters are named arg0, arg1, ..., and c-header needs a .tile source.\n"
     "\n"
     "exit codes: 0 success, 1 error in the input (or --compare found a difference), 2 bad usage,\n"
     "            3 the device or the backend failed, or does not support the kernel yet,\n"
