@@ -1,10 +1,9 @@
 /*
  * test_ir_parse.c: the IR reader (ir/parse.c) against the printer.
  *
- * round_trip: every kernel the project ships or tests (every .tile file under stdlib/, the good ones of
- * tests/parser/, and
- * every .tile source embedded as a C string literal in tests/test_*.c that lowers with its
- * default constants) is lowered and run through the whole pass pipeline with a dump after every
+ * round_trip: every kernel the project ships or tests (every .tile file under stdlib/ and examples/,
+ * the good ones of tests/parser/, and every .tile source embedded as a C string literal in
+ * examples/hello_tile.c and tests/test_*.c that lowers with its default constants) is lowered and run through the whole pass pipeline with a dump after every
  * pass, on the VM path and with the GPU passes for 4 and 8 warps. Each dump, and the lowered
  * module itself, must read back (verifier included) and print to exactly the same text. New
  * passes and new kernels are covered without touching this file.
@@ -177,6 +176,8 @@ Test(ir_parse, round_trip_of_every_kernel_after_every_pass, .timeout = 600) {
     check_tree("stdlib", &totals);
     check_file("tests/parser/gemm.tile", &totals);
     check_file("tests/parser/softmax.tile", &totals);
+    check_tree("examples", &totals);
+    check_embedded("examples/hello_tile.c", &totals);
     int stdlib_kernels = totals.kernels;
     char path[4096];
     snprintf(path, sizeof path, "%s/tests", TILE_SOURCE_DIR);
