@@ -360,6 +360,8 @@ static void read_tile_layout(IrReader *r, IrType *t) {
     layout_done(r, end, loc, "layout");
     if (layout_rank(l) != t->rank || memcmp(layout_shape(l), t->shape, sizeof(int64_t) * (size_t)t->rank) != 0)
         fail_at(r, loc, "the layout's shape differs from the tile's");
+    /* The general form can say anything; the code generator relies on every element being held. */
+    if (!layout_is_exact(l)) fail_at(r, loc, "the layout does not hold every element of the tile the same number of times");
     t->layout = l;
 }
 

@@ -292,6 +292,8 @@ Test(ir_parse, errors_are_located) {
                 "t.ir:1:26: error: the layout's shape differs from the tile's");
     check_error("func @f(%0: tile<f32>[64]{spatial(32) * }) {\n  return\n}\n", "t.ir:1:26: error: invalid layout");
     check_error("func @f(%0: tile<f32>[0]) {\n  return\n}\n", "t.ir:1:23: error: size 0 out of range");
+    check_error("func @f(%0: tile<f32>[4]{layout([4], threads=[2:0/1], locals=[])}) {\n  return\n}\n",
+                "t.ir:1:25: error: the layout does not hold every element");
     check_error("func @f() {\n  %0 = call @g() : i32\n  return\n}\n",
                 "t.ir:2:13: error: call of undefined function @g");
     check_error("func @f() {\n  %0 = block_id : i32\n  return\n}\n", "t.ir:2:17: error: expected 'axis'");
