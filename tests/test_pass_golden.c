@@ -5,7 +5,8 @@
  *   - comment lines saying what the case shows, and a line `# passes: P1 P2 ...` naming passes of
  *     the pipeline (tilec --list-passes) to run in that order; GPU passes get the default target
  *     (layout: the kernel's `warps N`, else 4; sm_80); a line `# fixpoint` also requires that
- *     running the same passes once more changes nothing;
+ *     running the same passes once more changes nothing; `# passes:` alone checks the reader and
+ *     the verifier only;
  *   - the input module, in the text of ir/print.c (read by ir/parse.c, so `%names` and comments
  *     are allowed);
  *   - a line `# expected:` and then the expected output: the module printed after the passes, or
