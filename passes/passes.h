@@ -43,8 +43,8 @@ typedef bool (*GpuPassFn)(IrModule *m, const struct PassOptions *opt, DiagList *
 bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d);
 bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
 /* Runs the pipeline's pass `name` alone (a GPU pass for opt's target; opt NULL: the defaults),
- * for tests that name their passes (the golden files of tests/passes). -1: no such pass; else whether it
- * changed the module. */
+ * for tests that name their passes (the golden files of tests/passes). -1: no such pass; else
+ * whether it changed the module. */
 int passes_run_one(IrModule *m, const char *name, const PassOptions *opt, DiagList *d);
 void passes_list(Strbuf *out);            /* the pipeline: a pass per line, with when it runs */
 

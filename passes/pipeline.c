@@ -75,7 +75,8 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
     if (!opt) opt = &defaults;
     if (opt->verify_each && !ir_verify_module(m, d)) {
         /* The pipeline's input comes from lowering (the IR reader verifies what it reads). */
-        diag_internal(d, module_loc(m), "lower", "it gave the pass pipeline invalid IR (the verifier's messages are above)");
+        diag_internal(d, module_loc(m), "lower",
+                      "it gave the pass pipeline invalid IR (the verifier's messages are above)");
         return false;
     }
     const Pass *asked = opt->dump_after ? find(opt->dump_after) : NULL;

@@ -276,7 +276,8 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
     if (opt.num_warps < 0 || opt.num_warps > 32)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "num_warps %d: expected 0 (the default) to 32", opt.num_warps);
     if (p->ir)
-        return rt_fail(p->ctx, TILE_ERROR_UNSUPPORTED, "%s: c-header needs a .tile source; an IR program cannot be emitted ahead of time yet",
+        return rt_fail(p->ctx, TILE_ERROR_UNSUPPORTED,
+                       "%s: c-header needs a .tile source; an IR program cannot be emitted ahead of time yet",
                        p->ast->source.name);
     Strbuf prefix = {0};
     if (opt.prefix) sb_puts(&prefix, opt.prefix);

@@ -1,12 +1,13 @@
 /*
  * test_ir_parse.c: the IR reader (ir/parse.c) against the printer.
  *
- * round_trip: every kernel the project ships or tests (every .tile file under stdlib/ and examples/,
- * the good ones of tests/parser/, and every .tile source embedded as a C string literal in
- * examples/hello_tile.c and tests/test_*.c that lowers with its default constants) is lowered and run through the whole pass pipeline with a dump after every
- * pass, on the VM path and with the GPU passes for 4 and 8 warps. Each dump, and the lowered
- * module itself, must read back (verifier included) and print to exactly the same text. New
- * passes and new kernels are covered without touching this file.
+ * round_trip: every kernel the project ships or tests (every .tile file under stdlib/ and
+ * examples/, the good ones of tests/parser/, and every .tile source embedded as a C string
+ * literal in examples/hello_tile.c and tests/test_*.c that lowers with its default constants) is
+ * lowered and run through the whole pass pipeline with a dump after every pass, on the VM path
+ * and with the GPU passes for 4 and 8 warps. Each dump, and the lowered module itself, must read
+ * back (verifier included) and print to exactly the same text. New passes and new kernels are
+ * covered without touching this file.
  *
  * The other tests feed the reader broken text: every error must be located
  * (`t.ir:LINE:COL: error: ...` with the expected message) and nothing may crash.
