@@ -690,8 +690,8 @@ static Val dot_call(Lower *L, const AstNode *call) {
         }
     } else {
         ElemType ae = elem_is_float(tx->elem) ? elem_f32() : elem_i32();
-        acc = ir_const_int(&L->b, ir_tile_type(L->module, ae, 2, shape), 0);
-        if (elem_is_float(ae)) acc = ir_const_float(&L->b, acc->type, 0.0);
+        const IrType *at = ir_tile_type(L->module, ae, 2, shape);
+        acc = elem_is_float(ae) ? ir_const_float(&L->b, at, 0.0) : ir_const_int(&L->b, at, 0);
     }
     L->b.loc = call->loc;
     IrValue *ops[3] = {x, y, acc};

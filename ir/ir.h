@@ -270,6 +270,9 @@ bool ir_verify_function(IrFunction *f, DiagList *d);
 void ir_print_module(const IrModule *m, Strbuf *out);
 void ir_print_function(const IrFunction *f, Strbuf *out);
 void ir_print_type(const IrType *t, Strbuf *out);
+/* Reads the text ir_print_module writes (ir/parse.c; the file name is for the messages) and
+ * verifies it. NULL on failure, with located errors (`file:line:col: error: ...`) in d. */
+IrModule *ir_parse_module(const char *name, const char *text, size_t len, DiagList *d);
 
 /* ---- constant folding helpers shared by passes and the VM (ir/eval.c) ------------------ */
 /* Reduce an integer to the element type's width (wrap-around), sign- or zero-extended. */

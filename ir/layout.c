@@ -496,6 +496,11 @@ void layout_print(const Layout *l, Strbuf *sb) {
 typedef enum { FACTOR_LOCAL, FACTOR_COLUMN_LOCAL, FACTOR_SPATIAL, FACTOR_COLUMN_SPATIAL,
                FACTOR_REPLICATE } FactorKind;
 
+/* The largest size, stride or shape a parsed layout may contain: keeps products far from
+ * overflowing int64. */
+enum { PARSE_MAX_VALUE = 1 << 24 };
+#define PARSE_MAX_ELEMENTS ((int64_t)1 << 40)
+
 typedef struct Factor {
     FactorKind kind;
     int count;
@@ -538,11 +543,97 @@ static const char *parse_factor(const char *p, Factor *f) {
     }
 }
 
+/* Reads "[v, ...]" of at most max integers >= min (at most PARSE_MAX_VALUE); NULL if malformed. */
+static const char *parse_int_list(const char *p, char open, char close, int64_t min, int max,
+                                  int64_t *values, int *count) {
+    p = skip_space(p);
+    if (*p++ != open) return NULL;
+    *count = 0;
+    p = skip_space(p);
+    if (*p == close) return p + 1;
+    for (;;) {
+        if (!isdigit((unsigned char)*p) || *count == max) return NULL;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (v < min || v > PARSE_MAX_VALUE) return NULL;
+        values[(*count)++] = v;
+        p = skip_space(end);
+        if (*p == close) return p + 1;
+        if (*p++ != ',') return NULL;
+        p = skip_space(p);
+    }
+}
+
+/* Reads one mode list of the general form: `[size:dim/stride, size:r, ...]`. */
+static const char *parse_mode_list(const char *p, int rank, LayoutMode *modes, int *count) {
+    p = skip_space(p);
+    if (*p++ != '[') return NULL;
+    *count = 0;
+    p = skip_space(p);
+    if (*p == ']') return p + 1;
+    for (;;) {
+        if (*count == MODE_BUFFER - 1 || !isdigit((unsigned char)*p)) return NULL;
+        char *end;
+        LayoutMode m = {.size = strtoll(p, &end, 10)};
+        if (m.size < 1 || m.size > PARSE_MAX_VALUE || *end != ':') return NULL;
+        p = end + 1;
+        if (*p == 'r') {
+            m.dim = LAYOUT_REPLICA;
+            p++;
+        } else {
+            if (!isdigit((unsigned char)*p)) return NULL;
+            long long dim = strtoll(p, &end, 10);
+            if (dim >= rank || *end != '/' || !isdigit((unsigned char)end[1])) return NULL;
+            m.dim = (int)dim;
+            m.stride = strtoll(end + 1, &end, 10);
+            if (m.stride > PARSE_MAX_VALUE) return NULL;
+            p = end;
+        }
+        modes[(*count)++] = m;
+        p = skip_space(p);
+        if (*p == ']') return p + 1;
+        if (*p++ != ',') return NULL;
+        p = skip_space(p);
+    }
+}
+
+/* The general form `layout([shape], threads=[modes], locals=[modes])` that layout_print writes
+ * for a layout that is not a product of primitives. */
+static bool parse_general(Arena *arena, const char *p, const Layout **out, const char **end) {
+    int64_t shape[IR_MAX_RANK];
+    LayoutMode threads[MODE_BUFFER], locals[MODE_BUFFER];
+    int rank, nthreads, nlocals;
+    p = skip_space(p + strlen("layout"));
+    if (*p++ != '(' || !(p = parse_int_list(p, '[', ']', 1, IR_MAX_RANK, shape, &rank))) return false;
+    p = skip_space(p);
+    if (strncmp(p, ",", 1) != 0) return false;
+    p = skip_space(p + 1);
+    if (strncmp(p, "threads=", 8) != 0 || !(p = parse_mode_list(p + 8, rank, threads, &nthreads))) return false;
+    p = skip_space(p);
+    if (*p++ != ',') return false;
+    p = skip_space(p);
+    if (strncmp(p, "locals=", 7) != 0 || !(p = parse_mode_list(p + 7, rank, locals, &nlocals))) return false;
+    p = skip_space(p);
+    if (*p++ != ')') return false;
+    int64_t elements = 1;
+    for (int i = 0; i < nthreads + nlocals; i++) {
+        const LayoutMode *m = i < nthreads ? &threads[i] : &locals[i - nthreads];
+        if (i >= nthreads && m->dim == LAYOUT_REPLICA) return false; /* replicas are thread modes */
+        if (m->size > PARSE_MAX_ELEMENTS / elements) return false;
+        elements *= m->size;
+    }
+    *out = layout_from_modes(arena, rank, shape, nthreads, threads, nlocals, locals);
+    if (end) *end = p;
+    return true;
+}
+
 bool layout_parse(Arena *arena, const char *text, const Layout **out, const char **end) {
     enum { MAX_FACTORS = 64 };
     Factor factors[MAX_FACTORS];
-    int n = 0, rank = -1;
+    int n = 0, rank = -1, modes = 0;
+    int64_t elements = 1; /* product of every size read */
     const char *p = skip_space(text);
+    if (strncmp(p, "layout", 6) == 0 && skip_space(p + 6)[0] == '(') return parse_general(arena, p, out, end);
     for (;;) {
         if (n == MAX_FACTORS || !(p = parse_factor(p, &factors[n]))) return false;
         if (factors[n].kind == FACTOR_REPLICATE) {
@@ -551,6 +642,14 @@ bool layout_parse(Arena *arena, const char *text, const Layout **out, const char
             if (rank >= 0 && factors[n].count != rank) return false;
             rank = factors[n].count;
         }
+        /* Text from outside (an .ir file) must not overflow the sizes or the mode lists. */
+        modes += factors[n].count;
+        for (int i = 0; i < factors[n].count; i++) {
+            int64_t v = factors[n].values[i];
+            if (v > PARSE_MAX_VALUE || v > PARSE_MAX_ELEMENTS / elements) return false;
+            elements *= v;
+        }
+        if (modes >= MODE_BUFFER / 2) return false;
         n++;
         const char *q = skip_space(p);
         if (*q != '*') break;
@@ -713,4 +812,42 @@ void shared_layout_print(const SharedLayout *l, Strbuf *sb) {
     }
     if (l->swizzle.bits)
         sb_printf(sb, " ^ swizzle(%d,%d,%d)", l->swizzle.bits, l->swizzle.base, l->swizzle.shift);
+}
+
+bool shared_layout_parse(Arena *arena, const char *text, const SharedLayout **out, const char **end) {
+    int64_t shape[IR_MAX_RANK], strides[IR_MAX_RANK];
+    int rank, nstrides;
+    const char *p = skip_space(text);
+    const SharedLayout *l;
+    bool row = strncmp(p, "row_major", 9) == 0, column = strncmp(p, "column_major", 12) == 0;
+    if (row || column) {
+        if (!(p = parse_int_list(p + (row ? 9 : 12), '(', ')', 1, IR_MAX_RANK, shape, &rank))) return false;
+        l = row ? shared_layout_row_major(arena, rank, shape) : shared_layout_column_major(arena, rank, shape);
+    } else if (strncmp(p, "strided", 7) == 0) {
+        p = skip_space(p + 7);
+        if (*p++ != '(' || !(p = parse_int_list(p, '(', ')', 1, IR_MAX_RANK, shape, &rank))) return false;
+        p = skip_space(p);
+        if (*p++ != ',' || !(p = parse_int_list(p, '(', ')', 0, IR_MAX_RANK, strides, &nstrides)) ||
+            nstrides != rank)
+            return false;
+        p = skip_space(p);
+        if (*p++ != ')') return false;
+        l = shared_layout_strided(arena, rank, shape, strides);
+    } else {
+        return false;
+    }
+    const char *q = skip_space(p);
+    if (*q == '^') {
+        q = skip_space(q + 1);
+        int64_t s[3];
+        int ns;
+        if (strncmp(q, "swizzle", 7) != 0 || !(q = parse_int_list(q + 7, '(', ')', 0, 3, s, &ns)) || ns != 3 ||
+            s[0] < 1 || s[0] > 16 || s[1] > 24 || s[2] > 24 || s[2] < s[0])
+            return false;
+        l = shared_layout_with_swizzle(arena, l, (Swizzle){(int)s[0], (int)s[1], (int)s[2]});
+        p = q;
+    }
+    *out = l;
+    if (end) *end = p;
+    return true;
 }

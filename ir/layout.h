@@ -131,7 +131,8 @@ uint64_t layout_hash(const Layout *l);
 void layout_print(const Layout *l, Strbuf *sb);
 /* Reads the product-of-primitives form (`*`-separated local/column_local/spatial/column_spatial/
  * replicate factors; a factor list of replicates alone needs a leading local(1,...) to give the
- * rank). On success sets *out and *end (just after the text read) and returns true. */
+ * rank) or the general `layout(...)` form. On success sets *out and *end (just after the text
+ * read) and returns true; sizes above 2^24 are refused. */
 bool layout_parse(Arena *arena, const char *text, const Layout **out, const char **end);
 
 /* Interning: equal layouts give the same pointer (the first one seen). Layouts must outlive the
@@ -183,5 +184,7 @@ uint64_t shared_layout_hash(const SharedLayout *l);
 /* `row_major(64,64)`, `column_major(..)` or `strided((shape), (strides))`, then
  * ` ^ swizzle(B,M,S)` when swizzled. */
 void shared_layout_print(const SharedLayout *l, Strbuf *sb);
+/* Reads what shared_layout_print writes; on success sets *out and *end and returns true. */
+bool shared_layout_parse(Arena *arena, const char *text, const SharedLayout **out, const char **end);
 
 #endif

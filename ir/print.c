@@ -39,9 +39,15 @@
  * prints after the shape in braces (layout_print; scalars, always replicated, show none). Float constants print with the fewest significant digits
  * (at most 17) that read back to the same value once rounded to their type (f32 0.1 prints as
  * 0.1, not 0.100000001); integers in decimal (unsigned as unsigned), bools as true/false.
+ *
+ * ir/parse.c reads this text back, and print(parse(print(m))) == print(m) (docs/IR.md describes
+ * the format). Op attributes print from the rows of ir/attr.def through ir/attr.c, where each
+ * kind's printing sits next to its parsing, so the two cannot drift apart; a new syntax here
+ * needs its reader function in ir/parse.c.
  */
 #include "ir.h"
 #include "layout.h"
+#include "text.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -181,21 +187,6 @@ static void indent(Printer *p, int depth) {
 }
 
 /* ---- ops --------------------------------------------------------------------------------- */
-static const char *cmp_name(int64_t c) {
-    static const char *names[] = {"eq", "ne", "lt", "le", "gt", "ge"};
-    return c >= 0 && c <= CMP_GE ? names[c] : "?cmp";
-}
-
-static const char *reduce_name(int64_t r) {
-    static const char *names[] = {"sum", "max", "min"};
-    return r >= 0 && r <= RED_MIN ? names[r] : "?reduce";
-}
-
-static const char *atomic_name(int64_t a) {
-    static const char *names[] = {"add", "max"};
-    return a >= 0 && a <= ATOMIC_MAX ? names[a] : "?atomic";
-}
-
 static void print_region_body(Printer *p, const IrRegion *r, int depth);
 
 static void print_region_args(Printer *p, const IrRegion *r, uint32_t from) {
@@ -239,7 +230,7 @@ static void print_for(Printer *p, const IrOp *op, int depth) {
         sb_putc(p->out, ')');
     }
     print_results_arrow(p, op);
-    if (op->nints && op->ints[0]) sb_printf(p->out, " pipeline %lld", (long long)op->ints[0]);
+    ir_attrs_print(op, ATTR_SUFFIX, " ", p->out);
     sb_puts(p->out, " {\n");
     if (r) print_region_body(p, r, depth + 1);
     indent(p, depth);
@@ -284,64 +275,24 @@ static void print_while(Printer *p, const IrOp *op, int depth) {
     }
 }
 
-/* Operands, then attributes after a comma, as `name value`. */
+/* Operands, then attributes after a comma, as `name value` (the rows of ir/attr.def). */
 static void print_plain_op(Printer *p, const IrOp *op) {
     Strbuf *out = p->out;
     sb_puts(out, ir_op_info[op->code].name);
-    switch (op->code) {
-    case OP_CMP: sb_printf(out, " %s", op->nints ? cmp_name(op->ints[0]) : "?cmp"); break;
-    case OP_REDUCE:
-    case OP_SCAN: sb_printf(out, " %s", op->nints ? reduce_name(op->ints[0]) : "?reduce"); break;
-    case OP_ATOMIC: sb_printf(out, " %s", op->nints ? atomic_name(op->ints[0]) : "?atomic"); break;
-    case OP_CONST:
+    ir_attrs_print(op, ATTR_PREFIX, " ", out);
+    if (op->code == OP_CONST) {
         sb_putc(out, ' ');
         print_const(&op->value, op->nresults ? op->results[0]->type : NULL, out);
-        break;
-    case OP_CALL: sb_printf(out, " @%s(", op->callee ? op->callee->name : "<null>"); break;
-    default: break;
     }
     if (op->code == OP_CALL) {
+        sb_printf(out, " @%s(", op->callee ? op->callee->name : "<null>");
         print_values(p, op->operands, op->noperands);
         sb_putc(out, ')');
     } else if (op->noperands) {
         sb_putc(out, ' ');
         print_values(p, op->operands, op->noperands);
     }
-    /* Attributes held in ints[]. */
-    const char *sep = op->noperands ? ", " : " ";
-    switch (op->code) {
-    case OP_BLOCK_ID:
-    case OP_NUM_BLOCKS:
-    case OP_DIM:
-    case OP_EXPAND_DIMS:
-        sb_printf(out, "%saxis %lld", sep, (long long)op->ints[0]);
-        break;
-    case OP_REDUCE:
-    case OP_SCAN:
-        sb_printf(out, "%saxis %lld", sep, (long long)op->ints[1]);
-        break;
-    case OP_ARANGE: sb_printf(out, "%s%lld", sep, (long long)op->ints[0]); break;
-    case OP_TRANSPOSE:
-        sb_printf(out, "%sperm [", sep);
-        for (uint32_t i = 0; i < op->nints; i++)
-            sb_printf(out, "%s%lld", i ? ", " : "", (long long)op->ints[i]);
-        sb_putc(out, ']');
-        break;
-    case OP_CMP:
-    case OP_ATOMIC:
-    case OP_CONST:
-    case OP_CALL:
-        break;
-    default:
-        /* An op that has no named attributes shows any ints it carries, so nothing hides. */
-        if (op->nints) {
-            sb_printf(out, "%sints [", sep);
-            for (uint32_t i = 0; i < op->nints; i++)
-                sb_printf(out, "%s%lld", i ? ", " : "", (long long)op->ints[i]);
-            sb_putc(out, ']');
-        }
-        break;
-    }
+    ir_attrs_print(op, ATTR_SUFFIX, op->noperands ? ", " : " ", out);
     if (op->nresults) {
         sb_puts(out, " : ");
         print_type_list(p, op->results, op->nresults);

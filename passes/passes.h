@@ -38,9 +38,14 @@ typedef struct PassOptions {
 typedef bool (*GpuPassFn)(IrModule *m, const struct PassOptions *opt, DiagList *d);
 
 /* Runs the pipeline. False when a pass reported an error or when the verifier failed after a
- * pass (reported as "internal error: IR invalid after pass X" after the verifier's messages). */
+ * pass (a compiler bug: diag_internal's "internal error in pass X: ..." after the verifier's
+ * messages; d->internal counts them). */
 bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d);
 bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
+/* Runs the pipeline's pass `name` alone (a GPU pass for opt's target; opt NULL: the defaults),
+ * for tests that name their passes (the golden files of tests/passes). -1: no such pass; else
+ * whether it changed the module. */
+int passes_run_one(IrModule *m, const char *name, const PassOptions *opt, DiagList *d);
 void passes_list(Strbuf *out);            /* the pipeline: a pass per line, with when it runs */
 
 /* ---- GPU passes --------------------------------------------------------------------------- */

@@ -74,7 +74,9 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
     static const PassOptions defaults = {0};
     if (!opt) opt = &defaults;
     if (opt->verify_each && !ir_verify_module(m, d)) {
-        diag_error(d, module_loc(m), "internal error: IR invalid before the first pass");
+        /* The pipeline's input comes from lowering (the IR reader verifies what it reads). */
+        diag_internal(d, module_loc(m), "lower",
+                      "it gave the pass pipeline invalid IR (the verifier's messages are above)");
         return false;
     }
     const Pass *asked = opt->dump_after ? find(opt->dump_after) : NULL;
@@ -87,7 +89,7 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
         else p->run_gpu(m, opt, d);
         if (d->errors > errors) return false;
         if (opt->verify_each && !ir_verify_module(m, d)) {
-            diag_error(d, module_loc(m), "internal error: IR invalid after pass %s", p->name);
+            diag_internal(d, module_loc(m), p->name, "it left invalid IR (the verifier's messages are above)");
             return false;
         }
         if (opt->dump && opt->dump_after && (strcmp(opt->dump_after, "all") == 0 || asked == p)) {
@@ -96,4 +98,12 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
         }
     }
     return true;
+}
+
+int passes_run_one(IrModule *m, const char *name, const PassOptions *opt, DiagList *d) {
+    static const PassOptions defaults = {0};
+    const Pass *p = name ? find(name) : NULL;
+    if (!p) return -1;
+    if (!opt) opt = &defaults;
+    return p->run ? p->run(m, d) : p->run_gpu(m, opt, d);
 }

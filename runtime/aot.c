@@ -275,6 +275,10 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
     }
     if (opt.num_warps < 0 || opt.num_warps > 32)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "num_warps %d: expected 0 (the default) to 32", opt.num_warps);
+    if (p->ir)
+        return rt_fail(p->ctx, TILE_ERROR_UNSUPPORTED,
+                       "%s: c-header needs a .tile source; an IR program cannot be emitted ahead of time yet",
+                       p->ast->source.name);
     Strbuf prefix = {0};
     if (opt.prefix) sb_puts(&prefix, opt.prefix);
     else default_prefix(p->ast->source.name, &prefix);
@@ -316,7 +320,7 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
         RtCompileOptions copt = {.gpu = true, .num_warps = opt.num_warps}; /* as rt_backend_image's */
         k->module = rt_compile(p->ast, name, k->consts, k->nconsts, &copt, &d, &k->function);
         pthread_mutex_unlock(&p->lock);
-        if (!k->module) st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        if (!k->module) st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
         for (size_t a = 0; a < narchs && st == TILE_OK; a++) {
             Strbuf err = {0};

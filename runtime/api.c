@@ -55,6 +55,7 @@ const char *tile_status_name(tile_status status) {
     case TILE_ERROR_DEVICE: return "TILE_ERROR_DEVICE";
     case TILE_ERROR_OUT_OF_MEMORY: return "TILE_ERROR_OUT_OF_MEMORY";
     case TILE_ERROR_UNSUPPORTED: return "TILE_ERROR_UNSUPPORTED";
+    case TILE_ERROR_INTERNAL: return "TILE_ERROR_INTERNAL";
     }
     return "TILE_ERROR_UNKNOWN";
 }
@@ -174,11 +175,46 @@ tile_status tile_synchronize(tile_context *ctx) {
 }
 
 /* ---- programs ------------------------------------------------------------------------------ */
+/* A name ending in `.ir` holds IR text (ir/print.c's form) instead of tile source. */
+static bool is_ir_name(const char *name) {
+    size_t n = name ? strlen(name) : 0;
+    return n > 3 && strcmp(name + n - 3, ".ir") == 0;
+}
+
+/* An IR program: the module is read and verified now (errors are the user's), and the text is
+ * kept in an AstFile without declarations, which serves the cache keys like a source does. */
+static tile_status program_from_ir(tile_context *ctx, const char *name, const char *text, size_t len,
+                                   tile_program **out) {
+    DiagList d = {0};
+    IrModule *m = ir_parse_module(name, text ? text : "", len, &d);
+    if (!m) {
+        tile_status st = rt_fail(ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        diag_free(&d);
+        return st;
+    }
+    diag_free(&d);
+    AstFile *ast = xcalloc(1, sizeof *ast);
+    arena_init(&ast->arena);
+    ast->source.name = arena_strdup(&ast->arena, name);
+    char *copy = arena_alloc(&ast->arena, len + 1);
+    if (len) memcpy(copy, text, len);
+    ast->source.text = copy;
+    ast->source.len = len;
+    tile_program *p = xcalloc(1, sizeof *p);
+    p->ctx = ctx;
+    p->ast = ast;
+    p->ir = m;
+    pthread_mutex_init(&p->lock, NULL);
+    *out = p;
+    return TILE_OK;
+}
+
 tile_status tile_program_from_string(tile_context *ctx, const char *name, const char *source, size_t len,
                                      tile_program **out) {
     if (!ctx || !out || (!source && len)) return TILE_ERROR_INVALID_ARGUMENT;
     *out = NULL;
     if (!name) name = "<string>";
+    if (is_ir_name(name)) return program_from_ir(ctx, name, source, len, out);
     uint8_t hash[32];
     if (ctx->share_programs) { /* a program of the same name and text is reused, kernels and all */
         Sha256 h;
@@ -268,17 +304,21 @@ void tile_program_destroy(tile_program *p) {
         kernel_free(k);
     }
     ast_file_free(p->ast);
+    ir_module_free(p->ir);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
 
 int tile_program_num_kernels(const tile_program *p) {
     int n = 0;
+    for (const IrFunction *f = p && p->ir ? p->ir->functions : NULL; f; f = f->next) n += f->is_kernel;
     for (uint32_t i = 0; p && i < p->ast->decls.len; i++) n += p->ast->decls.items[i]->kind == AST_KERNEL;
     return n;
 }
 
 const char *tile_program_kernel_name(const tile_program *p, int index) {
+    for (const IrFunction *f = p && p->ir ? p->ir->functions : NULL; f; f = f->next)
+        if (f->is_kernel && index-- == 0) return f->name;
     for (uint32_t i = 0; p && i < p->ast->decls.len; i++)
         if (p->ast->decls.items[i]->kind == AST_KERNEL && index-- == 0) return p->ast->decls.items[i]->name;
     return NULL;
@@ -306,6 +346,33 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
     bool passed = passes_run(m, &opt, d);
     compile_times.passes += monotonic_seconds() - t1;
     if (!passed) {
+        ir_module_free(m);
+        return NULL;
+    }
+    *out = f;
+    return m;
+}
+
+IrModule *rt_compile_program(tile_program *p, const char *kernel, const ConstBinding *consts, size_t nconsts,
+                             const RtCompileOptions *options, DiagList *d, IrFunction **out) {
+    if (!p->ir) return rt_compile(p->ast, kernel, consts, nconsts, options, d, out);
+    static const RtCompileOptions vm_path = {0};
+    if (!options) options = &vm_path;
+    const SourceFile *src = &p->ast->source;
+    if (nconsts) {
+        diag_error(d, (SrcLoc){src, 1, 1}, "an IR program has no compile-time constants (given: '%s')", consts[0].name);
+        return NULL;
+    }
+    IrModule *m = ir_parse_module(src->name, src->text, src->len, d);
+    IrFunction *f = m ? ir_module_find(m, kernel) : NULL;
+    if (f && (!f->is_kernel || f->nparams != f->body->nargs)) {
+        diag_error(d, f->loc, f->is_kernel ? "kernel @%s: its tensor parameters need their sizes ([M, 64], not [?])"
+                                           : "@%s is a device function, not a kernel", kernel);
+        f = NULL;
+    }
+    PassOptions opt = {.dump_after = options->dump_after, .dump = options->dump, .gpu = options->gpu,
+                       .num_warps = options->num_warps, .verify_each = true};
+    if (!f || !passes_run(m, &opt, d)) {
         ir_module_free(m);
         return NULL;
     }
@@ -399,8 +466,7 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
             return TILE_OK;
         }
     bool exists = false;
-    for (uint32_t i = 0; i < p->ast->decls.len; i++)
-        exists = exists || (p->ast->decls.items[i]->kind == AST_KERNEL && strcmp(p->ast->decls.items[i]->name, kernel) == 0);
+    for (int i = 0; i < tile_program_num_kernels(p); i++) exists = exists || strcmp(tile_program_kernel_name(p, i), kernel) == 0;
     if (!exists) {
         pthread_mutex_unlock(&p->lock);
         free(consts);
@@ -415,10 +481,10 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     const char *vm_gpu = getenv("TILE_VM_GPU_PASSES");
     bool gpu_passes = p->ctx->cuda != NULL || (vm_gpu && strcmp(vm_gpu, "1") == 0);
     RtCompileOptions copt = {.gpu = gpu_passes, .num_warps = RT_KERNEL_NUM_WARPS};
-    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, &copt, &d, &f);
+    IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     if (!m) {
         pthread_mutex_unlock(&p->lock);
-        st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
         free(consts);
         return st;
@@ -496,11 +562,11 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
      * (a dump after "layout" runs them too, with that num_warps) */
     RtCompileOptions copt = {.gpu = kind != TILE_EMIT_IR, .num_warps = num_warps, .dump_after = dump_after,
                              .dump = &dump};
-    IrModule *m = rt_compile(p->ast, kernel, consts, nconstants, &copt, &d, &f);
+    IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     pthread_mutex_unlock(&p->lock);
     free(consts);
     if (!m) {
-        st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+        st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
         sb_free(&dump);
         return st;

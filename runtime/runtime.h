@@ -61,7 +61,9 @@ struct tile_kernel {
 
 struct tile_program {
     tile_context *ctx;
-    AstFile *ast;
+    AstFile *ast;            /* the source; no declarations for an IR program */
+    IrModule *ir;            /* an IR program (a `.ir` name): the module read and verified once,
+                                for its kernel names; each kernel reads its own copy */
     pthread_mutex_t lock;
     tile_kernel *kernels;
     int refs;                   /* handles given out by tile_program_from_string */
@@ -95,6 +97,10 @@ enum { RT_KERNEL_NUM_WARPS = 0 };
  * no dump). On failure returns NULL and the diagnostics are in d. */
 IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *consts, size_t nconsts,
                      const RtCompileOptions *options, DiagList *d, IrFunction **out);
+/* rt_compile for a program: lowers its source, or for an IR program reads its text again
+ * (which skips the frontend: it has no constants to bind) and runs the same passes. */
+IrModule *rt_compile_program(tile_program *p, const char *kernel, const ConstBinding *consts, size_t nconsts,
+                             const RtCompileOptions *options, DiagList *d, IrFunction **out);
 
 /* ---- the cuda device (runtime/device_cuda.c) ---------------------------------------------
  * Each returns a status and, on failure, has recorded the message with rt_fail (the context's

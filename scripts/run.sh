@@ -7,10 +7,12 @@
 #   scripts/run.sh test     build with -Werror and run every test: the unit and kernel suites,
 #                           the bad-input corpus, the Python package's pytest suite (ctest's
 #                           python_package), GPU tests (they skip without a GPU), then an
-#                           ASan+UBSan build of the suites and a bounded libFuzzer run of the
-#                           frontend seeded with the corpus
+#                           ASan+UBSan build of the suites and bounded libFuzzer runs of the
+#                           frontend (seeded with the corpus) and of the IR reader and passes
+#                           (seeded with the golden pass files)
 #
 # Environment: BUILD (build folder, default build), JOBS (parallel jobs), FUZZ_SECONDS (60),
+# FUZZ_IR_SECONDS (30),
 # TILE_QUICK=1 skips the sanitizer build and the fuzzer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +63,10 @@ case "$mode" in
       mkdir -p "$BUILD-fuzz/corpus"
       "$BUILD-fuzz"/fuzz_frontend -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -timeout=10 -artifact_prefix="$BUILD-fuzz/" \
         "$BUILD-fuzz/corpus" tests/corpus/bad stdlib/core
+      echo "== libFuzzer, IR reader and passes, ${FUZZ_IR_SECONDS:-30} s =="
+      mkdir -p "$BUILD-fuzz/corpus-ir"
+      "$BUILD-fuzz"/fuzz_ir -max_total_time="${FUZZ_IR_SECONDS:-30}" -max_len=8192 -timeout=10 -artifact_prefix="$BUILD-fuzz/ir-" \
+        "$BUILD-fuzz/corpus-ir" tests/passes
     fi
     ;;
   *)

@@ -95,7 +95,18 @@ void diag_note(DiagList *d, SrcLoc loc, const char *fmt, ...) {
     va_end(ap);
 }
 
+void diag_internal(DiagList *d, SrcLoc loc, const char *pass, const char *fmt, ...) {
+    Strbuf msg = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&msg, fmt, ap);
+    va_end(ap);
+    diag_report(d, DIAG_ERROR, loc, "internal error in pass %s: %s", pass, sb_str(&msg));
+    d->internal++;
+    sb_free(&msg);
+}
+
 void diag_free(DiagList *d) {
     sb_free(&d->text);
-    d->errors = d->warnings = 0;
+    d->errors = d->warnings = d->internal = 0;
 }

@@ -115,12 +115,17 @@ typedef struct DiagList {
     int errors;
     int warnings;
     int max_errors;   /* 0: default (50); further errors are counted, not formatted */
+    int internal;     /* how many of the errors are compiler bugs (diag_internal) */
 } DiagList;
 
 void diag_report(DiagList *d, DiagSeverity sev, SrcLoc loc, const char *fmt, ...) TILE_PRINTF(4, 5);
 void diag_vreport(DiagList *d, DiagSeverity sev, SrcLoc loc, const char *fmt, va_list ap);
 void diag_error(DiagList *d, SrcLoc loc, const char *fmt, ...) TILE_PRINTF(3, 4);
 void diag_note(DiagList *d, SrcLoc loc, const char *fmt, ...) TILE_PRINTF(3, 4);
+/* A compiler bug found where the library can still report it (invalid IR after a pass): an
+ * error "internal error in pass PASS: ...", counted in d->internal too, so that the runtime
+ * returns TILE_ERROR_INTERNAL rather than blame the source. */
+void diag_internal(DiagList *d, SrcLoc loc, const char *pass, const char *fmt, ...) TILE_PRINTF(4, 5);
 void diag_free(DiagList *d);
 
 /* Whole-file reading; returns false and sets *error (static string) on failure. */

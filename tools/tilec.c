@@ -10,7 +10,8 @@
  *             [--seed N] [--in NAME=FILE.npy]... [--out DIR]          (run.c)
  *
  * Exit codes: 0 success, 1 an error in the user's input (diagnostics on stderr) or a --compare
- * mismatch, 2 bad usage, 3 a device or backend failure (or a kernel it does not support yet).
+ * mismatch, 2 bad usage, 3 a device or backend failure (or a kernel it does not support yet),
+ * 4 a compiler bug ("internal error in pass X: ...", TILE_ERROR_INTERNAL).
  * `run` binds symbolic sizes and scalar parameters from NAME=VALUE, reads tensors from .npy files
  * (--in) and fills the others with random data, launches, prints a summary of every tensor
  * afterwards and, with --out, writes each as DIR/NAME.npy.
@@ -71,10 +72,15 @@ static const char *usage_text =
     "                                tensor, the largest absolute and relative difference; exit 1\n"
     "                                when one exceeds the tolerance of its type (integers: exact)\n"
     "  --list-passes                 print the pass pipeline\n"
+
     "  --help, --version\n"
     "\n"
+    "FILE is a .tile source, or a .ir file holding IR as --emit ir prints it (docs/IR.md): it takes\n"
+    "no -D constants, its parameters are named arg0, arg1, ..., and c-header needs a .tile source.\n"
+    "\n"
     "exit codes: 0 success, 1 error in the input (or --compare found a difference), 2 bad usage,\n"
-    "            3 the device or the backend failed, or does not support the kernel yet\n";
+    "            3 the device or the backend failed, or does not support the kernel yet,\n"
+    "            4 a compiler bug (internal error: please report it with the input)\n";
 
 int usage_error(const char *fmt, const char *arg) {
     fprintf(stderr, "tilec: ");
@@ -147,6 +153,7 @@ int report(tile_context *ctx, tile_status st) {
     const char *msg = tile_context_message(ctx);
     fprintf(stderr, "%s", *msg ? msg : tile_status_name(st));
     if (*msg && msg[strlen(msg) - 1] != '\n') fputc('\n', stderr);
+    if (st == TILE_ERROR_INTERNAL) return EXIT_INTERNAL;
     return st == TILE_ERROR_INVALID_ARGUMENT || st == TILE_ERROR_COMPILE || st == TILE_ERROR_NOT_FOUND ? EXIT_USER
                                                                                                       : EXIT_DEVICE;
 }

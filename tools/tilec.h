@@ -10,7 +10,7 @@
 
 #include "tile/tile.h"
 
-enum { EXIT_USER = 1, EXIT_USAGE = 2, EXIT_DEVICE = 3 };
+enum { EXIT_USER = 1, EXIT_USAGE = 2, EXIT_DEVICE = 3, EXIT_INTERNAL = 4 };
 
 /* The -D constants of a command line: any number of them. */
 typedef struct Defines {

@@ -35,6 +35,8 @@ typedef enum tile_status {
     TILE_ERROR_DEVICE,           /* the device failed (driver error, missing driver) */
     TILE_ERROR_OUT_OF_MEMORY,
     TILE_ERROR_UNSUPPORTED,      /* valid, but not supported on this device (yet) */
+    TILE_ERROR_INTERNAL,         /* a bug of the compiler ("internal error in pass X: ..."), not of
+                                    the source: please report it with the source */
 } tile_status;
 
 typedef enum tile_device_kind {
@@ -134,10 +136,12 @@ TILE_API void tile_stream_destroy(tile_stream *stream);
 TILE_API tile_status tile_stream_wrap(tile_context *ctx, void *custream, tile_stream **out);
 
 /* ---- programs and kernels -------------------------------------------------------------- */
-/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). The same name and text as a
- * program still alive on ctx give that program again, with its compiled kernels (counted: each
- * call needs its tile_program_destroy); TILE_CACHE=0 turns this off. Destroy programs before
- * their context. */
+/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). A name ending in ".ir" holds
+ * IR text as `tilec build --emit ir` prints it (docs/IR.md) instead of tile source: it is read and
+ * verified, its kernels take no compile-time constants, and it runs through the same passes. The
+ * same name and text as a program still alive on ctx give that program again, with its compiled
+ * kernels (counted: each call needs its tile_program_destroy); TILE_CACHE=0 turns this off.
+ * Destroy programs before their context. */
 TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
                                               const char *source, size_t len, tile_program **out);
 TILE_API tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out);

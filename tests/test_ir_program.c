@@ -1,0 +1,118 @@
+/*
+ * test_ir_program.c: programs given as IR text through the public API (a name ending in ".ir"):
+ * the IR that `tilec build --emit ir` prints for stdlib's vector_add and softmax reads back as a
+ * program whose kernels run on the VM with the same results as the .tile source; the IR of a
+ * GPU dump (layouts included) runs too; and the errors of an IR program are located statuses:
+ * bad text, invalid IR, constants, a device function or a kernel without sizes asked for as a
+ * kernel.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "tile/tile.h"
+
+/* The IR of `kernel` of a stdlib file, as tilec build --emit ir prints it (dump_after: that
+ * pass's dump instead, header line removed). */
+static char *emit_ir(tile_context *ctx, const char *relpath, const char *kernel, const char *dump_after) {
+    tile_program *p = test_load_program(ctx, relpath);
+    tile_emit_options opt = {.dump_after = dump_after};
+    char *text;
+    size_t len;
+    tile_status st = tile_program_emit(p, kernel, NULL, 0, TILE_EMIT_IR, &opt, &text, &len);
+    cr_assert_eq(st, TILE_OK, "%s", tile_context_message(ctx));
+    tile_program_destroy(p);
+    if (dump_after) {
+        char *body = strchr(text, '\n');
+        cr_assert_not_null(body);
+        memmove(text, body + 1, strlen(body + 1) + 1);
+    }
+    return text;
+}
+
+/* Runs a rank-2 [rows, cols] f32 kernel (x -> y) of program p on the VM and returns y. */
+static float *run_rows(tile_context *ctx, tile_program *p, const char *kernel, int64_t rows, int64_t cols,
+                       const float *x) {
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, kernel, NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    size_t n = (size_t)(rows * cols);
+    float *y = calloc(n, sizeof *y);
+    int64_t shape[2] = {rows, cols};
+    tile_arg args[2] = {
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, (void *)x, 2, shape)},
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 2, shape)},
+    };
+    cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    return y;
+}
+
+Test(ir_program, softmax_from_its_ir_matches_the_source) {
+    tile_context *ctx = test_vm_context();
+    enum { ROWS = 5, COLS = 300 };
+    float x[ROWS * COLS];
+    for (int i = 0; i < ROWS * COLS; i++) x[i] = (float)sin(i * 0.37) * 4;
+    tile_program *source = test_load_program(ctx, "stdlib/core/softmax.tile");
+    float *want = run_rows(ctx, source, "softmax", ROWS, COLS, x);
+    /* The IR after the passes, and the IR after the GPU layout pass (layouts in every type). */
+    const char *dumps[] = {NULL, "layout"};
+    for (int d = 0; d < 2; d++) {
+        char *ir = emit_ir(ctx, "stdlib/core/softmax.tile", "softmax", dumps[d]);
+        tile_program *p;
+        cr_assert_eq(tile_program_from_string(ctx, "softmax.ir", ir, strlen(ir), &p), TILE_OK, "%s",
+                     tile_context_message(ctx));
+        cr_assert_eq(tile_program_num_kernels(p), 1);
+        cr_assert_str_eq(tile_program_kernel_name(p, 0), "softmax");
+        tile_kernel *k;
+        cr_assert_eq(tile_program_get_kernel(p, "softmax", NULL, 0, &k), TILE_OK);
+        tile_param_info info;
+        cr_assert_eq(tile_kernel_param(k, 0, &info), TILE_OK);
+        cr_assert_str_eq(info.name, "arg0", "IR parameters are named by position");
+        cr_assert_str_eq(info.dim_symbols[0], "M");
+        float *got = run_rows(ctx, p, "softmax", ROWS, COLS, x);
+        cr_assert(memcmp(got, want, sizeof x) == 0, "the IR program computes something else (dump %d)", d);
+        /* Emitting it again gives the same IR. */
+        char *again;
+        size_t len;
+        cr_assert_eq(tile_program_emit(p, "softmax", NULL, 0, TILE_EMIT_IR, NULL, &again, &len), TILE_OK);
+        if (d == 0) cr_assert_str_eq(again, ir);
+        tile_string_free(again);
+        free(got);
+        tile_string_free(ir);
+        tile_program_destroy(p);
+    }
+    free(want);
+    tile_program_destroy(source);
+    tile_context_destroy(ctx);
+}
+
+/* Loading `text` as t.ir and asking for kernel `k` fails with status st and a message that
+ * contains `message`. */
+static void check_error(tile_context *ctx, const char *text, const tile_constant *c, size_t nc, tile_status st,
+                        const char *message) {
+    tile_program *p = NULL;
+    tile_status got = tile_program_from_string(ctx, "t.ir", text, strlen(text), &p);
+    if (got == TILE_OK) {
+        tile_kernel *k;
+        got = tile_program_get_kernel(p, "k", c, nc, &k);
+    }
+    cr_assert_eq(got, st, "%s for:\n%s\n%s", tile_status_name(got), text, tile_context_message(ctx));
+    cr_assert(strstr(tile_context_message(ctx), message), "wanted '%s' in:\n%s", message, tile_context_message(ctx));
+    tile_program_destroy(p);
+}
+
+Test(ir_program, errors_are_located_statuses) {
+    tile_context *ctx = test_vm_context();
+    check_error(ctx, "kernel @k(%0: f32)\ngrid {\n  %1 = bogus : i32\n", NULL, 0, TILE_ERROR_COMPILE,
+                "t.ir:3:8: error: unknown op 'bogus'");
+    check_error(ctx, "kernel @k(%0: f32)\ngrid {\n  %1 = const 1.5 : f32\n  yield %1\n}\nbody {\n}\n", NULL, 0,
+                TILE_ERROR_COMPILE, "t.ir:4:3: error: verify: yield:");
+    const char *ok = "kernel @k(%0: tensor<f32>[N])\ngrid {\n  %1 = const 1 : i32\n  yield %1\n}\nbody {\n}\n";
+    tile_constant c = {.name = "BLOCK", .i = 64};
+    check_error(ctx, ok, &c, 1, TILE_ERROR_COMPILE, "t.ir:1:1: error: an IR program has no compile-time constants");
+    check_error(ctx, "func @k() {\n  return\n}\n", NULL, 0, TILE_ERROR_NOT_FOUND, "no kernel named 'k'");
+    check_error(ctx, "kernel @k(%0: tensor<f32>[?])\ngrid {\n  %1 = const 1 : i32\n  yield %1\n}\nbody {\n}\n", NULL, 0,
+                TILE_ERROR_COMPILE, "t.ir:1:1: error: kernel @k: its tensor parameters need their sizes");
+    tile_context_destroy(ctx);
+}

@@ -1,0 +1,38 @@
+# tilec takes a .ir file wherever it takes a .tile file: the IR that `tilec build --emit ir`
+# prints for a stdlib kernel builds back to the same IR, `--dump-after=layout` works on it, and
+# `tilec run` runs it on the VM (its parameters are arg0, arg1, ...; sizes keep their names).
+# With the backend (WITH_LLVM), the PTX of the layout dump equals the PTX of the source.
+#   cmake -DTILEC=path/to/tilec -DSRC=stdlib/core/softmax.tile -DOUT=dir [-DWITH_LLVM=1] -P tilec_ir.cmake
+function(tilec)
+  execute_process(COMMAND ${TILEC} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+  if(NOT rc STREQUAL "0")
+    message(FATAL_ERROR "tilec ${ARGN}: exit code ${rc}\n${out}${err}")
+  endif()
+  set(out "${out}" PARENT_SCOPE)
+endfunction()
+
+file(MAKE_DIRECTORY ${OUT})
+tilec(build --emit ir -o ${OUT}/softmax.ir ${SRC})
+file(READ ${OUT}/softmax.ir first)
+tilec(build --emit ir ${OUT}/softmax.ir)
+if(NOT out STREQUAL first)
+  message(FATAL_ERROR "the IR read from softmax.ir prints differently:\n${first}\n----\n${out}")
+endif()
+tilec(build --dump-after=layout ${OUT}/softmax.ir)
+if(NOT out MATCHES "// ---- IR after layout ----" OR NOT out MATCHES "spatial\\(")
+  message(FATAL_ERROR "no layout dump:\n${out}")
+endif()
+string(REGEX REPLACE "^// ---- IR after layout ----\n" "" laid_out "${out}")
+file(WRITE ${OUT}/softmax_layout.ir "${laid_out}")
+tilec(run ${OUT}/softmax.ir -k softmax --device vm M=3 N=77)
+if(NOT out MATCHES "arg1 +f32\\[3, 77\\] +changed 231/231")
+  message(FATAL_ERROR "tilec run of the IR:\n${out}")
+endif()
+if(WITH_LLVM)
+  tilec(build --emit ptx ${SRC})
+  set(from_source "${out}")
+  tilec(build --emit ptx ${OUT}/softmax_layout.ir)
+  if(NOT out STREQUAL from_source)
+    message(FATAL_ERROR "the PTX of the layout dump differs from the source's")
+  endif()
+endif()
