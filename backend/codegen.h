@@ -122,6 +122,11 @@ LLVMValueRef cg_from_mem(Cg *g, ElemType e, LLVMValueRef v);
 /* Float NaN-propagating min/max as the VM computes them. */
 LLVMValueRef cg_fminmax(Cg *g, bool max, LLVMValueRef x, LLVMValueRef y);
 
+/* ---- codegen_bitcast.c ---- */
+/* The bits of v (a register of type from) as a register of type to, of the same width; NULL
+ * when the types differ in width or one is bool. */
+LLVMValueRef cg_bitcast(Cg *g, ElemType from, LLVMValueRef v, ElemType to);
+
 /* ---- codegen_mem.c ---- */
 int64_t cg_elem_bytes(ElemType e);
 void cg_need_scratch(Cg *g, uint64_t bytes);
