@@ -195,6 +195,8 @@ bool lower_call_ext(Lower *L, const AstNode *call, Val *out) {
     if (!generic_ok && strcmp(name, "load") && strcmp(name, "store") && strcmp(name, "static_assert") &&
         strcmp(name, "check"))
         return false;
+    /* these names came after programs that may use them: a device function of the file wins */
+    if (!generic_ok && lower_find_decl(L, AST_FUNCTION, name)) return false;
     *out = POISON_V;
     if (!generic_ok && (call->type_arg || call->shape)) {
         diag_error(L->diags, call->loc, "%s() takes no type argument", name);
