@@ -1095,6 +1095,7 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
         if (t->rank < 2) continue;
         if (!group_item) {
             group.rank = t->rank;
+            group.elem = t->elem;
             memcpy(group.shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
             group_item = e->args->items[k];
             continue;
