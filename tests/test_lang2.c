@@ -150,6 +150,25 @@ Test(lang2, break_continue_and_early_return) {
     free(x), free(y), free(want);
 }
 
+Test(lang2, return_inside_loops) {
+    int64_t r = 50, c = 64;
+    float *x = floats(r * c, 0, 0.97f);
+    int32_t *y = malloc(sizeof(int32_t) * (size_t)r);
+    for (int64_t b = 0; b < r; b++) y[b] = 12345;
+    tile_arg args[2] = {tensor(TILE_F32, x, 2, r, c), tensor(TILE_I32, y, 1, r, 0)};
+    launch(kernel("search"), args, 2);
+    int found = 0;
+    for (int64_t b = 0; b < r; b++) {
+        int want = -1;
+        for (int j = 0; j < c && want < 0; j++)
+            if (x[b * c + j] > 0.95f) want = j;
+        found += want >= 0;
+        cr_assert_eq(y[b], want, "row %lld: %d, want %d", (long long)b, y[b], want);
+    }
+    cr_assert(found > 0 && found < r, "the data must exercise both ways out (%d of %lld found)", found, (long long)r);
+    free(x), free(y);
+}
+
 Test(lang2, check_fails_the_launch_with_the_message_before_anything_runs) {
     int64_t r = 4, c = 64;
     float *x = floats(r * c, 0, 1), *y = floats(r, 7, 8), *y0 = malloc(sizeof(float) * (size_t)r);
@@ -257,7 +276,7 @@ Test(lang2, right_shifts_past_the_width) {
 /* ---- every kernel assembles for both architectures ---- */
 Test(lang2, every_kernel_assembles_for_sm80_and_sm90a) {
     static const char *names[] = {"masked_slice", "masked_gather", "masked_2d", "pointwise_gather",
-                                  "control", "tuples", "bits", "shifts"};
+                                  "control", "tuples", "bits", "shifts", "search"};
     static const char *archs[] = {"sm_80", "sm_90a"};
     for (size_t a = 0; a < 2; a++)
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {

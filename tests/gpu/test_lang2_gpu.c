@@ -186,3 +186,9 @@ Test(lang2_gpu, shifts) {
     Param ps[4] = {t1(TILE_I32, x, N), t1(TILE_I32, s, N), t1(TILE_I32, calloc(N, 4), N), t1(TILE_U32, calloc(N, 4), N)};
     same_on_both("shifts", ps, 4);
 }
+
+Test(lang2_gpu, return_inside_loops) {
+    int64_t r = 300, c = 64;
+    Param ps[2] = {t2(TILE_F32, floats(r * c, 0, 0.97f), r, c), t1(TILE_I32, calloc((size_t)r, 4), r)};
+    same_on_both("search", ps, 2);
+}
