@@ -1414,10 +1414,11 @@ Val lower_expr(Lower *L, const AstNode *e) {
 }
 
 /* ---- masked loads and stores (SPEC 5.6) ---------------------------------------------------
- * `load(t[...], mask=m, other=v)` and `store(t[...], v, mask=m)`. The mask is folded into the
- * first index: where it is false that index becomes -1, which is out of bounds, so the element
- * is neither read nor written on the VM or the GPU (the GPU's per-element bounds predicate);
- * a load then puts `other` in those places. */
+ * `load(t[...], mask=m, other=v)` and `store(t[...], v, mask=m)`. Every access is bounds-checked
+ * per element, so a load never faults whatever its indices: a masked load is the plain load
+ * (vectorized on the GPU as a slice is) followed by select(m, loaded, other). A store must not
+ * write where the mask is false, so the mask is folded into its first index: -1 there, which
+ * is out of bounds, so the element is not written (the GPU's per-element bounds predicate). */
 static IrValue *mask_first_index(Lower *L, IndexInfo *info, IrValue *mask) {
     IrValue *idx = info->index[0];
     ElemType e = idx->type->elem;
@@ -1522,9 +1523,9 @@ Val lower_masked_access(Lower *L, const AstNode *call, bool store) {
     L->b.loc = call->loc;
     if (constant == 0) { /* nothing is accessed */
         if (store) return POISON;
-        return val_of(fill ? fill : ir_const_int(&L->b, rt, 0));
+        return val_of(fill ? fill : elem_is_float(rt->elem) ? ir_const_float(&L->b, rt, 0.0) : ir_const_int(&L->b, rt, 0));
     }
-    if (m) info.index[0] = mask_first_index(L, &info, m);
+    if (m && store) info.index[0] = mask_first_index(L, &info, m);
     IrValue *ops[2 + IR_MAX_RANK];
     ops[0] = info.tensor;
     for (uint32_t k = 0; k < info.n; k++) ops[1 + k] = info.index[k];
@@ -1534,7 +1535,8 @@ Val lower_masked_access(Lower *L, const AstNode *call, bool store) {
         return POISON; /* a statement: its value is never used */
     }
     IrValue *x = ir_build(&L->b, OP_LOAD, ops, 1 + info.n, &rt, 1)->results[0];
-    if (m && fill) {
+    if (m) {
+        if (!fill) fill = elem_is_float(rt->elem) ? ir_const_float(&L->b, rt, 0.0) : ir_const_int(&L->b, rt, 0);
         IrValue *sel[3] = {m, x, fill};
         x = ir_build(&L->b, OP_SELECT, sel, 3, &rt, 1)->results[0];
     }

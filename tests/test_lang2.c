@@ -294,3 +294,14 @@ Test(lang2, every_kernel_assembles_for_sm80_and_sm90a) {
             tile_string_free(cubin);
         }
 }
+
+/* A masked load is the plain load and a select: it keeps the vector accesses of a slice. */
+Test(lang2, masked_slice_load_is_vectorized) {
+    tile_emit_options o = {.arch = "sm_80"};
+    char *ptx = NULL;
+    size_t len = 0;
+    cr_assert_eq(tile_program_emit(prog, "masked_slice", NULL, 0, TILE_EMIT_PTX, &o, &ptx, &len), TILE_OK, "%s",
+                 tile_context_message(ctx));
+    cr_assert(strstr(ptx, "ld.global.v4.b32"), "no 16-byte load in:\n%s", ptx);
+    tile_string_free(ptx);
+}
