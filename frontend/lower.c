@@ -154,6 +154,8 @@ bool lower_type(Lower *L, const AstNode *type, const IrType **out) {
 static void lower_block(Lower *L, const AstNode *block);
 static void lower_stmt(Lower *L, const AstNode *s);
 static void lower_branches(Lower *L, IrValue *cv, const AstNode *then_block, const AstNode *else_block, SrcLoc loc);
+static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi, IrValue *step, bool header_ok,
+                            int exits);
 
 /* Collects the variables (declared outside `node`) that statements inside it assign. */
 typedef VEC(Binding *) BindingList;
@@ -424,6 +426,75 @@ static IrValue *scalar_int(Lower *L, Val v, ElemType e, const AstNode *at, const
     return x;
 }
 
+/* A `for` that break or return may leave is a while loop, which stops at once:
+ *   iv = lo; while iv < hi && step > 0 && !flags { let NAME = iv; iv = next; body }
+ * where next is hi when iv + step would reach or pass it (their distance is taken as an
+ * unsigned number, which cannot overflow while iv < hi), so that iv never wraps around: the
+ * iterations are those of the VM's `for`. */
+static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi, IrValue *step, bool header_ok,
+                            int exits) {
+    Binding *outer_break = L->flag_break, *outer_continue = L->flag_continue;
+    L->flag_break = exits & EXIT_BREAK ? new_flag(L, "break", s->loc) : NULL;
+    L->flag_continue = NULL;
+    Binding iv = {.name = "for", .kind = BIND_VAR, .loc = s->loc, .current = {.kind = VAL_VALUE, .value = lo},
+                  .var_type = lo->type};
+    Carried c;
+    carried_begin(L, s->body, NULL, &c);
+    vec_push(&c.vars, &iv); /* carried_begin left room for one more in c.poisoned */
+    size_t n = c.vars.len;
+    IrValue **vals = xmalloc(sizeof(IrValue *) * (n + 1));
+    const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
+    carried_values(&c, vals);
+    for (size_t i = 0; i < n; i++) types[i] = vals[i]->type;
+    L->b.loc = s->loc;
+    IrOp *op = ir_build(&L->b, OP_WHILE, vals, (uint32_t)n, types, (uint32_t)n);
+    IrBuilder saved = L->b;
+    const IrType *et = lo->type;
+    ElemType e = et->elem, u = elem_uint(e.bits);
+    const IrType *ut = ir_scalar_type(L->module, u);
+    /* the condition */
+    IrRegion *before = ir_op_add_region(op);
+    for (size_t i = 0; i < n; i++) vals[i] = ir_region_add_arg(before, types[i], c.vars.data[i]->name);
+    ir_builder_at_end(&L->b, before);
+    set_carried(&c, vals);
+    L->b.loc = s->loc;
+    IrValue *cond = ir_binary(&L->b, OP_AND, ir_cmp(&L->b, CMP_LT, iv.current.value, hi),
+                              ir_cmp(&L->b, CMP_GT, step, ir_const_int(&L->b, et, 0)));
+    IrValue *run = flags_clear(L, exits & (EXIT_BREAK | EXIT_RETURN), s->loc);
+    if (run) cond = ir_binary(&L->b, OP_AND, cond, run);
+    carried_note(&c);
+    emit_yield(L, OP_CONDITION, cond, &c, s->loc);
+    /* the body: the variable, the next one, the statements */
+    IrRegion *body = ir_op_add_region(op);
+    for (size_t i = 0; i < n; i++) vals[i] = ir_region_add_arg(body, types[i], c.vars.data[i]->name);
+    ir_builder_at_end(&L->b, body);
+    set_carried(&c, vals);
+    IrValue *cur = iv.current.value;
+    L->b.loc = s->loc;
+    IrValue *ucur = e.kind == EK_UINT ? cur : ir_op1(&L->b, OP_CAST, ut, cur);
+    IrValue *uhi = e.kind == EK_UINT ? hi : ir_op1(&L->b, OP_CAST, ut, hi);
+    IrValue *ustep = e.kind == EK_UINT ? step : ir_op1(&L->b, OP_CAST, ut, step);
+    IrValue *last = ir_cmp(&L->b, CMP_LE, ir_binary(&L->b, OP_SUB, uhi, ucur), ustep);
+    IrValue *sel[3] = {last, hi, ir_binary(&L->b, OP_ADD, cur, step)};
+    iv.current.value = ir_build(&L->b, OP_SELECT, sel, 3, &et, 1)->results[0];
+    scope_push(L);
+    Binding *name = bind(L, s->name, BIND_LET, s->loc);
+    name->current = header_ok ? (Val){.kind = VAL_VALUE, .value = cur} : POISON_VAL;
+    L->loops++;
+    if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
+    lower_block(L, s->body);
+    L->loops--;
+    scope_pop(L);
+    carried_note(&c);
+    emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
+    L->b = saved;
+    carried_end(&c, op->results);
+    L->flag_break = outer_break;
+    L->flag_continue = outer_continue;
+    free(vals);
+    free(types);
+}
+
 /* A loop whose header has an error is still lowered, with placeholder bounds and a poisoned
  * induction variable, so that the errors in its body are reported too; the IR is dropped. */
 static void lower_for(Lower *L, const AstNode *s) {
@@ -463,8 +534,12 @@ static void lower_for(Lower *L, const AstNode *s) {
     }
 
     int exits = may_exit(L, s->body, false);
+    if (exits & (EXIT_BREAK | EXIT_RETURN)) {
+        lower_for_while(L, s, vlo, vhi, vstep, header_ok, exits);
+        return;
+    }
     Binding *outer_break = L->flag_break, *outer_continue = L->flag_continue;
-    L->flag_break = exits & EXIT_BREAK ? new_flag(L, "break", s->loc) : NULL;
+    L->flag_break = NULL;
     L->flag_continue = NULL;
     Carried c;
     carried_begin(L, s->body, NULL, &c);
@@ -488,9 +563,7 @@ static void lower_for(Lower *L, const AstNode *s) {
     ivb->current = header_ok ? (Val){.kind = VAL_VALUE, .value = iv} : POISON_VAL;
     L->loops++;
     if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
-    IrValue *run = flags_clear(L, exits & (EXIT_BREAK | EXIT_RETURN), s->loc);
-    if (run) lower_branches(L, run, s->body, NULL, s->body->loc);
-    else lower_block(L, s->body);
+    lower_block(L, s->body);
     L->loops--;
     scope_pop(L);
     carried_note(&c);
