@@ -704,6 +704,12 @@ static void lower_let_tuple(Lower *L, const AstNode *s) {
     uint32_t nresults = L->ntuple_results;
     L->tuple_call = outer;
     bool ok = v.kind != VAL_POISON;
+    IrValue *one = NULL;
+    if (ok && !results && n == 1 && v.kind == VAL_VALUE) { /* let (a) = f(...): one value */
+        one = v.value;
+        results = &one;
+        nresults = 1;
+    }
     if (ok && !results) {
         diag_error(L->diags, init->loc, "let (...) = needs a call of a device function that returns %u values; "
                    "this is one value", n);
