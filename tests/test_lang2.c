@@ -240,6 +240,21 @@ Test(lang2, bitcast_f32_u32_and_bf16_pairs) {
     cr_assert_eq(memcmp(p, h, sizeof p), 0, "bf16 pairs packed differently from memory");
 }
 
+Test(lang2, bitcast_of_a_moved_value) {
+    enum { B = 64 };
+    uint32_t *y = calloc(B * B, 4);
+    tile_arg args[1] = {tensor(TILE_U32, y, 2, B, B)};
+    launch(kernel("bits_moved"), args, 1);
+    for (int i = 0; i < B; i++)
+        for (int j = 0; j < B; j++) {
+            float f = 1.5f * (float)j;
+            uint32_t bits;
+            memcpy(&bits, &f, 4);
+            cr_assert_eq(y[i * B + j], bits, "(%d, %d)", i, j);
+        }
+    free(y);
+}
+
 Test(lang2, bitcast_packed_nibbles_and_bytes) {
     tile_program *vm_prog = test_load_program(ctx, "tests/kernels/lang2_vm.tile");
     tile_kernel *k;
@@ -276,7 +291,7 @@ Test(lang2, right_shifts_past_the_width) {
 /* ---- every kernel assembles for both architectures ---- */
 Test(lang2, every_kernel_assembles_for_sm80_and_sm90a) {
     static const char *names[] = {"masked_slice", "masked_gather", "masked_2d", "pointwise_gather",
-                                  "control", "tuples", "bits", "shifts", "search"};
+                                  "control", "tuples", "bits", "shifts", "search", "bits_moved"};
     static const char *archs[] = {"sm_80", "sm_90a"};
     for (size_t a = 0; a < 2; a++)
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {

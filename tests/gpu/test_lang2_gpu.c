@@ -192,3 +192,8 @@ Test(lang2_gpu, return_inside_loops) {
     Param ps[2] = {t2(TILE_F32, floats(r * c, 0, 0.97f), r, c), t1(TILE_I32, calloc((size_t)r, 4), r)};
     same_on_both("search", ps, 2);
 }
+
+Test(lang2_gpu, bitcast_of_a_moved_value) {
+    Param ps[1] = {t2(TILE_U32, calloc(64 * 64, 4), 64, 64)};
+    same_on_both("bits_moved", ps, 1);
+}
