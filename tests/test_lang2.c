@@ -291,7 +291,8 @@ Test(lang2, right_shifts_past_the_width) {
 /* ---- every kernel assembles for both architectures ---- */
 Test(lang2, every_kernel_assembles_for_sm80_and_sm90a) {
     static const char *names[] = {"masked_slice", "masked_gather", "masked_2d", "pointwise_gather",
-                                  "control", "tuples", "bits", "shifts", "search", "bits_moved"};
+                                  "control", "tuples", "bits", "shifts", "search", "bits_moved",
+                                  "masked_types", "masked_loop"};
     static const char *archs[] = {"sm_80", "sm_90a"};
     for (size_t a = 0; a < 2; a++)
         for (size_t i = 0; i < sizeof names / sizeof *names; i++) {

@@ -197,3 +197,19 @@ Test(lang2_gpu, bitcast_of_a_moved_value) {
     Param ps[1] = {t2(TILE_U32, calloc(64 * 64, 4), 64, 64)};
     same_on_both("bits_moved", ps, 1);
 }
+
+Test(lang2_gpu, masked_types) {
+    enum { N = 1000 };
+    uint16_t *x = malloc(2 * N);
+    uint8_t *m = malloc(N);
+    for (int i = 0; i < N; i++) x[i] = (uint16_t)(0x3e00 + i * 7), m[i] = (uint8_t)(i % 5 != 0);
+    Param ps[5] = {t1(TILE_BF16, x, N), t1(TILE_BOOL, m, N), t1(TILE_UINT(16), calloc(N, 2), N),
+                   t1(TILE_F16, calloc(N, 2), N), t1(TILE_I8, calloc(N, 1), N)};
+    same_on_both("masked_types", ps, 5);
+}
+
+Test(lang2_gpu, masked_loop) {
+    int64_t m = 70, k = 300;
+    Param ps[2] = {t2(TILE_F32, floats(m * k, -1, 1), m, k), t2(TILE_F32, floats(m * 64, 0, 1), m, 64)};
+    same_on_both("masked_loop", ps, 2);
+}
