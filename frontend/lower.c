@@ -296,9 +296,9 @@ static void collect_assigned(Lower *L, const AstNode *n, BindingList *out) { col
  * Control flow is structured, so these set flags: bool variables (not in any scope, so no
  * name reaches them) that loops and branches carry like any `var`. The statements after one
  * that may set a flag run under `if !flag` (lower_stmts); a loop with a break or a return
- * stops through its flag: a while's condition is and-ed with !flag, a for's body runs under
- * `if !flag` (the remaining iterations do nothing). continue's flag is cleared at the top of
- * every iteration. All conditions are scalars, so they are uniform across a block on the GPU. */
+ * stops through its flag: a while's condition is and-ed with !flag, and such a `for` is
+ * lowered as a while (lower_for_while). continue's flag is cleared at the top of every
+ * iteration. All conditions are scalars, so they are uniform across a block on the GPU. */
 enum { EXIT_BREAK = 1, EXIT_CONTINUE = 2, EXIT_RETURN = 4 };
 
 /* Which of break/continue (of the enclosing loop) and return statement s may run. */
