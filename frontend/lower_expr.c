@@ -11,7 +11,10 @@
  *
  * Tensor indexing `t[i, j :+ BN, idx, :]` lowers to one LOAD whose index operands are a scalar
  * or an integer tile each, reshaped so that they broadcast to the result shape: item k of the
- * subscript contributes its own dimensions (none for a scalar), in order.
+ * subscript contributes its own dimensions (none for a scalar), in order, except that index
+ * tiles of rank 2 or more broadcast with each other and contribute their common shape once.
+ * Masked loads and stores (`load(t[...], mask=, other=)`, `store(...)`) are built here from
+ * the same pieces (see the section at the end of the file).
  */
 #include "lower.h"
 
