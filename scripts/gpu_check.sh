@@ -15,4 +15,15 @@ check stdlib/core/reduce.tile -k sum_rows M=5 N=3000
 check stdlib/core/reduce.tile -k cumsum_rows M=3 N=2500
 check stdlib/core/reduce.tile -k sum_all N=100000
 check stdlib/core/gather.tile -k gather_rows V=64 R=50
+# Language II constructs (tests/kernels/lang2.tile; tests/gpu/test_lang2_gpu.c has the rest)
+L2=tests/kernels/lang2.tile
+check $L2 -k masked_slice N=100003 limit=77777
+check $L2 -k masked_2d R=61 C=75
+check $L2 -k pointwise_gather R=37 C=45
+check $L2 -k control R=40 used=29
+check $L2 -k tuples R=9
+check $L2 -k bits N=4096 M=2048
+check $L2 -k shifts N=64
+check $L2 -k search R=300
+check $L2 -k masked_loop M=70 K=300
 exit $status
