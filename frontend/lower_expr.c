@@ -837,6 +837,11 @@ static Val arange_call(Lower *L, const AstNode *call) {
 static Val grid_query(Lower *L, const AstNode *call, OpCode code) {
     CallArgs a;
     int64_t axis;
+    if (L->in_grid) {
+        diag_error(L->diags, call->loc, "%s() has no value in the grid or its checks: they are computed once, before "
+                   "any block runs", call->name);
+        return POISON;
+    }
     if (!split_args(L, call, 1, 1, false, &a) || !lower_const_int(L, a.pos[0], "the axis", &axis)) return POISON;
     if (axis < 0 || axis > 2) {
         diag_error(L->diags, a.pos[0]->loc, "%s() axis must be 0, 1 or 2, found %lld", call->name, (long long)axis);
