@@ -15,6 +15,7 @@
  *
  *   codegen.c         entry points, kernel ABI, value map, control flow, dispatch, layouts
  *   codegen_elem.c    element arithmetic: binary/unary ops, comparisons, casts, math
+ *   codegen_bitcast.c bitcast between element types of one width
  *   codegen_mem.c     moving a value into another layout (registers, rematerialization or
  *                     shared memory), global loads/stores/atomics (vectorized), shared tiles
  *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot on CUDA cores

@@ -81,6 +81,17 @@ typedef struct Lower {
     uint32_t ntuple_results;
 } Lower;
 
+/* lower_ext.c: the builtins and expressions of Language II (lang/SPEC.md) */
+/* A builtin of lower_ext.c (load, store, bitcast, static_assert, check): true, with *out. */
+bool lower_call_ext(Lower *L, const AstNode *call, Val *out);
+Val lower_conditional(Lower *L, const AstNode *e);
+/* lower_expr.c, for lower_ext.c: load(t[...], mask=, other=) and store(t[...], v, mask=), and
+ * the broadcasting helpers */
+Val lower_masked_access(Lower *L, const AstNode *call, bool store);
+bool lower_broadcast_shapes(const IrType *a, const IrType *b, int *rank, int64_t *shape);
+IrValue *lower_broadcast_to(Lower *L, IrValue *v, int rank, const int64_t *shape);
+bool lower_unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what);
+
 /* lower.c */
 Binding *lower_lookup(Lower *L, const char *name);
 bool lower_type(Lower *L, const AstNode *type, const IrType **out);
@@ -98,15 +109,5 @@ bool lower_const_int(Lower *L, const AstNode *e, const char *what, int64_t *out)
 void lower_store(Lower *L, const AstNode *target, Val value, SrcLoc loc);
 Val lower_binary_op(Lower *L, int op, Val a, Val b, SrcLoc loc);
 const char *lower_type_str(const IrType *t, char *buf, size_t n);
-/* load(t[...], mask=, other=) and store(t[...], v, mask=) */
-Val lower_masked_access(Lower *L, const AstNode *call, bool store);
-bool lower_broadcast_shapes(const IrType *a, const IrType *b, int *rank, int64_t *shape);
-IrValue *lower_broadcast_to(Lower *L, IrValue *v, int rank, const int64_t *shape);
-bool lower_unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what);
-
-/* lower_ext.c: the builtins and expressions of Language II (lang/SPEC.md) */
-/* A builtin of lower_ext.c (load, store, bitcast, static_assert, check): true, with *out. */
-bool lower_call_ext(Lower *L, const AstNode *call, Val *out);
-Val lower_conditional(Lower *L, const AstNode *e);
 
 #endif

@@ -321,6 +321,14 @@ static void print_plain_op(Printer *p, const IrOp *op) {
         sb_printf(out, "%saxis %lld", sep, (long long)op->ints[1]);
         break;
     case OP_ARANGE: sb_printf(out, "%s%lld", sep, (long long)op->ints[0]); break;
+    case OP_CHECK: {
+        const IrFunction *f = op->parent ? op->parent->function : NULL;
+        if (f && op->nints && op->ints[0] >= 0 && (uint64_t)op->ints[0] < f->ncheck_messages)
+            sb_printf(out, "%s\"%s\"", sep, f->check_messages[op->ints[0]]);
+        else
+            sb_printf(out, "%s?message", sep);
+        break;
+    }
     case OP_TRANSPOSE:
         sb_printf(out, "%sperm [", sep);
         for (uint32_t i = 0; i < op->nints; i++)
@@ -332,14 +340,6 @@ static void print_plain_op(Printer *p, const IrOp *op) {
     case OP_CONST:
     case OP_CALL:
         break;
-    case OP_CHECK: {
-        const IrFunction *f = op->parent ? op->parent->function : NULL;
-        if (f && op->nints && op->ints[0] >= 0 && (uint64_t)op->ints[0] < f->ncheck_messages)
-            sb_printf(out, "%s\"%s\"", sep, f->check_messages[op->ints[0]]);
-        else
-            sb_printf(out, "%s?message", sep);
-        break;
-    }
     default:
         /* An op that has no named attributes shows any ints it carries, so nothing hides. */
         if (op->nints) {

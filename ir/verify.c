@@ -606,6 +606,14 @@ static void check_op_types(Verifier *v, IrOp *op) {
     case OP_SCAN:
     case OP_CONVERT_LAYOUT: check_shape_op(v, op); break;
     case OP_DOT: check_dot(v, op); break;
+    case OP_CHECK: {
+        const IrType *c = op->operands[0]->type;
+        if (!type_is_scalar(c) || !elem_is_bool(c->elem)) op_error(v, op, "operand must be a bool scalar, not %s", tn(v, c));
+        if (op->nints < 1 || op->ints[0] < 0 || (uint64_t)op->ints[0] >= v->f->ncheck_messages)
+            op_error(v, op, "has no message");
+        if (op->parent != v->f->grid) op_error(v, op, "only in a kernel's grid region");
+        break;
+    }
     case OP_LOAD:
     case OP_STORE:
     case OP_ATOMIC: check_memory(v, op); break;
@@ -623,14 +631,6 @@ static void check_op_types(Verifier *v, IrOp *op) {
         break;
     }
     case OP_BARRIER: break;
-    case OP_CHECK: {
-        const IrType *c = op->operands[0]->type;
-        if (!type_is_scalar(c) || !elem_is_bool(c->elem)) op_error(v, op, "operand must be a bool scalar, not %s", tn(v, c));
-        if (op->nints < 1 || op->ints[0] < 0 || (uint64_t)op->ints[0] >= v->f->ncheck_messages)
-            op_error(v, op, "has no message");
-        if (op->parent != v->f->grid) op_error(v, op, "only in a kernel's grid region");
-        break;
-    }
     case OP_FOR: check_for(v, op); break;
     case OP_IF: check_if(v, op); break;
     case OP_WHILE: check_while(v, op); break;

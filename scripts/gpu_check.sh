@@ -7,16 +7,8 @@ BIN=${BIN:-build}
 T=${TILEC:-$BIN/tilec}
 status=0
 check() { echo "== $*"; "$T" run --compare "$@" || status=1; }
-check stdlib/core/vector_add.tile -k vector_add N=1000003
-check stdlib/core/softmax.tile -k softmax M=37 N=1500
-check stdlib/core/layernorm.tile -k layernorm M=19 N=1100 eps=0.00001
-check stdlib/core/gemm.tile -k gemm M=200 N=136 K=100
-check stdlib/core/reduce.tile -k sum_rows M=5 N=3000
-check stdlib/core/reduce.tile -k cumsum_rows M=3 N=2500
-check stdlib/core/reduce.tile -k sum_all N=100000
-check stdlib/core/gather.tile -k gather_rows V=64 R=50
-# Language II constructs (tests/kernels/lang2.tile; tests/gpu/test_lang2_gpu.c has the rest)
-L2=tests/kernels/lang2.tile
+# Language II constructs (tests/lang2/constructs.tile; tests/gpu/test_lang2_constructs_gpu.c has the rest)
+L2=tests/lang2/constructs.tile
 check $L2 -k masked_slice N=100003 limit=77777
 check $L2 -k masked_2d R=61 C=75
 check $L2 -k pointwise_gather R=37 C=45
@@ -26,4 +18,12 @@ check $L2 -k bits N=4096 M=2048
 check $L2 -k shifts N=64
 check $L2 -k search R=300
 check $L2 -k masked_loop M=70 K=300
+check stdlib/core/vector_add.tile -k vector_add N=1000003
+check stdlib/core/softmax.tile -k softmax M=37 N=1500
+check stdlib/core/layernorm.tile -k layernorm M=19 N=1100 eps=0.00001
+check stdlib/core/gemm.tile -k gemm M=200 N=136 K=100
+check stdlib/core/reduce.tile -k sum_rows M=5 N=3000
+check stdlib/core/reduce.tile -k cumsum_rows M=3 N=2500
+check stdlib/core/reduce.tile -k sum_all N=100000
+check stdlib/core/gather.tile -k gather_rows V=64 R=50
 exit $status

@@ -1,4 +1,4 @@
-/* test_lang2_gpu.c: the kernels of tests/kernels/lang2.tile (Language II: masked loads and
+/* test_lang2_constructs_gpu.c: the kernels of tests/lang2/constructs.tile (Language II: masked loads and
  * stores, check(), break/continue/return, several results, c ? a : b, bitcast, 2-D index
  * tiles, shifts past the width) on the GPU against the VM with the same inputs. Every output
  * tensor must be equal byte for byte: these kernels do no reassociated float arithmetic. A
@@ -16,7 +16,7 @@ static tile_program *gpu_prog, *vm_prog;
 
 static tile_program *load(tile_context *ctx) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tests/kernels/lang2.tile", TILE_SOURCE_DIR);
+    snprintf(path, sizeof path, "%s/tests/lang2/constructs.tile", TILE_SOURCE_DIR);
     tile_program *p;
     cr_assert_eq(tile_program_from_file(ctx, path, &p), TILE_OK, "%s", tile_context_message(ctx));
     return p;
@@ -36,7 +36,7 @@ static void close_devices(void) {
     gpu = vm = NULL;
 }
 
-TestSuite(lang2_gpu, .init = open_devices, .fini = close_devices, .timeout = 600);
+TestSuite(lang2_constructs_gpu, .init = open_devices, .fini = close_devices, .timeout = 600);
 
 enum { MAX_PARAMS = 8 };
 
@@ -116,13 +116,13 @@ static Param t1(tile_dtype dt, void *host, int64_t n) { return (Param){true, dt,
 static Param t2(tile_dtype dt, void *host, int64_t r, int64_t c) { return (Param){true, dt, 2, {r, c}, host, 0}; }
 static Param scalar(int64_t v) { return (Param){.scalar = v}; }
 
-Test(lang2_gpu, masked_slice) {
+Test(lang2_constructs_gpu, masked_slice) {
     int64_t n = 1000;
     Param ps[3] = {t1(TILE_F32, floats(n, -1, 1), n), t1(TILE_F32, floats(n, 5, 6), n), scalar(777)};
     same_on_both("masked_slice", ps, 3);
 }
 
-Test(lang2_gpu, masked_gather_and_scatter) {
+Test(lang2_constructs_gpu, masked_gather_and_scatter) {
     enum { N = 1009, M = 700 };
     int32_t *x = malloc(sizeof(int32_t) * N), *idx = malloc(sizeof(int32_t) * M), *y = calloc(M, 4), *z = calloc(N, 4);
     for (int i = 0; i < N; i++) x[i] = 1000 + i;
@@ -131,12 +131,12 @@ Test(lang2_gpu, masked_gather_and_scatter) {
     same_on_both("masked_gather", ps, 4);
 }
 
-Test(lang2_gpu, masked_2d) {
+Test(lang2_constructs_gpu, masked_2d) {
     Param ps[2] = {t2(TILE_F32, floats(61 * 75, -1, 1), 61, 75), t2(TILE_F32, floats(61 * 75, 5, 6), 61, 75)};
     same_on_both("masked_2d", ps, 2);
 }
 
-Test(lang2_gpu, pointwise_gather) {
+Test(lang2_constructs_gpu, pointwise_gather) {
     int64_t r = 37, c = 45;
     int32_t *rows = malloc(sizeof(int32_t) * (size_t)(r * c)), *cols = malloc(sizeof(int32_t) * (size_t)(r * c));
     for (int64_t p = 0; p < r * c; p++) rows[p] = (int32_t)((p * 5) % r), cols[p] = (int32_t)((p * 11 + 3) % c);
@@ -145,32 +145,32 @@ Test(lang2_gpu, pointwise_gather) {
     same_on_both("pointwise_gather", ps, 5);
 }
 
-Test(lang2_gpu, control_flow) {
+Test(lang2_constructs_gpu, control_flow) {
     int64_t r = 40, c = 64;
     Param ps[3] = {t2(TILE_F32, floats(r * c, -0.5f, 1.0f), r, c), t1(TILE_F32, floats(r, 7, 8), r), scalar(29)};
     same_on_both("control", ps, 3);
 }
 
-Test(lang2_gpu, check_fails_the_launch_before_anything_runs) {
+Test(lang2_constructs_gpu, check_fails_the_launch_before_anything_runs) {
     int64_t r = 4, c = 64;
     float *y = floats(r, 7, 8);
     Param ps[3] = {t2(TILE_F32, floats(r * c, 0, 1), r, c), t1(TILE_F32, y, r), scalar(-1)};
     void *out[3] = {0};
     cr_assert_eq(run(gpu, gpu_prog, "control", ps, 3, out), TILE_ERROR_INVALID_ARGUMENT);
     const char *msg = tile_context_message(gpu);
-    cr_assert(strstr(msg, "check failed: used must not be negative") && strstr(msg, "lang2.tile:50:11"), "%s", msg);
+    cr_assert(strstr(msg, "check failed: used must not be negative") && strstr(msg, "constructs.tile:50:11"), "%s", msg);
     cr_assert_eq(memcmp(out[1], y, sizeof(float) * (size_t)r), 0, "the kernel ran");
     free(out[0]), free(out[1]);
 }
 
-Test(lang2_gpu, tuples_and_conditional) {
+Test(lang2_constructs_gpu, tuples_and_conditional) {
     int64_t r = 9, c = 32;
     Param ps[5];
     for (int i = 0; i < 5; i++) ps[i] = t2(TILE_F32, floats(r * c, -1, 1), r, c);
     same_on_both("tuples", ps, 5);
 }
 
-Test(lang2_gpu, bitcast) {
+Test(lang2_constructs_gpu, bitcast) {
     enum { N = 256, M = 128 };
     uint16_t *h = malloc(2 * N);
     for (int i = 0; i < N; i++) h[i] = (uint16_t)(0x3f00 + i * 13); /* bf16 values of every sign and size */
@@ -179,7 +179,7 @@ Test(lang2_gpu, bitcast) {
     same_on_both("bits", ps, 6);
 }
 
-Test(lang2_gpu, shifts) {
+Test(lang2_constructs_gpu, shifts) {
     enum { N = 64 };
     int32_t *x = malloc(4 * N), *s = malloc(4 * N);
     for (int i = 0; i < N; i++) x[i] = i % 2 ? -(i * 1000 + 7) : i * 1000 + 7, s[i] = (i * 3) % 70 - 3;
@@ -187,18 +187,18 @@ Test(lang2_gpu, shifts) {
     same_on_both("shifts", ps, 4);
 }
 
-Test(lang2_gpu, return_inside_loops) {
+Test(lang2_constructs_gpu, return_inside_loops) {
     int64_t r = 300, c = 64;
     Param ps[2] = {t2(TILE_F32, floats(r * c, 0, 0.97f), r, c), t1(TILE_I32, calloc((size_t)r, 4), r)};
     same_on_both("search", ps, 2);
 }
 
-Test(lang2_gpu, bitcast_of_a_moved_value) {
+Test(lang2_constructs_gpu, bitcast_of_a_moved_value) {
     Param ps[1] = {t2(TILE_U32, calloc(64 * 64, 4), 64, 64)};
     same_on_both("bits_moved", ps, 1);
 }
 
-Test(lang2_gpu, masked_types) {
+Test(lang2_constructs_gpu, masked_types) {
     enum { N = 1000 };
     uint16_t *x = malloc(2 * N);
     uint8_t *m = malloc(N);
@@ -208,7 +208,7 @@ Test(lang2_gpu, masked_types) {
     same_on_both("masked_types", ps, 5);
 }
 
-Test(lang2_gpu, masked_loop) {
+Test(lang2_constructs_gpu, masked_loop) {
     int64_t m = 70, k = 300;
     Param ps[2] = {t2(TILE_F32, floats(m * k, -1, 1), m, k), t2(TILE_F32, floats(m * 64, 0, 1), m, 64)};
     same_on_both("masked_loop", ps, 2);

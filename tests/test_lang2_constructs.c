@@ -1,10 +1,10 @@
 /*
- * test_lang2.c: the constructs of Language II (lang/SPEC.md) on the VM, each kernel of
- * tests/kernels/lang2.tile against a C reference: masked loads and stores (slices, gathers,
+ * test_lang2_constructs.c: the constructs of Language II (lang/SPEC.md) on the VM, each kernel of
+ * tests/lang2/constructs.tile against a C reference: masked loads and stores (slices, gathers,
  * scatters, 2-D masks), launch-time check() failing before anything runs, break / continue /
  * early return, device functions with two results and tensor parameters, the conditional
  * expression, bitcast (f32/u32, bf16 pairs/u32, u4 pairs/u8), index tiles of rank 2 that
- * broadcast, and right shifts past the width. Every kernel of lang2.tile must also assemble
+ * broadcast, and right shifts past the width. Every kernel of constructs.tile must also assemble
  * for sm_80 and sm_90a (ptxas or nvJitLink; skipped where neither is installed).
  */
 #include <criterion/criterion.h>
@@ -20,11 +20,11 @@ static tile_program *prog;
 
 static void setup(void) {
     ctx = test_vm_context();
-    prog = test_load_program(ctx, "tests/kernels/lang2.tile");
+    prog = test_load_program(ctx, "tests/lang2/constructs.tile");
 }
 static void teardown(void) { tile_context_destroy(ctx); }
 
-TestSuite(lang2, .init = setup, .fini = teardown, .timeout = 300);
+TestSuite(lang2_constructs, .init = setup, .fini = teardown, .timeout = 300);
 
 static tile_kernel *kernel(const char *name) {
     tile_kernel *k;
@@ -56,7 +56,7 @@ static float *floats(int64_t n, float lo, float hi) {
 }
 
 /* ---- masked loads and stores ---- */
-Test(lang2, masked_slice_load_and_store) {
+Test(lang2_constructs, masked_slice_load_and_store) {
     int64_t n = 150; /* three blocks of 64, the last partial */
     int limit = 101;
     float *x = floats(n, -1, 1), *y = floats(n, 5, 6), *y0 = malloc(sizeof(float) * (size_t)n);
@@ -71,7 +71,7 @@ Test(lang2, masked_slice_load_and_store) {
     free(x), free(y), free(y0);
 }
 
-Test(lang2, masked_gather_and_scatter) {
+Test(lang2_constructs, masked_gather_and_scatter) {
     enum { N = 101, M = 70 };
     int32_t x[N], idx[M], y[M], z[N];
     for (int i = 0; i < N; i++) x[i] = 1000 + i, z[i] = -5;
@@ -89,7 +89,7 @@ Test(lang2, masked_gather_and_scatter) {
     for (int i = 0; i < N; i++) cr_assert_eq(z[i], zwant[i], "z[%d] = %d, want %d", i, z[i], zwant[i]);
 }
 
-Test(lang2, masked_2d_broadcast_masks) {
+Test(lang2_constructs, masked_2d_broadcast_masks) {
     int64_t r = 19, c = 37;
     float *x = floats(r * c, -1, 1), *y = floats(r * c, 5, 6), *y0 = malloc(sizeof(float) * (size_t)(r * c));
     memcpy(y0, y, sizeof(float) * (size_t)(r * c));
@@ -105,7 +105,7 @@ Test(lang2, masked_2d_broadcast_masks) {
 }
 
 /* ---- index tiles of rank 2 broadcast with each other (SPEC 5.5) ---- */
-Test(lang2, pointwise_gather_with_2d_index_tiles) {
+Test(lang2_constructs, pointwise_gather_with_2d_index_tiles) {
     int64_t r = 13, c = 21;
     float *x = floats(r * c, -1, 1), *y = floats(r * c, 0, 1), *w = floats(r * c, 0, 1);
     int32_t *rows = malloc(sizeof(int32_t) * (size_t)(r * c)), *cols = malloc(sizeof(int32_t) * (size_t)(r * c));
@@ -138,7 +138,7 @@ static void control_reference(const float *x, int64_t r, int64_t c, int used, fl
     }
 }
 
-Test(lang2, break_continue_and_early_return) {
+Test(lang2_constructs, break_continue_and_early_return) {
     int64_t r = 9, c = 64;
     int used = 6;
     float *x = floats(r * c, -0.5f, 1.0f), *y = floats(r, 7, 8), *want = malloc(sizeof(float) * (size_t)r);
@@ -150,7 +150,7 @@ Test(lang2, break_continue_and_early_return) {
     free(x), free(y), free(want);
 }
 
-Test(lang2, return_inside_loops) {
+Test(lang2_constructs, return_inside_loops) {
     int64_t r = 50, c = 64;
     float *x = floats(r * c, 0, 0.97f);
     int32_t *y = malloc(sizeof(int32_t) * (size_t)r);
@@ -169,7 +169,7 @@ Test(lang2, return_inside_loops) {
     free(x), free(y);
 }
 
-Test(lang2, check_fails_the_launch_with_the_message_before_anything_runs) {
+Test(lang2_constructs, check_fails_the_launch_with_the_message_before_anything_runs) {
     int64_t r = 4, c = 64;
     float *x = floats(r * c, 0, 1), *y = floats(r, 7, 8), *y0 = malloc(sizeof(float) * (size_t)r);
     memcpy(y0, y, sizeof(float) * (size_t)r);
@@ -177,7 +177,7 @@ Test(lang2, check_fails_the_launch_with_the_message_before_anything_runs) {
     cr_assert_eq(tile_kernel_launch(kernel("control"), args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
     const char *msg = tile_context_message(ctx);
     cr_assert(strstr(msg, "check failed: used must not be negative"), "%s", msg);
-    cr_assert(strstr(msg, "lang2.tile:50:11"), "the check's location is missing: %s", msg);
+    cr_assert(strstr(msg, "constructs.tile:50:11"), "the check's location is missing: %s", msg);
     cr_assert_eq(memcmp(y, y0, sizeof(float) * (size_t)r), 0, "the kernel ran");
     /* sizes: N must be twice M */
     float f[64], fx[64], back16[64];
@@ -193,7 +193,7 @@ Test(lang2, check_fails_the_launch_with_the_message_before_anything_runs) {
 }
 
 /* ---- several results, tensors passed to device functions, c ? a : b ---- */
-Test(lang2, tuples_tensor_arguments_and_conditional) {
+Test(lang2_constructs, tuples_tensor_arguments_and_conditional) {
     int64_t r = 5, c = 32, n = r * c;
     float *x = floats(n, -1, 1), *lo = floats(n, 0, 1), *hi = floats(n, 0, 1), *sel = floats(n, 0, 1),
           *pos = floats(n, 0, 1);
@@ -218,7 +218,7 @@ static uint16_t to_bf16(float f) {
     return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
 }
 
-Test(lang2, bitcast_f32_u32_and_bf16_pairs) {
+Test(lang2_constructs, bitcast_f32_u32_and_bf16_pairs) {
     enum { N = 128, M = 64 };
     float x[N], f[N];
     uint32_t u[N], p[M];
@@ -240,7 +240,7 @@ Test(lang2, bitcast_f32_u32_and_bf16_pairs) {
     cr_assert_eq(memcmp(p, h, sizeof p), 0, "bf16 pairs packed differently from memory");
 }
 
-Test(lang2, bitcast_of_a_moved_value) {
+Test(lang2_constructs, bitcast_of_a_moved_value) {
     enum { B = 64 };
     uint32_t *y = calloc(B * B, 4);
     tile_arg args[1] = {tensor(TILE_U32, y, 2, B, B)};
@@ -255,8 +255,8 @@ Test(lang2, bitcast_of_a_moved_value) {
     free(y);
 }
 
-Test(lang2, bitcast_packed_nibbles_and_bytes) {
-    tile_program *vm_prog = test_load_program(ctx, "tests/kernels/lang2_vm.tile");
+Test(lang2_constructs, bitcast_packed_nibbles_and_bytes) {
+    tile_program *vm_prog = test_load_program(ctx, "tests/lang2/constructs_vm.tile");
     tile_kernel *k;
     cr_assert_eq(tile_program_get_kernel(vm_prog, "nibbles", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
     uint8_t a[16], bytes[16], again[16];
@@ -269,7 +269,7 @@ Test(lang2, bitcast_packed_nibbles_and_bytes) {
 }
 
 /* ---- shifts past the width (SPEC 5.2) ---- */
-Test(lang2, right_shifts_past_the_width) {
+Test(lang2_constructs, right_shifts_past_the_width) {
     enum { N = 64 };
     int32_t x[N], s[N], y[N];
     uint32_t uy[N];
@@ -289,7 +289,7 @@ Test(lang2, right_shifts_past_the_width) {
 }
 
 /* ---- every kernel assembles for both architectures ---- */
-Test(lang2, every_kernel_assembles_for_sm80_and_sm90a) {
+Test(lang2_constructs, every_kernel_assembles_for_sm80_and_sm90a) {
     static const char *names[] = {"masked_slice", "masked_gather", "masked_2d", "pointwise_gather",
                                   "control", "tuples", "bits", "shifts", "search", "bits_moved",
                                   "masked_types", "masked_loop"};
@@ -312,7 +312,7 @@ Test(lang2, every_kernel_assembles_for_sm80_and_sm90a) {
 }
 
 /* A masked load is the plain load and a select: it keeps the vector accesses of a slice. */
-Test(lang2, masked_slice_load_is_vectorized) {
+Test(lang2_constructs, masked_slice_load_is_vectorized) {
     tile_emit_options o = {.arch = "sm_80"};
     char *ptx = NULL;
     size_t len = 0;
