@@ -386,6 +386,7 @@ static bool emit_elementwise(Cg *g, const IrOp *op) {
             v = LLVMBuildSelect(g->b, cg_convert(g, op->operands[0]->type->elem, x[0], elem_bool()), x[1], x[2], "");
             break;
         case OP_CAST: v = cg_convert(g, e, x[0], rt->elem); break;
+        case OP_BITCAST: v = cg_bitcast(g, e, x[0], rt->elem); break;
         default:
             v = op->noperands == 2 ? cg_binary(g, op->code, (int)op->ints[0], e, x[0], x[1])
                                    : cg_unary(g, op->code, e, x[0]);

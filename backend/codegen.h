@@ -15,6 +15,7 @@
  *
  *   codegen.c         entry points, kernel ABI, value map, control flow, dispatch, layouts
  *   codegen_elem.c    element arithmetic: binary/unary ops, comparisons, casts, math
+ *   codegen_bitcast.c bitcast between element types of one width
  *   codegen_mem.c     moving a value into another layout (registers, rematerialization or
  *                     shared memory), global loads/stores/atomics (vectorized), shared tiles
  *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot on CUDA cores
@@ -123,6 +124,11 @@ LLVMValueRef cg_to_mem(Cg *g, ElemType e, LLVMValueRef v);
 LLVMValueRef cg_from_mem(Cg *g, ElemType e, LLVMValueRef v);
 /* Float NaN-propagating min/max as the VM computes them. */
 LLVMValueRef cg_fminmax(Cg *g, bool max, LLVMValueRef x, LLVMValueRef y);
+
+/* ---- codegen_bitcast.c ---- */
+/* The bits of v (a register of type from) as a register of type to, of the same width; NULL
+ * when the types differ in width or one is bool. */
+LLVMValueRef cg_bitcast(Cg *g, ElemType from, LLVMValueRef v, ElemType to);
 
 /* ---- codegen_mem.c ---- */
 int64_t cg_elem_bytes(ElemType e);

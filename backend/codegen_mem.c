@@ -154,6 +154,7 @@ static LLVMValueRef remat(Cg *g, const IrValue *v, LLVMValueRef *coords) {
     case OP_SELECT:
         return LLVMBuildSelect(g->b, cg_convert(g, op->operands[0]->type->elem, x[0], elem_bool()), x[1], x[2], "");
     case OP_CAST: return cg_convert(g, e, x[0], t->elem);
+    case OP_BITCAST: return cg_bitcast(g, e, x[0], t->elem);
     default:
         return op->noperands == 2 ? cg_binary(g, op->code, (int)op->ints[0], e, x[0], x[1])
                                   : cg_unary(g, op->code, e, x[0]);

@@ -194,6 +194,25 @@ static void dump_node(Dumper *d, const AstNode *n, int level) {
         dump_items(d, n->args, level);
         sb_putc(out, ']');
         break;
+    case AST_STRING: sb_printf(out, "\"%s\"", n->name); break;
+    case AST_COND:
+        sb_puts(out, "(? ");
+        dump_node(d, n->cond, level);
+        sb_putc(out, ' ');
+        dump_node(d, n->lhs, level);
+        sb_putc(out, ' ');
+        dump_node(d, n->rhs, level);
+        sb_putc(out, ')');
+        break;
+    case AST_BREAK: sb_puts(out, "(break)"); break;
+    case AST_CONTINUE: sb_puts(out, "(continue)"); break;
+    case AST_LET_TUPLE:
+        sb_puts(out, "(let (");
+        dump_items(d, n->args, level);
+        sb_puts(out, ") ");
+        dump_node(d, n->lhs, level);
+        sb_putc(out, ')');
+        break;
     case AST_TYPE:
         if (n->type_kind == TYPE_SCALAR) {
             sb_puts(out, n->elem);
@@ -258,7 +277,10 @@ static void dump_node(Dumper *d, const AstNode *n, int level) {
         break;
     case AST_RETURN:
         sb_puts(out, "(return");
-        if (n->lhs) {
+        if (n->args) {
+            sb_putc(out, ' ');
+            dump_items(d, n->args, level);
+        } else if (n->lhs) {
             sb_putc(out, ' ');
             dump_node(d, n->lhs, level);
         }
@@ -294,6 +316,10 @@ static void dump_node(Dumper *d, const AstNode *n, int level) {
             sb_puts(out, "(warps ");
             dump_node(d, n->warps, level);
             sb_puts(out, ") ");
+        }
+        for (uint32_t i = 0; n->checks && i < n->checks->len; i++) {
+            dump_node(d, n->checks->items[i], level);
+            sb_putc(out, ' ');
         }
         dump_node(d, n->body, level);
         sb_putc(out, ')');

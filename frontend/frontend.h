@@ -31,6 +31,8 @@ typedef enum {
     AST_SLICE,      /* lhs :+ rhs  (start, compile-time size) */
     AST_FULL_SLICE, /* ':' */
     AST_LIST,       /* [a, b, c] as a call argument (shapes, permutations): args */
+    AST_STRING,     /* "text": name = the text between the quotes (messages of checks) */
+    AST_COND,       /* cond ? lhs : rhs */
     /* types (in declarations and type arguments) */
     AST_TYPE,       /* type_kind; elem (name of the element type); shape: dims (list), or NULL */
     /* statements */
@@ -43,13 +45,16 @@ typedef enum {
                        pipeline (or NULL); body */
     AST_IF,         /* cond; body = then block; else_body = block, AST_IF or NULL */
     AST_WHILE,      /* cond; body */
-    AST_RETURN,     /* lhs (or NULL) */
+    AST_RETURN,     /* lhs (or NULL); args = every value when there are several (or NULL) */
+    AST_BREAK,      /* break; */
+    AST_CONTINUE,   /* continue; */
+    AST_LET_TUPLE,  /* let (a, b) = lhs; args = the names (AST_NAME) */
     AST_BLOCK,      /* args = statements */
     /* declarations */
     AST_PARAM,      /* name; type (AST_TYPE or NULL for untyped device-function params) */
     AST_CONST_PARAM,/* name; type (or NULL); lhs = default value (or NULL) */
     AST_KERNEL,     /* name; const_params; params; grid (list of expressions); warps (or NULL);
-                       body */
+                       checks; body */
     AST_FUNCTION,   /* name; params; type = result type (or NULL); body */
 } AstKind;
 
@@ -81,6 +86,7 @@ struct AstNode {
     AstList *params;         /* AST_KERNEL, AST_FUNCTION */
     AstList *grid;           /* AST_KERNEL */
     AstNode *warps;          /* AST_KERNEL: `warps(N)`, the warps per block on the GPU, or NULL */
+    AstList *checks;         /* AST_KERNEL: `check(cond, "message")` clauses (AST_CALL) */
     uint32_t depth;          /* expressions: height of the subtree (1 for a leaf), set by the
                                 parser, which bounds it (PARSE_MAX_EXPR_DEPTH) so that
                                 recursive walks of any AST it returns stay shallow */

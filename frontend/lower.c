@@ -153,12 +153,48 @@ bool lower_type(Lower *L, const AstNode *type, const IrType **out) {
 /* ---- statements -------------------------------------------------------------------------------- */
 static void lower_block(Lower *L, const AstNode *block);
 static void lower_stmt(Lower *L, const AstNode *s);
+static void lower_branches(Lower *L, IrValue *cv, const AstNode *then_block, const AstNode *else_block, SrcLoc loc);
+static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi, IrValue *step, bool header_ok,
+                            int exits);
 
 /* Collects the variables (declared outside `node`) that statements inside it assign. */
 typedef VEC(Binding *) BindingList;
 
-static void collect_assigned(Lower *L, const AstNode *n, BindingList *out) {
+static void push_unique(BindingList *out, Binding *b) {
+    if (!b || b->kind != BIND_VAR) return;
+    for (size_t i = 0; i < out->len; i++)
+        if (out->data[i] == b) return;
+    vec_push(out, b);
+}
+
+/* nested: inside a loop within the region scanned, whose break/continue are its own. The
+ * flags that break, continue and a kernel's return set count as assigned variables. */
+static void collect_assigned_in(Lower *L, const AstNode *n, BindingList *out, bool nested) {
     if (!n) return;
+    switch (n->kind) {
+    case AST_BREAK:
+        if (!nested) push_unique(out, L->flag_break);
+        return;
+    case AST_CONTINUE:
+        if (!nested) push_unique(out, L->flag_continue);
+        return;
+    case AST_RETURN:
+        if (!L->in_function) push_unique(out, L->flag_return);
+        return;
+    case AST_BLOCK:
+        for (uint32_t i = 0; n->args && i < n->args->len; i++) collect_assigned_in(L, n->args->items[i], out, nested);
+        return;
+    case AST_FOR:
+    case AST_WHILE:
+        collect_assigned_in(L, n->body, out, true);
+        return;
+    case AST_IF:
+        collect_assigned_in(L, n->body, out, nested);
+        collect_assigned_in(L, n->else_body, out, nested);
+        return;
+    default:
+        break;
+    }
     switch (n->kind) {
     case AST_ASSIGN:
         if (n->lhs && n->lhs->kind == AST_NAME) {
@@ -169,17 +205,6 @@ static void collect_assigned(Lower *L, const AstNode *n, BindingList *out) {
                 if (!seen) vec_push(out, b);
             }
         }
-        return;
-    case AST_BLOCK:
-        for (uint32_t i = 0; n->args && i < n->args->len; i++) collect_assigned(L, n->args->items[i], out);
-        return;
-    case AST_FOR:
-    case AST_WHILE:
-        collect_assigned(L, n->body, out);
-        return;
-    case AST_IF:
-        collect_assigned(L, n->body, out);
-        collect_assigned(L, n->else_body, out);
         return;
     default:
         return;
@@ -265,6 +290,68 @@ static void lower_assign(Lower *L, const AstNode *s) {
     b->current = x ? (Val){.kind = VAL_VALUE, .value = x} : POISON_VAL;
 }
 
+static void collect_assigned(Lower *L, const AstNode *n, BindingList *out) { collect_assigned_in(L, n, out, false); }
+
+/* ---- break, continue and a kernel's return ------------------------------------------------------
+ * Control flow is structured, so these set flags: bool variables (not in any scope, so no
+ * name reaches them) that loops and branches carry like any `var`. The statements after one
+ * that may set a flag run under `if !flag` (lower_stmts); a loop with a break or a return
+ * stops through its flag: a while's condition is and-ed with !flag, and such a `for` is
+ * lowered as a while (lower_for_while). continue's flag is cleared at the top of every
+ * iteration. All conditions are scalars, so they are uniform across a block on the GPU. */
+enum { EXIT_BREAK = 1, EXIT_CONTINUE = 2, EXIT_RETURN = 4 };
+
+/* Which of break/continue (of the enclosing loop) and return statement s may run. */
+static int may_exit(Lower *L, const AstNode *s, bool nested) {
+    if (!s) return 0;
+    int r = 0;
+    switch (s->kind) {
+    case AST_BREAK: return nested ? 0 : EXIT_BREAK;
+    case AST_CONTINUE: return nested ? 0 : EXIT_CONTINUE;
+    case AST_RETURN: return L->in_function ? 0 : EXIT_RETURN;
+    case AST_BLOCK:
+        for (uint32_t i = 0; s->args && i < s->args->len; i++) r |= may_exit(L, s->args->items[i], nested);
+        return r;
+    case AST_IF: return may_exit(L, s->body, nested) | may_exit(L, s->else_body, nested);
+    case AST_FOR:
+    case AST_WHILE: return may_exit(L, s->body, true);
+    default: return 0;
+    }
+}
+
+static void set_flag(Lower *L, Binding *flag, bool value) {
+    if (!flag) return;
+    flag->current = (Val){.kind = VAL_VALUE,
+                          .value = ir_const_int(&L->b, ir_scalar_type(L->module, elem_bool()), value)};
+}
+
+static Binding *new_flag(Lower *L, const char *name, SrcLoc loc) {
+    Binding *b = ARENA_NEW(&L->module->arena, Binding);
+    b->name = name; /* a keyword: no lookup finds it */
+    b->kind = BIND_VAR;
+    b->loc = loc;
+    L->b.loc = loc;
+    set_flag(L, b, false);
+    b->var_type = b->current.value->type;
+    return b;
+}
+
+/* !(f0 || f1 || ...) over the flags of `exits` that exist, or NULL when none does (or one was
+ * poisoned by an error). */
+static IrValue *flags_clear(Lower *L, int exits, SrcLoc loc) {
+    Binding *flags[3] = {exits & EXIT_BREAK ? L->flag_break : NULL, exits & EXIT_CONTINUE ? L->flag_continue : NULL,
+                         exits & EXIT_RETURN ? L->flag_return : NULL};
+    IrValue *any = NULL;
+    L->b.loc = loc;
+    for (int i = 0; i < 3; i++) {
+        if (!flags[i]) continue;
+        if (flags[i]->current.kind != VAL_VALUE) return NULL;
+        IrValue *v = flags[i]->current.value;
+        any = any ? ir_binary(&L->b, OP_OR, any, v) : v;
+    }
+    return any ? ir_unary(&L->b, OP_NOT, any) : NULL;
+}
+
 /* The variables a loop or branch carries. Those an earlier error poisoned are not carried
  * (`dropped`): they stay poisoned through the region and after it, so that every use of them
  * is silent. One that an error poisons inside a region (`poisoned`) stays poisoned after it. */
@@ -339,6 +426,75 @@ static IrValue *scalar_int(Lower *L, Val v, ElemType e, const AstNode *at, const
     return x;
 }
 
+/* A `for` that break or return may leave is a while loop, which stops at once:
+ *   iv = lo; while iv < hi && step > 0 && !flags { let NAME = iv; iv = next; body }
+ * where next is hi when iv + step would reach or pass it (their distance is taken as an
+ * unsigned number, which cannot overflow while iv < hi), so that iv never wraps around: the
+ * iterations are those of the VM's `for`. */
+static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi, IrValue *step, bool header_ok,
+                            int exits) {
+    Binding *outer_break = L->flag_break, *outer_continue = L->flag_continue;
+    L->flag_break = exits & EXIT_BREAK ? new_flag(L, "break", s->loc) : NULL;
+    L->flag_continue = NULL;
+    Binding iv = {.name = "for", .kind = BIND_VAR, .loc = s->loc, .current = {.kind = VAL_VALUE, .value = lo},
+                  .var_type = lo->type};
+    Carried c;
+    carried_begin(L, s->body, NULL, &c);
+    vec_push(&c.vars, &iv); /* carried_begin left room for one more in c.poisoned */
+    size_t n = c.vars.len;
+    IrValue **vals = xmalloc(sizeof(IrValue *) * (n + 1));
+    const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
+    carried_values(&c, vals);
+    for (size_t i = 0; i < n; i++) types[i] = vals[i]->type;
+    L->b.loc = s->loc;
+    IrOp *op = ir_build(&L->b, OP_WHILE, vals, (uint32_t)n, types, (uint32_t)n);
+    IrBuilder saved = L->b;
+    const IrType *et = lo->type;
+    ElemType e = et->elem, u = elem_uint(e.bits);
+    const IrType *ut = ir_scalar_type(L->module, u);
+    /* the condition */
+    IrRegion *before = ir_op_add_region(op);
+    for (size_t i = 0; i < n; i++) vals[i] = ir_region_add_arg(before, types[i], c.vars.data[i]->name);
+    ir_builder_at_end(&L->b, before);
+    set_carried(&c, vals);
+    L->b.loc = s->loc;
+    IrValue *cond = ir_binary(&L->b, OP_AND, ir_cmp(&L->b, CMP_LT, iv.current.value, hi),
+                              ir_cmp(&L->b, CMP_GT, step, ir_const_int(&L->b, et, 0)));
+    IrValue *run = flags_clear(L, exits & (EXIT_BREAK | EXIT_RETURN), s->loc);
+    if (run) cond = ir_binary(&L->b, OP_AND, cond, run);
+    carried_note(&c);
+    emit_yield(L, OP_CONDITION, cond, &c, s->loc);
+    /* the body: the variable, the next one, the statements */
+    IrRegion *body = ir_op_add_region(op);
+    for (size_t i = 0; i < n; i++) vals[i] = ir_region_add_arg(body, types[i], c.vars.data[i]->name);
+    ir_builder_at_end(&L->b, body);
+    set_carried(&c, vals);
+    IrValue *cur = iv.current.value;
+    L->b.loc = s->loc;
+    IrValue *ucur = e.kind == EK_UINT ? cur : ir_op1(&L->b, OP_CAST, ut, cur);
+    IrValue *uhi = e.kind == EK_UINT ? hi : ir_op1(&L->b, OP_CAST, ut, hi);
+    IrValue *ustep = e.kind == EK_UINT ? step : ir_op1(&L->b, OP_CAST, ut, step);
+    IrValue *last = ir_cmp(&L->b, CMP_LE, ir_binary(&L->b, OP_SUB, uhi, ucur), ustep);
+    IrValue *sel[3] = {last, hi, ir_binary(&L->b, OP_ADD, cur, step)};
+    iv.current.value = ir_build(&L->b, OP_SELECT, sel, 3, &et, 1)->results[0];
+    scope_push(L);
+    Binding *name = bind(L, s->name, BIND_LET, s->loc);
+    name->current = header_ok ? (Val){.kind = VAL_VALUE, .value = cur} : POISON_VAL;
+    L->loops++;
+    if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
+    lower_block(L, s->body);
+    L->loops--;
+    scope_pop(L);
+    carried_note(&c);
+    emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
+    L->b = saved;
+    carried_end(&c, op->results);
+    L->flag_break = outer_break;
+    L->flag_continue = outer_continue;
+    free(vals);
+    free(types);
+}
+
 /* A loop whose header has an error is still lowered, with placeholder bounds and a poisoned
  * induction variable, so that the errors in its body are reported too; the IR is dropped. */
 static void lower_for(Lower *L, const AstNode *s) {
@@ -377,6 +533,14 @@ static void lower_for(Lower *L, const AstNode *s) {
         vstep = ir_const_int(&L->b, vlo->type, 1);
     }
 
+    int exits = may_exit(L, s->body, false);
+    if (exits & (EXIT_BREAK | EXIT_RETURN)) {
+        lower_for_while(L, s, vlo, vhi, vstep, header_ok, exits);
+        return;
+    }
+    Binding *outer_break = L->flag_break, *outer_continue = L->flag_continue;
+    L->flag_break = NULL;
+    L->flag_continue = NULL;
     Carried c;
     carried_begin(L, s->body, NULL, &c);
     size_t n = c.vars.len;
@@ -397,12 +561,17 @@ static void lower_for(Lower *L, const AstNode *s) {
     scope_push(L);
     Binding *ivb = bind(L, s->name, BIND_LET, s->loc);
     ivb->current = header_ok ? (Val){.kind = VAL_VALUE, .value = iv} : POISON_VAL;
+    L->loops++;
+    if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
     lower_block(L, s->body);
+    L->loops--;
     scope_pop(L);
     carried_note(&c);
     emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
     L->b = saved;
     carried_end(&c, op->results);
+    L->flag_break = outer_break;
+    L->flag_continue = outer_continue;
     free(ops);
     free(types);
 }
@@ -435,25 +604,31 @@ static void lower_if(Lower *L, const AstNode *s) {
         L->b.loc = s->loc;
         cv = ir_const_int(&L->b, ir_scalar_type(L->module, elem_bool()), 0);
     }
+    lower_branches(L, cv, s->body, s->else_body, s->loc);
+}
+
+/* An if op on cv with then_block and else_block (a block, an AST_IF or NULL) as its regions,
+ * carrying the variables they assign. */
+static void lower_branches(Lower *L, IrValue *cv, const AstNode *then_block, const AstNode *else_block, SrcLoc loc) {
     Carried carried;
-    carried_begin(L, s->body, s->else_body, &carried);
+    carried_begin(L, then_block, else_block, &carried);
     size_t n = carried.vars.len;
     IrValue **before = xmalloc(sizeof(IrValue *) * (n + 1));
     const IrType **types = xmalloc(sizeof(IrType *) * (n + 1));
     carried_values(&carried, before);
     for (size_t i = 0; i < n; i++) types[i] = before[i]->type;
-    L->b.loc = s->loc;
+    L->b.loc = loc;
     IrOp *op = ir_build(&L->b, OP_IF, &cv, 1, types, (uint32_t)n);
     IrBuilder saved = L->b;
     for (int branch = 0; branch < 2; branch++) {
         IrRegion *r = ir_op_add_region(op);
         ir_builder_at_end(&L->b, r);
         set_carried(&carried, before);
-        const AstNode *blk = branch == 0 ? s->body : s->else_body;
+        const AstNode *blk = branch == 0 ? then_block : else_block;
         if (blk && blk->kind == AST_IF) lower_if(L, blk);
         else if (blk) lower_block(L, blk);
         carried_note(&carried);
-        emit_yield(L, OP_YIELD, NULL, &carried, blk ? blk->loc : s->loc);
+        emit_yield(L, OP_YIELD, NULL, &carried, blk ? blk->loc : loc);
     }
     L->b = saved;
     carried_end(&carried, op->results);
@@ -462,6 +637,10 @@ static void lower_if(Lower *L, const AstNode *s) {
 }
 
 static void lower_while(Lower *L, const AstNode *s) {
+    int exits = may_exit(L, s->body, false);
+    Binding *outer_break = L->flag_break, *outer_continue = L->flag_continue;
+    L->flag_break = exits & EXIT_BREAK ? new_flag(L, "break", s->loc) : NULL;
+    L->flag_continue = NULL;
     Carried c;
     carried_begin(L, s->body, NULL, &c);
     size_t n = c.vars.len;
@@ -488,20 +667,62 @@ static void lower_while(Lower *L, const AstNode *s) {
                        : "");
         cv = NULL;
     }
+    IrValue *run = cv ? flags_clear(L, exits & (EXIT_BREAK | EXIT_RETURN), s->cond->loc) : NULL;
+    if (run) cv = ir_binary(&L->b, OP_AND, cv, run);
     carried_note(&c);
     if (cv) emit_yield(L, OP_CONDITION, cv, &c, s->cond->loc);
     IrRegion *body = ir_op_add_region(op);
     for (size_t i = 0; i < n; i++) args[i] = ir_region_add_arg(body, types[i], c.vars.data[i]->name);
     ir_builder_at_end(&L->b, body);
     set_carried(&c, args);
+    L->loops++;
+    if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
     lower_block(L, s->body);
+    L->loops--;
     carried_note(&c);
     emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
     L->b = saved;
     carried_end(&c, op->results);
+    L->flag_break = outer_break;
+    L->flag_continue = outer_continue;
     free(args);
     free(init);
     free(types);
+}
+
+/* `let (a, b) = f(...);`: f is a device function that returns as many values (the call
+ * leaves them in L->tuple_results when it is L->tuple_call). */
+static void lower_let_tuple(Lower *L, const AstNode *s) {
+    const AstNode *init = s->lhs;
+    uint32_t n = s->args->len;
+    const AstNode *outer = L->tuple_call;
+    L->tuple_call = init;
+    L->tuple_results = NULL;
+    L->ntuple_results = 0;
+    Val v = lower_expr(L, init);
+    IrValue **results = L->tuple_results;
+    uint32_t nresults = L->ntuple_results;
+    L->tuple_call = outer;
+    bool ok = v.kind != VAL_POISON;
+    IrValue *one = NULL;
+    if (ok && !results && n == 1 && v.kind == VAL_VALUE) { /* let (a) = f(...): one value */
+        one = v.value;
+        results = &one;
+        nresults = 1;
+    }
+    if (ok && !results) {
+        diag_error(L->diags, init->loc, "let (...) = needs a call of a device function that returns %u values; "
+                   "this is one value", n);
+        ok = false;
+    } else if (ok && nresults != n) {
+        diag_error(L->diags, init->loc, "'%s' returns %u values, but %u names are given", init->name, nresults, n);
+        ok = false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const AstNode *name = s->args->items[i];
+        Binding *b = bind(L, name->name, BIND_LET, name->loc);
+        b->current = ok ? (Val){.kind = VAL_VALUE, .value = results[i]} : POISON_VAL;
+    }
 }
 
 static void lower_stmt(Lower *L, const AstNode *s) {
@@ -524,18 +745,47 @@ static void lower_stmt(Lower *L, const AstNode *s) {
     case AST_RETURN:
         if (L->in_function)
             diag_error(L->diags, s->loc, "return must be the last statement of a device function");
+        else if (s->lhs)
+            diag_error(L->diags, s->loc, "kernels do not return values; store results into tensors "
+                       "('return;' ends this block's work)");
         else
-            diag_error(L->diags, s->loc, "kernels do not return values; store results into tensors");
+            set_flag(L, L->flag_return, true);
         return;
+    case AST_BREAK:
+    case AST_CONTINUE:
+        if (!L->loops)
+            diag_error(L->diags, s->loc, "'%s' outside a loop", s->kind == AST_BREAK ? "break" : "continue");
+        else
+            set_flag(L, s->kind == AST_BREAK ? L->flag_break : L->flag_continue, true);
+        return;
+    case AST_LET_TUPLE: lower_let_tuple(L, s); return;
     default:
         diag_error(L->diags, s->loc, "expected a statement");
         return;
     }
 }
 
+/* Statements from..end of a list; those after one that may break, continue or return run
+ * under `if !flag` (see may_exit). */
+static void lower_stmts(Lower *L, const AstList *list, uint32_t from) {
+    for (uint32_t i = from; list && i < list->len; i++) {
+        const AstNode *s = list->items[i];
+        lower_stmt(L, s);
+        int exits = may_exit(L, s, false);
+        if (!exits || i + 1 == list->len) continue;
+        IrValue *run = flags_clear(L, exits, s->loc);
+        if (!run) continue;
+        AstNode *rest = ast_new(L->file, AST_BLOCK, list->items[i + 1]->loc);
+        rest->args = ast_list_new(L->file);
+        for (uint32_t j = i + 1; j < list->len; j++) ast_list_push(L->file, rest->args, list->items[j]);
+        lower_branches(L, run, rest, NULL, rest->loc);
+        return;
+    }
+}
+
 static void lower_block(Lower *L, const AstNode *block) {
     scope_push(L);
-    for (uint32_t i = 0; block->args && i < block->args->len; i++) lower_stmt(L, block->args->items[i]);
+    lower_stmts(L, block->args, 0);
     scope_pop(L);
 }
 
@@ -560,6 +810,37 @@ static void describe_arg(Val v, Strbuf *key) {
     } else {
         sb_printf(key, "|%s", lower_type_str(v.value->type, tn, sizeof tn));
     }
+}
+
+/* `return a, b;` at the end of device function decl: f gets one result per value. */
+static void lower_multi_return(Lower *L, const AstNode *decl, IrFunction *f, const AstNode *st, bool declared) {
+    uint32_t n = st->args->len;
+    L->has_return = true;
+    if (declared) {
+        diag_error(L->diags, st->loc, "function '%s' declares one result type but returns %u values; "
+                   "leave out '-> type' to return several", decl->name, n);
+        return;
+    }
+    IrValue **values = xcalloc(n, sizeof(IrValue *));
+    bool ok = true;
+    for (uint32_t i = 0; i < n; i++) {
+        const AstNode *e = st->args->items[i];
+        Val v = lower_expr(L, e);
+        values[i] = v.kind == VAL_POISON ? NULL : lower_default(L, v, e->loc);
+        if (values[i] && values[i]->type->kind == TY_TENSOR) {
+            diag_error(L->diags, e->loc, "device functions cannot return tensors");
+            values[i] = NULL;
+        }
+        ok = ok && values[i];
+    }
+    if (ok) {
+        L->b.loc = st->loc;
+        ir_build(&L->b, OP_RETURN, values, n, NULL, 0);
+        f->result_types = ARENA_ARRAY(&L->module->arena, const IrType *, n);
+        for (uint32_t i = 0; i < n; i++) f->result_types[i] = values[i]->type;
+        f->nresults = n;
+    }
+    free(values);
 }
 
 static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const IrParam *tensor_params,
@@ -588,6 +869,11 @@ static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const I
     vec_push(&L->scope_marks, L->scope.len);
     size_t saved_floor = L->scope_floor;
     L->scope_floor = L->scope.len;
+    /* the caller's loops and return are not the function's */
+    Binding *outer_flags[3] = {L->flag_break, L->flag_continue, L->flag_return};
+    int outer_loops = L->loops;
+    L->flag_break = L->flag_continue = L->flag_return = NULL;
+    L->loops = 0;
     L->entry = f->body;
     L->in_function = true;
     L->return_type = NULL;
@@ -638,6 +924,10 @@ static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const I
                 L->has_return = true;
                 continue;
             }
+            if (st->args) {
+                lower_multi_return(L, decl, f, st, declared != NULL);
+                continue;
+            }
             Val v = lower_expr(L, st->lhs);
             IrValue *x = NULL;
             if (v.kind != VAL_POISON) x = declared ? lower_coerce(L, v, declared, st->lhs->loc, "return value")
@@ -665,6 +955,8 @@ static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const I
         ir_build(&L->b, OP_RETURN, NULL, 0, NULL, 0);
     }
     vec_free(&L->dim_cache);
+    L->flag_break = outer_flags[0], L->flag_continue = outer_flags[1], L->flag_return = outer_flags[2];
+    L->loops = outer_loops;
     L->b = s.b;
     L->scope.len = s.scope_len;
     L->scope_marks.len = s.marks_len;
@@ -717,7 +1009,9 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
                 ok = false;
                 break;
             }
-            IrValue *x = lower_coerce(L, v, pt, a->loc, "argument");
+            char what[300];
+            snprintf(what, sizeof what, "argument '%.100s' of '%.100s'", p->name, decl->name);
+            IrValue *x = lower_coerce(L, v, pt, a->loc, what);
             if (!x) {
                 ok = false;
                 continue;
@@ -761,6 +1055,14 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
         if (f->nresults) result = (Val){.kind = VAL_VALUE, .value = op->results[0]};
         else if (call != L->statement_expr)
             diag_error(L->diags, call->loc, "'%s' returns no value", decl->name);
+        if (f->nresults > 1 && call == L->tuple_call) {
+            L->tuple_results = op->results;
+            L->ntuple_results = f->nresults;
+        } else if (f->nresults > 1 && call != L->statement_expr) {
+            diag_error(L->diags, call->loc, "'%s' returns %u values; bind them with let (a, b, ...) = %s(...)",
+                       decl->name, f->nresults, decl->name);
+            result = POISON_VAL;
+        }
     }
     sb_free(&key);
     free(args);
@@ -938,10 +1240,63 @@ static bool bind_constants(Lower *L, const AstNode *k, const ConstBinding *const
     return ok;
 }
 
+static void lower_grid_sizes(Lower *L, const AstNode *k);
+
+/* `check(cond, "message")` after the grid: a condition on sizes and scalars, evaluated with
+ * the grid on the host before the launch (OP_CHECK in the grid region); one that is a
+ * constant is decided here. */
+static void lower_checks(Lower *L, const AstNode *k, IrFunction *f) {
+    char tn[64];
+    for (uint32_t i = 0; k->checks && i < k->checks->len; i++) {
+        const AstNode *c = k->checks->items[i];
+        if (strcmp(c->name, "check") != 0) {
+            diag_error(L->diags, c->loc, "unexpected '%s(...)' in the kernel's header; after grid(...) come warps(N) "
+                       "and check(condition, \"message\")", c->name);
+            continue;
+        }
+        uint32_t n = c->args ? c->args->len : 0;
+        if (n != 2 || c->args->items[0]->kind == AST_KWARG || c->args->items[1]->kind != AST_STRING) {
+            diag_error(L->diags, c->loc, "check() takes a condition and a message: check(HQ %% HKV == 0, \"...\")");
+            continue;
+        }
+        const char *msg = c->args->items[1]->name;
+        Val v = lower_expr(L, c->args->items[0]);
+        if (v.kind == VAL_POISON) continue;
+        if (v.kind == VAL_CONST) {
+            if (!v.is_bool)
+                diag_error(L->diags, c->args->items[0]->loc, "check() needs a bool condition, found %s constant",
+                           v.c.is_float ? "a float" : "an integer");
+            else if (!v.c.i)
+                diag_error(L->diags, c->loc, "check failed: %s (the condition is false for every launch)", msg);
+            continue;
+        }
+        IrValue *cv = v.value;
+        if (!type_is_scalar(cv->type) || !elem_is_bool(cv->type->elem)) {
+            diag_error(L->diags, c->args->items[0]->loc, "check() needs a bool scalar condition, found %s",
+                       lower_type_str(cv->type, tn, sizeof tn));
+            continue;
+        }
+        const char **messages = ARENA_ARRAY(&L->module->arena, const char *, f->ncheck_messages + 1);
+        if (f->ncheck_messages) memcpy(messages, f->check_messages, sizeof(char *) * f->ncheck_messages);
+        messages[f->ncheck_messages] = arena_strdup(&L->module->arena, msg);
+        f->check_messages = messages;
+        L->b.loc = c->loc;
+        IrOp *op = ir_build(&L->b, OP_CHECK, &cv, 1, NULL, 0);
+        op->ints[0] = f->ncheck_messages++, op->nints = 1;
+    }
+}
+
 static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
     L->entry = f->grid;
     L->dim_cache.len = 0;
     ir_builder_at_end(&L->b, f->grid);
+    L->in_grid = true;
+    lower_checks(L, k, f);
+    lower_grid_sizes(L, k);
+    L->in_grid = false;
+}
+
+static void lower_grid_sizes(Lower *L, const AstNode *k) {
     uint32_t n = k->grid ? k->grid->len : 0;
     if (n == 0 || n > 3) {
         diag_error(L->diags, n > 3 ? k->grid->items[3]->loc : k->loc, "grid(...) takes 1 to 3 sizes, found %u", n);
@@ -1017,6 +1372,7 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
     L.entry = f->body;
     L.dim_cache.len = 0;
     ir_builder_at_end(&L.b, f->body);
+    if (may_exit(&L, k->body, false) & EXIT_RETURN) L.flag_return = new_flag(&L, "return", k->loc);
     lower_block(&L, k->body);
     scope_pop(&L);
     vec_free(&L.scope);

@@ -70,7 +70,27 @@ typedef struct Lower {
     int depth;               /* recursion guard for expressions */
     bool too_deep;           /* the guard tripped (reported once; then everything is poison) */
     const AstNode *statement_expr; /* the expression of the statement being lowered */
+    bool in_grid;            /* lowering the grid (and its checks): no tensor data */
+    /* break/continue/return as flags (lower.c): the flags of the innermost loop and of the
+     * kernel, or NULL where nothing sets them; loops counts the loops around */
+    Binding *flag_break, *flag_continue, *flag_return;
+    int loops;
+    /* `let (a, b) = f(...)`: the call whose several results are wanted, and them */
+    const AstNode *tuple_call;
+    IrValue **tuple_results;
+    uint32_t ntuple_results;
 } Lower;
+
+/* lower_ext.c: the builtins and expressions of Language II (lang/SPEC.md) */
+/* A builtin of lower_ext.c (load, store, bitcast, static_assert, check): true, with *out. */
+bool lower_call_ext(Lower *L, const AstNode *call, Val *out);
+Val lower_conditional(Lower *L, const AstNode *e);
+/* lower_expr.c, for lower_ext.c: load(t[...], mask=, other=) and store(t[...], v, mask=), and
+ * the broadcasting helpers */
+Val lower_masked_access(Lower *L, const AstNode *call, bool store);
+bool lower_broadcast_shapes(const IrType *a, const IrType *b, int *rank, int64_t *shape);
+IrValue *lower_broadcast_to(Lower *L, IrValue *v, int rank, const int64_t *shape);
+bool lower_unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what);
 
 /* lower.c */
 Binding *lower_lookup(Lower *L, const char *name);

@@ -11,7 +11,10 @@
  *
  * Tensor indexing `t[i, j :+ BN, idx, :]` lowers to one LOAD whose index operands are a scalar
  * or an integer tile each, reshaped so that they broadcast to the result shape: item k of the
- * subscript contributes its own dimensions (none for a scalar), in order.
+ * subscript contributes its own dimensions (none for a scalar), in order, except that index
+ * tiles of rank 2 or more broadcast with each other and contribute their common shape once.
+ * Masked loads and stores (`load(t[...], mask=, other=)`, `store(...)`) are built here from
+ * the same pieces (see the section at the end of the file).
  */
 #include "lower.h"
 
@@ -669,6 +672,12 @@ static Val dot_call(Lower *L, const AstNode *call) {
                    lower_type_str(tx, ta, sizeof ta), lower_type_str(ty, tb, sizeof tb));
         return POISON;
     }
+    if (elem_is_float(tx->elem) && !elem_eq(tx->elem, ty->elem)) {
+        /* SPEC 6.5: float operands have one type (the tensor cores take one type) */
+        diag_error(L->diags, call->loc, "dot() of %s and %s: float operands must have one element type; "
+                   "cast<...>() one of them", elem_name(tx->elem, ta), elem_name(ty->elem, tb));
+        return POISON;
+    }
     int64_t shape[2] = {tx->shape[0], ty->shape[1]};
     IrValue *acc;
     L->b.loc = call->loc;
@@ -828,6 +837,11 @@ static Val arange_call(Lower *L, const AstNode *call) {
 static Val grid_query(Lower *L, const AstNode *call, OpCode code) {
     CallArgs a;
     int64_t axis;
+    if (L->in_grid) {
+        diag_error(L->diags, call->loc, "%s() has no value in the grid or its checks: they are computed once, before "
+                   "any block runs", call->name);
+        return POISON;
+    }
     if (!split_args(L, call, 1, 1, false, &a) || !lower_const_int(L, a.pos[0], "the axis", &axis)) return POISON;
     if (axis < 0 || axis > 2) {
         diag_error(L->diags, a.pos[0]->loc, "%s() axis must be 0, 1 or 2, found %lld", call->name, (long long)axis);
@@ -981,6 +995,12 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
         diag_error(L->diags, base->loc, "only tensor parameters can be indexed; tiles are not addressable");
         return false;
     }
+    if (L->in_grid) {
+        diag_error(L->diags, e->loc,
+                   "the grid cannot read tensor data: it is computed on the host before the launch; compute it "
+                   "from sizes and scalars, and let blocks without work return early");
+        return false;
+    }
     info->tensor = lower_value_of(L, bnd, base->loc).value;
     info->param = bnd->param_index;
     const IrType *tt = info->tensor->type;
@@ -1072,13 +1092,50 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
             }
         }
         items[k] = idx;
-        first_dim[k] = info->rank;
-        for (int d = 0; d < idx->type->rank; d++) {
+    }
+    /* Index tiles of rank >= 2 broadcast with each other (SPEC 5.5): their common shape
+     * stands where the first of them is; scalars add no dimension and every other index
+     * (a slice, ':', a 1-D tile) adds its own, in order. */
+    IrType group = {.kind = TY_TILE};
+    const AstNode *group_item = NULL;
+    for (uint32_t k = 0; k < nitems; k++) {
+        const IrType *t = items[k]->type;
+        if (t->rank < 2) continue;
+        if (!group_item) {
+            group.rank = t->rank;
+            group.elem = t->elem;
+            memcpy(group.shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
+            group_item = e->args->items[k];
+            continue;
+        }
+        IrType merged = {.kind = TY_TILE};
+        if (!broadcast_shapes(&group, t, &merged.rank, merged.shape)) {
+            char ta[64], tb[64];
+            diag_error(L->diags, e->args->items[k]->loc,
+                       "index tile %s does not broadcast with the earlier index tiles %s (index tiles of rank 2 or "
+                       "more broadcast with each other)",
+                       lower_type_str(t, ta, sizeof ta), lower_type_str(&group, tb, sizeof tb));
+            return false;
+        }
+        group = merged;
+    }
+    int group_first = -1;
+    for (uint32_t k = 0; k < nitems; k++) {
+        const IrType *t = items[k]->type;
+        bool in_group = t->rank >= 2;
+        if (in_group && group_first >= 0) {
+            first_dim[k] = group_first + (group.rank - t->rank); /* right-aligned in the group */
+            continue;
+        }
+        if (in_group) group_first = info->rank;
+        first_dim[k] = info->rank + (in_group ? group.rank - t->rank : 0);
+        const IrType *dims = in_group ? &group : t;
+        for (int d = 0; d < dims->rank; d++) {
             if (info->rank == IR_MAX_RANK) {
                 diag_error(L->diags, e->loc, "the indexed result would have more than %d dimensions", IR_MAX_RANK);
                 return false;
             }
-            info->shape[info->rank++] = idx->type->shape[d];
+            info->shape[info->rank++] = dims->shape[d];
         }
     }
     if (shape_numel(info->rank, info->shape) > MAX_TILE_ELEMENTS) {
@@ -1206,6 +1263,8 @@ static const Builtin builtins[] = {
 };
 
 static Val lower_call(Lower *L, const AstNode *call) {
+    Val ext;
+    if (lower_call_ext(L, call, &ext)) return ext; /* builtins of lower_ext.c */
     const Builtin *bi = NULL;
     for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
         if (strcmp(builtins[i].name, call->name) == 0) bi = &builtins[i];
@@ -1340,6 +1399,10 @@ Val lower_expr(Lower *L, const AstNode *e) {
     }
     case AST_CALL: r = lower_call(L, e); break;
     case AST_INDEX: r = lower_load(L, e); break;
+    case AST_COND: r = lower_conditional(L, e); break;
+    case AST_STRING:
+        diag_error(L->diags, e->loc, "a string is only valid as the message of static_assert() or check()");
+        break;
     case AST_KWARG:
         diag_error(L->diags, e->loc, "keyword argument '%s' outside a call", e->name);
         break;
@@ -1357,3 +1420,144 @@ Val lower_expr(Lower *L, const AstNode *e) {
     L->depth--;
     return r;
 }
+
+/* ---- masked loads and stores (SPEC 5.6) ---------------------------------------------------
+ * `load(t[...], mask=m, other=v)` and `store(t[...], v, mask=m)`. Every access is bounds-checked
+ * per element, so a load never faults whatever its indices: a masked load is the plain load
+ * (vectorized on the GPU as a slice is) followed by select(m, loaded, other). A store must not
+ * write where the mask is false, so the mask is folded into its first index: -1 there, which
+ * is out of bounds, so the element is not written (the GPU's per-element bounds predicate). */
+static IrValue *mask_first_index(Lower *L, IndexInfo *info, IrValue *mask) {
+    IrValue *idx = info->index[0];
+    ElemType e = idx->type->elem;
+    if (e.kind == EK_UINT || e.bits < 8) {
+        /* -1 must not wrap to a valid position: go through a signed type that holds every index */
+        e = elem_int(64);
+        idx = ir_op1(&L->b, OP_CAST, ir_type_with_elem(L->module, idx->type, e), idx);
+    }
+    idx = broadcast_to(L, idx, info->rank, info->shape);
+    IrValue *none = ir_const_int(&L->b, idx->type, -1);
+    IrValue *ops[3] = {mask, idx, none};
+    return ir_build(&L->b, OP_SELECT, ops, 3, &idx->type, 1)->results[0];
+}
+
+/* The mask= argument made a bool of the indexed shape; *constant is set when it is a constant
+ * (then the result is NULL). */
+static IrValue *mask_arg(Lower *L, const AstNode *e, const IndexInfo *info, int *constant) {
+    char ta[64], tb[64];
+    *constant = -1;
+    Val m = lower_expr(L, e);
+    if (m.kind == VAL_POISON) return NULL;
+    if (m.kind == VAL_CONST) {
+        if (!m.is_bool) {
+            diag_error(L->diags, e->loc, "mask must be bool, found %s constant", m.c.is_float ? "a float" : "an integer");
+            return NULL;
+        }
+        *constant = m.c.i != 0;
+        return NULL;
+    }
+    IrValue *v = m.value;
+    const IrType *shape = ir_tile_type(L->module, elem_bool(), info->rank, info->shape);
+    int rank;
+    int64_t out[IR_MAX_RANK];
+    if (v->type->kind != TY_TILE || !elem_is_bool(v->type->elem) || !broadcast_shapes(v->type, shape, &rank, out) ||
+        rank != info->rank || memcmp(out, info->shape, sizeof(int64_t) * (size_t)rank) != 0) {
+        diag_error(L->diags, e->loc, "mask must be bool and broadcast to the indexed shape %s, found %s",
+                   lower_type_str(shape, tb, sizeof tb), lower_type_str(v->type, ta, sizeof ta));
+        return NULL;
+    }
+    L->b.loc = e->loc;
+    return broadcast_to(L, v, info->rank, info->shape);
+}
+
+Val lower_masked_access(Lower *L, const AstNode *call, bool store) {
+    const char *fn = store ? "store" : "load";
+    const AstNode *pos[2] = {NULL, NULL}, *mask = NULL, *other = NULL;
+    int npos = 0;
+    if (store != (call == L->statement_expr)) {
+        diag_error(L->diags, call->loc, store ? "store() has no value; use it as a statement"
+                                              : "load() gives a value; use it in an expression");
+        return POISON;
+    }
+    for (uint32_t i = 0; call->args && i < call->args->len; i++) {
+        const AstNode *a = call->args->items[i];
+        if (a->kind != AST_KWARG) {
+            if (mask || other) {
+                diag_error(L->diags, a->loc, "positional argument after a keyword argument");
+                return POISON;
+            }
+            if (npos == (store ? 2 : 1)) {
+                diag_error(L->diags, a->loc, "too many arguments to %s()", fn);
+                return POISON;
+            }
+            pos[npos++] = a;
+            continue;
+        }
+        const AstNode **slot = strcmp(a->name, "mask") == 0 ? &mask : !store && strcmp(a->name, "other") == 0 ? &other : NULL;
+        if (!slot) {
+            diag_error(L->diags, a->loc, "%s() has no parameter named '%s'", fn, a->name);
+            return POISON;
+        }
+        if (*slot) {
+            diag_error(L->diags, a->loc, "%s given twice", a->name);
+            return POISON;
+        }
+        *slot = a->lhs;
+    }
+    if (npos != (store ? 2 : 1) || pos[0]->kind != AST_INDEX) {
+        diag_error(L->diags, call->loc, store ? "store() takes an indexed tensor and a value: store(t[i], v, mask=m)"
+                                              : "load() takes an indexed tensor: load(t[i], mask=m, other=v)");
+        return POISON;
+    }
+    Val value = store ? lower_expr(L, pos[1]) : POISON;
+    if (store && value.kind == VAL_POISON) return POISON;
+    IndexInfo info;
+    if (!lower_index(L, pos[0], &info)) return POISON;
+    const IrType *rt = ir_tile_type(L->module, info.tensor->type->elem, info.rank, info.shape);
+    int constant = 1;
+    IrValue *m = mask ? mask_arg(L, mask, &info, &constant) : NULL;
+    if (mask && !m && constant < 0) return POISON;
+    IrValue *fill = NULL;
+    if (other) {
+        Val o = lower_expr(L, other);
+        fill = o.kind == VAL_POISON ? NULL : lower_coerce(L, o, rt, other->loc, "load(): other");
+        if (!fill) return POISON;
+    }
+    IrValue *v = NULL;
+    if (store) {
+        v = lower_coerce(L, value, rt, pos[1]->loc, "store(): the value");
+        if (!v) return POISON;
+    }
+    L->b.loc = call->loc;
+    if (constant == 0) { /* nothing is accessed */
+        if (store) return POISON;
+        return val_of(fill ? fill : elem_is_float(rt->elem) ? ir_const_float(&L->b, rt, 0.0) : ir_const_int(&L->b, rt, 0));
+    }
+    if (m && store) info.index[0] = mask_first_index(L, &info, m);
+    IrValue *ops[2 + IR_MAX_RANK];
+    ops[0] = info.tensor;
+    for (uint32_t k = 0; k < info.n; k++) ops[1 + k] = info.index[k];
+    if (store) {
+        ops[1 + info.n] = v;
+        ir_build(&L->b, OP_STORE, ops, 2 + info.n, NULL, 0);
+        return POISON; /* a statement: its value is never used */
+    }
+    IrValue *x = ir_build(&L->b, OP_LOAD, ops, 1 + info.n, &rt, 1)->results[0];
+    if (m) {
+        if (!fill) fill = elem_is_float(rt->elem) ? ir_const_float(&L->b, rt, 0.0) : ir_const_int(&L->b, rt, 0);
+        IrValue *sel[3] = {m, x, fill};
+        x = ir_build(&L->b, OP_SELECT, sel, 3, &rt, 1)->results[0];
+    }
+    return val_of(x);
+}
+
+/* ---- helpers for lower_ext.c ---------------------------------------------------------------- */
+bool lower_broadcast_shapes(const IrType *a, const IrType *b, int *rank, int64_t *shape) {
+    return broadcast_shapes(a, b, rank, shape);
+}
+
+IrValue *lower_broadcast_to(Lower *L, IrValue *v, int rank, const int64_t *shape) {
+    return broadcast_to(L, v, rank, shape);
+}
+
+bool lower_unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what) { return unify(L, a, b, loc, what); }

@@ -42,6 +42,7 @@ static uint32_t list_depth(const AstList *list) {
 AstNode *parse_expr_node(ParseState *ps, AstNode *node) {
     uint32_t depth = child_depth(node->lhs);
     uint32_t d;
+    if ((d = child_depth(node->cond)) > depth) depth = d;
     if ((d = child_depth(node->rhs)) > depth) depth = d;
     if ((d = child_depth(node->type_arg)) > depth) depth = d;
     if ((d = list_depth(node->shape)) > depth) depth = d;
@@ -64,13 +65,13 @@ void parse_nesting_error(ParseState *ps) {
 /* ---- syntax errors ---------------------------------------------------------------------- */
 static const int expression_starts[] = {TK_INT, TK_FLOAT, TK_NAME, TK_TRUE, TK_FALSE, TK_LPAREN,
                                         TK_LBRACKET, TK_MINUS, TK_NOT, TK_TILDE, TK_CAST,
-                                        TK_ZEROS, TK_ONES, TK_FULL};
+                                        TK_ZEROS, TK_ONES, TK_FULL, TK_BITCAST, TK_STRING};
 static const int statement_starts[] = {TK_LET, TK_VAR, TK_FOR, TK_IF, TK_WHILE, TK_RETURN,
-                                       TK_LBRACE};
+                                       TK_LBRACE, TK_BREAK, TK_CONTINUE};
 static const int binary_operators[] = {TK_OROR, TK_ANDAND, TK_PIPE, TK_CARET, TK_AMP, TK_EQ,
                                        TK_NE, TK_LT, TK_LE, TK_GT, TK_GE, TK_SHL, TK_SHR,
                                        TK_PLUS, TK_MINUS, TK_STAR, TK_SLASH, TK_PERCENT,
-                                       TK_LBRACKET};
+                                       TK_LBRACKET, TK_QUESTION};
 static const int assignment_operators[] = {TK_PLUS_ASSIGN, TK_MINUS_ASSIGN, TK_STAR_ASSIGN,
                                            TK_SLASH_ASSIGN, TK_PERCENT_ASSIGN, TK_AMP_ASSIGN,
                                            TK_PIPE_ASSIGN, TK_CARET_ASSIGN, TK_SHL_ASSIGN,
@@ -158,6 +159,11 @@ void parse_syntax_error(ParseState *ps, Token tok, const bool *expected_in, int 
             sb_puts(&msg, words[i]);
         }
     }
+    /* a keyword where a name fits: say that the word is reserved */
+    const char *word = token_name(tok.code);
+    if (TK_NAME < ntokens && expected_in[TK_NAME] && word[0] == '\'' &&
+        ((word[1] >= 'a' && word[1] <= 'z') || word[1] == '_'))
+        sb_printf(&msg, " ('%.*s' is a reserved word and cannot be used as a name)", (int)tok.len, tok.start);
     diag_error(ps->diags, tok.loc, "%s", sb_str(&msg));
     sb_free(&msg);
     free(expected);

@@ -18,6 +18,7 @@ typedef enum {
     KIND_INT,          /* ints[slot] */
     KIND_NONZERO_INT,  /* ints[slot], shown only when not 0 (0 when absent) */
     KIND_SET_INT,      /* ints[slot], shown only when set (nints > slot; absent: not set) */
+    KIND_MESSAGE,      /* ints[slot] indexes the function's check_messages; shown as the string */
     KIND_INT_LIST,     /* ints[slot .. nints) */
     KIND_CMP,          /* ints[slot] = IrCmp */
     KIND_REDUCE,       /* ints[slot] = IrReduce */
@@ -106,6 +107,23 @@ static void print_atomic(const IrOp *op, const AttrRow *a, Strbuf *out) {
 }
 static void parse_atomic(IrReader *r, IrOp *op, const AttrRow *a) { parse_enum(r, op, a, atomic_names, "atomic operation"); }
 
+/* ---- messages (check) ---------------------------------------------------------------------------- */
+static void print_message(const IrOp *op, const AttrRow *a, Strbuf *out) {
+    const IrFunction *f = op->parent ? op->parent->function : NULL;
+    int64_t i = op->ints[a->slot];
+    if (f && i >= 0 && (uint64_t)i < f->ncheck_messages) sb_printf(out, "\"%s\"", f->check_messages[i]);
+    else sb_puts(out, "?message");
+}
+static void parse_message(IrReader *r, IrOp *op, const AttrRow *a) {
+    IrFunction *f = ir_reader_function(r);
+    const char *msg = ir_reader_string(r, "a message");
+    const char **grown = arena_alloc(&f->module->arena, sizeof(char *) * (f->ncheck_messages + 1));
+    for (uint32_t i = 0; i < f->ncheck_messages; i++) grown[i] = f->check_messages[i];
+    grown[f->ncheck_messages] = msg;
+    f->check_messages = grown;
+    set_int(op, a->slot, f->ncheck_messages++);
+}
+
 /* ---- the kinds ------------------------------------------------------------------------------ */
 static const struct {
     void (*print)(const IrOp *op, const AttrRow *a, Strbuf *out);
@@ -118,6 +136,7 @@ static const struct {
     [KIND_CMP] = {print_cmp, parse_cmp},
     [KIND_REDUCE] = {print_reduce, parse_reduce},
     [KIND_ATOMIC] = {print_atomic, parse_atomic},
+    [KIND_MESSAGE] = {print_message, parse_message},
 };
 
 static bool is_optional(const AttrRow *a) { return a->kind == KIND_NONZERO_INT || a->kind == KIND_SET_INT; }
@@ -172,7 +191,8 @@ void ir_attrs_parse(IrReader *r, IrOp *op, AttrPlace place, bool present) {
                 }
                 ir_reader_error(r, ir_reader_loc(r), "expected '%s'", a->keyword);
             }
-        } else if (!ir_reader_at_int(r) && a->kind != KIND_CMP && a->kind != KIND_REDUCE && a->kind != KIND_ATOMIC) {
+        } else if (!ir_reader_at_int(r) && a->kind != KIND_CMP && a->kind != KIND_REDUCE && a->kind != KIND_ATOMIC &&
+                   a->kind != KIND_MESSAGE) {
             ir_reader_error(r, ir_reader_loc(r), "expected an integer attribute");
         }
         kinds[a->kind].parse(r, op, a);

@@ -268,7 +268,9 @@ int64_t elem_int_unary(OpCode code, ElemType e, int64_t a) {
 
 bool elem_eval(OpCode code, int64_t pred, ElemType e, const IrConst *x, const IrConst *y, IrConst *out) {
     bool binary = ir_op_info[code].noperands == 2;
-    if (!(ir_op_info[code].flags & F_ELEM) || code == OP_SELECT || code == OP_CAST || (binary && !y)) return false;
+    if (!(ir_op_info[code].flags & F_ELEM) || code == OP_SELECT || code == OP_CAST || code == OP_BITCAST ||
+        (binary && !y))
+        return false;
     if (code == OP_CMP) {
         *out = (IrConst){.i = elem_compare((IrCmp)pred, e, *x, *y)};
         return true;

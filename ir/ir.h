@@ -194,6 +194,8 @@ struct IrFunction {
     IrRegion *grid;          /* kernels: args like body's; ends in yield of 1..3 i32 scalars */
     IrParam *params;         /* one per body argument */
     int num_warps;           /* kernels: warps per block on the GPU from `warps(N)`; 0: the default */
+    const char **check_messages; /* kernels: the messages of the grid region's OP_CHECKs */
+    uint32_t ncheck_messages;
     uint32_t nparams;
     const IrType **result_types; /* device functions */
     uint32_t nresults;

@@ -45,6 +45,7 @@ typedef enum {
     TOK_FUNC,    /* @name: start/len exclude the '@' */
     TOK_ARROW,   /* -> */
     TOK_PUNCT,   /* one character: ( ) [ ] { } < > , : = ? - */
+    TOK_STRING,  /* "printable ASCII without quotes": start/len exclude the quotes */
 } TokKind;
 
 typedef struct Tok {
@@ -181,6 +182,16 @@ static void lex(IrReader *r, Tok *t) {
         r->pos = q;
         return;
     }
+    if (c == '"') {
+        const char *q = p + 1;
+        while (q < r->end && *q != '"' && *q != '\n' && isprint((unsigned char)*q)) q++;
+        if (q == r->end || *q != '"') fail_at(r, t->loc, "unterminated string");
+        t->kind = TOK_STRING;
+        t->start = p + 1;
+        t->len = (size_t)(q - p - 1);
+        r->pos = q + 1;
+        return;
+    }
     if (strchr("()[]{}<>,:=?-*", c) && c) {
         t->kind = TOK_PUNCT;
         t->len = 1;
@@ -289,6 +300,14 @@ void ir_reader_word(IrReader *r, const char *what, char *buf, size_t cap) {
     memcpy(buf, t.start, n);
     buf[n] = 0;
 }
+
+const char *ir_reader_string(IrReader *r, const char *what) {
+    if (peek(r)->kind != TOK_STRING) expected(r, what);
+    Tok t = next(r);
+    return arena_strndup(&r->m->arena, t.start, t.len);
+}
+
+IrFunction *ir_reader_function(IrReader *r) { return r->b.function; }
 
 static void expect_word(IrReader *r, const char *word) {
     if (ir_reader_accept_word(r, word)) return;

@@ -28,6 +28,10 @@ bool ir_reader_at_int(IrReader *r);
 int64_t ir_reader_int(IrReader *r, const char *what);
 /* Reads an identifier into buf (NUL-terminated, truncated to cap - 1), or reports "expected <what>". */
 void ir_reader_word(IrReader *r, const char *what, char *buf, size_t cap);
+/* Reads a string ("..." of printable ASCII) into the module's arena, or reports "expected <what>". */
+const char *ir_reader_string(IrReader *r, const char *what);
+/* The function being read. */
+IrFunction *ir_reader_function(IrReader *r);
 /* The location of the next token. */
 SrcLoc ir_reader_loc(IrReader *r);
 /* Reports an error at loc (ir_reader_loc) and does not return. */

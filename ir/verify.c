@@ -203,6 +203,14 @@ static void check_elementwise(Verifier *v, const IrOp *op) {
             op_error(v, op, "result shape differs from the operand's (%s vs %s)", tn(v, res), tn(v, a));
         return;
     }
+    case OP_BITCAST: {
+        const IrType *a = op->operands[0]->type;
+        if (!same_shape(res, a))
+            op_error(v, op, "result shape differs from the operand's (%s vs %s)", tn(v, res), tn(v, a));
+        if (a->elem.bits != res->elem.bits || elem_is_bool(a->elem) || elem_is_bool(res->elem))
+            op_error(v, op, "bitcast needs non-bool element types of one width (%s to %s)", tn(v, a), tn(v, res));
+        return;
+    }
     default: break;
     }
     const IrType *a = op->operands[0]->type;
@@ -639,6 +647,14 @@ static void check_op_types(Verifier *v, IrOp *op) {
     case OP_SCAN:
     case OP_CONVERT_LAYOUT: check_shape_op(v, op); break;
     case OP_DOT: check_dot(v, op); break;
+    case OP_CHECK: {
+        const IrType *c = op->operands[0]->type;
+        if (!type_is_scalar(c) || !elem_is_bool(c->elem)) op_error(v, op, "operand must be a bool scalar, not %s", tn(v, c));
+        if (op->nints < 1 || op->ints[0] < 0 || (uint64_t)op->ints[0] >= v->f->ncheck_messages)
+            op_error(v, op, "has no message");
+        if (op->parent != v->f->grid) op_error(v, op, "only in a kernel's grid region");
+        break;
+    }
     case OP_LOAD:
     case OP_STORE:
     case OP_ATOMIC: check_memory(v, op); break;

@@ -207,6 +207,9 @@ Token lexer_next(Lexer *lx) {
             "zeros" { code = TK_ZEROS; goto done; }
             "ones" { code = TK_ONES; goto done; }
             "full" { code = TK_FULL; goto done; }
+            "break" { code = TK_BREAK; goto done; }
+            "continue" { code = TK_CONTINUE; goto done; }
+            "bitcast" { code = TK_BITCAST; goto done; }
             identifier { code = TK_NAME; goto done; }
 
             hex | binary | decimal { code = TK_INT; lexer_check_number_end(lx, start); goto done; }
@@ -245,6 +248,17 @@ Token lexer_next(Lexer *lx) {
             "%" { code = TK_PERCENT; goto done; }
             "!" { code = TK_NOT; goto done; }
             "~" { code = TK_TILDE; goto done; }
+            "?" { code = TK_QUESTION; goto done; }
+            ["] [\x20\x21\x23-\x7e]* ["] { code = TK_STRING; goto done; }
+            ["] {
+                /* a string without its closing quote on the line, or with a byte that is not
+                 * printable ASCII: one error at the opening quote, and the rest of the line
+                 * is skipped */
+                diag_error(lx->diags, tok.loc, "unterminated string literal (strings are printable ASCII on one line)");
+                while (lx->cursor < lx->limit && *lx->cursor != '\n') lx->cursor++;
+                code = TK_ILLEGAL;
+                goto done;
+            }
 
             "=" { code = TK_ASSIGN; goto done; }
             "+=" { code = TK_PLUS_ASSIGN; goto done; }
@@ -334,6 +348,11 @@ const char *token_name(int code) {
     case TK_ZEROS: return "'zeros'";
     case TK_ONES: return "'ones'";
     case TK_FULL: return "'full'";
+    case TK_BREAK: return "'break'";
+    case TK_CONTINUE: return "'continue'";
+    case TK_BITCAST: return "'bitcast'";
+    case TK_QUESTION: return "'?'";
+    case TK_STRING: return "string literal";
     case TK_LPAREN: return "'('";
     case TK_RPAREN: return "')'";
     case TK_LBRACKET: return "'['";

@@ -139,7 +139,10 @@ void tile_parse_save(void *parser, ParseState *ps) {
 /* Tokens the lexer produces that no rule accepts: a lexical error (already reported). */
 %token ILLEGAL.
 
-/* Lowest to highest. The unary operators use NOT's level; postfix `[` outranks them. */
+/* Lowest to highest. The unary operators use NOT's level; postfix `[` outranks them.
+ * `c ? a : b` is lowest and right-associative: `c ? a : d ? e : f` nests to the right and
+ * `c ? a : b + 1` takes `b + 1` as its last operand. */
+%right QUESTION.
 %left OROR.
 %left ANDAND.
 %left PIPE.
@@ -162,14 +165,24 @@ decl(A) ::= kernel(K). { A = K; }
 decl(A) ::= function(F). { A = F; }
 
 kernel(A) ::= KERNEL NAME(N) const_params(C) LPAREN kernel_params(P) RPAREN
-              GRID LPAREN expr_list(G) RPAREN warps_opt(W) block(B). {
+              GRID LPAREN expr_list(G) RPAREN warps_opt(W) kernel_checks(C2) block(B). {
     A = node_at(S, AST_KERNEL, N);
+    A->checks = C2;
     A->name = token_text(S, N);
     A->const_params = C;
     A->params = P;
     A->grid = G;
     A->warps = W;
     A->body = B;
+}
+
+/* `check(cond, "message")` clauses after the grid: launch-time checks (a NAME, so that
+ * `check` stays usable as a name elsewhere; the lowering says when it is not `check`). */
+%type kernel_checks {AstList *}
+kernel_checks(A) ::= . { A = ast_list_new(S->file); }
+kernel_checks(A) ::= kernel_checks(L) NAME(N) LPAREN call_args(R) RPAREN. {
+    A = L;
+    ast_list_push(S->file, A, generic_call(S, N, NULL, NULL, R));
 }
 
 %type warps_opt {AstNode *}
@@ -265,6 +278,35 @@ statement(A) ::= WHILE(W) expr(C) block(B). {
 statement(A) ::= RETURN(R) SEMI. { A = node_at(S, AST_RETURN, R); }
 statement(A) ::= RETURN(R) expr(E) SEMI. { A = node_at(S, AST_RETURN, R); A->lhs = E; }
 statement(A) ::= block(B). { A = B; }
+statement(A) ::= BREAK(T) SEMI. { A = node_at(S, AST_BREAK, T); }
+statement(A) ::= CONTINUE(T) SEMI. { A = node_at(S, AST_CONTINUE, T); }
+/* `return a, b;` (a device function with several results): args holds every value */
+statement(A) ::= RETURN(R) expr(E) COMMA expr_list(L) SEMI. {
+    A = node_at(S, AST_RETURN, R);
+    A->lhs = E;
+    A->args = ast_list_new(S->file);
+    ast_list_push(S->file, A->args, E);
+    for (uint32_t i = 0; i < L->len; i++) ast_list_push(S->file, A->args, L->items[i]);
+}
+/* `let (x, y) = f(...);`: args holds the names (AST_NAME) */
+statement(A) ::= LET(T) LPAREN name_list(L) RPAREN ASSIGN expr(E) SEMI. {
+    A = node_at(S, AST_LET_TUPLE, T);
+    A->args = L;
+    A->lhs = E;
+}
+%type name_list {AstList *}
+name_list(A) ::= NAME(N). {
+    A = ast_list_new(S->file);
+    AstNode *n = node_at(S, AST_NAME, N);
+    n->name = token_text(S, N);
+    ast_list_push(S->file, A, n);
+}
+name_list(A) ::= name_list(L) COMMA NAME(N). {
+    A = L;
+    AstNode *n = node_at(S, AST_NAME, N);
+    n->name = token_text(S, N);
+    ast_list_push(S->file, A, n);
+}
 
 for_step(A) ::= . { A = NULL; }
 for_step(A) ::= STEP expr(E). { A = E; }
@@ -329,6 +371,22 @@ generic(A) ::= CAST(T). { A = T; }
 generic(A) ::= ZEROS(T). { A = T; }
 generic(A) ::= ONES(T). { A = T; }
 generic(A) ::= FULL(T). { A = T; }
+generic(A) ::= BITCAST(T). { A = T; }
+
+/* A string literal: only the message of static_assert and check takes one (the lowering
+ * says so anywhere else). name holds the text between the quotes. */
+expr(A) ::= STRING(T). {
+    A = node_at(S, AST_STRING, T);
+    A->name = arena_strndup(&S->file->arena, T.start + 1, T.len - 2);
+    A = parse_expr_node(S, A);
+}
+expr(A) ::= expr(C) QUESTION(Q) expr(L) COLON expr(R). {
+    A = node_at(S, AST_COND, Q);
+    A->cond = C;
+    A->lhs = L;
+    A->rhs = R;
+    A = parse_expr_node(S, A);
+}
 
 expr(A) ::= expr(B) LBRACKET(L) index_items(I) RBRACKET. {
     A = node_at(S, AST_INDEX, L);

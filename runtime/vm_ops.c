@@ -258,6 +258,44 @@ static bool exec_cast(VmThread *th, VmFrame *fr, const IrOp *op) {
     return true;
 }
 
+/* ---- bitcast and launch checks (lang/SPEC.md 6.2, 2.1) ---------------------------------- */
+/* The bits of each element, reinterpreted as the result's type (both of one width). Floats
+ * are kept as doubles on the VM, so a NaN's payload is not kept (every NaN is the canonical). */
+static bool exec_bitcast(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *a = vm_operand_tile(th, fr, op, 0);
+    if (!a) return false;
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, a->numel)) return false;
+    ElemType from = op->operands[0]->type->elem, to = op->results[0]->type->elem;
+    if (from.bits != to.bits || elem_is_bool(from) || elem_is_bool(to))
+        return vm_error(th, op, "element types of different widths");
+    uint64_t mask = from.bits >= 64 ? UINT64_MAX : (UINT64_C(1) << from.bits) - 1;
+    for (int64_t i = 0; i < a->numel; i++) {
+        uint64_t bits = elem_is_float(from) ? vm_float_encode(from, a->data[i].f) : (uint64_t)a->data[i].i & mask;
+        if (elem_is_float(to)) r->data[i].f = vm_float_decode(to, bits);
+        else r->data[i].i = elem_wrap_int(to, (int64_t)bits);
+    }
+    return true;
+}
+
+/* A launch-time check of the grid region: a false condition fails the launch with the
+ * user's message and the check's location. */
+static bool exec_check(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *c = vm_operand_tile(th, fr, op, 0);
+    if (!c) return false;
+    if (c->numel != 1) return vm_error(th, op, "the condition is not a scalar");
+    if (c->data[0].i) return true;
+    const IrFunction *f = op->parent ? op->parent->function : NULL;
+    const char *msg = f && op->nints && op->ints[0] >= 0 && (uint64_t)op->ints[0] < f->ncheck_messages
+                          ? f->check_messages[op->ints[0]]
+                          : "(no message)";
+    if (th->failed) return false;
+    th->failed = true;
+    if (op->loc.file) sb_printf(&th->err, "%s:%u:%u: ", op->loc.file->name, op->loc.line, op->loc.col);
+    sb_printf(&th->err, "check failed: %s", msg);
+    return false;
+}
+
 /* ---- values of the program -------------------------------------------------------------- */
 static bool exec_const(VmThread *th, VmFrame *fr, const IrOp *op) {
     VmTile *r = vm_result_tile(th, fr, op, 0);
@@ -871,6 +909,8 @@ bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
         return exec_unary(th, fr, op);
     case OP_SELECT: return exec_select(th, fr, op);
     case OP_CAST: return exec_cast(th, fr, op);
+    case OP_BITCAST: return exec_bitcast(th, fr, op);
+    case OP_CHECK: return exec_check(th, fr, op);
     case OP_SPLAT: return exec_splat(th, fr, op);
     case OP_BROADCAST: return exec_broadcast(th, fr, op);
     case OP_EXPAND_DIMS:

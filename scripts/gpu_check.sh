@@ -7,6 +7,17 @@ BIN=${BIN:-build}
 T=${TILEC:-$BIN/tilec}
 status=0
 check() { echo "== $*"; "$T" run --compare "$@" || status=1; }
+# Language II constructs (tests/lang2/constructs.tile; tests/gpu/test_lang2_constructs_gpu.c has the rest)
+L2=tests/lang2/constructs.tile
+check $L2 -k masked_slice N=100003 limit=77777
+check $L2 -k masked_2d R=61 C=75
+check $L2 -k pointwise_gather R=37 C=45
+check $L2 -k control R=40 used=29
+check $L2 -k tuples R=9
+check $L2 -k bits N=4096 M=2048
+check $L2 -k shifts N=64
+check $L2 -k search R=300
+check $L2 -k masked_loop M=70 K=300
 check stdlib/core/vector_add.tile -k vector_add N=1000003
 check stdlib/core/softmax.tile -k softmax M=37 N=1500
 check stdlib/core/layernorm.tile -k layernorm M=19 N=1100 eps=0.00001

@@ -332,3 +332,27 @@ Test(lexer, token_names) {
     for (int code = 1; code <= TK_COLON_PLUS; code++)
         cr_expect_str_neq(token_name(code), "token", "code %d has no name", code);
 }
+
+/* ---- Language II tokens ---------------------------------------------------------------- */
+Test(lexer, strings_question_mark_and_new_keywords) {
+    EXPECT_CODES("break continue bitcast ? \"a, b: c\" \"\"", TK_BREAK, TK_CONTINUE, TK_BITCAST, TK_QUESTION,
+                 TK_STRING, TK_STRING);
+    EXPECT_CODES("c?a:b", TK_NAME, TK_QUESTION, TK_NAME, TK_COLON, TK_NAME);
+    EXPECT_CODES("breaks continued", TK_NAME, TK_NAME);
+    Lexed l = {0};
+    lex(&l, "\"x \\ y\"");
+    cr_assert_eq(l.count, 1);
+    cr_assert_eq(l.tokens[0].len, 7, "a backslash is an ordinary character");
+    diag_free(&l.diags);
+}
+
+Test(lexer, unterminated_strings) {
+    Lexed l = {0};
+    lex(&l, "a \"no end\nb");
+    cr_assert_eq(l.diags.errors, 1);
+    cr_assert(strstr(first_error(&l), "t.tile:1:3: error: unterminated string literal"), "%s", first_error(&l));
+    cr_assert_eq(l.tokens[l.count - 1].code, TK_NAME, "scanning goes on on the next line");
+    lex(&l, "\"caf\xc3\xa9\"");
+    cr_assert_eq(l.diags.errors, 1, "strings are ASCII");
+    diag_free(&l.diags);
+}

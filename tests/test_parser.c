@@ -551,3 +551,42 @@ Test(parser, mutated_sources_give_located_errors_or_trees) {
     free(text);
     free(original);
 }
+
+/* ---- Language II syntax (lang/SPEC.md 2.1, 4.7, 4.9, 5.2, 6.2) ---------------------------- */
+Test(parser, conditional_expression_is_lowest_and_right_associative) {
+    expect_expr("c ? a : b", "(? c a b)");
+    expect_expr("c ? a : b + 1", "(? c a (+ b 1))");
+    expect_expr("a || b ? x : y", "(? (|| a b) x y)");
+    expect_expr("c ? a : d ? e : f", "(? c a (? d e f))");
+    expect_expr("c ? d ? e : f : g", "(? c (? d e f) g)");
+    expect_expr("t[c ? i : j]", "(index t (? c i j))");
+    expect_expr("(c ? a : b) * 2", "(* (? c a b) 2)");
+}
+
+Test(parser, strings_bitcast_and_checks) {
+    expect_expr("bitcast<u32>(x)", "(call bitcast <u32> x)");
+    expect_expr("f(\"a message, with: punctuation\")", "(call f \"a message, with: punctuation\")");
+    expect_dump("kernel k(x: tensor<f32>[N], h: i32) grid(N) warps(2) check(h > 0, \"h\") check(N % 2 == 0, \"even\") { }",
+                "(kernel k <> ((param x (tensor f32 N)) (param h i32)) (grid N) (warps 2) "
+                "(call check (> h 0) \"h\") (call check (== (% N 2) 0) \"even\") (block))\n");
+}
+
+Test(parser, break_continue_tuples_and_multiple_returns) {
+    expect_dump("fn f(a) { for i in 0 .. 4 { if a { break; } continue; } return a, a + 1, 2; }",
+                "(fn f ((param a)) (block\n  (for i 0 4 (block\n    (if a (block\n      (break)))\n"
+                "    (continue)))\n  (return a (+ a 1) 2)))\n");
+    expect_dump("fn g() { let (x, y) = f(1); return; }",
+                "(fn g () (block\n  (let (x y) (call f 1))\n  (return)))\n");
+}
+
+Test(parser, reserved_words_as_names_say_so) {
+    expect_error("fn f() { let for = 1; }",
+                 "t.tile:1:14: error: unexpected 'for', expected identifier or '(' ('for' is a reserved word and "
+                 "cannot be used as a name)");
+    expect_error("kernel continue() grid(1) { }",
+                 "t.tile:1:8: error: unexpected 'continue', expected identifier ('continue' is a reserved word and "
+                 "cannot be used as a name)");
+    expect_error("fn f(bitcast) { }",
+                 "t.tile:1:6: error: unexpected 'bitcast', expected identifier or ')' ('bitcast' is a reserved word "
+                 "and cannot be used as a name)");
+}
