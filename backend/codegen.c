@@ -467,6 +467,8 @@ static bool emit_op(Cg *g, const IrOp *op) {
     case OP_STORE: case OP_ATOMIC: return cg_store(g, op);
     case OP_SHARED_ALLOC: case OP_SHARED_LOAD: case OP_SHARED_STORE: return cg_shared_op(g, op);
     case OP_BARRIER: cg_barrier(g); return true;
+    case OP_ATOMIC_RMW: case OP_ATOMIC_CAS: return cg_atomic_result(g, op);
+    case OP_FENCE: return cg_fence(g, op);
     case OP_FOR: return emit_for(g, op);
     case OP_IF: return emit_if(g, op);
     case OP_WHILE: return emit_while(g, op);

@@ -192,8 +192,8 @@ static const char *reduce_name(int64_t r) {
 }
 
 static const char *atomic_name(int64_t a) {
-    static const char *names[] = {"add", "max"};
-    return a >= 0 && a <= ATOMIC_MAX ? names[a] : "?atomic";
+    static const char *names[] = {"add", "max", "min", "and", "or", "xchg"};
+    return a >= 0 && a <= ATOMIC_XCHG ? names[a] : "?atomic";
 }
 
 static void print_region_body(Printer *p, const IrRegion *r, int depth);
@@ -293,6 +293,7 @@ static void print_plain_op(Printer *p, const IrOp *op) {
     case OP_REDUCE:
     case OP_SCAN: sb_printf(out, " %s", op->nints ? reduce_name(op->ints[0]) : "?reduce"); break;
     case OP_ATOMIC: sb_printf(out, " %s", op->nints ? atomic_name(op->ints[0]) : "?atomic"); break;
+    case OP_ATOMIC_RMW: sb_printf(out, " %s", op->nints ? atomic_name(op->ints[0]) : "?atomic"); break;
     case OP_CONST:
         sb_putc(out, ' ');
         print_const(&op->value, op->nresults ? op->results[0]->type : NULL, out);
@@ -332,6 +333,13 @@ static void print_plain_op(Printer *p, const IrOp *op) {
     case OP_CONST:
     case OP_CALL:
         break;
+    case OP_ATOMIC_RMW:
+    case OP_ATOMIC_CAS:
+    case OP_FENCE: {
+        int64_t order = op->ints[op->code == OP_FENCE ? 0 : 1];
+        sb_printf(out, "%s%s", sep, order == MEM_ACQ_REL ? "acq_rel" : order == MEM_RELAXED ? "relaxed" : "?order");
+        break;
+    }
     default:
         /* An op that has no named attributes shows any ints it carries, so nothing hides. */
         if (op->nints) {
