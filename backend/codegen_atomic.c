@@ -6,7 +6,10 @@
  * index and value operand is first put into that layout (cg_in_layout), then each slot does one
  * LLVM atomicrmw or cmpxchg at GPU scope (syncscope "device", PTX .gpu) with the op's memory
  * order (relaxed: monotonic, acq_rel: acq_rel) on the element the indices name, guarded by the
- * bounds check; an element out of bounds does nothing and reads 0. A layout with replicas (or a
+ * bounds check; an element out of bounds does nothing and reads 0. An acq_rel op is a barrier and
+ * fence.acq_rel.gpu, the atomics, then a fence and a barrier: the order covers the accesses of
+ * every thread of the block, as the VM's does (and NVPTX ignores the order of an atomicrmw, so
+ * the fences carry it). A layout with replicas (or a
  * result of one element, held by every thread) has several threads per element: only the
  * replica-0 owner does the atomic, and the old values reach the other replicas through the
  * shared scratch buffer (barrier, owners store at row-major offsets, barrier, everyone loads).
@@ -55,8 +58,9 @@ static LLVMValueRef one_atomic(Cg *g, const IrOp *op, const CgValue *t, LLVMValu
                                                             fail, gpu_scope(g));
         old = LLVMBuildExtractValue(g->b, pair, 0, "");
     } else {
-        old = LLVMBuildAtomicRMWSyncScope(g->b, rmw_binop((IrAtomic)op->ints[0], e), ptr, cg_to_mem(g, e, v0), order,
-                                          gpu_scope(g));
+        /* acq_rel comes from the fences around the whole op (NVPTX drops the order of atomicrmw) */
+        old = LLVMBuildAtomicRMWSyncScope(g->b, rmw_binop((IrAtomic)op->ints[0], e), ptr, cg_to_mem(g, e, v0),
+                                          LLVMAtomicOrderingMonotonic, gpu_scope(g));
     }
     LLVMValueRef value = cg_from_mem(g, e, old);
     LLVMBasicBlockRef done = LLVMGetInsertBlock(g->b);
@@ -85,6 +89,11 @@ bool cg_atomic_result(Cg *g, const IrOp *op) {
     }
     CgValue *r = cg_new_tile_for(g, op->results[0]);
     LLVMValueRef owner = cg_owner(g, layout);
+    bool acq_rel = op->ints[1] == MEM_ACQ_REL;
+    if (acq_rel) { /* release: every thread's earlier accesses, then this op */
+        cg_barrier(g);
+        LLVMBuildFenceSyncScope(g->b, LLVMAtomicOrderingAcquireRelease, gpu_scope(g), "");
+    }
     for (uint32_t j = 0; j < r->nslots; j++) {
         LLVMValueRef off = cg_i64(g, 0), mask = owner ? owner : LLVMConstInt(g->i1, 1, 0);
         for (int d = 0; d < tt->rank; d++) {
@@ -94,6 +103,10 @@ bool cg_atomic_result(Cg *g, const IrOp *op) {
         }
         LLVMValueRef v0 = in[tt->rank]->slots[j], v1 = nvalues == 2 ? in[tt->rank + 1]->slots[j] : NULL;
         r->slots[j] = one_atomic(g, op, t, off, mask, v0, v1);
+    }
+    if (acq_rel) { /* acquire: this op, then every thread's later accesses */
+        LLVMBuildFenceSyncScope(g->b, LLVMAtomicOrderingAcquireRelease, gpu_scope(g), "");
+        cg_barrier(g);
     }
     if (owner) {
         /* replicas: the owners' old values to everyone through the scratch buffer */
@@ -130,9 +143,13 @@ bool cg_atomic_result(Cg *g, const IrOp *op) {
     return true;
 }
 
-/* fence: fence.acq_rel.gpu (a relaxed fence orders nothing and emits nothing). */
+/* fence: the block's threads meet (bar.sync), then fence.acq_rel.gpu, so that the fence orders
+ * the accesses of the whole block, as on the VM (a relaxed fence orders nothing). */
 bool cg_fence(Cg *g, const IrOp *op) {
     if (op->nints < 1) return cg_fail(g, op, false, "fence without a memory order");
-    if (op->ints[0] == MEM_ACQ_REL) LLVMBuildFenceSyncScope(g->b, LLVMAtomicOrderingAcquireRelease, gpu_scope(g), "");
+    if (op->ints[0] != MEM_ACQ_REL) return true;
+    cg_barrier(g);
+    LLVMBuildFenceSyncScope(g->b, LLVMAtomicOrderingAcquireRelease, gpu_scope(g), "");
+    cg_barrier(g);
     return true;
 }
