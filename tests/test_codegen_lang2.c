@@ -19,9 +19,10 @@
 TestSuite(codegen_lang2, .timeout = 900);
 
 /* The PTX of one kernel (with constants) for arch, assembled by ptxas when it exists. */
-static void kernel_ptx(const char *kernel, const ConstBinding *c, size_t nc, BackendArch arch, Strbuf *ptx) {
+static void file_kernel_ptx(const char *file, const char *kernel, const ConstBinding *c, size_t nc, BackendArch arch,
+                            Strbuf *ptx) {
     size_t len;
-    char *text = test_read_source_file("tests/lang2/kernels.tile", &len);
+    char *text = test_read_source_file(file, &len);
     DiagList d = {0};
     AstFile *ast = parse_source("kernels.tile", text, len, &d);
     cr_assert_not_null(ast, "%s", sb_str(&d.text));
@@ -46,6 +47,10 @@ static void kernel_ptx(const char *kernel, const ConstBinding *c, size_t nc, Bac
     ast_file_free(ast);
     diag_free(&d);
     free(text);
+}
+
+static void kernel_ptx(const char *kernel, const ConstBinding *c, size_t nc, BackendArch arch, Strbuf *ptx) {
+    file_kernel_ptx("tests/lang2/kernels.tile", kernel, c, nc, arch, ptx);
 }
 
 static void expect(const char *kernel, int op, BackendArch arch, const char *const *needles) {
@@ -97,6 +102,22 @@ Test(codegen_lang2, atomic_instructions) {
         expect("bdot_bf16", -1, arch, (const char *const[]){"mma.sync", NULL});
     }
     expect("add_bf16", -1, BACKEND_ARCH_SM90A, (const char *const[]){"atom.global.add.noftz.bf16", NULL});
+}
+/* The kernels of examples/kernels/. */
+Test(codegen_lang2, examples) {
+    static const char *const kernels[][2] = {
+        {"moe_router.tile", "moe_router"}, {"counting_sort.tile", "count_blocks"}, {"counting_sort.tile", "scatter"},
+        {"dropout.tile", "dropout"}, {"layernorm_backward.tile", "layernorm_bwd_dx"},
+        {"layernorm_backward.tile", "layernorm_bwd_dwdb"},
+    };
+    for (int a = 0; a < BACKEND_ARCH_COUNT; a++)
+        for (size_t i = 0; i < sizeof kernels / sizeof *kernels; i++) {
+            char file[256];
+            snprintf(file, sizeof file, "examples/kernels/%s", kernels[i][0]);
+            Strbuf ptx = {0};
+            file_kernel_ptx(file, kernels[i][1], NULL, 0, (BackendArch)a, &ptx);
+            sb_free(&ptx);
+        }
 }
 #else
 Test(codegen_lang2, without_llvm) { cr_skip_test("built without LLVM"); }

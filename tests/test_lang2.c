@@ -2,9 +2,13 @@
  * test_lang2.c: the constructs of issue 8 on the VM: atomics that return the old value, fence,
  * argmax/argmin, sort/argsort, topk/argtopk, Philox randint/rand/randn and the batched dot, each
  * against a C reference (tests/lang2/checks.h, shared with the GPU suite), plus the Philox
- * reference itself against Random123's known-answer vectors and the IR the constructs lower to.
+ * reference itself against Random123's known-answer vectors and the IR the constructs lower to;
+ * and the kernels of examples/kernels/ (tests/lang2/example_checks.h): the top-k MoE router, the
+ * multi-block stable counting sort (atomic tickets and look-back), seeded dropout and layer-norm
+ * backward with its lock-guarded partial sums.
  */
 #include "lang2/checks.h"
+#include "lang2/example_checks.h"
 
 #include "frontend/frontend.h"
 #include "ir/ir.h"
@@ -121,4 +125,27 @@ Test(lang2, ir_prints_atomics_and_fence) {
     ast_file_free(ast);
     diag_free(&d);
     free(text);
+}
+
+/* ---- the examples ---- */
+Test(lang2, moe_router) {
+    check_moe_router(ctx, 100, 8, 2);
+    check_moe_router(ctx, 37, 16, 3);
+    check_moe_router(ctx, 16, 64, 8);
+}
+
+Test(lang2, counting_sort) {
+    check_counting_sort(ctx, 1, 256);
+    check_counting_sort(ctx, 1000, 256);
+    check_counting_sort(ctx, 5000, 128);
+}
+
+Test(lang2, dropout) {
+    check_dropout(ctx, 3000, 0.5f, 123);
+    check_dropout(ctx, 1024, 0.1f, -5);
+}
+
+Test(lang2, layernorm_backward) {
+    check_layernorm_backward(ctx, 40, 300);
+    check_layernorm_backward(ctx, 7, 1024);
 }

@@ -62,3 +62,15 @@ Test(lang2_gpu, batched_dot) {
     check_bdot_bf16(gpu);
     check_bdot_i8(gpu);
 }
+
+/* ---- the examples of examples/kernels/ ---- */
+#include "../lang2/example_checks.h"
+
+Test(lang2_gpu, examples) {
+    check_moe_router(gpu, 1000, 8, 2);
+    check_moe_router(gpu, 37, 64, 8);
+    check_counting_sort(gpu, 100000, 256);
+    check_counting_sort(gpu, 777, 128);
+    check_dropout(gpu, 100000, 0.5f, 123);
+    check_layernorm_backward(gpu, 300, 1000);
+}
