@@ -12,6 +12,7 @@
 
 #include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 #include "runtime/runtime.h"
 #include "testutil.h"
 
@@ -101,6 +102,47 @@ Test(lang2, batched_dot) {
     check_bdot_f32(ctx);
     check_bdot_bf16(ctx);
     check_bdot_i8(ctx);
+}
+
+/* Every kernel of the file, lowered and run through the pipeline with the verifier after each
+ * pass, on the VM path and on the GPU path (layouts), with the given constants (for the kernels
+ * whose names start with prefix). */
+static void verify_file(const char *rel, const char *prefix, const ConstBinding *c, size_t nc) {
+    size_t len;
+    char *text = test_read_source_file(rel, &len);
+    DiagList d = {0};
+    AstFile *ast = parse_source(rel, text, len, &d);
+    cr_assert_not_null(ast, "%s", sb_str(&d.text));
+    for (uint32_t i = 0; i < ast->decls.len; i++) {
+        const AstNode *decl = ast->decls.items[i];
+        if (decl->kind != AST_KERNEL || strncmp(decl->name, prefix, strlen(prefix)) != 0) continue;
+        for (int gpu = 0; gpu < 2; gpu++) {
+            IrModule *m = ir_module_new();
+            IrFunction *f = lower_kernel(ast, decl->name, c, nc, m, &d);
+            cr_assert_not_null(f, "%s: %s", decl->name, sb_str(&d.text));
+            PassOptions opt = {.verify_each = true, .gpu = gpu != 0, .num_warps = 4};
+            cr_assert(passes_run(m, &opt, &d), "%s (gpu %d): %s", decl->name, gpu, sb_str(&d.text));
+            ir_module_free(m);
+        }
+    }
+    ast_file_free(ast);
+    diag_free(&d);
+    free(text);
+}
+
+Test(lang2, ir_verifies_after_every_pass) {
+    verify_file("tests/lang2/kernels.tile", "", NULL, 0);
+    for (int op = 1; op <= 5; op++) {
+        verify_file("tests/lang2/kernels.tile", "rmw_i", &(ConstBinding){.name = "OP", .i = op}, 1);
+        verify_file("tests/lang2/kernels.tile", "rmw_u", &(ConstBinding){.name = "OP", .i = op}, 1);
+    }
+    verify_file("tests/lang2/kernels.tile", "sort_rows", &(ConstBinding){.name = "DESC", .i = 1}, 1);
+    const char *examples[] = {"moe_router", "counting_sort", "dropout", "layernorm_backward"};
+    for (int i = 0; i < 4; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "examples/kernels/%s.tile", examples[i]);
+        verify_file(rel, "", NULL, 0);
+    }
 }
 
 /* The printed IR names the new ops and their memory orders. */

@@ -38,9 +38,16 @@ static uint32_t rnd32(void) {
     return (uint32_t)((lang2_rng * 2685821657736338717ull) >> 32);
 }
 
+/* The repository root: $TILE_SOURCE_DIR when set (binaries carried to a GPU machine), else the
+ * one the tests were built from. */
+static const char *source_dir(void) {
+    const char *e = getenv("TILE_SOURCE_DIR");
+    return e && *e ? e : TILE_SOURCE_DIR;
+}
+
 static tile_kernel *lang2_kernel(tile_context *ctx, const char *name, const tile_constant *c, size_t nc) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tests/lang2/kernels.tile", TILE_SOURCE_DIR);
+    snprintf(path, sizeof path, "%s/tests/lang2/kernels.tile", source_dir());
     tile_program *prog;
     cr_assert_eq(tile_program_from_file(ctx, path, &prog), TILE_OK, "%s", tile_context_message(ctx));
     tile_kernel *k = NULL;

@@ -12,7 +12,7 @@
 static tile_kernel *example_kernel(tile_context *ctx, const char *file, const char *name, const tile_constant *c,
                                    size_t nc) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/examples/kernels/%s", TILE_SOURCE_DIR, file);
+    snprintf(path, sizeof path, "%s/examples/kernels/%s", source_dir(), file);
     tile_program *prog;
     cr_assert_eq(tile_program_from_file(ctx, path, &prog), TILE_OK, "%s", tile_context_message(ctx));
     tile_kernel *k = NULL;
