@@ -25,8 +25,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "tile_parser.h"
-
 static const Val POISON = {.kind = VAL_POISON};
 
 static Val val_of(IrValue *v) { return (Val){.kind = VAL_VALUE, .value = v}; }
