@@ -532,7 +532,9 @@ static float ref_uniform(uint32_t u) {
     return (float)x * 4.6566127342e-10f;
 }
 
-static void check_philox(tile_context *ctx, int64_t seed, int32_t base, int n) {
+/* randn_tol: the absolute error allowed in randn (the VM's log and cos are f32-exact; the GPU's
+ * fast log loses up to 2^-21 near 1, which the square root turns into ~1e-3 for tiny radii). */
+static void check_philox(tile_context *ctx, int64_t seed, int32_t base, int n, double randn_tol) {
     uint32_t *u = malloc(4 * (size_t)n);
     float *f = malloc(4 * (size_t)n), *g = malloc(4 * (size_t)n);
     void *du = dev_copy(ctx, NULL, 4 * (size_t)n), *df = dev_copy(ctx, NULL, 4 * (size_t)n), *dg = dev_copy(ctx, NULL, 4 * (size_t)n);
@@ -552,7 +554,7 @@ static void check_philox(tile_context *ctx, int64_t seed, int32_t base, int n) {
         cr_assert(f[i] >= 0.0f && f[i] < 1.0f);
         float u1 = fmaxf(1.0e-7f, want), th = 6.283185307179586f * ref_uniform(ctr[1]);
         double normal = sqrt(-2.0 * log((double)u1)) * cos((double)th);
-        cr_assert(fabs(g[i] - normal) <= 2e-5 * (1 + fabs(normal)), "randn(%lld, %d) = %.9g, expected %.9g", (long long)seed,
+        cr_assert(fabs(g[i] - normal) <= randn_tol + 1e-5 * fabs(normal), "randn(%lld, %d) = %.9g, expected %.9g", (long long)seed,
                   base + i, (double)g[i], normal);
     }
     free(u);
