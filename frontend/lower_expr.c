@@ -1208,12 +1208,18 @@ static Val atomic_call(Lower *L, const AstNode *call, int kind) {
     for (uint32_t i = 0; args && i < args->len; i++) {
         const AstNode *a = args->items[i];
         if (a->kind == AST_KWARG) {
-            if (strcmp(a->name, "sem") != 0 || sem) {
-                diag_error(L->diags, a->loc, sem ? "sem given twice" : "%s() has no parameter named '%s'", call->name,
-                           a->name);
+            if (strcmp(a->name, "sem") != 0) {
+                diag_error(L->diags, a->loc, "%s() has no parameter named '%s'", call->name, a->name);
+                return POISON;
+            }
+            if (sem) {
+                diag_error(L->diags, a->loc, "sem given twice");
                 return POISON;
             }
             sem = a->lhs;
+        } else if (sem) {
+            diag_error(L->diags, a->loc, "positional argument after a keyword argument");
+            return POISON;
         } else if (npos < 3) {
             pos[npos++] = a;
         } else {
