@@ -323,6 +323,15 @@ static Val sort_call(Lower *L, const AstNode *call, bool want_index, bool top) {
             return POISON;
         }
     }
+    int64_t kp = 1, numel = 1;
+    while (kp < k) kp *= 2;
+    for (int d = 0; d < x->type->rank; d++) numel *= x->type->shape[d];
+    if (k < kp && numel / n * k * kp > (1 << 22)) { /* the one-hot picking of first_k */
+        diag_error(L->diags, a.pos[1]->loc, "%s(): k = %lld needs a [%lld, %lld, %lld] intermediate tile, more than %d "
+                   "elements; use a power-of-two k", call->name, (long long)k, (long long)(numel / n), (long long)k,
+                   (long long)kp, 1 << 22);
+        return POISON;
+    }
     L->b.loc = call->loc;
     int rank = x->type->rank;
     IrValue *v = move_axis(L, x, axis, false);
