@@ -73,10 +73,10 @@ Test(codegen_lang2, every_kernel_every_arch) {
             kernel_ptx(kernels[i], NULL, 0, (BackendArch)a, &ptx);
             sb_free(&ptx);
         }
-        static const char *rmw[] = {"rmw_i32", "rmw_u32", "rmw_i64", "rmw_f32"};
-        for (int r = 0; r < 4; r++)
+        static const char *rmw[] = {"rmw_i32", "rmw_u32", "rmw_i64", "rmw_u64", "rmw_f32"};
+        for (int r = 0; r < 5; r++)
             for (int op = 0; op <= 5; op++) {
-                if (r == 3 && (op == 3 || op == 4)) continue; /* no bitwise atomics on floats */
+                if (r == 4 && (op == 3 || op == 4)) continue; /* no bitwise atomics on floats */
                 Strbuf ptx = {0};
                 ConstBinding c = {.name = "OP", .i = op};
                 kernel_ptx(rmw[r], &c, 1, (BackendArch)a, &ptx);
@@ -94,6 +94,7 @@ Test(codegen_lang2, atomic_instructions) {
         expect("rmw_i64", 3, arch, (const char *const[]){"atom.global.and.b64", NULL});
         expect("rmw_i32", 4, arch, (const char *const[]){"fence.acq_rel.gpu", "atom.global.or.b32", NULL});
         expect("rmw_i64", 5, arch, (const char *const[]){"atom.global.exch.b64", NULL});
+        expect("rmw_u64", 1, arch, (const char *const[]){"atom.global.max.u64", NULL});
         expect("rmw_f32", 0, arch, (const char *const[]){"atom.global.add.f32", NULL});
         expect("cas_i32", -1, arch, (const char *const[]){"atom.acq_rel.gpu.global.cas.b32", NULL});
         expect("locked_count", -1, arch, (const char *const[]){"fence.acq_rel.gpu", "atom.acq_rel.gpu.global.cas.b32", NULL});

@@ -35,6 +35,10 @@ Test(lang2, atomics_i64) {
     for (int op = OP_ADD_; op <= OP_XCHG_; op++) check_rmw_int(ctx, "rmw_i64", TILE_I64, 64, true, op);
 }
 
+Test(lang2, atomics_u64) {
+    for (int op = OP_ADD_; op <= OP_XCHG_; op++) check_rmw_int(ctx, "rmw_u64", TILE_UINT(64), 64, false, op);
+}
+
 Test(lang2, atomics_f32) {
     int ops[] = {OP_ADD_, OP_MAX_, OP_MIN_, OP_XCHG_};
     for (int i = 0; i < 4; i++) check_rmw_f32(ctx, ops[i]);
@@ -135,6 +139,7 @@ Test(lang2, ir_verifies_after_every_pass) {
     for (int op = 1; op <= 5; op++) {
         verify_file("tests/lang2/kernels.tile", "rmw_i", &(ConstBinding){.name = "OP", .i = op}, 1);
         verify_file("tests/lang2/kernels.tile", "rmw_u", &(ConstBinding){.name = "OP", .i = op}, 1);
+        if (op != 3 && op != 4) verify_file("tests/lang2/kernels.tile", "rmw_f", &(ConstBinding){.name = "OP", .i = op}, 1);
     }
     verify_file("tests/lang2/kernels.tile", "sort_rows", &(ConstBinding){.name = "DESC", .i = 1}, 1);
     const char *examples[] = {"moe_router", "counting_sort", "dropout", "layernorm_backward"};

@@ -26,6 +26,7 @@ Test(lang2_gpu, atomics_integers) {
         check_rmw_int(gpu, "rmw_i32", TILE_I32, 32, true, op);
         check_rmw_int(gpu, "rmw_u32", TILE_U32, 32, false, op);
         check_rmw_int(gpu, "rmw_i64", TILE_I64, 64, true, op);
+        check_rmw_int(gpu, "rmw_u64", TILE_UINT(64), 64, false, op);
     }
 }
 
