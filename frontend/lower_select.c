@@ -11,7 +11,8 @@
  * half masked to the type's lowest value (exact for every value, NaN included), swaps by
  * select, and puts the halves back with select and a reshape. Every element carries its
  * original index and pairs compare as (value, index), so the order is total: equal values keep
- * their index order (the sort is stable) and the result is the same on every device. NaN sorts
+ * their index order (the sort is stable) and the result is the same on every device. (The
+ * values-only sort and topk of integers carry no index: equal integers are indistinguishable.) NaN sorts
  * after every number ascending and before every number descending (it counts as the largest).
  *
  * Philox4x32-10 follows Triton's python/triton/language/random.py: counter (offset, 0, 0, 0),
@@ -229,6 +230,7 @@ static IrValue *before(Lower *L, IrValue *va, IrValue *ia, IrValue *vb, IrValue 
         lt = ir_binary(&L->b, OP_OR, lt, nan_order);
         same = ir_binary(&L->b, OP_OR, same, ir_binary(&L->b, OP_AND, na, nb));
     }
+    if (!ia) return lt; /* integers without indices: equal values are interchangeable */
     IrValue *tie = ir_binary(&L->b, OP_AND, same, ir_cmp(&L->b, CMP_LT, ia, ib));
     return ir_binary(&L->b, OP_OR, lt, tie);
 }
@@ -239,17 +241,19 @@ static IrValue *half_of(Lower *L, IrValue *x, IrValue *first, int half) {
     return reduce(L, select3(L, mask, x, lowest(L, x->type)), RED_MAX, 2);
 }
 
-/* Sorts the rows of v [O, n] (n a power of two) with their indices idx (i32 [O, n]). */
+/* Sorts the rows of v [O, n] (n a power of two) with their indices idx (i32 [O, n]); *idx NULL
+ * sorts integer values alone (equal integers are indistinguishable, so the result is the same). */
 static void bitonic(Lower *L, IrValue **v, IrValue **idx, bool descending) {
     int64_t o = (*v)->type->shape[0], n = (*v)->type->shape[1];
     int64_t flat[2] = {o, n};
     for (int64_t k = 2; k <= n; k *= 2) {
         for (int64_t j = k / 2; j >= 1; j /= 2) {
             int64_t s4[4] = {o, n / (2 * j), 2, j};
-            IrValue *vr = reshape(L, *v, 4, s4), *ir = reshape(L, *idx, 4, s4);
-            IrValue *first = ir_cmp(&L->b, CMP_EQ, iota_along(L, 2, 2, ir->type), const_like(L, ir->type, 0));
+            const IrType *i4 = tile_t(L, elem_i32(), 4, s4);
+            IrValue *vr = reshape(L, *v, 4, s4), *ir = *idx ? reshape(L, *idx, 4, s4) : NULL;
+            IrValue *first = ir_cmp(&L->b, CMP_EQ, iota_along(L, 2, 2, i4), const_like(L, i4, 0));
             IrValue *lo_v = half_of(L, vr, first, 0), *hi_v = half_of(L, vr, first, 1);
-            IrValue *lo_i = half_of(L, ir, first, 0), *hi_i = half_of(L, ir, first, 1);
+            IrValue *lo_i = ir ? half_of(L, ir, first, 0) : NULL, *hi_i = ir ? half_of(L, ir, first, 1) : NULL;
             /* pairs in blocks of k whose block index is odd run the other way */
             IrValue *swap_up = before(L, hi_v, hi_i, lo_v, lo_i, descending);
             IrValue *swap;
@@ -257,18 +261,20 @@ static void bitonic(Lower *L, IrValue **v, IrValue **idx, bool descending) {
                 swap = swap_up;
             } else {
                 IrValue *swap_down = before(L, lo_v, lo_i, hi_v, hi_i, descending);
-                IrValue *block = iota_along(L, n / (2 * j), 1, lo_i->type);
+                IrValue *block = iota_along(L, n / (2 * j), 1, ir_type_with_elem(L->module, lo_v->type, elem_i32()));
                 IrValue *bit = ir_binary(&L->b, OP_AND, ir_binary(&L->b, OP_MUL, block, const_like(L, block->type, 2 * j)),
                                          const_like(L, block->type, k));
                 IrValue *up = ir_cmp(&L->b, CMP_EQ, bit, const_like(L, block->type, 0));
                 swap = select3(L, up, swap_up, swap_down);
             }
             IrValue *nlo_v = select3(L, swap, hi_v, lo_v), *nhi_v = select3(L, swap, lo_v, hi_v);
-            IrValue *nlo_i = select3(L, swap, hi_i, lo_i), *nhi_i = select3(L, swap, lo_i, hi_i);
             vr = select3(L, first, broadcast(L, expand(L, nlo_v, 2), vr->type), broadcast(L, expand(L, nhi_v, 2), vr->type));
-            ir = select3(L, first, broadcast(L, expand(L, nlo_i, 2), ir->type), broadcast(L, expand(L, nhi_i, 2), ir->type));
             *v = reshape(L, vr, 2, flat);
-            *idx = reshape(L, ir, 2, flat);
+            if (ir) {
+                IrValue *nlo_i = select3(L, swap, hi_i, lo_i), *nhi_i = select3(L, swap, lo_i, hi_i);
+                ir = select3(L, first, broadcast(L, expand(L, nlo_i, 2), ir->type), broadcast(L, expand(L, nhi_i, 2), ir->type));
+                *idx = reshape(L, ir, 2, flat);
+            }
         }
     }
 }
@@ -339,7 +345,10 @@ static Val sort_call(Lower *L, const AstNode *call, bool want_index, bool top) {
     for (int d = 0; d < rank; d++) moved[d] = v->type->shape[d];
     for (int d = 0; d + 1 < rank; d++) flat[0] *= moved[d];
     v = reshape(L, v, 2, flat);
-    IrValue *idx = iota_along(L, n, 1, tile_t(L, elem_i32(), 2, flat));
+    /* floats carry their indices even for sort: -0.0 and 0.0 (and NaNs) compare equal, and the
+     * indices keep them in a stable order */
+    bool indexed = want_index || elem_is_float(x->type->elem);
+    IrValue *idx = indexed ? iota_along(L, n, 1, tile_t(L, elem_i32(), 2, flat)) : NULL;
     bitonic(L, &v, &idx, descending);
     IrValue *r = want_index ? idx : v;
     if (k < n) r = first_k(L, r, k);
