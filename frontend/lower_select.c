@@ -298,6 +298,22 @@ static IrValue *first_k(Lower *L, IrValue *x, int64_t k) {
     return x;
 }
 
+/* argsort of integers of up to 32 bits: each (value, index) pair packed into one 64-bit key,
+ * value << 32 | index (u64 for unsigned values, so that the order of the keys is the order of
+ * the pairs; descending stores 2^31 - 1 - index, so that ties still go to the lower index),
+ * sorted alone, then unpacked: half the work of carrying the indices beside the values. */
+static IrValue *packed_argsort(Lower *L, IrValue *v, IrValue *idx, bool descending) {
+    ElemType ke = v->type->elem.kind == EK_UINT ? elem_uint(64) : elem_int(64);
+    const IrType *kt = ir_type_with_elem(L->module, v->type, ke);
+    if (descending) idx = ir_binary(&L->b, OP_SUB, const_like(L, idx->type, INT32_MAX), idx);
+    IrValue *key = ir_binary(&L->b, OP_SHL, ir_op1(&L->b, OP_CAST, kt, v), const_like(L, kt, 32));
+    key = ir_binary(&L->b, OP_OR, key, ir_op1(&L->b, OP_CAST, kt, idx));
+    IrValue *none = NULL;
+    bitonic(L, &key, &none, descending);
+    IrValue *low = ir_op1(&L->b, OP_CAST, idx->type, ir_binary(&L->b, OP_AND, key, const_like(L, kt, 0xffffffff)));
+    return descending ? ir_binary(&L->b, OP_SUB, const_like(L, idx->type, INT32_MAX), low) : low;
+}
+
 /* sort, argsort (k = 0) and topk, argtopk (k = the count): want_index picks the indices. */
 static Val sort_call(Lower *L, const AstNode *call, bool want_index, bool top) {
     SelArgs a;
@@ -347,10 +363,15 @@ static Val sort_call(Lower *L, const AstNode *call, bool want_index, bool top) {
     v = reshape(L, v, 2, flat);
     /* floats carry their indices even for sort: -0.0 and 0.0 (and NaNs) compare equal, and the
      * indices keep them in a stable order */
-    bool indexed = want_index || elem_is_float(x->type->elem);
-    IrValue *idx = indexed ? iota_along(L, n, 1, tile_t(L, elem_i32(), 2, flat)) : NULL;
-    bitonic(L, &v, &idx, descending);
-    IrValue *r = want_index ? idx : v;
+    ElemType e = x->type->elem;
+    bool indexed = want_index || elem_is_float(e);
+    IrValue *idx = indexed ? iota_along(L, n, 1, tile_t(L, elem_i32(), 2, flat)) : NULL, *r;
+    if (indexed && elem_is_integer(e) && e.bits <= 32) {
+        r = packed_argsort(L, v, idx, descending);
+    } else {
+        bitonic(L, &v, &idx, descending);
+        r = want_index ? idx : v;
+    }
     if (k < n) r = first_k(L, r, k);
     moved[rank - 1] = k;
     r = reshape(L, r, rank, moved);

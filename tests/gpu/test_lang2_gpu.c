@@ -48,6 +48,7 @@ Test(lang2_gpu, selection) {
     check_sort_rows(gpu, true);
     check_sort_cols(gpu);
     check_sort_u32(gpu);
+    check_int_ranks(gpu);
     check_topk(gpu, 3);
     check_topk(gpu, 4);
 }

@@ -488,6 +488,40 @@ static void check_sort_u32(tile_context *ctx) {
     for (int i = 0; i < N; i++) cr_assert_eq(y[i], x[perm[i]], "sort u32 descending position %d: %u, expected %u", i, y[i], x[perm[i]]);
 }
 
+static void check_int_ranks(tile_context *ctx) {
+    enum { N = 64 };
+    int32_t x[N], a[N], b[N], t[5], tv[5];
+    uint32_t u[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = (int32_t)(rnd32() % 9) - 4 + (i % 11 == 0 ? INT32_MIN + 1 : 0) + (i % 13 == 0 ? INT32_MAX - 5 : 0);
+        u[i] = rnd32() % 5 + (i % 7 == 0 ? 0xfffffff0u : 0);
+    }
+    void *dx = dev_copy(ctx, x, sizeof x), *du = dev_copy(ctx, u, sizeof u), *da = dev_copy(ctx, NULL, sizeof a),
+         *db = dev_copy(ctx, NULL, sizeof b), *dt_ = dev_copy(ctx, NULL, sizeof t), *dtv = dev_copy(ctx, NULL, sizeof tv);
+    tile_arg args[6] = {targ(TILE_I32, dx, 1, N, 0, 0), targ(TILE_U32, du, 1, N, 0, 0), targ(TILE_I32, da, 1, N, 0, 0),
+                        targ(TILE_I32, db, 1, N, 0, 0), targ(TILE_I32, dt_, 1, 5, 0, 0), targ(TILE_I32, dtv, 1, 5, 0, 0)};
+    lang2_launch(ctx, lang2_kernel(ctx, "int_ranks", NULL, 0), args, 6);
+    dev_back(ctx, a, da, sizeof a);
+    dev_back(ctx, b, db, sizeof b);
+    dev_back(ctx, t, dt_, sizeof t);
+    dev_back(ctx, tv, dtv, sizeof tv);
+    tile_free(ctx, dx);
+    tile_free(ctx, du);
+    double xd[N], ud[N];
+    int pd[N], pu[N];
+    for (int i = 0; i < N; i++) xd[i] = x[i], ud[i] = u[i];
+    ref_order(xd, N, 1, true, pd);
+    ref_order(ud, N, 1, false, pu);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(a[i], pd[i], "argsort i32 descending position %d: %d, expected %d", i, a[i], pd[i]);
+        cr_assert_eq(b[i], pu[i], "argsort u32 position %d: %d, expected %d", i, b[i], pu[i]);
+    }
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(t[i], pd[i], "argtopk i32 position %d: %d, expected %d", i, t[i], pd[i]);
+        cr_assert_eq(tv[i], x[pd[i]], "topk i32 position %d", i);
+    }
+}
+
 static void check_topk(tile_context *ctx, int k) {
     enum { R = 9, C = 16 };
     float x[R * C], v[R * C];
