@@ -493,7 +493,8 @@ static void check_int_ranks(tile_context *ctx) {
     int32_t x[N], a[N], b[N], t[5], tv[5];
     uint32_t u[N];
     for (int i = 0; i < N; i++) {
-        x[i] = (int32_t)(rnd32() % 9) - 4 + (i % 11 == 0 ? INT32_MIN + 1 : 0) + (i % 13 == 0 ? INT32_MAX - 5 : 0);
+        int64_t big = i % 11 == 0 ? INT32_MIN + 10 : i % 13 == 0 ? INT32_MAX - 10 : 0; /* extremes, with ties */
+        x[i] = (int32_t)((int64_t)(rnd32() % 9) - 4 + big);
         u[i] = rnd32() % 5 + (i % 7 == 0 ? 0xfffffff0u : 0);
     }
     void *dx = dev_copy(ctx, x, sizeof x), *du = dev_copy(ctx, u, sizeof u), *da = dev_copy(ctx, NULL, sizeof a),
