@@ -65,7 +65,7 @@ static void expect(const char *kernel, int op, BackendArch arch, const char *con
 
 Test(codegen_lang2, every_kernel_every_arch) {
     static const char *kernels[] = {"add_f16", "add_bf16", "cas_i32", "locked_count", "arg_extremes", "sort_rows",
-                                    "sort_cols", "sort_u32", "int_ranks", "topk_rows", "philox", "philox_scalar", "bdot_f32",
+                                    "sort_cols", "sort_u32", "int_ranks", "middle_axis", "topk_rows", "philox", "philox_scalar", "bdot_f32",
                                     "bdot_bf16", "bdot_i8"};
     for (int a = 0; a < BACKEND_ARCH_COUNT; a++) {
         for (size_t i = 0; i < sizeof kernels / sizeof *kernels; i++) {

@@ -61,6 +61,7 @@ Test(lang2, sort_argsort) {
     check_sort_cols(ctx);
     check_sort_u32(ctx);
     check_int_ranks(ctx);
+    check_middle_axis(ctx);
 }
 
 Test(lang2, topk_argtopk) {

@@ -49,6 +49,7 @@ Test(lang2_gpu, selection) {
     check_sort_cols(gpu);
     check_sort_u32(gpu);
     check_int_ranks(gpu);
+    check_middle_axis(gpu);
     check_topk(gpu, 3);
     check_topk(gpu, 4);
 }

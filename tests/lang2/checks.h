@@ -488,6 +488,38 @@ static void check_sort_u32(tile_context *ctx) {
     for (int i = 0; i < N; i++) cr_assert_eq(y[i], x[perm[i]], "sort u32 descending position %d: %u, expected %u", i, y[i], x[perm[i]]);
 }
 
+static void check_middle_axis(tile_context *ctx) {
+    enum { A = 4, B = 8, C = 2 };
+    float x[A * B * C], y[A * B * C];
+    int32_t ix[A * B * C], m[A * C];
+    for (int i = 0; i < A * B * C; i++) x[i] = tie_value();
+    void *dx = dev_copy(ctx, x, sizeof x), *dy = dev_copy(ctx, NULL, sizeof y), *di = dev_copy(ctx, NULL, sizeof ix),
+         *dm = dev_copy(ctx, NULL, sizeof m);
+    tile_arg args[4] = {targ(TILE_F32, dx, 3, A, B, C), targ(TILE_F32, dy, 3, A, B, C), targ(TILE_I32, di, 3, A, B, C),
+                        targ(TILE_I32, dm, 2, A, C, 0)};
+    lang2_launch(ctx, lang2_kernel(ctx, "middle_axis", NULL, 0), args, 4);
+    dev_back(ctx, y, dy, sizeof y);
+    dev_back(ctx, ix, di, sizeof ix);
+    dev_back(ctx, m, dm, sizeof m);
+    tile_free(ctx, dx);
+    for (int a = 0; a < A; a++)
+        for (int c = 0; c < C; c++) {
+            double col[B];
+            int down[B], up[B], first_nan = -1;
+            for (int b = B - 1; b >= 0; b--) {
+                col[b] = x[(a * B + b) * C + c];
+                if (isnan(col[b])) first_nan = b;
+            }
+            ref_order(col, B, 1, true, down);
+            ref_order(col, B, 1, false, up);
+            for (int b = 0; b < B; b++) {
+                cr_assert(same_float(y[(a * B + b) * C + c], col[down[b]]), "sort(axis=1) [%d, %d, %d]", a, b, c);
+                cr_assert_eq(ix[(a * B + b) * C + c], up[b], "argsort(axis=-2) [%d, %d, %d]", a, b, c);
+            }
+            cr_assert_eq(m[a * C + c], first_nan >= 0 ? first_nan : up[0], "argmin(axis=1) [%d, %d]", a, c);
+        }
+}
+
 static void check_int_ranks(tile_context *ctx) {
     enum { N = 64 };
     int32_t x[N], a[N], b[N], t[5], tv[5];
