@@ -471,6 +471,8 @@ static bool emit_op(Cg *g, const IrOp *op) {
     case OP_SHARED_VIEW: return cg_shared_view(g, op);
     case OP_COPY_ASYNC: return cg_copy_async(g, op);
     case OP_ASYNC_WAIT: return cg_async_wait(g, op);
+    case OP_ATOMIC_RMW: case OP_ATOMIC_CAS: return cg_atomic_result(g, op);
+    case OP_FENCE: return cg_fence(g, op);
     case OP_FOR: return emit_for(g, op);
     case OP_IF: return emit_if(g, op);
     case OP_WHILE: return emit_while(g, op);

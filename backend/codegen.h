@@ -20,6 +20,7 @@
  *                     shared memory), global loads/stores/atomics (vectorized), shared tiles
  *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot on CUDA cores
  *   codegen_mma.c     dot on tensor cores (mma.sync m16n8k16, ldmatrix)
+ *   codegen_atomic.c  atomics that return the old values, fences
  */
 #ifndef TILE_BACKEND_CODEGEN_H
 #define TILE_BACKEND_CODEGEN_H
@@ -161,5 +162,9 @@ struct MmaTiling; /* ir/mma.h */
 /* dot on tensor cores: r is the result tile in the mma accumulator layout of t, c the
  * accumulator in that layout. */
 bool cg_dot_mma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
+
+/* ---- codegen_atomic.c ---- */
+bool cg_atomic_result(Cg *g, const IrOp *op); /* atomic_rmw, atomic_cas: the old values */
+bool cg_fence(Cg *g, const IrOp *op);
 
 #endif

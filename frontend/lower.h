@@ -110,4 +110,9 @@ void lower_store(Lower *L, const AstNode *target, Val value, SrcLoc loc);
 Val lower_binary_op(Lower *L, int op, Val a, Val b, SrcLoc loc);
 const char *lower_type_str(const IrType *t, char *buf, size_t n);
 
+/* lower_select.c: argmax/argmin, sort/argsort, topk/argtopk, randint/rand/randn (false: not one
+ * of them), and dot over a batch axis */
+bool lower_select_call(Lower *L, const AstNode *call, Val *out);
+Val lower_batched_dot(Lower *L, const AstNode *call, IrValue *x, IrValue *y, const AstNode *acc);
+
 #endif

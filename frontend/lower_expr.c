@@ -662,6 +662,7 @@ static Val dot_call(Lower *L, const AstNode *call) {
     char ta[64], tb[64];
     const IrType *tx = x->type, *ty = y->type;
     if (tx->rank != 2 || ty->rank != 2 || tx->shape[1] != ty->shape[0]) {
+        if (tx->rank == 3 || ty->rank == 3) return lower_batched_dot(L, call, x, y, a.npos == 3 ? a.pos[2] : NULL);
         diag_error(L->diags, call->loc, "dot() needs tiles [M, K] and [K, N], found %s and %s",
                    lower_type_str(tx, ta, sizeof ta), lower_type_str(ty, tb, sizeof tb));
         return POISON;
@@ -1218,21 +1219,135 @@ void lower_store(Lower *L, const AstNode *target, Val value, SrcLoc loc) {
     store_indexed(L, target, value, loc, -1);
 }
 
-static Val atomic_call(Lower *L, const AstNode *call, IrAtomic kind) {
-    CallArgs a;
+/* The element types an atomic with a result supports on both devices (SPEC 6.7): 32- and 64-bit
+ * integers for every kind; f32 and f64 for add, max, min and xchg; f16 and bf16 for add. */
+static bool atomic_type_ok(int kind, ElemType e) {
+    if ((e.kind == EK_INT || e.kind == EK_UINT) && (e.bits == 32 || e.bits == 64)) return true;
+    if (kind < 0 || e.kind != EK_FLOAT) return false;
+    if (e.bits == 32 || e.bits == 64) return kind == ATOMIC_ADD || kind == ATOMIC_MAX || kind == ATOMIC_MIN ||
+                                              kind == ATOMIC_XCHG;
+    return kind == ATOMIC_ADD && e.bits == 16; /* f16 and bf16 */
+}
+
+/* The value v for the access shape of an atomic: constants take the tensor's element type, tiles
+ * must have it and broadcast to the shape. NULL after a diagnostic. */
+static IrValue *atomic_operand(Lower *L, const AstNode *e, const IrType *rt) {
+    Val value = lower_expr(L, e);
+    if (value.kind == VAL_POISON) return NULL;
+    if (value.kind == VAL_CONST) return lower_coerce_const(L, value, rt, e->loc);
+    IrValue *v = value.value;
+    char ta[64], tb[64];
+    if (v->type->kind != TY_TILE || !elem_eq(v->type->elem, rt->elem)) {
+        diag_error(L->diags, e->loc, "the atomic's value is %s, but the tensor holds %s; use cast<%s>(...)",
+                   lower_type_str(v->type, ta, sizeof ta), elem_name(rt->elem, tb), tb);
+        return NULL;
+    }
+    int rank;
+    int64_t shape[IR_MAX_RANK];
+    if (!broadcast_shapes(v->type, rt, &rank, shape) || rank != rt->rank ||
+        memcmp(shape, rt->shape, sizeof(int64_t) * (size_t)rank) != 0) {
+        diag_error(L->diags, e->loc, "the atomic's value %s does not broadcast to the indexed shape %s",
+                   lower_type_str(v->type, ta, sizeof ta), lower_type_str(rt, tb, sizeof tb));
+        return NULL;
+    }
+    L->b.loc = e->loc;
+    return broadcast_to(L, v, rt->rank, rt->shape);
+}
+
+/* atomic_KIND(t[...], v [, sem=relaxed|acq_rel]) and atomic_cas(t[...], expected, desired [, sem=...])
+ * (kind -1). A statement atomic_add or atomic_max that is relaxed stays the store-like OP_ATOMIC
+ * (no result; every element type); everything else is ATOMIC_RMW or ATOMIC_CAS, whose result is
+ * the tile of old values. */
+static Val atomic_call(Lower *L, const AstNode *call, int kind) {
+    const AstList *args = call->args;
+    const AstNode *pos[3] = {0}, *sem = NULL;
+    int npos = 0, want = kind < 0 ? 3 : 2;
+    for (uint32_t i = 0; args && i < args->len; i++) {
+        const AstNode *a = args->items[i];
+        if (a->kind == AST_KWARG) {
+            if (strcmp(a->name, "sem") != 0) {
+                diag_error(L->diags, a->loc, "%s() has no parameter named '%s'", call->name, a->name);
+                return POISON;
+            }
+            if (sem) {
+                diag_error(L->diags, a->loc, "sem given twice");
+                return POISON;
+            }
+            sem = a->lhs;
+        } else if (sem) {
+            diag_error(L->diags, a->loc, "positional argument after a keyword argument");
+            return POISON;
+        } else if (npos < 3) {
+            pos[npos++] = a;
+        } else {
+            npos++;
+        }
+    }
+    if (npos != want) {
+        diag_error(L->diags, call->loc, "%s() takes %d arguments, %d given", call->name, want, npos);
+        return POISON;
+    }
+    IrMemOrder order = MEM_RELAXED;
+    if (sem) {
+        if (sem->kind != AST_NAME || (strcmp(sem->name, "relaxed") != 0 && strcmp(sem->name, "acq_rel") != 0)) {
+            diag_error(L->diags, sem->loc, "sem= must be relaxed or acq_rel");
+            return POISON;
+        }
+        order = strcmp(sem->name, "acq_rel") == 0 ? MEM_ACQ_REL : MEM_RELAXED;
+    }
+    if (pos[0]->kind != AST_INDEX) {
+        diag_error(L->diags, pos[0]->loc, "%s() needs an indexed tensor as its first argument: %s(t[i], %s)",
+                   call->name, call->name, kind < 0 ? "expected, desired" : "v");
+        return POISON;
+    }
+    bool statement = call == L->statement_expr;
+    if (statement && order == MEM_RELAXED && (kind == ATOMIC_ADD || kind == ATOMIC_MAX)) {
+        Val v = lower_expr(L, pos[1]);
+        store_indexed(L, pos[0], v, call->loc, kind);
+        return POISON; /* a statement: its value is never used */
+    }
+    IndexInfo info;
+    if (!lower_index(L, pos[0], &info)) return POISON;
+    const IrType *rt = ir_tile_type(L->module, info.tensor->type->elem, info.rank, info.shape);
+    if (!atomic_type_ok(kind, rt->elem)) {
+        char e[16];
+        diag_error(L->diags, call->loc, "%s() is not defined on tensors of %s (see the types in SPEC 6.7)", call->name,
+                   elem_name(rt->elem, e));
+        return POISON;
+    }
+    IrValue *ops[3 + IR_MAX_RANK];
+    ops[0] = info.tensor;
+    for (uint32_t k = 0; k < info.n; k++) ops[1 + k] = info.index[k];
+    for (int k = 1; k < want; k++) {
+        ops[info.n + (uint32_t)k] = atomic_operand(L, pos[k], rt);
+        if (!ops[info.n + (uint32_t)k]) return POISON;
+    }
+    L->b.loc = call->loc;
+    IrOp *op = ir_build(&L->b, kind < 0 ? OP_ATOMIC_CAS : OP_ATOMIC_RMW, ops, info.n + (uint32_t)want, &rt, 1);
+    op->ints[0] = kind < 0 ? 0 : kind, op->ints[1] = order, op->nints = 2;
+    return val_of(op->results[0]);
+}
+
+/* fence([sem=acq_rel]): orders the block's earlier memory accesses before its later ones, as seen
+ * from other blocks (gpu scope). */
+static Val fence_call(Lower *L, const AstNode *call) {
+    const AstList *args = call->args;
+    for (uint32_t i = 0; args && i < args->len; i++) {
+        const AstNode *a = args->items[i];
+        if (a->kind != AST_KWARG || strcmp(a->name, "sem") != 0 || a->lhs->kind != AST_NAME ||
+            strcmp(a->lhs->name, "acq_rel") != 0) {
+            diag_error(L->diags, a->loc, "fence() takes no arguments but sem=acq_rel");
+            return POISON;
+        }
+    }
     if (call != L->statement_expr) {
-        diag_error(L->diags, call->loc, "%s() has no value; use it as a statement", call->name);
+        diag_error(L->diags, call->loc, "fence() has no value; use it as a statement");
         return POISON;
     }
-    if (!split_args(L, call, 2, 2, false, &a)) return POISON;
-    if (a.pos[0]->kind != AST_INDEX) {
-        diag_error(L->diags, a.pos[0]->loc, "%s() needs an indexed tensor as its first argument: %s(t[i], v)",
-                   call->name, call->name);
-        return POISON;
-    }
-    Val v = lower_expr(L, a.pos[1]);
-    store_indexed(L, a.pos[0], v, call->loc, (int)kind);
-    return POISON; /* a statement: its value is never used */
+    L->b.loc = call->loc;
+    IrOp *op = ir_build(&L->b, OP_FENCE, NULL, 0, NULL, 0);
+    op->ints[0] = MEM_ACQ_REL, op->nints = 1;
+    return POISON;
 }
 
 /* ---- calls -------------------------------------------------------------------------------- */
@@ -1243,7 +1358,8 @@ typedef struct Builtin {
 } Builtin;
 
 enum { B_UNARY, B_SIGMOID, B_SUM, B_CUMSUM, B_MIN, B_MAX, B_WHERE, B_DOT, B_SHAPE, B_ARANGE, B_BLOCK,
-       B_CDIV, B_ZEROS, B_ONES, B_FULL, B_CAST, B_ATOMIC_ADD, B_ATOMIC_MAX };
+       B_CDIV, B_ZEROS, B_ONES, B_FULL, B_CAST, B_ATOMIC_ADD, B_ATOMIC_MAX,
+       B_ATOMIC_MIN, B_ATOMIC_AND, B_ATOMIC_OR, B_ATOMIC_XCHG, B_ATOMIC_CAS, B_FENCE };
 
 static const Builtin builtins[] = {
     {"exp", B_UNARY, OP_EXP}, {"exp2", B_UNARY, OP_EXP2}, {"log", B_UNARY, OP_LOG},
@@ -1260,6 +1376,9 @@ static const Builtin builtins[] = {
     {"zeros", B_ZEROS, OP_CONST}, {"ones", B_ONES, OP_CONST}, {"full", B_FULL, OP_CONST},
     {"cast", B_CAST, OP_CAST}, {"atomic_add", B_ATOMIC_ADD, OP_ATOMIC},
     {"atomic_max", B_ATOMIC_MAX, OP_ATOMIC},
+    {"atomic_min", B_ATOMIC_MIN, OP_ATOMIC_RMW}, {"atomic_and", B_ATOMIC_AND, OP_ATOMIC_RMW},
+    {"atomic_or", B_ATOMIC_OR, OP_ATOMIC_RMW}, {"atomic_xchg", B_ATOMIC_XCHG, OP_ATOMIC_RMW},
+    {"atomic_cas", B_ATOMIC_CAS, OP_ATOMIC_CAS}, {"fence", B_FENCE, OP_FENCE},
 };
 
 static Val lower_call(Lower *L, const AstNode *call) {
@@ -1269,6 +1388,8 @@ static Val lower_call(Lower *L, const AstNode *call) {
     for (size_t i = 0; i < sizeof builtins / sizeof *builtins; i++)
         if (strcmp(builtins[i].name, call->name) == 0) bi = &builtins[i];
     if (!bi) {
+        Val selected;
+        if (lower_select_call(L, call, &selected)) return selected;
         const AstNode *decl = lower_find_decl(L, AST_FUNCTION, call->name);
         if (decl) return lower_call_function(L, call, decl);
         if (lower_find_decl(L, AST_KERNEL, call->name)) {
@@ -1302,6 +1423,12 @@ static Val lower_call(Lower *L, const AstNode *call) {
     case B_CAST: return cast_call(L, call);
     case B_ATOMIC_ADD: return atomic_call(L, call, ATOMIC_ADD);
     case B_ATOMIC_MAX: return atomic_call(L, call, ATOMIC_MAX);
+    case B_ATOMIC_MIN: return atomic_call(L, call, ATOMIC_MIN);
+    case B_ATOMIC_AND: return atomic_call(L, call, ATOMIC_AND);
+    case B_ATOMIC_OR: return atomic_call(L, call, ATOMIC_OR);
+    case B_ATOMIC_XCHG: return atomic_call(L, call, ATOMIC_XCHG);
+    case B_ATOMIC_CAS: return atomic_call(L, call, -1);
+    case B_FENCE: return fence_call(L, call);
     }
     tile_unreachable();
 }

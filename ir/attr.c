@@ -18,6 +18,7 @@ typedef enum {
     KIND_INT,          /* ints[slot] */
     KIND_NONZERO_INT,  /* ints[slot], shown only when not 0 (0 when absent) */
     KIND_SET_INT,      /* ints[slot], shown only when set (nints > slot; absent: not set) */
+    KIND_ORDER,        /* IrMemOrder: relaxed, acq_rel */
     KIND_MESSAGE,      /* ints[slot] indexes the function's check_messages; shown as the string */
     KIND_INT_LIST,     /* ints[slot .. nints) */
     KIND_CMP,          /* ints[slot] = IrCmp */
@@ -76,7 +77,8 @@ static void parse_list(IrReader *r, IrOp *op, const AttrRow *a) { parse_int_list
 /* ---- enumerations: comparison predicates, reductions, atomics --------------------------------- */
 static const char *const cmp_names[] = {"eq", "ne", "lt", "le", "gt", "ge", NULL};
 static const char *const reduce_names[] = {"sum", "max", "min", NULL};
-static const char *const atomic_names[] = {"add", "max", NULL};
+static const char *const atomic_names[] = {"add", "max", "min", "and", "or", "xchg", NULL}; /* IrAtomic */
+static const char *const order_names[] = {"relaxed", "acq_rel", NULL};                    /* IrMemOrder */
 
 static void print_enum(const IrOp *op, const AttrRow *a, const char *const *names, const char *unknown,
                        Strbuf *out) {
@@ -106,6 +108,8 @@ static void print_atomic(const IrOp *op, const AttrRow *a, Strbuf *out) {
     print_enum(op, a, atomic_names, "?atomic", out);
 }
 static void parse_atomic(IrReader *r, IrOp *op, const AttrRow *a) { parse_enum(r, op, a, atomic_names, "atomic operation"); }
+static void print_order(const IrOp *op, const AttrRow *a, Strbuf *out) { print_enum(op, a, order_names, "?order", out); }
+static void parse_order(IrReader *r, IrOp *op, const AttrRow *a) { parse_enum(r, op, a, order_names, "memory order"); }
 
 /* ---- messages (check) ---------------------------------------------------------------------------- */
 static void print_message(const IrOp *op, const AttrRow *a, Strbuf *out) {
@@ -136,6 +140,7 @@ static const struct {
     [KIND_CMP] = {print_cmp, parse_cmp},
     [KIND_REDUCE] = {print_reduce, parse_reduce},
     [KIND_ATOMIC] = {print_atomic, parse_atomic},
+    [KIND_ORDER] = {print_order, parse_order},
     [KIND_MESSAGE] = {print_message, parse_message},
 };
 
@@ -192,7 +197,7 @@ void ir_attrs_parse(IrReader *r, IrOp *op, AttrPlace place, bool present) {
                 ir_reader_error(r, ir_reader_loc(r), "expected '%s'", a->keyword);
             }
         } else if (!ir_reader_at_int(r) && a->kind != KIND_CMP && a->kind != KIND_REDUCE && a->kind != KIND_ATOMIC &&
-                   a->kind != KIND_MESSAGE) {
+                   a->kind != KIND_MESSAGE && a->kind != KIND_ORDER) {
             ir_reader_error(r, ir_reader_loc(r), "expected an integer attribute");
         }
         kinds[a->kind].parse(r, op, a);

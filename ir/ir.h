@@ -102,7 +102,9 @@ typedef struct IrConst {
 /* ---- enumerations used in attributes ----------------------------------------------------- */
 typedef enum { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE } IrCmp;
 typedef enum { RED_SUM, RED_MAX, RED_MIN } IrReduce;
-typedef enum { ATOMIC_ADD, ATOMIC_MAX } IrAtomic;
+typedef enum { ATOMIC_ADD, ATOMIC_MAX, ATOMIC_MIN, ATOMIC_AND, ATOMIC_OR, ATOMIC_XCHG } IrAtomic;
+/* The memory order of ATOMIC_RMW, ATOMIC_CAS and FENCE (ints[1], ints[1], ints[0]); scope gpu. */
+typedef enum { MEM_RELAXED, MEM_ACQ_REL } IrMemOrder;
 
 /* ---- ops ------------------------------------------------------------------------------- */
 typedef enum {

@@ -606,6 +606,30 @@ static void check_dot(Verifier *v, const IrOp *op) {
     if (res != acc) op_error(v, op, "result %s differs from the accumulator %s", tn(v, res), tn(v, acc));
 }
 
+/* atomic_rmw (tensor, idx..., value) and atomic_cas (tensor, idx..., expected, desired): the
+ * values and the result have the access shape and the tensor's element type. */
+static void check_atomic_result(Verifier *v, const IrOp *op) {
+    uint32_t nvalues = op->code == OP_ATOMIC_CAS ? 2 : 1;
+    if (op->noperands < 1 + nvalues || op->operands[0]->type->kind != TY_TENSOR) {
+        op_error(v, op, "needs a tensor, its indices and %u value%s", nvalues, nvalues == 1 ? "" : "s");
+        return;
+    }
+    const IrType *tensor = op->operands[0]->type, *res = op->results[0]->type;
+    if (!is_tile(res) || !elem_eq(res->elem, tensor->elem)) {
+        op_error(v, op, "result %s must be a tile of the tensor's element type (%s)", tn(v, res), tn(v, tensor));
+        return;
+    }
+    for (uint32_t i = op->noperands - nvalues; i < op->noperands; i++)
+        if (!same_shape(op->operands[i]->type, res) || !elem_eq(op->operands[i]->type->elem, res->elem))
+            op_error(v, op, "value %s must have the result's type %s", tn(v, op->operands[i]->type), tn(v, res));
+    if (elem_is_bool(tensor->elem) || elem_storage_bits(tensor->elem) % 8 != 0)
+        op_error(v, op, "not defined on %s", tn(v, tensor));
+    if (op->code == OP_ATOMIC_RMW && (op->nints < 2 || op->ints[0] < ATOMIC_ADD || op->ints[0] > ATOMIC_XCHG))
+        op_error(v, op, "bad atomic kind");
+    if (op->nints < 2 || op->ints[1] < MEM_RELAXED || op->ints[1] > MEM_ACQ_REL) op_error(v, op, "bad memory order");
+    check_indices(v, op, nvalues, res);
+}
+
 static void check_op_types(Verifier *v, IrOp *op) {
     const unsigned flags = ir_op_info[op->code].flags;
     if (flags & F_ELEM) {
@@ -680,6 +704,11 @@ static void check_op_types(Verifier *v, IrOp *op) {
     case OP_COPY_ASYNC: check_copy_async(v, op); break;
     case OP_ASYNC_WAIT:
         if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of copies in flight >= 0");
+        break;
+    case OP_ATOMIC_RMW:
+    case OP_ATOMIC_CAS: check_atomic_result(v, op); break;
+    case OP_FENCE:
+        if (op->nints < 1 || op->ints[0] < MEM_RELAXED || op->ints[0] > MEM_ACQ_REL) op_error(v, op, "bad memory order");
         break;
     case OP_FOR: check_for(v, op); break;
     case OP_IF: check_if(v, op); break;

@@ -19,6 +19,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -880,6 +881,71 @@ static bool exec_shared_copy(VmThread *th, VmFrame *fr, const IrOp *op) {
     return true;
 }
 
+/* ---- atomics with results (atomic_rmw, atomic_cas) and fence ---------------------------------- */
+/* The new value of an atomic_rmw of kind on old with v, both of element type e. */
+static VmElem atomic_rmw_new(IrAtomic kind, ElemType e, VmElem old, VmElem v) {
+    if (kind == ATOMIC_XCHG) return v;
+    if (kind == ATOMIC_ADD || kind == ATOMIC_MAX) return atomic_combine(kind, e, old, v);
+    VmElem r;
+    if (elem_is_float(e)) {
+        r.f = elem_nan_min(old.f, v.f); /* the frontend allows min, max, add and xchg on floats */
+        return r;
+    }
+    r.i = elem_int_binary(kind == ATOMIC_MIN ? OP_MIN : kind == ATOMIC_AND ? OP_AND : OP_OR, e, old.i, v.i);
+    return r;
+}
+
+/* (tensor, idx..., value) -> old, or (tensor, idx..., expected, desired) -> old. The values have
+ * the result's shape (the frontend broadcast them); elements go in row-major order under the
+ * launch's memory lock, so each is atomic with respect to every other block. */
+static bool exec_atomic_result(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTensor *t = operand_tensor(th, fr, op, 0);
+    if (!t) return false;
+    uint32_t nvalues = op->code == OP_ATOMIC_CAS ? 2 : 1;
+    if (op->noperands != 1 + (uint32_t)t->rank + nvalues)
+        return vm_error(th, op, "a tensor of rank %d needs %d indices and %u values", t->rank, t->rank, nvalues);
+    if (op->code == OP_ATOMIC_RMW && (op->nints < 1 || op->ints[0] < ATOMIC_ADD || op->ints[0] > ATOMIC_XCHG))
+        return vm_error(th, op, "unknown atomic operation");
+    const IrType *rt = op->results[0]->type;
+    Odometer o;
+    odo_init(&o, rt->rank, rt->shape);
+    const VmTile *idx[IR_MAX_RANK];
+    if (!setup_indices(th, fr, op, t, &o, idx)) return false;
+    const VmTile *val[2];
+    for (uint32_t k = 0; k < nvalues; k++) {
+        uint32_t i = op->noperands - nvalues + k;
+        const IrType *vt = op->operands[i]->type;
+        if (vt->rank != rt->rank || memcmp(vt->shape, rt->shape, sizeof(int64_t) * (size_t)rt->rank) != 0 ||
+            !elem_eq(vt->elem, t->elem))
+            return vm_error(th, op, "the values must have the result's type");
+        val[k] = vm_operand_tile(th, fr, op, i);
+        if (!val[k]) return false;
+    }
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    IrAtomic kind = op->code == OP_ATOMIC_RMW ? (IrAtomic)op->ints[0] : ATOMIC_XCHG;
+    pthread_mutex_t *mutex = (pthread_mutex_t *)&th->launch->memory_lock;
+    pthread_mutex_lock(mutex);
+    for (int64_t p = 0; p < r->numel; p++, odo_next(&o)) {
+        int64_t off = element_offset(t, &o, idx);
+        VmElem old = {0};
+        if (off < 0) {
+            if (elem_is_float(t->elem)) old.f = 0.0;
+            r->data[p] = old;
+            continue;
+        }
+        old = vm_read_element(t->data, t->elem, off);
+        if (op->code == OP_ATOMIC_CAS) {
+            if (old.i == val[0]->data[p].i) vm_write_element(t->data, t->elem, off, val[1]->data[p]);
+        } else {
+            vm_write_element(t->data, t->elem, off, atomic_rmw_new(kind, t->elem, old, val[0]->data[p]));
+        }
+        r->data[p] = old;
+    }
+    pthread_mutex_unlock(mutex);
+    return true;
+}
+
 /* ---- dispatch ----------------------------------------------------------------------------- */
 bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
     const OpInfo *info = &ir_op_info[op->code];
@@ -930,6 +996,11 @@ bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
     case OP_SHARED_VIEW: return exec_shared_view(th, fr, op);
     case OP_COPY_ASYNC: return exec_copy_async(th, fr, op);
     case OP_ASYNC_WAIT: return exec_async_wait(th, op);
+    case OP_ATOMIC_RMW:
+    case OP_ATOMIC_CAS: return exec_atomic_result(th, fr, op);
+    case OP_FENCE: /* the memory lock of every atomic orders the VM's accesses already */
+        atomic_thread_fence(memory_order_seq_cst);
+        return true;
     default: return vm_error(th, op, "is not a data op");
     }
 }

@@ -26,4 +26,10 @@ check stdlib/core/reduce.tile -k sum_rows M=5 N=3000
 check stdlib/core/reduce.tile -k cumsum_rows M=3 N=2500
 check stdlib/core/reduce.tile -k sum_all N=100000
 check stdlib/core/gather.tile -k gather_rows V=64 R=50
+# issue 8: selection, Philox and seeded dropout are deterministic, so cuda must equal the VM
+check tests/lang2/kernels.tile -k sort_rows R=37
+check tests/lang2/kernels.tile -k topk_rows R=21
+check tests/lang2/kernels.tile -k philox N=5000 seed=42 base=3
+check tests/lang2/kernels.tile -k bdot_f32 B=6
+check examples/kernels/dropout.tile -k dropout N=100000 p=0.3 seed=7
 exit $status

@@ -62,7 +62,7 @@ case "$mode" in
       CC=clang configure_and_build "$BUILD-fuzz" -DTILE_FUZZ=ON -DTILE_SANITIZE=ON -DTILE_WITH_LLVM=OFF -DTILE_BUILD_TESTS=OFF
       mkdir -p "$BUILD-fuzz/corpus"
       "$BUILD-fuzz"/fuzz_frontend -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -timeout=10 -artifact_prefix="$BUILD-fuzz/" \
-        "$BUILD-fuzz/corpus" tests/corpus/bad stdlib/core
+        "$BUILD-fuzz/corpus" tests/corpus/bad stdlib/core examples/kernels tests/lang2
       echo "== libFuzzer, IR reader and passes, ${FUZZ_IR_SECONDS:-30} s =="
       mkdir -p "$BUILD-fuzz/corpus-ir"
       "$BUILD-fuzz"/fuzz_ir -max_total_time="${FUZZ_IR_SECONDS:-30}" -max_len=8192 -timeout=10 -artifact_prefix="$BUILD-fuzz/ir-" \
