@@ -409,9 +409,12 @@ bool lower_const_int(Lower *L, const AstNode *e, const char *what, int64_t *out)
     return true;
 }
 
+/* The number of elements of a shape of positive dimensions, INT64_MAX when that overflows (the
+ * dimensions are user constants, each checked alone, so their product may not fit). */
 static int64_t shape_numel(int rank, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < rank; i++) n *= shape[i];
+    for (int i = 0; i < rank; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n)) return INT64_MAX;
     return n;
 }
 
@@ -813,7 +816,8 @@ static Val arange_call(Lower *L, const AstNode *call) {
     } else if (!lower_const_int(L, a.pos[0], "arange() size", &end)) {
         return POISON;
     }
-    if (end <= start || end - start > MAX_TILE_ELEMENTS || start < INT32_MIN || end > INT32_MAX) {
+    /* the i32 range first: only then is end - start sure not to overflow */
+    if (start < INT32_MIN || end > INT32_MAX || end <= start || end - start > MAX_TILE_ELEMENTS) {
         diag_error(L->diags, call->loc, "arange(%lld, %lld) must have 1 to %d elements within i32", (long long)start,
                    (long long)end, MAX_TILE_ELEMENTS);
         return POISON;
@@ -1025,7 +1029,7 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
                                start.is_bool ? "a bool" : "a float");
                     return false;
                 }
-                if (start.c.i < INT32_MIN || start.c.i + size > INT32_MAX) {
+                if (start.c.i < INT32_MIN || start.c.i > INT32_MAX - size) { /* no start + size: it may overflow */
                     diag_error(L->diags, it->lhs->loc, "the slice %lld :+ %lld is outside the range of i32",
                                (long long)start.c.i, (long long)size);
                     return false;
