@@ -984,7 +984,7 @@ static void lower_grid(Lower *L, const AstNode *k, IrFunction *f) {
 static void lower_warps(Lower *L, const AstNode *k, IrFunction *f) {
     int64_t n;
     if (!k->warps || !lower_const_int(L, k->warps, "the number of warps", &n)) return;
-    if (n < 1 || n > 32 || (n & (n - 1)) != 0) {
+    if (!ir_num_warps_valid(n)) {
         diag_error(L->diags, k->warps->loc, "warps(%lld): the number of warps must be 1, 2, 4, 8, 16 or 32",
                    (long long)n);
         return;

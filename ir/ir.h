@@ -89,6 +89,10 @@ typedef struct IrType {
     const struct SharedLayout *shared;  /* TY_SHARED: shared layout or NULL */
 } IrType;
 
+/* The one rule for warps per block, at every entry (the language's warps(N), the API's
+ * num_warps, tilec --num-warps through tile_num_warps_valid): a power of two from 1 to 32, so
+ * that a block has at most 1024 threads and the layouts tile it evenly. */
+static inline bool ir_num_warps_valid(int64_t n) { return n >= 1 && n <= 32 && (n & (n - 1)) == 0; }
 static inline bool type_is_scalar(const IrType *t) { return t->kind == TY_TILE && t->rank == 0; }
 int64_t type_numel(const IrType *t); /* tiles and shared tiles: product of the shape */
 

@@ -273,8 +273,9 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
             if (strcmp(archs[a], archs[b]) == 0)
                 return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "architecture '%s' is given twice", archs[a]);
     }
-    if (opt.num_warps < 0 || opt.num_warps > 32)
-        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "num_warps %d: expected 0 (the default) to 32", opt.num_warps);
+    if (opt.num_warps != 0 && !ir_num_warps_valid(opt.num_warps))
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT,
+                       "num_warps %d: expected 0 (the default) or 1, 2, 4, 8, 16 or 32", opt.num_warps);
     Strbuf prefix = {0};
     if (opt.prefix) sb_puts(&prefix, opt.prefix);
     else default_prefix(p->ast->source.name, &prefix);

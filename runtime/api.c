@@ -392,8 +392,9 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     if (!arch) arch = rt_cuda_arch(p->ctx);
     if (!arch) arch = "sm_90a";
     int num_warps = options ? options->num_warps : 0;
-    if (num_warps < 0 || num_warps > 32)
-        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "num_warps %d: expected 0 (the default) to 32", num_warps);
+    if (num_warps != 0 && !ir_num_warps_valid(num_warps))
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT,
+                       "num_warps %d: expected 0 (the default) or 1, 2, 4, 8, 16 or 32", num_warps);
     if (dump_after && !passes_is_known(dump_after)) {
         Strbuf names = {0};
         passes_list(&names);
@@ -548,6 +549,8 @@ tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank, const
     }
     return t;
 }
+
+int tile_num_warps_valid(int num_warps) { return ir_num_warps_valid(num_warps); }
 
 size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel) {
     uint32_t kind = dtype >> 24, bits = (dtype >> 16) & 0xff;

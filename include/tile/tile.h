@@ -176,7 +176,8 @@ typedef enum tile_emit_kind {
 typedef struct tile_emit_options {
     const char *dump_after;  /* pass name or NULL (TILE_EMIT_IR only) */
     const char *arch;        /* GPU forms: "sm_80" or "sm_90a"; NULL: see above */
-    int num_warps;           /* GPU forms: threads per block / 32; 0: the code generator's default */
+    int num_warps;           /* GPU forms: threads per block / 32 (tile_num_warps_valid); 0: the
+                                kernel's warps(N), else the code generator's default */
 } tile_emit_options;
 TILE_API tile_status tile_program_emit(tile_program *program, const char *kernel,
                                        const tile_constant *constants, size_t nconstants,
@@ -236,7 +237,7 @@ typedef struct tile_aot_options {
     size_t nkernels;
     const char *const *archs;   /* "sm_80", "sm_90a"; NULL (or narchs 0): both */
     size_t narchs;
-    int num_warps;              /* 0: the code generator's default */
+    int num_warps;              /* as tile_emit_options.num_warps */
     int require_images;         /* nonzero: fail when an image cannot be made (no backend, no
                                    assembler, a kernel the code generator does not support);
                                    zero: leave it out, note why, and rely on JIT or the VM */
@@ -254,6 +255,9 @@ TILE_API tile_status tile_program_emit_c(tile_program *program, const tile_const
 /* Convenience: a contiguous (row-major) tensor description. */
 TILE_API tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank,
                                             const int64_t *shape);
+/* Nonzero when num_warps (threads per block / 32) is one the GPU path takes: 1, 2, 4, 8, 16 or
+ * 32, the rule of the language's warps(N) and of every num_warps option. */
+TILE_API int tile_num_warps_valid(int num_warps);
 /* Bytes needed for a contiguous tensor of numel elements of dtype (sub-byte types packed). */
 TILE_API size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel);
 
