@@ -487,9 +487,7 @@ tile_status rt_cuda_prepare_images(tile_context *ctx, tile_kernel *k, const tile
 
 /* ---- specialization ----------------------------------------------------------------------------- */
 bool rt_specialize_from_env(void) {
-    const char *v = getenv("TILE_SPECIALIZE");
-    if (!v) return true;
-    return !(strcmp(v, "0") == 0 || strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0);
+    return env_flag("TILE_SPECIALIZE", true);
 }
 
 bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts) {
