@@ -63,3 +63,136 @@ Test(reliability, tilec_num_warps_not_a_power_of_two) {
     cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "rc %d: %s", rc, out);
     cr_assert(strstr(out, "--num-warps 3"), "%s", out);
 }
+
+/* Defect 7: NULL lists that tile.h documents as "every kernel" / "both architectures". */
+Test(reliability, emit_c_null_lists_mean_every_kernel_and_both_archs) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    char *h = NULL, *c = NULL;
+    tile_aot_options opt = {.kernels = NULL, .nkernels = 3, .archs = NULL, .narchs = 2};
+    tile_status st = tile_program_emit_c(p, NULL, 0, &opt, &h, &c, NULL);
+    cr_assert_eq(st, TILE_OK, "%s: %s", tile_status_name(st), tile_context_message(ctx));
+    cr_assert(strstr(h, "vector_add_launch"), "%s", h);
+    tile_string_free(h);
+    tile_string_free(c);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* Defect 7: images NULL with nimages > 0 was dereferenced on cuda; refused on every device. */
+Test(reliability, aot_kernel_null_images_refused) {
+    tile_context *ctx = test_vm_context();
+    static const char src[] = "kernel k(y: tensor<f32>[N]) grid(1) { y[0] = 1.0; }\n";
+    tile_aot_kernel desc = {"k.tile", src, sizeof src - 1, "k", NULL, 0, NULL, 2};
+    tile_kernel *k = (tile_kernel *)1;
+    cr_assert_eq(tile_context_aot_kernel(ctx, &desc, &k), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "images"), "%s", tile_context_message(ctx));
+    desc.nimages = 0;
+    desc.nconstants = 1;
+    cr_assert_eq(tile_context_aot_kernel(ctx, &desc, &k), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "constants"), "%s", tile_context_message(ctx));
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    cr_assert_eq(tile_program_get_kernel_with_images(p, "vector_add", NULL, 0, NULL, 1, &k), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "images"), "%s", tile_context_message(ctx));
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* Defect 7: sizes that overflow: strides went negative, byte counts wrapped to 0, INT_MIN
+ * underflowed the kernel index. */
+Test(reliability, size_computations_do_not_overflow) {
+    int64_t shape[4] = {INT32_MAX, INT32_MAX, INT32_MAX, 4};
+    float x;
+    tile_tensor t = tile_tensor_contiguous(TILE_F32, &x, 4, shape);
+    for (int d = 0; d < 4; d++) cr_assert_geq(t.strides[d], 1, "stride %d is %lld", d, (long long)t.strides[d]);
+    cr_assert_eq(t.strides[3], 1);
+    cr_assert_eq(t.strides[2], 4);
+    cr_assert_eq(t.strides[0], INT64_MAX, "saturated");
+    cr_assert_eq(tile_dtype_bytes(TILE_INT(64), (int64_t)1 << 61), SIZE_MAX);
+    cr_assert_eq(tile_dtype_bytes(TILE_INT(64), INT64_MAX), SIZE_MAX);
+    cr_assert_eq(tile_dtype_bytes(TILE_INT(64), 3), 24);
+    cr_assert_eq(tile_dtype_bytes(TILE_UINT(4), 3), 2);
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    cr_assert_null(tile_program_kernel_name(p, INT_MIN));
+    cr_assert_null(tile_program_kernel_name(p, -1));
+    cr_assert_str_eq(tile_program_kernel_name(p, 0), "vector_add");
+    /* a launch refuses the saturated tensor */
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "vector_add", NULL, 0, &k), TILE_OK);
+    int64_t n = 4;
+    float a[4] = {0}, b[4] = {0}, c[4];
+    tile_tensor big = tile_tensor_contiguous(TILE_F32, a, 1, (int64_t[]){n});
+    big.strides[0] = INT64_MAX;
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = big},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, b, 1, &n)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, 1, &n)}};
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* Defect 8: an endless source grew a buffer until malloc failed, then printed and aborted. */
+Test(reliability, endless_source_is_an_error, .timeout = 60) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = (tile_program *)1;
+    cr_assert_eq(tile_program_from_file(ctx, "/dev/zero", &p), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert_null(p);
+    cr_assert(strstr(tile_context_message(ctx), "limit"), "%s", tile_context_message(ctx));
+    char dummy = 0;
+    cr_assert_eq(tile_program_from_string(ctx, "big", &dummy, (size_t)TILE_MAX_SOURCE_BYTES + 1, &p),
+                 TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "limit"), "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_program_from_file(ctx, "/nonexistent/x.tile", &p), TILE_ERROR_NOT_FOUND);
+    tile_context_destroy(ctx);
+}
+
+/* Defect 9: a call that failed early left the previous failure's message in place. */
+Test(reliability, every_failure_sets_its_own_message) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    tile_kernel *k;
+    tile_kernel *none;
+#define STALE() cr_assert_eq(tile_program_get_kernel(p, "stale_marker", NULL, 0, &none), TILE_ERROR_NOT_FOUND)
+#define FRESH(call, ctx_, word)                                                                                \
+    do {                                                                                                       \
+        STALE();                                                                                               \
+        cr_assert_neq(call, TILE_OK, #call);                                                                   \
+        cr_assert_null(strstr(tile_context_message(ctx_), "stale_marker"), #call ": %s", tile_context_message(ctx_)); \
+        cr_assert(strstr(tile_context_message(ctx_), word), #call ": '%s'", tile_context_message(ctx_));        \
+    } while (0)
+    FRESH(tile_program_get_kernel(p, "vector_add", NULL, 0, NULL), ctx, "out");
+    FRESH(tile_program_get_kernel(p, NULL, NULL, 0, &k), ctx, "kernel");
+    FRESH(tile_program_get_kernel(p, "vector_add", NULL, 2, &k), ctx, "constants");
+    FRESH(tile_program_emit(p, "vector_add", NULL, 0, TILE_EMIT_IR, NULL, NULL, NULL), ctx, "out");
+    FRESH(tile_program_emit_c(p, NULL, 0, NULL, NULL, NULL, NULL), ctx, "header");
+    FRESH(tile_alloc(ctx, 16, NULL), ctx, "out");
+    FRESH(tile_stream_create(ctx, NULL), ctx, "out");
+    FRESH(tile_program_from_string(ctx, "x", NULL, 5, (tile_program **)&k), ctx, "source");
+    FRESH(tile_program_from_file(ctx, NULL, (tile_program **)&k), ctx, "path");
+    cr_assert_eq(tile_program_get_kernel(p, "vector_add", NULL, 0, &k), TILE_OK);
+    FRESH(tile_kernel_param(k, 99, &(tile_param_info){0}), ctx, "parameter 99");
+    FRESH(tile_kernel_param(k, 0, NULL), ctx, "out");
+    /* calls without a context report to the context-less message */
+    FRESH(tile_context_create(TILE_DEVICE_VM, 0, NULL), NULL, "out");
+    FRESH(tile_kernel_launch(NULL, NULL, 0, NULL), NULL, "kernel");
+    FRESH(tile_pack(TILE_F32, NULL, 4, NULL), NULL, "tile_pack");
+    FRESH(tile_synchronize(NULL), NULL, "context");
+#undef FRESH
+#undef STALE
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* Defect 13: emitting an unknown kernel is NOT_FOUND, as getting it is; archs NULL with
+ * narchs 2 used to say "at most 8 architectures". */
+Test(reliability, emit_unknown_kernel_is_not_found) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    char *text = NULL;
+    cr_assert_eq(tile_program_emit(p, "nope", NULL, 0, TILE_EMIT_IR, NULL, &text, NULL), TILE_ERROR_NOT_FOUND);
+    cr_assert(strstr(tile_context_message(ctx), "no kernel named 'nope'"), "%s", tile_context_message(ctx));
+    cr_assert_null(text);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}

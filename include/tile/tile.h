@@ -106,8 +106,9 @@ TILE_API void tile_context_destroy(tile_context *ctx);
 TILE_API tile_device_kind tile_context_device(const tile_context *ctx);
 /* "vm (CPU interpreter)" or "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)". */
 TILE_API const char *tile_context_device_name(const tile_context *ctx);
-/* The message of the last failed call on this thread with this context ("" if none). With
- * NULL: the message of the last failed tile_context_create on this thread. */
+/* The message of the last failed call on this thread with this context ("" if none); every
+ * failing call sets its own. With NULL: the message of the last failed call on this thread
+ * that had no context to report to (tile_context_create, a NULL context or object, tile_pack). */
 TILE_API const char *tile_context_message(const tile_context *ctx);
 
 /* ---- memory of the context's device ------------------------------------------------------ */
@@ -125,7 +126,11 @@ TILE_API tile_status tile_stream_synchronize(tile_stream *stream);
 TILE_API void tile_stream_destroy(tile_stream *stream);
 
 /* ---- programs and kernels -------------------------------------------------------------- */
-/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). */
+/* `name` is used in diagnostics ("softmax.tile:3:5: error: ..."). A source has at most
+ * TILE_MAX_SOURCE_BYTES bytes (a larger one is TILE_ERROR_INVALID_ARGUMENT; reading a file
+ * stops there, so an endless one such as /dev/zero is an error, not an endless read); memory
+ * that runs out while reading is TILE_ERROR_OUT_OF_MEMORY. */
+enum { TILE_MAX_SOURCE_BYTES = 16 << 20 };
 TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
                                               const char *source, size_t len, tile_program **out);
 TILE_API tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out);
@@ -252,13 +257,15 @@ TILE_API tile_status tile_program_emit_c(tile_program *program, const tile_const
                                          const tile_aot_options *options, char **header, char **source,
                                          char **notes);
 
-/* Convenience: a contiguous (row-major) tensor description. */
+/* Convenience: a contiguous (row-major) tensor description. When the element count overflows
+ * int64, the strides from the overflow on are INT64_MAX, which every launch rejects. */
 TILE_API tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank,
                                             const int64_t *shape);
 /* Nonzero when num_warps (threads per block / 32) is one the GPU path takes: 1, 2, 4, 8, 16 or
  * 32, the rule of the language's warps(N) and of every num_warps option. */
 TILE_API int tile_num_warps_valid(int num_warps);
-/* Bytes needed for a contiguous tensor of numel elements of dtype (sub-byte types packed). */
+/* Bytes needed for a contiguous tensor of numel elements of dtype (sub-byte types packed);
+ * SIZE_MAX when that does not fit in a size_t (an allocation of it fails). */
 TILE_API size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel);
 
 /* Host-side conversion between doubles and any element type, in the packed memory format
