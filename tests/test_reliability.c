@@ -196,3 +196,33 @@ Test(reliability, emit_unknown_kernel_is_not_found) {
     tile_program_destroy(p);
     tile_context_destroy(ctx);
 }
+
+/* Defect 11: an f32 tensor at byte offset 1 launched with TILE_OK (the VM reads it, the GPU
+ * cannot); rt_check_args, which both devices run, now refuses it. */
+static tile_status launch_vector_add_at(tile_context *ctx, tile_dtype dtype, const char *file, size_t offset) {
+    tile_program *p = test_load_program(ctx, file);
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "vector_add", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    int64_t n = 8;
+    void *buf[3];
+    tile_arg args[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tile_alloc(ctx, 256, &buf[i]), TILE_OK);
+        cr_assert_eq(tile_copy_to_device(ctx, buf[i], (char[256]){0}, 256), TILE_OK);
+        args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(dtype, (char *)buf[i] + offset, 1, &n)};
+    }
+    tile_status st = tile_kernel_launch(k, args, 3, NULL);
+    for (int i = 0; i < 3; i++) tile_free(ctx, buf[i]);
+    tile_program_destroy(p);
+    return st;
+}
+
+Test(reliability, misaligned_data_pointer_refused) {
+    tile_context *ctx = test_vm_context();
+    cr_assert_eq(launch_vector_add_at(ctx, TILE_F32, "stdlib/core/vector_add.tile", 1), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "not aligned to its 4-byte f32 elements"), "%s", tile_context_message(ctx));
+    cr_assert_eq(launch_vector_add_at(ctx, TILE_F32, "stdlib/core/vector_add.tile", 2), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert_eq(launch_vector_add_at(ctx, TILE_F32, "stdlib/core/vector_add.tile", 4), TILE_OK, "%s",
+                 tile_context_message(ctx));
+    tile_context_destroy(ctx);
+}
