@@ -679,6 +679,9 @@ static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const I
     return inst;
 }
 
+/* How deep device functions may call each other (lang/SPEC.md section 7). */
+enum { MAX_CALL_DEPTH = 100 };
+
 Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
     uint32_t np = decl->params ? decl->params->len : 0;
     uint32_t na = call->args ? call->args->len : 0;
@@ -694,6 +697,11 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
                        decl->name);
             return POISON_VAL;
         }
+    if (L->call_stack.len >= MAX_CALL_DEPTH) { /* each level is a lowering inside a lowering: bound the C stack */
+        diag_error(L->diags, call->loc, "nesting too deep: device functions calling each other more than %d deep",
+                   MAX_CALL_DEPTH);
+        return POISON_VAL;
+    }
     Val *args = xcalloc(np + 1, sizeof(Val));
     IrParam *tparams = xcalloc(np + 1, sizeof(IrParam));
     Strbuf key = {0};

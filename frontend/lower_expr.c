@@ -419,7 +419,9 @@ static int64_t shape_numel(int rank, const int64_t *shape) {
 }
 
 enum { MAX_TILE_ELEMENTS = 1 << 22 };
-enum { MAX_LOWER_DEPTH = 200 }; /* nesting of lower_expr: bounds the C stack */
+/* Nesting of lower_expr, the parser's expression limit (lang/SPEC.md section 7): it bounds the
+ * C stack (about 700 bytes a level, so under 1 MiB), device-function calls included. */
+enum { MAX_LOWER_DEPTH = PARSE_MAX_EXPR_DEPTH };
 
 /* Evaluates a list of dims to a shape; reports bad sizes. */
 static bool lower_shape(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape) {
@@ -1308,7 +1310,7 @@ Val lower_expr(Lower *L, const AstNode *e) {
     if (L->too_deep || ++L->depth > MAX_LOWER_DEPTH) {
         if (!L->too_deep) {
             L->depth--;
-            diag_error(L->diags, e->loc, "expression nested too deeply (more than %d levels, device-function calls included)",
+            diag_error(L->diags, e->loc, "nesting too deep: an expression of more than %d levels, device-function calls included",
                        MAX_LOWER_DEPTH);
         }
         L->too_deep = true;
