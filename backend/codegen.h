@@ -69,6 +69,7 @@ typedef struct Cg {
     LLVMValueRef tid_is_zero;
     LLVMValueRef smem;       /* @tile_smem */
     uint64_t smem_bytes;     /* the largest scratch need */
+    const IrOp *smem_op;     /* the op that needs it (for the error's location) */
     CgValue **values;        /* by IrValue id */
     uint32_t nvalues;
     unsigned shared_count;

@@ -226,3 +226,29 @@ Test(reliability, misaligned_data_pointer_refused) {
                  tile_context_message(ctx));
     tile_context_destroy(ctx);
 }
+
+/* Defect 13: "dots needs 262144 bytes of shared memory" said neither where nor why; the error
+ * now points at the op whose scratch need is too large. */
+Test(reliability, shared_memory_error_is_located) {
+#ifndef TILE_HAVE_LLVM
+    cr_skip_test("built without the LLVM backend");
+#endif
+    static const char src[] = "kernel tr(x: tensor<f32>[M, N], y: tensor<f32>[N, M])\n"
+                              "  grid(1)\n"
+                              "{\n"
+                              "  let t = x[0 :+ 256, 0 :+ 256];\n"
+                              "  y[0 :+ 256, 0 :+ 256] = transpose(t);\n"
+                              "}\n";
+    tile_context *ctx = test_vm_context();
+    tile_program *p;
+    cr_assert_eq(tile_program_from_string(ctx, "tr.tile", src, sizeof src - 1, &p), TILE_OK);
+    char *ptx = NULL;
+    tile_emit_options opt = {.arch = "sm_80"};
+    tile_status st = tile_program_emit(p, "tr", NULL, 0, TILE_EMIT_PTX, &opt, &ptx, NULL);
+    cr_assert_eq(st, TILE_ERROR_UNSUPPORTED, "%s: %s", tile_status_name(st), tile_context_message(ctx));
+    cr_assert(strstr(tile_context_message(ctx), "tr.tile:5:27: tr needs 262144 bytes of shared memory"), "%s",
+              tile_context_message(ctx));
+    cr_assert_null(ptx);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
