@@ -56,6 +56,7 @@ const char *tile_status_name(tile_status status) {
     case TILE_ERROR_DEVICE: return "TILE_ERROR_DEVICE";
     case TILE_ERROR_OUT_OF_MEMORY: return "TILE_ERROR_OUT_OF_MEMORY";
     case TILE_ERROR_UNSUPPORTED: return "TILE_ERROR_UNSUPPORTED";
+    case TILE_ERROR_CANCELLED: return "TILE_ERROR_CANCELLED";
     }
     return "TILE_ERROR_UNKNOWN";
 }
@@ -116,6 +117,10 @@ void tile_context_destroy(tile_context *ctx) {
     rt_cuda_close(ctx);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx);
+}
+
+void tile_context_cancel(tile_context *ctx) {
+    if (ctx) atomic_fetch_add(&ctx->cancel_generation, 1);
 }
 
 tile_device_kind tile_context_device(const tile_context *ctx) { return ctx ? ctx->device : TILE_DEVICE_DEFAULT; }
@@ -569,8 +574,12 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     } else if (ctx->cuda) {
         st = rt_cuda_launch(k, args, nargs, stream);
-    } else if (!vm_launch(k->function, args, nargs, &err)) {
-        st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
+    } else {
+        VmCancel cancel = {.generation = &ctx->cancel_generation, .started = atomic_load(&ctx->cancel_generation)};
+        VmOutcome r = vm_launch_cancellable(k->function, args, nargs, 0, &cancel, &err);
+        if (r != VM_OK)
+            st = rt_fail(ctx, r == VM_CANCELLED ? TILE_ERROR_CANCELLED : TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s",
+                         k->name, sb_str(&err));
     }
     sb_free(&err);
     return st;

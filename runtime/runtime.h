@@ -12,6 +12,7 @@
 #define TILE_RUNTIME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "backend/backend.h"
 #include "frontend/frontend.h"
@@ -28,6 +29,8 @@ struct tile_context {
     pthread_mutex_t lock;
     struct RtCuda *cuda;     /* the cuda device's state (device_cuda.c); NULL on the VM */
     struct RtAotProgram *aot_programs; /* tile_context_aot_kernel's programs, under lock */
+    atomic_uint_fast64_t cancel_generation; /* bumped by tile_context_cancel; a VM launch stops
+                                               when it differs from the value it started with */
 };
 
 struct tile_stream {

@@ -396,6 +396,8 @@ typedef struct Scheduler {
     int64_t total;
     atomic_int_fast64_t next;
     atomic_bool failed;
+    atomic_bool cancelled;
+    const VmCancel *cancel;
     pthread_mutex_t err_lock;
     bool err_set;
     Strbuf *err;
@@ -412,6 +414,11 @@ static void *worker_main(void *arg) {
     VmSlot *params = xcalloc(n ? n : 1, sizeof(VmSlot));
     bool ok = make_params(&th, kernel->body, params);
     while (ok && !atomic_load(&s->failed)) {
+        if (s->cancel && atomic_load(s->cancel->generation) != s->cancel->started && atomic_load(&s->next) < s->total) {
+            atomic_store(&s->cancelled, true);
+            atomic_store(&s->failed, true);
+            break;
+        }
         int64_t b = atomic_fetch_add(&s->next, 1);
         if (b >= s->total) break;
         th.block[0] = b % L->grid[0];
@@ -442,10 +449,11 @@ static int cpu_count(void) {
     return n < 1 ? 1 : n > VM_MAX_THREADS ? VM_MAX_THREADS : (int)n;
 }
 
-bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t nargs,
-                       int nthreads, Strbuf *err) {
+VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, size_t nargs, int nthreads,
+                                const VmCancel *cancel, Strbuf *err) {
     VmLaunch L;
-    if (!launch_init(&L, kernel, args, nargs, err)) return false;
+    if (!launch_init(&L, kernel, args, nargs, err)) return VM_FAILED;
+    bool cancelled = false;
     bool ok = eval_grid(&L, L.grid, err);
     int64_t g0 = L.grid[0], g1 = L.grid[1], g2 = L.grid[2];
     /* each is below 2^31, so g0 * g1 fits; the third product may not */
@@ -455,9 +463,10 @@ bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t na
         ok = false;
     }
     if (ok) {
-        Scheduler s = {.launch = &L, .total = g0 * g1 * g2, .err = err};
+        Scheduler s = {.launch = &L, .total = g0 * g1 * g2, .err = err, .cancel = cancel};
         atomic_init(&s.next, 0);
         atomic_init(&s.failed, false);
+        atomic_init(&s.cancelled, false);
         pthread_mutex_init(&s.err_lock, NULL);
         if (nthreads <= 0) nthreads = cpu_count();
         if (nthreads > VM_MAX_THREADS) nthreads = VM_MAX_THREADS;
@@ -476,9 +485,21 @@ bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t na
         for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
         pthread_mutex_destroy(&s.err_lock);
         ok = !s.err_set;
+        if (ok && atomic_load(&s.cancelled)) {
+            int64_t done = atomic_load(&s.next);
+            sb_printf(err, "kernel '%s': cancelled (tile_context_cancel) with at most %" PRId64 " of %" PRId64
+                      " blocks run", kernel->name, done < s.total ? done : s.total, s.total);
+            cancelled = true;
+            ok = false;
+        }
     }
     launch_free(&L);
-    return ok;
+    return ok ? VM_OK : cancelled ? VM_CANCELLED : VM_FAILED;
+}
+
+bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t nargs,
+                       int nthreads, Strbuf *err) {
+    return vm_launch_cancellable(kernel, args, nargs, nthreads, NULL, err) == VM_OK;
 }
 
 bool vm_launch(const IrFunction *kernel, const tile_arg *args, size_t nargs, Strbuf *err) {

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,4 +252,61 @@ Test(reliability, shared_memory_error_is_located) {
     cr_assert_null(ptx);
     tile_program_destroy(p);
     tile_context_destroy(ctx);
+}
+
+/* Defect 13: a long VM launch could not be interrupted. tile_context_cancel from another thread
+ * stops it between blocks with TILE_ERROR_CANCELLED; a later launch is not affected. */
+typedef struct LongLaunch {
+    tile_context *ctx;
+    tile_kernel *k;
+    tile_arg args[4];
+    tile_status status;
+    char message[512];
+    atomic_bool done;
+} LongLaunch;
+
+static void *run_long_launch(void *arg) {
+    LongLaunch *l = arg;
+    l->status = tile_kernel_launch(l->k, l->args, 4, NULL);
+    snprintf(l->message, sizeof l->message, "%s", tile_context_message(l->ctx)); /* messages are per thread */
+    atomic_store(&l->done, true);
+    return NULL;
+}
+
+Test(reliability, vm_launch_can_be_cancelled, .timeout = 120) {
+    static const char src[] = "kernel spin(x: tensor<f32>[N], y: tensor<f32>[N], steps: i32, blocks: i32)\n"
+                              "  grid(blocks)\n"
+                              "{\n"
+                              "  var acc = x[0 :+ 64];\n"
+                              "  for i in 0..steps { acc = acc * 0.5 + 1.0; }\n"
+                              "  y[0 :+ 64] = acc;\n"
+                              "}\n";
+    static float x[64], y[64];
+    int64_t n = 64;
+    LongLaunch l = {.ctx = test_vm_context()};
+    tile_program *p;
+    cr_assert_eq(tile_program_from_string(l.ctx, "spin.tile", src, sizeof src - 1, &p), TILE_OK);
+    cr_assert_eq(tile_program_get_kernel(p, "spin", NULL, 0, &l.k), TILE_OK, "%s", tile_context_message(l.ctx));
+    l.args[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 1, &n)};
+    l.args[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 1, &n)};
+    l.args[2] = (tile_arg){.kind = TILE_ARG_INT, .i = 1000};
+    l.args[3] = (tile_arg){.kind = TILE_ARG_INT, .i = 1000000};
+    atomic_init(&l.done, false);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, run_long_launch, &l), 0);
+    /* cancel until it stops: a cancel before the launch starts does not count */
+    for (int i = 0; i < 10000 && !atomic_load(&l.done); i++) {
+        usleep(10000);
+        tile_context_cancel(l.ctx);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(l.status, TILE_ERROR_CANCELLED, "%s: %s", tile_status_name(l.status), l.message);
+    cr_assert(strstr(l.message, "cancelled"), "%s", l.message);
+    /* the next launch runs to its end */
+    l.args[2].i = 1;
+    l.args[3].i = 4;
+    cr_assert_eq(tile_kernel_launch(l.k, l.args, 4, NULL), TILE_OK, "%s", tile_context_message(l.ctx));
+    cr_assert_eq(y[0], 1.0f);
+    tile_program_destroy(p);
+    tile_context_destroy(l.ctx);
 }

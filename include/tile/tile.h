@@ -34,6 +34,7 @@ typedef enum tile_status {
     TILE_ERROR_DEVICE,           /* the device failed (driver error, missing driver) */
     TILE_ERROR_OUT_OF_MEMORY,
     TILE_ERROR_UNSUPPORTED,      /* valid, but not supported on this device (yet) */
+    TILE_ERROR_CANCELLED,        /* a VM launch stopped by tile_context_cancel */
 } tile_status;
 
 typedef enum tile_device_kind {
@@ -110,6 +111,11 @@ TILE_API const char *tile_context_device_name(const tile_context *ctx);
  * failing call sets its own. With NULL: the message of the last failed call on this thread
  * that had no context to report to (tile_context_create, a NULL context or object, tile_pack). */
 TILE_API const char *tile_context_message(const tile_context *ctx);
+/* Asks every VM launch in progress on ctx, from any thread, to stop: each finishes the blocks
+ * it is running and returns TILE_ERROR_CANCELLED (what the finished blocks wrote stays
+ * written). Launches that start after the call are not affected. On cuda it does nothing (a
+ * launch there is already asynchronous). Thread-safe; NULL is ignored. */
+TILE_API void tile_context_cancel(tile_context *ctx);
 
 /* ---- memory of the context's device ------------------------------------------------------ */
 TILE_API tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out);
