@@ -310,3 +310,20 @@ Test(reliability, vm_launch_can_be_cancelled, .timeout = 120) {
     tile_program_destroy(p);
     tile_context_destroy(l.ctx);
 }
+
+/* Defect 10 (its count part): a 65th -D said "bad -D '-D'". */
+Test(reliability, tilec_too_many_defines) {
+    Strbuf cmd = {0};
+    sb_printf(&cmd, "%s/tilec check", TILE_BUILD_DIR);
+    for (int i = 0; i < 65; i++) sb_printf(&cmd, " -D C%d=1", i);
+    sb_printf(&cmd, " %s/stdlib/core/vector_add.tile 2>&1", TILE_SOURCE_DIR);
+    FILE *f = popen(sb_str(&cmd), "r");
+    cr_assert_not_null(f);
+    char out[4096] = "";
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    int rc = pclose(f);
+    cr_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "rc %d: %s", rc, out);
+    cr_assert(strstr(out, "too many -D (at most 64)"), "%s", out);
+    sb_free(&cmd);
+}

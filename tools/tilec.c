@@ -133,7 +133,8 @@ static int cmd_check(int argc, char **argv) {
     const char *files[256];
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
+            if (ndefs == MAX_DEFS) return usage_error("too many -D (at most %s)", "64");
+            if (!parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
             ndefs++;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return usage_error("unknown option '%s' for check", argv[i]);
@@ -241,7 +242,8 @@ static int cmd_build(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
+            if (ndefs == MAX_DEFS) return usage_error("too many -D (at most %s)", "64");
+            if (!parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
             ndefs++;
         } else if (strcmp(a, "-k") == 0 && i + 1 < argc) {
             kernel = argv[++i];
@@ -574,7 +576,8 @@ static int cmd_run(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
+            if (ndefs == MAX_DEFS) return usage_error("too many -D (at most %s)", "64");
+            if (!parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
             ndefs++;
         } else if (strcmp(a, "-k") == 0 && i + 1 < argc) {
             kernel_name = argv[++i];
@@ -591,7 +594,8 @@ static int cmd_run(int argc, char **argv) {
             return usage_error("unknown or incomplete option '%s' for run", a);
         } else if (strchr(a, '=')) {
             tile_constant c;
-            if (nbinds == MAX_DEFS || !parse_define(a, &c) || strlen(c.name) >= 64) return usage_error("bad binding '%s'", a);
+            if (nbinds == MAX_DEFS) return usage_error("too many bindings (at most %s)", "64");
+            if (!parse_define(a, &c) || strlen(c.name) >= 64) return usage_error("bad binding '%s'", a);
             snprintf(binds[nbinds].name, 64, "%s", c.name);
             binds[nbinds].value = c.is_float ? c.f : (double)c.i;
             binds[nbinds].used = false;
