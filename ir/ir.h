@@ -261,6 +261,21 @@ void ir_replace_all_uses(IrFunction *f, IrValue *from, IrValue *to);
 void ir_set_operand(IrOp *op, uint32_t i, IrValue *v);
 IrOp *ir_region_terminator(IrRegion *r);
 
+/* Replacements recorded now and applied as each user is visited, for passes that replace many
+ * values while they walk a function in order (canonicalize, cse, inline): each replacement is
+ * O(1) and each visit O(operands), where ir_replace_all_uses walks the whole function per
+ * replacement (quadratic). A walk in program order that calls ir_forward_operands on every op
+ * before looking at its operands sees only current values, since in structured SSA every use
+ * comes after its definition; the last walk leaves none stale. Keyed by value id (per function). */
+typedef struct IrForward {
+    IrValue **to;            /* by IrValue id; NULL: not replaced */
+    uint32_t cap;
+} IrForward;
+void ir_forward_set(IrForward *fw, const IrValue *from, IrValue *to);
+IrValue *ir_forward_resolve(IrForward *fw, IrValue *v); /* follows chains, compressing them */
+void ir_forward_operands(IrForward *fw, IrOp *op);      /* resolves each operand in place */
+void ir_forward_free(IrForward *fw);
+
 /* Walks every op of a region in order, entering nested regions after their op (pre-order). */
 typedef bool (*IrWalkFn)(IrOp *op, void *ctx);   /* return false to stop */
 bool ir_walk(IrRegion *r, IrWalkFn fn, void *ctx);

@@ -327,3 +327,56 @@ Test(reliability, tilec_too_many_defines) {
     cr_assert(strstr(out, "too many -D (at most 64)"), "%s", out);
     sb_free(&cmd);
 }
+
+/* ---- compile time (defect 4) ---------------------------------------------------------------- */
+/* Compiles src's kernel k to IR (the whole pass pipeline); the status, with the message in msg. */
+static tile_status compile_ir(const char *src, char *msg, size_t msg_size) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p;
+    tile_status st = tile_program_from_string(ctx, "t.tile", src, strlen(src), &p);
+    if (st == TILE_OK) {
+        char *ir = NULL;
+        st = tile_program_emit(p, "k", NULL, 0, TILE_EMIT_IR, NULL, &ir, NULL);
+        tile_string_free(ir);
+        tile_program_destroy(p);
+    }
+    snprintf(msg, msg_size, "%s", tile_context_message(ctx));
+    tile_context_destroy(ctx);
+    return st;
+}
+
+/* f0 .. fn, each calling the previous one twice: 2^n inlined calls from n + 2 lines. */
+static char *doubling_source(int n) {
+    Strbuf s = {0};
+    sb_puts(&s, "fn f0(v) { return v + 1.0; }\n");
+    for (int i = 1; i <= n; i++) sb_printf(&s, "fn f%d(v) { return f%d(f%d(v)); }\n", i, i - 1, i - 1);
+    sb_printf(&s, "kernel k(x: tensor<f32>[N], y: tensor<f32>[N]) grid(1) {\n"
+                  "  y[0 :+ 16] = f%d(x[0 :+ 16]);\n}\n", n);
+    return s.data;
+}
+
+/* Canonicalize walked the whole function per fold and cse scanned every available op, and
+ * inlining replaced each call's results by a walk: quadratic. 2^15 inlined calls and 48000
+ * statements that canonicalize removes took minutes; linear passes take about a second. */
+Test(reliability, compile_time_is_linear, .timeout = 60) {
+    char msg[4096];
+    char *src = doubling_source(15);
+    cr_assert_eq(compile_ir(src, msg, sizeof msg), TILE_OK, "%s", msg);
+    free(src);
+    Strbuf s = {0};
+    sb_puts(&s, "kernel k(x: tensor<f32>[N], y: tensor<f32>[N]) grid(1) {\n  var a = x[0 :+ 16];\n");
+    for (int i = 0; i < 48000; i++) sb_puts(&s, i % 2 ? "  a = a * 1.0;\n" : "  a = a + a;\n");
+    sb_puts(&s, "  y[0 :+ 16] = a;\n}\n");
+    cr_assert_eq(compile_ir(s.data, msg, sizeof msg), TILE_OK, "%s", msg);
+    sb_free(&s);
+}
+
+/* 2^40 inlined calls from 42 lines: a located error, not a hang or gigabytes. */
+Test(reliability, inlining_expansion_is_bounded, .timeout = 60) {
+    char msg[4096];
+    char *src = doubling_source(40);
+    cr_assert_eq(compile_ir(src, msg, sizeof msg), TILE_ERROR_COMPILE, "%s", msg);
+    cr_assert(strstr(msg, "t.tile:") == msg && strstr(msg, ": error: inlining 'f"), "%s", msg);
+    cr_assert(strstr(msg, "larger than 524288 operations"), "%s", msg);
+    free(src);
+}
