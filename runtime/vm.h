@@ -128,6 +128,7 @@ typedef struct VmLaunch {
     const tile_arg *args;
     VmTensor *tensors;          /* one per parameter (unused entries for scalars) */
     int64_t grid[3];
+    const VmCancel *cancel;     /* NULL: not cancellable; checked between blocks and per loop iteration */
     pthread_mutex_t memory_lock; /* atomics and read-modify-write of packed sub-byte stores */
 } VmLaunch;
 

@@ -136,6 +136,11 @@ static bool scalar_int(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, in
     return true;
 }
 
+/* tile_context_cancel was called after the launch started. */
+static bool cancelled(const VmLaunch *L) {
+    return L->cancel && atomic_load_explicit(L->cancel->generation, memory_order_relaxed) != L->cancel->started;
+}
+
 static bool exec_for(VmThread *th, VmFrame *fr, const IrOp *op) {
     if (op->noperands < 3 || op->nregions != 1)
         return vm_error(th, op, "needs (lo, hi, step, init...) and one region");
@@ -157,6 +162,10 @@ static bool exec_for(VmThread *th, VmFrame *fr, const IrOp *op) {
     while (ok) {
         bool more = u64 ? step != 0 && (uint64_t)iv < (uint64_t)hi : step > 0 && iv < hi;
         if (!more) break;
+        if (cancelled(th->launch)) { /* a long loop in one block stops too */
+            ok = vm_error(th, op, "cancelled");
+            break;
+        }
         VmTile *iv_tile = vm_scalar_tile(th, op, (VmElem){.i = elem_wrap_int(iv_type, iv)});
         if (!iv_tile) {
             ok = false;
@@ -216,6 +225,10 @@ static bool exec_while(VmThread *th, VmFrame *fr, const IrOp *op) {
     bool ok = collect(th, fr, op, 0, op->noperands, &vals);
     while (ok) {
         const IrOp *term;
+        if (cancelled(th->launch)) {
+            ok = vm_error(th, op, "cancelled");
+            break;
+        }
         ok = exec_region(th, fr, op, op->regions[0], vals.v, vals.n, &term);
         if (!ok) break;
         if (!term || term->code != OP_CONDITION || term->noperands < 1) {
@@ -397,7 +410,6 @@ typedef struct Scheduler {
     atomic_int_fast64_t next;
     atomic_bool failed;
     atomic_bool cancelled;
-    const VmCancel *cancel;
     pthread_mutex_t err_lock;
     bool err_set;
     Strbuf *err;
@@ -414,7 +426,7 @@ static void *worker_main(void *arg) {
     VmSlot *params = xcalloc(n ? n : 1, sizeof(VmSlot));
     bool ok = make_params(&th, kernel->body, params);
     while (ok && !atomic_load(&s->failed)) {
-        if (s->cancel && atomic_load(s->cancel->generation) != s->cancel->started && atomic_load(&s->next) < s->total) {
+        if (cancelled(L) && atomic_load(&s->next) < s->total) {
             atomic_store(&s->cancelled, true);
             atomic_store(&s->failed, true);
             break;
@@ -428,7 +440,10 @@ static void *worker_main(void *arg) {
         ok = exec_region(&th, &fr, NULL, kernel->body, params, n, &term);
         frame_clear(&fr);
     }
-    if (!ok) {
+    if (!ok && cancelled(L)) { /* stopped inside a block by the cancellation: not the program's error */
+        atomic_store(&s->cancelled, true);
+        atomic_store(&s->failed, true);
+    } else if (!ok) {
         atomic_store(&s->failed, true);
         pthread_mutex_lock(&s->err_lock);
         if (!s->err_set) {
@@ -453,6 +468,7 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
                                 const VmCancel *cancel, Strbuf *err) {
     VmLaunch L;
     if (!launch_init(&L, kernel, args, nargs, err)) return VM_FAILED;
+    L.cancel = cancel;
     bool cancelled = false;
     bool ok = eval_grid(&L, L.grid, err);
     int64_t g0 = L.grid[0], g1 = L.grid[1], g2 = L.grid[2];
@@ -463,7 +479,7 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
         ok = false;
     }
     if (ok) {
-        Scheduler s = {.launch = &L, .total = g0 * g1 * g2, .err = err, .cancel = cancel};
+        Scheduler s = {.launch = &L, .total = g0 * g1 * g2, .err = err};
         atomic_init(&s.next, 0);
         atomic_init(&s.failed, false);
         atomic_init(&s.cancelled, false);

@@ -235,7 +235,7 @@ Test(reliability, shared_memory_error_is_located) {
     cr_skip_test("built without the LLVM backend");
 #endif
     static const char src[] = "kernel tr(x: tensor<f32>[M, N], y: tensor<f32>[N, M])\n"
-                              "  grid(1)\n"
+                              "  grid(1) warps(32)\n"
                               "{\n"
                               "  let t = x[0 :+ 256, 0 :+ 256];\n"
                               "  y[0 :+ 256, 0 :+ 256] = transpose(t);\n"
@@ -302,6 +302,17 @@ Test(reliability, vm_launch_can_be_cancelled, .timeout = 120) {
     pthread_join(t, NULL);
     cr_assert_eq(l.status, TILE_ERROR_CANCELLED, "%s: %s", tile_status_name(l.status), l.message);
     cr_assert(strstr(l.message, "cancelled"), "%s", l.message);
+    /* one block in a long loop stops too (the loop checks between iterations) */
+    l.args[2].i = INT32_MAX;
+    l.args[3].i = 1;
+    atomic_store(&l.done, false);
+    cr_assert_eq(pthread_create(&t, NULL, run_long_launch, &l), 0);
+    for (int i = 0; i < 10000 && !atomic_load(&l.done); i++) {
+        usleep(10000);
+        tile_context_cancel(l.ctx);
+    }
+    pthread_join(t, NULL);
+    cr_assert_eq(l.status, TILE_ERROR_CANCELLED, "%s: %s", tile_status_name(l.status), l.message);
     /* the next launch runs to its end */
     l.args[2].i = 1;
     l.args[3].i = 4;
@@ -379,4 +390,38 @@ Test(reliability, inlining_expansion_is_bounded, .timeout = 60) {
     cr_assert(strstr(msg, "t.tile:") == msg && strstr(msg, ": error: inlining 'f"), "%s", msg);
     cr_assert(strstr(msg, "larger than 524288 operations"), "%s", msg);
     free(src);
+}
+
+/* Defect 1: a tile whose size has a small power-of-two factor (2047, 1000) or that is huge
+ * (2^16 and more) made GPU code generation take minutes and gigabytes (every thread held
+ * hundreds or thousands of elements). The layout pass now refuses, at the op, a layout with
+ * more than 256 elements in a thread; what it accepts compiles in seconds. */
+Test(reliability, gpu_tiles_with_too_many_elements_per_thread_are_located_errors, .timeout = 120) {
+#ifndef TILE_HAVE_LLVM
+    cr_skip_test("built without the LLVM backend");
+#endif
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    static const int64_t refused[] = {2047, 1000, 1 << 16, 1 << 20}, accepted[] = {2048, 127};
+    for (int i = 0; i < 4; i++) {
+        tile_constant c = {"BLOCK", 0, refused[i], 0};
+        char *ptx = NULL;
+        tile_emit_options opt = {.arch = "sm_80"};
+        tile_status st = tile_program_emit(p, "vector_add", &c, 1, TILE_EMIT_PTX, &opt, &ptx, NULL);
+        cr_assert_eq(st, TILE_ERROR_COMPILE, "BLOCK=%lld: %s", (long long)refused[i], tile_status_name(st));
+        cr_assert(strstr(tile_context_message(ctx), "vector_add.tile:7:") &&
+                      strstr(tile_context_message(ctx), "elements in each of the block's 128 threads"),
+                  "%s", tile_context_message(ctx));
+        tile_string_free(ptx);
+    }
+    for (int i = 0; i < 2; i++) {
+        tile_constant c = {"BLOCK", 0, accepted[i], 0};
+        char *ptx = NULL;
+        tile_emit_options opt = {.arch = "sm_80"};
+        tile_status st = tile_program_emit(p, "vector_add", &c, 1, TILE_EMIT_PTX, &opt, &ptx, NULL);
+        cr_assert_eq(st, TILE_OK, "BLOCK=%lld: %s", (long long)accepted[i], tile_context_message(ctx));
+        tile_string_free(ptx);
+    }
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
 }

@@ -111,8 +111,8 @@ TILE_API const char *tile_context_device_name(const tile_context *ctx);
  * failing call sets its own. With NULL: the message of the last failed call on this thread
  * that had no context to report to (tile_context_create, a NULL context or object, tile_pack). */
 TILE_API const char *tile_context_message(const tile_context *ctx);
-/* Asks every VM launch in progress on ctx, from any thread, to stop: each finishes the blocks
- * it is running and returns TILE_ERROR_CANCELLED (what the finished blocks wrote stays
+/* Asks every VM launch in progress on ctx, from any thread, to stop: its workers stop before
+ * the next block or loop iteration and it returns TILE_ERROR_CANCELLED (what ran stays
  * written). Launches that start after the call are not affected. On cuda it does nothing (a
  * launch there is already asynchronous). Thread-safe; NULL is ignored. */
 TILE_API void tile_context_cancel(tile_context *ctx);
