@@ -6,11 +6,15 @@
 #                           there is one, else on the CPU virtual machine)
 #   scripts/run.sh test     build with -Werror and run every test: the unit and kernel suites,
 #                           the bad-input corpus, GPU tests (they skip without a GPU), then an
-#                           ASan+UBSan build of the suites and a bounded libFuzzer run of the
-#                           frontend seeded with the corpus
+#                           ASan+UBSan build of the suites, bounded libFuzzer runs (under
+#                           ASan+UBSan) of the frontend and of the whole pipeline (source to
+#                           PTX for sm_80 and sm_90a, and the VM) seeded with every shipped
+#                           kernel, the bad-input corpus, the diagnostic tests and the fuzzers'
+#                           regressions, and a ThreadSanitizer build of the thread tests
 #
-# Environment: BUILD (build folder, default build), JOBS (parallel jobs), FUZZ_SECONDS (60),
-# TILE_QUICK=1 skips the sanitizer build and the fuzzer.
+# Environment: BUILD (build folder, default build), JOBS (parallel jobs), FUZZ_SECONDS (60, the
+# frontend fuzzer), PIPELINE_FUZZ_SECONDS (240, the pipeline fuzzer), TILE_QUICK=1 skips the
+# sanitizer builds and the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -53,11 +57,23 @@ case "$mode" in
       supp="$(pwd)/tests/lsan.supp"
       (cd "$BUILD-asan" && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS="suppressions=$supp" \
         ctest --output-on-failure -j "$JOBS" -LE gpu)
-      echo "== libFuzzer, frontend, ${FUZZ_SECONDS:-60} s =="
-      CC=clang configure_and_build "$BUILD-fuzz" -DTILE_FUZZ=ON -DTILE_SANITIZE=ON -DTILE_WITH_LLVM=OFF -DTILE_BUILD_TESTS=OFF
-      mkdir -p "$BUILD-fuzz/corpus"
+      echo "== libFuzzer (ASan+UBSan): frontend ${FUZZ_SECONDS:-60} s, whole pipeline ${PIPELINE_FUZZ_SECONDS:-240} s =="
+      CC=clang cmake -S . -B "$BUILD-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_FUZZ=ON -DTILE_SANITIZE=ON \
+        -DTILE_WITH_LLVM=ON -DTILE_BUILD_TESTS=OFF >/dev/null
+      cmake --build "$BUILD-fuzz" -j "$JOBS" --target fuzz_frontend fuzz_pipeline
+      rm -rf "$BUILD-fuzz/seeds" && mkdir -p "$BUILD-fuzz/seeds" "$BUILD-fuzz/corpus" "$BUILD-fuzz/corpus-pipeline"
+      cp stdlib/core/*.tile tests/corpus/bad/*.tile tests/diag/*.tile "$BUILD-fuzz/seeds/"
       "$BUILD-fuzz"/fuzz_frontend -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -timeout=10 -artifact_prefix="$BUILD-fuzz/" \
-        "$BUILD-fuzz/corpus" tests/corpus/bad stdlib/core
+        -dict=tests/fuzz/tile.dict "$BUILD-fuzz/corpus" "$BUILD-fuzz/seeds" tests/fuzz/regressions
+      # a crash here: add the artifact to tests/fuzz/regressions (a seed from then on) with the fix
+      "$BUILD-fuzz"/fuzz_pipeline -max_total_time="${PIPELINE_FUZZ_SECONDS:-240}" -max_len=8192 -timeout=60 \
+        -rss_limit_mb=4096 -artifact_prefix="$BUILD-fuzz/pipeline-" -dict=tests/fuzz/tile.dict -print_final_stats=1 \
+        "$BUILD-fuzz/corpus-pipeline" "$BUILD-fuzz/seeds" tests/fuzz/regressions
+      echo "== ThreadSanitizer: the thread tests =="
+      cmake -S . -B "$BUILD-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_WERROR=ON -DTILE_TSAN=ON -DTILE_WITH_LLVM=OFF >/dev/null
+      cmake --build "$BUILD-tsan" -j "$JOBS" --target test_threads test_cache
+      (cd "$BUILD-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+        ctest --output-on-failure -R '^(test_threads|test_cache)$')
     fi
     ;;
   *)
