@@ -695,8 +695,9 @@ static Val dot_call(Lower *L, const AstNode *call) {
         }
     } else {
         ElemType ae = elem_is_float(tx->elem) ? elem_f32() : elem_i32();
-        acc = ir_const_int(&L->b, ir_tile_type(L->module, ae, 2, shape), 0);
-        if (elem_is_float(ae)) acc = ir_const_float(&L->b, acc->type, 0.0);
+        const IrType *t = ir_tile_type(L->module, ae, 2, shape);
+        /* one zero of the accumulator's kind (an integer const of a float type is invalid IR) */
+        acc = elem_is_float(ae) ? ir_const_float(&L->b, t, 0.0) : ir_const_int(&L->b, t, 0);
     }
     L->b.loc = call->loc;
     IrValue *ops[3] = {x, y, acc};

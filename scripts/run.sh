@@ -61,14 +61,14 @@ case "$mode" in
       CC=clang cmake -S . -B "$BUILD-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_FUZZ=ON -DTILE_SANITIZE=ON \
         -DTILE_WITH_LLVM=ON -DTILE_BUILD_TESTS=OFF >/dev/null
       cmake --build "$BUILD-fuzz" -j "$JOBS" --target fuzz_frontend fuzz_pipeline
-      rm -rf "$BUILD-fuzz/seeds" && mkdir -p "$BUILD-fuzz/seeds" "$BUILD-fuzz/corpus" "$BUILD-fuzz/corpus-pipeline"
-      cp stdlib/core/*.tile tests/corpus/bad/*.tile tests/diag/*.tile "$BUILD-fuzz/seeds/"
+      mkdir -p "$BUILD-fuzz/corpus" "$BUILD-fuzz/corpus-pipeline"
+      seeds=(stdlib/core tests/corpus/bad tests/diag tests/fuzz/regressions) # read only; new inputs go to corpus*
       "$BUILD-fuzz"/fuzz_frontend -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -timeout=10 -artifact_prefix="$BUILD-fuzz/" \
-        -dict=tests/fuzz/tile.dict "$BUILD-fuzz/corpus" "$BUILD-fuzz/seeds" tests/fuzz/regressions
+        -dict=tests/fuzz/tile.dict "$BUILD-fuzz/corpus" "${seeds[@]}"
       # a crash here: add the artifact to tests/fuzz/regressions (a seed from then on) with the fix
       "$BUILD-fuzz"/fuzz_pipeline -max_total_time="${PIPELINE_FUZZ_SECONDS:-240}" -max_len=8192 -timeout=60 \
         -rss_limit_mb=4096 -artifact_prefix="$BUILD-fuzz/pipeline-" -dict=tests/fuzz/tile.dict -print_final_stats=1 \
-        "$BUILD-fuzz/corpus-pipeline" "$BUILD-fuzz/seeds" tests/fuzz/regressions
+        "$BUILD-fuzz/corpus-pipeline" "${seeds[@]}"
       echo "== ThreadSanitizer: the thread tests =="
       cmake -S . -B "$BUILD-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_WERROR=ON -DTILE_TSAN=ON -DTILE_WITH_LLVM=OFF >/dev/null
       cmake --build "$BUILD-tsan" -j "$JOBS" --target test_threads test_cache

@@ -401,3 +401,16 @@ Test(lower, nesting_limits_are_the_spec_s) {
     cr_assert(strstr(text, "error: nesting too deep: the parser's stack of 4000 entries is exhausted"), "%s", text);
     free(text);
 }
+
+/* Found by fuzz_pipeline: dot() without an accumulator also built an integer zero of the f32
+ * accumulator type (dead, but invalid IR that the verifier rejects before the first pass). */
+Test(lower, dot_without_accumulator_is_valid_ir) {
+    Compiled c = compile("kernel k(a: tensor<f16>[M, K], b: tensor<f16>[K, N], c: tensor<f32>[M, N]) grid(1) {\n"
+                         "  c[0 :+ 32, 0 :+ 32] = dot(a[0 :+ 32, 0 :+ 32], b[0 :+ 32, 0 :+ 32]);\n}\n",
+                         "k", NULL, 0, false); /* compile() verifies right after lowering */
+    release(&c);
+    c = compile("kernel k(a: tensor<i8>[M, K], b: tensor<i8>[K, N], c: tensor<i32>[M, N]) grid(1) {\n"
+                "  c[0 :+ 16, 0 :+ 16] = dot(a[0 :+ 16, 0 :+ 16], b[0 :+ 16, 0 :+ 16]);\n}\n",
+                "k", NULL, 0, false);
+    release(&c);
+}
