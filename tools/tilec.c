@@ -133,8 +133,10 @@ static int cmd_check(int argc, char **argv) {
     const char *files[256];
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS) return usage_error("too many -D (at most %s)", "64");
-            if (!parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
+            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) {
+                free_defines(defs, ndefs); /* no leak on the way out */
+                return ndefs == MAX_DEFS ? usage_error("too many -D (at most %s)", "64") : usage_error("bad -D '%s'", argv[i]);
+            }
             ndefs++;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return usage_error("unknown option '%s' for check", argv[i]);
@@ -242,8 +244,10 @@ static int cmd_build(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS) return usage_error("too many -D (at most %s)", "64");
-            if (!parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
+            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) {
+                free_defines(defs, ndefs); /* no leak on the way out */
+                return ndefs == MAX_DEFS ? usage_error("too many -D (at most %s)", "64") : usage_error("bad -D '%s'", argv[i]);
+            }
             ndefs++;
         } else if (strcmp(a, "-k") == 0 && i + 1 < argc) {
             kernel = argv[++i];
@@ -576,8 +580,10 @@ static int cmd_run(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-D") == 0 && i + 1 < argc) {
-            if (ndefs == MAX_DEFS) return usage_error("too many -D (at most %s)", "64");
-            if (!parse_define(argv[++i], &defs[ndefs])) return usage_error("bad -D '%s'", argv[i]);
+            if (ndefs == MAX_DEFS || !parse_define(argv[++i], &defs[ndefs])) {
+                free_defines(defs, ndefs); /* no leak on the way out */
+                return ndefs == MAX_DEFS ? usage_error("too many -D (at most %s)", "64") : usage_error("bad -D '%s'", argv[i]);
+            }
             ndefs++;
         } else if (strcmp(a, "-k") == 0 && i + 1 < argc) {
             kernel_name = argv[++i];
