@@ -22,25 +22,32 @@
 static _Thread_local const tile_context *message_ctx;
 static _Thread_local char *message_text;
 
+/* A thread's message is freed when the thread exits: the key's destructor gets the text. */
+static pthread_key_t message_key;
+static pthread_once_t message_key_once = PTHREAD_ONCE_INIT;
+static void make_message_key(void) { pthread_key_create(&message_key, free); }
+
+static void set_message(const tile_context *ctx, char *text) {
+    pthread_once(&message_key_once, make_message_key);
+    free(message_text);
+    message_text = text;
+    message_ctx = ctx;
+    pthread_setspecific(message_key, text);
+}
+
 tile_status rt_fail(const tile_context *ctx, tile_status status, const char *fmt, ...) {
     Strbuf sb = {0};
     va_list ap;
     va_start(ap, fmt);
     sb_vprintf(&sb, fmt, ap);
     va_end(ap);
-    free(message_text);
-    message_text = xstrdup(sb_str(&sb));
-    message_ctx = ctx;
+    set_message(ctx, xstrdup(sb_str(&sb)));
     sb_free(&sb);
     return status;
 }
 
 static void clear_message(const tile_context *ctx) {
-    if (message_ctx == ctx) {
-        free(message_text);
-        message_text = NULL;
-        message_ctx = NULL;
-    }
+    if (message_ctx == ctx) set_message(NULL, NULL);
 }
 
 const char *tile_context_message(const tile_context *ctx) {
