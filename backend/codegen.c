@@ -489,7 +489,10 @@ static bool emit_region(Cg *g, const IrRegion *r, const IrOp **term) {
             *term = op;
             return true;
         }
+        uint64_t before = g->smem_bytes;
+        const IrOp *inner = g->smem_op;
         if (!emit_op(g, op)) return false;
+        if (g->smem_bytes > before && g->smem_op == inner) g->smem_op = op; /* innermost op that raised it */
     }
     return true;
 }
@@ -646,8 +649,8 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     uint64_t smem_total = g.smem_bytes ? g.smem_planned + g.smem_bytes : g.smem_planned;
     info->shared_bytes = (unsigned)smem_total;
     if (ok && smem_total > 227 * 1024) {
-        ok = cg_fail(&g, NULL, true, "%s needs %llu bytes of shared memory, more than a block has",
-                     kernel->name, (unsigned long long)smem_total);
+        ok = cg_fail(&g, g.smem_op, true, "%s needs %llu bytes of shared memory here, more than a block has (%d)",
+                     kernel->name, (unsigned long long)smem_total, 227 * 1024);
         info->unsupported = true;
     }
     if (ok) {

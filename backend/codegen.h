@@ -73,6 +73,7 @@ typedef struct Cg {
     uint64_t smem_planned;   /* bytes of smem_plan's buffers (the scratch follows, 16-aligned) */
     LLVMValueRef smem;       /* the scratch: @tile_smem + smem_planned */
     uint64_t smem_bytes;     /* the largest scratch need */
+    const IrOp *smem_op;     /* the op that needs it (for the error's location) */
     CgValue **values;        /* by IrValue id */
     uint32_t nvalues;
     unsigned shared_count;

@@ -137,7 +137,7 @@ double lexer_float_value(const Token *t);
 /* ---- parser internals, shared by the grammar (lang/tile.y) and its driver (parse.c) ---- */
 enum { PARSE_MAX_EXPR_DEPTH = 1000 };
 
-enum { PARSE_STACK_DEPTH = 1000 }; /* the grammar's %stack_size */
+enum { PARSE_STACK_DEPTH = 4000 }; /* the grammar's %stack_size */
 
 typedef struct ParseState {
     AstFile *file;

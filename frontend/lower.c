@@ -971,6 +971,9 @@ static FnInstance *instantiate(Lower *L, const AstNode *decl, Val *args, const I
     return inst;
 }
 
+/* How deep device functions may call each other (lang/SPEC.md section 7). */
+enum { MAX_CALL_DEPTH = 100 };
+
 Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
     uint32_t np = decl->params ? decl->params->len : 0;
     uint32_t na = call->args ? call->args->len : 0;
@@ -986,6 +989,11 @@ Val lower_call_function(Lower *L, const AstNode *call, const AstNode *decl) {
                        decl->name);
             return POISON_VAL;
         }
+    if (L->call_stack.len >= MAX_CALL_DEPTH) { /* each level is a lowering inside a lowering: bound the C stack */
+        diag_error(L->diags, call->loc, "nesting too deep: device functions calling each other more than %d deep",
+                   MAX_CALL_DEPTH);
+        return POISON_VAL;
+    }
     Val *args = xcalloc(np + 1, sizeof(Val));
     IrParam *tparams = xcalloc(np + 1, sizeof(IrParam));
     Strbuf key = {0};
@@ -1339,7 +1347,7 @@ static void lower_grid_sizes(Lower *L, const AstNode *k) {
 static void lower_warps(Lower *L, const AstNode *k, IrFunction *f) {
     int64_t n;
     if (!k->warps || !lower_const_int(L, k->warps, "the number of warps", &n)) return;
-    if (n < 1 || n > 32 || (n & (n - 1)) != 0) {
+    if (!ir_num_warps_valid(n)) {
         diag_error(L->diags, k->warps->loc, "warps(%lld): the number of warps must be 1, 2, 4, 8, 16 or 32",
                    (long long)n);
         return;

@@ -412,14 +412,19 @@ bool lower_const_int(Lower *L, const AstNode *e, const char *what, int64_t *out)
     return true;
 }
 
+/* The number of elements of a shape of positive dimensions, INT64_MAX when that overflows (the
+ * dimensions are user constants, each checked alone, so their product may not fit). */
 static int64_t shape_numel(int rank, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < rank; i++) n *= shape[i];
+    for (int i = 0; i < rank; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n)) return INT64_MAX;
     return n;
 }
 
 enum { MAX_TILE_ELEMENTS = 1 << 22 };
-enum { MAX_LOWER_DEPTH = 200 }; /* nesting of lower_expr: bounds the C stack */
+/* Nesting of lower_expr, the parser's expression limit (lang/SPEC.md section 7): it bounds the
+ * C stack (about 700 bytes a level, so under 1 MiB), device-function calls included. */
+enum { MAX_LOWER_DEPTH = PARSE_MAX_EXPR_DEPTH };
 
 /* Evaluates a list of dims to a shape; reports bad sizes. */
 static bool lower_shape(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape) {
@@ -700,8 +705,9 @@ static Val dot_call(Lower *L, const AstNode *call) {
         }
     } else {
         ElemType ae = elem_is_float(tx->elem) ? elem_f32() : elem_i32();
-        const IrType *at = ir_tile_type(L->module, ae, 2, shape);
-        acc = elem_is_float(ae) ? ir_const_float(&L->b, at, 0.0) : ir_const_int(&L->b, at, 0);
+        const IrType *t = ir_tile_type(L->module, ae, 2, shape);
+        /* one zero of the accumulator's kind (an integer const of a float type is invalid IR) */
+        acc = elem_is_float(ae) ? ir_const_float(&L->b, t, 0.0) : ir_const_int(&L->b, t, 0);
     }
     L->b.loc = call->loc;
     IrValue *ops[3] = {x, y, acc};
@@ -823,7 +829,8 @@ static Val arange_call(Lower *L, const AstNode *call) {
     } else if (!lower_const_int(L, a.pos[0], "arange() size", &end)) {
         return POISON;
     }
-    if (end <= start || end - start > MAX_TILE_ELEMENTS || start < INT32_MIN || end > INT32_MAX) {
+    /* the i32 range first: only then is end - start sure not to overflow */
+    if (start < INT32_MIN || end > INT32_MAX || end <= start || end - start > MAX_TILE_ELEMENTS) {
         diag_error(L->diags, call->loc, "arange(%lld, %lld) must have 1 to %d elements within i32", (long long)start,
                    (long long)end, MAX_TILE_ELEMENTS);
         return POISON;
@@ -1046,7 +1053,7 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
                                start.is_bool ? "a bool" : "a float");
                     return false;
                 }
-                if (start.c.i < INT32_MIN || start.c.i + size > INT32_MAX) {
+                if (start.c.i < INT32_MIN || start.c.i > INT32_MAX - size) { /* no start + size: it may overflow */
                     diag_error(L->diags, it->lhs->loc, "the slice %lld :+ %lld is outside the range of i32",
                                (long long)start.c.i, (long long)size);
                     return false;
@@ -1490,7 +1497,7 @@ Val lower_expr(Lower *L, const AstNode *e) {
     if (L->too_deep || ++L->depth > MAX_LOWER_DEPTH) {
         if (!L->too_deep) {
             L->depth--;
-            diag_error(L->diags, e->loc, "expression nested too deeply (more than %d levels, device-function calls included)",
+            diag_error(L->diags, e->loc, "nesting too deep: an expression of more than %d levels, device-function calls included",
                        MAX_LOWER_DEPTH);
         }
         L->too_deep = true;

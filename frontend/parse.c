@@ -49,8 +49,7 @@ AstNode *parse_expr_node(ParseState *ps, AstNode *node) {
     if ((d = list_depth(node->args)) > depth) depth = d;
     node->depth = depth + 1;
     if (node->depth > PARSE_MAX_EXPR_DEPTH && !ps->failed) {
-        diag_error(ps->diags, node->loc, "expression nested too deeply (more than %d levels)",
-                   PARSE_MAX_EXPR_DEPTH);
+        diag_error(ps->diags, node->loc, "nesting too deep: an expression of more than %d levels", PARSE_MAX_EXPR_DEPTH);
         ps->failed = true;
     }
     return node;
@@ -58,7 +57,8 @@ AstNode *parse_expr_node(ParseState *ps, AstNode *node) {
 
 void parse_nesting_error(ParseState *ps) {
     if (ps->failed) return;
-    diag_error(ps->diags, ps->current.loc, "nesting too deep: the parser's stack is exhausted");
+    diag_error(ps->diags, ps->current.loc, "nesting too deep: the parser's stack of %d entries is exhausted",
+               PARSE_STACK_DEPTH);
     ps->failed = true;
 }
 

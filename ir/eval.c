@@ -60,18 +60,21 @@ double elem_round_float(ElemType e, double x) {
     return copysign(r, x);
 }
 
+/* A float to an integer: truncate toward zero, saturate at the type's range, NaN gives 0. The
+ * bounds are compared as powers of two, which a double holds exactly; the largest value of a
+ * type of 54 bits or more (2^n - 1) is not representable and would round up to 2^n. */
 static int64_t saturate_to_int(ElemType to, double f) {
     if (isnan(f)) return 0;
     double t = trunc(f);
+    int bits = to.bits > 64 ? 64 : to.bits;
     if (to.kind == EK_UINT) {
         if (t <= 0) return 0;
-        if (to.bits >= 64) return t >= 18446744073709551615.0 ? (int64_t)UINT64_MAX : (int64_t)(uint64_t)t;
-        double max = ldexp(1.0, to.bits) - 1;
-        return (int64_t)(t >= max ? max : t);
+        if (t >= ldexp(1.0, bits)) return bits >= 64 ? (int64_t)UINT64_MAX : (int64_t)((UINT64_C(1) << bits) - 1);
+        return (int64_t)(uint64_t)t;
     }
-    double lo = -ldexp(1.0, to.bits - 1), hi = ldexp(1.0, to.bits - 1) - 1;
-    if (t <= lo) return to.bits >= 64 ? INT64_MIN : (int64_t)lo;
-    if (t >= hi) return to.bits >= 64 ? INT64_MAX : (int64_t)hi;
+    double lo = -ldexp(1.0, bits - 1);
+    if (t <= lo) return bits >= 64 ? INT64_MIN : -(int64_t)(UINT64_C(1) << (bits - 1));
+    if (t >= -lo) return (int64_t)((UINT64_C(1) << (bits - 1)) - 1);
     return (int64_t)t;
 }
 

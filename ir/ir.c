@@ -368,3 +368,38 @@ void ir_replace_all_uses(IrFunction *f, IrValue *from, IrValue *to) {
     ir_walk(f->body, replace_in_op, &c);
     if (f->grid) ir_walk(f->grid, replace_in_op, &c);
 }
+
+/* ---- forwarding (see ir.h) ----------------------------------------------------------------- */
+void ir_forward_set(IrForward *fw, const IrValue *from, IrValue *to) {
+    if (from->id >= fw->cap) {
+        uint32_t cap = fw->cap ? fw->cap : 64;
+        while (cap <= from->id) cap *= 2;
+        fw->to = xrealloc(fw->to, cap * sizeof *fw->to);
+        memset(fw->to + fw->cap, 0, (cap - fw->cap) * sizeof *fw->to);
+        fw->cap = cap;
+    }
+    fw->to[from->id] = to == from ? NULL : to;
+}
+
+IrValue *ir_forward_resolve(IrForward *fw, IrValue *v) {
+    IrValue *r = v;
+    while (r->id < fw->cap && fw->to[r->id]) r = fw->to[r->id];
+    /* path compression: every value on the chain now points at the end */
+    while (v != r) {
+        IrValue *next = fw->to[v->id];
+        fw->to[v->id] = r;
+        v = next;
+    }
+    return r;
+}
+
+void ir_forward_operands(IrForward *fw, IrOp *op) {
+    if (!fw->cap) return;
+    for (uint32_t i = 0; i < op->noperands; i++) op->operands[i] = ir_forward_resolve(fw, op->operands[i]);
+}
+
+void ir_forward_free(IrForward *fw) {
+    free(fw->to);
+    fw->to = NULL;
+    fw->cap = 0;
+}

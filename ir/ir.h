@@ -89,6 +89,10 @@ typedef struct IrType {
     const struct SharedLayout *shared;  /* TY_SHARED: shared layout or NULL */
 } IrType;
 
+/* The one rule for warps per block, at every entry (the language's warps(N), the API's
+ * num_warps, tilec --num-warps through tile_num_warps_valid): a power of two from 1 to 32, so
+ * that a block has at most 1024 threads and the layouts tile it evenly. */
+static inline bool ir_num_warps_valid(int64_t n) { return n >= 1 && n <= 32 && (n & (n - 1)) == 0; }
 static inline bool type_is_scalar(const IrType *t) { return t->kind == TY_TILE && t->rank == 0; }
 int64_t type_numel(const IrType *t); /* tiles and shared tiles: product of the shape */
 
@@ -261,6 +265,21 @@ void ir_op_append(IrRegion *r, IrOp *op);
 void ir_replace_all_uses(IrFunction *f, IrValue *from, IrValue *to);
 void ir_set_operand(IrOp *op, uint32_t i, IrValue *v);
 IrOp *ir_region_terminator(IrRegion *r);
+
+/* Replacements recorded now and applied as each user is visited, for passes that replace many
+ * values while they walk a function in order (canonicalize, cse, inline): each replacement is
+ * O(1) and each visit O(operands), where ir_replace_all_uses walks the whole function per
+ * replacement (quadratic). A walk in program order that calls ir_forward_operands on every op
+ * before looking at its operands sees only current values, since in structured SSA every use
+ * comes after its definition; the last walk leaves none stale. Keyed by value id (per function). */
+typedef struct IrForward {
+    IrValue **to;            /* by IrValue id; NULL: not replaced */
+    uint32_t cap;
+} IrForward;
+void ir_forward_set(IrForward *fw, const IrValue *from, IrValue *to);
+IrValue *ir_forward_resolve(IrForward *fw, IrValue *v); /* follows chains, compressing them */
+void ir_forward_operands(IrForward *fw, IrOp *op);      /* resolves each operand in place */
+void ir_forward_free(IrForward *fw);
 
 /* Walks every op of a region in order, entering nested regions after their op (pre-order). */
 typedef bool (*IrWalkFn)(IrOp *op, void *ctx);   /* return false to stop */

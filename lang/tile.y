@@ -27,7 +27,7 @@
 %token_type {Token}
 %extra_argument {ParseState *S}
 %default_type {AstNode *}
-%stack_size 1000
+%stack_size 4000
 
 %include {
 #include "frontend/frontend.h"

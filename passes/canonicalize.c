@@ -22,6 +22,8 @@
  *    values replace the results; `for` with constant bounds that runs zero times: the initial
  *    values replace the results.
  * A rewritten op is removed; operands it leaves unused (constants, mostly) are left for dce.
+ * Its uses are redirected lazily (IrForward): each op's operands are resolved when the sweep
+ * reaches it, so a sweep is linear in the function's size however many ops it rewrites.
  */
 #include "passes.h"
 
@@ -85,8 +87,8 @@ static IrValue *make_const(IrOp *before, const IrType *t, IrConst c) {
     return op->results[0];
 }
 
-static void replace_op(IrOp *op, IrValue *with) {
-    ir_replace_all_uses(op->parent->function, op->results[0], with);
+static void replace_op(IrForward *fw, IrOp *op, IrValue *with) {
+    ir_forward_set(fw, op->results[0], with);
     ir_op_remove(op);
 }
 
@@ -155,7 +157,7 @@ static IrValue *simplify(IrOp *op) {
     return NULL;
 }
 
-static bool fold_if(IrOp *op) {
+static bool fold_if(IrForward *fw, IrOp *op) {
     IrOp *c = const_def(op->operands[0]);
     if (!c || c->value.is_float || op->nregions != 2) return false;
     IrRegion *taken = op->regions[c->value.i ? 0 : 1];
@@ -166,14 +168,13 @@ static bool fold_if(IrOp *op) {
         ir_op_remove(o);
         ir_op_insert_before(o, op);
     }
-    IrFunction *f = op->parent->function;
-    for (uint32_t i = 0; i < op->nresults; i++) ir_replace_all_uses(f, op->results[i], yield->operands[i]);
+    for (uint32_t i = 0; i < op->nresults; i++) ir_forward_set(fw, op->results[i], yield->operands[i]);
     ir_op_remove(op);
     return true;
 }
 
 /* A for loop with constant bounds and a positive constant step that runs zero times. */
-static bool fold_empty_for(IrOp *op) {
+static bool fold_empty_for(IrForward *fw, IrOp *op) {
     if (op->noperands < 3 || op->nresults != op->noperands - 3) return false;
     IrOp *lo = const_def(op->operands[0]), *hi = const_def(op->operands[1]), *step = const_def(op->operands[2]);
     if (!lo || !hi || !step) return false;
@@ -183,8 +184,7 @@ static bool fold_empty_for(IrOp *op) {
     bool positive = is_unsigned ? s != 0 : s > 0;
     bool empty = is_unsigned ? (uint64_t)l >= (uint64_t)h : l >= h;
     if (!positive || !empty) return false;
-    IrFunction *f = op->parent->function;
-    for (uint32_t i = 0; i < op->nresults; i++) ir_replace_all_uses(f, op->results[i], op->operands[3 + i]);
+    for (uint32_t i = 0; i < op->nresults; i++) ir_forward_set(fw, op->results[i], op->operands[3 + i]);
     ir_op_remove(op);
     return true;
 }
@@ -194,50 +194,62 @@ static bool is_shape_op(OpCode code) {
            code == OP_TRANSPOSE;
 }
 
-static bool canonicalize_op(IrOp *op) {
+static bool canonicalize_op(IrForward *fw, IrOp *op) {
     unsigned flags = ir_op_info[op->code].flags;
-    if (op->code == OP_IF) return fold_if(op);
-    if (op->code == OP_FOR) return fold_empty_for(op);
+    if (op->code == OP_IF) return fold_if(fw, op);
+    if (op->code == OP_FOR) return fold_empty_for(fw, op);
     if (op->nresults != 1) return false;
     if (is_shape_op(op->code)) {
         IrOp *c = const_def(op->operands[0]);
         if (!c) return false;
-        replace_op(op, make_const(op, op->results[0]->type, c->value));
+        replace_op(fw, op, make_const(op, op->results[0]->type, c->value));
         return true;
     }
     if (!(flags & F_ELEM)) return false;
     IrConst folded;
     if (fold_elementwise(op, &folded)) {
-        replace_op(op, make_const(op, op->results[0]->type, folded));
+        replace_op(fw, op, make_const(op, op->results[0]->type, folded));
         return true;
     }
     IrValue *same = simplify(op);
     if (!same) return false;
-    replace_op(op, same);
+    replace_op(fw, op, same);
     return true;
 }
 
-static bool canonicalize_region(IrRegion *r) {
+/* One sweep over a region in order; operands are brought up to date before anything reads them. */
+static bool canonicalize_region(IrForward *fw, IrRegion *r) {
     bool changed = false;
     for (IrOp *op = r->first, *next; op; op = next) {
         next = op->next;
-        for (uint32_t i = 0; i < op->nregions; i++) changed |= canonicalize_region(op->regions[i]);
-        changed |= canonicalize_op(op);
+        ir_forward_operands(fw, op);
+        for (uint32_t i = 0; i < op->nregions; i++) changed |= canonicalize_region(fw, op->regions[i]);
+        changed |= canonicalize_op(fw, op);
     }
     return changed;
+}
+
+static bool forward_op(IrOp *op, void *fw) {
+    ir_forward_operands(fw, op);
+    return true;
 }
 
 bool pass_canonicalize(IrModule *m, DiagList *d) {
     (void)d;
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
+        IrForward fw = {0};
         /* Each sweep removes at least one op, so this ends; the bound guards against a bug. */
         for (int sweep = 0; sweep < 1000; sweep++) {
-            bool any = f->grid ? canonicalize_region(f->grid) : false;
-            any |= canonicalize_region(f->body);
+            bool any = f->grid ? canonicalize_region(&fw, f->grid) : false;
+            any |= canonicalize_region(&fw, f->body);
             if (!any) break;
             changed = true;
         }
+        /* a sweep that changed nothing left every operand current; this makes sure of it */
+        if (f->grid) ir_walk(f->grid, forward_op, &fw);
+        ir_walk(f->body, forward_op, &fw);
+        ir_forward_free(&fw);
     }
     return changed;
 }

@@ -5,10 +5,12 @@
  * them, so dominance is scoping: the walk keeps a stack of available ops, pushes each pure
  * op after visiting it, and on leaving a region pops what the region pushed. An op equal to
  * an available one (same opcode, operands, attributes and result type; operands in either
- * order for commutative ops) has its uses redirected to the earlier op and is removed.
+ * order for commutative ops) has its uses redirected to the earlier op and is removed; the
+ * redirection is lazy (IrForward: each op's operands are resolved when the walk reaches it).
  * Ops that touch memory or own regions are never merged: two loads of one address may read
- * different values when a store lies between them. Lookup hashes the op and scans the stack
- * from the top; kernels are small enough that a scan beats maintaining a scoped hash table.
+ * different values when a store lies between them. Lookup hashes the op into a scoped hash
+ * table: buckets hold the newest stack entry of their hash, each entry links to the older one
+ * it shadows, and leaving a region unlinks its entries newest first. The pass is linear.
  */
 #include "passes.h"
 
@@ -18,12 +20,45 @@
 typedef struct Available {
     uint64_t hash;
     IrOp *op;
+    int64_t older;           /* the stack index of the previous entry of this bucket, or -1 */
 } Available;
 
 typedef struct Cse {
     VEC(Available) stack;
+    int64_t *buckets;        /* the newest stack index per bucket, or -1 */
+    size_t nbuckets;         /* a power of two, at least twice the stack */
+    IrForward fw;            /* the current function's redirections */
     bool changed;
 } Cse;
+
+static size_t bucket_of(const Cse *c, uint64_t hash) { return (size_t)(hash ^ (hash >> 29)) & (c->nbuckets - 1); }
+
+/* Rebuilds the buckets at twice the size, from the stack's entries oldest first. */
+static void grow_buckets(Cse *c) {
+    free(c->buckets);
+    c->nbuckets = c->nbuckets ? c->nbuckets * 2 : 256;
+    c->buckets = xmalloc(c->nbuckets * sizeof *c->buckets);
+    for (size_t i = 0; i < c->nbuckets; i++) c->buckets[i] = -1;
+    for (size_t i = 0; i < c->stack.len; i++) {
+        size_t b = bucket_of(c, c->stack.data[i].hash);
+        c->stack.data[i].older = c->buckets[b];
+        c->buckets[b] = (int64_t)i;
+    }
+}
+
+static void push_available(Cse *c, uint64_t hash, IrOp *op) {
+    if (2 * (c->stack.len + 1) > c->nbuckets) grow_buckets(c);
+    size_t b = bucket_of(c, hash);
+    vec_push(&c->stack, ((Available){hash, op, c->buckets[b]}));
+    c->buckets[b] = (int64_t)c->stack.len - 1;
+}
+
+static void pop_available(Cse *c, size_t mark) {
+    while (c->stack.len > mark) {
+        Available *a = &c->stack.data[--c->stack.len];
+        c->buckets[bucket_of(c, a->hash)] = a->older;
+    }
+}
 
 static bool is_candidate(const IrOp *op) {
     unsigned flags = ir_op_info[op->code].flags;
@@ -74,24 +109,23 @@ static void cse_region(Cse *c, IrRegion *r) {
     size_t mark = c->stack.len;
     for (IrOp *op = r->first, *next; op; op = next) {
         next = op->next;
+        ir_forward_operands(&c->fw, op);
         for (uint32_t i = 0; i < op->nregions; i++) cse_region(c, op->regions[i]);
         if (!is_candidate(op)) continue;
         uint64_t h = hash_op(op);
         IrOp *earlier = NULL;
-        for (size_t i = c->stack.len; i-- > 0;)
-            if (c->stack.data[i].hash == h && equal_ops(c->stack.data[i].op, op)) {
-                earlier = c->stack.data[i].op;
-                break;
-            }
+        if (c->nbuckets)
+            for (int64_t i = c->buckets[bucket_of(c, h)]; i >= 0 && !earlier; i = c->stack.data[i].older)
+                if (c->stack.data[i].hash == h && equal_ops(c->stack.data[i].op, op)) earlier = c->stack.data[i].op;
         if (earlier) {
-            ir_replace_all_uses(r->function, op->results[0], earlier->results[0]);
+            ir_forward_set(&c->fw, op->results[0], earlier->results[0]);
             ir_op_remove(op);
             c->changed = true;
         } else {
-            vec_push(&c->stack, ((Available){h, op}));
+            push_available(c, h, op);
         }
     }
-    c->stack.len = mark;
+    pop_available(c, mark);
 }
 
 bool pass_cse(IrModule *m, DiagList *d) {
@@ -100,7 +134,9 @@ bool pass_cse(IrModule *m, DiagList *d) {
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (f->grid) cse_region(&c, f->grid);
         cse_region(&c, f->body);
+        ir_forward_free(&c.fw); /* ids are per function */
     }
     vec_free(&c.stack);
+    free(c.buckets);
     return c.changed;
 }

@@ -26,15 +26,23 @@
  * an operand must have another layout: elementwise operands, a dot's accumulator, loop-carried
  * and yielded values. Everything else (broadcast, reduce, transpose, memory ops) reads any
  * operand layout; the code generator moves data itself where it must.
+ *
+ * A layout that puts more than LAYOUT_MAX_PER_THREAD elements in each thread is a located
+ * error, checked before anything is rewritten: the code generator emits code per element, so
+ * such a tile (2^20 elements over 128 threads; or 2047, whose only power-of-two factor is 1, so
+ * that every thread holds all of it) would take minutes and gigabytes to compile into code that
+ * cannot stay in registers (255 a thread).
  */
 #include "passes.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "ir/layout.h"
 #include "ir/mma.h"
 
 enum { MAX_PREFERRED = 32 };
+enum { LAYOUT_MAX_PER_THREAD = 256 }; /* elements of one tile in one thread */
 
 static int64_t pow2_part(int64_t x) {
     if (x <= 0) return 1;
@@ -457,12 +465,45 @@ static bool insert_conversions(IrOp *op, void *ctx) {
     return true;
 }
 
+/* ---- what the GPU cannot do well ------------------------------------------------------------ */
+typedef struct SizeCheck {
+    const Layout **lay;
+    DiagList *d;
+    bool failed;
+} SizeCheck;
+
+static void check_value(SizeCheck *c, const IrValue *v, const IrOp *at) {
+    const Layout *l = is_tile(v) ? c->lay[v->id] : NULL;
+    if (!l || c->failed || layout_local_size(l) <= LAYOUT_MAX_PER_THREAD) return;
+    const IrType *t = v->type;
+    char shape[128] = "", elem[16];
+    for (int i = 0, n = 0; i < t->rank && n < (int)sizeof shape - 24; i++)
+        n += snprintf(shape + n, sizeof shape - (size_t)n, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    diag_error(c->d, at->loc,
+               "a tile of shape [%s] (%s) puts %lld elements in each of the block's %lld threads, more than the "
+               "GPU path allows (%d): use a smaller tile, more warps, or sizes with larger power-of-two factors "
+               "(only those spread over threads: 2048, not 2047)",
+               shape, elem_name(t->elem, elem), (long long)layout_local_size(l), (long long)layout_num_threads(l),
+               LAYOUT_MAX_PER_THREAD);
+    c->failed = true;
+}
+
+static bool check_sizes(IrOp *op, void *ctx) {
+    SizeCheck *c = ctx;
+    for (uint32_t i = 0; i < op->nresults; i++) check_value(c, op->results[i], op);
+    for (uint32_t k = 0; k < op->nregions; k++)
+        for (uint32_t i = 0; i < op->regions[k]->nargs; i++) check_value(c, op->regions[k]->args[i], op);
+    return !c->failed;
+}
+
 bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
-    (void)d;
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
         const Layout **lay = layout_assign(f, num_warps, &m->arena);
+        SizeCheck sc = {.lay = lay, .d = d};
+        ir_walk(f->body, check_sizes, &sc);
+        if (sc.failed) continue; /* an error: the pipeline stops after this pass */
         /* the warp count decided here is the kernel's from now on: later passes and the code
          * generator read it from the IR (and it prints as `warps N`) */
         f->num_warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4;

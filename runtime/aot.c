@@ -254,16 +254,19 @@ static void emit_source(const char *prefix, const char *header_name, const Sourc
 
 tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants, size_t nconstants,
                                 const tile_aot_options *options, char **header, char **source, char **notes) {
-    if (!p || !header || !source || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!p || !header || !source || (nconstants && !constants))
+        return rt_fail(p ? p->ctx : NULL, TILE_ERROR_INVALID_ARGUMENT, "tile_program_emit_c: %s is NULL",
+                       !p ? "the program" : !header ? "header" : !source ? "source" : "constants (with nconstants > 0)");
     *header = *source = NULL;
     if (notes) *notes = NULL;
     tile_aot_options opt;
     memset(&opt, 0, sizeof opt);
     if (options) opt = *options;
     static const char *const default_archs[] = {"sm_80", "sm_90a"};
-    const char *const *archs = opt.narchs ? opt.archs : default_archs;
-    size_t narchs = opt.narchs ? opt.narchs : 2;
-    if (!archs || narchs > AOT_MAX_ARCHS)
+    /* NULL or 0 means the default for both lists (tile.h), whatever the other says */
+    const char *const *archs = opt.archs && opt.narchs ? opt.archs : default_archs;
+    size_t narchs = opt.archs && opt.narchs ? opt.narchs : 2;
+    if (narchs > AOT_MAX_ARCHS)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "at most %d architectures", AOT_MAX_ARCHS);
     for (size_t a = 0; a < narchs; a++) {
         if (!archs[a] || (strcmp(archs[a], "sm_80") != 0 && strcmp(archs[a], "sm_90a") != 0))
@@ -273,8 +276,9 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
             if (strcmp(archs[a], archs[b]) == 0)
                 return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "architecture '%s' is given twice", archs[a]);
     }
-    if (opt.num_warps < 0 || opt.num_warps > 32)
-        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "num_warps %d: expected 0 (the default) to 32", opt.num_warps);
+    if (opt.num_warps != 0 && !ir_num_warps_valid(opt.num_warps))
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT,
+                       "num_warps %d: expected 0 (the default) or 1, 2, 4, 8, 16 or 32", opt.num_warps);
     if (p->ir)
         return rt_fail(p->ctx, TILE_ERROR_UNSUPPORTED,
                        "%s: c-header needs a .tile source; an IR program cannot be emitted ahead of time yet",
@@ -290,13 +294,14 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
     const char *path = p->ast->source.name;
     const char *source_name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 
-    size_t nk = opt.nkernels ? opt.nkernels : (size_t)tile_program_num_kernels(p);
+    bool listed = opt.kernels && opt.nkernels;
+    size_t nk = listed ? opt.nkernels : (size_t)tile_program_num_kernels(p);
     AotKernel *ks = xcalloc(nk ? nk : 1, sizeof *ks);
     bool *used = xcalloc(nconstants + 1, sizeof *used);
     tile_status st = TILE_OK;
     Strbuf note = {0};
     for (size_t i = 0; i < nk && st == TILE_OK; i++) {
-        const char *name = opt.nkernels ? opt.kernels[i] : tile_program_kernel_name(p, (int)i);
+        const char *name = listed ? opt.kernels[i] : tile_program_kernel_name(p, (int)i);
         const AstNode *decl = name ? find_kernel(p->ast, name) : NULL;
         if (!decl) {
             st = rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", path, name ? name : "(null)");

@@ -11,6 +11,7 @@
  */
 #include "runtime.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,25 +22,32 @@
 static _Thread_local const tile_context *message_ctx;
 static _Thread_local char *message_text;
 
+/* A thread's message is freed when the thread exits: the key's destructor gets the text. */
+static pthread_key_t message_key;
+static pthread_once_t message_key_once = PTHREAD_ONCE_INIT;
+static void make_message_key(void) { pthread_key_create(&message_key, free); }
+
+static void set_message(const tile_context *ctx, char *text) {
+    pthread_once(&message_key_once, make_message_key);
+    free(message_text);
+    message_text = text;
+    message_ctx = ctx;
+    pthread_setspecific(message_key, text);
+}
+
 tile_status rt_fail(const tile_context *ctx, tile_status status, const char *fmt, ...) {
     Strbuf sb = {0};
     va_list ap;
     va_start(ap, fmt);
     sb_vprintf(&sb, fmt, ap);
     va_end(ap);
-    free(message_text);
-    message_text = xstrdup(sb_str(&sb));
-    message_ctx = ctx;
+    set_message(ctx, xstrdup(sb_str(&sb)));
     sb_free(&sb);
     return status;
 }
 
 static void clear_message(const tile_context *ctx) {
-    if (message_ctx == ctx) {
-        free(message_text);
-        message_text = NULL;
-        message_ctx = NULL;
-    }
+    if (message_ctx == ctx) set_message(NULL, NULL);
 }
 
 const char *tile_context_message(const tile_context *ctx) {
@@ -56,6 +64,7 @@ const char *tile_status_name(tile_status status) {
     case TILE_ERROR_OUT_OF_MEMORY: return "TILE_ERROR_OUT_OF_MEMORY";
     case TILE_ERROR_UNSUPPORTED: return "TILE_ERROR_UNSUPPORTED";
     case TILE_ERROR_INTERNAL: return "TILE_ERROR_INTERNAL";
+    case TILE_ERROR_CANCELLED: return "TILE_ERROR_CANCELLED";
     }
     return "TILE_ERROR_UNKNOWN";
 }
@@ -69,8 +78,13 @@ void tile_compile_times_get(tile_compile_times *out) {
 }
 
 /* ---- contexts ------------------------------------------------------------------------------ */
+/* The failure of a call given a NULL pointer it needs: every failure sets its own message. */
+static tile_status null_argument(const tile_context *ctx, const char *call, const char *what) {
+    return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", call, what);
+}
+
 tile_status tile_context_create(tile_device_kind device, int ordinal, tile_context **out) {
-    if (!out) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!out) return null_argument(NULL, "tile_context_create", "out");
     *out = NULL;
     if (device == TILE_DEVICE_DEFAULT) {
         const char *env = getenv("TILE_DEVICE");
@@ -129,12 +143,16 @@ void tile_context_destroy(tile_context *ctx) {
     free(ctx);
 }
 
+void tile_context_cancel(tile_context *ctx) {
+    if (ctx) atomic_fetch_add(&ctx->cancel_generation, 1);
+}
+
 tile_device_kind tile_context_device(const tile_context *ctx) { return ctx ? ctx->device : TILE_DEVICE_DEFAULT; }
 const char *tile_context_device_name(const tile_context *ctx) { return ctx ? ctx->name : ""; }
 
 /* ---- memory --------------------------------------------------------------------------------- */
 tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out) {
-    if (!ctx || !out) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx || !out) return null_argument(ctx, "tile_alloc", !ctx ? "the context" : "out");
     *out = NULL;
     if (ctx->cuda) return rt_cuda_alloc(ctx, bytes, out);
     void *p = NULL;
@@ -145,14 +163,14 @@ tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out) {
 }
 
 tile_status tile_free(tile_context *ctx, void *ptr) {
-    if (!ctx) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx) return null_argument(NULL, "tile_free", "the context");
     if (ctx->cuda) return rt_cuda_free(ctx, ptr);
     free(ptr);
     return TILE_OK;
 }
 
 static tile_status copy(tile_context *ctx, void *dst, const void *src, size_t bytes, bool to_device) {
-    if (!ctx) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx) return null_argument(NULL, to_device ? "tile_copy_to_device" : "tile_copy_to_host", "the context");
     if ((!dst || !src) && bytes)
         return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: NULL %s", to_device ? "tile_copy_to_device" : "tile_copy_to_host",
                        !dst ? "destination" : "source");
@@ -170,7 +188,7 @@ tile_status tile_copy_to_host(tile_context *ctx, void *dst, const void *src, siz
 }
 
 tile_status tile_synchronize(tile_context *ctx) {
-    if (!ctx) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx) return null_argument(NULL, "tile_synchronize", "the context");
     return ctx->cuda ? rt_cuda_synchronize(ctx) : TILE_OK;
 }
 
@@ -211,8 +229,12 @@ static tile_status program_from_ir(tile_context *ctx, const char *name, const ch
 
 tile_status tile_program_from_string(tile_context *ctx, const char *name, const char *source, size_t len,
                                      tile_program **out) {
-    if (!ctx || !out || (!source && len)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx || !out || (!source && len))
+        return null_argument(ctx, "tile_program_from_string", !ctx ? "the context" : !out ? "out" : "source");
     *out = NULL;
+    if (len > TILE_MAX_SOURCE_BYTES)
+        return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: %zu bytes of source, more than the limit of %d",
+                       name ? name : "<string>", len, TILE_MAX_SOURCE_BYTES);
     if (!name) name = "<string>";
     if (is_ir_name(name)) return program_from_ir(ctx, name, source, len, out);
     uint8_t hash[32];
@@ -260,14 +282,54 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
     return TILE_OK;
 }
 
+/* Reads a source file of at most TILE_MAX_SOURCE_BYTES into *data (malloc'd). Reading stops
+ * one byte past the limit, so an endless file (/dev/zero, a pipe that never ends) is an error,
+ * and a failed allocation is TILE_ERROR_OUT_OF_MEMORY, never an abort. */
+static tile_status read_source(tile_context *ctx, const char *path, char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return rt_fail(ctx, TILE_ERROR_NOT_FOUND, "%s: %s", path, strerror(errno));
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    tile_status st = TILE_OK;
+    for (;;) {
+        if (n == cap) {
+            size_t next = cap ? cap * 2 : 65536;
+            if (next > (size_t)TILE_MAX_SOURCE_BYTES + 1) next = (size_t)TILE_MAX_SOURCE_BYTES + 1;
+            char *grown = next > cap ? realloc(buf, next + 1) : NULL;
+            if (!grown) {
+                st = next > cap ? rt_fail(ctx, TILE_ERROR_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes", path, next + 1)
+                                : rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: more than the limit of %d bytes of source",
+                                          path, TILE_MAX_SOURCE_BYTES);
+                break;
+            }
+            buf = grown, cap = next;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) {
+            if (ferror(f)) st = rt_fail(ctx, TILE_ERROR_NOT_FOUND, "%s: read error", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (st != TILE_OK) {
+        free(buf);
+        return st;
+    }
+    if (!buf && !(buf = malloc(1))) return rt_fail(ctx, TILE_ERROR_OUT_OF_MEMORY, "%s: cannot allocate 1 byte", path);
+    buf[n] = 0;
+    *data = buf, *len = n;
+    return TILE_OK;
+}
+
 tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out) {
-    if (!ctx || !path || !out) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx || !path || !out) return null_argument(ctx, "tile_program_from_file", !ctx ? "the context" : !path ? "path" : "out");
     *out = NULL;
-    char *data;
-    size_t len;
-    const char *err;
-    if (!read_file(path, &data, &len, &err)) return rt_fail(ctx, TILE_ERROR_NOT_FOUND, "%s: %s", path, err);
-    tile_status st = tile_program_from_string(ctx, path, data, len, out);
+    char *data = NULL;
+    size_t len = 0;
+    tile_status st = read_source(ctx, path, &data, &len);
+    if (st != TILE_OK) return st;
+    st = tile_program_from_string(ctx, path, data, len, out);
     free(data);
     return st;
 }
@@ -317,11 +379,18 @@ int tile_program_num_kernels(const tile_program *p) {
 }
 
 const char *tile_program_kernel_name(const tile_program *p, int index) {
+    if (index < 0) return NULL; /* index-- below would overflow at INT_MIN */
     for (const IrFunction *f = p && p->ir ? p->ir->functions : NULL; f; f = f->next)
         if (f->is_kernel && index-- == 0) return f->name;
     for (uint32_t i = 0; p && i < p->ast->decls.len; i++)
         if (p->ast->decls.items[i]->kind == AST_KERNEL && index-- == 0) return p->ast->decls.items[i]->name;
     return NULL;
+}
+
+static bool program_has_kernel(const tile_program *p, const char *kernel) {
+    for (int i = 0; i < tile_program_num_kernels(p); i++)
+        if (strcmp(tile_program_kernel_name(p, i), kernel) == 0) return true;
+    return false;
 }
 
 /* ---- compiling ----------------------------------------------------------------------------- */
@@ -422,12 +491,19 @@ tile_status tile_program_get_kernel(tile_program *p, const char *kernel, const t
 tile_status tile_program_get_kernel_with_images(tile_program *p, const char *kernel, const tile_constant *constants,
                                                 size_t nconstants, const tile_image *images, size_t nimages,
                                                 tile_kernel **out) {
-    if (nimages && !images) return TILE_ERROR_INVALID_ARGUMENT;
+    if (nimages && !images)
+        return null_argument(p ? p->ctx : NULL, "tile_program_get_kernel_with_images", "images (with nimages > 0)");
     return rt_get_kernel(p, kernel, constants, nconstants, images, nimages, out);
 }
 
 tile_status tile_context_aot_kernel(tile_context *ctx, const tile_aot_kernel *desc, tile_kernel **out) {
-    if (!ctx || !desc || !out || !desc->kernel || (!desc->source && desc->source_len)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx || !desc || !out || !desc->kernel || (!desc->source && desc->source_len) ||
+        (desc->nimages && !desc->images) || (desc->nconstants && !desc->constants))
+        return null_argument(ctx, "tile_context_aot_kernel",
+                             !ctx ? "the context" : !desc ? "desc" : !out ? "out" : !desc->kernel ? "desc->kernel"
+                             : !desc->source && desc->source_len ? "desc->source"
+                             : desc->nimages && !desc->images ? "desc->images (with desc->nimages > 0)"
+                                                              : "desc->constants (with desc->nconstants > 0)");
     *out = NULL;
     pthread_mutex_lock(&ctx->lock);
     RtAotProgram *a = ctx->aot_programs;
@@ -452,7 +528,9 @@ tile_status tile_context_aot_kernel(tile_context *ctx, const tile_aot_kernel *de
 
 tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_constant *constants, size_t nconstants,
                           const tile_image *images, size_t nimages, tile_kernel **out) {
-    if (!p || !kernel || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!p || !kernel || !out || (nconstants && !constants))
+        return null_argument(p ? p->ctx : NULL, "tile_program_get_kernel",
+                             !p ? "the program" : !kernel ? "kernel" : !out ? "out" : "constants (with nconstants > 0)");
     *out = NULL;
     ConstBinding *consts;
     tile_status st = convert_constants(p->ctx, constants, nconstants, &consts);
@@ -465,9 +543,7 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
             free(consts);
             return TILE_OK;
         }
-    bool exists = false;
-    for (int i = 0; i < tile_program_num_kernels(p); i++) exists = exists || strcmp(tile_program_kernel_name(p, i), kernel) == 0;
-    if (!exists) {
+    if (!program_has_kernel(p, kernel)) {
         pthread_mutex_unlock(&p->lock);
         free(consts);
         return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", p->ast->source.name, kernel);
@@ -516,7 +592,9 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
 
 tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_constant *constants, size_t nconstants,
                               tile_emit_kind kind, const tile_emit_options *options, char **out, size_t *len) {
-    if (!p || !out || (nconstants && !constants)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!p || !out || (nconstants && !constants))
+        return null_argument(p ? p->ctx : NULL, "tile_program_emit",
+                             !p ? "the program" : !out ? "out" : "constants (with nconstants > 0)");
     *out = NULL;
     if (len) *len = 0;
     double parse = compile_times.parse;
@@ -524,6 +602,8 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     compile_times.parse = parse;
     if (!kernel && kind == TILE_EMIT_IR)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "kernel NULL (every kernel) applies to the GPU forms only");
+    if (kernel && !program_has_kernel(p, kernel)) /* as tile_program_get_kernel says it */
+        return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", p->ast->source.name, kernel);
     if (kind != TILE_EMIT_IR && kind != TILE_EMIT_LLVM && kind != TILE_EMIT_PTX && kind != TILE_EMIT_CUBIN)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "unknown emit kind %d", (int)kind);
     const char *dump_after = options ? options->dump_after : NULL;
@@ -533,8 +613,9 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     if (!arch) arch = rt_cuda_arch(p->ctx);
     if (!arch) arch = "sm_90a";
     int num_warps = options ? options->num_warps : 0;
-    if (num_warps < 0 || num_warps > 32)
-        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "num_warps %d: expected 0 (the default) to 32", num_warps);
+    if (num_warps != 0 && !ir_num_warps_valid(num_warps))
+        return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT,
+                       "num_warps %d: expected 0 (the default) or 1, 2, 4, 8, 16 or 32", num_warps);
     if (dump_after && !passes_is_known(dump_after)) {
         Strbuf names = {0};
         passes_list(&names);
@@ -616,7 +697,10 @@ static tile_dtype dtype_of(ElemType e) {
 }
 
 tile_status tile_kernel_param(const tile_kernel *k, int index, tile_param_info *out) {
-    if (!k || !out || index < 0 || (uint32_t)index >= k->function->nparams) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!k || !out) return null_argument(k ? k->program->ctx : NULL, "tile_kernel_param", !k ? "the kernel" : "out");
+    if (index < 0 || (uint32_t)index >= k->function->nparams)
+        return rt_fail(k->program->ctx, TILE_ERROR_INVALID_ARGUMENT, "tile_kernel_param: '%s' has no parameter %d",
+                       k->name, index);
     const IrParam *p = &k->function->params[index];
     const IrType *t = k->function->body->args[index]->type;
     memset(out, 0, sizeof *out);
@@ -636,7 +720,7 @@ tile_status tile_kernel_param(const tile_kernel *k, int index, tile_param_info *
 }
 
 tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
-    if (!k) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!k) return null_argument(NULL, "tile_kernel_launch", "the kernel");
     tile_context *ctx = k->program->ctx;
     if (nargs && !args) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: args is NULL", k->name);
     if (stream && stream->ctx != ctx)
@@ -647,8 +731,12 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     } else if (ctx->cuda) {
         st = rt_cuda_launch(k, args, nargs, stream);
-    } else if (!vm_launch(k->function, args, nargs, &err)) {
-        st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
+    } else {
+        VmCancel cancel = {.generation = &ctx->cancel_generation, .started = atomic_load(&ctx->cancel_generation)};
+        VmOutcome r = vm_launch_cancellable(k->function, args, nargs, 0, &cancel, &err);
+        if (r != VM_OK)
+            st = rt_fail(ctx, r == VM_CANCELLED ? TILE_ERROR_CANCELLED : TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s",
+                         k->name, sb_str(&err));
     }
     sb_free(&err);
     return st;
@@ -656,7 +744,7 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
 
 /* ---- streams ---------------------------------------------------------------------------------- */
 tile_status tile_stream_create(tile_context *ctx, tile_stream **out) {
-    if (!ctx || !out) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!ctx || !out) return null_argument(ctx, "tile_stream_create", !ctx ? "the context" : "out");
     *out = NULL;
     tile_stream *s = xcalloc(1, sizeof *s);
     s->ctx = ctx;
@@ -672,7 +760,7 @@ tile_status tile_stream_create(tile_context *ctx, tile_stream **out) {
 }
 
 tile_status tile_stream_synchronize(tile_stream *s) {
-    if (!s) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!s) return null_argument(NULL, "tile_stream_synchronize", "the stream");
     return s->ctx->cuda ? rt_cuda_stream_synchronize(s) : TILE_OK;
 }
 
@@ -699,26 +787,35 @@ tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank, const
     t.dtype = dtype;
     t.data = data;
     t.rank = rank < 0 ? 0 : rank > TILE_MAX_RANK ? TILE_MAX_RANK : rank;
+    /* A stride that overflows saturates at INT64_MAX (and so do the ones after it), which every
+     * launch rejects as spanning more memory than can be addressed. */
     int64_t stride = 1;
     for (int i = t.rank - 1; i >= 0; i--) {
         t.shape[i] = shape ? shape[i] : 0;
         t.strides[i] = stride;
-        stride *= t.shape[i];
+        if (t.shape[i] > 0 && __builtin_mul_overflow(stride, t.shape[i], &stride)) stride = INT64_MAX;
     }
     return t;
 }
+
+int tile_num_warps_valid(int num_warps) { return ir_num_warps_valid(num_warps); }
 
 size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel) {
     uint32_t kind = dtype >> 24, bits = (dtype >> 16) & 0xff;
     if (kind == TILE_DTYPE_BOOL_KIND) bits = 8;
     if (numel <= 0) return 0;
-    return (size_t)(((uint64_t)numel * bits + 7) / 8);
+    uint64_t total_bits;
+    if (__builtin_mul_overflow((uint64_t)numel, (uint64_t)bits, &total_bits) || total_bits / 8 + 1 > SIZE_MAX)
+        return SIZE_MAX;
+    return (size_t)((total_bits + 7) / 8);
 }
 
 /* ---- host-side packing ------------------------------------------------------------------------ */
 tile_status tile_pack(tile_dtype dtype, const double *src, int64_t n, void *dst) {
     ElemType e;
-    if (!rt_dtype_to_elem(dtype, &e) || n < 0 || (n && (!src || !dst))) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!rt_dtype_to_elem(dtype, &e) || n < 0 || (n && (!src || !dst)))
+        return rt_fail(NULL, TILE_ERROR_INVALID_ARGUMENT, "tile_pack: %s", !rt_dtype_to_elem(dtype, &e) ? "invalid dtype"
+                                                                        : n < 0 ? "negative count" : "NULL buffer");
     if (elem_storage_bits(e) % 8) memset(dst, 0, tile_dtype_bytes(dtype, n));
     for (int64_t i = 0; i < n; i++) {
         VmElem v;
@@ -735,7 +832,9 @@ tile_status tile_pack(tile_dtype dtype, const double *src, int64_t n, void *dst)
 
 tile_status tile_unpack(tile_dtype dtype, const void *src, int64_t n, double *dst) {
     ElemType e;
-    if (!rt_dtype_to_elem(dtype, &e) || n < 0 || (n && (!src || !dst))) return TILE_ERROR_INVALID_ARGUMENT;
+    if (!rt_dtype_to_elem(dtype, &e) || n < 0 || (n && (!src || !dst)))
+        return rt_fail(NULL, TILE_ERROR_INVALID_ARGUMENT, "tile_unpack: %s", !rt_dtype_to_elem(dtype, &e) ? "invalid dtype"
+                                                                          : n < 0 ? "negative count" : "NULL buffer");
     for (int64_t i = 0; i < n; i++) {
         VmElem v = vm_read_element(src, e, i);
         dst[i] = elem_is_float(e) ? v.f

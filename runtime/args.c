@@ -7,7 +7,9 @@
  * signature: a fixed dimension must equal its size, and a symbolic one ("K") binds, in a small
  * table, to the first size seen, naming the parameter that bound it so that a later mismatch
  * can say both. The furthest element's bit offset must fit in 64 bits, which lets the VM and
- * the GPU compute addresses without overflow. Scalars are checked for kind and range.
+ * the GPU compute addresses without overflow, and the data pointer must be aligned to the
+ * element's size (both devices refuse what the GPU cannot load, so they never differ). Scalars
+ * are checked for kind and range.
  */
 #include "vm.h"
 
@@ -87,6 +89,13 @@ static const char *param_name(const IrFunction *k, uint32_t i) {
     return k->params && k->params[i].name ? k->params[i].name : "?";
 }
 
+/* The alignment an element's address must have: its size for 2, 4 and 8 bytes; 1 for bytes,
+ * packed sub-byte types and widths that are not a power of two bytes. */
+static unsigned element_alignment(ElemType e) {
+    int bits = elem_storage_bits(e);
+    return bits == 16 || bits == 32 || bits == 64 ? (unsigned)bits / 8 : 1;
+}
+
 static bool check_tensor(const IrFunction *kernel, uint32_t index, const IrType *type,
                          const tile_tensor *t, CheckState *state, Strbuf *err) {
     const char *name = param_name(kernel, index);
@@ -129,6 +138,14 @@ static bool check_tensor(const IrFunction *kernel, uint32_t index, const IrType 
     }
     if (!t->data && numel != 0) {
         sb_printf(err, "tensor '%s' has a null data pointer", name);
+        return false;
+    }
+    /* The GPU's loads need naturally aligned elements (a misaligned one faults or reads the
+     * wrong bytes), and the VM must refuse what the GPU cannot do rather than differ from it. */
+    unsigned align = element_alignment(e);
+    if (numel != 0 && (uintptr_t)t->data % align != 0) {
+        sb_printf(err, "tensor '%s': data pointer %p is not aligned to its %u-byte %s elements", name, t->data,
+                  align, elem_name(e, got));
         return false;
     }
     /* The furthest element's bit offset must fit in int64. */

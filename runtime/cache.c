@@ -211,8 +211,7 @@ bool cache_key_equal(const CacheKey *a, const CacheKey *b) { return memcmp(a->by
 /* ---- configuration -------------------------------------------------------------------------- */
 void cache_config_from_env(CacheConfig *config) {
     memset(config, 0, sizeof *config);
-    const char *off = getenv("TILE_CACHE");
-    config->enabled = !(off && (strcmp(off, "0") == 0 || strcmp(off, "off") == 0 || strcmp(off, "false") == 0));
+    config->enabled = env_flag("TILE_CACHE", true);
     const char *dir = getenv("TILE_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int n = -1;
     if (dir && *dir) n = snprintf(config->dir, sizeof config->dir, "%s", dir);
@@ -233,14 +232,49 @@ void cache_entry_path(const char *dir, const CacheKey *key, Strbuf *out) {
     sb_printf(out, "%s/%s.tcache", dir, hex);
 }
 
+/* Entries are trusted as written (a checksum catches damage, not forgery), so the directory
+ * must be private: a directory that exists must belong to this user and be writable by no one
+ * else. False with the reason in why; a missing directory is not private yet, and not an error. */
+static bool dir_is_private(const char *dir, Strbuf *why) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return false;
+    if (!S_ISDIR(st.st_mode)) sb_printf(why, "%s is not a directory", dir);
+    else if (st.st_uid != geteuid()) sb_printf(why, "%s belongs to another user; the cache is not used", dir);
+    else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        sb_printf(why, "%s is writable by other users (mode %03o); the cache is not used", dir, (unsigned)(st.st_mode & 0777));
+    else return true;
+    return false;
+}
+
+/* Opens an entry for reading without blocking (a FIFO at its path would block forever) and
+ * without following a symbolic link, and accepts only a regular file. NULL with why set when
+ * something else is there; NULL with why untouched when nothing is. */
+static FILE *open_entry(const char *path, Strbuf *why) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT) sb_printf(why, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    FILE *f = NULL;
+    if (fstat(fd, &st) != 0) sb_printf(why, "%s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode)) sb_printf(why, "%s: not a regular file", path);
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) sb_printf(why, "%s: %s", path, strerror(errno));
+    else f = fdopen(fd, "rb");
+    if (!f) close(fd);
+    return f;
+}
+
 CacheLookup cache_disk_load(const char *dir, const CacheKey *key, CacheEntry *out, Strbuf *why) {
     memset(out, 0, sizeof *out);
+    if (!dir_is_private(dir, why)) return CACHE_MISS;
     Strbuf path = {0};
     cache_entry_path(dir, key, &path);
-    FILE *f = fopen(sb_str(&path), "rb");
+    size_t why_len = why->len;
+    FILE *f = open_entry(sb_str(&path), why);
     if (!f) {
         sb_free(&path);
-        return CACHE_MISS;
+        return why->len > why_len ? CACHE_CORRUPT : CACHE_MISS;
     }
     uint8_t header[CACHE_HEADER_SIZE];
     CacheLookup result = CACHE_CORRUPT;
@@ -325,7 +359,7 @@ bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e,
         sb_puts(err, "no cache directory");
         return false;
     }
-    if (!make_dirs(dir, err)) return false;
+    if (!make_dirs(dir, err) || !dir_is_private(dir, err)) return false;
     size_t plen = 16 + e->len;
     uint8_t *payload = xmalloc(plen);
     put_u32le(payload, e->is_ptx);
@@ -385,6 +419,7 @@ bool cache_fetch(const CacheConfig *config, const CacheKey *key, CacheBuildFn bu
     outcome->stored = false;
     sb_clear(&outcome->note);
     bool use_disk = config->enabled && config->dir[0];
+    if (use_disk && !dir_is_private(config->dir, &outcome->note) && outcome->note.len) use_disk = false;
     if (use_disk) {
         outcome->lookup = cache_disk_load(config->dir, key, out, &outcome->note);
         if (outcome->lookup == CACHE_HIT) return true;

@@ -171,6 +171,10 @@ static bool codegen_options(const char *arch_name, int num_warps, CodegenOptions
         sb_printf(err, "unknown architecture '%s' (sm_80 or sm_90a)", arch_name);
         return false;
     }
+    if (num_warps != 0 && !ir_num_warps_valid(num_warps)) { /* the API checks; this is the last line */
+        sb_printf(err, "num_warps %d: expected 1, 2, 4, 8, 16 or 32", num_warps);
+        return false;
+    }
     *opt = (CodegenOptions){.arch = arch, .num_warps = num_warps};
     return true;
 }
@@ -510,9 +514,7 @@ tile_status rt_cuda_prepare_images(tile_context *ctx, tile_kernel *k, const tile
 
 /* ---- specialization ----------------------------------------------------------------------------- */
 bool rt_specialize_from_env(void) {
-    const char *v = getenv("TILE_SPECIALIZE");
-    if (!v) return true;
-    return !(strcmp(v, "0") == 0 || strcmp(v, "off") == 0 || strcmp(v, "false") == 0 || strcmp(v, "no") == 0);
+    return env_flag("TILE_SPECIALIZE", true);
 }
 
 bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts) {

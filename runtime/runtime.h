@@ -35,6 +35,8 @@ struct tile_context {
     bool share_programs;
     pthread_mutex_t programs_lock;
     tile_program *shared_programs;
+    atomic_uint_fast64_t cancel_generation; /* bumped by tile_context_cancel; a VM launch stops
+                                               when it differs from the value it started with */
 };
 
 struct tile_stream {

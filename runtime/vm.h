@@ -20,6 +20,7 @@
 #define TILE_RUNTIME_VM_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "ir/ir.h"
 #include "tile/tile.h"
@@ -74,6 +75,16 @@ bool vm_launch(const IrFunction *kernel, const tile_arg *args, size_t nargs, Str
  * program itself has (two blocks storing to one address). */
 bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t nargs,
                        int nthreads, Strbuf *err);
+/* A launch's cancellation: the workers stop between blocks once *generation differs from
+ * started (tile_context_cancel bumps it). */
+typedef struct VmCancel {
+    const atomic_uint_fast64_t *generation;
+    uint64_t started;
+} VmCancel;
+typedef enum VmOutcome { VM_OK, VM_FAILED, VM_CANCELLED } VmOutcome;
+/* vm_launch_threads that can be cancelled (cancel may be NULL); err says why it did not finish. */
+VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, size_t nargs, int nthreads,
+                                const VmCancel *cancel, Strbuf *err);
 
 /* ---- interpreter internals, shared by vm_ops.c and vm_exec.c --------------------------- */
 /* Tiles larger than this are a run-time error rather than an allocation of gigabytes. */
@@ -125,6 +136,7 @@ typedef struct VmLaunch {
     const tile_arg *args;
     VmTensor *tensors;          /* one per parameter (unused entries for scalars) */
     int64_t grid[3];
+    const VmCancel *cancel;     /* NULL: not cancellable; checked between blocks and per loop iteration */
     pthread_mutex_t memory_lock; /* atomics and read-modify-write of packed sub-byte stores */
 } VmLaunch;
 

@@ -136,6 +136,11 @@ static bool scalar_int(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, in
     return true;
 }
 
+/* tile_context_cancel was called after the launch started. */
+static bool cancelled(const VmLaunch *L) {
+    return L->cancel && atomic_load_explicit(L->cancel->generation, memory_order_relaxed) != L->cancel->started;
+}
+
 static bool exec_for(VmThread *th, VmFrame *fr, const IrOp *op) {
     if (op->noperands < 3 || op->nregions != 1)
         return vm_error(th, op, "needs (lo, hi, step, init...) and one region");
@@ -157,6 +162,10 @@ static bool exec_for(VmThread *th, VmFrame *fr, const IrOp *op) {
     while (ok) {
         bool more = u64 ? step != 0 && (uint64_t)iv < (uint64_t)hi : step > 0 && iv < hi;
         if (!more) break;
+        if (cancelled(th->launch)) { /* a long loop in one block stops too */
+            ok = vm_error(th, op, "cancelled");
+            break;
+        }
         VmTile *iv_tile = vm_scalar_tile(th, op, (VmElem){.i = elem_wrap_int(iv_type, iv)});
         if (!iv_tile) {
             ok = false;
@@ -216,6 +225,10 @@ static bool exec_while(VmThread *th, VmFrame *fr, const IrOp *op) {
     bool ok = collect(th, fr, op, 0, op->noperands, &vals);
     while (ok) {
         const IrOp *term;
+        if (cancelled(th->launch)) {
+            ok = vm_error(th, op, "cancelled");
+            break;
+        }
         ok = exec_region(th, fr, op, op->regions[0], vals.v, vals.n, &term);
         if (!ok) break;
         if (!term || term->code != OP_CONDITION || term->noperands < 1) {
@@ -396,6 +409,7 @@ typedef struct Scheduler {
     int64_t total;
     atomic_int_fast64_t next;
     atomic_bool failed;
+    atomic_bool cancelled;
     pthread_mutex_t err_lock;
     bool err_set;
     Strbuf *err;
@@ -412,6 +426,11 @@ static void *worker_main(void *arg) {
     VmSlot *params = xcalloc(n ? n : 1, sizeof(VmSlot));
     bool ok = make_params(&th, kernel->body, params);
     while (ok && !atomic_load(&s->failed)) {
+        if (cancelled(L) && atomic_load(&s->next) < s->total) {
+            atomic_store(&s->cancelled, true);
+            atomic_store(&s->failed, true);
+            break;
+        }
         int64_t b = atomic_fetch_add(&s->next, 1);
         if (b >= s->total) break;
         th.block[0] = b % L->grid[0];
@@ -422,7 +441,10 @@ static void *worker_main(void *arg) {
         ok = exec_region(&th, &fr, NULL, kernel->body, params, n, &term);
         frame_clear(&fr);
     }
-    if (!ok) {
+    if (!ok && cancelled(L)) { /* stopped inside a block by the cancellation: not the program's error */
+        atomic_store(&s->cancelled, true);
+        atomic_store(&s->failed, true);
+    } else if (!ok) {
         atomic_store(&s->failed, true);
         pthread_mutex_lock(&s->err_lock);
         if (!s->err_set) {
@@ -444,10 +466,12 @@ static int cpu_count(void) {
     return n < 1 ? 1 : n > VM_MAX_THREADS ? VM_MAX_THREADS : (int)n;
 }
 
-bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t nargs,
-                       int nthreads, Strbuf *err) {
+VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, size_t nargs, int nthreads,
+                                const VmCancel *cancel, Strbuf *err) {
     VmLaunch L;
-    if (!launch_init(&L, kernel, args, nargs, err)) return false;
+    if (!launch_init(&L, kernel, args, nargs, err)) return VM_FAILED;
+    L.cancel = cancel;
+    bool cancelled = false;
     bool ok = eval_grid(&L, L.grid, err);
     int64_t g0 = L.grid[0], g1 = L.grid[1], g2 = L.grid[2];
     /* each is below 2^31, so g0 * g1 fits; the third product may not */
@@ -460,6 +484,7 @@ bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t na
         Scheduler s = {.launch = &L, .total = g0 * g1 * g2, .err = err};
         atomic_init(&s.next, 0);
         atomic_init(&s.failed, false);
+        atomic_init(&s.cancelled, false);
         pthread_mutex_init(&s.err_lock, NULL);
         if (nthreads <= 0) nthreads = cpu_count();
         if (nthreads > VM_MAX_THREADS) nthreads = VM_MAX_THREADS;
@@ -478,9 +503,21 @@ bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t na
         for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
         pthread_mutex_destroy(&s.err_lock);
         ok = !s.err_set;
+        if (ok && atomic_load(&s.cancelled)) {
+            int64_t done = atomic_load(&s.next);
+            sb_printf(err, "kernel '%s': cancelled (tile_context_cancel) with at most %" PRId64 " of %" PRId64
+                      " blocks run", kernel->name, done < s.total ? done : s.total, s.total);
+            cancelled = true;
+            ok = false;
+        }
     }
     launch_free(&L);
-    return ok;
+    return ok ? VM_OK : cancelled ? VM_CANCELLED : VM_FAILED;
+}
+
+bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t nargs,
+                       int nthreads, Strbuf *err) {
+    return vm_launch_cancellable(kernel, args, nargs, nthreads, NULL, err) == VM_OK;
 }
 
 bool vm_launch(const IrFunction *kernel, const tile_arg *args, size_t nargs, Strbuf *err) {

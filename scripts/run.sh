@@ -7,13 +7,16 @@
 #   scripts/run.sh test     build with -Werror and run every test: the unit and kernel suites,
 #                           the bad-input corpus, the Python package's pytest suite (ctest's
 #                           python_package), GPU tests (they skip without a GPU), then an
-#                           ASan+UBSan build of the suites and bounded libFuzzer runs of the
-#                           frontend (seeded with the corpus) and of the IR reader and passes
-#                           (seeded with the golden pass files)
+#                           ASan+UBSan build of the suites, bounded libFuzzer runs (under
+#                           ASan+UBSan) of the frontend, of the IR reader and passes (seeded
+#                           with the golden pass files) and of the whole pipeline (source to
+#                           PTX for sm_80 and sm_90a, and the VM) seeded with every shipped
+#                           kernel, the bad-input corpus, the diagnostic tests and the fuzzers'
+#                           regressions, and a ThreadSanitizer build of the thread tests
 #
-# Environment: BUILD (build folder, default build), JOBS (parallel jobs), FUZZ_SECONDS (60),
-# FUZZ_IR_SECONDS (30),
-# TILE_QUICK=1 skips the sanitizer build and the fuzzer.
+# Environment: BUILD (build folder, default build), JOBS (parallel jobs), FUZZ_SECONDS (60, the
+# frontend fuzzer), FUZZ_IR_SECONDS (30, the IR fuzzer), PIPELINE_FUZZ_SECONDS (240, the
+# pipeline fuzzer), TILE_QUICK=1 skips the sanitizer builds and the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -58,15 +61,27 @@ case "$mode" in
       supp="$(pwd)/tests/lsan.supp"
       (cd "$BUILD-asan" && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS="suppressions=$supp" \
         ctest --output-on-failure -j "$JOBS" -LE gpu)
-      echo "== libFuzzer, frontend, ${FUZZ_SECONDS:-60} s =="
-      CC=clang configure_and_build "$BUILD-fuzz" -DTILE_FUZZ=ON -DTILE_SANITIZE=ON -DTILE_WITH_LLVM=OFF -DTILE_BUILD_TESTS=OFF
-      mkdir -p "$BUILD-fuzz/corpus"
+      echo "== libFuzzer (ASan+UBSan): frontend ${FUZZ_SECONDS:-60} s, whole pipeline ${PIPELINE_FUZZ_SECONDS:-240} s =="
+      CC=clang cmake -S . -B "$BUILD-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_FUZZ=ON -DTILE_SANITIZE=ON \
+        -DTILE_WITH_LLVM=ON -DTILE_BUILD_TESTS=OFF >/dev/null
+      cmake --build "$BUILD-fuzz" -j "$JOBS" --target fuzz_frontend fuzz_pipeline fuzz_ir
+      mkdir -p "$BUILD-fuzz/corpus" "$BUILD-fuzz/corpus-pipeline"
+      seeds=(stdlib/core examples/kernels tests/lang2 tests/corpus/bad tests/diag tests/fuzz/regressions) # read only; new inputs go to corpus*
       "$BUILD-fuzz"/fuzz_frontend -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -timeout=10 -artifact_prefix="$BUILD-fuzz/" \
-        "$BUILD-fuzz/corpus" tests/corpus/bad stdlib/core examples/kernels tests/lang2
+        -dict=tests/fuzz/tile.dict "$BUILD-fuzz/corpus" "${seeds[@]}"
       echo "== libFuzzer, IR reader and passes, ${FUZZ_IR_SECONDS:-30} s =="
       mkdir -p "$BUILD-fuzz/corpus-ir"
       "$BUILD-fuzz"/fuzz_ir -max_total_time="${FUZZ_IR_SECONDS:-30}" -max_len=8192 -timeout=10 -artifact_prefix="$BUILD-fuzz/ir-" \
         "$BUILD-fuzz/corpus-ir" tests/passes
+      # a crash here: add the artifact to tests/fuzz/regressions (a seed from then on) with the fix
+      "$BUILD-fuzz"/fuzz_pipeline -max_total_time="${PIPELINE_FUZZ_SECONDS:-240}" -max_len=8192 -timeout=60 \
+        -rss_limit_mb=4096 -artifact_prefix="$BUILD-fuzz/pipeline-" -dict=tests/fuzz/tile.dict -print_final_stats=1 \
+        "$BUILD-fuzz/corpus-pipeline" "${seeds[@]}"
+      echo "== ThreadSanitizer: the thread tests =="
+      cmake -S . -B "$BUILD-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_WERROR=ON -DTILE_TSAN=ON -DTILE_WITH_LLVM=OFF >/dev/null
+      cmake --build "$BUILD-tsan" -j "$JOBS" --target test_threads
+      (cd "$BUILD-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+        ctest --output-on-failure -R '^test_threads$')
     fi
     ;;
   *)

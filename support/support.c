@@ -8,6 +8,7 @@
 #include "support.h"
 
 #include <errno.h>
+#include <strings.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -235,6 +236,18 @@ void strmap_free(StrMap *map) {
     map->keys = NULL;
     map->values = NULL;
     map->len = map->cap = 0;
+}
+
+/* ---- Environment ---------------------------------------------------------------------- */
+bool env_flag(const char *name, bool fallback) {
+    static const char *const no[] = {"0", "off", "false", "no"}, *const yes[] = {"1", "on", "true", "yes"};
+    const char *v = getenv(name);
+    if (!v) return fallback;
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, no[i]) == 0) return false;
+        if (strcasecmp(v, yes[i]) == 0) return true;
+    }
+    return fallback;
 }
 
 /* ---- Files ---------------------------------------------------------------------------- */

@@ -128,6 +128,11 @@ void diag_note(DiagList *d, SrcLoc loc, const char *fmt, ...) TILE_PRINTF(3, 4);
 void diag_internal(DiagList *d, SrcLoc loc, const char *pass, const char *fmt, ...) TILE_PRINTF(4, 5);
 void diag_free(DiagList *d);
 
+/* A boolean environment variable, one parser for all of them (TILE_CACHE, TILE_SPECIALIZE):
+ * 0, off, false, no give false; 1, on, true, yes give true (any case); unset, empty or anything
+ * else gives fallback. */
+bool env_flag(const char *name, bool fallback);
+
 /* Whole-file reading; returns false and sets *error (static string) on failure. */
 bool read_file(const char *path, char **data, size_t *len, const char **error);
 /* Seconds on the monotonic clock (for the compile-time split of tilec build --time). */

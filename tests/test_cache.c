@@ -2,7 +2,8 @@
  * change with every input that decides the code (and only with those), entries that round-trip
  * through the disk, corrupt entries (truncated, flipped, wrong magic, wrong key) detected and
  * rebuilt, writers racing on one key from threads and from processes, TILE_CACHE=0, an
- * unwritable directory, the environment's directory choice and the memory cache. */
+ * unwritable directory, the environment's directory choice and the memory cache; and (issue 10)
+ * a FIFO or a link at an entry's path, a directory others can write, the boolean variables. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <pthread.h>
@@ -369,6 +370,24 @@ Test(cache, disabled_by_environment) {
     sb_free(&o.note);
 }
 
+/* Issue 10, defect 13: TILE_CACHE=no left the cache on (TILE_SPECIALIZE took no, TILE_CACHE did
+ * not); both now go through one parser. */
+Test(cache, environment_flags_share_one_parser) {
+    static const char *const off[] = {"0", "off", "false", "no", "NO", "Off"};
+    CacheConfig config;
+    for (int i = 0; i < 6; i++) {
+        setenv("TILE_CACHE", off[i], 1);
+        cache_config_from_env(&config);
+        cr_assert_not(config.enabled, "TILE_CACHE=%s", off[i]);
+        cr_assert_not(env_flag("TILE_CACHE", true), "TILE_CACHE=%s", off[i]);
+    }
+    setenv("TILE_CACHE", "yes", 1);
+    cr_assert(env_flag("TILE_CACHE", false));
+    setenv("TILE_CACHE", "", 1);
+    cr_assert(env_flag("TILE_CACHE", true));
+    unsetenv("TILE_CACHE");
+}
+
 Test(cache, directory_from_environment) {
     CacheConfig c;
     setenv("TILE_CACHE_DIR", "/x/y", 1);
@@ -543,4 +562,77 @@ Test(cache, memory_threads_agree_on_one_value_per_key) {
         for (int i = 1; i < 8; i++) cr_assert_eq(r[i].won[k], r[0].won[k], "threads disagree on key %d", k);
     cr_assert_eq(cache_memory_size(&m), 50);
     cache_memory_destroy(&m, NULL, NULL);
+}
+
+/* ---- what is at an entry's path, and who may write the directory (issue 10) ------------------ */
+/* Defect 6: a FIFO at an entry's path (or a symbolic link to one) blocked the compile forever in
+ * fopen. The entry is opened without blocking, only a regular file is read, and the fetch
+ * rebuilds and replaces whatever was there. Criterion's timeout fails the test if it blocks. */
+static void check_not_a_regular_file_is_replaced(bool through_symlink) {
+    CacheConfig config = config_for(tmpdir);
+    CacheKey key = key_of("sm_90a");
+    Strbuf path = {0}, why = {0}, err = {0};
+    cache_entry_path(tmpdir, &key, &path);
+    char fifo[400];
+    snprintf(fifo, sizeof fifo, "%s/fifo", tmpdir);
+    cr_assert_eq(mkfifo(through_symlink ? fifo : sb_str(&path), 0600), 0);
+    if (through_symlink) cr_assert_eq(symlink(fifo, sb_str(&path)), 0);
+    CacheEntry got;
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_CORRUPT);
+    cr_assert_gt(why.len, 0);
+    Builder b = {.len = 64, .seed = 5};
+    CacheOutcome o = {0};
+    cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err), "%s", sb_str(&err));
+    cr_assert_eq(o.lookup, CACHE_CORRUPT);
+    cr_assert(o.built && o.stored, "%s", sb_str(&o.note));
+    cache_entry_free(&got);
+    struct stat st;
+    cr_assert_eq(lstat(sb_str(&path), &st), 0);
+    cr_assert(S_ISREG(st.st_mode), "the entry was replaced by a regular file");
+    sb_clear(&why);
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_HIT, "%s", sb_str(&why));
+    cache_entry_free(&got);
+    sb_free(&path);
+    sb_free(&why);
+    sb_free(&err);
+    sb_free(&o.note);
+}
+
+Test(cache, fifo_at_entry_path_does_not_block, .timeout = 20) { check_not_a_regular_file_is_replaced(false); }
+Test(cache, symlink_to_fifo_does_not_block, .timeout = 20) { check_not_a_regular_file_is_replaced(true); }
+
+/* Defect 13: entries are trusted as written, so a directory others can write is not used. */
+Test(cache, directory_writable_by_others_is_not_used) {
+    CacheConfig config = config_for(tmpdir);
+    CacheKey key = key_of("sm_90a");
+    CacheEntry e = make_entry(64, 1, false), got;
+    Strbuf err = {0}, why = {0};
+    cr_assert(cache_disk_store(tmpdir, &key, &e, &err), "%s", sb_str(&err));
+    cr_assert_eq(chmod(tmpdir, 0777), 0);
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_MISS);
+    cr_assert(strstr(sb_str(&why), "writable by other users"), "%s", sb_str(&why));
+    cr_assert_not(cache_disk_store(tmpdir, &key, &e, &err));
+    Builder b = {.len = 64, .seed = 1};
+    CacheOutcome o = {0};
+    cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+    cr_assert(o.built && !o.stored, "built, not read or stored");
+    cr_assert(strstr(sb_str(&o.note), "writable by other users"), "%s", sb_str(&o.note));
+    cache_entry_free(&got);
+    cr_assert_eq(chmod(tmpdir, 0700), 0);
+    /* a directory the cache creates is private */
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/new", tmpdir);
+    cr_assert(cache_disk_store(dir, &key, &e, &err), "%s", sb_str(&err));
+    struct stat st;
+    cr_assert_eq(stat(dir, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0700);
+    Strbuf p = {0};
+    cache_entry_path(dir, &key, &p);
+    unlink(sb_str(&p));
+    rmdir(dir);
+    sb_free(&p);
+    cache_entry_free(&e);
+    sb_free(&err);
+    sb_free(&why);
+    sb_free(&o.note);
 }

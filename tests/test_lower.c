@@ -344,3 +344,73 @@ Test(lower, warps_clause_sets_the_kernel_block_size) {
         diag_free(&d);
     }
 }
+
+/* ---- nesting limits (lang/SPEC.md section 7; issue 10, defect 12) ------------------------------ */
+/* The frontend's errors for input n levels deep, "" when it compiles (and passes verify). */
+static char *nesting_errors(const char *kind, int n) {
+    Strbuf s = {0};
+    const char *hdr = "kernel k(x: tensor<f32>[N], y: tensor<f32>[N]) grid(1) {\n  var a = x[0];\n";
+    if (strcmp(kind, "sum") == 0) {
+        sb_printf(&s, "%s  y[0] = a", hdr);
+        for (int i = 1; i < n; i++) sb_puts(&s, " + a");
+        sb_puts(&s, ";\n}\n");
+    } else if (strcmp(kind, "chain") == 0) {
+        sb_puts(&s, "fn f0(v) { return v + 1.0; }\n");
+        for (int i = 1; i < n; i++) sb_printf(&s, "fn f%d(v) { return f%d(v) + 1.0; }\n", i, i - 1);
+        sb_printf(&s, "%s  y[0] = f%d(a);\n}\n", hdr, n - 1);
+    } else {
+        bool is_for = strcmp(kind, "for") == 0;
+        sb_puts(&s, hdr);
+        for (int i = 0; i < n; i++) sb_printf(&s, is_for ? "for i%d in 0..2 {\n" : "if a > 0.0 {\n", i);
+        sb_puts(&s, "a = a + 1.0;\n");
+        for (int i = 0; i < n; i++) sb_puts(&s, "}\n");
+        sb_puts(&s, "  y[0] = a;\n}\n");
+    }
+    DiagList d = {0};
+    AstFile *ast = parse_source("t.tile", sb_str(&s), s.len, &d);
+    IrModule *m = ir_module_new();
+    if (!d.errors) lower_kernel(ast, "k", NULL, 0, m, &d);
+    char *text = xstrdup(sb_str(&d.text));
+    ir_module_free(m);
+    ast_file_free(ast);
+    diag_free(&d);
+    sb_free(&s);
+    return text;
+}
+
+static void expect_nesting(const char *kind, int ok_depth, const char *error) {
+    char *text = nesting_errors(kind, ok_depth);
+    cr_assert_str_eq(text, "", "%s %d: %s", kind, ok_depth, text);
+    free(text);
+    text = nesting_errors(kind, ok_depth + 1);
+    cr_assert(strstr(text, "t.tile:") == text && strstr(text, error), "%s %d: %s", kind, ok_depth + 1, text);
+    free(text);
+}
+
+Test(lower, nesting_limits_are_the_spec_s) {
+    expect_nesting("sum", 1000, "error: nesting too deep: an expression of more than 1000 levels");
+    expect_nesting("chain", 100, "error: nesting too deep: device functions calling each other more than 100 deep");
+    /* statements: what the parser's stack of 4000 entries allows (section 7 gives these) */
+    char *text = nesting_errors("for", 390);
+    cr_assert_str_eq(text, "", "%s", text);
+    free(text);
+    text = nesting_errors("if", 990);
+    cr_assert_str_eq(text, "", "%s", text);
+    free(text);
+    text = nesting_errors("for", 2000);
+    cr_assert(strstr(text, "error: nesting too deep: the parser's stack of 4000 entries is exhausted"), "%s", text);
+    free(text);
+}
+
+/* Found by fuzz_pipeline: dot() without an accumulator also built an integer zero of the f32
+ * accumulator type (dead, but invalid IR that the verifier rejects before the first pass). */
+Test(lower, dot_without_accumulator_is_valid_ir) {
+    Compiled c = compile("kernel k(a: tensor<f16>[M, K], b: tensor<f16>[K, N], c: tensor<f32>[M, N]) grid(1) {\n"
+                         "  c[0 :+ 32, 0 :+ 32] = dot(a[0 :+ 32, 0 :+ 32], b[0 :+ 32, 0 :+ 32]);\n}\n",
+                         "k", NULL, 0, false); /* compile() verifies right after lowering */
+    release(&c);
+    c = compile("kernel k(a: tensor<i8>[M, K], b: tensor<i8>[K, N], c: tensor<i32>[M, N]) grid(1) {\n"
+                "  c[0 :+ 16, 0 :+ 16] = dot(a[0 :+ 16, 0 :+ 16], b[0 :+ 16, 0 :+ 16]);\n}\n",
+                "k", NULL, 0, false);
+    release(&c);
+}

@@ -446,14 +446,14 @@ Test(parser, deep_nesting_is_an_error_not_a_crash) {
 Test(parser, long_left_chains_are_bounded) {
     /* left-associative chains need no parser stack, so the depth limit catches them */
     char *s = repeat("fn f() { x = a", "+a", 100000, "", "", 0, "; }");
-    expect_error_containing(s, "error: expression nested too deeply");
+    expect_error_containing(s, "error: nesting too deep: an expression of more than 1000 levels");
     free(s);
     s = repeat("fn f() { x = a", "[0]", 100000, "", "", 0, "; }");
-    expect_error_containing(s, "error: expression nested too deeply");
+    expect_error_containing(s, "error: nesting too deep: an expression of more than 1000 levels");
     free(s);
     /* mixing parentheses and chains cannot get past the limit either */
     s = repeat("fn f() { x = ", "(", 300, "a", ")+a+a+a+a+a+a+a+a+a+a", 300, "; }");
-    expect_error_containing(s, "error: expression nested too deeply");
+    expect_error_containing(s, "error: nesting too deep: an expression of more than 1000 levels");
     free(s);
 }
 

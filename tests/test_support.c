@@ -134,3 +134,21 @@ Test(elem, conversions_saturate_and_wrap) {
     n.i = 16777217;
     cr_assert_eq(elem_convert(elem_i32(), n, elem_f32()).f, 16777216.0);
 }
+
+/* 2^n - 1 is not a double for n >= 54: the bounds must not be computed in double. */
+Test(elem, conversions_saturate_at_wide_integer_bounds) {
+    IrConst big = {.is_float = true, .f = 1e300}, small = {.is_float = true, .f = -1e300};
+    for (int bits = 2; bits <= 64; bits++) {
+        int64_t umax = bits == 64 ? (int64_t)UINT64_MAX : (int64_t)((UINT64_C(1) << bits) - 1);
+        int64_t imax = (int64_t)((UINT64_C(1) << (bits - 1)) - 1), imin = -imax - 1;
+        cr_assert_eq(elem_convert(elem_f64(), big, elem_uint(bits)).i, umax, "u%d", bits);
+        cr_assert_eq(elem_convert(elem_f64(), small, elem_uint(bits)).i, 0, "u%d", bits);
+        cr_assert_eq(elem_convert(elem_f64(), big, elem_int(bits)).i, imax, "i%d", bits);
+        cr_assert_eq(elem_convert(elem_f64(), small, elem_int(bits)).i, imin, "i%d", bits);
+    }
+    /* values just below the bound convert exactly */
+    IrConst v = {.is_float = true, .f = ldexp(1.0, 62) * 1.5};
+    cr_assert_eq(elem_convert(elem_f64(), v, elem_int(64)).i, (int64_t)3 << 61);
+    cr_assert_eq(elem_convert(elem_f64(), v, elem_int(63)).i, ((int64_t)1 << 62) - 1);
+    cr_assert_eq(elem_convert(elem_f64(), v, elem_uint(63)).i, (int64_t)3 << 61);
+}

@@ -48,7 +48,7 @@ static const char *usage_text =
     "                                file's name)\n"
     "      --require-images          c-header: fail when a cubin cannot be made, instead of\n"
     "                                leaving it to be compiled at run time\n"
-    "      --num-warps N             threads per block / 32 (default: the code generator's)\n"
+    "      --num-warps N             threads per block / 32: 1, 2, 4, 8, 16 or 32 (default: warps(N), else 4)\n"
     "      -k KERNEL                 the kernel (default: the only kernel of the file); with\n"
     "                                llvm, ptx or cubin the default is every kernel of the file\n"
     "                                in one module; with c-header repeatable (default: every kernel)\n"
@@ -329,8 +329,11 @@ static int build_file(int argc, char **argv, Defines *defines) {
             arch = a[6] == '=' ? a + 7 : argv[++i];
             if (!add_archs(arch, archs, &narchs)) return usage_error("--arch %s: expected sm_80 and/or sm_90a", arch);
         } else if (strcmp(a, "--num-warps") == 0 && i + 1 < argc) {
-            num_warps = atoi(argv[++i]);
-            if (num_warps < 1 || num_warps > 32) return usage_error("--num-warps %s: expected 1 to 32", argv[i]);
+            char *end;
+            long n = strtol(argv[++i], &end, 10);
+            num_warps = *argv[i] && !*end && n >= 1 && n <= 32 ? (int)n : 0;
+            if (!tile_num_warps_valid(num_warps))
+                return usage_error("--num-warps %s: expected 1, 2, 4, 8, 16 or 32", argv[i]);
         } else if (strncmp(a, "--dump-after=", 13) == 0) {
             dump_after = a + 13;
         } else if (strcmp(a, "--dump-after") == 0 && i + 1 < argc) {

@@ -37,6 +37,7 @@ typedef enum tile_status {
     TILE_ERROR_UNSUPPORTED,      /* valid, but not supported on this device (yet) */
     TILE_ERROR_INTERNAL,         /* a bug of the compiler ("internal error in pass X: ..."), not of
                                     the source: please report it with the source */
+    TILE_ERROR_CANCELLED,        /* a VM launch stopped by tile_context_cancel */
 } tile_status;
 
 typedef enum tile_device_kind {
@@ -109,9 +110,15 @@ TILE_API void tile_context_destroy(tile_context *ctx);
 TILE_API tile_device_kind tile_context_device(const tile_context *ctx);
 /* "vm (CPU interpreter)" or "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)". */
 TILE_API const char *tile_context_device_name(const tile_context *ctx);
-/* The message of the last failed call on this thread with this context ("" if none). With
- * NULL: the message of the last failed tile_context_create on this thread. */
+/* The message of the last failed call on this thread with this context ("" if none); every
+ * failing call sets its own. With NULL: the message of the last failed call on this thread
+ * that had no context to report to (tile_context_create, a NULL context or object, tile_pack). */
 TILE_API const char *tile_context_message(const tile_context *ctx);
+/* Asks every VM launch in progress on ctx, from any thread, to stop: its workers stop before
+ * the next block or loop iteration and it returns TILE_ERROR_CANCELLED (what ran stays
+ * written). Launches that start after the call are not affected. On cuda it does nothing (a
+ * launch there is already asynchronous). Thread-safe; NULL is ignored. */
+TILE_API void tile_context_cancel(tile_context *ctx);
 
 /* ---- memory of the context's device ------------------------------------------------------ */
 TILE_API tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out);
@@ -141,7 +148,11 @@ TILE_API tile_status tile_stream_wrap(tile_context *ctx, void *custream, tile_st
  * verified, its kernels take no compile-time constants, and it runs through the same passes. The
  * same name and text as a program still alive on ctx give that program again, with its compiled
  * kernels (counted: each call needs its tile_program_destroy); TILE_CACHE=0 turns this off.
- * Destroy programs before their context. */
+ * Destroy programs before their context.
+ * A source has at most TILE_MAX_SOURCE_BYTES bytes (a larger one is TILE_ERROR_INVALID_ARGUMENT;
+ * reading a file stops there, so an endless one such as /dev/zero is an error, not an endless
+ * read); memory that runs out while reading is TILE_ERROR_OUT_OF_MEMORY. */
+enum { TILE_MAX_SOURCE_BYTES = 16 << 20 };
 TILE_API tile_status tile_program_from_string(tile_context *ctx, const char *name,
                                               const char *source, size_t len, tile_program **out);
 TILE_API tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_program **out);
@@ -194,7 +205,8 @@ typedef enum tile_emit_kind {
 typedef struct tile_emit_options {
     const char *dump_after;  /* pass name or NULL (TILE_EMIT_IR only) */
     const char *arch;        /* GPU forms: "sm_80" or "sm_90a"; NULL: see above */
-    int num_warps;           /* GPU forms: threads per block / 32; 0: the code generator's default */
+    int num_warps;           /* GPU forms: threads per block / 32 (tile_num_warps_valid); 0: the
+                                kernel's warps(N), else the code generator's default */
 } tile_emit_options;
 TILE_API tile_status tile_program_emit(tile_program *program, const char *kernel,
                                        const tile_constant *constants, size_t nconstants,
@@ -267,7 +279,7 @@ typedef struct tile_aot_options {
     size_t nkernels;
     const char *const *archs;   /* "sm_80", "sm_90a"; NULL (or narchs 0): both */
     size_t narchs;
-    int num_warps;              /* 0: the code generator's default */
+    int num_warps;              /* as tile_emit_options.num_warps */
     int require_images;         /* nonzero: fail when an image cannot be made (no backend, no
                                    assembler, a kernel the code generator does not support);
                                    zero: leave it out, note why, and rely on JIT or the VM */
@@ -282,10 +294,15 @@ TILE_API tile_status tile_program_emit_c(tile_program *program, const tile_const
                                          const tile_aot_options *options, char **header, char **source,
                                          char **notes);
 
-/* Convenience: a contiguous (row-major) tensor description. */
+/* Convenience: a contiguous (row-major) tensor description. When the element count overflows
+ * int64, the strides from the overflow on are INT64_MAX, which every launch rejects. */
 TILE_API tile_tensor tile_tensor_contiguous(tile_dtype dtype, void *data, int rank,
                                             const int64_t *shape);
-/* Bytes needed for a contiguous tensor of numel elements of dtype (sub-byte types packed). */
+/* Nonzero when num_warps (threads per block / 32) is one the GPU path takes: 1, 2, 4, 8, 16 or
+ * 32, the rule of the language's warps(N) and of every num_warps option. */
+TILE_API int tile_num_warps_valid(int num_warps);
+/* Bytes needed for a contiguous tensor of numel elements of dtype (sub-byte types packed);
+ * SIZE_MAX when that does not fit in a size_t (an allocation of it fails). */
 TILE_API size_t tile_dtype_bytes(tile_dtype dtype, int64_t numel);
 
 /* Host-side conversion between doubles and any element type, in the packed memory format
