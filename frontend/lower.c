@@ -431,6 +431,27 @@ static IrValue *scalar_int(Lower *L, Val v, ElemType e, const AstNode *at, const
  * where next is hi when iv + step would reach or pass it (their distance is taken as an
  * unsigned number, which cannot overflow while iv < hi), so that iv never wraps around: the
  * iterations are those of the VM's `for`. */
+/* The body of a for loop (either form) in its region: the induction variable bound to `iv`
+ * (NULL: poisoned, the header had an error), the carried values yielded, the builder and the
+ * outer loop's break/continue flags restored. */
+static void loop_body(Lower *L, const AstNode *s, IrValue *iv, int exits, Carried *c, IrBuilder saved, IrOp *op,
+                      Binding *outer_break, Binding *outer_continue) {
+    scope_push(L);
+    Binding *name = bind(L, s->name, BIND_LET, s->loc);
+    name->current = iv ? (Val){.kind = VAL_VALUE, .value = iv} : POISON_VAL;
+    L->loops++;
+    if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
+    lower_block(L, s->body);
+    L->loops--;
+    scope_pop(L);
+    carried_note(c);
+    emit_yield(L, OP_YIELD, NULL, c, s->body->loc);
+    L->b = saved;
+    carried_end(c, op->results);
+    L->flag_break = outer_break;
+    L->flag_continue = outer_continue;
+}
+
 static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi, IrValue *step, bool header_ok,
                             int exits) {
     Binding *outer_break = L->flag_break, *outer_continue = L->flag_continue;
@@ -477,20 +498,7 @@ static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi
     IrValue *last = ir_cmp(&L->b, CMP_LE, ir_binary(&L->b, OP_SUB, uhi, ucur), ustep);
     IrValue *sel[3] = {last, hi, ir_binary(&L->b, OP_ADD, cur, step)};
     iv.current.value = ir_build(&L->b, OP_SELECT, sel, 3, &et, 1)->results[0];
-    scope_push(L);
-    Binding *name = bind(L, s->name, BIND_LET, s->loc);
-    name->current = header_ok ? (Val){.kind = VAL_VALUE, .value = cur} : POISON_VAL;
-    L->loops++;
-    if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
-    lower_block(L, s->body);
-    L->loops--;
-    scope_pop(L);
-    carried_note(&c);
-    emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
-    L->b = saved;
-    carried_end(&c, op->results);
-    L->flag_break = outer_break;
-    L->flag_continue = outer_continue;
+    loop_body(L, s, header_ok ? cur : NULL, exits, &c, saved, op, outer_break, outer_continue);
     free(vals);
     free(types);
 }
@@ -558,20 +566,7 @@ static void lower_for(Lower *L, const AstNode *s) {
     IrBuilder saved = L->b;
     ir_builder_at_end(&L->b, body);
     set_carried(&c, ops + 3);
-    scope_push(L);
-    Binding *ivb = bind(L, s->name, BIND_LET, s->loc);
-    ivb->current = header_ok ? (Val){.kind = VAL_VALUE, .value = iv} : POISON_VAL;
-    L->loops++;
-    if (exits & EXIT_CONTINUE) L->flag_continue = new_flag(L, "continue", s->loc);
-    lower_block(L, s->body);
-    L->loops--;
-    scope_pop(L);
-    carried_note(&c);
-    emit_yield(L, OP_YIELD, NULL, &c, s->body->loc);
-    L->b = saved;
-    carried_end(&c, op->results);
-    L->flag_break = outer_break;
-    L->flag_continue = outer_continue;
+    loop_body(L, s, header_ok ? iv : NULL, exits, &c, saved, op, outer_break, outer_continue);
     free(ops);
     free(types);
 }
