@@ -160,7 +160,8 @@ static void compile_for_gpu(AstFile *ast, const char *kernel, uint64_t seed) {
     static const char *const archs[] = {"sm_80", "sm_90a"};
     for (int a = 0; a < 2; a++) {
         Strbuf out = {0}, err = {0};
-        tile_status st = rt_backend_emit(f, archs[a], num_warps, TILE_EMIT_PTX, &out, &err);
+        const IrFunction *one[1] = {f};
+        tile_status st = rt_backend_emit(one, 1, archs[a], num_warps, TILE_EMIT_PTX, &out, &err);
         if (st != TILE_OK) {
             const char *why = sb_str(&err);
             if (!*why) fail("code generation", kernel, "failed without a message");
