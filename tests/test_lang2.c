@@ -189,6 +189,15 @@ Test(lang2, counting_sort) {
     check_counting_sort(ctx, 5000, 128);
 }
 
+/* the GPU starts blocks in no promised order: with the blocks started last first, a block that
+   used block_id(0) for its data instead of its ticket would count the wrong blocks before it */
+Test(lang2, counting_sort_blocks_reversed) {
+    setenv("TILE_VM_BLOCK_ORDER", "reverse", 1);
+    check_counting_sort(ctx, 5000, 128);
+    check_counting_sort(ctx, 777, 128);
+    unsetenv("TILE_VM_BLOCK_ORDER");
+}
+
 Test(lang2, dropout) {
     check_dropout(ctx, 3000, 0.5f, 123);
     check_dropout(ctx, 1024, 0.1f, -5);
