@@ -1,9 +1,9 @@
-"""The standard library's kernels (stdlib/core/*.tile) as functions on arrays.
+"""The standard library's kernels (stdlib/core/*.tile, stdlib/attention/*.tile) as functions on arrays.
 
 Each function takes arrays (numpy arrays run on the VM, torch tensors on their device), makes
 the outputs it is not given (out=) like its first input, launches the kernel on the device of
 its inputs and returns the outputs. Keyword constants (BLOCK=, BM=, ...) specialize the kernel
-as prog.kernel() does. Element types are the kernels' (f32, bf16 for gemm): pass arrays of
+as prog.kernel() does. Element types are the kernels' (f32, bf16 for gemm and flash_fwd): pass arrays of
 those types (numpy has no bf16: use tile.pack(values, tile.bf16), read with tile.unpack).
 
 The sources are found in $TILE_STDLIB, the source tree this package sits in (stdlib/), or an
@@ -12,13 +12,14 @@ reachable: tile.stdlib.<kernel> is its Kernel (launch it with every argument, ou
 included), and tile.stdlib.kernel(name, **constants) specializes it.
 """
 import glob
+import math
 import os
 import re
 
 from . import _arrays
 from ._core import Program, context as _context
 
-__all__ = ["cumsum_rows", "gather_rows", "gemm", "kernel", "kernel_names", "layernorm", "path", "softmax",
+__all__ = ["cumsum_rows", "flash_fwd", "gather_rows", "gemm", "kernel", "kernel_names", "layernorm", "path", "softmax",
            "sum_all", "sum_rows", "vector_add"]
 
 
@@ -46,7 +47,8 @@ _KERNEL = re.compile(rb"^\s*kernel\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 def _files():
     if path is None:
         raise FileNotFoundError("tile.stdlib: cannot find the stdlib sources; set TILE_STDLIB to their folder")
-    return sorted(glob.glob(os.path.join(path, "core", "*.tile")) + glob.glob(os.path.join(path, "*.tile")))
+    return sorted(glob.glob(os.path.join(path, "core", "*.tile")) + glob.glob(os.path.join(path, "attention", "*.tile"))
+                  + glob.glob(os.path.join(path, "*.tile")))
 
 
 _index = None
@@ -177,6 +179,23 @@ def gather_rows(table, idx, out=None, **constants):
     if out is None:
         out = _arrays.empty_like(table, dt, (r, d))
     _on(table, "gather_rows", constants)(table, idx, out)
+    return out
+
+
+def flash_fwd(q, k, v, out=None, scale=None, causal=False, **constants):
+    """Attention O = softmax(q k^T * scale [causal mask]) v for bf16 q [B, HQ, S, D] and k, v
+    [B, HKV, S, D] (HQ a multiple of HKV: grouped-query attention), f32 accumulation, a bf16
+    O [B, HQ, S, D]. scale defaults to 1/sqrt(D); causal masks the keys after each query. D
+    becomes the kernel's constant D, causal its CAUSAL; BM=, BN=, W=, STAGES= pick the tiles."""
+    shape, dt = _shape_dtype(q)
+    d = shape[-1]
+    constants.setdefault("D", d)
+    constants.setdefault("CAUSAL", 1 if causal else 0)
+    if scale is None:
+        scale = 1.0 / math.sqrt(d)
+    if out is None:
+        out = _arrays.empty_like(q, dt, shape)
+    _on(q, "flash_fwd", constants)(q, k, v, out, float(scale))
     return out
 
 

@@ -16,7 +16,7 @@ def f32(*shape):
 def test_every_stdlib_kernel_is_reachable():
     names = stdlib.kernel_names()
     assert {"vector_add", "softmax", "layernorm", "gemm", "sum_rows", "cumsum_rows", "sum_all",
-            "gather_rows"} <= set(names)
+            "gather_rows", "flash_fwd"} <= set(names)
     for name in names:
         obj = getattr(stdlib, name)
         assert callable(obj), name
@@ -84,3 +84,19 @@ def test_gather_rows():
     assert out.shape == (7, 64)
     np.testing.assert_array_equal(out[:5], table[[3, 0, 19, 7, 7]])
     assert (out[5:] == 0).all()     # indices outside the table read zeros
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_fwd_bf16(causal):
+    # B=1, HQ=4, HKV=2 (grouped-query), S=45 (a tail on both tiles), D=64, small tiles for the VM
+    q, k, v = (tile.pack(f32(1, h, 45, 64), tile.bf16) for h in (4, 2, 2))
+    o = stdlib.flash_fwd(q, k, v, causal=causal, BM=32, BN=16)
+    assert isinstance(o, tile.Packed) and o.dtype == tile.bf16 and o.shape == (1, 4, 45, 64)
+    qd, kd, vd = (np.repeat(tile.unpack(t), r, axis=1) for t, r in ((q, 1), (k, 2), (v, 2)))
+    s = qd @ kd.transpose(0, 1, 3, 2) / 8.0
+    if causal:
+        s = np.where(np.tril(np.ones((45, 45), bool)), s, -np.inf)
+    p = np.exp(s - s.max(axis=-1, keepdims=True))
+    ref = (p / p.sum(axis=-1, keepdims=True)) @ vd
+    # P rounded to bf16 before P @ V, and a bf16 output
+    np.testing.assert_allclose(tile.unpack(o), ref, rtol=2e-2, atol=2e-2)
