@@ -32,6 +32,8 @@ typedef struct PassOptions {
     bool gpu;                /* also run the GPU passes (layout); implied by dump_after "layout" */
     int num_warps;           /* GPU passes: threads per block / 32; 0: the kernel's warps(N), else 4 */
     int arch;                /* GPU passes: 80 (sm_80) or 90 (sm_90a); 0: sm_80 */
+    int64_t smem_bytes;      /* GPU passes: shared memory a block may use; 0: 227 KB (sm_80 164 KB
+                                is smaller, but one IR serves both archs until the per-arch split) */
 } PassOptions;
 
 /* A GPU pass: it sees the target (PassOptions.num_warps, arch). */
@@ -62,6 +64,9 @@ bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
  * become copy_async into N-stage swizzled shared buffers issued N - 1 iterations ahead. Runs
  * after the layout pass. */
 bool pass_stages(IrModule *m, DiagList *d);
+/* The same for a shared-memory budget in bytes: a ring that would not fit gets fewer stages (at
+ * least 2), or is not made (the loop stays as written). */
+bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */

@@ -36,8 +36,8 @@ static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
 }
 
 static bool stages_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
-    (void)opt; /* cp.async exists on every target (sm_80 and sm_90a) */
-    return pass_stages(m, d);
+    /* cp.async exists on every target (sm_80 and sm_90a); the rings must fit its shared memory */
+    return pass_stages_within(m, opt->smem_bytes > 0 ? opt->smem_bytes : 227 * 1024, d);
 }
 
 static const Pass pipeline[] = {

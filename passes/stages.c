@@ -240,7 +240,20 @@ static bool collect_loop(IrOp *op, void *ctx) {
     return true;
 }
 
-bool pass_stages(IrModule *m, DiagList *d) {
+/* The bytes of the loop's rings with S stages. */
+static int64_t ring_bytes(const Loop *L, int S) {
+    int64_t bytes = 0;
+    for (int s = 0; s < L->nstaged; s++) {
+        const IrType *t = L->staged[s].load->results[0]->type;
+        bytes += (bytes + 1023) / 1024 * 1024 - bytes; /* each ring starts 1024-aligned (smem_plan) */
+        bytes += (int64_t)S * type_numel(t) * (elem_storage_bits(t->elem) / 8);
+    }
+    return bytes;
+}
+
+bool pass_stages(IrModule *m, DiagList *d) { return pass_stages_within(m, 227 * 1024, d); }
+
+bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d) {
     (void)d;
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
@@ -253,7 +266,14 @@ bool pass_stages(IrModule *m, DiagList *d) {
             L->op = c.loops.data[k];
             L->body = L->op->regions[0];
             L->stages = (int)L->op->ints[0];
+            /* fewer stages when the rings would not fit (the scratch of the code generator
+             * needs room too: a quarter of the budget stays free), none below 2 */
+            bool fits = false;
             if (analyze(L, warps)) {
+                while (L->stages > 2 && ring_bytes(L, L->stages) > smem_bytes * 3 / 4) L->stages--;
+                fits = ring_bytes(L, L->stages) <= smem_bytes * 3 / 4;
+            }
+            if (fits) {
                 transform(L);
                 changed = true;
             }

@@ -22,7 +22,11 @@ typedef struct Compiled {
     IrFunction *kernel;
 } Compiled;
 
-static Compiled compile_gemm(bool gpu, int stages, int bk) {
+static Compiled compile_gemm_tiles(bool gpu, int stages, int bk, int bm, int bn);
+
+static Compiled compile_gemm(bool gpu, int stages, int bk) { return compile_gemm_tiles(gpu, stages, bk, 128, 128); }
+
+static Compiled compile_gemm_tiles(bool gpu, int stages, int bk, int bm, int bn) {
     size_t len;
     char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
     DiagList d = {0};
@@ -30,9 +34,10 @@ static Compiled compile_gemm(bool gpu, int stages, int bk) {
     c.ast = parse_source("gemm.tile", text, len, &d);
     free(text);
     cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
-    ConstBinding consts[2] = {{.name = "STAGES", .i = stages}, {.name = "BK", .i = bk}};
+    ConstBinding consts[5] = {{.name = "STAGES", .i = stages}, {.name = "BK", .i = bk}, {.name = "BM", .i = bm},
+                              {.name = "BN", .i = bn}, {.name = "W", .i = bm * bn > 128 * 128 ? 8 : 4}};
     RtCompileOptions opt = {.gpu = gpu};
-    c.module = rt_compile(c.ast, "gemm", consts, 2, &opt, &d, &c.kernel);
+    c.module = rt_compile(c.ast, "gemm", consts, 5, &opt, &d, &c.kernel);
     cr_assert_not_null(c.module, "%s", sb_str(&d.text));
     diag_free(&d);
     return c;
@@ -126,4 +131,21 @@ Test(stages, a_wait_too_shallow_is_a_vm_error) {
     sb_free(&err);
     free(c);
     compiled_free(&piped);
+}
+
+/* 256 x 256 tiles with BK = 64 take 64 KB a stage: four stages would not fit the block's shared
+ * memory (with room for the code generator's scratch), so the ring gets two. */
+Test(stages, a_ring_that_would_not_fit_gets_fewer_stages) {
+    Compiled piped = compile_gemm_tiles(true, 4, 64, 256, 256);
+    Count cnt = {0};
+    ir_walk(piped.kernel->body, count, &cnt);
+    cr_assert_eq(cnt.copies, 2 * 2, "%d copies", cnt.copies);
+    cr_assert_not_null(cnt.loop_wait);
+    cr_assert_eq(cnt.loop_wait->ints[0], 0);
+    compiled_free(&piped);
+    Compiled fits = compile_gemm_tiles(true, 4, 32, 128, 128); /* 16 KB a stage: all four */
+    Count c4 = {0};
+    ir_walk(fits.kernel->body, count, &c4);
+    cr_assert_eq(c4.copies, 2 * 4);
+    compiled_free(&fits);
 }
