@@ -72,6 +72,7 @@ enum {
     X(cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease", \
       (CUdevice device))                                                                      \
     X(cuCtxSetCurrent, "cuCtxSetCurrent", "", (CUcontext context))                            \
+    X(cuCtxGetCurrent, "cuCtxGetCurrent", "", (CUcontext * context))                          \
     X(cuCtxSynchronize, "cuCtxSynchronize", "", (void))                                       \
     X(cuMemAlloc, "cuMemAlloc_v2", "", (CUdeviceptr * ptr, size_t bytes))                     \
     X(cuMemFree, "cuMemFree_v2", "", (CUdeviceptr ptr))                                       \
@@ -399,7 +400,10 @@ static unsigned at_least_one(unsigned n) { return n ? n : 1; }
 tile_status cuda_launch(CudaDevice *device, CudaFunction *fn, const CudaLaunch *launch,
                         void **params, Strbuf *err) {
     const unsigned *g = launch->grid, *b = launch->block;
-    MAKE_CURRENT(device);
+    /* asking is cheaper than setting: the context is usually current already (ours, or the
+     * primary context that PyTorch made current) */
+    CUcontext current = NULL;
+    if (driver.cuCtxGetCurrent(&current) != CUDA_SUCCESS || current != device->context) MAKE_CURRENT(device);
     CU_CHECK(cuLaunchKernel((CUfunction)fn, at_least_one(g[0]), at_least_one(g[1]),
                             at_least_one(g[2]), at_least_one(b[0]), at_least_one(b[1]),
                             at_least_one(b[2]), launch->shared_bytes, (CUstream)launch->stream,
