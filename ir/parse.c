@@ -537,6 +537,25 @@ static void read_region(IrReader *r, IrRegion *region) {
 }
 
 /* for %iv = %lo to %hi step %s [iter(%a = %x, ...)] [-> (T, ...)] [attributes] { ... } */
+/* `%name = %use, ...)` after the '(' of a for's iter or a while: region argument names and the
+ * values they start from. */
+static void read_bindings(IrReader *r, TokVec *args, ValueVec *operands) {
+    do {
+        PUSH(r, args, read_value_name(r));
+        ir_reader_expect(r, '=');
+        PUSH(r, operands, read_use(r));
+    } while (ir_reader_accept(r, ','));
+    ir_reader_expect(r, ')');
+}
+
+/* `-> (types)` when present; NULL and *n = 0 otherwise. */
+static const IrType **read_result_types(IrReader *r, uint32_t *n) {
+    *n = 0;
+    if (peek(r)->kind != TOK_ARROW) return NULL;
+    next(r);
+    return read_type_tuple(r, n);
+}
+
 static void read_for(IrReader *r, const TokVec *results, SrcLoc loc) {
     ValueVec operands = {0};
     TokVec args = {0};
@@ -549,19 +568,10 @@ static void read_for(IrReader *r, const TokVec *results, SrcLoc loc) {
     PUSH(r, &operands, read_use(r));
     if (ir_reader_accept_word(r, "iter")) {
         ir_reader_expect(r, '(');
-        do {
-            PUSH(r, &args, read_value_name(r));
-            ir_reader_expect(r, '=');
-            PUSH(r, &operands, read_use(r));
-        } while (ir_reader_accept(r, ','));
-        ir_reader_expect(r, ')');
+        read_bindings(r, &args, &operands);
     }
     uint32_t ntypes = 0;
-    const IrType **types = NULL;
-    if (peek(r)->kind == TOK_ARROW) {
-        next(r);
-        types = read_type_tuple(r, &ntypes);
-    }
+    const IrType **types = read_result_types(r, &ntypes);
     IrOp tmp = {.code = OP_FOR};
     ir_attrs_parse(r, &tmp, ATTR_SUFFIX, false);
     if (ntypes != args.len) fail_at(r, loc, "for: %zu carried values but %u result types", args.len, ntypes);
@@ -596,20 +606,9 @@ static void read_while(IrReader *r, const TokVec *results, SrcLoc loc) {
     ValueVec operands = {0};
     TokVec args = {0};
     ir_reader_expect(r, '(');
-    if (!ir_reader_accept(r, ')')) {
-        do {
-            PUSH(r, &args, read_value_name(r));
-            ir_reader_expect(r, '=');
-            PUSH(r, &operands, read_use(r));
-        } while (ir_reader_accept(r, ','));
-        ir_reader_expect(r, ')');
-    }
+    if (!ir_reader_accept(r, ')')) read_bindings(r, &args, &operands);
     uint32_t ntypes = 0;
-    const IrType **types = NULL;
-    if (peek(r)->kind == TOK_ARROW) {
-        next(r);
-        types = read_type_tuple(r, &ntypes);
-    }
+    const IrType **types = read_result_types(r, &ntypes);
     IrOp *op = build(r, OP_WHILE, &operands, types, ntypes, results, loc);
     IrRegion *before = ir_op_add_region(op);
     for (size_t i = 0; i < args.len; i++) define(r, &args.data[i], ir_region_add_arg(before, operands.data[i]->type, NULL));
