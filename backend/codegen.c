@@ -590,8 +590,7 @@ static bool planned_bytes(IrOp *op, void *ctx) {
     Cg *g = ctx;
     if (op->code == OP_SHARED_ALLOC && op->nints >= 1 && op->nresults == 1) {
         const IrType *t = op->results[0]->type;
-        uint64_t bits = (uint64_t)elem_storage_bits(t->elem) * (uint64_t)type_numel(t);
-        uint64_t end = ((uint64_t)op->ints[0] + (bits + 7) / 8 + 15) / 16 * 16;
+        uint64_t end = (uint64_t)(op->ints[0] + type_bytes(t) + 15) / 16 * 16;
         if (end > g->smem_planned) g->smem_planned = end;
     }
     return true;

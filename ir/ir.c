@@ -104,6 +104,8 @@ int64_t type_numel(const IrType *t) {
     return n;
 }
 
+int64_t type_bytes(const IrType *t) { return ((int64_t)elem_storage_bits(t->elem) * type_numel(t) + 7) / 8; }
+
 /* ---- module and types ------------------------------------------------------------------ */
 IrModule *ir_module_new(void) {
     IrModule *m = xcalloc(1, sizeof *m);

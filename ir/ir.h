@@ -95,6 +95,7 @@ typedef struct IrType {
 static inline bool ir_num_warps_valid(int64_t n) { return n >= 1 && n <= 32 && (n & (n - 1)) == 0; }
 static inline bool type_is_scalar(const IrType *t) { return t->kind == TY_TILE && t->rank == 0; }
 int64_t type_numel(const IrType *t); /* tiles and shared tiles: product of the shape */
+int64_t type_bytes(const IrType *t); /* tiles and shared tiles: bytes in memory (sub-byte packed, rounded up) */
 
 /* ---- constants ------------------------------------------------------------------------- */
 typedef struct IrConst {

@@ -71,6 +71,8 @@ bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d);
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */
 bool pass_smem_plan(IrModule *m, const struct PassOptions *opt, DiagList *d);
+/* The alignment smem_plan gives a shared buffer of type t (bytes). */
+int64_t smem_align(const IrType *t);
 
 /* The accumulator layout of a CUDA-core dot [M, N]: each thread owns a strided block of
  * (M / tm) x (N / tn) elements, local(M/tm, N/tn) * spatial(tm, tn). */

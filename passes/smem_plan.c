@@ -18,17 +18,17 @@ typedef struct Plan {
     int64_t next;
 } Plan;
 
+int64_t smem_align(const IrType *t) { return t->shared && t->shared->swizzle.bits ? 1024 : 16; }
+
 static bool place(IrOp *op, void *ctx) {
     if (op->code != OP_SHARED_ALLOC || op->nresults != 1) return true;
     Plan *p = ctx;
     const IrType *t = op->results[0]->type;
-    int64_t align = t->shared && t->shared->swizzle.bits ? 1024 : 16;
-    int64_t bits = (int64_t)elem_storage_bits(t->elem) * type_numel(t);
-    int64_t bytes = (bits + 7) / 8;
+    int64_t align = smem_align(t);
     p->next = (p->next + align - 1) / align * align;
     op->ints[0] = p->next;
     if (op->nints < 1) op->nints = 1;
-    p->next += bytes;
+    p->next += type_bytes(t);
     return true;
 }
 

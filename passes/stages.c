@@ -240,13 +240,13 @@ static bool collect_loop(IrOp *op, void *ctx) {
     return true;
 }
 
-/* The bytes of the loop's rings with S stages. */
+/* The bytes of the loop's rings with S stages, placed one after another as smem_plan places them;
+ * each start is taken 1024-aligned (smem_align of a swizzled buffer: an upper bound for all). */
 static int64_t ring_bytes(const Loop *L, int S) {
-    int64_t bytes = 0;
+    int64_t bytes = 0, align = 1024;
     for (int s = 0; s < L->nstaged; s++) {
-        const IrType *t = L->staged[s].load->results[0]->type;
-        bytes += (bytes + 1023) / 1024 * 1024 - bytes; /* each ring starts 1024-aligned (smem_plan) */
-        bytes += (int64_t)S * type_numel(t) * (elem_storage_bits(t->elem) / 8);
+        bytes = (bytes + align - 1) / align * align;
+        bytes += S * type_bytes(L->staged[s].load->results[0]->type);
     }
     return bytes;
 }
