@@ -206,6 +206,9 @@ LLVMValueRef cg_binary(Cg *g, OpCode code, int pred, ElemType e, LLVMValueRef x,
     case OP_MAX: return cg_fminmax(g, true, x, y);
     default: return NULL;
     }
+    /* SPEC 11: a multiply and an add may contract into one fused multiply-add (without the flag
+     * NVPTX emits mul.rn/add.rn, which ptxas may not fuse) */
+    if (code == OP_ADD || code == OP_SUB || code == OP_MUL) LLVMSetFastMathFlags(r, LLVMFastMathAllowContract);
     return cg_round(g, e, r);
 }
 
