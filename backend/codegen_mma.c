@@ -162,28 +162,49 @@ static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
     return s;
 }
 
-/* What every k step's ldmatrix addresses are made of (see cg_dot_mma). */
+/* Two elements of an operand in registers as the packed i32 the mma takes. */
+static LLVMValueRef pack2(Cg *g, const MmaTiling *t, LLVMValueRef lo, LLVMValueRef hi) {
+    ElemType e = t->f16 ? elem_f16() : elem_bf16();
+    LLVMValueRef v = LLVMGetUndef(LLVMVectorType(cg_mem_type(g, e), 2));
+    v = LLVMBuildInsertElement(g->b, v, to_mem(g, e, lo), cg_i32(g, 0), "");
+    v = LLVMBuildInsertElement(g->b, v, to_mem(g, e, hi), cg_i32(g, 1), "");
+    return LLVMBuildBitCast(g->b, v, g->i32, "");
+}
+
+/* What every k step's fragments are made of (see cg_dot_mma). */
 typedef struct Fragments {
     Cg *g;
     const MmaTiling *t;
     const Source *sa, *sb;
-    LLVMValueRef a_row0, a_col0, b_col1, b_col2, lrow;
+    const CgValue *a_regs;  /* a in mma_operand_a_layout: its slots are the fragments */
+    bool b_kmajor;          /* b's view has k contiguous (a transposed [N, K] buffer) */
+    LLVMValueRef a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2, bt_k;
 } Fragments;
 
-/* The A fragments (a0..a7 of each m tile) and B fragments (b0, b1 of each n tile) of the k step
- * starting at column/row k0 (i64). */
-static void load_fragments(const Fragments *f, LLVMValueRef k0, LLVMValueRef *fa, LLVMValueRef *fb) {
+/* The A fragments (a0..a7 of each m tile) and B fragments (b0, b1 of each n tile) of k step `step`,
+ * which starts at column/row k0 (i64; 16 * step when the step is known). a comes from ldmatrix
+ * or from registers (then the step must be known); b from ldmatrix .trans (rows of k) or, when
+ * its view is k-major, plain ldmatrix over rows of n (lane l: matrix q = l / 8 is n tile j + q / 2
+ * at k offset 8 * (q % 2), row l % 8 of it), which gives the same registers. */
+static void load_fragments(const Fragments *f, int64_t step, LLVMValueRef k0, LLVMValueRef *fa, LLVMValueRef *fb) {
     Cg *g = f->g;
     const MmaTiling *t = f->t;
     for (int64_t i = 0; i < t->reps_m; i++) {
+        if (f->a_regs) {
+            uint32_t first = (uint32_t)((i * (t->k / 16) + step) * 8);
+            for (int q = 0; q < 4; q++)
+                fa[4 * i + q] = pack2(g, t, f->a_regs->slots[first + 2 * q], f->a_regs->slots[first + 2 * q + 1]);
+            continue;
+        }
         LLVMValueRef row = LLVMBuildAdd(g->b, f->a_row0, cg_i64(g, 16 * t->warps_m * i), "");
         ldmatrix(g, source_at(g, f->sa, row, LLVMBuildAdd(g->b, f->a_col0, k0, "")), true, false, fa + 4 * i);
     }
-    LLVMValueRef b_row = LLVMBuildAdd(g->b, k0, f->lrow, "");
+    LLVMValueRef b_row = LLVMBuildAdd(g->b, k0, f->b_kmajor ? f->bt_k : f->lrow, "");
     for (int64_t j = 0; j < t->reps_n; j += 2) {
         bool pair = j + 1 < t->reps_n;
-        LLVMValueRef col = LLVMBuildAdd(g->b, pair ? f->b_col2 : f->b_col1, cg_i64(g, 8 * t->warps_n * j), "");
-        ldmatrix(g, source_at(g, f->sb, b_row, col), pair, true, fb + 2 * j);
+        LLVMValueRef col = f->b_kmajor ? (pair ? f->bt_n2 : f->bt_n1) : (pair ? f->b_col2 : f->b_col1);
+        col = LLVMBuildAdd(g->b, col, cg_i64(g, 8 * t->warps_n * j), "");
+        ldmatrix(g, source_at(g, f->sb, b_row, col), pair, !f->b_kmajor, fb + 2 * j);
         if (!pair) fb[2 * j + 2] = fb[2 * j + 3] = LLVMGetUndef(g->i32);
     }
 }
@@ -222,13 +243,17 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
         (a->kind == CV_TILE && !a->layout) || (b->kind == CV_TILE && !b->layout))
         return cg_fail(g, op, false, "the operands of an mma dot are not tiles or shared tiles");
     int64_t M = t->m, N = t->n, K = t->k, bytes = 2;
-    bool staged = a->kind == CV_TILE || b->kind == CV_TILE;
-    uint64_t off_a = 0, off_b = a->kind == CV_TILE ? align16((uint64_t)(M * (K + 8) * bytes)) : 0;
+    /* a in the operand layout the layout pass gave it is read from its registers */
+    const Layout *a_layout = mma_operand_a_layout(&g->arena, t);
+    bool a_regs = a->kind == CV_TILE && a_layout && layout_equal(a->layout, a_layout);
+    bool stage_a = a->kind == CV_TILE && !a_regs, staged = stage_a || b->kind == CV_TILE;
+    uint64_t off_a = 0, off_b = stage_a ? align16((uint64_t)(M * (K + 8) * bytes)) : 0;
     if (staged) {
         cg_need_scratch(g, off_b + (b->kind == CV_TILE ? (uint64_t)(K * (N + 8) * bytes) : 0));
         cg_barrier(g);
     }
-    Source sa = operand_source(g, op, 0, off_a), sb = operand_source(g, op, 1, off_b);
+    Source sa = {0}, sb = operand_source(g, op, 1, off_b);
+    if (!a_regs) sa = operand_source(g, op, 0, off_a);
     if (staged) cg_barrier(g);
 
     /* this lane's ldmatrix row and column within a 16 x 16 piece, and its warp's position */
@@ -249,19 +274,27 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     uint32_t n = r->nslots;
     int64_t steps = K / 16;
     uint32_t nfa = (uint32_t)t->reps_m * 4, nfb = (uint32_t)(t->reps_n + (t->reps_n & 1)) * 2;
-    Fragments f = {g, t, &sa, &sb, a_row0, a_col0, b_col1, b_col2, lrow};
+    /* b k-major (a transposed view): lane l reads n row 8 * (warps_n * (j + l / 16) + wj) + l % 8
+     * (bt_n2; an odd last tile alone: bt_n1) at k offset 8 * ((l / 8) % 2) */
+    bool b_kmajor = sb.layout && sb.layout->rank == 2 && sb.layout->strides[0] == 1 && sb.layout->strides[1] != 1;
+    LLVMValueRef l8 = LLVMBuildAnd(g->b, lane, cg_i64(g, 7), "");
+    LLVMValueRef bt_n1 = LLVMBuildAdd(g->b, b_col1, l8, "");
+    LLVMValueRef bt_n2 = LLVMBuildAdd(g->b, bt_n1, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * t->warps_n), ""), "");
+    LLVMValueRef bt_k = LLVMBuildMul(g->b, LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, lane, cg_i64(g, 3), ""), cg_i64(g, 1), ""),
+                                     cg_i64(g, 8), "");
+    Fragments f = {g, t, &sa, &sb, a_regs ? a : NULL, b_kmajor, a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2, bt_k};
     LLVMValueRef *fa = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *fb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
     LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef));
     for (uint32_t s = 0; s < n; s++) acc[s] = c->slots[c->nslots == 1 ? 0 : s];
-    load_fragments(&f, cg_i64(g, 0), fa, fb);
+    load_fragments(&f, 0, cg_i64(g, 0), fa, fb);
     if (steps == 1) {
         mma_step(g, t, fa, fb, acc);
-    } else if (steps <= 8) {
+    } else if (steps <= 8 || a_regs) {
         /* unrolled, with the next step's fragments loaded before this step's mmas (in registers,
          * double-buffered); measured 10-20 % faster than the rolled loop at BK = 32 and 64 */
         LLVMValueRef *na = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *nb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
         for (int64_t st = 0; st < steps; st++) {
-            if (st + 1 < steps) load_fragments(&f, cg_i64(g, 16 * (st + 1)), na, nb);
+            if (st + 1 < steps) load_fragments(&f, st + 1, cg_i64(g, 16 * (st + 1)), na, nb);
             mma_step(g, t, fa, fb, acc);
             LLVMValueRef *x = fa;
             fa = na, na = x;
@@ -284,7 +317,7 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
         LLVMValueRef last = cg_i64(g, steps - 1);
         LLVMValueRef kn = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, last, ""), ks1, last, "");
         LLVMValueRef *na = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *nb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
-        load_fragments(&f, LLVMBuildMul(g->b, kn, cg_i64(g, 16), ""), na, nb);
+        load_fragments(&f, -1, LLVMBuildMul(g->b, kn, cg_i64(g, 16), ""), na, nb);
         memcpy(acc, phi_acc, n * sizeof(LLVMValueRef));
         mma_step(g, t, phi_fa, phi_fb, acc);
         LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b), exit = cg_block(g, "mma.done");

@@ -13,8 +13,8 @@
  * order differs (a tree).
  *
  * scan goes through shared memory: each result slot combines the elements before it along the
- * axis in order. A dot whose result layout inference gave the mma accumulator layout runs on
- * tensor cores (codegen_mma.c); any other is the CUDA-core product: a and b go to shared
+ * axis in order. A dot that the layout pass put on tensor cores (its `mma` record, ir/mma.def)
+ * runs there (codegen_mma.c); any other is the CUDA-core product: a and b go to shared
  * memory row-major, and each thread accumulates its slots of the register-tiled accumulator
  * layout (layout_dot_acc: a strided block of rows and columns per thread) over k, reading rows
  * of a and columns of b (loads of one k for the same row or column are shared between slots).
@@ -288,8 +288,12 @@ bool cg_dot(Cg *g, const IrOp *op) {
     CgValue *c = cg_in_layout(g, op, op->operands[2], r->layout, rt->rank, rt->shape);
     if (!c) return false;
     MmaTiling mma;
-    if (mma_tiling(ea, eb, ec, M, N, K, g->warps, &mma) && layout_equal(r->layout, mma_acc_layout(&g->arena, &mma)))
+    if (op->nints) {
+        /* the layout pass chose the instruction and the warps; the accumulator must agree */
+        if (!mma_tiling_of(op, g->warps, &mma) || !layout_equal(r->layout, mma_acc_layout(&g->arena, &mma)))
+            return cg_fail(g, op, false, "its tensor-core record does not fit its types and layout");
         return cg_dot_mma(g, op, &mma, r, c);
+    }
     bool is_float = elem_is_float(ea) || elem_is_float(eb);
     /* the arithmetic: f32 (narrow float acc or int acc), f64, or integers of 32/64 bits */
     ElemType work = is_float ? ((!elem_is_float(ec) || ec.bits <= 32) ? elem_f32() : elem_f64())

@@ -12,6 +12,8 @@
  */
 #include "ir/text.h"
 
+#include "ir/mma.h"
+
 #include <string.h>
 
 typedef enum {
@@ -24,6 +26,7 @@ typedef enum {
     KIND_CMP,          /* ints[slot] = IrCmp */
     KIND_REDUCE,       /* ints[slot] = IrReduce */
     KIND_ATOMIC,       /* ints[slot] = IrAtomic */
+    KIND_MMA,          /* ints[slot] = MmaInstr (ir/mma.def), shown only when set */
 } AttrKind;
 
 typedef struct AttrRow {
@@ -111,6 +114,19 @@ static void parse_atomic(IrReader *r, IrOp *op, const AttrRow *a) { parse_enum(r
 static void print_order(const IrOp *op, const AttrRow *a, Strbuf *out) { print_enum(op, a, order_names, "?order", out); }
 static void parse_order(IrReader *r, IrOp *op, const AttrRow *a) { parse_enum(r, op, a, order_names, "memory order"); }
 
+/* The names of ir/mma.def, for dot's instruction (MMA_NONE is not a name: a dot without the
+ * attribute runs on CUDA cores). */
+static const char *const mma_names[] = {"?mma",
+#define MMA(id, name, m, n, k, operand, acc, arch) name,
+#include "ir/mma.def"
+#undef MMA
+                                        NULL};
+static void print_mma(const IrOp *op, const AttrRow *a, Strbuf *out) { print_enum(op, a, mma_names, "?mma", out); }
+static void parse_mma(IrReader *r, IrOp *op, const AttrRow *a) {
+    parse_enum(r, op, a, mma_names, "tensor-core instruction");
+    if (op->ints[a->slot] == 0) ir_reader_error(r, ir_reader_loc(r), "unknown tensor-core instruction '?mma'");
+}
+
 /* ---- messages (check) ---------------------------------------------------------------------------- */
 static void print_message(const IrOp *op, const AttrRow *a, Strbuf *out) {
     const IrFunction *f = op->parent ? op->parent->function : NULL;
@@ -142,13 +158,16 @@ static const struct {
     [KIND_ATOMIC] = {print_atomic, parse_atomic},
     [KIND_ORDER] = {print_order, parse_order},
     [KIND_MESSAGE] = {print_message, parse_message},
+    [KIND_MMA] = {print_mma, parse_mma},
 };
 
-static bool is_optional(const AttrRow *a) { return a->kind == KIND_NONZERO_INT || a->kind == KIND_SET_INT; }
+static bool is_optional(const AttrRow *a) {
+    return a->kind == KIND_NONZERO_INT || a->kind == KIND_SET_INT || a->kind == KIND_MMA;
+}
 
 static bool is_shown(const IrOp *op, const AttrRow *a) {
     bool set = op->nints > (uint32_t)a->slot;
-    if (a->kind == KIND_SET_INT) return set;
+    if (a->kind == KIND_SET_INT || a->kind == KIND_MMA) return set;
     return !is_optional(a) || (set && op->ints[a->slot] != 0);
 }
 
@@ -208,7 +227,7 @@ void ir_attrs_parse(IrReader *r, IrOp *op, AttrPlace place, bool present) {
                 ir_reader_error(r, ir_reader_loc(r), "expected '%s'", a->keyword);
             }
         } else if (!ir_reader_at_int(r) && a->kind != KIND_CMP && a->kind != KIND_REDUCE && a->kind != KIND_ATOMIC &&
-                   a->kind != KIND_MESSAGE && a->kind != KIND_ORDER) {
+                   a->kind != KIND_MESSAGE && a->kind != KIND_ORDER && a->kind != KIND_MMA) {
             ir_reader_error(r, ir_reader_loc(r), "expected an integer attribute");
         }
         kinds[a->kind].parse(r, op, a);

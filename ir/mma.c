@@ -8,30 +8,65 @@
 
 #define DIMS2(x, y) ((const int64_t[]){(x), (y)})
 
-static bool is_16bit_mma_float(ElemType e) {
-    return elem_eq(e, elem_bf16()) || elem_eq(e, elem_f16());
-}
-
 static int64_t abs64(int64_t x) { return x < 0 ? -x : x; }
 
-bool mma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
-                MmaTiling *out) {
-    if (!is_16bit_mma_float(ea) || !elem_eq(ea, eb) || !elem_eq(ec, elem_f32())) return false;
-    if (num_warps < 1 || m <= 0 || n <= 0 || k <= 0 || k % 16 != 0) return false;
+const MmaInstrInfo mma_instrs[MMA_COUNT] = {
+    [MMA_NONE] = {"none", 0, 0, 0, 0},
+#define MMA(id, nm, m_, n_, k_, operand, acc, arch_) [MMA_##id] = {nm, m_, n_, k_, arch_},
+#include "ir/mma.def"
+#undef MMA
+};
+
+MmaInstr mma_instr_for(ElemType ea, ElemType eb, ElemType ec) {
+    if (!elem_eq(ea, eb)) return MMA_NONE;
+#define MMA(id, nm, m_, n_, k_, operand, acc, arch_)                                                  \
+    if (elem_eq(ea, operand) && elem_eq(ec, acc)) return MMA_##id;
+#include "ir/mma.def"
+#undef MMA
+    return MMA_NONE;
+}
+
+/* Whether warps_m x (num_warps / warps_m) warps tile [m, n] with the instruction's m x n. */
+static bool fits(const MmaInstrInfo *in, int64_t m, int64_t n, int num_warps, int wm) {
+    return wm >= 1 && num_warps % wm == 0 && m % ((int64_t)in->m * wm) == 0 &&
+           n % ((int64_t)in->n * (num_warps / wm)) == 0;
+}
+
+bool mma_tiling_with(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
+                     int warps_m, MmaTiling *out) {
+    MmaInstr instr = mma_instr_for(ea, eb, ec);
+    if (instr == MMA_NONE) return false;
+    const MmaInstrInfo *in = &mma_instrs[instr];
+    if (num_warps < 1 || m <= 0 || n <= 0 || k <= 0 || k % in->k != 0) return false;
     bool found = false;
     int64_t best = 0;
     for (int wm = num_warps; wm >= 1; wm--) {
-        if (num_warps % wm != 0) continue;
+        if ((warps_m && wm != warps_m) || !fits(in, m, n, num_warps, wm)) continue;
         int wn = num_warps / wm;
-        if (m % (16 * (int64_t)wm) != 0 || n % (8 * (int64_t)wn) != 0) continue;
         int64_t skew = abs64(m / wm - n / wn);
         if (found && skew >= best) continue;
         found = true;
         best = skew;
-        *out = (MmaTiling){.warps_m = wm, .warps_n = wn, .reps_m = m / (16 * wm), .reps_n = n / (8 * wn),
-                           .m = m, .n = n, .k = k, .f16 = elem_eq(ea, elem_f16())};
+        *out = (MmaTiling){.instr = instr, .warps_m = wm, .warps_n = wn, .reps_m = m / (in->m * wm),
+                           .reps_n = n / (in->n * wn), .m = m, .n = n, .k = k, .f16 = elem_eq(ea, elem_f16())};
     }
     return found;
+}
+
+bool mma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
+                MmaTiling *out) {
+    return mma_tiling_with(ea, eb, ec, m, n, k, num_warps, 0, out);
+}
+
+bool mma_tiling_of(const IrOp *dot, int num_warps, MmaTiling *out) {
+    if (dot->code != OP_DOT || dot->nints < 2 || dot->ints[0] <= MMA_NONE || dot->ints[0] >= MMA_COUNT ||
+        dot->ints[1] < 1)
+        return false;
+    const IrType *ta = dot->operands[0]->type, *tb = dot->operands[1]->type, *rt = dot->results[0]->type;
+    if (ta->rank != 2 || tb->rank != 2 || rt->rank != 2) return false;
+    return mma_tiling_with(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps,
+                           (int)dot->ints[1], out) &&
+           out->instr == (MmaInstr)dot->ints[0];
 }
 
 const Layout *mma_fragment_a(Arena *arena) {
@@ -59,4 +94,11 @@ const Layout *mma_acc_layout(Arena *arena, const MmaTiling *t) {
     const Layout *warps = layout_product(arena, layout_local(arena, 2, DIMS2(t->reps_m, t->reps_n)),
                                          layout_spatial(arena, 2, DIMS2(t->warps_m, t->warps_n)));
     return layout_product(arena, warps, mma_fragment_c(arena));
+}
+
+const Layout *mma_operand_a_layout(Arena *arena, const MmaTiling *t) {
+    if (t->warps_n != 1) return NULL;
+    const Layout *warps = layout_product(arena, layout_local(arena, 2, DIMS2(t->reps_m, t->k / 16)),
+                                         layout_spatial(arena, 2, DIMS2(t->warps_m, 1)));
+    return layout_product(arena, warps, mma_fragment_a(arena));
 }

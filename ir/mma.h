@@ -28,7 +28,24 @@
 
 #include "ir/layout.h"
 
+/* The instructions of ir/mma.def; MMA_NONE (0) is a dot on CUDA cores. */
+typedef enum MmaInstr {
+    MMA_NONE,
+#define MMA(id, name, m, n, k, operand, acc, arch) MMA_##id,
+#include "ir/mma.def"
+#undef MMA
+    MMA_COUNT
+} MmaInstr;
+
+typedef struct MmaInstrInfo {
+    const char *name;
+    int m, n, k;
+    int arch;          /* the first architecture that has it (80: sm_80) */
+} MmaInstrInfo;
+extern const MmaInstrInfo mma_instrs[MMA_COUNT]; /* [MMA_NONE] is {"none"} */
+
 typedef struct MmaTiling {
+    MmaInstr instr;
     int warps_m, warps_n;  /* warps_m * warps_n == num_warps */
     int64_t reps_m, reps_n; /* 16 x 8 tiles per warp along M and N */
     int64_t m, n, k;
@@ -39,8 +56,23 @@ typedef struct MmaTiling {
  * num_warps warps; fills *out when it does. */
 bool mma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
                 MmaTiling *out);
+/* The same with warps_m given (0: chosen as above); false when it does not tile. */
+bool mma_tiling_with(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
+                     int warps_m, MmaTiling *out);
+/* The instruction for operands ea, eb and accumulator ec, or MMA_NONE. */
+MmaInstr mma_instr_for(ElemType ea, ElemType eb, ElemType ec);
+/* The tiling a dot carries (its attributes `mma NAME, warps_m W`, set by the layout pass), for
+ * blocks of num_warps warps; false when the dot runs on CUDA cores or the record is bad. */
+bool mma_tiling_of(const struct IrOp *dot, int num_warps, MmaTiling *out);
 /* The accumulator (and result) layout of such a dot (see above). */
 const Layout *mma_acc_layout(Arena *arena, const MmaTiling *t);
+/* The register layout of operand a [m, k] that the mma reads in place (no staging), when the
+ * warps do not split N (warps_n == 1; else NULL):
+ *     local(reps_m, k / 16) * spatial(warps_m, 1) * A,
+ * so that the slots of k step s of m repeat i are a0..a7 of that 16 x 16 block, in order. The
+ * accumulator layout of a [m, k] result of the same warps (a P computed by another dot) holds
+ * the same elements in every thread: converting one into the other renames registers. */
+const Layout *mma_operand_a_layout(Arena *arena, const MmaTiling *t);
 /* The fragments of one m16n8k16 mma as layouts of one warp (the PTX ISA tables):
  * A 16 x 16 = column_local(2,2) * spatial(8,4) * local(1,2),
  * B 16 x 8  = local(2,1) * column_spatial(4,8) * local(2,1),

@@ -20,6 +20,7 @@
  */
 #include "ir.h"
 #include "layout.h"
+#include "mma.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -648,6 +649,17 @@ static void rule_dot(Verifier *v, const IrOp *op) {
     if (a->shape[1] != b->shape[0] || acc->shape[0] != a->shape[0] || acc->shape[1] != b->shape[1])
         op_error(v, op, "shapes do not compose: a %s, b %s, acc %s", tn(v, a), tn(v, b), tn(v, acc));
     if (res != acc) op_error(v, op, "result %s differs from the accumulator %s", tn(v, res), tn(v, acc));
+    /* the layout pass's tensor-core record: an instruction of ir/mma.def and the warps along M */
+    if (op->nints == 0) return;
+    MmaTiling t;
+    if (op->nints != 2 || op->ints[0] <= MMA_NONE || op->ints[0] >= MMA_COUNT || op->ints[1] < 1)
+        op_error(v, op, "has a malformed tensor-core record (mma and warps_m)");
+    else if (mma_instr_for(a->elem, b->elem, acc->elem) != (MmaInstr)op->ints[0])
+        op_error(v, op, "instruction %s does not take operands %s, %s and %s", mma_instrs[op->ints[0]].name, tn(v, a),
+                 tn(v, b), tn(v, acc));
+    else if (v->f->num_warps > 0 && !mma_tiling_of(op, v->f->num_warps, &t))
+        op_error(v, op, "%s with %lld warps along M does not tile it for %d warps", mma_instrs[op->ints[0]].name,
+                 (long long)op->ints[1], v->f->num_warps);
 }
 
 /* atomic_rmw (tensor, idx..., value) and atomic_cas (tensor, idx..., expected, desired): the

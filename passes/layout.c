@@ -75,6 +75,7 @@ typedef struct Assign {
         const Layout *layout;
     } preferred[MAX_PREFERRED];
     int npreferred;
+    bool rows_in_warp;  /* dots keep their rows inside a warp (chained dots, row statistics) */
 } Assign;
 
 static bool is_tile(const IrValue *v) { return v->type->kind == TY_TILE && v->type->rank >= 1; }
@@ -161,6 +162,104 @@ static void demand(Assign *a, const IrValue *v, const Layout *l) {
 }
 
 static void walk_region(Assign *a, const IrRegion *r);
+
+/* ---- tensor cores, decided jointly ------------------------------------------------------------ */
+
+/* Whether v is computed from a dot's result by elementwise ops, casts and layout conversions. */
+static bool from_dot(const IrValue *v, int depth) {
+    const IrOp *d = v->def;
+    if (!d || depth > 32 || v->type->kind != TY_TILE) return false;
+    if (d->code == OP_DOT) return true;
+    if (!(ir_op_info[d->code].flags & F_ELEM) && d->code != OP_CONVERT_LAYOUT) return false;
+    for (uint32_t i = 0; i < d->noperands; i++)
+        if (from_dot(d->operands[i], depth + 1)) return true;
+    return false;
+}
+
+/* A dot's result that feeds a row reduction (along the last axis) or the a operand of another
+ * dot wants each row inside one warp: the reduction then needs no shared memory, and the
+ * accumulator of the first dot is already the a operand of the second, register for register.
+ * One such chain makes every tensor-core dot of the kernel put all its warps along M (where M
+ * allows), so that the row statistics of one dot and the accumulator of the next agree. */
+static bool chained_rows(IrOp *op, void *ctx) {
+    bool *found = ctx;
+    if ((op->code == OP_REDUCE && op->nints > 1 && op->ints[1] == op->operands[0]->type->rank - 1 &&
+         from_dot(op->operands[0], 0)) ||
+        (op->code == OP_DOT && from_dot(op->operands[0], 0)))
+        *found = true;
+    return !*found;
+}
+
+/* The tensor-core tiling of a dot, or false when it runs on CUDA cores. */
+static bool choose_tiling(const IrOp *op, int warps, bool rows_in_warp, MmaTiling *t) {
+    const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type, *rt = op->results[0]->type;
+    if (ta->rank != 2 || tb->rank != 2 || rt->rank != 2) return false;
+    int64_t m = rt->shape[0], n = rt->shape[1], k = ta->shape[1];
+    if (rows_in_warp && mma_tiling_with(ta->elem, tb->elem, rt->elem, m, n, k, warps, warps, t)) return true;
+    return mma_tiling(ta->elem, tb->elem, rt->elem, m, n, k, warps, t);
+}
+
+/* The accumulator layout that a dot of tiling t would give an [m, k] result: the a operand in
+ * that layout (a P from another dot) is the register operand renamed. */
+static const Layout *acc_layout_as_a(Arena *arena, const MmaTiling *t) {
+    MmaTiling p = *t;
+    p.n = t->k;
+    p.reps_n = t->k / (mma_instrs[t->instr].n * t->warps_n);
+    return mma_acc_layout(arena, &p);
+}
+
+/* Whether op is inside a loop that v (defined outside it) does not change. */
+static bool invariant_in_loop(const IrOp *op, const IrValue *v) {
+    const IrRegion *home = v->def ? v->def->parent : v->region;
+    for (const IrRegion *r = op->parent; r && r != home; r = r->parent_op ? r->parent_op->parent : NULL)
+        if (r->parent_op && (r->parent_op->code == OP_FOR || r->parent_op->code == OP_WHILE)) return true;
+    return false;
+}
+
+/* Operand a of a tensor-core dot is read from registers, in mma_operand_a_layout, when that costs
+ * no data movement (it is a P in the accumulator layout of the same warps) or one conversion
+ * outside a loop the dot runs in (a loop-invariant Q); otherwise it goes through shared memory
+ * (a staged ring, or the scratch). NULL: not from registers. */
+static const Layout *a_from_registers(Arena *arena, const IrOp *op, const Layout *a_layout, const MmaTiling *t) {
+    const Layout *want = mma_operand_a_layout(arena, t);
+    if (!want || op->operands[0]->type->kind != TY_TILE) return NULL;
+    if (a_layout && (layout_equal(a_layout, want) || layout_equal(a_layout, acc_layout_as_a(arena, t)))) return want;
+    return invariant_in_loop(op, op->operands[0]) ? want : NULL;
+}
+
+/* The layout the first consumer of a broadcast's result gives its other operands of the same
+ * shape (a row statistic broadcast back onto the tile it came from), or NULL. */
+typedef struct Consumer {
+    Assign *a;
+    const IrValue *v;
+    const Layout *layout;
+    bool done;
+} Consumer;
+
+static bool find_consumer(IrOp *op, void *ctx) {
+    Consumer *c = ctx;
+    for (uint32_t i = 0; i < op->noperands && !c->done; i++) {
+        if (op->operands[i] != c->v) continue;
+        c->done = true;
+        if (!(ir_op_info[op->code].flags & F_ELEM)) break;
+        for (uint32_t j = 0; j < op->noperands && !c->layout; j++) {
+            const IrValue *o = op->operands[j];
+            if (o != c->v && is_tile(o) && o->type->rank == c->v->type->rank &&
+                memcmp(o->type->shape, c->v->type->shape, sizeof(int64_t) * (size_t)o->type->rank) == 0)
+                c->layout = get(c->a, o);
+        }
+    }
+    return !c->done;
+}
+
+static const Layout *consumer_layout(Assign *a, const IrOp *op) {
+    Consumer c = {.a = a, .v = op->results[0]};
+    for (const IrOp *o = op->next; o && !c.done; o = o->next) {
+        find_consumer((IrOp *)o, &c);
+        for (uint32_t k = 0; k < o->nregions && !c.done; k++) ir_walk(o->regions[k], find_consumer, &c);
+    }
+    return c.layout;
+}
 
 /* Access shape of a store or atomic: the broadcast of its indices and value. */
 static void access_shape(const IrOp *op, int *rank, int64_t *shape) {
@@ -294,7 +393,7 @@ static void assign_op(Assign *a, const IrOp *op) {
         if (op->code == OP_CONVERT_LAYOUT) l = res->type->layout ? res->type->layout : lo;
         else if (op->code == OP_EXPAND_DIMS) l = layout_expand_dims(a->arena, lo, (int)op->ints[0]);
         else if (op->code == OP_RESHAPE) l = reshape_layout(a->arena, lo, res->type);
-        else l = preferred_for(a, res->type);
+        else if (!(l = consumer_layout(a, op))) l = preferred_for(a, res->type);
         if (!l) l = blocked_for(a, res->type, elem_bytes(res->type->elem));
         put(a, res, l);
         return;
@@ -317,10 +416,8 @@ static void assign_op(Assign *a, const IrOp *op) {
     }
     case OP_TRANSPOSE: put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem))); return;
     case OP_DOT: {
-        const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
         MmaTiling mma;
-        const Layout *l = mma_tiling(ta->elem, tb->elem, res->type->elem, res->type->shape[0], res->type->shape[1],
-                                     ta->shape[1], a->warps, &mma)
+        const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, &mma)
                               ? mma_acc_layout(a->arena, &mma)
                               : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
         put(a, res, l);
@@ -383,15 +480,17 @@ static bool fill_rest(IrOp *op, void *ctx) {
     return true;
 }
 
-static const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena) {
+static const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena, bool *rows_in_warp) {
     Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4,
                 .cap = f->next_value_id + 1};
     a.lay = arena_alloc(arena, sizeof(const Layout *) * a.cap);
     memset(a.lay, 0, sizeof(const Layout *) * a.cap);
     a.free_ = xcalloc(a.cap, 1);
+    ir_walk(f->body, chained_rows, &a.rows_in_warp);
     walk_region(&a, f->body);
     ir_walk(f->body, fill_rest, &a);
     free(a.free_);
+    *rows_in_warp = a.rows_in_warp;
     return a.lay;
 }
 
@@ -399,15 +498,21 @@ static const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *a
 typedef struct Rewrite {
     IrModule *m;
     IrFunction *f;
+    int warps;
+    bool rows_in_warp;
     bool changed;
 } Rewrite;
 
-/* Makes operand i of op have layout l, through a convert_layout placed before `before`. */
+/* Makes operand i of op have layout l, through a convert_layout placed before `before` (NULL:
+ * right after the operand's definition, so that a loop converts a value from outside it once). */
 static void require(Rewrite *rw, IrOp *op, uint32_t i, const Layout *l, IrOp *before) {
     IrValue *v = op->operands[i];
     if (!l || v->type->kind != TY_TILE || v->type->rank == 0 || layout_equal(v->type->layout, l)) return;
     IrBuilder b;
-    ir_builder_before(&b, before);
+    IrRegion *home = v->def ? v->def->parent : v->region;
+    if (!before) before = v->def ? v->def->next : home->first;
+    if (before) ir_builder_before(&b, before);
+    else ir_builder_at_end(&b, home);
     b.loc = op->loc;
     const IrType *t = ir_type_with_layout(rw->m, v->type, l);
     IrValue *c = ir_op1(&b, OP_CONVERT_LAYOUT, t, v);
@@ -447,7 +552,18 @@ static bool insert_conversions(IrOp *op, void *ctx) {
         return true;
     }
     switch (op->code) {
-    case OP_DOT: require(rw, op, 2, layout_of(op->results[0]), op); break;
+    case OP_DOT: {
+        require(rw, op, 2, layout_of(op->results[0]), op);
+        MmaTiling t;
+        if (!choose_tiling(op, rw->warps, rw->rows_in_warp, &t) ||
+            !layout_equal(layout_of(op->results[0]), mma_acc_layout(&rw->m->arena, &t)))
+            break;
+        /* the layout pass decides the instruction; the code generator reads it */
+        op->ints[0] = t.instr, op->ints[1] = t.warps_m, op->nints = 2;
+        const Layout *a_regs = a_from_registers(&rw->m->arena, op, layout_of(op->operands[0]), &t);
+        if (a_regs) require(rw, op, 0, a_regs, invariant_in_loop(op, op->operands[0]) ? NULL : op);
+        break;
+    }
     case OP_FOR:
         for (uint32_t i = 0; i + 3 < op->noperands; i++) require(rw, op, 3 + i, layout_of(op->results[i]), op);
         yield_to(rw, op->regions[0], 0, op->results, op->nresults);
@@ -500,7 +616,8 @@ bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
-        const Layout **lay = layout_assign(f, num_warps, &m->arena);
+        bool rows_in_warp = false;
+        const Layout **lay = layout_assign(f, num_warps, &m->arena, &rows_in_warp);
         SizeCheck sc = {.lay = lay, .d = d};
         ir_walk(f->body, check_sizes, &sc);
         if (sc.failed) continue; /* an error: the pipeline stops after this pass */
@@ -509,7 +626,7 @@ bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
         f->num_warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4;
         void *c[2] = {m, lay};
         ir_walk(f->body, set_types, c);
-        Rewrite rw = {.m = m, .f = f};
+        Rewrite rw = {.m = m, .f = f, .warps = f->num_warps, .rows_in_warp = rows_in_warp};
         ir_walk(f->body, insert_conversions, &rw);
         changed = true;
     }

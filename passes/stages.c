@@ -106,14 +106,8 @@ static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
     ir_walk(L->body, count_use, &u);
     if (u.count != 1 || u.user->code != OP_DOT || u.operand > 1 || u.user->parent != L->body) return false;
     const IrOp *dot = u.user;
-    const IrType *ta = dot->operands[0]->type, *tb = dot->operands[1]->type, *rt = dot->results[0]->type;
     MmaTiling mma;
-    if (!mma_tiling(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], warps, &mma)) return false;
-    Arena scratch;
-    arena_init(&scratch);
-    bool on_mma = layout_equal(rt->layout, mma_acc_layout(&scratch, &mma));
-    arena_free(&scratch);
-    if (!on_mma) return false;
+    if (!mma_tiling_of(dot, warps, &mma)) return false; /* the layout pass put it on tensor cores */
     *out = (Staged){.load = load, .dot = u.user, .operand = u.operand};
     return true;
 }
