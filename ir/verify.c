@@ -132,6 +132,8 @@ static bool check_operand(Verifier *v, const IrOp *op, uint32_t i) {
 static void walk_region(Verifier *v, IrRegion *r);
 
 /* ---- counts ---------------------------------------------------------------------------------- */
+/* The counts of ops.def and the ints that the op's attr.def rows require; false gates the rule,
+ * which indexes operands, results, regions and ints on the strength of these. */
 static bool check_counts(Verifier *v, const IrOp *op) {
     const OpInfo *info = &ir_op_info[op->code];
     bool ok = true;
@@ -153,7 +155,10 @@ static bool check_counts(Verifier *v, const IrOp *op) {
             ok = false;
         }
     int need = ir_op_required_ints(op->code);
-    if ((int)op->nints < need || op->nints > IR_MAX_INTS) {
+    if (op->nints > IR_MAX_INTS) {
+        op_error(v, op, "has %u attribute values (ints), more than %d", op->nints, IR_MAX_INTS);
+        ok = false;
+    } else if ((int)op->nints < need) {
         op_error(v, op, "expects at least %d attribute values (ints), has %u", need, op->nints);
         ok = false;
     }
@@ -261,6 +266,8 @@ static void check_indices(Verifier *v, const IrOp *op, uint32_t extra, const IrT
     }
 }
 
+/* load (tensor, idx...) -> tile; store and atomic (tensor, idx..., value): a tensor operand, one
+ * index per dimension broadcast to the result (or value) shape, the tensor's element type. */
 static void rule_tensor_access(Verifier *v, const IrOp *op) {
     if (op->noperands < 1) {
         op_error(v, op, "needs a tensor operand");
