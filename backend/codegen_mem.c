@@ -327,6 +327,14 @@ CgValue *cg_in_layout(Cg *g, const IrOp *op, const IrValue *v, const Layout *wan
 bool cg_reshape_like(Cg *g, const IrOp *op) {
     const IrValue *x = op->operands[0], *res = op->results[0];
     const IrType *in = x->type, *rt = res->type;
+    if (op->code == OP_TRANSPOSE && in->kind == TY_SHARED) {
+        /* a transposed shared view: the same bytes, read through the permuted layout of its type */
+        CgValue *from = cg_get(g, x), *cv = cg_calloc(g, 1, sizeof *cv);
+        if (from->kind != CV_SHARED) return cg_fail(g, op, false, "the operand is not in shared memory");
+        *cv = *from;
+        cg_set(g, res, cv);
+        return true;
+    }
     const Layout *to = cg_layout_of(g, res);
     int64_t weight[IR_MAX_RANK];
     bool direct = false;

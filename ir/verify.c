@@ -546,7 +546,9 @@ static void rule_const_value(Verifier *v, const IrOp *op) {
 /* Shape ops: operand and result are tiles of one element type; false (reported) if not. */
 static bool shape_tiles(Verifier *v, const IrOp *op) {
     const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
-    if (!is_tile(a) || !is_tile(res)) {
+    /* a transposed shared tile is a view with permuted strides (a dot operand read in place) */
+    bool shared_view = op->code == OP_TRANSPOSE && a->kind == TY_SHARED && res->kind == TY_SHARED;
+    if (!shared_view && (!is_tile(a) || !is_tile(res))) {
         op_error(v, op, "operand and result must be tiles (%s -> %s)", tn(v, a), tn(v, res));
         return false;
     }
@@ -602,6 +604,13 @@ static void rule_transpose(Verifier *v, const IrOp *op) {
         if (res->shape[i] != a->shape[p]) {
             op_error(v, op, "result dim %d is %lld, expected %lld", i, (long long)res->shape[i],
                      (long long)a->shape[p]);
+            return;
+        }
+        if (res->kind == TY_SHARED && a->shared && res->shared &&
+            (res->shared->strides[i] != a->shared->strides[p] || res->shared->swizzle.bits != a->shared->swizzle.bits ||
+             res->shared->swizzle.base != a->shared->swizzle.base ||
+             res->shared->swizzle.shift != a->shared->swizzle.shift)) {
+            op_error(v, op, "the shared layout of %s is not that of %s with its dims permuted", tn(v, res), tn(v, a));
             return;
         }
     }

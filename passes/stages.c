@@ -2,8 +2,11 @@
  * stages.c: software pipelining of `for ... pipeline(S)` loops (a GPU pass; it runs after the
  * layout pass, which decides which dots run on tensor cores).
  *
- * A load in the loop body whose only use is operand a or b of a dot that runs on mma.sync becomes
- * an asynchronous copy into an S-stage shared buffer, issued S - 1 iterations ahead:
+ * A load in the loop body whose only use is operand a or b of a dot that runs on mma.sync (the
+ * layout pass's record on the dot), directly or through a 2-d transpose, becomes an asynchronous
+ * copy into an S-stage shared buffer, issued S - 1 iterations ahead (a transposed operand is a
+ * `transpose` of the stage's view: a shared layout with the strides swapped, which the dot reads
+ * in place, e.g. K^T in attention):
  *
  *     buf = shared_alloc : shared<bf16>[S, R, C]{row_major ^ swizzle}       (one per load)
  *     copy_async A, idx(lo + s * step)..., shared_view(buf, s)     for s = 0 .. S-2 (prologue)
@@ -40,7 +43,8 @@ enum { MAX_STAGED = 8, MAX_SLICE = 256 };
 
 typedef struct Staged {
     IrOp *load;    /* the load being replaced */
-    IrOp *dot;     /* its one user */
+    IrOp *transpose; /* NULL, or the 2-d transpose between the load and the dot (a k-major view) */
+    IrOp *dot;     /* its one user (through the transpose) */
     uint32_t operand; /* 0 (a) or 1 (b) */
     IrValue *buffer;
 } Staged;
@@ -104,11 +108,20 @@ static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
         return false;
     Uses u = {.v = load->results[0]};
     ir_walk(L->body, count_use, &u);
+    IrOp *transpose = NULL;
+    if (u.count == 1 && u.user->code == OP_TRANSPOSE && u.user->parent == L->body && u.user->nints == 2 &&
+        u.user->ints[0] == 1) {
+        /* transpose(load) feeding a dot: the ring holds the loaded rows; the dot reads a
+         * transposed view of them (a shared layout, not a data movement) */
+        transpose = u.user;
+        u = (Uses){.v = transpose->results[0]};
+        ir_walk(L->body, count_use, &u);
+    }
     if (u.count != 1 || u.user->code != OP_DOT || u.operand > 1 || u.user->parent != L->body) return false;
     const IrOp *dot = u.user;
     MmaTiling mma;
     if (!mma_tiling_of(dot, warps, &mma)) return false; /* the layout pass put it on tensor cores */
-    *out = (Staged){.load = load, .dot = u.user, .operand = u.operand};
+    *out = (Staged){.load = load, .transpose = transpose, .dot = u.user, .operand = u.operand};
     return true;
 }
 
@@ -149,6 +162,19 @@ static IrValue *view(IrBuilder *b, IrValue *buffer, IrValue *stage) {
     IrValue *ops[2] = {buffer, stage};
     const IrType *rt = ir_type_intern(b->module, &vt);
     return ir_build(b, OP_SHARED_VIEW, ops, 2, &rt, 1)->results[0];
+}
+
+/* The 2-d shared view v with its dims swapped: the same bytes, strides permuted. */
+static IrValue *transposed_view(IrBuilder *b, IrValue *v) {
+    const IrType *t = v->type;
+    IrType vt = {.kind = TY_SHARED, .elem = t->elem, .rank = 2, .shape = {t->shape[1], t->shape[0]}};
+    int64_t strides[2] = {t->shared->strides[1], t->shared->strides[0]};
+    const SharedLayout *l = shared_layout_strided(&b->module->arena, 2, vt.shape, strides);
+    vt.shared = shared_layout_with_swizzle(&b->module->arena, l, t->shared->swizzle);
+    const IrType *rt = ir_type_intern(b->module, &vt);
+    IrOp *op = ir_build(b, OP_TRANSPOSE, &v, 1, &rt, 1);
+    op->ints[0] = 1, op->ints[1] = 0, op->nints = 2;
+    return op->results[0];
 }
 
 /* Issues the copies of every staged load for the iteration whose induction variable is iv, into
@@ -216,7 +242,12 @@ static void transform(Loop *L) {
     for (int s = 0; s < L->nstaged; s++) {
         Staged *st = &L->staged[s];
         ir_builder_before(&b, st->dot);
-        ir_set_operand(st->dot, st->operand, view(&b, st->buffer, read));
+        IrValue *v = view(&b, st->buffer, read);
+        if (st->transpose) {
+            v = transposed_view(&b, v);
+            ir_op_remove(st->transpose);
+        }
+        ir_set_operand(st->dot, st->operand, v);
         ir_op_remove(st->load);
     }
     /* after the loop: nothing in flight */

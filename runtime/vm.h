@@ -116,6 +116,7 @@ typedef struct VmSlot {
     VmTile *tile;
     const VmTensor *tensor;
     int64_t offset;             /* a shared view (shared_view): its first element in tile */
+    bool transposed;            /* a transposed 2-d shared view: read only by dot, as [d1, d0] */
 } VmSlot;
 
 /* An asynchronous copy that has not been waited for: the elements [offset, offset + numel) of

@@ -450,6 +450,17 @@ static bool exec_broadcast(VmThread *th, VmFrame *fr, const IrOp *op) {
 }
 
 static bool exec_transpose(VmThread *th, VmFrame *fr, const IrOp *op) {
+    if (op->operands[0]->type->kind == TY_SHARED) {
+        /* a view of the same shared memory with its two dims swapped: dot reads it transposed */
+        if (op->operands[0]->type->rank != 2 || op->nints != 2 || op->ints[0] != 1 || op->ints[1] != 0)
+            return vm_error(th, op, "a shared tile transposes only as a 2-d view with perm [1, 0]");
+        VmSlot from = fr->slots[op->operands[0]->id];
+        VmSlot *r = vm_value_slot(th, fr, op, op->results[0]);
+        if (!r || !vm_operand_tile(th, fr, op, 0)) return false;
+        from.transposed = !from.transposed;
+        vm_slot_set(r, from);
+        return true;
+    }
     const VmTile *a = vm_operand_tile(th, fr, op, 0);
     if (!a) return false;
     const IrType *in = op->operands[0]->type, *rt = op->results[0]->type;
@@ -573,7 +584,14 @@ static const VmTile *dot_operand(VmThread *th, VmFrame *fr, const IrOp *op, uint
     int64_t n;
     const VmElem *src = operand_shared(th, fr, op, i, true, &n);
     if (!src || !(*owned = vm_tile_new(th, op, n))) return NULL;
-    memcpy((*owned)->data, src, (size_t)n * sizeof(VmElem));
+    if (fr->slots[op->operands[i]->id].transposed) {
+        /* the view [r, c] of memory holding [c, r] row-major */
+        int64_t r = op->operands[i]->type->shape[0], c = op->operands[i]->type->shape[1];
+        for (int64_t x = 0; x < r; x++)
+            for (int64_t y = 0; y < c; y++) (*owned)->data[x * c + y] = src[y * r + x];
+    } else {
+        memcpy((*owned)->data, src, (size_t)n * sizeof(VmElem));
+    }
     return *owned;
 }
 
@@ -795,6 +813,10 @@ static VmElem *operand_shared(VmThread *th, VmFrame *fr, const IrOp *op, uint32_
     VmTile *t = (VmTile *)vm_operand_tile(th, fr, op, i);
     if (!t || !vm_type_numel(th, op, op->operands[i]->type, numel)) return NULL;
     int64_t off = fr->slots[op->operands[i]->id].offset;
+    if (fr->slots[op->operands[i]->id].transposed && op->code != OP_DOT) {
+        vm_error(th, op, "operand %u is a transposed shared view, which only a dot reads", (unsigned)i);
+        return NULL;
+    }
     if (reading) {
         for (size_t p = 0; p < th->pending.len; p++) {
             const VmPending *c = &th->pending.data[p];
