@@ -144,6 +144,51 @@ static LLVMValueRef source_at(Cg *g, const Source *s, LLVMValueRef row, LLVMValu
     return cg_shared_addr(g, s->base, s->layout, elem_bf16(), 2, s->shape, coords);
 }
 
+/* ---- addresses: a lane's part once, constants folded --------------------------------------------
+ * Every ldmatrix address of an unrolled k loop is a lane's offset (unswizzled, in elements) plus a
+ * constant c. The swizzle reads and writes only the bits below span = 2^(base + shift + bits), so
+ * swizzle(lane + c) = swizzle(lane + c % span) + (c - c % span): one swizzled value per distinct
+ * c % span (a few per operand, cached), the rest an immediate offset of the load. Computed per
+ * address, LLVM would hoist each of them out of the loop, and the loop would hold 64 registers of
+ * addresses. */
+enum { MAX_SWIZZLED = 32 };
+
+typedef struct LaneOffsets {
+    LLVMValueRef lane;               /* i32: the lane's unswizzled element offset */
+    int64_t lo[MAX_SWIZZLED];
+    LLVMValueRef swizzled[MAX_SWIZZLED];
+    int n;
+} LaneOffsets;
+
+static LLVMValueRef lane_offset(Cg *g, const Source *s, LLVMValueRef row, LLVMValueRef col) {
+    LLVMValueRef r = LLVMBuildTrunc(g->b, row, g->i32, ""), c = LLVMBuildTrunc(g->b, col, g->i32, "");
+    return LLVMBuildAdd(g->b, LLVMBuildMul(g->b, r, cg_i32(g, s->layout->strides[0]), ""),
+                        LLVMBuildMul(g->b, c, cg_i32(g, s->layout->strides[1]), ""), "");
+}
+
+static LLVMValueRef swizzle32(Cg *g, Swizzle z, LLVMValueRef off) {
+    if (!z.bits) return off;
+    LLVMValueRef bits = LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, off, cg_i32(g, z.base + z.shift), ""),
+                                     cg_i32(g, (1 << z.bits) - 1), "");
+    return LLVMBuildXor(g->b, off, LLVMBuildShl(g->b, bits, cg_i32(g, z.base), ""), "");
+}
+
+/* The address of element (lane's row + dr, lane's column + dc) of s (dr, dc >= 0). */
+static LLVMValueRef source_at_const(Cg *g, const Source *s, LaneOffsets *lo, int64_t dr, int64_t dc) {
+    Swizzle z = s->layout->swizzle;
+    int64_t c = dr * s->layout->strides[0] + dc * s->layout->strides[1];
+    int64_t span = z.bits ? (int64_t)1 << (z.base + z.shift + z.bits) : 1, low = c % span;
+    LLVMValueRef sw = NULL;
+    for (int i = 0; i < lo->n && !sw; i++)
+        if (lo->lo[i] == low) sw = lo->swizzled[i];
+    if (!sw) {
+        sw = swizzle32(g, z, low ? LLVMBuildAdd(g->b, lo->lane, cg_i32(g, low), "") : lo->lane);
+        if (lo->n < MAX_SWIZZLED) lo->lo[lo->n] = low, lo->swizzled[lo->n++] = sw;
+    }
+    LLVMValueRef byte = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, sw, cg_i32(g, c - low), ""), cg_i32(g, 2), "");
+    return LLVMBuildGEP2(g->b, g->i8, s->base, &byte, 1, "");
+}
+
 /* Operand i of the dot as a Source: a shared view is read where it is; a register tile is staged
  * row-major into the scratch at byte `offset` with rows padded by 8 elements. */
 static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
@@ -179,6 +224,7 @@ typedef struct Fragments {
     const CgValue *a_regs;  /* a in mma_operand_a_layout: its slots are the fragments */
     bool b_kmajor;          /* b's view has k contiguous (a transposed [N, K] buffer) */
     LLVMValueRef a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2, bt_k;
+    LaneOffsets *a_lane, *b_pair, *b_single; /* a known step's addresses (source_at_const) */
 } Fragments;
 
 /* The A fragments (a0..a7 of each m tile) and B fragments (b0, b1 of each n tile) of k step `step`,
@@ -196,15 +242,26 @@ static void load_fragments(const Fragments *f, int64_t step, LLVMValueRef k0, LL
                 fa[4 * i + q] = pack2(g, t, f->a_regs->slots[first + 2 * q], f->a_regs->slots[first + 2 * q + 1]);
             continue;
         }
-        LLVMValueRef row = LLVMBuildAdd(g->b, f->a_row0, cg_i64(g, 16 * t->warps_m * i), "");
-        ldmatrix(g, source_at(g, f->sa, row, LLVMBuildAdd(g->b, f->a_col0, k0, "")), true, false, fa + 4 * i);
+        LLVMValueRef at;
+        if (step >= 0) {
+            at = source_at_const(g, f->sa, f->a_lane, 16 * t->warps_m * i, 16 * step);
+        } else {
+            LLVMValueRef row = LLVMBuildAdd(g->b, f->a_row0, cg_i64(g, 16 * t->warps_m * i), "");
+            at = source_at(g, f->sa, row, LLVMBuildAdd(g->b, f->a_col0, k0, ""));
+        }
+        ldmatrix(g, at, true, false, fa + 4 * i);
     }
     LLVMValueRef b_row = LLVMBuildAdd(g->b, k0, f->b_kmajor ? f->bt_k : f->lrow, "");
     for (int64_t j = 0; j < t->reps_n; j += 2) {
         bool pair = j + 1 < t->reps_n;
-        LLVMValueRef col = f->b_kmajor ? (pair ? f->bt_n2 : f->bt_n1) : (pair ? f->b_col2 : f->b_col1);
-        col = LLVMBuildAdd(g->b, col, cg_i64(g, 8 * t->warps_n * j), "");
-        ldmatrix(g, source_at(g, f->sb, b_row, col), pair, !f->b_kmajor, fb + 2 * j);
+        LLVMValueRef at;
+        if (step >= 0) {
+            at = source_at_const(g, f->sb, pair ? f->b_pair : f->b_single, 16 * step, 8 * t->warps_n * j);
+        } else {
+            LLVMValueRef col = f->b_kmajor ? (pair ? f->bt_n2 : f->bt_n1) : (pair ? f->b_col2 : f->b_col1);
+            at = source_at(g, f->sb, b_row, LLVMBuildAdd(g->b, col, cg_i64(g, 8 * t->warps_n * j), ""));
+        }
+        ldmatrix(g, at, pair, !f->b_kmajor, fb + 2 * j);
         if (!pair) fb[2 * j + 2] = fb[2 * j + 3] = LLVMGetUndef(g->i32);
     }
 }
@@ -282,7 +339,13 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     LLVMValueRef bt_n2 = LLVMBuildAdd(g->b, bt_n1, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * t->warps_n), ""), "");
     LLVMValueRef bt_k = LLVMBuildMul(g->b, LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, lane, cg_i64(g, 3), ""), cg_i64(g, 1), ""),
                                      cg_i64(g, 8), "");
-    Fragments f = {g, t, &sa, &sb, a_regs ? a : NULL, b_kmajor, a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2, bt_k};
+    Fragments f = {g, t, &sa, &sb, a_regs ? a : NULL, b_kmajor, a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2, bt_k,
+                   NULL, NULL, NULL};
+    LaneOffsets a_lane = {0}, b_pair = {0}, b_single = {0};
+    if (!a_regs) a_lane.lane = lane_offset(g, &sa, a_row0, a_col0);
+    b_pair.lane = lane_offset(g, &sb, b_kmajor ? bt_k : lrow, b_kmajor ? bt_n2 : b_col2);
+    b_single.lane = lane_offset(g, &sb, b_kmajor ? bt_k : lrow, b_kmajor ? bt_n1 : b_col1);
+    f.a_lane = &a_lane, f.b_pair = &b_pair, f.b_single = &b_single;
     LLVMValueRef *fa = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *fb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
     LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef));
     for (uint32_t s = 0; s < n; s++) acc[s] = c->slots[c->nslots == 1 ? 0 : s];

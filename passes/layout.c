@@ -43,6 +43,7 @@
 
 enum { MAX_PREFERRED = 32 };
 enum { LAYOUT_MAX_PER_THREAD = 256 }; /* elements of one tile in one thread */
+enum { A_REGS_MAX = 32 };             /* registers a loop-invariant dot operand may hold (packed pairs) */
 
 static int64_t pow2_part(int64_t x) {
     if (x <= 0) return 1;
@@ -224,7 +225,10 @@ static const Layout *a_from_registers(Arena *arena, const IrOp *op, const Layout
     const Layout *want = mma_operand_a_layout(arena, t);
     if (!want || op->operands[0]->type->kind != TY_TILE) return NULL;
     if (a_layout && (layout_equal(a_layout, want) || layout_equal(a_layout, acc_layout_as_a(arena, t)))) return want;
-    return invariant_in_loop(op, op->operands[0]) ? want : NULL;
+    /* a loop-invariant operand stays in registers for the whole loop: only while it is small next
+     * to the accumulators (else the stages pass gives it a shared buffer of its own) */
+    int64_t packed = t->m * t->k / (64 * (int64_t)t->warps_m);
+    return packed <= A_REGS_MAX && invariant_in_loop(op, op->operands[0]) ? want : NULL;
 }
 
 /* The layout the first consumer of a broadcast's result gives its other operands of the same

@@ -256,6 +256,79 @@ static void transform(Loop *L) {
     wait(&b, 0);
 }
 
+/* ---- loop-invariant operands ------------------------------------------------------------------ */
+
+/* Whether op is inside a `for ... pipeline(N >= 2)` loop. */
+static bool in_pipelined_loop(const IrOp *op) {
+    for (const IrRegion *r = op->parent; r && r->parent_op; r = r->parent_op->parent)
+        if (r->parent_op->code == OP_FOR && r->parent_op->nints && r->parent_op->ints[0] >= 2) return true;
+    return false;
+}
+
+typedef struct InvariantUses {
+    const IrValue *v;
+    int warps;
+    int all, dots;
+} InvariantUses;
+
+static bool count_invariant_use(IrOp *op, void *ctx) {
+    InvariantUses *u = ctx;
+    MmaTiling t;
+    for (uint32_t i = 0; i < op->noperands; i++) {
+        if (op->operands[i] != u->v) continue;
+        u->all++;
+        if (op->code == OP_DOT && i < 2 && mma_tiling_of(op, u->warps, &t) && in_pipelined_loop(op)) u->dots++;
+    }
+    return true;
+}
+
+/* A tile loaded once outside the pipelined loops and read there only as operand a or b of
+ * tensor-core dots (Q in attention, when the layout pass left it out of registers) would be staged
+ * through the scratch on every iteration: it is copied into a shared buffer of its own once,
+ * where it is loaded, and the dots read that buffer in place:
+ *
+ *     buf = shared_alloc : shared<bf16>[R, C]{row_major ^ swizzle}
+ *     copy_async A, idx..., buf;  async_wait 0;  barrier
+ */
+static bool stage_invariant(IrFunction *f, IrOp *load, int64_t budget) {
+    const IrType *t = load->results[0]->type;
+    if (t->rank != 2 || t->elem.bits != 16 || !is_pow2(t->shape[0]) || !is_pow2(t->shape[1]) ||
+        t->shape[1] * 2 < 16 || type_bytes(t) > budget)
+        return false;
+    InvariantUses u = {.v = load->results[0], .warps = f->num_warps > 0 ? f->num_warps : 4};
+    ir_walk(f->body, count_invariant_use, &u);
+    if (u.all == 0 || u.dots != u.all) return false;
+    IrBuilder b;
+    ir_builder_before(&b, load->next ? load->next : load);
+    if (!load->next) ir_builder_at_end(&b, load->parent);
+    b.loc = load->loc;
+    const SharedLayout *sl = shared_layout_row_major(&f->module->arena, 2, t->shape);
+    sl = shared_layout_with_swizzle(&f->module->arena, sl, swizzle_for_ldmatrix(t->shape[1], 2));
+    IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 2, .shape = {t->shape[0], t->shape[1]}, .shared = sl};
+    const IrType *rt = ir_type_intern(f->module, &bt);
+    IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
+    alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
+    IrValue *ops[IR_MAX_RANK + 2];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < load->noperands; i++) ops[n++] = load->operands[i];
+    ops[n++] = alloc->results[0];
+    ir_build(&b, OP_COPY_ASYNC, ops, n, NULL, 0);
+    wait(&b, 0);
+    ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+    ir_replace_all_uses(f, load->results[0], alloc->results[0]);
+    ir_op_remove(load);
+    return true;
+}
+
+typedef struct Loads {
+    VEC(IrOp *) ops;
+} Loads;
+
+static bool collect_invariant(IrOp *op, void *ctx) {
+    if (op->code == OP_LOAD && !in_pipelined_loop(op)) vec_push(&((Loads *)ctx)->ops, op);
+    return true;
+}
+
 typedef struct Collect {
     VEC(IrOp *) loops;
 } Collect;
@@ -284,6 +357,10 @@ bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d) {
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
         int warps = f->num_warps > 0 ? f->num_warps : 4;
+        Loads loads = {0};
+        ir_walk(f->body, collect_invariant, &loads);
+        for (size_t k = 0; k < loads.ops.len; k++) changed |= stage_invariant(f, loads.ops.data[k], smem_bytes / 4);
+        vec_free(&loads.ops);
         Collect c = {0};
         ir_walk(f->body, collect_loop, &c);
         for (size_t k = 0; k < c.loops.len; k++) {
