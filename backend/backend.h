@@ -130,6 +130,8 @@ typedef struct CodegenInfo {
     unsigned threads;        /* threads per block */
     unsigned shared_bytes;   /* dynamic shared memory per block */
     bool unsupported;        /* the failure is a construct the GPU backend does not support yet */
+    bool internal;           /* the failure is a compiler bug: an op without a code generator
+                                reached it ("internal error in pass codegen: ...") */
     double codegen_seconds;  /* compile_* only: tile IR -> LLVM IR */
     double llvm_seconds;     /* compile_* only: LLVM's optimizer and code generator -> PTX */
 } CodegenInfo;
@@ -138,6 +140,11 @@ typedef struct CodegenInfo {
  * On failure returns false with a message in err (naming the op and its source location). */
 bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, const CodegenOptions *options,
                      LLVMModuleRef *out, CodegenInfo *info, Strbuf *err);
+/* Whether the code generator has an emitter for op `code` (terminators: their owner's). When it
+ * has none, *removed_by (if not NULL) names the pass that removes the op before code generation,
+ * or is NULL. An op that reaches the backend without an emitter fails the kernel with
+ * CodegenInfo.internal ("internal error in pass codegen: no code generator for op '...'"). */
+bool backend_codegen_handles(OpCode code, const char **removed_by);
 /* codegen + llvm_emit_ptx in a private context: PTX text appended to ptx. Thread-safe. */
 bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *ptx,
                          CodegenInfo *info, Strbuf *err);

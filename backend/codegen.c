@@ -33,6 +33,18 @@ bool cg_fail(Cg *g, const IrOp *op, bool unsupported, const char *fmt, ...) {
     return false;
 }
 
+bool cg_internal(Cg *g, const IrOp *op, const char *fmt, ...) {
+    if (g->failed) return false;
+    g->failed = g->internal = true;
+    if (op && op->loc.file) sb_printf(g->err, "%s:%u:%u: ", op->loc.file->name, op->loc.line, op->loc.col);
+    sb_puts(g->err, "internal error in pass codegen: ");
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(g->err, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
 void *cg_calloc(Cg *g, size_t n, size_t size) { return arena_alloc(&g->arena, n * size); }
 
 CgValue *cg_get(Cg *g, const IrValue *v) {
@@ -171,8 +183,6 @@ static bool check_op(IrOp *op, void *ctx) {
     for (uint32_t k = 0; k < op->nregions; k++)
         for (uint32_t i = 0; i < op->regions[k]->nargs; i++)
             if (!check_layout(g, op, op->regions[k]->args[i])) return false;
-    if (op->code == OP_CALL || op->code == OP_RETURN)
-        return cg_fail(g, op, true, "the GPU backend does not support calls (they must be inlined)");
     return true;
 }
 
@@ -448,44 +458,83 @@ static bool emit_splat(Cg *g, const IrOp *op) {
     return true;
 }
 
+static bool emit_barrier(Cg *g, const IrOp *op) {
+    (void)op;
+    cg_barrier(g);
+    return true;
+}
+
+/* The code generator of every op that reaches the backend. An op of ir/ops.def is either here,
+ * or in lowered_by (with the pass that removes it before code generation), or of place GRID
+ * (the host evaluates the grid region; the kernel is the body); tests/test_ops_table.c checks
+ * that each op is one of the three. An op that arrives without one is an internal error. */
+typedef bool (*CgEmitFn)(Cg *g, const IrOp *op);
+static const CgEmitFn emitters[OP_COUNT] = {
+    [OP_CONST] = emit_values, [OP_ARANGE] = emit_values, [OP_BLOCK_ID] = emit_values,
+    [OP_NUM_BLOCKS] = emit_values, [OP_DIM] = emit_values,
+    [OP_ADD] = emit_elementwise, [OP_SUB] = emit_elementwise, [OP_MUL] = emit_elementwise,
+    [OP_DIV] = emit_elementwise, [OP_REM] = emit_elementwise, [OP_MIN] = emit_elementwise,
+    [OP_MAX] = emit_elementwise, [OP_AND] = emit_elementwise, [OP_OR] = emit_elementwise,
+    [OP_XOR] = emit_elementwise, [OP_SHL] = emit_elementwise, [OP_SHR] = emit_elementwise,
+    [OP_CMP] = emit_elementwise, [OP_NEG] = emit_elementwise, [OP_NOT] = emit_elementwise,
+    [OP_ABS] = emit_elementwise, [OP_EXP] = emit_elementwise, [OP_EXP2] = emit_elementwise,
+    [OP_LOG] = emit_elementwise, [OP_LOG2] = emit_elementwise, [OP_SQRT] = emit_elementwise,
+    [OP_RSQRT] = emit_elementwise, [OP_TANH] = emit_elementwise, [OP_SIN] = emit_elementwise,
+    [OP_COS] = emit_elementwise, [OP_ERF] = emit_elementwise, [OP_FLOOR] = emit_elementwise,
+    [OP_CEIL] = emit_elementwise, [OP_SELECT] = emit_elementwise, [OP_CAST] = emit_elementwise,
+    [OP_BITCAST] = emit_elementwise,
+    [OP_SPLAT] = emit_splat,
+    [OP_EXPAND_DIMS] = cg_reshape_like, [OP_RESHAPE] = cg_reshape_like, [OP_CONVERT_LAYOUT] = cg_reshape_like,
+    [OP_BROADCAST] = cg_reshape_like, [OP_TRANSPOSE] = cg_reshape_like,
+    [OP_REDUCE] = cg_reduce,
+    [OP_SCAN] = cg_scan,
+    [OP_DOT] = cg_dot,
+    [OP_LOAD] = cg_load,
+    [OP_STORE] = cg_store, [OP_ATOMIC] = cg_store,
+    [OP_SHARED_ALLOC] = cg_shared_op, [OP_SHARED_LOAD] = cg_shared_op, [OP_SHARED_STORE] = cg_shared_op,
+    [OP_BARRIER] = emit_barrier,
+    [OP_SHARED_VIEW] = cg_shared_view,
+    [OP_COPY_ASYNC] = cg_copy_async,
+    [OP_ASYNC_WAIT] = cg_async_wait,
+    [OP_ATOMIC_RMW] = cg_atomic_result, [OP_ATOMIC_CAS] = cg_atomic_result,
+    [OP_FENCE] = cg_fence,
+    [OP_FOR] = emit_for,
+    [OP_IF] = emit_if,
+    [OP_WHILE] = emit_while,
+};
+
+/* Ops that a pass removes before code generation, with that pass's name. */
+static const char *const lowered_by[OP_COUNT] = {
+    [OP_CALL] = "inline", /* and with the calls, the callees' returns */
+};
+
+bool backend_codegen_handles(OpCode code, const char **removed_by) {
+    if (removed_by) *removed_by = (unsigned)code < OP_COUNT ? lowered_by[code] : NULL;
+    if ((unsigned)code >= OP_COUNT) return false;
+    return emitters[code] != NULL || (ir_op_info[code].flags & F_TERM);
+}
+
 static bool emit_op(Cg *g, const IrOp *op) {
+    CgEmitFn emit = (unsigned)op->code < OP_COUNT ? emitters[op->code] : NULL;
+    if (!emit) {
+        const char *name = (unsigned)op->code < OP_COUNT ? ir_op_info[op->code].name : "?op";
+        const char *pass = (unsigned)op->code < OP_COUNT ? lowered_by[op->code] : NULL;
+        if (pass) return cg_internal(g, op, "no code generator for op '%s' (the pass %s removes it first)", name, pass);
+        return cg_internal(g, op, "no code generator for op '%s'", name);
+    }
     for (uint32_t i = 0; i < op->noperands; i++)
         if (!cg_get(g, op->operands[i])) return cg_fail(g, op, false, "operand %u is not defined", (unsigned)i);
     const OpInfo *info = &ir_op_info[op->code];
     if ((info->noperands >= 0 && op->noperands != (uint32_t)info->noperands) ||
         (info->nresults >= 0 && op->nresults != (uint32_t)info->nresults))
         return cg_fail(g, op, false, "wrong number of operands or results");
-    switch (op->code) {
-    case OP_CONST: case OP_ARANGE: case OP_BLOCK_ID: case OP_NUM_BLOCKS: case OP_DIM:
-        return emit_values(g, op);
-    case OP_SPLAT: return emit_splat(g, op);
-    case OP_EXPAND_DIMS: case OP_RESHAPE: case OP_CONVERT_LAYOUT: case OP_BROADCAST: case OP_TRANSPOSE:
-        return cg_reshape_like(g, op);
-    case OP_REDUCE: return cg_reduce(g, op);
-    case OP_SCAN: return cg_scan(g, op);
-    case OP_DOT: return cg_dot(g, op);
-    case OP_LOAD: return cg_load(g, op);
-    case OP_STORE: case OP_ATOMIC: return cg_store(g, op);
-    case OP_SHARED_ALLOC: case OP_SHARED_LOAD: case OP_SHARED_STORE: return cg_shared_op(g, op);
-    case OP_BARRIER: cg_barrier(g); return true;
-    case OP_SHARED_VIEW: return cg_shared_view(g, op);
-    case OP_COPY_ASYNC: return cg_copy_async(g, op);
-    case OP_ASYNC_WAIT: return cg_async_wait(g, op);
-    case OP_ATOMIC_RMW: case OP_ATOMIC_CAS: return cg_atomic_result(g, op);
-    case OP_FENCE: return cg_fence(g, op);
-    case OP_FOR: return emit_for(g, op);
-    case OP_IF: return emit_if(g, op);
-    case OP_WHILE: return emit_while(g, op);
-    default:
-        if (info->flags & F_ELEM) return emit_elementwise(g, op);
-        return cg_fail(g, op, true, "the GPU backend does not support this op");
-    }
+    return emit(g, op);
 }
 
 static bool emit_region(Cg *g, const IrRegion *r, const IrOp **term) {
     *term = NULL;
     for (const IrOp *op = r->first; op; op = op->next) {
-        if (ir_op_info[op->code].flags & F_TERM) {
+        if ((unsigned)op->code < OP_COUNT && (ir_op_info[op->code].flags & F_TERM)) {
             *term = op;
             return true;
         }
@@ -616,6 +665,7 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     ir_walk(kernel->body, check_op, &g);
     if (g.failed) {
         info->unsupported = g.unsupported;
+        info->internal = g.internal;
         return false;
     }
     init_types(&g);
@@ -645,6 +695,7 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     axis_free(&g.axis);
     arena_free(&g.arena);
     info->unsupported = g.unsupported;
+    info->internal = g.internal;
     uint64_t smem_total = g.smem_bytes ? g.smem_planned + g.smem_bytes : g.smem_planned;
     info->shared_bytes = (unsigned)smem_total;
     if (ok && smem_total > 227 * 1024) {

@@ -81,10 +81,13 @@ typedef struct Cg {
     Arena arena;             /* every CgValue and slot array */
     Strbuf *err;
     bool failed, unsupported;
+    bool internal;           /* the failure is a compiler bug (cg_internal) */
 } Cg;
 
 /* ---- codegen.c ---- */
 bool cg_fail(Cg *g, const IrOp *op, bool unsupported, const char *fmt, ...) TILE_PRINTF(4, 5);
+/* A compiler bug rather than the kernel's: "internal error in pass codegen: <message>". */
+bool cg_internal(Cg *g, const IrOp *op, const char *fmt, ...) TILE_PRINTF(3, 4);
 void *cg_calloc(Cg *g, size_t n, size_t size); /* zeroed, freed with the module build */
 CgValue *cg_get(Cg *g, const IrValue *v);
 void cg_set(Cg *g, const IrValue *v, CgValue *cv);

@@ -177,6 +177,17 @@ bool ir_attrs_has(OpCode code, AttrPlace place) {
     return false;
 }
 
+int ir_op_required_ints(OpCode code) {
+    int need = 0;
+    for (int i = 0; i < NROWS; i++) {
+        const AttrRow *a = &rows[i];
+        if (a->op != code || is_optional(a)) continue;
+        int end = a->kind == KIND_INT_LIST ? a->slot : a->slot + 1; /* a list may be empty */
+        if (end > need) need = end;
+    }
+    return need;
+}
+
 static bool has_rows(OpCode code) { return ir_attrs_has(code, ATTR_PREFIX) || ir_attrs_has(code, ATTR_SUFFIX); }
 
 bool ir_attrs_print(const IrOp *op, AttrPlace place, const char *first_separator, Strbuf *out) {

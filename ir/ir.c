@@ -12,11 +12,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* F_PURE and F_MEM follow from the effect column; a row that writes them is stopped here, so
+ * that the two cannot disagree. */
+#define DERIVED_FLAGS(effect)                                                                           \
+    ((EFFECT_##effect == EFFECT_PURE ? F_PURE : 0u) |                                                  \
+     (EFFECT_##effect == EFFECT_READ || EFFECT_##effect == EFFECT_WRITE || EFFECT_##effect == EFFECT_SYNC \
+          ? F_MEM                                                                                       \
+          : 0u))
+#define X(e, name, nops, nres, nreg, flags, effect, place, rule)                                        \
+    _Static_assert(((flags) & (F_PURE | F_MEM)) == 0,                                                   \
+                   "ops.def: " #e ": write purity in the effect column, not F_PURE/F_MEM in the flags");
+#include "ops.def"
+#undef X
+
 const OpInfo ir_op_info[OP_COUNT] = {
-#define X(e, name, nops, nres, nreg, flags) {name, nops, nres, nreg, flags},
+#define X(e, name, nops, nres, nreg, flags, effect, place, rule)                                        \
+    {name, nops, nres, nreg, (flags) | DERIVED_FLAGS(effect), EFFECT_##effect, PLACE_##place, #rule},
 #include "ops.def"
 #undef X
 };
+#undef DERIVED_FLAGS
 
 /* ---- element types ------------------------------------------------------------------- */
 bool elem_float_is_ieee(ElemType e) {

@@ -113,20 +113,33 @@ typedef enum { MEM_RELAXED, MEM_ACQ_REL } IrMemOrder;
 
 /* ---- ops ------------------------------------------------------------------------------- */
 typedef enum {
-#define X(e, name, nops, nres, nreg, flags) OP_##e,
+#define X(e, name, nops, nres, nreg, flags, effect, place, rule) OP_##e,
 #include "ops.def"
 #undef X
     OP_COUNT
 } OpCode;
 
+/* F_PURE and F_MEM are derived from the effect column (ir.c); rows write the others. */
 enum { F_PURE = 1, F_TERM = 2, F_COMM = 4, F_ELEM = 8, F_MEM = 16 };
+
+/* What an op does besides computing its results (the effect column of ops.def). */
+typedef enum { EFFECT_PURE, EFFECT_READ, EFFECT_WRITE, EFFECT_SYNC, EFFECT_REGIONS, EFFECT_OPAQUE } IrEffect;
+/* Where an op may stand (the place column of ops.def). */
+typedef enum { PLACE_ANY, PLACE_BODY, PLACE_GRID } IrPlace;
 
 typedef struct OpInfo {
     const char *name;
     int noperands, nresults, nregions; /* -1: variadic */
     unsigned flags;
+    IrEffect effect;
+    IrPlace place;
+    const char *rule;                  /* the verifier's rule (rule_<name> in ir/verify.c) */
 } OpInfo;
 extern const OpInfo ir_op_info[OP_COUNT];
+static inline IrEffect ir_op_effect(OpCode code) { return ir_op_info[code].effect; }
+/* How many IrOp.ints an op needs: one past the last slot of its required attributes in
+ * ir/attr.def (kinds other than NONZERO_INT and SET_INT, which may be absent). */
+int ir_op_required_ints(OpCode code);
 
 typedef struct IrOp IrOp;
 typedef struct IrRegion IrRegion;

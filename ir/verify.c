@@ -7,13 +7,16 @@
  *    is set when the value is defined (region arguments on entry, results after their op,
  *    nested regions included) and cleared when its region ends, so a value of a sibling
  *    region, of a later op, or of another function is reported;
- *  - counts: operands, results and regions per ops.def, and the rule of each variadic op;
- *  - types: the rule of each op (elementwise ops take identical types, shape ops keep the
- *    element count, memory ops index a tensor with one index per dimension, control flow
- *    yields the types it carries, calls match their callee).
+ *  - counts: operands, results and regions per ops.def, the attributes (IrOp.ints) that the
+ *    op's rows of ir/attr.def require, and where the op may stand (the place column);
+ *  - types: the rule that the op's row of ops.def names, a function rule_<name> below
+ *    (elementwise ops take identical types, shape ops keep the element count, memory ops index
+ *    a tensor with one index per dimension, control flow yields the types it carries, calls
+ *    match their callee). The table `rules` is built from ops.def, so an op cannot lack one.
  * Each violation is one diag_error at the op's location, `verify: <op>: <what>`, and the walk
  * goes on, so that one run lists every problem. Only the counts gate the type rules of an op:
- * the rules index operands, and a wrong count would make them read past the arrays.
+ * the rules index operands and attributes, and a wrong count would make them read past the
+ * arrays or read attributes that are not there.
  */
 #include "ir.h"
 #include "layout.h"
@@ -28,6 +31,7 @@ typedef struct Verifier {
     uint8_t *visible;     /* indexed by value id */
     uint32_t cap;
     bool ok;
+    bool in_grid;         /* walking a kernel's grid region (or a region nested in it) */
     Strbuf names[4];      /* type names for one message */
     int next_name;
 } Verifier;
@@ -128,6 +132,8 @@ static bool check_operand(Verifier *v, const IrOp *op, uint32_t i) {
 static void walk_region(Verifier *v, IrRegion *r);
 
 /* ---- counts ---------------------------------------------------------------------------------- */
+/* The counts of ops.def and the ints that the op's attr.def rows require; false gates the rule,
+ * which indexes operands, results, regions and ints on the strength of these. */
 static bool check_counts(Verifier *v, const IrOp *op) {
     const OpInfo *info = &ir_op_info[op->code];
     bool ok = true;
@@ -148,78 +154,98 @@ static bool check_counts(Verifier *v, const IrOp *op) {
             op_error(v, op, "result %u is missing or has no type", i);
             ok = false;
         }
+    int need = ir_op_required_ints(op->code);
+    if (op->nints > IR_MAX_INTS) {
+        op_error(v, op, "has %u attribute values (ints), more than %d", op->nints, IR_MAX_INTS);
+        ok = false;
+    } else if ((int)op->nints < need) {
+        op_error(v, op, "expects at least %d attribute values (ints), has %u", need, op->nints);
+        ok = false;
+    }
     return ok;
 }
 
-/* ---- elementwise ---------------------------------------------------------------------------- */
-static bool elem_allowed(OpCode code, ElemType e) {
-    switch (code) {
-    case OP_AND: case OP_OR: case OP_XOR: case OP_NOT:
-        return elem_is_integer(e) || elem_is_bool(e);
-    case OP_SHL: case OP_SHR:
-        return elem_is_integer(e);
-    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_REM: case OP_MIN: case OP_MAX:
-    case OP_NEG: case OP_ABS:
-        return elem_is_integer(e) || elem_is_float(e);
-    case OP_EXP: case OP_EXP2: case OP_LOG: case OP_LOG2: case OP_SQRT: case OP_RSQRT:
-    case OP_TANH: case OP_SIN: case OP_COS: case OP_ERF: case OP_FLOOR: case OP_CEIL:
-        return elem_is_float(e);
-    default:
-        return true;
+/* The place column: check ops stand in the grid region itself; BODY ops never in the grid,
+ * which the host evaluates before any block runs. */
+static void check_place(Verifier *v, const IrOp *op) {
+    switch (ir_op_info[op->code].place) {
+    case PLACE_ANY: break;
+    case PLACE_BODY:
+        if (v->in_grid) op_error(v, op, "not in a kernel's grid region: the host evaluates it before any block runs");
+        break;
+    case PLACE_GRID:
+        if (op->parent != v->f->grid) op_error(v, op, "only in a kernel's grid region");
+        break;
     }
 }
 
-static void check_elementwise(Verifier *v, const IrOp *op) {
+/* ---- elementwise ---------------------------------------------------------------------------- */
+/* Operands and result of an elementwise op are tiles or scalars; false (reported) if not. */
+static bool elementwise_tiles(Verifier *v, const IrOp *op) {
     for (uint32_t i = 0; i < op->noperands; i++)
         if (!is_tile(op->operands[i]->type)) {
             op_error(v, op, "operand %u is not a tile or scalar (%s)", i, tn(v, op->operands[i]->type));
-            return;
+            return false;
         }
-    const IrType *res = op->results[0]->type;
-    if (!is_tile(res)) {
-        op_error(v, op, "result is not a tile or scalar (%s)", tn(v, res));
-        return;
+    if (!is_tile(op->results[0]->type)) {
+        op_error(v, op, "result is not a tile or scalar (%s)", tn(v, op->results[0]->type));
+        return false;
     }
-    switch (op->code) {
-    case OP_CMP: {
-        const IrType *a = op->operands[0]->type, *b = op->operands[1]->type;
-        if (a != b) op_error(v, op, "operand types differ (%s vs %s)", tn(v, a), tn(v, b));
-        if (!elem_is_bool(res->elem) || !same_shape(res, a))
-            op_error(v, op, "result must be bool of the operands' shape, not %s", tn(v, res));
-        if (op->nints < 1 || op->ints[0] < CMP_EQ || op->ints[0] > CMP_GE)
-            op_error(v, op, "bad predicate");
-        return;
-    }
-    case OP_SELECT: {
-        const IrType *c = op->operands[0]->type, *a = op->operands[1]->type, *b = op->operands[2]->type;
-        if (!elem_is_bool(c->elem) || !same_shape(c, a))
-            op_error(v, op, "condition must be bool of the values' shape, not %s", tn(v, c));
-        if (a != b) op_error(v, op, "operand types differ (%s vs %s)", tn(v, a), tn(v, b));
-        if (res != a) op_error(v, op, "result type %s differs from the operands' %s", tn(v, res), tn(v, a));
-        return;
-    }
-    case OP_CAST: {
-        const IrType *a = op->operands[0]->type;
-        if (!same_shape(res, a))
-            op_error(v, op, "result shape differs from the operand's (%s vs %s)", tn(v, res), tn(v, a));
-        return;
-    }
-    case OP_BITCAST: {
-        const IrType *a = op->operands[0]->type;
-        if (!same_shape(res, a))
-            op_error(v, op, "result shape differs from the operand's (%s vs %s)", tn(v, res), tn(v, a));
-        if (a->elem.bits != res->elem.bits || elem_is_bool(a->elem) || elem_is_bool(res->elem))
-            op_error(v, op, "bitcast needs non-bool element types of one width (%s to %s)", tn(v, a), tn(v, res));
-        return;
-    }
-    default: break;
-    }
-    const IrType *a = op->operands[0]->type;
+    return true;
+}
+
+/* The shared elementwise rule: operands and result of one type whose element kind is one of
+ * `kinds` (a mask of 1 << ElemKind). */
+static void check_same_as_operands(Verifier *v, const IrOp *op, unsigned kinds) {
+    if (!elementwise_tiles(v, op)) return;
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
     for (uint32_t i = 1; i < op->noperands; i++)
         if (op->operands[i]->type != a)
             op_error(v, op, "operand types differ (%s vs %s)", tn(v, a), tn(v, op->operands[i]->type));
     if (res != a) op_error(v, op, "result type %s differs from the operands' %s", tn(v, res), tn(v, a));
-    if (!elem_allowed(op->code, a->elem)) op_error(v, op, "not defined on %s", tn(v, a));
+    if (!(kinds & (1u << a->elem.kind))) op_error(v, op, "not defined on %s", tn(v, a));
+}
+
+enum { K_BOOL = 1u << EK_BOOL, K_INT = 1u << EK_INT | 1u << EK_UINT, K_FLOAT = 1u << EK_FLOAT };
+static void rule_same_int_or_float(Verifier *v, const IrOp *op) { check_same_as_operands(v, op, K_INT | K_FLOAT); }
+static void rule_same_int_or_bool(Verifier *v, const IrOp *op) { check_same_as_operands(v, op, K_INT | K_BOOL); }
+static void rule_same_int(Verifier *v, const IrOp *op) { check_same_as_operands(v, op, K_INT); }
+static void rule_same_float(Verifier *v, const IrOp *op) { check_same_as_operands(v, op, K_FLOAT); }
+
+/* cmp: operands of one type, a bool result of their shape. */
+static void rule_bool_of_operands(Verifier *v, const IrOp *op) {
+    if (!elementwise_tiles(v, op)) return;
+    const IrType *a = op->operands[0]->type, *b = op->operands[1]->type, *res = op->results[0]->type;
+    if (a != b) op_error(v, op, "operand types differ (%s vs %s)", tn(v, a), tn(v, b));
+    if (!elem_is_bool(res->elem) || !same_shape(res, a))
+        op_error(v, op, "result must be bool of the operands' shape, not %s", tn(v, res));
+    if (op->ints[0] < CMP_EQ || op->ints[0] > CMP_GE) op_error(v, op, "bad predicate");
+}
+
+static void rule_select(Verifier *v, const IrOp *op) {
+    if (!elementwise_tiles(v, op)) return;
+    const IrType *c = op->operands[0]->type, *a = op->operands[1]->type, *b = op->operands[2]->type;
+    const IrType *res = op->results[0]->type;
+    if (!elem_is_bool(c->elem) || !same_shape(c, a))
+        op_error(v, op, "condition must be bool of the values' shape, not %s", tn(v, c));
+    if (a != b) op_error(v, op, "operand types differ (%s vs %s)", tn(v, a), tn(v, b));
+    if (res != a) op_error(v, op, "result type %s differs from the operands' %s", tn(v, res), tn(v, a));
+}
+
+static void rule_cast(Verifier *v, const IrOp *op) {
+    if (!elementwise_tiles(v, op)) return;
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (!same_shape(res, a))
+        op_error(v, op, "result shape differs from the operand's (%s vs %s)", tn(v, res), tn(v, a));
+}
+
+static void rule_bitcast(Verifier *v, const IrOp *op) {
+    if (!elementwise_tiles(v, op)) return;
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (!same_shape(res, a))
+        op_error(v, op, "result shape differs from the operand's (%s vs %s)", tn(v, res), tn(v, a));
+    if (a->elem.bits != res->elem.bits || elem_is_bool(a->elem) || elem_is_bool(res->elem))
+        op_error(v, op, "bitcast needs non-bool element types of one width (%s to %s)", tn(v, a), tn(v, res));
 }
 
 /* ---- memory ---------------------------------------------------------------------------------- */
@@ -240,7 +266,9 @@ static void check_indices(Verifier *v, const IrOp *op, uint32_t extra, const IrT
     }
 }
 
-static void check_memory(Verifier *v, const IrOp *op) {
+/* load (tensor, idx...) -> tile; store and atomic (tensor, idx..., value): a tensor operand, one
+ * index per dimension broadcast to the result (or value) shape, the tensor's element type. */
+static void rule_tensor_access(Verifier *v, const IrOp *op) {
     if (op->noperands < 1) {
         op_error(v, op, "needs a tensor operand");
         return;
@@ -280,7 +308,7 @@ static void check_memory(Verifier *v, const IrOp *op) {
 
 /* shared_view (buffer[S, d...], i32 stage) -> shared[d...]; a laid-out buffer's view has the
  * buffer's layout without its stage mode. */
-static void check_shared_view(Verifier *v, const IrOp *op) {
+static void rule_shared_view(Verifier *v, const IrOp *op) {
     const IrType *b = op->operands[0]->type, *s = op->operands[1]->type, *r = op->results[0]->type;
     if (b->kind != TY_SHARED || b->rank < 2) {
         op_error(v, op, "operand 0 must be a shared buffer of rank >= 2, not %s", tn(v, b));
@@ -300,7 +328,7 @@ static void check_shared_view(Verifier *v, const IrOp *op) {
 }
 
 /* copy_async (tensor, idx..., shared dst): the indices broadcast to dst's shape. */
-static void check_copy_async(Verifier *v, const IrOp *op) {
+static void rule_copy_async(Verifier *v, const IrOp *op) {
     if (op->noperands < 2 || op->operands[0]->type->kind != TY_TENSOR) {
         op_error(v, op, "needs a tensor, its indices and a shared destination");
         return;
@@ -339,7 +367,7 @@ static void check_terminator(Verifier *v, const IrOp *op, IrRegion *r, const cha
     }
 }
 
-static void check_for(Verifier *v, const IrOp *op) {
+static void rule_for_loop(Verifier *v, const IrOp *op) {
     if (op->noperands < 3) {
         op_error(v, op, "needs lower bound, upper bound and step");
         return;
@@ -374,7 +402,7 @@ static void check_for(Verifier *v, const IrOp *op) {
     check_terminator(v, op, r, "body", OP_YIELD, 0, op->results, op->nresults);
 }
 
-static void check_if(Verifier *v, const IrOp *op) {
+static void rule_if_else(Verifier *v, const IrOp *op) {
     if (op->noperands != 1) {
         op_error(v, op, "expects 1 operand (the condition), has %u", op->noperands);
         return;
@@ -388,7 +416,7 @@ static void check_if(Verifier *v, const IrOp *op) {
     }
 }
 
-static void check_while(Verifier *v, const IrOp *op) {
+static void rule_while_loop(Verifier *v, const IrOp *op) {
     IrRegion *before = op->regions[0], *after = op->regions[1];
     if (before->nargs != op->noperands) {
         op_error(v, op, "condition region has %u arguments for %u initial values", before->nargs,
@@ -416,7 +444,7 @@ static void check_while(Verifier *v, const IrOp *op) {
 }
 
 /* Where a terminator may stand; the owner checks the operand types. */
-static void check_terminator_place(Verifier *v, const IrOp *op) {
+static void rule_terminator(Verifier *v, const IrOp *op) {
     const IrRegion *r = op->parent;
     const IrOp *owner = r->parent_op;
     if (op->next) op_error(v, op, "terminator must be the last op of its region");
@@ -458,7 +486,7 @@ static void check_terminator_place(Verifier *v, const IrOp *op) {
     }
 }
 
-static void check_call(Verifier *v, const IrOp *op) {
+static void rule_call(Verifier *v, const IrOp *op) {
     const IrFunction *g = op->callee;
     if (!g) {
         op_error(v, op, "no callee");
@@ -499,7 +527,7 @@ static bool check_axis(Verifier *v, const IrOp *op, int64_t axis, int limit, con
     return true;
 }
 
-static void check_const(Verifier *v, const IrOp *op) {
+static void rule_const_value(Verifier *v, const IrOp *op) {
     const IrType *t = op->results[0]->type;
     if (!is_tile(t)) {
         op_error(v, op, "result must be a tile or scalar, not %s", tn(v, t));
@@ -515,95 +543,117 @@ static void check_const(Verifier *v, const IrOp *op) {
     if (!exact) op_error(v, op, "value is not representable in %s", tn(v, t));
 }
 
-static void check_shape_op(Verifier *v, const IrOp *op) {
+/* Shape ops: operand and result are tiles of one element type; false (reported) if not. */
+static bool shape_tiles(Verifier *v, const IrOp *op) {
     const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
     /* a transposed shared tile is a view with permuted strides (a dot operand read in place) */
     bool shared_view = op->code == OP_TRANSPOSE && a->kind == TY_SHARED && res->kind == TY_SHARED;
     if (!shared_view && (!is_tile(a) || !is_tile(res))) {
         op_error(v, op, "operand and result must be tiles (%s -> %s)", tn(v, a), tn(v, res));
-        return;
+        return false;
     }
     if (!elem_eq(a->elem, res->elem)) {
         op_error(v, op, "element type changes (%s -> %s)", tn(v, a), tn(v, res));
+        return false;
+    }
+    return true;
+}
+
+static void rule_splat(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type;
+    if (shape_tiles(v, op) && a->rank != 0) op_error(v, op, "operand must be a scalar, not %s", tn(v, a));
+}
+
+static void rule_broadcast(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (shape_tiles(v, op) && (a->rank != res->rank || !broadcastable(a, res)))
+        op_error(v, op, "%s does not broadcast to %s", tn(v, a), tn(v, res));
+}
+
+static void rule_expand_dims(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    int64_t axis = op->ints[0];
+    if (!shape_tiles(v, op) || !check_axis(v, op, axis, a->rank + 1, "axis")) return;
+    bool ok = res->rank == a->rank + 1 && res->shape[axis] == 1;
+    for (int i = 0, j = 0; ok && i < res->rank; i++)
+        if (i != axis) ok = res->shape[i] == a->shape[j++];
+    if (!ok) op_error(v, op, "%s with a new axis %lld is not %s", tn(v, a), (long long)axis, tn(v, res));
+}
+
+static void rule_reshape(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (shape_tiles(v, op) && type_numel(a) != type_numel(res))
+        op_error(v, op, "element count differs (%s -> %s)", tn(v, a), tn(v, res));
+}
+
+static void rule_transpose(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (!shape_tiles(v, op)) return;
+    if (res->rank != a->rank || op->nints != (uint32_t)a->rank) {
+        op_error(v, op, "permutation of %u entries for %s -> %s", op->nints, tn(v, a), tn(v, res));
         return;
     }
-    switch (op->code) {
-    case OP_SPLAT:
-        if (a->rank != 0) op_error(v, op, "operand must be a scalar, not %s", tn(v, a));
-        break;
-    case OP_BROADCAST:
-        if (a->rank != res->rank || !broadcastable(a, res))
-            op_error(v, op, "%s does not broadcast to %s", tn(v, a), tn(v, res));
-        break;
-    case OP_EXPAND_DIMS: {
-        int64_t axis = op->ints[0];
-        if (!check_axis(v, op, axis, a->rank + 1, "axis")) break;
-        bool ok = res->rank == a->rank + 1 && res->shape[axis] == 1;
-        for (int i = 0, j = 0; ok && i < res->rank; i++)
-            if (i != axis) ok = res->shape[i] == a->shape[j++];
-        if (!ok) op_error(v, op, "%s with a new axis %lld is not %s", tn(v, a), (long long)axis, tn(v, res));
-        break;
-    }
-    case OP_RESHAPE:
-        if (type_numel(a) != type_numel(res))
-            op_error(v, op, "element count differs (%s -> %s)", tn(v, a), tn(v, res));
-        break;
-    case OP_TRANSPOSE: {
-        if (res->rank != a->rank || op->nints != (uint32_t)a->rank) {
-            op_error(v, op, "permutation of %u entries for %s -> %s", op->nints, tn(v, a), tn(v, res));
-            break;
+    bool seen[IR_MAX_RANK] = {false};
+    for (int i = 0; i < a->rank; i++) {
+        int64_t p = op->ints[i];
+        if (p < 0 || p >= a->rank || seen[p]) {
+            op_error(v, op, "ints are not a permutation of 0..%d", a->rank - 1);
+            return;
         }
-        bool seen[IR_MAX_RANK] = {false};
-        for (int i = 0; i < a->rank; i++) {
-            int64_t p = op->ints[i];
-            if (p < 0 || p >= a->rank || seen[p]) {
-                op_error(v, op, "ints are not a permutation of 0..%d", a->rank - 1);
-                return;
-            }
-            seen[p] = true;
-            if (res->shape[i] != a->shape[p]) {
-                op_error(v, op, "result dim %d is %lld, expected %lld", i, (long long)res->shape[i],
-                         (long long)a->shape[p]);
-                return;
-            }
-            if (res->kind == TY_SHARED && a->shared && res->shared &&
-                (res->shared->strides[i] != a->shared->strides[p] ||
-                 res->shared->swizzle.bits != a->shared->swizzle.bits ||
-                 res->shared->swizzle.base != a->shared->swizzle.base ||
-                 res->shared->swizzle.shift != a->shared->swizzle.shift)) {
-                op_error(v, op, "the shared layout of %s is not that of %s with its dims permuted", tn(v, res), tn(v, a));
-                return;
-            }
+        seen[p] = true;
+        if (res->shape[i] != a->shape[p]) {
+            op_error(v, op, "result dim %d is %lld, expected %lld", i, (long long)res->shape[i],
+                     (long long)a->shape[p]);
+            return;
         }
-        break;
-    }
-    case OP_REDUCE:
-    case OP_SCAN: {
-        if (op->nints < 2 || op->ints[0] < RED_SUM || op->ints[0] > RED_MIN) {
-            op_error(v, op, "bad reduction kind");
-            break;
+        if (res->kind == TY_SHARED && a->shared && res->shared &&
+            (res->shared->strides[i] != a->shared->strides[p] || res->shared->swizzle.bits != a->shared->swizzle.bits ||
+             res->shared->swizzle.base != a->shared->swizzle.base ||
+             res->shared->swizzle.shift != a->shared->swizzle.shift)) {
+            op_error(v, op, "the shared layout of %s is not that of %s with its dims permuted", tn(v, res), tn(v, a));
+            return;
         }
-        int64_t axis = op->ints[1];
-        if (!check_axis(v, op, axis, a->rank, "axis")) break;
-        if (elem_is_bool(a->elem)) op_error(v, op, "not defined on bool");
-        if (op->code == OP_SCAN) {
-            if (!same_shape(a, res)) op_error(v, op, "shape changes (%s -> %s)", tn(v, a), tn(v, res));
-            break;
-        }
-        bool ok = res->rank == a->rank - 1;
-        for (int i = 0, j = 0; ok && i < a->rank; i++)
-            if (i != axis) ok = res->shape[j++] == a->shape[i];
-        if (!ok) op_error(v, op, "%s reduced along axis %lld is not %s", tn(v, a), (long long)axis, tn(v, res));
-        break;
-    }
-    case OP_CONVERT_LAYOUT:
-        if (!same_shape(a, res)) op_error(v, op, "shape changes (%s -> %s)", tn(v, a), tn(v, res));
-        break;
-    default: tile_unreachable();
     }
 }
 
-static void check_dot(Verifier *v, const IrOp *op) {
+/* reduce and scan: ints[0] the reduction, ints[1] the axis; not on bool. */
+static bool reduction_attrs(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type;
+    if (!shape_tiles(v, op)) return false;
+    if (op->ints[0] < RED_SUM || op->ints[0] > RED_MIN) {
+        op_error(v, op, "bad reduction kind");
+        return false;
+    }
+    if (!check_axis(v, op, op->ints[1], a->rank, "axis")) return false;
+    if (elem_is_bool(a->elem)) op_error(v, op, "not defined on bool");
+    return true;
+}
+
+/* reduce: the result is the operand without the axis. */
+static void rule_reduce_axis(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (!reduction_attrs(v, op)) return;
+    int64_t axis = op->ints[1];
+    bool ok = res->rank == a->rank - 1;
+    for (int i = 0, j = 0; ok && i < a->rank; i++)
+        if (i != axis) ok = res->shape[j++] == a->shape[i];
+    if (!ok) op_error(v, op, "%s reduced along axis %lld is not %s", tn(v, a), (long long)axis, tn(v, res));
+}
+
+/* scan: the result has the operand's shape. */
+static void rule_scan_axis(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (reduction_attrs(v, op) && !same_shape(a, res))
+        op_error(v, op, "shape changes (%s -> %s)", tn(v, a), tn(v, res));
+}
+
+/* convert_layout: the same tile, only its layout differs. */
+static void rule_same_shape(Verifier *v, const IrOp *op) {
+    const IrType *a = op->operands[0]->type, *res = op->results[0]->type;
+    if (shape_tiles(v, op) && !same_shape(a, res)) op_error(v, op, "shape changes (%s -> %s)", tn(v, a), tn(v, res));
+}
+
+static void rule_dot(Verifier *v, const IrOp *op) {
     const IrType *a = op->operands[0]->type, *b = op->operands[1]->type, *acc = op->operands[2]->type;
     const IrType *res = op->results[0]->type;
     /* a and b may be shared tiles (views of staged buffers): the dot then reads them from there */
@@ -630,7 +680,7 @@ static void check_dot(Verifier *v, const IrOp *op) {
 
 /* atomic_rmw (tensor, idx..., value) and atomic_cas (tensor, idx..., expected, desired): the
  * values and the result have the access shape and the tensor's element type. */
-static void check_atomic_result(Verifier *v, const IrOp *op) {
+static void rule_atomic_result(Verifier *v, const IrOp *op) {
     uint32_t nvalues = op->code == OP_ATOMIC_CAS ? 2 : 1;
     if (op->noperands < 1 + nvalues || op->operands[0]->type->kind != TY_TENSOR) {
         op_error(v, op, "needs a tensor, its indices and %u value%s", nvalues, nvalues == 1 ? "" : "s");
@@ -652,93 +702,68 @@ static void check_atomic_result(Verifier *v, const IrOp *op) {
     check_indices(v, op, nvalues, res);
 }
 
-static void check_op_types(Verifier *v, IrOp *op) {
-    const unsigned flags = ir_op_info[op->code].flags;
-    if (flags & F_ELEM) {
-        check_elementwise(v, op);
-        return;
-    }
-    if (flags & F_TERM) {
-        check_terminator_place(v, op);
-        return;
-    }
-    switch (op->code) {
-    case OP_CONST: check_const(v, op); break;
-    case OP_BLOCK_ID:
-    case OP_NUM_BLOCKS:
-        check_axis(v, op, op->ints[0], 3, "axis");
-        if (!is_i32_scalar(op->results[0]->type))
-            op_error(v, op, "result must be i32, not %s", tn(v, op->results[0]->type));
-        break;
-    case OP_DIM: {
-        const IrType *t = op->operands[0]->type;
-        if (t->kind != TY_TENSOR) op_error(v, op, "operand must be a tensor, not %s", tn(v, t));
-        else check_axis(v, op, op->ints[0], t->rank, "axis");
-        if (!is_i32_scalar(op->results[0]->type))
-            op_error(v, op, "result must be i32, not %s", tn(v, op->results[0]->type));
-        break;
-    }
-    case OP_ARANGE: {
-        const IrType *t = op->results[0]->type;
-        if (!is_tile(t) || t->rank != 1 || !elem_is_integer(t->elem))
-            op_error(v, op, "result must be a 1-d integer tile, not %s", tn(v, t));
-        break;
-    }
-    case OP_SPLAT:
-    case OP_BROADCAST:
-    case OP_EXPAND_DIMS:
-    case OP_RESHAPE:
-    case OP_TRANSPOSE:
-    case OP_REDUCE:
-    case OP_SCAN:
-    case OP_CONVERT_LAYOUT: check_shape_op(v, op); break;
-    case OP_DOT: check_dot(v, op); break;
-    case OP_CHECK: {
-        const IrType *c = op->operands[0]->type;
-        if (!type_is_scalar(c) || !elem_is_bool(c->elem)) op_error(v, op, "operand must be a bool scalar, not %s", tn(v, c));
-        if (op->nints < 1 || op->ints[0] < 0 || (uint64_t)op->ints[0] >= v->f->ncheck_messages)
-            op_error(v, op, "has no message");
-        if (op->parent != v->f->grid) op_error(v, op, "only in a kernel's grid region");
-        break;
-    }
-    case OP_LOAD:
-    case OP_STORE:
-    case OP_ATOMIC: check_memory(v, op); break;
-    case OP_SHARED_ALLOC:
-        if (op->results[0]->type->kind != TY_SHARED)
-            op_error(v, op, "result must be a shared tile, not %s", tn(v, op->results[0]->type));
-        if (op->nints > 2 || (op->nints >= 1 && (op->ints[0] < 0 || op->ints[0] % 16 != 0)))
-            op_error(v, op, "the planned offset must be one multiple of 16 bytes");
-        if (op->nints == 2 && op->ints[1] != 0 && op->ints[1] != 1)
-            op_error(v, op, "the uninitialized flag must be 0 or 1");
-        break;
-    case OP_SHARED_LOAD:
-    case OP_SHARED_STORE: {
-        const IrType *s = op->operands[0]->type;
-        const IrType *t = op->code == OP_SHARED_LOAD ? op->results[0]->type : op->operands[1]->type;
-        if (s->kind != TY_SHARED) op_error(v, op, "operand 0 must be a shared tile, not %s", tn(v, s));
-        else if (!is_tile(t) || !elem_eq(s->elem, t->elem) || !same_shape(s, t))
-            op_error(v, op, "tile %s does not match %s", tn(v, t), tn(v, s));
-        break;
-    }
-    case OP_BARRIER: break;
-    case OP_SHARED_VIEW: check_shared_view(v, op); break;
-    case OP_COPY_ASYNC: check_copy_async(v, op); break;
-    case OP_ASYNC_WAIT:
-        if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of copies in flight >= 0");
-        break;
-    case OP_ATOMIC_RMW:
-    case OP_ATOMIC_CAS: check_atomic_result(v, op); break;
-    case OP_FENCE:
-        if (op->nints < 1 || op->ints[0] < MEM_RELAXED || op->ints[0] > MEM_ACQ_REL) op_error(v, op, "bad memory order");
-        break;
-    case OP_FOR: check_for(v, op); break;
-    case OP_IF: check_if(v, op); break;
-    case OP_WHILE: check_while(v, op); break;
-    case OP_CALL: check_call(v, op); break;
-    default: tile_unreachable();
-    }
+static void rule_block_axis(Verifier *v, const IrOp *op) {
+    check_axis(v, op, op->ints[0], 3, "axis");
+    if (!is_i32_scalar(op->results[0]->type)) op_error(v, op, "result must be i32, not %s", tn(v, op->results[0]->type));
 }
+
+static void rule_dim(Verifier *v, const IrOp *op) {
+    const IrType *t = op->operands[0]->type;
+    if (t->kind != TY_TENSOR) op_error(v, op, "operand must be a tensor, not %s", tn(v, t));
+    else check_axis(v, op, op->ints[0], t->rank, "axis");
+    if (!is_i32_scalar(op->results[0]->type)) op_error(v, op, "result must be i32, not %s", tn(v, op->results[0]->type));
+}
+
+static void rule_arange(Verifier *v, const IrOp *op) {
+    const IrType *t = op->results[0]->type;
+    if (!is_tile(t) || t->rank != 1 || !elem_is_integer(t->elem))
+        op_error(v, op, "result must be a 1-d integer tile, not %s", tn(v, t));
+}
+
+/* check (the place column keeps it in the grid region). */
+static void rule_check(Verifier *v, const IrOp *op) {
+    const IrType *c = op->operands[0]->type;
+    if (!type_is_scalar(c) || !elem_is_bool(c->elem)) op_error(v, op, "operand must be a bool scalar, not %s", tn(v, c));
+    if (op->ints[0] < 0 || (uint64_t)op->ints[0] >= v->f->ncheck_messages) op_error(v, op, "has no message");
+}
+
+static void rule_shared_alloc(Verifier *v, const IrOp *op) {
+    if (op->results[0]->type->kind != TY_SHARED)
+        op_error(v, op, "result must be a shared tile, not %s", tn(v, op->results[0]->type));
+    if (op->nints > 2 || (op->nints >= 1 && (op->ints[0] < 0 || op->ints[0] % 16 != 0)))
+        op_error(v, op, "the planned offset must be one multiple of 16 bytes");
+    if (op->nints == 2 && op->ints[1] != 0 && op->ints[1] != 1) op_error(v, op, "the uninitialized flag must be 0 or 1");
+}
+
+/* shared_load (shared) -> tile and shared_store (shared, tile): the tile matches the shared tile. */
+static void rule_shared_copy(Verifier *v, const IrOp *op) {
+    const IrType *s = op->operands[0]->type;
+    const IrType *t = op->code == OP_SHARED_LOAD ? op->results[0]->type : op->operands[1]->type;
+    if (s->kind != TY_SHARED) op_error(v, op, "operand 0 must be a shared tile, not %s", tn(v, s));
+    else if (!is_tile(t) || !elem_eq(s->elem, t->elem) || !same_shape(s, t))
+        op_error(v, op, "tile %s does not match %s", tn(v, t), tn(v, s));
+}
+
+/* An op without operands, results or attributes to check (barrier). */
+static void rule_none(Verifier *v, const IrOp *op) {
+    (void)v, (void)op;
+}
+
+static void rule_async_wait(Verifier *v, const IrOp *op) {
+    if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of copies in flight >= 0");
+}
+
+static void rule_fence(Verifier *v, const IrOp *op) {
+    if (op->ints[0] < MEM_RELAXED || op->ints[0] > MEM_ACQ_REL) op_error(v, op, "bad memory order");
+}
+
+/* The rule of each op, from the rule column of ops.def. */
+typedef void (*RuleFn)(Verifier *v, const IrOp *op);
+static const RuleFn rules[OP_COUNT] = {
+#define X(e, name, nops, nres, nreg, flags, effect, place, rule) [OP_##e] = rule_##rule,
+#include "ops.def"
+#undef X
+};
 
 /* ---- the walk ---------------------------------------------------------------------------------- */
 static void check_op(Verifier *v, IrOp *op, IrRegion *r, const IrOp *prev) {
@@ -756,7 +781,8 @@ static void check_op(Verifier *v, IrOp *op, IrRegion *r, const IrOp *prev) {
             usable = false;
         }
     }
-    if (check_counts(v, op) && usable) check_op_types(v, op);
+    check_place(v, op);
+    if (check_counts(v, op) && usable) rules[op->code](v, op);
     for (uint32_t i = 0; i < op->nregions; i++)
         if (op->regions[i] && op->regions[i]->parent_op == op) walk_region(v, op->regions[i]);
     for (uint32_t i = 0; i < op->nresults; i++) {
@@ -807,7 +833,9 @@ bool ir_verify_function(IrFunction *f, DiagList *d) {
                                    tn(&v, f->grid->args[i]->type), tn(&v, f->body->args[i]->type));
             if (!f->grid->last || f->grid->last->code != OP_YIELD)
                 function_error(&v, "grid must end in a yield of 1 to 3 i32 sizes");
+            v.in_grid = true;
             walk_region(&v, f->grid);
+            v.in_grid = false;
         }
         for (uint32_t i = 0; i < f->body->nargs; i++) {
             const IrValue *a = f->body->args[i];

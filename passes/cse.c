@@ -60,9 +60,10 @@ static void pop_available(Cse *c, size_t mark) {
     }
 }
 
+/* Only ops whose effect column (ir/ops.def) says PURE: a READ may see a write between the two,
+ * and the others have effects of their own. */
 static bool is_candidate(const IrOp *op) {
-    unsigned flags = ir_op_info[op->code].flags;
-    return (flags & F_PURE) && !(flags & F_MEM) && op->nregions == 0 && op->nresults == 1;
+    return ir_op_effect(op->code) == EFFECT_PURE && op->nregions == 0 && op->nresults == 1;
 }
 
 static uint64_t hash_ptr(const void *p, uint64_t seed) { return hash_bytes(&p, sizeof p, seed); }

@@ -5,8 +5,9 @@
  * region is walked from its last op to its first: every user of a value comes after its
  * definition (or is nested in a later op), so by the time an op is reached all its users have
  * been seen, and a chain of dead ops dies in one walk. An op dies when none of its results is
- * used and it has no effect: a pure op, or an `if`/`for` whose regions hold only pure ops and
- * such ifs and fors (never a `while`, which may not end, nor a call or a memory op).
+ * used and it has no effect (the effect column of ir/ops.def): a PURE op, or a REGIONS op (`if`,
+ * `for`) whose regions hold only pure ops and such ifs and fors (never a `while`, which may not
+ * end, nor a call: both OPAQUE; nor a memory op).
  *
  * A loop-carried value of a `for` dies when its result is unused and its region argument only
  * feeds its own yield, directly or through ops that would then be dead: the walk pretends the
@@ -47,17 +48,20 @@ static bool results_unused(Dce *d, const IrOp *op) {
     return true;
 }
 
-/* No effect besides computing its results. */
+/* No effect besides computing its results, by the effect column of ir/ops.def: PURE ops (a
+ * terminator among them), and REGIONS ops (if, for) whose regions hold only such ops. READ ops
+ * are kept as well (tests/passes/dce_effects.ir): removing unused reads would be a separate
+ * decision, with its own test. */
 static bool effect_free(const IrOp *op) {
-    unsigned flags = ir_op_info[op->code].flags;
-    if (flags & F_MEM) return false;
-    if (flags & F_PURE) return op->nregions == 0;
-    if (op->code == OP_YIELD) return true;
-    if (op->code != OP_IF && op->code != OP_FOR) return false;
-    for (uint32_t i = 0; i < op->nregions; i++)
-        for (const IrOp *o = op->regions[i]->first; o; o = o->next)
-            if (!effect_free(o)) return false;
-    return true;
+    switch (ir_op_effect(op->code)) {
+    case EFFECT_PURE: return op->nregions == 0;
+    case EFFECT_REGIONS:
+        for (uint32_t i = 0; i < op->nregions; i++)
+            for (const IrOp *o = op->regions[i]->first; o; o = o->next)
+                if (!effect_free(o)) return false;
+        return true;
+    default: return false;
+    }
 }
 
 static bool is_dead(Dce *d, const IrOp *op) {

@@ -735,8 +735,11 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
         VmCancel cancel = {.generation = &ctx->cancel_generation, .started = atomic_load(&ctx->cancel_generation)};
         VmOutcome r = vm_launch_cancellable(k->function, args, nargs, 0, &cancel, &err);
         if (r != VM_OK)
-            st = rt_fail(ctx, r == VM_CANCELLED ? TILE_ERROR_CANCELLED : TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s",
-                         k->name, sb_str(&err));
+            st = rt_fail(ctx,
+                         r == VM_CANCELLED   ? TILE_ERROR_CANCELLED
+                         : r == VM_INTERNAL ? TILE_ERROR_INTERNAL
+                                            : TILE_ERROR_INVALID_ARGUMENT,
+                         "launch of '%s': %s", k->name, sb_str(&err));
     }
     sb_free(&err);
     return st;

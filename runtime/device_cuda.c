@@ -214,16 +214,17 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
                     : backend_compile_many(fs, n, &opt, true, &ptx, infos, err);
     }
     free(all);
-    bool unsupported = false;
+    bool unsupported = false, internal = false;
     for (size_t i = 0; i < n; i++) {
         unsupported = unsupported || infos[i].unsupported;
+        internal = internal || infos[i].internal;
         rt_times()->codegen += infos[i].codegen_seconds;
         rt_times()->llvm += infos[i].llvm_seconds;
     }
     if (infos != &info) free(infos);
     if (!ok) {
         sb_free(&ptx);
-        return unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+        return internal ? TILE_ERROR_INTERNAL : unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
     }
     if (kind == TILE_EMIT_LLVM) return TILE_OK;
     if (kind == TILE_EMIT_PTX) {
@@ -263,7 +264,7 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
     Strbuf ptx = {0};
     if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
         sb_free(&ptx);
-        return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+        return info.internal ? TILE_ERROR_INTERNAL : info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
     }
     *threads = info.threads;
     *shared_bytes = info.shared_bytes;
@@ -296,7 +297,7 @@ static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     Strbuf ptx = {0};
     if (!backend_compile_ptx(b->function, &opt, &ptx, &info, err)) {
         sb_free(&ptx);
-        b->status = info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
+        b->status = info.internal ? TILE_ERROR_INTERNAL : info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
         return false;
     }
     out->threads = info.threads;

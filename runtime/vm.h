@@ -81,7 +81,9 @@ typedef struct VmCancel {
     const atomic_uint_fast64_t *generation;
     uint64_t started;
 } VmCancel;
-typedef enum VmOutcome { VM_OK, VM_FAILED, VM_CANCELLED } VmOutcome;
+/* VM_INTERNAL: the run met an op the VM has no executor for, a compiler bug (the message says
+ * "internal error in pass vm: ..."; the API returns TILE_ERROR_INTERNAL). */
+typedef enum VmOutcome { VM_OK, VM_FAILED, VM_CANCELLED, VM_INTERNAL } VmOutcome;
 /* vm_launch_threads that can be cancelled (cancel may be NULL); err says why it did not finish. */
 VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, size_t nargs, int nthreads,
                                 const VmCancel *cancel, Strbuf *err);
@@ -148,12 +150,22 @@ typedef struct VmThread {
     int depth;                  /* nested regions and calls, bounded */
     int calls;                  /* nested calls, bounded */
     bool failed;
+    bool internal;              /* the error is the VM's own (vm_internal_error) */
     Strbuf err;                 /* the first run-time error of this thread */
     VEC(VmPending) pending;     /* this block's copy_async groups in issue order */
 } VmThread;
 
 /* Records a run-time error at op (the first one wins); always returns false. */
 bool vm_error(VmThread *th, const IrOp *op, const char *fmt, ...) TILE_PRINTF(3, 4);
+/* Same for a compiler bug, not the program's: "internal error in pass vm: <message>". */
+bool vm_internal_error(VmThread *th, const IrOp *op, const char *fmt, ...) TILE_PRINTF(3, 4);
+
+/* How the VM runs one op. Each op of ir/ops.def has one: the data ops in vm_data_executors
+ * (vm_ops.c), control flow in vm_exec.c; terminators are run by the op that owns their region. */
+typedef bool (*VmExecFn)(VmThread *th, VmFrame *fr, const IrOp *op);
+extern const VmExecFn vm_data_executors[OP_COUNT];
+/* The executor of an op (NULL for none, and for terminators). */
+VmExecFn vm_executor(OpCode code);
 void vm_tile_retain(VmTile *t);
 void vm_tile_release(VmTile *t);
 /* Makes dst hold src (retaining it), releasing what dst held. */

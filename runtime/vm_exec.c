@@ -115,7 +115,7 @@ static bool exec_region(VmThread *th, VmFrame *fr, const IrOp *owner, const IrRe
         else ok = false;
     }
     for (const IrOp *op = r->first; ok && op; op = op->next) {
-        if (ir_op_info[op->code].flags & F_TERM) {
+        if (op->code < OP_COUNT && (ir_op_info[op->code].flags & F_TERM)) {
             if (op->next) ok = vm_error(th, op, "a terminator must end its region");
             *term = op;
             break;
@@ -285,16 +285,20 @@ static bool exec_call(VmThread *th, VmFrame *fr, const IrOp *op) {
     return ok;
 }
 
+/* The ops with regions or a callee; every other op is a data op (vm_data_executors). */
+static const VmExecFn control_executors[OP_COUNT] = {
+    [OP_FOR] = exec_for, [OP_IF] = exec_if, [OP_WHILE] = exec_while, [OP_CALL] = exec_call,
+};
+
+VmExecFn vm_executor(OpCode code) {
+    if ((unsigned)code >= OP_COUNT) return NULL;
+    return control_executors[code] ? control_executors[code] : vm_data_executors[code];
+}
+
 static bool exec_op(VmThread *th, VmFrame *fr, const IrOp *op) {
-    switch (op->code) {
-    case OP_FOR: return exec_for(th, fr, op);
-    case OP_IF: return exec_if(th, fr, op);
-    case OP_WHILE: return exec_while(th, fr, op);
-    case OP_CALL: return exec_call(th, fr, op);
-    default:
-        if (op->nregions) return vm_error(th, op, "unexpected regions");
-        return vm_exec_data_op(th, fr, op);
-    }
+    if ((unsigned)op->code < OP_COUNT && control_executors[op->code]) return control_executors[op->code](th, fr, op);
+    if (op->nregions) return vm_error(th, op, "unexpected regions");
+    return vm_exec_data_op(th, fr, op); /* an internal error for an op without an executor */
 }
 
 /* ---- launches -------------------------------------------------------------------------------- */
@@ -360,7 +364,7 @@ static void release_params(VmSlot *params, uint32_t n) {
     free(params);
 }
 
-static bool eval_grid(VmLaunch *L, int64_t grid[3], Strbuf *err) {
+static bool eval_grid(VmLaunch *L, int64_t grid[3], bool *internal, Strbuf *err) {
     const IrFunction *kernel = L->kernel;
     VmThread th = {.launch = L};
     VmFrame fr;
@@ -389,6 +393,7 @@ static bool eval_grid(VmLaunch *L, int64_t grid[3], Strbuf *err) {
         }
     }
     if (!ok) sb_printf(err, "kernel '%s': %s", kernel->name, sb_str(&th.err));
+    if (internal) *internal = th.internal;
     release_params(params, n);
     frame_free(&fr);
     sb_free(&th.err);
@@ -399,7 +404,7 @@ bool vm_eval_grid(const IrFunction *kernel, const tile_arg *args, size_t nargs, 
                   Strbuf *err) {
     VmLaunch L;
     if (!launch_init(&L, kernel, args, nargs, err)) return false;
-    bool ok = eval_grid(&L, grid, err);
+    bool ok = eval_grid(&L, grid, NULL, err);
     launch_free(&L);
     return ok;
 }
@@ -413,6 +418,7 @@ typedef struct Scheduler {
     bool reverse; /* TILE_VM_BLOCK_ORDER=reverse: hand out the blocks last first */
     pthread_mutex_t err_lock;
     bool err_set;
+    bool internal;            /* the error reported is an internal one */
     Strbuf *err;
 } Scheduler;
 
@@ -451,6 +457,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&s->err_lock);
         if (!s->err_set) {
             s->err_set = true;
+            s->internal = th.internal;
             sb_printf(s->err, "kernel '%s', block (%" PRId64 ", %" PRId64 ", %" PRId64 "): %s",
                       kernel->name, th.block[0], th.block[1], th.block[2], sb_str(&th.err));
         }
@@ -473,8 +480,8 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
     VmLaunch L;
     if (!launch_init(&L, kernel, args, nargs, err)) return VM_FAILED;
     L.cancel = cancel;
-    bool cancelled = false;
-    bool ok = eval_grid(&L, L.grid, err);
+    bool cancelled = false, internal = false;
+    bool ok = eval_grid(&L, L.grid, &internal, err);
     int64_t g0 = L.grid[0], g1 = L.grid[1], g2 = L.grid[2];
     /* each is below 2^31, so g0 * g1 fits; the third product may not */
     if (ok && g2 && g0 * g1 > INT64_MAX / g2) {
@@ -509,6 +516,7 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
         for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
         pthread_mutex_destroy(&s.err_lock);
         ok = !s.err_set;
+        internal = s.err_set && s.internal;
         if (ok && atomic_load(&s.cancelled)) {
             int64_t done = atomic_load(&s.next);
             sb_printf(err, "kernel '%s': cancelled (tile_context_cancel) with at most %" PRId64 " of %" PRId64
@@ -518,7 +526,7 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
         }
     }
     launch_free(&L);
-    return ok ? VM_OK : cancelled ? VM_CANCELLED : VM_FAILED;
+    return ok ? VM_OK : cancelled ? VM_CANCELLED : internal ? VM_INTERNAL : VM_FAILED;
 }
 
 bool vm_launch_threads(const IrFunction *kernel, const tile_arg *args, size_t nargs,

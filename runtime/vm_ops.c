@@ -30,7 +30,19 @@ bool vm_error(VmThread *th, const IrOp *op, const char *fmt, ...) {
     th->failed = true;
     if (op && op->loc.file)
         sb_printf(&th->err, "%s:%u:%u: ", op->loc.file->name, op->loc.line, op->loc.col);
-    if (op) sb_printf(&th->err, "%s: ", ir_op_info[op->code].name);
+    if (op) sb_printf(&th->err, "%s: ", op->code < OP_COUNT ? ir_op_info[op->code].name : "?op");
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&th->err, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+bool vm_internal_error(VmThread *th, const IrOp *op, const char *fmt, ...) {
+    if (th->failed) return false;
+    th->failed = th->internal = true;
+    if (op && op->loc.file) sb_printf(&th->err, "%s:%u:%u: ", op->loc.file->name, op->loc.line, op->loc.col);
+    sb_puts(&th->err, "internal error in pass vm: ");
     va_list ap;
     va_start(ap, fmt);
     sb_vprintf(&th->err, fmt, ap);
@@ -857,7 +869,8 @@ static bool exec_copy_async(VmThread *th, VmFrame *fr, const IrOp *op) {
 }
 
 /* async_wait N: every copy but the N most recent is complete. */
-static bool exec_async_wait(VmThread *th, const IrOp *op) {
+static bool exec_async_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
+    (void)fr;
     int64_t keep = op->nints ? op->ints[0] : 0;
     if (keep < 0) return vm_error(th, op, "negative count of copies in flight");
     if ((size_t)keep < th->pending.len) {
@@ -969,7 +982,60 @@ static bool exec_atomic_result(VmThread *th, VmFrame *fr, const IrOp *op) {
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
+static bool exec_barrier(VmThread *th, VmFrame *fr, const IrOp *op) {
+    (void)th, (void)fr, (void)op; /* a block runs as one sequential thread: nothing to wait for */
+    return true;
+}
+
+static bool exec_fence(VmThread *th, VmFrame *fr, const IrOp *op) {
+    (void)th, (void)fr, (void)op; /* the memory lock of every atomic orders the VM's accesses already */
+    atomic_thread_fence(memory_order_seq_cst);
+    return true;
+}
+
+/* The executor of every data op; control flow is vm_exec.c's. An op of ops.def missing here
+ * (and there) is an internal error at run time, and tests/test_ops_table.c names it. */
+const VmExecFn vm_data_executors[OP_COUNT] = {
+    [OP_CONST] = exec_const,
+    [OP_BLOCK_ID] = exec_axis_scalar, [OP_NUM_BLOCKS] = exec_axis_scalar,
+    [OP_DIM] = exec_dim,
+    [OP_ARANGE] = exec_arange,
+    [OP_CHECK] = exec_check,
+    [OP_ADD] = exec_binary, [OP_SUB] = exec_binary, [OP_MUL] = exec_binary, [OP_DIV] = exec_binary,
+    [OP_REM] = exec_binary, [OP_MIN] = exec_binary, [OP_MAX] = exec_binary, [OP_AND] = exec_binary,
+    [OP_OR] = exec_binary, [OP_XOR] = exec_binary, [OP_SHL] = exec_binary, [OP_SHR] = exec_binary,
+    [OP_CMP] = exec_binary,
+    [OP_NEG] = exec_unary, [OP_NOT] = exec_unary, [OP_ABS] = exec_unary, [OP_EXP] = exec_unary,
+    [OP_EXP2] = exec_unary, [OP_LOG] = exec_unary, [OP_LOG2] = exec_unary, [OP_SQRT] = exec_unary,
+    [OP_RSQRT] = exec_unary, [OP_TANH] = exec_unary, [OP_SIN] = exec_unary, [OP_COS] = exec_unary,
+    [OP_ERF] = exec_unary, [OP_FLOOR] = exec_unary, [OP_CEIL] = exec_unary,
+    [OP_SELECT] = exec_select,
+    [OP_CAST] = exec_cast,
+    [OP_BITCAST] = exec_bitcast,
+    [OP_SPLAT] = exec_splat,
+    [OP_BROADCAST] = exec_broadcast,
+    [OP_EXPAND_DIMS] = exec_same_elements, [OP_RESHAPE] = exec_same_elements,
+    [OP_CONVERT_LAYOUT] = exec_same_elements,
+    [OP_TRANSPOSE] = exec_transpose,
+    [OP_REDUCE] = exec_reduce_scan, [OP_SCAN] = exec_reduce_scan,
+    [OP_DOT] = exec_dot,
+    [OP_LOAD] = exec_load,
+    [OP_STORE] = exec_store, [OP_ATOMIC] = exec_store,
+    [OP_SHARED_ALLOC] = exec_shared_alloc,
+    [OP_SHARED_LOAD] = exec_shared_copy, [OP_SHARED_STORE] = exec_shared_copy,
+    [OP_BARRIER] = exec_barrier,
+    [OP_SHARED_VIEW] = exec_shared_view,
+    [OP_COPY_ASYNC] = exec_copy_async,
+    [OP_ASYNC_WAIT] = exec_async_wait,
+    [OP_ATOMIC_RMW] = exec_atomic_result, [OP_ATOMIC_CAS] = exec_atomic_result,
+    [OP_FENCE] = exec_fence,
+};
+
 bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
+    VmExecFn exec = op->code < OP_COUNT ? vm_data_executors[op->code] : NULL;
+    if (!exec)
+        return vm_internal_error(th, op, "no executor for op '%s'",
+                                 op->code < OP_COUNT ? ir_op_info[op->code].name : "?op");
     const OpInfo *info = &ir_op_info[op->code];
     if ((info->noperands >= 0 && op->noperands != (uint32_t)info->noperands) ||
         (info->nresults >= 0 && op->nresults != (uint32_t)info->nresults))
@@ -982,47 +1048,5 @@ bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
     for (uint32_t i = 0; i < op->nresults; i++)
         if (op->results[i]->type->kind == TY_TENSOR)
             return vm_error(th, op, "an op cannot produce a tensor");
-    switch (op->code) {
-    case OP_CONST: return exec_const(th, fr, op);
-    case OP_BLOCK_ID:
-    case OP_NUM_BLOCKS: return exec_axis_scalar(th, fr, op);
-    case OP_DIM: return exec_dim(th, fr, op);
-    case OP_ARANGE: return exec_arange(th, fr, op);
-    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_REM: case OP_MIN: case OP_MAX:
-    case OP_AND: case OP_OR: case OP_XOR: case OP_SHL: case OP_SHR: case OP_CMP:
-        return exec_binary(th, fr, op);
-    case OP_NEG: case OP_NOT: case OP_ABS: case OP_EXP: case OP_EXP2: case OP_LOG: case OP_LOG2:
-    case OP_SQRT: case OP_RSQRT: case OP_TANH: case OP_SIN: case OP_COS: case OP_ERF:
-    case OP_FLOOR: case OP_CEIL:
-        return exec_unary(th, fr, op);
-    case OP_SELECT: return exec_select(th, fr, op);
-    case OP_CAST: return exec_cast(th, fr, op);
-    case OP_BITCAST: return exec_bitcast(th, fr, op);
-    case OP_CHECK: return exec_check(th, fr, op);
-    case OP_SPLAT: return exec_splat(th, fr, op);
-    case OP_BROADCAST: return exec_broadcast(th, fr, op);
-    case OP_EXPAND_DIMS:
-    case OP_RESHAPE:
-    case OP_CONVERT_LAYOUT: return exec_same_elements(th, fr, op);
-    case OP_TRANSPOSE: return exec_transpose(th, fr, op);
-    case OP_REDUCE:
-    case OP_SCAN: return exec_reduce_scan(th, fr, op);
-    case OP_DOT: return exec_dot(th, fr, op);
-    case OP_LOAD: return exec_load(th, fr, op);
-    case OP_STORE:
-    case OP_ATOMIC: return exec_store(th, fr, op);
-    case OP_SHARED_ALLOC: return exec_shared_alloc(th, fr, op);
-    case OP_SHARED_LOAD:
-    case OP_SHARED_STORE: return exec_shared_copy(th, fr, op);
-    case OP_BARRIER: return true;
-    case OP_SHARED_VIEW: return exec_shared_view(th, fr, op);
-    case OP_COPY_ASYNC: return exec_copy_async(th, fr, op);
-    case OP_ASYNC_WAIT: return exec_async_wait(th, op);
-    case OP_ATOMIC_RMW:
-    case OP_ATOMIC_CAS: return exec_atomic_result(th, fr, op);
-    case OP_FENCE: /* the memory lock of every atomic orders the VM's accesses already */
-        atomic_thread_fence(memory_order_seq_cst);
-        return true;
-    default: return vm_error(th, op, "is not a data op");
-    }
+    return exec(th, fr, op);
 }

@@ -138,6 +138,7 @@ static void run_on_vm(const IrFunction *f, uint64_t seed) {
         VmOutcome r = vm_launch_cancellable(f, args, f->nparams, 1, &cancel, &err);
         atomic_store(&run_started_ns, 0);
         if (r == VM_FAILED && err.len == 0) fail("the VM run", f->name, "failed without a message");
+        if (r == VM_INTERNAL) fail("the VM run", f->name, sb_str(&err));
     }
     for (uint32_t i = 0; i < f->nparams && i < 16; i++) free(buffers[i]);
     sb_free(&err);
