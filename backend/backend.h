@@ -80,7 +80,8 @@ bool llvm_verify_module(LLVMModuleRef module, Strbuf *err);
  * per compile at a time. */
 bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx, Strbuf *err);
 /* How long the latest llvm_emit_ptx on this thread spent in the IR pipeline and in the code
- * generator (instruction selection to PTX text), in seconds; 0 for a step it did not reach. */
+ * generator (instruction selection to PTX text), in seconds; 0 for a step it did not reach.
+ * Reading them resets them, so a later compile that never reaches llvm_emit_ptx reads 0. */
 void llvm_emit_times(double *optimize, double *codegen);
 /* How many target machines this process has made (the pool reuses them; for the tests). */
 unsigned long llvm_target_machines_made(void);

@@ -291,6 +291,7 @@ static _Thread_local double emit_optimize_seconds, emit_codegen_seconds;
 void llvm_emit_times(double *optimize, double *codegen) {
     *optimize = emit_optimize_seconds;
     *codegen = emit_codegen_seconds;
+    emit_optimize_seconds = emit_codegen_seconds = 0; /* a compile that fails before emitting reads 0 */
 }
 
 bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx, Strbuf *err) {
