@@ -353,7 +353,7 @@ static void bench_first_launch(void) {
     unsetenv("TILE_CACHE");
     int64_t shape[2] = {1024, 1024};
     size_t bytes = 1024 * 1024 * sizeof(float);
-    void *x, *y;
+    void *x = NULL, *y = NULL;
     if ((st = tile_alloc(ctx, bytes, &x)) != TILE_OK || (st = tile_alloc(ctx, bytes, &y)) != TILE_OK)
         die(ctx, "alloc", st);
     tile_arg args[2] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 2, shape)},
