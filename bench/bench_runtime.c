@@ -452,7 +452,7 @@ static double timed(Gpu *g, void (*body)(void *), void *arg, int reps) {
 static tile_kernel *load_with(Gpu *g, const KernelId *k, const tile_constant *c, size_t nc, tile_program **p) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, k->file);
-    tile_kernel *kernel;
+    tile_kernel *kernel = NULL;
     tile_status st = tile_program_from_file(g->ctx, path, p);
     if (st != TILE_OK || (st = tile_program_get_kernel(*p, k->name, c, nc, &kernel)) != TILE_OK) die(g->ctx, k->name, st);
     return kernel;
