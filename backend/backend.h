@@ -76,8 +76,15 @@ bool llvm_link_into(LLVMModuleRef dest, LLVMModuleRef src, Strbuf *err);
 /* LLVM's verifier; false with its message in err. Never aborts. */
 bool llvm_verify_module(LLVMModuleRef module, Strbuf *err);
 /* The whole path: target, verify, the default<On> pipeline, PTX text appended to ptx. The
- * module is changed in place (optimized). */
+ * module is changed in place (optimized). Thread-safe: target machines come from a pool, one
+ * per compile at a time. */
 bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx, Strbuf *err);
+/* How long the latest llvm_emit_ptx on this thread spent in the IR pipeline and in the code
+ * generator (instruction selection to PTX text), in seconds; 0 for a step it did not reach.
+ * Reading them resets them, so a later compile that never reaches llvm_emit_ptx reads 0. */
+void llvm_emit_times(double *optimize, double *codegen);
+/* How many target machines this process has made (the pool reuses them; for the tests). */
+unsigned long llvm_target_machines_made(void);
 
 /* A hand-built test kernel, the reference for the backend's tests and the GPU smoke test:
  *   kernel vector_add(const float *a, const float *b, float *c, int n)   (global memory)

@@ -3,12 +3,15 @@
  * O3 pipeline and PTX emission, and the hand-built vector-add kernel the tests use.
  *
  * The NVPTX target is registered once per process (pthread_once); everything else works on the
- * caller's module and context and makes a target machine per call, so that threads compiling
- * different modules in different contexts do not share state. llvm_emit_ptx is the whole path:
+ * caller's module and context. Target machines are pooled per (architecture, optimization
+ * level): a compile takes an idle one from the pool (or makes one, ~0.1 ms) and gives it back
+ * when done, so no two threads ever use one machine at once, and a machine's state between
+ * uses is only its options, which every use sets the same. llvm_emit_ptx is the whole path:
  * it puts the nvptx64 triple and the target's data layout on the module, runs the verifier
  * (its report is returned, LLVM is never allowed to abort on a malformed module), runs the new
  * pass manager's default<O3> pipeline with the target machine (so NVPTX's own IR passes and cost
- * model take part) and prints PTX into a memory buffer.
+ * model take part) and prints PTX into a memory buffer. It notes on the calling thread how long
+ * the IR pipeline and the code generator took (llvm_emit_times), for tilec --time.
  *
  * Kernels are marked the way LLVM 22 expects: the ptx_kernel calling convention (the older
  * !nvvm.annotations "kernel" metadata is only auto-upgraded), and the block-size hints as the
@@ -112,6 +115,58 @@ static LLVMTargetMachineRef target_machine_new(BackendArch arch, int opt_level,
     return tm;
 }
 
+/* The pool of idle target machines (see the top of the file). A machine made with extra
+ * features is not pooled: it is made and disposed of per call. */
+enum { TM_POOL_CAP = 8 };
+static struct {
+    pthread_mutex_t lock;
+    LLVMTargetMachineRef idle[BACKEND_ARCH_COUNT][4][TM_POOL_CAP];
+    int count[BACKEND_ARCH_COUNT][4];
+    unsigned long made; /* machines created, pooled or not (llvm_target_machines_made) */
+} tm_pool = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static bool pooled(BackendArch arch, int opt_level, const char *features) {
+    return (unsigned)arch < BACKEND_ARCH_COUNT && opt_level >= 0 && opt_level <= 3 && (!features || !*features);
+}
+
+static LLVMTargetMachineRef target_machine_take(BackendArch arch, int opt_level, const char *features,
+                                                Strbuf *err) {
+    if (pooled(arch, opt_level, features)) {
+        pthread_mutex_lock(&tm_pool.lock);
+        int *n = &tm_pool.count[arch][opt_level];
+        LLVMTargetMachineRef tm = *n ? tm_pool.idle[arch][opt_level][--*n] : NULL;
+        pthread_mutex_unlock(&tm_pool.lock);
+        if (tm) return tm;
+    }
+    LLVMTargetMachineRef tm = target_machine_new(arch, opt_level, features, err);
+    if (tm) {
+        pthread_mutex_lock(&tm_pool.lock);
+        tm_pool.made++;
+        pthread_mutex_unlock(&tm_pool.lock);
+    }
+    return tm;
+}
+
+static void target_machine_give(LLVMTargetMachineRef tm, BackendArch arch, int opt_level, const char *features) {
+    if (pooled(arch, opt_level, features)) {
+        pthread_mutex_lock(&tm_pool.lock);
+        int *n = &tm_pool.count[arch][opt_level];
+        if (*n < TM_POOL_CAP) {
+            tm_pool.idle[arch][opt_level][(*n)++] = tm;
+            tm = NULL;
+        }
+        pthread_mutex_unlock(&tm_pool.lock);
+    }
+    if (tm) LLVMDisposeTargetMachine(tm);
+}
+
+unsigned long llvm_target_machines_made(void) {
+    pthread_mutex_lock(&tm_pool.lock);
+    unsigned long made = tm_pool.made;
+    pthread_mutex_unlock(&tm_pool.lock);
+    return made;
+}
+
 /* ---- contexts and modules ----------------------------------------------------------------- */
 
 LLVMContextRef llvm_context_new(void) { return LLVMContextCreate(); }
@@ -177,10 +232,10 @@ static bool set_target(LLVMModuleRef module, LLVMTargetMachineRef tm) {
 }
 
 bool llvm_set_nvptx_target(LLVMModuleRef module, BackendArch arch, Strbuf *err) {
-    LLVMTargetMachineRef tm = target_machine_new(arch, 3, NULL, err);
+    LLVMTargetMachineRef tm = target_machine_take(arch, 3, NULL, err);
     if (!tm) return false;
     set_target(module, tm);
-    LLVMDisposeTargetMachine(tm);
+    target_machine_give(tm, arch, 3, NULL);
     return true;
 }
 
@@ -231,14 +286,27 @@ static bool run_pipeline(LLVMModuleRef module, LLVMTargetMachineRef tm, int opt_
     return true;
 }
 
+static _Thread_local double emit_optimize_seconds, emit_codegen_seconds;
+
+void llvm_emit_times(double *optimize, double *codegen) {
+    *optimize = emit_optimize_seconds;
+    *codegen = emit_codegen_seconds;
+    emit_optimize_seconds = emit_codegen_seconds = 0; /* a compile that fails before emitting reads 0 */
+}
+
 bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx, Strbuf *err) {
+    emit_optimize_seconds = emit_codegen_seconds = 0;
     LLVMTargetMachineRef tm =
-        target_machine_new(options->arch, options->opt_level, options->features, err);
+        target_machine_take(options->arch, options->opt_level, options->features, err);
     if (!tm) return false;
     bool ok = false;
     set_target(module, tm);
     if (!llvm_verify_module(module, err)) goto done;
-    if (!run_pipeline(module, tm, options->opt_level, err)) goto done;
+    double t0 = monotonic_seconds();
+    bool optimized = run_pipeline(module, tm, options->opt_level, err);
+    double t1 = monotonic_seconds();
+    emit_optimize_seconds = t1 - t0;
+    if (!optimized) goto done;
 
     char *message = NULL;
     LLVMMemoryBufferRef buffer = NULL;
@@ -251,9 +319,10 @@ bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx,
     LLVMDisposeMessage(message);
     sb_putn(ptx, LLVMGetBufferStart(buffer), LLVMGetBufferSize(buffer));
     LLVMDisposeMemoryBuffer(buffer);
+    emit_codegen_seconds = monotonic_seconds() - t1;
     ok = true;
 done:
-    LLVMDisposeTargetMachine(tm);
+    target_machine_give(tm, options->arch, options->opt_level, options->features);
     return ok;
 }
 

@@ -16,6 +16,16 @@
  * way it measures the host-side parts of the launch path that need no GPU (on a VM context):
  * the memory-cache hit from source text to kernel, the argument checks, and the grid computed
  * by the compiled steps against the VM's interpretation of the grid region.
+ *
+ * Breakdowns (rows named "... | part"), so that the remaining time can be placed: the cold JIT
+ * of softmax, layernorm and gemm by stage (frontend and passes, codegen, LLVM's IR pipeline,
+ * NVPTX to PTX text, ptxas or nvJitLink, and on a GPU the driver's module load; from
+ * tile_compile_times), and the disk hit by part: on a GPU from the hits themselves (frontend,
+ * key and disk read, module load, the rest), and on any machine the parts that need no GPU
+ * timed alone on a real softmax entry (key, read and validate, the frontend in a new context,
+ * and format 1's SHA-256 checksum of the same image for comparison). On a GPU, the first use of
+ * softmax with the cache off: get_kernel (the generic kernel), the first launch (which compiles
+ * the variant for its tensors' facts) and the second.
  * Times are medians after warm-up; GPU times come from events; inputs are random and every
  * kernel's result is checked before it is timed.
  */
@@ -24,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "runtime/cache.h"
 #include "runtime/cuda.h"
 #include "runtime/runtime.h"
 #include "runtime/vm.h"
@@ -35,12 +47,14 @@ static void die(tile_context *ctx, const char *what, tile_status st) { bench_die
 /* ---- kernels --------------------------------------------------------------------------------- */
 typedef struct KernelId {
     const char *file, *name;
+    bool breakdown; /* cold JIT rows per stage too */
 } KernelId;
 
 static const KernelId core[] = {
-    {"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"},   {"layernorm.tile", "layernorm"},
-    {"gemm.tile", "gemm"},             {"reduce.tile", "sum_rows"},   {"reduce.tile", "cumsum_rows"},
-    {"reduce.tile", "sum_all"},        {"gather.tile", "gather_rows"},
+    {"vector_add.tile", "vector_add", false}, {"softmax.tile", "softmax", true},
+    {"layernorm.tile", "layernorm", true},    {"gemm.tile", "gemm", true},
+    {"reduce.tile", "sum_rows", false},       {"reduce.tile", "cumsum_rows", false},
+    {"reduce.tile", "sum_all", false},        {"gather.tile", "gather_rows", false},
 };
 enum { NCORE = sizeof core / sizeof core[0] };
 
@@ -60,6 +74,7 @@ static char *read_source(const KernelId *k, size_t *len) {
 
 /* Source text to a compiled kernel (and, on a GPU, a loaded module): ms. */
 static double compile_once(tile_context *ctx, const KernelId *k, const char *src, size_t len, tile_program **keep) {
+    memset(rt_times(), 0, sizeof *rt_times()); /* get_kernel adds to them; emit resets them */
     double t0 = bench_now_us();
     tile_program *p;
     tile_kernel *kernel;
@@ -90,7 +105,28 @@ static void bench_cold_jit(const char *where) {
         size_t len;
         char *src = read_source(&core[i], &len);
         double t[5];
-        for (int r = 0; r < 5; r++) t[r] = compile_once(ctx, &core[i], src, len, NULL);
+        enum { FRONTEND, CODEGEN, IR_PIPELINE, NVPTX, ASSEMBLE, LOAD, NPARTS };
+        double part[NPARTS][5];
+        for (int r = 0; r < 5; r++) {
+            t[r] = compile_once(ctx, &core[i], src, len, NULL);
+            const tile_compile_times *c = rt_times();
+            part[FRONTEND][r] = (c->parse + c->lower + c->passes) * 1e3;
+            part[CODEGEN][r] = c->codegen * 1e3;
+            part[IR_PIPELINE][r] = c->llvm_optimize * 1e3;
+            part[NVPTX][r] = (c->llvm - c->llvm_optimize) * 1e3;
+            part[ASSEMBLE][r] = c->assemble * 1e3;
+            part[LOAD][r] = c->load * 1e3;
+        }
+        if (core[i].breakdown) {
+            static const char *const names[NPARTS] = {"frontend+passes", "codegen", "LLVM IR pipeline",
+                                                      "NVPTX to PTX", "ptxas/nvJitLink", "module load"};
+            for (int p = 0; p < NPARTS; p++) {
+                if (p == LOAD && strcmp(where, "gpu") != 0) continue;
+                char row[128];
+                snprintf(row, sizeof row, "cold JIT %s | %s", core[i].name, names[p]);
+                bench_add_row(row, "ms (median of 5)", bench_median(part[p], 5), -1, NULL, false);
+            }
+        }
         char name[96];
         snprintf(name, sizeof name, "cold JIT %s", core[i].name);
         if (strcmp(where, "gpu") == 0)
@@ -120,16 +156,136 @@ static void bench_cache_hits(void) {
     bench_add_row("cache hit (memory) softmax", "us source->kernel", bench_median(mem, 101), -1, NULL, false);
     tile_program_destroy(first);
     tile_context_destroy(ctx);
-    double disk[9];
+    double disk[9], frontend[9], cache[9], load[9], rest[9];
     for (int r = 0; r < 9; r++) {
         tile_context *fresh;
         if ((st = tile_context_create(TILE_DEVICE_CUDA, 0, &fresh)) != TILE_OK) die(NULL, "context", st);
         disk[r] = compile_once(fresh, &core[1], src, len, NULL) * 1e3;
+        const tile_compile_times *c = rt_times();
+        frontend[r] = (c->parse + c->lower + c->passes) * 1e6;
+        cache[r] = c->cache * 1e6;
+        load[r] = c->load * 1e6;
+        rest[r] = disk[r] - frontend[r] - cache[r] - load[r];
         tile_context_destroy(fresh);
     }
-    bench_add_row("cache hit (disk) softmax", "us source->loaded", bench_median(disk, 9), -1, NULL, false);
+    bench_add_row("cache hit (disk) softmax", "us source->loaded", bench_median(disk, 9), 200,
+                  "issue 9 target", false);
+    bench_add_row("cache hit (disk) softmax | frontend+passes", "us (median of 9)", bench_median(frontend, 9), -1,
+                  NULL, false);
+    bench_add_row("cache hit (disk) softmax | key+read+validate", "us (median of 9)", bench_median(cache, 9), -1,
+                  NULL, false);
+    bench_add_row("cache hit (disk) softmax | module load", "us (median of 9)", bench_median(load, 9), -1, NULL,
+                  false);
+    bench_add_row("cache hit (disk) softmax | rest", "us (median of 9)", bench_median(rest, 9), -1, NULL, false);
     free(src);
     unsetenv("TILE_CACHE_DIR");
+}
+
+/* The parts of a disk hit that need no GPU, timed alone on a real entry: softmax's sm_90a image
+ * (a cubin when ptxas or nvJitLink is here, else its PTX) stored in a fresh cache directory.
+ * With dev (a GPU), the driver's load of that image too. us, medians. */
+static void bench_disk_hit_parts(CudaDevice *dev) {
+    size_t len;
+    char *src = read_source(&core[1], &len);
+    tile_context *vm;
+    tile_status st = tile_context_create(TILE_DEVICE_VM, 0, &vm);
+    if (st != TILE_OK) die(NULL, "vm context", st);
+    tile_program *p;
+    if ((st = tile_program_from_string(vm, core[1].file, src, len, &p)) != TILE_OK) die(vm, "softmax", st);
+    char *image;
+    size_t image_len;
+    tile_emit_options opt = {.arch = "sm_90a"};
+    bool is_ptx = false;
+    if (tile_program_emit(p, "softmax", NULL, 0, TILE_EMIT_CUBIN, &opt, &image, &image_len) != TILE_OK) {
+        is_ptx = true;
+        if ((st = tile_program_emit(p, "softmax", NULL, 0, TILE_EMIT_PTX, &opt, &image, &image_len)) != TILE_OK)
+            die(vm, "softmax", st);
+    }
+    tile_program_destroy(p);
+    tile_context_destroy(vm);
+    char dir[] = "/tmp/tile-bench-parts-XXXXXX";
+    if (!mkdtemp(dir)) return;
+    CacheKernelId id = {.source = src, .source_len = len, .kernel = "softmax", .arch = "sm_90a",
+                        .num_warps = RT_KERNEL_NUM_WARPS};
+    CacheKey key = cache_kernel_key(&id);
+    CacheEntry entry = {.is_ptx = is_ptx, .threads = 128, .image = (uint8_t *)image, .len = image_len};
+    Strbuf err = {0};
+    if (!cache_disk_store(dir, &key, &entry, &err)) {
+        fprintf(stderr, "bench_runtime: cannot store a cache entry in %s: %s\n", dir, sb_str(&err));
+        exit(1);
+    }
+    double keys[101], reads[101], sha[101];
+    volatile uint8_t sink = 0;
+    for (int r = 0; r < 101; r++) {
+        double t0 = bench_now_us();
+        for (int i = 0; i < 20; i++) sink ^= cache_kernel_key(&id).bytes[0];
+        double t1 = bench_now_us();
+        for (int i = 0; i < 20; i++) {
+            CacheEntry got;
+            if (cache_disk_load(dir, &key, &got, &err) != CACHE_HIT || got.len != image_len) {
+                fprintf(stderr, "bench_runtime: the stored entry does not read back: %s\n", sb_str(&err));
+                exit(1);
+            }
+            sink ^= got.image[0];
+            cache_entry_free(&got);
+        }
+        double t2 = bench_now_us();
+        for (int i = 0; i < 20; i++) {
+            uint8_t digest[32];
+            sha256(image, image_len, digest);
+            sink ^= digest[0];
+        }
+        double t3 = bench_now_us();
+        keys[r] = (t1 - t0) / 20, reads[r] = (t2 - t1) / 20, sha[r] = (t3 - t2) / 20;
+    }
+    (void)sink;
+    /* The frontend and passes (the GPU passes too) of a new context, as a disk hit runs them. */
+    setenv("TILE_VM_GPU_PASSES", "1", 1);
+    double front[21];
+    for (int r = 0; r < 21; r++) {
+        tile_context *fresh;
+        if ((st = tile_context_create(TILE_DEVICE_VM, 0, &fresh)) != TILE_OK) die(NULL, "vm context", st);
+        tile_kernel *k;
+        double t0 = bench_now_us();
+        if ((st = tile_program_from_string(fresh, core[1].file, src, len, &p)) != TILE_OK ||
+            (st = tile_program_get_kernel(p, "softmax", NULL, 0, &k)) != TILE_OK)
+            die(fresh, "softmax", st);
+        front[r] = bench_now_us() - t0;
+        tile_program_destroy(p);
+        tile_context_destroy(fresh);
+    }
+    unsetenv("TILE_VM_GPU_PASSES");
+    char name[128];
+    snprintf(name, sizeof name, "disk hit parts softmax | key (SHA-256 of %zu B source)", len);
+    bench_add_row(name, "us (host)", bench_median(keys, 101), -1, NULL, false);
+    snprintf(name, sizeof name, "disk hit parts softmax | read+validate %zu B %s", image_len, is_ptx ? "PTX" : "cubin");
+    bench_add_row(name, "us (host)", bench_median(reads, 101), bench_median(sha, 101),
+                  "format 1: SHA-256 of the image alone", false);
+    bench_add_row("disk hit parts softmax | frontend+passes, new context", "us (host)", bench_median(front, 21), -1,
+                  NULL, false);
+    if (dev) {
+        double load[21];
+        for (int r = 0; r < 21; r++) {
+            CudaModule *m = NULL;
+            double t0 = bench_now_us();
+            st = is_ptx ? cuda_module_load_ptx(dev, image, &m, &err) : cuda_module_load_cubin(dev, image, image_len, &m, &err);
+            load[r] = bench_now_us() - t0;
+            if (st != TILE_OK) break;
+            cuda_module_unload(m);
+        }
+        if (st == TILE_OK) /* a failure only loses this row: the rest of the run goes on */
+            bench_add_row("disk hit parts softmax | module load (driver)", "us", bench_median(load, 21), -1, NULL, false);
+        else
+            fprintf(stderr, "bench_runtime: module load: %s\n", sb_str(&err));
+    }
+    Strbuf path = {0};
+    cache_entry_path(dir, &key, &path);
+    unlink(sb_str(&path));
+    rmdir(dir);
+    sb_free(&path);
+    sb_free(&err);
+    tile_string_free(image);
+    free(src);
 }
 
 /* Host costs without a GPU, on a VM context: us per call, medians of 101 runs of 1000 calls. */
@@ -182,6 +338,59 @@ static void bench_host_costs(void) {
     sb_free(&err);
     free(src);
     tile_program_destroy(first);
+    tile_context_destroy(ctx);
+}
+
+/* A first use on a GPU as an application meets it (kernel cache off, so everything compiles):
+ * tile_program_get_kernel compiles the generic kernel, then the first launch with aligned,
+ * contiguous 1024 x 1024 tensors compiles and loads the variant for their facts; the second
+ * launch is the steady state. softmax, ms, medians of 3. */
+static void bench_first_launch(void) {
+    setenv("TILE_CACHE", "0", 1);
+    tile_context *ctx;
+    tile_status st = tile_context_create(TILE_DEVICE_CUDA, 0, &ctx);
+    if (st != TILE_OK) die(NULL, "context", st);
+    unsetenv("TILE_CACHE");
+    int64_t shape[2] = {1024, 1024};
+    size_t bytes = 1024 * 1024 * sizeof(float);
+    void *x = NULL, *y = NULL;
+    if ((st = tile_alloc(ctx, bytes, &x)) != TILE_OK || (st = tile_alloc(ctx, bytes, &y)) != TILE_OK)
+        die(ctx, "alloc", st);
+    tile_arg args[2] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 2, shape)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 2, shape)}};
+    size_t len;
+    char *src = read_source(&core[1], &len);
+    double get[3], first[3], second[3];
+    for (int r = 0; r < 3 && st == TILE_OK; r++) {
+        tile_program *p;
+        tile_kernel *k;
+        double t0 = bench_now_us();
+        if ((st = tile_program_from_string(ctx, core[1].file, src, len, &p)) != TILE_OK) break;
+        double t1 = 0, t2 = 0, t3 = 0;
+        if ((st = tile_program_get_kernel(p, "softmax", NULL, 0, &k)) == TILE_OK) {
+            t1 = bench_now_us();
+            if ((st = tile_kernel_launch(k, args, 2, NULL)) == TILE_OK && (st = tile_synchronize(ctx)) == TILE_OK) {
+                t2 = bench_now_us();
+                if ((st = tile_kernel_launch(k, args, 2, NULL)) == TILE_OK) st = tile_synchronize(ctx);
+                t3 = bench_now_us();
+            }
+        }
+        get[r] = (t1 - t0) / 1e3, first[r] = (t2 - t1) / 1e3, second[r] = (t3 - t2) / 1e3;
+        tile_program_destroy(p);
+    }
+    if (st != TILE_OK) { /* only these rows are lost: the rest of the run goes on */
+        fprintf(stderr, "bench_runtime: first use of softmax: %s\n%s\n", tile_status_name(st), tile_context_message(ctx));
+    } else {
+        bench_add_row("first use softmax | get_kernel (generic kernel)", "ms (cache off)", bench_median(get, 3), -1,
+                      NULL, false);
+        bench_add_row("first use softmax | first launch (variant compiled)", "ms (cache off)",
+                      bench_median(first, 3), -1, NULL, false);
+        bench_add_row("first use softmax | second launch", "ms (cache off)", bench_median(second, 3), -1, NULL,
+                      false);
+    }
+    tile_free(ctx, x);
+    tile_free(ctx, y);
+    free(src);
     tile_context_destroy(ctx);
 }
 
@@ -243,7 +452,7 @@ static double timed(Gpu *g, void (*body)(void *), void *arg, int reps) {
 static tile_kernel *load_with(Gpu *g, const KernelId *k, const tile_constant *c, size_t nc, tile_program **p) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, k->file);
-    tile_kernel *kernel;
+    tile_kernel *kernel = NULL;
     tile_status st = tile_program_from_file(g->ctx, path, p);
     if (st != TILE_OK || (st = tile_program_get_kernel(*p, k->name, c, nc, &kernel)) != TILE_OK) die(g->ctx, k->name, st);
     return kernel;
@@ -406,6 +615,7 @@ int main(int argc, char **argv) {
     if (tile_context_create(TILE_DEVICE_CUDA, 0, &g.ctx) != TILE_OK) {
         printf("no GPU (%s): measuring the compile on this CPU only\n", tile_context_message(NULL));
         bench_cold_jit("cpu");
+        bench_disk_hit_parts(NULL);
         bench_host_costs();
         bench_write_json(out, "CPU (no GPU): compile only", sb_str(&cmd));
         return 0;
@@ -418,6 +628,8 @@ int main(int argc, char **argv) {
     cuda_event_create(g.dev, &g.stop, &err);
     bench_cold_jit("gpu");
     bench_cache_hits();
+    bench_first_launch();
+    bench_disk_hit_parts(g.dev);
     bench_host_costs();
     bench_launch_overhead(&g);
     double copy = bench_copy_bandwidth(&g);

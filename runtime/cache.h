@@ -14,14 +14,17 @@
  *   12      4     header size (88)
  *   16      32    the key
  *   48      8     payload length, little-endian
- *   56      32    SHA-256 of the payload
+ *   56      8     XXH64 (seed 0) of the payload, little-endian
+ *   64      24    zero (format 1 had a SHA-256 of the payload at 56..88)
  *   88      ...   payload: u32 is_ptx, u32 threads, u32 shared_bytes, u32 reserved, then the
  *                 image (a cubin, or PTX text without its NUL)
  *
  * Entries are written to a temporary file in the cache directory (mkstemp), fsync'd, then
  * renamed over the final name, so a reader sees a whole old entry or a whole new one, never a
  * partial one, whatever other processes do. A reader checks the magic, version, sizes, key and
- * checksum; a bad entry is reported as CACHE_CORRUPT and the caller rebuilds and overwrites it.
+ * checksum; a bad entry is reported as CACHE_CORRUPT and the caller rebuilds and overwrites it
+ * (an entry of format 1 is reported so too, once, and replaced). The checksum catches damage,
+ * not forgery: the directory must be private to the user (checked before every use).
  *
  * The memory cache maps keys to opaque values (the cuda device stores loaded functions) under
  * a mutex. Nothing here knows about GPUs, so tests/test_cache.c runs it everywhere.
@@ -37,7 +40,7 @@
 #include "frontend/frontend.h"
 #include "support/support.h"
 
-#define CACHE_FORMAT_VERSION 1u
+#define CACHE_FORMAT_VERSION 2u /* 2: XXH64 payload checksum (was SHA-256) */
 /* Bump when the code generator changes what it emits for the same IR (or the ABI changes). */
 #define CACHE_CODEGEN_FORMAT 1u
 #define CACHE_HEADER_SIZE 88u
@@ -59,6 +62,9 @@ void sha256_init(Sha256 *h);
 void sha256_update(Sha256 *h, const void *data, size_t n);
 void sha256_final(Sha256 *h, uint8_t digest[32]);
 void sha256(const void *data, size_t n, uint8_t digest[32]);
+
+/* XXH64 with seed 0: the checksum of a disk entry's payload (fast; catches damage). */
+uint64_t xxh64(const void *data, size_t n);
 
 /* ---- keys ----------------------------------------------------------------------------------- */
 /* A key is built from tagged, length-prefixed fields. */

@@ -221,6 +221,9 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
         rt_times()->codegen += infos[i].codegen_seconds;
         rt_times()->llvm += infos[i].llvm_seconds;
     }
+    double optimize, llvm_codegen;
+    llvm_emit_times(&optimize, &llvm_codegen);
+    if (kind != TILE_EMIT_LLVM) rt_times()->llvm_optimize += optimize;
     if (infos != &info) free(infos);
     if (!ok) {
         sb_free(&ptx);
@@ -287,15 +290,21 @@ typedef struct Build {
     BackendArch arch;
     const CodegenParamSpec *spec; /* NULL: the generic kernel */
     tile_status status;          /* why build failed */
+    double seconds;              /* spent in build_image */
 } Build;
 
-/* cache_fetch's builder: the PTX, assembled into a cubin when a tool is present. */
-static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
-    Build *b = user;
+/* build_image's work, which adds each step's time to this thread's tile_compile_times. */
+static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
     CodegenInfo info = {0};
     Strbuf ptx = {0};
-    if (!backend_compile_ptx(b->function, &opt, &ptx, &info, err)) {
+    bool compiled = backend_compile_ptx(b->function, &opt, &ptx, &info, err);
+    double optimize, llvm_codegen;
+    llvm_emit_times(&optimize, &llvm_codegen);
+    rt_times()->codegen += info.codegen_seconds;
+    rt_times()->llvm += info.llvm_seconds;
+    rt_times()->llvm_optimize += optimize;
+    if (!compiled) {
         sb_free(&ptx);
         b->status = info.internal ? TILE_ERROR_INTERNAL : info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
         return false;
@@ -304,7 +313,10 @@ static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     out->shared_bytes = info.shared_bytes;
     if (have_cubin_tool()) {
         Strbuf cubin = {0};
-        if (!backend_ptx_to_cubin(ptx.data, ptx.len, b->arch, CUBIN_TOOL_AUTO, &cubin, err)) {
+        double t0 = monotonic_seconds();
+        bool assembled = backend_ptx_to_cubin(ptx.data, ptx.len, b->arch, CUBIN_TOOL_AUTO, &cubin, err);
+        rt_times()->assemble += monotonic_seconds() - t0;
+        if (!assembled) {
             sb_free(&ptx);
             sb_free(&cubin);
             b->status = TILE_ERROR_COMPILE;
@@ -321,6 +333,15 @@ static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     out->image = (uint8_t *)(ptx.data ? ptx.data : xstrdup(""));
     return true;
 }
+
+/* cache_fetch's builder: the PTX, assembled into a cubin when a tool is present. */
+static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
+    Build *b = user;
+    double start = monotonic_seconds();
+    bool ok = build_image_timed(b, out, err);
+    b->seconds += monotonic_seconds() - start;
+    return ok;
+}
 #endif
 
 /* Loads an image and its function; NULL with the reason in err. */
@@ -328,9 +349,11 @@ static RtCudaFunction *load_image(RtCuda *c, const CacheEntry *e, const char *na
     RtCudaFunction *f = xcalloc(1, sizeof *f);
     f->threads = e->threads;
     f->shared_bytes = e->shared_bytes;
+    double t0 = monotonic_seconds();
     if (e->is_ptx) *st = cuda_module_load_ptx(c->device, (const char *)e->image, &f->module, err);
     else *st = cuda_module_load_cubin(c->device, e->image, e->len, &f->module, err);
     if (*st == TILE_OK) *st = cuda_module_function(f->module, name, &f->fn, err);
+    rt_times()->load += monotonic_seconds() - t0;
     if (*st == TILE_OK && f->shared_bytes > SHARED_DEFAULT_LIMIT) {
         int limit = cuda_device_max_shared_optin(c->device);
         if ((int64_t)f->shared_bytes > (int64_t)limit) {
@@ -380,7 +403,10 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
     CacheOutcome outcome = {0};
     RtCudaFunction *f = NULL;
     tile_status st = TILE_OK;
-    if (!cache_fetch(&c->cache, key, build_image, &build, &entry, &outcome, err)) {
+    double t0 = monotonic_seconds();
+    bool fetched = cache_fetch(&c->cache, key, build_image, &build, &entry, &outcome, err);
+    rt_times()->cache += monotonic_seconds() - t0 - build.seconds; /* the disk's part; build_image counts its own */
+    if (!fetched) {
         st = build.status;
         goto done;
     }
@@ -429,7 +455,9 @@ tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k) {
     if (!c->arch_ok)
         return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "%s: %s is sm_%d%d; tile compiles for sm_80 and newer", k->name,
                        ctx->name, c->major, c->minor);
+    double t0 = monotonic_seconds();
     CacheKey key = generic_key(c, k);
+    rt_times()->cache += monotonic_seconds() - t0;
     Strbuf err = {0};
     tile_status st = compile_and_load(c, k, NULL, &key, &k->cuda, &err);
     if (st != TILE_OK) {

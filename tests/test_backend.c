@@ -243,6 +243,68 @@ Test(backend, threads_emit_concurrently) {
     }
 }
 
+/* The PTX of one of two kernels: 0 the hand-built vector add, 1 the parsed fill kernel. */
+static char *kernel_ptx(int which, BackendArch arch) {
+    LLVMContextRef context = llvm_context_new();
+    Strbuf ptx = {0}, err = {0};
+    LLVMModuleRef module = which == 0 ? llvm_build_vector_add(context)
+                                      : llvm_parse_ir(context, "fill.ll", reqntid_kernel, strlen(reqntid_kernel), &err);
+    cr_assert_not_null(module, "%s", sb_str(&err));
+    if (which == 1) {
+        const unsigned reqntid[3] = {128, 1, 1};
+        llvm_mark_kernel(llvm_get_function(module, "fill"), NULL, reqntid);
+    }
+    PtxOptions options = llvm_ptx_options(arch);
+    cr_assert(llvm_emit_ptx(module, &options, &ptx, &err), "%s", sb_str(&err));
+    llvm_context_free(context);
+    sb_free(&err);
+    return ptx.data;
+}
+
+typedef struct PoolWorker {
+    const char *want[2][BACKEND_ARCH_COUNT]; /* the PTX of a fresh target machine */
+    int mismatches;
+} PoolWorker;
+
+static void *pool_worker(void *arg) {
+    PoolWorker *w = arg;
+    for (int round = 0; round < 12; round++) {
+        int which = round % 2;
+        BackendArch arch = (BackendArch)(round / 2 % 2);
+        char *ptx = kernel_ptx(which, arch);
+        if (strcmp(ptx, w->want[which][arch]) != 0) w->mismatches++;
+        free(ptx);
+    }
+    return NULL;
+}
+
+/* Target machines are pooled: a compile on a machine that compiled another kernel before gives
+ * the same PTX as one on a fresh machine, also when two threads take machines from the pool at
+ * once, and the pool makes no more machines than compiles run at the same time. */
+Test(backend, pooled_target_machines_compile_identically) {
+    unsigned long made = llvm_target_machines_made();
+    PoolWorker w = {0};
+    /* The first compile per architecture runs on a fresh machine: vector add first for sm_80,
+     * fill first for sm_90a; the other kernel then reuses that machine. */
+    char *fresh_va80 = kernel_ptx(0, BACKEND_ARCH_SM80), *reused_fill80 = kernel_ptx(1, BACKEND_ARCH_SM80);
+    char *fresh_fill90 = kernel_ptx(1, BACKEND_ARCH_SM90A), *reused_va90 = kernel_ptx(0, BACKEND_ARCH_SM90A);
+    cr_assert_eq(llvm_target_machines_made() - made, 2, "one machine per architecture, reused");
+    char *again_va80 = kernel_ptx(0, BACKEND_ARCH_SM80), *again_fill90 = kernel_ptx(1, BACKEND_ARCH_SM90A);
+    cr_assert_str_eq(again_va80, fresh_va80, "vector add on a reused machine differs from a fresh one");
+    cr_assert_str_eq(again_fill90, fresh_fill90, "fill on a reused machine differs from a fresh one");
+    w.want[0][BACKEND_ARCH_SM80] = fresh_va80, w.want[1][BACKEND_ARCH_SM80] = reused_fill80;
+    w.want[0][BACKEND_ARCH_SM90A] = reused_va90, w.want[1][BACKEND_ARCH_SM90A] = fresh_fill90;
+    PoolWorker workers[2] = {w, w};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) cr_assert_eq(pthread_create(&threads[i], NULL, pool_worker, &workers[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+        cr_assert_eq(workers[i].mismatches, 0, "thread %d: %d compiles differ", i, workers[i].mismatches);
+    }
+    cr_assert_leq(llvm_target_machines_made() - made, 4, "at most two machines per architecture (two threads)");
+    free(fresh_va80), free(reused_fill80), free(fresh_fill90), free(reused_va90), free(again_va80), free(again_fill90);
+}
+
 /* ---- PTX -> cubin ------------------------------------------------------------------------- */
 
 static void require_ptxas(void) {

@@ -241,7 +241,11 @@ static CacheConfig config_for(const char *dir) {
     return c;
 }
 
-typedef enum Damage { DAMAGE_TRUNCATE, DAMAGE_FLIP_PAYLOAD, DAMAGE_MAGIC, DAMAGE_LENGTH, DAMAGE_KEY, DAMAGE_EMPTY } Damage;
+typedef enum Damage {
+    DAMAGE_TRUNCATE, DAMAGE_FLIP_PAYLOAD, DAMAGE_MAGIC, DAMAGE_LENGTH, DAMAGE_KEY, DAMAGE_EMPTY,
+    DAMAGE_OLD_VERSION, /* format 1 (SHA-256 checksum) */
+    DAMAGE_CHECKSUM, DAMAGE_RESERVED, DAMAGE_APPEND
+} Damage;
 
 static void damage(const CacheKey *key, Damage how) {
     Strbuf path = {0};
@@ -263,6 +267,10 @@ static void damage(const CacheKey *key, Damage how) {
     case DAMAGE_MAGIC: fseek(f, 0, SEEK_SET); fputc('X', f); break;
     case DAMAGE_LENGTH: fseek(f, 48, SEEK_SET); fputc(0x7f, f); break;
     case DAMAGE_KEY: fseek(f, 20, SEEK_SET); fputc(0x5a, f); fputc(0xa5, f); break;
+    case DAMAGE_OLD_VERSION: fseek(f, 8, SEEK_SET); fputc(1, f); break;
+    case DAMAGE_CHECKSUM: fseek(f, 60, SEEK_SET); fputc(0x33, f); break;
+    case DAMAGE_RESERVED: fseek(f, 80, SEEK_SET); fputc(1, f); break;
+    case DAMAGE_APPEND: fseek(f, 0, SEEK_END); fputc(0, f); break;
     }
     fclose(f);
     sb_free(&path);
@@ -311,6 +319,50 @@ Test(cache, flipped_byte_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_FLIP_PAYLO
 Test(cache, wrong_magic_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_MAGIC); }
 Test(cache, wrong_length_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_LENGTH); }
 Test(cache, wrong_key_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_KEY); }
+Test(cache, format_1_entry_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_OLD_VERSION); }
+Test(cache, wrong_checksum_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_CHECKSUM); }
+Test(cache, nonzero_reserved_bytes_are_rebuilt) { check_damage_is_rebuilt(DAMAGE_RESERVED); }
+Test(cache, bytes_after_payload_are_rebuilt) { check_damage_is_rebuilt(DAMAGE_APPEND); }
+
+/* The payload checksum against the reference implementation's values (libxxhash 0.8 gives the
+ * same for these and for 200 longer buffers, checked when it was written). */
+Test(cache, xxh64_vectors) {
+    cr_assert_eq(xxh64("", 0), UINT64_C(0xef46db3751d8e999));
+    cr_assert_eq(xxh64("a", 1), UINT64_C(0xd24ec4f1a98c6e5b));
+    cr_assert_eq(xxh64("abc", 3), UINT64_C(0x44bc2cf5ad770999));
+    const char *s = "Nobody inspects the spammish repetition"; /* 39 bytes: stripes and every tail */
+    cr_assert_eq(xxh64(s, strlen(s)), UINT64_C(0xfbcea83c8a378bf1));
+}
+
+/* The header of an entry as written: magic, format 2, the key, the length, the payload's XXH64
+ * at 56 and zeros up to 88. */
+Test(cache, entry_header_layout) {
+    CacheConfig config = config_for(tmpdir);
+    CacheKey key = key_of("sm_80");
+    Builder b = {.len = 1000, .seed = 9};
+    CacheEntry got;
+    CacheOutcome o = {0};
+    Strbuf err = {0}, path = {0};
+    cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+    cache_entry_path(tmpdir, &key, &path);
+    FILE *f = fopen(sb_str(&path), "rb");
+    cr_assert_not_null(f);
+    uint8_t file[CACHE_HEADER_SIZE + 16 + 1000 + 1];
+    cr_assert_eq(fread(file, 1, sizeof file, f), sizeof file - 1);
+    fclose(f);
+    cr_assert_eq(memcmp(file, "TILECACH", 8), 0);
+    cr_assert_eq(file[8], CACHE_FORMAT_VERSION);
+    cr_assert_eq(memcmp(file + 16, key.bytes, 32), 0);
+    uint64_t sum = 0;
+    for (int i = 0; i < 8; i++) sum |= (uint64_t)file[56 + i] << (8 * i);
+    cr_assert_eq(sum, xxh64(file + CACHE_HEADER_SIZE, 16 + 1000));
+    for (unsigned i = 64; i < CACHE_HEADER_SIZE; i++) cr_assert_eq(file[i], 0);
+    cr_assert_eq(memcmp(file + CACHE_HEADER_SIZE + 16, got.image, 1000), 0);
+    cache_entry_free(&got);
+    sb_free(&path);
+    sb_free(&err);
+    sb_free(&o.note);
+}
 
 Test(cache, entry_under_another_name_is_corrupt) {
     CacheKey a = key_of("sm_90a"), b = key_of("sm_80");

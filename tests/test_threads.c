@@ -4,8 +4,9 @@
  * under ThreadSanitizer. Threads
  * that share one context and program compile the same and different specializations and
  * launch them on their own buffers; threads that create, use and destroy their own contexts;
- * generated-code kernels (tile_context_aot_kernel) fetched concurrently; and cancellation
- * racing with launches. Each checks its results, so a lost update shows as a wrong value and a
+ * generated-code kernels (tile_context_aot_kernel) fetched concurrently; cancellation
+ * racing with launches; and PTX emitted from two threads (the backend's pooled target
+ * machines). Each checks its results, so a lost update shows as a wrong value and a
  * data race as a TSan report. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -225,7 +226,62 @@ static void cancel_races_with_launches(void) {
     tile_context_destroy(ctx);
 }
 
+/* PTX from two threads at once (tile_program_emit: the backend's pooled LLVM target machines,
+ * each used by one compile at a time): every result equals the one compiled alone first. */
+typedef struct EmitWorker {
+    tile_program *program;
+    const char *want[2];      /* PTX for BLOCK = 32 and 64 */
+    int wrong;
+} EmitWorker;
+
+static char *emit_va_ptx(tile_program *p, int64_t block) {
+    tile_constant c = {"BLOCK", 0, block, 0.0};
+    tile_emit_options opt = {.arch = "sm_90a"};
+    char *ptx = NULL;
+    size_t len;
+    if (tile_program_emit(p, "va", &c, 1, TILE_EMIT_PTX, &opt, &ptx, &len) != TILE_OK) return NULL;
+    return ptx;
+}
+
+static void *emit_main(void *arg) {
+    EmitWorker *w = arg;
+    for (int round = 0; round < 4; round++) {
+        char *ptx = emit_va_ptx(w->program, round % 2 ? 64 : 32);
+        if (!ptx || strcmp(ptx, w->want[round % 2]) != 0) w->wrong++;
+        tile_string_free(ptx);
+    }
+    return NULL;
+}
+
+static void ptx_emitted_concurrently(void) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = NULL;
+    cr_assert_eq(tile_program_from_string(ctx, "va.tile", va_source, sizeof va_source - 1, &p), TILE_OK, "%s",
+                 tile_context_message(ctx));
+    char *want32 = emit_va_ptx(p, 32), *want64 = emit_va_ptx(p, 64);
+    if (!want32 || !want64) { /* built without the LLVM backend (as the TSan build of CI is) */
+        printf("test_threads: PTX from two threads skipped: %s\n", tile_context_message(ctx));
+        tile_string_free(want32);
+        tile_string_free(want64);
+        tile_program_destroy(p);
+        tile_context_destroy(ctx);
+        return;
+    }
+    EmitWorker w[2] = {{p, {want32, want64}, 0}, {p, {want32, want64}, 0}};
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) cr_assert_eq(pthread_create(&threads[i], NULL, emit_main, &w[i]), 0, "thread %d", i);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(threads[i], NULL);
+        cr_expect_eq(w[i].wrong, 0, "thread %d: PTX differs from the one compiled alone", i);
+    }
+    tile_string_free(want32);
+    tile_string_free(want64);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
 int main(void) {
+    ptx_emitted_concurrently();
     compile_and_launch_on_one_context();
     contexts_created_and_destroyed_concurrently();
     aot_kernels_fetched_concurrently();

@@ -293,9 +293,9 @@ static void print_times(double total) {
     double ms = 1e3;
     fprintf(stderr,
             "tilec: time: frontend %.2f ms (parse %.2f, lower %.2f), passes %.2f ms, LLVM %.2f ms (codegen %.2f, "
-            "optimize and emit PTX %.2f), ptxas/nvJitLink %.2f ms; total %.2f ms\n",
+            "IR pipeline %.2f, NVPTX to PTX text %.2f), ptxas/nvJitLink %.2f ms; total %.2f ms\n",
             (t.parse + t.lower) * ms, t.parse * ms, t.lower * ms, t.passes * ms, (t.codegen + t.llvm) * ms,
-            t.codegen * ms, t.llvm * ms, t.assemble * ms, total * ms);
+            t.codegen * ms, t.llvm_optimize * ms, (t.llvm - t.llvm_optimize) * ms, t.assemble * ms, total * ms);
 }
 
 static int build_file(int argc, char **argv, Defines *defines) {

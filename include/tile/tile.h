@@ -216,7 +216,8 @@ TILE_API void tile_string_free(char *s);
 /* How long the stages of the latest compile on this thread took, in seconds (tilec build
  * --time): parse is set by tile_program_from_string/_file (0 when the program was already in
  * the context's memory), the others are reset by each tile_program_emit and summed over the
- * kernels it compiles; a stage that did not run is 0. */
+ * kernels it compiles (tile_program_get_kernel adds to them without resetting); a stage that
+ * did not run is 0. */
 typedef struct tile_compile_times {
     double parse;    /* lexing and parsing the source */
     double lower;    /* one kernel specialization lowered to IR (the rest of the frontend) */
@@ -224,6 +225,9 @@ typedef struct tile_compile_times {
     double codegen;  /* tile IR -> LLVM IR */
     double llvm;     /* LLVM's optimizer and NVPTX code generator -> PTX */
     double assemble; /* ptxas or nvJitLink -> cubin */
+    double llvm_optimize; /* the part of llvm spent in LLVM's IR pipeline (default<O3>) */
+    double cache;    /* GPU context: the cache key, and reading and checking a disk entry */
+    double load;     /* GPU context: the driver loading the module (cuModuleLoadData) */
 } tile_compile_times;
 TILE_API void tile_compile_times_get(tile_compile_times *out);
 /* The names of the passes, one per line, in pipeline order. */
