@@ -464,8 +464,11 @@ static bool emit_op(Cg *g, const IrOp *op) {
     case OP_REDUCE: return cg_reduce(g, op);
     case OP_SCAN: return cg_scan(g, op);
     case OP_DOT: return cg_dot(g, op);
-    case OP_LOAD: return cg_load(g, op);
-    case OP_STORE: case OP_ATOMIC: return cg_store(g, op);
+    case OP_LOAD: return op->operands[0]->type->kind == TY_SHARED ? cg_shared_load(g, op) : cg_load(g, op);
+    case OP_STORE:
+        if (op->operands[0]->type->kind == TY_SHARED) return cg_shared_store(g, op);
+        return cg_store(g, op);
+    case OP_ATOMIC: return cg_store(g, op);
     case OP_SHARED_ALLOC: case OP_SHARED_LOAD: case OP_SHARED_STORE: return cg_shared_op(g, op);
     case OP_BARRIER: cg_barrier(g); return true;
     case OP_SHARED_VIEW: return cg_shared_view(g, op);

@@ -212,7 +212,11 @@ static void collect_assigned_in(Lower *L, const AstNode *n, BindingList *out, bo
 }
 
 static void lower_decl_stmt(Lower *L, const AstNode *s) {
+    /* `let s = shared<T>[...]`: the one place a shared tile may be made (lower_shared.c) */
+    const AstNode *outer_shared_let = L->shared_let;
+    if (s->kind == AST_LET && s->lhs->kind == AST_CALL && strcmp(s->lhs->name, "shared") == 0) L->shared_let = s->lhs;
     Val v = lower_expr(L, s->lhs);
+    L->shared_let = outer_shared_let;
     const IrType *declared = NULL;
     if (s->type && !lower_type(L, s->type, &declared)) v = POISON_VAL;
     if (v.kind == VAL_VALUE && v.value->type->kind == TY_TENSOR) {

@@ -992,7 +992,10 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
     memset(info, 0, sizeof *info);
     const AstNode *base = e->lhs;
     Binding *bnd = base->kind == AST_NAME ? lower_lookup(L, base->name) : NULL;
-    if (!bnd || bnd->kind != BIND_TENSOR) {
+    /* a shared tile (lower_shared.c) is indexed like a tensor of constant shape */
+    bool shared = bnd && bnd->kind == BIND_LET && bnd->current.kind == VAL_VALUE &&
+                  bnd->current.value->type->kind == TY_SHARED;
+    if (!bnd || (bnd->kind != BIND_TENSOR && !shared)) {
         if (base->kind == AST_NAME && !bnd) {
             diag_error(L->diags, base->loc, "unknown name '%s'", base->name);
             return false;
@@ -1010,11 +1013,12 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
         return false;
     }
     info->tensor = lower_value_of(L, bnd, base->loc).value;
-    info->param = bnd->param_index;
+    info->param = shared ? -1 : bnd->param_index;
     const IrType *tt = info->tensor->type;
     uint32_t nitems = e->args ? e->args->len : 0;
     if (nitems != (uint32_t)tt->rank) {
-        diag_error(L->diags, e->loc, "tensor '%s' has %d dimension%s, but %u ind%s given", base->name, tt->rank,
+        diag_error(L->diags, e->loc, "%s '%s' has %d dimension%s, but %u ind%s given",
+                   shared ? "shared tile" : "tensor", base->name, tt->rank,
                    tt->rank == 1 ? "" : "s", nitems, nitems == 1 ? "ex is" : "ices are");
         return false;
     }
@@ -1030,7 +1034,9 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
             int64_t size;
             Val start = val_int(0);
             if (it->kind == AST_FULL_SLICE) {
-                if (!tensor_dim_fixed(L, info->param, (int)k, &size)) {
+                if (shared) {
+                    size = tt->shape[k];
+                } else if (!tensor_dim_fixed(L, info->param, (int)k, &size)) {
                     diag_error(L->diags, it->loc,
                                "':' needs a dimension of compile-time size, but dimension %u of '%s' is '%s'; "
                                "use 'start :+ size'", k, base->name, L->b.function->params[info->param].dims[k].symbol);
@@ -1308,7 +1314,11 @@ static Val atomic_call(Lower *L, const AstNode *call, int kind) {
         return POISON;
     }
     bool statement = call == L->statement_expr;
-    if (statement && order == MEM_RELAXED && (kind == ATOMIC_ADD || kind == ATOMIC_MAX)) {
+    /* atomics on a shared tile are always atomic_rmw: the store-like OP_ATOMIC is global only */
+    const Binding *base = pos[0]->lhs->kind == AST_NAME ? lower_lookup(L, pos[0]->lhs->name) : NULL;
+    bool shared = base && base->kind == BIND_LET && base->current.kind == VAL_VALUE &&
+                  base->current.value->type->kind == TY_SHARED;
+    if (statement && !shared && order == MEM_RELAXED && (kind == ATOMIC_ADD || kind == ATOMIC_MAX)) {
         Val v = lower_expr(L, pos[1]);
         store_indexed(L, pos[0], v, call->loc, kind);
         return POISON; /* a statement: its value is never used */
@@ -1522,6 +1532,11 @@ Val lower_expr(Lower *L, const AstNode *e) {
         else if (strcmp(e->name, "inf") == 0) r = val_float(INFINITY);
         else if (strcmp(e->name, "nan") == 0) r = val_float(NAN);
         else diag_error(L->diags, e->loc, "unknown name '%s'", e->name);
+        if (r.kind == VAL_VALUE && r.value->type->kind == TY_SHARED) {
+            diag_error(L->diags, e->loc, "shared tile '%s' is not a value: load from it (%s[...]) or store into it "
+                       "(%s[...] = v)", e->name, e->name, e->name);
+            r = POISON;
+        }
         break;
     }
     case AST_UNARY: r = lower_unary(L, e); break;
@@ -1686,6 +1701,10 @@ Val lower_masked_access(Lower *L, const AstNode *call, bool store) {
 }
 
 /* ---- helpers for lower_ext.c ---------------------------------------------------------------- */
+bool lower_shape_dims(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape) {
+    return lower_shape(L, dims, loc, rank, shape);
+}
+
 bool lower_broadcast_shapes(const IrType *a, const IrType *b, int *rank, int64_t *shape) {
     return broadcast_shapes(a, b, rank, shape);
 }
