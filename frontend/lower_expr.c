@@ -1201,8 +1201,9 @@ static bool store_indexed(Lower *L, const AstNode *target, Val value, SrcLoc loc
             return false;
         }
         if (!elem_eq(v->type->elem, rt->elem)) {
-            diag_error(L->diags, loc, "storing %s into a tensor of %s; use cast<%s>(...)",
-                       lower_type_str(v->type, ta, sizeof ta), elem_name(rt->elem, tb), tb);
+            diag_error(L->diags, loc, "storing %s into a %s of %s; use cast<%s>(...)",
+                       lower_type_str(v->type, ta, sizeof ta),
+                       info.tensor->type->kind == TY_SHARED ? "shared tile" : "tensor", elem_name(rt->elem, tb), tb);
             return false;
         }
         if (!broadcast_shapes(v->type, rt, &rank, shape) || rank != rt->rank ||
@@ -1328,8 +1329,8 @@ static Val atomic_call(Lower *L, const AstNode *call, int kind) {
     const IrType *rt = ir_tile_type(L->module, info.tensor->type->elem, info.rank, info.shape);
     if (!atomic_type_ok(kind, rt->elem)) {
         char e[16];
-        diag_error(L->diags, call->loc, "%s() is not defined on tensors of %s (see the types in SPEC 6.7)", call->name,
-                   elem_name(rt->elem, e));
+        diag_error(L->diags, call->loc, "%s() is not defined on %s of %s (see the types in SPEC 6.7)", call->name,
+                   shared ? "shared tiles" : "tensors", elem_name(rt->elem, e));
         return POISON;
     }
     IrValue *ops[3 + IR_MAX_RANK];

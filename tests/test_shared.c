@@ -224,7 +224,7 @@ Test(shared, missing_barrier_at_the_end_of_a_loop_is_a_race) {
 
 /* The same kernels after the GPU passes (layouts, smem_plan) still run and match: the VM judges
  * the passes on shared tiles too (TILE_VM_GPU_PASSES, as for test_kernels). */
-Test(shared, histogram_after_the_gpu_passes) {
+Test(shared, transpose_after_the_gpu_passes) {
     setenv("TILE_VM_GPU_PASSES", "1", 1);
     tile_context *c2 = test_vm_context();
     tile_program *p2 = test_load_program(c2, "tests/shared/shared.tile");
@@ -282,4 +282,33 @@ Test(shared, shared_accesses_are_vectorized_and_atomic) {
     cr_assert(strstr(ptx, "atom.shared.add.noftz.bf16"), "no bf16 shared atomic add on sm_90a:\n%s", ptx);
     cr_assert(strstr(ptx, "atom.shared.add.noftz.f16"), "no f16 shared atomic add:\n%s", ptx);
     tile_string_free(ptx);
+}
+
+/* ---- smem_plan: the target's budget ---- */
+#include "ir/ir.h"
+#include "passes/passes.h"
+
+Test(shared, smem_plan_reports_buffers_past_the_target_budget) {
+    static const char text[] =
+        "kernel @k(%0: tensor<f32>[?])\n"
+        "grid {\n  %1 = const 1 : i32\n  yield %1\n}\n"
+        "body {\n"
+        "  %1 = shared_alloc offset 0, uninit 1 : shared<f32>[160, 256]\n"
+        "  %2 = shared_alloc offset 0, uninit 1 : shared<f32>[16, 256]\n"
+        "}\n";
+    DiagList d = {0};
+    IrModule *m = ir_parse_module("budget.ir", text, sizeof text - 1, &d);
+    cr_assert_not_null(m, "%s", sb_str(&d.text));
+    PassOptions o = {.smem_bytes = 164 * 1024};
+    pass_smem_plan(m, &o, &d);
+    cr_assert_eq(d.errors, 1, "%s", sb_str(&d.text));
+    cr_assert(strstr(sb_str(&d.text), "budget.ir:8:") && strstr(sb_str(&d.text), "180224 bytes") &&
+              strstr(sb_str(&d.text), "167936 bytes"), "%s", sb_str(&d.text));
+    diag_free(&d);
+    d = (DiagList){0};
+    o.smem_bytes = 0; /* 227 KB: both fit */
+    pass_smem_plan(m, &o, &d);
+    cr_assert_eq(d.errors, 0, "%s", sb_str(&d.text));
+    diag_free(&d);
+    ir_module_free(m);
 }
