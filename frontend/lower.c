@@ -255,6 +255,15 @@ static void lower_assign(Lower *L, const AstNode *s) {
     case TK_SHR_ASSIGN: op = TK_SHR; break;
     default: tile_unreachable();
     }
+    if (t->kind == AST_INDEX && op && lower_names_shared(L, t->lhs)) {
+        /* a load and a store of the same elements: two accesses, which SPEC 6.10 separates */
+        const char *assign = token_name(s->op), *binary = token_name(op); /* quoted: '+=' */
+        diag_error(L->diags, s->loc, "%s[...] %.*s v on a shared tile reads and writes its elements in two accesses "
+                   "with no barrier between them; write `let t = %s[...] %.*s v; barrier(); %s[...] = t;` (or use "
+                   "an atomic)", t->lhs->name, (int)strlen(assign) - 2, assign + 1, t->lhs->name,
+                   (int)strlen(binary) - 2, binary + 1, t->lhs->name);
+        return;
+    }
     if (t->kind == AST_INDEX) {
         Val v = lower_expr(L, s->rhs);
         if (op) v = lower_binary_op(L, op, lower_expr(L, t), v, s->loc);

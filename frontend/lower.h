@@ -99,6 +99,8 @@ bool lower_unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what);
 /* lower_shared.c: `shared<T>[dims]` (only as the value of a `let`) and `barrier()` */
 Val lower_shared_tile(Lower *L, const AstNode *call);
 Val lower_barrier(Lower *L, const AstNode *call);
+/* Whether e is the name of a shared tile (a let bound to shared<T>[...]). */
+bool lower_names_shared(Lower *L, const AstNode *e);
 /* lower_expr.c, for lower_shared.c: a tile shape of compile-time dimensions */
 bool lower_shape_dims(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape);
 

@@ -992,9 +992,7 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
     memset(info, 0, sizeof *info);
     const AstNode *base = e->lhs;
     Binding *bnd = base->kind == AST_NAME ? lower_lookup(L, base->name) : NULL;
-    /* a shared tile (lower_shared.c) is indexed like a tensor of constant shape */
-    bool shared = bnd && bnd->kind == BIND_LET && bnd->current.kind == VAL_VALUE &&
-                  bnd->current.value->type->kind == TY_SHARED;
+    bool shared = lower_names_shared(L, base); /* indexed like a tensor of constant shape */
     if (!bnd || (bnd->kind != BIND_TENSOR && !shared)) {
         if (base->kind == AST_NAME && !bnd) {
             diag_error(L->diags, base->loc, "unknown name '%s'", base->name);
@@ -1316,9 +1314,7 @@ static Val atomic_call(Lower *L, const AstNode *call, int kind) {
     }
     bool statement = call == L->statement_expr;
     /* atomics on a shared tile are always atomic_rmw: the store-like OP_ATOMIC is global only */
-    const Binding *base = pos[0]->lhs->kind == AST_NAME ? lower_lookup(L, pos[0]->lhs->name) : NULL;
-    bool shared = base && base->kind == BIND_LET && base->current.kind == VAL_VALUE &&
-                  base->current.value->type->kind == TY_SHARED;
+    bool shared = lower_names_shared(L, pos[0]->lhs);
     if (statement && !shared && order == MEM_RELAXED && (kind == ATOMIC_ADD || kind == ATOMIC_MAX)) {
         Val v = lower_expr(L, pos[1]);
         store_indexed(L, pos[0], v, call->loc, kind);

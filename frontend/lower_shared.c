@@ -22,6 +22,11 @@
 
 enum { SHARED_MAX_BYTES = 227 * 1024 };
 
+bool lower_names_shared(Lower *L, const AstNode *e) {
+    const Binding *b = e && e->kind == AST_NAME ? lower_lookup(L, e->name) : NULL;
+    return b && b->kind == BIND_LET && b->current.kind == VAL_VALUE && b->current.value->type->kind == TY_SHARED;
+}
+
 /* shared<T>[dims]: a new shared tile, only as the value of a `let` (L->shared_let). */
 Val lower_shared_tile(Lower *L, const AstNode *call) {
     Val poison = {.kind = VAL_POISON};
