@@ -469,6 +469,15 @@ static bool emit_barrier(Cg *g, const IrOp *op) {
  * (the host evaluates the grid region; the kernel is the body); tests/test_ops_table.c checks
  * that each op is one of the three. An op that arrives without one is an internal error. */
 typedef bool (*CgEmitFn)(Cg *g, const IrOp *op);
+
+/* load and store read and write a tensor or a shared tile */
+static bool emit_load(Cg *g, const IrOp *op) {
+    return op->operands[0]->type->kind == TY_SHARED ? cg_shared_load(g, op) : cg_load(g, op);
+}
+static bool emit_store(Cg *g, const IrOp *op) {
+    return op->operands[0]->type->kind == TY_SHARED ? cg_shared_store(g, op) : cg_store(g, op);
+}
+
 static const CgEmitFn emitters[OP_COUNT] = {
     [OP_CONST] = emit_values, [OP_ARANGE] = emit_values, [OP_BLOCK_ID] = emit_values,
     [OP_NUM_BLOCKS] = emit_values, [OP_DIM] = emit_values,
@@ -489,8 +498,8 @@ static const CgEmitFn emitters[OP_COUNT] = {
     [OP_REDUCE] = cg_reduce,
     [OP_SCAN] = cg_scan,
     [OP_DOT] = cg_dot,
-    [OP_LOAD] = cg_load,
-    [OP_STORE] = cg_store, [OP_ATOMIC] = cg_store,
+    [OP_LOAD] = emit_load,
+    [OP_STORE] = emit_store, [OP_ATOMIC] = cg_store,
     [OP_SHARED_ALLOC] = cg_shared_op, [OP_SHARED_LOAD] = cg_shared_op, [OP_SHARED_STORE] = cg_shared_op,
     [OP_BARRIER] = emit_barrier,
     [OP_SHARED_VIEW] = cg_shared_view,

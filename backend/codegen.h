@@ -149,6 +149,8 @@ bool cg_reshape_like(Cg *g, const IrOp *op); /* expand_dims, reshape, transpose,
 bool cg_load(Cg *g, const IrOp *op);
 bool cg_store(Cg *g, const IrOp *op);
 bool cg_shared_op(Cg *g, const IrOp *op);
+bool cg_shared_load(Cg *g, const IrOp *op);  /* load with a shared tile as operand 0 */
+bool cg_shared_store(Cg *g, const IrOp *op); /* store with a shared tile as operand 0 */
 bool cg_shared_view(Cg *g, const IrOp *op);
 bool cg_copy_async(Cg *g, const IrOp *op);   /* cp.async, one commit group per op */
 bool cg_async_wait(Cg *g, const IrOp *op);   /* cp.async.wait_group */

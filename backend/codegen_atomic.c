@@ -13,6 +13,8 @@
  * result of one element, held by every thread) has several threads per element: only the
  * replica-0 owner does the atomic, and the old values reach the other replicas through the
  * shared scratch buffer (barrier, owners store at row-major offsets, barrier, everyone loads).
+ * On a shared tile (the language's shared<T>[...]) the element's address comes from
+ * cg_shared_addr and LLVM emits atom.shared.* with the same orders and guards.
  * LLVM's NVPTX backend picks the instruction: atom.add/min/max/and/or/exch/cas for 32- and
  * 64-bit integers, atom.add.f32/f64, atom.add.noftz.f16 (sm_70+) and .bf16 (sm_90; sm_80 gets a
  * compare-and-swap loop), and a compare-and-swap loop for float max and min, which keep the
@@ -41,15 +43,18 @@ static LLVMAtomicRMWBinOp rmw_binop(IrAtomic kind, ElemType e) {
     tile_unreachable();
 }
 
-/* One guarded atomic on element `off` of t; the old value in registers (0 where mask is off). */
-static LLVMValueRef one_atomic(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask,
+/* One guarded atomic on element `off` of t (a tensor: off in elements; a shared tile: off is
+ * the element's index per dimension); the old value in registers (0 where mask is off). */
+static LLVMValueRef one_atomic(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef *off, LLVMValueRef mask,
                                LLVMValueRef v0, LLVMValueRef v1) {
-    ElemType e = op->operands[0]->type->elem;
+    const IrType *tt = op->operands[0]->type;
+    ElemType e = tt->elem;
     LLVMTypeRef mt = cg_mem_type(g, e), rt = cg_reg_type(g, e);
     LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b), body = cg_block(g, "atom.do"), join = cg_block(g, "atom.join");
     LLVMBuildCondBr(g->b, mask, body, join);
     LLVMPositionBuilderAtEnd(g->b, body);
-    LLVMValueRef ptr = LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "");
+    LLVMValueRef ptr = t->kind == CV_SHARED ? cg_shared_addr(g, t->data, tt->shared, e, tt->rank, tt->shape, off)
+                                            : LLVMBuildGEP2(g->b, mt, t->data, off, 1, "");
     LLVMAtomicOrdering order = ordering_of(op->ints[1]);
     LLVMValueRef old;
     if (op->code == OP_ATOMIC_CAS) {
@@ -78,8 +83,9 @@ bool cg_atomic_result(Cg *g, const IrOp *op) {
     CgValue *t = cg_get(g, op->operands[0]);
     const IrType *tt = op->operands[0]->type, *rt = op->results[0]->type;
     uint32_t nvalues = op->code == OP_ATOMIC_CAS ? 2 : 1;
-    if (t->kind != CV_TENSOR || op->noperands != 1 + (uint32_t)tt->rank + nvalues || op->nints < 2)
-        return cg_fail(g, op, false, "needs a tensor, one index per dimension and its values");
+    bool shared = t->kind == CV_SHARED;
+    if ((t->kind != CV_TENSOR && !shared) || op->noperands != 1 + (uint32_t)tt->rank + nvalues || op->nints < 2)
+        return cg_fail(g, op, false, "needs a tensor or a shared tile, one index per dimension and its values");
     if (!cg_elem_supported(tt->elem)) return cg_fail(g, op, true, "atomics on this element type");
     const Layout *layout = cg_layout_of(g, op->results[0]);
     CgValue *in[IR_MAX_RANK + 2];
@@ -95,14 +101,16 @@ bool cg_atomic_result(Cg *g, const IrOp *op) {
         LLVMBuildFenceSyncScope(g->b, LLVMAtomicOrderingAcquireRelease, gpu_scope(g), "");
     }
     for (uint32_t j = 0; j < r->nslots; j++) {
-        LLVMValueRef off = cg_i64(g, 0), mask = owner ? owner : LLVMConstInt(g->i1, 1, 0);
+        LLVMValueRef off = cg_i64(g, 0), mask = owner ? owner : LLVMConstInt(g->i1, 1, 0), index[IR_MAX_RANK];
         for (int d = 0; d < tt->rank; d++) {
             LLVMValueRef i = cg_to_i64(g, op->operands[1 + d]->type->elem, in[d]->slots[j]);
-            mask = LLVMBuildAnd(g->b, mask, LLVMBuildICmp(g->b, LLVMIntULT, i, t->size[d], ""), "");
-            off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, i, t->stride[d], ""), "");
+            LLVMValueRef size = shared ? cg_i64(g, tt->shape[d]) : t->size[d];
+            mask = LLVMBuildAnd(g->b, mask, LLVMBuildICmp(g->b, LLVMIntULT, i, size, ""), "");
+            index[d] = i;
+            if (!shared) off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, i, t->stride[d], ""), "");
         }
         LLVMValueRef v0 = in[tt->rank]->slots[j], v1 = nvalues == 2 ? in[tt->rank + 1]->slots[j] : NULL;
-        r->slots[j] = one_atomic(g, op, t, off, mask, v0, v1);
+        r->slots[j] = one_atomic(g, op, t, shared ? index : &off, mask, v0, v1);
     }
     if (acq_rel) { /* acquire: this op, then every thread's later accesses */
         LLVMBuildFenceSyncScope(g->b, LLVMAtomicOrderingAcquireRelease, gpu_scope(g), "");

@@ -862,3 +862,203 @@ bool cg_shared_op(Cg *g, const IrOp *op) {
     cg_set(g, op->results[0], r);
     return true;
 }
+
+/* ---- indexed accesses of shared tiles -------------------------------------------------------------
+ * load and store with a shared tile as operand 0 (the language's `shared<T>[...]`, SPEC 6.10):
+ * the access of a global load or store (the result's or the value's layout, the same index
+ * fetches, the same rule that an index outside the shape reads 0 and writes nothing), addressed
+ * through cg_shared_addr (the tile's strides and swizzle; row-major when it has no layout). The
+ * shape is constant, so the bounds are compile-time numbers. W consecutive slots (plan_vector:
+ * the axis analysis proves them consecutive) become one ld.shared/st.shared vector of W * bytes
+ * <= 16 when the tile's last dimension has stride 1 and no swizzle; a group takes the vector
+ * path when it is inside the shape and W-aligned (one check per group), else the masked scalar
+ * path. A masked-off scalar load reads element 0 (clamped address) and selects 0, so it needs
+ * no branch. */
+
+/* Slot j's index per dimension (i64, in elements of that dimension), its in-bounds mask and,
+ * for a store, its value. */
+static void shared_slot(Cg *g, const IrOp *op, const Access *a, uint32_t j, LLVMValueRef *index, LLVMValueRef *mask,
+                        LLVMValueRef *value) {
+    const IrType *st = op->operands[0]->type;
+    LLVMValueRef coords[IR_MAX_RANK];
+    bool need = false;
+    for (int i = 0; i < a->nfetch; i++) need |= fetch_needs_coords(&a->idx[i]);
+    if (need) {
+        if (a->layout) cg_slot_coords(g, a->layout, j, coords);
+        else
+            for (int d = 0; d < a->rank; d++) coords[d] = cg_i64(g, 0);
+    }
+    LLVMValueRef m = LLVMConstInt(g->i1, 1, 0);
+    for (int d = 0; d < st->rank; d++) {
+        const IrValue *iv = op->operands[1 + d];
+        index[d] = cg_to_i64(g, iv->type->elem, fetch_at(g, &a->idx[d], j, a->rank, coords));
+        m = LLVMBuildAnd(g->b, m, LLVMBuildICmp(g->b, LLVMIntULT, index[d], cg_i64(g, st->shape[d]), ""), "");
+    }
+    *mask = m;
+    if (value) *value = fetch_at(g, &a->idx[st->rank], j, a->rank, coords);
+}
+
+/* The vector width for a shared access: plan_vector's, when the tile's layout allows it. */
+static uint32_t shared_width(const IrOp *op, const Access *a) {
+    const IrType *st = op->operands[0]->type;
+    const SharedLayout *l = st->shared;
+    if (a->width <= 1 || st->rank == 0) return 1;
+    if (l && (l->swizzle.bits || l->strides[st->rank - 1] != 1)) return 1;
+    return (uint32_t)a->width;
+}
+
+/* Whether the group at slot j (first index `index`, mask) may take the vector path: inside the
+ * shape along the last dimension and W-aligned in shared memory. */
+static LLVMValueRef shared_vector_ok(Cg *g, const IrOp *op, uint32_t w, const LLVMValueRef *index, LLVMValueRef mask,
+                                     LLVMValueRef addr) {
+    const IrType *st = op->operands[0]->type;
+    int last = st->rank - 1;
+    LLVMValueRef end = LLVMBuildAdd(g->b, index[last], cg_i64(g, w - 1), "");
+    LLVMValueRef ok = LLVMBuildAnd(g->b, mask, LLVMBuildICmp(g->b, LLVMIntULT, end, cg_i64(g, st->shape[last]), ""), "");
+    LLVMValueRef bits = LLVMBuildPtrToInt(g->b, addr, g->i32, "");
+    LLVMValueRef low = LLVMBuildAnd(g->b, bits, cg_i32(g, (int64_t)w * cg_elem_bytes(st->elem) - 1), "");
+    return LLVMBuildAnd(g->b, ok, LLVMBuildICmp(g->b, LLVMIntEQ, low, cg_i32(g, 0), ""), "");
+}
+
+/* The address of element `index` of the shared tile s, clamped to element 0 where mask is off. */
+static LLVMValueRef shared_elem_addr(Cg *g, const IrOp *op, const CgValue *s, const LLVMValueRef *index,
+                                     LLVMValueRef mask) {
+    const IrType *st = op->operands[0]->type;
+    LLVMValueRef safe[IR_MAX_RANK];
+    for (int d = 0; d < st->rank; d++) safe[d] = mask ? LLVMBuildSelect(g->b, mask, index[d], cg_i64(g, 0), "") : index[d];
+    return cg_shared_addr(g, s->data, st->shared, st->elem, st->rank, st->shape, safe);
+}
+
+bool cg_shared_load(Cg *g, const IrOp *op) {
+    CgValue *s = cg_get(g, op->operands[0]);
+    const IrType *st = op->operands[0]->type, *rt = op->results[0]->type;
+    if (s->kind != CV_SHARED || (int)op->noperands != 1 + st->rank)
+        return cg_fail(g, op, false, "needs a shared tile and one index per dimension");
+    Access a;
+    if (!access_plan(g, op, rt->rank, rt->shape, cg_layout_of(g, op->results[0]), st->rank, &a)) return false;
+    CgValue *r = cg_new_tile(g, a.layout, a.numel);
+    ElemType e = st->elem;
+    LLVMTypeRef mt = cg_mem_type(g, e), reg = cg_reg_type(g, e);
+    LLVMValueRef zero = LLVMConstNull(reg);
+    uint32_t w = shared_width(op, &a);
+    for (uint32_t j = 0; j < r->nslots; j += w) {
+        LLVMValueRef index[IR_MAX_RANK], mask;
+        shared_slot(g, op, &a, j, index, &mask, NULL);
+        LLVMValueRef addr = shared_elem_addr(g, op, s, index, mask);
+        if (w == 1) {
+            LLVMValueRef ld = LLVMBuildLoad2(g->b, mt, addr, "");
+            LLVMSetAlignment(ld, (unsigned)cg_elem_bytes(e));
+            r->slots[j] = LLVMBuildSelect(g->b, mask, cg_from_mem(g, e, ld), zero, "");
+            continue;
+        }
+        LLVMValueRef ok = shared_vector_ok(g, op, w, index, mask, addr);
+        LLVMBasicBlockRef vec_bb = cg_block(g, "lds.vec"), scal_bb = cg_block(g, "lds.scalar"), join = cg_block(g, "lds.join");
+        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        LLVMPositionBuilderAtEnd(g->b, vec_bb);
+        LLVMValueRef ld = LLVMBuildLoad2(g->b, LLVMVectorType(mt, w), addr, "");
+        LLVMSetAlignment(ld, (unsigned)(w * cg_elem_bytes(e)));
+        LLVMValueRef vv[16], sv[16];
+        for (uint32_t i = 0; i < w; i++) vv[i] = cg_from_mem(g, e, LLVMBuildExtractElement(g->b, ld, cg_i32(g, i), ""));
+        LLVMBasicBlockRef vec_end = LLVMGetInsertBlock(g->b);
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, scal_bb);
+        for (uint32_t i = 0; i < w; i++) {
+            LLVMValueRef ix[IR_MAX_RANK], m = mask, at = addr;
+            if (i) {
+                shared_slot(g, op, &a, j + i, ix, &m, NULL);
+                at = shared_elem_addr(g, op, s, ix, m);
+            }
+            LLVMValueRef x = LLVMBuildLoad2(g->b, mt, at, "");
+            LLVMSetAlignment(x, (unsigned)cg_elem_bytes(e));
+            sv[i] = LLVMBuildSelect(g->b, m, cg_from_mem(g, e, x), zero, "");
+        }
+        LLVMBasicBlockRef scal_end = LLVMGetInsertBlock(g->b);
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, join);
+        for (uint32_t i = 0; i < w; i++) {
+            LLVMValueRef phi = LLVMBuildPhi(g->b, reg, "");
+            LLVMAddIncoming(phi, &vv[i], &vec_end, 1);
+            LLVMAddIncoming(phi, &sv[i], &scal_end, 1);
+            r->slots[j + i] = phi;
+        }
+    }
+    cg_set(g, op->results[0], r);
+    return true;
+}
+
+/* One guarded scalar store of v (registers, the tile's element type) to element `index`. */
+static void shared_scalar_store(Cg *g, const IrOp *op, const CgValue *s, const LLVMValueRef *index, LLVMValueRef mask,
+                                LLVMValueRef v) {
+    ElemType e = op->operands[0]->type->elem;
+    LLVMBasicBlockRef body = cg_block(g, "sts.do"), join = cg_block(g, "sts.join");
+    LLVMBuildCondBr(g->b, mask, body, join);
+    LLVMPositionBuilderAtEnd(g->b, body);
+    LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, e, v), shared_elem_addr(g, op, s, index, NULL));
+    LLVMSetAlignment(st, (unsigned)cg_elem_bytes(e));
+    LLVMBuildBr(g->b, join);
+    LLVMPositionBuilderAtEnd(g->b, join);
+}
+
+bool cg_shared_store(Cg *g, const IrOp *op) {
+    CgValue *s = cg_get(g, op->operands[0]);
+    const IrType *st = op->operands[0]->type;
+    if (s->kind != CV_SHARED || (int)op->noperands != 2 + st->rank)
+        return cg_fail(g, op, false, "needs a shared tile, one index per dimension and a value");
+    /* the access shape: the broadcast of the indices and the value (as for global stores) */
+    int rank = 0;
+    int64_t shape[IR_MAX_RANK];
+    for (uint32_t i = 1; i < op->noperands; i++)
+        if (op->operands[i]->type->rank > rank) rank = op->operands[i]->type->rank;
+    for (int d = 0; d < rank; d++) shape[d] = 1;
+    for (uint32_t i = 1; i < op->noperands; i++) {
+        const IrType *vt = op->operands[i]->type;
+        for (int d = 0; d < vt->rank; d++)
+            if (vt->shape[d] != 1) shape[rank - vt->rank + d] = vt->shape[d];
+    }
+    const IrValue *value = op->operands[op->noperands - 1];
+    const Layout *layout = NULL;
+    CgValue *vv = cg_get(g, value);
+    if (vv && vv->layout && value->type->rank == rank &&
+        memcmp(value->type->shape, shape, sizeof(int64_t) * (size_t)rank) == 0)
+        layout = vv->layout;
+    else if (rank > 0)
+        layout = cg_blocked(g, rank, shape, st->elem);
+    Access a;
+    if (!access_plan(g, op, rank, shape, layout, st->rank + 1, &a)) return false;
+    ElemType from = value->type->elem, e = st->elem;
+    LLVMTypeRef mt = cg_mem_type(g, e);
+    LLVMValueRef owner = cg_owner(g, a.layout);
+    uint32_t nslots = a.layout ? (uint32_t)a.layout->local_size : 1, w = shared_width(op, &a);
+    for (uint32_t j = 0; j < nslots; j += w) {
+        LLVMValueRef index[IR_MAX_RANK], mask, value0;
+        shared_slot(g, op, &a, j, index, &mask, &value0);
+        if (owner) mask = LLVMBuildAnd(g->b, mask, owner, "");
+        if (w == 1) {
+            shared_scalar_store(g, op, s, index, mask, cg_convert(g, from, value0, e));
+            continue;
+        }
+        LLVMValueRef vals[16], idx[16][IR_MAX_RANK], masks[16];
+        vals[0] = value0, masks[0] = mask;
+        memcpy(idx[0], index, sizeof(LLVMValueRef) * (size_t)st->rank);
+        for (uint32_t i = 1; i < w; i++) {
+            shared_slot(g, op, &a, j + i, idx[i], &masks[i], &vals[i]);
+            if (owner) masks[i] = LLVMBuildAnd(g->b, masks[i], owner, "");
+        }
+        LLVMValueRef addr = shared_elem_addr(g, op, s, index, mask);
+        LLVMValueRef ok = shared_vector_ok(g, op, w, index, mask, addr);
+        LLVMBasicBlockRef vec_bb = cg_block(g, "sts.vec"), scal_bb = cg_block(g, "sts.scalar"), join = cg_block(g, "sts.join");
+        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        LLVMPositionBuilderAtEnd(g->b, vec_bb);
+        LLVMValueRef vec = LLVMGetUndef(LLVMVectorType(mt, w));
+        for (uint32_t i = 0; i < w; i++)
+            vec = LLVMBuildInsertElement(g->b, vec, cg_to_mem(g, e, cg_convert(g, from, vals[i], e)), cg_i32(g, i), "");
+        LLVMValueRef stv = LLVMBuildStore(g->b, vec, addr);
+        LLVMSetAlignment(stv, (unsigned)(w * cg_elem_bytes(e)));
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, scal_bb);
+        for (uint32_t i = 0; i < w; i++) shared_scalar_store(g, op, s, idx[i], masks[i], cg_convert(g, from, vals[i], e));
+        LLVMBuildBr(g->b, join);
+        LLVMPositionBuilderAtEnd(g->b, join);
+    }
+    return true;
+}

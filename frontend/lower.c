@@ -212,7 +212,11 @@ static void collect_assigned_in(Lower *L, const AstNode *n, BindingList *out, bo
 }
 
 static void lower_decl_stmt(Lower *L, const AstNode *s) {
+    /* `let s = shared<T>[...]`: the one place a shared tile may be made (lower_shared.c) */
+    const AstNode *outer_shared_let = L->shared_let;
+    if (s->kind == AST_LET && s->lhs->kind == AST_CALL && strcmp(s->lhs->name, "shared") == 0) L->shared_let = s->lhs;
     Val v = lower_expr(L, s->lhs);
+    L->shared_let = outer_shared_let;
     const IrType *declared = NULL;
     if (s->type && !lower_type(L, s->type, &declared)) v = POISON_VAL;
     if (v.kind == VAL_VALUE && v.value->type->kind == TY_TENSOR) {
@@ -250,6 +254,15 @@ static void lower_assign(Lower *L, const AstNode *s) {
     case TK_SHL_ASSIGN: op = TK_SHL; break;
     case TK_SHR_ASSIGN: op = TK_SHR; break;
     default: tile_unreachable();
+    }
+    if (t->kind == AST_INDEX && op && lower_names_shared(L, t->lhs)) {
+        /* a load and a store of the same elements: two accesses, which SPEC 6.10 separates */
+        const char *assign = token_name(s->op), *binary = token_name(op); /* quoted: '+=' */
+        diag_error(L->diags, s->loc, "%s[...] %.*s v on a shared tile reads and writes its elements in two accesses "
+                   "with no barrier between them; write `let t = %s[...] %.*s v; barrier(); %s[...] = t;` (or use "
+                   "an atomic)", t->lhs->name, (int)strlen(assign) - 2, assign + 1, t->lhs->name,
+                   (int)strlen(binary) - 2, binary + 1, t->lhs->name);
+        return;
     }
     if (t->kind == AST_INDEX) {
         Val v = lower_expr(L, s->rhs);

@@ -79,6 +79,10 @@ typedef struct Lower {
     const AstNode *tuple_call;
     IrValue **tuple_results;
     uint32_t ntuple_results;
+    /* shared tiles (lower_shared.c): the `shared<T>[...]` call a `let` binds now, and the bytes
+     * of the kernel's shared tiles so far */
+    const AstNode *shared_let;
+    int64_t shared_bytes;
 } Lower;
 
 /* lower_ext.c: the builtins and expressions of Language II (lang/SPEC.md) */
@@ -91,6 +95,14 @@ Val lower_masked_access(Lower *L, const AstNode *call, bool store);
 bool lower_broadcast_shapes(const IrType *a, const IrType *b, int *rank, int64_t *shape);
 IrValue *lower_broadcast_to(Lower *L, IrValue *v, int rank, const int64_t *shape);
 bool lower_unify(Lower *L, Val *a, Val *b, SrcLoc loc, const char *what);
+
+/* lower_shared.c: `shared<T>[dims]` (only as the value of a `let`) and `barrier()` */
+Val lower_shared_tile(Lower *L, const AstNode *call);
+Val lower_barrier(Lower *L, const AstNode *call);
+/* Whether e is the name of a shared tile (a let bound to shared<T>[...]). */
+bool lower_names_shared(Lower *L, const AstNode *e);
+/* lower_expr.c, for lower_shared.c: a tile shape of compile-time dimensions */
+bool lower_shape_dims(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape);
 
 /* lower.c */
 Binding *lower_lookup(Lower *L, const char *name);

@@ -992,7 +992,8 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
     memset(info, 0, sizeof *info);
     const AstNode *base = e->lhs;
     Binding *bnd = base->kind == AST_NAME ? lower_lookup(L, base->name) : NULL;
-    if (!bnd || bnd->kind != BIND_TENSOR) {
+    bool shared = lower_names_shared(L, base); /* indexed like a tensor of constant shape */
+    if (!bnd || (bnd->kind != BIND_TENSOR && !shared)) {
         if (base->kind == AST_NAME && !bnd) {
             diag_error(L->diags, base->loc, "unknown name '%s'", base->name);
             return false;
@@ -1010,11 +1011,12 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
         return false;
     }
     info->tensor = lower_value_of(L, bnd, base->loc).value;
-    info->param = bnd->param_index;
+    info->param = shared ? -1 : bnd->param_index;
     const IrType *tt = info->tensor->type;
     uint32_t nitems = e->args ? e->args->len : 0;
     if (nitems != (uint32_t)tt->rank) {
-        diag_error(L->diags, e->loc, "tensor '%s' has %d dimension%s, but %u ind%s given", base->name, tt->rank,
+        diag_error(L->diags, e->loc, "%s '%s' has %d dimension%s, but %u ind%s given",
+                   shared ? "shared tile" : "tensor", base->name, tt->rank,
                    tt->rank == 1 ? "" : "s", nitems, nitems == 1 ? "ex is" : "ices are");
         return false;
     }
@@ -1030,7 +1032,9 @@ static bool lower_index(Lower *L, const AstNode *e, IndexInfo *info) {
             int64_t size;
             Val start = val_int(0);
             if (it->kind == AST_FULL_SLICE) {
-                if (!tensor_dim_fixed(L, info->param, (int)k, &size)) {
+                if (shared) {
+                    size = tt->shape[k];
+                } else if (!tensor_dim_fixed(L, info->param, (int)k, &size)) {
                     diag_error(L->diags, it->loc,
                                "':' needs a dimension of compile-time size, but dimension %u of '%s' is '%s'; "
                                "use 'start :+ size'", k, base->name, L->b.function->params[info->param].dims[k].symbol);
@@ -1195,8 +1199,9 @@ static bool store_indexed(Lower *L, const AstNode *target, Val value, SrcLoc loc
             return false;
         }
         if (!elem_eq(v->type->elem, rt->elem)) {
-            diag_error(L->diags, loc, "storing %s into a tensor of %s; use cast<%s>(...)",
-                       lower_type_str(v->type, ta, sizeof ta), elem_name(rt->elem, tb), tb);
+            diag_error(L->diags, loc, "storing %s into a %s of %s; use cast<%s>(...)",
+                       lower_type_str(v->type, ta, sizeof ta),
+                       info.tensor->type->kind == TY_SHARED ? "shared tile" : "tensor", elem_name(rt->elem, tb), tb);
             return false;
         }
         if (!broadcast_shapes(v->type, rt, &rank, shape) || rank != rt->rank ||
@@ -1308,7 +1313,9 @@ static Val atomic_call(Lower *L, const AstNode *call, int kind) {
         return POISON;
     }
     bool statement = call == L->statement_expr;
-    if (statement && order == MEM_RELAXED && (kind == ATOMIC_ADD || kind == ATOMIC_MAX)) {
+    /* atomics on a shared tile are always atomic_rmw: the store-like OP_ATOMIC is global only */
+    bool shared = lower_names_shared(L, pos[0]->lhs);
+    if (statement && !shared && order == MEM_RELAXED && (kind == ATOMIC_ADD || kind == ATOMIC_MAX)) {
         Val v = lower_expr(L, pos[1]);
         store_indexed(L, pos[0], v, call->loc, kind);
         return POISON; /* a statement: its value is never used */
@@ -1318,8 +1325,8 @@ static Val atomic_call(Lower *L, const AstNode *call, int kind) {
     const IrType *rt = ir_tile_type(L->module, info.tensor->type->elem, info.rank, info.shape);
     if (!atomic_type_ok(kind, rt->elem)) {
         char e[16];
-        diag_error(L->diags, call->loc, "%s() is not defined on tensors of %s (see the types in SPEC 6.7)", call->name,
-                   elem_name(rt->elem, e));
+        diag_error(L->diags, call->loc, "%s() is not defined on %s of %s (see the types in SPEC 6.7)", call->name,
+                   shared ? "shared tiles" : "tensors", elem_name(rt->elem, e));
         return POISON;
     }
     IrValue *ops[3 + IR_MAX_RANK];
@@ -1522,6 +1529,11 @@ Val lower_expr(Lower *L, const AstNode *e) {
         else if (strcmp(e->name, "inf") == 0) r = val_float(INFINITY);
         else if (strcmp(e->name, "nan") == 0) r = val_float(NAN);
         else diag_error(L->diags, e->loc, "unknown name '%s'", e->name);
+        if (r.kind == VAL_VALUE && r.value->type->kind == TY_SHARED) {
+            diag_error(L->diags, e->loc, "shared tile '%s' is not a value: load from it (%s[...]) or store into it "
+                       "(%s[...] = v)", e->name, e->name, e->name);
+            r = POISON;
+        }
         break;
     }
     case AST_UNARY: r = lower_unary(L, e); break;
@@ -1686,6 +1698,10 @@ Val lower_masked_access(Lower *L, const AstNode *call, bool store) {
 }
 
 /* ---- helpers for lower_ext.c ---------------------------------------------------------------- */
+bool lower_shape_dims(Lower *L, const AstList *dims, SrcLoc loc, int *rank, int64_t *shape) {
+    return lower_shape(L, dims, loc, rank, shape);
+}
+
 bool lower_broadcast_shapes(const IrType *a, const IrType *b, int *rank, int64_t *shape) {
     return broadcast_shapes(a, b, rank, shape);
 }

@@ -1,7 +1,8 @@
 /*
  * lower_ext.c: the expressions and builtins that Language II added (lang/SPEC.md 5.2, 5.6,
  * 6.2, 6.8): the conditional expression `c ? a : b`, `bitcast<T>(x)`, `static_assert`, and the
- * dispatch of the masked `load`/`store` (lowered in lower_expr.c next to plain indexing).
+ * dispatch of the masked `load`/`store` (lowered in lower_expr.c next to plain indexing) and of
+ * `shared<T>[...]` and `barrier()` (lower_shared.c).
  * lower_call consults lower_call_ext before its table of builtins.
  *
  * bitcast between types of one width is the IR's BITCAST; one between widths that divide each
@@ -191,9 +192,13 @@ static Val bitcast_call(Lower *L, const AstNode *call) {
 /* ---- dispatch ------------------------------------------------------------------------------ */
 bool lower_call_ext(Lower *L, const AstNode *call, Val *out) {
     const char *name = call->name;
+    if (strcmp(name, "shared") == 0) { /* a keyword: no device function can take the name */
+        *out = lower_shared_tile(L, call);
+        return true;
+    }
     bool generic_ok = strcmp(name, "bitcast") == 0;
     if (!generic_ok && strcmp(name, "load") && strcmp(name, "store") && strcmp(name, "static_assert") &&
-        strcmp(name, "check"))
+        strcmp(name, "check") && strcmp(name, "barrier"))
         return false;
     /* these names came after programs that may use them: a device function of the file wins */
     if (!generic_ok && lower_find_decl(L, AST_FUNCTION, name)) return false;
@@ -206,6 +211,7 @@ bool lower_call_ext(Lower *L, const AstNode *call, Val *out) {
     else if (strcmp(name, "load") == 0) *out = lower_masked_access(L, call, false);
     else if (strcmp(name, "store") == 0) *out = lower_masked_access(L, call, true);
     else if (strcmp(name, "static_assert") == 0) *out = static_assert_call(L, call);
+    else if (strcmp(name, "barrier") == 0) *out = lower_barrier(L, call);
     else
         diag_error(L->diags, call->loc, "check() belongs to a kernel's header, after grid(...): "
                    "check(cond, \"message\"); use static_assert() for compile-time conditions");

@@ -65,7 +65,8 @@ void parse_nesting_error(ParseState *ps) {
 /* ---- syntax errors ---------------------------------------------------------------------- */
 static const int expression_starts[] = {TK_INT, TK_FLOAT, TK_NAME, TK_TRUE, TK_FALSE, TK_LPAREN,
                                         TK_LBRACKET, TK_MINUS, TK_NOT, TK_TILDE, TK_CAST,
-                                        TK_ZEROS, TK_ONES, TK_FULL, TK_BITCAST, TK_STRING};
+                                        TK_ZEROS, TK_ONES, TK_FULL, TK_BITCAST, TK_STRING,
+                                        TK_SHARED};
 static const int statement_starts[] = {TK_LET, TK_VAR, TK_FOR, TK_IF, TK_WHILE, TK_RETURN,
                                        TK_LBRACE, TK_BREAK, TK_CONTINUE};
 static const int binary_operators[] = {TK_OROR, TK_ANDAND, TK_PIPE, TK_CARET, TK_AMP, TK_EQ,

@@ -274,8 +274,10 @@ static void rule_tensor_access(Verifier *v, const IrOp *op) {
         return;
     }
     const IrType *tensor = op->operands[0]->type;
-    if (tensor->kind != TY_TENSOR) {
-        op_error(v, op, "operand 0 must be a tensor, not %s", tn(v, tensor));
+    /* load and store also index a shared tile (the language's explicit shared tiles) */
+    if (tensor->kind != TY_TENSOR && (tensor->kind != TY_SHARED || op->code == OP_ATOMIC)) {
+        op_error(v, op, "operand 0 must be a tensor%s, not %s", op->code == OP_ATOMIC ? "" : " or a shared tile",
+                 tn(v, tensor));
         return;
     }
     if (op->code == OP_LOAD) {
@@ -682,8 +684,9 @@ static void rule_dot(Verifier *v, const IrOp *op) {
  * values and the result have the access shape and the tensor's element type. */
 static void rule_atomic_result(Verifier *v, const IrOp *op) {
     uint32_t nvalues = op->code == OP_ATOMIC_CAS ? 2 : 1;
-    if (op->noperands < 1 + nvalues || op->operands[0]->type->kind != TY_TENSOR) {
-        op_error(v, op, "needs a tensor, its indices and %u value%s", nvalues, nvalues == 1 ? "" : "s");
+    if (op->noperands < 1 + nvalues ||
+        (op->operands[0]->type->kind != TY_TENSOR && op->operands[0]->type->kind != TY_SHARED)) {
+        op_error(v, op, "needs a tensor or a shared tile, its indices and %u value%s", nvalues, nvalues == 1 ? "" : "s");
         return;
     }
     const IrType *tensor = op->operands[0]->type, *res = op->results[0]->type;

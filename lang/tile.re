@@ -210,6 +210,7 @@ Token lexer_next(Lexer *lx) {
             "break" { code = TK_BREAK; goto done; }
             "continue" { code = TK_CONTINUE; goto done; }
             "bitcast" { code = TK_BITCAST; goto done; }
+            "shared" { code = TK_SHARED; goto done; }
             identifier { code = TK_NAME; goto done; }
 
             hex | binary | decimal { code = TK_INT; lexer_check_number_end(lx, start); goto done; }
@@ -351,6 +352,7 @@ const char *token_name(int code) {
     case TK_BREAK: return "'break'";
     case TK_CONTINUE: return "'continue'";
     case TK_BITCAST: return "'bitcast'";
+    case TK_SHARED: return "'shared'";
     case TK_QUESTION: return "'?'";
     case TK_STRING: return "string literal";
     case TK_LPAREN: return "'('";

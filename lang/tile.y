@@ -372,6 +372,7 @@ generic(A) ::= ZEROS(T). { A = T; }
 generic(A) ::= ONES(T). { A = T; }
 generic(A) ::= FULL(T). { A = T; }
 generic(A) ::= BITCAST(T). { A = T; }
+generic(A) ::= SHARED(T). { A = T; }   /* shared<T>[d0, ...]: a shared tile (lower_shared.c) */
 
 /* A string literal: only the message of static_assert and check takes one (the lowering
  * says so anywhere else). name holds the text between the quotes. */

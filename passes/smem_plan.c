@@ -16,6 +16,10 @@
  * earlier, dead buffer used, other warps may still be reading those: a `barrier` is inserted
  * before its shared_alloc. That is only done for allocs in the kernel's top-level region (every
  * thread reaches them); a buffer allocated inside a loop or branch gets bytes of its own.
+ *
+ * A total past the target's shared memory (PassOptions.smem_bytes) is an error at the first
+ * buffer that passes it (the frontend bounds the language's shared tiles by the largest target
+ * already; this is the per-target check; the stages pass keeps its rings within the budget).
  */
 #include "passes.h"
 
@@ -99,10 +103,12 @@ static bool barrier_before(const IrOp *op) {
     return false;
 }
 
-static bool plan_kernel(IrFunction *f) {
+static bool plan_kernel(IrFunction *f, int64_t budget, DiagList *d) {
     Plan p = {.nvalues = f->next_value_id + 1};
     p.buf_of = xcalloc(p.nvalues, sizeof *p.buf_of);
     walk(&p, f->body);
+    const IrOp *over = NULL;
+    int64_t total = 0;
     for (size_t i = 0; i < p.bufs.len; i++) {
         Buf *b = &p.bufs.data[i];
         const IrType *t = b->alloc->results[0]->type;
@@ -127,7 +133,11 @@ static bool plan_kernel(IrFunction *f) {
         }
         b->alloc->ints[0] = b->offset;
         if (b->alloc->nints < 1) b->alloc->nints = 1;
+        if (b->offset + b->bytes > budget && !over) over = b->alloc, total = b->offset + b->bytes;
     }
+    if (over && d)
+        diag_error(d, over->loc, "kernel '%s': its shared buffers need %lld bytes, more than the %lld bytes of "
+                   "shared memory a block has on this target", f->name, (long long)total, (long long)budget);
     bool any = p.bufs.len > 0;
     vec_free(&p.bufs);
     free(p.buf_of);
@@ -135,9 +145,9 @@ static bool plan_kernel(IrFunction *f) {
 }
 
 bool pass_smem_plan(IrModule *m, const PassOptions *opt, DiagList *d) {
-    (void)opt, (void)d;
+    int64_t budget = opt && opt->smem_bytes > 0 ? opt->smem_bytes : 227 * 1024;
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next)
-        if (f->is_kernel && f->body) changed |= plan_kernel(f);
+        if (f->is_kernel && f->body) changed |= plan_kernel(f, budget, d);
     return changed;
 }

@@ -128,7 +128,7 @@ static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
 /* Finds what to stage in the loop; false when nothing qualifies. */
 static bool analyze(Loop *L, int warps) {
     for (IrOp *op = L->body->first; op; op = op->next) {
-        if (op->code != OP_LOAD || L->nstaged == MAX_STAGED) continue;
+        if (op->code != OP_LOAD || op->operands[0]->type->kind != TY_TENSOR || L->nstaged == MAX_STAGED) continue;
         Staged s;
         if (!candidate(L, op, warps, &s)) continue;
         int keep = L->nslice;

@@ -96,11 +96,23 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
  * thread. Register tiles are immutable once computed (an op may only reuse its own result
  * slot's array when nothing else refers to it); a shared tile is mutated by shared_store, and
  * every value that aliases it sees the change, as shared memory does. */
+typedef struct VmAccess VmAccess;
 typedef struct VmTile {
     int64_t refs;
     int64_t numel;
+    VmAccess *accesses;         /* a shared_alloc's tile: one record per element (races); else NULL */
     VmElem data[];
 } VmTile;
+
+/* The last accesses of one element of a shared tile, by which the VM catches a missing
+ * barrier() (runtime/vm_ops.c, "shared-memory races"): epochs count the block's barriers (+1,
+ * so that 0 is "never"), access ids number the block's executed indexed shared accesses. */
+struct VmAccess {
+    const IrOp *writer, *reader;    /* the last store or atomic, the last plain load */
+    uint32_t write_epoch, write_access;
+    uint32_t read_epoch, read_access;
+    bool atomic;                    /* the last write was an atomic */
+};
 
 /* A tensor argument, decoded once per launch. */
 typedef struct VmTensor {
@@ -153,6 +165,8 @@ typedef struct VmThread {
     bool internal;              /* the error is the VM's own (vm_internal_error) */
     Strbuf err;                 /* the first run-time error of this thread */
     VEC(VmPending) pending;     /* this block's copy_async groups in issue order */
+    uint32_t epoch;             /* barriers passed (shared-memory race checks) */
+    uint32_t access;            /* indexed shared accesses executed (each one's id) */
 } VmThread;
 
 /* Records a run-time error at op (the first one wins); always returns false. */

@@ -55,7 +55,10 @@ void vm_tile_retain(VmTile *t) {
 }
 
 void vm_tile_release(VmTile *t) {
-    if (t && --t->refs == 0) free(t);
+    if (t && --t->refs == 0) {
+        free(t->accesses);
+        free(t);
+    }
 }
 
 void vm_slot_set(VmSlot *dst, VmSlot src) {
@@ -83,6 +86,7 @@ VmTile *vm_tile_new(VmThread *th, const IrOp *op, int64_t numel) {
     }
     t->refs = 1;
     t->numel = numel;
+    t->accesses = NULL;
     return t;
 }
 
@@ -690,10 +694,118 @@ static int64_t element_offset(const VmTensor *t, const Odometer *o, const VmTile
     return off;
 }
 
+/* ---- shared tiles as memory, and shared-memory races ------------------------------------------
+ * load, store, atomic_rmw and atomic_cas index a tensor or a shared tile alike. A shared tile is
+ * seen as a row-major tensor of its constant shape whose elements are VmElems (so no packing and
+ * no conversion: they hold values of the element type already).
+ *
+ * Races: the block's threads run a shared access in no fixed order on the GPU, and only
+ * barrier() orders them, while which thread touches which element is the compiler's choice
+ * (layouts). So the language's rule is layout-free (SPEC 6.10): between two barriers, an element
+ * that one access writes may not be read or written by another access, except that atomics may
+ * update it together. The VM runs a block sequentially but checks exactly that rule: each
+ * element of a shared tile keeps its last write and last plain read (epoch = barriers passed + 1,
+ * the id of the dynamic access, the op), and an access that conflicts with one of the same epoch
+ * by another access is an error naming both places. */
+typedef struct VmMemory {
+    VmTensor view;              /* a shared tile: its shape, row-major strides and element type */
+    const VmTensor *t;          /* what the access indexes: the tensor, or &view */
+    VmElem *shared;             /* a shared tile's first element (NULL: a tensor) */
+    VmAccess *accesses;         /* its records (NULL: not tracked) */
+} VmMemory;
+
+enum { TOUCH_READ, TOUCH_WRITE, TOUCH_ATOMIC };
+
+/* Operand 0 of a memory op as memory; `reading` as for operand_shared. A shared access gets its
+ * access id here. */
+static bool operand_memory(VmThread *th, VmFrame *fr, const IrOp *op, bool reading, VmMemory *m) {
+    memset(m, 0, sizeof *m);
+    if (op->noperands < 1) return vm_error(th, op, "missing operand 0");
+    const IrType *st = op->operands[0]->type;
+    if (st->kind != TY_SHARED) {
+        m->t = operand_tensor(th, fr, op, 0);
+        return m->t != NULL;
+    }
+    int64_t n;
+    m->shared = operand_shared(th, fr, op, 0, reading, &n);
+    if (!m->shared) return false;
+    const VmSlot *slot = &fr->slots[op->operands[0]->id];
+    if (slot->tile->accesses) m->accesses = slot->tile->accesses + slot->offset;
+    m->view.elem = st->elem;
+    m->view.rank = st->rank;
+    int64_t stride = 1;
+    for (int d = st->rank - 1; d >= 0; d--) {
+        m->view.shape[d] = st->shape[d];
+        m->view.strides[d] = stride;
+        stride *= st->shape[d];
+    }
+    m->t = &m->view;
+    th->access++;
+    return true;
+}
+
+static VmElem memory_read(const VmMemory *m, int64_t off) {
+    return m->shared ? m->shared[off] : vm_read_element(m->t->data, m->t->elem, off);
+}
+
+static void memory_write(const VmMemory *m, int64_t off, VmElem v) {
+    if (m->shared) m->shared[off] = v;
+    else vm_write_element(m->t->data, m->t->elem, off, v);
+}
+
+/* "the store at f.tile:3:5" (or without a place when the op has none). */
+static void describe_access(Strbuf *sb, const IrOp *op, const char *what) {
+    sb_puts(sb, what);
+    if (op && op->loc.file) sb_printf(sb, " at %s:%u:%u", op->loc.file->name, op->loc.line, op->loc.col);
+}
+
+static const char *access_name(const IrOp *op) {
+    return op->code == OP_LOAD ? "load" : op->code == OP_STORE ? "store" : "atomic";
+}
+
+/* Records a touch of element off of a shared tile; false (with the error) on a race. */
+static bool memory_touch(VmThread *th, const IrOp *op, const VmMemory *m, int64_t off, int how) {
+    if (!m->accesses) return true;
+    VmAccess *a = &m->accesses[off];
+    uint32_t epoch = th->epoch + 1, id = th->access;
+    const IrOp *other = NULL;
+    const char *did = NULL;
+    if (a->write_epoch == epoch && a->write_access != id && !(how == TOUCH_ATOMIC && a->atomic))
+        other = a->writer, did = a->atomic ? "updated" : "wrote";
+    else if (how != TOUCH_READ && a->read_epoch == epoch && a->read_access != id)
+        other = a->reader, did = "read";
+    if (other) {
+        Strbuf msg = {0}, coords = {0};
+        int64_t c[IR_MAX_RANK], rest = off;
+        for (int d = m->t->rank - 1; d >= 0; d--) {
+            c[d] = rest % m->t->shape[d];
+            rest /= m->t->shape[d];
+        }
+        sb_puts(&coords, "[");
+        for (int d = 0; d < m->t->rank; d++) sb_printf(&coords, "%s%" PRId64, d ? ", " : "", c[d]);
+        sb_puts(&coords, "]");
+        describe_access(&msg, other, access_name(other));
+        vm_error(th, op, "a race on shared memory: this %s %s element %s of a shared tile that the %s %s since the "
+                 "last barrier() (the block's threads run the two in no fixed order on the GPU); put barrier() "
+                 "between them", access_name(op), how == TOUCH_READ ? "reads" : how == TOUCH_WRITE ? "writes" : "updates",
+                 sb_str(&coords), sb_str(&msg), did);
+        sb_free(&msg);
+        sb_free(&coords);
+        return false;
+    }
+    if (how == TOUCH_READ) {
+        a->read_epoch = epoch, a->read_access = id, a->reader = op;
+    } else {
+        a->write_epoch = epoch, a->write_access = id, a->writer = op, a->atomic = how == TOUCH_ATOMIC;
+    }
+    return true;
+}
+
 /* The load of (tensor, idx...) at the shape of rt into r; `extra` operands follow the indices. */
 static bool load_into(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t extra, const IrType *rt, VmTile *r) {
-    const VmTensor *t = operand_tensor(th, fr, op, 0);
-    if (!t) return false;
+    VmMemory mem;
+    if (!operand_memory(th, fr, op, true, &mem)) return false;
+    const VmTensor *t = mem.t;
     if ((int)op->noperands != 1 + t->rank + (int)extra)
         return vm_error(th, op, "a tensor of rank %d needs %d indices", t->rank, t->rank);
     Odometer o;
@@ -706,7 +818,8 @@ static bool load_into(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t extra,
         int64_t off = element_offset(t, &o, idx);
         VmElem v = {0};
         if (off >= 0) {
-            v = vm_read_element(t->data, t->elem, off);
+            if (!memory_touch(th, op, &mem, off, TOUCH_READ)) return false;
+            v = memory_read(&mem, off);
             if (!same) v = convert(t->elem, v, to);
         } else if (elem_is_float(to)) {
             v.f = 0.0;
@@ -751,8 +864,9 @@ static VmElem atomic_combine(IrAtomic kind, ElemType e, VmElem old, VmElem v) {
 
 /* store and atomic: (tensor, idx..., value) */
 static bool exec_store(VmThread *th, VmFrame *fr, const IrOp *op) {
-    const VmTensor *t = operand_tensor(th, fr, op, 0);
-    if (!t) return false;
+    VmMemory mem;
+    if (!operand_memory(th, fr, op, false, &mem)) return false;
+    const VmTensor *t = mem.t;
     if ((int)op->noperands != 2 + t->rank)
         return vm_error(th, op, "a tensor of rank %d needs %d indices and a value", t->rank, t->rank);
     bool atomic = op->code == OP_ATOMIC;
@@ -788,16 +902,18 @@ static bool exec_store(VmThread *th, VmFrame *fr, const IrOp *op) {
     bool lock = atomic || elem_storage_bits(t->elem) % 8 != 0;
     pthread_mutex_t *mutex = (pthread_mutex_t *)&th->launch->memory_lock;
     if (lock) pthread_mutex_lock(mutex);
+    bool ok = true;
     for (int64_t p = 0; p < numel; p++, odo_next(&o)) {
         int64_t off = element_offset(t, &o, idx);
         if (off < 0) continue;
+        if (!(ok = memory_touch(th, op, &mem, off, atomic ? TOUCH_ATOMIC : TOUCH_WRITE))) break;
         VmElem v = val->data[o.off[vj]];
         if (!same) v = convert(from, v, t->elem);
-        if (atomic) v = atomic_combine(kind, t->elem, vm_read_element(t->data, t->elem, off), v);
-        vm_write_element(t->data, t->elem, off, v);
+        if (atomic) v = atomic_combine(kind, t->elem, memory_read(&mem, off), v);
+        memory_write(&mem, off, v);
     }
     if (lock) pthread_mutex_unlock(mutex);
-    return true;
+    return ok;
 }
 
 /* ---- shared memory --------------------------------------------------------------------------- */
@@ -886,6 +1002,10 @@ static bool exec_shared_alloc(VmThread *th, VmFrame *fr, const IrOp *op) {
         return vm_error(th, op, "the result is not a shared tile");
     VmTile *r = vm_result_tile(th, fr, op, 0);
     if (!r) return false;
+    /* fresh access records (a reused array of the previous iteration starts over) */
+    if (r->accesses) memset(r->accesses, 0, (size_t)r->numel * sizeof(VmAccess));
+    else if (r->numel && !(r->accesses = calloc((size_t)r->numel, sizeof(VmAccess))))
+        return vm_error(th, op, "out of memory for a shared tile of %" PRId64 " elements", r->numel);
     if (op->nints >= 2 && op->ints[1]) {
         /* uninitialized on the GPU: NaN (or a pattern) here, so a read before a write shows */
         bool f = elem_is_float(op->results[0]->type->elem);
@@ -934,8 +1054,9 @@ static VmElem atomic_rmw_new(IrAtomic kind, ElemType e, VmElem old, VmElem v) {
  * the result's shape (the frontend broadcast them); elements go in row-major order under the
  * launch's memory lock, so each is atomic with respect to every other block. */
 static bool exec_atomic_result(VmThread *th, VmFrame *fr, const IrOp *op) {
-    const VmTensor *t = operand_tensor(th, fr, op, 0);
-    if (!t) return false;
+    VmMemory mem;
+    if (!operand_memory(th, fr, op, true, &mem)) return false;
+    const VmTensor *t = mem.t;
     uint32_t nvalues = op->code == OP_ATOMIC_CAS ? 2 : 1;
     if (op->noperands != 1 + (uint32_t)t->rank + nvalues)
         return vm_error(th, op, "a tensor of rank %d needs %d indices and %u values", t->rank, t->rank, nvalues);
@@ -961,6 +1082,7 @@ static bool exec_atomic_result(VmThread *th, VmFrame *fr, const IrOp *op) {
     IrAtomic kind = op->code == OP_ATOMIC_RMW ? (IrAtomic)op->ints[0] : ATOMIC_XCHG;
     pthread_mutex_t *mutex = (pthread_mutex_t *)&th->launch->memory_lock;
     pthread_mutex_lock(mutex);
+    bool ok = true;
     for (int64_t p = 0; p < r->numel; p++, odo_next(&o)) {
         int64_t off = element_offset(t, &o, idx);
         VmElem old = {0};
@@ -969,21 +1091,24 @@ static bool exec_atomic_result(VmThread *th, VmFrame *fr, const IrOp *op) {
             r->data[p] = old;
             continue;
         }
-        old = vm_read_element(t->data, t->elem, off);
+        if (!(ok = memory_touch(th, op, &mem, off, TOUCH_ATOMIC))) break;
+        old = memory_read(&mem, off);
         if (op->code == OP_ATOMIC_CAS) {
-            if (old.i == val[0]->data[p].i) vm_write_element(t->data, t->elem, off, val[1]->data[p]);
+            if (old.i == val[0]->data[p].i) memory_write(&mem, off, val[1]->data[p]);
         } else {
-            vm_write_element(t->data, t->elem, off, atomic_rmw_new(kind, t->elem, old, val[0]->data[p]));
+            memory_write(&mem, off, atomic_rmw_new(kind, t->elem, old, val[0]->data[p]));
         }
         r->data[p] = old;
     }
     pthread_mutex_unlock(mutex);
-    return true;
+    return ok;
 }
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 static bool exec_barrier(VmThread *th, VmFrame *fr, const IrOp *op) {
-    (void)th, (void)fr, (void)op; /* a block runs as one sequential thread: nothing to wait for */
+    (void)fr, (void)op; /* a block runs as one sequential thread: nothing to wait for, but the
+                         * accesses before it are ordered before those after it (SPEC 6.10) */
+    th->epoch++;
     return true;
 }
 

@@ -595,7 +595,25 @@ Test(verify, store_into_a_non_tensor) {
     IrFunction *f = build_vadd(m);
     IrOp *store = f->body->last;
     ir_set_operand(store, 0, store->operands[2]);
-    expect_invalid(m, "verify: store: operand 0 must be a tensor, not tile<f32>[64]");
+    expect_invalid(m, "verify: store: operand 0 must be a tensor or a shared tile, not tile<f32>[64]");
+    ir_module_free(m);
+}
+
+/* A store may index a shared tile (the language's shared<T>[...]); the store-like atomic may not. */
+Test(verify, store_into_a_shared_tile_and_atomic_not) {
+    IrModule *m = ir_module_new();
+    IrFunction *f = build_vadd(m);
+    IrOp *store = f->body->last;
+    IrBuilder b = {0};
+    ir_builder_before(&b, store);
+    const IrType *st = ir_shared_type(m, elem_f32(), 1, (int64_t[]){64});
+    IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &st, 1);
+    alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
+    ir_set_operand(store, 0, alloc->results[0]);
+    expect_valid(m);
+    store->code = OP_ATOMIC;
+    store->ints[0] = ATOMIC_ADD, store->nints = 1;
+    expect_invalid(m, "verify: atomic: operand 0 must be a tensor, not shared<f32>[64]");
     ir_module_free(m);
 }
 

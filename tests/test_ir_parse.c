@@ -185,6 +185,7 @@ Test(ir_parse, round_trip_of_every_kernel_after_every_pass, .timeout = 600) {
     check_file("tests/parser/gemm.tile", &totals);
     check_file("tests/parser/softmax.tile", &totals);
     check_tree("examples", &totals);
+    check_tree("tests/shared", &totals);
     check_embedded("examples/hello_tile.c", &totals);
     int stdlib_kernels = totals.kernels;
     char path[4096];

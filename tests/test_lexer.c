@@ -356,3 +356,9 @@ Test(lexer, unterminated_strings) {
     cr_assert_eq(l.diags.errors, 1, "strings are ASCII");
     diag_free(&l.diags);
 }
+
+Test(lexer, shared_is_a_keyword) {
+    EXPECT_CODES("shared<f32>[4] shared_x barrier", TK_SHARED, TK_LT, TK_NAME, TK_GT, TK_LBRACKET, TK_INT,
+                 TK_RBRACKET, TK_NAME, TK_NAME);
+    cr_expect_str_eq(token_name(TK_SHARED), "'shared'");
+}

@@ -590,3 +590,14 @@ Test(parser, reserved_words_as_names_say_so) {
                  "t.tile:1:6: error: unexpected 'bitcast', expected identifier or ')' ('bitcast' is a reserved word "
                  "and cannot be used as a name)");
 }
+
+/* `shared<T>[dims]` is a generic builtin like zeros (so `a < b > [c]` stays comparisons), and
+ * `shared` is reserved; barrier() is an ordinary call. */
+Test(parser, shared_tiles_and_barrier) {
+    expect_expr("shared<f32>[BM, BN + 1]", "(call shared <f32> (shape BM (+ BN 1)))");
+    expect_expr("s[i :+ 16, :]", "(index s (slice i 16) :)");
+    expect_expr("barrier()", "(call barrier)");
+    expect_error("fn f() { let shared = 1; }",
+                 "t.tile:1:14: error: unexpected 'shared', expected identifier or '(' ('shared' is a reserved word "
+                 "and cannot be used as a name)");
+}
