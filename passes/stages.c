@@ -251,10 +251,9 @@ static int64_t ring_bytes(const Loop *L, int S) {
     return bytes;
 }
 
-bool pass_stages(IrModule *m, DiagList *d) { return pass_stages_within(m, 227 * 1024, d); }
-
-bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d) {
+bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
     (void)d;
+    int64_t smem_bytes = target_smem_bytes(t);
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;

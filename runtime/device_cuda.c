@@ -6,8 +6,9 @@
  * the architecture its compute capability maps to (backend_arch_for_capability), the cache
  * configuration read once from the environment, and the memory cache of loaded functions.
  *
- * Compiling a kernel (after rt_compile ran the frontend and the passes, the GPU passes included,
- * for RT_KERNEL_NUM_WARPS, the num_warps the backend is given here): the cache key is the
+ * Compiling a kernel (after rt_compile ran the frontend and the target-independent passes): the
+ * GPU passes run per build, for the device's arch, RT_KERNEL_NUM_WARPS and the variant's launch
+ * facts, on a copy of the kernel's IR (rt_target_module), then the backend: the cache key is the
  * SHA-256 of the source, kernel, constants, arch, compiler version and options (cache.h). A hit
  * in the context's memory cache reuses the loaded function. Otherwise cache_fetch reads the
  * disk entry or builds one: backend_compile_ptx, then a cubin (nvJitLink or ptxas) when either
@@ -179,6 +180,26 @@ static bool codegen_options(const char *arch_name, int num_warps, CodegenOptions
     return true;
 }
 
+/* The GPU passes for the code generator's arch and num_warps (with facts: one per parameter of
+ * f, or every fact) on a copy of f's target-independent module: NULL with the passes'
+ * diagnostics in err and *status set. */
+static IrModule *module_for_target(const IrFunction *f, const CodegenOptions *opt, bool every_fact, IrFunction **out,
+                                   tile_status *status, Strbuf *err) {
+    Target t;
+    rt_target_for_arch(backend_arch_name(opt->arch), opt->num_warps, &t);
+    t.facts = opt->spec;
+    t.nfacts = opt->spec ? f->nparams : 0;
+    t.every_fact = every_fact;
+    DiagList d = {0};
+    IrModule *m = rt_target_module(f, &t, NULL, NULL, &d, out);
+    if (!m) {
+        sb_puts(err, sb_str(&d.text));
+        *status = d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE;
+    }
+    diag_free(&d);
+    return m;
+}
+
 static bool have_cubin_tool(void) {
     char path[4096];
     return backend_have_nvjitlink() || backend_find_ptxas(path, sizeof path, NULL);
@@ -201,17 +222,33 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
             all[i].aligned16 = all[i].strides_div16 = true;
             for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
         }
-        opt.spec = all;
     }
+    /* each kernel's GPU passes for this target, on its own copy */
+    IrModule **modules = xcalloc(n, sizeof *modules);
+    IrFunction **targeted = xcalloc(n, sizeof *targeted);
+    tile_status pass_status = TILE_OK;
+    for (size_t i = 0; i < n && pass_status == TILE_OK; i++)
+        modules[i] = module_for_target(fs[i], &opt, all != NULL, &targeted[i], &pass_status, err);
+    opt.spec = all;
     CodegenInfo info = {0}, *infos = n > 1 ? xcalloc(n, sizeof *infos) : &info;
-    bool ok;
+    bool ok = pass_status == TILE_OK;
     Strbuf ptx = {0};
-    if (kind == TILE_EMIT_LLVM) {
-        ok = n == 1 ? backend_compile_llvm(fs[0], &opt, out, &info, err)
-                    : backend_compile_many(fs, n, &opt, false, out, infos, err);
-    } else {
-        ok = n == 1 ? backend_compile_ptx(fs[0], &opt, &ptx, &info, err)
-                    : backend_compile_many(fs, n, &opt, true, &ptx, infos, err);
+    const IrFunction *const *ts = (const IrFunction *const *)targeted;
+    if (ok && kind == TILE_EMIT_LLVM) {
+        ok = n == 1 ? backend_compile_llvm(ts[0], &opt, out, &info, err)
+                    : backend_compile_many(ts, n, &opt, false, out, infos, err);
+    } else if (ok) {
+        ok = n == 1 ? backend_compile_ptx(ts[0], &opt, &ptx, &info, err)
+                    : backend_compile_many(ts, n, &opt, true, &ptx, infos, err);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (modules[i]) ir_module_free(modules[i]);
+    free(modules);
+    free(targeted);
+    if (pass_status != TILE_OK) {
+        if (infos != &info) free(infos);
+        free(all);
+        return pass_status;
     }
     free(all);
     bool unsupported = false;
@@ -259,9 +296,16 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
 #ifdef TILE_HAVE_LLVM
     CodegenOptions opt;
     if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
+    /* an ahead-of-time image is the generic kernel: no launch facts (so no TMA ring either) */
+    tile_status pass_status = TILE_OK;
+    IrFunction *targeted;
+    IrModule *m = module_for_target(f, &opt, false, &targeted, &pass_status, err);
+    if (!m) return pass_status;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
-    if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
+    bool compiled = backend_compile_ptx(targeted, &opt, &ptx, &info, err);
+    ir_module_free(m);
+    if (!compiled) {
         sb_free(&ptx);
         return info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
     }
@@ -292,9 +336,15 @@ typedef struct Build {
 static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     Build *b = user;
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
+    /* the GPU passes for this arch and these facts, then the code generator */
+    IrFunction *targeted;
+    IrModule *m = module_for_target(b->function, &opt, false, &targeted, &b->status, err);
+    if (!m) return false;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
-    if (!backend_compile_ptx(b->function, &opt, &ptx, &info, err)) {
+    bool compiled = backend_compile_ptx(targeted, &opt, &ptx, &info, err);
+    ir_module_free(m);
+    if (!compiled) {
         sb_free(&ptx);
         b->status = info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
         return false;

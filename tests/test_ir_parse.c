@@ -97,7 +97,7 @@ static void check_source(const char *name, const char *text, size_t len, Totals 
             }
             Strbuf dump = {0};
             PassOptions opt = {.dump_after = "all", .dump = &dump, .verify_each = true, .gpu = configs[c].gpu,
-                               .num_warps = configs[c].warps};
+                               .target = {.num_warps = configs[c].warps}};
             if (!passes_run(m, &opt, &ld)) {
                 /* a kernel the GPU path refuses with a located error (a test of that error) */
                 cr_assert(configs[c].gpu && !ld.internal, "%s: %s", label, sb_str(&ld.text));
