@@ -315,6 +315,39 @@ static void check_copy_async(Verifier *v, const IrOp *op) {
     check_indices(v, op, 1, &shape);
 }
 
+/* ---- TMA and mbarriers ------------------------------------------------------------------------ */
+/* Operand i is a ring of mbarriers (shared<i64>[S]) and, when stage, operand i + 1 an i32 stage. */
+static bool check_mbarriers(Verifier *v, const IrOp *op, uint32_t i, bool stage) {
+    const IrType *b = op->operands[i]->type;
+    if (b->kind != TY_SHARED || b->rank != 1 || !elem_eq(b->elem, elem_int(64))) {
+        op_error(v, op, "operand %u must be a ring of mbarriers (shared<i64>[S]), not %s", (unsigned)i, tn(v, b));
+        return false;
+    }
+    if (stage && !is_i32_scalar(op->operands[i + 1]->type)) {
+        op_error(v, op, "the stage must be an i32 scalar, not %s", tn(v, op->operands[i + 1]->type));
+        return false;
+    }
+    return true;
+}
+
+/* copy_tma (tensor, origin..., shared dst, mbarriers, stage): one i32 origin per dimension, a box of
+ * the tensor's rank and element type. */
+static void check_copy_tma(Verifier *v, const IrOp *op) {
+    const IrType *t = op->noperands ? op->operands[0]->type : NULL;
+    if (!t || t->kind != TY_TENSOR || op->noperands != (uint32_t)t->rank + 4) {
+        op_error(v, op, "needs a tensor, an origin per dimension, a shared destination, mbarriers and a stage");
+        return;
+    }
+    for (int d = 0; d < t->rank; d++)
+        if (!is_i32_scalar(op->operands[1 + d]->type))
+            op_error(v, op, "origin %d must be an i32 scalar, not %s", d, tn(v, op->operands[1 + d]->type));
+    const IrType *dst = op->operands[1 + t->rank]->type;
+    if (dst->kind != TY_SHARED || dst->rank != t->rank || !elem_eq(dst->elem, t->elem))
+        op_error(v, op, "the destination %s must be a shared tile of the tensor's rank and element type (%s)",
+                 tn(v, dst), tn(v, t));
+    check_mbarriers(v, op, 2 + (uint32_t)t->rank, true);
+}
+
 /* ---- control flow ------------------------------------------------------------------------ */
 /* The terminator of r must be `code` and its operands (from `first` on) must have the types of
  * `want` (n values). */
@@ -704,6 +737,13 @@ static void check_op_types(Verifier *v, IrOp *op) {
     case OP_COPY_ASYNC: check_copy_async(v, op); break;
     case OP_ASYNC_WAIT:
         if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of copies in flight >= 0");
+        break;
+    case OP_MBARRIER_INIT: check_mbarriers(v, op, 0, false); break;
+    case OP_COPY_TMA: check_copy_tma(v, op); break;
+    case OP_MBARRIER_ARRIVE: check_mbarriers(v, op, 0, true); break;
+    case OP_MBARRIER_WAIT:
+        if (check_mbarriers(v, op, 0, true) && !is_i32_scalar(op->operands[2]->type))
+            op_error(v, op, "the parity must be an i32 scalar, not %s", tn(v, op->operands[2]->type));
         break;
     case OP_ATOMIC_RMW:
     case OP_ATOMIC_CAS: check_atomic_result(v, op); break;

@@ -42,6 +42,9 @@ typedef struct Target {
     uint32_t nfacts;
     bool every_fact;         /* assume every fact of every tensor parameter (TILE_EMIT_SPECIALIZED's
                                 all-facts variant, golden tests, the VM, which needs none) */
+    bool tma;                /* on sm_90a: stages may make TMA rings (copy_tma and mbarriers). The
+                                code generator does not emit copy_tma yet, so the runtime's builds
+                                leave it off; the VM (TILE_VM_GPU_PASSES=sm_90a) and tests set it */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -51,8 +54,8 @@ int64_t target_smem_bytes(const Target *t);
 /* The facts of kernel f's parameter i under t (all false when none is proven). */
 IrParamFacts target_param_facts(const Target *t, const IrFunction *f, uint32_t i);
 /* Whether t can use TMA (cp.async.bulk.tensor with mbarriers): sm_90a and newer arch-specific. */
-static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->arch_specific; }
-/* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`,
+static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->arch_specific && t->tma; }
+/* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
  * in any order (golden tests' `# target:` line). False with the reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
 

@@ -159,6 +159,8 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->sm = 80, out->arch_specific = false;
         } else if (word_is(w, n, "sm_90a")) {
             out->sm = 90, out->arch_specific = true;
+        } else if (word_is(w, n, "tma")) {
+            out->tma = true;
         } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
@@ -185,7 +187,7 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             if (key[0] == 'w') out->num_warps = (int)x;
             else out->smem_bytes = x;
         } else {
-            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all)", (int)n, w);
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma)", (int)n, w);
             return false;
         }
     }

@@ -53,8 +53,8 @@ static void compiled_free(Compiled *c) {
 }
 
 typedef struct Count {
-    int copies, waits, barriers, buffers;
-    IrOp *loop_wait;
+    int copies, waits, barriers, buffers, tma_copies, arrives, mbarrier_waits;
+    IrOp *loop_wait, *mbarrier_wait;
 } Count;
 
 static bool count(IrOp *op, void *ctx) {
@@ -62,6 +62,9 @@ static bool count(IrOp *op, void *ctx) {
     if (op->code == OP_COPY_ASYNC) c->copies++;
     if (op->code == OP_BARRIER) c->barriers++;
     if (op->code == OP_SHARED_ALLOC) c->buffers++;
+    if (op->code == OP_COPY_TMA) c->tma_copies++;
+    if (op->code == OP_MBARRIER_ARRIVE) c->arrives++;
+    if (op->code == OP_MBARRIER_WAIT) c->mbarrier_waits++, c->mbarrier_wait = op;
     if (op->code == OP_ASYNC_WAIT) {
         c->waits++;
         if (op->parent->parent_op && op->parent->parent_op->code == OP_FOR) c->loop_wait = op;
@@ -193,4 +196,92 @@ Test(stages, each_target_gets_its_own_ring) {
 #endif
     tile_program_destroy(p);
     tile_context_destroy(ctx);
+}
+
+/* ---- TMA rings (sm_90a) ---------------------------------------------------------------------- */
+static const Target tma_target = {.sm = 90, .arch_specific = true, .every_fact = true, .tma = true};
+
+/* With BK = BN = 64 both tiles have 128-byte rows: both go through TMA (no cp.async left); with
+ * BN = 128, B's 256-byte rows keep cp.async in the same ring. Both give the VM the results of the
+ * kernel without the GPU passes, bit for bit, at shapes with tails (the box's out-of-bounds
+ * elements read 0, as load's). Without facts, or on sm_80, the ring is cp.async only. */
+Test(stages, tma_ring_is_built_and_the_vm_results_do_not_change) {
+    const int64_t shapes[][3] = {{200, 136, 100}, {128, 128, 64}, {65, 257, 300}, {1, 8, 16}};
+    const int bns[] = {64, 128};
+    for (int bi = 0; bi < 2; bi++) {
+        Compiled plain = compile_gemm_for(false, &tma_target, 3, 64, 128, bns[bi]);
+        Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, bns[bi]);
+        Count cnt = {0};
+        ir_walk(piped.kernel->body, count, &cnt);
+        int tma_loads = bns[bi] == 64 ? 2 : 1;
+        cr_assert_eq(cnt.tma_copies, 3 * tma_loads, "BN=%d: %d TMA copies", bns[bi], cnt.tma_copies);
+        cr_assert_eq(cnt.copies, 3 * (2 - tma_loads));
+        cr_assert_eq(cnt.arrives, 3); /* two in the prologue, one per iteration */
+        cr_assert_eq(cnt.mbarrier_waits, 1);
+        cr_assert_eq(cnt.buffers, 3);
+        cr_assert_eq(cnt.waits, bns[bi] == 64 ? 0 : 2);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+            uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
+            Strbuf err = {0};
+            cr_assert(run(plain.kernel, m, n, k, c1, &err), "%s", sb_str(&err));
+            cr_assert(run(piped.kernel, m, n, k, c2, &err), "BN=%d %lldx%lldx%lld: %s", bns[bi], (long long)m,
+                      (long long)n, (long long)k, sb_str(&err));
+            cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "BN=%d %lldx%lldx%lld: results differ", bns[bi],
+                      (long long)m, (long long)n, (long long)k);
+            sb_free(&err);
+            free(c1), free(c2);
+        }
+        compiled_free(&plain);
+        compiled_free(&piped);
+    }
+    Target no_facts = tma_target, sm80 = tma_target;
+    no_facts.every_fact = false;
+    sm80.sm = 80, sm80.arch_specific = false;
+    const Target *plain_targets[] = {&no_facts, &sm80};
+    for (int ti = 0; ti < 2; ti++) {
+        Compiled c = compile_gemm_for(true, plain_targets[ti], 3, 64, 128, 64);
+        Count cnt = {0};
+        ir_walk(c.kernel->body, count, &cnt);
+        cr_assert_eq(cnt.tma_copies, 0, "target %d", ti);
+        cr_assert_eq(cnt.copies, 2 * 3, "target %d", ti);
+        compiled_free(&c);
+    }
+}
+
+/* A wait for the wrong phase parity: on the GPU it returns at once while the copy is still in
+ * flight (or never); the VM reports it. Iteration 3 of a 3-stage ring waits for the second phase
+ * of mbarrier 0 (parity 1); a constant parity 0 is wrong there. */
+Test(stages, a_tma_wait_on_the_wrong_phase_is_a_vm_error) {
+    Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, 64);
+    Count cnt = {0};
+    ir_walk(piped.kernel->body, count, &cnt);
+    cr_assert_not_null(cnt.mbarrier_wait);
+    IrBuilder b = {.module = piped.module};
+    ir_builder_before(&b, cnt.mbarrier_wait);
+    ir_set_operand(cnt.mbarrier_wait, 2, ir_const_int(&b, ir_scalar_type(piped.module, elem_i32()), 0));
+    uint16_t *c = calloc(128 * 64, 2);
+    Strbuf err = {0};
+    cr_assert(run(piped.kernel, 128, 64, 3 * 64, c, &err), "three iterations only use parity 0: %s", sb_str(&err));
+    cr_assert_not(run(piped.kernel, 128, 64, 4 * 64, c, &err));
+    cr_assert(strstr(sb_str(&err), "waits for a phase of parity 0 of mbarrier 0"), "%s", sb_str(&err));
+    sb_free(&err);
+    free(c);
+    compiled_free(&piped);
+}
+
+/* Reading a stage before its mbarrier's wait: the copy is still in flight. */
+Test(stages, reading_a_tma_stage_before_its_wait_is_a_vm_error) {
+    Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, 64);
+    Count cnt = {0};
+    ir_walk(piped.kernel->body, count, &cnt);
+    cr_assert_not_null(cnt.mbarrier_wait);
+    ir_op_remove(cnt.mbarrier_wait);
+    uint16_t *c = calloc(128 * 64, 2);
+    Strbuf err = {0};
+    cr_assert_not(run(piped.kernel, 128, 64, 128, c, &err));
+    cr_assert(strstr(sb_str(&err), "asynchronous copy is still writing"), "%s", sb_str(&err));
+    sb_free(&err);
+    free(c);
+    compiled_free(&piped);
 }
