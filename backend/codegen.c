@@ -471,6 +471,7 @@ static bool emit_op(Cg *g, const IrOp *op) {
     case OP_SHARED_VIEW: return cg_shared_view(g, op);
     case OP_COPY_ASYNC: return cg_copy_async(g, op);
     case OP_ASYNC_WAIT: return cg_async_wait(g, op);
+    case OP_MBARRIER_INIT: case OP_COPY_TMA: case OP_MBARRIER_ARRIVE: case OP_MBARRIER_WAIT: return cg_tma_op(g, op);
     case OP_ATOMIC_RMW: case OP_ATOMIC_CAS: return cg_atomic_result(g, op);
     case OP_FENCE: return cg_fence(g, op);
     case OP_FOR: return emit_for(g, op);
@@ -536,9 +537,30 @@ static bool build_kernel(Cg *g) {
             return cg_fail(g, NULL, true, "%s: parameter %u is neither a tensor nor a scalar", k->name, (unsigned)i);
         }
     }
+    /* the tensor maps of TMA copies: byval, 64-aligned, grid constant (codegen_tma.c) */
+    size_t first_map = params.len;
+    if (!cg_tma_plan(g)) {
+        vec_free(&params);
+        return false;
+    }
+    if (g->ntma && g->arch != BACKEND_ARCH_SM90A) {
+        vec_free(&params);
+        return cg_fail(g, NULL, true, "%s: TMA copies need sm_90a", k->name);
+    }
+    for (uint32_t i = 0; i < g->ntma; i++) vec_push(&params, LLVMPointerTypeInContext(g->ctx, 0));
     LLVMTypeRef fn_type = LLVMFunctionType(g->void_type, params.data, (unsigned)params.len, 0);
     g->fn = LLVMAddFunction(g->module, k->name, fn_type);
     vec_free(&params);
+    for (uint32_t i = 0; i < g->ntma; i++) {
+        unsigned index = (unsigned)first_map + i + 1; /* attribute indices of parameters start at 1 */
+        LLVMTypeRef map = LLVMArrayType2(g->i8, 128);
+        unsigned byval = LLVMGetEnumAttributeKindForName("byval", 5);
+        LLVMAddAttributeAtIndex(g->fn, index, LLVMCreateTypeAttribute(g->ctx, byval, map));
+        unsigned align = LLVMGetEnumAttributeKindForName("align", 5);
+        LLVMAddAttributeAtIndex(g->fn, index, LLVMCreateEnumAttribute(g->ctx, align, 64));
+        LLVMAddAttributeAtIndex(g->fn, index, LLVMCreateStringAttribute(g->ctx, "nvvm.grid_constant", 18, "", 0));
+        g->tma_param[i] = LLVMGetParam(g->fn, (unsigned)first_map + i);
+    }
     const unsigned maxntid[3] = {g->threads, 1, 1};
     llvm_mark_kernel(g->fn, maxntid, NULL);
     LLVMBasicBlockRef entry = cg_block(g, "entry");
@@ -607,7 +629,7 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
         return false;
     }
     Cg g = {.ctx = context, .kernel = kernel, .threads = 32u * (unsigned)warps, .err = err, .warps = warps,
-            .spec = options ? options->spec : NULL};
+            .spec = options ? options->spec : NULL, .arch = options ? options->arch : BACKEND_ARCH_SM80};
     info->threads = g.threads;
     if (!kernel->is_kernel || !kernel->body) {
         sb_printf(err, "'%s' is not a kernel", kernel->name);
@@ -645,6 +667,8 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     axis_free(&g.axis);
     arena_free(&g.arena);
     info->unsupported = g.unsupported;
+    info->ntma = g.ntma;
+    memcpy(info->tma, g.tma, sizeof g.tma);
     uint64_t smem_total = g.smem_bytes ? g.smem_planned + g.smem_bytes : g.smem_planned;
     info->shared_bytes = (unsigned)smem_total;
     if (ok && smem_total > 227 * 1024) {

@@ -183,13 +183,14 @@ static bool codegen_options(const char *arch_name, int num_warps, CodegenOptions
 /* The GPU passes for the code generator's arch and num_warps (with facts: one per parameter of
  * f, or every fact) on a copy of f's target-independent module: NULL with the passes'
  * diagnostics in err and *status set. */
-static IrModule *module_for_target(const IrFunction *f, const CodegenOptions *opt, bool every_fact, IrFunction **out,
-                                   tile_status *status, Strbuf *err) {
+static IrModule *module_for_target(const IrFunction *f, const CodegenOptions *opt, bool every_fact, bool tma,
+                                   IrFunction **out, tile_status *status, Strbuf *err) {
     Target t;
     rt_target_for_arch(backend_arch_name(opt->arch), opt->num_warps, &t);
     t.facts = opt->spec;
     t.nfacts = opt->spec ? f->nparams : 0;
     t.every_fact = every_fact;
+    t.tma = tma;
     DiagList d = {0};
     IrModule *m = rt_target_module(f, &t, NULL, NULL, &d, out);
     if (!m) {
@@ -228,7 +229,7 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
     IrFunction **targeted = xcalloc(n, sizeof *targeted);
     tile_status pass_status = TILE_OK;
     for (size_t i = 0; i < n && pass_status == TILE_OK; i++)
-        modules[i] = module_for_target(fs[i], &opt, all != NULL, &targeted[i], &pass_status, err);
+        modules[i] = module_for_target(fs[i], &opt, all != NULL, true, &targeted[i], &pass_status, err);
     opt.spec = all;
     CodegenInfo info = {0}, *infos = n > 1 ? xcalloc(n, sizeof *infos) : &info;
     bool ok = pass_status == TILE_OK;
@@ -299,7 +300,7 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
     /* an ahead-of-time image is the generic kernel: no launch facts (so no TMA ring either) */
     tile_status pass_status = TILE_OK;
     IrFunction *targeted;
-    IrModule *m = module_for_target(f, &opt, false, &targeted, &pass_status, err);
+    IrModule *m = module_for_target(f, &opt, false, false, &targeted, &pass_status, err);
     if (!m) return pass_status;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
@@ -338,7 +339,7 @@ static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
     /* the GPU passes for this arch and these facts, then the code generator */
     IrFunction *targeted;
-    IrModule *m = module_for_target(b->function, &opt, false, &targeted, &b->status, err);
+    IrModule *m = module_for_target(b->function, &opt, false, false, &targeted, &b->status, err);
     if (!m) return false;
     CodegenInfo info = {0};
     Strbuf ptx = {0};

@@ -14,6 +14,7 @@
 #include "ir/ir.h"
 #include "runtime/runtime.h"
 #include "runtime/vm.h"
+#include "backend/backend.h"
 #include "testutil.h"
 
 typedef struct Compiled {
@@ -285,3 +286,47 @@ Test(stages, reading_a_tma_stage_before_its_wait_is_a_vm_error) {
     free(c);
     compiled_free(&piped);
 }
+
+#ifdef TILE_HAVE_LLVM
+/* The code of a TMA ring for sm_90a: one tensor map parameter per TMA'd tensor (128 bytes,
+ * 64-aligned), mbarrier init, expect_tx, the bulk tensor copies and the parity waits; ptxas
+ * assembles it (where it is installed). The same IR for sm_80 is refused as unsupported. */
+Test(stages, tma_ring_ptx_for_sm_90a) {
+    Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, 64);
+    CodegenParamSpec *all = calloc(piped.kernel->nparams, sizeof *all);
+    for (uint32_t i = 0; i < piped.kernel->nparams; i++) {
+        all[i].aligned16 = all[i].strides_div16 = true;
+        for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
+    }
+    CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A, .spec = all};
+    Strbuf ptx = {0}, err = {0};
+    CodegenInfo info = {0};
+    cr_assert(backend_compile_ptx(piped.kernel, &opt, &ptx, &info, &err), "%s", sb_str(&err));
+    const char *text = sb_str(&ptx);
+    cr_assert_eq(info.ntma, 2);
+    cr_assert(info.tma[0].param == 0 && info.tma[0].box[0] == 128 && info.tma[0].box[1] == 64 &&
+              info.tma[0].swizzle == 128 && info.tma[0].elem_bytes == 2);
+    cr_assert(info.tma[1].param == 1 && info.tma[1].box[0] == 64 && info.tma[1].box[1] == 64);
+    cr_assert(strstr(text, ".param .align 64 .b8 gemm_param_16[128]"), "%s", text);
+    cr_assert(strstr(text, "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"));
+    cr_assert(strstr(text, "mbarrier.init.shared::cta.b64"));
+    cr_assert(strstr(text, "mbarrier.expect_tx"));
+    cr_assert(strstr(text, "mbarrier.try_wait.parity.shared::cta.b64"));
+    cr_assert(!strstr(text, "cp.async.cg"), "no cp.async left when both tiles go through TMA");
+    char path[4096];
+    if (backend_find_ptxas(path, sizeof path, NULL)) {
+        Strbuf cubin = {0}, perr = {0};
+        cr_assert(backend_ptx_to_cubin(ptx.data, ptx.len, BACKEND_ARCH_SM90A, CUBIN_TOOL_PTXAS, &cubin, &perr), "%s",
+                  sb_str(&perr));
+        sb_free(&cubin), sb_free(&perr);
+    }
+    sb_clear(&err);
+    opt.arch = BACKEND_ARCH_SM80;
+    Strbuf ptx80 = {0};
+    cr_assert_not(backend_compile_ptx(piped.kernel, &opt, &ptx80, &info, &err));
+    cr_assert(info.unsupported && strstr(sb_str(&err), "TMA copies need sm_90a"), "%s", sb_str(&err));
+    sb_free(&ptx), sb_free(&ptx80), sb_free(&err);
+    free(all);
+    compiled_free(&piped);
+}
+#endif
