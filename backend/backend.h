@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "ir/ir.h"
+#include "ir/tma.h"
 #include "support/support.h"
 
 typedef struct LLVMOpaqueContext *LLVMContextRef;
@@ -130,14 +131,10 @@ typedef struct CodegenOptions {
 /* A tensor map the kernel takes after the ABI's parameters (sm_90a TMA rings, codegen_tma.c): one
  * 128-byte CUtensorMap, 64-byte aligned, passed by value (grid constant), encoded at launch for
  * the tensor of parameter `param` (rank 2): box rows x columns box[0] x box[1], elements of
- * elem_bytes, the swizzle mode of `swizzle` bytes (0, 32, 64, 128), zeros outside the tensor. */
-enum { CODEGEN_MAX_TMA = 8 };
-typedef struct CodegenTma {
-    int param;
-    int64_t box[2];
-    int elem_bytes;
-    int swizzle;
-} CodegenTma;
+ * elem_bytes, the swizzle mode of `swizzle` bytes (0, 32, 64, 128), zeros outside the tensor
+ * (ir_tma_maps lists them from the IR). */
+enum { CODEGEN_MAX_TMA = IR_MAX_TMA_MAPS };
+typedef IrTmaMap CodegenTma;
 
 typedef struct CodegenInfo {
     unsigned threads;        /* threads per block */

@@ -7,7 +7,7 @@
  * one map, passed as an extra kernel parameter after the ABI's parameters: `ptr byval([128 x
  * i8]) align 64` marked nvvm.grid_constant, which NVPTX emits as `.param .align 64 .b8 [128]`
  * and whose address it takes in the param space (no local copy). cg_tma_plan lists them in the
- * order of their first copy (CodegenInfo.tma tells the runtime what to encode).
+ * order of ir_tma_maps (ir/tma.h), which the runtime reads too to encode them.
  *
  * The PTX is inline assembly, issued by thread 0 where one thread acts for the block:
  *   mbarrier_init    mbarrier.init (count 1) of each stage; fence.mbarrier_init and
@@ -26,53 +26,12 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The body argument (parameter) index of a tensor operand; -1 if it is not a parameter. */
-static int tensor_param(const Cg *g, const IrValue *v) {
-    if (v->def || v->region != g->kernel->body) return -1;
-    return (int)v->index;
-}
-
-static int swizzle_bytes(const IrType *dst) {
-    const SharedLayout *l = dst->shared;
-    return !l || !l->swizzle.bits ? 0 : 16 << l->swizzle.bits; /* 1, 2, 3 bits: 32B, 64B, 128B */
-}
-
-/* The map of copy_tma op in g->info's list (-1: none fits). */
-static int map_of(const Cg *g, const IrOp *op) {
-    const IrType *tt = op->operands[0]->type, *dt = op->operands[1 + tt->rank]->type;
-    int param = tensor_param(g, op->operands[0]);
-    for (uint32_t i = 0; i < g->ntma; i++) {
-        const CodegenTma *m = &g->tma[i];
-        if (m->param == param && m->box[0] == dt->shape[0] && m->box[1] == dt->shape[1] &&
-            m->swizzle == swizzle_bytes(dt))
-            return (int)i;
-    }
-    return -1;
-}
-
-static bool plan_one(IrOp *op, void *ctx) {
-    Cg *g = ctx;
-    if (op->code != OP_COPY_TMA) return true;
-    const IrType *tt = op->operands[0]->type, *dt = op->operands[1 + tt->rank]->type;
-    int param = tensor_param(g, op->operands[0]);
-    if (tt->rank != 2 || param < 0) {
-        cg_fail(g, op, true, "copy_tma of a tensor of rank %d (rank 2 parameters only)", tt->rank);
-        return false;
-    }
-    if (map_of(g, op) >= 0) return true;
-    if (g->ntma == CODEGEN_MAX_TMA) {
-        cg_fail(g, op, true, "more than %d tensor maps in one kernel", CODEGEN_MAX_TMA);
-        return false;
-    }
-    g->tma[g->ntma++] = (CodegenTma){.param = param, .box = {dt->shape[0], dt->shape[1]},
-                                     .elem_bytes = (int)cg_elem_bytes(tt->elem), .swizzle = swizzle_bytes(dt)};
-    return true;
-}
-
 bool cg_tma_plan(Cg *g) {
-    g->ntma = 0;
-    ir_walk(g->kernel->body, plan_one, g);
-    return !g->failed;
+    int n = ir_tma_maps(g->kernel, g->tma);
+    if (n < 0) return cg_fail(g, NULL, true, "%s: a copy_tma of a tensor that is not a rank-2 parameter, or more "
+                              "than %d tensor maps", g->kernel->name, IR_MAX_TMA_MAPS);
+    g->ntma = (uint32_t)n;
+    return true;
 }
 
 /* ---- inline assembly ------------------------------------------------------------------------------ */
@@ -128,7 +87,7 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
     }
     case OP_COPY_TMA: {
         const IrType *tt = op->operands[0]->type, *dt = op->operands[1 + tt->rank]->type;
-        int map = map_of(g, op);
+        int map = ir_tma_map_of(g->kernel, op, g->tma, (int)g->ntma);
         CgValue *dst = cg_get(g, op->operands[1 + tt->rank]);
         if (map < 0 || tt->rank != 2 || dst->kind != CV_SHARED)
             return cg_fail(g, op, false, "copy_tma without its tensor map (cg_tma_plan did not run)");

@@ -43,11 +43,23 @@
 #include "runtime/cuda.h"
 #include "vm.h"
 
+/* The tensor maps of a function with TMA rings, encoded for the arguments of the latest launch:
+ * launches with the same tensors (base, sizes, row stride) reuse them, others encode again. */
+typedef struct RtTmaMaps {
+    pthread_mutex_t lock;
+    bool valid;
+    uint64_t signature[IR_MAX_TMA_MAPS][4];
+    _Alignas(64) uint8_t map[IR_MAX_TMA_MAPS][128];
+} RtTmaMaps;
+
 typedef struct RtCudaFunction {
     CudaModule *module;
     CudaFunction *fn;
     unsigned threads;
     unsigned shared_bytes;
+    int ntma;                          /* tensor maps after the ABI's parameters (ir_tma_maps) */
+    IrTmaMap tma[IR_MAX_TMA_MAPS];
+    RtTmaMaps *encoded;                /* with ntma > 0 */
     struct RtCudaFunction *next_owned; /* every function the context loaded, for its destruction */
 } RtCudaFunction;
 
@@ -59,6 +71,8 @@ typedef struct RtCuda {
     CacheConfig cache;
     CacheMemory loaded;          /* key -> RtCudaFunction (when the cache is on) */
     bool specialize;             /* TILE_SPECIALIZE (on unless "0") */
+    bool tma;                    /* specialized variants may get TMA rings: sm_90a, a driver with
+                                    cuTensorMapEncodeTiled, TILE_TMA not "0" */
     pthread_mutex_t owned_lock;
     RtCudaFunction *owned;
 } RtCuda;
@@ -94,6 +108,9 @@ tile_status rt_cuda_open(tile_context *ctx, int ordinal) {
 #endif
     cache_config_from_env(&c->cache);
     c->specialize = rt_specialize_from_env();
+#ifdef TILE_HAVE_LLVM
+    c->tma = c->arch_ok && c->arch == BACKEND_ARCH_SM90A && cuda_has_tensor_maps() && env_flag("TILE_TMA", true);
+#endif
     cache_memory_init(&c->loaded);
     pthread_mutex_init(&c->owned_lock, NULL);
     snprintf(ctx->name, sizeof ctx->name, "cuda:%d (%s, sm_%d%d)", ordinal, cuda_device_name(c->device), c->major,
@@ -109,6 +126,10 @@ void rt_cuda_close(tile_context *ctx) {
     for (RtCudaFunction *f = c->owned, *next; f; f = next) {
         next = f->next_owned;
         cuda_module_unload(f->module);
+        if (f->encoded) {
+            pthread_mutex_destroy(&f->encoded->lock);
+            free(f->encoded);
+        }
         free(f);
     }
     pthread_mutex_destroy(&c->owned_lock);
@@ -327,7 +348,8 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
 /* ---- compiling and loading --------------------------------------------------------------------- */
 #ifdef TILE_HAVE_LLVM
 typedef struct Build {
-    const IrFunction *function;
+    const IrFunction *function;  /* the kernel's target-independent IR */
+    const IrFunction *targeted;  /* after the GPU passes, or NULL: the builder runs them */
     BackendArch arch;
     const CodegenParamSpec *spec; /* NULL: the generic kernel */
     tile_status status;          /* why build failed */
@@ -338,13 +360,13 @@ static bool build_image(void *user, CacheEntry *out, Strbuf *err) {
     Build *b = user;
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
     /* the GPU passes for this arch and these facts, then the code generator */
-    IrFunction *targeted;
-    IrModule *m = module_for_target(b->function, &opt, false, false, &targeted, &b->status, err);
-    if (!m) return false;
+    IrFunction *targeted = (IrFunction *)b->targeted;
+    IrModule *m = targeted ? NULL : module_for_target(b->function, &opt, false, false, &targeted, &b->status, err);
+    if (!targeted) return false;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
     bool compiled = backend_compile_ptx(targeted, &opt, &ptx, &info, err);
-    ir_module_free(m);
+    if (m) ir_module_free(m);
     if (!compiled) {
         sb_free(&ptx);
         b->status = info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
@@ -430,6 +452,20 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
     CacheOutcome outcome = {0};
     RtCudaFunction *f = NULL;
     tile_status st = TILE_OK;
+    /* A variant that may get TMA rings runs the GPU passes here, before the cache, because the
+     * launch needs their tensor maps (ir_tma_maps) even when the image comes from the disk. */
+    IrModule *targeted = NULL;
+    IrTmaMap maps[IR_MAX_TMA_MAPS];
+    int nmaps = 0;
+    if (spec && c->tma) {
+        IrFunction *tf;
+        CodegenOptions opt = {.arch = c->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = spec};
+        targeted = module_for_target(k->function, &opt, false, true, &tf, &st, err);
+        if (!targeted) return st;
+        build.targeted = tf;
+        nmaps = ir_tma_maps(tf, maps);
+        if (nmaps < 0) nmaps = 0; /* the code generator refuses such a kernel */
+    }
     if (!cache_fetch(&c->cache, key, build_image, &build, &entry, &outcome, err)) {
         st = build.status;
         goto done;
@@ -456,10 +492,17 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
         sb_free(&why);
         goto done;
     }
+    if (nmaps) {
+        f->ntma = nmaps;
+        memcpy(f->tma, maps, sizeof maps);
+        f->encoded = xcalloc(1, sizeof *f->encoded);
+        pthread_mutex_init(&f->encoded->lock, NULL);
+    }
     own_function(c, f);
     /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
     *out = c->cache.enabled ? cache_memory_put(&c->loaded, key, f) : f;
 done:
+    if (targeted) ir_module_free(targeted);
     cache_entry_free(&entry);
     sb_free(&outcome.note);
     return st;
@@ -644,6 +687,17 @@ CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, ui
     return cache_key_end(&h);
 }
 
+#ifdef TILE_HAVE_LLVM
+/* The key of a variant built with TMA rings allowed: another image than without (TILE_TMA=0). */
+static CacheKey rt_tma_cache_key(const CacheKey *key) {
+    Sha256 h;
+    cache_key_begin(&h);
+    cache_key_add(&h, "variant", key->bytes, sizeof key->bytes);
+    cache_key_add_i64(&h, "tma", 1);
+    return cache_key_end(&h);
+}
+#endif
+
 void rt_kernel_free_variants(tile_kernel *k) {
     for (RtVariant *v = k->variants, *next; v; v = next) {
         next = v->next;
@@ -660,6 +714,11 @@ size_t rt_kernel_num_variants(tile_kernel *k) {
     for (RtVariant *v = k->variants; v; v = v->next) n++;
     pthread_mutex_unlock(&k->variants_lock);
     return n;
+}
+
+int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs) {
+    RtCudaFunction *f = k->program->ctx->cuda ? rt_cuda_select(k, args, nargs) : NULL;
+    return f ? f->ntma : 0;
 }
 
 RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs) {
@@ -690,6 +749,7 @@ RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t narg
         for (uint32_t i = 0; i < fn->nparams; i++) spec[i] = rt_spec_unpack(facts[i]);
         CacheKey generic = generic_key(c, k);
         CacheKey key = rt_spec_cache_key(&generic, facts, fn->nparams);
+        if (c->tma) key = rt_tma_cache_key(&key);
         Strbuf err = {0};
         RtCudaFunction *g = NULL;
         if (compile_and_load(c, k, spec, &key, &g, &err) == TILE_OK) {
@@ -717,6 +777,46 @@ done:
 
 /* ---- launching ---------------------------------------------------------------------------------- */
 enum { RT_LAUNCH_SLOTS = 64 };
+
+/* The tensor maps of f for args into out (one 128-byte map each, in f->tma's order): the ones of
+ * the previous launch when its tensors were the same (base, sizes, row stride), else encoded
+ * now through the driver. The variant's facts proved what TMA needs of each tensor. */
+static tile_status tensor_maps(const RtCudaFunction *f, const tile_arg *args, size_t nargs,
+                               uint8_t (*out)[128], Strbuf *err) {
+    RtTmaMaps *e = f->encoded;
+    uint64_t signature[IR_MAX_TMA_MAPS][4];
+    for (int i = 0; i < f->ntma; i++) {
+        const IrTmaMap *m = &f->tma[i];
+        if (m->param < 0 || (size_t)m->param >= nargs || args[m->param].kind != TILE_ARG_TENSOR) {
+            sb_printf(err, "tensor map %d: argument %d is not a tensor", i, m->param);
+            return TILE_ERROR_INVALID_ARGUMENT;
+        }
+        const tile_tensor *x = &args[m->param].tensor;
+        signature[i][0] = (uint64_t)(uintptr_t)x->data;
+        signature[i][1] = (uint64_t)x->shape[0];
+        signature[i][2] = (uint64_t)x->shape[1];
+        signature[i][3] = (uint64_t)x->strides[0];
+    }
+    tile_status st = TILE_OK;
+    pthread_mutex_lock(&e->lock);
+    if (!e->valid || memcmp(e->signature, signature, (size_t)f->ntma * sizeof signature[0]) != 0) {
+        e->valid = false;
+        for (int i = 0; i < f->ntma && st == TILE_OK; i++) {
+            const IrTmaMap *m = &f->tma[i];
+            const uint64_t dims[2] = {signature[i][2], signature[i][1]}; /* columns, rows */
+            const unsigned box[2] = {(unsigned)m->box[1], (unsigned)m->box[0]};
+            st = cuda_tensor_map_encode_2d(e->map[i], m->elem_bytes, (const void *)(uintptr_t)signature[i][0], dims,
+                                           signature[i][3] * (uint64_t)m->elem_bytes, box, m->swizzle, err);
+        }
+        if (st == TILE_OK) {
+            memcpy(e->signature, signature, (size_t)f->ntma * sizeof signature[0]);
+            e->valid = true;
+        }
+    }
+    if (st == TILE_OK) memcpy(out, e->map, (size_t)f->ntma * 128);
+    pthread_mutex_unlock(&e->lock);
+    return st;
+}
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
@@ -782,13 +882,30 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
         }
     }
     for (size_t j = 0; j < nslots; j++) params[j] = &slots[j];
+    /* the tensor maps of a TMA ring follow the ABI's parameters (backend.h) */
+    _Alignas(64) uint8_t maps[IR_MAX_TMA_MAPS][128];
+    void *with_maps[RT_LAUNCH_SLOTS + IR_MAX_TMA_MAPS];
+    if (f->ntma) {
+        tile_status mst = tensor_maps(f, args, nargs, maps, &err);
+        if (mst != TILE_OK || nslots > RT_LAUNCH_SLOTS) {
+            if (mst == TILE_OK) sb_puts(&err, "too many parameters for a kernel with tensor maps");
+            mst = rt_fail(ctx, mst == TILE_OK ? TILE_ERROR_UNSUPPORTED : mst, "launch of '%s': %s", k->name,
+                          sb_str(&err));
+            if (!small) free(slots), free(params);
+            sb_free(&err);
+            return mst;
+        }
+        memcpy(with_maps, params, nslots * sizeof *params);
+        for (int i = 0; i < f->ntma; i++) with_maps[nslots + (size_t)i] = maps[i];
+        params = with_maps;
+    }
     CudaLaunch launch = {.grid = {(unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2]},
                          .block = {f->threads, 1, 1},
                          .shared_bytes = f->shared_bytes,
                          .stream = stream ? stream->cuda : NULL};
     tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
     if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
-    if (!small) {
+    if (!small) { /* (a kernel with tensor maps always has small slots) */
         free(slots);
         free(params);
     }

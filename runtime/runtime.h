@@ -210,6 +210,9 @@ CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, ui
 struct RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs);
 /* How many variants k has compiled (for tests and tools). */
 size_t rt_kernel_num_variants(tile_kernel *k);
+/* The tensor maps (TMA copies) of the function a launch of k with args uses: 0 without a TMA
+ * ring (for tests). */
+int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs);
 
 /* ---- the launch fast path (launch.c) ---------------------------------------------------------
  * A kernel's grid region compiled into steps over at most RT_GRID_MAX_REGS scalar registers:
