@@ -687,10 +687,14 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     pthread_mutex_unlock(&p->lock);
     free(consts);
     if (m && dump_after && passes_is_gpu(dump_after)) {
+        /* the target of rt_backend_emit: TMA rings where facts allow, every fact with
+         * TILE_EMIT_SPECIALIZED=1 (the variant a launch on contiguous aligned tensors gets) */
         Target t;
         IrFunction *g;
-        IrModule *targeted = rt_target_for_arch(arch, num_warps, &t) ? rt_target_module(f, &t, dump_after, &dump, &d, &g)
-                                                                      : NULL;
+        bool known = rt_target_for_arch(arch, num_warps, &t);
+        t.tma = true;
+        t.every_fact = env_flag("TILE_EMIT_SPECIALIZED", false);
+        IrModule *targeted = known ? rt_target_module(f, &t, dump_after, &dump, &d, &g) : NULL;
         if (!targeted && !d.errors) diag_error(&d, f->loc, "unknown architecture '%s' (sm_80 or sm_90a)", arch);
         if (targeted) ir_module_free(targeted);
         else ir_module_free(m), m = NULL;

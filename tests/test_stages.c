@@ -195,6 +195,19 @@ Test(stages, each_target_gets_its_own_ring) {
     cr_assert(strstr(ptx90, "cp.async.wait_group \t4;"));
     tile_string_free(ptx80), tile_string_free(ptx90);
 #endif
+    /* TMA only on sm_90a: with every launch fact (TILE_EMIT_SPECIALIZED=1, what tilec build shows
+     * for contiguous aligned tensors) A's 128-byte rows go through copy_tma there */
+    setenv("TILE_EMIT_SPECIALIZED", "1", 1);
+    char *tma80 = emit_gemm(p, "sm_80", TILE_EMIT_IR, "stages"), *tma90 = emit_gemm(p, "sm_90a", TILE_EMIT_IR, "stages");
+    cr_assert(!strstr(tma80, "copy_tma") && strstr(tma80, "copy_async"), "%s", tma80);
+    cr_assert(strstr(tma90, "copy_tma") && strstr(tma90, "mbarrier_wait"), "%s", tma90);
+    tile_string_free(tma80), tile_string_free(tma90);
+#ifdef TILE_HAVE_LLVM
+    char *tptx80 = emit_gemm(p, "sm_80", TILE_EMIT_PTX, NULL), *tptx90 = emit_gemm(p, "sm_90a", TILE_EMIT_PTX, NULL);
+    cr_assert(!strstr(tptx80, "cp.async.bulk.tensor") && strstr(tptx90, "cp.async.bulk.tensor"));
+    tile_string_free(tptx80), tile_string_free(tptx90);
+#endif
+    unsetenv("TILE_EMIT_SPECIALIZED");
     tile_program_destroy(p);
     tile_context_destroy(ctx);
 }
