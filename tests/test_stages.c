@@ -301,6 +301,31 @@ Test(stages, reading_a_tma_stage_before_its_wait_is_a_vm_error) {
 }
 
 #ifdef TILE_HAVE_LLVM
+/* Ahead-of-time images for sm_80 and sm_90a (tilec build --emit c-header --arch sm_80,sm_90a):
+ * each arch's GPU passes run on their own copy, so the sm_90a image has the 4-stage ring (128 KB)
+ * and the sm_80 image the 3-stage one (96 KB) that its shared memory allows; the image table of
+ * the C source records each image's shared memory. No image has a TMA ring (no launch facts). */
+Test(stages, aot_images_get_their_own_ring_per_arch) {
+    tile_context *ctx;
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+    tile_program *p;
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
+    cr_assert_eq(tile_program_from_string(ctx, "gemm.tile", text, len, &p), TILE_OK);
+    free(text);
+    tile_constant c[1] = {{.name = "STAGES", .i = 4}};
+    const char *archs[2] = {"sm_80", "sm_90a"};
+    tile_aot_options o = {.archs = archs, .narchs = 2, .require_images = 1};
+    char *header, *source, *notes;
+    cr_assert_eq(tile_program_emit_c(p, c, 1, &o, &header, &source, &notes), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert(strstr(source, "{\"sm_80\", gemm_gemm_sm_80, sizeof gemm_gemm_sm_80, 128u, 98304u}"), "%s",
+              strstr(source, "{\"sm_80\"") ? strstr(source, "{\"sm_80\"") : "no sm_80 image");
+    cr_assert(strstr(source, "{\"sm_90a\", gemm_gemm_sm_90a, sizeof gemm_gemm_sm_90a, 128u, 131072u}"));
+    tile_string_free(header), tile_string_free(source), tile_string_free(notes);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
 /* The code of a TMA ring for sm_90a: one tensor map parameter per TMA'd tensor (128 bytes,
  * 64-aligned), mbarrier init, expect_tx, the bulk tensor copies and the parity waits; ptxas
  * assembles it (where it is installed). The same IR for sm_80 is refused as unsupported. */
