@@ -42,9 +42,11 @@ typedef struct Target {
     uint32_t nfacts;
     bool every_fact;         /* assume every fact of every tensor parameter (TILE_EMIT_SPECIALIZED's
                                 all-facts variant, golden tests, the VM, which needs none) */
-    bool tma;                /* on sm_90a: stages may make TMA rings (copy_tma and mbarriers). The
-                                code generator does not emit copy_tma yet, so the runtime's builds
-                                leave it off; the VM (TILE_VM_GPU_PASSES=sm_90a) and tests set it */
+    bool tma;                /* on sm_90a: stages may make TMA rings (copy_tma and mbarriers), whose
+                                tensor maps the launch must encode: the cuda device's variants
+                                (with a driver that encodes them; TILE_TMA=0 turns it off),
+                                tile_program_emit, the VM (TILE_VM_GPU_PASSES=sm_90a) and tests
+                                set it; ahead-of-time images leave it off */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -96,8 +98,9 @@ bool pass_layout_run(IrModule *m, int num_warps, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
 
 /* Software pipelining (passes/stages.c): loads that feed tensor-core dots in `pipeline(N)` loops
- * become copy_async into N-stage swizzled shared buffers issued N - 1 iterations ahead. Runs
- * after the layout pass. The rings fit the target's shared memory (target_smem_bytes): a ring
+ * become copy_async into N-stage swizzled shared buffers issued N - 1 iterations ahead (copy_tma
+ * with an mbarrier per stage where target_has_tma and the launch facts allow). Runs after the
+ * layout pass. The rings fit the target's shared memory (target_smem_bytes): a ring
  * that would not fit gets fewer stages (at least 2), or is not made (the loop stays as written). */
 bool pass_stages_target(IrModule *m, const Target *t, DiagList *d);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
