@@ -882,19 +882,16 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
         }
     }
     for (size_t j = 0; j < nslots; j++) params[j] = &slots[j];
-    /* the tensor maps of a TMA ring follow the ABI's parameters (backend.h) */
+    /* the tensor maps of a TMA ring follow the ABI's parameters (backend.h); tensors the driver
+     * will not encode (a row stride shorter than a row, sizes beyond its limits) take the generic
+     * kernel, which has no TMA ring and the same parameters otherwise */
     _Alignas(64) uint8_t maps[IR_MAX_TMA_MAPS][128];
     void *with_maps[RT_LAUNCH_SLOTS + IR_MAX_TMA_MAPS];
+    if (f->ntma && (!small || tensor_maps(f, args, nargs, maps, &err) != TILE_OK)) {
+        sb_clear(&err);
+        f = k->cuda;
+    }
     if (f->ntma) {
-        tile_status mst = tensor_maps(f, args, nargs, maps, &err);
-        if (mst != TILE_OK || nslots > RT_LAUNCH_SLOTS) {
-            if (mst == TILE_OK) sb_puts(&err, "too many parameters for a kernel with tensor maps");
-            mst = rt_fail(ctx, mst == TILE_OK ? TILE_ERROR_UNSUPPORTED : mst, "launch of '%s': %s", k->name,
-                          sb_str(&err));
-            if (!small) free(slots), free(params);
-            sb_free(&err);
-            return mst;
-        }
         memcpy(with_maps, params, nslots * sizeof *params);
         for (int i = 0; i < f->ntma; i++) with_maps[nslots + (size_t)i] = maps[i];
         params = with_maps;
