@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "ir/ir.h"
+#include "ir/tma.h"
 #include "support/support.h"
 
 typedef struct LLVMOpaqueContext *LLVMContextRef;
@@ -120,6 +121,7 @@ bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTo
  *   a scalar:            i32 for bool and integers of up to 32 bits (sign- or zero-extended),
  *                        i64 for wider integers, float for floats of up to 32 bits (f16 and
  *                        bf16 scalars are passed as f32), double for f64.
+ * Then one CUtensorMap per info.tma entry (a kernel with TMA rings; see CodegenTma).
  * The kernel is launched with info.threads threads per block on the grid that the kernel's grid
  * region computes (the runtime evaluates it on the host with the VM), and info.shared_bytes of
  * dynamic shared memory. */
@@ -133,8 +135,18 @@ typedef struct CodegenOptions {
     const CodegenParamSpec *spec; /* one per kernel parameter, or NULL: the generic kernel */
 } CodegenOptions;
 
+/* A tensor map the kernel takes after the ABI's parameters (sm_90a TMA rings, codegen_tma.c): one
+ * 128-byte CUtensorMap, 64-byte aligned, passed by value (grid constant), encoded at launch for
+ * the tensor of parameter `param` (rank 2): box rows x columns box[0] x box[1], elements of
+ * elem_bytes, the swizzle mode of `swizzle` bytes (0, 32, 64, 128), zeros outside the tensor
+ * (ir_tma_maps lists them from the IR). */
+enum { CODEGEN_MAX_TMA = IR_MAX_TMA_MAPS };
+typedef IrTmaMap CodegenTma;
+
 typedef struct CodegenInfo {
     unsigned threads;        /* threads per block */
+    uint32_t ntma;           /* tensor maps after the ABI's parameters, in this order */
+    CodegenTma tma[CODEGEN_MAX_TMA];
     unsigned shared_bytes;   /* dynamic shared memory per block */
     bool unsupported;        /* the failure is a construct the GPU backend does not support yet */
     bool internal;           /* the failure is a compiler bug: an op without a code generator

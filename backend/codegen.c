@@ -505,6 +505,8 @@ static const CgEmitFn emitters[OP_COUNT] = {
     [OP_SHARED_VIEW] = cg_shared_view,
     [OP_COPY_ASYNC] = cg_copy_async,
     [OP_ASYNC_WAIT] = cg_async_wait,
+    [OP_MBARRIER_INIT] = cg_tma_op, [OP_COPY_TMA] = cg_tma_op, [OP_MBARRIER_ARRIVE] = cg_tma_op,
+    [OP_MBARRIER_WAIT] = cg_tma_op,
     [OP_ATOMIC_RMW] = cg_atomic_result, [OP_ATOMIC_CAS] = cg_atomic_result,
     [OP_FENCE] = cg_fence,
     [OP_FOR] = emit_for,
@@ -594,9 +596,30 @@ static bool build_kernel(Cg *g) {
             return cg_fail(g, NULL, true, "%s: parameter %u is neither a tensor nor a scalar", k->name, (unsigned)i);
         }
     }
+    /* the tensor maps of TMA copies: byval, 64-aligned, grid constant (codegen_tma.c) */
+    size_t first_map = params.len;
+    if (!cg_tma_plan(g)) {
+        vec_free(&params);
+        return false;
+    }
+    if (g->ntma && g->arch != BACKEND_ARCH_SM90A) {
+        vec_free(&params);
+        return cg_fail(g, NULL, true, "%s: TMA copies need sm_90a", k->name);
+    }
+    for (uint32_t i = 0; i < g->ntma; i++) vec_push(&params, LLVMPointerTypeInContext(g->ctx, 0));
     LLVMTypeRef fn_type = LLVMFunctionType(g->void_type, params.data, (unsigned)params.len, 0);
     g->fn = LLVMAddFunction(g->module, k->name, fn_type);
     vec_free(&params);
+    for (uint32_t i = 0; i < g->ntma; i++) {
+        unsigned index = (unsigned)first_map + i + 1; /* attribute indices of parameters start at 1 */
+        LLVMTypeRef map = LLVMArrayType2(g->i8, 128);
+        unsigned byval = LLVMGetEnumAttributeKindForName("byval", 5);
+        LLVMAddAttributeAtIndex(g->fn, index, LLVMCreateTypeAttribute(g->ctx, byval, map));
+        unsigned align = LLVMGetEnumAttributeKindForName("align", 5);
+        LLVMAddAttributeAtIndex(g->fn, index, LLVMCreateEnumAttribute(g->ctx, align, 64));
+        LLVMAddAttributeAtIndex(g->fn, index, LLVMCreateStringAttribute(g->ctx, "nvvm.grid_constant", 18, "", 0));
+        g->tma_param[i] = LLVMGetParam(g->fn, (unsigned)first_map + i);
+    }
     const unsigned maxntid[3] = {g->threads, 1, 1};
     llvm_mark_kernel(g->fn, maxntid, NULL);
     LLVMBasicBlockRef entry = cg_block(g, "entry");
@@ -665,7 +688,7 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
         return false;
     }
     Cg g = {.ctx = context, .kernel = kernel, .threads = 32u * (unsigned)warps, .err = err, .warps = warps,
-            .spec = options ? options->spec : NULL};
+            .spec = options ? options->spec : NULL, .arch = options ? options->arch : BACKEND_ARCH_SM80};
     info->threads = g.threads;
     if (!kernel->is_kernel || !kernel->body) {
         sb_printf(err, "'%s' is not a kernel", kernel->name);
@@ -705,6 +728,8 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     arena_free(&g.arena);
     info->unsupported = g.unsupported;
     info->internal = g.internal;
+    info->ntma = g.ntma;
+    memcpy(info->tma, g.tma, sizeof g.tma);
     uint64_t smem_total = g.smem_bytes ? g.smem_planned + g.smem_bytes : g.smem_planned;
     info->shared_bytes = (unsigned)smem_total;
     if (ok && smem_total > 227 * 1024) {

@@ -21,6 +21,7 @@
  *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot on CUDA cores
  *   codegen_mma.c     dot on tensor cores (mma.sync m16n8k16, ldmatrix)
  *   codegen_atomic.c  atomics that return the old values, fences
+ *   codegen_tma.c     TMA copies through tensor maps, mbarriers (sm_90a)
  */
 #ifndef TILE_BACKEND_CODEGEN_H
 #define TILE_BACKEND_CODEGEN_H
@@ -65,6 +66,7 @@ typedef struct Cg {
     LLVMValueRef tid;        /* i64 */
     int warps;
     const CodegenParamSpec *spec;
+    BackendArch arch;
     AxisAnalysis axis;
     LLVMBuilderRef entry;    /* positioned before the entry block's branch */
     VEC(CgThreadPart) parts;
@@ -74,6 +76,9 @@ typedef struct Cg {
     LLVMValueRef smem;       /* the scratch: @tile_smem + smem_planned */
     uint64_t smem_bytes;     /* the largest scratch need */
     const IrOp *smem_op;     /* the op that needs it (for the error's location) */
+    CodegenTma tma[CODEGEN_MAX_TMA]; /* the kernel's tensor maps (cg_tma_plan) */
+    uint32_t ntma;
+    LLVMValueRef tma_param[CODEGEN_MAX_TMA]; /* their parameters */
     CgValue **values;        /* by IrValue id */
     uint32_t nvalues;
     unsigned shared_count;
@@ -169,6 +174,9 @@ struct MmaTiling; /* ir/mma.h */
  * accumulator in that layout. */
 bool cg_dot_mma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
 
+/* ---- codegen_tma.c ---- */
+bool cg_tma_plan(Cg *g);                 /* the tensor maps of the kernel's copy_tma ops */
+bool cg_tma_op(Cg *g, const IrOp *op);   /* mbarrier_init, copy_tma, mbarrier_arrive, mbarrier_wait */
 /* ---- codegen_atomic.c ---- */
 bool cg_atomic_result(Cg *g, const IrOp *op); /* atomic_rmw, atomic_cas: the old values */
 bool cg_fence(Cg *g, const IrOp *op);

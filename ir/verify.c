@@ -346,6 +346,39 @@ static void rule_copy_async(Verifier *v, const IrOp *op) {
     check_indices(v, op, 1, &shape);
 }
 
+/* ---- TMA and mbarriers ------------------------------------------------------------------------ */
+/* Operand i is a ring of mbarriers (shared<i64>[S]) and, when stage, operand i + 1 an i32 stage. */
+static bool check_mbarriers(Verifier *v, const IrOp *op, uint32_t i, bool stage) {
+    const IrType *b = op->operands[i]->type;
+    if (b->kind != TY_SHARED || b->rank != 1 || !elem_eq(b->elem, elem_int(64))) {
+        op_error(v, op, "operand %u must be a ring of mbarriers (shared<i64>[S]), not %s", (unsigned)i, tn(v, b));
+        return false;
+    }
+    if (stage && !is_i32_scalar(op->operands[i + 1]->type)) {
+        op_error(v, op, "the stage must be an i32 scalar, not %s", tn(v, op->operands[i + 1]->type));
+        return false;
+    }
+    return true;
+}
+
+/* copy_tma (tensor, origin..., shared dst, mbarriers, stage): one i32 origin per dimension, a box of
+ * the tensor's rank and element type. */
+static void check_copy_tma(Verifier *v, const IrOp *op) {
+    const IrType *t = op->noperands ? op->operands[0]->type : NULL;
+    if (!t || t->kind != TY_TENSOR || op->noperands != (uint32_t)t->rank + 4) {
+        op_error(v, op, "needs a tensor, an origin per dimension, a shared destination, mbarriers and a stage");
+        return;
+    }
+    for (int d = 0; d < t->rank; d++)
+        if (!is_i32_scalar(op->operands[1 + d]->type))
+            op_error(v, op, "origin %d must be an i32 scalar, not %s", d, tn(v, op->operands[1 + d]->type));
+    const IrType *dst = op->operands[1 + t->rank]->type;
+    if (dst->kind != TY_SHARED || dst->rank != t->rank || !elem_eq(dst->elem, t->elem))
+        op_error(v, op, "the destination %s must be a shared tile of the tensor's rank and element type (%s)",
+                 tn(v, dst), tn(v, t));
+    check_mbarriers(v, op, 2 + (uint32_t)t->rank, true);
+}
+
 /* ---- control flow ------------------------------------------------------------------------ */
 /* The terminator of r must be `code` and its operands (from `first` on) must have the types of
  * `want` (n values). */
@@ -745,6 +778,15 @@ static void rule_shared_copy(Verifier *v, const IrOp *op) {
     if (s->kind != TY_SHARED) op_error(v, op, "operand 0 must be a shared tile, not %s", tn(v, s));
     else if (!is_tile(t) || !elem_eq(s->elem, t->elem) || !same_shape(s, t))
         op_error(v, op, "tile %s does not match %s", tn(v, t), tn(v, s));
+}
+
+/* The TMA ops (stages pass, sm_90a): rings of mbarriers and bulk tensor copies. */
+static void rule_mbarrier_init(Verifier *v, const IrOp *op) { check_mbarriers(v, op, 0, false); }
+static void rule_copy_tma(Verifier *v, const IrOp *op) { check_copy_tma(v, op); }
+static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) { check_mbarriers(v, op, 0, true); }
+static void rule_mbarrier_wait(Verifier *v, const IrOp *op) {
+    if (check_mbarriers(v, op, 0, true) && !is_i32_scalar(op->operands[2]->type))
+        op_error(v, op, "the parity must be an i32 scalar, not %s", tn(v, op->operands[2]->type));
 }
 
 /* An op without operands, results or attributes to check (barrier). */

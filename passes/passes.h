@@ -25,25 +25,62 @@ bool pass_dce(IrModule *m, DiagList *d);          /* drop unused pure ops, carri
 #define PASSES_VERIFY_DEFAULT false
 #endif
 
+/* What the GPU passes compile for (QBE's Target): the architecture, the block, the shared memory
+ * and what is proven about the arguments at launch. Lowering and the target-independent passes
+ * run once per binding of the constants; the GPU passes run once per Target, each on its own
+ * copy of that IR (clone_module), so that the images for sm_80 and sm_90a and every specialized
+ * variant get their own IR (runtime: rt_target_module). A zero Target is sm_80, the kernel's
+ * warps, that arch's shared memory, no facts. */
+typedef struct Target {
+    int sm;                  /* the compute capability as a number: 80, 90; 0: 80 */
+    bool arch_specific;      /* the 'a' suffix (sm_90a): code that runs on that capability only
+                                (TMA, wgmma, setmaxnreg) */
+    int num_warps;           /* threads per block / 32; 0: the kernel's warps(N), else 4 */
+    int64_t smem_bytes;      /* shared memory a block may use; 0: target_smem_bytes's default */
+    const IrParamFacts *facts; /* launch facts, one per parameter of the module's kernel (a module
+                                  that the runtime compiles holds one), or NULL: none proven */
+    uint32_t nfacts;
+    bool every_fact;         /* assume every fact of every tensor parameter (TILE_EMIT_SPECIALIZED's
+                                all-facts variant, golden tests, the VM, which needs none) */
+    bool tma;                /* on sm_90a: stages may make TMA rings (copy_tma and mbarriers), whose
+                                tensor maps the launch must encode: the cuda device's variants
+                                (with a driver that encodes them; TILE_TMA=0 turns it off),
+                                tile_program_emit, the VM (TILE_VM_GPU_PASSES=sm_90a) and tests
+                                set it; ahead-of-time images leave it off */
+} Target;
+
+/* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
+ * sm_80 (A100's opt-in limit; smaller sm_8x parts JIT the same PTX and refuse larger blocks at
+ * load). */
+int64_t target_smem_bytes(const Target *t);
+/* The facts of kernel f's parameter i under t (all false when none is proven). */
+IrParamFacts target_param_facts(const Target *t, const IrFunction *f, uint32_t i);
+/* Whether t can use TMA (cp.async.bulk.tensor with mbarriers): sm_90a and newer arch-specific. */
+static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->arch_specific && t->tma; }
+/* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
+ * in any order (golden tests' `# target:` line). False with the reason in err. */
+bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
+
 typedef struct PassOptions {
     const char *dump_after;  /* a pass name, "all" (after every pass), or NULL */
     Strbuf *dump;            /* where dumps go */
     bool verify_each;        /* run the verifier before the first pass and after each one */
-    bool gpu;                /* also run the GPU passes (layout); implied by dump_after "layout" */
-    int num_warps;           /* GPU passes: threads per block / 32; 0: the kernel's warps(N), else 4 */
-    int arch;                /* GPU passes: 80 (sm_80) or 90 (sm_90a); 0: sm_80 */
-    int64_t smem_bytes;      /* GPU passes: shared memory a block may use; 0: 227 KB (sm_80 164 KB
-                                is smaller, but one IR serves both archs until the per-arch split) */
+    bool gpu;                /* passes_run: also run the GPU passes; implied by dump_after naming one */
+    Target target;           /* the GPU passes' target */
 } PassOptions;
 
-/* A GPU pass: it sees the target (PassOptions.num_warps, arch). */
+/* A GPU pass: it sees the target (PassOptions.target). */
 typedef bool (*GpuPassFn)(IrModule *m, const struct PassOptions *opt, DiagList *d);
 
 /* Runs the pipeline. False when a pass reported an error or when the verifier failed after a
  * pass (a compiler bug: diag_internal's "internal error in pass X: ..." after the verifier's
  * messages; d->internal counts them). */
 bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d);
+/* The GPU passes alone, for opt->target, on IR that passes_run left target-independent (the
+ * runtime runs them on a copy per target). Same result and dumps as the GPU part of passes_run. */
+bool passes_run_target(IrModule *m, const PassOptions *opt, DiagList *d);
 bool passes_is_known(const char *name);   /* a pass of the pipeline, or "all" */
+bool passes_is_gpu(const char *name);     /* a GPU pass (one that passes_run_target runs) */
 /* Runs the pipeline's pass `name` alone (a GPU pass for opt's target; opt NULL: the defaults),
  * for tests that name their passes (the golden files of tests/passes). -1: no such pass; else
  * whether it changed the module. */
@@ -61,12 +98,11 @@ bool pass_layout_run(IrModule *m, int num_warps, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
 
 /* Software pipelining (passes/stages.c): loads that feed tensor-core dots in `pipeline(N)` loops
- * become copy_async into N-stage swizzled shared buffers issued N - 1 iterations ahead. Runs
- * after the layout pass. */
-bool pass_stages(IrModule *m, DiagList *d);
-/* The same for a shared-memory budget in bytes: a ring that would not fit gets fewer stages (at
- * least 2), or is not made (the loop stays as written). */
-bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d);
+ * become copy_async into N-stage swizzled shared buffers issued N - 1 iterations ahead (copy_tma
+ * with an mbarrier per stage where target_has_tma and the launch facts allow). Runs after the
+ * layout pass. The rings fit the target's shared memory (target_smem_bytes): a ring
+ * that would not fit gets fewer stages (at least 2), or is not made (the loop stays as written). */
+bool pass_stages_target(IrModule *m, const Target *t, DiagList *d);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */
@@ -97,5 +133,9 @@ IrOp *clone_op(IrBuilder *b, const IrOp *op, ValueMap *map);
 /* Clones every op of src at the builder's position, stopping before src's terminator when
  * skip_terminator is set. The caller maps src's arguments first. */
 void clone_region_ops(IrBuilder *b, const IrRegion *src, ValueMap *map, bool skip_terminator);
+/* A new module with a copy of every function of m (types interned in the copy, calls to the
+ * copies). The copy borrows m's strings, parameter specs and layouts (immutable once made):
+ * free the copy before m. */
+IrModule *clone_module(const IrModule *m);
 
 #endif

@@ -4,8 +4,9 @@
  * Inlining comes first so that the other passes see whole kernels; canonicalize then folds
  * what the inlined arguments made constant; cse merges what is left equal; dce sweeps the
  * dead ops and the device functions that nothing calls any more. The GPU passes follow, for one
- * target (PassOptions: the warps per block and the architecture), when PassOptions.gpu is set
- * or a dump asks for one of them: layout gives every tile a register layout, stages pipelines
+ * Target (PassOptions.target: architecture, warps per block, shared memory, launch facts), when
+ * PassOptions.gpu is set or a dump asks for one of them, or alone (passes_run_target, which the
+ * runtime runs per target on a copy of the target-independent IR): layout gives every tile a register layout, stages pipelines
  * `pipeline(N)` loops through shared buffers and asynchronous copies, smem_plan places every
  * shared buffer in dynamic shared memory, and a last dce sweeps what stages left dead.
  *
@@ -15,6 +16,8 @@
  */
 #include "passes.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct Pass {
@@ -25,7 +28,7 @@ typedef struct Pass {
 } Pass;
 
 static bool layout_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
-    return pass_layout_run(m, opt->num_warps, d); /* 0: each kernel's warps(N), else 4 */
+    return pass_layout_run(m, opt->target.num_warps, d); /* 0: each kernel's warps(N), else 4 */
 }
 
 static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
@@ -36,8 +39,7 @@ static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
 }
 
 static bool stages_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
-    /* cp.async exists on every target (sm_80 and sm_90a); the rings must fit its shared memory */
-    return pass_stages_within(m, opt->smem_bytes > 0 ? opt->smem_bytes : 227 * 1024, d);
+    return pass_stages_target(m, &opt->target, d);
 }
 
 static const Pass pipeline[] = {
@@ -47,7 +49,8 @@ static const Pass pipeline[] = {
     {"dce", pass_dce, NULL, "always"},
     {"layout", NULL, layout_for_target, "GPU: register layouts for the target's warps per block"},
     {"stages", NULL, stages_for_target,
-     "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (cp.async ring of N stages)"},
+     "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (ring of N stages: cp.async; TMA on "
+     "sm_90a where launch facts allow)"},
     {"smem_plan", NULL, pass_smem_plan, "GPU: every shared buffer gets its offset in dynamic shared memory"},
     {"cleanup", NULL, cleanup, "GPU: canonicalize, cse and dce of what the GPU passes left"},
 };
@@ -64,26 +67,22 @@ bool passes_is_known(const char *name) {
     return strcmp(name, "all") == 0 || find(name) != NULL;
 }
 
+bool passes_is_gpu(const char *name) {
+    const Pass *p = name ? find(name) : NULL;
+    return p && p->run_gpu;
+}
+
 void passes_list(Strbuf *out) {
     for (int i = 0; i < NPASSES; i++) sb_printf(out, "%-13s %s\n", pipeline[i].name, pipeline[i].when);
 }
 
 static SrcLoc module_loc(const IrModule *m) { return m->functions ? m->functions->loc : (SrcLoc){0}; }
 
-bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
-    static const PassOptions defaults = {0};
-    if (!opt) opt = &defaults;
-    if (opt->verify_each && !ir_verify_module(m, d)) {
-        /* The pipeline's input comes from lowering (the IR reader verifies what it reads). */
-        diag_internal(d, module_loc(m), "lower",
-                      "it gave the pass pipeline invalid IR (the verifier's messages are above)");
-        return false;
-    }
+/* Runs pipeline[first, last) on m. */
+static bool run_range(IrModule *m, const PassOptions *opt, int first, int last, DiagList *d) {
     const Pass *asked = opt->dump_after ? find(opt->dump_after) : NULL;
-    bool gpu = opt->gpu || (asked && asked->run_gpu);
-    for (int i = 0; i < NPASSES; i++) {
+    for (int i = first; i < last; i++) {
         const Pass *p = &pipeline[i];
-        if (p->run_gpu && !gpu) break;
         int errors = d->errors;
         if (p->run) p->run(m, d);
         else p->run_gpu(m, opt, d);
@@ -98,6 +97,100 @@ bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
         }
     }
     return true;
+}
+
+/* The index of the first GPU pass (they come last). */
+static int first_gpu_pass(void) {
+    int i = 0;
+    while (i < NPASSES && !pipeline[i].run_gpu) i++;
+    return i;
+}
+
+bool passes_run(IrModule *m, const PassOptions *opt, DiagList *d) {
+    static const PassOptions defaults = {0};
+    if (!opt) opt = &defaults;
+    if (opt->verify_each && !ir_verify_module(m, d)) {
+        /* The pipeline's input comes from lowering (the IR reader verifies what it reads). */
+        diag_internal(d, module_loc(m), "lower",
+                      "it gave the pass pipeline invalid IR (the verifier's messages are above)");
+        return false;
+    }
+    const Pass *asked = opt->dump_after ? find(opt->dump_after) : NULL;
+    bool gpu = opt->gpu || (asked && asked->run_gpu);
+    return run_range(m, opt, 0, gpu ? NPASSES : first_gpu_pass(), d);
+}
+
+bool passes_run_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+    static const PassOptions defaults = {0};
+    return run_range(m, opt ? opt : &defaults, first_gpu_pass(), NPASSES, d);
+}
+
+/* ---- targets ---------------------------------------------------------------------------------- */
+int64_t target_smem_bytes(const Target *t) {
+    if (t->smem_bytes > 0) return t->smem_bytes;
+    return t->sm >= 90 ? 227 * 1024 : 163 * 1024;
+}
+
+IrParamFacts target_param_facts(const Target *t, const IrFunction *f, uint32_t i) {
+    IrParamFacts facts;
+    memset(&facts, 0, sizeof facts);
+    if (i >= f->nparams || f->body->args[i]->type->kind != TY_TENSOR) return facts;
+    if (t->every_fact) {
+        facts.aligned16 = facts.strides_div16 = true;
+        for (int d = 0; d < IR_MAX_RANK; d++) facts.unit_stride[d] = facts.size_div16[d] = true;
+    } else if (t->facts && i < t->nfacts) {
+        facts = t->facts[i];
+    }
+    return facts;
+}
+
+static bool word_is(const char *w, size_t n, const char *s) { return n == strlen(s) && memcmp(w, s, n) == 0; }
+
+bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
+    *out = (Target){0};
+    const char *p = text, *end = text + len;
+    for (;;) {
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        if (p == end) return true;
+        const char *w = p;
+        while (p < end && *p != ' ' && *p != '\t') p++;
+        size_t n = (size_t)(p - w);
+        if (word_is(w, n, "sm_80")) {
+            out->sm = 80, out->arch_specific = false;
+        } else if (word_is(w, n, "sm_90a")) {
+            out->sm = 90, out->arch_specific = true;
+        } else if (word_is(w, n, "tma")) {
+            out->tma = true;
+        } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
+            const char *key = w;
+            while (p < end && *p == ' ') p++;
+            const char *v = p;
+            while (p < end && *p != ' ' && *p != '\t') p++;
+            size_t vn = (size_t)(p - v);
+            if (key[0] == 'f') {
+                if (!word_is(v, vn, "all")) {
+                    sb_printf(err, "facts '%.*s': expected 'all'", (int)vn, v);
+                    return false;
+                }
+                out->every_fact = true;
+                continue;
+            }
+            char buf[32];
+            char *stop;
+            snprintf(buf, sizeof buf, "%.*s", (int)(vn < 31 ? vn : 31), v);
+            long long x = strtoll(buf, &stop, 10);
+            if (vn == 0 || vn > 30 || *stop || x <= 0 || (key[0] == 'w' && !ir_num_warps_valid(x))) {
+                sb_printf(err, "%s '%.*s': expected %s", key[0] == 'w' ? "warps" : "smem", (int)vn, v,
+                          key[0] == 'w' ? "1, 2, 4, 8, 16 or 32" : "a positive byte count");
+                return false;
+            }
+            if (key[0] == 'w') out->num_warps = (int)x;
+            else out->smem_bytes = x;
+        } else {
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma)", (int)n, w);
+            return false;
+        }
+    }
 }
 
 int passes_run_one(IrModule *m, const char *name, const PassOptions *opt, DiagList *d) {

@@ -145,7 +145,8 @@ static bool plan_kernel(IrFunction *f, int64_t budget, DiagList *d) {
 }
 
 bool pass_smem_plan(IrModule *m, const PassOptions *opt, DiagList *d) {
-    int64_t budget = opt && opt->smem_bytes > 0 ? opt->smem_bytes : 227 * 1024;
+    static const Target sm90a = {.sm = 90, .arch_specific = true};
+    int64_t budget = target_smem_bytes(opt ? &opt->target : &sm90a);
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next)
         if (f->is_kernel && f->body) changed |= plan_kernel(f, budget, d);

@@ -27,9 +27,27 @@
  * A loop qualifies only when every candidate's tile has power-of-two dimensions whose rows are
  * at least 16 bytes; other loops are left as they are, which is always correct.
  *
- * The VM runs the result with the same values (the copies complete at their async_wait, and a
- * read of a stage that is still being copied is a VM error), which the tests check kernel by
- * kernel.
+ * On sm_90a (Target.tma) a load whose tensor the launch facts prove fit for TMA (tma_qualifies)
+ * is copied by TMA instead, into the same swizzled stages, and the ring gets one mbarrier per
+ * stage:
+ *
+ *     bars = shared_alloc : shared<i64>[S];  mbarrier_init bars;  barrier
+ *     if lo + s * step < hi { copy_tma A, row0, col0, shared_view(buf, s), bars, s; ...;
+ *                             mbarrier_arrive bars, s }                  for s = 0 .. S-2
+ *     for iv ... {
+ *         mbarrier_wait bars, i % S, (i / S) & 1     the phase of iteration i has landed
+ *         barrier
+ *         if iv + (S-1) * step < hi { copy_tma ... (i + S - 1) % S ...; mbarrier_arrive }
+ *         ...
+ *     }
+ *
+ * Copies of iterations past the end are not issued, so no TMA copy is in flight when the block
+ * ends and every wait has its phase. Loads that do not qualify keep cp.async in the same ring
+ * (their async_wait counts only their groups).
+ *
+ * The VM runs the result with the same values (the copies complete at their async_wait or their
+ * mbarrier's wait, and a read of a stage that is still being copied, or a wait for the wrong
+ * phase, is a VM error), which the tests check kernel by kernel.
  */
 #include "passes.h"
 
@@ -47,6 +65,8 @@ typedef struct Staged {
     IrOp *dot;     /* its one user (through the transpose) */
     uint32_t operand; /* 0 (a) or 1 (b) */
     IrValue *buffer;
+    bool tma;      /* copied by copy_tma (origin: the scalar starts of its slice) */
+    IrValue *origin[IR_MAX_RANK];
 } Staged;
 
 typedef struct Loop {
@@ -57,6 +77,8 @@ typedef struct Loop {
     int nstaged;
     IrOp *slice[MAX_SLICE];  /* the index computations of every staged load, in body order */
     int nslice;
+    int ntma;                /* staged loads copied by TMA */
+    IrValue *mbarriers;      /* their ring of mbarriers (one per stage), when ntma > 0 */
 } Loop;
 
 static bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
@@ -125,12 +147,71 @@ static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
     return true;
 }
 
+static IrValue *const_i32(IrBuilder *b, int64_t v) {
+    return ir_const_int(b, ir_scalar_type(b->module, elem_i32()), v);
+}
+
+/* ---- TMA ---------------------------------------------------------------------------------------
+ * A staged load is copied by TMA (cp.async.bulk.tensor into the same swizzled stage) when the
+ * target has TMA, its tile is a plain rectangular slice of a kernel parameter (index d is
+ * `reshape(add(splat(s), arange 0))` or `arange c` laid along dimension d alone: the box starts at
+ * s), the launch facts prove the tensor qualifies (16-byte aligned base, innermost stride 1, the
+ * other strides multiples of 16 elements, hence of 16 bytes), the box is at most 256 per dimension,
+ * its rows are 32, 64 or 128 bytes and the ring's XOR swizzle (swizzle_for_ldmatrix) is the TMA
+ * swizzle mode of that row size (32B, 64B, 128B: 16-byte chunk bits XORed with address bits 7..9),
+ * and a stage is a multiple of 1024 bytes (the swizzle's period, from a 1024-aligned buffer).
+ * Anything else is copied by cp.async, which is always correct. */
+
+/* The scalar start of index operand v of a load along dimension d of a rank-`rank` tile of n
+ * elements there, or NULL when v is not such a slice. */
+static IrValue *slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n) {
+    const IrType *t = v->type;
+    if (t->kind != TY_TILE || t->rank != rank || !v->def || v->def->code != OP_RESHAPE) return NULL;
+    for (int k = 0; k < rank; k++)
+        if (t->shape[k] != (k == d ? n : 1)) return NULL;
+    IrValue *x = v->def->operands[0];
+    if (x->type->rank != 1 || x->type->shape[0] != n || !x->def || !elem_eq(x->type->elem, elem_i32())) return NULL;
+    IrOp *op = x->def;
+    if (op->code == OP_ARANGE) return b ? const_i32(b, op->ints[0]) : x;
+    if (op->code != OP_ADD) return NULL;
+    for (int k = 0; k < 2; k++) {
+        IrOp *s = op->operands[k]->def, *a = op->operands[1 - k]->def;
+        if (s && s->code == OP_SPLAT && a && a->code == OP_ARANGE && a->ints[0] == 0) return s->operands[0];
+    }
+    return NULL;
+}
+
+/* The TMA swizzle mode of rows of row_bytes, as the ring's Swizzle (in elements of elem_bytes). */
+static Swizzle tma_swizzle(int64_t row_bytes, int elem_bytes) {
+    int bits = row_bytes == 128 ? 3 : row_bytes == 64 ? 2 : row_bytes == 32 ? 1 : 0;
+    int log_elem = elem_bytes == 1 ? 0 : elem_bytes == 2 ? 1 : 2;
+    return bits ? (Swizzle){.bits = bits, .base = 4 - log_elem, .shift = 3} : (Swizzle){0, 0, 0};
+}
+
+static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load) {
+    const IrFunction *f = L->body->function;
+    const IrValue *x = load->operands[0];
+    const IrType *tt = load->results[0]->type;
+    if (!target_has_tma(t) || x->def || x->region != f->body || x->index >= f->nparams || tt->rank != 2) return false;
+    IrParamFacts facts = target_param_facts(t, f, x->index);
+    if (!facts.aligned16 || !facts.strides_div16 || !facts.unit_stride[tt->rank - 1]) return false;
+    int elem_bytes = tt->elem.bits / 8;
+    int64_t row_bytes = tt->shape[1] * elem_bytes;
+    Swizzle want = tma_swizzle(row_bytes, elem_bytes), ring = swizzle_for_ldmatrix(tt->shape[1], elem_bytes);
+    if (!want.bits || want.bits != ring.bits || want.base != ring.base || want.shift != ring.shift) return false;
+    if (tt->shape[0] > 256 || tt->shape[1] > 256 || type_bytes(tt) % 1024) return false;
+    for (int d = 0; d < tt->rank; d++)
+        if (!slice_start(NULL, load->operands[1 + d], d, tt->rank, tt->shape[d])) return false;
+    return true;
+}
+
 /* Finds what to stage in the loop; false when nothing qualifies. */
-static bool analyze(Loop *L, int warps) {
+static bool analyze(Loop *L, int warps, const Target *t) {
     for (IrOp *op = L->body->first; op; op = op->next) {
         if (op->code != OP_LOAD || op->operands[0]->type->kind != TY_TENSOR || L->nstaged == MAX_STAGED) continue;
         Staged s;
         if (!candidate(L, op, warps, &s)) continue;
+        s.tma = tma_qualifies(L, t, op);
         int keep = L->nslice;
         bool ok = true;
         for (uint32_t i = 1; ok && i < op->noperands; i++) ok = add_slice(L, op->operands[i], 0);
@@ -138,14 +219,12 @@ static bool analyze(Loop *L, int warps) {
             L->nslice = keep;
             continue;
         }
+        L->ntma += s.tma;
         L->staged[L->nstaged++] = s;
     }
     return L->nstaged > 0;
 }
 
-static IrValue *const_i32(IrBuilder *b, int64_t v) {
-    return ir_const_int(b, ir_scalar_type(b->module, elem_i32()), v);
-}
 
 /* The induction variable's type may be any integer; stages and offsets are computed in it. */
 static IrValue *int_const_like(IrBuilder *b, const IrValue *like, int64_t v) {
@@ -178,20 +257,46 @@ static IrValue *transposed_view(IrBuilder *b, IrValue *v) {
 }
 
 /* Issues the copies of every staged load for the iteration whose induction variable is iv, into
- * stage `stage`. */
+ * stage `stage`: copy_async for each cp.async load; then, when the loop has TMA loads and that
+ * iteration exists (iv < hi: no TMA copy is left in flight when the block ends), their copy_tma
+ * and the stage's mbarrier_arrive. */
 static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
     ValueMap map;
     value_map_init(&map, b->function);
     value_map_set(&map, L->body->args[0], iv);
     for (int i = 0; i < L->nslice; i++) clone_op(b, L->slice[i], &map);
+    IrBuilder tma = *b;
+    if (L->ntma) {
+        IrValue *more = ir_cmp(b, CMP_LT, iv, L->op->operands[1]);
+        IrOp *when = ir_build(b, OP_IF, &more, 1, NULL, 0);
+        IrRegion *then = ir_op_add_region(when), *otherwise = ir_op_add_region(when);
+        ir_builder_at_end(&tma, otherwise);
+        ir_build(&tma, OP_YIELD, NULL, 0, NULL, 0);
+        ir_builder_at_end(&tma, then);
+    }
     for (int s = 0; s < L->nstaged; s++) {
         IrOp *load = L->staged[s].load;
-        IrValue *ops[IR_MAX_RANK + 2];
+        const IrType *t = load->results[0]->type;
+        IrValue *ops[IR_MAX_RANK + 4];
         uint32_t n = 0;
         ops[n++] = load->operands[0];
-        for (uint32_t i = 1; i < load->noperands; i++) ops[n++] = value_map_get(&map, load->operands[i]);
-        ops[n++] = view(b, L->staged[s].buffer, stage);
-        ir_build(b, OP_COPY_ASYNC, ops, n, NULL, 0);
+        if (!L->staged[s].tma) {
+            for (uint32_t i = 1; i < load->noperands; i++) ops[n++] = value_map_get(&map, load->operands[i]);
+            ops[n++] = view(b, L->staged[s].buffer, stage);
+            ir_build(b, OP_COPY_ASYNC, ops, n, NULL, 0);
+            continue;
+        }
+        for (int d = 0; d < t->rank; d++)
+            ops[n++] = value_map_get(&map, slice_start(&tma, load->operands[1 + d], d, t->rank, t->shape[d]));
+        ops[n++] = view(&tma, L->staged[s].buffer, stage);
+        ops[n++] = L->mbarriers;
+        ops[n++] = stage;
+        ir_build(&tma, OP_COPY_TMA, ops, n, NULL, 0);
+    }
+    if (L->ntma) {
+        IrValue *ops[2] = {L->mbarriers, stage};
+        ir_build(&tma, OP_MBARRIER_ARRIVE, ops, 2, NULL, 0);
+        ir_build(&tma, OP_YIELD, NULL, 0, NULL, 0);
     }
     value_map_free(&map);
 }
@@ -215,6 +320,7 @@ static void transform(Loop *L) {
         const IrType *t = L->staged[s].load->results[0]->type;
         int64_t shape[3] = {S, t->shape[0], t->shape[1]};
         const SharedLayout *sl = shared_layout_row_major(&fn->module->arena, 3, shape);
+        /* the TMA loads' swizzle mode is this one (tma_qualifies checks) */
         sl = shared_layout_with_swizzle(&fn->module->arena, sl, swizzle_for_ldmatrix(t->shape[1], 2));
         IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shared = sl};
         memcpy(bt.shape, shape, sizeof shape);
@@ -222,6 +328,16 @@ static void transform(Loop *L) {
         IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
         alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2; /* not zeroed: every stage is copied before it is read */
         L->staged[s].buffer = alloc->results[0];
+    }
+    if (L->ntma) {
+        /* one mbarrier per stage, initialized before any thread waits or any copy lands */
+        int64_t n = S;
+        const IrType *rt = ir_shared_type(fn->module, elem_int(64), 1, &n);
+        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
+        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
+        L->mbarriers = alloc->results[0];
+        ir_build(&b, OP_MBARRIER_INIT, &L->mbarriers, 1, NULL, 0);
+        ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     }
     /* the prologue: iterations 0 .. S-2 */
     for (int s = 0; s + 1 < S; s++) {
@@ -235,7 +351,13 @@ static void transform(Loop *L) {
     if (!elem_eq(i->type->elem, elem_i32())) i = ir_op1(&b, OP_CAST, ir_scalar_type(fn->module, elem_i32()), i);
     IrValue *read = ir_binary(&b, OP_REM, i, const_i32(&b, S));
     IrValue *write = ir_binary(&b, OP_REM, ir_binary(&b, OP_ADD, i, const_i32(&b, S - 1)), const_i32(&b, S));
-    wait(&b, (int64_t)(S - 2) * L->nstaged);
+    if (L->ntma) {
+        /* iteration i's stage completes the (i / S)-th phase of its mbarrier */
+        IrValue *parity = ir_binary(&b, OP_AND, ir_binary(&b, OP_DIV, i, const_i32(&b, S)), const_i32(&b, 1));
+        IrValue *ops[3] = {L->mbarriers, read, parity};
+        ir_build(&b, OP_MBARRIER_WAIT, ops, 3, NULL, 0);
+    }
+    if (L->ntma < L->nstaged) wait(&b, (int64_t)(S - 2) * (L->nstaged - L->ntma));
     ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
     issue_copies(L, &b, ahead, write);
@@ -250,10 +372,10 @@ static void transform(Loop *L) {
         ir_set_operand(st->dot, st->operand, v);
         ir_op_remove(st->load);
     }
-    /* after the loop: nothing in flight */
+    /* after the loop: no cp.async group in flight (the TMA copies past the end were not issued) */
     b.region = f->parent;
     b.before = f->next;
-    wait(&b, 0);
+    if (L->ntma < L->nstaged) wait(&b, 0);
 }
 
 /* ---- loop-invariant operands ------------------------------------------------------------------ */
@@ -346,13 +468,12 @@ static int64_t ring_bytes(const Loop *L, int S) {
         bytes = (bytes + align - 1) / align * align;
         bytes += S * type_bytes(L->staged[s].load->results[0]->type);
     }
-    return bytes;
+    return L->ntma ? bytes + S * 8 : bytes; /* the mbarriers */
 }
 
-bool pass_stages(IrModule *m, DiagList *d) { return pass_stages_within(m, 227 * 1024, d); }
-
-bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d) {
+bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
     (void)d;
+    int64_t smem_bytes = target_smem_bytes(t);
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
@@ -371,7 +492,7 @@ bool pass_stages_within(IrModule *m, int64_t smem_bytes, DiagList *d) {
             /* fewer stages when the rings would not fit (the scratch of the code generator
              * needs room too: a quarter of the budget stays free), none below 2 */
             bool fits = false;
-            if (analyze(L, warps)) {
+            if (analyze(L, warps, t)) {
                 while (L->stages > 2 && ring_bytes(L, L->stages) > smem_bytes * 3 / 4) L->stages--;
                 fits = ring_bytes(L, L->stages) <= smem_bytes * 3 / 4;
             }

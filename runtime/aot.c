@@ -322,8 +322,8 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
         qsort(k->consts, k->nconsts, sizeof *k->consts, compare_bindings);
         DiagList d = {0};
         pthread_mutex_lock(&p->lock);
-        RtCompileOptions copt = {.gpu = true, .num_warps = opt.num_warps}; /* as rt_backend_image's */
-        k->module = rt_compile(p->ast, name, k->consts, k->nconsts, &copt, &d, &k->function);
+        /* the target-independent IR, once; rt_backend_image runs the GPU passes per arch on a copy */
+        k->module = rt_compile(p->ast, name, k->consts, k->nconsts, NULL, &d, &k->function);
         pthread_mutex_unlock(&p->lock);
         if (!k->module) st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);
@@ -397,8 +397,7 @@ tile_status rt_emit_every_kernel(tile_program *p, const tile_constant *constants
         DiagList d = {0};
         IrFunction *f = NULL;
         pthread_mutex_lock(&p->lock);
-        RtCompileOptions copt = {.gpu = true, .num_warps = num_warps};
-        modules[n] = rt_compile(p->ast, name, consts, nconsts, &copt, &d, &f);
+        modules[n] = rt_compile(p->ast, name, consts, nconsts, NULL, &d, &f); /* rt_backend_emit: GPU passes */
         pthread_mutex_unlock(&p->lock);
         if (!modules[n]) st = rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         else functions[n++] = f;

@@ -394,6 +394,18 @@ static bool program_has_kernel(const tile_program *p, const char *kernel) {
 }
 
 /* ---- compiling ----------------------------------------------------------------------------- */
+/* The pipeline of rt_compile: the target-independent passes (a dump after one of them), then,
+ * with options->gpu, the GPU passes in place for options->target (their dumps). */
+static bool run_passes(IrModule *m, const RtCompileOptions *options, bool verify, DiagList *d) {
+    const char *gpu_dump = options->dump_after && passes_is_gpu(options->dump_after) ? options->dump_after : NULL;
+    PassOptions opt = {.dump_after = gpu_dump ? NULL : options->dump_after, .dump = options->dump,
+                       .verify_each = verify, .target = options->target};
+    if (!passes_run(m, &opt, d)) return false;
+    if (!options->gpu) return true;
+    if (strcmp(options->dump_after ? options->dump_after : "", "all") != 0) opt.dump_after = gpu_dump;
+    return passes_run_target(m, &opt, d);
+}
+
 IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *consts, size_t nconsts,
                      const RtCompileOptions *options, DiagList *d, IrFunction **out) {
     static const RtCompileOptions vm_path = {0};
@@ -407,12 +419,11 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
         ir_module_free(m);
         return NULL;
     }
-    PassOptions opt = {.dump_after = options->dump_after, .dump = options->dump, .gpu = options->gpu,
-                       .num_warps = options->num_warps};
 #ifndef NDEBUG
-    opt.verify_each = true;
+    bool passed = run_passes(m, options, true, d);
+#else
+    bool passed = run_passes(m, options, false, d);
 #endif
-    bool passed = passes_run(m, &opt, d);
     compile_times.passes += monotonic_seconds() - t1;
     if (!passed) {
         ir_module_free(m);
@@ -439,14 +450,39 @@ IrModule *rt_compile_program(tile_program *p, const char *kernel, const ConstBin
                                            : "@%s is a device function, not a kernel", kernel);
         f = NULL;
     }
-    PassOptions opt = {.dump_after = options->dump_after, .dump = options->dump, .gpu = options->gpu,
-                       .num_warps = options->num_warps, .verify_each = true};
-    if (!f || !passes_run(m, &opt, d)) {
+    if (!f || !run_passes(m, options, true, d)) {
         ir_module_free(m);
         return NULL;
     }
     *out = f;
     return m;
+}
+
+bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
+    Strbuf err = {0};
+    bool ok = arch && (strcmp(arch, "sm_80") == 0 || strcmp(arch, "sm_90a") == 0) &&
+              target_parse(arch, strlen(arch), out, &err);
+    sb_free(&err);
+    if (ok) out->num_warps = num_warps;
+    return ok;
+}
+
+IrModule *rt_target_module(const IrFunction *f, const Target *t, const char *dump_after, Strbuf *dump, DiagList *d,
+                           IrFunction **out) {
+    double t0 = monotonic_seconds();
+    IrModule *copy = clone_module(f->module);
+    PassOptions opt = {.dump_after = dump_after, .dump = dump, .target = *t};
+#ifndef NDEBUG
+    opt.verify_each = true;
+#endif
+    bool ok = passes_run_target(copy, &opt, d);
+    compile_times.passes += monotonic_seconds() - t0;
+    if (!ok) {
+        ir_module_free(copy);
+        return NULL;
+    }
+    *out = ir_module_find(copy, f->name);
+    return copy;
 }
 
 static int compare_consts(const void *a, const void *b) {
@@ -554,9 +590,14 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
      * which read only parameters and the grid region's scalars (no layouts there) */
     /* TILE_VM_GPU_PASSES=1 makes the VM run the IR after the GPU passes (layouts, shared
      * buffers, asynchronous copies): the tests judge every GPU pass by the VM's results */
+    /* (=sm_90a: for that target; the VM needs no launch facts, so it assumes them all and runs
+     * what the most specialized variant would). On a cuda context the kernel keeps the
+     * target-independent IR: the device runs the GPU passes per arch and launch facts. */
     const char *vm_gpu = getenv("TILE_VM_GPU_PASSES");
-    bool gpu_passes = p->ctx->cuda != NULL || (vm_gpu && strcmp(vm_gpu, "1") == 0);
-    RtCompileOptions copt = {.gpu = gpu_passes, .num_warps = RT_KERNEL_NUM_WARPS};
+    bool gpu_passes = !p->ctx->cuda && vm_gpu && (strcmp(vm_gpu, "1") == 0 || strcmp(vm_gpu, "sm_90a") == 0);
+    RtCompileOptions copt = {.gpu = gpu_passes, .target = {.num_warps = RT_KERNEL_NUM_WARPS, .every_fact = true}};
+    if (gpu_passes && strcmp(vm_gpu, "sm_90a") == 0)
+        copt.target.sm = 90, copt.target.arch_specific = true, copt.target.tma = true;
     IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     if (!m) {
         pthread_mutex_unlock(&p->lock);
@@ -639,13 +680,25 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     Strbuf dump = {0};
     IrFunction *f = NULL;
     pthread_mutex_lock(&p->lock);
-    /* LLVM IR, PTX and cubins come from the backend: run the GPU passes for the same num_warps
-     * (a dump after "layout" runs them too, with that num_warps) */
-    RtCompileOptions copt = {.gpu = kind != TILE_EMIT_IR, .num_warps = num_warps, .dump_after = dump_after,
-                             .dump = &dump};
+    /* LLVM IR, PTX and cubins come from the backend, which runs the GPU passes for arch and
+     * num_warps (rt_backend_emit); a dump after a GPU pass runs them here for the same target */
+    RtCompileOptions copt = {.dump_after = dump_after, .dump = &dump};
     IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     pthread_mutex_unlock(&p->lock);
     free(consts);
+    if (m && dump_after && passes_is_gpu(dump_after)) {
+        /* the target of rt_backend_emit: TMA rings where facts allow, every fact with
+         * TILE_EMIT_SPECIALIZED=1 (the variant a launch on contiguous aligned tensors gets) */
+        Target t;
+        IrFunction *g;
+        bool known = rt_target_for_arch(arch, num_warps, &t);
+        t.tma = true;
+        t.every_fact = env_flag("TILE_EMIT_SPECIALIZED", false);
+        IrModule *targeted = known ? rt_target_module(f, &t, dump_after, &dump, &d, &g) : NULL;
+        if (!targeted && !d.errors) diag_error(&d, f->loc, "unknown architecture '%s' (sm_80 or sm_90a)", arch);
+        if (targeted) ir_module_free(targeted);
+        else ir_module_free(m), m = NULL;
+    }
     if (!m) {
         st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
         diag_free(&d);

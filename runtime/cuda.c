@@ -8,7 +8,9 @@
  * the symbol to resolve (the _v2 ABI names that cuda.h maps the API names to), a fallback
  * symbol for older drivers, and the parameter list. Where cuda.h maps an API name to a
  * versioned one by a macro (cuMemAlloc -> cuMemAlloc_v2), the same macro renames the field
- * in the table and at each use, so code reads like plain Driver API calls.
+ * in the table and at each use, so code reads like plain Driver API calls. A second list,
+ * CUDA_DRIVER_OPTIONAL, holds functions whose absence only turns a feature off
+ * (cuTensorMapEncodeTiled: without it no kernel gets TMA rings).
  *
  * Every driver call goes through CU_CHECK, which evaluates it and on failure appends the call
  * as written, the error's name and message from the driver, and file:line to err, and returns
@@ -102,10 +104,18 @@ enum {
       (float *ms, CUevent start, CUevent end))                                                \
     X(cuEventDestroy, "cuEventDestroy_v2", "cuEventDestroy", (CUevent event))
 
+/* Functions the runtime works without (a driver that lacks one only turns a feature off). */
+#define CUDA_DRIVER_OPTIONAL(X)                                                               \
+    X(cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled", "",                                   \
+      (void *map, int data_type, unsigned rank, void *address, const uint64_t *dims,          \
+       const uint64_t *strides, const unsigned *box, const unsigned *element_strides,          \
+       int interleave, int swizzle, int l2_promotion, int oob_fill))
+
 #define DECLARE_FIELD(field, symbol, fallback, params) CUresult (*field) params;
 static struct {
     void *library;
     CUDA_DRIVER_FUNCTIONS(DECLARE_FIELD)
+    CUDA_DRIVER_OPTIONAL(DECLARE_FIELD)
 } driver;
 #undef DECLARE_FIELD
 
@@ -179,6 +189,9 @@ static void driver_load(void) {
     }
     CUDA_DRIVER_FUNCTIONS(RESOLVE_FIELD)
 #undef RESOLVE_FIELD
+#define RESOLVE_OPTIONAL(field, symbol, fallback, params) resolve(symbol, fallback, &driver.field);
+    CUDA_DRIVER_OPTIONAL(RESOLVE_OPTIONAL)
+#undef RESOLVE_OPTIONAL
     Strbuf err = {0};
     driver_status = driver_init(&err);
     if (driver_status != TILE_OK)
@@ -408,6 +421,32 @@ tile_status cuda_launch(CudaDevice *device, CudaFunction *fn, const CudaLaunch *
                             at_least_one(g[2]), at_least_one(b[0]), at_least_one(b[1]),
                             at_least_one(b[2]), launch->shared_bytes, (CUstream)launch->stream,
                             params, NULL));
+    return TILE_OK;
+}
+
+/* ---- tensor maps (TMA) --------------------------------------------------------------------- */
+bool cuda_has_tensor_maps(void) {
+    Strbuf err = {0};
+    bool ok = cuda_driver_load(&err) == TILE_OK && driver.cuTensorMapEncodeTiled;
+    sb_free(&err);
+    return ok;
+}
+
+tile_status cuda_tensor_map_encode_2d(void *map, int elem_bytes, const void *base, const uint64_t dims[2],
+                                      uint64_t row_stride_bytes, const unsigned box[2], int swizzle_bytes,
+                                      Strbuf *err) {
+    if (!driver.cuTensorMapEncodeTiled) {
+        sb_puts(err, "the NVIDIA driver has no cuTensorMapEncodeTiled");
+        return TILE_ERROR_UNSUPPORTED;
+    }
+    /* CUtensorMapDataType UINT8, UINT16, UINT32: a copy moves bits; zeros are 0 in every type */
+    int type = elem_bytes == 1 ? 0 : elem_bytes == 2 ? 1 : 2;
+    /* CUtensorMapSwizzle NONE, 32B, 64B, 128B */
+    int swizzle = swizzle_bytes == 128 ? 3 : swizzle_bytes == 64 ? 2 : swizzle_bytes == 32 ? 1 : 0;
+    const unsigned element_strides[2] = {1, 1};
+    /* interleave none, L2 promotion 128B, out-of-bounds elements filled with zeros */
+    CU_CHECK(cuTensorMapEncodeTiled(map, type, 2, (void *)(uintptr_t)base, dims, &row_stride_bytes, box,
+                                    element_strides, 0, swizzle, 2, 0));
     return TILE_OK;
 }
 

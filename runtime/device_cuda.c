@@ -6,8 +6,9 @@
  * the architecture its compute capability maps to (backend_arch_for_capability), the cache
  * configuration read once from the environment, and the memory cache of loaded functions.
  *
- * Compiling a kernel (after rt_compile ran the frontend and the passes, the GPU passes included,
- * for RT_KERNEL_NUM_WARPS, the num_warps the backend is given here): the cache key is the
+ * Compiling a kernel (after rt_compile ran the frontend and the target-independent passes): the
+ * GPU passes run per build, for the device's arch, RT_KERNEL_NUM_WARPS and the variant's launch
+ * facts, on a copy of the kernel's IR (rt_target_module), then the backend: the cache key is the
  * SHA-256 of the source, kernel, constants, arch, compiler version and options (cache.h). A hit
  * in the context's memory cache reuses the loaded function. Otherwise cache_fetch reads the
  * disk entry or builds one: backend_compile_ptx, then a cubin (nvJitLink or ptxas) when either
@@ -42,11 +43,23 @@
 #include "runtime/cuda.h"
 #include "vm.h"
 
+/* The tensor maps of a function with TMA rings, encoded for the arguments of the latest launch:
+ * launches with the same tensors (base, sizes, row stride) reuse them, others encode again. */
+typedef struct RtTmaMaps {
+    pthread_mutex_t lock;
+    bool valid;
+    uint64_t signature[IR_MAX_TMA_MAPS][4];
+    _Alignas(64) uint8_t map[IR_MAX_TMA_MAPS][128];
+} RtTmaMaps;
+
 typedef struct RtCudaFunction {
     CudaModule *module;
     CudaFunction *fn;
     unsigned threads;
     unsigned shared_bytes;
+    int ntma;                          /* tensor maps after the ABI's parameters (ir_tma_maps) */
+    IrTmaMap tma[IR_MAX_TMA_MAPS];
+    RtTmaMaps *encoded;                /* with ntma > 0 */
     struct RtCudaFunction *next_owned; /* every function the context loaded, for its destruction */
 } RtCudaFunction;
 
@@ -58,6 +71,8 @@ typedef struct RtCuda {
     CacheConfig cache;
     CacheMemory loaded;          /* key -> RtCudaFunction (when the cache is on) */
     bool specialize;             /* TILE_SPECIALIZE (on unless "0") */
+    bool tma;                    /* specialized variants may get TMA rings: sm_90a, a driver with
+                                    cuTensorMapEncodeTiled, TILE_TMA not "0" */
     pthread_mutex_t owned_lock;
     RtCudaFunction *owned;
 } RtCuda;
@@ -93,6 +108,9 @@ tile_status rt_cuda_open(tile_context *ctx, int ordinal) {
 #endif
     cache_config_from_env(&c->cache);
     c->specialize = rt_specialize_from_env();
+#ifdef TILE_HAVE_LLVM
+    c->tma = c->arch_ok && c->arch == BACKEND_ARCH_SM90A && cuda_has_tensor_maps() && env_flag("TILE_TMA", true);
+#endif
     cache_memory_init(&c->loaded);
     pthread_mutex_init(&c->owned_lock, NULL);
     snprintf(ctx->name, sizeof ctx->name, "cuda:%d (%s, sm_%d%d)", ordinal, cuda_device_name(c->device), c->major,
@@ -108,6 +126,10 @@ void rt_cuda_close(tile_context *ctx) {
     for (RtCudaFunction *f = c->owned, *next; f; f = next) {
         next = f->next_owned;
         cuda_module_unload(f->module);
+        if (f->encoded) {
+            pthread_mutex_destroy(&f->encoded->lock);
+            free(f->encoded);
+        }
         free(f);
     }
     pthread_mutex_destroy(&c->owned_lock);
@@ -179,6 +201,27 @@ static bool codegen_options(const char *arch_name, int num_warps, CodegenOptions
     return true;
 }
 
+/* The GPU passes for the code generator's arch and num_warps (with facts: one per parameter of
+ * f, or every fact) on a copy of f's target-independent module: NULL with the passes'
+ * diagnostics in err and *status set. */
+static IrModule *module_for_target(const IrFunction *f, const CodegenOptions *opt, bool every_fact, bool tma,
+                                   IrFunction **out, tile_status *status, Strbuf *err) {
+    Target t;
+    rt_target_for_arch(backend_arch_name(opt->arch), opt->num_warps, &t);
+    t.facts = opt->spec;
+    t.nfacts = opt->spec ? f->nparams : 0;
+    t.every_fact = every_fact;
+    t.tma = tma;
+    DiagList d = {0};
+    IrModule *m = rt_target_module(f, &t, NULL, NULL, &d, out);
+    if (!m) {
+        sb_puts(err, sb_str(&d.text));
+        *status = d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE;
+    }
+    diag_free(&d);
+    return m;
+}
+
 static bool have_cubin_tool(void) {
     char path[4096];
     return backend_have_nvjitlink() || backend_find_ptxas(path, sizeof path, NULL);
@@ -201,17 +244,33 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
             all[i].aligned16 = all[i].strides_div16 = true;
             for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
         }
-        opt.spec = all;
     }
+    /* each kernel's GPU passes for this target, on its own copy */
+    IrModule **modules = xcalloc(n, sizeof *modules);
+    IrFunction **targeted = xcalloc(n, sizeof *targeted);
+    tile_status pass_status = TILE_OK;
+    for (size_t i = 0; i < n && pass_status == TILE_OK; i++)
+        modules[i] = module_for_target(fs[i], &opt, all != NULL, true, &targeted[i], &pass_status, err);
+    opt.spec = all;
     CodegenInfo info = {0}, *infos = n > 1 ? xcalloc(n, sizeof *infos) : &info;
-    bool ok;
+    bool ok = pass_status == TILE_OK;
     Strbuf ptx = {0};
-    if (kind == TILE_EMIT_LLVM) {
-        ok = n == 1 ? backend_compile_llvm(fs[0], &opt, out, &info, err)
-                    : backend_compile_many(fs, n, &opt, false, out, infos, err);
-    } else {
-        ok = n == 1 ? backend_compile_ptx(fs[0], &opt, &ptx, &info, err)
-                    : backend_compile_many(fs, n, &opt, true, &ptx, infos, err);
+    const IrFunction *const *ts = (const IrFunction *const *)targeted;
+    if (ok && kind == TILE_EMIT_LLVM) {
+        ok = n == 1 ? backend_compile_llvm(ts[0], &opt, out, &info, err)
+                    : backend_compile_many(ts, n, &opt, false, out, infos, err);
+    } else if (ok) {
+        ok = n == 1 ? backend_compile_ptx(ts[0], &opt, &ptx, &info, err)
+                    : backend_compile_many(ts, n, &opt, true, &ptx, infos, err);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (modules[i]) ir_module_free(modules[i]);
+    free(modules);
+    free(targeted);
+    if (pass_status != TILE_OK) {
+        if (infos != &info) free(infos);
+        free(all);
+        return pass_status;
     }
     free(all);
     bool unsupported = false, internal = false;
@@ -263,9 +322,16 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
 #ifdef TILE_HAVE_LLVM
     CodegenOptions opt;
     if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
+    /* an ahead-of-time image is the generic kernel: no launch facts (so no TMA ring either) */
+    tile_status pass_status = TILE_OK;
+    IrFunction *targeted;
+    IrModule *m = module_for_target(f, &opt, false, false, &targeted, &pass_status, err);
+    if (!m) return pass_status;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
-    if (!backend_compile_ptx(f, &opt, &ptx, &info, err)) {
+    bool compiled = backend_compile_ptx(targeted, &opt, &ptx, &info, err);
+    ir_module_free(m);
+    if (!compiled) {
         sb_free(&ptx);
         return info.internal ? TILE_ERROR_INTERNAL : info.unsupported ? TILE_ERROR_UNSUPPORTED : TILE_ERROR_COMPILE;
     }
@@ -286,7 +352,8 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
 /* ---- compiling and loading --------------------------------------------------------------------- */
 #ifdef TILE_HAVE_LLVM
 typedef struct Build {
-    const IrFunction *function;
+    const IrFunction *function;  /* the kernel's target-independent IR */
+    const IrFunction *targeted;  /* after the GPU passes, or NULL: the builder runs them */
     BackendArch arch;
     const CodegenParamSpec *spec; /* NULL: the generic kernel */
     tile_status status;          /* why build failed */
@@ -296,9 +363,14 @@ typedef struct Build {
 /* build_image's work, which adds each step's time to this thread's tile_compile_times. */
 static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
+    /* the GPU passes for this arch and these facts, then the code generator */
+    IrFunction *targeted = (IrFunction *)b->targeted;
+    IrModule *m = targeted ? NULL : module_for_target(b->function, &opt, false, false, &targeted, &b->status, err);
+    if (!targeted) return false;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
-    bool compiled = backend_compile_ptx(b->function, &opt, &ptx, &info, err);
+    bool compiled = backend_compile_ptx(targeted, &opt, &ptx, &info, err);
+    if (m) ir_module_free(m);
     double optimize, llvm_codegen;
     llvm_emit_times(&optimize, &llvm_codegen);
     rt_times()->codegen += info.codegen_seconds;
@@ -403,6 +475,20 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
     CacheOutcome outcome = {0};
     RtCudaFunction *f = NULL;
     tile_status st = TILE_OK;
+    /* A variant that may get TMA rings runs the GPU passes here, before the cache, because the
+     * launch needs their tensor maps (ir_tma_maps) even when the image comes from the disk. */
+    IrModule *targeted = NULL;
+    IrTmaMap maps[IR_MAX_TMA_MAPS];
+    int nmaps = 0;
+    if (spec && c->tma) {
+        IrFunction *tf;
+        CodegenOptions opt = {.arch = c->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = spec};
+        targeted = module_for_target(k->function, &opt, false, true, &tf, &st, err);
+        if (!targeted) return st;
+        build.targeted = tf;
+        nmaps = ir_tma_maps(tf, maps);
+        if (nmaps < 0) nmaps = 0; /* the code generator refuses such a kernel */
+    }
     double t0 = monotonic_seconds();
     bool fetched = cache_fetch(&c->cache, key, build_image, &build, &entry, &outcome, err);
     rt_times()->cache += monotonic_seconds() - t0 - build.seconds; /* the disk's part; build_image counts its own */
@@ -432,10 +518,17 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
         sb_free(&why);
         goto done;
     }
+    if (nmaps) {
+        f->ntma = nmaps;
+        memcpy(f->tma, maps, sizeof maps);
+        f->encoded = xcalloc(1, sizeof *f->encoded);
+        pthread_mutex_init(&f->encoded->lock, NULL);
+    }
     own_function(c, f);
     /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
     *out = c->cache.enabled ? cache_memory_put(&c->loaded, key, f) : f;
 done:
+    if (targeted) ir_module_free(targeted);
     cache_entry_free(&entry);
     sb_free(&outcome.note);
     return st;
@@ -622,6 +715,17 @@ CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, ui
     return cache_key_end(&h);
 }
 
+#ifdef TILE_HAVE_LLVM
+/* The key of a variant built with TMA rings allowed: another image than without (TILE_TMA=0). */
+static CacheKey rt_tma_cache_key(const CacheKey *key) {
+    Sha256 h;
+    cache_key_begin(&h);
+    cache_key_add(&h, "variant", key->bytes, sizeof key->bytes);
+    cache_key_add_i64(&h, "tma", 1);
+    return cache_key_end(&h);
+}
+#endif
+
 void rt_kernel_free_variants(tile_kernel *k) {
     for (RtVariant *v = k->variants, *next; v; v = next) {
         next = v->next;
@@ -638,6 +742,11 @@ size_t rt_kernel_num_variants(tile_kernel *k) {
     for (RtVariant *v = k->variants; v; v = v->next) n++;
     pthread_mutex_unlock(&k->variants_lock);
     return n;
+}
+
+int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs) {
+    RtCudaFunction *f = k->program->ctx->cuda ? rt_cuda_select(k, args, nargs) : NULL;
+    return f ? f->ntma : 0;
 }
 
 RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs) {
@@ -668,6 +777,7 @@ RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t narg
         for (uint32_t i = 0; i < fn->nparams; i++) spec[i] = rt_spec_unpack(facts[i]);
         CacheKey generic = generic_key(c, k);
         CacheKey key = rt_spec_cache_key(&generic, facts, fn->nparams);
+        if (c->tma) key = rt_tma_cache_key(&key);
         Strbuf err = {0};
         RtCudaFunction *g = NULL;
         if (compile_and_load(c, k, spec, &key, &g, &err) == TILE_OK) {
@@ -695,6 +805,46 @@ done:
 
 /* ---- launching ---------------------------------------------------------------------------------- */
 enum { RT_LAUNCH_SLOTS = 64 };
+
+/* The tensor maps of f for args into out (one 128-byte map each, in f->tma's order): the ones of
+ * the previous launch when its tensors were the same (base, sizes, row stride), else encoded
+ * now through the driver. The variant's facts proved what TMA needs of each tensor. */
+static tile_status tensor_maps(const RtCudaFunction *f, const tile_arg *args, size_t nargs,
+                               uint8_t (*out)[128], Strbuf *err) {
+    RtTmaMaps *e = f->encoded;
+    uint64_t signature[IR_MAX_TMA_MAPS][4];
+    for (int i = 0; i < f->ntma; i++) {
+        const IrTmaMap *m = &f->tma[i];
+        if (m->param < 0 || (size_t)m->param >= nargs || args[m->param].kind != TILE_ARG_TENSOR) {
+            sb_printf(err, "tensor map %d: argument %d is not a tensor", i, m->param);
+            return TILE_ERROR_INVALID_ARGUMENT;
+        }
+        const tile_tensor *x = &args[m->param].tensor;
+        signature[i][0] = (uint64_t)(uintptr_t)x->data;
+        signature[i][1] = (uint64_t)x->shape[0];
+        signature[i][2] = (uint64_t)x->shape[1];
+        signature[i][3] = (uint64_t)x->strides[0];
+    }
+    tile_status st = TILE_OK;
+    pthread_mutex_lock(&e->lock);
+    if (!e->valid || memcmp(e->signature, signature, (size_t)f->ntma * sizeof signature[0]) != 0) {
+        e->valid = false;
+        for (int i = 0; i < f->ntma && st == TILE_OK; i++) {
+            const IrTmaMap *m = &f->tma[i];
+            const uint64_t dims[2] = {signature[i][2], signature[i][1]}; /* columns, rows */
+            const unsigned box[2] = {(unsigned)m->box[1], (unsigned)m->box[0]};
+            st = cuda_tensor_map_encode_2d(e->map[i], m->elem_bytes, (const void *)(uintptr_t)signature[i][0], dims,
+                                           signature[i][3] * (uint64_t)m->elem_bytes, box, m->swizzle, err);
+        }
+        if (st == TILE_OK) {
+            memcpy(e->signature, signature, (size_t)f->ntma * sizeof signature[0]);
+            e->valid = true;
+        }
+    }
+    if (st == TILE_OK) memcpy(out, e->map, (size_t)f->ntma * 128);
+    pthread_mutex_unlock(&e->lock);
+    return st;
+}
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
@@ -760,13 +910,27 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
         }
     }
     for (size_t j = 0; j < nslots; j++) params[j] = &slots[j];
+    /* the tensor maps of a TMA ring follow the ABI's parameters (backend.h); tensors the driver
+     * will not encode (a row stride shorter than a row, sizes beyond its limits) take the generic
+     * kernel, which has no TMA ring and the same parameters otherwise */
+    _Alignas(64) uint8_t maps[IR_MAX_TMA_MAPS][128];
+    void *with_maps[RT_LAUNCH_SLOTS + IR_MAX_TMA_MAPS];
+    if (f->ntma && (!small || tensor_maps(f, args, nargs, maps, &err) != TILE_OK)) {
+        sb_clear(&err);
+        f = k->cuda;
+    }
+    if (f->ntma) {
+        memcpy(with_maps, params, nslots * sizeof *params);
+        for (int i = 0; i < f->ntma; i++) with_maps[nslots + (size_t)i] = maps[i];
+        params = with_maps;
+    }
     CudaLaunch launch = {.grid = {(unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2]},
                          .block = {f->threads, 1, 1},
                          .shared_bytes = f->shared_bytes,
                          .stream = stream ? stream->cuda : NULL};
     tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
     if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
-    if (!small) {
+    if (!small) { /* (a kernel with tensor maps always has small slots) */
         free(slots);
         free(params);
     }

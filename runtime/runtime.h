@@ -16,6 +16,7 @@
 
 #include "backend/backend.h"
 #include "frontend/frontend.h"
+#include "passes/passes.h"
 #include "runtime/cache.h"
 #include "tile/tile.h"
 
@@ -80,14 +81,15 @@ tile_compile_times *rt_times(void);
 /* Records the message of a failed call for tile_context_message (per thread). */
 tile_status rt_fail(const tile_context *ctx, tile_status status, const char *fmt, ...) TILE_PRINTF(3, 4);
 
-/* How rt_compile runs the pass pipeline. The code generator reads every tile's layout from its
- * type and computes none itself: whoever hands the result to the backend sets gpu, and gives
- * the backend (CodegenOptions.num_warps) the num_warps given here. The VM path leaves gpu off,
- * so that its IR carries no layouts (the VM would ignore them). */
+/* How rt_compile runs the pass pipeline. rt_compile makes the target-independent IR (lowering
+ * and the target-independent passes, once per binding of the constants); the GPU passes run per
+ * target in one place, rt_target_module, on a copy of it, which is what every path to the
+ * backend does (rt_backend_emit, rt_backend_image, the cuda device's builds per arch and launch
+ * facts). gpu runs them in place instead, for the VM (TILE_VM_GPU_PASSES) and for tests. */
 typedef struct RtCompileOptions {
-    bool gpu;               /* also run the GPU passes (layout inference) */
-    int num_warps;          /* GPU passes: threads per block / 32; 0: the default (4), as the backend's */
-    const char *dump_after; /* see PassOptions; NULL: no dump */
+    bool gpu;               /* also run the GPU passes for target, in place */
+    Target target;          /* with gpu: the target (zero: sm_80, the kernel's warps) */
+    const char *dump_after; /* see PassOptions; NULL: no dump (a GPU pass's dump: with gpu only) */
     Strbuf *dump;
 } RtCompileOptions;
 
@@ -103,6 +105,15 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
  * (which skips the frontend: it has no constants to bind) and runs the same passes. */
 IrModule *rt_compile_program(tile_program *p, const char *kernel, const ConstBinding *consts, size_t nconsts,
                              const RtCompileOptions *options, DiagList *d, IrFunction **out);
+/* The Target of an architecture name ("sm_80", "sm_90a") and num_warps (0: the kernel's); false
+ * for another name. */
+bool rt_target_for_arch(const char *arch, int num_warps, Target *out);
+/* The GPU passes for target t on a copy of f's module (target-independent IR from rt_compile),
+ * with a dump after dump_after (a GPU pass or "all") into dump: the module the backend compiles,
+ * its kernel in *out; the caller frees it (before f's module, whose strings it shares). NULL
+ * with the diagnostics in d. */
+IrModule *rt_target_module(const IrFunction *f, const Target *t, const char *dump_after, Strbuf *dump, DiagList *d,
+                           IrFunction **out);
 
 /* ---- the cuda device (runtime/device_cuda.c) ---------------------------------------------
  * Each returns a status and, on failure, has recorded the message with rt_fail (the context's
@@ -199,6 +210,9 @@ CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, ui
 struct RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs);
 /* How many variants k has compiled (for tests and tools). */
 size_t rt_kernel_num_variants(tile_kernel *k);
+/* The tensor maps (TMA copies) of the function a launch of k with args uses: 0 without a TMA
+ * ring (for tests). */
+int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs);
 
 /* ---- the launch fast path (launch.c) ---------------------------------------------------------
  * A kernel's grid region compiled into steps over at most RT_GRID_MAX_REGS scalar registers:

@@ -136,6 +136,8 @@ typedef struct VmSlot {
 typedef struct VmPending {
     const VmTile *buffer;
     int64_t offset, numel;
+    const VmTile *mbarriers;    /* copy_tma: its ring of mbarriers (NULL: a copy_async group) */
+    int64_t stage, phase;       /* copy_tma: mbarriers[stage] and the phase it lands in */
 } VmPending;
 
 /* One activation of a function (the kernel, or a callee of OP_CALL): a slot per value id. */

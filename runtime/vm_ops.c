@@ -978,22 +978,130 @@ static bool exec_copy_async(VmThread *th, VmFrame *fr, const IrOp *op) {
     if (ok) {
         memcpy(dst, tmp->data, (size_t)n * sizeof(VmElem));
         VmSlot *s = &fr->slots[op->operands[op->noperands - 1]->id];
-        vec_push(&th->pending, ((VmPending){s->tile, s->offset, n}));
+        vec_push(&th->pending, ((VmPending){.buffer = s->tile, .offset = s->offset, .numel = n}));
     }
     vm_tile_release(tmp);
     return ok;
 }
 
-/* async_wait N: every copy but the N most recent is complete. */
+/* async_wait N: every copy_async group but the N most recent is complete (TMA copies complete
+ * through their mbarriers only). */
 static bool exec_async_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
     (void)fr;
     int64_t keep = op->nints ? op->ints[0] : 0;
     if (keep < 0) return vm_error(th, op, "negative count of copies in flight");
-    if ((size_t)keep < th->pending.len) {
-        size_t drop = th->pending.len - (size_t)keep;
-        memmove(th->pending.data, th->pending.data + drop, (size_t)keep * sizeof(VmPending));
-        th->pending.len = (size_t)keep;
+    size_t groups = 0;
+    for (size_t p = 0; p < th->pending.len; p++) groups += th->pending.data[p].mbarriers == NULL;
+    size_t drop = (size_t)keep < groups ? groups - (size_t)keep : 0, kept = 0;
+    for (size_t p = 0; p < th->pending.len; p++) {
+        const VmPending *c = &th->pending.data[p];
+        if (!c->mbarriers && drop > 0) drop--;
+        else th->pending.data[kept++] = *c;
     }
+    th->pending.len = kept;
+    return true;
+}
+
+/* ---- TMA and mbarriers ---------------------------------------------------------------------------
+ * An mbarrier holds, on the VM, the number of phases completed so far (its element of the ring):
+ * mbarrier_arrive completes the phase in progress (copies land at once on the VM), so the phase
+ * a copy_tma lands in is the count at the copy, and a wait for parity P is right when the last
+ * completed phase has parity P. */
+
+/* The ring of mbarriers at operand i and the element of the stage at operand i + 1. */
+static VmElem *mbarrier_of(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, const VmTile **ring,
+                           int64_t *stage) {
+    int64_t n;
+    VmElem *bars = operand_shared(th, fr, op, i, false, &n);
+    if (!bars) return NULL;
+    const VmTile *s = vm_operand_tile(th, fr, op, i + 1);
+    if (!s) return NULL;
+    *stage = s->data[0].i;
+    *ring = fr->slots[op->operands[i]->id].tile;
+    if (*stage < 0 || *stage >= n) {
+        vm_error(th, op, "mbarrier %" PRId64 " outside the ring [0, %" PRId64 ")", *stage, n);
+        return NULL;
+    }
+    return bars + *stage;
+}
+
+static bool exec_mbarrier_init(VmThread *th, VmFrame *fr, const IrOp *op) {
+    int64_t n;
+    VmElem *bars = operand_shared(th, fr, op, 0, false, &n);
+    if (!bars) return false;
+    for (int64_t i = 0; i < n; i++) bars[i].i = 0;
+    return true;
+}
+
+/* copy_tma (tensor, origin..., dst, mbarriers, stage): the box, copied now; dst stays in flight until
+ * a wait on mbarriers[stage] for the phase in progress. */
+static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTensor *t = operand_tensor(th, fr, op, 0);
+    if (!t) return false;
+    uint32_t di = 1 + (uint32_t)t->rank;
+    if (op->noperands != di + 3) return vm_error(th, op, "a tensor of rank %d needs %d origins", t->rank, t->rank);
+    int64_t n, origin[IR_MAX_RANK];
+    VmElem *dst = operand_shared(th, fr, op, di, false, &n);
+    if (!dst) return false;
+    for (int d = 0; d < t->rank; d++) {
+        const VmTile *o = vm_operand_tile(th, fr, op, 1 + (uint32_t)d);
+        if (!o) return false;
+        origin[d] = o->data[0].i;
+    }
+    const VmTile *ring;
+    int64_t stage;
+    VmElem *bar = mbarrier_of(th, fr, op, di + 1, &ring, &stage);
+    if (!bar) return false;
+    const IrType *dt = op->operands[di]->type;
+    for (int64_t p = 0; p < n; p++) {
+        int64_t rest = p, off = 0;
+        bool inside = true;
+        for (int d = t->rank - 1; d >= 0; d--) {
+            int64_t i = origin[d] + rest % dt->shape[d];
+            rest /= dt->shape[d];
+            inside = inside && i >= 0 && i < t->shape[d];
+            off += i * t->strides[d];
+        }
+        VmElem v = {0};
+        if (inside) v = vm_read_element(t->data, t->elem, off);
+        else if (elem_is_float(t->elem)) v.f = 0.0;
+        dst[p] = v;
+    }
+    VmSlot *s = &fr->slots[op->operands[di]->id];
+    vec_push(&th->pending, ((VmPending){s->tile, s->offset, n, ring, stage, bar->i}));
+    return true;
+}
+
+static bool exec_mbarrier_arrive(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *ring;
+    int64_t stage;
+    VmElem *bar = mbarrier_of(th, fr, op, 0, &ring, &stage);
+    if (!bar) return false;
+    bar->i++;
+    return true;
+}
+
+/* mbarrier_wait (mbarriers, stage, parity): the copies of the completed phases of mbarriers[stage]
+ * are complete, when the last completed phase has that parity. */
+static bool exec_mbarrier_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
+    const VmTile *ring;
+    int64_t stage;
+    VmElem *bar = mbarrier_of(th, fr, op, 0, &ring, &stage);
+    const VmTile *parity = bar ? vm_operand_tile(th, fr, op, 2) : NULL;
+    if (!parity) return false;
+    int64_t completed = bar->i, want = parity->data[0].i;
+    if (want != 0 && want != 1) return vm_error(th, op, "parity %" PRId64 " is not 0 or 1", want);
+    if (completed == 0 || ((completed - 1) & 1) != want)
+        return vm_error(th, op,
+                        "waits for a phase of parity %" PRId64 " of mbarrier %" PRId64 ", whose last completed phase %s "
+                        "(on the GPU this wait would return before its copies land, or never)",
+                        want, stage, completed == 0 ? "does not exist" : want ? "has parity 0" : "has parity 1");
+    size_t kept = 0;
+    for (size_t p = 0; p < th->pending.len; p++) {
+        const VmPending *c = &th->pending.data[p];
+        if (!(c->mbarriers == ring && c->stage == stage && c->phase < completed)) th->pending.data[kept++] = *c;
+    }
+    th->pending.len = kept;
     return true;
 }
 
@@ -1152,6 +1260,8 @@ const VmExecFn vm_data_executors[OP_COUNT] = {
     [OP_SHARED_VIEW] = exec_shared_view,
     [OP_COPY_ASYNC] = exec_copy_async,
     [OP_ASYNC_WAIT] = exec_async_wait,
+    [OP_MBARRIER_INIT] = exec_mbarrier_init, [OP_COPY_TMA] = exec_copy_tma,
+    [OP_MBARRIER_ARRIVE] = exec_mbarrier_arrive, [OP_MBARRIER_WAIT] = exec_mbarrier_wait,
     [OP_ATOMIC_RMW] = exec_atomic_result, [OP_ATOMIC_CAS] = exec_atomic_result,
     [OP_FENCE] = exec_fence,
 };

@@ -30,7 +30,7 @@ static Compiled compile_source_for(const char *name, const char *text, const cha
     Compiled c = {0};
     c.ast = parse_source(name, text, strlen(text), &d);
     cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
-    RtCompileOptions opt = {.gpu = gpu, .num_warps = num_warps};
+    RtCompileOptions opt = {.gpu = gpu, .target = {.num_warps = num_warps}};
     c.module = rt_compile(c.ast, kernel, NULL, 0, &opt, &d, &c.kernel);
     cr_assert_not_null(c.module, "%s: %s", kernel, sb_str(&d.text));
     diag_free(&d);

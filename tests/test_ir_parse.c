@@ -77,7 +77,9 @@ static void check_source(const char *name, const char *text, size_t len, Totals 
     for (uint32_t i = 0; d.errors == 0 && i < ast->decls.len; i++) {
         const AstNode *k = ast->decls.items[i];
         if (k->kind != AST_KERNEL) continue;
-        static const struct { bool gpu; int warps; } configs[] = {{false, 0}, {true, 4}, {true, 8}};
+        /* the last: sm_90a with every launch fact, whose rings use TMA (copy_tma, mbarriers) */
+        static const struct { bool gpu; int warps; bool tma; } configs[] = {
+            {false, 0, false}, {true, 4, false}, {true, 8, false}, {true, 4, true}};
         for (size_t c = 0; c < sizeof configs / sizeof configs[0]; c++) {
             DiagList ld = {0};
             IrModule *m = ir_module_new();
@@ -87,7 +89,7 @@ static void check_source(const char *name, const char *text, size_t len, Totals 
                 break;
             }
             char label[512];
-            snprintf(label, sizeof label, "%s: kernel %s (%s, %d warps)", name, k->name, configs[c].gpu ? "gpu" : "vm",
+            snprintf(label, sizeof label, "%s: kernel %s (%s, %d warps)", name, k->name, configs[c].tma ? "gpu sm_90a" : configs[c].gpu ? "gpu" : "vm",
                      configs[c].warps);
             if (c == 0) {
                 char *lowered = print_module(m);
@@ -97,7 +99,9 @@ static void check_source(const char *name, const char *text, size_t len, Totals 
             }
             Strbuf dump = {0};
             PassOptions opt = {.dump_after = "all", .dump = &dump, .verify_each = true, .gpu = configs[c].gpu,
-                               .num_warps = configs[c].warps};
+                               .target = {.num_warps = configs[c].warps}};
+            if (configs[c].tma)
+                opt.target = (Target){.sm = 90, .arch_specific = true, .num_warps = 4, .every_fact = true, .tma = true};
             if (!passes_run(m, &opt, &ld)) {
                 /* a kernel the GPU path refuses with a located error (a test of that error) */
                 cr_assert(configs[c].gpu && !ld.internal, "%s: %s", label, sb_str(&ld.text));

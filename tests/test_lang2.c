@@ -126,7 +126,7 @@ static void verify_file(const char *rel, const char *prefix, const ConstBinding 
             IrModule *m = ir_module_new();
             IrFunction *f = lower_kernel(ast, decl->name, c, nc, m, &d);
             cr_assert_not_null(f, "%s: %s", decl->name, sb_str(&d.text));
-            PassOptions opt = {.verify_each = true, .gpu = gpu != 0, .num_warps = 4};
+            PassOptions opt = {.verify_each = true, .gpu = gpu != 0, .target = {.num_warps = 4}};
             cr_assert(passes_run(m, &opt, &d), "%s (gpu %d): %s", decl->name, gpu, sb_str(&d.text));
             ir_module_free(m);
         }

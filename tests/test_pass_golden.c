@@ -4,7 +4,8 @@
  * A file NAME.ir holds, in order:
  *   - comment lines saying what the case shows, and a line `# passes: P1 P2 ...` naming passes of
  *     the pipeline (tilec --list-passes) to run in that order; GPU passes get the default target
- *     (layout: the kernel's `warps N`, else 4; sm_80); a line `# fixpoint` also requires that
+ *     (layout: the kernel's `warps N`, else 4; sm_80) unless a line `# target: ...` names one
+ *     (target_parse's words: `sm_90a warps 4 smem 100000 facts all`); a line `# fixpoint` also requires that
  *     running the same passes once more changes nothing; `# passes:` alone checks the reader and
  *     the verifier only;
  *   - the input module, in the text of ir/print.c (read by ir/parse.c, so `%names` and comments
@@ -30,6 +31,7 @@ typedef struct Case {
     char names[16][32];
     int npasses;
     bool fixpoint;
+    PassOptions options;     /* the target */
 } Case;
 
 /* Reads the `# passes:` and `# fixpoint` lines of the part before `# expected:`. */
@@ -39,6 +41,12 @@ static void read_header(const char *file, const char *text, size_t len, Case *c)
         const char *eol = memchr(line, '\n', (size_t)(text + len - line));
         if (!eol) eol = text + len;
         if (strncmp(line, "# fixpoint", 10) == 0) c->fixpoint = true;
+        if (strncmp(line, "# target:", 9) == 0) {
+            Strbuf err = {0};
+            cr_assert(target_parse(line + 9, (size_t)(eol - line - 9), &c->options.target, &err), "%s: %s", file,
+                      sb_str(&err));
+            sb_free(&err);
+        }
         if (strncmp(line, "# passes:", 9) == 0) {
             have_passes = true;
             for (const char *p = line + 9; p < eol;) {
@@ -62,7 +70,7 @@ static void read_header(const char *file, const char *text, size_t len, Case *c)
 static bool run_passes(const char *file, const Case *c, IrModule *m, DiagList *d, bool *changed) {
     *changed = false;
     for (int i = 0; i < c->npasses; i++) {
-        *changed |= passes_run_one(m, c->names[i], NULL, d) > 0;
+        *changed |= passes_run_one(m, c->names[i], &c->options, d) > 0;
         if (d->errors) return false;
         DiagList vd = {0};
         cr_assert(ir_verify_module(m, &vd), "%s: invalid IR after %s:\n%s", file, c->names[i], sb_str(&vd.text));

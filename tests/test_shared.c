@@ -295,18 +295,20 @@ Test(shared, smem_plan_reports_buffers_past_the_target_budget) {
         "body {\n"
         "  %1 = shared_alloc offset 0, uninit 1 : shared<f32>[160, 256]\n"
         "  %2 = shared_alloc offset 0, uninit 1 : shared<f32>[16, 256]\n"
+        "  %3 = shared_load %1 : tile<f32>[160, 256]\n"
+        "  %4 = shared_load %2 : tile<f32>[16, 256]\n"
         "}\n";
     DiagList d = {0};
     IrModule *m = ir_parse_module("budget.ir", text, sizeof text - 1, &d);
     cr_assert_not_null(m, "%s", sb_str(&d.text));
-    PassOptions o = {.smem_bytes = 164 * 1024};
+    PassOptions o = {.target = {.sm = 90, .arch_specific = true, .smem_bytes = 164 * 1024}}; /* both alive */
     pass_smem_plan(m, &o, &d);
     cr_assert_eq(d.errors, 1, "%s", sb_str(&d.text));
     cr_assert(strstr(sb_str(&d.text), "budget.ir:8:") && strstr(sb_str(&d.text), "180224 bytes") &&
               strstr(sb_str(&d.text), "167936 bytes"), "%s", sb_str(&d.text));
     diag_free(&d);
     d = (DiagList){0};
-    o.smem_bytes = 0; /* 227 KB: both fit */
+    o.target.smem_bytes = 0; /* 227 KB on sm_90a: both fit */
     pass_smem_plan(m, &o, &d);
     cr_assert_eq(d.errors, 0, "%s", sb_str(&d.text));
     diag_free(&d);

@@ -14,6 +14,7 @@
 #include "ir/ir.h"
 #include "runtime/runtime.h"
 #include "runtime/vm.h"
+#include "backend/backend.h"
 #include "testutil.h"
 
 typedef struct Compiled {
@@ -22,11 +23,15 @@ typedef struct Compiled {
     IrFunction *kernel;
 } Compiled;
 
-static Compiled compile_gemm_tiles(bool gpu, int stages, int bk, int bm, int bn);
+static Compiled compile_gemm_for(bool gpu, const Target *t, int stages, int bk, int bm, int bn);
+
+static Compiled compile_gemm_tiles(bool gpu, int stages, int bk, int bm, int bn) {
+    return compile_gemm_for(gpu, &(Target){.sm = 90, .arch_specific = true}, stages, bk, bm, bn);
+}
 
 static Compiled compile_gemm(bool gpu, int stages, int bk) { return compile_gemm_tiles(gpu, stages, bk, 128, 128); }
 
-static Compiled compile_gemm_tiles(bool gpu, int stages, int bk, int bm, int bn) {
+static Compiled compile_gemm_for(bool gpu, const Target *t, int stages, int bk, int bm, int bn) {
     size_t len;
     char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
     DiagList d = {0};
@@ -36,7 +41,7 @@ static Compiled compile_gemm_tiles(bool gpu, int stages, int bk, int bm, int bn)
     cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
     ConstBinding consts[5] = {{.name = "STAGES", .i = stages}, {.name = "BK", .i = bk}, {.name = "BM", .i = bm},
                               {.name = "BN", .i = bn}, {.name = "W", .i = bm * bn > 128 * 128 ? 8 : 4}};
-    RtCompileOptions opt = {.gpu = gpu};
+    RtCompileOptions opt = {.gpu = gpu, .target = *t};
     c.module = rt_compile(c.ast, "gemm", consts, 5, &opt, &d, &c.kernel);
     cr_assert_not_null(c.module, "%s", sb_str(&d.text));
     diag_free(&d);
@@ -49,8 +54,8 @@ static void compiled_free(Compiled *c) {
 }
 
 typedef struct Count {
-    int copies, waits, barriers, buffers;
-    IrOp *loop_wait;
+    int copies, waits, barriers, buffers, tma_copies, arrives, mbarrier_waits;
+    IrOp *loop_wait, *mbarrier_wait;
 } Count;
 
 static bool count(IrOp *op, void *ctx) {
@@ -58,6 +63,9 @@ static bool count(IrOp *op, void *ctx) {
     if (op->code == OP_COPY_ASYNC) c->copies++;
     if (op->code == OP_BARRIER) c->barriers++;
     if (op->code == OP_SHARED_ALLOC) c->buffers++;
+    if (op->code == OP_COPY_TMA) c->tma_copies++;
+    if (op->code == OP_MBARRIER_ARRIVE) c->arrives++;
+    if (op->code == OP_MBARRIER_WAIT) c->mbarrier_waits++, c->mbarrier_wait = op;
     if (op->code == OP_ASYNC_WAIT) {
         c->waits++;
         if (op->parent->parent_op && op->parent->parent_op->code == OP_FOR) c->loop_wait = op;
@@ -149,3 +157,214 @@ Test(stages, a_ring_that_would_not_fit_gets_fewer_stages) {
     cr_assert_eq(c4.copies, 2 * 4);
     compiled_free(&fits);
 }
+
+/* The GPU passes run per target on a copy of the kernel's IR: stdlib's gemm with 128 x 128 x 64
+ * tiles and pipeline(4) takes 32 KB a stage; sm_90a's 227 KB fit four stages (with the quarter
+ * kept free for the code generator's scratch), sm_80's 163 KB three. tile_program_emit (tilec
+ * build --dump-after=stages --arch A) and the PTX for each arch show the two rings. */
+static char *emit_gemm(tile_program *p, const char *arch, tile_emit_kind kind, const char *dump_after) {
+    tile_constant c[5] = {{.name = "STAGES", .i = 4}, {.name = "BK", .i = 64}, {.name = "BM", .i = 128},
+                          {.name = "BN", .i = 128}, {.name = "W", .i = 4}};
+    tile_emit_options o = {.arch = arch, .dump_after = dump_after};
+    char *out = NULL;
+    tile_status st = tile_program_emit(p, "gemm", c, 5, kind, &o, &out, NULL);
+    cr_assert_eq(st, TILE_OK, "%s: %s", arch, tile_context_message(NULL));
+    return out;
+}
+
+Test(stages, each_target_gets_its_own_ring) {
+    tile_context *ctx;
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+    tile_program *p;
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
+    cr_assert_eq(tile_program_from_string(ctx, "gemm.tile", text, len, &p), TILE_OK);
+    free(text);
+    char *ir80 = emit_gemm(p, "sm_80", TILE_EMIT_IR, "stages"), *ir90 = emit_gemm(p, "sm_90a", TILE_EMIT_IR, "stages");
+    cr_assert(strstr(ir80, "async_wait pending 2") && !strstr(ir80, "async_wait pending 4"), "%s", ir80);
+    cr_assert(strstr(ir90, "async_wait pending 4"), "%s", ir90);
+    cr_assert(strstr(ir80, "shared<bf16>[3, 128, 64]") && strstr(ir90, "shared<bf16>[4, 128, 64]"));
+    /* the same lowering serves both: the target-independent dump is one text */
+    char *dce80 = emit_gemm(p, "sm_80", TILE_EMIT_IR, "dce"), *dce90 = emit_gemm(p, "sm_90a", TILE_EMIT_IR, "dce");
+    cr_assert_str_eq(dce80, dce90);
+    cr_assert(!strstr(dce80, "copy_async"));
+    tile_string_free(ir80), tile_string_free(ir90), tile_string_free(dce80), tile_string_free(dce90);
+#ifdef TILE_HAVE_LLVM
+    char *ptx80 = emit_gemm(p, "sm_80", TILE_EMIT_PTX, NULL), *ptx90 = emit_gemm(p, "sm_90a", TILE_EMIT_PTX, NULL);
+    cr_assert(strstr(ptx80, "cp.async.wait_group \t2;") && !strstr(ptx80, "cp.async.wait_group \t4;"));
+    cr_assert(strstr(ptx90, "cp.async.wait_group \t4;"));
+    tile_string_free(ptx80), tile_string_free(ptx90);
+#endif
+    /* TMA only on sm_90a: with every launch fact (TILE_EMIT_SPECIALIZED=1, what tilec build shows
+     * for contiguous aligned tensors) A's 128-byte rows go through copy_tma there */
+    setenv("TILE_EMIT_SPECIALIZED", "1", 1);
+    char *tma80 = emit_gemm(p, "sm_80", TILE_EMIT_IR, "stages"), *tma90 = emit_gemm(p, "sm_90a", TILE_EMIT_IR, "stages");
+    cr_assert(!strstr(tma80, "copy_tma") && strstr(tma80, "copy_async"), "%s", tma80);
+    cr_assert(strstr(tma90, "copy_tma") && strstr(tma90, "mbarrier_wait"), "%s", tma90);
+    tile_string_free(tma80), tile_string_free(tma90);
+#ifdef TILE_HAVE_LLVM
+    char *tptx80 = emit_gemm(p, "sm_80", TILE_EMIT_PTX, NULL), *tptx90 = emit_gemm(p, "sm_90a", TILE_EMIT_PTX, NULL);
+    cr_assert(!strstr(tptx80, "cp.async.bulk.tensor") && strstr(tptx90, "cp.async.bulk.tensor"));
+    tile_string_free(tptx80), tile_string_free(tptx90);
+#endif
+    unsetenv("TILE_EMIT_SPECIALIZED");
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* ---- TMA rings (sm_90a) ---------------------------------------------------------------------- */
+static const Target tma_target = {.sm = 90, .arch_specific = true, .every_fact = true, .tma = true};
+
+/* With BK = BN = 64 both tiles have 128-byte rows: both go through TMA (no cp.async left); with
+ * BN = 128, B's 256-byte rows keep cp.async in the same ring. Both give the VM the results of the
+ * kernel without the GPU passes, bit for bit, at shapes with tails (the box's out-of-bounds
+ * elements read 0, as load's). Without facts, or on sm_80, the ring is cp.async only. */
+Test(stages, tma_ring_is_built_and_the_vm_results_do_not_change) {
+    const int64_t shapes[][3] = {{200, 136, 100}, {128, 128, 64}, {65, 257, 300}, {1, 8, 16}};
+    const int bns[] = {64, 128};
+    for (int bi = 0; bi < 2; bi++) {
+        Compiled plain = compile_gemm_for(false, &tma_target, 3, 64, 128, bns[bi]);
+        Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, bns[bi]);
+        Count cnt = {0};
+        ir_walk(piped.kernel->body, count, &cnt);
+        int tma_loads = bns[bi] == 64 ? 2 : 1;
+        cr_assert_eq(cnt.tma_copies, 3 * tma_loads, "BN=%d: %d TMA copies", bns[bi], cnt.tma_copies);
+        cr_assert_eq(cnt.copies, 3 * (2 - tma_loads));
+        cr_assert_eq(cnt.arrives, 3); /* two in the prologue, one per iteration */
+        cr_assert_eq(cnt.mbarrier_waits, 1);
+        cr_assert_eq(cnt.buffers, 3);
+        cr_assert_eq(cnt.waits, bns[bi] == 64 ? 0 : 2);
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+            uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
+            Strbuf err = {0};
+            cr_assert(run(plain.kernel, m, n, k, c1, &err), "%s", sb_str(&err));
+            cr_assert(run(piped.kernel, m, n, k, c2, &err), "BN=%d %lldx%lldx%lld: %s", bns[bi], (long long)m,
+                      (long long)n, (long long)k, sb_str(&err));
+            cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "BN=%d %lldx%lldx%lld: results differ", bns[bi],
+                      (long long)m, (long long)n, (long long)k);
+            sb_free(&err);
+            free(c1), free(c2);
+        }
+        compiled_free(&plain);
+        compiled_free(&piped);
+    }
+    Target no_facts = tma_target, sm80 = tma_target;
+    no_facts.every_fact = false;
+    sm80.sm = 80, sm80.arch_specific = false;
+    const Target *plain_targets[] = {&no_facts, &sm80};
+    for (int ti = 0; ti < 2; ti++) {
+        Compiled c = compile_gemm_for(true, plain_targets[ti], 3, 64, 128, 64);
+        Count cnt = {0};
+        ir_walk(c.kernel->body, count, &cnt);
+        cr_assert_eq(cnt.tma_copies, 0, "target %d", ti);
+        cr_assert_eq(cnt.copies, 2 * 3, "target %d", ti);
+        compiled_free(&c);
+    }
+}
+
+/* A wait for the wrong phase parity: on the GPU it returns at once while the copy is still in
+ * flight (or never); the VM reports it. Iteration 3 of a 3-stage ring waits for the second phase
+ * of mbarrier 0 (parity 1); a constant parity 0 is wrong there. */
+Test(stages, a_tma_wait_on_the_wrong_phase_is_a_vm_error) {
+    Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, 64);
+    Count cnt = {0};
+    ir_walk(piped.kernel->body, count, &cnt);
+    cr_assert_not_null(cnt.mbarrier_wait);
+    IrBuilder b = {.module = piped.module};
+    ir_builder_before(&b, cnt.mbarrier_wait);
+    ir_set_operand(cnt.mbarrier_wait, 2, ir_const_int(&b, ir_scalar_type(piped.module, elem_i32()), 0));
+    uint16_t *c = calloc(128 * 64, 2);
+    Strbuf err = {0};
+    cr_assert(run(piped.kernel, 128, 64, 3 * 64, c, &err), "three iterations only use parity 0: %s", sb_str(&err));
+    cr_assert_not(run(piped.kernel, 128, 64, 4 * 64, c, &err));
+    cr_assert(strstr(sb_str(&err), "waits for a phase of parity 0 of mbarrier 0"), "%s", sb_str(&err));
+    sb_free(&err);
+    free(c);
+    compiled_free(&piped);
+}
+
+/* Reading a stage before its mbarrier's wait: the copy is still in flight. */
+Test(stages, reading_a_tma_stage_before_its_wait_is_a_vm_error) {
+    Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, 64);
+    Count cnt = {0};
+    ir_walk(piped.kernel->body, count, &cnt);
+    cr_assert_not_null(cnt.mbarrier_wait);
+    ir_op_remove(cnt.mbarrier_wait);
+    uint16_t *c = calloc(128 * 64, 2);
+    Strbuf err = {0};
+    cr_assert_not(run(piped.kernel, 128, 64, 128, c, &err));
+    cr_assert(strstr(sb_str(&err), "asynchronous copy is still writing"), "%s", sb_str(&err));
+    sb_free(&err);
+    free(c);
+    compiled_free(&piped);
+}
+
+#ifdef TILE_HAVE_LLVM
+/* Ahead-of-time images for sm_80 and sm_90a (tilec build --emit c-header --arch sm_80,sm_90a):
+ * each arch's GPU passes run on their own copy, so the sm_90a image has the 4-stage ring (128 KB)
+ * and the sm_80 image the 3-stage one (96 KB) that its shared memory allows; the image table of
+ * the C source records each image's shared memory. No image has a TMA ring (no launch facts). */
+Test(stages, aot_images_get_their_own_ring_per_arch) {
+    tile_context *ctx;
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+    tile_program *p;
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
+    cr_assert_eq(tile_program_from_string(ctx, "gemm.tile", text, len, &p), TILE_OK);
+    free(text);
+    tile_constant c[1] = {{.name = "STAGES", .i = 4}};
+    const char *archs[2] = {"sm_80", "sm_90a"};
+    tile_aot_options o = {.archs = archs, .narchs = 2, .require_images = 1};
+    char *header, *source, *notes;
+    cr_assert_eq(tile_program_emit_c(p, c, 1, &o, &header, &source, &notes), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert(strstr(source, "{\"sm_80\", gemm_gemm_sm_80, sizeof gemm_gemm_sm_80, 128u, 98304u}"), "%s",
+              strstr(source, "{\"sm_80\"") ? strstr(source, "{\"sm_80\"") : "no sm_80 image");
+    cr_assert(strstr(source, "{\"sm_90a\", gemm_gemm_sm_90a, sizeof gemm_gemm_sm_90a, 128u, 131072u}"));
+    tile_string_free(header), tile_string_free(source), tile_string_free(notes);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* The code of a TMA ring for sm_90a: one tensor map parameter per TMA'd tensor (128 bytes,
+ * 64-aligned), mbarrier init, expect_tx, the bulk tensor copies and the parity waits; ptxas
+ * assembles it (where it is installed). The same IR for sm_80 is refused as unsupported. */
+Test(stages, tma_ring_ptx_for_sm_90a) {
+    Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, 64);
+    CodegenParamSpec *all = calloc(piped.kernel->nparams, sizeof *all);
+    for (uint32_t i = 0; i < piped.kernel->nparams; i++) {
+        all[i].aligned16 = all[i].strides_div16 = true;
+        for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
+    }
+    CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A, .spec = all};
+    Strbuf ptx = {0}, err = {0};
+    CodegenInfo info = {0};
+    cr_assert(backend_compile_ptx(piped.kernel, &opt, &ptx, &info, &err), "%s", sb_str(&err));
+    const char *text = sb_str(&ptx);
+    cr_assert_eq(info.ntma, 2);
+    cr_assert(info.tma[0].param == 0 && info.tma[0].box[0] == 128 && info.tma[0].box[1] == 64 &&
+              info.tma[0].swizzle == 128 && info.tma[0].elem_bytes == 2);
+    cr_assert(info.tma[1].param == 1 && info.tma[1].box[0] == 64 && info.tma[1].box[1] == 64);
+    cr_assert(strstr(text, ".param .align 64 .b8 gemm_param_16[128]"), "%s", text);
+    cr_assert(strstr(text, "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"));
+    cr_assert(strstr(text, "mbarrier.init.shared::cta.b64"));
+    cr_assert(strstr(text, "mbarrier.expect_tx"));
+    cr_assert(strstr(text, "mbarrier.try_wait.parity.shared::cta.b64"));
+    cr_assert(!strstr(text, "cp.async.cg"), "no cp.async left when both tiles go through TMA");
+    char path[4096];
+    if (backend_find_ptxas(path, sizeof path, NULL)) {
+        Strbuf cubin = {0}, perr = {0};
+        cr_assert(backend_ptx_to_cubin(ptx.data, ptx.len, BACKEND_ARCH_SM90A, CUBIN_TOOL_PTXAS, &cubin, &perr), "%s",
+                  sb_str(&perr));
+        sb_free(&cubin), sb_free(&perr);
+    }
+    sb_clear(&err);
+    opt.arch = BACKEND_ARCH_SM80;
+    Strbuf ptx80 = {0};
+    cr_assert_not(backend_compile_ptx(piped.kernel, &opt, &ptx80, &info, &err));
+    cr_assert(info.unsupported && strstr(sb_str(&err), "TMA copies need sm_90a"), "%s", sb_str(&err));
+    sb_free(&ptx), sb_free(&ptx80), sb_free(&err);
+    free(all);
+    compiled_free(&piped);
+}
+#endif

@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     check_round_trip(m);
-    PassOptions opt = {.verify_each = true, .gpu = true, .num_warps = 4};
+    PassOptions opt = {.verify_each = true, .gpu = true, .target = {.num_warps = 4}};
     DiagList pd = {0};
     if (!passes_run(m, &opt, &pd) && pd.internal) fail("a pass broke the IR", sb_str(&pd.text));
     if (pd.errors == 0) check_round_trip(m);

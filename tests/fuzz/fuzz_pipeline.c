@@ -150,8 +150,7 @@ static void compile_for_gpu(AstFile *ast, const char *kernel, uint64_t seed) {
     int num_warps = warps[seed % 5];
     DiagList d = {0};
     IrFunction *f = NULL;
-    RtCompileOptions opt = {.gpu = true, .num_warps = num_warps};
-    IrModule *m = rt_compile(ast, kernel, NULL, 0, &opt, &d, &f);
+    IrModule *m = rt_compile(ast, kernel, NULL, 0, NULL, &d, &f); /* rt_backend_emit runs the GPU passes */
     if (!m) {
         if (d.errors == 0) fail("the GPU passes", kernel, "failed without a diagnostic");
         diag_free(&d);

@@ -1,0 +1,125 @@
+/*
+ * codegen_tma.c: TMA copies and mbarriers (sm_90a), the code of the stages pass's TMA rings.
+ *
+ * A copy_tma reads its box through a tensor map (CUtensorMap: 128 bytes that the runtime encodes
+ * at launch with cuTensorMapEncodeTiled, from the tensor's base, sizes and strides and the box
+ * and swizzle that the IR fixes). Every distinct (tensor parameter, box, swizzle) of a kernel is
+ * one map, passed as an extra kernel parameter after the ABI's parameters: `ptr byval([128 x
+ * i8]) align 64` marked nvvm.grid_constant, which NVPTX emits as `.param .align 64 .b8 [128]`
+ * and whose address it takes in the param space (no local copy). cg_tma_plan lists them in the
+ * order of ir_tma_maps (ir/tma.h), which the runtime reads too to encode them.
+ *
+ * The PTX is inline assembly, issued by thread 0 where one thread acts for the block:
+ *   mbarrier_init    mbarrier.init (count 1) of each stage; fence.mbarrier_init and
+ *                    fence.proxy.async, so that the async proxy sees them (a barrier follows)
+ *   copy_tma         mbarrier.expect_tx of the box's bytes, then
+ *                    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes
+ *                    [stage], [map, {column, row}], [mbarrier]: the TMA unit writes the stage with
+ *                    the map's swizzle (which the stages pass made the ring's) and fills the
+ *                    elements outside the tensor with zeros
+ *   mbarrier_arrive  mbarrier.arrive: the phase completes when every expected byte has landed
+ *   mbarrier_wait    every thread spins on mbarrier.try_wait.parity
+ * Shared addresses are passed as 32-bit offsets into the shared window.
+ */
+#include "codegen.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool cg_tma_plan(Cg *g) {
+    int n = ir_tma_maps(g->kernel, g->tma);
+    if (n < 0) return cg_fail(g, NULL, true, "%s: a copy_tma of a tensor that is not a rank-2 parameter, or more "
+                              "than %d tensor maps", g->kernel->name, IR_MAX_TMA_MAPS);
+    g->ntma = (uint32_t)n;
+    return true;
+}
+
+/* ---- inline assembly ------------------------------------------------------------------------------ */
+static void asm_call(Cg *g, const char *text, const char *constraints, LLVMValueRef *args, unsigned n) {
+    LLVMTypeRef types[8];
+    for (unsigned i = 0; i < n; i++) types[i] = LLVMTypeOf(args[i]);
+    LLVMTypeRef ft = LLVMFunctionType(g->void_type, types, n, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), (char *)constraints, strlen(constraints), 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, args, n, "");
+    unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
+    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
+}
+
+/* A shared pointer as the 32-bit offset PTX's shared state spaces take. */
+static LLVMValueRef shared32(Cg *g, LLVMValueRef p) { return LLVMBuildPtrToInt(g->b, p, g->i32, ""); }
+
+/* The address of mbarrier `stage` (an i32 scalar value) of the ring at operand i. */
+static LLVMValueRef mbarrier_addr(Cg *g, const IrOp *op, uint32_t i) {
+    CgValue *ring = cg_get(g, op->operands[i]), *stage = cg_get(g, op->operands[i + 1]);
+    LLVMValueRef byte = LLVMBuildMul(g->b, cg_to_i64(g, op->operands[i + 1]->type->elem, stage->slots[0]),
+                                     cg_i64(g, 8), "");
+    return shared32(g, LLVMBuildGEP2(g->b, g->i8, ring->data, &byte, 1, "mbar"));
+}
+
+/* Runs what the builder emits next in thread 0 only: returns the join block to continue at. */
+static LLVMBasicBlockRef thread0_begin(Cg *g) {
+    LLVMBasicBlockRef one = cg_block(g, "tma.thread0"), join = cg_block(g, "tma.join");
+    LLVMBuildCondBr(g->b, g->tid_is_zero, one, join);
+    LLVMPositionBuilderAtEnd(g->b, one);
+    return join;
+}
+
+static void thread0_end(Cg *g, LLVMBasicBlockRef join) {
+    LLVMBuildBr(g->b, join);
+    LLVMPositionBuilderAtEnd(g->b, join);
+}
+
+bool cg_tma_op(Cg *g, const IrOp *op) {
+    switch (op->code) {
+    case OP_MBARRIER_INIT: {
+        CgValue *ring = cg_get(g, op->operands[0]);
+        if (ring->kind != CV_SHARED) return cg_fail(g, op, false, "needs a shared ring of mbarriers");
+        LLVMBasicBlockRef join = thread0_begin(g);
+        for (int64_t s = 0; s < op->operands[0]->type->shape[0]; s++) {
+            LLVMValueRef byte = cg_i64(g, 8 * s);
+            LLVMValueRef at = shared32(g, LLVMBuildGEP2(g->b, g->i8, ring->data, &byte, 1, ""));
+            asm_call(g, "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{memory}", &at, 1);
+        }
+        asm_call(g, "fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
+        thread0_end(g, join);
+        return true;
+    }
+    case OP_COPY_TMA: {
+        const IrType *tt = op->operands[0]->type, *dt = op->operands[1 + tt->rank]->type;
+        int map = ir_tma_map_of(g->kernel, op, g->tma, (int)g->ntma);
+        CgValue *dst = cg_get(g, op->operands[1 + tt->rank]);
+        if (map < 0 || tt->rank != 2 || dst->kind != CV_SHARED)
+            return cg_fail(g, op, false, "copy_tma without its tensor map (cg_tma_plan did not run)");
+        LLVMValueRef bar = mbarrier_addr(g, op, 2 + (uint32_t)tt->rank);
+        LLVMValueRef row = cg_get(g, op->operands[1])->slots[0], col = cg_get(g, op->operands[2])->slots[0];
+        LLVMBasicBlockRef join = thread0_begin(g);
+        LLVMValueRef expect[2] = {bar, cg_i32(g, type_bytes(dt))};
+        asm_call(g, "mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [$0], $1;", "r,r,~{memory}", expect, 2);
+        LLVMValueRef args[5] = {shared32(g, dst->data), g->tma_param[map], col, row, bar};
+        asm_call(g,
+                 "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                 "[$0], [$1, {$2, $3}], [$4];",
+                 "r,l,r,r,r,~{memory}", args, 5);
+        thread0_end(g, join);
+        return true;
+    }
+    case OP_MBARRIER_ARRIVE: {
+        LLVMValueRef bar = mbarrier_addr(g, op, 0);
+        LLVMBasicBlockRef join = thread0_begin(g);
+        asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);
+        thread0_end(g, join);
+        return true;
+    }
+    case OP_MBARRIER_WAIT: {
+        LLVMValueRef args[2] = {mbarrier_addr(g, op, 0), cg_get(g, op->operands[2])->slots[0]};
+        asm_call(g,
+                 "{\n\t.reg .pred done;\n\tTILE_MBAR_WAIT_${:uid}:\n\t"
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1;\n\t"
+                 "@!done bra TILE_MBAR_WAIT_${:uid};\n\t}",
+                 "r,r,~{memory}", args, 2);
+        return true;
+    }
+    default: tile_unreachable();
+    }
+}

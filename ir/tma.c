@@ -1,0 +1,62 @@
+/*
+ * tma.c: the tensor maps of a kernel's copy_tma ops (see tma.h): a walk over the body that lists
+ * each distinct (parameter, box, swizzle) once, in order of first use.
+ */
+#include "ir/tma.h"
+
+#include "ir/layout.h"
+
+/* The map copy_tma op needs (false: its tensor is not a rank-2 parameter). */
+static bool map_for(const IrFunction *f, const IrOp *op, IrTmaMap *out) {
+    const IrValue *x = op->operands[0];
+    const IrType *tt = x->type;
+    if (tt->kind != TY_TENSOR || tt->rank != 2 || x->def || x->region != f->body || op->noperands != 6) return false;
+    const IrType *dt = op->operands[3]->type;
+    const SharedLayout *l = dt->shared;
+    *out = (IrTmaMap){.param = (int)x->index, .box = {dt->shape[0], dt->shape[1]},
+                      .elem_bytes = (elem_storage_bits(tt->elem) + 7) / 8,
+                      .swizzle = l && l->swizzle.bits ? 16 << l->swizzle.bits : 0};
+    return true;
+}
+
+static bool same_map(const IrTmaMap *a, const IrTmaMap *b) {
+    return a->param == b->param && a->box[0] == b->box[0] && a->box[1] == b->box[1] && a->swizzle == b->swizzle &&
+           a->elem_bytes == b->elem_bytes;
+}
+
+int ir_tma_map_of(const IrFunction *f, const IrOp *op, const IrTmaMap *maps, int n) {
+    IrTmaMap m;
+    if (op->code != OP_COPY_TMA || !map_for(f, op, &m)) return -1;
+    for (int i = 0; i < n; i++)
+        if (same_map(&maps[i], &m)) return i;
+    return -1;
+}
+
+typedef struct Walk {
+    const IrFunction *f;
+    IrTmaMap *maps;
+    int n;
+} Walk;
+
+static bool add_map(IrOp *op, void *ctx) {
+    Walk *w = ctx;
+    if (op->code != OP_COPY_TMA) return true;
+    IrTmaMap m;
+    if (!map_for(w->f, op, &m)) {
+        w->n = -1;
+        return false;
+    }
+    if (ir_tma_map_of(w->f, op, w->maps, w->n) >= 0) return true;
+    if (w->n == IR_MAX_TMA_MAPS) {
+        w->n = -1;
+        return false;
+    }
+    w->maps[w->n++] = m;
+    return true;
+}
+
+int ir_tma_maps(const IrFunction *f, IrTmaMap *maps) {
+    Walk w = {.f = f, .maps = maps};
+    if (f->body) ir_walk(f->body, add_map, &w);
+    return w.n;
+}
