@@ -373,6 +373,8 @@ typedef struct Access {
     int width;                        /* W: slots per vector access (1: scalar accesses) */
     bool static_align, static_bounds, unit_stride;
     bool static_strides;              /* the other dimensions' strides keep W-vectors aligned */
+    bool masked_groups;               /* an index is masked (unmasked_index): a vector group
+                                         needs every element in bounds, not only its first */
     bool predicated;                  /* scalar accesses are predicated, not branched around */
     LLVMValueRef base;                /* predicated: the data pointer they address from now */
     LLVMBasicBlockRef base_block;     /* where base was made */
@@ -385,6 +387,20 @@ static int64_t pow2_part(int64_t x) { return x <= 0 ? 1 : (x & -x); }
 static int param_index(Cg *g, const IrValue *t) {
     if (t->def || t->region != g->kernel->body) return -1;
     return (int)t->index;
+}
+
+/* A masked store's first index is select(m, x, c) with a negative constant c (lower_expr.c,
+ * mask_first_index): c is outside every tensor, so in a group whose elements are all in bounds
+ * every element's index is x's, and x's axis facts hold there. Returns x (and sets *masked)
+ * for that form, else v. */
+static const IrValue *unmasked_index(const IrValue *v, bool *masked) {
+    const IrOp *op = v->def;
+    if (!op || op->code != OP_SELECT) return v;
+    const IrValue *c = op->operands[2];
+    while (c->def && (c->def->code == OP_SPLAT || c->def->code == OP_BROADCAST)) c = c->def->operands[0];
+    if (!c->def || c->def->code != OP_CONST || c->type->elem.kind != EK_INT || c->def->value.i >= 0) return v;
+    *masked = true;
+    return op->operands[1];
 }
 
 /* Chooses W: the slots along the last dimension that one vector access can cover, when the
@@ -404,20 +420,22 @@ static void plan_vector(Cg *g, const IrOp *op, Access *a) {
     if (w < 2) return;
     /* the last index: contiguous along the access's last dimension */
     AxisInfo info;
-    const IrValue *li = op->operands[trank];
+    bool masked = false, look = op->code == OP_LOAD || op->code == OP_STORE;
+    const IrValue *li = look ? unmasked_index(op->operands[trank], &masked) : op->operands[trank];
     if (li->type->rank == 0 || li->type->shape[li->type->rank - 1] == 1) return;
     axis_info(&g->axis, li, &info);
     int k = li->type->rank - 1;
     if (info.contiguity[k] < w) return;
     int64_t div = info.divisibility[k];
     for (int d = 0; d + 1 < trank; d++) {
-        const IrValue *x = op->operands[1 + d];
+        const IrValue *x = look ? unmasked_index(op->operands[1 + d], &masked) : op->operands[1 + d];
         if (x->type->rank == 0 || x->type->shape[x->type->rank - 1] == 1) continue;
         AxisInfo xi;
         axis_info(&g->axis, x, &xi);
         if (xi.constancy[x->type->rank - 1] < w) return;
     }
     a->width = (int)w;
+    a->masked_groups = masked;
     int p = param_index(g, op->operands[0]);
     const CodegenParamSpec *s = g->spec && p >= 0 ? &g->spec[p] : NULL;
     a->unit_stride = s && trank <= 6 && s->unit_stride[trank - 1];
@@ -644,7 +662,15 @@ bool cg_load(Cg *g, const IrOp *op) {
             r->slots[j] = scalar_load(g, op, &a, t, off, mask);
             continue;
         }
-        LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+        LLVMValueRef offs[16], masks[16];
+        offs[0] = off, masks[0] = mask;
+        LLVMValueRef all = mask;
+        if (a.masked_groups)
+            for (uint32_t i = 1; i < w; i++) {
+                access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
+                all = LLVMBuildAnd(g->b, all, masks[i], "");
+            }
+        LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
         LLVMBasicBlockRef vec_bb = cg_block(g, "ldv.vec"), scal_bb = cg_block(g, "ldv.scalar"),
                           join = cg_block(g, "ldv.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
@@ -660,9 +686,8 @@ bool cg_load(Cg *g, const IrOp *op) {
         LLVMBuildBr(g->b, join);
         LLVMPositionBuilderAtEnd(g->b, scal_bb);
         for (uint32_t i = 0; i < w; i++) {
-            LLVMValueRef o = off, m = mask;
-            if (i) access_slot(g, op, &a, t, j + i, &o, &m, NULL, NULL);
-            sv[i] = scalar_load(g, op, &a, t, o, m);
+            if (i && !a.masked_groups) access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
+            sv[i] = scalar_load(g, op, &a, t, offs[i], masks[i]);
         }
         LLVMBasicBlockRef scal_end = LLVMGetInsertBlock(g->b);
         LLVMBuildBr(g->b, join);
@@ -754,11 +779,13 @@ bool cg_store(Cg *g, const IrOp *op) {
         }
         LLVMValueRef vals[16], offs[16], masks[16];
         vals[0] = value0, offs[0] = off, masks[0] = mask;
+        LLVMValueRef all = mask;
         for (uint32_t i = 1; i < w; i++) {
             access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], &vals[i], NULL);
             if (owner) masks[i] = LLVMBuildAnd(g->b, masks[i], owner, "");
+            if (a.masked_groups) all = LLVMBuildAnd(g->b, all, masks[i], "");
         }
-        LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+        LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
         LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = cg_block(g, "stv.scalar"),
                           join = cg_block(g, "stv.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
