@@ -44,6 +44,10 @@ typedef struct Case {
     double atol, rtol;          /* |gpu - ref| <= atol + rtol * |ref| */
 } Case;
 
+/* Constants other than the defaults for the case being checked (check_case_with). */
+static const tile_constant *case_consts;
+static size_t case_nconsts;
+
 static int64_t size_of(const Size *sizes, const char *name) {
     for (int i = 0; i < MAX_SIZES && sizes[i].name; i++)
         if (strcmp(sizes[i].name, name) == 0) return sizes[i].value;
@@ -82,7 +86,7 @@ static tile_kernel *get_kernel(tile_context *ctx, const Case *c, tile_program **
     snprintf(path, sizeof path, "%s/%s", TILE_SOURCE_DIR, c->file);
     cr_assert_eq(tile_program_from_file(ctx, path, prog), TILE_OK, "%s", tile_context_message(ctx));
     tile_kernel *k = NULL;
-    tile_status st = tile_program_get_kernel(*prog, c->kernel, NULL, 0, &k);
+    tile_status st = tile_program_get_kernel(*prog, c->kernel, case_consts, case_nconsts, &k);
     if (st == TILE_ERROR_UNSUPPORTED) cr_skip_test("%s: %s", c->kernel, tile_context_message(ctx));
     cr_assert_eq(st, TILE_OK, "%s", tile_context_message(ctx));
     return k;
@@ -316,6 +320,63 @@ Test(kernels_gpu, gather_rows) { check_case(&gather_rows); }
 static const Case gemm = {"stdlib/core/gemm.tile", "gemm", {{"M", 130}, {"N", 70}, {"K", 200}},
                           {{"M", 1024}, {"N", 1024}, {"K", 1024}}, ref_gemm, -1, NULL, -1, 2e-2, 8e-3};
 Test(kernels_gpu, gemm) { check_case(&gemm); }
+
+/* Tiles whose size is not a power of two: an odd number of elements per thread, loaded and
+ * stored by predicated scalar accesses (test_codegen_odd.c checks their structure). */
+static void check_case_with(const Case *c, const tile_constant *k, size_t n) {
+    case_consts = k, case_nconsts = n;
+    check_case(c);
+    case_consts = NULL, case_nconsts = 0;
+}
+
+static const Case softmax_255 = {"stdlib/core/softmax.tile", "softmax", {{"M", 37}, {"N", 1500}},
+                                 {{"M", 1024}, {"N", 1000}}, ref_softmax, -1, NULL, -1, 1e-7, 1e-4};
+Test(kernels_gpu, softmax_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}};
+    check_case_with(&softmax_255, k, sizeof k / sizeof *k);
+}
+
+static const Case softmax_127 = {"stdlib/core/softmax.tile", "softmax", {{"M", 37}, {"N", 100}},
+                                 {{"M", 1024}, {"N", 127}}, ref_softmax, -1, NULL, -1, 1e-7, 1e-4};
+Test(kernels_gpu, softmax_odd_tile_one_pass) {
+    tile_constant k[] = {{.name = "BN", .i = 127}, {.name = "BM", .i = 2}};
+    check_case_with(&softmax_127, k, sizeof k / sizeof *k);
+}
+
+static const Case layernorm_255 = {"stdlib/core/layernorm.tile", "layernorm", {{"M", 19}, {"N", 1001}},
+                                   {{"M", 512}, {"N", 3000}}, ref_layernorm, -1, NULL, -1, 1e-4, 1e-4};
+Test(kernels_gpu, layernorm_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}};
+    check_case_with(&layernorm_255, k, sizeof k / sizeof *k);
+}
+
+static const Case sum_rows_127 = {"stdlib/core/reduce.tile", "sum_rows", {{"M", 33}, {"N", 2500}},
+                                  {{"M", 512}, {"N", 1000}}, ref_sum_rows, -1, NULL, -1, 1e-3, 1e-5};
+Test(kernels_gpu, sum_rows_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 127}};
+    check_case_with(&sum_rows_127, k, sizeof k / sizeof *k);
+}
+
+static const Case cumsum_rows_255 = {"stdlib/core/reduce.tile", "cumsum_rows", {{"M", 9}, {"N", 2100}},
+                                     {{"M", 256}, {"N", 1000}}, ref_cumsum_rows, -1, NULL, -1, 2e-3, 1e-5};
+Test(kernels_gpu, cumsum_rows_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}};
+    check_case_with(&cumsum_rows_255, k, sizeof k / sizeof *k);
+}
+
+static const Case vector_add_255 = {"stdlib/core/vector_add.tile", "vector_add", {{"N", 100003}}, {{"N", 1000001}},
+                                    ref_vector_add, -1, NULL, -1, 0, 0};
+Test(kernels_gpu, vector_add_odd_tile) {
+    tile_constant k[] = {{.name = "BLOCK", .i = 255}};
+    check_case_with(&vector_add_255, k, sizeof k / sizeof *k);
+}
+
+static const Case gemm_odd = {"stdlib/core/gemm.tile", "gemm", {{"M", 130}, {"N", 70}, {"K", 200}},
+                              {{"M", 256}, {"N", 300}, {"K", 256}}, ref_gemm, -1, NULL, -1, 2e-2, 8e-3};
+Test(kernels_gpu, gemm_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}, {.name = "BM", .i = 64}};
+    check_case_with(&gemm_odd, k, sizeof k / sizeof *k);
+}
 
 /* Launches on two streams of the GPU context, each synchronized on its own. */
 Test(kernels_gpu, streams) {
