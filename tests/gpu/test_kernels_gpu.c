@@ -19,7 +19,7 @@ typedef struct Size {
     int64_t value;
 } Size;
 
-enum { MAX_SIZES = 4, MAX_PARAMS = 8 };
+enum { MAX_SIZES = 4, MAX_PARAMS = 16 };
 
 typedef struct Run {
     int nparams;
@@ -376,6 +376,45 @@ static const Case gemm_odd = {"stdlib/core/gemm.tile", "gemm", {{"M", 130}, {"N"
 Test(kernels_gpu, gemm_odd_tile) {
     tile_constant k[] = {{.name = "BN", .i = 255}, {.name = "BM", .i = 64}};
     check_case_with(&gemm_odd, k, sizeof k / sizeof *k);
+}
+
+static void ref_copy_widths(Run *r, const Size *s) {
+    int64_t n = size_of(s, "N");
+    for (int64_t i = 0; i < n; i++) {
+        r->data[7][i] = r->data[0][i] + 1;
+        r->data[8][i] = r->data[1][i] * 2;
+        r->data[9][i] = r->data[2][i] * 2;
+        r->data[10][i] = r->data[3][i] - 3;
+        r->data[11][i] = r->data[4][i] != 0 ? 0 : 1;
+        r->data[12][i] = r->data[5][i] + 1;
+        r->data[13][i] = r->data[6][i] * 0.5;
+    }
+    for (int k = 7; k < 14; k++) round_to(r, k);
+}
+
+static void ref_store_positive(Run *r, const Size *s) {
+    int64_t n = size_of(s, "N");
+    for (int64_t i = 0; i < n; i++)
+        if (r->data[0][i] > 0) r->data[1][i] = r->data[0][i];
+}
+
+/* i8, bf16, f32, i64, bool, f16 and f64 through tiles of 255 (predicated 1-, 2-, 4- and 8-byte
+ * accesses) and of 2^k elements; exact, as each output is one rounding of one input. */
+static const Case copy_widths = {"tests/gpu/odd_tiles.tile", "copy_widths", {{"N", 1000}}, {{"N", 300007}},
+                                 ref_copy_widths, -1, NULL, -1, 0, 0};
+Test(kernels_gpu, odd_tile_every_width) {
+    check_case(&copy_widths);
+    tile_constant k[] = {{.name = "B", .i = 256}};
+    check_case_with(&copy_widths, k, 1);
+}
+
+/* A masked store on an odd tile (predicated) and on tiles of 2^k (vector groups). */
+static const Case store_positive = {"tests/gpu/odd_tiles.tile", "store_positive", {{"N", 1000}}, {{"N", 300007}},
+                                    ref_store_positive, -1, NULL, -1, 0, 0};
+Test(kernels_gpu, masked_store_odd_and_vectorized) {
+    check_case(&store_positive);
+    tile_constant k[] = {{.name = "B", .i = 1024}};
+    check_case_with(&store_positive, k, 1);
 }
 
 /* Launches on two streams of the GPU context, each synchronized on its own. */
