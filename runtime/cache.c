@@ -293,11 +293,13 @@ CacheLookup cache_disk_load(const char *dir, const CacheKey *key, CacheEntry *ou
         if (len < 16 || len > CACHE_MAX_ENTRY_BYTES) {
             sb_printf(why, "%s: bad payload length %llu", sb_str(&path), (unsigned long long)len);
         } else {
-            payload = xmalloc((size_t)len + 1);
-            got = fread(payload, 1, (size_t)len, f);
+            payload = try_malloc((size_t)len + 1); /* a length read from the file: no abort */
+            got = payload ? fread(payload, 1, (size_t)len, f) : 0;
             uint8_t extra;
             uint8_t digest[32];
-            if (got != len) {
+            if (!payload) {
+                sb_printf(why, "%s: out of memory for %llu bytes", sb_str(&path), (unsigned long long)len);
+            } else if (got != len) {
                 sb_printf(why, "%s: truncated payload (%zu of %llu bytes)", sb_str(&path), got, (unsigned long long)len);
             } else if (fread(&extra, 1, 1, f) != 0) {
                 sb_printf(why, "%s: bytes after the payload", sb_str(&path));
@@ -308,9 +310,11 @@ CacheLookup cache_disk_load(const char *dir, const CacheKey *key, CacheEntry *ou
                 out->threads = get_u32le(payload + 4);
                 out->shared_bytes = get_u32le(payload + 8);
                 out->len = (size_t)len - 16;
-                out->image = xmalloc(out->len + 1);
-                memcpy(out->image, payload + 16, out->len);
-                out->image[out->len] = 0;
+                /* the payload becomes the image: its 16-byte head moves out of the way */
+                memmove(payload, payload + 16, out->len);
+                payload[out->len] = 0;
+                out->image = payload;
+                payload = NULL;
                 result = CACHE_HIT;
             }
         }
