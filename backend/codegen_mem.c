@@ -23,7 +23,14 @@
  * vector path when it is in bounds and aligned: the launch facts (CodegenParamSpec: aligned
  * data, unit stride, sizes divisible by 16) prove parts of that statically, the rest is one
  * uniform check per group, and a group that fails it (the edges, odd strides) takes masked
- * scalar accesses. Stores and atomics of replicated layouts are made by replica 0 only.
+ * scalar accesses. A masked store's first index is select(mask, index, -1): its groups are
+ * planned from the unmasked index and take the vector path only when every element's mask
+ * holds. The masked scalar accesses of a tile whose size is not a power of two have no
+ * branches: a load selects its address or @tile_zero's (16 zero bytes), a store is an inline
+ * predicated st.global, their offsets are nsw (exact wherever the mask holds) and their base
+ * pointer is an opaque copy every 8 accesses, which keeps LLVM's straight-line strength
+ * reduction from comparing every address with every earlier one. Stores and atomics of
+ * replicated layouts are made by replica 0 only.
  */
 #include "codegen.h"
 
