@@ -591,7 +591,8 @@ static LLVMValueRef access_base(Cg *g, Access *a, const CgValue *t) {
     }
     LLVMTypeRef ft = LLVMFunctionType(g->ptr1, &g->ptr1, 1, 0);
     const char *text = "mov.b64 $0, $1;";
-    /* side effects: so that no pass merges the copies; memory(none): no barrier to memory ops */
+    /* with side effects and memory(inaccessiblemem: readwrite) (the attribute's value 12): no
+     * pass merges or moves the copies, and they order no load or store of the tensors */
     LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "=l,l", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
     LLVMValueRef data = t->data;
     a->base = LLVMBuildCall2(g->b, ft, fn, &data, 1, "");
@@ -624,7 +625,7 @@ static void predicated_store(Cg *g, const IrOp *op, Access *a, const CgValue *t,
     LLVMTypeRef mt = cg_mem_type(g, e);
     LLVMValueRef ptr = LLVMBuildInBoundsGEP2(g->b, mt, access_base(g, a, t), &off, 1, "");
     int64_t bytes = cg_elem_bytes(e);
-    if (LLVMIsConstant(mask) && LLVMConstIntGetZExtValue(mask)) {
+    if (LLVMIsAConstantInt(mask) && LLVMConstIntGetZExtValue(mask)) {
         LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, e, v), ptr);
         LLVMSetAlignment(st, (unsigned)bytes);
         return;
@@ -632,7 +633,7 @@ static void predicated_store(Cg *g, const IrOp *op, Access *a, const CgValue *t,
     /* the bits in an integer register: 16 bits at least (st.b8 takes a wider register) */
     LLVMTypeRef bt = bytes == 8 ? g->i64 : bytes == 4 ? g->i32 : g->i16;
     LLVMValueRef bits = cg_to_mem(g, e, v);
-    if (LLVMGetTypeKind(mt) != LLVMIntegerTypeKind) bits = LLVMBuildBitCast(g->b, bits, bytes == 2 ? g->i16 : bt, "");
+    if (LLVMGetTypeKind(mt) != LLVMIntegerTypeKind) bits = LLVMBuildBitCast(g->b, bits, bt, "");
     if (bytes == 1) bits = LLVMBuildZExt(g->b, bits, g->i16, "");
     char text[64];
     snprintf(text, sizeof text, "@$0 st.global.b%d [$1], $2;", (int)(bytes * 8));
