@@ -383,6 +383,8 @@ typedef struct Access {
     bool masked_groups;               /* an index is masked (unmasked_index): a vector group
                                          needs every element in bounds, not only its first */
     bool predicated;                  /* scalar accesses are predicated, not branched around */
+    bool unit_last;                   /* predicated: the launch facts give the last dimension
+                                         stride 1 (its offsets need no multiply) */
     LLVMValueRef base;                /* predicated: the data pointer they address from now */
     LLVMBasicBlockRef base_block;     /* where base was made */
     int base_uses;
@@ -480,6 +482,8 @@ static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, c
     int64_t bytes = cg_elem_bytes(op->operands[0]->type->elem);
     a->predicated = (op->code == OP_LOAD || op->code == OP_STORE) && (bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8) &&
                     (a->numel & (a->numel - 1)) != 0;
+    int p = param_index(g, op->operands[0]), trank = op->operands[0]->type->rank;
+    a->unit_last = a->predicated && g->spec && p >= 0 && trank >= 1 && trank <= 6 && g->spec[p].unit_stride[trank - 1];
     return true;
 }
 
@@ -504,7 +508,8 @@ static void access_slot(Cg *g, const IrOp *op, const Access *a, const CgValue *t
         m = m ? LLVMBuildAnd(g->b, m, in, "") : in;
         /* predicated: no overflow where the mask holds (the element's real offset), and the
          * others' poison stops at the predicate; nsw lets LLVM see offsets as base + k * stride */
-        if (a->predicated) off = LLVMBuildNSWAdd(g->b, off, LLVMBuildNSWMul(g->b, i, t->stride[d], ""), "");
+        if (a->unit_last && d == trank - 1) off = LLVMBuildNSWAdd(g->b, off, i, "");
+        else if (a->predicated) off = LLVMBuildNSWAdd(g->b, off, LLVMBuildNSWMul(g->b, i, t->stride[d], ""), "");
         else off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, i, t->stride[d], ""), "");
         if (last_index && d == trank - 1) *last_index = i;
     }
