@@ -27,7 +27,8 @@
  * planned from the unmasked index and take the vector path only when every element's mask
  * holds. The masked scalar accesses of a tile whose size is not a power of two have no
  * branches: a load selects its address or @tile_zero's (16 zero bytes), a store is an inline
- * predicated st.global, their offsets are nsw (exact wherever the mask holds) and their base
+ * predicated st.global, their offsets are nsw (exact wherever the mask holds; no multiply
+ * along the last dimension where the launch facts give it stride 1) and their base
  * pointer is an opaque copy every 8 accesses, which keeps LLVM's straight-line strength
  * reduction from comparing every address with every earlier one. Stores and atomics of
  * replicated layouts are made by replica 0 only.
