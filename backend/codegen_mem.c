@@ -23,7 +23,15 @@
  * vector path when it is in bounds and aligned: the launch facts (CodegenParamSpec: aligned
  * data, unit stride, sizes divisible by 16) prove parts of that statically, the rest is one
  * uniform check per group, and a group that fails it (the edges, odd strides) takes masked
- * scalar accesses. Stores and atomics of replicated layouts are made by replica 0 only.
+ * scalar accesses. A masked store's first index is select(mask, index, -1): its groups are
+ * planned from the unmasked index and take the vector path only when every element's mask
+ * holds. The masked scalar accesses of a tile whose size is not a power of two have no
+ * branches: a load selects its address or @tile_zero's (16 zero bytes), a store is an inline
+ * predicated st.global, their offsets are nsw (exact wherever the mask holds; no multiply
+ * along the last dimension where the launch facts give it stride 1) and their base
+ * pointer is an opaque copy every 8 accesses, which keeps LLVM's straight-line strength
+ * reduction from comparing every address with every earlier one. Stores and atomics of
+ * replicated layouts are made by replica 0 only.
  */
 #include "codegen.h"
 
@@ -381,6 +389,14 @@ typedef struct Access {
     int width;                        /* W: slots per vector access (1: scalar accesses) */
     bool static_align, static_bounds, unit_stride;
     bool static_strides;              /* the other dimensions' strides keep W-vectors aligned */
+    bool masked_groups;               /* an index is masked (unmasked_index): a vector group
+                                         needs every element in bounds, not only its first */
+    bool predicated;                  /* scalar accesses are predicated, not branched around */
+    bool unit_last;                   /* predicated: the launch facts give the last dimension
+                                         stride 1 (its offsets need no multiply) */
+    LLVMValueRef base;                /* predicated: the data pointer they address from now */
+    LLVMBasicBlockRef base_block;     /* where base was made */
+    int base_uses;
 } Access;
 
 static int64_t pow2_part(int64_t x) { return x <= 0 ? 1 : (x & -x); }
@@ -389,6 +405,20 @@ static int64_t pow2_part(int64_t x) { return x <= 0 ? 1 : (x & -x); }
 static int param_index(Cg *g, const IrValue *t) {
     if (t->def || t->region != g->kernel->body) return -1;
     return (int)t->index;
+}
+
+/* A masked store's first index is select(m, x, c) with a negative constant c (lower_expr.c,
+ * mask_first_index): c is outside every tensor, so in a group whose elements are all in bounds
+ * every element's index is x's, and x's axis facts hold there. Returns x (and sets *masked)
+ * for that form, else v. */
+static const IrValue *unmasked_index(const IrValue *v, bool *masked) {
+    const IrOp *op = v->def;
+    if (!op || op->code != OP_SELECT) return v;
+    const IrValue *c = op->operands[2];
+    while (c->def && (c->def->code == OP_SPLAT || c->def->code == OP_BROADCAST)) c = c->def->operands[0];
+    if (!c->def || c->def->code != OP_CONST || c->type->elem.kind != EK_INT || c->def->value.i >= 0) return v;
+    *masked = true;
+    return op->operands[1];
 }
 
 /* Chooses W: the slots along the last dimension that one vector access can cover, when the
@@ -408,20 +438,22 @@ static void plan_vector(Cg *g, const IrOp *op, Access *a) {
     if (w < 2) return;
     /* the last index: contiguous along the access's last dimension */
     AxisInfo info;
-    const IrValue *li = op->operands[trank];
+    bool masked = false, look = op->code == OP_LOAD || op->code == OP_STORE;
+    const IrValue *li = look ? unmasked_index(op->operands[trank], &masked) : op->operands[trank];
     if (li->type->rank == 0 || li->type->shape[li->type->rank - 1] == 1) return;
     axis_info(&g->axis, li, &info);
     int k = li->type->rank - 1;
     if (info.contiguity[k] < w) return;
     int64_t div = info.divisibility[k];
     for (int d = 0; d + 1 < trank; d++) {
-        const IrValue *x = op->operands[1 + d];
+        const IrValue *x = look ? unmasked_index(op->operands[1 + d], &masked) : op->operands[1 + d];
         if (x->type->rank == 0 || x->type->shape[x->type->rank - 1] == 1) continue;
         AxisInfo xi;
         axis_info(&g->axis, x, &xi);
         if (xi.constancy[x->type->rank - 1] < w) return;
     }
     a->width = (int)w;
+    a->masked_groups = masked;
     int p = param_index(g, op->operands[0]);
     const CodegenParamSpec *s = g->spec && p >= 0 ? &g->spec[p] : NULL;
     a->unit_stride = s && trank <= 6 && s->unit_stride[trank - 1];
@@ -432,6 +464,7 @@ static void plan_vector(Cg *g, const IrOp *op, Access *a) {
 
 static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, const Layout *layout, int nfetch,
                         Access *a) {
+    memset(a, 0, sizeof *a);
     a->rank = rank;
     a->numel = 1;
     for (int d = 0; d < rank; d++) a->numel *= a->shape[d] = shape[d];
@@ -449,6 +482,17 @@ static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, c
     }
     fetch_prepare(g, a->idx, nfetch, scratch);
     plan_vector(g, op, a);
+    /* A branch around each scalar access makes a block per element, and LLVM's time grows
+     * faster than linearly in blocks (a 255-element row took seconds per access). The loads
+     * and stores of a tile whose size is not a power of two (an odd count per thread, rarely
+     * vectorized) are predicated instead; tiles of 2^k elements keep their branches (their
+     * scalar accesses are the few of a vector group's fallback or of a gather, and those
+     * kernels' code stays as tuned). Atomics keep their branches. */
+    int64_t bytes = cg_elem_bytes(op->operands[0]->type->elem);
+    a->predicated = (op->code == OP_LOAD || op->code == OP_STORE) && (bytes == 1 || bytes == 2 || bytes == 4 || bytes == 8) &&
+                    (a->numel & (a->numel - 1)) != 0;
+    int p = param_index(g, op->operands[0]), trank = op->operands[0]->type->rank;
+    a->unit_last = a->predicated && g->spec && p >= 0 && trank >= 1 && trank <= 6 && g->spec[p].unit_stride[trank - 1];
     return true;
 }
 
@@ -471,7 +515,11 @@ static void access_slot(Cg *g, const IrOp *op, const Access *a, const CgValue *t
         LLVMValueRef i = cg_to_i64(g, iv->type->elem, fetch_at(g, &a->idx[d], j, a->rank, coords));
         LLVMValueRef in = LLVMBuildICmp(g->b, LLVMIntULT, i, t->size[d], "");
         m = m ? LLVMBuildAnd(g->b, m, in, "") : in;
-        off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, i, t->stride[d], ""), "");
+        /* predicated: no overflow where the mask holds (the element's real offset), and the
+         * others' poison stops at the predicate; nsw lets LLVM see offsets as base + k * stride */
+        if (a->unit_last && d == trank - 1) off = LLVMBuildNSWAdd(g->b, off, i, "");
+        else if (a->predicated) off = LLVMBuildNSWAdd(g->b, off, LLVMBuildNSWMul(g->b, i, t->stride[d], ""), "");
+        else off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, i, t->stride[d], ""), "");
         if (last_index && d == trank - 1) *last_index = i;
     }
     if (!m) m = LLVMConstInt(g->i1, 1, 0);
@@ -531,7 +579,91 @@ static LLVMValueRef scalar_load_as(Cg *g, const IrOp *op, const CgValue *t, LLVM
     return phi;
 }
 
-static LLVMValueRef scalar_load(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask) {
+/* ---- predicated scalar accesses (no branch) ---- */
+/* @tile_zero: 16 zero bytes of global memory, read by a predicated load whose mask is off. */
+static LLVMValueRef zero_global(Cg *g) {
+    LLVMValueRef gv = LLVMGetNamedGlobal(g->module, "tile_zero");
+    if (gv) return gv;
+    LLVMTypeRef at = LLVMArrayType2(g->i8, 16);
+    gv = LLVMAddGlobalInAddressSpace(g->module, at, "tile_zero", 1);
+    LLVMSetInitializer(gv, LLVMConstNull(at));
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMInternalLinkage);
+    LLVMSetAlignment(gv, 16);
+    return gv;
+}
+
+/* The data pointer a predicated access addresses from: an opaque copy (a PTX mov, which
+ * ptxas removes) made anew every 8 accesses. LLVM's straight-line strength reduction compares
+ * each address with every earlier one of the same base in a block whose difference it cannot
+ * fold (quadratic: seconds for a few hundred elements); a fresh base bounds that to a group. */
+static LLVMValueRef access_base(Cg *g, Access *a, const CgValue *t) {
+    LLVMBasicBlockRef here = LLVMGetInsertBlock(g->b);
+    if (a->base && a->base_block == here && a->base_uses < 8) {
+        a->base_uses++;
+        return a->base;
+    }
+    LLVMTypeRef ft = LLVMFunctionType(g->ptr1, &g->ptr1, 1, 0);
+    const char *text = "mov.b64 $0, $1;";
+    /* with side effects and memory(inaccessiblemem: readwrite) (the attribute's value 12): no
+     * pass merges or moves the copies, and they order no load or store of the tensors */
+    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "=l,l", 4, 1, 0, LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef data = t->data;
+    a->base = LLVMBuildCall2(g->b, ft, fn, &data, 1, "");
+    unsigned kind = LLVMGetEnumAttributeKindForName("memory", 6);
+    LLVMAddCallSiteAttribute(a->base, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 12));
+    a->base_block = here;
+    a->base_uses = 1;
+    return a->base;
+}
+
+/* A load of element `off` where mask holds and 0 elsewhere, without control flow: the address
+ * is selected between the element's and @tile_zero's, so a masked-off element (whose index
+ * may be anything) is never read. Returns the value in the result's type. */
+static LLVMValueRef predicated_load(Cg *g, const IrOp *op, Access *a, const CgValue *t, LLVMValueRef off,
+                                    LLVMValueRef mask, const IrType *rt) {
+    ElemType e = op->operands[0]->type->elem;
+    LLVMTypeRef mt = cg_mem_type(g, e);
+    LLVMValueRef ptr = LLVMBuildInBoundsGEP2(g->b, mt, access_base(g, a, t), &off, 1, "");
+    ptr = LLVMBuildSelect(g->b, mask, ptr, zero_global(g), "");
+    LLVMValueRef ld = LLVMBuildLoad2(g->b, mt, ptr, "");
+    LLVMSetAlignment(ld, (unsigned)cg_elem_bytes(e));
+    return cg_convert(g, e, cg_from_mem(g, e, ld), rt->elem);
+}
+
+/* A store of v (the tensor's element type) to element `off` where mask holds, without
+ * control flow: one predicated st.global (inline PTX, as LLVM has no predicated store). */
+static void predicated_store(Cg *g, const IrOp *op, Access *a, const CgValue *t, LLVMValueRef off,
+                             LLVMValueRef mask, LLVMValueRef v) {
+    ElemType e = op->operands[0]->type->elem;
+    LLVMTypeRef mt = cg_mem_type(g, e);
+    LLVMValueRef ptr = LLVMBuildInBoundsGEP2(g->b, mt, access_base(g, a, t), &off, 1, "");
+    int64_t bytes = cg_elem_bytes(e);
+    if (LLVMIsAConstantInt(mask) && LLVMConstIntGetZExtValue(mask)) {
+        LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, e, v), ptr);
+        LLVMSetAlignment(st, (unsigned)bytes);
+        return;
+    }
+    /* the bits in an integer register: 16 bits at least (st.b8 takes a wider register) */
+    LLVMTypeRef bt = bytes == 8 ? g->i64 : bytes == 4 ? g->i32 : g->i16;
+    LLVMValueRef bits = cg_to_mem(g, e, v);
+    if (LLVMGetTypeKind(mt) != LLVMIntegerTypeKind) bits = LLVMBuildBitCast(g->b, bits, bt, "");
+    if (bytes == 1) bits = LLVMBuildZExt(g->b, bits, g->i16, "");
+    char text[64];
+    snprintf(text, sizeof text, "@$0 st.global.b%d [$1], $2;", (int)(bytes * 8));
+    const char *cons = bytes == 8 ? "b,l,l,~{memory}" : bytes == 4 ? "b,l,r,~{memory}" : "b,l,h,~{memory}";
+    LLVMTypeRef params[3] = {g->i1, g->ptr1, bt};
+    LLVMTypeRef ft = LLVMFunctionType(g->void_type, params, 3, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(ft, text, strlen(text), (char *)cons, strlen(cons), 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef args[3] = {mask, ptr, bits};
+    LLVMBuildCall2(g->b, ft, fn, args, 3, "");
+}
+
+/* A masked scalar load, predicated or branched around as the access plans. */
+static LLVMValueRef scalar_load(Cg *g, const IrOp *op, Access *a, const CgValue *t, LLVMValueRef off,
+                                LLVMValueRef mask) {
+    if (a->predicated) return predicated_load(g, op, a, t, off, mask, op->results[0]->type);
     return scalar_load_as(g, op, t, off, mask, op->results[0]->type);
 }
 
@@ -549,10 +681,18 @@ bool cg_load(Cg *g, const IrOp *op) {
         LLVMValueRef off, mask, last;
         access_slot(g, op, &a, t, j, &off, &mask, NULL, &last);
         if (w == 1) {
-            r->slots[j] = scalar_load(g, op, t, off, mask);
+            r->slots[j] = scalar_load(g, op, &a, t, off, mask);
             continue;
         }
-        LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+        LLVMValueRef offs[16], masks[16];
+        offs[0] = off, masks[0] = mask;
+        LLVMValueRef all = mask;
+        if (a.masked_groups)
+            for (uint32_t i = 1; i < w; i++) {
+                access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
+                all = LLVMBuildAnd(g->b, all, masks[i], "");
+            }
+        LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
         LLVMBasicBlockRef vec_bb = cg_block(g, "ldv.vec"), scal_bb = cg_block(g, "ldv.scalar"),
                           join = cg_block(g, "ldv.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
@@ -568,9 +708,8 @@ bool cg_load(Cg *g, const IrOp *op) {
         LLVMBuildBr(g->b, join);
         LLVMPositionBuilderAtEnd(g->b, scal_bb);
         for (uint32_t i = 0; i < w; i++) {
-            LLVMValueRef o = off, m = mask;
-            if (i) access_slot(g, op, &a, t, j + i, &o, &m, NULL, NULL);
-            sv[i] = scalar_load(g, op, t, o, m);
+            if (i && !a.masked_groups) access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
+            sv[i] = scalar_load(g, op, &a, t, offs[i], masks[i]);
         }
         LLVMBasicBlockRef scal_end = LLVMGetInsertBlock(g->b);
         LLVMBuildBr(g->b, join);
@@ -586,8 +725,14 @@ bool cg_load(Cg *g, const IrOp *op) {
     return true;
 }
 
-/* One guarded scalar store or atomic of v (in the tensor's element type). */
-static void scalar_store(Cg *g, const IrOp *op, const CgValue *t, LLVMValueRef off, LLVMValueRef mask, LLVMValueRef v) {
+/* One guarded scalar store or atomic of v (in the tensor's element type): predicated or
+ * branched around as the access plans. */
+static void scalar_store(Cg *g, const IrOp *op, Access *a, const CgValue *t, LLVMValueRef off, LLVMValueRef mask,
+                         LLVMValueRef v) {
+    if (a->predicated) {
+        predicated_store(g, op, a, t, off, mask, v);
+        return;
+    }
     ElemType to = op->operands[0]->type->elem;
     LLVMTypeRef mt = cg_mem_type(g, to);
     LLVMBasicBlockRef body = cg_block(g, "st.do"), join = cg_block(g, "st.join");
@@ -651,16 +796,18 @@ bool cg_store(Cg *g, const IrOp *op) {
         access_slot(g, op, &a, t, j, &off, &mask, &value0, &last);
         if (owner) mask = LLVMBuildAnd(g->b, mask, owner, "");
         if (w == 1) {
-            scalar_store(g, op, t, off, mask, cg_convert(g, from, value0, to));
+            scalar_store(g, op, &a, t, off, mask, cg_convert(g, from, value0, to));
             continue;
         }
         LLVMValueRef vals[16], offs[16], masks[16];
         vals[0] = value0, offs[0] = off, masks[0] = mask;
+        LLVMValueRef all = mask;
         for (uint32_t i = 1; i < w; i++) {
             access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], &vals[i], NULL);
             if (owner) masks[i] = LLVMBuildAnd(g->b, masks[i], owner, "");
+            if (a.masked_groups) all = LLVMBuildAnd(g->b, all, masks[i], "");
         }
-        LLVMValueRef ok = vector_ok(g, op, &a, t, off, mask, last);
+        LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
         LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = cg_block(g, "stv.scalar"),
                           join = cg_block(g, "stv.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
@@ -672,7 +819,7 @@ bool cg_store(Cg *g, const IrOp *op) {
         LLVMSetAlignment(st, (unsigned)(w * cg_elem_bytes(to)));
         LLVMBuildBr(g->b, join);
         LLVMPositionBuilderAtEnd(g->b, scal_bb);
-        for (uint32_t i = 0; i < w; i++) scalar_store(g, op, t, offs[i], masks[i], cg_convert(g, from, vals[i], to));
+        for (uint32_t i = 0; i < w; i++) scalar_store(g, op, &a, t, offs[i], masks[i], cg_convert(g, from, vals[i], to));
         LLVMBuildBr(g->b, join);
         LLVMPositionBuilderAtEnd(g->b, join);
     }

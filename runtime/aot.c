@@ -296,8 +296,15 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
 
     bool listed = opt.kernels && opt.nkernels;
     size_t nk = listed ? opt.nkernels : (size_t)tile_program_num_kernels(p);
-    AotKernel *ks = xcalloc(nk ? nk : 1, sizeof *ks);
-    bool *used = xcalloc(nconstants + 1, sizeof *used);
+    /* nk and nconstants come from the caller: a failed allocation is a status */
+    AotKernel *ks = try_calloc(nk ? nk : 1, sizeof *ks);
+    bool *used = nconstants == SIZE_MAX ? NULL : try_calloc(nconstants + 1, sizeof *used);
+    if (!ks || !used) {
+        free(ks);
+        free(used);
+        sb_free(&prefix);
+        return rt_fail(p->ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot allocate %zu kernels and %zu constants", nk, nconstants);
+    }
     tile_status st = TILE_OK;
     Strbuf note = {0};
     for (size_t i = 0; i < nk && st == TILE_OK; i++) {
@@ -312,7 +319,11 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
         if (st != TILE_OK) break;
         AotKernel *k = &ks[i];
         k->name = decl->name;
-        k->consts = xcalloc(nconstants + 1, sizeof *k->consts);
+        k->consts = try_calloc(nconstants + 1, sizeof *k->consts);
+        if (!k->consts) {
+            st = rt_fail(p->ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot allocate %zu constants", nconstants);
+            break;
+        }
         for (size_t j = 0; j < nconstants; j++) {
             if (!constants[j].name || !declares(decl, constants[j].name)) continue;
             used[j] = true;
@@ -374,10 +385,17 @@ tile_status rt_emit_every_kernel(tile_program *p, const tile_constant *constants
                                  tile_emit_kind kind, const char *arch, int num_warps, Strbuf *out) {
     int nk = tile_program_num_kernels(p);
     if (nk == 0) return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel to emit", p->ast->source.name);
+    if (nconstants == SIZE_MAX) return rt_fail(p->ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot allocate %zu constants", nconstants);
+    /* nconstants comes from the caller: a failed allocation is a status */
+    ConstBinding *consts = try_calloc(nconstants + 1, sizeof *consts);
+    bool *used = try_calloc(nconstants + 1, sizeof *used);
+    if (!consts || !used) {
+        free(consts);
+        free(used);
+        return rt_fail(p->ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot allocate %zu constants", nconstants);
+    }
     IrModule **modules = xcalloc((size_t)nk, sizeof *modules);
     const IrFunction **functions = xcalloc((size_t)nk, sizeof *functions);
-    ConstBinding *consts = xcalloc(nconstants + 1, sizeof *consts);
-    bool *used = xcalloc(nconstants + 1, sizeof *used);
     size_t n = 0;
     tile_status st = TILE_OK;
     for (int i = 0; i < nk && st == TILE_OK; i++) {

@@ -491,7 +491,8 @@ static int compare_consts(const void *a, const void *b) {
 
 /* Validates and copies constants into sorted ConstBindings. */
 static tile_status convert_constants(tile_context *ctx, const tile_constant *c, size_t n, ConstBinding **out) {
-    *out = xcalloc(n + 1, sizeof(ConstBinding));
+    *out = n == SIZE_MAX ? NULL : try_calloc(n + 1, sizeof(ConstBinding));
+    if (!*out) return rt_fail(ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot allocate %zu constants", n);
     for (size_t i = 0; i < n; i++) {
         if (!c[i].name || !*c[i].name) {
             free(*out);

@@ -384,10 +384,12 @@ static CacheLookup disk_load(const char *dir, const CacheKey *key, CacheEntry *o
      * entry is read only as far as its header, which then fails. */
     size_t cap = size < 0 || (uint64_t)size > CACHE_HEADER_SIZE + CACHE_MAX_ENTRY_BYTES ? CACHE_HEADER_SIZE
                                                                                           : (size_t)size + 1;
-    uint8_t *file = xmalloc(cap + 1);
-    ssize_t got = read_full(fd, file, cap);
+    uint8_t *file = try_malloc(cap + 1); /* sized by the file: out of memory is a miss, not an abort */
+    ssize_t got = file ? read_full(fd, file, cap) : 0;
     close(fd);
-    if (got < 0) {
+    if (!file) {
+        sb_printf(why, "%s: out of memory for %zu bytes", sb_str(&path), cap + 1);
+    } else if (got < 0) {
         sb_printf(why, "%s: %s", sb_str(&path), strerror(errno));
     } else if (entry_valid(file, (size_t)got, key, sb_str(&path), why)) {
         const uint8_t *payload = file + CACHE_HEADER_SIZE;

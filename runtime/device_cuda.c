@@ -596,7 +596,11 @@ tile_status rt_cuda_prepare_images(tile_context *ctx, tile_kernel *k, const tile
             /* load_image wants PTX NUL-terminated: copy it (a cubin is used in place). */
             uint8_t *copy = NULL;
             if (is_ptx) {
-                copy = xmalloc(im->size + 1);
+                copy = im->size == SIZE_MAX ? NULL : try_malloc(im->size + 1);
+                if (!copy) {
+                    sb_free(&err);
+                    return rt_fail(ctx, TILE_ERROR_OUT_OF_MEMORY, "cannot copy a PTX image of %zu bytes", im->size);
+                }
                 memcpy(copy, im->data, im->size);
                 copy[im->size] = 0;
             }

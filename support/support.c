@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <strings.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,21 @@ void *xrealloc(void *ptr, size_t size) {
     void *p = realloc(ptr, size ? size : 1);
     if (!p) tile_fatal_at(__FILE__, __LINE__, "out of memory (%zu bytes)", size);
     return p;
+}
+
+static size_t alloc_limit; /* try_*: fail above this many bytes (0: no limit); tests only */
+
+void support_set_alloc_limit(size_t bytes) { alloc_limit = bytes; }
+
+void *try_malloc(size_t size) {
+    if (size == SIZE_MAX || (alloc_limit && size > alloc_limit)) return NULL;
+    return malloc(size ? size : 1);
+}
+
+void *try_calloc(size_t count, size_t size) {
+    if (size && count > SIZE_MAX / size) return NULL;
+    if (alloc_limit && count * size > alloc_limit) return NULL;
+    return calloc(count ? count : 1, size ? size : 1);
 }
 
 char *xstrdup(const char *s) {

@@ -37,6 +37,15 @@ void *xmalloc(size_t size);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *ptr, size_t size);
 char *xstrdup(const char *s);
+/* Allocation whose size comes from the caller's input (a count or a length handed to the API,
+ * a length read from a file): NULL when the size overflows or memory runs out, so the caller
+ * returns TILE_ERROR_OUT_OF_MEMORY instead of aborting. try_calloc zeroes. Sizes bounded by
+ * the source's size limit keep xmalloc. */
+void *try_malloc(size_t size);
+void *try_calloc(size_t count, size_t size);
+/* Tests: try_malloc and try_calloc fail above `bytes` (0: no limit), as if memory ran out.
+ * Process-wide; only tests set it. */
+void support_set_alloc_limit(size_t bytes);
 
 /* ---- Arena ---------------------------------------------------------------------------- */
 typedef struct ArenaChunk ArenaChunk;

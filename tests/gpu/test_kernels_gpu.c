@@ -19,7 +19,7 @@ typedef struct Size {
     int64_t value;
 } Size;
 
-enum { MAX_SIZES = 4, MAX_PARAMS = 8 };
+enum { MAX_SIZES = 4, MAX_PARAMS = 16 };
 
 typedef struct Run {
     int nparams;
@@ -43,6 +43,10 @@ typedef struct Case {
     int zero_param;             /* an output that must start at zero (atomics), or -1 */
     double atol, rtol;          /* |gpu - ref| <= atol + rtol * |ref| */
 } Case;
+
+/* Constants other than the defaults for the case being checked (check_case_with). */
+static const tile_constant *case_consts;
+static size_t case_nconsts;
 
 static int64_t size_of(const Size *sizes, const char *name) {
     for (int i = 0; i < MAX_SIZES && sizes[i].name; i++)
@@ -82,7 +86,7 @@ static tile_kernel *get_kernel(tile_context *ctx, const Case *c, tile_program **
     snprintf(path, sizeof path, "%s/%s", TILE_SOURCE_DIR, c->file);
     cr_assert_eq(tile_program_from_file(ctx, path, prog), TILE_OK, "%s", tile_context_message(ctx));
     tile_kernel *k = NULL;
-    tile_status st = tile_program_get_kernel(*prog, c->kernel, NULL, 0, &k);
+    tile_status st = tile_program_get_kernel(*prog, c->kernel, case_consts, case_nconsts, &k);
     if (st == TILE_ERROR_UNSUPPORTED) cr_skip_test("%s: %s", c->kernel, tile_context_message(ctx));
     cr_assert_eq(st, TILE_OK, "%s", tile_context_message(ctx));
     return k;
@@ -316,6 +320,102 @@ Test(kernels_gpu, gather_rows) { check_case(&gather_rows); }
 static const Case gemm = {"stdlib/core/gemm.tile", "gemm", {{"M", 130}, {"N", 70}, {"K", 200}},
                           {{"M", 1024}, {"N", 1024}, {"K", 1024}}, ref_gemm, -1, NULL, -1, 2e-2, 8e-3};
 Test(kernels_gpu, gemm) { check_case(&gemm); }
+
+/* Tiles whose size is not a power of two: an odd number of elements per thread, loaded and
+ * stored by predicated scalar accesses (test_codegen_odd.c checks their structure). */
+static void check_case_with(const Case *c, const tile_constant *k, size_t n) {
+    case_consts = k, case_nconsts = n;
+    check_case(c);
+    case_consts = NULL, case_nconsts = 0;
+}
+
+static const Case softmax_255 = {"stdlib/core/softmax.tile", "softmax", {{"M", 37}, {"N", 1500}},
+                                 {{"M", 1024}, {"N", 1000}}, ref_softmax, -1, NULL, -1, 1e-7, 1e-4};
+Test(kernels_gpu, softmax_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}};
+    check_case_with(&softmax_255, k, sizeof k / sizeof *k);
+}
+
+static const Case softmax_127 = {"stdlib/core/softmax.tile", "softmax", {{"M", 37}, {"N", 100}},
+                                 {{"M", 1024}, {"N", 127}}, ref_softmax, -1, NULL, -1, 1e-7, 1e-4};
+Test(kernels_gpu, softmax_odd_tile_one_pass) {
+    tile_constant k[] = {{.name = "BN", .i = 127}, {.name = "BM", .i = 2}};
+    check_case_with(&softmax_127, k, sizeof k / sizeof *k);
+}
+
+static const Case layernorm_255 = {"stdlib/core/layernorm.tile", "layernorm", {{"M", 19}, {"N", 1001}},
+                                   {{"M", 512}, {"N", 3000}}, ref_layernorm, -1, NULL, -1, 1e-4, 1e-4};
+Test(kernels_gpu, layernorm_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}};
+    check_case_with(&layernorm_255, k, sizeof k / sizeof *k);
+}
+
+static const Case sum_rows_127 = {"stdlib/core/reduce.tile", "sum_rows", {{"M", 33}, {"N", 2500}},
+                                  {{"M", 512}, {"N", 1000}}, ref_sum_rows, -1, NULL, -1, 1e-3, 1e-5};
+Test(kernels_gpu, sum_rows_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 127}};
+    check_case_with(&sum_rows_127, k, sizeof k / sizeof *k);
+}
+
+static const Case cumsum_rows_255 = {"stdlib/core/reduce.tile", "cumsum_rows", {{"M", 9}, {"N", 2100}},
+                                     {{"M", 256}, {"N", 1000}}, ref_cumsum_rows, -1, NULL, -1, 2e-3, 1e-5};
+Test(kernels_gpu, cumsum_rows_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}};
+    check_case_with(&cumsum_rows_255, k, sizeof k / sizeof *k);
+}
+
+static const Case vector_add_255 = {"stdlib/core/vector_add.tile", "vector_add", {{"N", 100003}}, {{"N", 1000001}},
+                                    ref_vector_add, -1, NULL, -1, 0, 0};
+Test(kernels_gpu, vector_add_odd_tile) {
+    tile_constant k[] = {{.name = "BLOCK", .i = 255}};
+    check_case_with(&vector_add_255, k, sizeof k / sizeof *k);
+}
+
+static const Case gemm_odd = {"stdlib/core/gemm.tile", "gemm", {{"M", 130}, {"N", 70}, {"K", 200}},
+                              {{"M", 256}, {"N", 300}, {"K", 256}}, ref_gemm, -1, NULL, -1, 2e-2, 8e-3};
+Test(kernels_gpu, gemm_odd_tile) {
+    tile_constant k[] = {{.name = "BN", .i = 255}, {.name = "BM", .i = 64}};
+    check_case_with(&gemm_odd, k, sizeof k / sizeof *k);
+}
+
+static void ref_copy_widths(Run *r, const Size *s) {
+    int64_t n = size_of(s, "N");
+    for (int64_t i = 0; i < n; i++) {
+        r->data[7][i] = r->data[0][i] + 1;
+        r->data[8][i] = r->data[1][i] * 2;
+        r->data[9][i] = r->data[2][i] * 2;
+        r->data[10][i] = r->data[3][i] - 3;
+        r->data[11][i] = r->data[4][i] != 0 ? 0 : 1;
+        r->data[12][i] = r->data[5][i] + 1;
+        r->data[13][i] = r->data[6][i] * 0.5;
+    }
+    for (int k = 7; k < 14; k++) round_to(r, k);
+}
+
+static void ref_store_positive(Run *r, const Size *s) {
+    int64_t n = size_of(s, "N");
+    for (int64_t i = 0; i < n; i++)
+        if (r->data[0][i] > 0) r->data[1][i] = r->data[0][i];
+}
+
+/* i8, bf16, f32, i64, bool, f16 and f64 through tiles of 255 (predicated 1-, 2-, 4- and 8-byte
+ * accesses) and of 2^k elements; exact, as each output is one rounding of one input. */
+static const Case copy_widths = {"tests/gpu/odd_tiles.tile", "copy_widths", {{"N", 1000}}, {{"N", 300007}},
+                                 ref_copy_widths, -1, NULL, -1, 0, 0};
+Test(kernels_gpu, odd_tile_every_width) {
+    check_case(&copy_widths);
+    tile_constant k[] = {{.name = "B", .i = 256}};
+    check_case_with(&copy_widths, k, 1);
+}
+
+/* A masked store on an odd tile (predicated) and on tiles of 2^k (vector groups). */
+static const Case store_positive = {"tests/gpu/odd_tiles.tile", "store_positive", {{"N", 1000}}, {{"N", 300007}},
+                                    ref_store_positive, -1, NULL, -1, 0, 0};
+Test(kernels_gpu, masked_store_odd_and_vectorized) {
+    check_case(&store_positive);
+    tile_constant k[] = {{.name = "B", .i = 1024}};
+    check_case_with(&store_positive, k, 1);
+}
 
 /* Launches on two streams of the GPU context, each synchronized on its own. */
 Test(kernels_gpu, streams) {
