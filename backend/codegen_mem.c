@@ -1099,6 +1099,11 @@ bool cg_shared_load(Cg *g, const IrOp *op) {
             continue;
         }
         LLVMValueRef ok = shared_vector_ok(g, op, w, index, mask, addr);
+        for (uint32_t i = 1; a.masked_groups && i < w; i++) { /* every element's mask, as for stores */
+            LLVMValueRef ix[IR_MAX_RANK], m;
+            shared_slot(g, op, &a, j + i, ix, &m, NULL);
+            ok = LLVMBuildAnd(g->b, ok, m, "");
+        }
         LLVMBasicBlockRef vec_bb = cg_block(g, "lds.vec"), scal_bb = cg_block(g, "lds.scalar"), join = cg_block(g, "lds.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
         LLVMPositionBuilderAtEnd(g->b, vec_bb);
@@ -1193,6 +1198,8 @@ bool cg_shared_store(Cg *g, const IrOp *op) {
         }
         LLVMValueRef addr = shared_elem_addr(g, op, s, index, mask);
         LLVMValueRef ok = shared_vector_ok(g, op, w, index, mask, addr);
+        /* a masked store's group (plan_vector: masked_groups) is whole only when every mask holds */
+        for (uint32_t i = 1; a.masked_groups && i < w; i++) ok = LLVMBuildAnd(g->b, ok, masks[i], "");
         LLVMBasicBlockRef vec_bb = cg_block(g, "sts.vec"), scal_bb = cg_block(g, "sts.scalar"), join = cg_block(g, "sts.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
         LLVMPositionBuilderAtEnd(g->b, vec_bb);
