@@ -187,3 +187,54 @@ Test(mma, ldmatrix_addressing_loads_the_fragments) {
     }
     arena_free(&ar);
 }
+
+/* A dot's a operand in registers (mma_operand_a_layout): slot ((i * k / 16 + s) * 8 + r) of a lane
+ * is element a_r of the A fragment of k step s of m repeat i, and, with the warps along M, that
+ * layout is the accumulator layout of an [m, k] result: P from one dot feeds the next renamed. */
+Test(mma, register_a_operand_is_the_fragment_order_and_the_accumulator_layout) {
+    Arena ar;
+    arena_init(&ar);
+    MmaTiling t;
+    cr_assert(mma_tiling_with(BF16, BF16, F32, 128, 64, 64, 8, 8, &t));
+    cr_assert(t.warps_m == 8 && t.warps_n == 1 && t.instr == MMA_M16N8K16_BF16);
+    const Layout *a = mma_operand_a_layout(&ar, &t), *fa = mma_fragment_a(&ar);
+    cr_assert_not_null(a);
+    int64_t c[2], f[2];
+    for (int64_t tid = 0; tid < 256; tid++)
+        for (int64_t s = 0; s < t.k / 16; s++)
+            for (int r = 0; r < 8; r++) {
+                layout_map(a, tid, (s * 8 + r), c);
+                layout_map(fa, tid % 32, r, f);
+                cr_assert(c[0] == 16 * (tid / 32) + f[0] && c[1] == 16 * s + f[1], "thread %lld step %lld a%d",
+                          (long long)tid, (long long)s, r);
+            }
+    MmaTiling p = t;
+    p.n = t.k, p.reps_n = t.k / 8;
+    cr_assert(layout_equal(a, mma_acc_layout(&ar, &p)));
+    /* warps split along N: no register operand */
+    cr_assert(mma_tiling_with(BF16, BF16, F32, 128, 64, 64, 8, 4, &t) && t.warps_n == 2);
+    cr_assert_null(mma_operand_a_layout(&ar, &t));
+    arena_free(&ar);
+}
+
+/* b read through a k-major view (a transposed [N, K] buffer, K^T in attention): plain ldmatrix.x4
+ * over rows of n, lane l at n row 8 * (j + l / 16) + l % 8 and k offset 8 * ((l / 8) % 2), gives
+ * the same b0, b1 registers of n tiles j and j + 1 as ldmatrix.trans over rows of k. */
+Test(mma, k_major_b_loads_the_fragments) {
+    Arena ar;
+    arena_init(&ar);
+    const Layout *fb = mma_fragment_b(&ar);
+    enum { N = 16, K = 16 };
+    int64_t smem[N * K], addr[32], regs[32][4][2], c[2];
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) smem[n * K + k] = code(k, n); /* [N, K] row-major: b[k][n] */
+    for (int lane = 0; lane < 32; lane++) addr[lane] = (8 * (lane / 16) + lane % 8) * K + 8 * ((lane / 8) % 2);
+    ldmatrix_x4(smem, addr, false, regs);
+    for (int lane = 0; lane < 32; lane++)
+        for (int q = 0; q < 4; q++)
+            for (int e = 0; e < 2; e++) {
+                layout_map(fb, lane, 2 * (q % 2) + e, c);
+                cr_assert_eq(regs[lane][q][e], code(c[0], 8 * (q / 2) + c[1]), "reg %d lane %d", q, lane);
+            }
+    arena_free(&ar);
+}
