@@ -1,12 +1,18 @@
 /*
  * codegen_mma.c: dot on tensor cores, mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.
  *
- * cg_dot takes this path when the dot qualifies (ir/mma.h) and layout inference gave its result
- * the mma accumulator layout, local(reps_m, reps_n) * spatial(warps_m, warps_n) * C: each thread
- * then already holds, in slot order, the c0..c3 of every 16 x 8 tile its warp owns, so the
- * accumulator goes into and out of the mma instructions with no data movement.
+ * cg_dot takes this path when the layout pass recorded an instruction of ir/mma.def on the dot
+ * (mma_tiling_of) and gave its result the mma accumulator layout, local(reps_m, reps_n) *
+ * spatial(warps_m, warps_n) * C: each thread then already holds, in slot order, the c0..c3 of
+ * every 16 x 8 tile its warp owns, so the accumulator goes into and out of the mma instructions
+ * with no data movement.
  *
- * a [M, K] and b [K, N] are staged row-major in the shared scratch buffer, each row padded by 8
+ * Operands read in place: shared views (a stage of a ring) and transposed shared views (k-major b:
+ * plain ldmatrix over rows of n instead of .trans over rows of k), through their shared layouts;
+ * an a operand in mma_operand_a_layout from its registers (its slots are a0..a7 of each k step,
+ * packed in pairs; the k steps are then always unrolled). Every ldmatrix address of a known k
+ * step is one swizzled lane offset per distinct low constant plus an immediate (source_at_const).
+ * Other register operands: a [M, K] and b [K, N] are staged row-major in the shared scratch buffer, each row padded by 8
  * elements (16 bytes): the 8 rows one ldmatrix phase reads then start 16 bytes apart modulo 128
  * and hit 8 different bank groups. The stores move 16 bytes of consecutive slots at once when
  * the operand's layout keeps them consecutive along a row (a loaded tile's blocked layout
