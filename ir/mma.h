@@ -1,8 +1,9 @@
 /*
- * mma.h: when a dot runs on tensor cores (mma.sync.aligned.m16n8k16), and the register layouts
- * that makes its accumulator take. Layout inference (passes/layout.c) and the code generator
- * (backend/codegen_reduce.c) both ask these questions, so the answers live here, next to the
- * layout algebra.
+ * mma.h: when a dot runs on tensor cores (the instructions of ir/mma.def: mma.sync m16n8k16), and
+ * the register layouts that makes its accumulator and a register a operand take. Layout inference
+ * (passes/layout.c) decides and records the instruction and warps_m on the dot; the stages pass,
+ * the verifier and the code generator read that record back (mma_tiling_of), so the answers live
+ * here, next to the layout algebra.
  *
  * A dot a[M, K] @ b[K, N] + acc[M, N] qualifies when a and b are both bf16 or both f16, acc
  * (and so the result) is f32, K is a positive multiple of 16, and the block's warps can be
