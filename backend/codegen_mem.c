@@ -759,14 +759,11 @@ static void scalar_store(Cg *g, const IrOp *op, Access *a, const CgValue *t, LLV
     LLVMPositionBuilderAtEnd(g->b, join);
 }
 
-bool cg_store(Cg *g, const IrOp *op) {
-    CgValue *t = cg_get(g, op->operands[0]);
+/* The access of a store-like op (tensor or shared tile, indices..., value): its shape is the
+ * broadcast of the indices and the value; its layout the value's when the value has that shape,
+ * else the blocked layout of the shape. */
+static bool store_access_plan(Cg *g, const IrOp *op, Access *a) {
     const IrType *tt = op->operands[0]->type;
-    if (t->kind != CV_TENSOR || (int)op->noperands != 2 + tt->rank)
-        return cg_fail(g, op, false, "needs a tensor, one index per dimension and a value");
-    if (op->code == OP_ATOMIC && op->ints[0] != ATOMIC_ADD && op->ints[0] != ATOMIC_MAX)
-        return cg_fail(g, op, false, "unknown atomic operation");
-    /* the access shape: the broadcast of the indices and the value */
     int rank = 0;
     int64_t shape[IR_MAX_RANK];
     for (uint32_t i = 1; i < op->noperands; i++)
@@ -785,8 +782,19 @@ bool cg_store(Cg *g, const IrOp *op) {
         layout = vv->layout;
     else if (rank > 0)
         layout = cg_blocked(g, rank, shape, tt->elem);
+    return access_plan(g, op, rank, shape, layout, tt->rank + 1, a);
+}
+
+bool cg_store(Cg *g, const IrOp *op) {
+    CgValue *t = cg_get(g, op->operands[0]);
+    const IrType *tt = op->operands[0]->type;
+    if (t->kind != CV_TENSOR || (int)op->noperands != 2 + tt->rank)
+        return cg_fail(g, op, false, "needs a tensor, one index per dimension and a value");
+    if (op->code == OP_ATOMIC && op->ints[0] != ATOMIC_ADD && op->ints[0] != ATOMIC_MAX)
+        return cg_fail(g, op, false, "unknown atomic operation");
+    const IrValue *value = op->operands[op->noperands - 1];
     Access a;
-    if (!access_plan(g, op, rank, shape, layout, tt->rank + 1, &a)) return false;
+    if (!store_access_plan(g, op, &a)) return false;
     ElemType from = value->type->elem, to = tt->elem;
     LLVMTypeRef mt = cg_mem_type(g, to);
     LLVMValueRef owner = cg_owner(g, a.layout);
@@ -1156,27 +1164,9 @@ bool cg_shared_store(Cg *g, const IrOp *op) {
     const IrType *st = op->operands[0]->type;
     if (s->kind != CV_SHARED || (int)op->noperands != 2 + st->rank)
         return cg_fail(g, op, false, "needs a shared tile, one index per dimension and a value");
-    /* the access shape: the broadcast of the indices and the value (as for global stores) */
-    int rank = 0;
-    int64_t shape[IR_MAX_RANK];
-    for (uint32_t i = 1; i < op->noperands; i++)
-        if (op->operands[i]->type->rank > rank) rank = op->operands[i]->type->rank;
-    for (int d = 0; d < rank; d++) shape[d] = 1;
-    for (uint32_t i = 1; i < op->noperands; i++) {
-        const IrType *vt = op->operands[i]->type;
-        for (int d = 0; d < vt->rank; d++)
-            if (vt->shape[d] != 1) shape[rank - vt->rank + d] = vt->shape[d];
-    }
     const IrValue *value = op->operands[op->noperands - 1];
-    const Layout *layout = NULL;
-    CgValue *vv = cg_get(g, value);
-    if (vv && vv->layout && value->type->rank == rank &&
-        memcmp(value->type->shape, shape, sizeof(int64_t) * (size_t)rank) == 0)
-        layout = vv->layout;
-    else if (rank > 0)
-        layout = cg_blocked(g, rank, shape, st->elem);
     Access a;
-    if (!access_plan(g, op, rank, shape, layout, st->rank + 1, &a)) return false;
+    if (!store_access_plan(g, op, &a)) return false; /* as for global stores */
     ElemType from = value->type->elem, e = st->elem;
     LLVMTypeRef mt = cg_mem_type(g, e);
     LLVMValueRef owner = cg_owner(g, a.layout);
