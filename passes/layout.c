@@ -21,6 +21,9 @@
  * the layout of their initial value, or, when that is free, the layout the body yields (the
  * body is walked a second time with it). What is left gets the blocked layout of its shape.
  *
+ * Each op family has its rule in one function (assign_elementwise, assign_load, assign_shape,
+ * assign_reduce, assign_dot, assign_loop, assign_if, assign_store); assign_op dispatches.
+ *
  * layout_assign only computes the table; pass_layout writes the layouts into the types (the code
  * generator reads them there and computes none itself) and inserts convert_layout where
  * an operand must have another layout: elementwise operands, a dot's accumulator, loop-carried
@@ -333,28 +336,140 @@ static void carried(Assign *a, const IrOp *op, IrValue *const *init, uint32_t n,
     }
 }
 
+/* ---- the rule of each op family ---------------------------------------------------------------- */
+
+/* Elementwise: the layout of the first operand that has one (the others are converted to it); a
+ * result computed from free values alone is free too. */
+static void assign_elementwise(Assign *a, const IrOp *op) {
+    const IrValue *res = op->results[0];
+    if (!is_tile(res)) return;
+    const Layout *l = NULL;
+    bool all_free = true;
+    for (uint32_t i = 0; i < op->noperands; i++) {
+        if (!is_tile(op->operands[i])) continue;
+        if (!l) l = get(a, op->operands[i]);
+        if (!is_free(a, op->operands[i])) all_free = false;
+    }
+    if (!l && all_free) {
+        a->free_[res->id] = 1;
+        return;
+    }
+    put(a, res, l);
+    for (uint32_t i = 0; i < op->noperands; i++) demand(a, op->operands[i], l);
+}
+
+/* load: the first access of a shape sets its layout, so that tiles loaded from tensors of
+ * different element sizes meet without conversions (narrower vectors instead); the indices are
+ * demanded in it. */
+static void assign_load(Assign *a, const IrOp *op) {
+    const IrValue *res = op->results[0], *x = op->operands[0];
+    const Layout *l = find_preferred(a, res->type->rank, res->type->shape);
+    if (!l) l = blocked_for(a, res->type, elem_bytes(x->type->elem));
+    put(a, res, l);
+    prefer(a, l);
+    for (uint32_t i = 1; i < op->noperands; i++) {
+        const IrValue *ix = op->operands[i];
+        if (!is_tile(ix) || ix->type->rank != l->rank) continue;
+        const Layout *r = l;
+        for (int d = 0; d < l->rank; d++)
+            if (ix->type->shape[d] == 1 && l->shape[d] != 1) r = layout_reduce(a->arena, r, d);
+        demand(a, ix, r);
+    }
+}
+
+/* broadcast, expand_dims, reshape, convert_layout: follow the algebra from the operand's layout;
+ * a broadcast takes its consumer's layout (else the preferred one of its shape). */
+static void assign_shape(Assign *a, const IrOp *op) {
+    const IrValue *res = op->results[0], *x = op->operands[0];
+    if (!is_tile(res)) return;
+    const Layout *lo = is_tile(x) ? get(a, x) : NULL;
+    if (!lo) {
+        if (!is_tile(x) || is_free(a, x)) a->free_[res->id] = 1;
+        else if (op->code == OP_CONVERT_LAYOUT && res->type->layout) put(a, res, res->type->layout);
+        return;
+    }
+    const Layout *l = NULL;
+    if (op->code == OP_CONVERT_LAYOUT) l = res->type->layout ? res->type->layout : lo;
+    else if (op->code == OP_EXPAND_DIMS) l = layout_expand_dims(a->arena, lo, (int)op->ints[0]);
+    else if (op->code == OP_RESHAPE) l = reshape_layout(a->arena, lo, res->type);
+    else if (!(l = consumer_layout(a, op))) l = preferred_for(a, res->type);
+    if (!l) l = blocked_for(a, res->type, elem_bytes(res->type->elem));
+    put(a, res, l);
+}
+
+/* reduce gives the reduced layout of its operand (squeezed), scan the operand's. */
+static void assign_reduce(Assign *a, const IrOp *op) {
+    const IrValue *res = op->results[0], *x = op->operands[0];
+    if (!is_tile(x)) return;
+    const Layout *lo = get(a, x);
+    if (!lo) {
+        lo = blocked_for(a, x->type, elem_bytes(x->type->elem));
+        demand(a, x, lo);
+    }
+    if (op->code == OP_SCAN) {
+        put(a, res, lo);
+    } else if (is_tile(res)) {
+        int axis = (int)op->ints[1];
+        put(a, res, layout_squeeze(a->arena, layout_reduce(a->arena, lo, axis), axis));
+    }
+}
+
+/* dot: the mma accumulator layout of the chosen tiling (joint: see chained_rows), else the
+ * register-tiled CUDA-core one; the accumulator operand is demanded in it. */
+static void assign_dot(Assign *a, const IrOp *op) {
+    const IrValue *res = op->results[0];
+    MmaTiling mma;
+    const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, &mma)
+                          ? mma_acc_layout(a->arena, &mma)
+                          : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
+    put(a, res, l);
+    demand(a, op->operands[2], l);
+    for (int i = 0; i < 2; i++) {
+        const IrValue *v = op->operands[i];
+        if (!get(a, v)) demand(a, v, blocked_for(a, v->type, elem_bytes(v->type->elem)));
+    }
+}
+
+/* for and while: carried values (carried); the results take the carried layouts. */
+static void assign_loop(Assign *a, const IrOp *op) {
+    if (op->code == OP_FOR) {
+        carried(a, op, op->operands + 3, op->noperands - 3, op->regions[0], op->regions[0]->args + 1, op->regions[0], 0);
+        for (uint32_t i = 0; i < op->nresults; i++) put(a, op->results[i], get(a, op->regions[0]->args[1 + i]));
+        return;
+    }
+    carried(a, op, op->operands, op->noperands, op->regions[0], op->regions[0]->args, op->regions[1], 0);
+    for (uint32_t i = 0; i < op->nresults; i++)
+        put(a, op->results[i], is_tile(op->results[i]) ? get(a, op->regions[1]->args[i]) : NULL);
+}
+
+/* if: each result takes the layout of the first branch that yields one with a layout. */
+static void assign_if(Assign *a, const IrOp *op) {
+    for (int r = 0; r < 2; r++) walk_region(a, op->regions[r]);
+    for (uint32_t i = 0; i < op->nresults; i++) {
+        if (!is_tile(op->results[i])) continue;
+        const Layout *l = NULL;
+        for (int r = 0; r < 2 && !l; r++) {
+            const IrOp *y = op->regions[r]->last;
+            if (y && i < y->noperands) l = get(a, y->operands[i]);
+        }
+        if (!l) l = blocked_for(a, op->results[i]->type, elem_bytes(op->results[i]->type->elem));
+        put(a, op->results[i], l);
+        for (int r = 0; r < 2; r++) {
+            const IrOp *y = op->regions[r]->last;
+            if (y && i < y->noperands) demand(a, y->operands[i], l);
+        }
+    }
+}
+
+/* One op: its results start without a layout, then the rule of its family. */
 static void assign_op(Assign *a, const IrOp *op) {
     const IrValue *res = op->nresults ? op->results[0] : NULL;
-    const IrValue *x = op->noperands ? op->operands[0] : NULL;
     for (uint32_t i = 0; i < op->nresults; i++) {
         put(a, op->results[i], NULL);
         if (op->results[i]->id < a->cap) a->free_[op->results[i]->id] = 0;
     }
     if (ir_op_info[op->code].flags & F_ELEM) {
-        if (!is_tile(res)) return;
-        const Layout *l = NULL;
-        bool all_free = true;
-        for (uint32_t i = 0; i < op->noperands; i++) {
-            if (!is_tile(op->operands[i])) continue;
-            if (!l) l = get(a, op->operands[i]);
-            if (!is_free(a, op->operands[i])) all_free = false;
-        }
-        if (!l && all_free) {
-            a->free_[res->id] = 1;
-            return;
-        }
-        put(a, res, l);
-        for (uint32_t i = 0; i < op->noperands; i++) demand(a, op->operands[i], l);
+        assign_elementwise(a, op);
         return;
     }
     switch (op->code) {
@@ -363,105 +478,25 @@ static void assign_op(Assign *a, const IrOp *op) {
     case OP_SPLAT:
         if (is_tile(res)) a->free_[res->id] = 1;
         return;
-    case OP_LOAD: {
-        /* the first access of a shape sets its layout, so that tiles loaded from tensors of
-         * different element sizes meet without conversions (narrower vectors instead) */
-        const Layout *l = find_preferred(a, res->type->rank, res->type->shape);
-        if (!l) l = blocked_for(a, res->type, elem_bytes(x->type->elem));
-        put(a, res, l);
-        prefer(a, l);
-        for (uint32_t i = 1; i < op->noperands; i++) {
-            const IrValue *ix = op->operands[i];
-            if (!is_tile(ix) || ix->type->rank != l->rank) continue;
-            const Layout *r = l;
-            for (int d = 0; d < l->rank; d++)
-                if (ix->type->shape[d] == 1 && l->shape[d] != 1) r = layout_reduce(a->arena, r, d);
-            demand(a, ix, r);
-        }
-        return;
-    }
+    case OP_LOAD: assign_load(a, op); return;
     case OP_STORE:
     case OP_ATOMIC: assign_store(a, op); return;
     case OP_BROADCAST:
     case OP_EXPAND_DIMS:
     case OP_RESHAPE:
-    case OP_CONVERT_LAYOUT: {
-        if (!is_tile(res)) return;
-        const Layout *lo = is_tile(x) ? get(a, x) : NULL;
-        if (!lo) {
-            if (!is_tile(x) || is_free(a, x)) a->free_[res->id] = 1;
-            else if (op->code == OP_CONVERT_LAYOUT && res->type->layout) put(a, res, res->type->layout);
-            return;
-        }
-        const Layout *l = NULL;
-        if (op->code == OP_CONVERT_LAYOUT) l = res->type->layout ? res->type->layout : lo;
-        else if (op->code == OP_EXPAND_DIMS) l = layout_expand_dims(a->arena, lo, (int)op->ints[0]);
-        else if (op->code == OP_RESHAPE) l = reshape_layout(a->arena, lo, res->type);
-        else if (!(l = consumer_layout(a, op))) l = preferred_for(a, res->type);
-        if (!l) l = blocked_for(a, res->type, elem_bytes(res->type->elem));
-        put(a, res, l);
-        return;
-    }
+    case OP_CONVERT_LAYOUT: assign_shape(a, op); return;
     case OP_REDUCE:
-    case OP_SCAN: {
-        if (!is_tile(x)) return;
-        const Layout *lo = get(a, x);
-        if (!lo) {
-            lo = blocked_for(a, x->type, elem_bytes(x->type->elem));
-            demand(a, x, lo);
-        }
-        if (op->code == OP_SCAN) {
-            put(a, res, lo);
-        } else if (is_tile(res)) {
-            int axis = (int)op->ints[1];
-            put(a, res, layout_squeeze(a->arena, layout_reduce(a->arena, lo, axis), axis));
-        }
+    case OP_SCAN: assign_reduce(a, op); return;
+    case OP_TRANSPOSE:
+        if (is_tile(res)) put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem)));
         return;
-    }
-    case OP_TRANSPOSE: put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem))); return;
-    case OP_DOT: {
-        MmaTiling mma;
-        const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, &mma)
-                              ? mma_acc_layout(a->arena, &mma)
-                              : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
-        put(a, res, l);
-        demand(a, op->operands[2], l);
-        for (int i = 0; i < 2; i++) {
-            const IrValue *v = op->operands[i];
-            if (!get(a, v)) demand(a, v, blocked_for(a, v->type, elem_bytes(v->type->elem)));
-        }
-        return;
-    }
+    case OP_DOT: assign_dot(a, op); return;
     case OP_SHARED_LOAD:
         if (is_tile(res)) put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem)));
         return;
     case OP_FOR:
-        carried(a, op, op->operands + 3, op->noperands - 3, op->regions[0], op->regions[0]->args + 1,
-                op->regions[0], 0);
-        for (uint32_t i = 0; i < op->nresults; i++) put(a, op->results[i], get(a, op->regions[0]->args[1 + i]));
-        return;
-    case OP_WHILE:
-        carried(a, op, op->operands, op->noperands, op->regions[0], op->regions[0]->args, op->regions[1], 0);
-        for (uint32_t i = 0; i < op->nresults; i++)
-            put(a, op->results[i], is_tile(op->results[i]) ? get(a, op->regions[1]->args[i]) : NULL);
-        return;
-    case OP_IF:
-        for (int r = 0; r < 2; r++) walk_region(a, op->regions[r]);
-        for (uint32_t i = 0; i < op->nresults; i++) {
-            if (!is_tile(op->results[i])) continue;
-            const Layout *l = NULL;
-            for (int r = 0; r < 2 && !l; r++) {
-                const IrOp *y = op->regions[r]->last;
-                if (y && i < y->noperands) l = get(a, y->operands[i]);
-            }
-            if (!l) l = blocked_for(a, op->results[i]->type, elem_bytes(op->results[i]->type->elem));
-            put(a, op->results[i], l);
-            for (int r = 0; r < 2; r++) {
-                const IrOp *y = op->regions[r]->last;
-                if (y && i < y->noperands) demand(a, y->operands[i], l);
-            }
-        }
-        return;
+    case OP_WHILE: assign_loop(a, op); return;
+    case OP_IF: assign_if(a, op); return;
     default: return;
     }
 }
