@@ -8,14 +8,16 @@
  * shape reuse it), so each thread reads 16 bytes of consecutive elements along
  * the last dimension and a warp's lanes cover a contiguous stretch; a dot's accumulator gets the
  * mma.sync C-fragment layout tiled over the warps when the dot runs on tensor cores (ir/mma.h:
- * bf16/f16 operands, f32 accumulator, shapes that tile), else a register-tiled layout
- * (layout_dot_acc). A loop-carried accumulator takes the dot's layout, so a k loop converts
- * nothing. One forward walk in program order then propagates:
+ * the instructions of ir/mma.def), else a register-tiled layout (layout_dot_acc); the tiling is
+ * decided jointly for the kernel (chained_rows: rows inside a warp when a dot feeds a row
+ * reduction or another dot's a operand) and recorded on each dot, whose a operand may come from
+ * registers (a_from_registers). A loop-carried accumulator takes the dot's layout, so a k loop
+ * converts nothing. One forward walk in program order then propagates:
  * elementwise ops take the layout of their first operand that has one; reduce gives the
  * reduced layout (layout_reduce, then squeeze); expand_dims and size-1 reshapes follow the
- * algebra; a broadcast takes the layout last seen for its result shape, so that a row
- * statistic reduced from a tile, expanded and broadcast back lands exactly on the tile's layout
- * (the broadcast then moves no data). Values that cost nothing to make in any layout (const,
+ * algebra; a broadcast takes the layout of its consumer's other operand (else the layout last
+ * seen for its result shape), so that a row statistic reduced from a tile, expanded and
+ * broadcast back lands exactly on the tile's layout (the broadcast then moves no data). Values that cost nothing to make in any layout (const,
  * arange, splat and what is computed from them alone) are "free": they take the layout their
  * first user needs (a demand walks back through their definitions). Loop-carried values take
  * the layout of their initial value, or, when that is free, the layout the body yields (the
