@@ -4,7 +4,8 @@
  * program whose kernels run on the VM with the same results as the .tile source; the IR of a
  * GPU dump (layouts included) runs too; and the errors of an IR program are located statuses:
  * bad text, invalid IR, constants, a device function or a kernel without sizes asked for as a
- * kernel.
+ * kernel. A dot reads a transposed shared view (the stages pass's K^T) with the right values,
+ * and any other reader of one is a located VM error.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -114,5 +115,91 @@ Test(ir_program, errors_are_located_statuses) {
     check_error(ctx, "func @k() {\n  return\n}\n", NULL, 0, TILE_ERROR_NOT_FOUND, "no kernel named 'k'");
     check_error(ctx, "kernel @k(%0: tensor<f32>[?])\ngrid {\n  %1 = const 1 : i32\n  yield %1\n}\nbody {\n}\n", NULL, 0,
                 TILE_ERROR_COMPILE, "t.ir:1:1: error: kernel @k: its tensor parameters need their sizes");
+    tile_context_destroy(ctx);
+}
+
+/* A transposed shared view (what the stages pass makes of K^T) read by a dot: y = B @ A^T, with A
+ * stored row-major in the shared tile; any other reader of such a view is a located VM error. */
+static const char transposed_view[] =
+    "kernel @tview(%0: tensor<f32>[4, 8], %1: tensor<f32>[8, 8], %2: tensor<f32>[8, 4])\n"
+    "grid {\n"
+    "  %3 = const 1 : i32\n"
+    "  yield %3\n"
+    "}\n"
+    "body {\n"
+    "  %3 = arange 0 : tile<i32>[4]\n"
+    "  %4 = reshape %3 : tile<i32>[4, 1]\n"
+    "  %5 = arange 0 : tile<i32>[8]\n"
+    "  %6 = reshape %5 : tile<i32>[1, 8]\n"
+    "  %7 = reshape %5 : tile<i32>[8, 1]\n"
+    "  %8 = load %0, %4, %6 : tile<f32>[4, 8]\n"
+    "  %9 = shared_alloc : shared<f32>[4, 8]{row_major(4,8)}\n"
+    "  store %9, %4, %6, %8\n"
+    "  barrier\n"
+    "  %10 = transpose %9, perm [1, 0] : shared<f32>[8, 4]{column_major(8,4)}\n"
+    "  %11 = load %1, %7, %6 : tile<f32>[8, 8]\n"
+    "  %12 = const 0.0 : tile<f32>[8, 4]\n"
+    "  %13 = dot %11, %10, %12 : tile<f32>[8, 4]\n"
+    "  %14 = reshape %3 : tile<i32>[1, 4]\n"
+    "  store %2, %7, %14, %13\n"
+    "}\n";
+
+static const char transposed_view_misread[] =
+    "kernel @tview(%0: tensor<f32>[4, 8], %1: tensor<f32>[8, 8], %2: tensor<f32>[8, 4])\n"
+    "grid {\n"
+    "  %3 = const 1 : i32\n"
+    "  yield %3\n"
+    "}\n"
+    "body {\n"
+    "  %3 = arange 0 : tile<i32>[4]\n"
+    "  %4 = reshape %3 : tile<i32>[4, 1]\n"
+    "  %5 = arange 0 : tile<i32>[8]\n"
+    "  %6 = reshape %5 : tile<i32>[1, 8]\n"
+    "  %7 = reshape %5 : tile<i32>[8, 1]\n"
+    "  %8 = load %0, %4, %6 : tile<f32>[4, 8]\n"
+    "  %9 = shared_alloc : shared<f32>[4, 8]{row_major(4,8)}\n"
+    "  store %9, %4, %6, %8\n"
+    "  barrier\n"
+    "  %10 = transpose %9, perm [1, 0] : shared<f32>[8, 4]{column_major(8,4)}\n"
+    "  %14 = reshape %3 : tile<i32>[1, 4]\n"
+    "  %12 = const 0.0 : tile<f32>[8, 4]\n"
+    "  %13 = load %10, %7, %14 : tile<f32>[8, 4]\n"
+    "\n"
+    "  store %2, %7, %14, %13\n"
+    "}\n";
+
+static tile_status run_tview(tile_context *ctx, const char *text, const float *a, const float *b, float *y) {
+    tile_program *p = NULL;
+    tile_status st = tile_program_from_string(ctx, "tview.ir", text, strlen(text), &p);
+    cr_assert_eq(st, TILE_OK, "%s", tile_context_message(ctx));
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "tview", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    int64_t sa[2] = {4, 8}, sb[2] = {8, 8}, sy[2] = {8, 4};
+    tile_arg args[3] = {
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, (void *)a, 2, sa)},
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, (void *)b, 2, sb)},
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 2, sy)},
+    };
+    st = tile_kernel_launch(k, args, 3, NULL);
+    tile_program_destroy(p);
+    return st;
+}
+
+Test(ir_program, a_dot_reads_a_transposed_shared_view_and_nothing_else_does) {
+    tile_context *ctx = test_vm_context();
+    float a[32], b[64], y[32] = {0};
+    for (int i = 0; i < 32; i++) a[i] = (float)(i % 7) - 3.0f;
+    for (int i = 0; i < 64; i++) b[i] = (float)(i % 5) * 0.5f - 1.0f;
+    cr_assert_eq(run_tview(ctx, transposed_view, a, b, y), TILE_OK, "%s", tile_context_message(ctx));
+    for (int r = 0; r < 8; r++)
+        for (int c = 0; c < 4; c++) {
+            float want = 0;
+            for (int k = 0; k < 8; k++) want += b[r * 8 + k] * a[c * 8 + k];
+            cr_assert_float_eq(y[r * 4 + c], want, 1e-5f, "y[%d][%d]", r, c);
+        }
+    cr_assert_neq(run_tview(ctx, transposed_view_misread, a, b, y), TILE_OK);
+    cr_assert(strstr(tile_context_message(ctx), "tview.ir:19:3") &&
+                  strstr(tile_context_message(ctx), "a transposed shared view, which only a dot reads"),
+              "%s", tile_context_message(ctx));
     tile_context_destroy(ctx);
 }
