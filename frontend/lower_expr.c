@@ -26,7 +26,8 @@
 
 static const Val POISON = {.kind = VAL_POISON};
 
-static Val val_of(IrValue *v) { return (Val){.kind = VAL_VALUE, .value = v}; }
+/* NULL (after a diagnostic) is poison */
+static Val val_of(IrValue *v) { return (Val){.kind = v ? VAL_VALUE : VAL_POISON, .value = v}; }
 static Val val_int(int64_t i) { return (Val){.kind = VAL_CONST, .c = {.is_float = false, .i = i}}; }
 static Val val_float(double f) { return (Val){.kind = VAL_CONST, .c = {.is_float = true, .f = f}}; }
 static Val val_bool(bool b) { return (Val){.kind = VAL_CONST, .c = {.i = b}, .is_bool = true}; }

@@ -28,7 +28,8 @@
 
 static const Val POISON = {.kind = VAL_POISON};
 
-static Val val_of(IrValue *v) { return (Val){.kind = VAL_VALUE, .value = v}; }
+/* NULL (after a diagnostic) is poison */
+static Val val_of(IrValue *v) { return (Val){.kind = v ? VAL_VALUE : VAL_POISON, .value = v}; }
 
 /* ---- small builders ------------------------------------------------------------------------ */
 static const IrType *tile_t(Lower *L, ElemType e, int rank, const int64_t *shape) {
