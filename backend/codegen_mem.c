@@ -845,6 +845,12 @@ LLVMValueRef cg_shared_addr(Cg *g, LLVMValueRef base, const SharedLayout *l, Ele
     for (int d = rank - 1; d >= 0; d--) {
         int64_t st = l ? l->strides[d] : stride;
         LLVMValueRef c = LLVMBuildTrunc(g->b, coords[d], g->i32, "");
+        if (l && l->split[d]) {
+            /* a split dimension: the block, then the coordinate within it (non-negative) */
+            LLVMValueRef blk = LLVMBuildUDiv(g->b, c, cg_i32(g, l->split[d]), "");
+            off = LLVMBuildAdd(g->b, off, LLVMBuildMul(g->b, blk, cg_i32(g, l->split_strides[d]), ""), "");
+            c = LLVMBuildURem(g->b, c, cg_i32(g, l->split[d]), "");
+        }
         if (st) off = LLVMBuildAdd(g->b, off, st == 1 ? c : LLVMBuildMul(g->b, c, cg_i32(g, st), ""), "");
         stride *= shape[d];
     }

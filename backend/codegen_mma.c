@@ -203,7 +203,7 @@ static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
     Source s = {.shape = {v->type->shape[0], v->type->shape[1]}};
     if (cv->kind == CV_SHARED) {
         s.base = cv->data;
-        s.layout = v->type->shared;
+        s.layout = v->type->shared; /* not split: cg_dot_mma checks */
         return s;
     }
     int64_t pitch = v->type->shape[1] + 8, strides[2] = {pitch, 1};
@@ -305,6 +305,9 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     if ((a->kind != CV_TILE && a->kind != CV_SHARED) || (b->kind != CV_TILE && b->kind != CV_SHARED) ||
         (a->kind == CV_TILE && !a->layout) || (b->kind == CV_TILE && !b->layout))
         return cg_fail(g, op, false, "the operands of an mma dot are not tiles or shared tiles");
+    for (int i = 0; i < 2; i++)
+        if (shared_layout_has_split(op->operands[i]->type->shared))
+            return cg_fail(g, op, false, "mma.sync reads no shared operand split in column blocks (a wgmma ring)");
     int64_t M = t->m, N = t->n, K = t->k, bytes = 2;
     /* a in the operand layout the layout pass gave it is read from its registers */
     const Layout *a_layout = mma_operand_a_layout(&g->arena, t);

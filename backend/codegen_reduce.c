@@ -292,7 +292,7 @@ bool cg_dot(Cg *g, const IrOp *op) {
         /* the layout pass chose the instruction and the warps; the accumulator must agree */
         if (!mma_tiling_of(op, g->warps, &mma) || !layout_equal(r->layout, mma_acc_layout(&g->arena, &mma)))
             return cg_fail(g, op, false, "its tensor-core record does not fit its types and layout");
-        return cg_dot_mma(g, op, &mma, r, c);
+        return mma_is_wgmma(mma.instr) ? cg_dot_wgmma(g, op, &mma, r, c) : cg_dot_mma(g, op, &mma, r, c);
     }
     bool is_float = elem_is_float(ea) || elem_is_float(eb);
     /* the arithmetic: f32 (narrow float acc or int acc), f64, or integers of 32/64 bits */

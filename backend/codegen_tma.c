@@ -96,11 +96,21 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         LLVMBasicBlockRef join = thread0_begin(g);
         LLVMValueRef expect[2] = {bar, cg_i32(g, type_bytes(dt))};
         asm_call(g, "mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [$0], $1;", "r,r,~{memory}", expect, 2);
-        LLVMValueRef args[5] = {shared32(g, dst->data), g->tma_param[map], col, row, bar};
-        asm_call(g,
-                 "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                 "[$0], [$1, {$2, $3}], [$4];",
-                 "r,l,r,r,r,~{memory}", args, 5);
+        /* one box per column block of a split ring (wgmma operands), else one */
+        const SharedLayout *l = dt->shared;
+        int64_t block = l && l->split[1] ? l->split[1] : dt->shape[1];
+        for (int64_t c = 0; c < dt->shape[1]; c += block) {
+            LLVMValueRef byte = cg_i64(g, (c / block) * (l ? l->split_strides[1] : 0) * cg_elem_bytes(dt->elem));
+            LLVMValueRef at = c ? LLVMBuildGEP2(g->b, g->i8, dst->data, &byte, 1, "") : dst->data;
+            LLVMValueRef args[5] = {shared32(g, at), g->tma_param[map],
+                                    c ? LLVMBuildAdd(g->b, col, LLVMConstInt(LLVMTypeOf(col), (unsigned long long)c, 0), "")
+                                      : col,
+                                    row, bar};
+            asm_call(g,
+                     "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
+                     "[$0], [$1, {$2, $3}], [$4];",
+                     "r,l,r,r,r,~{memory}", args, 5);
+        }
         thread0_end(g, join);
         return true;
     }

@@ -763,13 +763,46 @@ const SharedLayout *shared_layout_with_swizzle(Arena *a, const SharedLayout *l, 
     return copy;
 }
 
-int64_t shared_layout_offset(const SharedLayout *l, const int64_t *coord) {
+/* The span of dimension d: (extent within a block - 1) * stride + (blocks - 1) * block stride. */
+static int64_t dim_span(const SharedLayout *l, int d) {
+    int64_t n = l->shape[d], b = l->split[d];
+    if (!b) return (n - 1) * l->strides[d];
+    return (b - 1) * l->strides[d] + (n / b - 1) * l->split_strides[d];
+}
+
+static void update_size(SharedLayout *l) {
+    l->size = 1;
+    for (int d = 0; d < l->rank; d++) l->size += dim_span(l, d);
+}
+
+const SharedLayout *shared_layout_split(Arena *a, const SharedLayout *l, int d, int64_t block, int64_t stride) {
+    assert(d >= 0 && d < l->rank && block >= 1 && l->shape[d] % block == 0 && stride >= 0);
+    SharedLayout *copy = ARENA_NEW(a, SharedLayout);
+    *copy = *l;
+    copy->split[d] = block < l->shape[d] ? block : 0;
+    copy->split_strides[d] = block < l->shape[d] ? stride : 0;
+    update_size(copy);
+    return copy;
+}
+
+bool shared_layout_has_split(const SharedLayout *l) {
+    for (int d = 0; l && d < l->rank; d++)
+        if (l->split[d]) return true;
+    return false;
+}
+
+int64_t shared_layout_linear(const SharedLayout *l, const int64_t *coord) {
     int64_t offset = 0;
     for (int d = 0; d < l->rank; d++) {
         assert(coord[d] >= 0 && coord[d] < l->shape[d]);
-        offset += coord[d] * l->strides[d];
+        int64_t b = l->split[d];
+        offset += b ? (coord[d] % b) * l->strides[d] + (coord[d] / b) * l->split_strides[d] : coord[d] * l->strides[d];
     }
-    return swizzle_apply(l->swizzle, offset);
+    return offset;
+}
+
+int64_t shared_layout_offset(const SharedLayout *l, const int64_t *coord) {
+    return swizzle_apply(l->swizzle, shared_layout_linear(l, coord));
 }
 
 bool shared_layout_equal(const SharedLayout *a, const SharedLayout *b) {
@@ -778,13 +811,17 @@ bool shared_layout_equal(const SharedLayout *a, const SharedLayout *b) {
         a->swizzle.base != b->swizzle.base || a->swizzle.shift != b->swizzle.shift)
         return false;
     for (int d = 0; d < a->rank; d++)
-        if (a->shape[d] != b->shape[d] || a->strides[d] != b->strides[d]) return false;
+        if (a->shape[d] != b->shape[d] || a->strides[d] != b->strides[d] || a->split[d] != b->split[d] ||
+            a->split_strides[d] != b->split_strides[d])
+            return false;
     return true;
 }
 
 uint64_t shared_layout_hash(const SharedLayout *l) {
     uint64_t h = hash_i64(0x51ed270b27d5f3a1ull, l->rank);
     for (int d = 0; d < l->rank; d++) h = hash_i64(hash_i64(h, l->shape[d]), l->strides[d]);
+    for (int d = 0; d < l->rank; d++)
+        if (l->split[d]) h = hash_i64(hash_i64(hash_i64(h, d), l->split[d]), l->split_strides[d]);
     h = hash_i64(h, l->swizzle.bits);
     h = hash_i64(h, l->swizzle.base);
     return hash_i64(h, l->swizzle.shift);
@@ -810,6 +847,8 @@ void shared_layout_print(const SharedLayout *l, Strbuf *sb) {
         print_dims(sb, "", l->rank, l->strides);
         sb_putc(sb, ')');
     }
+    for (int d = 0; d < l->rank; d++)
+        if (l->split[d]) sb_printf(sb, " split(%d,%lld,%lld)", d, (long long)l->split[d], (long long)l->split_strides[d]);
     if (l->swizzle.bits)
         sb_printf(sb, " ^ swizzle(%d,%d,%d)", l->swizzle.bits, l->swizzle.base, l->swizzle.shift);
 }
@@ -837,6 +876,16 @@ bool shared_layout_parse(Arena *arena, const char *text, const SharedLayout **ou
         return false;
     }
     const char *q = skip_space(p);
+    while (strncmp(q, "split", 5) == 0) {
+        int64_t s[3];
+        int ns;
+        if (!(q = parse_int_list(q + 5, '(', ')', 0, 3, s, &ns)) || ns != 3 || s[0] < 0 || s[0] >= l->rank ||
+            s[1] < 1 || s[1] >= l->shape[s[0]] || l->shape[s[0]] % s[1] != 0 || s[2] < 0 || l->split[s[0]])
+            return false;
+        l = shared_layout_split(arena, l, (int)s[0], s[1], s[2]);
+        p = q;
+        q = skip_space(q);
+    }
     if (*q == '^') {
         q = skip_space(q + 1);
         int64_t s[3];

@@ -156,6 +156,12 @@ struct SharedLayout {
     int rank;
     int64_t shape[IR_MAX_RANK];
     int64_t strides[IR_MAX_RANK]; /* in elements */
+    /* A dimension may be split in blocks (0: not): coordinate c of dimension d is at
+     * (c % split[d]) * strides[d] + (c / split[d]) * split_strides[d]. The wgmma operand layouts
+     * need it: 64-element (128-byte) columns of a wider tile, one 8 KB swizzle block after
+     * another (shared_layout_split). */
+    int64_t split[IR_MAX_RANK];
+    int64_t split_strides[IR_MAX_RANK];
     Swizzle swizzle;
     int64_t size;                 /* elements spanned: max unswizzled offset + 1 */
 };
@@ -177,12 +183,19 @@ const SharedLayout *shared_layout_column_major(Arena *a, int rank, const int64_t
 const SharedLayout *shared_layout_strided(Arena *a, int rank, const int64_t *shape,
                                           const int64_t *strides);
 const SharedLayout *shared_layout_with_swizzle(Arena *a, const SharedLayout *l, Swizzle s);
+/* l with dimension d split in blocks of `block` elements (a divisor of its extent), one block
+ * `stride` elements after the previous. */
+const SharedLayout *shared_layout_split(Arena *a, const SharedLayout *l, int d, int64_t block, int64_t stride);
+/* Whether any dimension of l is split. */
+bool shared_layout_has_split(const SharedLayout *l);
+/* The element offset of `coord` (rank entries) before the swizzle. */
+int64_t shared_layout_linear(const SharedLayout *l, const int64_t *coord);
 /* Element offset of `coord` (rank entries), swizzle applied. */
 int64_t shared_layout_offset(const SharedLayout *l, const int64_t *coord);
 bool shared_layout_equal(const SharedLayout *a, const SharedLayout *b);
 uint64_t shared_layout_hash(const SharedLayout *l);
 /* `row_major(64,64)`, `column_major(..)` or `strided((shape), (strides))`, then
- * ` ^ swizzle(B,M,S)` when swizzled. */
+ * ` split(D, BLOCK, STRIDE)` for each split dimension, then ` ^ swizzle(B,M,S)` when swizzled. */
 void shared_layout_print(const SharedLayout *l, Strbuf *sb);
 /* Reads what shared_layout_print writes; on success sets *out and *end and returns true. */
 bool shared_layout_parse(Arena *arena, const char *text, const SharedLayout **out, const char **end);

@@ -17,13 +17,27 @@ const MmaInstrInfo mma_instrs[MMA_COUNT] = {
 #undef MMA
 };
 
-MmaInstr mma_instr_for(ElemType ea, ElemType eb, ElemType ec) {
+/* The first row for these types whose arch is (wgmma) or is not (mma.sync) 90 and above. */
+static MmaInstr row_for(ElemType ea, ElemType eb, ElemType ec, bool wgmma) {
     if (!elem_eq(ea, eb)) return MMA_NONE;
 #define MMA(id, nm, m_, n_, k_, operand, acc, arch_)                                                  \
-    if (elem_eq(ea, operand) && elem_eq(ec, acc)) return MMA_##id;
+    if ((arch_ >= 90) == wgmma && elem_eq(ea, operand) && elem_eq(ec, acc)) return MMA_##id;
 #include "ir/mma.def"
 #undef MMA
     return MMA_NONE;
+}
+
+MmaInstr mma_instr_for(ElemType ea, ElemType eb, ElemType ec) { return row_for(ea, eb, ec, false); }
+MmaInstr mma_wgmma_for(ElemType ea, ElemType eb, ElemType ec) { return row_for(ea, eb, ec, true); }
+
+bool mma_wgmma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
+                      MmaTiling *out) {
+    MmaInstr instr = mma_wgmma_for(ea, eb, ec);
+    if (instr == MMA_NONE || num_warps < 4 || num_warps % 4 != 0 || n > 256 || n % 8 != 0 ||
+        !mma_tiling_with(ea, eb, ec, m, n, k, num_warps, num_warps, out))
+        return false;
+    out->instr = instr;
+    return true;
 }
 
 /* Whether warps_m x (num_warps / warps_m) warps tile [m, n] with the instruction's m x n. */
@@ -64,6 +78,10 @@ bool mma_tiling_of(const IrOp *dot, int num_warps, MmaTiling *out) {
         return false;
     const IrType *ta = dot->operands[0]->type, *tb = dot->operands[1]->type, *rt = dot->results[0]->type;
     if (ta->rank != 2 || tb->rank != 2 || rt->rank != 2) return false;
+    if (mma_is_wgmma((MmaInstr)dot->ints[0]))
+        return dot->ints[1] == num_warps &&
+               mma_wgmma_tiling(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps, out) &&
+               out->instr == (MmaInstr)dot->ints[0];
     return mma_tiling_with(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps,
                            (int)dot->ints[1], out) &&
            out->instr == (MmaInstr)dot->ints[0];

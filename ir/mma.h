@@ -60,8 +60,17 @@ bool mma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int
 /* The same with warps_m given (0: chosen as above); false when it does not tile. */
 bool mma_tiling_with(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
                      int warps_m, MmaTiling *out);
-/* The instruction for operands ea, eb and accumulator ec, or MMA_NONE. */
+/* The mma.sync instruction for operands ea, eb and accumulator ec, or MMA_NONE. */
 MmaInstr mma_instr_for(ElemType ea, ElemType eb, ElemType ec);
+/* The wgmma instruction (sm_90a) for those types, or MMA_NONE. */
+MmaInstr mma_wgmma_for(ElemType ea, ElemType eb, ElemType ec);
+static inline bool mma_is_wgmma(MmaInstr i) { return i > MMA_NONE && i < MMA_COUNT && mma_instrs[i].arch >= 90; }
+/* The wgmma tiling of dot(a: ea[m, k], b: eb[k, n], acc: ec[m, n]) for num_warps warps: every warp
+ * along M (warps_m = num_warps, a multiple of 4: whole warpgroups), m a multiple of 16 * num_warps
+ * (each warpgroup's wgmma covers 64 rows of every 16 * num_warps), n a multiple of 8 and at most
+ * 256, k of 16. The layouts are those of the mma.sync tiling with warps_m = num_warps. */
+bool mma_wgmma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
+                      MmaTiling *out);
 /* The tiling a dot carries (its attributes `mma NAME, warps_m W`, set by the layout pass), for
  * blocks of num_warps warps; false when the dot runs on CUDA cores or the record is bad. */
 bool mma_tiling_of(const struct IrOp *dot, int num_warps, MmaTiling *out);

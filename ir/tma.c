@@ -13,7 +13,9 @@ static bool map_for(const IrFunction *f, const IrOp *op, IrTmaMap *out) {
     if (tt->kind != TY_TENSOR || tt->rank != 2 || x->def || x->region != f->body || op->noperands != 6) return false;
     const IrType *dt = op->operands[3]->type;
     const SharedLayout *l = dt->shared;
-    *out = (IrTmaMap){.param = (int)x->index, .box = {dt->shape[0], dt->shape[1]},
+    /* a ring split in column blocks (wgmma operands) is copied a block per box */
+    int64_t cols = l && l->split[1] ? l->split[1] : dt->shape[1];
+    *out = (IrTmaMap){.param = (int)x->index, .box = {dt->shape[0], cols},
                       .elem_bytes = (elem_storage_bits(tt->elem) + 7) / 8,
                       .swizzle = l && l->swizzle.bits ? 16 << l->swizzle.bits : 0};
     return true;

@@ -324,7 +324,9 @@ static void rule_shared_view(Verifier *v, const IrOp *op) {
         const SharedLayout *bl = b->shared, *rl = r->shared;
         ok = bl->swizzle.bits == rl->swizzle.bits && bl->swizzle.base == rl->swizzle.base &&
              bl->swizzle.shift == rl->swizzle.shift;
-        for (int d = 0; ok && d < r->rank; d++) ok = rl->strides[d] == bl->strides[d + 1];
+        for (int d = 0; ok && d < r->rank; d++)
+            ok = rl->strides[d] == bl->strides[d + 1] && rl->split[d] == bl->split[d + 1] &&
+                 rl->split_strides[d] == bl->split_strides[d + 1];
     }
     if (!ok) op_error(v, op, "result %s is not one stage of %s", tn(v, r), tn(v, b));
 }
@@ -642,7 +644,9 @@ static void rule_transpose(Verifier *v, const IrOp *op) {
             return;
         }
         if (res->kind == TY_SHARED && a->shared && res->shared &&
-            (res->shared->strides[i] != a->shared->strides[p] || res->shared->swizzle.bits != a->shared->swizzle.bits ||
+            (res->shared->strides[i] != a->shared->strides[p] || res->shared->split[i] != a->shared->split[p] ||
+             res->shared->split_strides[i] != a->shared->split_strides[p] ||
+             res->shared->swizzle.bits != a->shared->swizzle.bits ||
              res->shared->swizzle.base != a->shared->swizzle.base ||
              res->shared->swizzle.shift != a->shared->swizzle.shift)) {
             op_error(v, op, "the shared layout of %s is not that of %s with its dims permuted", tn(v, res), tn(v, a));
@@ -705,7 +709,8 @@ static void rule_dot(Verifier *v, const IrOp *op) {
     MmaTiling t;
     if (op->nints != 2 || op->ints[0] <= MMA_NONE || op->ints[0] >= MMA_COUNT || op->ints[1] < 1)
         op_error(v, op, "has a malformed tensor-core record (mma and warps_m)");
-    else if (mma_instr_for(a->elem, b->elem, acc->elem) != (MmaInstr)op->ints[0])
+    else if ((mma_is_wgmma((MmaInstr)op->ints[0]) ? mma_wgmma_for(a->elem, b->elem, acc->elem)
+                                                 : mma_instr_for(a->elem, b->elem, acc->elem)) != (MmaInstr)op->ints[0])
         op_error(v, op, "instruction %s does not take operands %s, %s and %s", mma_instrs[op->ints[0]].name, tn(v, a),
                  tn(v, b), tn(v, acc));
     else if (v->f->num_warps > 0 && !mma_tiling_of(op, v->f->num_warps, &t))

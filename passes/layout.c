@@ -82,6 +82,7 @@ typedef struct Assign {
     } preferred[MAX_PREFERRED];
     int npreferred;
     bool rows_in_warp;  /* dots keep their rows inside a warp (chained dots, row statistics) */
+    bool wgmma;         /* the target has wgmma (target_has_wgmma) */
 } Assign;
 
 static bool is_tile(const IrValue *v) { return v->type->kind == TY_TILE && v->type->rank >= 1; }
@@ -196,11 +197,36 @@ static bool chained_rows(IrOp *op, void *ctx) {
     return !*found;
 }
 
-/* The tensor-core tiling of a dot, or false when it runs on CUDA cores. */
-static bool choose_tiling(const IrOp *op, int warps, bool rows_in_warp, MmaTiling *t) {
+/* Whether v is a tile loaded from a tensor inside a `pipeline(N >= 2)` loop whose only use is op
+ * and whose dimensions are powers of two: the stages pass copies it into a ring. */
+static bool staged_load(const IrValue *v, const IrOp *op) {
+    const IrOp *d = v->def;
+    const IrOp *loop = d && d->parent ? d->parent->parent_op : NULL;
+    if (!d || d->code != OP_LOAD || d->operands[0]->type->kind != TY_TENSOR || v->type->elem.bits != 16 ||
+        d->parent != op->parent || !loop || loop->code != OP_FOR || !loop->nints || loop->ints[0] < 2 ||
+        v->type->rank != 2)
+        return false;
+    for (int i = 0; i < 2; i++)
+        if (v->type->shape[i] & (v->type->shape[i] - 1)) return false;
+    return true;
+}
+
+/* Whether a dot can run on wgmma: both operands are loads the stages pass will stage, a [M, K]
+ * with whole 128-byte rows (K a multiple of 64 bf16/f16: the 128-byte swizzle atom of a k-major
+ * operand), b [K, N] with N a multiple of 64 (the atom of an n-major one). */
+static bool wgmma_operands(const IrOp *op) {
+    const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
+    return staged_load(op->operands[0], op) && staged_load(op->operands[1], op) && ta->shape[1] % 64 == 0 &&
+           tb->shape[1] % 64 == 0;
+}
+
+/* The tensor-core tiling of a dot, or false when it runs on CUDA cores: wgmma where the target
+ * has it and the operands allow, else mma.sync. */
+static bool choose_tiling(const IrOp *op, int warps, bool rows_in_warp, bool wgmma, MmaTiling *t) {
     const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type, *rt = op->results[0]->type;
     if (ta->rank != 2 || tb->rank != 2 || rt->rank != 2) return false;
     int64_t m = rt->shape[0], n = rt->shape[1], k = ta->shape[1];
+    if (wgmma && wgmma_operands(op) && mma_wgmma_tiling(ta->elem, tb->elem, rt->elem, m, n, k, warps, t)) return true;
     if (rows_in_warp && mma_tiling_with(ta->elem, tb->elem, rt->elem, m, n, k, warps, warps, t)) return true;
     return mma_tiling(ta->elem, tb->elem, rt->elem, m, n, k, warps, t);
 }
@@ -421,7 +447,7 @@ static void assign_reduce(Assign *a, const IrOp *op) {
 static void assign_dot(Assign *a, const IrOp *op) {
     const IrValue *res = op->results[0];
     MmaTiling mma;
-    const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, &mma)
+    const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, a->wgmma, &mma)
                           ? mma_acc_layout(a->arena, &mma)
                           : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
     put(a, res, l);
@@ -521,8 +547,8 @@ static bool fill_rest(IrOp *op, void *ctx) {
     return true;
 }
 
-static const Layout **layout_assign(const IrFunction *f, int num_warps, Arena *arena, bool *rows_in_warp) {
-    Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4,
+static const Layout **layout_assign(const IrFunction *f, int num_warps, bool wgmma, Arena *arena, bool *rows_in_warp) {
+    Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4, .wgmma = wgmma,
                 .cap = f->next_value_id + 1};
     a.lay = arena_alloc(arena, sizeof(const Layout *) * a.cap);
     memset(a.lay, 0, sizeof(const Layout *) * a.cap);
@@ -540,7 +566,7 @@ typedef struct Rewrite {
     IrModule *m;
     IrFunction *f;
     int warps;
-    bool rows_in_warp;
+    bool rows_in_warp, wgmma;
     bool changed;
 } Rewrite;
 
@@ -596,12 +622,12 @@ static bool insert_conversions(IrOp *op, void *ctx) {
     case OP_DOT: {
         require(rw, op, 2, layout_of(op->results[0]), op);
         MmaTiling t;
-        if (!choose_tiling(op, rw->warps, rw->rows_in_warp, &t) ||
+        if (!choose_tiling(op, rw->warps, rw->rows_in_warp, rw->wgmma, &t) ||
             !layout_equal(layout_of(op->results[0]), mma_acc_layout(&rw->m->arena, &t)))
             break;
         /* the layout pass decides the instruction; the code generator reads it */
         op->ints[0] = t.instr, op->ints[1] = t.warps_m, op->nints = 2;
-        const Layout *a_regs = a_from_registers(&rw->m->arena, op, layout_of(op->operands[0]), &t);
+        const Layout *a_regs = mma_is_wgmma(t.instr) ? NULL : a_from_registers(&rw->m->arena, op, layout_of(op->operands[0]), &t);
         if (a_regs) require(rw, op, 0, a_regs, invariant_in_loop(op, op->operands[0]) ? NULL : op);
         break;
     }
@@ -653,12 +679,12 @@ static bool check_sizes(IrOp *op, void *ctx) {
     return !c->failed;
 }
 
-bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
+bool pass_layout_run(IrModule *m, int num_warps, bool wgmma, DiagList *d) {
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
         bool rows_in_warp = false;
-        const Layout **lay = layout_assign(f, num_warps, &m->arena, &rows_in_warp);
+        const Layout **lay = layout_assign(f, num_warps, wgmma, &m->arena, &rows_in_warp);
         SizeCheck sc = {.lay = lay, .d = d};
         ir_walk(f->body, check_sizes, &sc);
         if (sc.failed) continue; /* an error: the pipeline stops after this pass */
@@ -667,11 +693,11 @@ bool pass_layout_run(IrModule *m, int num_warps, DiagList *d) {
         f->num_warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4;
         void *c[2] = {m, lay};
         ir_walk(f->body, set_types, c);
-        Rewrite rw = {.m = m, .f = f, .warps = f->num_warps, .rows_in_warp = rows_in_warp};
+        Rewrite rw = {.m = m, .f = f, .warps = f->num_warps, .rows_in_warp = rows_in_warp, .wgmma = wgmma};
         ir_walk(f->body, insert_conversions, &rw);
         changed = true;
     }
     return changed;
 }
 
-bool pass_layout(IrModule *m, DiagList *d) { return pass_layout_run(m, 0, d); }
+bool pass_layout(IrModule *m, DiagList *d) { return pass_layout_run(m, 0, false, d); }

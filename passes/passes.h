@@ -47,6 +47,7 @@ typedef struct Target {
                                 (with a driver that encodes them; TILE_TMA=0 turns it off),
                                 tile_program_emit, the VM (TILE_VM_GPU_PASSES=sm_90a) and tests
                                 set it; ahead-of-time images leave it off */
+    bool no_wgmma;           /* on sm_90a: keep dots on mma.sync (TILE_WGMMA=0 in the runtime) */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -57,6 +58,9 @@ int64_t target_smem_bytes(const Target *t);
 IrParamFacts target_param_facts(const Target *t, const IrFunction *f, uint32_t i);
 /* Whether t can use TMA (cp.async.bulk.tensor with mbarriers): sm_90a and newer arch-specific. */
 static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->arch_specific && t->tma; }
+/* Whether dots may run on wgmma.mma_async (sm_90a: the layout pass chooses it, stages lays out its
+ * operands' rings for it). */
+static inline bool target_has_wgmma(const Target *t) { return t->sm >= 90 && t->arch_specific && !t->no_wgmma; }
 /* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
  * in any order (golden tests' `# target:` line). False with the reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
@@ -94,7 +98,9 @@ struct Layout;           /* ir/layout.h */
  * >= 1 of each kernel for blocks of 32 * num_warps threads, writes them into the types and
  * inserts convert_layout where an operand's layout differs from what its user needs. The code
  * generator reads these layouts and must be given the same num_warps. */
-bool pass_layout_run(IrModule *m, int num_warps, DiagList *d);
+/* num_warps 0: each kernel's warps(N), else 4; wgmma: dots whose operands the stages pass will
+ * stage may take a wgmma row (target_has_wgmma). */
+bool pass_layout_run(IrModule *m, int num_warps, bool wgmma, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
 
 /* Software pipelining (passes/stages.c): loads that feed tensor-core dots in `pipeline(N)` loops

@@ -28,7 +28,7 @@ typedef struct Pass {
 } Pass;
 
 static bool layout_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
-    return pass_layout_run(m, opt->target.num_warps, d); /* 0: each kernel's warps(N), else 4 */
+    return pass_layout_run(m, opt->target.num_warps, target_has_wgmma(&opt->target), d);
 }
 
 static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
@@ -161,6 +161,8 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->sm = 90, out->arch_specific = true;
         } else if (word_is(w, n, "tma")) {
             out->tma = true;
+        } else if (word_is(w, n, "no_wgmma")) {
+            out->no_wgmma = true;
         } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
@@ -187,7 +189,7 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             if (key[0] == 'w') out->num_warps = (int)x;
             else out->smem_bytes = x;
         } else {
-            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma)", (int)n, w);
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma)", (int)n, w);
             return false;
         }
     }

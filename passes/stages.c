@@ -188,7 +188,7 @@ static Swizzle tma_swizzle(int64_t row_bytes, int elem_bytes) {
     return bits ? (Swizzle){.bits = bits, .base = 4 - log_elem, .shift = 3} : (Swizzle){0, 0, 0};
 }
 
-static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load) {
+static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load, bool wgmma) {
     const IrFunction *f = L->body->function;
     const IrValue *x = load->operands[0];
     const IrType *tt = load->results[0]->type;
@@ -196,12 +196,44 @@ static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load) {
     IrParamFacts facts = target_param_facts(t, f, x->index);
     if (!facts.aligned16 || !facts.strides_div16 || !facts.unit_stride[tt->rank - 1]) return false;
     int elem_bytes = tt->elem.bits / 8;
-    int64_t row_bytes = tt->shape[1] * elem_bytes;
-    Swizzle want = tma_swizzle(row_bytes, elem_bytes), ring = swizzle_for_ldmatrix(tt->shape[1], elem_bytes);
+    int64_t cols = wgmma && tt->shape[1] > 64 ? 64 : tt->shape[1]; /* a box per column block */
+    int64_t row_bytes = cols * elem_bytes;
+    Swizzle want = tma_swizzle(row_bytes, elem_bytes), ring = swizzle_for_ldmatrix(cols, elem_bytes);
     if (!want.bits || want.bits != ring.bits || want.base != ring.base || want.shift != ring.shift) return false;
     if (tt->shape[0] > 256 || tt->shape[1] > 256 || type_bytes(tt) % 1024) return false;
     for (int d = 0; d < tt->rank; d++)
         if (!slice_start(NULL, load->operands[1 + d], d, tt->rank, tt->shape[d])) return false;
+    return true;
+}
+
+/* ---- wgmma --------------------------------------------------------------------------------------
+ * A dot that the layout pass put on wgmma reads both operands from the ring through matrix
+ * descriptors, which take the canonical layouts of the 128-byte swizzle: rows of 64 elements (128
+ * bytes), 8 rows an atom of 1024 bytes, the 16-byte chunks of row r XORed with r % 8. An [R, C]
+ * tile with C > 64 is kept as C / 64 column blocks of [R, 64], one after another (split(1, 64,
+ * 64 * R)): for the k-major a operand a k step stays inside a block, for the n-major b the
+ * descriptor's leading byte offset is the block stride. Each block is one TMA box. */
+static bool wgmma_dot(const IrOp *dot) { return dot->nints >= 1 && mma_is_wgmma((MmaInstr)dot->ints[0]); }
+
+static const SharedLayout *ring_layout(Arena *arena, int S, const IrType *t, bool wgmma) {
+    int64_t shape[3] = {S, t->shape[0], t->shape[1]};
+    const SharedLayout *sl = shared_layout_row_major(arena, 3, shape);
+    if (wgmma && t->shape[1] > 64) {
+        int64_t strides[3] = {t->shape[0] * t->shape[1], 64, 1};
+        sl = shared_layout_split(arena, shared_layout_strided(arena, 3, shape, strides), 2, 64, 64 * t->shape[0]);
+    }
+    /* the TMA loads' swizzle mode is this one (tma_qualifies checks) */
+    return shared_layout_with_swizzle(arena, sl, swizzle_for_ldmatrix(wgmma ? 64 : t->shape[1], 2));
+}
+
+/* A wgmma dot whose operands are not both staged (or whose loop is left as written) goes back to
+ * mma.sync: the same accumulator layout (every warp along M), its operands read wherever they are. */
+static bool demote(IrOp *op, void *ctx) {
+    if (op->code != OP_DOT || !wgmma_dot(op)) return true;
+    bool staged = ctx == NULL ? false : true; /* NULL: demote unconditionally */
+    for (int i = 0; staged && i < 2; i++) staged = op->operands[i]->type->kind == TY_SHARED;
+    if (!staged)
+        op->ints[0] = mma_instr_for(op->operands[0]->type->elem, op->operands[1]->type->elem, op->results[0]->type->elem);
     return true;
 }
 
@@ -211,7 +243,6 @@ static bool analyze(Loop *L, int warps, const Target *t) {
         if (op->code != OP_LOAD || op->operands[0]->type->kind != TY_TENSOR || L->nstaged == MAX_STAGED) continue;
         Staged s;
         if (!candidate(L, op, warps, &s)) continue;
-        s.tma = tma_qualifies(L, t, op);
         int keep = L->nslice;
         bool ok = true;
         for (uint32_t i = 1; ok && i < op->noperands; i++) ok = add_slice(L, op->operands[i], 0);
@@ -219,8 +250,20 @@ static bool analyze(Loop *L, int warps, const Target *t) {
             L->nslice = keep;
             continue;
         }
-        L->ntma += s.tma;
         L->staged[L->nstaged++] = s;
+    }
+    /* a wgmma dot needs both operands in rings: one that gets fewer goes back to mma.sync now,
+     * before its rings are laid out */
+    for (int i = 0; i < L->nstaged; i++) {
+        IrOp *dot = L->staged[i].dot;
+        int both = 0;
+        for (int j = 0; j < L->nstaged; j++) both += L->staged[j].dot == dot;
+        if (wgmma_dot(dot) && both != 2) demote(dot, NULL);
+    }
+    for (int i = 0; i < L->nstaged; i++) {
+        Staged *s = &L->staged[i];
+        s->tma = tma_qualifies(L, t, s->load, wgmma_dot(s->dot));
+        L->ntma += s->tma;
     }
     return L->nstaged > 0;
 }
@@ -237,6 +280,8 @@ static IrValue *view(IrBuilder *b, IrValue *buffer, IrValue *stage) {
     for (int d = 0; d < vt.rank; d++) vt.shape[d] = bt->shape[d + 1];
     const SharedLayout *bl = bt->shared;
     const SharedLayout *vl = shared_layout_strided(&b->module->arena, vt.rank, vt.shape, bl->strides + 1);
+    for (int d = 0; d < vt.rank; d++)
+        if (bl->split[d + 1]) vl = shared_layout_split(&b->module->arena, vl, d, bl->split[d + 1], bl->split_strides[d + 1]);
     vt.shared = shared_layout_with_swizzle(&b->module->arena, vl, bl->swizzle);
     IrValue *ops[2] = {buffer, stage};
     const IrType *rt = ir_type_intern(b->module, &vt);
@@ -249,6 +294,9 @@ static IrValue *transposed_view(IrBuilder *b, IrValue *v) {
     IrType vt = {.kind = TY_SHARED, .elem = t->elem, .rank = 2, .shape = {t->shape[1], t->shape[0]}};
     int64_t strides[2] = {t->shared->strides[1], t->shared->strides[0]};
     const SharedLayout *l = shared_layout_strided(&b->module->arena, 2, vt.shape, strides);
+    for (int d = 0; d < 2; d++)
+        if (t->shared->split[1 - d])
+            l = shared_layout_split(&b->module->arena, l, d, t->shared->split[1 - d], t->shared->split_strides[1 - d]);
     vt.shared = shared_layout_with_swizzle(&b->module->arena, l, t->shared->swizzle);
     const IrType *rt = ir_type_intern(b->module, &vt);
     IrOp *op = ir_build(b, OP_TRANSPOSE, &v, 1, &rt, 1);
@@ -319,9 +367,7 @@ static void transform(Loop *L) {
     for (int s = 0; s < L->nstaged; s++) {
         const IrType *t = L->staged[s].load->results[0]->type;
         int64_t shape[3] = {S, t->shape[0], t->shape[1]};
-        const SharedLayout *sl = shared_layout_row_major(&fn->module->arena, 3, shape);
-        /* the TMA loads' swizzle mode is this one (tma_qualifies checks) */
-        sl = shared_layout_with_swizzle(&fn->module->arena, sl, swizzle_for_ldmatrix(t->shape[1], 2));
+        const SharedLayout *sl = ring_layout(&fn->module->arena, S, t, wgmma_dot(L->staged[s].dot));
         IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shared = sl};
         memcpy(bt.shape, shape, sizeof shape);
         const IrType *rt = ir_type_intern(fn->module, &bt);
@@ -503,6 +549,7 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
             free(L);
         }
         vec_free(&c.loops);
+        ir_walk(f->body, demote, f);
     }
     return changed;
 }

@@ -464,6 +464,7 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
               target_parse(arch, strlen(arch), out, &err);
     sb_free(&err);
     if (ok) out->num_warps = num_warps;
+    if (ok) out->no_wgmma = !env_flag("TILE_WGMMA", true); /* sm_90a: dots on mma.sync (the cache key says so too) */
     return ok;
 }
 

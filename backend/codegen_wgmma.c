@@ -1,0 +1,146 @@
+/*
+ * codegen_wgmma.c: dot on wgmma.mma_async (sm_90a), for the dots the layout pass recorded with a
+ * wgmma row of ir/mma.def and whose operands the stages pass put in rings (shared views).
+ *
+ * The accumulator layout is the mma.sync one with every warp along M (ir/mma.h): warp w of
+ * warpgroup g = w / 4 holds rows 16 * (warps * i + w) .. + 15 of every repeat i, which for one
+ * warpgroup are the 64 rows of one wgmma m64nNk16 (warp w % 4 of the warpgroup: its 16 of them), and
+ * the four floats of each 16 x 8 tile j sit in the order of the instruction's d[4j .. 4j + 3]. So a
+ * repeat i of warpgroup g is one instruction over rows 16 * warps * i + 64 * g, all N columns,
+ * its accumulator the repeat's slots in order.
+ *
+ * Operands are read through matrix descriptors (64 bits: start address >> 4, leading and stride byte
+ * offsets >> 4, the 128-byte swizzle mode), which describe the canonical layouts that stages gives
+ * the rings (passes/stages.c, ring_layout): rows of 64 elements (128 bytes) swizzled in atoms of 8
+ * rows (1024 bytes), a wider tile as column blocks of 64 one after another. The a operand [M, K] is
+ * k-major: stride byte offset 1024 (from 8 rows to the next 8), leading offset unused (1); a k step
+ * of 16 starts 32 bytes further (the hardware applies the swizzle to the address, which is why
+ * rings are 1024-aligned). The b operand [K, N] is n-major (imm-trans-b 1): stride byte offset
+ * 1024 (from 8 k rows to the next 8), leading byte offset the column-block stride (from 64 columns
+ * to the next 64); a k step starts 16 rows (2048 bytes) further. Every start is the operand's
+ * unswizzled offset (shared_layout_linear) of the instruction's first element.
+ *
+ * The instructions of one dot are issued between wgmma.fence (the accumulators were written by
+ * ordinary instructions) and wgmma.commit_group, then wgmma.wait_group 0: the dot is complete when
+ * it returns, as the IR says, and the stages pass's barrier before the next copy into a stage stays
+ * sufficient. The accumulators pass through the wait (tied operands of the inline assembly), so
+ * nothing reads them before it.
+ */
+#include "codegen.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ir/mma.h"
+
+/* Inline assembly returning `nout` floats (a struct of them, or void when 0), convergent. */
+static LLVMValueRef asm_floats(Cg *g, const char *text, const char *constraints, unsigned nout, LLVMValueRef *args,
+                               unsigned nargs) {
+    LLVMTypeRef *types = cg_calloc(g, nargs + 1, sizeof(LLVMTypeRef));
+    for (unsigned i = 0; i < nargs; i++) types[i] = LLVMTypeOf(args[i]);
+    LLVMTypeRef ret = g->void_type;
+    if (nout) {
+        LLVMTypeRef *fields = cg_calloc(g, nout, sizeof(LLVMTypeRef));
+        for (unsigned i = 0; i < nout; i++) fields[i] = g->f32;
+        ret = LLVMStructTypeInContext(g->ctx, fields, nout, 0);
+    }
+    LLVMTypeRef ft = LLVMFunctionType(ret, types, nargs, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), (char *)constraints, strlen(constraints), 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, args, nargs, "");
+    unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
+    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
+    return call;
+}
+
+/* The constraints of an asm whose first n operands are float outputs tied to inputs that follow
+ * `inputs` (e.g. "l,l,r,"), then the memory clobber. */
+static char *tied_constraints(Cg *g, unsigned n, const char *inputs) {
+    size_t cap = (size_t)n * 12 + strlen(inputs) + 32, len = 0;
+    char *s = cg_calloc(g, cap, 1);
+    for (unsigned i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "=f,");
+    len += (size_t)snprintf(s + len, cap - len, "%s", inputs);
+    for (unsigned i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "%u,", i);
+    snprintf(s + len, cap - len, "~{memory}");
+    return s;
+}
+
+/* Whether l is the canonical layout of a ring of wgmma operand [R, C]: rows of 64 elements with the
+ * 128-byte swizzle, a wider tile split in column blocks, nothing else split. */
+static bool canonical(const SharedLayout *l) {
+    if (!l || l->rank != 2 || l->strides[1] != 1 || l->strides[0] != 64 || l->split[0] ||
+        (l->shape[1] > 64 && l->split[1] != 64) || (l->shape[1] == 64 && l->split[1]) || l->shape[1] % 64 != 0)
+        return false;
+    Swizzle z = l->swizzle;
+    return z.bits == 3 && z.base == 3 && z.shift == 3;
+}
+
+/* The descriptor of the operand at shared address `base` (i32) with the given byte offsets and the
+ * 128-byte swizzle; a constant byte offset is added to it as (offset >> 4). */
+static LLVMValueRef descriptor(Cg *g, LLVMValueRef base, int64_t leading, int64_t stride) {
+    LLVMValueRef addr = LLVMBuildZExt(g->b, LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, base, cg_i32(g, 4), ""),
+                                                         cg_i32(g, 0x3FFF), ""),
+                                      g->i64, "");
+    uint64_t fixed = ((uint64_t)(leading >> 4) & 0x3FFF) << 16 | ((uint64_t)(stride >> 4) & 0x3FFF) << 32 |
+                     (uint64_t)1 << 62;
+    return LLVMBuildOr(g->b, addr, LLVMConstInt(g->i64, fixed, 0), "");
+}
+
+static LLVMValueRef plus(Cg *g, LLVMValueRef desc, int64_t bytes) {
+    return bytes ? LLVMBuildAdd(g->b, desc, LLVMConstInt(g->i64, (unsigned long long)(bytes >> 4), 0), "") : desc;
+}
+
+/* The dot on wgmma (see the top of the file): r gets the result in the accumulator layout. */
+bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgValue *c) {
+    CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
+    const SharedLayout *la = op->operands[0]->type->shared, *lb = op->operands[1]->type->shared;
+    if (a->kind != CV_SHARED || b->kind != CV_SHARED || !canonical(la) || !canonical(lb))
+        return cg_fail(g, op, false, "a wgmma dot needs both operands in shared rings with the 128-byte swizzle "
+                                     "(the stages pass lays them out)");
+    int64_t N = t->n, steps = t->k / 16, bytes = 2;
+    unsigned nacc = (unsigned)(N / 2); /* floats per thread of one m64nN instruction */
+    LLVMValueRef warpgroup = LLVMBuildTrunc(g->b, LLVMBuildLShr(g->b, g->tid, cg_i64(g, 7), ""), g->i32, "");
+    /* this warpgroup's first row of a: 64 * g rows of 128 bytes */
+    LLVMValueRef a_addr = LLVMBuildAdd(g->b, LLVMBuildPtrToInt(g->b, a->data, g->i32, ""),
+                                       LLVMBuildMul(g->b, warpgroup, cg_i32(g, 64 * la->strides[0] * bytes), ""), "");
+    LLVMValueRef da = descriptor(g, a_addr, 16, 1024);
+    LLVMValueRef db = descriptor(g, LLVMBuildPtrToInt(g->b, b->data, g->i32, ""), lb->split[1] ? lb->split_strides[1] * bytes : 16,
+                                 1024);
+
+    uint32_t n = r->nslots;
+    LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef));
+    for (uint32_t s = 0; s < n; s++) acc[s] = c->slots[c->nslots == 1 ? 0 : s];
+    asm_floats(g, "wgmma.fence.sync.aligned;", "~{memory}", 0, NULL, 0);
+    char text[4096];
+    size_t len = (size_t)snprintf(text, sizeof text, "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, $%u, 0;\n\t"
+                                                     "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
+                                  nacc + 2, (long long)N, t->f16 ? "f16" : "bf16", t->f16 ? "f16" : "bf16");
+    for (unsigned i = 0; i < nacc; i++) len += (size_t)snprintf(text + len, sizeof text - len, "%s$%u", i ? ", " : "", i);
+    snprintf(text + len, sizeof text - len, "}, $%u, $%u, p, 1, 1, 0, 1;\n\t}", nacc, nacc + 1);
+    const char *mma_constraints = tied_constraints(g, nacc, "l,l,r,");
+    LLVMValueRef *args = cg_calloc(g, nacc + 3, sizeof(LLVMValueRef));
+    for (int64_t s = 0; s < steps; s++) {
+        int64_t kb[2] = {16 * s, 0};
+        LLVMValueRef desc_b = plus(g, db, shared_layout_linear(lb, kb) * bytes);
+        for (int64_t i = 0; i < t->reps_m; i++) {
+            int64_t at[2] = {16 * t->warps_m * i, 16 * s};
+            args[0] = plus(g, da, shared_layout_linear(la, at) * bytes);
+            args[1] = desc_b;
+            args[2] = cg_i32(g, 1);
+            for (unsigned q = 0; q < nacc; q++) args[3 + q] = acc[mma_acc_slot(t, i, 0, 0) + q];
+            LLVMValueRef d = asm_floats(g, text, mma_constraints, nacc, args, nacc + 3);
+            for (unsigned q = 0; q < nacc; q++) acc[mma_acc_slot(t, i, 0, 0) + q] = LLVMBuildExtractValue(g->b, d, q, "");
+        }
+    }
+    asm_floats(g, "wgmma.commit_group.sync.aligned;", "~{memory}", 0, NULL, 0);
+    /* the wait: every accumulator passes through it */
+    for (uint32_t first = 0; first < n; first += nacc) {
+        unsigned k = n - first < nacc ? n - first : nacc;
+        const char *wait = first == 0 ? "wgmma.wait_group.sync.aligned 0;" : "";
+        LLVMValueRef d = asm_floats(g, wait, tied_constraints(g, k, ""), k, acc + first, k);
+        for (unsigned q = 0; q < k; q++) acc[first + q] = LLVMBuildExtractValue(g->b, d, q, "");
+    }
+    for (uint32_t s = 0; s < n; s++) r->slots[s] = acc[s];
+    cg_set(g, op->results[0], r);
+    return true;
+}
