@@ -174,6 +174,7 @@ struct MmaTiling; /* ir/mma.h */
  * accumulator in that layout. */
 bool cg_dot_mma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
 bool cg_dot_wgmma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
+bool cg_dot_wait(Cg *g, const IrOp *op);
 
 /* ---- codegen_tma.c ---- */
 bool cg_tma_plan(Cg *g);                 /* the tensor maps of the kernel's copy_tma ops */

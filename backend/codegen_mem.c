@@ -956,6 +956,13 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
 bool cg_async_wait(Cg *g, const IrOp *op) {
     LLVMValueRef n = cg_i32(g, op->nints ? op->ints[0] : 0);
     cg_call_intrinsic(g, "llvm.nvvm.cp.async.wait.group", NULL, 0, &n, 1);
+    if (g->arch == BACKEND_ARCH_SM90A) {
+        /* the copies were writes of the generic proxy; a wgmma reads through the async proxy */
+        LLVMTypeRef ft = LLVMFunctionType(g->void_type, NULL, 0, 0);
+        const char *text = "fence.proxy.async.shared::cta;";
+        LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "~{memory}", 9, 1, 0, LLVMInlineAsmDialectATT, 0);
+        LLVMBuildCall2(g->b, ft, fn, NULL, 0, "");
+    }
     return true;
 }
 

@@ -90,6 +90,18 @@ static LLVMValueRef plus(Cg *g, LLVMValueRef desc, int64_t bytes) {
     return bytes ? LLVMBuildAdd(g->b, desc, LLVMConstInt(g->i64, (unsigned long long)(bytes >> 4), 0), "") : desc;
 }
 
+/* wgmma.wait_group `pending`, the n floats of acc passing through it (in asm statements of at most
+ * `chunk` operands), so that nothing reads them before. */
+static void wait_group(Cg *g, int64_t pending, LLVMValueRef *acc, uint32_t n, unsigned chunk) {
+    char wait[64];
+    snprintf(wait, sizeof wait, "wgmma.wait_group.sync.aligned %lld;", (long long)pending);
+    for (uint32_t first = 0; first < n; first += chunk) {
+        unsigned k = n - first < chunk ? n - first : chunk;
+        LLVMValueRef d = asm_floats(g, first == 0 ? wait : "", tied_constraints(g, k, ""), k, acc + first, k);
+        for (unsigned q = 0; q < k; q++) acc[first + q] = LLVMBuildExtractValue(g->b, d, q, "");
+    }
+}
+
 /* The dot on wgmma (see the top of the file): r gets the result in the accumulator layout. */
 bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgValue *c) {
     CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
@@ -133,14 +145,20 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
         }
     }
     asm_floats(g, "wgmma.commit_group.sync.aligned;", "~{memory}", 0, NULL, 0);
-    /* the wait: every accumulator passes through it */
-    for (uint32_t first = 0; first < n; first += nacc) {
-        unsigned k = n - first < nacc ? n - first : nacc;
-        const char *wait = first == 0 ? "wgmma.wait_group.sync.aligned 0;" : "";
-        LLVMValueRef d = asm_floats(g, wait, tied_constraints(g, k, ""), k, acc + first, k);
-        for (unsigned q = 0; q < k; q++) acc[first + q] = LLVMBuildExtractValue(g->b, d, q, "");
-    }
+    if (!(op->nints > 2 && op->ints[2])) wait_group(g, 0, acc, n, nacc); /* else a dot_wait completes it */
     for (uint32_t s = 0; s < n; s++) r->slots[s] = acc[s];
+    cg_set(g, op->results[0], r);
+    return true;
+}
+
+/* dot_wait N: wgmma.wait_group N, the accumulator's slots passing through. */
+bool cg_dot_wait(Cg *g, const IrOp *op) {
+    CgValue *a = cg_get(g, op->operands[0]);
+    if (a->kind != CV_TILE) return cg_fail(g, op, false, "needs a register tile");
+    CgValue *r = cg_new_tile_for(g, op->results[0]);
+    if (r->nslots != a->nslots) return cg_fail(g, op, false, "its result is not laid out as its operand");
+    memcpy(r->slots, a->slots, a->nslots * sizeof(LLVMValueRef));
+    wait_group(g, op->ints[0], r->slots, r->nslots, 128);
     cg_set(g, op->results[0], r);
     return true;
 }

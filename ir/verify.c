@@ -707,8 +707,11 @@ static void rule_dot(Verifier *v, const IrOp *op) {
     /* the layout pass's tensor-core record: an instruction of ir/mma.def and the warps along M */
     if (op->nints == 0) return;
     MmaTiling t;
-    if (op->nints != 2 || op->ints[0] <= MMA_NONE || op->ints[0] >= MMA_COUNT || op->ints[1] < 1)
-        op_error(v, op, "has a malformed tensor-core record (mma and warps_m)");
+    if (op->nints < 2 || op->nints > 3 || op->ints[0] <= MMA_NONE || op->ints[0] >= MMA_COUNT || op->ints[1] < 1 ||
+        (op->nints == 3 && (op->ints[2] < 0 || op->ints[2] > 1)))
+        op_error(v, op, "has a malformed tensor-core record (mma, warps_m, async)");
+    else if (op->nints == 3 && op->ints[2] && !mma_is_wgmma((MmaInstr)op->ints[0]))
+        op_error(v, op, "only a wgmma dot is asynchronous, not %s", mma_instrs[op->ints[0]].name);
     else if ((mma_is_wgmma((MmaInstr)op->ints[0]) ? mma_wgmma_for(a->elem, b->elem, acc->elem)
                                                  : mma_instr_for(a->elem, b->elem, acc->elem)) != (MmaInstr)op->ints[0])
         op_error(v, op, "instruction %s does not take operands %s, %s and %s", mma_instrs[op->ints[0]].name, tn(v, a),
@@ -801,6 +804,14 @@ static void rule_none(Verifier *v, const IrOp *op) {
 
 static void rule_async_wait(Verifier *v, const IrOp *op) {
     if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of copies in flight >= 0");
+}
+
+/* dot_wait (acc) -> acc: the same type, a count >= 0. */
+static void rule_dot_wait(Verifier *v, const IrOp *op) {
+    if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of dots in flight >= 0");
+    if (!is_tile(op->operands[0]->type) || op->results[0]->type != op->operands[0]->type)
+        op_error(v, op, "its result must be its operand's tile type (%s -> %s)", tn(v, op->operands[0]->type),
+                 tn(v, op->results[0]->type));
 }
 
 static void rule_fence(Verifier *v, const IrOp *op) {

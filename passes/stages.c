@@ -79,6 +79,7 @@ typedef struct Loop {
     int nslice;
     int ntma;                /* staged loads copied by TMA */
     IrValue *mbarriers;      /* their ring of mbarriers (one per stage), when ntma > 0 */
+    uint32_t async_use;      /* the yield operand that an asynchronous dot's result is (async_dot) */
 } Loop;
 
 static bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
@@ -355,6 +356,33 @@ static IrOp *wait(IrBuilder *b, int64_t in_flight) {
     return w;
 }
 
+/* The loop's dot that can run asynchronously, or NULL: its one staged dot is on wgmma, its
+ * accumulator is a carried value of the loop and its result goes only to the yield (the next
+ * iteration's accumulator). The dot of iteration i
+ * then overlaps iteration i + 1's wait for its stage: dot_wait 1 after it releases iteration
+ * i - 1's stage, into which the copies of iteration i + S - 1 go (after a barrier: every
+ * warpgroup's dot is done with it). Sets L->async_use to the yield operand it is. */
+static IrOp *async_dot(Loop *L) {
+    IrOp *dot = L->staged[0].dot;
+    for (int s = 0; s < L->nstaged; s++)
+        if (L->staged[s].dot != dot) return NULL;
+    if (!wgmma_dot(dot) || L->nstaged != 2) return NULL;
+    const IrValue *acc = dot->operands[2];
+    if (acc->def || acc->region != L->body || acc->index == 0) return NULL;
+    Uses u = {.v = dot->results[0]};
+    ir_walk(L->body, count_use, &u);
+    if (u.count != 1 || u.user != L->body->last || u.user->code != OP_YIELD || u.operand + 1 != acc->index)
+        return NULL;
+    L->async_use = u.operand;
+    return dot;
+}
+
+static IrValue *dot_wait(IrBuilder *b, IrValue *acc, int64_t pending) {
+    IrOp *w = ir_build(b, OP_DOT_WAIT, &acc, 1, &acc->type, 1);
+    w->ints[0] = pending, w->nints = 1;
+    return w->results[0];
+}
+
 static void transform(Loop *L) {
     IrOp *f = L->op;
     IrFunction *fn = L->body->function;
@@ -404,8 +432,19 @@ static void transform(Loop *L) {
         ir_build(&b, OP_MBARRIER_WAIT, ops, 3, NULL, 0);
     }
     if (L->ntma < L->nstaged) wait(&b, (int64_t)(S - 2) * (L->nstaged - L->ntma));
-    ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+    IrOp *async = async_dot(L);
+    if (!async || L->ntma < L->nstaged) ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+    if (async) {
+        /* the copies go after the dot, once the previous iteration's dot has released its stage */
+        ir_builder_before(&b, async->next);
+    }
     IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
+    if (async) {
+        async->ints[2] = 1, async->nints = 3;
+        IrValue *done = dot_wait(&b, async->results[0], 1);
+        ir_set_operand(L->body->last, L->async_use, done);
+        ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+    }
     issue_copies(L, &b, ahead, write);
     for (int s = 0; s < L->nstaged; s++) {
         Staged *st = &L->staged[s];
@@ -422,6 +461,13 @@ static void transform(Loop *L) {
     b.region = f->parent;
     b.before = f->next;
     if (L->ntma < L->nstaged) wait(&b, 0);
+    if (async) {
+        /* and the last dot complete before anything reads the accumulator */
+        IrValue *acc = f->results[L->async_use];
+        IrValue *done = dot_wait(&b, acc, 0);
+        ir_replace_all_uses(fn, acc, done);
+        ir_set_operand(done->def, 0, acc);
+    }
 }
 
 /* ---- loop-invariant operands ------------------------------------------------------------------ */

@@ -1249,6 +1249,7 @@ const VmExecFn vm_data_executors[OP_COUNT] = {
     [OP_BROADCAST] = exec_broadcast,
     [OP_EXPAND_DIMS] = exec_same_elements, [OP_RESHAPE] = exec_same_elements,
     [OP_CONVERT_LAYOUT] = exec_same_elements,
+    [OP_DOT_WAIT] = exec_same_elements, /* the VM's dots complete at once */
     [OP_TRANSPOSE] = exec_transpose,
     [OP_REDUCE] = exec_reduce_scan, [OP_SCAN] = exec_reduce_scan,
     [OP_DOT] = exec_dot,
