@@ -152,7 +152,8 @@ static bool read_key(const AstNode *k, const AstNode *kw, Arena *arena, Autotune
  * error. */
 static bool read_config(const AstNode *k, const AstNode *c, Arena *arena, AutotuneSpec *out, DiagList *d) {
     uint32_t n = c->args ? c->args->len : 0;
-    AutotuneConfig *cfg = &out->configs[out->nconfigs];
+    AutotuneConfig *cfg = &out->configs[out->nconfigs]; /* a slot a failed candidate may have used */
+    memset(cfg, 0, sizeof *cfg);
     cfg->loc = c->loc;
     cfg->bindings = ARENA_ARRAY(arena, ConstBinding, n + 1);
     bool ok = true;
