@@ -250,19 +250,25 @@ static tile_status candidate_kernel(tile_kernel *k, RtAutotune *t, uint32_t c, t
     return st;
 }
 
-/* Launches candidate c with args: the candidate's own argument check (a fixed size may depend
- * on its constants), then the device. */
-static tile_status launch_candidate(tile_kernel *k, RtAutotune *t, uint32_t c, const tile_arg *args, size_t nargs,
-                                    tile_stream *stream) {
-    tile_kernel *ck;
-    tile_status st = candidate_kernel(k, t, c, &ck);
-    if (st != TILE_OK) return st;
+/* Launches candidate kernel ck with args: its own argument check (a fixed size may depend on
+ * its constants), then the device. */
+static tile_status launch_kernel(tile_kernel *k, tile_kernel *ck, const tile_arg *args, size_t nargs,
+                                 tile_stream *stream) {
     Strbuf err = {0};
+    tile_status st;
     if (!rt_check_args(ck->function, args, nargs, &err))
         st = rt_fail(k->program->ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     else st = rt_launch_checked(ck, args, nargs, stream);
     sb_free(&err);
     return st;
+}
+
+/* launch_kernel of candidate c (t->lock held: candidate_kernel fills t->kernels). */
+static tile_status launch_candidate(tile_kernel *k, RtAutotune *t, uint32_t c, const tile_arg *args, size_t nargs,
+                                    tile_stream *stream) {
+    tile_kernel *ck;
+    tile_status st = candidate_kernel(k, t, c, &ck);
+    return st == TILE_OK ? launch_kernel(k, ck, args, nargs, stream) : st;
 }
 
 static int compare_doubles(const void *a, const void *b) {
@@ -488,6 +494,9 @@ static tile_status decide(tile_kernel *k, RtAutotune *t, const int64_t *bucket, 
                 if (!any || ms < best) best = ms, choice->winner = c; /* ties: the earlier one */
                 any = true;
             } else {
+                /* one line per candidate: a compiler's diagnostics are several */
+                for (char *nl; (nl = strchr(why.data ? why.data : "", '\n'));) *nl = ' ';
+                if (why.len > 300) why.data[300] = 0;
                 sb_printf(&lines, "time %u failed %s: %s\n", c + 1, sb_str(&text), sb_str(&why));
                 if (first_status == TILE_OK) {
                     first_status = TILE_ERROR_DEVICE;
@@ -497,6 +506,7 @@ static tile_status decide(tile_kernel *k, RtAutotune *t, const int64_t *bucket, 
             sb_free(&why);
             sb_free(&text);
         }
+        if (ctx->cuda) (void)tile_synchronize(ctx); /* nothing may still use the scratch copies */
         scratch_free(ctx, &s);
         if (!any) {
             st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "autotuning '%s': no candidate ran; the first failed: %s", k->name,
@@ -581,8 +591,10 @@ tile_status rt_autotune_launch(tile_kernel *k, const tile_arg *args, size_t narg
         winner = c->winner;
         t->latest = c->report;
     }
+    tile_kernel *ck;
+    tile_status st = candidate_kernel(k, t, winner, &ck);
     pthread_mutex_unlock(&t->lock);
-    return launch_candidate(k, t, winner, args, nargs, stream);
+    return st == TILE_OK ? launch_kernel(k, ck, args, nargs, stream) : st;
 }
 
 tile_status tile_kernel_autotune_report(tile_kernel *k, char **out) {

@@ -338,3 +338,56 @@ Test(autotune, stdlib_gemm_candidates_compile) {
     tile_program_destroy(p);
     tile_context_destroy(ctx);
 }
+
+/* A candidate that does not compile is left out (and said so); when none runs the launch fails
+ * with a message, and nothing crashes or is stored. */
+Test(autotune, failed_candidates_are_left_out) {
+    static const char *src =
+        "kernel fill<BLOCK = 128>(y: tensor<f32>[N])\n"
+        "  grid(cdiv(N, BLOCK))\n"
+        "  autotune(key = [N], config(), config(BLOCK = 0), config(BLOCK = 64))\n"
+        "{\n"
+        "  y[block_id(0) * BLOCK :+ BLOCK] = ones<f32>[BLOCK];\n"
+        "}\n"
+        "kernel never<BLOCK = 128>(y: tensor<f32>[N])\n"
+        "  grid(cdiv(N, BLOCK))\n"
+        "  autotune(key = [N], config(BLOCK = 0), config(BLOCK = -64))\n"
+        "{\n"
+        "  y[block_id(0) * BLOCK :+ BLOCK] = ones<f32>[BLOCK];\n"
+        "}\n";
+    fastest = 1; /* the one that fails: the fastest of those that ran is candidate 1 */
+    tile_context *ctx;
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+    tile_program *p;
+    cr_assert_eq(tile_program_from_string(ctx, "fails.tile", src, strlen(src), &p), TILE_OK);
+    float y[300];
+    int64_t shape[1] = {300};
+    tile_arg arg = {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 1, shape)};
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "fill", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    memset(y, 0, sizeof y);
+    cr_assert_eq(tile_kernel_launch(k, &arg, 1, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    for (int i = 0; i < 300; i++) cr_assert_eq(y[i], 1.0f);
+    char *report;
+    cr_assert_eq(tile_kernel_autotune_report(k, &report), TILE_OK);
+    expect_contains(report, "time 2 failed config(BLOCK = 0):");
+    expect_contains(report, "division by zero");
+    expect_contains(report, "chose candidate 1:");
+    free(report);
+
+    cr_assert_eq(tile_program_get_kernel(p, "never", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_kernel_launch(k, &arg, 1, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    cr_expect_not_null(strstr(tile_context_message(ctx), "no candidate ran"), "%s", tile_context_message(ctx));
+    cr_expect_eq(count_entries(NULL, 0), 1, "only fill's winner is stored");
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+
+    setenv("TILE_AUTOTUNE", "0", 1); /* untuned, the first candidate's error is the launch's */
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+    cr_assert_eq(tile_program_from_string(ctx, "fails.tile", src, strlen(src), &p), TILE_OK);
+    cr_assert_eq(tile_program_get_kernel(p, "never", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_kernel_launch(k, &arg, 1, NULL), TILE_ERROR_COMPILE);
+    cr_expect_not_null(strstr(tile_context_message(ctx), "division by zero"), "%s", tile_context_message(ctx));
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
