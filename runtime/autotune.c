@@ -148,7 +148,8 @@ static const char *device_identity(const tile_context *ctx) {
 
 RtAutotune *rt_autotune_new(tile_kernel *k) {
     tile_program *p = k->program;
-    if (!p->ast || !p->ast->decls.len) return NULL;
+    /* images made ahead of time hold one configuration: the one loaded is the one that runs */
+    if (k->from_image || !p->ast || !p->ast->decls.len) return NULL;
     const AstNode *decl = NULL;
     for (uint32_t i = 0; i < p->ast->decls.len && !decl; i++)
         if (p->ast->decls.items[i]->kind == AST_KERNEL && strcmp(p->ast->decls.items[i]->name, k->name) == 0)
@@ -256,7 +257,7 @@ static tile_status launch_kernel(tile_kernel *k, tile_kernel *ck, const tile_arg
                                  tile_stream *stream) {
     Strbuf err = {0};
     tile_status st;
-    if (!rt_check_args(ck->function, args, nargs, &err))
+    if (ck != k && !rt_check_args(ck->function, args, nargs, &err)) /* k's were checked */
         st = rt_fail(k->program->ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     else st = rt_launch_checked(ck, args, nargs, stream);
     sb_free(&err);
