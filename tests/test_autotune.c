@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,7 +308,34 @@ Test(autotune, cache_off_still_tunes) {
     cr_expect_eq(count_entries(NULL, 0), 0);
 }
 
-/* The stdlib gemm's clause: the defaults first, and every candidate compiles (on the VM). */
+/* C = A @ B with gemm kernel k on the VM at an odd shape, checked against doubles: every
+ * candidate must compute the same product, or tuning could choose a wrong one. */
+static void check_gemm(tile_context *ctx, tile_kernel *k, uint32_t candidate) {
+    enum { M = 70, N = 300, K = 90 };
+    static double a[M * K], b[K * N], c[M * N];
+    static uint16_t pa[M * K], pb[K * N], pc[M * N];
+    for (int i = 0; i < M * K; i++) a[i] = (double)((i * 7 % 13) - 6) / 8;
+    for (int i = 0; i < K * N; i++) b[i] = (double)((i * 5 % 11) - 5) / 8;
+    tile_pack(TILE_BF16, a, M * K, pa);
+    tile_pack(TILE_BF16, b, K * N, pb);
+    memset(pc, 0xff, sizeof pc);
+    int64_t sa[2] = {M, K}, sb[2] = {K, N}, sc[2] = {M, N};
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, pa, 2, sa)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, pb, 2, sb)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, pc, 2, sc)}};
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "candidate %u: %s", candidate + 1,
+                 tile_context_message(ctx));
+    tile_unpack(TILE_BF16, pc, M * N, c);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double want = 0;
+            for (int q = 0; q < K; q++) want += a[i * K + q] * b[q * N + j];
+            cr_assert_leq(fabs(c[i * N + j] - want), 0.01 * (1 + fabs(want)), "candidate %u: C[%d][%d] = %g, want %g",
+                          candidate + 1, i, j, c[i * N + j], want);
+        }
+}
+
+/* The stdlib gemm's clause: the defaults first, and every candidate compiles and is right (VM). */
 Test(autotune, stdlib_gemm_candidates_compile) {
     unsetenv("TILE_AUTOTUNE");
     tile_context *ctx = test_vm_context();
@@ -330,8 +358,9 @@ Test(autotune, stdlib_gemm_candidates_compile) {
             consts[b] = (tile_constant){x->name, x->is_float, x->i, x->f};
         }
         tile_kernel *ck;
-        cr_expect_eq(tile_program_get_kernel(p, "gemm", consts, spec.configs[c].nbindings, &ck), TILE_OK,
+        cr_assert_eq(tile_program_get_kernel(p, "gemm", consts, spec.configs[c].nbindings, &ck), TILE_OK,
                      "candidate %u: %s", c + 1, tile_context_message(ctx));
+        check_gemm(ctx, ck, c);
     }
     diag_free(&d);
     arena_free(&arena);

@@ -4,7 +4,8 @@
  * has a positive time in the report), stores the winner and computes C correctly; a second
  * context reads the winner from the disk cache without timing and chooses the same candidate.
  * An accumulating kernel (y += x) is tuned too, and its output must be what one launch gives:
- * timing runs on scratch copies. Skips with a message where there is no GPU. */
+ * timing runs on scratch copies. And every gemm candidate, run on its own, is correct. Skips
+ * with a message where there is no GPU. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -119,6 +120,74 @@ Test(autotune_gpu, gemm_timed_then_read_from_the_cache) {
     cr_expect_eq(chosen(second), chosen(first), "%s\n%s", first, second);
     free(first);
     free(second);
+}
+
+/* Every candidate of the stdlib gemm, got with its constants (no tuning), computes the right
+ * product at an odd shape: tuning must not be able to choose a wrong kernel. */
+Test(autotune_gpu, every_gemm_candidate_is_correct) {
+    enum { M = 333, N = 520, K = 200 };
+    tile_context *ctx = open_gpu();
+    tile_program *p = test_load_program(ctx, "stdlib/core/gemm.tile");
+    Arena arena;
+    arena_init(&arena);
+    AutotuneSpec spec;
+    DiagList d = {0};
+    cr_assert(autotune_read(p->ast->decls.items[0], &arena, &spec, &d), "%s", sb_str(&d.text));
+    double *ha = malloc(sizeof(double) * M * K), *hb = malloc(sizeof(double) * K * N), *hc = malloc(sizeof(double) * M * N);
+    for (int i = 0; i < M * K; i++) ha[i] = (double)((i * 7 % 13) - 6) / 8;
+    for (int i = 0; i < K * N; i++) hb[i] = (double)((i * 5 % 11) - 5) / 8;
+    size_t ab = tile_dtype_bytes(TILE_BF16, M * K), bb = tile_dtype_bytes(TILE_BF16, K * N),
+           cb = tile_dtype_bytes(TILE_BF16, M * N);
+    void *pa = malloc(ab), *pb = malloc(bb), *pc = malloc(cb), *da, *db, *dc;
+    tile_pack(TILE_BF16, ha, M * K, pa);
+    tile_pack(TILE_BF16, hb, K * N, pb);
+    cr_assert_eq(tile_alloc(ctx, ab, &da), TILE_OK);
+    cr_assert_eq(tile_alloc(ctx, bb, &db), TILE_OK);
+    cr_assert_eq(tile_alloc(ctx, cb, &dc), TILE_OK);
+    tile_copy_to_device(ctx, da, pa, ab);
+    tile_copy_to_device(ctx, db, pb, bb);
+    int64_t sa[2] = {M, K}, sb[2] = {K, N}, sc[2] = {M, N};
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, da, 2, sa)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, db, 2, sb)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, dc, 2, sc)}};
+    for (uint32_t c = 0; c < spec.nconfigs; c++) {
+        tile_constant consts[16];
+        for (uint32_t b = 0; b < spec.configs[c].nbindings; b++) {
+            const ConstBinding *x = &spec.configs[c].bindings[b];
+            consts[b] = (tile_constant){x->name, x->is_float, x->i, x->f};
+        }
+        tile_kernel *k;
+        tile_status st = tile_program_get_kernel(p, "gemm", consts, spec.configs[c].nbindings, &k);
+        if (st != TILE_OK) { /* left out by tuning too: say so, it is not wrong */
+            fprintf(stderr, "candidate %u does not compile here: %s\n", c + 1, tile_context_message(ctx));
+            continue;
+        }
+        st = tile_kernel_launch(k, args, 3, NULL);
+        if (st != TILE_OK) {
+            fprintf(stderr, "candidate %u does not launch here: %s\n", c + 1, tile_context_message(ctx));
+            continue;
+        }
+        cr_assert_eq(tile_synchronize(ctx), TILE_OK, "candidate %u: %s", c + 1, tile_context_message(ctx));
+        cr_assert_eq(tile_copy_to_host(ctx, pc, dc, cb), TILE_OK);
+        tile_unpack(TILE_BF16, pc, M * N, hc);
+        for (int i = 0; i < M; i += 7)
+            for (int j = 0; j < N; j += 3) {
+                double want = 0;
+                for (int q = 0; q < K; q++) want += ha[i * K + q] * hb[q * N + j];
+                cr_assert(fabs(hc[i * N + j] - want) <= 0.02 * (1 + fabs(want)), "candidate %u: C[%d][%d] = %g, want %g",
+                          c + 1, i, j, hc[i * N + j], want);
+            }
+        memset(pc, 0xff, cb); /* NaNs for the next candidate to overwrite */
+        tile_copy_to_device(ctx, dc, pc, cb);
+    }
+    tile_free(ctx, da);
+    tile_free(ctx, db);
+    tile_free(ctx, dc);
+    free(ha), free(hb), free(hc), free(pa), free(pb), free(pc);
+    diag_free(&d);
+    arena_free(&arena);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
 }
 
 Test(autotune_gpu, accumulating_outputs_are_written_once) {
