@@ -177,4 +177,30 @@ typedef struct ConstBinding {
 IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBinding *consts,
                          size_t nconsts, IrModule *m, DiagList *d);
 
+/* ---- autotune clauses (frontend/autotune.c; lang/SPEC.md "Autotuning") ---------------- */
+enum { AUTOTUNE_MAX_CONFIGS = 64 };
+
+/* One candidate: `config(BN = 256, W = 8)`. */
+typedef struct AutotuneConfig {
+    SrcLoc loc;
+    uint32_t ordinal;          /* 1-based position among the clause's candidates */
+    ConstBinding *bindings;    /* sorted by name; a binding equal to a literal default dropped */
+    uint32_t nbindings;
+} AutotuneConfig;
+
+/* A kernel's autotune clause, read (the arrays live in the arena given to autotune_read). */
+typedef struct AutotuneSpec {
+    const AstNode *clause;     /* the `autotune(...)` call; NULL: the kernel has none */
+    const char **keys;         /* size names whose launch values choose the shape bucket */
+    uint32_t nkeys;
+    AutotuneConfig *configs;   /* in source order: configs[0] runs when nothing is timed */
+    uint32_t nconfigs;
+} AutotuneSpec;
+
+/* Whether a kernel header clause (an entry of AstNode.checks) is `autotune(...)`. */
+bool autotune_is_clause(const AstNode *clause);
+/* Reads kernel k's autotune clause into out; located errors go to d (false when there were
+ * any). A kernel without one gives out->clause NULL and true. */
+bool autotune_read(const AstNode *k, Arena *arena, AutotuneSpec *out, DiagList *d);
+
 #endif

@@ -1265,9 +1265,10 @@ static void lower_checks(Lower *L, const AstNode *k, IrFunction *f) {
     char tn[64];
     for (uint32_t i = 0; k->checks && i < k->checks->len; i++) {
         const AstNode *c = k->checks->items[i];
+        if (autotune_is_clause(c)) continue; /* lower_autotune */
         if (strcmp(c->name, "check") != 0) {
-            diag_error(L->diags, c->loc, "unexpected '%s(...)' in the kernel's header; after grid(...) come warps(N) "
-                       "and check(condition, \"message\")", c->name);
+            diag_error(L->diags, c->loc, "unexpected '%s(...)' in the kernel's header; after grid(...) come warps(N), "
+                       "check(condition, \"message\") and autotune(...)", c->name);
             continue;
         }
         uint32_t n = c->args ? c->args->len : 0;
@@ -1363,6 +1364,16 @@ static void lower_warps(Lower *L, const AstNode *k, IrFunction *f) {
     f->num_warps = (int)n;
 }
 
+/* `autotune(...)`: checked here, so that every lowering (`tilec check` too) reports a bad clause;
+ * the runtime reads it again to tune (runtime/autotune.c). */
+static void lower_autotune(Lower *L, const AstNode *k) {
+    Arena arena;
+    arena_init(&arena);
+    AutotuneSpec spec;
+    autotune_read(k, &arena, &spec, L->diags);
+    arena_free(&arena);
+}
+
 IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBinding *consts, size_t nconsts,
                          IrModule *m, DiagList *d) {
     Lower L = {0};
@@ -1385,6 +1396,7 @@ IrFunction *lower_kernel(AstFile *file, const char *kernel_name, const ConstBind
     lower_params(&L, k, f);
     lower_grid(&L, k, f);
     lower_warps(&L, k, f);
+    lower_autotune(&L, k);
     L.entry = f->body;
     L.dim_cache.len = 0;
     ir_builder_at_end(&L.b, f->body);

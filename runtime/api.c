@@ -335,6 +335,7 @@ tile_status tile_program_from_file(tile_context *ctx, const char *path, tile_pro
 }
 
 static void kernel_free(tile_kernel *k) {
+    rt_autotune_free(k->autotune);
     rt_kernel_free_variants(k);
     rt_grid_free(k->grid);
     pthread_mutex_destroy(&k->variants_lock);
@@ -625,6 +626,7 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
         kernel_free(k);
         return st;
     }
+    k->autotune = rt_autotune_new(k);
     k->next = p->kernels;
     p->kernels = k;
     pthread_mutex_unlock(&p->lock);
@@ -782,20 +784,29 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
         return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the stream belongs to another context", k->name);
     Strbuf err = {0};
     tile_status st = TILE_OK;
-    if (!rt_check_args(k->function, args, nargs, &err)) {
+    if (!rt_check_args(k->function, args, nargs, &err))
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
-    } else if (ctx->cuda) {
-        st = rt_cuda_launch(k, args, nargs, stream);
-    } else {
-        VmCancel cancel = {.generation = &ctx->cancel_generation, .started = atomic_load(&ctx->cancel_generation)};
-        VmOutcome r = vm_launch_cancellable(k->function, args, nargs, 0, &cancel, &err);
-        if (r != VM_OK)
-            st = rt_fail(ctx,
-                         r == VM_CANCELLED   ? TILE_ERROR_CANCELLED
-                         : r == VM_INTERNAL ? TILE_ERROR_INTERNAL
-                                            : TILE_ERROR_INVALID_ARGUMENT,
-                         "launch of '%s': %s", k->name, sb_str(&err));
-    }
+    else if (k->autotune)
+        st = rt_autotune_launch(k, args, nargs, stream);
+    else
+        st = rt_launch_checked(k, args, nargs, stream);
+    sb_free(&err);
+    return st;
+}
+
+tile_status rt_launch_checked(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
+    tile_context *ctx = k->program->ctx;
+    if (ctx->cuda) return rt_cuda_launch(k, args, nargs, stream);
+    Strbuf err = {0};
+    tile_status st = TILE_OK;
+    VmCancel cancel = {.generation = &ctx->cancel_generation, .started = atomic_load(&ctx->cancel_generation)};
+    VmOutcome r = vm_launch_cancellable(k->function, args, nargs, 0, &cancel, &err);
+    if (r != VM_OK)
+        st = rt_fail(ctx,
+                     r == VM_CANCELLED   ? TILE_ERROR_CANCELLED
+                     : r == VM_INTERNAL ? TILE_ERROR_INTERNAL
+                                        : TILE_ERROR_INVALID_ARGUMENT,
+                     "launch of '%s': %s", k->name, sb_str(&err));
     sb_free(&err);
     return st;
 }

@@ -22,6 +22,7 @@
 
 struct RtAotProgram;
 struct RtVariant;
+typedef struct RtAutotune RtAutotune;
 typedef struct RtGrid RtGrid;
 
 struct tile_context {
@@ -59,6 +60,7 @@ struct tile_kernel {
     struct RtVariant *variants; /* specialized variants compiled at launch (device_cuda.c) */
     struct RtVariant *_Atomic last_variant; /* the variant of the latest launch (the fast path) */
     RtGrid *grid;            /* the grid region compiled (launch.c), or NULL: the VM evaluates it */
+    RtAutotune *autotune;    /* its autotune(...) candidates (autotune.c), or NULL */
     tile_kernel *next;
 };
 
@@ -223,6 +225,20 @@ enum { RT_GRID_MAX_REGS = 64 };
 RtGrid *rt_grid_compile(const IrFunction *f);
 bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]);
 void rt_grid_free(RtGrid *g);
+
+/* ---- autotuning (autotune.c) ----------------------------------------------------------------
+ * A kernel with an autotune(...) clause, got with none of the constants its candidates bind,
+ * chooses a candidate per shape bucket at launch (lang/SPEC.md "Autotuning"). */
+/* k's autotuning state, or NULL when k has no clause or a constant given fixes a tuned one. */
+RtAutotune *rt_autotune_new(tile_kernel *k);
+void rt_autotune_free(RtAutotune *t);
+/* Launches k (k->autotune set; arguments checked against k) through its chosen candidate. */
+tile_status rt_autotune_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
+/* Launches k exactly as compiled (no autotuning), arguments already checked by rt_check_args. */
+tile_status rt_launch_checked(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
+/* For tests: when set, the time (ms) that timing reports for each candidate (0-based), in place
+ * of the measured one; the candidates still run. */
+extern double (*rt_autotune_test_times)(uint32_t candidate);
 
 /* ---- ahead-of-time compilation (aot.c) ------------------------------------------------------- */
 /* A cubin (or PTX when no assembler is installed) of f for arch, with its launch shape. */

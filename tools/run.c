@@ -59,6 +59,7 @@ typedef struct RunOptions {
     int ninputs, inputs_cap;
     tile_device_kind device;
     bool compare;
+    bool verbose;       /* --verbose: how an autotuned kernel chose its candidate (stderr) */
 } RunOptions;
 
 static uint64_t rng_state = 1;
@@ -665,6 +666,8 @@ static int parse_run_options(int argc, char **argv, RunOptions *o) {
             rng_state = strtoull(argv[++i], NULL, 0) * 2654435761ull + 1;
         } else if (strcmp(a, "--compare") == 0) {
             o->compare = true;
+        } else if (strcmp(a, "--verbose") == 0 || strcmp(a, "-v") == 0) {
+            o->verbose = true;
         } else if ((strcmp(a, "--out") == 0 && i + 1 < argc) || strncmp(a, "--out=", 6) == 0) {
             o->out_dir = a[5] == '=' ? a + 6 : argv[++i];
         } else if ((strcmp(a, "--in") == 0 && i + 1 < argc) || strncmp(a, "--in=", 5) == 0) {
@@ -726,6 +729,10 @@ static int run_with(RunOptions *o) {
     for (int d = 0; d < ndev && !rc; d++) {
         after[d] = calloc((size_t)plan.nparams + 1, sizeof(void *));
         rc = after[d] ? run_plan(ctx[d], k[d], &plan, after[d]) : EXIT_DEVICE;
+        char *tuning = NULL;
+        if (!rc && o->verbose && tile_kernel_autotune_report(k[d], &tuning) == TILE_OK && tuning)
+            fputs(tuning, stderr);
+        tile_string_free(tuning);
     }
     if (!rc && !o->compare) {
         printf("ran %s on %s\n", o->kernel, tile_context_device_name(ctx[0]));

@@ -7,7 +7,7 @@
  *   tilec build --emit c-header -o NAME.h [--arch A[,B]]... [-k KERNEL]... [-D NAME=VALUE]...
  *               [--prefix ID] [--require-images] FILE        (writes NAME.h and NAME.c)
  *   tilec run FILE -k KERNEL [--device vm|cuda | --compare] [-D NAME=VALUE]... [NAME=VALUE]...
- *             [--seed N] [--in NAME=FILE.npy]... [--out DIR]          (run.c)
+ *             [--seed N] [--in NAME=FILE.npy]... [--out DIR] [--verbose] (run.c)
  *
  * Exit codes: 0 success, 1 an error in the user's input (diagnostics on stderr) or a --compare
  * mismatch, 2 bad usage, 3 a device or backend failure (or a kernel it does not support yet),
@@ -71,6 +71,8 @@ static const char *usage_text =
     "      --compare                 run on the vm and on cuda with the same inputs and print, per\n"
     "                                tensor, the largest absolute and relative difference; exit 1\n"
     "                                when one exceeds the tolerance of its type (integers: exact)\n"
+    "      --verbose, -v             say on stderr how an autotune(...) kernel chose its candidate\n"
+    "                                (the bucket, each candidate's time, whether from the cache)\n"
     "  --list-passes                 print the pass pipeline\n"
 
     "  --help, --version\n"

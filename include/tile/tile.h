@@ -184,6 +184,13 @@ TILE_API tile_status tile_kernel_param(const tile_kernel *kernel, int index, til
 TILE_API tile_status tile_kernel_launch(tile_kernel *kernel, const tile_arg *args, size_t nargs,
                                         tile_stream *stream);
 
+/* How the latest launch of kernel chose among the candidates of its autotune(...) clause
+ * (lang/SPEC.md "Autotuning"): the shape bucket, where the choice came from (timed now, the disk
+ * cache, TILE_AUTOTUNE=0, the VM's first candidate), each candidate's time and the winner, as
+ * lines of text in *out (free it with tile_string_free). *out is NULL when the kernel does not
+ * autotune (no clause, or a constant given fixes a tuned one) or has not been launched. */
+TILE_API tile_status tile_kernel_autotune_report(tile_kernel *kernel, char **out);
+
 /* Compiles a kernel without running it and returns it in *out (free it with tile_string_free;
  * *len is its length in bytes, which matters for the binary cubin):
  *   TILE_EMIT_IR     the IR after the pass pipeline, or after the pass named dump_after
