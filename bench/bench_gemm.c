@@ -2,7 +2,7 @@
  * bench_gemm: the core gemm kernel (bf16 inputs, f32 accumulation, bf16 result) against cuBLAS
  * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
  *
- *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--kernel gemm|persistent|splitk]
+ *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--kernel gemm|persistent|persistent-flat|splitk]
  *
  * For M = N = K in {2048, 4096, 8192} (--quick: 2048 only) the default tiles (BM = BN = 128,
  * BK = 64, 4 warps) run, and at 4096 a few other tile shapes given as constants. cuBLAS is
@@ -14,8 +14,9 @@
  * events on the same (default) stream of the same context: 3 warm-up runs, then the median of
  * 10. TFLOP/s = 2 M N K / t; ratio = ours / cuBLAS. Without a GPU it says so and exits 0.
  *
- * --kernel persistent runs stdlib/core/gemm_persistent.tile (grid(min(num_sms(), tiles))) in
- * place of gemm.tile, same sizes and tiles, rows named "... persistent". --kernel splitk runs
+ * --kernel persistent (persistent-flat) runs gemm_persistent (gemm_persistent_flat) of
+ * stdlib/core/gemm_persistent.tile (grid(min(num_sms(), tiles))) in place of gemm.tile, same
+ * sizes and tiles, rows named "... persistent" ("... persistent-flat"). --kernel splitk runs
  * the decode shapes M = 1, 16, 128 with N = K = 8192 through stdlib/core/gemm_splitk.tile
  * (partial + reduce, both timed, S by the rule in that file from the device's SM count), rows
  * "gemm bf16 MxNxK splitk S=..". Without --out, another kernel writes bench/results/gemm-KERNEL.json.
@@ -204,17 +205,18 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 }
 
 static char repo[1024] = ".";
-static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent or splitk */
+static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat or splitk */
 
 static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w, int64_t stages) {
     char path[1200];
-    bool persistent = strcmp(kernel_choice, "persistent") == 0;
+    bool flat = strcmp(kernel_choice, "persistent-flat") == 0;
+    bool persistent = flat || strcmp(kernel_choice, "persistent") == 0;
     snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, persistent ? "gemm_persistent.tile" : "gemm.tile");
     tile_program *prog;
     tile_kernel *k;
     tile_constant c[5] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}, {.name = "W", .i = w},
                           {.name = "STAGES", .i = stages}};
-    const char *kname = persistent ? "gemm_persistent" : "gemm";
+    const char *kname = flat ? "gemm_persistent_flat" : persistent ? "gemm_persistent" : "gemm";
     tile_status st = tile_program_from_file(g->ctx, path, &prog);
     if (st != TILE_OK || (st = tile_program_get_kernel(prog, kname, c, 5, &k)) != TILE_OK) die(g->ctx, kname, st);
     int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n};
@@ -260,7 +262,9 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
         snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld%s", (long long)size,
                  (long long)size, (long long)size, (long long)tiles[t][0], (long long)tiles[t][1],
                  (long long)tiles[t][2], (long long)tiles[t][3], (long long)tiles[t][4],
-                 strcmp(kernel_choice, "persistent") == 0 ? " persistent" : "");
+                 strcmp(kernel_choice, "persistent") == 0        ? " persistent"
+                 : strcmp(kernel_choice, "persistent-flat") == 0 ? " persistent-flat"
+                                                                 : "");
         add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
     }
     tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
@@ -347,10 +351,11 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc &&
                  (strcmp(argv[i + 1], "gemm") == 0 || strcmp(argv[i + 1], "persistent") == 0 ||
-                  strcmp(argv[i + 1], "splitk") == 0))
+                  strcmp(argv[i + 1], "persistent-flat") == 0 || strcmp(argv[i + 1], "splitk") == 0))
             kernel_choice = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick] [--kernel gemm|persistent|splitk]\n");
+            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick]"
+                            " [--kernel gemm|persistent|persistent-flat|splitk]\n");
             return 2;
         }
     }

@@ -4,7 +4,8 @@
  *   num_sms      the grid sees TILE_VM_NUM_SMS (default 4; a value that is not an integer in
  *                1..4096 falls back to 4); the compiled grid steps (runtime/launch.c) give what
  *                the VM gives for any count, as a GPU launch passes its device's.
- *   persistent   stdlib/core/gemm_persistent.tile against a C reference in double from the
+ *   persistent   both kernels of stdlib/core/gemm_persistent.tile (the nested tile and K loops,
+ *                and the flattened loop) against a C reference in double from the
  *                same bf16 inputs, at shapes with more and with fewer tiles than SMs, odd M, N,
  *                K, K = 1 and K = 0; for every SM count its bits equal gemm.tile's (each tile is
  *                computed the same way, whichever block takes it).
@@ -135,7 +136,8 @@ typedef struct Mat {
 } Mat;
 
 static Mat random_bf16(int64_t rows, int64_t cols) {
-    Mat a = {rows, cols, calloc((size_t)(rows * cols) + 1, sizeof(double)), calloc(tile_dtype_bytes(TILE_BF16, rows * cols) + 2, 1)};
+    Mat a = {rows, cols, calloc((size_t)(rows * cols) + 1, sizeof(double)),
+             calloc(tile_dtype_bytes(TILE_BF16, rows * cols) + 2, 1)};
     for (int64_t i = 0; i < rows * cols; i++) a.v[i] = uniform(-1, 1);
     cr_assert_eq(tile_pack(TILE_BF16, a.v, rows * cols, a.bits), TILE_OK);
     tile_unpack(TILE_BF16, a.bits, rows * cols, a.v);
@@ -157,8 +159,9 @@ static void check_reference(const Mat *a, const Mat *b, const void *c, const cha
             double want = 0;
             for (int64_t p = 0; p < kk; p++) want += a->v[i * kk + p] * b->v[p * n + j];
             double g = got[i * n + j];
-            cr_assert(fabs(g - want) <= fabs(want) / 128 + 1e-5 * (double)kk, "%s %lldx%lldx%lld [%lld,%lld]: %g, want %g",
-                      what, (long long)m, (long long)n, (long long)kk, (long long)i, (long long)j, g, want);
+            cr_assert(fabs(g - want) <= fabs(want) / 128 + 1e-5 * (double)kk,
+                      "%s %lldx%lldx%lld [%lld,%lld]: %g, want %g", what, (long long)m, (long long)n, (long long)kk,
+                      (long long)i, (long long)j, g, want);
         }
     free(got);
 }
@@ -182,7 +185,9 @@ Test(gemm_persistent, matches_the_reference_and_gemm_for_every_sm_count, .timeou
     tile_program *pg = test_load_program(ctx, "stdlib/core/gemm.tile");
     /* small tiles, so that the shapes have many of them; GROUP = 3 leaves a short last group */
     tile_constant c[] = {C_INT("BM", 32), C_INT("BN", 16), C_INT("BK", 16), C_INT("GROUP", 3)};
-    tile_kernel *persistent = get_kernel(pp, "gemm_persistent", c, 4), *plain = get_kernel(pg, "gemm", c, 4);
+    tile_kernel *plain = get_kernel(pg, "gemm", c, 4);
+    tile_kernel *persistent[2] = {get_kernel(pp, "gemm_persistent", c, 4),
+                                  get_kernel(pp, "gemm_persistent_flat", c, 4)};
     /* tiles: 7 x 19 = 133, 3 x 3 = 9 (fewer than most counts), 1, 5 x 9 = 45, 2 x 1 = 2 */
     static const int64_t shapes[][3] = {{200, 300, 100}, {70, 45, 33}, {1, 1, 1}, {129, 130, 200}, {33, 16, 0}};
     static const int sms[] = {1, 3, 4, 10, 64, 1000};
@@ -191,13 +196,14 @@ Test(gemm_persistent, matches_the_reference_and_gemm_for_every_sm_count, .timeou
         Mat a = random_bf16(m, kk), b = random_bf16(kk, n);
         void *want = run_gemm(plain, &a, &b);
         check_reference(&a, &b, want, "gemm");
-        for (int i = 0; i < 6; i++) {
-            set_vm_sms(sms[i]);
-            void *got = run_gemm(persistent, &a, &b);
-            if (i == 0) check_reference(&a, &b, got, "gemm_persistent");
+        for (int i = 0; i < 12; i++) {
+            set_vm_sms(sms[i % 6]);
+            const char *name = i < 6 ? "gemm_persistent" : "gemm_persistent_flat";
+            void *got = run_gemm(persistent[i / 6], &a, &b);
+            if (i % 6 == 0) check_reference(&a, &b, got, name);
             cr_assert(memcmp(got, want, tile_dtype_bytes(TILE_BF16, m * n)) == 0,
-                      "%lldx%lldx%lld with %d SMs: gemm_persistent differs from gemm", (long long)m, (long long)n,
-                      (long long)kk, sms[i]);
+                      "%lldx%lldx%lld with %d SMs: %s differs from gemm", (long long)m, (long long)n, (long long)kk,
+                      sms[i % 6], name);
             free(got);
         }
         free(want);
@@ -214,12 +220,14 @@ Test(gemm_persistent, matches_the_reference_and_gemm_for_every_sm_count, .timeou
 Test(gemm_persistent, default_constants_two_tiles_per_block, .timeout = 600) {
     ctx = test_vm_context();
     tile_program *pp = test_load_program(ctx, "stdlib/core/gemm_persistent.tile");
-    tile_kernel *k = get_kernel(pp, "gemm_persistent", NULL, 0);
     set_vm_sms(4);
     Mat a = random_bf16(250, 200), b = random_bf16(200, 300);
-    void *got = run_gemm(k, &a, &b);
-    check_reference(&a, &b, got, "gemm_persistent");
-    free(got);
+    static const char *const names[] = {"gemm_persistent", "gemm_persistent_flat"};
+    for (int i = 0; i < 2; i++) {
+        void *got = run_gemm(get_kernel(pp, names[i], NULL, 0), &a, &b);
+        check_reference(&a, &b, got, names[i]);
+        free(got);
+    }
     mat_free(&a), mat_free(&b);
     set_vm_sms(0);
     tile_program_destroy(pp);

@@ -3,9 +3,10 @@
  *
  *   num_sms      a grid(min(num_sms(), N)) kernel runs exactly the device's multiprocessor count
  *                of blocks (each writes num_blocks(0)), logged ("132" on an H200).
- *   persistent   against a C reference in double from the same bf16 inputs at shapes with many
- *                more tiles than SMs, fewer, and odd sizes; how many bits differ from gemm.tile
- *                on the GPU is logged (the same tiles and K order: expected none).
+ *   persistent   gemm_persistent and gemm_persistent_flat against a C reference in double
+ *                from the same bf16 inputs at shapes with many more tiles than SMs, fewer, and
+ *                odd sizes; how many bits differ from gemm.tile on the GPU is logged (the same
+ *                tiles and K order: expected none).
  *   split-K      M = 1, 16, 128 with N = 1024 and a long K (8192, and 8000 for a ragged split)
  *                against the reference (S = 1 logged against gemm.tile with the same tiles); two
  *                launches with the same S give the same bits (the workspace and fixed-order
@@ -172,30 +173,37 @@ Test(gemm_persistent_gpu, num_sms_is_the_device_multiprocessor_count) {
     tile_program_destroy(p);
 }
 
-Test(gemm_persistent_gpu, persistent_against_the_reference_and_gemm) {
-    tile_constant same[] = {{.name = "BM", .i = 128}, {.name = "BN", .i = 128}, {.name = "BK", .i = 64}};
-    tile_kernel *persistent = get_kernel("gemm_persistent.tile", "gemm_persistent", same, 3);
-    tile_kernel *plain = get_kernel("gemm.tile", "gemm", same, 3);
+/* One persistent kernel against the reference and gemm at three shapes. */
+static void check_persistent(tile_kernel *persistent, tile_kernel *plain, const char *name) {
     /* 16 x 16 = 256 tiles (about two per SM), 2 x 3 = 6, 8 x 8 = 64 with ragged edges */
     static const int64_t shapes[][3] = {{2048, 2048, 256}, {256, 384, 1024}, {1000, 999, 997}};
     for (int s = 0; s < 3; s++) {
         int64_t m = shapes[s][0], n = shapes[s][1], kk = shapes[s][2];
+        size_t bytes = tile_dtype_bytes(TILE_BF16, m * n);
         Mat a = random_bf16(m, kk), b = random_bf16(kk, n);
         double *want = reference(&a, &b);
-        void *c1 = device_alloc(tile_dtype_bytes(TILE_BF16, m * n)), *c2 = device_alloc(tile_dtype_bytes(TILE_BF16, m * n));
+        void *c1 = device_alloc(bytes), *c2 = device_alloc(bytes);
         tile_arg args[3] = {tensor(TILE_BF16, a.dev, 2, m, kk, 0), tensor(TILE_BF16, b.dev, 2, kk, n, 0),
                             tensor(TILE_BF16, c1, 2, m, n, 0)};
-        poison(c1, tile_dtype_bytes(TILE_BF16, m * n));
+        poison(c1, bytes);
         launch(persistent, args, 3);
         args[2] = tensor(TILE_BF16, c2, 2, m, n, 0);
         launch(plain, args, 3);
-        uint16_t *got = check_result(c1, want, m, n, kk, "gemm_persistent");
+        uint16_t *got = check_result(c1, want, m, n, kk, name);
         uint16_t *ref = check_result(c2, want, m, n, kk, "gemm");
-        log_same_bits("gemm_persistent vs gemm", got, ref, m * n);
+        log_same_bits(name, got, ref, m * n);
         free(got), free(ref), free(want);
         tile_free(gpu, c1), tile_free(gpu, c2);
         mat_free(&a), mat_free(&b);
     }
+}
+
+Test(gemm_persistent_gpu, persistent_against_the_reference_and_gemm) {
+    tile_constant same[] = {{.name = "BM", .i = 128}, {.name = "BN", .i = 128}, {.name = "BK", .i = 64}};
+    tile_kernel *plain = get_kernel("gemm.tile", "gemm", same, 3);
+    check_persistent(get_kernel("gemm_persistent.tile", "gemm_persistent", same, 3), plain, "gemm_persistent");
+    check_persistent(get_kernel("gemm_persistent.tile", "gemm_persistent_flat", same, 3), plain,
+                     "gemm_persistent_flat");
 }
 
 Test(gemm_persistent_gpu, splitk_decode_shapes) {
@@ -203,7 +211,9 @@ Test(gemm_persistent_gpu, splitk_decode_shapes) {
     tile_kernel *reduce = get_kernel("gemm_splitk.tile", "gemm_splitk_reduce", NULL, 0);
     tile_constant same[] = {{.name = "BM", .i = 64}, {.name = "BN", .i = 128}, {.name = "BK", .i = 64}};
     tile_kernel *plain = get_kernel("gemm.tile", "gemm", same, 3);
-    static const int64_t cases[][3] = {{1, 8192, 1}, {1, 8192, 2}, {16, 8192, 5}, {128, 8192, 2}, {128, 8000, 3}, {16, 8000, 16}};
+    /* (M, K, S): S = 1 (gemm's order), the rule's S = 2 at 132 SMs, more, ragged, many */
+    static const int64_t cases[][3] = {{1, 8192, 1}, {1, 8192, 2}, {16, 8192, 5}, {128, 8192, 2}, {128, 8000, 3},
+                                       {16, 8000, 16}};
     for (int ci = 0; ci < 6; ci++) {
         int64_t m = cases[ci][0], n = 1024, kk = cases[ci][1], s = cases[ci][2];
         Mat a = random_bf16(m, kk), b = random_bf16(kk, n);
