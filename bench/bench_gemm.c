@@ -18,8 +18,9 @@
  * stdlib/core/gemm_persistent.tile (grid(min(num_sms(), tiles))) in place of gemm.tile, same
  * sizes and tiles, rows named "... persistent" ("... persistent-flat"). --kernel splitk runs
  * the decode shapes M = 1, 16, 128 with N = K = 8192 through stdlib/core/gemm_splitk.tile
- * (partial + reduce, both timed, S by the rule in that file from the device's SM count), rows
- * "gemm bf16 MxNxK splitk S=..". Without --out, another kernel writes bench/results/gemm-KERNEL.json.
+ * (partial + reduce, both timed) for S = 1, 2, 4, 8, 16 and the S of the rule in that file from
+ * the device's SM count, rows "gemm bf16 MxNxK splitk S=.. BM=..", the rule's marked "(rule)".
+ * Without --out, a --kernel other than gemm writes bench/results/gemm-KERNEL.json.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -284,7 +285,16 @@ static void run_splitk(Gpu *g, void *p) {
     if (st != TILE_OK) die(g->ctx, "split-K launch", st);
 }
 
-/* M x 8192 x 8192 by gemm_splitk.tile against cuBLAS; S from the rule of that file. */
+/* The rule of stdlib/core/gemm_splitk.tile: max(1, min(num_sms / tiles, k_tiles / 4, 16)). */
+static int64_t splitk_rule(int64_t sms, int64_t tiles, int64_t k_tiles) {
+    int64_t s = sms / tiles;
+    if (s > k_tiles / 4) s = k_tiles / 4;
+    if (s > 16) s = 16;
+    return s < 1 ? 1 : s;
+}
+
+/* M x 8192 x 8192 by gemm_splitk.tile against cuBLAS, for S = 1, 2, 4, 8, 16 and the rule's S
+ * (its row says "rule"), so that one run shows whether the rule picks well. */
 static void bench_splitk(Gpu *g, int64_t m) {
     Problem p = {.m = m, .n = 8192, .k = 8192};
     p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
@@ -297,11 +307,8 @@ static void bench_splitk(Gpu *g, int64_t m) {
         anchor = flop / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
     }
     int64_t bm = m <= 16 ? 16 : m <= 64 ? 64 : 128, bn = 128, bk = 64;
-    int64_t sms = cuda_device_multiprocessors(g->dev), tiles = ((m + bm - 1) / bm) * ((p.n + bn - 1) / bn);
-    int64_t k_tiles = (p.k + bk - 1) / bk, splits = sms / tiles;
-    if (splits > k_tiles / 4) splits = k_tiles / 4;
-    if (splits > 16) splits = 16;
-    if (splits < 1) splits = 1;
+    int64_t tiles = ((m + bm - 1) / bm) * ((p.n + bn - 1) / bn);
+    int64_t rule = splitk_rule(cuda_device_multiprocessors(g->dev), tiles, (p.k + bk - 1) / bk);
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/gemm_splitk.tile", repo);
     tile_program *prog;
@@ -311,31 +318,36 @@ static void bench_splitk(Gpu *g, int64_t m) {
     if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm_splitk_partial", c, 3, &s.partial)) != TILE_OK ||
         (st = tile_program_get_kernel(prog, "gemm_splitk_reduce", NULL, 0, &s.reduce)) != TILE_OK)
         die(g->ctx, "gemm_splitk", st);
-    void *w;
-    if ((st = tile_alloc(g->ctx, (size_t)(splits * m * p.n) * 4, &w)) != TILE_OK) die(g->ctx, "alloc", st);
-    int64_t sa[2] = {p.m, p.k}, sb[2] = {p.k, p.n}, sc[2] = {p.m, p.n}, sw[3] = {splits, p.m, p.n};
-    s.pargs[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.a, 2, sa)};
-    s.pargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.b, 2, sb)};
-    s.pargs[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, w, 3, sw)};
-    s.rargs[0] = s.pargs[2];
-    s.rargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.c, 2, sc)};
-    Strbuf err = {0};
-    if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)p.c, 0xff, (size_t)(p.m * p.n) * 2, &err) != TILE_OK) {
-        fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
-        exit(1);
+    int64_t tried[6] = {1, 2, 4, 8, 16, rule};
+    for (int i = 0; i < 6; i++) {
+        int64_t splits = tried[i];
+        if (i == 5 && (rule & (rule - 1)) == 0 && rule <= 16) break; /* already timed as a power of two */
+        void *w;
+        if ((st = tile_alloc(g->ctx, (size_t)(splits * m * p.n) * 4, &w)) != TILE_OK) die(g->ctx, "alloc", st);
+        int64_t sa[2] = {p.m, p.k}, sb[2] = {p.k, p.n}, sc[2] = {p.m, p.n}, sw[3] = {splits, p.m, p.n};
+        s.pargs[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.a, 2, sa)};
+        s.pargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.b, 2, sb)};
+        s.pargs[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, w, 3, sw)};
+        s.rargs[0] = s.pargs[2];
+        s.rargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.c, 2, sc)};
+        Strbuf err = {0};
+        if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)p.c, 0xff, (size_t)(p.m * p.n) * 2, &err) != TILE_OK) {
+            fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
+            exit(1);
+        }
+        sb_free(&err);
+        run_splitk(g, &s);
+        char what[96], name[128];
+        snprintf(what, sizeof what, "gemm %lldx%lldx%lld splitk S=%lld", (long long)p.m, (long long)p.n,
+                 (long long)p.k, (long long)splits);
+        check(g, &p, what);
+        double ours = flop / (timed_ms(g, run_splitk, &s) * 1e-3) / 1e12;
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld splitk S=%lld BM=%lld%s", (long long)p.m, (long long)p.n,
+                 (long long)p.k, (long long)splits, (long long)bm, splits == rule ? " (rule)" : "");
+        add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
+        tile_free(g->ctx, w);
     }
-    sb_free(&err);
-    run_splitk(g, &s);
-    char what[96], name[128];
-    snprintf(what, sizeof what, "gemm %lldx%lldx%lld splitk S=%lld", (long long)p.m, (long long)p.n, (long long)p.k,
-             (long long)splits);
-    check(g, &p, what);
-    double ours = flop / (timed_ms(g, run_splitk, &s) * 1e-3) / 1e12;
-    snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld splitk S=%lld BM=%lld", (long long)p.m, (long long)p.n,
-             (long long)p.k, (long long)splits, (long long)bm);
-    add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
     tile_program_destroy(prog);
-    tile_free(g->ctx, w);
     tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
     free(p.ha), free(p.hb);
 }
