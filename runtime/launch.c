@@ -4,8 +4,8 @@
  * without the VM (no frames, no tiles, no allocation).
  *
  * A grid region is a short list of scalar ops (`dim`, `const`, integer arithmetic, `min`/`max`,
- * casts, comparisons, `select` and `num_sms`) ending in `yield` of 1 to 3 integers. rt_grid_compile turns
- * each op into one RtGridStep whose operands are register numbers; region arguments (the
+ * casts, comparisons, `select`, `num_sms`) ending in `yield` of 1 to 3 integers. rt_grid_compile
+ * turns each op into one RtGridStep whose operands are register numbers; region arguments (the
  * kernel's parameters) are read from the launch's arguments: scalars converted to the
  * parameter's type as the VM does, tensors only through `dim`. Each step computes with the
  * functions of ir/eval.c, the VM's own element rules, so the result is the VM's bit for bit.
@@ -134,6 +134,7 @@ RtGrid *rt_grid_compile(const IrFunction *f) {
     return g;
 }
 
+/* The VM's num_sms() (a GPU launch passes its device's count to rt_grid_eval_sms). */
 bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]) {
     return rt_grid_eval_sms(g, args, nargs, vm_num_sms(), grid);
 }

@@ -17,9 +17,9 @@
  * that a deep program is a run-time error, not a stack overflow.
  *
  * The grid is evaluated once on the calling thread, with num_sms() the VM's stand-in count
- * (vm_num_sms: TILE_VM_NUM_SMS, default 4), or the GPU's count for a GPU launch. Blocks are numbered x fastest and handed
- * out from an atomic counter to min(CPUs, blocks) workers; each worker keeps one frame for the
- * kernel and clears it after every block. The first error stops the launch and is reported
+ * (vm_num_sms: TILE_VM_NUM_SMS, default 4), or the GPU's count for a GPU launch. Blocks are
+ * numbered x fastest and handed out from an atomic counter to min(CPUs, blocks) workers; each
+ * worker keeps one frame for the kernel and clears it after every block. The first error stops the launch and is reported
  * with the block that raised it. Atomics and packed sub-byte stores hold one launch-wide mutex.
  */
 #include "vm.h"

@@ -336,7 +336,7 @@ static bool exec_axis_scalar(VmThread *th, VmFrame *fr, const IrOp *op) {
     return true;
 }
 
-/* num_sms: the launch's multiprocessor count (the device's on a GPU launch, TILE_VM_NUM_SMS on the VM). */
+/* num_sms: the launch's multiprocessor count (a GPU launch's device's, else vm_num_sms()). */
 static bool exec_num_sms(VmThread *th, VmFrame *fr, const IrOp *op) {
     VmTile *r = vm_result_tile(th, fr, op, 0);
     if (!r || !check_numel(th, op, r, 1)) return false;
