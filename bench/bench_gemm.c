@@ -2,7 +2,7 @@
  * bench_gemm: the core gemm kernel (bf16 inputs, f32 accumulation, bf16 result) against cuBLAS
  * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
  *
- *   bench_gemm [--out FILE] [--repo DIR] [--quick]
+ *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--kernel gemm|persistent|persistent-flat|splitk]
  *
  * For M = N = K in {2048, 4096, 8192} (--quick: 2048 only) the default tiles (BM = BN = 128,
  * BK = 64, 4 warps) run, and at 4096 a few other tile shapes given as constants. cuBLAS is
@@ -13,6 +13,14 @@
  * everywhere and with a double-precision reference at sampled entries. Both are timed with CUDA
  * events on the same (default) stream of the same context: 3 warm-up runs, then the median of
  * 10. TFLOP/s = 2 M N K / t; ratio = ours / cuBLAS. Without a GPU it says so and exits 0.
+ *
+ * --kernel persistent (persistent-flat) runs gemm_persistent (gemm_persistent_flat) of
+ * stdlib/core/gemm_persistent.tile (grid(min(num_sms(), tiles))) in place of gemm.tile, same
+ * sizes and tiles, rows named "... persistent" ("... persistent-flat"). --kernel splitk runs
+ * the decode shapes M = 1, 16, 128 with N = K = 8192 through stdlib/core/gemm_splitk.tile
+ * (partial + reduce, both timed) for S = 1, 2, 4, 8, 16 and the S of the rule in that file from
+ * the device's SM count, rows "gemm bf16 MxNxK splitk S=.. BM=..", the rule's marked "(rule)".
+ * Without --out, a --kernel other than gemm writes bench/results/gemm-KERNEL.json.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -198,16 +206,20 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 }
 
 static char repo[1024] = ".";
+static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat or splitk */
 
 static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w, int64_t stages) {
     char path[1200];
-    snprintf(path, sizeof path, "%s/stdlib/core/gemm.tile", repo);
+    bool flat = strcmp(kernel_choice, "persistent-flat") == 0;
+    bool persistent = flat || strcmp(kernel_choice, "persistent") == 0;
+    snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, persistent ? "gemm_persistent.tile" : "gemm.tile");
     tile_program *prog;
     tile_kernel *k;
     tile_constant c[5] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}, {.name = "W", .i = w},
                           {.name = "STAGES", .i = stages}};
+    const char *kname = flat ? "gemm_persistent_flat" : persistent ? "gemm_persistent" : "gemm";
     tile_status st = tile_program_from_file(g->ctx, path, &prog);
-    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm", c, 5, &k)) != TILE_OK) die(g->ctx, "gemm", st);
+    if (st != TILE_OK || (st = tile_program_get_kernel(prog, kname, c, 5, &k)) != TILE_OK) die(g->ctx, kname, st);
     int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n};
     Ours o = {.kernel = k,
               .args = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->a, 2, sa)},
@@ -248,17 +260,100 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
     for (size_t t = 0; t < (variants ? sizeof tiles / sizeof tiles[0] : 1); t++) {
         double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3], tiles[t][4]);
         char name[128];
-        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld", (long long)size,
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld%s", (long long)size,
                  (long long)size, (long long)size, (long long)tiles[t][0], (long long)tiles[t][1],
-                 (long long)tiles[t][2], (long long)tiles[t][3], (long long)tiles[t][4]);
+                 (long long)tiles[t][2], (long long)tiles[t][3], (long long)tiles[t][4],
+                 strcmp(kernel_choice, "persistent") == 0        ? " persistent"
+                 : strcmp(kernel_choice, "persistent-flat") == 0 ? " persistent-flat"
+                                                                 : "");
         add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
     }
     tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
     free(p.ha), free(p.hb);
 }
 
+/* ---- split-K at decode shapes (--kernel splitk) ---- */
+typedef struct SplitK {
+    tile_kernel *partial, *reduce;
+    tile_arg pargs[3], rargs[2];
+} SplitK;
+
+static void run_splitk(Gpu *g, void *p) {
+    SplitK *s = p;
+    tile_status st = tile_kernel_launch(s->partial, s->pargs, 3, NULL);
+    if (st == TILE_OK) st = tile_kernel_launch(s->reduce, s->rargs, 2, NULL);
+    if (st != TILE_OK) die(g->ctx, "split-K launch", st);
+}
+
+/* The rule of stdlib/core/gemm_splitk.tile: max(1, min(num_sms / tiles, k_tiles / 4, 16)). */
+static int64_t splitk_rule(int64_t sms, int64_t tiles, int64_t k_tiles) {
+    int64_t s = sms / tiles;
+    if (s > k_tiles / 4) s = k_tiles / 4;
+    if (s > 16) s = 16;
+    return s < 1 ? 1 : s;
+}
+
+/* M x 8192 x 8192 by gemm_splitk.tile against cuBLAS, for S = 1, 2, 4, 8, 16 and the rule's S
+ * (its row says "rule"), so that one run shows whether the rule picks well. */
+static void bench_splitk(Gpu *g, int64_t m) {
+    Problem p = {.m = m, .n = 8192, .k = 8192};
+    p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
+    p.b = device_bf16(g, p.k * p.n, 2, &p.hb);
+    p.c = device_bf16(g, p.m * p.n, 3, NULL);
+    p.ref = device_bf16(g, p.m * p.n, 4, NULL);
+    double flop = 2.0 * (double)p.m * (double)p.n * (double)p.k, anchor = -1;
+    if (g->cublas.lib) {
+        run_cublas(g, &p);
+        anchor = flop / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
+    }
+    int64_t bm = m <= 16 ? 16 : m <= 64 ? 64 : 128, bn = 128, bk = 64;
+    int64_t tiles = ((m + bm - 1) / bm) * ((p.n + bn - 1) / bn);
+    int64_t rule = splitk_rule(cuda_device_multiprocessors(g->dev), tiles, (p.k + bk - 1) / bk);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/stdlib/core/gemm_splitk.tile", repo);
+    tile_program *prog;
+    SplitK s = {0};
+    tile_constant c[3] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}};
+    tile_status st = tile_program_from_file(g->ctx, path, &prog);
+    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm_splitk_partial", c, 3, &s.partial)) != TILE_OK ||
+        (st = tile_program_get_kernel(prog, "gemm_splitk_reduce", NULL, 0, &s.reduce)) != TILE_OK)
+        die(g->ctx, "gemm_splitk", st);
+    int64_t tried[6] = {1, 2, 4, 8, 16, rule};
+    for (int i = 0; i < 6; i++) {
+        int64_t splits = tried[i];
+        if (i == 5 && (rule & (rule - 1)) == 0 && rule <= 16) break; /* already timed as a power of two */
+        void *w;
+        if ((st = tile_alloc(g->ctx, (size_t)(splits * m * p.n) * 4, &w)) != TILE_OK) die(g->ctx, "alloc", st);
+        int64_t sa[2] = {p.m, p.k}, sb[2] = {p.k, p.n}, sc[2] = {p.m, p.n}, sw[3] = {splits, p.m, p.n};
+        s.pargs[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.a, 2, sa)};
+        s.pargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.b, 2, sb)};
+        s.pargs[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, w, 3, sw)};
+        s.rargs[0] = s.pargs[2];
+        s.rargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.c, 2, sc)};
+        Strbuf err = {0};
+        if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)p.c, 0xff, (size_t)(p.m * p.n) * 2, &err) != TILE_OK) {
+            fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
+            exit(1);
+        }
+        sb_free(&err);
+        run_splitk(g, &s);
+        char what[96], name[128];
+        snprintf(what, sizeof what, "gemm %lldx%lldx%lld splitk S=%lld", (long long)p.m, (long long)p.n,
+                 (long long)p.k, (long long)splits);
+        check(g, &p, what);
+        double ours = flop / (timed_ms(g, run_splitk, &s) * 1e-3) / 1e12;
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld splitk S=%lld BM=%lld%s", (long long)p.m, (long long)p.n,
+                 (long long)p.k, (long long)splits, (long long)bm, splits == rule ? " (rule)" : "");
+        add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
+        tile_free(g->ctx, w);
+    }
+    tile_program_destroy(prog);
+    tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
+    free(p.ha), free(p.hb);
+}
+
 int main(int argc, char **argv) {
-    const char *out = "bench/results/gemm.json";
+    const char *out = NULL; /* bench/results/gemm.json, or gemm-<kernel>.json for another --kernel */
     bool quick = false;
     Strbuf cmd = {0};
     for (int i = 0; i < argc; i++) sb_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
@@ -266,11 +361,20 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--repo") == 0 && i + 1 < argc) snprintf(repo, sizeof repo, "%s", argv[++i]);
         else if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc &&
+                 (strcmp(argv[i + 1], "gemm") == 0 || strcmp(argv[i + 1], "persistent") == 0 ||
+                  strcmp(argv[i + 1], "persistent-flat") == 0 || strcmp(argv[i + 1], "splitk") == 0))
+            kernel_choice = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick]\n");
+            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick]"
+                            " [--kernel gemm|persistent|persistent-flat|splitk]\n");
             return 2;
         }
     }
+    char default_out[64];
+    snprintf(default_out, sizeof default_out, "bench/results/gemm%s%s.json", strcmp(kernel_choice, "gemm") ? "-" : "",
+             strcmp(kernel_choice, "gemm") ? kernel_choice : "");
+    if (!out) out = default_out;
     Gpu g = {0};
     if (tile_context_create(TILE_DEVICE_CUDA, 0, &g.ctx) != TILE_OK) {
         printf("bench_gemm: no GPU (%s): nothing to measure\n", tile_context_message(NULL));
@@ -286,8 +390,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     cublas_open(&g.cublas);
-    bench_size(&g, 2048, false);
-    if (!quick) {
+    if (strcmp(kernel_choice, "splitk") == 0) {
+        static const int64_t decode_m[] = {1, 16, 128};
+        for (int i = 0; i < (quick ? 1 : 3); i++) bench_splitk(&g, decode_m[i]);
+    } else {
+        bench_size(&g, 2048, false);
+    }
+    if (!quick && strcmp(kernel_choice, "splitk") != 0) {
         bench_size(&g, 4096, true);
         bench_size(&g, 8192, true);
     }

@@ -865,6 +865,21 @@ static Val grid_query(Lower *L, const AstNode *call, OpCode code) {
     return val_of(op->results[0]);
 }
 
+/* num_sms(): the launch device's multiprocessor count, known on the host only, so only in the
+ * grid and its checks; in the body, num_blocks(0) of a grid(min(num_sms(), n)) is the value. */
+static Val num_sms_call(Lower *L, const AstNode *call) {
+    CallArgs a;
+    if (!split_args(L, call, 0, 0, false, &a)) return POISON;
+    if (!L->in_grid) {
+        diag_error(L->diags, call->loc, "num_sms() is known only in the grid and its checks (the host computes them "
+                   "for the device); in the body, use num_blocks(axis) of a grid that uses num_sms()");
+        return POISON;
+    }
+    L->b.loc = call->loc;
+    IrOp *op = ir_build(&L->b, OP_NUM_SMS, NULL, 0, (const IrType *[]){ir_scalar_type(L->module, elem_i32())}, 1);
+    return val_of(op->results[0]);
+}
+
 static Val cdiv_call(Lower *L, const AstNode *call) {
     CallArgs a;
     if (!split_args(L, call, 2, 2, false, &a)) return POISON;
@@ -1374,7 +1389,7 @@ typedef struct Builtin {
 
 enum { B_UNARY, B_SIGMOID, B_SUM, B_CUMSUM, B_MIN, B_MAX, B_WHERE, B_DOT, B_SHAPE, B_ARANGE, B_BLOCK,
        B_CDIV, B_ZEROS, B_ONES, B_FULL, B_CAST, B_ATOMIC_ADD, B_ATOMIC_MAX,
-       B_ATOMIC_MIN, B_ATOMIC_AND, B_ATOMIC_OR, B_ATOMIC_XCHG, B_ATOMIC_CAS, B_FENCE };
+       B_ATOMIC_MIN, B_ATOMIC_AND, B_ATOMIC_OR, B_ATOMIC_XCHG, B_ATOMIC_CAS, B_FENCE, B_NUM_SMS };
 
 static const Builtin builtins[] = {
     {"exp", B_UNARY, OP_EXP}, {"exp2", B_UNARY, OP_EXP2}, {"log", B_UNARY, OP_LOG},
@@ -1394,6 +1409,7 @@ static const Builtin builtins[] = {
     {"atomic_min", B_ATOMIC_MIN, OP_ATOMIC_RMW}, {"atomic_and", B_ATOMIC_AND, OP_ATOMIC_RMW},
     {"atomic_or", B_ATOMIC_OR, OP_ATOMIC_RMW}, {"atomic_xchg", B_ATOMIC_XCHG, OP_ATOMIC_RMW},
     {"atomic_cas", B_ATOMIC_CAS, OP_ATOMIC_CAS}, {"fence", B_FENCE, OP_FENCE},
+    {"num_sms", B_NUM_SMS, OP_NUM_SMS},
 };
 
 static Val lower_call(Lower *L, const AstNode *call) {
@@ -1444,6 +1460,7 @@ static Val lower_call(Lower *L, const AstNode *call) {
     case B_ATOMIC_XCHG: return atomic_call(L, call, ATOMIC_XCHG);
     case B_ATOMIC_CAS: return atomic_call(L, call, -1);
     case B_FENCE: return fence_call(L, call);
+    case B_NUM_SMS: return num_sms_call(L, call);
     }
     tile_unreachable();
 }

@@ -818,6 +818,11 @@ static void rule_fence(Verifier *v, const IrOp *op) {
     if (op->ints[0] < MEM_RELAXED || op->ints[0] > MEM_ACQ_REL) op_error(v, op, "bad memory order");
 }
 
+/* num_sms: the device's multiprocessor count, an i32 the host computes with the grid. */
+static void rule_num_sms(Verifier *v, const IrOp *op) {
+    if (!is_i32_scalar(op->results[0]->type)) op_error(v, op, "result must be i32, not %s", tn(v, op->results[0]->type));
+}
+
 /* The rule of each op, from the rule column of ops.def. */
 typedef void (*RuleFn)(Verifier *v, const IrOp *op);
 static const RuleFn rules[OP_COUNT] = {

@@ -48,6 +48,7 @@ enum {
     CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
     CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
     CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97,
+    CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
     CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8,
     CU_JIT_INFO_LOG_BUFFER = 3,
     CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES = 4,
@@ -232,6 +233,7 @@ struct CudaDevice {
     char name[256];
     int major, minor;
     int max_shared_optin;
+    int multiprocessors; /* CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, asked once */
 };
 
 struct CudaModule {
@@ -248,6 +250,7 @@ static tile_status device_query(CudaDevice *d, Strbuf *err) {
     CU_CHECK(cuDeviceGetAttribute(&d->minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d->device));
     CU_CHECK(cuDeviceGetAttribute(&d->max_shared_optin,
                                   CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN, d->device));
+    CU_CHECK(cuDeviceGetAttribute(&d->multiprocessors, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, d->device));
     CU_CHECK(cuDevicePrimaryCtxRetain(&d->context, d->device));
     return TILE_OK;
 }
@@ -281,6 +284,7 @@ void cuda_device_close(CudaDevice *device) {
 int cuda_device_ordinal(const CudaDevice *device) { return device->ordinal; }
 const char *cuda_device_name(const CudaDevice *device) { return device->name; }
 int cuda_device_max_shared_optin(const CudaDevice *device) { return device->max_shared_optin; }
+int cuda_device_multiprocessors(const CudaDevice *device) { return device->multiprocessors; }
 
 void cuda_device_capability(const CudaDevice *device, int *major, int *minor) {
     *major = device->major;

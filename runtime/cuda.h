@@ -46,6 +46,8 @@ void cuda_device_capability(const CudaDevice *device, int *major, int *minor);
 tile_status cuda_device_attribute(CudaDevice *device, int attribute, int *value, Strbuf *err);
 /* The most dynamic shared memory one block may opt into (bytes). */
 int cuda_device_max_shared_optin(const CudaDevice *device);
+/* The device's streaming multiprocessors (what num_sms() gives a launch on it). */
+int cuda_device_multiprocessors(const CudaDevice *device);
 
 tile_status cuda_alloc(CudaDevice *device, size_t bytes, CudaPtr *out, Strbuf *err);
 tile_status cuda_free(CudaDevice *device, CudaPtr ptr, Strbuf *err);

@@ -867,7 +867,9 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
     Strbuf err = {0};
     int64_t grid[3];
     /* the compiled grid, else (or when it declines) the VM, which also words the errors */
-    if (!(k->grid && rt_grid_eval(k->grid, args, nargs, grid)) && !vm_eval_grid(fn, args, nargs, grid, &err)) {
+    int sms = cuda_device_multiprocessors(ctx->cuda->device);
+    if (!(k->grid && rt_grid_eval_sms(k->grid, args, nargs, sms, grid)) &&
+        !vm_eval_grid_sms(fn, args, nargs, sms, grid, &err)) {
         tile_status st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
         sb_free(&err);
         return st;

@@ -4,8 +4,8 @@
  * without the VM (no frames, no tiles, no allocation).
  *
  * A grid region is a short list of scalar ops (`dim`, `const`, integer arithmetic, `min`/`max`,
- * casts, comparisons and `select`) ending in `yield` of 1 to 3 integers. rt_grid_compile turns
- * each op into one RtGridStep whose operands are register numbers; region arguments (the
+ * casts, comparisons, `select`, `num_sms`) ending in `yield` of 1 to 3 integers. rt_grid_compile
+ * turns each op into one RtGridStep whose operands are register numbers; region arguments (the
  * kernel's parameters) are read from the launch's arguments: scalars converted to the
  * parameter's type as the VM does, tensors only through `dim`. Each step computes with the
  * functions of ir/eval.c, the VM's own element rules, so the result is the VM's bit for bit.
@@ -16,6 +16,7 @@
  * with its usual message.
  */
 #include "runtime.h"
+#include "vm.h"
 
 #include <string.h>
 
@@ -99,6 +100,8 @@ RtGrid *rt_grid_compile(const IrFunction *f) {
                  op->ints[0] < op->operands[0]->type->rank && !elem_is_float(s.elem);
             s.attr = op->ints[0];
             s.b = (uint16_t)op->operands[0]->index; /* the parameter */
+        } else if (op->code == OP_NUM_SMS) {
+            ok = !elem_is_float(s.elem);
         } else if (op->code == OP_CAST) {
             ok = type_is_scalar(op->operands[0]->type);
             s.from = op->operands[0]->type->elem;
@@ -131,8 +134,13 @@ RtGrid *rt_grid_compile(const IrFunction *f) {
     return g;
 }
 
-/* Runs the steps for args (already checked by rt_check_args); false when the VM must decide. */
+/* The VM's num_sms() (a GPU launch passes its device's count to rt_grid_eval_sms). */
 bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]) {
+    return rt_grid_eval_sms(g, args, nargs, vm_num_sms(), grid);
+}
+
+/* Runs the steps for args (already checked by rt_check_args); false when the VM must decide. */
+bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3]) {
     IrConst regs[RT_GRID_MAX_REGS];
     for (uint32_t i = 0; i < g->nsteps; i++) {
         const RtGridStep *s = &g->steps[i];
@@ -146,6 +154,7 @@ bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t g
             break;
         }
         case OP_CONST: *out = s->value; break;
+        case OP_NUM_SMS: *out = elem_convert(elem_int(64), (IrConst){.i = num_sms}, s->elem); break;
         case OP_DIM:
             if ((size_t)s->b >= nargs || s->attr >= args[s->b].tensor.rank) return false;
             *out = elem_convert(elem_int(64), (IrConst){.i = args[s->b].tensor.shape[s->attr]}, s->elem);

@@ -224,6 +224,8 @@ int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs);
 enum { RT_GRID_MAX_REGS = 64 };
 RtGrid *rt_grid_compile(const IrFunction *f);
 bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]);
+/* rt_grid_eval with num_sms() = num_sms (rt_grid_eval uses the VM's, vm_num_sms). */
+bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3]);
 void rt_grid_free(RtGrid *g);
 
 /* ---- autotuning (autotune.c) ----------------------------------------------------------------

@@ -87,6 +87,14 @@ typedef enum VmOutcome { VM_OK, VM_FAILED, VM_CANCELLED, VM_INTERNAL } VmOutcome
 /* vm_launch_threads that can be cancelled (cancel may be NULL); err says why it did not finish. */
 VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, size_t nargs, int nthreads,
                                 const VmCancel *cancel, Strbuf *err);
+/* The VM's answer to num_sms(): TILE_VM_NUM_SMS when it is an integer in 1..VM_MAX_NUM_SMS, else
+ * VM_DEFAULT_NUM_SMS. Small by default so that a persistent kernel (grid(min(num_sms(), tiles)))
+ * stays cheap on the VM; a correct kernel's results do not depend on it. */
+enum { VM_DEFAULT_NUM_SMS = 4, VM_MAX_NUM_SMS = 4096 };
+int vm_num_sms(void);
+/* vm_eval_grid with num_sms() = num_sms (a GPU launch passes its device's count). */
+bool vm_eval_grid_sms(const IrFunction *kernel, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3],
+                      Strbuf *err);
 
 /* ---- interpreter internals, shared by vm_ops.c and vm_exec.c --------------------------- */
 /* Tiles larger than this are a run-time error rather than an allocation of gigabytes. */
@@ -155,6 +163,7 @@ typedef struct VmLaunch {
     int64_t grid[3];
     const VmCancel *cancel;     /* NULL: not cancellable; checked between blocks and per loop iteration */
     pthread_mutex_t memory_lock; /* atomics and read-modify-write of packed sub-byte stores */
+    int64_t num_sms;            /* what num_sms() gives: the GPU's multiprocessors, or vm_num_sms() */
 } VmLaunch;
 
 /* One worker thread's state while it runs blocks. */

@@ -16,9 +16,10 @@
  * nest at most VM_MAX_CALLS deep and regions and calls together at most VM_MAX_DEPTH deep, so
  * that a deep program is a run-time error, not a stack overflow.
  *
- * The grid is evaluated once on the calling thread. Blocks are numbered x fastest and handed
- * out from an atomic counter to min(CPUs, blocks) workers; each worker keeps one frame for the
- * kernel and clears it after every block. The first error stops the launch and is reported
+ * The grid is evaluated once on the calling thread, with num_sms() the VM's stand-in count
+ * (vm_num_sms: TILE_VM_NUM_SMS, default 4), or the GPU's count for a GPU launch. Blocks are
+ * numbered x fastest and handed out from an atomic counter to min(CPUs, blocks) workers; each
+ * worker keeps one frame for the kernel and clears it after every block. The first error stops the launch and is reported
  * with the block that raised it. Atomics and packed sub-byte stores hold one launch-wide mutex.
  */
 #include "vm.h"
@@ -327,6 +328,7 @@ static bool launch_init(VmLaunch *L, const IrFunction *kernel, const tile_arg *a
         }
     }
     L->grid[0] = L->grid[1] = L->grid[2] = 1;
+    L->num_sms = vm_num_sms();
     pthread_mutex_init(&L->memory_lock, NULL);
     return true;
 }
@@ -402,11 +404,24 @@ static bool eval_grid(VmLaunch *L, int64_t grid[3], bool *internal, Strbuf *err)
 
 bool vm_eval_grid(const IrFunction *kernel, const tile_arg *args, size_t nargs, int64_t grid[3],
                   Strbuf *err) {
+    return vm_eval_grid_sms(kernel, args, nargs, vm_num_sms(), grid, err);
+}
+
+bool vm_eval_grid_sms(const IrFunction *kernel, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3],
+                      Strbuf *err) {
     VmLaunch L;
     if (!launch_init(&L, kernel, args, nargs, err)) return false;
+    L.num_sms = num_sms;
     bool ok = eval_grid(&L, grid, NULL, err);
     launch_free(&L);
     return ok;
+}
+
+int vm_num_sms(void) {
+    const char *s = getenv("TILE_VM_NUM_SMS");
+    char *end;
+    long v = s ? strtol(s, &end, 10) : 0;
+    return s && *s && !*end && v >= 1 && v <= VM_MAX_NUM_SMS ? (int)v : VM_DEFAULT_NUM_SMS;
 }
 
 typedef struct Scheduler {

@@ -336,6 +336,14 @@ static bool exec_axis_scalar(VmThread *th, VmFrame *fr, const IrOp *op) {
     return true;
 }
 
+/* num_sms: the launch's multiprocessor count (a GPU launch's device's, else vm_num_sms()). */
+static bool exec_num_sms(VmThread *th, VmFrame *fr, const IrOp *op) {
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r || !check_numel(th, op, r, 1)) return false;
+    r->data[0] = convert(elem_int(64), (VmElem){.i = th->launch->num_sms}, op->results[0]->type->elem);
+    return true;
+}
+
 static const VmTensor *operand_tensor(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i) {
     if (i >= op->noperands) {
         vm_error(th, op, "missing operand %u", (unsigned)i);
@@ -1265,6 +1273,7 @@ const VmExecFn vm_data_executors[OP_COUNT] = {
     [OP_MBARRIER_ARRIVE] = exec_mbarrier_arrive, [OP_MBARRIER_WAIT] = exec_mbarrier_wait,
     [OP_ATOMIC_RMW] = exec_atomic_result, [OP_ATOMIC_CAS] = exec_atomic_result,
     [OP_FENCE] = exec_fence,
+    [OP_NUM_SMS] = exec_num_sms,
 };
 
 bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {
