@@ -215,9 +215,10 @@ static size_t gemm_check_cases(GemmCase *out, size_t cap) {
     /* the default tiles (128 x 128 x 64), two tile rows and columns with tails */
     ADD(.kernel = "gemm_epilogue", .m = 130, .n = 140, .k = 70, .act = ACT_GELU, .has_bias = 1, .has_residual = 1);
     ADD(.kernel = "gemm_epilogue_f32", .m = 129, .n = 129, .k = 65, .act = ACT_SWIGLU, .has_bias = 1);
-    /* odd shapes, for the epilogue kernels and the plain gemm alike */
-    static const int64_t shapes[][3] = {{1, 1, 1}, {1, 37, 50}, {37, 1, 50}, {37, 50, 1}, {64, 32, 32}, {33, 17, 15}};
-    for (int s = 0; s < 6; s++) {
+    /* odd shapes, for the epilogue kernels and the plain gemm alike (K = 0: the epilogue of zeros) */
+    static const int64_t shapes[][3] = {{1, 1, 1}, {1, 37, 50}, {37, 1, 50}, {37, 50, 1}, {64, 32, 32}, {33, 17, 15},
+                                        {5, 7, 0}};
+    for (int s = 0; s < 7; s++) {
         ADD(.kernel = "gemm", .m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2], .bm = 32, .bn = 16, .bk = 16);
         ADD(.kernel = "gemm_epilogue_f32", .m = shapes[s][0], .n = shapes[s][1], .k = shapes[s][2], .act = ACT_SILU,
             .has_bias = 1, .has_residual = 1, .bm = 32, .bn = 16, .bk = 16);

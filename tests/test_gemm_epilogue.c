@@ -82,3 +82,65 @@ Test(gemm_epilogue, options_and_tensors_must_agree) {
     cr_assert_eq(tile_program_get_kernel(prog, "gemm_epilogue", bad, 1, &k), TILE_ERROR_COMPILE);
     cr_assert(strstr(tile_context_message(ctx), "static assertion failed: ACT is 0 (none)"), "%s", tile_context_message(ctx));
 }
+
+/* ---- the epilogue kernels take gemm's path through the compiler ------------------------------ */
+
+static int count_of(const char *s, const char *what) {
+    int n = 0;
+    for (const char *p = strstr(s, what); p; p = strstr(p + 1, what)) n++;
+    return n;
+}
+
+static char *emit(const char *kernel, int act, const char *arch, tile_emit_kind kind, const char *dump_after) {
+    tile_constant c[] = {{.name = "ACT", .i = act}, {.name = "HAS_BIAS", .i = 1}, {.name = "HAS_RESIDUAL", .i = 1},
+                         {.name = "W", .i = 4}};
+    tile_emit_options o = {.arch = arch, .dump_after = dump_after};
+    char *out = NULL;
+    tile_status st = tile_program_emit(prog, kernel, c, strcmp(kernel, "gemm") == 0 ? 0 : 4, kind, &o, &out, NULL);
+    cr_assert_eq(st, TILE_OK, "%s ACT=%d %s: %s", kernel, act, arch, tile_context_message(NULL));
+    return out;
+}
+
+/* With every option on (and gemm's 4 warps), each epilogue kernel's K loop gets the rings that
+ * gemm's gets (async copies of A and B on sm_80; TMA on sm_90a with every launch fact), and its
+ * PTX the same number of mma instructions; swiglu's two dots twice as many. (Swiglu's A tile, read by both dots, is
+ * not staged yet: the stages pass takes a load with one dot user.) */
+Test(gemm_epilogue, the_main_loop_is_compiled_like_gemms) {
+    static const char *kernels[] = {"gemm_epilogue", "gemm_epilogue_f16", "gemm_epilogue_f32"};
+    char *g80 = emit("gemm", 0, "sm_80", TILE_EMIT_IR, "stages");
+    int copies = count_of(g80, "copy_async");
+    cr_assert_gt(copies, 0);
+    setenv("TILE_EMIT_SPECIALIZED", "1", 1);
+    char *g90 = emit("gemm", 0, "sm_90a", TILE_EMIT_IR, "stages");
+    int tma = count_of(g90, "copy_tma");
+    cr_assert_gt(tma, 0, "%s", g90);
+    for (int kk = 0; kk < 3; kk++)
+        for (int act = ACT_NONE; act < ACT_SWIGLU; act++) {
+            char *e90 = emit(kernels[kk], act, "sm_90a", TILE_EMIT_IR, "stages");
+            cr_assert_eq(count_of(e90, "copy_tma"), tma, "%s ACT=%d", kernels[kk], act);
+            tile_string_free(e90);
+        }
+    unsetenv("TILE_EMIT_SPECIALIZED");
+    for (int kk = 0; kk < 3; kk++)
+        for (int act = ACT_NONE; act < ACT_SWIGLU; act++) {
+            char *e80 = emit(kernels[kk], act, "sm_80", TILE_EMIT_IR, "stages");
+            cr_assert_eq(count_of(e80, "copy_async"), copies, "%s ACT=%d", kernels[kk], act);
+            cr_assert(strstr(e80, "shared<bf16>[3, 128, 64]") && strstr(e80, "shared<bf16>[3, 64, 128]"), "%s", e80);
+            tile_string_free(e80);
+        }
+    tile_string_free(g80), tile_string_free(g90);
+#ifdef TILE_HAVE_LLVM
+    static const char *MMA = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
+    char *gptx = emit("gemm", 0, "sm_90a", TILE_EMIT_PTX, NULL);
+    int mma = count_of(gptx, MMA);
+    cr_assert_gt(mma, 0);
+    static const int acts[] = {ACT_NONE, ACT_GELU, ACT_SWIGLU};
+    for (int i = 0; i < 3; i++) {
+        int act = acts[i];
+        char *ptx = emit("gemm_epilogue", act, "sm_90a", TILE_EMIT_PTX, NULL);
+        cr_assert_eq(count_of(ptx, MMA), act == ACT_SWIGLU ? 2 * mma : mma, "ACT=%d", act);
+        tile_string_free(ptx);
+    }
+    tile_string_free(gptx);
+#endif
+}
