@@ -6,7 +6,8 @@
  * A case names the kernel (`gemm` or one of the `gemm_epilogue*` kernels), the shape, the
  * epilogue constants (ACT, HAS_BIAS, HAS_RESIDUAL, alpha) and the memory layout of each operand:
  * a leading dimension larger than the row (lda, ldb, ldc; 0 means contiguous) and transposed A
- * or B, passed as strided views of a matrix stored the other way round (strides {1, ld}). The
+ * or B, passed as strided views of a matrix stored the other way round (strides {1, ld}), and
+ * an offset that moves the data pointers off their alignment. The
  * inputs are random bf16 values (the reference uses the exact rounded inputs); bias and residual
  * are rounded to the result type first. The padding of c (ldc > N) holds a sentinel that must
  * survive, so stores past N are caught. The tolerance is one rounding to the result type, the
@@ -34,6 +35,8 @@ typedef struct GemmCase {
     double alpha;               /* 0 means 1 */
     int64_t lda, ldb, ldc;      /* leading dimensions of the stored matrices; 0: contiguous */
     bool a_transposed, b_transposed;
+    int64_t offset;             /* a, b and c start this many elements into their buffers (1: a
+                                   data pointer 2 or 4 bytes past an aligned one) */
     int bm, bn, bk;             /* tile constants; 0: the kernel's defaults */
 } GemmCase;
 
@@ -92,10 +95,10 @@ static void gemm_check(tile_context *ctx, tile_program *prog, const GemmCase *gc
     const tile_dtype out_type = gemm_check_out_type(gc->kernel);
     const double alpha = gc->alpha != 0 ? gc->alpha : 1.0;
     char what[256];
-    snprintf(what, sizeof what, "%s %lldx%lldx%lld act=%d bias=%d residual=%d alpha=%g lda=%lld%s ldb=%lld%s ldc=%lld",
+    snprintf(what, sizeof what, "%s %lldx%lldx%lld act=%d bias=%d residual=%d alpha=%g lda=%lld%s ldb=%lld%s ldc=%lld off=%lld",
              gc->kernel, (long long)m, (long long)n, (long long)k, gc->act, gc->has_bias, gc->has_residual, alpha,
              (long long)gc->lda, gc->a_transposed ? "(T)" : "", (long long)gc->ldb, gc->b_transposed ? "(T)" : "",
-             (long long)gc->ldc);
+             (long long)gc->ldc, (long long)gc->offset);
 
     tile_constant consts[6];
     size_t nconsts = 0;
@@ -117,29 +120,35 @@ static void gemm_check(tile_context *ctx, tile_program *prog, const GemmCase *gc
     const int64_t b_rows = gc->b_transposed ? np : k, ldb = gc->ldb ? gc->ldb : ldb_cols;
     const int64_t ldc = gc->ldc ? gc->ldc : n;
     cr_assert(lda >= a_cols && ldb >= ldb_cols && ldc >= n, "%s: a leading dimension shorter than its row", what);
-    double *a = malloc(sizeof(double) * (size_t)(a_rows * lda)), *b = malloc(sizeof(double) * (size_t)(b_rows * ldb));
+    /* whole buffers, the offset included (numbers of elements) */
+    const int64_t off = gc->offset, sa = off + a_rows * lda, sb = off + b_rows * ldb, sc = off + m * ldc;
+    double *a = malloc(sizeof(double) * (size_t)sa), *b = malloc(sizeof(double) * (size_t)sb);
     double *bias = malloc(sizeof(double) * (size_t)np), *res = malloc(sizeof(double) * (size_t)(m * n));
-    double *got = malloc(sizeof(double) * (size_t)(m * ldc));
-    void *ha = malloc(tile_dtype_bytes(TILE_BF16, a_rows * lda)), *hb = malloc(tile_dtype_bytes(TILE_BF16, b_rows * ldb));
+    double *got = malloc(sizeof(double) * (size_t)sc);
+    void *ha = malloc(tile_dtype_bytes(TILE_BF16, sa)), *hb = malloc(tile_dtype_bytes(TILE_BF16, sb));
     void *hbias = malloc(tile_dtype_bytes(out_type, np)), *hres = malloc(tile_dtype_bytes(out_type, m * n));
-    void *hc = malloc(tile_dtype_bytes(out_type, m * ldc));
-    gemm_check_fill(TILE_BF16, a_rows * lda, -1, 1, ha, a);
-    gemm_check_fill(TILE_BF16, b_rows * ldb, -1, 1, hb, b);
+    void *hc = malloc(tile_dtype_bytes(out_type, sc));
+    gemm_check_fill(TILE_BF16, sa, -1, 1, ha, a);
+    gemm_check_fill(TILE_BF16, sb, -1, 1, hb, b);
     gemm_check_fill(out_type, np, -1, 1, hbias, bias);
     gemm_check_fill(out_type, m * n, -2, 2, hres, res);
     const double sentinel = 77.0;
-    for (int64_t i = 0; i < m * ldc; i++) got[i] = sentinel;
-    cr_assert_eq(tile_pack(out_type, got, m * ldc, hc), TILE_OK);
+    for (int64_t i = 0; i < sc; i++) got[i] = sentinel;
+    cr_assert_eq(tile_pack(out_type, got, sc, hc), TILE_OK);
 
-    void *da = gemm_check_upload(ctx, ha, tile_dtype_bytes(TILE_BF16, a_rows * lda));
-    void *db = gemm_check_upload(ctx, hb, tile_dtype_bytes(TILE_BF16, b_rows * ldb));
+    void *da = gemm_check_upload(ctx, ha, tile_dtype_bytes(TILE_BF16, sa));
+    void *db = gemm_check_upload(ctx, hb, tile_dtype_bytes(TILE_BF16, sb));
     void *dbias = gc->has_bias ? gemm_check_upload(ctx, hbias, tile_dtype_bytes(out_type, np)) : NULL;
     void *dres = gc->has_residual ? gemm_check_upload(ctx, hres, tile_dtype_bytes(out_type, m * n)) : NULL;
-    void *dc = gemm_check_upload(ctx, hc, tile_dtype_bytes(out_type, m * ldc));
+    void *dc = gemm_check_upload(ctx, hc, tile_dtype_bytes(out_type, sc));
+    /* the views start `off` elements in (NULL stays NULL: an empty A or B) */
+    char *va = da ? (char *)da + tile_dtype_bytes(TILE_BF16, off) : NULL;
+    char *vb = db ? (char *)db + tile_dtype_bytes(TILE_BF16, off) : NULL;
+    char *vc = (char *)dc + tile_dtype_bytes(out_type, off);
     tile_arg args[6];
-    args[0] = gc->a_transposed ? gemm_check_view(TILE_BF16, da, m, k, 1, lda) : gemm_check_view(TILE_BF16, da, m, k, lda, 1);
-    args[1] = gc->b_transposed ? gemm_check_view(TILE_BF16, db, k, np, 1, ldb) : gemm_check_view(TILE_BF16, db, k, np, ldb, 1);
-    args[2] = gemm_check_view(out_type, dc, m, n, ldc, 1);
+    args[0] = gc->a_transposed ? gemm_check_view(TILE_BF16, va, m, k, 1, lda) : gemm_check_view(TILE_BF16, va, m, k, lda, 1);
+    args[1] = gc->b_transposed ? gemm_check_view(TILE_BF16, vb, k, np, 1, ldb) : gemm_check_view(TILE_BF16, vb, k, np, ldb, 1);
+    args[2] = gemm_check_view(out_type, vc, m, n, ldc, 1);
     int64_t bias_len = gc->has_bias ? np : 0;
     args[3] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(out_type, dbias, 1, &bias_len)};
     args[4] = gc->has_residual ? gemm_check_view(out_type, dres, m, n, n, 1) : gemm_check_view(out_type, NULL, 0, 0, 0, 1);
@@ -149,8 +158,10 @@ static void gemm_check(tile_context *ctx, tile_program *prog, const GemmCase *gc
     tile_status st = tile_kernel_launch(kern, args, plain ? 3 : 6, NULL);
     cr_assert_eq(st, TILE_OK, "%s: %s", what, tile_context_message(ctx));
     cr_assert_eq(tile_synchronize(ctx), TILE_OK, "%s: %s", what, tile_context_message(ctx));
-    cr_assert_eq(tile_copy_to_host(ctx, hc, dc, tile_dtype_bytes(out_type, m * ldc)), TILE_OK, "%s", what);
-    tile_unpack(out_type, hc, m * ldc, got);
+    cr_assert_eq(tile_copy_to_host(ctx, hc, dc, tile_dtype_bytes(out_type, sc)), TILE_OK, "%s", what);
+    tile_unpack(out_type, hc, sc, got);
+    for (int64_t i = 0; i < off; i++) cr_assert_eq(got[i], sentinel, "%s: c's buffer before the view was written", what);
+    got += off, a += off, b += off;
 
     const double out_rel = out_type == TILE_F32 ? 1e-6 : out_type == TILE_F16 ? 1.0 / 1024 : 1.0 / 128;
     for (int64_t i = 0; i < m; i++) {
@@ -187,7 +198,10 @@ static void gemm_check(tile_context *ctx, tile_program *prog, const GemmCase *gc
             cr_assert_eq(got[i * ldc + j], sentinel, "%s: the padding c[%lld, %lld] was written", what, (long long)i,
                          (long long)j);
     }
-    tile_free(ctx, da), tile_free(ctx, db), tile_free(ctx, dc);
+    got -= off, a -= off, b -= off;
+    if (da) tile_free(ctx, da);
+    if (db) tile_free(ctx, db);
+    tile_free(ctx, dc);
     if (dbias) tile_free(ctx, dbias);
     if (dres) tile_free(ctx, dres);
     free(a), free(b), free(bias), free(res), free(got), free(ha), free(hb), free(hbias), free(hres), free(hc);
@@ -237,6 +251,11 @@ static size_t gemm_check_cases(GemmCase *out, size_t cap) {
             .lda = at ? 46 : 0, .ldb = bt ? 0 : 41, .ldc = 23, .a_transposed = at, .b_transposed = bt, .bm = 32, .bn = 16,
             .bk = 16);
     }
+    /* data pointers one element past an aligned address */
+    ADD(.kernel = "gemm", .m = 45, .n = 38, .k = 35, .offset = 1, .bm = 32, .bn = 16, .bk = 16);
+    ADD(.kernel = "gemm_epilogue_f32", .m = 45, .n = 38, .k = 35, .act = ACT_RELU, .has_bias = 1, .offset = 1,
+        .ldc = 40, .b_transposed = true, .bm = 32, .bn = 16, .bk = 16);
+    ADD(.kernel = "gemm_epilogue", .m = 130, .n = 136, .k = 72, .act = ACT_SWIGLU, .has_residual = 1, .offset = 1);
     /* the transposed operands at the default tiles */
     ADD(.kernel = "gemm", .m = 130, .n = 129, .k = 66, .a_transposed = true, .b_transposed = true);
 #undef ADD
