@@ -32,4 +32,9 @@ check tests/lang2/kernels.tile -k topk_rows R=21
 check tests/lang2/kernels.tile -k philox N=5000 seed=42 base=3
 check tests/lang2/kernels.tile -k bdot_f32 B=6
 check examples/kernels/dropout.tile -k dropout N=100000 p=0.3 seed=7
+# issue 7: gemm.tile's fused epilogues (ACT 2 gelu, 5 swiglu with b of 2 * N columns), cuda against the VM
+G=stdlib/core/gemm.tile
+check $G -k gemm_epilogue -D ACT=2 -D HAS_BIAS=1 -D HAS_RESIDUAL=1 M=300 N=260 NP=260 K=200 NBIAS=260 MR=300 NR=260 alpha=0.5
+check $G -k gemm_epilogue_f32 -D ACT=5 -D HAS_BIAS=1 M=130 N=70 NP=140 K=96 NBIAS=140 MR=0 NR=0 alpha=1
+check $G -k gemm_epilogue_f16 -D ACT=3 M=1 N=1000 NP=1000 K=512 NBIAS=0 MR=0 NR=0 alpha=1
 exit $status

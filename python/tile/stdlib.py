@@ -19,7 +19,7 @@ import re
 from . import _arrays
 from ._core import Program, context as _context
 
-__all__ = ["cumsum_rows", "flash_fwd", "gather_rows", "gemm", "kernel", "kernel_names", "layernorm", "path", "softmax",
+__all__ = ["GEMM_ACTIVATIONS", "cumsum_rows", "flash_fwd", "gather_rows", "gemm", "kernel", "kernel_names", "layernorm", "path", "softmax",
            "sum_all", "sum_rows", "vector_add"]
 
 
@@ -132,13 +132,50 @@ def layernorm(x, weight, bias, eps=1e-5, out=None, **constants):
     return out
 
 
-def gemm(a, b, out=None, **constants):
-    """a [M, K] @ b [K, N] with bf16 inputs, f32 accumulation and a bf16 result."""
+# activation= of gemm -> the ACT constant of stdlib/core/gemm.tile's epilogue kernels
+GEMM_ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4, "swiglu": 5}
+# the result type -> the epilogue kernel that writes it
+_GEMM_EPILOGUE_KERNELS = {"bf16": "gemm_epilogue", "f16": "gemm_epilogue_f16", "f32": "gemm_epilogue_f32"}
+
+
+def gemm(a, b, out=None, bias=None, residual=None, alpha=1.0, activation=None, out_dtype=None, **constants):
+    """act(alpha * (a @ b) + bias) + residual for bf16 a [M, K] and b [K, N], f32 accumulation, the
+    epilogue in f32 and one rounding to the result type (bf16 unless out= or out_dtype= says f16
+    or f32; bias [N] and residual [M, N] have that type). activation is None, "relu", "gelu"
+    (erf: torch's F.gelu), "gelu_tanh" (F.gelu(approximate="tanh")), "silu" or "swiglu": b is
+    then [K, 2 N] and out[:, j] = silu(p[:, j]) * p[:, N + j] of p = alpha * (a @ b) + bias
+    (bias [2 N]). Without options this is the kernel `gemm`; with any, `gemm_epilogue` (or its
+    _f16/_f32 twin) specialized by HAS_BIAS, HAS_RESIDUAL and ACT."""
+    from ._dtypes import dtype as _dtype
     (m, _), dt = _shape_dtype(a)
-    (_, n), _ = _shape_dtype(b)
+    (_, cols), _ = _shape_dtype(b)
+    if activation not in GEMM_ACTIVATIONS:
+        raise ValueError(f"tile.stdlib.gemm: activation {activation!r} is not one of "
+                         f"{', '.join(repr(k) for k in GEMM_ACTIVATIONS)}")
+    act = GEMM_ACTIVATIONS[activation]
+    if act == GEMM_ACTIVATIONS["swiglu"] and cols % 2:
+        raise ValueError(f"tile.stdlib.gemm: swiglu needs b with an even number of columns, not {cols}")
+    n = cols // 2 if act == GEMM_ACTIVATIONS["swiglu"] else cols
+    if out_dtype is not None:
+        out_dtype = _dtype(out_dtype)
+    elif out is not None:
+        out_dtype = _shape_dtype(out)[1]
+    else:
+        out_dtype = dt
     if out is None:
-        out = _arrays.empty_like(a, dt, (m, n))
-    _on(a, "gemm", constants)(a, b, out)
+        out = _arrays.empty_like(a, out_dtype, (m, n))
+    if bias is None and residual is None and alpha == 1.0 and act == 0 and str(out_dtype) == "bf16":
+        _on(a, "gemm", constants)(a, b, out)
+        return out
+    name = _GEMM_EPILOGUE_KERNELS.get(str(out_dtype))
+    if name is None:
+        raise ValueError(f"tile.stdlib.gemm: the result type is bf16, f16 or f32, not {out_dtype}")
+    constants.update(HAS_BIAS=int(bias is not None), HAS_RESIDUAL=int(residual is not None), ACT=act)
+    if bias is None:
+        bias = _arrays.empty_like(a, out_dtype, (0,))
+    if residual is None:
+        residual = _arrays.empty_like(a, out_dtype, (0, 0))
+    _on(a, name, constants)(a, b, out, bias, residual, float(alpha))
     return out
 
 

@@ -1,0 +1,63 @@
+"""tile.stdlib.gemm's fused epilogues on torch tensors against PyTorch's own functions
+(F.relu, F.gelu with approximate='none' and 'tanh', F.silu, swiglu as silu(gate) * up of
+torch.chunk): cpu tensors on the VM (need torch), cuda tensors on the GPU (need a GPU), including
+transposed operands as torch strided views (.t()). Skips cleanly without torch or a GPU. Run on
+a GPU machine: PYTHONPATH=python python3 -m pytest -q tests/python/test_torch_gemm.py"""
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+from tile import stdlib  # noqa: E402
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU for torch")
+
+TORCH_ACT = {
+    None: lambda p: p,
+    "relu": F.relu,
+    "gelu": lambda p: F.gelu(p, approximate="none"),
+    "gelu_tanh": lambda p: F.gelu(p, approximate="tanh"),
+    "silu": F.silu,
+    "swiglu": lambda p: F.silu(torch.chunk(p, 2, -1)[0]) * torch.chunk(p, 2, -1)[1],
+}
+DTYPES = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}
+RTOL = {"bf16": 2 ** -7, "f16": 2 ** -9, "f32": 1e-4}
+
+
+def check(device, m, n, k, activation, out_dtype, transposed=False):
+    g = torch.Generator(device="cpu").manual_seed(m * 7919 + n * 31 + k)
+    cols = 2 * n if activation == "swiglu" else n
+    if transposed:   # a and b as transposed views of row-major [K, M] and [N, K] storage
+        a = (torch.rand(k, m, generator=g) * 2 - 1).to(device, torch.bfloat16).t()
+        b = (torch.rand(cols, k, generator=g) * 2 - 1).to(device, torch.bfloat16).t()
+    else:
+        a = (torch.rand(m, k, generator=g) * 2 - 1).to(device, torch.bfloat16)
+        b = (torch.rand(k, cols, generator=g) * 2 - 1).to(device, torch.bfloat16)
+    dt = DTYPES[out_dtype]
+    bias = (torch.rand(cols, generator=g) * 2 - 1).to(device, dt)
+    residual = (torch.rand(m, n, generator=g) * 2 - 1).to(device, dt)
+    c = stdlib.gemm(a, b, bias=bias, residual=residual, alpha=0.5, activation=activation, out_dtype=out_dtype)
+    assert c.dtype == dt and tuple(c.shape) == (m, n) and c.device == a.device
+    p = 0.5 * (a.double() @ b.double()) + bias.double()
+    want = TORCH_ACT[activation](p) + residual.double()
+    torch.testing.assert_close(c.double(), want, rtol=RTOL[out_dtype], atol=2e-3)
+
+
+@pytest.mark.parametrize("activation", list(TORCH_ACT))
+def test_cpu_tensors_on_the_vm(activation):
+    check("cpu", 37, 45, 29, activation, "f32")
+
+
+@gpu
+@pytest.mark.parametrize("out_dtype", list(DTYPES))
+@pytest.mark.parametrize("activation", list(TORCH_ACT))
+def test_cuda_every_epilogue(activation, out_dtype):
+    check("cuda", 300, 260, 200, activation, out_dtype)
+
+
+@gpu
+@pytest.mark.parametrize("activation", [None, "gelu", "swiglu"])
+def test_cuda_transposed_and_decode_shapes(activation):
+    check("cuda", 256, 192, 320, activation, "bf16", transposed=True)
+    check("cuda", 1, 1024, 512, activation, "f32")
+    check("cuda", 16, 512, 1024, activation, "f16")
