@@ -22,9 +22,12 @@
  *
  * The instructions of one dot are issued between wgmma.fence (the accumulators were written by
  * ordinary instructions) and wgmma.commit_group, then wgmma.wait_group 0: the dot is complete when
- * it returns, as the IR says, and the stages pass's barrier before the next copy into a stage stays
- * sufficient. The accumulators pass through the wait (tied operands of the inline assembly), so
- * nothing reads them before it.
+ * it returns, and the stages pass's barrier before the next copy into a stage stays sufficient. A
+ * dot marked `async 1` (the stages pass) stops after the commit: its dot_wait (cg_dot_wait) is
+ * wgmma.wait_group N. The accumulators pass through every wait (tied operands of the inline
+ * assembly), so nothing reads them before it; between an asynchronous dot and the next they only
+ * flow, in the same registers, into the next dot's accumulator (ptxas serializes the wgmmas, with
+ * a warning, if anything else touches them).
  */
 #include "codegen.h"
 

@@ -2,7 +2,7 @@
  * bench_gemm: the core gemm kernel (bf16 inputs, f32 accumulation, bf16 result) against cuBLAS
  * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
  *
- *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--kernel gemm|persistent|persistent-flat|splitk]
+ *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--kernel gemm|persistent|persistent-flat|splitk|shapes]
  *
  * For M = N = K in {2048, 4096, 8192} (--quick: 2048 only) the default tiles (BM = BN = 128,
  * BK = 64, 4 warps) run, and at 4096 a few other tile shapes given as constants. cuBLAS is
@@ -20,6 +20,8 @@
  * the decode shapes M = 1, 16, 128 with N = K = 8192 through stdlib/core/gemm_splitk.tile
  * (partial + reduce, both timed) for S = 1, 2, 4, 8, 16 and the S of the rule in that file from
  * the device's SM count, rows "gemm bf16 MxNxK splitk S=.. BM=..", the rule's marked "(rule)".
+ * --kernel shapes runs gemm.tile at the LLM shapes M = 4096, (N, K) = (4096, 4096), (14336, 4096),
+ * (4096, 14336), (128256, 4096), and the decode shapes M = 1, 16, 128 with N = K = 8192 (bench_shapes).
  * Without --out, a --kernel other than gemm writes bench/results/gemm-KERNEL.json.
  */
 #include <dlfcn.h>
@@ -206,7 +208,7 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 }
 
 static char repo[1024] = ".";
-static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat or splitk */
+static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat, splitk or shapes */
 
 static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w, int64_t stages) {
     char path[1200];
@@ -234,7 +236,8 @@ static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk,
     sb_free(&err);
     run_ours(g, &o);
     char what[96];
-    snprintf(what, sizeof what, "gemm %lld^3 BM=%lld BN=%lld BK=%lld W=%lld", (long long)p->m, (long long)bm,
+    snprintf(what, sizeof what, "gemm %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld", (long long)p->m, (long long)p->n,
+             (long long)p->k, (long long)bm,
              (long long)bn, (long long)bk, (long long)w);
     check(g, p, what);
     double ms = timed_ms(g, run_ours, &o);
@@ -242,8 +245,15 @@ static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk,
     return 2.0 * (double)p->m * (double)p->n * (double)p->k / (ms * 1e-3) / 1e12;
 }
 
-static void bench_size(Gpu *g, int64_t size, bool variants) {
-    Problem p = {.m = size, .n = size, .k = size};
+/* BM, BN, BK, warps, stages */
+static const int64_t tiles[][5] = {{128, 128, 64, 4, 3}, {128, 128, 64, 8, 3}, {128, 256, 64, 8, 3},
+                                   {128, 128, 32, 4, 4}, {128, 256, 32, 8, 4}, {256, 128, 32, 8, 4},
+                                   {128, 128, 32, 8, 4}, {64, 128, 64, 4, 4}};
+
+/* C[m, n] = A[m, k] @ B[k, n] with the tiles listed in `which` (indices into tiles, ended by -1),
+ * against cuBLAS at the same shape. */
+static void bench_shape(Gpu *g, int64_t m, int64_t n, int64_t k, const int *which) {
+    Problem p = {.m = m, .n = n, .k = k};
     p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
     p.b = device_bf16(g, p.k * p.n, 2, &p.hb);
     p.c = device_bf16(g, p.m * p.n, 3, NULL);
@@ -251,17 +261,14 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
     double anchor = -1;
     if (g->cublas.lib) {
         run_cublas(g, &p);
-        anchor = 2.0 * (double)size * (double)size * (double)size / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
+        anchor = 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
     }
-    /* BM, BN, BK, warps, stages of the cp.async ring */
-    static const int64_t tiles[][5] = {{128, 128, 64, 4, 3}, {128, 128, 64, 8, 3}, {128, 256, 64, 8, 3},
-                                       {128, 128, 32, 4, 4}, {128, 256, 32, 8, 4}, {256, 128, 32, 8, 4},
-                                       {128, 128, 32, 8, 4}};
-    for (size_t t = 0; t < (variants ? sizeof tiles / sizeof tiles[0] : 1); t++) {
+    for (const int *w = which; *w >= 0; w++) {
+        int t = *w;
         double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3], tiles[t][4]);
         char name[128];
-        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld%s", (long long)size,
-                 (long long)size, (long long)size, (long long)tiles[t][0], (long long)tiles[t][1],
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld%s", (long long)m,
+                 (long long)n, (long long)k, (long long)tiles[t][0], (long long)tiles[t][1],
                  (long long)tiles[t][2], (long long)tiles[t][3], (long long)tiles[t][4],
                  strcmp(kernel_choice, "persistent") == 0        ? " persistent"
                  : strcmp(kernel_choice, "persistent-flat") == 0 ? " persistent-flat"
@@ -270,6 +277,22 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
     }
     tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
     free(p.ha), free(p.hb);
+}
+
+static void bench_size(Gpu *g, int64_t size, bool variants) {
+    static const int all[] = {0, 1, 2, 3, 4, 5, 6, -1}, first[] = {0, -1};
+    bench_shape(g, size, size, size, variants ? all : first);
+}
+
+/* --kernel shapes: the LLM shapes M = 4096 with (N, K) = (4096, 4096), (14336, 4096), (4096, 14336),
+ * (128256, 4096), and the decode shapes M = 1, 16, 128 with N = K = 8192, in the default tiles,
+ * BN = 256 with 8 warps, and (decode) BM = 64. */
+static void bench_shapes(Gpu *g) {
+    static const int64_t llm[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
+    static const int big[] = {0, 2, -1}, small[] = {0, 7, -1};
+    for (int i = 0; i < 4; i++) bench_shape(g, 4096, llm[i][0], llm[i][1], big);
+    static const int64_t decode_m[] = {1, 16, 128};
+    for (int i = 0; i < 3; i++) bench_shape(g, decode_m[i], 8192, 8192, small);
 }
 
 /* ---- split-K at decode shapes (--kernel splitk) ---- */
@@ -363,11 +386,12 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc &&
                  (strcmp(argv[i + 1], "gemm") == 0 || strcmp(argv[i + 1], "persistent") == 0 ||
-                  strcmp(argv[i + 1], "persistent-flat") == 0 || strcmp(argv[i + 1], "splitk") == 0))
+                  strcmp(argv[i + 1], "persistent-flat") == 0 || strcmp(argv[i + 1], "splitk") == 0 ||
+                  strcmp(argv[i + 1], "shapes") == 0))
             kernel_choice = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick]"
-                            " [--kernel gemm|persistent|persistent-flat|splitk]\n");
+                            " [--kernel gemm|persistent|persistent-flat|splitk|shapes]\n");
             return 2;
         }
     }
@@ -390,13 +414,16 @@ int main(int argc, char **argv) {
         return 1;
     }
     cublas_open(&g.cublas);
+    bool shapes = strcmp(kernel_choice, "shapes") == 0;
     if (strcmp(kernel_choice, "splitk") == 0) {
         static const int64_t decode_m[] = {1, 16, 128};
         for (int i = 0; i < (quick ? 1 : 3); i++) bench_splitk(&g, decode_m[i]);
+    } else if (shapes) {
+        bench_shapes(&g);
     } else {
         bench_size(&g, 2048, false);
     }
-    if (!quick && strcmp(kernel_choice, "splitk") != 0) {
+    if (!quick && strcmp(kernel_choice, "splitk") != 0 && !shapes) {
         bench_size(&g, 4096, true);
         bench_size(&g, 8192, true);
     }

@@ -45,6 +45,12 @@
  * ends and every wait has its phase. Loads that do not qualify keep cp.async in the same ring
  * (their async_wait counts only their groups).
  *
+ * A dot on wgmma (the layout pass's record) gets both rings in the canonical layouts of its matrix
+ * descriptors (ring_layout), or goes back to mma.sync when both operands are not staged; a loop
+ * whose one dot it is, its accumulator carried, runs the dot asynchronously (async_dot): the copies
+ * of iteration i + S - 1 move after `dot ..., async 1; dot_wait pending 1; barrier`, which release
+ * the stage that iteration i - 1's dot read, and `dot_wait pending 0` follows the loop.
+ *
  * The VM runs the result with the same values (the copies complete at their async_wait or their
  * mbarrier's wait, and a read of a stage that is still being copied, or a wait for the wrong
  * phase, is a VM error), which the tests check kernel by kernel.
