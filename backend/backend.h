@@ -48,7 +48,7 @@ typedef struct PtxOptions {
     const char *features; /* extra NVPTX features, e.g. "+ptx86"; NULL: the arch's minimum PTX */
 } PtxOptions;
 
-/* The defaults: opt_level 3, no extra features. */
+/* The defaults: opt_level 2 (target.c says why), no extra features. */
 PtxOptions llvm_ptx_options(BackendArch arch);
 
 /* Registers the NVPTX target with LLVM; called by everything below, safe from any thread. */

@@ -230,7 +230,7 @@ typedef struct tile_compile_times {
     double codegen;  /* tile IR -> LLVM IR */
     double llvm;     /* LLVM's optimizer and NVPTX code generator -> PTX */
     double assemble; /* ptxas or nvJitLink -> cubin */
-    double llvm_optimize; /* the part of llvm spent in LLVM's IR pipeline (default<O3>) */
+    double llvm_optimize; /* the part of llvm spent in LLVM's IR pipeline (default<O2>) */
     double cache;    /* GPU context: the cache key, and reading and checking a disk entry */
     double load;     /* GPU context: the driver loading the module (cuModuleLoadData) */
 } tile_compile_times;
