@@ -6,8 +6,10 @@
  * the architecture its compute capability maps to (backend_arch_for_capability), the cache
  * configuration read once from the environment, and the memory cache of loaded functions.
  *
- * Compiling a kernel (after rt_compile ran the frontend and the target-independent passes): the
- * GPU passes run per build, for the device's arch, RT_KERNEL_NUM_WARPS and the variant's launch
+ * Compiling a kernel (after rt_compile ran the frontend and the target-independent passes) is
+ * lazy: rt_cuda_prepare only checks the device and the element types, and the first launch that
+ * needs a function compiles it (rt_cuda_select, rt_kernel_function_for). The GPU passes run per
+ * build, for the device's arch, RT_KERNEL_NUM_WARPS and the variant's launch
  * facts, on a copy of the kernel's IR (rt_target_module), then the backend: the cache key is the
  * SHA-256 of the source, kernel, constants, arch, compiler version and options (cache.h). A hit
  * in the context's memory cache reuses the loaded function. Otherwise cache_fetch reads the
@@ -22,7 +24,8 @@
  * (CodegenOptions.spec) under a cache key that adds the facts to the generic kernel's. Variants
  * live in a list per tile_kernel under its lock. Arguments with no fact, TILE_SPECIALIZE=0, a
  * kernel loaded from an ahead-of-time image, or a variant whose compile failed use the generic
- * kernel, which tile_program_get_kernel compiled (so compile errors still surface there).
+ * kernel, compiled by the first launch that needs it (its failure is that launch's error, and
+ * is remembered). A first launch therefore compiles one function, not two.
  *
  * Ahead-of-time images (rt_cuda_prepare_images): the first cubin the device can run is loaded
  * as is, then PTX; when none fits the kernel is compiled as above.
@@ -750,7 +753,7 @@ size_t rt_kernel_num_variants(tile_kernel *k) {
 
 int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs) {
     RtCudaFunction *f = NULL;
-    return rt_cuda_select(k, args, nargs, &f) == TILE_OK ? f->ntma : 0;
+    return k->program->ctx->cuda && rt_cuda_select(k, args, nargs, &f) == TILE_OK ? f->ntma : 0;
 }
 
 /* The generic kernel, compiled now if no launch needed it before; with k->variants_lock held. A
