@@ -137,6 +137,8 @@ static void lazy_launch(tile_context *c, tile_kernel *k, void *const dev[3], int
 Test(launch_gpu, first_launch_compiles_only_what_it_runs) {
     char dir[] = "/tmp/tile-lazy-XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
+    const char *was = getenv("TILE_CACHE_DIR");
+    char *saved = was ? strdup(was) : NULL;
     setenv("TILE_CACHE_DIR", dir, 1);
     size_t len;
     char *src = test_read_source_file("stdlib/core/vector_add.tile", &len);
@@ -186,7 +188,9 @@ Test(launch_gpu, first_launch_compiles_only_what_it_runs) {
         tile_program_destroy(p);
         tile_context_destroy(c);
     }
-    unsetenv("TILE_CACHE_DIR");
+    if (saved) setenv("TILE_CACHE_DIR", saved, 1);
+    else unsetenv("TILE_CACHE_DIR");
+    free(saved);
     free(src);
 }
 
