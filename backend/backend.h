@@ -48,7 +48,7 @@ typedef struct PtxOptions {
     const char *features; /* extra NVPTX features, e.g. "+ptx86"; NULL: the arch's minimum PTX */
 } PtxOptions;
 
-/* The defaults: opt_level 3, no extra features. */
+/* The defaults: opt_level 2 (target.c says why), no extra features. */
 PtxOptions llvm_ptx_options(BackendArch arch);
 
 /* Registers the NVPTX target with LLVM; called by everything below, safe from any thread. */
@@ -159,6 +159,11 @@ typedef struct CodegenInfo {
  * On failure returns false with a message in err (naming the op and its source location). */
 bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, const CodegenOptions *options,
                      LLVMModuleRef *out, CodegenInfo *info, Strbuf *err);
+/* The element types of kernel (any stage of the passes) that the code generator cannot place
+ * in memory yet: false with the located message of the first ("the GPU backend does not support
+ * f8e4m3 yet"). Cheap (one walk, no LLVM): the runtime asks it when a kernel is made and
+ * compiles the kernel only at its first launch (docs/RUNTIME.md). */
+bool backend_check_types(const struct IrFunction *kernel, Strbuf *err);
 /* Whether the code generator has an emitter for op `code` (terminators: their owner's). When it
  * has none, *removed_by (if not NULL) names the pass that removes the op before code generation,
  * or is NULL. An op that reaches the backend without an emitter fails the kernel with

@@ -186,6 +186,22 @@ static bool check_op(IrOp *op, void *ctx) {
     return true;
 }
 
+static bool check_op_types(IrOp *op, void *ctx) {
+    Cg *g = ctx;
+    for (uint32_t i = 0; i < op->noperands; i++)
+        if (!check_type(g, op, op->operands[i]->type)) return false;
+    for (uint32_t i = 0; i < op->nresults; i++)
+        if (!check_type(g, op, op->results[i]->type)) return false;
+    return true;
+}
+
+bool backend_check_types(const struct IrFunction *kernel, Strbuf *err) {
+    if (!kernel->body) return true;
+    Cg g = {.kernel = kernel, .err = err};
+    ir_walk(kernel->body, check_op_types, &g);
+    return !g.failed;
+}
+
 /* ---- regions and control flow -------------------------------------------------------------- */
 static bool emit_region(Cg *g, const IrRegion *r, const IrOp **term);
 

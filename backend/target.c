@@ -1,6 +1,6 @@
 /*
  * target.c: LLVM's NVPTX target through the LLVM-C API: target setup, module verification, the
- * O3 pipeline and PTX emission, and the hand-built vector-add kernel the tests use.
+ * optimization pipeline and PTX emission, and the hand-built vector-add kernel the tests use.
  *
  * The NVPTX target is registered once per process (pthread_once); everything else works on the
  * caller's module and context. Target machines are pooled per (architecture, optimization
@@ -9,8 +9,12 @@
  * uses is only its options, which every use sets the same. llvm_emit_ptx is the whole path:
  * it puts the nvptx64 triple and the target's data layout on the module, runs the verifier
  * (its report is returned, LLVM is never allowed to abort on a malformed module), runs the new
- * pass manager's default<O3> pipeline with the target machine (so NVPTX's own IR passes and cost
- * model take part) and prints PTX into a memory buffer. It notes on the calling thread how long
+ * pass manager's default<O2> pipeline with the target machine (so NVPTX's own IR passes and cost
+ * model take part) and prints PTX into a memory buffer. Level 2, not 3, for the pipeline and the
+ * code generator alike (llvm_ptx_options): on every stdlib kernel (sm_80 and sm_90a, generic and
+ * specialized) the PTX is the same but for cumsum_rows, which gets 25 fewer instructions and
+ * fewer registers (O3's extra passes duplicate a block of its scan), and gather_rows, whose
+ * instructions are the same in another order, for 5-10% less CPU time (bench/RESULTS.md). It notes on the calling thread how long
  * the IR pipeline and the code generator took (llvm_emit_times), for tilec --time.
  *
  * Kernels are marked the way LLVM 22 expects: the ptx_kernel calling convention (the older
@@ -64,7 +68,7 @@ bool backend_arch_for_capability(int major, int minor, BackendArch *out) {
 }
 
 PtxOptions llvm_ptx_options(BackendArch arch) {
-    return (PtxOptions){.arch = arch, .opt_level = 3, .features = NULL};
+    return (PtxOptions){.arch = arch, .opt_level = 2, .features = NULL}; /* see the top of the file */
 }
 
 /* ---- target setup ------------------------------------------------------------------------- */
@@ -232,10 +236,11 @@ static bool set_target(LLVMModuleRef module, LLVMTargetMachineRef tm) {
 }
 
 bool llvm_set_nvptx_target(LLVMModuleRef module, BackendArch arch, Strbuf *err) {
-    LLVMTargetMachineRef tm = target_machine_take(arch, 3, NULL, err);
+    const int level = llvm_ptx_options(arch).opt_level; /* the pool's machines of llvm_emit_ptx */
+    LLVMTargetMachineRef tm = target_machine_take(arch, level, NULL, err);
     if (!tm) return false;
     set_target(module, tm);
-    target_machine_give(tm, arch, 3, NULL);
+    target_machine_give(tm, arch, level, NULL);
     return true;
 }
 

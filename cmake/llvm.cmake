@@ -4,7 +4,7 @@
 # Sets TILE_LLVM_INCLUDE (the folder that holds llvm-c/) and TILE_LLVM_LIBS (what a target that
 # uses backend/ must link). Only the components the backend needs are linked, from the static
 # archives that `llvm-config --link-static --libfiles` lists for them: the NVPTX target (code
-# generator, MC description, target info) and the new pass manager (LLVMRunPasses, O3). LLVM is
+# generator, MC description, target info) and the new pass manager (LLVMRunPasses, O2). LLVM is
 # C++, and the project is C: the C driver links, so the C++ runtime is named here as the static
 # libstdc++.a of the C compiler (the effect of -static-libstdc++), and libgcc_s comes from the
 # driver as usual. The system libraries are z and zstd alone: llvm-config also lists z3 and

@@ -6,8 +6,10 @@
  * the architecture its compute capability maps to (backend_arch_for_capability), the cache
  * configuration read once from the environment, and the memory cache of loaded functions.
  *
- * Compiling a kernel (after rt_compile ran the frontend and the target-independent passes): the
- * GPU passes run per build, for the device's arch, RT_KERNEL_NUM_WARPS and the variant's launch
+ * Compiling a kernel (after rt_compile ran the frontend and the target-independent passes) is
+ * lazy: rt_cuda_prepare only checks the device and the element types, and the first launch that
+ * needs a function compiles it (rt_cuda_select, rt_kernel_function_for). The GPU passes run per
+ * build, for the device's arch, RT_KERNEL_NUM_WARPS and the variant's launch
  * facts, on a copy of the kernel's IR (rt_target_module), then the backend: the cache key is the
  * SHA-256 of the source, kernel, constants, arch, compiler version and options (cache.h). A hit
  * in the context's memory cache reuses the loaded function. Otherwise cache_fetch reads the
@@ -22,7 +24,8 @@
  * (CodegenOptions.spec) under a cache key that adds the facts to the generic kernel's. Variants
  * live in a list per tile_kernel under its lock. Arguments with no fact, TILE_SPECIALIZE=0, a
  * kernel loaded from an ahead-of-time image, or a variant whose compile failed use the generic
- * kernel, which tile_program_get_kernel compiled (so compile errors still surface there).
+ * kernel, compiled by the first launch that needs it (its failure is that launch's error, and
+ * is remembered). A first launch therefore compiles one function, not two.
  *
  * Ahead-of-time images (rt_cuda_prepare_images): the first cubin the device can run is loaded
  * as is, then PTX; when none fits the kernel is compiled as above.
@@ -557,15 +560,13 @@ tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k) {
     if (!c->arch_ok)
         return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "%s: %s is sm_%d%d; tile compiles for sm_80 and newer", k->name,
                        ctx->name, c->major, c->minor);
-    double t0 = monotonic_seconds();
-    CacheKey key = generic_key(c, k);
-    rt_times()->cache += monotonic_seconds() - t0;
+    /* Nothing is compiled here: a first launch compiles only the function it needs (usually the
+     * variant for its facts), so no launch pays for a generic kernel it does not run. What is
+     * cheap to know now is still said now: element types the code generator cannot handle. */
     Strbuf err = {0};
-    tile_status st = compile_and_load(c, k, NULL, &key, &k->cuda, &err);
-    if (st != TILE_OK) {
-        if (strncmp(sb_str(&err), "cannot load", 11) == 0) st = rt_fail(ctx, st, "%s: %s", k->name, sb_str(&err));
-        else st = rt_fail(ctx, st, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&err));
-    }
+    tile_status st = TILE_OK;
+    if (!backend_check_types(k->function, &err))
+        st = rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&err));
     sb_free(&err);
     return st;
 #else
@@ -636,7 +637,7 @@ tile_status rt_cuda_prepare_images(tile_context *ctx, tile_kernel *k, const tile
     }
 #ifdef TILE_HAVE_LLVM
     sb_free(&err);
-    return rt_cuda_prepare(ctx, k); /* no image fits: compile it */
+    return rt_cuda_prepare(ctx, k); /* no image fits: compiled at its first launch */
 #else
     tile_status st = rt_fail(ctx, TILE_ERROR_UNSUPPORTED,
                              "%s: none of its %zu image%s runs on %s%s%s, and this libtile cannot compile it "
@@ -747,6 +748,8 @@ void rt_kernel_free_variants(tile_kernel *k) {
         free(v);
     }
     k->variants = NULL;
+    free(k->generic_message);
+    k->generic_message = NULL;
 }
 
 size_t rt_kernel_num_variants(tile_kernel *k) {
@@ -758,62 +761,135 @@ size_t rt_kernel_num_variants(tile_kernel *k) {
 }
 
 int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs) {
-    RtCudaFunction *f = k->program->ctx->cuda ? rt_cuda_select(k, args, nargs) : NULL;
-    return f ? f->ntma : 0;
+    RtCudaFunction *f = NULL;
+    return k->program->ctx->cuda && rt_cuda_select(k, args, nargs, &f) == TILE_OK ? f->ntma : 0;
 }
 
-RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs) {
-    RtCuda *c = k->program->ctx->cuda;
-    const IrFunction *fn = k->function;
-    if (!c || !c->specialize || k->from_image || !k->cuda || fn->nparams == 0) return k->cuda;
-    RtSpecFacts small[32];
-    RtSpecFacts *facts = fn->nparams <= 32 ? small : xmalloc(fn->nparams * sizeof *facts);
-    RtCudaFunction *f = k->cuda;
-    if (!rt_spec_facts(fn, args, nargs, facts)) goto done;
-    /* The fast path: the same facts as the latest launch (variants are never freed before the
-     * kernel, so a published one stays valid). */
-    RtVariant *last = atomic_load_explicit(&k->last_variant, memory_order_acquire);
-    if (last && memcmp(last->facts, facts, fn->nparams * sizeof *facts) == 0) {
-        f = last->cuda;
-        goto done;
+/* The generic kernel, compiled now if no launch needed it before; with k->variants_lock held. A
+ * failure is remembered, so that later launches report it without compiling again. */
+static RtCudaFunction *generic_locked(tile_kernel *k, const RtCompiler *comp, tile_status *st, Strbuf *err) {
+    RtCudaFunction *f = atomic_load(&k->cuda);
+    if (f) return f;
+    if (k->generic_status == TILE_OK) {
+        Strbuf why = {0};
+        f = comp->compile(comp->user, k, NULL, &k->generic_status, &why);
+        if (f) {
+            k->generic_status = TILE_OK;
+            atomic_store(&k->cuda, f);
+            sb_free(&why);
+            return f;
+        }
+        if (k->generic_status == TILE_OK) k->generic_status = TILE_ERROR_COMPILE;
+        k->generic_message = xstrdup(sb_str(&why));
+        sb_free(&why);
     }
+    *st = k->generic_status;
+    sb_puts(err, k->generic_message);
+    return NULL;
+}
+
+RtCudaFunction *rt_kernel_function_for(tile_kernel *k, const RtSpecFacts *facts, const RtCompiler *comp,
+                                       tile_status *st, Strbuf *err) {
+    const uint32_t n = k->function->nparams;
+    if (!facts) { /* the generic kernel: lock-free once it exists */
+        RtCudaFunction *f = atomic_load_explicit(&k->cuda, memory_order_acquire);
+        if (f) return f;
+        pthread_mutex_lock(&k->variants_lock);
+        f = generic_locked(k, comp, st, err);
+        pthread_mutex_unlock(&k->variants_lock);
+        return f;
+    }
+    /* The fast path: the same facts as the latest launch (variants are never freed before the
+     * kernel, and only one with a function is published). */
+    RtVariant *last = atomic_load_explicit(&k->last_variant, memory_order_acquire);
+    if (last && memcmp(last->facts, facts, n * sizeof *facts) == 0) return last->cuda;
     pthread_mutex_lock(&k->variants_lock);
     RtVariant *v = k->variants;
-    while (v && memcmp(v->facts, facts, fn->nparams * sizeof *facts) != 0) v = v->next;
-    if (!v) {
+    while (v && memcmp(v->facts, facts, n * sizeof *facts) != 0) v = v->next;
+    if (!v) { /* the first launch with these facts: compile their variant, and only it */
         v = xcalloc(1, sizeof *v);
-        v->facts = xmalloc(fn->nparams * sizeof *facts);
-        memcpy(v->facts, facts, fn->nparams * sizeof *facts);
-        v->cuda = k->cuda;
-#ifdef TILE_HAVE_LLVM
-        CodegenParamSpec *spec = xcalloc(fn->nparams, sizeof *spec);
-        for (uint32_t i = 0; i < fn->nparams; i++) spec[i] = rt_spec_unpack(facts[i]);
-        CacheKey generic = generic_key(c, k);
-        CacheKey key = rt_spec_cache_key(&generic, facts, fn->nparams);
-        if (c->tma) key = rt_tma_cache_key(&key);
-        Strbuf err = {0};
-        RtCudaFunction *g = NULL;
-        if (compile_and_load(c, k, spec, &key, &g, &err) == TILE_OK) {
-            v->cuda = g;
-        } else {
+        v->facts = xmalloc(n * sizeof *facts);
+        memcpy(v->facts, facts, n * sizeof *facts);
+        Strbuf why = {0};
+        tile_status vst = TILE_OK;
+        v->cuda = comp->compile(comp->user, k, facts, &vst, &why);
+        if (!v->cuda) {
             v->failed = true; /* the generic kernel serves these facts from now on */
-            v->message = xstrdup(sb_str(&err));
+            v->message = xstrdup(sb_str(&why));
         }
-        sb_free(&err);
-        free(spec);
-#else
-        v->failed = true;
-        v->message = xstrdup("no backend");
-#endif
+        sb_free(&why);
         v->next = k->variants;
         k->variants = v;
     }
-    f = v->cuda;
-    atomic_store_explicit(&k->last_variant, v, memory_order_release);
+    /* a variant that failed falls back on the generic kernel, compiled now if it is not yet */
+    if (!v->cuda) v->cuda = generic_locked(k, comp, st, err);
+    RtCudaFunction *f = v->cuda;
+    if (f) atomic_store_explicit(&k->last_variant, v, memory_order_release);
     pthread_mutex_unlock(&k->variants_lock);
-done:
-    if (facts != small) free(facts);
     return f;
+}
+
+#ifdef TILE_HAVE_LLVM
+/* The cuda device's RtCompiler: k for facts (NULL: the generic kernel) under its cache key. */
+static RtCudaFunction *compile_for_facts(void *user, tile_kernel *k, const RtSpecFacts *facts, tile_status *st,
+                                         Strbuf *err) {
+    RtCuda *c = user;
+    const uint32_t n = k->function->nparams;
+    double t0 = monotonic_seconds();
+    CacheKey key = generic_key(c, k);
+    CodegenParamSpec *spec = NULL;
+    if (facts) {
+        spec = xcalloc(n, sizeof *spec);
+        for (uint32_t i = 0; i < n; i++) spec[i] = rt_spec_unpack(facts[i]);
+        key = rt_spec_cache_key(&key, facts, n);
+        if (c->tma) key = rt_tma_cache_key(&key);
+    }
+    rt_times()->cache += monotonic_seconds() - t0;
+    RtCudaFunction *f = NULL;
+    Strbuf why = {0};
+    *st = compile_and_load(c, k, spec, &key, &f, &why);
+    if (*st != TILE_OK) {
+        if (strncmp(sb_str(&why), "cannot load", 11) == 0) sb_printf(err, "%s: %s", k->name, sb_str(&why));
+        else sb_printf(err, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&why));
+    }
+    sb_free(&why);
+    free(spec);
+    return f;
+}
+#endif
+
+/* The function of k for facts (NULL: the generic kernel), compiled when missing; on failure the
+ * status, with the context's message set. */
+static tile_status function_for(tile_kernel *k, const RtSpecFacts *facts, RtCudaFunction **out) {
+    tile_context *ctx = k->program->ctx;
+    RtCuda *c = ctx->cuda;
+    *out = NULL;
+    if (!c) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': not a cuda context", k->name);
+#ifdef TILE_HAVE_LLVM
+    const RtCompiler comp = {compile_for_facts, c};
+#else
+    const RtCompiler comp = {NULL, NULL};
+    if (!atomic_load(&k->cuda)) /* (a kernel is only made here with an image loaded) */
+        return rt_fail(ctx, TILE_ERROR_UNSUPPORTED, "launch of '%s': this libtile cannot compile kernels", k->name);
+    facts = NULL;
+#endif
+    tile_status st = TILE_OK;
+    Strbuf err = {0};
+    *out = rt_kernel_function_for(k, facts, &comp, &st, &err);
+    if (!*out) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
+    sb_free(&err);
+    return st;
+}
+
+tile_status rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs, RtCudaFunction **out) {
+    const IrFunction *fn = k->function;
+    RtCuda *c = k->program->ctx->cuda;
+    if (!c || !c->specialize || k->from_image || fn->nparams == 0) return function_for(k, NULL, out);
+    RtSpecFacts small[32];
+    RtSpecFacts *facts = fn->nparams <= 32 ? small : xmalloc(fn->nparams * sizeof *facts);
+    tile_status st = function_for(k, rt_spec_facts(fn, args, nargs, facts) ? facts : NULL, out);
+    if (facts != small) free(facts);
+    return st;
 }
 
 /* ---- launching ---------------------------------------------------------------------------------- */
@@ -861,9 +937,9 @@ static tile_status tensor_maps(const RtCudaFunction *f, const tile_arg *args, si
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
-    RtCudaFunction *f = rt_cuda_select(k, args, nargs);
-    if (!f) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the kernel was not compiled for %s",
-                           k->name, ctx->name);
+    RtCudaFunction *f;
+    tile_status selected = rt_cuda_select(k, args, nargs, &f);
+    if (selected != TILE_OK) return selected;
     Strbuf err = {0};
     int64_t grid[3];
     /* the compiled grid, else (or when it declines) the VM, which also words the errors */
@@ -932,7 +1008,15 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
     void *with_maps[RT_LAUNCH_SLOTS + IR_MAX_TMA_MAPS];
     if (f->ntma && (!small || tensor_maps(f, args, nargs, maps, &err) != TILE_OK)) {
         sb_clear(&err);
-        f = k->cuda;
+        tile_status generic = function_for(k, NULL, &f);
+        if (generic != TILE_OK) {
+            if (!small) {
+                free(slots);
+                free(params);
+            }
+            sb_free(&err);
+            return generic;
+        }
     }
     if (f->ntma) {
         memcpy(with_maps, params, nslots * sizeof *params);
@@ -975,10 +1059,11 @@ void rt_cuda_stream_destroy(tile_stream *s) { cuda_stream_destroy(s->ctx->cuda->
 /* ---- for benchmarks: the raw handles behind a context and a kernel ---- */
 CudaDevice *rt_cuda_device(const tile_context *ctx) { return ctx && ctx->cuda ? ctx->cuda->device : NULL; }
 
-bool rt_cuda_kernel_function(const tile_kernel *k, CudaFunction **fn, unsigned *threads, unsigned *shared_bytes) {
-    if (!k || !k->cuda) return false;
-    *fn = k->cuda->fn;
-    *threads = k->cuda->threads;
-    *shared_bytes = k->cuda->shared_bytes;
+bool rt_cuda_kernel_function(tile_kernel *k, CudaFunction **fn, unsigned *threads, unsigned *shared_bytes) {
+    RtCudaFunction *f;
+    if (!k || function_for(k, NULL, &f) != TILE_OK) return false; /* (compiled now if no launch did) */
+    *fn = f->fn;
+    *threads = f->threads;
+    *shared_bytes = f->shared_bytes;
     return true;
 }

@@ -54,7 +54,12 @@ struct tile_kernel {
     size_t nconsts;
     IrModule *module;
     IrFunction *function;
-    struct RtCudaFunction *cuda; /* the loaded GPU function (owned by the context's cache) */
+    /* The generic kernel's loaded GPU function (owned by the context's cache): NULL until a
+     * launch needs it (compiled under variants_lock; read without it), except for a kernel loaded
+     * from an ahead-of-time image, whose image is loaded when the kernel is made. */
+    struct RtCudaFunction *_Atomic cuda;
+    tile_status generic_status; /* not TILE_OK: compiling the generic kernel failed (under */
+    char *generic_message;      /* variants_lock), and every launch that needs it says why */
     bool from_image;         /* cuda was loaded from an ahead-of-time image: never specialized */
     pthread_mutex_t variants_lock;
     struct RtVariant *variants; /* specialized variants compiled at launch (device_cuda.c) */
@@ -126,7 +131,10 @@ tile_status rt_cuda_alloc(tile_context *ctx, size_t bytes, void **out);
 tile_status rt_cuda_free(tile_context *ctx, void *ptr);
 tile_status rt_cuda_copy(tile_context *ctx, void *dst, const void *src, size_t bytes, bool to_device);
 tile_status rt_cuda_synchronize(tile_context *ctx);
-/* Compiles k->function for the device (or finds it in the cache) and sets k->cuda. */
+/* Readies k for the device when it is made: checks that the device can run tile's code and
+ * that the code generator supports k's element types. Compiles nothing: the first launch
+ * compiles the one function it needs (rt_cuda_select), the variant for its facts or the generic
+ * kernel, and later launches compile another only when their facts need it. */
 tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k);
 /* Launches k with arguments already checked by rt_check_args. */
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
@@ -138,9 +146,10 @@ const char *rt_cuda_arch(const tile_context *ctx);
 struct CudaDevice;
 struct CudaFunction;
 /* For benchmarks that compare with bare driver calls: the device of a cuda context, and the
- * loaded function of a kernel prepared on it (false if there is none). */
+ * generic kernel's loaded function of one of its kernels, compiled now if no launch needed it
+ * (false if it does not compile). */
 struct CudaDevice *rt_cuda_device(const tile_context *ctx);
-bool rt_cuda_kernel_function(const tile_kernel *k, struct CudaFunction **fn, unsigned *threads,
+bool rt_cuda_kernel_function(tile_kernel *k, struct CudaFunction **fn, unsigned *threads,
                              unsigned *shared_bytes);
 /* Generates code for the n kernels fs (one module holds them all) without a device: LLVM IR
  * text, PTX text or a cubin (binary) appended to out, for arch ("sm_80", "sm_90a"). On failure
@@ -207,9 +216,27 @@ void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out);
 /* The kernel cache key of a variant: the generic kernel's key when no fact is true, else the
  * hash of that key and every parameter's facts. */
 CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, uint32_t nparams);
-/* The function a launch of k with args uses on the cuda device (compiling the variant on first
- * use); never NULL once rt_cuda_prepare succeeded. */
-struct RtCudaFunction *rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs);
+/* The function a launch of k with args uses on the cuda device, compiled (or found in the
+ * kernel cache) and loaded the first time a launch needs it: the variant for the arguments'
+ * facts, else (no fact, TILE_SPECIALIZE=0, or the variant failed) the generic kernel. On failure
+ * (the generic kernel does not compile, or not a cuda context) returns the status with the
+ * context's message set and *out NULL. */
+tile_status rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs, struct RtCudaFunction **out);
+/* How a kernel's functions are made: compile(user, k, facts) compiles and loads k for facts
+ * (k->function->nparams of them), or the generic kernel when facts is NULL; NULL on failure, with
+ * the status in *st and the reason in err. The cuda device passes its compiler; tests a fake. */
+typedef struct RtCompiler {
+    struct RtCudaFunction *(*compile)(void *user, tile_kernel *k, const RtSpecFacts *facts, tile_status *st,
+                                      Strbuf *err);
+    void *user;
+} RtCompiler;
+/* The lazy choice behind rt_cuda_select, with no device: the function for facts (NULL: the
+ * generic kernel; facts with no bit set are not allowed), compiling through comp only what is
+ * missing: the variant on the first launch with these facts (remembered, failed or not), the
+ * generic kernel when a launch needs it (no facts, or a variant that failed). NULL when the
+ * generic kernel was needed and failed (now or before), with *st and err set. */
+struct RtCudaFunction *rt_kernel_function_for(tile_kernel *k, const RtSpecFacts *facts, const RtCompiler *comp,
+                                              tile_status *st, Strbuf *err);
 /* How many variants k has compiled (for tests and tools). */
 size_t rt_kernel_num_variants(tile_kernel *k);
 /* The tensor maps (TMA copies) of the function a launch of k with args uses: 0 without a TMA

@@ -2,8 +2,11 @@
  * computed from tile_args (alignment, unit strides, symbolic sizes that are multiples of 16;
  * fixed sizes and scalars never count), their CodegenParamSpec form and text, the variant cache
  * keys (the generic kernel keeps its key; distinct facts give distinct keys), TILE_SPECIALIZE,
- * and which ahead-of-time images a device of a given compute capability can run. */
+ * which ahead-of-time images a device of a given compute capability can run, and the lazy choice
+ * of what a launch compiles (rt_kernel_function_for with a fake compiler that counts: only the
+ * function a launch runs is compiled, each once, failures remembered). */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,7 +180,9 @@ Test(specialize, the_vm_has_no_variants) {
     Fixture f = setup();
     tile_arg args[5];
     good_args(args);
-    cr_assert_null(rt_cuda_select(f.kernel, args, 5));
+    struct RtCudaFunction *fn = (struct RtCudaFunction *)1;
+    cr_assert_neq(rt_cuda_select(f.kernel, args, 5, &fn), TILE_OK);
+    cr_assert_null(fn);
     cr_assert_eq(rt_kernel_num_variants(f.kernel), 0);
     teardown(&f);
 }
@@ -212,4 +217,181 @@ Test(specialize, image_kind_from_its_bytes) {
     cr_assert_not(rt_image_is_ptx(&a));
     cr_assert(rt_image_is_ptx(&b));
     cr_assert(rt_image_is_ptx(&c), "too short for an ELF header");
+}
+
+/* ---- the lazy choice: what a launch compiles ------------------------------------------------
+ * A fake compiler: counts its calls, remembers what it was asked for, returns a distinct fake
+ * function per request (never dereferenced) or fails as told. */
+typedef struct FakeCompiler {
+    pthread_mutex_t lock;
+    int calls, generic_calls;
+    RtSpecFacts last[5];
+    bool fail_variants, fail_generic;
+    unsigned char functions[8]; /* addresses used as fake functions: [0] generic, [1 + i] variants */
+} FakeCompiler;
+
+static struct RtCudaFunction *fake_compile(void *user, tile_kernel *k, const RtSpecFacts *facts, tile_status *st,
+                                           Strbuf *err) {
+    FakeCompiler *c = user;
+    (void)k;
+    pthread_mutex_lock(&c->lock);
+    int call = c->calls++;
+    if (!facts) c->generic_calls++;
+    else memcpy(c->last, facts, sizeof c->last);
+    pthread_mutex_unlock(&c->lock);
+    if (facts ? c->fail_variants : c->fail_generic) {
+        *st = TILE_ERROR_UNSUPPORTED;
+        sb_printf(err, "fake: cannot compile the %s kernel", facts ? "specialized" : "generic");
+        return NULL;
+    }
+    return (struct RtCudaFunction *)&c->functions[facts ? 1 + (call % 7) : 0];
+}
+
+static FakeCompiler *fake_new(void) {
+    FakeCompiler *c = calloc(1, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+static void fake_free(Fixture *f, FakeCompiler *c) {
+    f->kernel->cuda = NULL; /* a fake function: nothing to unload */
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+#define GENERIC_FN(c) ((struct RtCudaFunction *)&(c)->functions[0])
+
+Test(specialize, first_launch_compiles_only_its_variant) {
+    Fixture f = setup();
+    FakeCompiler *c = fake_new();
+    RtCompiler comp = {fake_compile, c};
+    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0, 0, 0, RT_SPEC_ALIGNED16};
+    const RtSpecFacts other[5] = {0, RT_SPEC_UNIT_STRIDE0, 0, 0, 0};
+    tile_status st = TILE_OK;
+    Strbuf err = {0};
+    cr_assert_eq(c->calls, 0, "making the kernel compiled nothing");
+    struct RtCudaFunction *v = rt_kernel_function_for(f.kernel, aligned, &comp, &st, &err);
+    cr_assert_not_null(v);
+    cr_assert_neq(v, GENERIC_FN(c), "the launch with facts runs their variant");
+    cr_assert_eq(c->calls, 1, "the first launch compiles one function, not the generic kernel too");
+    cr_assert_eq(c->generic_calls, 0);
+    cr_assert_arr_eq(c->last, aligned, sizeof aligned, "the variant is compiled for the launch's facts");
+    cr_assert_null(f.kernel->cuda, "no generic kernel until a launch needs it");
+    cr_assert_eq(rt_kernel_function_for(f.kernel, aligned, &comp, &st, &err), v, "the same facts again");
+    cr_assert_eq(c->calls, 1, "... compile nothing");
+    /* a launch whose facts differ: no fact at all is the generic kernel, compiled now, once */
+    cr_assert_eq(rt_kernel_function_for(f.kernel, NULL, &comp, &st, &err), GENERIC_FN(c));
+    cr_assert_eq(c->generic_calls, 1);
+    cr_assert_eq(f.kernel->cuda, GENERIC_FN(c));
+    cr_assert_eq(rt_kernel_function_for(f.kernel, NULL, &comp, &st, &err), GENERIC_FN(c));
+    cr_assert_eq(rt_kernel_function_for(f.kernel, aligned, &comp, &st, &err), v, "back to the first facts");
+    cr_assert_eq(c->calls, 2);
+    /* other facts: their own variant */
+    struct RtCudaFunction *w = rt_kernel_function_for(f.kernel, other, &comp, &st, &err);
+    cr_assert(w && w != v && w != GENERIC_FN(c));
+    cr_assert_eq(c->calls, 3);
+    cr_assert_eq(rt_kernel_num_variants(f.kernel), 2);
+    cr_assert_eq(st, TILE_OK);
+    cr_assert_eq(err.len, 0);
+    sb_free(&err);
+    fake_free(&f, c);
+    teardown(&f);
+}
+
+Test(specialize, a_launch_without_facts_compiles_only_the_generic_kernel) {
+    Fixture f = setup();
+    FakeCompiler *c = fake_new();
+    RtCompiler comp = {fake_compile, c};
+    tile_status st = TILE_OK;
+    Strbuf err = {0};
+    cr_assert_eq(rt_kernel_function_for(f.kernel, NULL, &comp, &st, &err), GENERIC_FN(c));
+    cr_assert_eq(c->calls, 1);
+    cr_assert_eq(c->generic_calls, 1);
+    cr_assert_eq(rt_kernel_num_variants(f.kernel), 0, "no variant compiled");
+    sb_free(&err);
+    fake_free(&f, c);
+    teardown(&f);
+}
+
+Test(specialize, a_failed_variant_falls_back_on_the_generic_kernel) {
+    Fixture f = setup();
+    FakeCompiler *c = fake_new();
+    c->fail_variants = true;
+    RtCompiler comp = {fake_compile, c};
+    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, 0, 0, 0, 0};
+    tile_status st = TILE_OK;
+    Strbuf err = {0};
+    cr_assert_eq(rt_kernel_function_for(f.kernel, aligned, &comp, &st, &err), GENERIC_FN(c),
+                 "the launch still runs: on the generic kernel");
+    cr_assert_eq(st, TILE_OK, "the variant's failure is not the launch's");
+    cr_assert_eq(c->calls, 2, "the variant, then the generic kernel");
+    cr_assert_eq(rt_kernel_function_for(f.kernel, aligned, &comp, &st, &err), GENERIC_FN(c));
+    cr_assert_eq(c->calls, 2, "the failure is remembered: not compiled again");
+    cr_assert_eq(err.len, 0);
+    sb_free(&err);
+    fake_free(&f, c);
+    teardown(&f);
+}
+
+Test(specialize, a_generic_kernel_that_fails_fails_each_launch_that_needs_it) {
+    Fixture f = setup();
+    FakeCompiler *c = fake_new();
+    c->fail_variants = c->fail_generic = true;
+    RtCompiler comp = {fake_compile, c};
+    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, 0, 0, 0, 0};
+    for (int round = 0; round < 2; round++) {
+        tile_status st = TILE_OK;
+        Strbuf err = {0};
+        cr_assert_null(rt_kernel_function_for(f.kernel, NULL, &comp, &st, &err));
+        cr_assert_eq(st, TILE_ERROR_UNSUPPORTED, "round %d: the compiler's status", round);
+        cr_assert_str_eq(sb_str(&err), "fake: cannot compile the generic kernel");
+        sb_clear(&err);
+        st = TILE_OK;
+        cr_assert_null(rt_kernel_function_for(f.kernel, aligned, &comp, &st, &err), "no function to fall back on");
+        cr_assert_eq(st, TILE_ERROR_UNSUPPORTED);
+        cr_assert_str_eq(sb_str(&err), "fake: cannot compile the generic kernel");
+        sb_free(&err);
+        cr_assert_eq(c->generic_calls, 1, "round %d: the generic kernel's failure is remembered", round);
+        cr_assert_eq(c->calls, 2, "round %d", round);
+    }
+    fake_free(&f, c);
+    teardown(&f);
+}
+
+typedef struct Racer {
+    tile_kernel *kernel;
+    RtCompiler comp;
+    const RtSpecFacts *facts;
+    struct RtCudaFunction *got;
+} Racer;
+
+static void *race(void *arg) {
+    Racer *r = arg;
+    tile_status st = TILE_OK;
+    Strbuf err = {0};
+    r->got = rt_kernel_function_for(r->kernel, r->facts, &r->comp, &st, &err);
+    sb_free(&err);
+    return NULL;
+}
+
+Test(specialize, racing_first_launches_compile_once) {
+    Fixture f = setup();
+    FakeCompiler *c = fake_new();
+    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, 0, 0, 0, RT_SPEC_ALIGNED16};
+    enum { N = 8 };
+    pthread_t threads[N];
+    Racer racers[N];
+    for (int i = 0; i < N; i++) {
+        racers[i] = (Racer){f.kernel, {fake_compile, c}, i % 2 ? aligned : NULL, NULL};
+        cr_assert_eq(pthread_create(&threads[i], NULL, race, &racers[i]), 0);
+    }
+    for (int i = 0; i < N; i++) pthread_join(threads[i], NULL);
+    cr_assert_eq(c->calls, 2, "one variant and one generic kernel, whatever the interleaving");
+    for (int i = 0; i < N; i++) {
+        cr_assert_not_null(racers[i].got);
+        cr_assert_eq(racers[i].got, racers[i % 2].got, "thread %d got its facts' function", i);
+    }
+    cr_assert_eq(racers[0].got, GENERIC_FN(c));
+    fake_free(&f, c);
+    teardown(&f);
 }

@@ -66,7 +66,10 @@ static unsigned char *run(tile_program *p, const char *kernel, int ntensors, int
         free(host);
         args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(dtype, dev[i], 2, shapes[i])};
     }
-    cr_assert_eq(tile_kernel_launch(k, args, (size_t)ntensors, NULL), TILE_OK, "%s", tile_context_message(gpu));
+    st = tile_kernel_launch(k, args, (size_t)ntensors, NULL);
+    /* the first launch compiles the GPU code: what the backend does not support yet skips here */
+    if (st == TILE_ERROR_UNSUPPORTED) cr_skip_test("%s", tile_context_message(gpu));
+    cr_assert_eq(st, TILE_OK, "%s", tile_context_message(gpu));
     unsigned char *out = malloc(bytes[ntensors - 1]);
     cr_assert_eq(tile_copy_to_host(gpu, out, dev[ntensors - 1], bytes[ntensors - 1]), TILE_OK, "%s",
                  tile_context_message(gpu));

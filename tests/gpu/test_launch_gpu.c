@@ -4,8 +4,10 @@
  * taken without the lock must follow the facts, and the grid computed by the compiled steps
  * must cover every element; each result is checked exactly. Also a program made twice from the
  * same source gives the same loaded kernel, and launches on a stream of one's own. Skips with
- * a message where there is no GPU. And gemm through TMA rings on sm_90a (tma_gpu, below). */
+ * a message where there is no GPU. And gemm through TMA rings on sm_90a (tma_gpu, below). And
+ * lazy compilation: a first launch compiles only the function it runs, each cached on disk. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +94,104 @@ Test(launch_gpu, facts_change_between_launches) {
     free(hc);
     free(src);
     tile_program_destroy(p);
+}
+
+/* ---- lazy compilation --------------------------------------------------------------------------
+ * tile_program_get_kernel compiles nothing; the first launch compiles only the function it runs
+ * (the variant for aligned, contiguous tensors), and the generic kernel is compiled by the first
+ * launch that needs it (tensors with no fact); each is stored on disk under its own key, and a
+ * new context finds both there (no LLVM, no ptxas), running the right one per launch. */
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "%s", dir);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strstr(e->d_name, ".tcache") != NULL;
+    closedir(d);
+    return n;
+}
+
+/* c = a + b with n elements each `stride` apart, starting `offset` elements in; checked. */
+static void lazy_launch(tile_context *c, tile_kernel *k, void *const dev[3], int64_t n, int64_t stride, int offset) {
+    size_t bytes = sizeof(float) * (size_t)(n * stride + offset + 1);
+    float *host = malloc(bytes), *out = malloc(bytes);
+    for (size_t i = 0; i < bytes / sizeof(float); i++) host[i] = (float)(i % 113);
+    for (int j = 0; j < 3; j++) cr_assert_eq(tile_copy_to_device(c, dev[j], host, bytes), TILE_OK);
+    tile_arg args[3];
+    for (int j = 0; j < 3; j++) {
+        tile_tensor t = tile_tensor_contiguous(TILE_F32, (float *)dev[j] + offset, 1, &n);
+        t.strides[0] = stride;
+        args[j] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = t};
+    }
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(c));
+    cr_assert_eq(tile_synchronize(c), TILE_OK, "%s", tile_context_message(c));
+    cr_assert_eq(tile_copy_to_host(c, out, dev[2], bytes), TILE_OK);
+    for (int64_t i = 0; i < n; i++) {
+        size_t at = (size_t)(offset + i * stride);
+        cr_assert_eq(out[at], 2 * host[at], "n=%lld stride=%lld: c[%lld]", (long long)n, (long long)stride,
+                     (long long)i);
+    }
+    free(host);
+    free(out);
+}
+
+Test(launch_gpu, first_launch_compiles_only_what_it_runs) {
+    char dir[] = "/tmp/tile-lazy-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    const char *was = getenv("TILE_CACHE_DIR");
+    char *saved = was ? strdup(was) : NULL;
+    setenv("TILE_CACHE_DIR", dir, 1);
+    size_t len;
+    char *src = test_read_source_file("stdlib/core/vector_add.tile", &len);
+    void *dev[3];
+    for (int round = 0; round < 2; round++) { /* 0: compiles; 1: a new context, both from the disk */
+        tile_context *c;
+        cr_assert_eq(tile_context_create(TILE_DEVICE_CUDA, 0, &c), TILE_OK, "%s", tile_context_message(NULL));
+        for (int j = 0; j < 3; j++) cr_assert_eq(tile_alloc(c, sizeof(float) * 8192, &dev[j]), TILE_OK);
+        tile_program *p;
+        tile_kernel *k;
+        cr_assert_eq(tile_program_from_string(c, "vector_add.tile", src, len, &p), TILE_OK);
+        memset(rt_times(), 0, sizeof *rt_times());
+        tile_status st = tile_program_get_kernel(p, "vector_add", NULL, 0, &k);
+        if (st == TILE_ERROR_UNSUPPORTED) cr_skip_test("%s", tile_context_message(c));
+        cr_assert_eq(st, TILE_OK, "%s", tile_context_message(c));
+        cr_assert_eq(rt_times()->llvm + rt_times()->load, 0, "get_kernel compiles and loads nothing");
+        cr_assert_null(k->cuda);
+        cr_assert_eq(rt_kernel_num_variants(k), 0);
+        cr_assert_eq(count_entries(dir), round ? 2 : 0);
+
+        lazy_launch(c, k, dev, 4096, 1, 0); /* aligned, contiguous, 4096 = 16 * 256: a variant */
+        cr_assert_eq(rt_kernel_num_variants(k), 1);
+        cr_assert_null(k->cuda, "round %d: the first launch compiled its variant only", round);
+        cr_assert_eq(count_entries(dir), round ? 2 : 1);
+        struct RtCudaFunction *variant = NULL, *generic = NULL;
+        tile_arg probe[3];
+        int64_t n = 4096;
+        for (int j = 0; j < 3; j++)
+            probe[j] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, dev[j], 1, &n)};
+        cr_assert_eq(rt_cuda_select(k, probe, 3, &variant), TILE_OK);
+
+        lazy_launch(c, k, dev, 1001, 3, 1); /* misaligned, strided, odd: no fact, the generic kernel */
+        cr_assert_not_null(k->cuda, "round %d: the launch without facts compiled the generic kernel", round);
+        cr_assert_eq(count_entries(dir), 2, "each under its own key");
+        n = 1001;
+        for (int j = 0; j < 3; j++) {
+            probe[j].tensor = tile_tensor_contiguous(TILE_F32, (float *)dev[j] + 1, 1, &n);
+            probe[j].tensor.strides[0] = 3;
+        }
+        cr_assert_eq(rt_cuda_select(k, probe, 3, &generic), TILE_OK);
+        cr_assert_eq(generic, k->cuda, "no fact: the generic kernel runs");
+        cr_assert_neq(variant, generic, "facts: the variant runs");
+        lazy_launch(c, k, dev, 4096, 1, 0); /* and back */
+        cr_assert_eq(rt_kernel_num_variants(k), 1);
+        if (round == 1) cr_assert_eq(rt_times()->llvm + rt_times()->assemble, 0, "round 1 compiled nothing");
+        for (int j = 0; j < 3; j++) tile_free(c, dev[j]);
+        tile_program_destroy(p);
+        tile_context_destroy(c);
+    }
+    if (saved) setenv("TILE_CACHE_DIR", saved, 1);
+    else unsetenv("TILE_CACHE_DIR");
+    free(saved);
+    free(src);
 }
 
 /* ---- TMA rings (sm_90a) ------------------------------------------------------------------------
