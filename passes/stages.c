@@ -444,13 +444,13 @@ static void transform(Loop *L) {
         /* the copies go after the dot, once the previous iteration's dot has released its stage */
         ir_builder_before(&b, async->next);
     }
-    IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
     if (async) {
         async->ints[2] = 1, async->nints = 3;
         IrValue *done = dot_wait(&b, async->results[0], 1);
         ir_set_operand(L->body->last, L->async_use, done);
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     }
+    IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
     issue_copies(L, &b, ahead, write);
     for (int s = 0; s < L->nstaged; s++) {
         Staged *st = &L->staged[s];

@@ -12,6 +12,7 @@
 
 #include "frontend/frontend.h"
 #include "ir/ir.h"
+#include "ir/mma.h"
 #include "runtime/runtime.h"
 #include "runtime/vm.h"
 #include "backend/backend.h"
@@ -54,8 +55,8 @@ static void compiled_free(Compiled *c) {
 }
 
 typedef struct Count {
-    int copies, waits, barriers, buffers, tma_copies, arrives, mbarrier_waits;
-    IrOp *loop_wait, *mbarrier_wait;
+    int copies, waits, barriers, buffers, tma_copies, arrives, mbarrier_waits, dot_waits;
+    IrOp *loop_wait, *mbarrier_wait, *dot;
 } Count;
 
 static bool count(IrOp *op, void *ctx) {
@@ -66,6 +67,8 @@ static bool count(IrOp *op, void *ctx) {
     if (op->code == OP_COPY_TMA) c->tma_copies++;
     if (op->code == OP_MBARRIER_ARRIVE) c->arrives++;
     if (op->code == OP_MBARRIER_WAIT) c->mbarrier_waits++, c->mbarrier_wait = op;
+    if (op->code == OP_DOT_WAIT) c->dot_waits++;
+    if (op->code == OP_DOT) c->dot = op;
     if (op->code == OP_ASYNC_WAIT) {
         c->waits++;
         if (op->parent->parent_op && op->parent->parent_op->code == OP_FOR) c->loop_wait = op;
@@ -213,9 +216,53 @@ Test(stages, each_target_gets_its_own_ring) {
 }
 
 /* ---- TMA rings (sm_90a) ---------------------------------------------------------------------- */
-static const Target tma_target = {.sm = 90, .arch_specific = true, .every_fact = true, .tma = true};
+static const Target tma_target = {.sm = 90, .arch_specific = true, .every_fact = true, .tma = true, .no_wgmma = true};
 
-/* With BK = BN = 64 both tiles have 128-byte rows: both go through TMA (no cp.async left); with
+/* On sm_90a with wgmma (the default), the dot reads both operands from rings in its descriptors'
+ * layouts: both tiles go through TMA at BN = 64 and 128 (B's [64, 128] as two column blocks of one
+ * ring: split(2,64,4096)), the dot is asynchronous and followed by `dot_wait pending 1` and a
+ * barrier before the next copies (the stage the previous dot read), `dot_wait pending 0` follows the
+ * loop, and the VM gives the results of the kernel without the GPU passes, bit for bit. */
+Test(stages, wgmma_ring_is_asynchronous_and_the_vm_results_do_not_change) {
+    const int64_t shapes[][3] = {{200, 136, 100}, {128, 128, 64}, {65, 257, 300}, {1, 8, 16}};
+    Target t = tma_target;
+    t.no_wgmma = false;
+    const int bns[] = {64, 128};
+    for (int bi = 0; bi < 2; bi++) {
+        Compiled plain = compile_gemm_for(false, &t, 3, 64, 128, bns[bi]);
+        Compiled piped = compile_gemm_for(true, &t, 3, 64, 128, bns[bi]);
+        Count cnt = {0};
+        ir_walk(piped.kernel->body, count, &cnt);
+        cr_assert_eq(cnt.tma_copies, 3 * 2, "BN=%d: %d TMA copies", bns[bi], cnt.tma_copies);
+        cr_assert_eq(cnt.copies, 0);
+        cr_assert_eq(cnt.waits, 0);
+        cr_assert_eq(cnt.dot_waits, 2);
+        IrOp *dot = cnt.dot;
+        cr_assert(dot && dot->nints == 3 && mma_is_wgmma((MmaInstr)dot->ints[0]) && dot->ints[2] == 1);
+        cr_assert_eq(dot->operands[1]->type->shared->split[1], bns[bi] > 64 ? 64 : 0);
+        IrOp *w = dot->next, *bar = w ? w->next : NULL;
+        cr_assert(w && w->code == OP_DOT_WAIT && w->ints[0] == 1 && w->operands[0] == dot->results[0]);
+        cr_assert(bar && bar->code == OP_BARRIER);
+        cr_assert_eq(dot->parent->last->operands[0], w->results[0]); /* yielded */
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+            uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
+            Strbuf err = {0};
+            cr_assert(run(plain.kernel, m, n, k, c1, &err), "%s", sb_str(&err));
+            cr_assert(run(piped.kernel, m, n, k, c2, &err), "BN=%d %lldx%lldx%lld: %s", bns[bi], (long long)m,
+                      (long long)n, (long long)k, sb_str(&err));
+            cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "BN=%d %lldx%lldx%lld: results differ", bns[bi],
+                      (long long)m, (long long)n, (long long)k);
+            sb_free(&err);
+            free(c1), free(c2);
+        }
+        compiled_free(&plain);
+        compiled_free(&piped);
+    }
+}
+
+/* With wgmma off (no_wgmma: the dot on mma.sync), BK = BN = 64 both tiles have 128-byte rows: both
+ * go through TMA (no cp.async left); with
  * BN = 128, B's 256-byte rows keep cp.async in the same ring. Both give the VM the results of the
  * kernel without the GPU passes, bit for bit, at shapes with tails (the box's out-of-bounds
  * elements read 0, as load's). Without facts, or on sm_80, the ring is cp.async only. */
