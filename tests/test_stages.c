@@ -97,6 +97,23 @@ static bool run(const IrFunction *k, int64_t m, int64_t n, int64_t kk, uint16_t 
     return ok;
 }
 
+/* plain and piped give the same bits at every [m, n, k] of shapes (the label names the case). */
+static void same_results(const Compiled *plain, const Compiled *piped, const int64_t (*shapes)[3], size_t nshapes,
+                         const char *name, int value) {
+    for (size_t i = 0; i < nshapes; i++) {
+        int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
+        Strbuf err = {0};
+        cr_assert(run(plain->kernel, m, n, k, c1, &err), "%s", sb_str(&err));
+        cr_assert(run(piped->kernel, m, n, k, c2, &err), "%s=%d %lldx%lldx%lld: %s", name, value, (long long)m,
+                  (long long)n, (long long)k, sb_str(&err));
+        cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "%s=%d %lldx%lldx%lld: results differ", name, value,
+                  (long long)m, (long long)n, (long long)k);
+        sb_free(&err);
+        free(c1), free(c2);
+    }
+}
+
 Test(stages, gemm_ring_is_built_and_the_vm_results_do_not_change) {
     const int stages[] = {2, 3, 4};
     const int64_t shapes[][3] = {{200, 136, 100}, {128, 128, 64}, {65, 257, 300}, {1, 8, 16}};
@@ -112,18 +129,7 @@ Test(stages, gemm_ring_is_built_and_the_vm_results_do_not_change) {
         cr_assert_eq(cnt.barriers, 1);
         cr_assert_not_null(cnt.loop_wait);
         cr_assert_eq(cnt.loop_wait->ints[0], 2 * (stages[si] - 2));
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
-            uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
-            Strbuf err = {0};
-            cr_assert(run(plain.kernel, m, n, k, c1, &err), "%s", sb_str(&err));
-            cr_assert(run(piped.kernel, m, n, k, c2, &err), "S=%d %lldx%lldx%lld: %s", stages[si], (long long)m,
-                      (long long)n, (long long)k, sb_str(&err));
-            cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "S=%d %lldx%lldx%lld: results differ", stages[si],
-                      (long long)m, (long long)n, (long long)k);
-            sb_free(&err);
-            free(c1), free(c2);
-        }
+        same_results(&plain, &piped, shapes, sizeof shapes / sizeof shapes[0], "S", stages[si]);
         compiled_free(&plain);
         compiled_free(&piped);
     }
@@ -244,18 +250,7 @@ Test(stages, wgmma_ring_is_asynchronous_and_the_vm_results_do_not_change) {
         cr_assert(w && w->code == OP_DOT_WAIT && w->ints[0] == 1 && w->operands[0] == dot->results[0]);
         cr_assert(bar && bar->code == OP_BARRIER);
         cr_assert_eq(dot->parent->last->operands[0], w->results[0]); /* yielded */
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
-            uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
-            Strbuf err = {0};
-            cr_assert(run(plain.kernel, m, n, k, c1, &err), "%s", sb_str(&err));
-            cr_assert(run(piped.kernel, m, n, k, c2, &err), "BN=%d %lldx%lldx%lld: %s", bns[bi], (long long)m,
-                      (long long)n, (long long)k, sb_str(&err));
-            cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "BN=%d %lldx%lldx%lld: results differ", bns[bi],
-                      (long long)m, (long long)n, (long long)k);
-            sb_free(&err);
-            free(c1), free(c2);
-        }
+        same_results(&plain, &piped, shapes, sizeof shapes / sizeof shapes[0], "BN", bns[bi]);
         compiled_free(&plain);
         compiled_free(&piped);
     }
@@ -281,18 +276,7 @@ Test(stages, tma_ring_is_built_and_the_vm_results_do_not_change) {
         cr_assert_eq(cnt.mbarrier_waits, 1);
         cr_assert_eq(cnt.buffers, 3);
         cr_assert_eq(cnt.waits, bns[bi] == 64 ? 0 : 2);
-        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
-            uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
-            Strbuf err = {0};
-            cr_assert(run(plain.kernel, m, n, k, c1, &err), "%s", sb_str(&err));
-            cr_assert(run(piped.kernel, m, n, k, c2, &err), "BN=%d %lldx%lldx%lld: %s", bns[bi], (long long)m,
-                      (long long)n, (long long)k, sb_str(&err));
-            cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "BN=%d %lldx%lldx%lld: results differ", bns[bi],
-                      (long long)m, (long long)n, (long long)k);
-            sb_free(&err);
-            free(c1), free(c2);
-        }
+        same_results(&plain, &piped, shapes, sizeof shapes / sizeof shapes[0], "BN", bns[bi]);
         compiled_free(&plain);
         compiled_free(&piped);
     }
