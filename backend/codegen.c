@@ -522,7 +522,7 @@ static const CgEmitFn emitters[OP_COUNT] = {
     [OP_COPY_ASYNC] = cg_copy_async,
     [OP_ASYNC_WAIT] = cg_async_wait,
     [OP_DOT_WAIT] = cg_dot_wait,
-    [OP_MBARRIER_INIT] = cg_tma_op, [OP_COPY_TMA] = cg_tma_op, [OP_MBARRIER_ARRIVE] = cg_tma_op,
+    [OP_MBARRIER_INIT] = cg_tma_op, [OP_MBARRIER_INVAL] = cg_tma_op, [OP_COPY_TMA] = cg_tma_op, [OP_MBARRIER_ARRIVE] = cg_tma_op,
     [OP_MBARRIER_WAIT] = cg_tma_op,
     [OP_ATOMIC_RMW] = cg_atomic_result, [OP_ATOMIC_CAS] = cg_atomic_result,
     [OP_FENCE] = cg_fence,

@@ -18,6 +18,8 @@
  *                    the map's swizzle (which the stages pass made the ring's) and fills the
  *                    elements outside the tensor with zeros
  *   mbarrier_arrive  mbarrier.arrive: the phase completes when every expected byte has landed
+ *   mbarrier_inval   mbarrier.inval of each stage (after a barrier: no thread waits any more), so
+ *                    that the bytes may be initialized again (a ring inside an outer loop) or reused
  *   mbarrier_wait    every thread spins on mbarrier.try_wait.parity
  * Shared addresses are passed as 32-bit offsets into the shared window.
  */
@@ -82,6 +84,18 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
             asm_call(g, "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{memory}", &at, 1);
         }
         asm_call(g, "fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
+        thread0_end(g, join);
+        return true;
+    }
+    case OP_MBARRIER_INVAL: {
+        CgValue *ring = cg_get(g, op->operands[0]);
+        if (ring->kind != CV_SHARED) return cg_fail(g, op, false, "needs a shared ring of mbarriers");
+        LLVMBasicBlockRef join = thread0_begin(g);
+        for (int64_t s = 0; s < op->operands[0]->type->shape[0]; s++) {
+            LLVMValueRef byte = cg_i64(g, 8 * s);
+            LLVMValueRef at = shared32(g, LLVMBuildGEP2(g->b, g->i8, ring->data, &byte, 1, ""));
+            asm_call(g, "mbarrier.inval.shared::cta.b64 [$0];", "r,~{memory}", &at, 1);
+        }
         thread0_end(g, join);
         return true;
     }

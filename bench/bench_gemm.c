@@ -314,9 +314,9 @@ static void run_splitk(Gpu *g, void *p) {
     if (st != TILE_OK) die(g->ctx, "split-K launch", st);
 }
 
-/* The rule of stdlib/core/gemm_splitk.tile: max(1, min(num_sms / tiles, k_tiles / 4, 16)). */
+/* The rule of stdlib/core/gemm_splitk.tile: max(1, min(2 * num_sms / tiles, k_tiles / 4, 16)). */
 static int64_t splitk_rule(int64_t sms, int64_t tiles, int64_t k_tiles) {
-    int64_t s = sms / tiles;
+    int64_t s = 2 * sms / tiles;
     if (s > k_tiles / 4) s = k_tiles / 4;
     if (s > 16) s = 16;
     return s < 1 ? 1 : s;

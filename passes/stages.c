@@ -42,7 +42,9 @@
  *     }
  *
  * Copies of iterations past the end are not issued, so no TMA copy is in flight when the block
- * ends and every wait has its phase. Loads that do not qualify keep cp.async in the same ring
+ * ends and every wait has its phase. After the loop, `barrier; mbarrier_inval bars` ends the
+ * mbarriers (PTX requires it before their bytes are initialized again, as a ring inside an outer
+ * loop is, or reused by another buffer). Loads that do not qualify keep cp.async in the same ring
  * (their async_wait counts only their groups).
  *
  * A dot on wgmma (the layout pass's record) gets both rings in the canonical layouts of its matrix
@@ -467,6 +469,12 @@ static void transform(Loop *L) {
     b.region = f->parent;
     b.before = f->next;
     if (L->ntma < L->nstaged) wait(&b, 0);
+    if (L->ntma) {
+        /* the mbarriers end once no thread waits on them: a ring inside an outer loop is
+         * initialized again, and smem_plan may give their bytes to another buffer */
+        ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+        ir_build(&b, OP_MBARRIER_INVAL, &L->mbarriers, 1, NULL, 0);
+    }
     if (async) {
         /* and the last dot complete before anything reads the accumulator */
         IrValue *acc = f->results[L->async_use];

@@ -1016,6 +1016,8 @@ static bool exec_async_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
  * a copy_tma lands in is the count at the copy, and a wait for parity P is right when the last
  * completed phase has parity P. */
 
+enum { MBARRIER_INVALID = INT32_MIN }; /* a ring element after mbarrier_inval */
+
 /* The ring of mbarriers at operand i and the element of the stage at operand i + 1. */
 static VmElem *mbarrier_of(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, const VmTile **ring,
                            int64_t *stage) {
@@ -1030,7 +1032,20 @@ static VmElem *mbarrier_of(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i
         vm_error(th, op, "mbarrier %" PRId64 " outside the ring [0, %" PRId64 ")", *stage, n);
         return NULL;
     }
+    if (bars[*stage].i == MBARRIER_INVALID) {
+        vm_error(th, op, "mbarrier %" PRId64 " is used after its mbarrier_inval (and no mbarrier_init since)", *stage);
+        return NULL;
+    }
     return bars + *stage;
+}
+
+/* mbarrier_inval: every mbarrier of the ring ends; using one again before mbarrier_init is an error. */
+static bool exec_mbarrier_inval(VmThread *th, VmFrame *fr, const IrOp *op) {
+    int64_t n;
+    VmElem *bars = operand_shared(th, fr, op, 0, false, &n);
+    if (!bars) return false;
+    for (int64_t i = 0; i < n; i++) bars[i].i = MBARRIER_INVALID;
+    return true;
 }
 
 static bool exec_mbarrier_init(VmThread *th, VmFrame *fr, const IrOp *op) {
@@ -1271,6 +1286,7 @@ const VmExecFn vm_data_executors[OP_COUNT] = {
     [OP_ASYNC_WAIT] = exec_async_wait,
     [OP_MBARRIER_INIT] = exec_mbarrier_init, [OP_COPY_TMA] = exec_copy_tma,
     [OP_MBARRIER_ARRIVE] = exec_mbarrier_arrive, [OP_MBARRIER_WAIT] = exec_mbarrier_wait,
+    [OP_MBARRIER_INVAL] = exec_mbarrier_inval,
     [OP_ATOMIC_RMW] = exec_atomic_result, [OP_ATOMIC_CAS] = exec_atomic_result,
     [OP_FENCE] = exec_fence,
     [OP_NUM_SMS] = exec_num_sms,

@@ -188,3 +188,43 @@ Test(ir_program, a_dot_reads_a_transposed_shared_view_and_nothing_else_does) {
               "%s", tile_context_message(ctx));
     tile_context_destroy(ctx);
 }
+
+/* An mbarrier ring ends with mbarrier_inval (the stages pass puts one after each TMA loop): using a
+ * stage afterwards is a located VM error, and mbarrier_init makes the ring usable again (a ring in an
+ * outer loop). Line 11 is the arrive after the inval. */
+#define MBAR_PREFIX                                                                             \
+    "kernel @mbar(%0: tensor<f32>[4])\n"                                                       \
+    "grid {\n"                                                                                 \
+    "  %1 = const 1 : i32\n"                                                                   \
+    "  yield %1\n"                                                                             \
+    "}\n"                                                                                      \
+    "body {\n"                                                                                 \
+    "  %1 = shared_alloc uninit 1 : shared<i64>[2]\n"                                          \
+    "  %2 = const 0 : i32\n"                                                                   \
+    "  mbarrier_init %1\n"                                                                     \
+    "  mbarrier_inval %1\n"
+
+static tile_status run_mbar(tile_context *ctx, const char *text) {
+    tile_program *p = NULL;
+    tile_status st = tile_program_from_string(ctx, "mbar.ir", text, strlen(text), &p);
+    cr_assert_eq(st, TILE_OK, "%s", tile_context_message(ctx));
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "mbar", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    float x[4] = {0};
+    int64_t shape[1] = {4};
+    tile_arg arg = {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 1, shape)};
+    st = tile_kernel_launch(k, &arg, 1, NULL);
+    tile_program_destroy(p);
+    return st;
+}
+
+Test(ir_program, an_mbarrier_is_not_used_after_its_inval) {
+    tile_context *ctx = test_vm_context();
+    cr_assert_neq(run_mbar(ctx, MBAR_PREFIX "  mbarrier_arrive %1, %2\n}\n"), TILE_OK);
+    cr_assert(strstr(tile_context_message(ctx), "mbar.ir:11:3") &&
+                  strstr(tile_context_message(ctx), "used after its mbarrier_inval"),
+              "%s", tile_context_message(ctx));
+    cr_assert_eq(run_mbar(ctx, MBAR_PREFIX "  mbarrier_init %1\n  mbarrier_arrive %1, %2\n  mbarrier_wait %1, %2, %2\n}\n"),
+                 TILE_OK, "%s", tile_context_message(ctx));
+    tile_context_destroy(ctx);
+}

@@ -55,7 +55,7 @@ static void compiled_free(Compiled *c) {
 }
 
 typedef struct Count {
-    int copies, waits, barriers, buffers, tma_copies, arrives, mbarrier_waits, dot_waits;
+    int copies, waits, barriers, buffers, tma_copies, arrives, mbarrier_waits, dot_waits, invals;
     IrOp *loop_wait, *mbarrier_wait, *dot;
 } Count;
 
@@ -68,6 +68,7 @@ static bool count(IrOp *op, void *ctx) {
     if (op->code == OP_MBARRIER_ARRIVE) c->arrives++;
     if (op->code == OP_MBARRIER_WAIT) c->mbarrier_waits++, c->mbarrier_wait = op;
     if (op->code == OP_DOT_WAIT) c->dot_waits++;
+    if (op->code == OP_MBARRIER_INVAL) c->invals++;
     if (op->code == OP_DOT) c->dot = op;
     if (op->code == OP_ASYNC_WAIT) {
         c->waits++;
@@ -243,6 +244,7 @@ Test(stages, wgmma_ring_is_asynchronous_and_the_vm_results_do_not_change) {
         cr_assert_eq(cnt.copies, 0);
         cr_assert_eq(cnt.waits, 0);
         cr_assert_eq(cnt.dot_waits, 2);
+        cr_assert_eq(cnt.invals, 1); /* after the loop */
         IrOp *dot = cnt.dot;
         cr_assert(dot && dot->nints == 3 && mma_is_wgmma((MmaInstr)dot->ints[0]) && dot->ints[2] == 1);
         cr_assert_eq(dot->operands[1]->type->shared->split[1], bns[bi] > 64 ? 64 : 0);
@@ -274,6 +276,7 @@ Test(stages, tma_ring_is_built_and_the_vm_results_do_not_change) {
         cr_assert_eq(cnt.copies, 3 * (2 - tma_loads));
         cr_assert_eq(cnt.arrives, 3); /* two in the prologue, one per iteration */
         cr_assert_eq(cnt.mbarrier_waits, 1);
+        cr_assert_eq(cnt.invals, 1);
         cr_assert_eq(cnt.buffers, 3);
         cr_assert_eq(cnt.waits, bns[bi] == 64 ? 0 : 2);
         same_results(&plain, &piped, shapes, sizeof shapes / sizeof shapes[0], "BN", bns[bi]);
