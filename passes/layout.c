@@ -154,7 +154,8 @@ static void demand(Assign *a, const IrValue *v, const Layout *l) {
     }
     const IrValue *x = op->noperands ? op->operands[0] : NULL;
     switch (op->code) {
-    case OP_CONVERT_LAYOUT: demand(a, x, l); break;
+    case OP_CONVERT_LAYOUT:
+    case OP_DOT_WAIT: demand(a, x, l); break;
     case OP_BROADCAST: {
         const Layout *r = l;
         for (int d = 0; d < l->rank; d++)
@@ -519,6 +520,10 @@ static void assign_op(Assign *a, const IrOp *op) {
         if (is_tile(res)) put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem)));
         return;
     case OP_DOT: assign_dot(a, op); return;
+    case OP_DOT_WAIT: /* its operand, unchanged (insert_conversions keeps them equal) */
+        if (get(a, op->operands[0])) put(a, res, get(a, op->operands[0]));
+        else a->free_[res->id] = 1;
+        return;
     case OP_SHARED_LOAD:
         if (is_tile(res)) put(a, res, blocked_for(a, res->type, elem_bytes(res->type->elem)));
         return;
@@ -619,6 +624,7 @@ static bool insert_conversions(IrOp *op, void *ctx) {
         return true;
     }
     switch (op->code) {
+    case OP_DOT_WAIT: require(rw, op, 0, layout_of(op->results[0]), op); break;
     case OP_DOT: {
         require(rw, op, 2, layout_of(op->results[0]), op);
         MmaTiling t;
