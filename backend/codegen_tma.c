@@ -74,28 +74,20 @@ static void thread0_end(Cg *g, LLVMBasicBlockRef join) {
 
 bool cg_tma_op(Cg *g, const IrOp *op) {
     switch (op->code) {
-    case OP_MBARRIER_INIT: {
-        CgValue *ring = cg_get(g, op->operands[0]);
-        if (ring->kind != CV_SHARED) return cg_fail(g, op, false, "needs a shared ring of mbarriers");
-        LLVMBasicBlockRef join = thread0_begin(g);
-        for (int64_t s = 0; s < op->operands[0]->type->shape[0]; s++) {
-            LLVMValueRef byte = cg_i64(g, 8 * s);
-            LLVMValueRef at = shared32(g, LLVMBuildGEP2(g->b, g->i8, ring->data, &byte, 1, ""));
-            asm_call(g, "mbarrier.init.shared::cta.b64 [$0], 1;", "r,~{memory}", &at, 1);
-        }
-        asm_call(g, "fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
-        thread0_end(g, join);
-        return true;
-    }
+    case OP_MBARRIER_INIT:
     case OP_MBARRIER_INVAL: {
         CgValue *ring = cg_get(g, op->operands[0]);
         if (ring->kind != CV_SHARED) return cg_fail(g, op, false, "needs a shared ring of mbarriers");
+        bool init = op->code == OP_MBARRIER_INIT;
         LLVMBasicBlockRef join = thread0_begin(g);
         for (int64_t s = 0; s < op->operands[0]->type->shape[0]; s++) {
             LLVMValueRef byte = cg_i64(g, 8 * s);
             LLVMValueRef at = shared32(g, LLVMBuildGEP2(g->b, g->i8, ring->data, &byte, 1, ""));
-            asm_call(g, "mbarrier.inval.shared::cta.b64 [$0];", "r,~{memory}", &at, 1);
+            asm_call(g, init ? "mbarrier.init.shared::cta.b64 [$0], 1;" : "mbarrier.inval.shared::cta.b64 [$0];",
+                     "r,~{memory}", &at, 1);
         }
+        if (init)
+            asm_call(g, "fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
         thread0_end(g, join);
         return true;
     }

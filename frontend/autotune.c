@@ -21,6 +21,7 @@
  * (`config()`, the defaults) is the kernel compiled without constants.
  */
 #include "frontend.h"
+#include "lower.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -71,18 +72,6 @@ static const AstNode *find_const_param(const AstNode *k, const char *name) {
     return NULL;
 }
 
-/* Whether name is a size of one of k's tensor parameters (`M` in `tensor<f32>[M, K]`). */
-static bool is_size_name(const AstNode *k, const char *name) {
-    if (find_const_param(k, name)) return false;
-    for (uint32_t i = 0; k->params && i < k->params->len; i++) {
-        const AstNode *t = k->params->items[i]->type;
-        if (!t || t->type_kind != TYPE_TENSOR || !t->shape) continue;
-        for (uint32_t d = 0; d < t->shape->len; d++)
-            if (t->shape->items[d]->kind == AST_NAME && strcmp(t->shape->items[d]->name, name) == 0) return true;
-    }
-    return false;
-}
-
 /* The names of k's constants or sizes, for messages: "BM, BN, K" ("none" when there are none). */
 static void list_names(const AstNode *k, bool sizes, Strbuf *out) {
     size_t start = out->len;
@@ -126,7 +115,7 @@ static bool read_key(const AstNode *k, const AstNode *kw, Arena *arena, Autotune
             ok = false;
             continue;
         }
-        if (!is_size_name(k, n->name)) {
+        if (!is_launch_size(k, n->name)) {
             Strbuf names = {0};
             list_names(k, true, &names);
             diag_error(d, n->loc, "autotune: key '%s' is not a size of kernel '%s''s tensor parameters%s (sizes: %s)",

@@ -1168,9 +1168,7 @@ static bool lower_params(Lower *L, const AstNode *k, IrFunction *f) {
     return ok;
 }
 
-/* Whether `name` is a size that a tensor parameter of kernel k binds at launch (and no
- * compile-time parameter of k). */
-static bool is_launch_size(const AstNode *k, const char *name) {
+bool is_launch_size(const AstNode *k, const char *name) {
     for (uint32_t i = 0; k->const_params && i < k->const_params->len; i++)
         if (strcmp(k->const_params->items[i]->name, name) == 0) return false;
     for (uint32_t i = 0; k->params && i < k->params->len; i++) {

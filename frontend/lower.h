@@ -127,4 +127,8 @@ const char *lower_type_str(const IrType *t, char *buf, size_t n);
 bool lower_select_call(Lower *L, const AstNode *call, Val *out);
 Val lower_batched_dot(Lower *L, const AstNode *call, IrValue *x, IrValue *y, const AstNode *acc);
 
+/* Whether `name` is a size that a tensor parameter of kernel k binds at launch (and no
+ * compile-time parameter of k): `M` in `tensor<f32>[M, K]`. */
+bool is_launch_size(const AstNode *k, const char *name);
+
 #endif
