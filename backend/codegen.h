@@ -175,6 +175,9 @@ struct MmaTiling; /* ir/mma.h */
 bool cg_dot_mma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
 bool cg_dot_wgmma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
 bool cg_dot_wait(Cg *g, const IrOp *op);
+/* Two 16-bit elements of an mma operand in registers (lo, hi: values of t's operand type) as the
+ * packed 32-bit register the instructions take. */
+LLVMValueRef cg_mma_pack2(Cg *g, const struct MmaTiling *t, LLVMValueRef lo, LLVMValueRef hi);
 
 /* ---- codegen_tma.c ---- */
 bool cg_tma_plan(Cg *g);                 /* the tensor maps of the kernel's copy_tma ops */

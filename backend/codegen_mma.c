@@ -214,7 +214,7 @@ static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
 }
 
 /* Two elements of an operand in registers as the packed i32 the mma takes. */
-static LLVMValueRef pack2(Cg *g, const MmaTiling *t, LLVMValueRef lo, LLVMValueRef hi) {
+LLVMValueRef cg_mma_pack2(Cg *g, const MmaTiling *t, LLVMValueRef lo, LLVMValueRef hi) {
     ElemType e = t->f16 ? elem_f16() : elem_bf16();
     LLVMValueRef v = LLVMGetUndef(LLVMVectorType(cg_mem_type(g, e), 2));
     v = LLVMBuildInsertElement(g->b, v, to_mem(g, e, lo), cg_i32(g, 0), "");
@@ -245,7 +245,7 @@ static void load_fragments(const Fragments *f, int64_t step, LLVMValueRef k0, LL
         if (f->a_regs) {
             uint32_t first = (uint32_t)((i * (t->k / 16) + step) * 8);
             for (int q = 0; q < 4; q++)
-                fa[4 * i + q] = pack2(g, t, f->a_regs->slots[first + 2 * q], f->a_regs->slots[first + 2 * q + 1]);
+                fa[4 * i + q] = cg_mma_pack2(g, t, f->a_regs->slots[first + 2 * q], f->a_regs->slots[first + 2 * q + 1]);
             continue;
         }
         LLVMValueRef at;

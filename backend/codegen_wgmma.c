@@ -68,11 +68,12 @@ static char *tied_constraints(Cg *g, unsigned n, const char *inputs) {
     return s;
 }
 
-/* Whether l is the canonical layout of a ring of wgmma operand [R, C]: rows of 64 elements with the
- * 128-byte swizzle, a wider tile split in column blocks, nothing else split. */
-static bool canonical(const SharedLayout *l) {
-    if (!l || l->rank != 2 || l->strides[1] != 1 || l->strides[0] != 64 || l->split[0] ||
-        (l->shape[1] > 64 && l->split[1] != 64) || (l->shape[1] == 64 && l->split[1]) || l->shape[1] % 64 != 0)
+/* Whether l is the canonical layout of a wgmma operand whose dimension c is contiguous: rows of 64
+ * elements along c with the 128-byte swizzle, a wider one split in blocks of 64, nothing else split. */
+static bool canonical(const SharedLayout *l, int c) {
+    int r = 1 - c;
+    if (!l || l->rank != 2 || l->strides[c] != 1 || l->strides[r] != 64 || l->split[r] || l->shape[c] % 64 != 0 ||
+        l->split[c] != (l->shape[c] > 64 ? 64 : 0))
         return false;
     Swizzle z = l->swizzle;
     return z.bits == 3 && z.base == 3 && z.shift == 3;
@@ -105,45 +106,73 @@ static void wait_group(Cg *g, int64_t pending, LLVMValueRef *acc, uint32_t n, un
     }
 }
 
+/* The text of one wgmma.mma_async of n columns and nacc accumulators ($0 ..), then its inputs: the
+ * a descriptor or, with a in registers, four packed registers; the b descriptor; the scale-d
+ * predicate's source. imm-trans-b is 1 for an n-major b. */
+static void mma_text(char *text, size_t cap, const MmaTiling *t, unsigned nacc, bool a_regs, bool b_nmajor) {
+    unsigned b = nacc + (a_regs ? 4 : 1);
+    size_t len = (size_t)snprintf(text, cap, "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, $%u, 0;\n\t"
+                                             "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
+                                  b + 1, (long long)t->n, t->f16 ? "f16" : "bf16", t->f16 ? "f16" : "bf16");
+    for (unsigned i = 0; i < nacc; i++) len += (size_t)snprintf(text + len, cap - len, "%s$%u", i ? ", " : "", i);
+    if (a_regs)
+        len += (size_t)snprintf(text + len, cap - len, "}, {$%u, $%u, $%u, $%u}, $%u, p, 1, 1, %d;\n\t}", nacc, nacc + 1,
+                                nacc + 2, nacc + 3, b, b_nmajor);
+    else
+        len += (size_t)snprintf(text + len, cap - len, "}, $%u, $%u, p, 1, 1, 0, %d;\n\t}", nacc, b, b_nmajor);
+}
+
 /* The dot on wgmma (see the top of the file): r gets the result in the accumulator layout. */
 bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgValue *c) {
     CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
     const SharedLayout *la = op->operands[0]->type->shared, *lb = op->operands[1]->type->shared;
-    if (a->kind != CV_SHARED || b->kind != CV_SHARED || !canonical(la) || !canonical(lb))
-        return cg_fail(g, op, false, "a wgmma dot needs both operands in shared rings with the 128-byte swizzle "
-                                     "(the stages pass lays them out)");
+    bool a_regs = a->kind == CV_TILE, b_nmajor = lb && lb->strides[1] == 1;
+    if ((!a_regs && (a->kind != CV_SHARED || !canonical(la, 1))) || b->kind != CV_SHARED || !canonical(lb, b_nmajor))
+        return cg_fail(g, op, false, "a wgmma dot needs operand b, and a unless it is in registers, in shared rings "
+                                     "with the 128-byte swizzle (the stages pass lays them out)");
+    if (a_regs && (!a->layout || !layout_equal(a->layout, mma_operand_a_layout(&g->arena, t))))
+        return cg_fail(g, op, false, "a wgmma reads operand a from registers only in the A fragment layout");
     int64_t N = t->n, steps = t->k / 16, bytes = 2;
     unsigned nacc = (unsigned)(N / 2); /* floats per thread of one m64nN instruction */
-    LLVMValueRef warpgroup = LLVMBuildTrunc(g->b, LLVMBuildLShr(g->b, g->tid, cg_i64(g, 7), ""), g->i32, "");
-    /* this warpgroup's first row of a: 64 * g rows of 128 bytes */
-    LLVMValueRef a_addr = LLVMBuildAdd(g->b, LLVMBuildPtrToInt(g->b, a->data, g->i32, ""),
-                                       LLVMBuildMul(g->b, warpgroup, cg_i32(g, 64 * la->strides[0] * bytes), ""), "");
-    LLVMValueRef da = descriptor(g, a_addr, 16, 1024);
-    LLVMValueRef db = descriptor(g, LLVMBuildPtrToInt(g->b, b->data, g->i32, ""), lb->split[1] ? lb->split_strides[1] * bytes : 16,
-                                 1024);
+    LLVMValueRef da = NULL;
+    if (!a_regs) {
+        /* this warpgroup's first row of a: 64 * g rows of 128 bytes */
+        LLVMValueRef warpgroup = LLVMBuildTrunc(g->b, LLVMBuildLShr(g->b, g->tid, cg_i64(g, 7), ""), g->i32, "");
+        LLVMValueRef a_addr = LLVMBuildAdd(g->b, LLVMBuildPtrToInt(g->b, a->data, g->i32, ""),
+                                           LLVMBuildMul(g->b, warpgroup, cg_i32(g, 64 * la->strides[0] * bytes), ""), "");
+        da = descriptor(g, a_addr, 16, 1024);
+    }
+    /* n-major b: the leading byte offset goes from one block of 64 columns to the next; k-major b
+     * is laid out as a is */
+    int64_t leading = b_nmajor && lb->split[1] ? lb->split_strides[1] * bytes : 16;
+    LLVMValueRef db = descriptor(g, LLVMBuildPtrToInt(g->b, b->data, g->i32, ""), leading, 1024);
 
     uint32_t n = r->nslots;
     LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef));
     for (uint32_t s = 0; s < n; s++) acc[s] = c->slots[c->nslots == 1 ? 0 : s];
     asm_floats(g, "wgmma.fence.sync.aligned;", "~{memory}", 0, NULL, 0);
     char text[4096];
-    size_t len = (size_t)snprintf(text, sizeof text, "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, $%u, 0;\n\t"
-                                                     "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
-                                  nacc + 2, (long long)N, t->f16 ? "f16" : "bf16", t->f16 ? "f16" : "bf16");
-    for (unsigned i = 0; i < nacc; i++) len += (size_t)snprintf(text + len, sizeof text - len, "%s$%u", i ? ", " : "", i);
-    snprintf(text + len, sizeof text - len, "}, $%u, $%u, p, 1, 1, 0, 1;\n\t}", nacc, nacc + 1);
-    const char *mma_constraints = tied_constraints(g, nacc, "l,l,r,");
-    LLVMValueRef *args = cg_calloc(g, nacc + 3, sizeof(LLVMValueRef));
+    mma_text(text, sizeof text, t, nacc, a_regs, b_nmajor);
+    const char *mma_constraints = tied_constraints(g, nacc, a_regs ? "r,r,r,r,l,r," : "l,l,r,");
+    unsigned nin = a_regs ? 6 : 3;
+    LLVMValueRef *args = cg_calloc(g, nacc + nin, sizeof(LLVMValueRef));
     for (int64_t s = 0; s < steps; s++) {
         int64_t kb[2] = {16 * s, 0};
         LLVMValueRef desc_b = plus(g, db, shared_layout_linear(lb, kb) * bytes);
         for (int64_t i = 0; i < t->reps_m; i++) {
-            int64_t at[2] = {16 * t->warps_m * i, 16 * s};
-            args[0] = plus(g, da, shared_layout_linear(la, at) * bytes);
-            args[1] = desc_b;
-            args[2] = cg_i32(g, 1);
-            for (unsigned q = 0; q < nacc; q++) args[3 + q] = acc[mma_acc_slot(t, i, 0, 0) + q];
-            LLVMValueRef d = asm_floats(g, text, mma_constraints, nacc, args, nacc + 3);
+            unsigned k = 0;
+            if (a_regs) {
+                /* the A fragments of repeat i, k step s (mma_operand_a_layout's slot order) */
+                uint32_t first = (uint32_t)((i * steps + s) * 8);
+                for (int q = 0; q < 4; q++) args[k++] = cg_mma_pack2(g, t, a->slots[first + 2 * q], a->slots[first + 2 * q + 1]);
+            } else {
+                int64_t at[2] = {16 * t->warps_m * i, 16 * s};
+                args[k++] = plus(g, da, shared_layout_linear(la, at) * bytes);
+            }
+            args[k++] = desc_b;
+            args[k++] = cg_i32(g, 1);
+            for (unsigned q = 0; q < nacc; q++) args[k + q] = acc[mma_acc_slot(t, i, 0, 0) + q];
+            LLVMValueRef d = asm_floats(g, text, mma_constraints, nacc, args, nacc + nin);
             for (unsigned q = 0; q < nacc; q++) acc[mma_acc_slot(t, i, 0, 0) + q] = LLVMBuildExtractValue(g->b, d, q, "");
         }
     }

@@ -9,8 +9,11 @@ and times ours and SDPA with the cuDNN and the flash backends (torch.nn.attentio
 with CUDA events: warm-up, then the median of --reps runs. TFLOP/s count 4 * B * H * S^2 * D
 flops (half of that when causal). Writes JSON in the schema of bench/RESULTS.md to argv[1]:
 one row per (case, configuration) and one "best" row per case, ratio = ours / cuDNN; each row
-also carries the flash backend's TFLOP/s ("flash", "flash_over_cudnn"), the first call's time
-(compile or cache load included: "first_call_s") and the largest difference from SDPA.
+also carries the flash backend's TFLOP/s ("flash", "flash_over_cudnn"), the plain Triton kernel's
+(the FlashAttention-2 tutorial kernel of ../shared/anchors/anchors4.py, best of its three
+configurations, checked like ours: "triton", "triton_over_cudnn"; the issue's bar is ours/cuDNN at
+least triton/cuDNN), the first call's time (compile or cache load included: "first_call_s") and
+the largest difference from SDPA.
 
   TILE_LIBRARY=build/libtile.so PYTHONPATH=python python3 bench/bench_attention.py \\
       bench/results/attention.json [--reps 10] [--seqs 4096,16384] [--configs 128x64w4s2,...]
@@ -36,6 +39,61 @@ def parse_config(text):
     bm, bn = (int(x) for x in tiles.split("x"))
     w, stages = (int(x) for x in rest.split("s"))
     return {"BM": bm, "BN": bn, "W": w, "STAGES": stages}
+
+
+try:  # the Triton anchor (optional: without Triton the rows say so)
+    import triton
+    import triton.language as tl
+except ImportError:
+    triton = None
+
+if triton:
+    # The plain Triton FlashAttention forward of ../shared/anchors/anchors4.py.
+    @triton.jit
+    def _triton_attn_fwd(Q, K, V, O, sm_scale, S, H: tl.constexpr, D: tl.constexpr, BM: tl.constexpr,
+                         BN: tl.constexpr, CAUSAL: tl.constexpr):
+        pid_m = tl.program_id(0)
+        bh = tl.program_id(1)
+        base = bh * S * D
+        offs_m = pid_m * BM + tl.arange(0, BM)
+        offs_n = tl.arange(0, BN)
+        offs_d = tl.arange(0, D)
+        q = tl.load(Q + base + offs_m[:, None] * D + offs_d[None, :], mask=offs_m[:, None] < S, other=0.)
+        m_i = tl.full([BM], float('-inf'), tl.float32)
+        l_i = tl.zeros([BM], tl.float32)
+        acc = tl.zeros([BM, D], tl.float32)
+        qk_scale = sm_scale * 1.44269504
+        hi = tl.minimum((pid_m + 1) * BM, S) if CAUSAL else S
+        for n0 in tl.range(0, hi, BN, num_stages=3):
+            kk = tl.load(K + base + (n0 + offs_n)[None, :] * D + offs_d[:, None], mask=(n0 + offs_n)[None, :] < S,
+                         other=0.)
+            qk = tl.dot(q, kk) * qk_scale
+            valid = (n0 + offs_n)[None, :] < S
+            if CAUSAL:
+                valid = valid & (offs_m[:, None] >= (n0 + offs_n)[None, :])
+            qk = tl.where(valid, qk, float('-inf'))
+            m_new = tl.maximum(m_i, tl.max(qk, 1))
+            p = tl.math.exp2(qk - m_new[:, None])
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(V + base + (n0 + offs_n)[:, None] * D + offs_d[None, :], mask=(n0 + offs_n)[:, None] < S,
+                        other=0.)
+            acc = acc * alpha[:, None] + tl.dot(p.to(tl.bfloat16), v)
+            m_i = m_new
+        acc = acc / l_i[:, None]
+        tl.store(O + base + offs_m[:, None] * D + offs_d[None, :], acc.to(tl.bfloat16), mask=offs_m[:, None] < S)
+
+
+def triton_anchor():
+    """Runs the Triton anchor (q, k, v, o, causal, bm, bn, w), or None without Triton."""
+    if not triton:
+        return None
+
+    def run(q, k, v, o, causal, bm, bn, w):
+        b, h, s, d = q.shape
+        _triton_attn_fwd[(triton.cdiv(s, bm), b * h)](q, k, v, o, 1.0 / d ** 0.5, s, H=h, D=d, BM=bm, BN=bn, CAUSAL=causal,
+                                                      num_warps=w)
+    return run
 
 
 def median_ms(torch, fn, reps, warmup=3):
@@ -96,6 +154,9 @@ def main():
     import tile
     from tile import stdlib
 
+    triton_run = triton_anchor()
+    if not triton_run:
+        notes["triton"] = "triton is not importable: no Triton anchor"
     b, h, d = 1, 32, 128
     configs = [parse_config(c) for c in args.configs.split(",")]
     rows, notes = [], {}
@@ -117,6 +178,22 @@ def main():
                 q, k, v, is_causal=causal)))().float()
             anchor = tflops(median_ms(torch, cudnn, args.reps)) if cudnn else None
             flash_t = tflops(median_ms(torch, flash, args.reps)) if flash else None
+            triton_t = None
+            if triton_run:
+                for bm, bn, w in ((128, 64, 8), (128, 128, 8), (64, 64, 4)):
+                    run = lambda: triton_run(q, k, v, o, causal, bm, bn, w)  # noqa: E731
+                    try:
+                        run()
+                        torch.cuda.synchronize()
+                    except Exception as e:  # a configuration Triton cannot compile here
+                        notes[f"{case} triton {bm}x{bn}w{w}"] = str(e).splitlines()[0][:200]
+                        continue
+                    err = (o.float() - reference).abs().max().item()
+                    if not err <= 2e-2 + 2e-2 * reference.abs().max().item():
+                        notes[f"{case} triton {bm}x{bn}w{w}"] = f"wrong result: {err:g}"
+                        continue
+                    t = tflops(median_ms(torch, run, args.reps))
+                    triton_t = t if triton_t is None else max(triton_t, t)
             best = None
             for c in configs:
                 label = f"BM={c['BM']} BN={c['BN']} W={c['W']} STAGES={c['STAGES']}"
@@ -139,6 +216,8 @@ def main():
                        "anchor_name": "SDPA cuDNN backend (same run)", "vs": "ours/anchor",
                        "ratio": round(ours / anchor, 4) if anchor else None, "flash": flash_t,
                        "flash_over_cudnn": round(flash_t / anchor, 4) if anchor and flash_t else None,
+                       "triton": triton_t,
+                       "triton_over_cudnn": round(triton_t / anchor, 4) if anchor and triton_t else None,
                        "first_call_s": first, "max_abs_err": round(err, 5)}
                 rows.append(row)
                 if best is None or ours > best["ours"]:

@@ -212,13 +212,28 @@ static bool staged_load(const IrValue *v, const IrOp *op) {
     return true;
 }
 
-/* Whether a dot can run on wgmma: both operands are loads the stages pass will stage, a [M, K]
- * with whole 128-byte rows (K a multiple of 64 bf16/f16: the 128-byte swizzle atom of a k-major
- * operand), b [K, N] with N a multiple of 64 (the atom of an n-major one). */
+/* The load behind operand v of op that the stages pass will put in a ring (v itself, or v a 2-d
+ * transpose of it: a k-major view), or NULL; *transposed says which. */
+static const IrOp *staged_operand(const IrValue *v, const IrOp *op, bool *transposed) {
+    *transposed = false;
+    const IrOp *t = v->def;
+    if (t && t->code == OP_TRANSPOSE && t->parent == op->parent && t->nints == 2 && t->ints[0] == 1) {
+        *transposed = true;
+        v = t->operands[0];
+    }
+    return staged_load(v, op) ? v->def : NULL;
+}
+
+/* Whether a dot can run on wgmma. Operand b is a load the stages pass will stage: [K, N] with N a
+ * multiple of 64 (n-major: the 128-byte swizzle atom is 64 bf16/f16 of N), or the transpose of an
+ * [N, K] load with K a multiple of 64 (k-major, as K^T in attention). Operand a is such a load
+ * [M, K] with K a multiple of 64 (k-major), or anything that is not loaded in the loop, which the
+ * wgmma then reads from registers in the A fragment layout (Q or P in attention). */
 static bool wgmma_operands(const IrOp *op) {
-    const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
-    return staged_load(op->operands[0], op) && staged_load(op->operands[1], op) && ta->shape[1] % 64 == 0 &&
-           tb->shape[1] % 64 == 0;
+    bool ta, tb;
+    const IrOp *la = staged_operand(op->operands[0], op, &ta), *lb = staged_operand(op->operands[1], op, &tb);
+    if (!lb || (tb ? op->operands[1]->type->shape[0] : op->operands[1]->type->shape[1]) % 64 != 0) return false;
+    return !la || (!ta && op->operands[0]->type->shape[1] % 64 == 0);
 }
 
 /* The tensor-core tiling of a dot, or false when it runs on CUDA cores: wgmma where the target
@@ -633,7 +648,10 @@ static bool insert_conversions(IrOp *op, void *ctx) {
             break;
         /* the layout pass decides the instruction; the code generator reads it */
         op->ints[0] = t.instr, op->ints[1] = t.warps_m, op->nints = 2;
-        const Layout *a_regs = mma_is_wgmma(t.instr) ? NULL : a_from_registers(&rw->m->arena, op, layout_of(op->operands[0]), &t);
+        bool ta;
+        const Layout *a_regs = !mma_is_wgmma(t.instr) ? a_from_registers(&rw->m->arena, op, layout_of(op->operands[0]), &t)
+                               : staged_operand(op->operands[0], op, &ta) ? NULL
+                                                                          : mma_operand_a_layout(&rw->m->arena, &t);
         if (a_regs) require(rw, op, 0, a_regs, invariant_in_loop(op, op->operands[0]) ? NULL : op);
         break;
     }

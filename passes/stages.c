@@ -47,8 +47,9 @@
  * loop is, or reused by another buffer). Loads that do not qualify keep cp.async in the same ring
  * (their async_wait counts only their groups).
  *
- * A dot on wgmma (the layout pass's record) gets both rings in the canonical layouts of its matrix
- * descriptors (ring_layout), or goes back to mma.sync when both operands are not staged; a loop
+ * A dot on wgmma (the layout pass's record) gets its rings in the canonical layouts of its matrix
+ * descriptors (ring_layout), operand a read from registers where the layout pass put it there, or
+ * goes back to mma.sync when the operands it needs in rings are not staged; a loop
  * whose one dot it is, its accumulator carried, runs the dot asynchronously (async_dot): the copies
  * of iteration i + S - 1 move after `dot ..., async 1; dot_wait pending 1; barrier`, which release
  * the stage that iteration i - 1's dot read, and `dot_wait pending 0` follows the loop.
@@ -235,12 +236,24 @@ static const SharedLayout *ring_layout(Arena *arena, int S, const IrType *t, boo
     return shared_layout_with_swizzle(arena, sl, swizzle_for_ldmatrix(wgmma ? 64 : t->shape[1], 2));
 }
 
-/* A wgmma dot whose operands are not both staged (or whose loop is left as written) goes back to
- * mma.sync: the same accumulator layout (every warp along M), its operands read wherever they are. */
+/* Whether the wgmma dot reads operand a from registers: the layout pass gave it the A fragment
+ * layout (mma_operand_a_layout) because it is not loaded in the loop (Q or P in attention). */
+static bool a_in_registers(Arena *arena, const IrOp *dot, int warps) {
+    const IrType *ta = dot->operands[0]->type;
+    MmaTiling t;
+    return ta->kind == TY_TILE && ta->layout && mma_tiling_of(dot, warps, &t) &&
+           layout_equal(ta->layout, mma_operand_a_layout(arena, &t));
+}
+
+/* A wgmma dot whose operand b is not staged, or whose operand a is neither staged nor in registers
+ * (or whose loop is left as written), goes back to mma.sync: the same accumulator layout (every
+ * warp along M) and the same register A layout, its operands read wherever they are. */
 static bool demote(IrOp *op, void *ctx) {
     if (op->code != OP_DOT || !wgmma_dot(op)) return true;
-    bool staged = ctx == NULL ? false : true; /* NULL: demote unconditionally */
-    for (int i = 0; staged && i < 2; i++) staged = op->operands[i]->type->kind == TY_SHARED;
+    IrFunction *f = ctx; /* NULL: demote unconditionally */
+    bool staged = f && op->operands[1]->type->kind == TY_SHARED &&
+                  (op->operands[0]->type->kind == TY_SHARED ||
+                   a_in_registers(&f->module->arena, op, f->num_warps > 0 ? f->num_warps : 4));
     if (!staged)
         op->ints[0] = mma_instr_for(op->operands[0]->type->elem, op->operands[1]->type->elem, op->results[0]->type->elem);
     return true;
@@ -261,13 +274,15 @@ static bool analyze(Loop *L, int warps, const Target *t) {
         }
         L->staged[L->nstaged++] = s;
     }
-    /* a wgmma dot needs both operands in rings: one that gets fewer goes back to mma.sync now,
-     * before its rings are laid out */
+    /* a wgmma dot needs operand b in a ring, and a too unless it reads a from registers: one that
+     * gets less goes back to mma.sync now, before its rings are laid out */
     for (int i = 0; i < L->nstaged; i++) {
         IrOp *dot = L->staged[i].dot;
-        int both = 0;
-        for (int j = 0; j < L->nstaged; j++) both += L->staged[j].dot == dot;
-        if (wgmma_dot(dot) && both != 2) demote(dot, NULL);
+        bool has[2] = {false, false};
+        for (int j = 0; j < L->nstaged; j++)
+            if (L->staged[j].dot == dot) has[L->staged[j].operand] = true;
+        if (wgmma_dot(dot) && (!has[1] || (!has[0] && !a_in_registers(&L->body->function->module->arena, dot, warps))))
+            demote(dot, NULL);
     }
     for (int i = 0; i < L->nstaged; i++) {
         Staged *s = &L->staged[i];

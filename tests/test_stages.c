@@ -402,3 +402,60 @@ Test(stages, tma_ring_ptx_for_sm_90a) {
     compiled_free(&piped);
 }
 #endif
+
+/* ---- attention (both dots of a loop on wgmma, operand a from registers) --------------------------- */
+
+typedef struct FlashDots {
+    int wgmma, mma_sync, a_regs, b_kmajor, b_nmajor;
+} FlashDots;
+
+static bool flash_dot(IrOp *op, void *ctx) {
+    FlashDots *c = ctx;
+    if (op->code != OP_DOT || op->nints < 1) return true;
+    if (!mma_is_wgmma((MmaInstr)op->ints[0])) {
+        c->mma_sync++;
+        return true;
+    }
+    c->wgmma++;
+    c->a_regs += op->operands[0]->type->kind == TY_TILE;
+    const SharedLayout *lb = op->operands[1]->type->shared;
+    c->b_kmajor += lb && lb->strides[0] == 1;
+    c->b_nmajor += lb && lb->strides[1] == 1;
+    return true;
+}
+
+static FlashDots flash_dots(bool no_wgmma) {
+    size_t len;
+    char *text = test_read_source_file("stdlib/attention/flash_fwd.tile", &len);
+    DiagList d = {0};
+    AstFile *ast = parse_source("flash_fwd.tile", text, len, &d);
+    free(text);
+    cr_assert_not_null(ast, "%s", sb_str(&d.text));
+    ConstBinding consts[3] = {{.name = "BN", .i = 64}, {.name = "BM", .i = 128}, {.name = "W", .i = 8}};
+    RtCompileOptions opt = {.gpu = true, .target = tma_target};
+    opt.target.no_wgmma = no_wgmma;
+    IrFunction *kernel;
+    IrModule *m = rt_compile(ast, "flash_fwd", consts, 3, &opt, &d, &kernel);
+    cr_assert_not_null(m, "%s", sb_str(&d.text));
+    FlashDots c = {0};
+    ir_walk(kernel->body, flash_dot, &c);
+    ir_module_free(m);
+    ast_file_free(ast);
+    diag_free(&d);
+    return c;
+}
+
+/* flash_fwd on sm_90a: the four dots (Q K^T and P V in each of the two key loops) run on wgmma,
+ * Q and P read from registers (the A fragment layout: P is the previous dot's accumulator renamed),
+ * K^T from its ring as a k-major view and V as an n-major one; with no_wgmma all four stay on
+ * mma.sync. The VM results after these passes are test_attention_after_gpu_passes_sm90a's. */
+Test(stages, flash_dots_run_on_wgmma_with_a_from_registers) {
+    FlashDots w = flash_dots(false);
+    cr_assert_eq(w.wgmma, 4, "%d wgmma dots, %d mma.sync", w.wgmma, w.mma_sync);
+    cr_assert_eq(w.a_regs, 4);
+    cr_assert_eq(w.b_kmajor, 2);
+    cr_assert_eq(w.b_nmajor, 2);
+    FlashDots s = flash_dots(true);
+    cr_assert_eq(s.wgmma, 0);
+    cr_assert_eq(s.mma_sync, 4);
+}
