@@ -68,17 +68,6 @@ static char *tied_constraints(Cg *g, unsigned n, const char *inputs) {
     return s;
 }
 
-/* Whether l is the canonical layout of a wgmma operand whose dimension c is contiguous: rows of 64
- * elements along c with the 128-byte swizzle, a wider one split in blocks of 64, nothing else split. */
-static bool canonical(const SharedLayout *l, int c) {
-    int r = 1 - c;
-    if (!l || l->rank != 2 || l->strides[c] != 1 || l->strides[r] != 64 || l->split[r] || l->shape[c] % 64 != 0 ||
-        l->split[c] != (l->shape[c] > 64 ? 64 : 0))
-        return false;
-    Swizzle z = l->swizzle;
-    return z.bits == 3 && z.base == 3 && z.shift == 3;
-}
-
 /* The descriptor of the operand at shared address `base` (i32) with the given byte offsets and the
  * 128-byte swizzle; a constant byte offset is added to it as (offset >> 4). */
 static LLVMValueRef descriptor(Cg *g, LLVMValueRef base, int64_t leading, int64_t stride) {
@@ -127,7 +116,7 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
     CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
     const SharedLayout *la = op->operands[0]->type->shared, *lb = op->operands[1]->type->shared;
     bool a_regs = a->kind == CV_TILE, b_nmajor = lb && lb->strides[1] == 1;
-    if ((!a_regs && (a->kind != CV_SHARED || !canonical(la, 1))) || b->kind != CV_SHARED || !canonical(lb, b_nmajor))
+    if ((!a_regs && (a->kind != CV_SHARED || !shared_layout_is_wgmma(la, 1))) || b->kind != CV_SHARED || !shared_layout_is_wgmma(lb, b_nmajor))
         return cg_fail(g, op, false, "a wgmma dot needs operand b, and a unless it is in registers, in shared rings "
                                      "with the 128-byte swizzle (the stages pass lays them out)");
     if (a_regs && (!a->layout || !layout_equal(a->layout, mma_operand_a_layout(&g->arena, t))))

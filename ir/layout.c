@@ -791,6 +791,14 @@ bool shared_layout_has_split(const SharedLayout *l) {
     return false;
 }
 
+bool shared_layout_is_wgmma(const SharedLayout *l, int c) {
+    int r = 1 - c;
+    if (!l || l->rank != 2 || (c != 0 && c != 1) || l->strides[c] != 1 || l->strides[r] != 64 || l->split[r] ||
+        l->shape[c] % 64 != 0 || l->split[c] != (l->shape[c] > 64 ? 64 : 0))
+        return false;
+    return l->swizzle.bits == 3 && l->swizzle.base == 3 && l->swizzle.shift == 3;
+}
+
 int64_t shared_layout_linear(const SharedLayout *l, const int64_t *coord) {
     int64_t offset = 0;
     for (int d = 0; d < l->rank; d++) {

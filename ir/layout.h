@@ -188,6 +188,10 @@ const SharedLayout *shared_layout_with_swizzle(Arena *a, const SharedLayout *l, 
 const SharedLayout *shared_layout_split(Arena *a, const SharedLayout *l, int d, int64_t block, int64_t stride);
 /* Whether any dimension of l is split. */
 bool shared_layout_has_split(const SharedLayout *l);
+/* Whether l is the canonical layout of a 16-bit wgmma operand whose dimension c (0 or 1) is
+ * contiguous: rows of 64 elements along c with the 128-byte swizzle, a wider extent split in
+ * blocks of 64, nothing else split (what a matrix descriptor describes: backend/codegen_wgmma.c). */
+bool shared_layout_is_wgmma(const SharedLayout *l, int c);
 /* The element offset of `coord` (rank entries) before the swizzle. */
 int64_t shared_layout_linear(const SharedLayout *l, const int64_t *coord);
 /* Element offset of `coord` (rank entries), swizzle applied. */

@@ -224,16 +224,55 @@ static const IrOp *staged_operand(const IrValue *v, const IrOp *op, bool *transp
     return staged_load(v, op) ? v->def : NULL;
 }
 
+static bool invariant_in_loop(const IrOp *op, const IrValue *v);
+
+/* Whether every use of v in the function is operand a of a dot. */
+typedef struct AUses {
+    const IrValue *v;
+    bool other;
+} AUses;
+
+static bool a_use(IrOp *op, void *ctx) {
+    AUses *u = ctx;
+    for (uint32_t i = 0; i < op->noperands; i++)
+        if (op->operands[i] == u->v && (op->code != OP_DOT || i != 0)) u->other = true;
+    return !u->other;
+}
+
+/* Whether operand a of op is a tile loaded from a tensor before op's loop and used only as
+ * operand a of dots, [M, K] of a 16-bit type with power-of-two sizes and K a multiple of 64: the
+ * stages pass copies it once into a buffer of its own in the wgmma layout (Q in attention, read
+ * through a descriptor instead of holding M * K / threads registers in every thread). */
+static bool invariant_shared_a(const IrOp *op) {
+    const IrValue *v = op->operands[0];
+    const IrOp *d = v->def;
+    if (!d || d->code != OP_LOAD || d->operands[0]->type->kind != TY_TENSOR || v->type->rank != 2 ||
+        v->type->elem.bits != 16 || v->type->shape[1] % 64 != 0 || !invariant_in_loop(op, v))
+        return false;
+    for (int i = 0; i < 2; i++)
+        if (v->type->shape[i] & (v->type->shape[i] - 1)) return false;
+    AUses u = {.v = v};
+    ir_walk(d->parent->function->body, a_use, &u);
+    return !u.other;
+}
+
 /* Whether a dot can run on wgmma. Operand b is a load the stages pass will stage: [K, N] with N a
  * multiple of 64 (n-major: the 128-byte swizzle atom is 64 bf16/f16 of N), or the transpose of an
  * [N, K] load with K a multiple of 64 (k-major, as K^T in attention). Operand a is such a load
- * [M, K] with K a multiple of 64 (k-major), or anything that is not loaded in the loop, which the
- * wgmma then reads from registers in the A fragment layout (Q or P in attention). */
+ * [M, K] with K a multiple of 64 (k-major), or a tile loaded before the loop that the stages
+ * pass gives a buffer of its own (invariant_shared_a: Q in attention), or anything else, which the
+ * wgmma then reads from registers in the A fragment layout (P in attention). */
 static bool wgmma_operands(const IrOp *op) {
     bool ta, tb;
     const IrOp *la = staged_operand(op->operands[0], op, &ta), *lb = staged_operand(op->operands[1], op, &tb);
     if (!lb || (tb ? op->operands[1]->type->shape[0] : op->operands[1]->type->shape[1]) % 64 != 0) return false;
     return !la || (!ta && op->operands[0]->type->shape[1] % 64 == 0);
+}
+
+/* Whether a wgmma dot reads operand a from shared memory (a ring or its own buffer). */
+static bool wgmma_shared_a(const IrOp *op) {
+    bool ta;
+    return staged_operand(op->operands[0], op, &ta) || invariant_shared_a(op);
 }
 
 /* The tensor-core tiling of a dot, or false when it runs on CUDA cores: wgmma where the target
@@ -648,10 +687,9 @@ static bool insert_conversions(IrOp *op, void *ctx) {
             break;
         /* the layout pass decides the instruction; the code generator reads it */
         op->ints[0] = t.instr, op->ints[1] = t.warps_m, op->nints = 2;
-        bool ta;
         const Layout *a_regs = !mma_is_wgmma(t.instr) ? a_from_registers(&rw->m->arena, op, layout_of(op->operands[0]), &t)
-                               : staged_operand(op->operands[0], op, &ta) ? NULL
-                                                                          : mma_operand_a_layout(&rw->m->arena, &t);
+                               : wgmma_shared_a(op) ? NULL
+                                                    : mma_operand_a_layout(&rw->m->arena, &t);
         if (a_regs) require(rw, op, 0, a_regs, invariant_in_loop(op, op->operands[0]) ? NULL : op);
         break;
     }

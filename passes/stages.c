@@ -225,13 +225,14 @@ static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load, bool
  * descriptor's leading byte offset is the block stride. Each block is one TMA box. */
 static bool wgmma_dot(const IrOp *dot) { return dot->nints >= 1 && mma_is_wgmma((MmaInstr)dot->ints[0]); }
 
+/* The layout of a ring of S stages of tile t, or with S = 0 of one buffer of it (rank 2). */
 static const SharedLayout *ring_layout(Arena *arena, int S, const IrType *t, bool wgmma) {
-    int64_t shape[3] = {S, t->shape[0], t->shape[1]};
-    const SharedLayout *sl = shared_layout_row_major(arena, 3, shape);
-    if (wgmma && t->shape[1] > 64) {
-        int64_t strides[3] = {t->shape[0] * t->shape[1], 64, 1};
-        sl = shared_layout_split(arena, shared_layout_strided(arena, 3, shape, strides), 2, 64, 64 * t->shape[0]);
-    }
+    int rank = S ? 3 : 2;
+    int64_t shape[3] = {S, t->shape[0], t->shape[1]}, strides[3] = {t->shape[0] * t->shape[1], 64, 1};
+    int64_t *sh = S ? shape : shape + 1, *st = S ? strides : strides + 1;
+    const SharedLayout *sl = shared_layout_row_major(arena, rank, sh);
+    if (wgmma && t->shape[1] > 64)
+        sl = shared_layout_split(arena, shared_layout_strided(arena, rank, sh, st), rank - 1, 64, 64 * t->shape[0]);
     /* the TMA loads' swizzle mode is this one (tma_qualifies checks) */
     return shared_layout_with_swizzle(arena, sl, swizzle_for_ldmatrix(wgmma ? 64 : t->shape[1], 2));
 }
@@ -251,11 +252,22 @@ static bool a_in_registers(Arena *arena, const IrOp *dot, int warps) {
 static bool demote(IrOp *op, void *ctx) {
     if (op->code != OP_DOT || !wgmma_dot(op)) return true;
     IrFunction *f = ctx; /* NULL: demote unconditionally */
-    bool staged = f && op->operands[1]->type->kind == TY_SHARED &&
-                  (op->operands[0]->type->kind == TY_SHARED ||
-                   a_in_registers(&f->module->arena, op, f->num_warps > 0 ? f->num_warps : 4));
+    const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
+    bool staged = f && tb->kind == TY_SHARED && shared_layout_is_wgmma(tb->shared, tb->shared->strides[1] == 1) &&
+                  (ta->kind == TY_SHARED ? shared_layout_is_wgmma(ta->shared, 1)
+                                         : a_in_registers(&f->module->arena, op, f->num_warps > 0 ? f->num_warps : 4));
     if (!staged)
         op->ints[0] = mma_instr_for(op->operands[0]->type->elem, op->operands[1]->type->elem, op->results[0]->type->elem);
+    return true;
+}
+
+/* Whether operand a of the dot is a tile loaded before the loop: the layout pass left it to
+ * stage_invariant (Q in attention), which runs after the loops. */
+static bool a_before_loop(const Loop *L, const IrOp *dot) {
+    const IrOp *d = dot->operands[0]->def;
+    if (!d || d->code != OP_LOAD) return false;
+    for (const IrRegion *r = d->parent; r; r = r->parent_op ? r->parent_op->parent : NULL)
+        if (r == L->body) return false;
     return true;
 }
 
@@ -281,7 +293,8 @@ static bool analyze(Loop *L, int warps, const Target *t) {
         bool has[2] = {false, false};
         for (int j = 0; j < L->nstaged; j++)
             if (L->staged[j].dot == dot) has[L->staged[j].operand] = true;
-        if (wgmma_dot(dot) && (!has[1] || (!has[0] && !a_in_registers(&L->body->function->module->arena, dot, warps))))
+        if (wgmma_dot(dot) && (!has[1] || (!has[0] && !a_before_loop(L, dot) &&
+                                            !a_in_registers(&L->body->function->module->arena, dot, warps))))
             demote(dot, NULL);
     }
     for (int i = 0; i < L->nstaged; i++) {
@@ -511,7 +524,7 @@ static bool in_pipelined_loop(const IrOp *op) {
 typedef struct InvariantUses {
     const IrValue *v;
     int warps;
-    int all, dots;
+    int all, dots, wgmma;
 } InvariantUses;
 
 static bool count_invariant_use(IrOp *op, void *ctx) {
@@ -520,7 +533,10 @@ static bool count_invariant_use(IrOp *op, void *ctx) {
     for (uint32_t i = 0; i < op->noperands; i++) {
         if (op->operands[i] != u->v) continue;
         u->all++;
-        if (op->code == OP_DOT && i < 2 && mma_tiling_of(op, u->warps, &t) && in_pipelined_loop(op)) u->dots++;
+        if (op->code == OP_DOT && i < 2 && mma_tiling_of(op, u->warps, &t) && in_pipelined_loop(op)) {
+            u->dots++;
+            u->wgmma += i == 0 && mma_is_wgmma(t.instr);
+        }
     }
     return true;
 }
@@ -545,8 +561,10 @@ static bool stage_invariant(IrFunction *f, IrOp *load, int64_t budget) {
     ir_builder_before(&b, load->next ? load->next : load);
     if (!load->next) ir_builder_at_end(&b, load->parent);
     b.loc = load->loc;
-    const SharedLayout *sl = shared_layout_row_major(&f->module->arena, 2, t->shape);
-    sl = shared_layout_with_swizzle(&f->module->arena, sl, swizzle_for_ldmatrix(t->shape[1], 2));
+    /* the wgmma layout when every user is a wgmma dot reading it as operand a (a descriptor), else
+     * ldmatrix's; the loops are pipelined already, so their dots are final */
+    bool wgmma = u.wgmma == u.all && t->shape[1] % 64 == 0;
+    const SharedLayout *sl = ring_layout(&f->module->arena, 0, t, wgmma);
     IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 2, .shape = {t->shape[0], t->shape[1]}, .shared = sl};
     const IrType *rt = ir_type_intern(f->module, &bt);
     IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
@@ -599,10 +617,6 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
         int warps = f->num_warps > 0 ? f->num_warps : 4;
-        Loads loads = {0};
-        ir_walk(f->body, collect_invariant, &loads);
-        for (size_t k = 0; k < loads.ops.len; k++) changed |= stage_invariant(f, loads.ops.data[k], smem_bytes / 4);
-        vec_free(&loads.ops);
         Collect c = {0};
         ir_walk(f->body, collect_loop, &c);
         for (size_t k = 0; k < c.loops.len; k++) {
@@ -624,6 +638,11 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
             free(L);
         }
         vec_free(&c.loops);
+        /* after the loops: a wgmma dot reading an invariant operand a is final by now */
+        Loads loads = {0};
+        ir_walk(f->body, collect_invariant, &loads);
+        for (size_t k = 0; k < loads.ops.len; k++) changed |= stage_invariant(f, loads.ops.data[k], smem_bytes / 4);
+        vec_free(&loads.ops);
         ir_walk(f->body, demote, f);
     }
     return changed;

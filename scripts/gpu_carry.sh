@@ -4,16 +4,21 @@
 # into one xz archive (the device tool carries at most 64 MiB).
 #
 #   scripts/gpu_carry.sh [BUILD] [ARCHIVE]      (defaults: build, .carry-gemm/carry.tar.xz)
+#
+# CARRY_LITE=1 packs only libtile, tilec and the benchmarks (for benchmark runs: a third of the
+# size, and xz takes a third of the time).
 set -euo pipefail
 build=${1:-build} archive=${2:-.carry-gemm/carry.tar.xz}
 t=$(mktemp -d)
 mkdir -p "$t/bin" "$t/lib" "$t/tests" "$(dirname "$archive")"
 cp "$build"/tilec "$build"/bench_gemm "$build"/bench_runtime "$t/bin/"
 cp -P "$build"/libtile.so* "$t/lib/"
-for g in "$build"/tests/test_*_gpu; do cp "$g" "$t/tests/"; done
-# Criterion and what it loads (the GPU machine has neither)
-ldd "$build"/tests/test_kernels_gpu | awk '$3 ~ /^\// && $1 !~ /^(libc|libm|libz|libzstd|libgcc_s|libtile)\./ {print $3}' |
-  while read -r lib; do cp -L "$lib" "$t/lib/"; done
+if [ -z "${CARRY_LITE:-}" ]; then
+  for g in "$build"/tests/test_*_gpu; do cp "$g" "$t/tests/"; done
+  # Criterion and what it loads (the GPU machine has neither)
+  ldd "$build"/tests/test_kernels_gpu | awk '$3 ~ /^\// && $1 !~ /^(libc|libm|libz|libzstd|libgcc_s|libtile)\./ {print $3}' |
+    while read -r lib; do cp -L "$lib" "$t/lib/"; done
+fi
 strip "$t"/bin/* "$t"/tests/* "$t"/lib/libtile.so.* 2>/dev/null || true
 tar -C "$t" -cf - . | xz -6 -T2 > "$archive"
 rm -rf "$t"

@@ -74,7 +74,7 @@ case "$mode" in
       "$BUILD-fuzz"/fuzz_ir -max_total_time="${FUZZ_IR_SECONDS:-30}" -max_len=8192 -timeout=10 -artifact_prefix="$BUILD-fuzz/ir-" \
         "$BUILD-fuzz/corpus-ir" tests/passes
       # a crash here: add the artifact to tests/fuzz/regressions (a seed from then on) with the fix
-      "$BUILD-fuzz"/fuzz_pipeline -max_total_time="${PIPELINE_FUZZ_SECONDS:-240}" -max_len=8192 -timeout=60 \
+      "$BUILD-fuzz"/fuzz_pipeline -max_total_time="${PIPELINE_FUZZ_SECONDS:-240}" -max_len=8192 -timeout=180 \
         -rss_limit_mb=4096 -artifact_prefix="$BUILD-fuzz/pipeline-" -dict=tests/fuzz/tile.dict -print_final_stats=1 \
         "$BUILD-fuzz/corpus-pipeline" "${seeds[@]}"
       echo "== ThreadSanitizer: the thread tests =="

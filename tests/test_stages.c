@@ -406,7 +406,7 @@ Test(stages, tma_ring_ptx_for_sm_90a) {
 /* ---- attention (both dots of a loop on wgmma, operand a from registers) --------------------------- */
 
 typedef struct FlashDots {
-    int wgmma, mma_sync, a_regs, b_kmajor, b_nmajor;
+    int wgmma, mma_sync, a_regs, a_shared, b_kmajor, b_nmajor;
 } FlashDots;
 
 static bool flash_dot(IrOp *op, void *ctx) {
@@ -418,6 +418,10 @@ static bool flash_dot(IrOp *op, void *ctx) {
     }
     c->wgmma++;
     c->a_regs += op->operands[0]->type->kind == TY_TILE;
+    /* Q: its own buffer (not a ring view), in the wgmma layout */
+    const IrType *ta = op->operands[0]->type;
+    c->a_shared += ta->kind == TY_SHARED && op->operands[0]->def->code == OP_SHARED_ALLOC &&
+                   shared_layout_is_wgmma(ta->shared, 1);
     const SharedLayout *lb = op->operands[1]->type->shared;
     c->b_kmajor += lb && lb->strides[0] == 1;
     c->b_nmajor += lb && lb->strides[1] == 1;
@@ -445,14 +449,16 @@ static FlashDots flash_dots(bool no_wgmma) {
     return c;
 }
 
-/* flash_fwd on sm_90a: the four dots (Q K^T and P V in each of the two key loops) run on wgmma,
- * Q and P read from registers (the A fragment layout: P is the previous dot's accumulator renamed),
- * K^T from its ring as a k-major view and V as an n-major one; with no_wgmma all four stay on
- * mma.sync. The VM results after these passes are test_attention_after_gpu_passes_sm90a's. */
-Test(stages, flash_dots_run_on_wgmma_with_a_from_registers) {
+/* flash_fwd on sm_90a: the four dots (Q K^T and P V in each of the two key loops) run on wgmma:
+ * Q read from a buffer of its own in the wgmma layout (copied once before the loops), P from
+ * registers (the A fragment layout: the previous dot's accumulator renamed), K^T from its ring as a
+ * k-major view and V as an n-major one; with no_wgmma all four stay on mma.sync. The VM results
+ * after these passes are test_attention_after_gpu_passes_sm90a's. */
+Test(stages, flash_dots_run_on_wgmma) {
     FlashDots w = flash_dots(false);
     cr_assert_eq(w.wgmma, 4, "%d wgmma dots, %d mma.sync", w.wgmma, w.mma_sync);
-    cr_assert_eq(w.a_regs, 4);
+    cr_assert_eq(w.a_shared, 2);
+    cr_assert_eq(w.a_regs, 2);
     cr_assert_eq(w.b_kmajor, 2);
     cr_assert_eq(w.b_nmajor, 2);
     FlashDots s = flash_dots(true);
