@@ -1,0 +1,134 @@
+/*
+ * test_warp_roles.c: warp roles (warp_roles) on the VM and in the code generator, on the
+ * hand-written kernels of tests/ir/warp_roles.ir.
+ *
+ * The VM runs each role as its own worker with blocking mbarrier waits: the warp-specialized gemm
+ * (a producer role filling a 3-stage TMA ring, a consumer role computing) must give the plain
+ * gemm's bits at shapes with tails and with the ring wrapping; its variant whose consumer never
+ * releases a stage must be reported as a deadlock naming what each role waits on (and must run
+ * when the ring never wraps); three roles exchanging data through shared memory must see a
+ * role-local barrier and an mbarrier that needs two arrivals, and the VM must catch the race
+ * when the role's barrier is missing. The code generator must branch on the warp index, move
+ * registers with setmaxnreg, give each role its own named barrier and let one thread of a role
+ * arrive for it; the PTX is checked as text (ptxas is not here: see the commands in the file).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "ir/ir.h"
+#include "runtime/vm.h"
+#include "testutil.h"
+
+static IrModule *load_module(void) {
+    size_t len;
+    char *text = test_read_source_file("tests/ir/warp_roles.ir", &len);
+    DiagList d = {0};
+    IrModule *m = ir_parse_module("warp_roles.ir", text, len, &d);
+    free(text);
+    cr_assert_not_null(m, "%s", sb_str(&d.text));
+    diag_free(&d);
+    return m;
+}
+
+static IrFunction *kernel(IrModule *m, const char *name) {
+    IrFunction *f = ir_module_find(m, name);
+    cr_assert_not_null(f, "no kernel %s", name);
+    return f;
+}
+
+static uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+
+/* Runs a gemm kernel on the VM over random bf16 inputs (the same each time) into the f32 c. */
+static bool run_gemm(const IrFunction *k, int64_t m, int64_t n, int64_t kk, int threads, float *c, Strbuf *err) {
+    uint16_t *a = malloc((size_t)(m * kk) * 2), *b = malloc((size_t)(kk * n) * 2);
+    uint64_t s = 11;
+    for (int64_t i = 0; i < m * kk; i++) a[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    for (int64_t i = 0; i < kk * n; i++) b[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    int64_t sa[2] = {m, kk}, sb[2] = {kk, n}, sc[2] = {m, n};
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, sa)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, sb)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, 2, sc)}};
+    bool ok = vm_launch_threads(k, args, 3, threads, err);
+    free(a), free(b);
+    return ok;
+}
+
+Test(warp_roles, the_specialized_gemm_gives_the_plain_gemms_bits) {
+    IrModule *m = load_module();
+    /* K = 448: seven stages through a ring of three (it wraps twice); 133: a partial last box */
+    const int64_t shapes[][3] = {{200, 136, 448}, {128, 64, 133}, {1, 1, 64}, {129, 65, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t mm = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        float *c1 = calloc((size_t)(mm * n), 4), *c2 = calloc((size_t)(mm * n), 4);
+        Strbuf err = {0};
+        cr_assert(run_gemm(kernel(m, "gemm"), mm, n, k, 2, c1, &err), "%s", sb_str(&err));
+        cr_assert(run_gemm(kernel(m, "gemm_roles"), mm, n, k, i % 2 ? 1 : 2, c2, &err), "%lldx%lldx%lld: %s",
+                  (long long)mm, (long long)n, (long long)k, sb_str(&err));
+        cr_assert(memcmp(c1, c2, (size_t)(mm * n) * 4) == 0, "%lldx%lldx%lld: results differ", (long long)mm,
+                  (long long)n, (long long)k);
+        double sum = 0;
+        for (int64_t j = 0; j < mm * n; j++) sum += fabs(c1[j]);
+        cr_assert_gt(sum, 0.0, "the reference is all zeros");
+        sb_free(&err);
+        free(c1), free(c2);
+    }
+    ir_module_free(m);
+}
+
+Test(warp_roles, a_consumer_that_never_releases_a_stage_deadlocks) {
+    IrModule *m = load_module();
+    IrFunction *k = kernel(m, "gemm_roles_deadlock");
+    float *c = calloc(128 * 64, 4);
+    Strbuf err = {0};
+    /* two stages of a ring of three: nothing waits on a release, so it runs */
+    cr_assert(run_gemm(k, 128, 64, 128, 1, c, &err), "%s", sb_str(&err));
+    /* seven: the producer waits for stage 0 to be released, the consumer for its next fill */
+    cr_assert_not(run_gemm(k, 128, 64, 448, 1, c, &err));
+    const char *msg = sb_str(&err);
+    cr_assert(strstr(msg, "warp_roles: deadlock"), "%s", msg);
+    cr_assert(strstr(msg, "role 0 waits on mbarrier 0 of the ring at warp_roles.ir:"), "%s", msg);
+    cr_assert(strstr(msg, "for parity 0"), "%s", msg);
+    cr_assert(strstr(msg, "role 1 waits on mbarrier 0 of the ring at warp_roles.ir:"), "%s", msg);
+    cr_assert(strstr(msg, "for parity 1"), "%s", msg);
+    cr_assert(strstr(msg, "block (0, 0, 0)"), "%s", msg);
+    sb_free(&err);
+    free(c);
+    ir_module_free(m);
+}
+
+/* role_exchange and role_race: in[64] -> out[128] (out[32..64) is left alone). */
+static bool run_exchange(const IrFunction *k, float *out, Strbuf *err) {
+    float in[64];
+    for (int i = 0; i < 64; i++) in[i] = (float)(i + 1);
+    for (int i = 0; i < 128; i++) out[i] = -1.0f;
+    int64_t si[1] = {64}, so[1] = {128};
+    tile_arg args[2] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, in, 1, si)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, out, 1, so)}};
+    return vm_launch_threads(k, args, 2, 1, err);
+}
+
+Test(warp_roles, a_role_barrier_and_an_mbarrier_of_two_arrivals) {
+    IrModule *m = load_module();
+    float out[128];
+    Strbuf err = {0};
+    cr_assert(run_exchange(kernel(m, "role_exchange"), out, &err), "%s", sb_str(&err));
+    for (int i = 0; i < 32; i++) {
+        cr_assert_eq(out[i], (float)(32 - i), "out[%d] = %g: role 0 reads its own stores after its barrier", i, out[i]);
+        cr_assert_eq(out[32 + i], -1.0f);
+        cr_assert_eq(out[64 + i], (float)(i + 1), "out[%d] = %g", 64 + i, out[64 + i]);
+        /* role 1 runs between role 0 and role 2: with one arrival it would read role 2's half unwritten */
+        cr_assert_eq(out[96 + i], 2.0f * (float)(33 + i), "out[%d] = %g: role 1 did not wait for both arrivals",
+                     96 + i, out[96 + i]);
+    }
+    cr_assert_not(run_exchange(kernel(m, "role_race"), out, &err));
+    cr_assert(strstr(sb_str(&err), "a race on shared memory"), "%s", sb_str(&err));
+    sb_free(&err);
+    ir_module_free(m);
+}
