@@ -132,3 +132,49 @@ Test(warp_roles, a_role_barrier_and_an_mbarrier_of_two_arrivals) {
     sb_free(&err);
     ir_module_free(m);
 }
+
+/* The PTX of a kernel of warp_roles.ir for sm_90a (the IR is GPU-level already: no passes). */
+static char *ptx_of(IrModule *m, const char *name) {
+    CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A};
+    CodegenInfo info;
+    Strbuf ptx = {0}, err = {0};
+    cr_assert(backend_compile_ptx(kernel(m, name), &opt, &ptx, &info, &err), "%s: %s", name, sb_str(&err));
+    sb_free(&err);
+    return ptx.data;
+}
+
+static int occurrences(const char *text, const char *what) {
+    int n = 0;
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) n++;
+    return n;
+}
+
+Test(warp_roles, the_ptx_branches_per_role_moves_registers_and_syncs_each_role_alone) {
+    IrModule *m = load_module();
+    char *ptx = ptx_of(m, "gemm_roles");
+    /* 4 warps at 40 and 4 at 232: the kernel starts at their average */
+    cr_assert(strstr(ptx, ".maxnreg 136"), "%s", ptx);
+    cr_assert_eq(occurrences(ptx, "setmaxnreg.dec.sync.aligned.u32 40;"), 1);
+    cr_assert_eq(occurrences(ptx, "setmaxnreg.inc.sync.aligned.u32 232;"), 1);
+    /* one block-wide barrier (after mbarrier_init, before the roles); the consumer's release of a
+       stage waits for its 128 threads at its own barrier; the producer's arrival follows its own
+       copies and needs none */
+    cr_assert_eq(occurrences(ptx, "bar.sync 0;"), 1);
+    cr_assert_eq(occurrences(ptx, "bar.sync 2, 128;"), 1);
+    cr_assert_eq(occurrences(ptx, "bar.sync 1,"), 0);
+    cr_assert_eq(occurrences(ptx, "mbarrier.arrive.shared::cta.b64"), 2);
+    cr_assert_eq(occurrences(ptx, "cp.async.bulk.tensor.2d"), 2);
+    cr_assert_eq(occurrences(ptx, "mbarrier.try_wait.parity"), 2);
+    cr_assert_eq(occurrences(ptx, "mbarrier.init.shared::cta.b64 [%r"), 6);
+    free(ptx);
+    ptx = ptx_of(m, "role_exchange");
+    cr_assert(strstr(ptx, "mbarrier.init.shared::cta.b64 [%r") && strstr(ptx, "], 2;"), "%s", ptx);
+    cr_assert_eq(occurrences(ptx, "setmaxnreg"), 0);
+    cr_assert_eq(occurrences(ptx, ".maxnreg"), 0);
+    /* role 0 (one warp): its barrier and the one before its arrival; role 2: before its arrival */
+    cr_assert_eq(occurrences(ptx, "bar.sync 1, 32;"), 2);
+    cr_assert_eq(occurrences(ptx, "bar.sync 3, 32;"), 1);
+    cr_assert_eq(occurrences(ptx, "bar.sync 2,"), 0);
+    free(ptx);
+    ir_module_free(m);
+}
