@@ -8,7 +8,8 @@
  * releases a stage must be reported as a deadlock naming what each role waits on (and must run
  * when the ring never wraps); three roles exchanging data through shared memory must see a
  * role-local barrier and an mbarrier that needs two arrivals, and the VM must catch the race
- * when the role's barrier is missing. The code generator must branch on the warp index, move
+ * when the role's barrier is missing. A variant whose consumer issues asynchronous wgmma dots
+ * releases each stage one iteration later, once the dot that read it is complete. The code generator must branch on the warp index, move
  * registers with setmaxnreg, give each role its own named barrier and let one thread of a role
  * arrive for it; the PTX is checked as text (ptxas is not here: see the commands in the file).
  */
@@ -69,10 +70,14 @@ Test(warp_roles, the_specialized_gemm_gives_the_plain_gemms_bits) {
         float *c1 = calloc((size_t)(mm * n), 4), *c2 = calloc((size_t)(mm * n), 4);
         Strbuf err = {0};
         cr_assert(run_gemm(kernel(m, "gemm"), mm, n, k, 2, c1, &err), "%s", sb_str(&err));
-        cr_assert(run_gemm(kernel(m, "gemm_roles"), mm, n, k, i % 2 ? 1 : 2, c2, &err), "%lldx%lldx%lld: %s",
-                  (long long)mm, (long long)n, (long long)k, sb_str(&err));
-        cr_assert(memcmp(c1, c2, (size_t)(mm * n) * 4) == 0, "%lldx%lldx%lld: results differ", (long long)mm,
-                  (long long)n, (long long)k);
+        for (int w = 0; w < 2; w++) {
+            const char *name = w ? "gemm_roles_wgmma" : "gemm_roles";
+            memset(c2, 0, (size_t)(mm * n) * 4);
+            cr_assert(run_gemm(kernel(m, name), mm, n, k, i % 2 ? 1 : 2, c2, &err), "%s %lldx%lldx%lld: %s", name,
+                      (long long)mm, (long long)n, (long long)k, sb_str(&err));
+            cr_assert(memcmp(c1, c2, (size_t)(mm * n) * 4) == 0, "%s %lldx%lldx%lld: results differ", name,
+                      (long long)mm, (long long)n, (long long)k);
+        }
         double sum = 0;
         for (int64_t j = 0; j < mm * n; j++) sum += fabs(c1[j]);
         cr_assert_gt(sum, 0.0, "the reference is all zeros");
@@ -166,6 +171,14 @@ Test(warp_roles, the_ptx_branches_per_role_moves_registers_and_syncs_each_role_a
     cr_assert_eq(occurrences(ptx, "cp.async.bulk.tensor.2d"), 2);
     cr_assert_eq(occurrences(ptx, "mbarrier.try_wait.parity"), 2);
     cr_assert_eq(occurrences(ptx, "mbarrier.init.shared::cta.b64 [%r"), 6);
+    free(ptx);
+    /* with wgmma: the consumer releases the previous stage after wgmma.wait_group 1, at its barrier */
+    ptx = ptx_of(m, "gemm_roles_wgmma");
+    const char *wait1 = strstr(ptx, "wgmma.wait_group.sync.aligned 1;");
+    cr_assert_not_null(wait1, "%s", ptx);
+    const char *bar = strstr(wait1, "bar.sync 2, 128;"), *arrive = bar ? strstr(bar, "mbarrier.arrive") : NULL;
+    cr_assert(bar && arrive, "%s", ptx);
+    cr_assert_eq(occurrences(ptx, "bar.sync 0;"), 1);
     free(ptx);
     ptx = ptx_of(m, "role_exchange");
     cr_assert(strstr(ptx, "mbarrier.init.shared::cta.b64 [%r") && strstr(ptx, "], 2;"), "%s", ptx);
