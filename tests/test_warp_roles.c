@@ -191,3 +191,35 @@ Test(warp_roles, the_ptx_branches_per_role_moves_registers_and_syncs_each_role_a
     free(ptx);
     ir_module_free(m);
 }
+
+/* Outside roles, a phase of an mbarrier with `count 2` completes with its second arrival: a wait
+ * after one arrival would never return (a VM error), after two it returns. */
+static bool run_count(const char *arrivals, Strbuf *err) {
+    Strbuf text = {0};
+    sb_printf(&text,
+              "kernel @k(%%0: tensor<f32>[N])\ngrid {\n  %%1 = const 1 : i32\n  yield %%1\n}\nbody {\n"
+              "  %%1 = shared_alloc : shared<i64>[1]\n  %%2 = const 0 : i32\n  mbarrier_init %%1, count 2\n%s"
+              "  mbarrier_wait %%1, %%2, %%2\n}\n",
+              arrivals);
+    DiagList d = {0};
+    IrModule *m = ir_parse_module("count.ir", sb_str(&text), text.len, &d);
+    cr_assert_not_null(m, "%s", sb_str(&d.text));
+    float x = 0;
+    int64_t shape[1] = {1};
+    tile_arg arg = {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, &x, 1, shape)};
+    bool ok = vm_launch_threads(ir_module_find(m, "k"), &arg, 1, 1, err);
+    ir_module_free(m);
+    diag_free(&d);
+    sb_free(&text);
+    return ok;
+}
+
+Test(warp_roles, an_arrival_count_outside_roles) {
+    Strbuf err = {0};
+    cr_assert_not(run_count("  mbarrier_arrive %1, %2\n", &err));
+    cr_assert(strstr(sb_str(&err), "count.ir:11:3: mbarrier_wait: waits for a phase of parity 0 of mbarrier 0, whose "
+                                   "last completed phase does not exist"), "%s", sb_str(&err));
+    sb_clear(&err);
+    cr_assert(run_count("  mbarrier_arrive %1, %2\n  mbarrier_arrive %1, %2\n", &err), "%s", sb_str(&err));
+    sb_free(&err);
+}
