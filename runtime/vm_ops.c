@@ -1092,6 +1092,16 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t stage;
     VmElem *bar = mbarrier_of(th, fr, op, di + 1, &ring, &stage);
     if (!bar) return false;
+    /* a copy over one that landed in an earlier phase nobody has waited for overwrites data no one
+       has seen: a producer ahead of its consumer (with warp roles: a missing wait on "empty") */
+    const VmSlot *ds = &fr->slots[op->operands[di]->id];
+    for (size_t p = 0; p < th->pending.len; p++) {
+        const VmPending *c = &th->pending.data[p];
+        if (c->mbarriers && c->buffer == ds->tile && c->offset < ds->offset + n && ds->offset < c->offset + c->numel &&
+            c->phase < mbarrier_completed(*bar))
+            return vm_error(th, op, "copies over shared memory that a copy of phase %" PRId64 " of mbarrier %" PRId64
+                            " filled and no wait has seen yet (a producer ahead of its consumer)", c->phase, c->stage);
+    }
     const IrType *dt = op->operands[di]->type;
     for (int64_t p = 0; p < n; p++) {
         int64_t rest = p, off = 0;

@@ -108,6 +108,18 @@ Test(warp_roles, a_consumer_that_never_releases_a_stage_deadlocks) {
     ir_module_free(m);
 }
 
+Test(warp_roles, a_producer_that_does_not_wait_for_empty_stages_is_caught) {
+    IrModule *m = load_module();
+    float *c = calloc(128 * 64, 4);
+    Strbuf err = {0};
+    cr_assert_not(run_gemm(kernel(m, "gemm_roles_no_empty_wait"), 128, 64, 448, 1, c, &err));
+    cr_assert(strstr(sb_str(&err), "copy_tma: copies over shared memory that a copy of phase 0 of mbarrier 0 filled and "
+                                   "no wait has seen yet"), "%s", sb_str(&err));
+    sb_free(&err);
+    free(c);
+    ir_module_free(m);
+}
+
 /* role_exchange and role_race: in[64] -> out[128] (out[32..64) is left alone). */
 static bool run_exchange(const IrFunction *k, float *out, Strbuf *err) {
     float in[64];
