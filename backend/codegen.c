@@ -86,8 +86,8 @@ LLVMValueRef cg_i32(Cg *g, int64_t v) { return LLVMConstInt(g->i32, (unsigned lo
 /* The thread part of a layout, emitted once in the entry block from its thread terms. */
 static const CgThreadPart *thread_part(Cg *g, const Layout *l) {
     for (size_t i = 0; i < g->parts.len; i++)
-        if (layout_equal(g->parts.data[i].layout, l)) return &g->parts.data[i];
-    CgThreadPart p = {.layout = l};
+        if (g->parts.data[i].tid == g->tid && layout_equal(g->parts.data[i].layout, l)) return &g->parts.data[i];
+    CgThreadPart p = {.layout = l, .tid = g->tid};
     LayoutThreadTerm terms[64];
     int n = layout_thread_terms(l, terms);
     LLVMBuilderRef b = g->entry;
@@ -133,8 +133,9 @@ LLVMValueRef cg_call_intrinsic(Cg *g, const char *name, LLVMTypeRef *overloads, 
 }
 
 void cg_barrier(Cg *g) {
-    /* barrier.sync 0 with all threads of the block (bar.sync 0) */
-    const char *text = "bar.sync 0;";
+    /* barrier.sync 0 with all threads of the block (bar.sync 0); in a warp role its own barrier */
+    char text[48];
+    cg_barrier_text(g, text, sizeof text);
     LLVMTypeRef ft = LLVMFunctionType(g->void_type, NULL, 0, 0);
     LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "~{memory}", 9, 1, 0,
                                        LLVMInlineAsmDialectATT, 0);
@@ -159,6 +160,10 @@ static bool check_type(Cg *g, const IrOp *op, const IrType *t) {
  * num_warps: a tile of rank >= 1 without a layout, or with one for another number of threads,
  * is a compiler bug (the pass did not run, or ran for another block size), never user error. */
 static bool check_layout(Cg *g, const IrOp *op, const IrValue *v) {
+    /* inside a warp role, layouts spread a tile over the role's threads */
+    uint32_t role = 0;
+    const IrOp *roles = ir_role_of_region(op->parent, &role);
+    unsigned threads = roles ? 32u * (unsigned)ir_role_warps(roles, role) : g->threads;
     const IrType *t = v->type;
     if (t->kind != TY_TILE || t->rank == 0) return true;
     if (!t->layout)
@@ -166,11 +171,11 @@ static bool check_layout(Cg *g, const IrOp *op, const IrValue *v) {
     if (t->layout->rank != t->rank)
         return cg_fail(g, op, false, "internal error: value %%%u of rank %d has a layout of rank %d", v->id, t->rank,
                        t->layout->rank);
-    if (t->layout->num_threads != (int64_t)g->threads)
+    if (t->layout->num_threads != (int64_t)threads)
         return cg_fail(g, op, false,
-                       "internal error: value %%%u has a layout for %lld threads, but the block has %u "
+                       "internal error: value %%%u has a layout for %lld threads, but the %s has %u "
                        "(the layout pass ran with another num_warps)",
-                       v->id, (long long)t->layout->num_threads, g->threads);
+                       v->id, (long long)t->layout->num_threads, roles ? "warp role" : "block", threads);
     return true;
 }
 
@@ -529,6 +534,7 @@ static const CgEmitFn emitters[OP_COUNT] = {
     [OP_FOR] = emit_for,
     [OP_IF] = emit_if,
     [OP_WHILE] = emit_while,
+    [OP_WARP_ROLES] = cg_warp_roles,
 };
 
 /* Ops that a pass removes before code generation, with that pass's name. */
@@ -573,6 +579,8 @@ static bool emit_region(Cg *g, const IrRegion *r, const IrOp **term) {
     }
     return true;
 }
+
+bool cg_emit_region(Cg *g, const IrRegion *r, const IrOp **term) { return emit_region(g, r, term); }
 
 /* ---- the kernel ---------------------------------------------------------------------------------- */
 static void init_types(Cg *g) {
@@ -705,7 +713,8 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
         return false;
     }
     Cg g = {.ctx = context, .kernel = kernel, .threads = 32u * (unsigned)warps, .err = err, .warps = warps,
-            .spec = options ? options->spec : NULL, .arch = options ? options->arch : BACKEND_ARCH_SM80};
+            .spec = options ? options->spec : NULL, .arch = options ? options->arch : BACKEND_ARCH_SM80,
+            .role = -1};
     info->threads = g.threads;
     if (!kernel->is_kernel || !kernel->body) {
         sb_printf(err, "'%s' is not a kernel", kernel->name);

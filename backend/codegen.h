@@ -22,6 +22,7 @@
  *   codegen_mma.c     dot on tensor cores (mma.sync m16n8k16, ldmatrix)
  *   codegen_atomic.c  atomics that return the old values, fences
  *   codegen_tma.c     TMA copies through tensor maps, mbarriers (sm_90a)
+ *   codegen_roles.c   warp roles: a branch per role, setmaxnreg, a named barrier per role
  */
 #ifndef TILE_BACKEND_CODEGEN_H
 #define TILE_BACKEND_CODEGEN_H
@@ -52,6 +53,7 @@ typedef struct CgValue {
 /* A layout's per-thread coordinate part and replica-owner flag, emitted in the entry block. */
 typedef struct CgThreadPart {
     const Layout *layout;
+    LLVMValueRef tid;                /* the thread index it was built from (a role's is its own) */
     LLVMValueRef coord[IR_MAX_RANK]; /* i64 */
     LLVMValueRef owner;              /* i1: every replica digit is 0; NULL when no replicas */
 } CgThreadPart;
@@ -87,6 +89,8 @@ typedef struct Cg {
     Strbuf *err;
     bool failed, unsupported;
     bool internal;           /* the failure is a compiler bug (cg_internal) */
+    int role;                /* emitting warp role `role` (codegen_roles.c): tid, threads, warps are its own */
+    unsigned scratch_roles;  /* the roles that used the scratch, one bit each */
 } Cg;
 
 /* ---- codegen.c ---- */
@@ -182,6 +186,13 @@ LLVMValueRef cg_mma_pack2(Cg *g, const struct MmaTiling *t, LLVMValueRef lo, LLV
 /* ---- codegen_tma.c ---- */
 bool cg_tma_plan(Cg *g);                 /* the tensor maps of the kernel's copy_tma ops */
 bool cg_tma_op(Cg *g, const IrOp *op);   /* mbarrier_init, copy_tma, mbarrier_arrive, mbarrier_wait */
+/* ---- codegen_roles.c ---- */
+bool cg_warp_roles(Cg *g, const IrOp *op);
+bool cg_emit_region(Cg *g, const IrRegion *r, const IrOp **term); /* codegen.c: a region's ops */
+/* The barrier of the code being emitted: the block's (bar.sync 0), or in a role the role's own. */
+void cg_barrier_text(const Cg *g, char *buf, size_t cap);
+/* Whether an mbarrier_arrive in a role first needs the role's barrier (codegen_roles.c says when not). */
+bool cg_role_arrive_needs_barrier(const Cg *g, const IrOp *op);
 /* ---- codegen_atomic.c ---- */
 bool cg_atomic_result(Cg *g, const IrOp *op); /* atomic_rmw, atomic_cas: the old values */
 bool cg_fence(Cg *g, const IrOp *op);

@@ -48,6 +48,7 @@ static uint64_t region_bytes(ElemType e, int64_t numel) {
 
 void cg_need_scratch(Cg *g, uint64_t bytes) {
     if (bytes > g->smem_bytes) g->smem_bytes = bytes;
+    if (g->role >= 0) g->scratch_roles |= 1u << g->role; /* one role at most may use it (codegen_roles.c) */
 }
 
 static LLVMValueRef scratch_ptr(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef index) {

@@ -10,14 +10,16 @@
  * order of ir_tma_maps (ir/tma.h), which the runtime reads too to encode them.
  *
  * The PTX is inline assembly, issued by thread 0 where one thread acts for the block:
- *   mbarrier_init    mbarrier.init (count 1) of each stage; fence.mbarrier_init and
+ *   mbarrier_init    mbarrier.init (with the IR's arrival count, 1 unless set) of each stage; fence.mbarrier_init and
  *                    fence.proxy.async, so that the async proxy sees them (a barrier follows)
  *   copy_tma         mbarrier.expect_tx of the box's bytes, then
  *                    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes
  *                    [stage], [map, {column, row}], [mbarrier]: the TMA unit writes the stage with
  *                    the map's swizzle (which the stages pass made the ring's) and fills the
  *                    elements outside the tensor with zeros
- *   mbarrier_arrive  mbarrier.arrive: the phase completes when every expected byte has landed
+ *   mbarrier_arrive  mbarrier.arrive: the phase completes when every expected byte has landed; in a
+ *                    warp role the role's first thread arrives for the role, after the role's
+ *                    barrier where its other threads did part of the work (codegen_roles.c)
  *   mbarrier_inval   mbarrier.inval of each stage (after a barrier: no thread waits any more), so
  *                    that the bytes may be initialized again (a ring inside an outer loop) or reused
  *   mbarrier_wait    every thread spins on mbarrier.try_wait.parity
@@ -79,12 +81,14 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         CgValue *ring = cg_get(g, op->operands[0]);
         if (ring->kind != CV_SHARED) return cg_fail(g, op, false, "needs a shared ring of mbarriers");
         bool init = op->code == OP_MBARRIER_INIT;
+        char text[64];
+        if (init) snprintf(text, sizeof text, "mbarrier.init.shared::cta.b64 [$0], %lld;", (long long)ir_mbarrier_count(op));
+        else snprintf(text, sizeof text, "mbarrier.inval.shared::cta.b64 [$0];");
         LLVMBasicBlockRef join = thread0_begin(g);
         for (int64_t s = 0; s < op->operands[0]->type->shape[0]; s++) {
             LLVMValueRef byte = cg_i64(g, 8 * s);
             LLVMValueRef at = shared32(g, LLVMBuildGEP2(g->b, g->i8, ring->data, &byte, 1, ""));
-            asm_call(g, init ? "mbarrier.init.shared::cta.b64 [$0], 1;" : "mbarrier.inval.shared::cta.b64 [$0];",
-                     "r,~{memory}", &at, 1);
+            asm_call(g, text, "r,~{memory}", &at, 1);
         }
         if (init)
             asm_call(g, "fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
@@ -121,6 +125,7 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         return true;
     }
     case OP_MBARRIER_ARRIVE: {
+        if (cg_role_arrive_needs_barrier(g, op)) cg_barrier(g);
         LLVMValueRef bar = mbarrier_addr(g, op, 0);
         LLVMBasicBlockRef join = thread0_begin(g);
         asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);

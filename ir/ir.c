@@ -359,6 +359,23 @@ IrOp *ir_region_terminator(IrRegion *r) {
     return r->last && (ir_op_info[r->last->code].flags & F_TERM) ? r->last : NULL;
 }
 
+int64_t ir_role_first_warp(const IrOp *roles, uint32_t k) {
+    int64_t first = 0;
+    for (uint32_t i = 0; i < k; i++) first += ir_role_warps(roles, i);
+    return first;
+}
+
+const IrOp *ir_role_of_region(const IrRegion *r, uint32_t *role) {
+    for (; r && r->parent_op; r = r->parent_op->parent) {
+        const IrOp *op = r->parent_op;
+        if (op->code != OP_WARP_ROLES) continue;
+        for (uint32_t k = 0; k < op->nregions; k++)
+            if (op->regions[k] == r && role) *role = k;
+        return op;
+    }
+    return NULL;
+}
+
 bool ir_walk(IrRegion *r, IrWalkFn fn, void *ctx) {
     for (IrOp *op = r->first, *next; op; op = next) {
         next = op->next;

@@ -299,6 +299,19 @@ void ir_forward_free(IrForward *fw);
 typedef bool (*IrWalkFn)(IrOp *op, void *ctx);   /* return false to stop */
 bool ir_walk(IrRegion *r, IrWalkFn fn, void *ctx);
 
+/* ---- warp roles (OP_WARP_ROLES) ----------------------------------------------------------- */
+/* Role k of a warp_roles op is its region k, with ints[2k] warps and a register budget of
+ * ints[2k+1] per thread (0: unchanged); its warps follow those of roles 0..k-1. */
+enum { IR_MAX_ROLES = IR_MAX_INTS / 2 };
+static inline int64_t ir_role_warps(const IrOp *roles, uint32_t k) { return roles->ints[2 * k]; }
+static inline int64_t ir_role_regs(const IrOp *roles, uint32_t k) { return roles->ints[2 * k + 1]; }
+int64_t ir_role_first_warp(const IrOp *roles, uint32_t k);
+/* The warp_roles op that region r is inside (at any depth), and the role's index in *role; NULL
+ * outside every role. */
+const IrOp *ir_role_of_region(const IrRegion *r, uint32_t *role);
+/* The arrivals that complete a phase of the mbarriers an mbarrier_init sets up (`count N`; 1). */
+static inline int64_t ir_mbarrier_count(const IrOp *init) { return init->nints ? init->ints[0] : 1; }
+
 /* ---- verifier and printer (ir/verify.c, ir/print.c) ---------------------------------- */
 /* Checks the structural and type rules of ops.def; reports into d; true when valid. */
 bool ir_verify_module(IrModule *m, DiagList *d);

@@ -628,6 +628,27 @@ static void read_while(IrReader *r, const TokVec *results, SrcLoc loc) {
     bind_results(r, op, results);
 }
 
+/* warp_roles role(warps W[, regs R]) { ... } ...: ints[2k] = W, ints[2k+1] = R (0 when absent) */
+static void read_warp_roles(IrReader *r, const TokVec *results, SrcLoc loc) {
+    ValueVec operands = {0};
+    IrOp *op = build(r, OP_WARP_ROLES, &operands, NULL, 0, results, loc);
+    do {
+        expect_word(r, "role");
+        if (op->nregions == IR_MAX_ROLES) fail_at(r, loc, "warp_roles: more than %d roles", IR_MAX_ROLES);
+        ir_reader_expect(r, '(');
+        expect_word(r, "warps");
+        op->ints[op->nints++] = read_int_in(r, "a warp count", 1, 32);
+        op->ints[op->nints] = 0;
+        if (ir_reader_accept(r, ',')) {
+            expect_word(r, "regs");
+            op->ints[op->nints] = read_int_in(r, "a register budget", 0, 256);
+        }
+        op->nints++;
+        ir_reader_expect(r, ')');
+        read_region(r, ir_op_add_region(op));
+    } while (tok_is(peek(r), TOK_WORD, "role"));
+}
+
 /* The constant of `const`: an integer, a float, true/false, nan/inf with an optional '-'. It is
  * read before its type, so it stays a token until the type is known. */
 static IrConst read_const_value(IrReader *r, const IrType *type, const Tok *t, bool negative) {
@@ -744,6 +765,7 @@ static void read_op(IrReader *r) {
     case OP_FOR: read_for(r, &results, loc); break;
     case OP_IF: read_if(r, &results, loc); break;
     case OP_WHILE: read_while(r, &results, loc); break;
+    case OP_WARP_ROLES: read_warp_roles(r, &results, loc); break;
     default: read_plain_op(r, code, &results, loc, name.loc.line); break;
     }
 }

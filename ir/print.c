@@ -275,6 +275,23 @@ static void print_while(Printer *p, const IrOp *op, int depth) {
     }
 }
 
+/* warp_roles role(warps 4, regs 40) { ... } role(warps 4, regs 232) { ... } (regs 0 not shown) */
+static void print_warp_roles(Printer *p, const IrOp *op, int depth) {
+    sb_puts(p->out, "warp_roles");
+    for (uint32_t i = 0; i < op->nregions; i++) {
+        if (2 * i + 1 < op->nints) {
+            sb_printf(p->out, " role(warps %lld", (long long)ir_role_warps(op, i));
+            if (ir_role_regs(op, i)) sb_printf(p->out, ", regs %lld", (long long)ir_role_regs(op, i));
+            sb_puts(p->out, ") {\n");
+        } else {
+            sb_puts(p->out, " role(<no attributes>) {\n");
+        }
+        print_region_body(p, op->regions[i], depth + 1);
+        indent(p, depth);
+        sb_putc(p->out, '}');
+    }
+}
+
 /* Operands, then attributes after a comma, as `name value` (the rows of ir/attr.def). */
 static void print_plain_op(Printer *p, const IrOp *op) {
     Strbuf *out = p->out;
@@ -309,6 +326,7 @@ static void print_op(Printer *p, const IrOp *op, int depth) {
     case OP_FOR: print_for(p, op, depth); break;
     case OP_IF: print_if(p, op, depth); break;
     case OP_WHILE: print_while(p, op, depth); break;
+    case OP_WARP_ROLES: print_warp_roles(p, op, depth); break;
     default: print_plain_op(p, op); break;
     }
     sb_putc(p->out, '\n');

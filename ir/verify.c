@@ -32,6 +32,8 @@ typedef struct Verifier {
     uint32_t cap;
     bool ok;
     bool in_grid;         /* walking a kernel's grid region (or a region nested in it) */
+    const IrOp *roles;    /* walking role `role` of this warp_roles op (at any depth); NULL outside */
+    uint32_t role;
     Strbuf names[4];      /* type names for one message */
     int next_name;
 } Verifier;
@@ -692,6 +694,12 @@ static void rule_same_shape(Verifier *v, const IrOp *op) {
     if (shape_tiles(v, op) && !same_shape(a, res)) op_error(v, op, "shape changes (%s -> %s)", tn(v, a), tn(v, res));
 }
 
+/* The warps that run the op being checked: its role's inside warp_roles, else the kernel's (0:
+ * not fixed yet). */
+static int warps_here(const Verifier *v) {
+    return v->roles ? (int)ir_role_warps(v->roles, v->role) : v->f->num_warps;
+}
+
 static void rule_dot(Verifier *v, const IrOp *op) {
     const IrType *a = op->operands[0]->type, *b = op->operands[1]->type, *acc = op->operands[2]->type;
     const IrType *res = op->results[0]->type;
@@ -716,9 +724,9 @@ static void rule_dot(Verifier *v, const IrOp *op) {
                                                  : mma_instr_for(a->elem, b->elem, acc->elem)) != (MmaInstr)op->ints[0])
         op_error(v, op, "instruction %s does not take operands %s, %s and %s", mma_instrs[op->ints[0]].name, tn(v, a),
                  tn(v, b), tn(v, acc));
-    else if (v->f->num_warps > 0 && !mma_tiling_of(op, v->f->num_warps, &t))
+    else if (warps_here(v) > 0 && !mma_tiling_of(op, warps_here(v), &t))
         op_error(v, op, "%s with %lld warps along M does not tile it for %d warps", mma_instrs[op->ints[0]].name,
-                 (long long)op->ints[1], v->f->num_warps);
+                 (long long)op->ints[1], warps_here(v));
 }
 
 /* atomic_rmw (tensor, idx..., value) and atomic_cas (tensor, idx..., expected, desired): the
@@ -789,7 +797,12 @@ static void rule_shared_copy(Verifier *v, const IrOp *op) {
 }
 
 /* The TMA ops (stages pass, sm_90a): rings of mbarriers and bulk tensor copies. */
-static void rule_mbarrier_init(Verifier *v, const IrOp *op) { check_mbarriers(v, op, 0, false); }
+static void rule_mbarrier_init(Verifier *v, const IrOp *op) {
+    check_mbarriers(v, op, 0, false);
+    if (op->code == OP_MBARRIER_INVAL && op->nints) op_error(v, op, "takes no attributes");
+    if (op->code == OP_MBARRIER_INIT && (op->nints > 1 || ir_mbarrier_count(op) < 1 || ir_mbarrier_count(op) > 1024))
+        op_error(v, op, "the arrival count must be one number in [1, 1024]");
+}
 static void rule_copy_tma(Verifier *v, const IrOp *op) { check_copy_tma(v, op); }
 static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) { check_mbarriers(v, op, 0, true); }
 static void rule_mbarrier_wait(Verifier *v, const IrOp *op) {
@@ -823,6 +836,62 @@ static void rule_num_sms(Verifier *v, const IrOp *op) {
     if (!is_i32_scalar(op->results[0]->type)) op_error(v, op, "result must be i32, not %s", tn(v, op->results[0]->type));
 }
 
+/* warp_roles: last in a kernel's body, 1..4 roles whose warps make up the kernel's; register
+ * budgets all 0 (unchanged) or all set: multiples of 8 in [24, 256] for whole warpgroups (setmaxnreg
+ * acts per warpgroup), whose average over the block's warps is a multiple of 8 that the register
+ * file holds (the kernel starts at that average and the roles trade registers at no net cost). */
+static void rule_warp_roles(Verifier *v, const IrOp *op) {
+    if (v->roles) op_error(v, op, "warp roles do not nest");
+    else if (!v->f->is_kernel || op->parent != v->f->body) op_error(v, op, "stands directly in a kernel's body");
+    else if (op->next) op_error(v, op, "must be the last op of the kernel's body (the roles' warps end with it)");
+    if (op->nregions < 1 || op->nregions > IR_MAX_ROLES || op->nints != 2 * op->nregions) {
+        op_error(v, op, "needs 1 to %d roles, each with a warp count and a register budget", IR_MAX_ROLES);
+        return;
+    }
+    int64_t warps = 0, budget = 0;
+    uint32_t with_regs = 0;
+    for (uint32_t k = 0; k < op->nregions; k++) {
+        int64_t w = ir_role_warps(op, k), regs = ir_role_regs(op, k);
+        if (w < 1 || w > 32) op_error(v, op, "role %u has %lld warps, not 1 to 32", k, (long long)w);
+        if (regs != 0 && (regs < 24 || regs > 256 || regs % 8 != 0))
+            op_error(v, op, "role %u: a register budget is a multiple of 8 in [24, 256], not %lld", k, (long long)regs);
+        if (regs != 0 && (w % 4 != 0 || ir_role_first_warp(op, k) % 4 != 0))
+            op_error(v, op, "role %u: a register budget needs whole warpgroups (4 warps each), not %lld warps from "
+                     "warp %lld", k, (long long)w, (long long)ir_role_first_warp(op, k));
+        if (op->regions[k]->nargs) op_error(v, op, "role %u takes no arguments", k);
+        with_regs += regs != 0;
+        warps += w;
+        budget += w * regs;
+    }
+    int block = v->f->num_warps > 0 ? v->f->num_warps : 4;
+    if (warps != block) op_error(v, op, "the roles have %lld warps, the kernel %d", (long long)warps, block);
+    if (with_regs && with_regs != op->nregions) op_error(v, op, "register budgets are set for every role or none");
+    else if (with_regs && warps > 0 && (budget % (8 * warps) != 0 || budget * 32 > 65536))
+        op_error(v, op, "the register budgets average %.1f a thread over the block's warps, which must be a "
+                 "multiple of 8 and fit 65536 registers", (double)budget / (double)warps);
+}
+
+/* An op inside a warp role: what needs the whole block stays outside, and register tiles do not
+ * cross into a role (their layouts spread them over the block's threads, not the role's). */
+static void check_in_role(Verifier *v, const IrOp *op) {
+    if (op->code == OP_MBARRIER_INIT || op->code == OP_MBARRIER_INVAL || op->code == OP_SHARED_ALLOC)
+        op_error(v, op, "needs the whole block: put it before the warp roles");
+    int64_t first = ir_role_first_warp(v->roles, v->role), warps = ir_role_warps(v->roles, v->role);
+    if (op->code == OP_DOT && op->nints >= 1 && op->ints[0] > MMA_NONE && op->ints[0] < MMA_COUNT &&
+        mma_is_wgmma((MmaInstr)op->ints[0]) && (first % 4 != 0 || warps % 4 != 0))
+        op_error(v, op, "a wgmma dot needs whole warpgroups, but its role has %lld warps from warp %lld",
+                 (long long)warps, (long long)first);
+    for (uint32_t i = 0; i < op->noperands; i++) {
+        const IrValue *val = op->operands[i];
+        if (!val || !val->type || val->type->kind != TY_TILE || type_numel(val->type) == 1) continue;
+        const IrRegion *home = val->def ? val->def->parent : val->region;
+        uint32_t role = 0;
+        if (ir_role_of_region(home, &role) != v->roles || role != v->role)
+            op_error(v, op, "operand %u is a register tile from outside the role; roles share shared memory, "
+                     "scalars and tensors only", i);
+    }
+}
+
 /* The rule of each op, from the rule column of ops.def. */
 typedef void (*RuleFn)(Verifier *v, const IrOp *op);
 static const RuleFn rules[OP_COUNT] = {
@@ -849,8 +918,14 @@ static void check_op(Verifier *v, IrOp *op, IrRegion *r, const IrOp *prev) {
     }
     check_place(v, op);
     if (check_counts(v, op) && usable) rules[op->code](v, op);
-    for (uint32_t i = 0; i < op->nregions; i++)
+    if (v->roles && usable) check_in_role(v, op);
+    const IrOp *roles = v->roles;
+    uint32_t role = v->role;
+    for (uint32_t i = 0; i < op->nregions; i++) {
+        if (op->code == OP_WARP_ROLES && !roles && op->nints == 2 * op->nregions) v->roles = op, v->role = i;
         if (op->regions[i] && op->regions[i]->parent_op == op) walk_region(v, op->regions[i]);
+    }
+    v->roles = roles, v->role = role;
     for (uint32_t i = 0; i < op->nresults; i++) {
         IrValue *res = op->results[i];
         if (!res) continue;

@@ -10,7 +10,9 @@
  * Ops that touch memory or own regions are never merged: two loads of one address may read
  * different values when a store lies between them. Lookup hashes the op into a scoped hash
  * table: buckets hold the newest stack entry of their hash, each entry links to the older one
- * it shadows, and leaving a region unlinks its entries newest first. The pass is linear.
+ * it shadows, and leaving a region unlinks its entries newest first. The pass is linear. Inside a
+ * warp role, a register tile is never replaced by one from outside the role (its layout is the
+ * block's, not the role's): the entries below the role's start are skipped for those.
  */
 #include "passes.h"
 
@@ -28,6 +30,7 @@ typedef struct Cse {
     int64_t *buckets;        /* the newest stack index per bucket, or -1 */
     size_t nbuckets;         /* a power of two, at least twice the stack */
     IrForward fw;            /* the current function's redirections */
+    size_t role_floor;       /* inside a warp role: the stack entries below this are outside it */
     bool changed;
 } Cse;
 
@@ -111,12 +114,18 @@ static void cse_region(Cse *c, IrRegion *r) {
     for (IrOp *op = r->first, *next; op; op = next) {
         next = op->next;
         ir_forward_operands(&c->fw, op);
+        size_t floor = c->role_floor;
+        if (op->code == OP_WARP_ROLES) c->role_floor = c->stack.len;
         for (uint32_t i = 0; i < op->nregions; i++) cse_region(c, op->regions[i]);
+        c->role_floor = floor;
         if (!is_candidate(op)) continue;
         uint64_t h = hash_op(op);
         IrOp *earlier = NULL;
+        /* a register tile from outside a warp role is spread over other threads: never reused in it */
+        const IrType *t = op->results[0]->type;
+        size_t lowest = t->kind == TY_TILE && type_numel(t) > 1 ? c->role_floor : 0;
         if (c->nbuckets)
-            for (int64_t i = c->buckets[bucket_of(c, h)]; i >= 0 && !earlier; i = c->stack.data[i].older)
+            for (int64_t i = c->buckets[bucket_of(c, h)]; i >= (int64_t)lowest && !earlier; i = c->stack.data[i].older)
                 if (c->stack.data[i].hash == h && equal_ops(c->stack.data[i].op, op)) earlier = c->stack.data[i].op;
         if (earlier) {
             ir_forward_set(&c->fw, op->results[0], earlier->results[0]);

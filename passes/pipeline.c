@@ -27,8 +27,42 @@ typedef struct Pass {
     const char *when;          /* the condition under which it runs, for --list-passes */
 } Pass;
 
-static bool layout_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+/* A kernel that has warp roles already is GPU-level IR (written by hand, or by a pass that runs
+ * after these): its layouts are its roles' and its rings are built, so layout and stages, which
+ * lay out and pipeline a whole block, leave it as it is. They run on the module without it. */
+static bool has_roles(IrOp *op, void *ctx) {
+    (void)ctx;
+    return op->code != OP_WARP_ROLES; /* stops the walk at the first */
+}
+
+static bool without_role_kernels(IrModule *m, const PassOptions *opt, DiagList *d, GpuPassFn run) {
+    IrFunction *all = m->functions, *last = m->last_function, *kept = NULL, *kept_last = NULL;
+    VEC(IrFunction *) order = {0};
+    for (IrFunction *f = all; f; f = f->next) vec_push(&order, f);
+    for (size_t i = 0; i < order.len; i++) {
+        IrFunction *f = order.data[i];
+        f->next = NULL;
+        if (f->is_kernel && f->body && !ir_walk(f->body, has_roles, NULL)) continue;
+        if (kept_last) kept_last->next = f;
+        else kept = f;
+        kept_last = f;
+    }
+    m->functions = kept;
+    m->last_function = kept_last;
+    bool changed = run(m, opt, d);
+    for (size_t i = 0; i < order.len; i++) order.data[i]->next = i + 1 < order.len ? order.data[i + 1] : NULL;
+    m->functions = all;
+    m->last_function = last;
+    vec_free(&order);
+    return changed;
+}
+
+static bool layout_all(IrModule *m, const PassOptions *opt, DiagList *d) {
     return pass_layout_run(m, opt->target.num_warps, target_has_wgmma(&opt->target), d);
+}
+
+static bool layout_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+    return without_role_kernels(m, opt, d, layout_all);
 }
 
 static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
@@ -38,8 +72,12 @@ static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
     return pass_dce(m, d) || changed;
 }
 
-static bool stages_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+static bool stages_all(IrModule *m, const PassOptions *opt, DiagList *d) {
     return pass_stages_target(m, &opt->target, d);
+}
+
+static bool stages_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+    return without_role_kernels(m, opt, d, stages_all);
 }
 
 static const Pass pipeline[] = {

@@ -15,6 +15,7 @@
  *   vm_memory.c  float formats <-> bits, reading and writing (packed) tensor elements
  *   vm_ops.c     the data ops (elementwise, shapes, reductions, dot, loads, stores, atomics)
  *   vm_exec.c    frames, control flow, calls, the grid, the block scheduler (pthreads)
+ *   vm_roles.c   warp roles: a worker per role, blocking mbarrier waits, deadlocks
  */
 #ifndef TILE_RUNTIME_VM_H
 #define TILE_RUNTIME_VM_H
@@ -178,8 +179,25 @@ typedef struct VmThread {
     VEC(VmPending) pending;     /* this block's copy_async groups in issue order */
     uint32_t epoch;             /* barriers passed (shared-memory race checks) */
     uint32_t access;            /* indexed shared accesses executed (each one's id) */
+    struct VmRoleRun *roles;    /* inside warp_roles: the roles' schedule (vm_roles.c); NULL outside */
+    int role;                   /* with roles: the role that runs */
 } VmThread;
 
+/* ---- warp roles (runtime/vm_roles.c) ------------------------------------------------------------
+ * warp_roles runs each role as its own worker, one at a time, switching only when a role blocks on
+ * an mbarrier_wait or finishes; when every unfinished role blocks, the launch fails with a deadlock
+ * error naming what each waits on. */
+typedef struct VmRoleRun VmRoleRun;
+bool vm_exec_warp_roles(VmThread *th, VmFrame *fr, const IrOp *op);
+/* Called by an mbarrier_wait in a role whose phase has not completed: the other roles run until
+ * this one's turn comes again (true; the wait checks again) or the run ends (false). */
+bool vm_role_block(VmThread *th, const IrOp *op, int64_t stage, int64_t parity);
+/* An mbarrier_wait in a role got past its phase: the role made progress. */
+void vm_role_passed(VmThread *th);
+
+/* Binds a region's arguments and runs its ops up to its terminator (in *term; NULL: none). */
+bool vm_exec_region(VmThread *th, VmFrame *fr, const IrOp *owner, const IrRegion *r, const VmSlot *args,
+                    uint32_t nargs, const IrOp **term);
 /* Records a run-time error at op (the first one wins); always returns false. */
 bool vm_error(VmThread *th, const IrOp *op, const char *fmt, ...) TILE_PRINTF(3, 4);
 /* Same for a compiler bug, not the program's: "internal error in pass vm: <message>". */

@@ -127,6 +127,11 @@ static bool exec_region(VmThread *th, VmFrame *fr, const IrOp *owner, const IrRe
     return ok;
 }
 
+bool vm_exec_region(VmThread *th, VmFrame *fr, const IrOp *owner, const IrRegion *r, const VmSlot *args,
+                    uint32_t nargs, const IrOp **term) {
+    return exec_region(th, fr, owner, r, args, nargs, term);
+}
+
 /* An integer scalar operand. */
 static bool scalar_int(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, int64_t *out) {
     const VmTile *t = vm_operand_tile(th, fr, op, i);
@@ -289,6 +294,7 @@ static bool exec_call(VmThread *th, VmFrame *fr, const IrOp *op) {
 /* The ops with regions or a callee; every other op is a data op (vm_data_executors). */
 static const VmExecFn control_executors[OP_COUNT] = {
     [OP_FOR] = exec_for, [OP_IF] = exec_if, [OP_WHILE] = exec_while, [OP_CALL] = exec_call,
+    [OP_WARP_ROLES] = vm_exec_warp_roles, /* vm_roles.c */
 };
 
 VmExecFn vm_executor(OpCode code) {

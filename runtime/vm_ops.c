@@ -1011,12 +1011,25 @@ static bool exec_async_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
 }
 
 /* ---- TMA and mbarriers ---------------------------------------------------------------------------
- * An mbarrier holds, on the VM, the number of phases completed so far (its element of the ring):
- * mbarrier_arrive completes the phase in progress (copies land at once on the VM), so the phase
- * a copy_tma lands in is the count at the copy, and a wait for parity P is right when the last
- * completed phase has parity P. */
+ * An mbarrier holds, on the VM, the number of phases completed so far, the arrivals of the phase
+ * in progress and the arrivals a phase expects (mbarrier_init's count), packed in its element of
+ * the ring. Copies land at once on the VM, so a phase completes with its last arrival; the phase a
+ * copy_tma lands in is the count at the copy. Outside warp roles a block runs sequentially and a
+ * wait that would block could never return: a wait for parity P is right only when the last
+ * completed phase has parity P. Inside warp roles a wait has the GPU's meaning (it returns once
+ * the phase in progress has the other parity, so a wait for parity 1 on a fresh mbarrier returns
+ * at once, as a producer's first wait on an "empty" mbarrier does) and blocks the role otherwise
+ * (runtime/vm_roles.c). */
 
-enum { MBARRIER_INVALID = INT32_MIN }; /* a ring element after mbarrier_inval */
+enum { MBARRIER_INVALID = INT32_MIN }; /* a ring element after mbarrier_inval (negative: no valid packing is) */
+
+/* bits 0-31: phases completed (mod 2^32); 32-47: arrivals in the phase in progress; 48-62: expected */
+static int64_t mbarrier_completed(VmElem b) { return b.i & INT64_C(0xffffffff); }
+static int64_t mbarrier_arrivals(VmElem b) { return (b.i >> 32) & 0xffff; }
+static int64_t mbarrier_expected(VmElem b) { return (b.i >> 48) & 0x7fff; }
+static VmElem mbarrier_pack(int64_t completed, int64_t arrivals, int64_t expected) {
+    return (VmElem){.i = (completed & INT64_C(0xffffffff)) | arrivals << 32 | expected << 48};
+}
 
 /* The ring of mbarriers at operand i and the element of the stage at operand i + 1. */
 static VmElem *mbarrier_of(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i, const VmTile **ring,
@@ -1039,6 +1052,8 @@ static VmElem *mbarrier_of(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i
     return bars + *stage;
 }
 
+static bool bars_invalid(const VmElem *bar) { return bar->i == MBARRIER_INVALID; }
+
 /* mbarrier_inval: every mbarrier of the ring ends; using one again before mbarrier_init is an error. */
 static bool exec_mbarrier_inval(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t n;
@@ -1052,7 +1067,9 @@ static bool exec_mbarrier_init(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t n;
     VmElem *bars = operand_shared(th, fr, op, 0, false, &n);
     if (!bars) return false;
-    for (int64_t i = 0; i < n; i++) bars[i].i = 0;
+    int64_t count = ir_mbarrier_count(op);
+    if (count < 1 || count > 1024) return vm_error(th, op, "an arrival count of %" PRId64 " is not in [1, 1024]", count);
+    for (int64_t i = 0; i < n; i++) bars[i] = mbarrier_pack(0, 0, count);
     return true;
 }
 
@@ -1075,6 +1092,16 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t stage;
     VmElem *bar = mbarrier_of(th, fr, op, di + 1, &ring, &stage);
     if (!bar) return false;
+    /* a copy over one that landed in an earlier phase nobody has waited for overwrites data no one
+       has seen: a producer ahead of its consumer (with warp roles: a missing wait on "empty") */
+    const VmSlot *ds = &fr->slots[op->operands[di]->id];
+    for (size_t p = 0; p < th->pending.len; p++) {
+        const VmPending *c = &th->pending.data[p];
+        if (c->mbarriers && c->buffer == ds->tile && c->offset < ds->offset + n && ds->offset < c->offset + c->numel &&
+            c->phase < mbarrier_completed(*bar))
+            return vm_error(th, op, "copies over shared memory that a copy of phase %" PRId64 " of mbarrier %" PRId64
+                            " filled and no wait has seen yet (a producer ahead of its consumer)", c->phase, c->stage);
+    }
     const IrType *dt = op->operands[di]->type;
     for (int64_t p = 0; p < n; p++) {
         int64_t rest = p, off = 0;
@@ -1091,7 +1118,7 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
         dst[p] = v;
     }
     VmSlot *s = &fr->slots[op->operands[di]->id];
-    vec_push(&th->pending, ((VmPending){s->tile, s->offset, n, ring, stage, bar->i}));
+    vec_push(&th->pending, ((VmPending){s->tile, s->offset, n, ring, stage, mbarrier_completed(*bar)}));
     return true;
 }
 
@@ -1100,7 +1127,9 @@ static bool exec_mbarrier_arrive(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t stage;
     VmElem *bar = mbarrier_of(th, fr, op, 0, &ring, &stage);
     if (!bar) return false;
-    bar->i++;
+    int64_t completed = mbarrier_completed(*bar), arrivals = mbarrier_arrivals(*bar) + 1;
+    int64_t expected = mbarrier_expected(*bar);
+    *bar = arrivals >= expected ? mbarrier_pack(completed + 1, 0, expected) : mbarrier_pack(completed, arrivals, expected);
     return true;
 }
 
@@ -1112,9 +1141,16 @@ static bool exec_mbarrier_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
     VmElem *bar = mbarrier_of(th, fr, op, 0, &ring, &stage);
     const VmTile *parity = bar ? vm_operand_tile(th, fr, op, 2) : NULL;
     if (!parity) return false;
-    int64_t completed = bar->i, want = parity->data[0].i;
+    int64_t want = parity->data[0].i;
     if (want != 0 && want != 1) return vm_error(th, op, "parity %" PRId64 " is not 0 or 1", want);
-    if (completed == 0 || ((completed - 1) & 1) != want)
+    /* in a role: block while the phase in progress has the parity waited for */
+    while (th->roles && (mbarrier_completed(*bar) & 1) == want) {
+        if (!vm_role_block(th, op, stage, want)) return false;
+        if (bars_invalid(bar)) return vm_error(th, op, "mbarrier %" PRId64 " ended (mbarrier_inval) while waited on", stage);
+    }
+    int64_t completed = mbarrier_completed(*bar);
+    if (th->roles) vm_role_passed(th);
+    else if (completed == 0 || ((completed - 1) & 1) != want)
         return vm_error(th, op,
                         "waits for a phase of parity %" PRId64 " of mbarrier %" PRId64 ", whose last completed phase %s "
                         "(on the GPU this wait would return before its copies land, or never)",
