@@ -338,6 +338,7 @@ static void kernel_free(tile_kernel *k) {
     rt_autotune_free(k->autotune);
     rt_kernel_free_variants(k);
     rt_grid_free(k->grid);
+    rt_launch_memo_free(k);
     pthread_mutex_destroy(&k->variants_lock);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
     free(k->consts);
@@ -782,8 +783,10 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
     if (nargs && !args) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: args is NULL", k->name);
     if (stream && stream->ctx != ctx)
         return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the stream belongs to another context", k->name);
-    Strbuf err = {0};
     tile_status st = TILE_OK;
+    /* the fast path: arguments of a signature an earlier launch checked (launch.c) */
+    if (ctx->cuda && !k->autotune && rt_cuda_launch_memo(k, args, nargs, stream, &st)) return st;
+    Strbuf err = {0};
     if (!rt_check_args(k->function, args, nargs, &err))
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     else if (k->autotune)

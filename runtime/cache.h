@@ -16,14 +16,17 @@
  *   48      8     payload length, little-endian
  *   56      8     XXH64 (seed 0) of the payload, little-endian
  *   64      24    zero (format 1 had a SHA-256 of the payload at 56..88)
- *   88      ...   payload: u32 is_ptx, u32 threads, u32 shared_bytes, u32 reserved, then the
- *                 image (a cubin, or PTX text without its NUL)
+ *   88      ...   payload: u32 is_ptx, u32 threads, u32 shared_bytes, u32 launch_len, then
+ *                 launch_len bytes of launch data (what a launch needs besides the image, so that
+ *                 a hit needs nothing recomputed: the cuda device keeps its tensor maps there),
+ *                 then the image (a cubin, or PTX text without its NUL)
  *
  * Entries are written to a temporary file in the cache directory (mkstemp), fsync'd, then
  * renamed over the final name, so a reader sees a whole old entry or a whole new one, never a
  * partial one, whatever other processes do. A reader checks the magic, version, sizes, key and
- * checksum; a bad entry is reported as CACHE_CORRUPT and the caller rebuilds and overwrites it
- * (an entry of format 1 is reported so too, once, and replaced). The checksum catches damage,
+ * checksum; a bad entry is reported as CACHE_CORRUPT and the caller rebuilds and overwrites it.
+ * An entry of another format version (an older or newer tile's) is a plain CACHE_MISS: rebuilt
+ * and replaced, with nothing to report. The checksum catches damage,
  * not forgery: the directory must be private to the user (checked before every use).
  *
  * The memory cache maps keys to opaque values (the cuda device stores loaded functions) under
@@ -40,7 +43,7 @@
 #include "frontend/frontend.h"
 #include "support/support.h"
 
-#define CACHE_FORMAT_VERSION 2u /* 2: XXH64 payload checksum (was SHA-256) */
+#define CACHE_FORMAT_VERSION 3u /* 2: XXH64 payload checksum (was SHA-256); 3: launch data */
 /* Bump when the code generator changes what it emits for the same IR (or the ABI changes). */
 #define CACHE_CODEGEN_FORMAT 2u /* 2: wgmma on sm_90a; LLVM at O2 (cumsum_rows' code changed) */
 #define CACHE_HEADER_SIZE 88u
@@ -104,6 +107,8 @@ typedef struct CacheEntry {
     bool is_ptx;
     unsigned threads;
     unsigned shared_bytes;
+    uint8_t *launch;           /* launch data (the format is the caller's), malloc'd; NULL: none */
+    size_t launch_len;
     uint8_t *image;            /* malloc'd; for PTX also NUL-terminated (not counted in len) */
     size_t len;
 } CacheEntry;
@@ -112,7 +117,7 @@ void cache_entry_free(CacheEntry *e);
 
 typedef enum CacheLookup {
     CACHE_HIT,
-    CACHE_MISS,                /* no entry (or the cache is off) */
+    CACHE_MISS,                /* no entry, one of another format version, or the cache is off */
     CACHE_CORRUPT,             /* an entry exists but is damaged: rebuild and overwrite it */
 } CacheLookup;
 

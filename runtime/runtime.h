@@ -22,6 +22,8 @@
 
 struct RtAotProgram;
 struct RtVariant;
+typedef struct RtLaunchMemo RtLaunchMemo;
+enum { RT_LAUNCH_MEMOS = 8 }; /* argument signatures a kernel remembers (launch.c) */
 typedef struct RtAutotune RtAutotune;
 typedef struct RtGrid RtGrid;
 
@@ -66,6 +68,8 @@ struct tile_kernel {
     struct RtVariant *_Atomic last_variant; /* the variant of the latest launch (the fast path) */
     RtGrid *grid;            /* the grid region compiled (launch.c), or NULL: the VM evaluates it */
     RtAutotune *autotune;    /* its autotune(...) candidates (autotune.c), or NULL */
+    RtLaunchMemo *_Atomic memos[RT_LAUNCH_MEMOS]; /* the cuda launch's decisions per argument
+                                                    signature (launch.c), filled in order */
     tile_kernel *next;
 };
 
@@ -146,11 +150,12 @@ const char *rt_cuda_arch(const tile_context *ctx);
 struct CudaDevice;
 struct CudaFunction;
 /* For benchmarks that compare with bare driver calls: the device of a cuda context, and the
- * generic kernel's loaded function of one of its kernels, compiled now if no launch needed it
- * (false if it does not compile). */
+ * loaded function that a launch of one of its kernels with args runs (the variant for their
+ * facts; args NULL: the generic kernel), compiled now if no launch needed it (false if it does
+ * not compile). */
 struct CudaDevice *rt_cuda_device(const tile_context *ctx);
-bool rt_cuda_kernel_function(tile_kernel *k, struct CudaFunction **fn, unsigned *threads,
-                             unsigned *shared_bytes);
+bool rt_cuda_kernel_function(tile_kernel *k, const tile_arg *args, size_t nargs, struct CudaFunction **fn,
+                             unsigned *threads, unsigned *shared_bytes);
 /* Generates code for the n kernels fs (one module holds them all) without a device: LLVM IR
  * text, PTX text or a cubin (binary) appended to out, for arch ("sm_80", "sm_90a"). On failure
  * the status says what kind (UNSUPPORTED when the code generator cannot handle a kernel yet or
@@ -254,6 +259,35 @@ bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t g
 /* rt_grid_eval with num_sms() = num_sms (rt_grid_eval uses the VM's, vm_num_sms). */
 bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3]);
 void rt_grid_free(RtGrid *g);
+
+/* The launch memo (launch.c): a cuda launch with arguments of a signature seen before skips the
+ * argument checks, the facts, the choice of function and the grid, and reuses what the first
+ * launch with that signature decided. A signature is what those read: kinds, dtypes, ranks,
+ * sizes, strides, scalar values, and per data pointer whether it is null and its address
+ * modulo 16; never the pointer itself. */
+enum { RT_MEMO_MAX_ARGS = 64 };
+typedef struct RtMemoArg {
+    int kind;                 /* tile_arg_kind */
+    tile_dtype dtype;         /* a tensor's */
+    int rank;
+    int64_t value;            /* an int; a float's bits; a tensor: its address mod 16, or 16 if null */
+    int64_t shape[TILE_MAX_RANK], strides[TILE_MAX_RANK];
+} RtMemoArg;
+struct RtLaunchMemo {
+    void *function;           /* the cuda device's RtCudaFunction */
+    unsigned grid[3];         /* every dimension at least 1 and within the GPU's limits */
+    uint32_t nargs;
+    RtMemoArg args[];
+};
+/* The memo of k for args' signature, or NULL. No lock, no allocation. */
+const RtLaunchMemo *rt_launch_memo_find(tile_kernel *k, const tile_arg *args, size_t nargs);
+/* Remembers function and grid for args' signature (args checked, the launch about to be made);
+ * nothing when k's slots are full or there are more than RT_MEMO_MAX_ARGS arguments. */
+void rt_launch_memo_add(tile_kernel *k, const tile_arg *args, size_t nargs, void *function, const int64_t grid[3]);
+void rt_launch_memo_free(tile_kernel *k);
+/* The cuda launch of k when args' signature has a memo: *st is the launch's status and true is
+ * returned; false (nothing done) when there is none, and the caller takes the full path. */
+bool rt_cuda_launch_memo(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream, tile_status *st);
 
 /* ---- autotuning (autotune.c) ----------------------------------------------------------------
  * A kernel with an autotune(...) clause, got with none of the constants its candidates bind,
