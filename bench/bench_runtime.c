@@ -359,7 +359,7 @@ static void bench_host_costs(void) {
         double t0 = bench_now_us();
         for (int i = 0; i < 1000; i++) sink += rt_check_args(k->function, args, 2, &err);
         double t1 = bench_now_us();
-        for (int i = 0; i < 1000; i++) sink += k->grid && rt_grid_eval(k->grid, args, 2, grid) ? grid[0] : 0;
+        for (int i = 0; i < 1000; i++) sink += k->grid && rt_grid_eval_sms(k->grid, args, 2, 132, grid) ? grid[0] : 0;
         double t2 = bench_now_us();
         for (int i = 0; i < 1000; i++) sink += vm_eval_grid(k->function, args, 2, grid, &err) ? grid[0] : 0;
         double t3 = bench_now_us();

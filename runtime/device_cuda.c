@@ -583,12 +583,14 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     CacheKernelId id = {.source = src->text, .source_len = src->len, .kernel = k->name, .consts = k->consts,
                         .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     CacheKey key = cache_kernel_key(&id);
-    if (c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true)) {
-        /* dots kept on mma.sync (rt_target_for_arch): another image */
+    bool no_wgmma = c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true);
+    if (no_wgmma || backend_llvm_lsr()) {
+        /* dots kept on mma.sync (rt_target_for_arch), or LLVM's LSR on (TILE_LLVM_LSR=1): another image */
         Sha256 h;
         cache_key_begin(&h);
         cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
-        cache_key_add_i64(&h, "no-wgmma", 1);
+        if (no_wgmma) cache_key_add_i64(&h, "no-wgmma", 1);
+        if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
         key = cache_key_end(&h);
     }
     return key;

@@ -5,7 +5,9 @@
  * kernels are compiled for real (LLVM, and a cubin where nvJitLink or ptxas is installed).
  *
  * What is checked: a launch reaches cuLaunchKernel with the grid of the kernel's grid region,
- * the block of the compiled function and the tensor's data pointer first; num_sms() in a grid is
+ * the block of the compiled function and the tensor's data pointer first; the launch memo packs
+ * each launch's own pointers and takes the full path (checks, facts, grid) for anything that
+ * would decide otherwise; num_sms() in a grid is
  * the device's count; a disk-cache hit in a new context loads the kernel without running a GPU
  * pass (tile_compile_times' passes do not move across the launch) and still knows the variant's
  * TMA tensor maps (they come from the entry's launch data), which the launch then encodes. */
@@ -100,6 +102,60 @@ Test(cuda_host, launch_reaches_the_driver_with_grid_block_and_pointers) {
     before = s->launches;
     cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_ERROR_INVALID_ARGUMENT);
     cr_assert_eq(s->launches, before);
+    for (int i = 0; i < 3; i++) tile_free(ctx, bufs[i]);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* The launch memo reuses a signature's decisions but never its pointers, and what it keys on
+ * changes the decision: a pointer 16-byte aligned or not (another variant), one not aligned to
+ * its elements (an error, after and before memos), more signatures than a kernel keeps. */
+Test(cuda_host, memo_packs_new_pointers_and_keys_on_what_decides) {
+    setenv("TILE_CACHE", "0", 1);
+    tile_context *ctx = open_fake();
+    unsetenv("TILE_CACHE");
+    tile_program *p;
+    tile_kernel *k = stdlib_kernel(ctx, "vector_add.tile", "vector_add", NULL, 0, &p);
+    enum { MAXN = 40000 };
+    void *bufs[3];
+    for (int i = 0; i < 3; i++) cr_assert_eq(tile_alloc(ctx, MAXN * 4 + 64, &bufs[i]), TILE_OK);
+    FakeCudaStats *s = fake();
+    tile_arg args[3];
+    int64_t n = 4096;
+    for (int round = 0; round < 4; round++) {
+        /* rounds 0 and 2: aligned; 1: 4 bytes in (element-aligned, not 16); 3: aligned, others */
+        size_t offset = round == 1 ? 4 : round == 3 ? 64 : 0;
+        for (int i = 0; i < 3; i++)
+            args[i] = (tile_arg){.kind = TILE_ARG_TENSOR,
+                                 .tensor = tile_tensor_contiguous(TILE_F32, (char *)bufs[i] + offset, 1, &n)};
+        cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        cr_assert_eq(s->param0, (uint64_t)(uintptr_t)((char *)bufs[0] + offset), "round %d: the pointer of this launch", round);
+        cr_assert_eq(s->grid[0], 4);
+    }
+    cr_assert_eq(rt_kernel_num_variants(k), 2, "aligned and not: two variants");
+    /* 2 bytes in: not aligned to f32, whatever the memos say */
+    args[1].tensor.data = (char *)bufs[1] + 2;
+    uint64_t before = s->launches;
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "not aligned"), "%s", tile_context_message(ctx));
+    cr_assert_eq(s->launches, before);
+    /* a null pointer with elements, where a memo has the same sizes */
+    args[1].tensor.data = NULL;
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    /* more sizes than a kernel keeps memos for: each launch still gets its own grid */
+    for (int64_t m = 1; m <= 3 * RT_LAUNCH_MEMOS; m++) {
+        n = m * 1000 + 1;
+        for (int i = 0; i < 3; i++) args[i].tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, &n);
+        for (int twice = 0; twice < 2; twice++) {
+            cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+            cr_assert_eq(s->grid[0], (unsigned)((n + 1023) / 1024), "n = %lld", (long long)n);
+        }
+    }
+    /* a mismatched size between a and b is caught even though a's and c's match a memo */
+    n = 1001;
+    int64_t other = 1002;
+    for (int i = 0; i < 3; i++) args[i].tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, i == 1 ? &other : &n);
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
     for (int i = 0; i < 3; i++) tile_free(ctx, bufs[i]);
     tile_program_destroy(p);
     tile_context_destroy(ctx);
