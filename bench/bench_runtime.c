@@ -4,9 +4,10 @@
  *
  *   bench_runtime [--out FILE] [--repo DIR] [--launch]
  *
- * --launch measures the launch overhead alone. Run with the fake driver first in the library path
- * (LD_LIBRARY_PATH=build/fake_cuda, tests/fake_cuda/fake_cuda.c), it times the host side of a
- * launch with the driver call stubbed, on any machine.
+ * --launch measures the launch path alone: the cache hits (memory, and disk in a new context) and
+ * the launch overhead. Run with the fake driver first in the library path
+ * (LD_LIBRARY_PATH=build/fake_cuda, tests/fake_cuda/fake_cuda.c), it times their host side with
+ * the driver's calls stubbed (a module load, a launch: nothing), on any machine.
  *
  * On a GPU machine it measures:
  *   - cold JIT: source text to the loaded module that a first launch with aligned, contiguous
@@ -668,7 +669,8 @@ int main(int argc, char **argv) {
     char device[200];
     snprintf(device, sizeof device, "%s", tile_context_device_name(g.ctx));
     g.dev = rt_cuda_device(g.ctx);
-    if (launch_only) { /* the launch overhead alone: on the GPU, or on the fake driver for the host side */
+    if (launch_only) { /* the launch path alone: on the GPU, or on the fake driver for the host side */
+        bench_cache_hits();
         bench_launch_overhead(&g);
         tile_context_destroy(g.ctx);
         bench_write_json(out, device, sb_str(&cmd));
