@@ -785,7 +785,7 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
         return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the stream belongs to another context", k->name);
     tile_status st = TILE_OK;
     /* the fast path: arguments of a signature an earlier launch checked (launch.c) */
-    if (ctx->cuda && !k->autotune && rt_cuda_launch_memo(k, args, nargs, stream, &st)) return st;
+    if (ctx->cuda && rt_cuda_launch_memo(k, args, nargs, stream, &st)) return st;
     Strbuf err = {0};
     if (!rt_check_args(k->function, args, nargs, &err))
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));

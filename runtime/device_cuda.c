@@ -1056,13 +1056,19 @@ static tile_status launch_function(tile_kernel *k, RtCudaFunction *f, const tile
 bool rt_cuda_launch_memo(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream, tile_status *st) {
     const RtLaunchMemo *m = nargs && !args ? NULL : rt_launch_memo_find(k, args, nargs);
     if (!m) return false;
-    *st = launch_function(k, m->function, args, nargs, m->grid, stream);
+    if (m->report) rt_autotune_note_latest(k, m->report);
+    *st = launch_function(m->kernel, m->function, args, nargs, m->grid, stream);
     return true;
 }
 
 /* The full path: the function for the arguments' facts, the grid, and a memo of both for the
  * next launch with the same signature. */
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
+    return rt_cuda_launch_for(k, k, args, nargs, stream, NULL);
+}
+
+tile_status rt_cuda_launch_for(tile_kernel *owner, tile_kernel *k, const tile_arg *args, size_t nargs,
+                               tile_stream *stream, const char *report) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
     RtCudaFunction *f;
@@ -1087,7 +1093,9 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
                            "launch of '%s': grid dimension %d is %lld blocks; the GPU allows at most %lld", k->name,
                            d, (long long)grid[d], (long long)grid_limit[d]);
     }
-    rt_launch_memo_add(k, args, nargs, f, grid);
+    /* (an autotuned kernel's memos come only from its choice's launch, never from the timing
+     * launches of its candidates, k itself among them) */
+    if (!owner->autotune || report) rt_launch_memo_add(owner, args, nargs, k, f, report, grid);
     const unsigned g[3] = {(unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2]};
     return launch_function(k, f, args, nargs, g, stream);
 }

@@ -221,13 +221,16 @@ const RtLaunchMemo *rt_launch_memo_find(tile_kernel *k, const tile_arg *args, si
     return NULL;
 }
 
-void rt_launch_memo_add(tile_kernel *k, const tile_arg *args, size_t nargs, void *function, const int64_t grid[3]) {
+void rt_launch_memo_add(tile_kernel *k, const tile_arg *args, size_t nargs, tile_kernel *kernel, void *function,
+                        const char *report, const int64_t grid[3]) {
     if (nargs > RT_MEMO_MAX_ARGS || atomic_load_explicit(&k->memos[RT_LAUNCH_MEMOS - 1], memory_order_relaxed))
         return;
     for (size_t i = 0; i < nargs; i++)
         if (args[i].kind == TILE_ARG_TENSOR && (args[i].tensor.rank < 0 || args[i].tensor.rank > TILE_MAX_RANK)) return;
     RtLaunchMemo *m = xcalloc(1, sizeof *m + nargs * sizeof m->args[0]);
+    m->kernel = kernel;
     m->function = function;
+    m->report = report;
     m->nargs = (uint32_t)nargs;
     for (int d = 0; d < 3; d++) m->grid[d] = (unsigned)grid[d];
     for (size_t i = 0; i < nargs; i++) {

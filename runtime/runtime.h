@@ -274,16 +274,20 @@ typedef struct RtMemoArg {
     int64_t shape[TILE_MAX_RANK], strides[TILE_MAX_RANK];
 } RtMemoArg;
 struct RtLaunchMemo {
-    void *function;           /* the cuda device's RtCudaFunction */
+    tile_kernel *kernel;      /* the kernel launched: the memo's own, or its autotuned candidate */
+    void *function;           /* the cuda device's RtCudaFunction of kernel */
+    const char *report;       /* an autotuned kernel's report of this choice (owned by it), or NULL */
     unsigned grid[3];         /* every dimension at least 1 and within the GPU's limits */
     uint32_t nargs;
     RtMemoArg args[];
 };
 /* The memo of k for args' signature, or NULL. No lock, no allocation. */
 const RtLaunchMemo *rt_launch_memo_find(tile_kernel *k, const tile_arg *args, size_t nargs);
-/* Remembers function and grid for args' signature (args checked, the launch about to be made);
- * nothing when k's slots are full or there are more than RT_MEMO_MAX_ARGS arguments. */
-void rt_launch_memo_add(tile_kernel *k, const tile_arg *args, size_t nargs, void *function, const int64_t grid[3]);
+/* Remembers in k, for args' signature (args checked, the launch about to be made), the kernel
+ * launched (k, or the candidate an autotuned k chose, with its report), its function and the
+ * grid; nothing when k's slots are full or there are more than RT_MEMO_MAX_ARGS arguments. */
+void rt_launch_memo_add(tile_kernel *k, const tile_arg *args, size_t nargs, tile_kernel *kernel, void *function,
+                        const char *report, const int64_t grid[3]);
 void rt_launch_memo_free(tile_kernel *k);
 /* The cuda launch of k when args' signature has a memo: *st is the launch's status and true is
  * returned; false (nothing done) when there is none, and the caller takes the full path. */
@@ -297,6 +301,12 @@ RtAutotune *rt_autotune_new(tile_kernel *k);
 void rt_autotune_free(RtAutotune *t);
 /* Launches k (k->autotune set; arguments checked against k) through its chosen candidate. */
 tile_status rt_autotune_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
+/* rt_cuda_launch of kernel (args checked against it) whose memo goes to owner: owner is kernel,
+ * or the autotuned kernel whose candidate it is, report that choice's report. */
+tile_status rt_cuda_launch_for(tile_kernel *owner, tile_kernel *kernel, const tile_arg *args, size_t nargs,
+                               tile_stream *stream, const char *report);
+/* Records report as the latest launch's of autotuned k (a memo hit's). */
+void rt_autotune_note_latest(tile_kernel *k, const char *report);
 /* Launches k exactly as compiled (no autotuning), arguments already checked by rt_check_args. */
 tile_status rt_launch_checked(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
 /* For tests: when set, the time (ms) that timing reports for each candidate (0-based), in place

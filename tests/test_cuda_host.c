@@ -69,9 +69,8 @@ static double passes_seconds(void) {
 }
 
 Test(cuda_host, launch_reaches_the_driver_with_grid_block_and_pointers) {
-    setenv("TILE_CACHE", "0", 1);
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
     tile_context *ctx = open_fake();
-    unsetenv("TILE_CACHE");
     cr_assert_str_eq(rt_cuda_arch(ctx), "sm_90a");
     tile_program *p;
     tile_kernel *k = stdlib_kernel(ctx, "vector_add.tile", "vector_add", NULL, 0, &p);
@@ -111,9 +110,8 @@ Test(cuda_host, launch_reaches_the_driver_with_grid_block_and_pointers) {
  * changes the decision: a pointer 16-byte aligned or not (another variant), one not aligned to
  * its elements (an error, after and before memos), more signatures than a kernel keeps. */
 Test(cuda_host, memo_packs_new_pointers_and_keys_on_what_decides) {
-    setenv("TILE_CACHE", "0", 1);
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
     tile_context *ctx = open_fake();
-    unsetenv("TILE_CACHE");
     tile_program *p;
     tile_kernel *k = stdlib_kernel(ctx, "vector_add.tile", "vector_add", NULL, 0, &p);
     enum { MAXN = 40000 };
@@ -161,11 +159,57 @@ Test(cuda_host, memo_packs_new_pointers_and_keys_on_what_decides) {
     tile_context_destroy(ctx);
 }
 
+/* An autotuned kernel's memo launches the candidate its bucket chose (not the kernel itself,
+ * whose timing launches leave no memo) and keeps the report of the latest launch right. */
+static double block512_fastest(uint32_t candidate) { return candidate == 1 ? 1.0 : 2.0; }
+
+Test(cuda_host, autotuned_memo_launches_the_choice) {
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
+    tile_context *ctx = open_fake();
+    rt_autotune_test_times = block512_fastest;
+    static const char src[] = "kernel va<BLOCK = 1024>(a: tensor<f32>[N], b: tensor<f32>[N], c: tensor<f32>[N])\n"
+                              "  grid(cdiv(N, BLOCK))\n"
+                              "  autotune(key = [N], config(), config(BLOCK = 512))\n"
+                              "{\n"
+                              "  let i = block_id(0) * BLOCK;\n"
+                              "  c[i :+ BLOCK] = a[i :+ BLOCK] + b[i :+ BLOCK];\n"
+                              "}\n";
+    tile_program *p;
+    tile_kernel *k;
+    cr_assert_eq(tile_program_from_string(ctx, "va.tile", src, sizeof src - 1, &p), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_program_get_kernel(p, "va", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    void *bufs[3];
+    for (int i = 0; i < 3; i++) cr_assert_eq(tile_alloc(ctx, 100000 * 4, &bufs[i]), TILE_OK);
+    FakeCudaStats *s = fake();
+    const int64_t sizes[3] = {5000, 100000, 5000};
+    const unsigned grids[3] = {10, 196, 10}; /* cdiv(N, 512): the second candidate wins */
+    char *reports[3];
+    for (int round = 0; round < 3; round++) {
+        tile_arg args[3];
+        for (int i = 0; i < 3; i++)
+            args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, &sizes[round])};
+        for (int twice = 0; twice < 2; twice++) { /* the second launch of a size takes the memo */
+            uint64_t before = s->launches;
+            cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+            cr_assert_eq(s->grid[0], grids[round], "round %d: grid %u", round, s->grid[0]);
+            cr_assert_eq(s->param0, (uint64_t)(uintptr_t)bufs[0]);
+            if (twice) cr_assert_eq(s->launches, before + 1, "a memo hit launches once, times nothing");
+        }
+        cr_assert_eq(tile_kernel_autotune_report(k, &reports[round]), TILE_OK);
+        cr_assert_not_null(reports[round]);
+    }
+    cr_assert_str_eq(reports[2], reports[0], "the latest launch's report: the 5000 bucket's again");
+    cr_assert_str_neq(reports[1], reports[0]);
+    for (int i = 0; i < 3; i++) tile_free(ctx, bufs[i]), tile_string_free(reports[i]);
+    rt_autotune_test_times = NULL;
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
 /* gemm_persistent's grid is min(tiles, num_sms()): the device's 132, not the VM's default. */
 Test(cuda_host, num_sms_in_a_grid_is_the_devices) {
-    setenv("TILE_CACHE", "0", 1);
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
     tile_context *ctx = open_fake();
-    unsetenv("TILE_CACHE");
     tile_program *p;
     tile_kernel *k = stdlib_kernel(ctx, "gemm_persistent.tile", "gemm_persistent", NULL, 0, &p);
     int nparams = tile_kernel_num_params(k);
