@@ -1,7 +1,9 @@
 /*
- * launch.c: the launch fast path's grid: a kernel's grid region compiled once, when the kernel
- * is made, into straight-line steps over scalar registers, so that a launch computes its grid
- * without the VM (no frames, no tiles, no allocation).
+ * launch.c: the launch fast path. Two parts: a kernel's grid region compiled once, when the
+ * kernel is made, into straight-line steps over scalar registers, so that a launch computes its
+ * grid without the VM (no frames, no tiles, no allocation); and the launch memo (at the end of
+ * the file), which lets a cuda launch whose argument signature was seen before skip the checks,
+ * the facts, the choice of function and the grid altogether.
  *
  * A grid region is a short list of scalar ops (`dim`, `const`, integer arithmetic, `min`/`max`,
  * casts, comparisons, `select`, `num_sms`) ending in `yield` of 1 to 3 integers. rt_grid_compile
