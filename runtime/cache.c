@@ -232,7 +232,8 @@ static int compare_bindings(const void *a, const void *b) {
 CacheKey cache_kernel_key(const CacheKernelId *id) {
     Sha256 h;
     cache_key_begin(&h);
-    cache_key_add(&h, "source", id->source, id->source_len);
+    if (id->source_sha256) cache_key_add(&h, "source-sha256", id->source_sha256, 32);
+    else cache_key_add(&h, "source", id->source, id->source_len);
     cache_key_add_str(&h, "kernel", id->kernel);
     ConstBinding *sorted = xcalloc(id->nconsts + 1, sizeof *sorted);
     if (id->nconsts) memcpy(sorted, id->consts, id->nconsts * sizeof *sorted);

@@ -1,7 +1,8 @@
 /*
  * cache.h: the kernel cache: compiled GPU kernels kept in memory (per context) and on disk.
  *
- * A key is the SHA-256 of everything that decides the compiled code: the source text, the
+ * A key is the SHA-256 of everything that decides the compiled code: the source text (or its
+ * SHA-256, which a program computes once: CacheKernelId.source_sha256), the
  * kernel's name, its constants (sorted by name), the architecture, the compiler's version and
  * the code generator's format number, and the options (num_warps). Each field is fed to the hash
  * with a tag and its length, so that no two different field lists hash the same bytes.
@@ -81,6 +82,8 @@ CacheKey cache_key_end(Sha256 *h);
 typedef struct CacheKernelId {
     const char *source;        /* the whole source text */
     size_t source_len;
+    const uint8_t *source_sha256; /* or NULL: its SHA-256 when the caller has it (a program does),
+                                     hashed in place of the text (another key, as unique) */
     const char *kernel;
     const ConstBinding *consts; /* any order: sorted here */
     size_t nconsts;

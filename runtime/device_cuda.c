@@ -580,7 +580,9 @@ done:
 
 static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     const SourceFile *src = &k->program->ast->source;
-    CacheKernelId id = {.source = src->text, .source_len = src->len, .kernel = k->name, .consts = k->consts,
+    CacheKernelId id = {.source = src->text, .source_len = src->len,
+                        .source_sha256 = k->program->has_sha ? k->program->source_sha256 : NULL, .kernel = k->name,
+                        .consts = k->consts,
                         .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     CacheKey key = cache_kernel_key(&id);
     bool no_wgmma = c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true);

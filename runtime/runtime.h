@@ -82,7 +82,9 @@ struct tile_program {
     tile_kernel *kernels;
     int refs;                   /* handles given out by tile_program_from_string */
     bool shared;                /* in ctx->shared_programs (under ctx->programs_lock) */
-    uint8_t source_hash[32];    /* SHA-256 of the name and the source */
+    uint8_t source_hash[32];    /* SHA-256 of the name and source_sha256 */
+    uint8_t source_sha256[32];  /* SHA-256 of the source text: the kernel cache key's (has_sha) */
+    bool has_sha;
     tile_program *next_shared;
 };
 

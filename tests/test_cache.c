@@ -93,6 +93,18 @@ Test(cache, key_depends_on_every_input) {
     CacheKey k = cache_kernel_key(&id);
     cr_assert(cache_key_equal(&k0, &k), "constants are sorted before hashing");
 
+    /* the source's SHA-256 in place of its text (what a program passes): stable, and another key */
+    uint8_t digest[32];
+    sha256(src, strlen(src), digest);
+    id = base_id();
+    id.source_sha256 = digest;
+    CacheKey by_digest = cache_kernel_key(&id), by_digest_again = cache_kernel_key(&id);
+    cr_assert(cache_key_equal(&by_digest, &by_digest_again));
+    cr_assert(!cache_key_equal(&by_digest, &k0));
+    digest[31] ^= 1;
+    CacheKey other_digest = cache_kernel_key(&id);
+    cr_assert(!cache_key_equal(&by_digest, &other_digest), "the digest is part of the key");
+
     CacheKey keys[8];
     int n = 0;
     id = base_id();
