@@ -50,6 +50,9 @@ typedef struct PtxOptions {
 
 /* The defaults: opt_level 2 (target.c says why), no extra features. */
 PtxOptions llvm_ptx_options(BackendArch arch);
+/* Whether LLVM's loop strength reduction runs (TILE_LLVM_LSR=1; off by default, target.c says
+ * why): it changes the code, so the kernel cache's key includes it. */
+bool backend_llvm_lsr(void);
 
 /* Registers the NVPTX target with LLVM; called by everything below, safe from any thread. */
 bool llvm_init_nvptx(Strbuf *err);

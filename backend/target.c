@@ -28,6 +28,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <llvm-c/Analysis.h>
@@ -35,6 +36,7 @@
 #include <llvm-c/Error.h>
 #include <llvm-c/IRReader.h>
 #include <llvm-c/Linker.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -76,8 +78,33 @@ PtxOptions llvm_ptx_options(BackendArch arch) {
 static pthread_once_t nvptx_once = PTHREAD_ONCE_INIT;
 static LLVMTargetRef nvptx_target;
 static char nvptx_error[512];
+static void nvptx_register(void);
+
+static bool lsr_enabled;
+
+/* LLVM's loop strength reduction (a code generator IR pass) is off unless TILE_LLVM_LSR=1: on
+ * tile's unrolled per-element code it rewrites each element's address in a loop into an
+ * induction variable of its own, which ptxas keeps in registers (softmax's variant 228 -> 77
+ * registers without it, layernorm's 255 with 336 bytes of spills -> 132, gemm's generic kernel
+ * 768 -> 328 bytes of spills, flash_fwd's 218 -> 223; bench/RESULTS.md), and it is a fifth of
+ * the code generator's time on softmax. The option is LLVM's process-wide -disable-lsr, set once
+ * here, before any target machine exists; LLVM is linked into libtile, so no other LLVM in the
+ * process sees it. */
+static void set_llvm_options(void) {
+    const char *lsr = getenv("TILE_LLVM_LSR");
+    lsr_enabled = lsr && strcmp(lsr, "1") == 0;
+    if (lsr_enabled) return;
+    const char *const argv[] = {"libtile", "-disable-lsr"};
+    LLVMParseCommandLineOptions(2, argv, NULL);
+}
+
+bool backend_llvm_lsr(void) {
+    pthread_once(&nvptx_once, nvptx_register);
+    return lsr_enabled;
+}
 
 static void nvptx_register(void) {
+    set_llvm_options();
     LLVMInitializeNVPTXTargetInfo();
     LLVMInitializeNVPTXTarget();
     LLVMInitializeNVPTXTargetMC();

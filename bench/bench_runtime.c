@@ -2,7 +2,12 @@
  * bench_runtime: the runtime's own costs and the memory-bound kernels against their anchors,
  * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
  *
- *   bench_runtime [--out FILE] [--repo DIR]
+ *   bench_runtime [--out FILE] [--repo DIR] [--launch]
+ *
+ * --launch measures the launch path alone: the cache hits (memory, and disk in a new context) and
+ * the launch overhead. Run with the fake driver first in the library path
+ * (LD_LIBRARY_PATH=build/fake_cuda, tests/fake_cuda/fake_cuda.c), it times their host side with
+ * the driver's calls stubbed (a module load, a launch: nothing), on any machine.
  *
  * On a GPU machine it measures:
  *   - cold JIT: source text to the loaded module that a first launch with aligned, contiguous
@@ -355,7 +360,7 @@ static void bench_host_costs(void) {
         double t0 = bench_now_us();
         for (int i = 0; i < 1000; i++) sink += rt_check_args(k->function, args, 2, &err);
         double t1 = bench_now_us();
-        for (int i = 0; i < 1000; i++) sink += k->grid && rt_grid_eval(k->grid, args, 2, grid) ? grid[0] : 0;
+        for (int i = 0; i < 1000; i++) sink += k->grid && rt_grid_eval_sms(k->grid, args, 2, 132, grid) ? grid[0] : 0;
         double t2 = bench_now_us();
         for (int i = 0; i < 1000; i++) sink += vm_eval_grid(k->function, args, 2, grid, &err) ? grid[0] : 0;
         double t3 = bench_now_us();
@@ -589,6 +594,11 @@ static void bench_softmax(Gpu *g, double copy_gbs, int64_t bm, int64_t bn, int64
     tile_program_destroy(p);
 }
 
+/* tile_kernel_launch of vector_add on one block against cuLaunchKernel of the same loaded function
+ * (the variant the launch selects) with the same parameters, the two alternating in rounds of N
+ * launches so that both see the same state of the GPU's queue; us per launch, medians of 9
+ * rounds. With the fake driver (tests/fake_cuda, `bench_runtime --launch`) the driver call
+ * returns at once, so "ours" minus "bare" is the host work tile adds to a launch. */
 static void bench_launch_overhead(Gpu *g) {
     float one = 1;
     void *a = upload(g, &one, 1), *b = upload(g, &one, 1), *c = upload(g, NULL, 1);
@@ -599,33 +609,35 @@ static void bench_launch_overhead(Gpu *g) {
                         {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, b, 1, &shape)},
                         {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, 1, &shape)}};
     Launch l = {k, args, 3};
-    enum { N = 20000 };
-    for (int i = 0; i < 1000; i++) run_launch(&l);
-    tile_synchronize(g->ctx);
-    double ours[5], bare[5];
-    for (int r = 0; r < 5; r++) {
-        double t0 = bench_now_us();
-        for (int i = 0; i < N; i++) run_launch(&l);
-        ours[r] = (bench_now_us() - t0) / N;
-        tile_synchronize(g->ctx);
-    }
     CudaFunction *fn;
     unsigned threads, shared;
-    if (!rt_cuda_kernel_function(k, &fn, &threads, &shared)) return;
+    if (!rt_cuda_kernel_function(k, args, 3, &fn, &threads, &shared)) die(g->ctx, "vector_add's function", TILE_ERROR_COMPILE);
     uint64_t ptrs[3] = {(uint64_t)(uintptr_t)a, (uint64_t)(uintptr_t)b, (uint64_t)(uintptr_t)c};
     int32_t sizes[3] = {1, 1, 1};
     int64_t strides[3] = {1, 1, 1};
     void *params[9] = {&ptrs[0], &sizes[0], &strides[0], &ptrs[1], &sizes[1], &strides[1], &ptrs[2], &sizes[2], &strides[2]};
     CudaLaunch launch = {.grid = {1, 1, 1}, .block = {threads, 1, 1}, .shared_bytes = shared};
     Strbuf err = {0};
-    for (int r = 0; r < 5; r++) {
+    enum { N = 20000, ROUNDS = 9 };
+    for (int i = 0; i < 1000; i++) run_launch(&l);
+    for (int i = 0; i < 1000; i++) cuda_launch(g->dev, fn, &launch, params, &err);
+    tile_synchronize(g->ctx);
+    double ours[ROUNDS], bare[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
         double t0 = bench_now_us();
-        for (int i = 0; i < N; i++) cuda_launch(g->dev, fn, &launch, params, &err);
+        for (int i = 0; i < N; i++) run_launch(&l);
+        ours[r] = (bench_now_us() - t0) / N;
+        tile_synchronize(g->ctx);
+        t0 = bench_now_us();
+        for (int i = 0; i < N; i++)
+            if (cuda_launch(g->dev, fn, &launch, params, &err) != TILE_OK) die(g->ctx, "bare launch", TILE_ERROR_DEVICE);
         bare[r] = (bench_now_us() - t0) / N;
         tile_synchronize(g->ctx);
     }
-    bench_add_row("launch overhead (1 block)", "us per launch (host)", bench_median(ours, 5), bench_median(bare, 5),
-            "bare cuLaunchKernel, same cubin", false);
+    double o = bench_median(ours, ROUNDS), b0 = bench_median(bare, ROUNDS);
+    printf("launch overhead: tile %.3f us, bare cuLaunchKernel %.3f us, tile's host work %.3f us\n", o, b0, o - b0);
+    bench_add_row("launch overhead (1 block)", "us per launch (host)", o, b0, "bare cuLaunchKernel, same function", false);
+    bench_add_row("launch overhead (1 block) | tile's part", "us per launch (host)", o - b0, -1, NULL, false);
     sb_free(&err);
     tile_free(g->ctx, a), tile_free(g->ctx, b), tile_free(g->ctx, c);
     tile_program_destroy(p);
@@ -633,13 +645,15 @@ static void bench_launch_overhead(Gpu *g) {
 
 int main(int argc, char **argv) {
     const char *out = "bench/results/runtime.json";
+    bool launch_only = false;
     Strbuf cmd = {0};
     for (int i = 0; i < argc; i++) sb_printf(&cmd, "%s%s", i ? " " : "", argv[i]);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--repo") == 0 && i + 1 < argc) snprintf(repo, sizeof repo, "%s", argv[++i]);
+        else if (strcmp(argv[i], "--launch") == 0) launch_only = true;
         else {
-            fprintf(stderr, "usage: bench_runtime [--out FILE] [--repo DIR]\n");
+            fprintf(stderr, "usage: bench_runtime [--out FILE] [--repo DIR] [--launch]\n");
             return 2;
         }
     }
@@ -655,6 +669,14 @@ int main(int argc, char **argv) {
     char device[200];
     snprintf(device, sizeof device, "%s", tile_context_device_name(g.ctx));
     g.dev = rt_cuda_device(g.ctx);
+    if (launch_only) { /* the launch path alone: on the GPU, or on the fake driver for the host side */
+        bench_cache_hits();
+        bench_launch_overhead(&g);
+        tile_context_destroy(g.ctx);
+        bench_write_json(out, device, sb_str(&cmd));
+        sb_free(&cmd);
+        return 0;
+    }
     Strbuf err = {0};
     cuda_event_create(g.dev, &g.start, &err);
     cuda_event_create(g.dev, &g.stop, &err);

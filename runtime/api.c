@@ -237,12 +237,15 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
                        name ? name : "<string>", len, TILE_MAX_SOURCE_BYTES);
     if (!name) name = "<string>";
     if (is_ir_name(name)) return program_from_ir(ctx, name, source, len, out);
-    uint8_t hash[32];
+    uint8_t hash[32], source_sha[32];
+    /* the source's SHA-256 once: the memory cache's key (with the name) and the kernel cache's */
+    bool has_sha = ctx->share_programs || ctx->cuda;
+    if (has_sha) sha256(source ? source : "", len, source_sha);
     if (ctx->share_programs) { /* a program of the same name and text is reused, kernels and all */
         Sha256 h;
         cache_key_begin(&h);
         cache_key_add_str(&h, "name", name);
-        cache_key_add(&h, "source", source ? source : "", len);
+        cache_key_add(&h, "source-sha256", source_sha, sizeof source_sha);
         sha256_final(&h, hash);
         pthread_mutex_lock(&ctx->programs_lock);
         tile_program *p = ctx->shared_programs;
@@ -269,6 +272,8 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
     p->ctx = ctx;
     p->ast = ast;
     p->refs = 1;
+    p->has_sha = has_sha;
+    if (has_sha) memcpy(p->source_sha256, source_sha, sizeof source_sha);
     pthread_mutex_init(&p->lock, NULL);
     if (ctx->share_programs) { /* a racing thread may have added the same source: both live */
         memcpy(p->source_hash, hash, sizeof hash);
@@ -338,6 +343,7 @@ static void kernel_free(tile_kernel *k) {
     rt_autotune_free(k->autotune);
     rt_kernel_free_variants(k);
     rt_grid_free(k->grid);
+    rt_launch_memo_free(k);
     pthread_mutex_destroy(&k->variants_lock);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
     free(k->consts);
@@ -782,8 +788,10 @@ tile_status tile_kernel_launch(tile_kernel *k, const tile_arg *args, size_t narg
     if (nargs && !args) return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "%s: args is NULL", k->name);
     if (stream && stream->ctx != ctx)
         return rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': the stream belongs to another context", k->name);
-    Strbuf err = {0};
     tile_status st = TILE_OK;
+    /* the fast path: arguments of a signature an earlier launch checked (launch.c) */
+    if (ctx->cuda && rt_cuda_launch_memo(k, args, nargs, stream, &st)) return st;
+    Strbuf err = {0};
     if (!rt_check_args(k->function, args, nargs, &err))
         st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
     else if (k->autotune)

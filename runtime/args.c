@@ -68,7 +68,7 @@ typedef struct CheckState {
 
 static SymbolBinding *find_binding(CheckState *s, const char *symbol) {
     for (size_t i = 0; i < s->nbindings; i++)
-        if (strcmp(s->bindings[i].symbol, symbol) == 0) return &s->bindings[i];
+        if (s->bindings[i].symbol == symbol || strcmp(s->bindings[i].symbol, symbol) == 0) return &s->bindings[i];
     return NULL;
 }
 

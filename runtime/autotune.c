@@ -63,7 +63,8 @@ struct RtAutotune {
     pthread_mutex_t lock;      /* the fields below; held while a bucket is tuned */
     tile_kernel **kernels;     /* per candidate, once got */
     RtTuneChoice *choices;
-    const char *latest;        /* the report of the latest launch (owned by a choice) */
+    _Atomic(const char *) latest; /* the report of the latest launch (owned by a choice); a memo
+                                     hit sets it without the lock */
 };
 
 double (*rt_autotune_test_times)(uint32_t candidate);
@@ -594,8 +595,22 @@ tile_status rt_autotune_launch(tile_kernel *k, const tile_arg *args, size_t narg
     }
     tile_kernel *ck;
     tile_status st = candidate_kernel(k, t, winner, &ck);
+    const char *report = t->latest;
     pthread_mutex_unlock(&t->lock);
-    return st == TILE_OK ? launch_kernel(k, ck, args, nargs, stream) : st;
+    if (st != TILE_OK) return st;
+    if (!ctx->cuda) return launch_kernel(k, ck, args, nargs, stream);
+    /* on cuda the launch leaves k a memo of this choice (launch.c): the next launch with these
+     * arguments' signature goes straight to the candidate's function */
+    Strbuf err = {0};
+    if (ck != k && !rt_check_args(ck->function, args, nargs, &err))
+        st = rt_fail(ctx, TILE_ERROR_INVALID_ARGUMENT, "launch of '%s': %s", k->name, sb_str(&err));
+    else st = rt_cuda_launch_for(k, ck, args, nargs, stream, report);
+    sb_free(&err);
+    return st;
+}
+
+void rt_autotune_note_latest(tile_kernel *k, const char *report) {
+    if (k->autotune) atomic_store(&k->autotune->latest, report);
 }
 
 tile_status tile_kernel_autotune_report(tile_kernel *k, char **out) {

@@ -232,7 +232,8 @@ static int compare_bindings(const void *a, const void *b) {
 CacheKey cache_kernel_key(const CacheKernelId *id) {
     Sha256 h;
     cache_key_begin(&h);
-    cache_key_add(&h, "source", id->source, id->source_len);
+    if (id->source_sha256) cache_key_add(&h, "source-sha256", id->source_sha256, 32);
+    else cache_key_add(&h, "source", id->source, id->source_len);
     cache_key_add_str(&h, "kernel", id->kernel);
     ConstBinding *sorted = xcalloc(id->nconsts + 1, sizeof *sorted);
     if (id->nconsts) memcpy(sorted, id->consts, id->nconsts * sizeof *sorted);
@@ -282,6 +283,7 @@ void cache_config_from_env(CacheConfig *config) {
 /* ---- disk ------------------------------------------------------------------------------------- */
 void cache_entry_free(CacheEntry *e) {
     free(e->image);
+    free(e->launch);
     memset(e, 0, sizeof *e);
 }
 
@@ -347,8 +349,8 @@ static bool entry_valid(const uint8_t *file, size_t size, const CacheKey *key, c
         sb_printf(why, "%s: truncated header (%zu bytes)", path, size);
     } else if (memcmp(file, "TILECACH", 8) != 0) {
         sb_printf(why, "%s: bad magic", path);
-    } else if (get_u32le(file + 8) != CACHE_FORMAT_VERSION || get_u32le(file + 12) != CACHE_HEADER_SIZE) {
-        sb_printf(why, "%s: format version %u, expected %u", path, get_u32le(file + 8), CACHE_FORMAT_VERSION);
+    } else if (get_u32le(file + 12) != CACHE_HEADER_SIZE) {
+        sb_printf(why, "%s: header size %u, expected %u", path, get_u32le(file + 12), CACHE_HEADER_SIZE);
     } else if (memcmp(file + 16, key->bytes, 32) != 0) {
         sb_printf(why, "%s: the entry's key does not match its name", path);
     } else if (get_u64le(file + 48) < 16 || get_u64le(file + 48) > CACHE_MAX_ENTRY_BYTES) {
@@ -361,6 +363,9 @@ static bool entry_valid(const uint8_t *file, size_t size, const CacheKey *key, c
     } else if (memcmp(file + 64, zeros, sizeof zeros) != 0 ||
                xxh64(file + CACHE_HEADER_SIZE, size - CACHE_HEADER_SIZE) != get_u64le(file + 56)) {
         sb_printf(why, "%s: payload checksum mismatch", path);
+    } else if (get_u32le(file + CACHE_HEADER_SIZE + 12) > size - CACHE_HEADER_SIZE - 16) {
+        sb_printf(why, "%s: launch data of %u bytes in a payload of %zu", path, get_u32le(file + CACHE_HEADER_SIZE + 12),
+                  size - CACHE_HEADER_SIZE);
     } else {
         return true;
     }
@@ -391,13 +396,22 @@ static CacheLookup disk_load(const char *dir, const CacheKey *key, CacheEntry *o
         sb_printf(why, "%s: out of memory for %zu bytes", sb_str(&path), cap + 1);
     } else if (got < 0) {
         sb_printf(why, "%s: %s", sb_str(&path), strerror(errno));
+    } else if (got >= 12 && memcmp(file, "TILECACH", 8) == 0 && get_u32le(file + 8) != CACHE_FORMAT_VERSION) {
+        /* another format's entry (an older tile's, or a newer one's): not ours to read, and not
+         * damage either, so a plain miss; the rebuilt entry replaces it */
+        result = CACHE_MISS;
     } else if (entry_valid(file, (size_t)got, key, sb_str(&path), why)) {
         const uint8_t *payload = file + CACHE_HEADER_SIZE;
         out->is_ptx = get_u32le(payload) != 0;
         out->threads = get_u32le(payload + 4);
         out->shared_bytes = get_u32le(payload + 8);
-        out->len = (size_t)got - CACHE_HEADER_SIZE - 16;
-        memmove(file, payload + 16, out->len);
+        out->launch_len = get_u32le(payload + 12);
+        if (out->launch_len) {
+            out->launch = xmalloc(out->launch_len);
+            memcpy(out->launch, payload + 16, out->launch_len);
+        }
+        out->len = (size_t)got - CACHE_HEADER_SIZE - 16 - out->launch_len;
+        memmove(file, payload + 16 + out->launch_len, out->len);
         file[out->len] = 0;
         out->image = file;
         file = NULL;
@@ -453,13 +467,18 @@ bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e,
         return false;
     }
     if (!make_dirs(dir, err) || !dir_is_private(dir, err)) return false;
-    size_t plen = 16 + e->len;
+    if (e->launch_len > UINT32_MAX) {
+        sb_puts(err, "launch data too large for an entry");
+        return false;
+    }
+    size_t plen = 16 + e->launch_len + e->len;
     uint8_t *payload = xmalloc(plen);
     put_u32le(payload, e->is_ptx);
     put_u32le(payload + 4, e->threads);
     put_u32le(payload + 8, e->shared_bytes);
-    put_u32le(payload + 12, 0);
-    if (e->len) memcpy(payload + 16, e->image, e->len);
+    put_u32le(payload + 12, (uint32_t)e->launch_len);
+    if (e->launch_len) memcpy(payload + 16, e->launch, e->launch_len);
+    if (e->len) memcpy(payload + 16 + e->launch_len, e->image, e->len);
     uint8_t header[CACHE_HEADER_SIZE];
     memcpy(header, "TILECACH", 8);
     put_u32le(header + 8, CACHE_FORMAT_VERSION);

@@ -1,7 +1,8 @@
 /*
  * cache.h: the kernel cache: compiled GPU kernels kept in memory (per context) and on disk.
  *
- * A key is the SHA-256 of everything that decides the compiled code: the source text, the
+ * A key is the SHA-256 of everything that decides the compiled code: the source text (or its
+ * SHA-256, which a program computes once: CacheKernelId.source_sha256), the
  * kernel's name, its constants (sorted by name), the architecture, the compiler's version and
  * the code generator's format number, and the options (num_warps). Each field is fed to the hash
  * with a tag and its length, so that no two different field lists hash the same bytes.
@@ -16,14 +17,17 @@
  *   48      8     payload length, little-endian
  *   56      8     XXH64 (seed 0) of the payload, little-endian
  *   64      24    zero (format 1 had a SHA-256 of the payload at 56..88)
- *   88      ...   payload: u32 is_ptx, u32 threads, u32 shared_bytes, u32 reserved, then the
- *                 image (a cubin, or PTX text without its NUL)
+ *   88      ...   payload: u32 is_ptx, u32 threads, u32 shared_bytes, u32 launch_len, then
+ *                 launch_len bytes of launch data (what a launch needs besides the image, so that
+ *                 a hit needs nothing recomputed: the cuda device keeps its tensor maps there),
+ *                 then the image (a cubin, or PTX text without its NUL)
  *
  * Entries are written to a temporary file in the cache directory (mkstemp), fsync'd, then
  * renamed over the final name, so a reader sees a whole old entry or a whole new one, never a
  * partial one, whatever other processes do. A reader checks the magic, version, sizes, key and
- * checksum; a bad entry is reported as CACHE_CORRUPT and the caller rebuilds and overwrites it
- * (an entry of format 1 is reported so too, once, and replaced). The checksum catches damage,
+ * checksum; a bad entry is reported as CACHE_CORRUPT and the caller rebuilds and overwrites it.
+ * An entry of another format version (an older or newer tile's) is a plain CACHE_MISS: rebuilt
+ * and replaced, with nothing to report. The checksum catches damage,
  * not forgery: the directory must be private to the user (checked before every use).
  *
  * The memory cache maps keys to opaque values (the cuda device stores loaded functions) under
@@ -40,9 +44,9 @@
 #include "frontend/frontend.h"
 #include "support/support.h"
 
-#define CACHE_FORMAT_VERSION 2u /* 2: XXH64 payload checksum (was SHA-256) */
+#define CACHE_FORMAT_VERSION 3u /* 2: XXH64 payload checksum (was SHA-256); 3: launch data */
 /* Bump when the code generator changes what it emits for the same IR (or the ABI changes). */
-#define CACHE_CODEGEN_FORMAT 2u /* 2: wgmma on sm_90a; LLVM at O2 (cumsum_rows' code changed) */
+#define CACHE_CODEGEN_FORMAT 3u /* 2: wgmma on sm_90a; LLVM at O2 (cumsum_rows' code changed); 3: no LSR */
 #define CACHE_HEADER_SIZE 88u
 #define CACHE_MAX_ENTRY_BYTES (UINT64_C(1) << 30)
 
@@ -78,6 +82,8 @@ CacheKey cache_key_end(Sha256 *h);
 typedef struct CacheKernelId {
     const char *source;        /* the whole source text */
     size_t source_len;
+    const uint8_t *source_sha256; /* or NULL: its SHA-256 when the caller has it (a program does),
+                                     hashed in place of the text (another key, as unique) */
     const char *kernel;
     const ConstBinding *consts; /* any order: sorted here */
     size_t nconsts;
@@ -104,6 +110,8 @@ typedef struct CacheEntry {
     bool is_ptx;
     unsigned threads;
     unsigned shared_bytes;
+    uint8_t *launch;           /* launch data (the format is the caller's), malloc'd; NULL: none */
+    size_t launch_len;
     uint8_t *image;            /* malloc'd; for PTX also NUL-terminated (not counted in len) */
     size_t len;
 } CacheEntry;
@@ -112,7 +120,7 @@ void cache_entry_free(CacheEntry *e);
 
 typedef enum CacheLookup {
     CACHE_HIT,
-    CACHE_MISS,                /* no entry (or the cache is off) */
+    CACHE_MISS,                /* no entry, one of another format version, or the cache is off */
     CACHE_CORRUPT,             /* an entry exists but is damaged: rebuild and overwrite it */
 } CacheLookup;
 

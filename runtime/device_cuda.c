@@ -356,24 +356,71 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
 #ifdef TILE_HAVE_LLVM
 typedef struct Build {
     const IrFunction *function;  /* the kernel's target-independent IR */
-    const IrFunction *targeted;  /* after the GPU passes, or NULL: the builder runs them */
+    bool tma;                    /* TMA rings allowed: the entry's launch data lists the maps */
     BackendArch arch;
     const CodegenParamSpec *spec; /* NULL: the generic kernel */
     tile_status status;          /* why build failed */
     double seconds;              /* spent in build_image */
 } Build;
 
+/* The launch data of an entry built with TMA rings allowed (CacheEntry.launch): the number of
+ * tensor maps, then per map its parameter, box rows and columns, element bytes and swizzle, each
+ * a little-endian int64. The launch needs the maps (ir_tma_maps of the IR after the GPU passes);
+ * kept in the entry, a disk hit runs no GPU pass to learn them. */
+enum { TMA_MAP_FIELDS = 5 };
+
+static void put_le64(uint8_t *p, int64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)((uint64_t)v >> (8 * i));
+}
+
+static int64_t get_le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return (int64_t)v;
+}
+
+static void tma_maps_encode(const IrTmaMap *maps, int n, CacheEntry *e) {
+    e->launch_len = 8 + (size_t)n * TMA_MAP_FIELDS * 8;
+    e->launch = xmalloc(e->launch_len);
+    put_le64(e->launch, n);
+    for (int i = 0; i < n; i++) {
+        const int64_t fields[TMA_MAP_FIELDS] = {maps[i].param, maps[i].box[0], maps[i].box[1], maps[i].elem_bytes,
+                                                maps[i].swizzle};
+        for (int j = 0; j < TMA_MAP_FIELDS; j++) put_le64(e->launch + 8 + ((size_t)i * TMA_MAP_FIELDS + j) * 8, fields[j]);
+    }
+}
+
+/* The maps of e's launch data into maps[IR_MAX_TMA_MAPS]; false when it is not such data. */
+static bool tma_maps_decode(const CacheEntry *e, IrTmaMap *maps, int *n) {
+    if (e->launch_len < 8) return false;
+    int64_t count = get_le64(e->launch);
+    if (count < 0 || count > IR_MAX_TMA_MAPS || e->launch_len != 8 + (size_t)count * TMA_MAP_FIELDS * 8) return false;
+    for (int i = 0; i < count; i++) {
+        int64_t f[TMA_MAP_FIELDS];
+        for (int j = 0; j < TMA_MAP_FIELDS; j++) f[j] = get_le64(e->launch + 8 + ((size_t)i * TMA_MAP_FIELDS + j) * 8);
+        if (f[0] < 0 || f[0] > INT32_MAX || f[1] <= 0 || f[1] > 256 || f[2] <= 0 || f[2] > 256 || f[3] <= 0 ||
+            f[3] > 16 || (f[4] != 0 && f[4] != 32 && f[4] != 64 && f[4] != 128))
+            return false; /* beyond what TMA takes: not ours */
+        maps[i] = (IrTmaMap){.param = (int)f[0], .box = {f[1], f[2]}, .elem_bytes = (int)f[3], .swizzle = (int)f[4]};
+    }
+    *n = (int)count;
+    return true;
+}
+
 /* build_image's work, which adds each step's time to this thread's tile_compile_times. */
 static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
     /* the GPU passes for this arch and these facts, then the code generator */
-    IrFunction *targeted = (IrFunction *)b->targeted;
-    IrModule *m = targeted ? NULL : module_for_target(b->function, &opt, false, false, &targeted, &b->status, err);
-    if (!targeted) return false;
+    IrFunction *targeted = NULL;
+    IrModule *m = module_for_target(b->function, &opt, false, b->tma, &targeted, &b->status, err);
+    if (!m) return false;
+    IrTmaMap maps[IR_MAX_TMA_MAPS];
+    int nmaps = b->tma ? ir_tma_maps(targeted, maps) : 0;
+    if (nmaps < 0) nmaps = 0; /* the code generator refuses such a kernel */
     CodegenInfo info = {0};
     Strbuf ptx = {0};
     bool compiled = backend_compile_ptx(targeted, &opt, &ptx, &info, err);
-    if (m) ir_module_free(m);
+    ir_module_free(m);
     double optimize, llvm_codegen;
     llvm_emit_times(&optimize, &llvm_codegen);
     rt_times()->codegen += info.codegen_seconds;
@@ -386,6 +433,7 @@ static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     }
     out->threads = info.threads;
     out->shared_bytes = info.shared_bytes;
+    if (b->tma) tma_maps_encode(maps, nmaps, out);
     if (have_cubin_tool()) {
         Strbuf cubin = {0};
         double t0 = monotonic_seconds();
@@ -473,25 +521,16 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
             return TILE_OK;
         }
     }
-    Build build = {.function = k->function, .arch = c->arch, .spec = spec, .status = TILE_ERROR_COMPILE};
+    /* A variant that may get TMA rings needs its tensor maps at launch: the build records them
+     * in the entry's launch data, so a disk hit has them without running the GPU passes. */
+    Build build = {.function = k->function, .tma = spec && c->tma, .arch = c->arch, .spec = spec,
+                   .status = TILE_ERROR_COMPILE};
     CacheEntry entry = {0};
     CacheOutcome outcome = {0};
     RtCudaFunction *f = NULL;
     tile_status st = TILE_OK;
-    /* A variant that may get TMA rings runs the GPU passes here, before the cache, because the
-     * launch needs their tensor maps (ir_tma_maps) even when the image comes from the disk. */
-    IrModule *targeted = NULL;
     IrTmaMap maps[IR_MAX_TMA_MAPS];
     int nmaps = 0;
-    if (spec && c->tma) {
-        IrFunction *tf;
-        CodegenOptions opt = {.arch = c->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = spec};
-        targeted = module_for_target(k->function, &opt, false, true, &tf, &st, err);
-        if (!targeted) return st;
-        build.targeted = tf;
-        nmaps = ir_tma_maps(tf, maps);
-        if (nmaps < 0) nmaps = 0; /* the code generator refuses such a kernel */
-    }
     double t0 = monotonic_seconds();
     bool fetched = cache_fetch(&c->cache, key, build_image, &build, &entry, &outcome, err);
     rt_times()->cache += monotonic_seconds() - t0 - build.seconds; /* the disk's part; build_image counts its own */
@@ -499,9 +538,10 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
         st = build.status;
         goto done;
     }
-    f = load_image(c, &entry, k->function->name, &st, err);
+    if (!build.tma || tma_maps_decode(&entry, maps, &nmaps)) f = load_image(c, &entry, k->function->name, &st, err);
     if (!f && !outcome.built) {
-        /* A valid entry the driver refuses (e.g. made for another driver): rebuild it. */
+        /* A valid entry the driver refuses (e.g. made for another driver), or without the launch
+         * data this build needs: rebuild it. */
         CacheConfig no_read = c->cache;
         no_read.enabled = false;
         cache_entry_free(&entry);
@@ -510,7 +550,9 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
             st = build.status;
             goto done;
         }
-        f = load_image(c, &entry, k->function->name, &st, err);
+        nmaps = 0;
+        if (!build.tma || tma_maps_decode(&entry, maps, &nmaps)) f = load_image(c, &entry, k->function->name, &st, err);
+        else st = TILE_ERROR_INTERNAL; /* (a build always writes them) */
         if (f && c->cache.enabled && c->cache.dir[0]) cache_disk_store(c->cache.dir, key, &entry, &outcome.note);
     }
     if (!f) {
@@ -531,7 +573,6 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
     /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
     *out = c->cache.enabled ? cache_memory_put(&c->loaded, key, f) : f;
 done:
-    if (targeted) ir_module_free(targeted);
     cache_entry_free(&entry);
     sb_free(&outcome.note);
     return st;
@@ -539,15 +580,19 @@ done:
 
 static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     const SourceFile *src = &k->program->ast->source;
-    CacheKernelId id = {.source = src->text, .source_len = src->len, .kernel = k->name, .consts = k->consts,
+    CacheKernelId id = {.source = src->text, .source_len = src->len,
+                        .source_sha256 = k->program->has_sha ? k->program->source_sha256 : NULL, .kernel = k->name,
+                        .consts = k->consts,
                         .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     CacheKey key = cache_kernel_key(&id);
-    if (c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true)) {
-        /* dots kept on mma.sync (rt_target_for_arch): another image */
+    bool no_wgmma = c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true);
+    if (no_wgmma || backend_llvm_lsr()) {
+        /* dots kept on mma.sync (rt_target_for_arch), or LLVM's LSR on (TILE_LLVM_LSR=1): another image */
         Sha256 h;
         cache_key_begin(&h);
         cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
-        cache_key_add_i64(&h, "no-wgmma", 1);
+        if (no_wgmma) cache_key_add_i64(&h, "no-wgmma", 1);
+        if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
         key = cache_key_end(&h);
     }
     return key;
@@ -934,7 +979,98 @@ static tile_status tensor_maps(const RtCudaFunction *f, const tile_arg *args, si
     pthread_mutex_unlock(&e->lock);
     return st;
 }
+/* Packs args into the kernel ABI's 8-byte slots (a tensor: its data pointer, i32 sizes, i64
+ * strides; a scalar: i32 / i64 / f32 / f64 by type; cuLaunchKernel reads each value's size from
+ * its slot, so narrower values sit at the slot's start) and launches f on grid: the part of every
+ * launch after the function and the grid are known, memo or not. */
+static tile_status launch_function(tile_kernel *k, RtCudaFunction *f, const tile_arg *args, size_t nargs,
+                                   const unsigned grid[3], tile_stream *stream) {
+    tile_context *ctx = k->program->ctx;
+    const IrFunction *fn = k->function;
+    uint64_t small_slots[RT_LAUNCH_SLOTS];
+    void *small_params[RT_LAUNCH_SLOTS + IR_MAX_TMA_MAPS];
+    size_t nslots = 0;
+    for (uint32_t i = 0; i < fn->nparams; i++) {
+        const IrType *t = fn->body->args[i]->type;
+        nslots += t->kind == TY_TENSOR ? 1 + 2 * (size_t)t->rank : 1;
+    }
+    bool small = nslots <= RT_LAUNCH_SLOTS; /* no allocation for kernels of up to 64 slots */
+    uint64_t *slots = small ? small_slots : xcalloc(nslots + 1, sizeof *slots);
+    void **params = small ? small_params : xcalloc(nslots + 1, sizeof *params);
+    size_t s = 0;
+    for (uint32_t i = 0; i < fn->nparams && i < nargs; i++) {
+        const IrType *t = fn->body->args[i]->type;
+        if (t->kind == TY_TENSOR) {
+            const tile_tensor *x = &args[i].tensor;
+            slots[s++] = (uint64_t)(uintptr_t)x->data;
+            for (int d = 0; d < t->rank; d++) {
+                int32_t size = (int32_t)x->shape[d];
+                memcpy(&slots[s++], &size, 4);
+            }
+            for (int d = 0; d < t->rank; d++) memcpy(&slots[s++], &x->strides[d], 8);
+        } else if (elem_is_float(t->elem)) {
+            if (t->elem.bits > 32) {
+                memcpy(&slots[s++], &args[i].f, 8);
+            } else {
+                float v = (float)args[i].f;
+                memcpy(&slots[s++], &v, 4);
+            }
+        } else if (t->elem.bits > 32) {
+            memcpy(&slots[s++], &args[i].i, 8);
+        } else {
+            uint32_t v = (uint32_t)(uint64_t)args[i].i; /* the low 32 bits: sign- or zero-extended */
+            memcpy(&slots[s++], &v, 4);
+        }
+    }
+    for (size_t j = 0; j < nslots; j++) params[j] = &slots[j];
+    Strbuf err = {0};
+    /* the tensor maps of a TMA ring follow the ABI's parameters (backend.h); tensors the driver
+     * will not encode (a row stride shorter than a row, sizes beyond its limits) take the generic
+     * kernel, which has no TMA ring and the same parameters otherwise */
+    _Alignas(64) uint8_t maps[IR_MAX_TMA_MAPS][128];
+    if (f->ntma && (!small || tensor_maps(f, args, nargs, maps, &err) != TILE_OK)) {
+        sb_clear(&err);
+        tile_status generic = function_for(k, NULL, &f);
+        if (generic != TILE_OK) {
+            if (!small) {
+                free(slots);
+                free(params);
+            }
+            sb_free(&err);
+            return generic;
+        }
+    }
+    for (int i = 0; i < f->ntma; i++) params[nslots + (size_t)i] = maps[i]; /* (small: room for them) */
+    CudaLaunch launch = {.grid = {grid[0], grid[1], grid[2]},
+                         .block = {f->threads, 1, 1},
+                         .shared_bytes = f->shared_bytes,
+                         .stream = stream ? stream->cuda : NULL};
+    tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
+    if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
+    if (!small) { /* (a kernel with tensor maps always has small slots) */
+        free(slots);
+        free(params);
+    }
+    sb_free(&err);
+    return st;
+}
+
+bool rt_cuda_launch_memo(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream, tile_status *st) {
+    const RtLaunchMemo *m = nargs && !args ? NULL : rt_launch_memo_find(k, args, nargs);
+    if (!m) return false;
+    if (m->report) rt_autotune_note_latest(k, m->report);
+    *st = launch_function(m->kernel, m->function, args, nargs, m->grid, stream);
+    return true;
+}
+
+/* The full path: the function for the arguments' facts, the grid, and a memo of both for the
+ * next launch with the same signature. */
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream) {
+    return rt_cuda_launch_for(k, k, args, nargs, stream, NULL);
+}
+
+tile_status rt_cuda_launch_for(tile_kernel *owner, tile_kernel *k, const tile_arg *args, size_t nargs,
+                               tile_stream *stream, const char *report) {
     tile_context *ctx = k->program->ctx;
     const IrFunction *fn = k->function;
     RtCudaFunction *f;
@@ -950,6 +1086,7 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
         sb_free(&err);
         return st;
     }
+    sb_free(&err);
     static const int64_t grid_limit[3] = {INT32_MAX, 65535, 65535};
     for (int d = 0; d < 3; d++) {
         if (grid[d] == 0) return TILE_OK; /* an empty grid runs nothing */
@@ -958,83 +1095,11 @@ tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, t
                            "launch of '%s': grid dimension %d is %lld blocks; the GPU allows at most %lld", k->name,
                            d, (long long)grid[d], (long long)grid_limit[d]);
     }
-    /* One 8-byte slot per kernel parameter; cuLaunchKernel reads each value's size from its
-     * slot, so narrower values are stored at the slot's start. */
-    size_t nslots = 0;
-    for (uint32_t i = 0; i < fn->nparams; i++) {
-        const IrType *t = fn->body->args[i]->type;
-        nslots += t->kind == TY_TENSOR ? 1 + 2 * (size_t)t->rank : 1;
-    }
-    uint64_t small_slots[RT_LAUNCH_SLOTS];
-    void *small_params[RT_LAUNCH_SLOTS];
-    bool small = nslots <= RT_LAUNCH_SLOTS; /* no allocation for kernels of up to 64 slots */
-    uint64_t *slots = small ? small_slots : xcalloc(nslots + 1, sizeof *slots);
-    void **params = small ? small_params : xcalloc(nslots + 1, sizeof *params);
-    size_t s = 0;
-    for (uint32_t i = 0; i < fn->nparams && i < nargs; i++) {
-        const IrType *t = fn->body->args[i]->type;
-        if (t->kind == TY_TENSOR) {
-            uint64_t ptr = (uint64_t)(uintptr_t)args[i].tensor.data;
-            memcpy(&slots[s++], &ptr, 8);
-            for (int d = 0; d < t->rank; d++) {
-                int32_t size = (int32_t)args[i].tensor.shape[d];
-                memcpy(&slots[s++], &size, 4);
-            }
-            for (int d = 0; d < t->rank; d++) {
-                int64_t stride = args[i].tensor.strides[d];
-                memcpy(&slots[s++], &stride, 8);
-            }
-        } else if (elem_is_float(t->elem)) {
-            if (t->elem.bits > 32) {
-                double v = args[i].f;
-                memcpy(&slots[s++], &v, 8);
-            } else {
-                float v = (float)args[i].f;
-                memcpy(&slots[s++], &v, 4);
-            }
-        } else if (t->elem.bits > 32) {
-            int64_t v = args[i].i;
-            memcpy(&slots[s++], &v, 8);
-        } else {
-            uint32_t v = (uint32_t)(uint64_t)args[i].i; /* the low 32 bits: sign- or zero-extended */
-            memcpy(&slots[s++], &v, 4);
-        }
-    }
-    for (size_t j = 0; j < nslots; j++) params[j] = &slots[j];
-    /* the tensor maps of a TMA ring follow the ABI's parameters (backend.h); tensors the driver
-     * will not encode (a row stride shorter than a row, sizes beyond its limits) take the generic
-     * kernel, which has no TMA ring and the same parameters otherwise */
-    _Alignas(64) uint8_t maps[IR_MAX_TMA_MAPS][128];
-    void *with_maps[RT_LAUNCH_SLOTS + IR_MAX_TMA_MAPS];
-    if (f->ntma && (!small || tensor_maps(f, args, nargs, maps, &err) != TILE_OK)) {
-        sb_clear(&err);
-        tile_status generic = function_for(k, NULL, &f);
-        if (generic != TILE_OK) {
-            if (!small) {
-                free(slots);
-                free(params);
-            }
-            sb_free(&err);
-            return generic;
-        }
-    }
-    if (f->ntma) {
-        memcpy(with_maps, params, nslots * sizeof *params);
-        for (int i = 0; i < f->ntma; i++) with_maps[nslots + (size_t)i] = maps[i];
-        params = with_maps;
-    }
-    CudaLaunch launch = {.grid = {(unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2]},
-                         .block = {f->threads, 1, 1},
-                         .shared_bytes = f->shared_bytes,
-                         .stream = stream ? stream->cuda : NULL};
-    tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
-    if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
-    if (!small) { /* (a kernel with tensor maps always has small slots) */
-        free(slots);
-        free(params);
-    }
-    sb_free(&err);
-    return st;
+    /* (an autotuned kernel's memos come only from its choice's launch, never from the timing
+     * launches of its candidates, k itself among them) */
+    if (!owner->autotune || report) rt_launch_memo_add(owner, args, nargs, k, f, report, grid);
+    const unsigned g[3] = {(unsigned)grid[0], (unsigned)grid[1], (unsigned)grid[2]};
+    return launch_function(k, f, args, nargs, g, stream);
 }
 
 /* ---- streams ---- */
@@ -1059,9 +1124,12 @@ void rt_cuda_stream_destroy(tile_stream *s) { cuda_stream_destroy(s->ctx->cuda->
 /* ---- for benchmarks: the raw handles behind a context and a kernel ---- */
 CudaDevice *rt_cuda_device(const tile_context *ctx) { return ctx && ctx->cuda ? ctx->cuda->device : NULL; }
 
-bool rt_cuda_kernel_function(tile_kernel *k, CudaFunction **fn, unsigned *threads, unsigned *shared_bytes) {
+bool rt_cuda_kernel_function(tile_kernel *k, const tile_arg *args, size_t nargs, CudaFunction **fn, unsigned *threads,
+                             unsigned *shared_bytes) {
     RtCudaFunction *f;
-    if (!k || function_for(k, NULL, &f) != TILE_OK) return false; /* (compiled now if no launch did) */
+    if (!k || !k->program->ctx->cuda) return false;
+    tile_status st = args ? rt_cuda_select(k, args, nargs, &f) : function_for(k, NULL, &f); /* (compiled now if no launch did) */
+    if (st != TILE_OK) return false;
     *fn = f->fn;
     *threads = f->threads;
     *shared_bytes = f->shared_bytes;

@@ -1,7 +1,9 @@
 /*
- * launch.c: the launch fast path's grid: a kernel's grid region compiled once, when the kernel
- * is made, into straight-line steps over scalar registers, so that a launch computes its grid
- * without the VM (no frames, no tiles, no allocation).
+ * launch.c: the launch fast path. Two parts: a kernel's grid region compiled once, when the
+ * kernel is made, into straight-line steps over scalar registers, so that a launch computes its
+ * grid without the VM (no frames, no tiles, no allocation); and the launch memo (at the end of
+ * the file), which lets a cuda launch whose argument signature was seen before skip the checks,
+ * the facts, the choice of function and the grid altogether.
  *
  * A grid region is a short list of scalar ops (`dim`, `const`, integer arithmetic, `min`/`max`,
  * casts, comparisons, `select`, `num_sms`) ending in `yield` of 1 to 3 integers. rt_grid_compile
@@ -178,4 +180,89 @@ bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int n
         grid[d] = v;
     }
     return true;
+}
+
+/* ---- the launch memo -------------------------------------------------------------------------
+ * What a cuda launch decided for one argument signature: the arguments passed the checks, their
+ * facts chose this function, and the grid region gave this grid. A signature is every byte of the
+ * arguments those decisions read (kinds, dtypes, ranks, sizes, strides, scalar values, whether
+ * each data pointer is null and its address modulo 16, which decides its element alignment and
+ * its aligned16 fact) and nothing else: the data pointers themselves change from launch to
+ * launch and are packed afresh each time. A kernel keeps up to RT_LAUNCH_MEMOS signatures, made
+ * by its first launches with new ones and freed with it; later launches with another signature
+ * take the full path, which is what every launch did before. Lookups take no lock: each slot is
+ * an atomic pointer set once (compare-and-swap from NULL) to a memo never changed afterwards. */
+
+/* The part of one argument that the memo compares. */
+static bool arg_matches(const RtMemoArg *m, const tile_arg *a) {
+    if ((int)a->kind != m->kind) return false;
+    if (a->kind == TILE_ARG_INT) return a->i == m->value;
+    if (a->kind == TILE_ARG_FLOAT) {
+        int64_t bits;
+        memcpy(&bits, &a->f, sizeof bits);
+        return bits == m->value;
+    }
+    const tile_tensor *t = &a->tensor;
+    if (t->dtype != m->dtype || t->rank != m->rank) return false;
+    uintptr_t p = (uintptr_t)t->data;
+    if ((p ? (int64_t)(p & 15) : 16) != m->value) return false;
+    for (int d = 0; d < m->rank; d++)
+        if (t->shape[d] != m->shape[d] || t->strides[d] != m->strides[d]) return false;
+    return true;
+}
+
+const RtLaunchMemo *rt_launch_memo_find(tile_kernel *k, const tile_arg *args, size_t nargs) {
+    for (int s = 0; s < RT_LAUNCH_MEMOS; s++) {
+        const RtLaunchMemo *m = atomic_load_explicit(&k->memos[s], memory_order_acquire);
+        if (!m) return NULL; /* slots fill in order: the rest are empty */
+        if (m->nargs != nargs) continue;
+        size_t i = 0;
+        while (i < nargs && arg_matches(&m->args[i], &args[i])) i++;
+        if (i == nargs) return m;
+    }
+    return NULL;
+}
+
+void rt_launch_memo_add(tile_kernel *k, const tile_arg *args, size_t nargs, tile_kernel *kernel, void *function,
+                        const char *report, const int64_t grid[3]) {
+    if (nargs > RT_MEMO_MAX_ARGS || atomic_load_explicit(&k->memos[RT_LAUNCH_MEMOS - 1], memory_order_relaxed))
+        return;
+    for (size_t i = 0; i < nargs; i++)
+        if (args[i].kind == TILE_ARG_TENSOR && (args[i].tensor.rank < 0 || args[i].tensor.rank > TILE_MAX_RANK)) return;
+    RtLaunchMemo *m = xcalloc(1, sizeof *m + nargs * sizeof m->args[0]);
+    m->kernel = kernel;
+    m->function = function;
+    m->report = report;
+    m->nargs = (uint32_t)nargs;
+    for (int d = 0; d < 3; d++) m->grid[d] = (unsigned)grid[d];
+    for (size_t i = 0; i < nargs; i++) {
+        RtMemoArg *a = &m->args[i];
+        a->kind = (int)args[i].kind;
+        if (args[i].kind == TILE_ARG_INT) {
+            a->value = args[i].i;
+        } else if (args[i].kind == TILE_ARG_FLOAT) {
+            memcpy(&a->value, &args[i].f, sizeof a->value);
+        } else {
+            const tile_tensor *t = &args[i].tensor;
+            a->dtype = t->dtype;
+            a->rank = t->rank;
+            a->value = t->data ? (int64_t)((uintptr_t)t->data & 15) : 16;
+            memcpy(a->shape, t->shape, (size_t)t->rank * sizeof t->shape[0]);
+            memcpy(a->strides, t->strides, (size_t)t->rank * sizeof t->strides[0]);
+        }
+    }
+    for (int s = 0; s < RT_LAUNCH_MEMOS; s++) {
+        RtLaunchMemo *expected = NULL;
+        if (atomic_compare_exchange_strong_explicit(&k->memos[s], &expected, m, memory_order_release,
+                                                    memory_order_relaxed))
+            return;
+    }
+    free(m); /* other threads filled the slots first */
+}
+
+void rt_launch_memo_free(tile_kernel *k) {
+    for (int s = 0; s < RT_LAUNCH_MEMOS; s++) {
+        free(atomic_load(&k->memos[s]));
+        atomic_store(&k->memos[s], NULL);
+    }
 }

@@ -22,6 +22,8 @@
 
 struct RtAotProgram;
 struct RtVariant;
+typedef struct RtLaunchMemo RtLaunchMemo;
+enum { RT_LAUNCH_MEMOS = 8 }; /* argument signatures a kernel remembers (launch.c) */
 typedef struct RtAutotune RtAutotune;
 typedef struct RtGrid RtGrid;
 
@@ -66,6 +68,8 @@ struct tile_kernel {
     struct RtVariant *_Atomic last_variant; /* the variant of the latest launch (the fast path) */
     RtGrid *grid;            /* the grid region compiled (launch.c), or NULL: the VM evaluates it */
     RtAutotune *autotune;    /* its autotune(...) candidates (autotune.c), or NULL */
+    RtLaunchMemo *_Atomic memos[RT_LAUNCH_MEMOS]; /* the cuda launch's decisions per argument
+                                                    signature (launch.c), filled in order */
     tile_kernel *next;
 };
 
@@ -78,7 +82,9 @@ struct tile_program {
     tile_kernel *kernels;
     int refs;                   /* handles given out by tile_program_from_string */
     bool shared;                /* in ctx->shared_programs (under ctx->programs_lock) */
-    uint8_t source_hash[32];    /* SHA-256 of the name and the source */
+    uint8_t source_hash[32];    /* SHA-256 of the name and source_sha256 */
+    uint8_t source_sha256[32];  /* SHA-256 of the source text: the kernel cache key's (has_sha) */
+    bool has_sha;
     tile_program *next_shared;
 };
 
@@ -146,11 +152,12 @@ const char *rt_cuda_arch(const tile_context *ctx);
 struct CudaDevice;
 struct CudaFunction;
 /* For benchmarks that compare with bare driver calls: the device of a cuda context, and the
- * generic kernel's loaded function of one of its kernels, compiled now if no launch needed it
- * (false if it does not compile). */
+ * loaded function that a launch of one of its kernels with args runs (the variant for their
+ * facts; args NULL: the generic kernel), compiled now if no launch needed it (false if it does
+ * not compile). */
 struct CudaDevice *rt_cuda_device(const tile_context *ctx);
-bool rt_cuda_kernel_function(tile_kernel *k, struct CudaFunction **fn, unsigned *threads,
-                             unsigned *shared_bytes);
+bool rt_cuda_kernel_function(tile_kernel *k, const tile_arg *args, size_t nargs, struct CudaFunction **fn,
+                             unsigned *threads, unsigned *shared_bytes);
 /* Generates code for the n kernels fs (one module holds them all) without a device: LLVM IR
  * text, PTX text or a cubin (binary) appended to out, for arch ("sm_80", "sm_90a"). On failure
  * the status says what kind (UNSUPPORTED when the code generator cannot handle a kernel yet or
@@ -255,6 +262,39 @@ bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t g
 bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3]);
 void rt_grid_free(RtGrid *g);
 
+/* The launch memo (launch.c): a cuda launch with arguments of a signature seen before skips the
+ * argument checks, the facts, the choice of function and the grid, and reuses what the first
+ * launch with that signature decided. A signature is what those read: kinds, dtypes, ranks,
+ * sizes, strides, scalar values, and per data pointer whether it is null and its address
+ * modulo 16; never the pointer itself. */
+enum { RT_MEMO_MAX_ARGS = 64 };
+typedef struct RtMemoArg {
+    int kind;                 /* tile_arg_kind */
+    tile_dtype dtype;         /* a tensor's */
+    int rank;
+    int64_t value;            /* an int; a float's bits; a tensor: its address mod 16, or 16 if null */
+    int64_t shape[TILE_MAX_RANK], strides[TILE_MAX_RANK];
+} RtMemoArg;
+struct RtLaunchMemo {
+    tile_kernel *kernel;      /* the kernel launched: the memo's own, or its autotuned candidate */
+    void *function;           /* the cuda device's RtCudaFunction of kernel */
+    const char *report;       /* an autotuned kernel's report of this choice (owned by it), or NULL */
+    unsigned grid[3];         /* every dimension at least 1 and within the GPU's limits */
+    uint32_t nargs;
+    RtMemoArg args[];
+};
+/* The memo of k for args' signature, or NULL. No lock, no allocation. */
+const RtLaunchMemo *rt_launch_memo_find(tile_kernel *k, const tile_arg *args, size_t nargs);
+/* Remembers in k, for args' signature (args checked, the launch about to be made), the kernel
+ * launched (k, or the candidate an autotuned k chose, with its report), its function and the
+ * grid; nothing when k's slots are full or there are more than RT_MEMO_MAX_ARGS arguments. */
+void rt_launch_memo_add(tile_kernel *k, const tile_arg *args, size_t nargs, tile_kernel *kernel, void *function,
+                        const char *report, const int64_t grid[3]);
+void rt_launch_memo_free(tile_kernel *k);
+/* The cuda launch of k when args' signature has a memo: *st is the launch's status and true is
+ * returned; false (nothing done) when there is none, and the caller takes the full path. */
+bool rt_cuda_launch_memo(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream, tile_status *st);
+
 /* ---- autotuning (autotune.c) ----------------------------------------------------------------
  * A kernel with an autotune(...) clause, got with none of the constants its candidates bind,
  * chooses a candidate per shape bucket at launch (lang/SPEC.md "Autotuning"). */
@@ -263,6 +303,12 @@ RtAutotune *rt_autotune_new(tile_kernel *k);
 void rt_autotune_free(RtAutotune *t);
 /* Launches k (k->autotune set; arguments checked against k) through its chosen candidate. */
 tile_status rt_autotune_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
+/* rt_cuda_launch of kernel (args checked against it) whose memo goes to owner: owner is kernel,
+ * or the autotuned kernel whose candidate it is, report that choice's report. */
+tile_status rt_cuda_launch_for(tile_kernel *owner, tile_kernel *kernel, const tile_arg *args, size_t nargs,
+                               tile_stream *stream, const char *report);
+/* Records report as the latest launch's of autotuned k (a memo hit's). */
+void rt_autotune_note_latest(tile_kernel *k, const char *report);
 /* Launches k exactly as compiled (no autotuning), arguments already checked by rt_check_args. */
 tile_status rt_launch_checked(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
 /* For tests: when set, the time (ms) that timing reports for each candidate (0-based), in place

@@ -93,6 +93,18 @@ Test(cache, key_depends_on_every_input) {
     CacheKey k = cache_kernel_key(&id);
     cr_assert(cache_key_equal(&k0, &k), "constants are sorted before hashing");
 
+    /* the source's SHA-256 in place of its text (what a program passes): stable, and another key */
+    uint8_t digest[32];
+    sha256(src, strlen(src), digest);
+    id = base_id();
+    id.source_sha256 = digest;
+    CacheKey by_digest = cache_kernel_key(&id), by_digest_again = cache_kernel_key(&id);
+    cr_assert(cache_key_equal(&by_digest, &by_digest_again));
+    cr_assert(!cache_key_equal(&by_digest, &k0));
+    digest[31] ^= 1;
+    CacheKey other_digest = cache_kernel_key(&id);
+    cr_assert(!cache_key_equal(&by_digest, &other_digest), "the digest is part of the key");
+
     CacheKey keys[8];
     int n = 0;
     id = base_id();
@@ -243,7 +255,6 @@ static CacheConfig config_for(const char *dir) {
 
 typedef enum Damage {
     DAMAGE_TRUNCATE, DAMAGE_FLIP_PAYLOAD, DAMAGE_MAGIC, DAMAGE_LENGTH, DAMAGE_KEY, DAMAGE_EMPTY,
-    DAMAGE_OLD_VERSION, /* format 1 (SHA-256 checksum) */
     DAMAGE_CHECKSUM, DAMAGE_RESERVED, DAMAGE_APPEND
 } Damage;
 
@@ -267,7 +278,6 @@ static void damage(const CacheKey *key, Damage how) {
     case DAMAGE_MAGIC: fseek(f, 0, SEEK_SET); fputc('X', f); break;
     case DAMAGE_LENGTH: fseek(f, 48, SEEK_SET); fputc(0x7f, f); break;
     case DAMAGE_KEY: fseek(f, 20, SEEK_SET); fputc(0x5a, f); fputc(0xa5, f); break;
-    case DAMAGE_OLD_VERSION: fseek(f, 8, SEEK_SET); fputc(1, f); break;
     case DAMAGE_CHECKSUM: fseek(f, 60, SEEK_SET); fputc(0x33, f); break;
     case DAMAGE_RESERVED: fseek(f, 80, SEEK_SET); fputc(1, f); break;
     case DAMAGE_APPEND: fseek(f, 0, SEEK_END); fputc(0, f); break;
@@ -319,10 +329,76 @@ Test(cache, flipped_byte_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_FLIP_PAYLO
 Test(cache, wrong_magic_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_MAGIC); }
 Test(cache, wrong_length_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_LENGTH); }
 Test(cache, wrong_key_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_KEY); }
-Test(cache, format_1_entry_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_OLD_VERSION); }
 Test(cache, wrong_checksum_is_rebuilt) { check_damage_is_rebuilt(DAMAGE_CHECKSUM); }
 Test(cache, nonzero_reserved_bytes_are_rebuilt) { check_damage_is_rebuilt(DAMAGE_RESERVED); }
 Test(cache, bytes_after_payload_are_rebuilt) { check_damage_is_rebuilt(DAMAGE_APPEND); }
+
+/* An entry of another format version (1: SHA-256 checksum; 2: no launch data; a newer tile's) is
+ * a plain miss, with nothing to report, and the rebuilt entry replaces it. */
+Test(cache, entry_of_another_format_is_a_clean_miss) {
+    const unsigned versions[] = {1, 2, CACHE_FORMAT_VERSION + 1};
+    for (size_t v = 0; v < sizeof versions / sizeof versions[0]; v++) {
+        CacheConfig config = config_for(tmpdir);
+        CacheKey key = key_of(v == 0 ? "sm_80" : v == 1 ? "sm_90a" : "sm_86");
+        Builder b = {.len = 2048, .seed = 5};
+        CacheEntry got;
+        CacheOutcome o = {0};
+        Strbuf err = {0}, why = {0}, path = {0};
+        cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+        cache_entry_free(&got);
+        cache_entry_path(tmpdir, &key, &path);
+        FILE *f = fopen(sb_str(&path), "r+b");
+        cr_assert_not_null(f);
+        fseek(f, 8, SEEK_SET);
+        fputc((int)versions[v], f);
+        fclose(f);
+        cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_MISS, "format %u", versions[v]);
+        cr_assert_eq(why.len, 0, "format %u: %s", versions[v], sb_str(&why));
+        cr_assert(cache_fetch(&config, &key, build, &b, &got, &o, &err));
+        cr_assert_eq(o.lookup, CACHE_MISS);
+        cr_assert(o.built && o.stored);
+        cr_assert_eq(o.note.len, 0, "%s", sb_str(&o.note));
+        cache_entry_free(&got);
+        cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_HIT, "replaced: %s", sb_str(&why));
+        cache_entry_free(&got);
+        sb_free(&err), sb_free(&why), sb_free(&path), sb_free(&o.note);
+    }
+}
+
+/* Launch data (the cuda device's tensor maps) comes back as stored, between the header fields
+ * and the image; a length beyond the payload is damage even under a valid checksum. */
+Test(cache, launch_data_round_trips) {
+    CacheKey key = key_of("sm_90a");
+    CacheEntry e = make_entry(3000, 4, false), got;
+    e.launch_len = 48;
+    e.launch = malloc(e.launch_len);
+    for (size_t i = 0; i < e.launch_len; i++) e.launch[i] = (uint8_t)(200 - i);
+    Strbuf why = {0}, err = {0}, path = {0};
+    cr_assert(cache_disk_store(tmpdir, &key, &e, &err), "%s", sb_str(&err));
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_HIT, "%s", sb_str(&why));
+    assert_same_entry(&e, &got);
+    cr_assert_eq(got.launch_len, 48);
+    cr_assert(memcmp(got.launch, e.launch, 48) == 0);
+    cache_entry_free(&got);
+    /* the launch length past the payload, the checksum made right again */
+    cache_entry_path(tmpdir, &key, &path);
+    FILE *f = fopen(sb_str(&path), "r+b");
+    cr_assert_not_null(f);
+    size_t size = CACHE_HEADER_SIZE + 16 + 48 + 3000;
+    uint8_t *file = malloc(size);
+    cr_assert_eq(fread(file, 1, size, f), size);
+    file[CACHE_HEADER_SIZE + 12] = 0xff, file[CACHE_HEADER_SIZE + 13] = 0x0f;
+    uint64_t sum = xxh64(file + CACHE_HEADER_SIZE, size - CACHE_HEADER_SIZE);
+    for (int i = 0; i < 8; i++) file[56 + i] = (uint8_t)(sum >> (8 * i));
+    fseek(f, 0, SEEK_SET);
+    cr_assert_eq(fwrite(file, 1, size, f), size);
+    fclose(f);
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_CORRUPT);
+    cr_assert(strstr(sb_str(&why), "launch data"), "%s", sb_str(&why));
+    free(file);
+    cache_entry_free(&e);
+    sb_free(&why), sb_free(&err), sb_free(&path);
+}
 
 /* The payload checksum against the reference implementation's values (libxxhash 0.8 gives the
  * same for these and for 200 longer buffers, checked when it was written). */
@@ -334,7 +410,7 @@ Test(cache, xxh64_vectors) {
     cr_assert_eq(xxh64(s, strlen(s)), UINT64_C(0xfbcea83c8a378bf1));
 }
 
-/* The header of an entry as written: magic, format 2, the key, the length, the payload's XXH64
+/* The header of an entry as written: magic, the format version, the key, the length, the payload's XXH64
  * at 56 and zeros up to 88. */
 Test(cache, entry_header_layout) {
     CacheConfig config = config_for(tmpdir);

@@ -1,0 +1,278 @@
+/* test_cuda_host.c: the cuda device's host side without a GPU, on the fake driver
+ * (tests/fake_cuda/fake_cuda.c: ctest runs this suite with build/fake_cuda first in
+ * LD_LIBRARY_PATH, so libtile's dlopen("libcuda.so.1") gets it). The fake reports an sm_90 device
+ * with 132 multiprocessors, takes any module and records each launch instead of running it; the
+ * kernels are compiled for real (LLVM, and a cubin where nvJitLink or ptxas is installed).
+ *
+ * What is checked: a launch reaches cuLaunchKernel with the grid of the kernel's grid region,
+ * the block of the compiled function and the tensor's data pointer first; the launch memo packs
+ * each launch's own pointers and takes the full path (checks, facts, grid) for anything that
+ * would decide otherwise; num_sms() in a grid is
+ * the device's count; a disk-cache hit in a new context loads the kernel without running a GPU
+ * pass (tile_compile_times' passes do not move across the launch) and still knows the variant's
+ * TMA tensor maps (they come from the entry's launch data), which the launch then encodes. */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/runtime.h"
+#include "testutil.h"
+
+/* The fake driver's record (fake_cuda.c's FakeCudaStats). */
+typedef struct FakeCudaStats {
+    uint64_t launches;
+    unsigned grid[3], block[3];
+    unsigned shared_bytes;
+    void **params;
+    uint64_t param0;
+    uint64_t modules_loaded;
+    uint64_t tensor_maps;
+    uint64_t context_sets;
+} FakeCudaStats;
+
+static FakeCudaStats *fake(void) {
+    void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+    cr_assert_not_null(lib, "libcuda.so.1 is not loaded");
+    FakeCudaStats *(*stats)(void);
+    void *sym = dlsym(lib, "fake_cuda_stats");
+    cr_assert_not_null(sym, "libcuda.so.1 is not the fake driver (run through ctest: LD_LIBRARY_PATH=build/fake_cuda)");
+    memcpy(&stats, &sym, sizeof sym);
+    dlclose(lib);
+    return stats();
+}
+
+static tile_context *open_fake(void) {
+    tile_context *ctx;
+    tile_status st = tile_context_create(TILE_DEVICE_CUDA, 0, &ctx);
+    cr_assert_eq(st, TILE_OK, "%s", tile_context_message(NULL));
+    cr_assert(strstr(tile_context_device_name(ctx), "fake GPU"), "device: %s", tile_context_device_name(ctx));
+    return ctx;
+}
+
+static tile_kernel *stdlib_kernel(tile_context *ctx, const char *file, const char *name, const tile_constant *c,
+                                  size_t nc, tile_program **p) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stdlib/core/%s", TILE_SOURCE_DIR, file);
+    tile_kernel *k;
+    cr_assert_eq(tile_program_from_file(ctx, path, p), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_program_get_kernel(*p, name, c, nc, &k), TILE_OK, "%s", tile_context_message(ctx));
+    return k;
+}
+
+static double passes_seconds(void) {
+    tile_compile_times t;
+    tile_compile_times_get(&t);
+    return t.passes;
+}
+
+Test(cuda_host, launch_reaches_the_driver_with_grid_block_and_pointers) {
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
+    tile_context *ctx = open_fake();
+    cr_assert_str_eq(rt_cuda_arch(ctx), "sm_90a");
+    tile_program *p;
+    tile_kernel *k = stdlib_kernel(ctx, "vector_add.tile", "vector_add", NULL, 0, &p);
+    int64_t n = 5000;
+    void *bufs[3];
+    tile_arg args[3];
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(tile_alloc(ctx, (size_t)n * 4, &bufs[i]), TILE_OK);
+        args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, &n)};
+    }
+    FakeCudaStats *s = fake();
+    uint64_t before = s->launches;
+    for (int r = 0; r < 3; r++) { /* the first compiles; the others take the fast path */
+        cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        cr_assert_eq(s->launches, before + (uint64_t)r + 1);
+        cr_assert_eq(s->grid[0], 5, "cdiv(5000, 1024) blocks, not %u", s->grid[0]);
+        cr_assert_eq(s->grid[1], 1);
+        cr_assert_eq(s->block[0], 128, "4 warps");
+        cr_assert_eq(s->param0, (uint64_t)(uintptr_t)bufs[0], "a's data pointer first");
+    }
+    /* a different size: the same variant, another grid */
+    n = 1024 * 7 + 3;
+    for (int i = 0; i < 3; i++) args[i].tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, &n);
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(s->grid[0], 8);
+    cr_assert_eq(rt_kernel_num_variants(k), 1);
+    /* an argument error is still reported, and nothing is launched */
+    before = s->launches;
+    cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert_eq(s->launches, before);
+    for (int i = 0; i < 3; i++) tile_free(ctx, bufs[i]);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* The launch memo reuses a signature's decisions but never its pointers, and what it keys on
+ * changes the decision: a pointer 16-byte aligned or not (another variant), one not aligned to
+ * its elements (an error, after and before memos), more signatures than a kernel keeps. */
+Test(cuda_host, memo_packs_new_pointers_and_keys_on_what_decides) {
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
+    tile_context *ctx = open_fake();
+    tile_program *p;
+    tile_kernel *k = stdlib_kernel(ctx, "vector_add.tile", "vector_add", NULL, 0, &p);
+    enum { MAXN = 40000 };
+    void *bufs[3];
+    for (int i = 0; i < 3; i++) cr_assert_eq(tile_alloc(ctx, MAXN * 4 + 64, &bufs[i]), TILE_OK);
+    FakeCudaStats *s = fake();
+    tile_arg args[3];
+    int64_t n = 4096;
+    for (int round = 0; round < 4; round++) {
+        /* rounds 0 and 2: aligned; 1: 4 bytes in (element-aligned, not 16); 3: aligned, others */
+        size_t offset = round == 1 ? 4 : round == 3 ? 64 : 0;
+        for (int i = 0; i < 3; i++)
+            args[i] = (tile_arg){.kind = TILE_ARG_TENSOR,
+                                 .tensor = tile_tensor_contiguous(TILE_F32, (char *)bufs[i] + offset, 1, &n)};
+        cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        cr_assert_eq(s->param0, (uint64_t)(uintptr_t)((char *)bufs[0] + offset), "round %d: the pointer of this launch", round);
+        cr_assert_eq(s->grid[0], 4);
+    }
+    cr_assert_eq(rt_kernel_num_variants(k), 2, "aligned and not: two variants");
+    /* 2 bytes in: not aligned to f32, whatever the memos say */
+    args[1].tensor.data = (char *)bufs[1] + 2;
+    uint64_t before = s->launches;
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    cr_assert(strstr(tile_context_message(ctx), "not aligned"), "%s", tile_context_message(ctx));
+    cr_assert_eq(s->launches, before);
+    /* a null pointer with elements, where a memo has the same sizes */
+    args[1].tensor.data = NULL;
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    /* more sizes than a kernel keeps memos for: each launch still gets its own grid */
+    for (int64_t m = 1; m <= 3 * RT_LAUNCH_MEMOS; m++) {
+        n = m * 1000 + 1;
+        for (int i = 0; i < 3; i++) args[i].tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, &n);
+        for (int twice = 0; twice < 2; twice++) {
+            cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+            cr_assert_eq(s->grid[0], (unsigned)((n + 1023) / 1024), "n = %lld", (long long)n);
+        }
+    }
+    /* a mismatched size between a and b is caught even though a's and c's match a memo */
+    n = 1001;
+    int64_t other = 1002;
+    for (int i = 0; i < 3; i++) args[i].tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, i == 1 ? &other : &n);
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
+    for (int i = 0; i < 3; i++) tile_free(ctx, bufs[i]);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* An autotuned kernel's memo launches the candidate its bucket chose (not the kernel itself,
+ * whose timing launches leave no memo) and keeps the report of the latest launch right. */
+static double block512_fastest(uint32_t candidate) { return candidate == 1 ? 1.0 : 2.0; }
+
+Test(cuda_host, autotuned_memo_launches_the_choice) {
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
+    tile_context *ctx = open_fake();
+    rt_autotune_test_times = block512_fastest;
+    static const char src[] = "kernel va<BLOCK = 1024>(a: tensor<f32>[N], b: tensor<f32>[N], c: tensor<f32>[N])\n"
+                              "  grid(cdiv(N, BLOCK))\n"
+                              "  autotune(key = [N], config(), config(BLOCK = 512))\n"
+                              "{\n"
+                              "  let i = block_id(0) * BLOCK;\n"
+                              "  c[i :+ BLOCK] = a[i :+ BLOCK] + b[i :+ BLOCK];\n"
+                              "}\n";
+    tile_program *p;
+    tile_kernel *k;
+    cr_assert_eq(tile_program_from_string(ctx, "va.tile", src, sizeof src - 1, &p), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_program_get_kernel(p, "va", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    void *bufs[3];
+    for (int i = 0; i < 3; i++) cr_assert_eq(tile_alloc(ctx, 100000 * 4, &bufs[i]), TILE_OK);
+    FakeCudaStats *s = fake();
+    const int64_t sizes[3] = {5000, 100000, 5000};
+    const unsigned grids[3] = {10, 196, 10}; /* cdiv(N, 512): the second candidate wins */
+    char *reports[3];
+    for (int round = 0; round < 3; round++) {
+        tile_arg args[3];
+        for (int i = 0; i < 3; i++)
+            args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, &sizes[round])};
+        for (int twice = 0; twice < 2; twice++) { /* the second launch of a size takes the memo */
+            uint64_t before = s->launches;
+            cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+            cr_assert_eq(s->grid[0], grids[round], "round %d: grid %u", round, s->grid[0]);
+            cr_assert_eq(s->param0, (uint64_t)(uintptr_t)bufs[0]);
+            if (twice) cr_assert_eq(s->launches, before + 1, "a memo hit launches once, times nothing");
+        }
+        cr_assert_eq(tile_kernel_autotune_report(k, &reports[round]), TILE_OK);
+        cr_assert_not_null(reports[round]);
+    }
+    cr_assert_str_eq(reports[2], reports[0], "the latest launch's report: the 5000 bucket's again");
+    cr_assert_str_neq(reports[1], reports[0]);
+    for (int i = 0; i < 3; i++) tile_free(ctx, bufs[i]), tile_string_free(reports[i]);
+    rt_autotune_test_times = NULL;
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* gemm_persistent's grid is min(tiles, num_sms()): the device's 132, not the VM's default. */
+Test(cuda_host, num_sms_in_a_grid_is_the_devices) {
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
+    tile_context *ctx = open_fake();
+    tile_program *p;
+    tile_kernel *k = stdlib_kernel(ctx, "gemm_persistent.tile", "gemm_persistent", NULL, 0, &p);
+    int nparams = tile_kernel_num_params(k);
+    cr_assert_eq(nparams, 3);
+    const int64_t dims[3][2] = {{4096, 4096}, {4096, 4096}, {4096, 4096}};
+    void *buf;
+    cr_assert_eq(tile_alloc(ctx, 64, &buf), TILE_OK);
+    tile_arg args[3];
+    for (int i = 0; i < 3; i++)
+        args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, buf, 2, dims[i])};
+    FakeCudaStats *s = fake();
+    cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(s->grid[0], 132, "grid %u", s->grid[0]);
+    tile_free(ctx, buf);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
+/* A disk hit in a new context: no GPU pass, the same tensor maps, and they are encoded at launch. */
+Test(cuda_host, disk_hit_runs_no_gpu_pass_and_keeps_the_tensor_maps) {
+    char dir[] = "/tmp/tile-cuda-host-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("TILE_CACHE_DIR", dir, 1);
+    const tile_constant fixed[] = {{.name = "STAGES", .i = 3}}; /* a tuned constant given: no autotuning */
+    const int64_t m = 512, n = 512, kk = 512;
+    const int64_t da[2] = {m, kk}, db[2] = {kk, n}, dc[2] = {m, n};
+    int ntma[2] = {0, 0};
+    double passes[2] = {0, 0};
+    uint64_t loads[2] = {0, 0}, maps[2] = {0, 0};
+    FakeCudaStats *s = NULL;
+    for (int round = 0; round < 2; round++) { /* 0 compiles and stores; 1 is a new context: a disk hit */
+        tile_context *ctx = open_fake();
+        s = fake();
+        tile_program *p;
+        tile_kernel *k = stdlib_kernel(ctx, "gemm.tile", "gemm", fixed, 1, &p);
+        void *a, *b, *c;
+        cr_assert_eq(tile_alloc(ctx, (size_t)(m * kk * 2), &a), TILE_OK);
+        cr_assert_eq(tile_alloc(ctx, (size_t)(kk * n * 2), &b), TILE_OK);
+        cr_assert_eq(tile_alloc(ctx, (size_t)(m * n * 2), &c), TILE_OK);
+        tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, da)},
+                            {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, db)},
+                            {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, dc)}};
+        uint64_t loaded = s->modules_loaded, encoded = s->tensor_maps;
+        double before = passes_seconds();
+        cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        passes[round] = passes_seconds() - before;
+        loads[round] = s->modules_loaded - loaded;
+        maps[round] = s->tensor_maps - encoded;
+        ntma[round] = rt_cuda_num_tma_maps(k, args, 3);
+        cr_assert_eq(s->grid[0], (uint64_t)(m / 128) * (uint64_t)(n / 128));
+        tile_free(ctx, a), tile_free(ctx, b), tile_free(ctx, c);
+        tile_program_destroy(p);
+        tile_context_destroy(ctx);
+    }
+    unsetenv("TILE_CACHE_DIR");
+    cr_assert_gt(passes[0], 0, "the first launch compiles (GPU passes included)");
+    cr_assert_eq(passes[1], 0, "a disk hit ran GPU passes for %g s", passes[1]);
+    cr_assert_eq(loads[0], 1);
+    cr_assert_eq(loads[1], 1, "the disk hit loads the stored image");
+    cr_assert_gt(ntma[0], 0, "gemm's variant on sm_90a has a TMA ring");
+    cr_assert_eq(ntma[1], ntma[0], "the hit knows the same tensor maps");
+    cr_assert_eq(maps[1], (uint64_t)ntma[1], "and the launch encoded them");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
