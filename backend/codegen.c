@@ -136,6 +136,10 @@ void cg_barrier(Cg *g) {
     /* barrier.sync 0 with all threads of the block (bar.sync 0); in a warp role its own barrier */
     char text[48];
     cg_barrier_text(g, text, sizeof text);
+    cg_asm_void(g, text);
+}
+
+void cg_asm_void(Cg *g, const char *text) {
     LLVMTypeRef ft = LLVMFunctionType(g->void_type, NULL, 0, 0);
     LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "~{memory}", 9, 1, 0,
                                        LLVMInlineAsmDialectATT, 0);

@@ -114,6 +114,9 @@ LLVMValueRef cg_owner(Cg *g, const Layout *layout);
 const Layout *cg_blocked(Cg *g, int rank, const int64_t *shape, ElemType e);
 LLVMValueRef cg_i64(Cg *g, int64_t v);
 LLVMValueRef cg_i32(Cg *g, int64_t v);
+/* Inline assembly without operands, a memory clobber, convergent (no transform may make it depend
+ * on more control flow). */
+void cg_asm_void(Cg *g, const char *text);
 void cg_barrier(Cg *g);
 LLVMValueRef cg_call_intrinsic(Cg *g, const char *name, LLVMTypeRef *overloads, unsigned noverloads,
                                LLVMValueRef *args, unsigned nargs);

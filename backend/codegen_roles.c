@@ -28,15 +28,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static void asm_void(Cg *g, const char *text) {
-    LLVMTypeRef ft = LLVMFunctionType(g->void_type, NULL, 0, 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "~{memory}", 9, 1, 0,
-                                       LLVMInlineAsmDialectATT, 0);
-    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, NULL, 0, "");
-    unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
-    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
-}
-
 /* The register average of the budgets over the block's warps (0: no budgets). */
 static int64_t average_registers(const IrOp *op) {
     int64_t warps = 0, sum = 0;
@@ -106,7 +97,7 @@ bool cg_warp_roles(Cg *g, const IrOp *op) {
             char text[64];
             snprintf(text, sizeof text, "setmaxnreg.%s.sync.aligned.u32 %lld;", regs < average ? "dec" : "inc",
                      (long long)regs);
-            asm_void(g, text);
+            cg_asm_void(g, text);
         }
         const IrOp *term;
         if (cg_emit_region(g, op->regions[k], &term)) LLVMBuildBr(g->b, end);
