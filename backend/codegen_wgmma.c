@@ -95,6 +95,41 @@ static void wait_group(Cg *g, int64_t pending, LLVMValueRef *acc, uint32_t n, un
     }
 }
 
+/* wgmma.fence with the n values (f32 accumulators, packed i32 a fragments) passing through it as
+ * tied operands (in asm statements of at most 128 operands, the fence in the last), so that every
+ * register a wgmma reads is written before the fence: else ptxas finds a write after it and
+ * injects warpgroup.arrive before the wgmma (warning C7519), serializing the group. */
+static void fence_through(Cg *g, LLVMValueRef *vals, unsigned n) {
+    unsigned chunk = 128;
+    for (unsigned first = 0; first < n || first == 0; first += chunk) {
+        unsigned k = n - first < chunk ? n - first : chunk;
+        bool last = first + k >= n;
+        const char *text = last ? "wgmma.fence.sync.aligned;" : "";
+        if (k == 0) {
+            asm_floats(g, text, "~{memory}", 0, NULL, 0);
+            break;
+        }
+        LLVMTypeRef *types = cg_calloc(g, k, sizeof(LLVMTypeRef));
+        size_t cap = (size_t)k * 12 + 32, len = 0;
+        char *cons = cg_calloc(g, cap, 1);
+        for (unsigned i = 0; i < k; i++) {
+            types[i] = LLVMTypeOf(vals[first + i]);
+            len += (size_t)snprintf(cons + len, cap - len, "=%s,", types[i] == g->f32 ? "f" : "r");
+        }
+        for (unsigned i = 0; i < k; i++) len += (size_t)snprintf(cons + len, cap - len, "%u,", i);
+        snprintf(cons + len, cap - len, "~{memory}");
+        LLVMTypeRef ret = LLVMStructTypeInContext(g->ctx, types, k, 0);
+        LLVMTypeRef ft = LLVMFunctionType(ret, types, k, 0);
+        LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), cons, strlen(cons), 1, 0,
+                                           LLVMInlineAsmDialectATT, 0);
+        LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, vals + first, k, "");
+        unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
+        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
+        for (unsigned i = 0; i < k; i++) vals[first + i] = LLVMBuildExtractValue(g->b, call, i, "");
+        if (last) break;
+    }
+}
+
 /* The text of one wgmma.mma_async of n columns and nacc accumulators ($0 ..), then its inputs: the
  * a descriptor or, with a in registers, four packed registers; the b descriptor; the scale-d
  * predicate's source. imm-trans-b is 1 for an n-major b. */
@@ -139,7 +174,20 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
     uint32_t n = r->nslots;
     LLVMValueRef *acc = cg_calloc(g, n, sizeof(LLVMValueRef));
     for (uint32_t s = 0; s < n; s++) acc[s] = c->slots[c->nslots == 1 ? 0 : s];
-    asm_floats(g, "wgmma.fence.sync.aligned;", "~{memory}", 0, NULL, 0);
+    /* every register the instructions read, written before the fence: the accumulators, then the
+     * a fragments of each (k step, m repeat) in mma_operand_a_layout's slot order, packed */
+    uint32_t nfrag = a_regs ? (uint32_t)(steps * t->reps_m * 4) : 0;
+    LLVMValueRef *vals = cg_calloc(g, n + nfrag, sizeof(LLVMValueRef)), *frag = vals + n;
+    memcpy(vals, acc, n * sizeof(LLVMValueRef));
+    for (int64_t s = 0; s < steps && a_regs; s++)
+        for (int64_t i = 0; i < t->reps_m; i++) {
+            uint32_t first = (uint32_t)((i * steps + s) * 8);
+            for (int q = 0; q < 4; q++)
+                frag[(s * t->reps_m + i) * 4 + q] =
+                    cg_mma_pack2(g, t, a->slots[first + 2 * q], a->slots[first + 2 * q + 1]);
+        }
+    fence_through(g, vals, n + nfrag);
+    memcpy(acc, vals, n * sizeof(LLVMValueRef));
     char text[4096];
     mma_text(text, sizeof text, t, nacc, a_regs, b_nmajor);
     const char *mma_constraints = tied_constraints(g, nacc, a_regs ? "r,r,r,r,l,r," : "l,l,r,");
@@ -151,9 +199,7 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
         for (int64_t i = 0; i < t->reps_m; i++) {
             unsigned k = 0;
             if (a_regs) {
-                /* the A fragments of repeat i, k step s (mma_operand_a_layout's slot order) */
-                uint32_t first = (uint32_t)((i * steps + s) * 8);
-                for (int q = 0; q < 4; q++) args[k++] = cg_mma_pack2(g, t, a->slots[first + 2 * q], a->slots[first + 2 * q + 1]);
+                for (int q = 0; q < 4; q++) args[k++] = frag[(s * t->reps_m + i) * 4 + q];
             } else {
                 int64_t at[2] = {16 * t->warps_m * i, 16 * s};
                 args[k++] = plus(g, da, shared_layout_linear(la, at) * bytes);
