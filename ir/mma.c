@@ -1,5 +1,5 @@
 /*
- * mma.c: the tensor-core rules of mma.h: which dots qualify for mma.sync m16n8k16, how the warps
+ * mma.c: the tensor-core rules of mma.h: which dots qualify for mma.sync (m16n8k16, m16n8k32), how the warps
  * of a block are arranged over the accumulator, and the fragment layouts, all built from the
  * primitives and the product of the layout algebra (ir/layout.c), so that layout_map gives the
  * coordinates of every register and tests can hold them against the PTX ISA tables.
@@ -16,6 +16,18 @@ const MmaInstrInfo mma_instrs[MMA_COUNT] = {
 #include "ir/mma.def"
 #undef MMA
 };
+
+ElemType mma_operand_elem(MmaInstr instr) {
+    switch (instr) {
+#define MMA(id, nm, m_, n_, k_, operand, acc, arch_)                                                  \
+    case MMA_##id: return operand;
+#include "ir/mma.def"
+#undef MMA
+    default: return elem_bf16();
+    }
+}
+
+int mma_pack(MmaInstr instr) { return mma_operand_elem(instr).bits == 8 ? 4 : 2; }
 
 /* The first row for these types whose arch is (wgmma) or is not (mma.sync) 90 and above. */
 static MmaInstr row_for(ElemType ea, ElemType eb, ElemType ec, bool wgmma) {
@@ -101,6 +113,22 @@ const Layout *mma_fragment_b(Arena *arena) {
                           layout_local(arena, 2, DIMS2(2, 1)));
 }
 
+const Layout *mma_fragment_a_of(Arena *arena, MmaInstr instr) {
+    if (mma_pack(instr) == 2) return mma_fragment_a(arena);
+    return layout_product(arena,
+                          layout_product(arena, layout_column_local(arena, 2, DIMS2(2, 2)),
+                                         layout_spatial(arena, 2, DIMS2(8, 4))),
+                          layout_local(arena, 2, DIMS2(1, 4)));
+}
+
+const Layout *mma_fragment_b_of(Arena *arena, MmaInstr instr) {
+    if (mma_pack(instr) == 2) return mma_fragment_b(arena);
+    return layout_product(arena,
+                          layout_product(arena, layout_local(arena, 2, DIMS2(2, 1)),
+                                         layout_column_spatial(arena, 2, DIMS2(4, 8))),
+                          layout_local(arena, 2, DIMS2(4, 1)));
+}
+
 const Layout *mma_fragment_c(Arena *arena) {
     return layout_product(arena,
                           layout_product(arena, layout_local(arena, 2, DIMS2(2, 1)),
@@ -116,7 +144,7 @@ const Layout *mma_acc_layout(Arena *arena, const MmaTiling *t) {
 
 const Layout *mma_operand_a_layout(Arena *arena, const MmaTiling *t) {
     if (t->warps_n != 1) return NULL;
-    const Layout *warps = layout_product(arena, layout_local(arena, 2, DIMS2(t->reps_m, t->k / 16)),
+    const Layout *warps = layout_product(arena, layout_local(arena, 2, DIMS2(t->reps_m, t->k / mma_instrs[t->instr].k)),
                                          layout_spatial(arena, 2, DIMS2(t->warps_m, 1)));
-    return layout_product(arena, warps, mma_fragment_a(arena));
+    return layout_product(arena, warps, mma_fragment_a_of(arena, t->instr));
 }

@@ -28,7 +28,7 @@ typedef struct Pass {
 } Pass;
 
 static bool layout_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
-    return pass_layout_run(m, opt->target.num_warps, target_has_wgmma(&opt->target), d);
+    return pass_layout_for(m, &opt->target, d);
 }
 
 static bool cleanup(IrModule *m, const PassOptions *opt, DiagList *d) {
