@@ -1,5 +1,6 @@
 /*
- * codegen_mma.c: dot on tensor cores, mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.
+ * codegen_mma.c: dot on tensor cores, mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}, and for
+ * 8-bit operands m16n8k32.row.col.f32.{e4m3,e5m2}.*.f32 (sm_89+) and m16n8k32.row.col.s32.s8.s8.s32.
  *
  * cg_dot takes this path when the layout pass recorded an instruction of ir/mma.def on the dot
  * (mma_tiling_of) and gave its result the mma accumulator layout, local(reps_m, reps_n) *
@@ -24,6 +25,13 @@
  * 16 x 16 piece (mma_ldmatrix_lane), which lands matrix q = l / 8 in register q: for a the
  * quadrants in the order a0a1, a2a3, a4a5, a6a7; for b (k 0-7, k 8-15) of one n tile, then of
  * the next. LLVM's NVVM intrinsics (llvm.nvvm.ldmatrix.*, llvm.nvvm.mma.*) carry these.
+ *
+ * 8-bit operands (the m16n8k32 rows) go through the same code with the byte as the unit of the
+ * addresses: a b16 of ldmatrix is two elements, so the a fragments (a0..a15, four to a register)
+ * come from the same lane addresses with k offsets doubled, and a k step is 32. ldmatrix .trans
+ * would transpose b16s, not bytes, so b must be k-major: a transposed shared view (b given as
+ * [N, K]; the stages pass stages no other 8-bit b) or, from registers, staged transposed into the
+ * scratch. A loaded f8 element is staged as its byte (cg_f8_raw), an i8 one as it is.
  */
 #include "codegen.h"
 
