@@ -214,10 +214,11 @@ static LLVMValueRef source_at_const(Cg *g, const Source *s, LaneOffsets *lo, int
     return LLVMBuildGEP2(g->b, g->i8, s->base, &byte, 1, "");
 }
 
-/* The bytes operand i of a dot takes when it is staged into the scratch (see operand_source). */
-static uint64_t staged_bytes(const IrOp *op, int i) {
+/* The bytes operand i of a dot takes when it is staged into the scratch as elements of e, the
+ * instruction's operand type (see operand_source). */
+static uint64_t staged_bytes(const IrOp *op, int i, ElemType e) {
     const IrType *t = op->operands[i]->type;
-    int64_t bytes = cg_elem_bytes(t->elem), pad = 16 / bytes;
+    int64_t bytes = cg_elem_bytes(e), pad = 16 / bytes;
     bool transposed = i == 1 && bytes == 1;
     return (uint64_t)((transposed ? t->shape[1] * (t->shape[0] + pad) : t->shape[0] * (t->shape[1] + pad)) * bytes);
 }
@@ -225,26 +226,28 @@ static uint64_t staged_bytes(const IrOp *op, int i) {
 /* Operand i of the dot as a Source: a shared view is read where it is; a register tile is staged
  * row-major into the scratch at byte `offset` with rows padded by 16 bytes; an 8-bit b [K, N]
  * k-major ([N, K] with rows of K + 16), since ldmatrix moves b16 units: its .trans cannot
- * transpose bytes, but a plain ldmatrix over rows of n gives each lane 4 consecutive k. */
-static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
+ * transpose bytes, but a plain ldmatrix over rows of n gives each lane 4 consecutive k. A register
+ * operand is staged as elements of e, the instruction's operand type (f8 widened to bf16 exactly
+ * on m16n8k16_bf16, mma_widened_for). */
+static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset, ElemType e) {
     const IrValue *v = op->operands[i];
     CgValue *cv = cg_get(g, v);
-    Source s = {.shape = {v->type->shape[0], v->type->shape[1]}, .elem = v->type->elem};
+    Source s = {.shape = {v->type->shape[0], v->type->shape[1]}, .elem = cv->kind == CV_SHARED ? v->type->elem : e};
     if (cv->kind == CV_SHARED) {
         s.base = cv->data;
         s.layout = v->type->shared; /* not split: cg_dot_mma checks */
         return s;
     }
-    int64_t pad = 16 / cg_elem_bytes(v->type->elem);
-    if (i == 1 && cg_elem_bytes(v->type->elem) == 1) {
+    int64_t pad = 16 / cg_elem_bytes(e);
+    if (i == 1 && cg_elem_bytes(e) == 1) {
         int64_t pitch = v->type->shape[0] + pad, strides[2] = {1, pitch};
-        stage(g, offset, v->type->elem, cv, pitch, true);
+        stage(g, offset, e, cv, pitch, true);
         s.base = LLVMBuildGEP2(g->b, g->i8, g->smem, (LLVMValueRef[]){cg_i64(g, (int64_t)offset)}, 1, "");
         s.layout = shared_layout_strided(&g->arena, 2, s.shape, strides);
         return s;
     }
     int64_t pitch = v->type->shape[1] + pad, strides[2] = {pitch, 1};
-    stage(g, offset, v->type->elem, cv, pitch, false);
+    stage(g, offset, e, cv, pitch, false);
     s.base = LLVMBuildGEP2(g->b, g->i8, g->smem, (LLVMValueRef[]){cg_i64(g, (int64_t)offset)}, 1, "");
     s.layout = shared_layout_strided(&g->arena, 2, s.shape, strides);
     return s;
@@ -362,6 +365,11 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
         if (shared_layout_has_split(op->operands[i]->type->shared))
             return cg_fail(g, op, false, "mma.sync reads no shared operand split in column blocks (a wgmma ring)");
     int64_t K = t->k, kstep = mma_instrs[t->instr].k, per = kstep / 16; /* elements per b16 */
+    ElemType e = mma_operand_elem(t->instr);
+    for (int i = 0; i < 2; i++)
+        if (op->operands[i]->type->kind == TY_SHARED && op->operands[i]->type->elem.bits != e.bits)
+            return cg_fail(g, op, true, "%s reads its operands widened from registers, not from shared memory",
+                           mma_instrs[t->instr].name);
     if (per == 2) {
         /* 8-bit: ldmatrix without .trans only, so a row-major [M, K] and a k-major b */
         const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
@@ -373,13 +381,13 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     const Layout *a_layout = mma_operand_a_layout(&g->arena, t);
     bool a_regs = a->kind == CV_TILE && a_layout && layout_equal(a->layout, a_layout);
     bool stage_a = a->kind == CV_TILE && !a_regs, staged = stage_a || b->kind == CV_TILE;
-    uint64_t off_a = 0, off_b = stage_a ? align16(staged_bytes(op, 0)) : 0;
+    uint64_t off_a = 0, off_b = stage_a ? align16(staged_bytes(op, 0, e)) : 0;
     if (staged) {
-        cg_need_scratch(g, off_b + (b->kind == CV_TILE ? staged_bytes(op, 1) : 0));
+        cg_need_scratch(g, off_b + (b->kind == CV_TILE ? staged_bytes(op, 1, e) : 0));
         cg_barrier(g);
     }
-    Source sa = {0}, sb = operand_source(g, op, 1, off_b);
-    if (!a_regs) sa = operand_source(g, op, 0, off_a);
+    Source sa = {0}, sb = operand_source(g, op, 1, off_b, e);
+    if (!a_regs) sa = operand_source(g, op, 0, off_a, e);
     if (staged) cg_barrier(g);
 
     /* this lane's ldmatrix row and column within a 16 x 16 piece, and its warp's position */

@@ -58,10 +58,28 @@ static bool fits(const MmaInstrInfo *in, int64_t m, int64_t n, int num_warps, in
            n % ((int64_t)in->n * (num_warps / wm)) == 0;
 }
 
+static bool is_f8(ElemType e) {
+    return e.kind == EK_FLOAT && e.bits == 8 && ((e.exp == 4 && e.man == 3) || (e.exp == 5 && e.man == 2));
+}
+
+MmaInstr mma_widened_for(ElemType ea, ElemType eb, ElemType ec) {
+    return elem_eq(ea, eb) && is_f8(ea) && elem_eq(ec, elem_f32()) ? MMA_M16N8K16_BF16 : MMA_NONE;
+}
+
+bool mma_takes(MmaInstr instr, ElemType ea, ElemType eb, ElemType ec) {
+    if (instr <= MMA_NONE || instr >= MMA_COUNT) return false;
+    if (mma_is_wgmma(instr)) return mma_wgmma_for(ea, eb, ec) == instr;
+    return mma_instr_for(ea, eb, ec) == instr || mma_widened_for(ea, eb, ec) == instr;
+}
+
 bool mma_tiling_with(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
                      int warps_m, MmaTiling *out) {
-    MmaInstr instr = mma_instr_for(ea, eb, ec);
-    if (instr == MMA_NONE) return false;
+    return mma_tiling_instr(mma_instr_for(ea, eb, ec), ea, m, n, k, num_warps, warps_m, out);
+}
+
+bool mma_tiling_instr(MmaInstr instr, ElemType ea, int64_t m, int64_t n, int64_t k, int num_warps, int warps_m,
+                      MmaTiling *out) {
+    if (instr <= MMA_NONE || instr >= MMA_COUNT) return false;
     const MmaInstrInfo *in = &mma_instrs[instr];
     if (num_warps < 1 || m <= 0 || n <= 0 || k <= 0 || k % in->k != 0) return false;
     bool found = false;
@@ -94,9 +112,9 @@ bool mma_tiling_of(const IrOp *dot, int num_warps, MmaTiling *out) {
         return dot->ints[1] == num_warps &&
                mma_wgmma_tiling(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps, out) &&
                out->instr == (MmaInstr)dot->ints[0];
-    return mma_tiling_with(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps,
-                           (int)dot->ints[1], out) &&
-           out->instr == (MmaInstr)dot->ints[0];
+    return mma_takes((MmaInstr)dot->ints[0], ta->elem, tb->elem, rt->elem) &&
+           mma_tiling_instr((MmaInstr)dot->ints[0], ta->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps,
+                            (int)dot->ints[1], out);
 }
 
 const Layout *mma_fragment_a(Arena *arena) {

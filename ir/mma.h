@@ -61,6 +61,16 @@ bool mma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int
 /* The same with warps_m given (0: chosen as above); false when it does not tile. */
 bool mma_tiling_with(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
                      int warps_m, MmaTiling *out);
+/* The tiling of instruction instr (an mma.sync row) for a dot whose a operand is ea; false when it
+ * does not tile (the types are not checked: mma_takes). */
+bool mma_tiling_instr(MmaInstr instr, ElemType ea, int64_t m, int64_t n, int64_t k, int num_warps, int warps_m,
+                      MmaTiling *out);
+/* The row that runs an f8 dot (two f8e4m3 or two f8e5m2 operands, an f32 accumulator) where the
+ * target has no f8 mma (sm_80): m16n8k16_bf16 with the operands widened to bf16, which holds
+ * every f8e4m3 and f8e5m2 value exactly (the products and the f32 accumulation are the same). */
+MmaInstr mma_widened_for(ElemType ea, ElemType eb, ElemType ec);
+/* Whether a dot with these types may carry instr: its own row, or the widened one. */
+bool mma_takes(MmaInstr instr, ElemType ea, ElemType eb, ElemType ec);
 /* The mma.sync instruction for operands ea, eb and accumulator ec, or MMA_NONE. */
 MmaInstr mma_instr_for(ElemType ea, ElemType eb, ElemType ec);
 /* The wgmma instruction (sm_90a) for those types, or MMA_NONE. */

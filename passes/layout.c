@@ -11,8 +11,8 @@
  * the instructions of ir/mma.def), else a register-tiled layout (layout_dot_acc); the tiling is
  * decided jointly for the kernel (chained_rows: rows inside a warp when a dot feeds a row
  * reduction or another dot's a operand) and recorded on each dot, whose a operand may come from
- * registers (a_from_registers); a row of a later arch than the target's (f8 m16n8k32 on sm_80)
- * is not chosen. A loop-carried accumulator takes the dot's layout, so a k loop
+ * registers (a_from_registers); a row of a later arch than the target's is not chosen (an f8 dot
+ * on sm_80 takes m16n8k16_bf16, its operands widened: mma_widened_for). A loop-carried accumulator takes the dot's layout, so a k loop
  * converts nothing. One forward walk in program order then propagates:
  * elementwise ops take the layout of their first operand that has one; reduce gives the
  * reduced layout (layout_reduce, then squeeze); expand_dims and size-1 reshapes follow the
@@ -229,9 +229,14 @@ static bool choose_tiling(const IrOp *op, int warps, bool rows_in_warp, bool wgm
     const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type, *rt = op->results[0]->type;
     if (ta->rank != 2 || tb->rank != 2 || rt->rank != 2) return false;
     int64_t m = rt->shape[0], n = rt->shape[1], k = ta->shape[1];
-    /* an instruction newer than the target (m16n8k32 on f8 before sm_89): CUDA cores */
+    /* an instruction newer than the target (m16n8k32 on f8 before sm_89): the bf16 row on the
+     * operands widened to bf16 (exact for f8), else CUDA cores */
     MmaInstr sync = mma_instr_for(ta->elem, tb->elem, rt->elem);
-    if (sync != MMA_NONE && mma_instrs[sync].arch > (sm > 0 ? sm : 80)) return false;
+    if (sync != MMA_NONE && mma_instrs[sync].arch > (sm > 0 ? sm : 80)) {
+        MmaInstr wide = mma_widened_for(ta->elem, tb->elem, rt->elem);
+        if (rows_in_warp && mma_tiling_instr(wide, ta->elem, m, n, k, warps, warps, t)) return true;
+        return mma_tiling_instr(wide, ta->elem, m, n, k, warps, 0, t);
+    }
     if (wgmma && wgmma_operands(op) && mma_wgmma_tiling(ta->elem, tb->elem, rt->elem, m, n, k, warps, t)) return true;
     if (rows_in_warp && mma_tiling_with(ta->elem, tb->elem, rt->elem, m, n, k, warps, warps, t)) return true;
     return mma_tiling(ta->elem, tb->elem, rt->elem, m, n, k, warps, t);

@@ -2,7 +2,7 @@
  * test_codegen_fp8.c: the 8-bit tensor-core path of the code generator, on the CPU: the kernels of
  * stdlib/core/gemm_fp8.tile and an i8 GEMM compile for sm_90a and sm_80 (and assemble, where ptxas
  * exists), with the instructions the layout pass chose: mma.sync m16n8k32 .e4m3 (PTX ISA 8.4) on
- * sm_90a and CUDA cores on sm_80 for f8, m16n8k32 .s8 on both for i8, ldmatrix without .trans,
+ * sm_90a and m16n8k16 .bf16 on operands widened to bf16 on sm_80 for f8, m16n8k32 .s8 on both for i8, ldmatrix without .trans,
  * cvt.rn.satfinite.e4m3x2.f32 where an f32 is cast to f8e4m3 on sm_90a and the software rounding
  * on sm_80. The GPU checks of the values are tests/gpu/test_gemm_fp8_gpu.c.
  */
@@ -68,9 +68,9 @@ Test(codegen_fp8, stdlib_gemm_fp8_on_m16n8k32) {
     free(text);
 }
 
-/* sm_80 has no f8 mma: the dot runs on CUDA cores, in the arch's own PTX ISA (a small tile: the
- * CUDA-core dot of gemm_fp8's 128 x 128 x 128 tiles takes minutes through ptxas). */
-Test(codegen_fp8, f8_dot_on_cuda_cores_for_sm80) {
+/* sm_80 has no f8 mma: the dot runs on m16n8k16 bf16 with the operands widened (exact), staged
+ * through the scratch, in the arch's own PTX ISA. */
+Test(codegen_fp8, f8_dot_widened_to_bf16_for_sm80) {
     const char *src = "kernel f8loop(a: tensor<f8e4m3>[M, K], b: tensor<f8e4m3>[N, K], c: tensor<f32>[M, N]) grid(1)\n"
                       "{\n  var acc = zeros<f32>[64, 32];\n"
                       "  for k in 0 .. K step 32 pipeline(2) {\n"
@@ -78,7 +78,8 @@ Test(codegen_fp8, f8_dot_on_cuda_cores_for_sm80) {
                       "  c[0 :+ 64, 0 :+ 32] = acc;\n}\n";
     Strbuf ptx = {0};
     ptx_of("f8loop.tile", src, "f8loop", BACKEND_ARCH_SM80, &ptx);
-    cr_assert_not(has(&ptx, "mma.sync"));
+    cr_assert(has(&ptx, "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"));
+    cr_assert_not(has(&ptx, "m16n8k32"));
     cr_assert_not(has(&ptx, ".version 8.4"));
     sb_free(&ptx);
     ptx_of("f8loop.tile", src, "f8loop", BACKEND_ARCH_SM90A, &ptx);

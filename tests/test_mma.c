@@ -384,3 +384,22 @@ Test(mma, register_a_operand_8bit_is_the_fragment_order) {
             }
     arena_free(&ar);
 }
+
+/* Where the target has no f8 row (sm_80), an f8 dot runs on m16n8k16_bf16 with its operands
+ * widened (every f8e4m3 and f8e5m2 value is a bf16 value): the record is accepted for f8 types,
+ * not for others, and tiles like the bf16 dot's. */
+Test(mma, f8_dots_widen_to_the_bf16_row) {
+    cr_assert_eq(mma_widened_for(E4M3, E4M3, F32), MMA_M16N8K16_BF16);
+    cr_assert_eq(mma_widened_for(E5M2, E5M2, F32), MMA_M16N8K16_BF16);
+    cr_assert_eq(mma_widened_for(E4M3, E5M2, F32), MMA_NONE);
+    cr_assert_eq(mma_widened_for(I8, I8, I32), MMA_NONE);
+    cr_assert_eq(mma_widened_for(BF16, BF16, F32), MMA_NONE);
+    cr_assert(mma_takes(MMA_M16N8K16_BF16, E4M3, E4M3, F32) && mma_takes(MMA_M16N8K32_E4M3, E4M3, E4M3, F32));
+    cr_assert_not(mma_takes(MMA_M16N8K16_BF16, I8, I8, I32));
+    cr_assert_not(mma_takes(MMA_M16N8K32_E5M2, E4M3, E4M3, F32));
+    MmaTiling t, u;
+    cr_assert(mma_tiling_instr(MMA_M16N8K16_BF16, E4M3, 128, 128, 48, 4, 0, &t)); /* k a multiple of 16 */
+    cr_assert(mma_tiling(BF16, BF16, F32, 128, 128, 48, 4, &u));
+    cr_assert(t.instr == u.instr && t.warps_m == u.warps_m && t.reps_m == u.reps_m && t.reps_n == u.reps_n && !t.f16);
+    cr_assert_not(mma_tiling_instr(MMA_NONE, E4M3, 128, 128, 48, 4, 0, &t));
+}
