@@ -456,7 +456,7 @@ static void bench_fp8(Gpu *g, int64_t size, bool block) {
     if ((st = tile_program_from_file(g->ctx, path, &prog)) != TILE_OK ||
         (st = tile_program_get_kernel(prog, kname, NULL, 0, &r.kernel)) != TILE_OK)
         die(g->ctx, kname, st);
-    int64_t s_a[2] = {m, k}, s_b[2] = {n, k}, s_c[2] = {m, n}, s_sa[2] = {block ? m : 1, kb}, s_sb[2] = {nb, kb};
+    int64_t s_a[2] = {m, k}, s_b[2] = {n, k}, s_c[2] = {m, n}, s_sa[2] = {block ? m : 1, kb}, s_sb[2] = {block ? nb : 1, kb};
     r.args[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F8E4M3, a, 2, s_a)};
     r.args[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F8E4M3, b, 2, s_b)};
     r.args[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, s_c)};
