@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <string.h>
 
-bool cg_is_f8(ElemType e) { return e.kind == EK_FLOAT && e.bits == 8 && ((e.exp == 4 && e.man == 3) || (e.exp == 5 && e.man == 2)); }
+bool cg_is_f8(ElemType e) {
+    return e.kind == EK_FLOAT && e.bits == 8 && ((e.exp == 4 && e.man == 3) || (e.exp == 5 && e.man == 2));
+}
 
 typedef struct F8Format {
     int man, bias, emin;

@@ -12,8 +12,8 @@
  * decided jointly for the kernel (chained_rows: rows inside a warp when a dot feeds a row
  * reduction or another dot's a operand) and recorded on each dot, whose a operand may come from
  * registers (a_from_registers); a row of a later arch than the target's is not chosen (an f8 dot
- * on sm_80 takes m16n8k16_bf16, its operands widened: mma_widened_for). A loop-carried accumulator takes the dot's layout, so a k loop
- * converts nothing. One forward walk in program order then propagates:
+ * on sm_80 takes m16n8k16_bf16, its operands widened: mma_widened_for). A loop-carried
+ * accumulator takes the dot's layout, so a k loop converts nothing. One forward walk in program order then propagates:
  * elementwise ops take the layout of their first operand that has one; reduce gives the
  * reduced layout (layout_reduce, then squeeze); expand_dims and size-1 reshapes follow the
  * algebra; a broadcast takes the layout of its consumer's other operand (else the layout last
