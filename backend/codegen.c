@@ -784,6 +784,16 @@ bool backend_codegen(LLVMContextRef context, const struct IrFunction *kernel, co
     return true;
 }
 
+/* The PTX options of a module for arch: the arch's minimum PTX ISA, or 8.4 when the module uses
+ * mma.sync on f8 (m16n8k32 .e4m3/.e5m2, which ptxas accepts from PTX ISA 8.4 on). */
+static PtxOptions ptx_options_for(LLVMModuleRef module, const CodegenOptions *options) {
+    PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
+    if (LLVMGetNamedFunction(module, "llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32") ||
+        LLVMGetNamedFunction(module, "llvm.nvvm.mma.m16n8k32.row.col.f32.e5m2.e5m2.f32"))
+        po.features = "+ptx84";
+    return po;
+}
+
 bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *options, Strbuf *ptx,
                          CodegenInfo *info, Strbuf *err) {
     if (!llvm_init_nvptx(err)) return false;
@@ -793,7 +803,7 @@ bool backend_compile_ptx(const struct IrFunction *kernel, const CodegenOptions *
     bool ok = backend_codegen(context, kernel, options, &module, info, err);
     double t1 = monotonic_seconds();
     if (ok) {
-        PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
+        PtxOptions po = ptx_options_for(module, options);
         ok = llvm_emit_ptx(module, &po, ptx, err);
     }
     info->codegen_seconds = t1 - t0;
@@ -824,7 +834,7 @@ bool backend_compile_many(const struct IrFunction *const *kernels, size_t n, con
     if (ok && !ptx) {
         llvm_print_module(whole, out);
     } else if (ok) {
-        PtxOptions po = llvm_ptx_options(options ? options->arch : BACKEND_ARCH_SM80);
+        PtxOptions po = ptx_options_for(whole, options);
         ok = llvm_emit_ptx(whole, &po, out, err);
     }
     if (n) { /* the whole module's times, on the first kernel */

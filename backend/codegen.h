@@ -16,6 +16,7 @@
  *   codegen.c         entry points, kernel ABI, value map, control flow, dispatch, layouts
  *   codegen_elem.c    element arithmetic: binary/unary ops, comparisons, casts, math
  *   codegen_bitcast.c bitcast between element types of one width
+ *   codegen_f8.c      f8e4m3 and f8e5m2 to and from f32, as the VM rounds
  *   codegen_mem.c     moving a value into another layout (registers, rematerialization or
  *                     shared memory), global loads/stores/atomics (vectorized), shared tiles
  *   codegen_reduce.c  reduce (in-thread, shuffles, across warps), scan, dot on CUDA cores
@@ -142,6 +143,15 @@ LLVMValueRef cg_from_mem(Cg *g, ElemType e, LLVMValueRef v);
 /* Float NaN-propagating min/max as the VM computes them. */
 LLVMValueRef cg_fminmax(Cg *g, bool max, LLVMValueRef x, LLVMValueRef y);
 
+/* ---- codegen_f8.c ---- */
+bool cg_is_f8(ElemType e); /* f8e4m3 or f8e5m2 */
+/* The byte (i8) of an f32 register value rounded as the VM does, and the f32 a byte denotes. */
+LLVMValueRef cg_f8_encode(Cg *g, ElemType e, LLVMValueRef v);
+LLVMValueRef cg_f8_decode(Cg *g, ElemType e, LLVMValueRef byte);
+LLVMValueRef cg_f8_round(Cg *g, ElemType e, LLVMValueRef v); /* decode(encode(v)) */
+/* The byte v was decoded from, when v is a cg_f8_decode call (a loaded element); else NULL. */
+LLVMValueRef cg_f8_raw(Cg *g, ElemType e, LLVMValueRef v);
+
 /* ---- codegen_bitcast.c ---- */
 /* The bits of v (a register of type from) as a register of type to, of the same width; NULL
  * when the types differ in width or one is bool. */
@@ -182,9 +192,9 @@ struct MmaTiling; /* ir/mma.h */
 bool cg_dot_mma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
 bool cg_dot_wgmma(Cg *g, const IrOp *op, const struct MmaTiling *t, CgValue *r, const CgValue *c);
 bool cg_dot_wait(Cg *g, const IrOp *op);
-/* Two 16-bit elements of an mma operand in registers (lo, hi: values of t's operand type) as the
- * packed 32-bit register the instructions take. */
-LLVMValueRef cg_mma_pack2(Cg *g, const struct MmaTiling *t, LLVMValueRef lo, LLVMValueRef hi);
+/* mma_pack(t->instr) elements of an mma operand in registers (values of t's operand type, the
+ * lowest first) as the packed 32-bit register the instructions take. */
+LLVMValueRef cg_mma_pack(Cg *g, const struct MmaTiling *t, LLVMValueRef const *slots);
 
 /* ---- codegen_tma.c ---- */
 bool cg_tma_plan(Cg *g);                 /* the tensor maps of the kernel's copy_tma ops */

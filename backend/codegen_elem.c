@@ -6,7 +6,7 @@
  * past the width) are built with selects around a safe divisor or shift. bool is an unsigned
  * 1-bit integer except that add is or (the VM wraps a sum to "nonzero"). Floats up to 32 bits
  * compute in f32 and round to their format after every op (f16 and bf16 through fptrunc,
- * which rounds to nearest even); f64 computes in double.
+ * which rounds to nearest even; f8e4m3 and f8e5m2 through codegen_f8.c); f64 computes in double.
  *
  * Math: NVPTX selects few libm functions, so exp/log/sin/cos use the PTX approximations
  * (ex2/lg2/sin/cos .approx.f32 through inline asm) after exact argument handling, tanh and erf
@@ -28,7 +28,7 @@ bool cg_elem_supported(ElemType e) {
     case EK_UINT: return e.bits == 8 || e.bits == 16 || e.bits == 32 || e.bits == 64;
     default:
         return (e.exp == 5 && e.man == 10) || (e.exp == 8 && e.man == 7) || (e.exp == 8 && e.man == 23) ||
-               (e.exp == 11 && e.man == 52);
+               (e.exp == 11 && e.man == 52) || cg_is_f8(e);
     }
 }
 
@@ -48,6 +48,7 @@ LLVMTypeRef cg_mem_type(Cg *g, ElemType e) {
     case EK_UINT: return LLVMIntTypeInContext(g->ctx, e.bits);
     default:
         if (e.bits == 16) return e.exp == 5 ? g->f16 : g->bf16;
+        if (e.bits == 8) return g->i8; /* f8e4m3, f8e5m2: the byte (codegen_f8.c) */
         return e.bits == 32 ? g->f32 : g->f64;
     }
 }
@@ -55,12 +56,14 @@ LLVMTypeRef cg_mem_type(Cg *g, ElemType e) {
 LLVMValueRef cg_to_mem(Cg *g, ElemType e, LLVMValueRef v) {
     if (e.kind == EK_BOOL) return LLVMBuildZExt(g->b, v, g->i8, "");
     if (e.kind == EK_FLOAT && e.bits == 16) return LLVMBuildFPTrunc(g->b, v, cg_mem_type(g, e), "");
+    if (cg_is_f8(e)) return cg_f8_encode(g, e, v);
     return v;
 }
 
 LLVMValueRef cg_from_mem(Cg *g, ElemType e, LLVMValueRef v) {
     if (e.kind == EK_BOOL) return LLVMBuildICmp(g->b, LLVMIntNE, v, LLVMConstInt(g->i8, 0, 0), "");
     if (e.kind == EK_FLOAT && e.bits == 16) return LLVMBuildFPExt(g->b, v, g->f32, "");
+    if (cg_is_f8(e)) return cg_f8_decode(g, e, v);
     return v;
 }
 
@@ -72,6 +75,7 @@ LLVMValueRef cg_const(Cg *g, ElemType e, IrConst c) {
 }
 
 LLVMValueRef cg_round(Cg *g, ElemType e, LLVMValueRef v) {
+    if (cg_is_f8(e)) return cg_f8_round(g, e, v);
     if (e.kind != EK_FLOAT || e.bits != 16) return v;
     return LLVMBuildFPExt(g->b, LLVMBuildFPTrunc(g->b, v, cg_mem_type(g, e), ""), g->f32, "");
 }
@@ -103,7 +107,9 @@ LLVMValueRef cg_convert(Cg *g, ElemType from, LLVMValueRef v, ElemType to) {
     if (from.kind == EK_FLOAT) {
         if (!is_narrow_float(to)) return is_narrow_float(from) ? LLVMBuildFPExt(g->b, v, g->f64, "") : v;
         if (is_narrow_float(from)) return cg_round(g, to, v);
-        /* double -> f32/f16/bf16 rounds once, directly to the format */
+        /* double -> f32/f16/bf16 rounds once, directly to the format; to f8 through f32 (twice:
+         * the VM rounds once, so a double within 2^-24 relative of an f8 tie may differ) */
+        if (cg_is_f8(to)) return cg_f8_round(g, to, LLVMBuildFPTrunc(g->b, v, g->f32, ""));
         LLVMValueRef r = LLVMBuildFPTrunc(g->b, v, cg_mem_type(g, to), "");
         return to.bits == 16 ? LLVMBuildFPExt(g->b, r, g->f32, "") : r;
     }
@@ -112,6 +118,7 @@ LLVMValueRef cg_convert(Cg *g, ElemType from, LLVMValueRef v, ElemType to) {
     if (to.bits == 32 || to.bits == 64)
         return s ? LLVMBuildSIToFP(g->b, v, rt, "") : LLVMBuildUIToFP(g->b, v, rt, "");
     LLVMValueRef d = s ? LLVMBuildSIToFP(g->b, v, g->f64, "") : LLVMBuildUIToFP(g->b, v, g->f64, "");
+    if (cg_is_f8(to)) return cg_f8_round(g, to, LLVMBuildFPTrunc(g->b, d, g->f32, ""));
     return LLVMBuildFPExt(g->b, LLVMBuildFPTrunc(g->b, d, cg_mem_type(g, to), ""), g->f32, "");
 }
 

@@ -580,6 +580,23 @@ static LLVMValueRef scalar_load_as(Cg *g, const IrOp *op, const CgValue *t, LLVM
     return phi;
 }
 
+/* The element at off in its memory format (0 where mask is off), unconverted: copy_async of an
+ * f8 tile moves the bytes as they are instead of decoding and encoding each one again. */
+static LLVMValueRef scalar_load_bits(Cg *g, const CgValue *t, ElemType e, LLVMValueRef off, LLVMValueRef mask) {
+    LLVMTypeRef mt = cg_mem_type(g, e);
+    LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b), body = cg_block(g, "ld.do"), join = cg_block(g, "ld.join");
+    LLVMBuildCondBr(g->b, mask, body, join);
+    LLVMPositionBuilderAtEnd(g->b, body);
+    LLVMValueRef ld = LLVMBuildLoad2(g->b, mt, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""), "");
+    LLVMSetAlignment(ld, (unsigned)cg_elem_bytes(e));
+    LLVMBuildBr(g->b, join);
+    LLVMPositionBuilderAtEnd(g->b, join);
+    LLVMValueRef phi = LLVMBuildPhi(g->b, mt, ""), zero = LLVMConstNull(mt);
+    LLVMAddIncoming(phi, &zero, &from, 1);
+    LLVMAddIncoming(phi, &ld, &body, 1);
+    return phi;
+}
+
 /* ---- predicated scalar accesses (no branch) ---- */
 /* @tile_zero: 16 zero bytes of global memory, read by a predicated load whose mask is off. */
 static LLVMValueRef zero_global(Cg *g) {
@@ -943,8 +960,9 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
                 cg_slot_coords(g, a.layout, j + i, c);
                 at = cg_shared_addr(g, dst->data, dt->shared, tt->elem, dt->rank, dt->shape, c);
             }
-            LLVMValueRef v = scalar_load_as(g, op, t, o, m, dt);
-            LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, tt->elem, v), at);
+            LLVMValueRef bits = cg_is_f8(tt->elem) ? scalar_load_bits(g, t, tt->elem, o, m)
+                                                   : cg_to_mem(g, tt->elem, scalar_load_as(g, op, t, o, m, dt));
+            LLVMValueRef st = LLVMBuildStore(g->b, bits, at);
             LLVMSetAlignment(st, (unsigned)bytes);
         }
         LLVMBuildBr(g->b, join);

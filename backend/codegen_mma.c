@@ -1,5 +1,6 @@
 /*
- * codegen_mma.c: dot on tensor cores, mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.
+ * codegen_mma.c: dot on tensor cores, mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}, and for
+ * 8-bit operands m16n8k32.row.col.f32.{e4m3,e5m2}.*.f32 (sm_89+) and m16n8k32.row.col.s32.s8.s8.s32.
  *
  * cg_dot takes this path when the layout pass recorded an instruction of ir/mma.def on the dot
  * (mma_tiling_of) and gave its result the mma accumulator layout, local(reps_m, reps_n) *
@@ -24,6 +25,13 @@
  * 16 x 16 piece (mma_ldmatrix_lane), which lands matrix q = l / 8 in register q: for a the
  * quadrants in the order a0a1, a2a3, a4a5, a6a7; for b (k 0-7, k 8-15) of one n tile, then of
  * the next. LLVM's NVVM intrinsics (llvm.nvvm.ldmatrix.*, llvm.nvvm.mma.*) carry these.
+ *
+ * 8-bit operands (the m16n8k32 rows) go through the same code with the byte as the unit of the
+ * addresses: a b16 of ldmatrix is two elements, so the a fragments (a0..a15, four to a register)
+ * come from the same lane addresses with k offsets doubled, and a k step is 32. ldmatrix .trans
+ * would transpose b16s, not bytes, so b must be k-major: a transposed shared view (b given as
+ * [N, K]; the stages pass stages no other 8-bit b) or, from registers, staged transposed into the
+ * scratch. A loaded f8 element is staged as its byte (cg_f8_raw), an i8 one as it is.
  */
 #include "codegen.h"
 
@@ -84,18 +92,28 @@ static LLVMValueRef narrowed(Cg *g, LLVMTypeRef mt, LLVMValueRef v, int depth) {
 }
 
 static LLVMValueRef to_mem(Cg *g, ElemType e, LLVMValueRef v) {
+    if (cg_is_f8(e)) {
+        /* a loaded f8 element is decode(byte): the byte itself, not the float encoded again */
+        LLVMValueRef raw = cg_f8_raw(g, e, v);
+        return raw ? raw : cg_to_mem(g, e, v);
+    }
     LLVMValueRef n = narrowed(g, cg_mem_type(g, e), v, 3);
     return n ? n : cg_to_mem(g, e, v);
 }
 
-/* Writes the rank-2 tile v (element e) row-major with row pitch `pitch` from byte `offset`. */
-static void stage(Cg *g, uint64_t offset, ElemType e, const CgValue *v, int64_t pitch) {
+/* Writes the rank-2 tile v (element e) row-major with row pitch `pitch` from byte `offset`;
+ * transposed: element (r, c) at c * pitch + r (an 8-bit b operand, staged k-major). */
+static void stage(Cg *g, uint64_t offset, ElemType e, const CgValue *v, int64_t pitch, bool transposed) {
     int64_t bytes = cg_elem_bytes(e);
-    int64_t w = stage_width(v->layout, pitch, bytes);
+    int64_t w = transposed ? 1 : stage_width(v->layout, pitch, bytes);
     LLVMTypeRef mt = cg_mem_type(g, e);
     for (uint32_t j = 0; j < v->nslots; j += (uint32_t)w) {
         LLVMValueRef coords[2];
         cg_slot_coords(g, v->layout, j, coords);
+        if (transposed) {
+            LLVMValueRef x = coords[0];
+            coords[0] = coords[1], coords[1] = x;
+        }
         LLVMValueRef elem = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, coords[0], cg_i64(g, pitch), ""), coords[1], "");
         LLVMValueRef byte = LLVMBuildAdd(g->b, cg_i64(g, (int64_t)offset), LLVMBuildMul(g->b, elem, cg_i64(g, bytes), ""), "");
         LLVMValueRef value;
@@ -143,11 +161,12 @@ typedef struct Source {
     LLVMValueRef base;
     const SharedLayout *layout;
     int64_t shape[2];
+    ElemType elem; /* the operand's: 16-bit, or 8-bit (two to a b16 of ldmatrix) */
 } Source;
 
 static LLVMValueRef source_at(Cg *g, const Source *s, LLVMValueRef row, LLVMValueRef col) {
     LLVMValueRef coords[2] = {row, col};
-    return cg_shared_addr(g, s->base, s->layout, elem_bf16(), 2, s->shape, coords);
+    return cg_shared_addr(g, s->base, s->layout, s->elem, 2, s->shape, coords);
 }
 
 /* ---- addresses: a lane's part once, constants folded --------------------------------------------
@@ -191,34 +210,56 @@ static LLVMValueRef source_at_const(Cg *g, const Source *s, LaneOffsets *lo, int
         sw = swizzle32(g, z, low ? LLVMBuildAdd(g->b, lo->lane, cg_i32(g, low), "") : lo->lane);
         if (lo->n < MAX_SWIZZLED) lo->lo[lo->n] = low, lo->swizzled[lo->n++] = sw;
     }
-    LLVMValueRef byte = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, sw, cg_i32(g, c - low), ""), cg_i32(g, 2), "");
+    LLVMValueRef byte = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, sw, cg_i32(g, c - low), ""), cg_i32(g, cg_elem_bytes(s->elem)), "");
     return LLVMBuildGEP2(g->b, g->i8, s->base, &byte, 1, "");
 }
 
+/* The bytes operand i of a dot takes when it is staged into the scratch as elements of e, the
+ * instruction's operand type (see operand_source). */
+static uint64_t staged_bytes(const IrOp *op, int i, ElemType e) {
+    const IrType *t = op->operands[i]->type;
+    int64_t bytes = cg_elem_bytes(e), pad = 16 / bytes;
+    bool transposed = i == 1 && bytes == 1;
+    return (uint64_t)((transposed ? t->shape[1] * (t->shape[0] + pad) : t->shape[0] * (t->shape[1] + pad)) * bytes);
+}
+
 /* Operand i of the dot as a Source: a shared view is read where it is; a register tile is staged
- * row-major into the scratch at byte `offset` with rows padded by 8 elements. */
-static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset) {
+ * row-major into the scratch at byte `offset` with rows padded by 16 bytes; an 8-bit b [K, N]
+ * k-major ([N, K] with rows of K + 16), since ldmatrix moves b16 units: its .trans cannot
+ * transpose bytes, but a plain ldmatrix over rows of n gives each lane 4 consecutive k. A register
+ * operand is staged as elements of e, the instruction's operand type (f8 widened to bf16 exactly
+ * on m16n8k16_bf16, mma_widened_for). */
+static Source operand_source(Cg *g, const IrOp *op, int i, uint64_t offset, ElemType e) {
     const IrValue *v = op->operands[i];
     CgValue *cv = cg_get(g, v);
-    Source s = {.shape = {v->type->shape[0], v->type->shape[1]}};
+    Source s = {.shape = {v->type->shape[0], v->type->shape[1]}, .elem = cv->kind == CV_SHARED ? v->type->elem : e};
     if (cv->kind == CV_SHARED) {
         s.base = cv->data;
         s.layout = v->type->shared; /* not split: cg_dot_mma checks */
         return s;
     }
-    int64_t pitch = v->type->shape[1] + 8, strides[2] = {pitch, 1};
-    stage(g, offset, v->type->elem, cv, pitch);
+    int64_t pad = 16 / cg_elem_bytes(e);
+    if (i == 1 && cg_elem_bytes(e) == 1) {
+        int64_t pitch = v->type->shape[0] + pad, strides[2] = {1, pitch};
+        stage(g, offset, e, cv, pitch, true);
+        s.base = LLVMBuildGEP2(g->b, g->i8, g->smem, (LLVMValueRef[]){cg_i64(g, (int64_t)offset)}, 1, "");
+        s.layout = shared_layout_strided(&g->arena, 2, s.shape, strides);
+        return s;
+    }
+    int64_t pitch = v->type->shape[1] + pad, strides[2] = {pitch, 1};
+    stage(g, offset, e, cv, pitch, false);
     s.base = LLVMBuildGEP2(g->b, g->i8, g->smem, (LLVMValueRef[]){cg_i64(g, (int64_t)offset)}, 1, "");
     s.layout = shared_layout_strided(&g->arena, 2, s.shape, strides);
     return s;
 }
 
-/* Two elements of an operand in registers as the packed i32 the mma takes. */
-LLVMValueRef cg_mma_pack2(Cg *g, const MmaTiling *t, LLVMValueRef lo, LLVMValueRef hi) {
-    ElemType e = t->f16 ? elem_f16() : elem_bf16();
-    LLVMValueRef v = LLVMGetUndef(LLVMVectorType(cg_mem_type(g, e), 2));
-    v = LLVMBuildInsertElement(g->b, v, to_mem(g, e, lo), cg_i32(g, 0), "");
-    v = LLVMBuildInsertElement(g->b, v, to_mem(g, e, hi), cg_i32(g, 1), "");
+/* mma_pack(instr) elements of an operand in registers (the lowest first) as the packed i32 the
+ * mma takes. */
+LLVMValueRef cg_mma_pack(Cg *g, const MmaTiling *t, LLVMValueRef const *slots) {
+    ElemType e = mma_operand_elem(t->instr);
+    int n = mma_pack(t->instr);
+    LLVMValueRef v = LLVMGetUndef(LLVMVectorType(cg_mem_type(g, e), (unsigned)n));
+    for (int i = 0; i < n; i++) v = LLVMBuildInsertElement(g->b, v, to_mem(g, e, slots[i]), cg_i32(g, i), "");
     return LLVMBuildBitCast(g->b, v, g->i32, "");
 }
 
@@ -229,12 +270,15 @@ typedef struct Fragments {
     const Source *sa, *sb;
     const CgValue *a_regs;  /* a in mma_operand_a_layout: its slots are the fragments */
     bool b_kmajor;          /* b's view has k contiguous (a transposed [N, K] buffer) */
+    int64_t kstep;          /* the instruction's k: 16, or 32 for 8-bit operands */
     LLVMValueRef a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2, bt_k;
     LaneOffsets *a_lane, *b_pair, *b_single; /* a known step's addresses (source_at_const) */
 } Fragments;
 
 /* The A fragments (a0..a7 of each m tile) and B fragments (b0, b1 of each n tile) of k step `step`,
- * which starts at column/row k0 (i64; 16 * step when the step is known). a comes from ldmatrix
+ * which starts at column/row k0 (i64; kstep * step when the step is known). 8-bit operands have
+ * twice the elements in the same registers (a0..a15, b0..b7, four to a register) and the same
+ * ldmatrix addresses in bytes: their element offsets along k are doubled. a comes from ldmatrix
  * or from registers (then the step must be known); b from ldmatrix .trans (rows of k) or, when
  * its view is k-major, plain ldmatrix over rows of n (lane l: matrix q = l / 8 is n tile j + q / 2
  * at k offset 8 * (q % 2), row l % 8 of it), which gives the same registers. */
@@ -243,14 +287,14 @@ static void load_fragments(const Fragments *f, int64_t step, LLVMValueRef k0, LL
     const MmaTiling *t = f->t;
     for (int64_t i = 0; i < t->reps_m; i++) {
         if (f->a_regs) {
-            uint32_t first = (uint32_t)((i * (t->k / 16) + step) * 8);
-            for (int q = 0; q < 4; q++)
-                fa[4 * i + q] = cg_mma_pack2(g, t, f->a_regs->slots[first + 2 * q], f->a_regs->slots[first + 2 * q + 1]);
+            int per = mma_pack(t->instr);
+            uint32_t first = (uint32_t)((i * (t->k / f->kstep) + step) * 4 * per);
+            for (int q = 0; q < 4; q++) fa[4 * i + q] = cg_mma_pack(g, t, f->a_regs->slots + first + per * q);
             continue;
         }
         LLVMValueRef at;
         if (step >= 0) {
-            at = source_at_const(g, f->sa, f->a_lane, 16 * t->warps_m * i, 16 * step);
+            at = source_at_const(g, f->sa, f->a_lane, 16 * t->warps_m * i, f->kstep * step);
         } else {
             LLVMValueRef row = LLVMBuildAdd(g->b, f->a_row0, cg_i64(g, 16 * t->warps_m * i), "");
             at = source_at(g, f->sa, row, LLVMBuildAdd(g->b, f->a_col0, k0, ""));
@@ -262,7 +306,7 @@ static void load_fragments(const Fragments *f, int64_t step, LLVMValueRef k0, LL
         bool pair = j + 1 < t->reps_n;
         LLVMValueRef at;
         if (step >= 0) {
-            at = source_at_const(g, f->sb, pair ? f->b_pair : f->b_single, 16 * step, 8 * t->warps_n * j);
+            at = source_at_const(g, f->sb, pair ? f->b_pair : f->b_single, f->kstep * step, 8 * t->warps_n * j);
         } else {
             LLVMValueRef col = f->b_kmajor ? (pair ? f->bt_n2 : f->bt_n1) : (pair ? f->b_col2 : f->b_col1);
             at = source_at(g, f->sb, b_row, LLVMBuildAdd(g->b, col, cg_i64(g, 8 * t->warps_n * j), ""));
@@ -272,9 +316,21 @@ static void load_fragments(const Fragments *f, int64_t step, LLVMValueRef k0, LL
     }
 }
 
+/* The NVVM intrinsic of an mma.sync row: mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.*.f32,
+ * m16n8k32.row.col.f32.{e4m3,e5m2}.*.f32 (sm_89) and m16n8k32.row.col.s32.s8.s8.s32 (wrapping). */
+static const char *mma_intrinsic(MmaInstr instr) {
+    switch (instr) {
+    case MMA_M16N8K16_F16: return "llvm.nvvm.mma.m16n8k16.row.col.f32.f32";
+    case MMA_M16N8K32_E4M3: return "llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32";
+    case MMA_M16N8K32_E5M2: return "llvm.nvvm.mma.m16n8k32.row.col.f32.e5m2.e5m2.f32";
+    case MMA_M16N8K32_S8: return "llvm.nvvm.mma.m16n8k32.row.col.s8";
+    default: return "llvm.nvvm.mma.m16n8k16.row.col.bf16";
+    }
+}
+
 /* One mma per (m tile, n tile) of a k step: acc (in mma_acc_slot order) is updated in place. */
 static void mma_step(Cg *g, const MmaTiling *t, LLVMValueRef *fa, LLVMValueRef *fb, LLVMValueRef *acc) {
-    const char *name = t->f16 ? "llvm.nvvm.mma.m16n8k16.row.col.f32.f32" : "llvm.nvvm.mma.m16n8k16.row.col.bf16";
+    const char *name = mma_intrinsic(t->instr);
     for (int64_t i = 0; i < t->reps_m; i++)
         for (int64_t j = 0; j < t->reps_n; j++) {
             LLVMValueRef args[10];
@@ -308,18 +364,30 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     for (int i = 0; i < 2; i++)
         if (shared_layout_has_split(op->operands[i]->type->shared))
             return cg_fail(g, op, false, "mma.sync reads no shared operand split in column blocks (a wgmma ring)");
-    int64_t M = t->m, N = t->n, K = t->k, bytes = 2;
+    int64_t K = t->k, kstep = mma_instrs[t->instr].k, per = kstep / 16; /* elements per b16 */
+    ElemType e = mma_operand_elem(t->instr);
+    for (int i = 0; i < 2; i++)
+        if (op->operands[i]->type->kind == TY_SHARED && op->operands[i]->type->elem.bits != e.bits)
+            return cg_fail(g, op, true, "%s reads its operands widened from registers, not from shared memory",
+                           mma_instrs[t->instr].name);
+    if (per == 2) {
+        /* 8-bit: ldmatrix without .trans only, so a row-major [M, K] and a k-major b */
+        const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
+        if ((ta->kind == TY_SHARED && ta->shared->strides[1] != 1) || (tb->kind == TY_SHARED && tb->shared->strides[0] != 1))
+            return cg_fail(g, op, true, "an 8-bit mma reads a shared a with k contiguous and a shared b with k contiguous "
+                                        "(a transposed [N, K] view) only");
+    }
     /* a in the operand layout the layout pass gave it is read from its registers */
     const Layout *a_layout = mma_operand_a_layout(&g->arena, t);
     bool a_regs = a->kind == CV_TILE && a_layout && layout_equal(a->layout, a_layout);
     bool stage_a = a->kind == CV_TILE && !a_regs, staged = stage_a || b->kind == CV_TILE;
-    uint64_t off_a = 0, off_b = stage_a ? align16((uint64_t)(M * (K + 8) * bytes)) : 0;
+    uint64_t off_a = 0, off_b = stage_a ? align16(staged_bytes(op, 0, e)) : 0;
     if (staged) {
-        cg_need_scratch(g, off_b + (b->kind == CV_TILE ? (uint64_t)(K * (N + 8) * bytes) : 0));
+        cg_need_scratch(g, off_b + (b->kind == CV_TILE ? staged_bytes(op, 1, e) : 0));
         cg_barrier(g);
     }
-    Source sa = {0}, sb = operand_source(g, op, 1, off_b);
-    if (!a_regs) sa = operand_source(g, op, 0, off_a);
+    Source sa = {0}, sb = operand_source(g, op, 1, off_b, e);
+    if (!a_regs) sa = operand_source(g, op, 0, off_a, e);
     if (staged) cg_barrier(g);
 
     /* this lane's ldmatrix row and column within a 16 x 16 piece, and its warp's position */
@@ -331,14 +399,14 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     LLVMValueRef lhalf = LLVMBuildLShr(g->b, lane, cg_i64(g, 4), ""); /* column block 0 or 1 */
     /* a: row 16 * (warps_m * i + wi) + lrow, column 16 * ks + 8 * lhalf */
     LLVMValueRef a_row0 = LLVMBuildAdd(g->b, LLVMBuildMul(g->b, wi, cg_i64(g, 16), ""), lrow, "");
-    LLVMValueRef a_col0 = LLVMBuildMul(g->b, lhalf, cg_i64(g, 8), "");
+    LLVMValueRef a_col0 = LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * per), "");
     /* b: row 16 * ks + lrow, column 8 * (warps_n * (j + lhalf) + wj) for a pair of n tiles j, j + 1;
      * an odd last tile alone (x2: lanes 16-31 give no address, theirs repeats lanes 0-15) */
     LLVMValueRef b_col1 = LLVMBuildMul(g->b, wj, cg_i64(g, 8), "");
     LLVMValueRef b_col2 = LLVMBuildAdd(g->b, b_col1, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * t->warps_n), ""), "");
 
     uint32_t n = r->nslots;
-    int64_t steps = K / 16;
+    int64_t steps = K / kstep;
     uint32_t nfa = (uint32_t)t->reps_m * 4, nfb = (uint32_t)(t->reps_n + (t->reps_n & 1)) * 2;
     /* b k-major (a transposed view): lane l reads n row 8 * (warps_n * (j + l / 16) + wj) + l % 8
      * (bt_n2; an odd last tile alone: bt_n1) at k offset 8 * ((l / 8) % 2) */
@@ -347,9 +415,10 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
     LLVMValueRef bt_n1 = LLVMBuildAdd(g->b, b_col1, l8, "");
     LLVMValueRef bt_n2 = LLVMBuildAdd(g->b, bt_n1, LLVMBuildMul(g->b, lhalf, cg_i64(g, 8 * t->warps_n), ""), "");
     LLVMValueRef bt_k = LLVMBuildMul(g->b, LLVMBuildAnd(g->b, LLVMBuildLShr(g->b, lane, cg_i64(g, 3), ""), cg_i64(g, 1), ""),
-                                     cg_i64(g, 8), "");
-    Fragments f = {g, t, &sa, &sb, a_regs ? a : NULL, b_kmajor, a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2, bt_k,
-                   NULL, NULL, NULL};
+                                     cg_i64(g, 8 * per), "");
+    if (per == 2 && !b_kmajor) return cg_fail(g, op, false, "internal error: an 8-bit mma's b is not k-major");
+    Fragments f = {g, t, &sa, &sb, a_regs ? a : NULL, b_kmajor, kstep, a_row0, a_col0, b_col1, b_col2, lrow, bt_n1, bt_n2,
+                   bt_k, NULL, NULL, NULL};
     LaneOffsets a_lane = {0}, b_pair = {0}, b_single = {0};
     if (!a_regs) a_lane.lane = lane_offset(g, &sa, a_row0, a_col0);
     b_pair.lane = lane_offset(g, &sb, b_kmajor ? bt_k : lrow, b_kmajor ? bt_n2 : b_col2);
@@ -366,7 +435,7 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
          * double-buffered); measured 10-20 % faster than the rolled loop at BK = 32 and 64 */
         LLVMValueRef *na = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *nb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
         for (int64_t st = 0; st < steps; st++) {
-            if (st + 1 < steps) load_fragments(&f, st + 1, cg_i64(g, 16 * (st + 1)), na, nb);
+            if (st + 1 < steps) load_fragments(&f, st + 1, cg_i64(g, kstep * (st + 1)), na, nb);
             mma_step(g, t, fa, fb, acc);
             LLVMValueRef *x = fa;
             fa = na, na = x;
@@ -382,14 +451,14 @@ bool cg_dot_mma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const CgV
         LLVMAddIncoming(ks, &zero, &pre, 1);
         LLVMValueRef *phi_acc = cg_calloc(g, n, sizeof(LLVMValueRef));
         LLVMValueRef *phi_fa = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *phi_fb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
-        phis(g, g->f32, acc, phi_acc, n, pre);
+        phis(g, cg_reg_type(g, op->results[0]->type->elem), acc, phi_acc, n, pre);
         phis(g, g->i32, fa, phi_fa, nfa, pre);
         phis(g, g->i32, fb, phi_fb, nfb, pre);
         LLVMValueRef ks1 = LLVMBuildAdd(g->b, ks, cg_i64(g, 1), "");
         LLVMValueRef last = cg_i64(g, steps - 1);
         LLVMValueRef kn = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, ks1, last, ""), ks1, last, "");
         LLVMValueRef *na = cg_calloc(g, nfa, sizeof(LLVMValueRef)), *nb = cg_calloc(g, nfb, sizeof(LLVMValueRef));
-        load_fragments(&f, -1, LLVMBuildMul(g->b, kn, cg_i64(g, 16), ""), na, nb);
+        load_fragments(&f, -1, LLVMBuildMul(g->b, kn, cg_i64(g, kstep), ""), na, nb);
         memcpy(acc, phi_acc, n * sizeof(LLVMValueRef));
         mma_step(g, t, phi_fa, phi_fb, acc);
         LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b), exit = cg_block(g, "mma.done");

@@ -183,8 +183,7 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
         for (int64_t i = 0; i < t->reps_m; i++) {
             uint32_t first = (uint32_t)((i * steps + s) * 8);
             for (int q = 0; q < 4; q++)
-                frag[(s * t->reps_m + i) * 4 + q] =
-                    cg_mma_pack2(g, t, a->slots[first + 2 * q], a->slots[first + 2 * q + 1]);
+                frag[(s * t->reps_m + i) * 4 + q] = cg_mma_pack(g, t, a->slots + first + 2 * q);
         }
     fence_through(g, vals, n + nfrag);
     memcpy(acc, vals, n * sizeof(LLVMValueRef));

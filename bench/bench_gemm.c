@@ -2,7 +2,8 @@
  * bench_gemm: the core gemm kernel (bf16 inputs, f32 accumulation, bf16 result) against cuBLAS
  * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
  *
- *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--kernel gemm|persistent|persistent-flat|splitk|shapes]
+ *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE]
+ *              [--kernel gemm|persistent|persistent-flat|splitk|shapes|fp8]
  *
  * For M = N = K in {2048, 4096, 8192} (--quick: 2048 only) the default tiles (BM = BN = 128,
  * BK = 64, 4 warps) run, and at 4096 a few other tile shapes given as constants. cuBLAS is
@@ -22,6 +23,12 @@
  * the device's SM count, rows "gemm bf16 MxNxK splitk S=.. BM=..", the rule's marked "(rule)".
  * --kernel shapes runs gemm.tile at the LLM shapes M = 4096, (N, K) = (4096, 4096), (14336, 4096),
  * (4096, 14336), (128256, 4096), and the decode shapes M = 1, 16, 128 with N = K = 8192 (bench_shapes).
+ * --kernel fp8 runs stdlib/core/gemm_fp8.tile at M = N = K = 4096 and 8192 (--quick: 4096):
+ * gemm_fp8 (per-tensor scales) and gemm_fp8_block (DeepSeek block scales), f8e4m3 inputs (random
+ * in [-1, 1], B given [N, K]), bf16 result, rows "gemm fp8e4m3 SxSxS" and "... block-scaled",
+ * each checked against a double reference at sampled entries (and for unwritten entries) before
+ * it is timed. torch._scaled_mm cannot be called from C: bench/bench_fp8_anchor.py measures it at
+ * the same shapes (run it in the same session) and `--anchor FILE` takes its rows as the anchors.
  * Without --out, a --kernel other than gemm writes bench/results/gemm-KERNEL.json.
  */
 #include <dlfcn.h>
@@ -214,7 +221,8 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 }
 
 static char repo[1024] = ".";
-static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat, splitk or shapes */
+static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat, splitk, shapes or fp8 */
+static const char *anchor_file;            /* --anchor: bench_fp8_anchor.py's results */
 
 static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w, int64_t stages) {
     char path[1200];
@@ -381,6 +389,122 @@ static void bench_splitk(Gpu *g, int64_t m) {
     free(p.ha), free(p.hb);
 }
 
+/* ---- FP8 (--kernel fp8) ------------------------------------------------------------------------ */
+/* The "ours" value of row `name` in a results file (bench_fp8_anchor.py's), or -1. */
+static double anchor_from_file(const char *name) {
+    FILE *f = anchor_file ? fopen(anchor_file, "rb") : NULL;
+    if (!f) return -1;
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    char key[160];
+    snprintf(key, sizeof key, "\"case\": \"%s\"", name);
+    const char *at = strstr(text, key), *ours = at ? strstr(at, "\"ours\":") : NULL;
+    const char *end = at ? strchr(at, '}') : NULL;
+    if (!ours || (end && ours > end)) return -1;
+    double v = -1;
+    return sscanf(ours + 7, " %lf", &v) == 1 ? v : -1;
+}
+
+typedef struct Fp8Run {
+    tile_kernel *kernel;
+    tile_arg args[5];
+} Fp8Run;
+
+static void run_fp8(Gpu *g, void *p) {
+    Fp8Run *r = p;
+    tile_status st = tile_kernel_launch(r->kernel, r->args, 5, NULL);
+    if (st != TILE_OK) die(g->ctx, "gemm_fp8 launch", st);
+}
+
+/* n random values of dt in [lo, hi): device buffer, exact values in *host. */
+static void *device_random(Gpu *g, tile_dtype dt, int64_t n, double lo, double hi, unsigned seed, double **host) {
+    double *d = malloc((size_t)n * sizeof(double));
+    size_t bytes = tile_dtype_bytes(dt, n);
+    void *h = malloc(bytes), *p;
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        d[i] = lo + (hi - lo) * (double)(s >> 11) / 9007199254740992.0;
+    }
+    tile_pack(dt, d, n, h);
+    tile_unpack(dt, h, n, d);
+    tile_status st = tile_alloc(g->ctx, bytes, &p);
+    if (st != TILE_OK) die(g->ctx, "alloc", st);
+    tile_copy_to_device(g->ctx, p, h, bytes);
+    free(h);
+    *host = d;
+    return p;
+}
+
+/* gemm_fp8 (block false) or gemm_fp8_block at M = N = K = size: checked, then timed. */
+static void bench_fp8(Gpu *g, int64_t size, bool block) {
+    const int64_t m = size, n = size, k = size, kb = (k + 127) / 128, nb = (n + 127) / 128;
+    double *ha, *hb, *hsa, *hsb;
+    void *a = device_random(g, TILE_F8E4M3, m * k, -1, 1, 1, &ha), *b = device_random(g, TILE_F8E4M3, n * k, -1, 1, 2, &hb);
+    int64_t nsa = block ? m * kb : 1, nsb = block ? nb * kb : 1;
+    void *sa = device_random(g, TILE_F32, nsa, 0.5, 1.5, 3, &hsa), *sb = device_random(g, TILE_F32, nsb, 0.5, 1.5, 4, &hsb);
+    void *c;
+    tile_status st = tile_alloc(g->ctx, (size_t)(m * n) * 2, &c);
+    if (st != TILE_OK) die(g->ctx, "alloc", st);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/stdlib/core/gemm_fp8.tile", repo);
+    tile_program *prog;
+    Fp8Run r;
+    const char *kname = block ? "gemm_fp8_block" : "gemm_fp8";
+    if ((st = tile_program_from_file(g->ctx, path, &prog)) != TILE_OK ||
+        (st = tile_program_get_kernel(prog, kname, NULL, 0, &r.kernel)) != TILE_OK)
+        die(g->ctx, kname, st);
+    int64_t s_a[2] = {m, k}, s_b[2] = {n, k}, s_c[2] = {m, n}, s_sa[2] = {block ? m : 1, kb}, s_sb[2] = {block ? nb : 1, kb};
+    r.args[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F8E4M3, a, 2, s_a)};
+    r.args[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F8E4M3, b, 2, s_b)};
+    r.args[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, s_c)};
+    r.args[3] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, sa, block ? 2 : 1, s_sa)};
+    r.args[4] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, sb, block ? 2 : 1, s_sb)};
+    char name[96];
+    snprintf(name, sizeof name, "gemm fp8e4m3 %lldx%lldx%lld%s", (long long)m, (long long)n, (long long)k,
+             block ? " block-scaled" : "");
+    /* NaN everywhere (0xffff), so that an entry the kernel leaves unwritten fails the check */
+    Strbuf err = {0};
+    if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)c, 0xff, (size_t)(m * n) * 2, &err) != TILE_OK) {
+        fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
+        exit(1);
+    }
+    sb_free(&err);
+    run_fp8(g, &r);
+    tile_synchronize(g->ctx);
+    uint16_t *hc = malloc((size_t)(m * n) * 2);
+    tile_copy_to_host(g->ctx, hc, c, (size_t)(m * n) * 2);
+    for (int64_t i = 0; i < m * n; i++)
+        if ((hc[i] & 0x7f80) == 0x7f80) {
+            fprintf(stderr, "bench_gemm: %s: c[%lld] is not finite (unwritten?)\n", name, (long long)i);
+            exit(1);
+        }
+    uint64_t s = 12345;
+    double spread = sqrt((double)k / 9.0) * 2.25; /* a sum of k products of U(-1, 1), scales up to 1.5^2 */
+    for (int t = 0; t < 64; t++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t i = (int64_t)((s >> 20) % (uint64_t)m), j = (int64_t)((s >> 40) % (uint64_t)n);
+        double want = 0;
+        for (int64_t q = 0; q < k; q++)
+            want += ha[i * k + q] * hb[j * k + q] * (block ? hsa[i * kb + q / 128] * hsb[(j / 128) * kb + q / 128] : hsa[0] * hsb[0]);
+        double x = bf16_value(hc[i * n + j]);
+        if (!(fabs(x - want) <= 1e-2 * fabs(want) + 1e-3 * spread)) {
+            fprintf(stderr, "bench_gemm: %s: ours %g, reference %g at [%lld, %lld]\n", name, x, want, (long long)i,
+                    (long long)j);
+            exit(1);
+        }
+    }
+    double ours = 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_fp8, &r) * 1e-3) / 1e12;
+    add_row(name, ours, anchor_from_file(name),
+            block ? "torch._scaled_mm BlockWise1x128 x BlockWise128x128, bf16 out (bench_fp8_anchor.py)"
+                  : "torch._scaled_mm per-tensor scales, bf16 out (bench_fp8_anchor.py)");
+    tile_program_destroy(prog);
+    tile_free(g->ctx, a), tile_free(g->ctx, b), tile_free(g->ctx, sa), tile_free(g->ctx, sb), tile_free(g->ctx, c);
+    free(ha), free(hb), free(hsa), free(hsb), free(hc);
+}
+
 int main(int argc, char **argv) {
     const char *out = NULL; /* bench/results/gemm.json, or gemm-<kernel>.json for another --kernel */
     bool quick = false;
@@ -391,14 +515,15 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
         else if (strcmp(argv[i], "--repo") == 0 && i + 1 < argc) snprintf(repo, sizeof repo, "%s", argv[++i]);
         else if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (strcmp(argv[i], "--anchor") == 0 && i + 1 < argc) anchor_file = argv[++i];
         else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc &&
                  (strcmp(argv[i + 1], "gemm") == 0 || strcmp(argv[i + 1], "persistent") == 0 ||
                   strcmp(argv[i + 1], "persistent-flat") == 0 || strcmp(argv[i + 1], "splitk") == 0 ||
-                  strcmp(argv[i + 1], "shapes") == 0))
+                  strcmp(argv[i + 1], "shapes") == 0 || strcmp(argv[i + 1], "fp8") == 0))
             kernel_choice = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick]"
-                            " [--kernel gemm|persistent|persistent-flat|splitk|shapes]\n");
+            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE]"
+                            " [--kernel gemm|persistent|persistent-flat|splitk|shapes|fp8]\n");
             return 2;
         }
     }
@@ -421,8 +546,13 @@ int main(int argc, char **argv) {
         return 1;
     }
     cublas_open(&g.cublas);
-    bool shapes = strcmp(kernel_choice, "shapes") == 0;
-    if (strcmp(kernel_choice, "splitk") == 0) {
+    bool shapes = strcmp(kernel_choice, "shapes") == 0, fp8 = strcmp(kernel_choice, "fp8") == 0;
+    if (fp8) {
+        for (int i = 0; i < (quick ? 1 : 2); i++) {
+            bench_fp8(&g, 4096 << i, false);
+            bench_fp8(&g, 4096 << i, true);
+        }
+    } else if (strcmp(kernel_choice, "splitk") == 0) {
         static const int64_t decode_m[] = {1, 16, 128};
         for (int i = 0; i < (quick ? 1 : 3); i++) bench_splitk(&g, decode_m[i]);
     } else if (shapes) {
@@ -430,7 +560,7 @@ int main(int argc, char **argv) {
     } else {
         bench_size(&g, 2048, false);
     }
-    if (!quick && strcmp(kernel_choice, "splitk") != 0 && !shapes) {
+    if (!quick && strcmp(kernel_choice, "splitk") != 0 && !shapes && !fp8) {
         bench_size(&g, 4096, true);
         bench_size(&g, 8192, true);
     }

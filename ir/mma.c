@@ -1,5 +1,5 @@
 /*
- * mma.c: the tensor-core rules of mma.h: which dots qualify for mma.sync m16n8k16, how the warps
+ * mma.c: the tensor-core rules of mma.h: which dots qualify for mma.sync (m16n8k16, m16n8k32), how the warps
  * of a block are arranged over the accumulator, and the fragment layouts, all built from the
  * primitives and the product of the layout algebra (ir/layout.c), so that layout_map gives the
  * coordinates of every register and tests can hold them against the PTX ISA tables.
@@ -16,6 +16,18 @@ const MmaInstrInfo mma_instrs[MMA_COUNT] = {
 #include "ir/mma.def"
 #undef MMA
 };
+
+ElemType mma_operand_elem(MmaInstr instr) {
+    switch (instr) {
+#define MMA(id, nm, m_, n_, k_, operand, acc, arch_)                                                  \
+    case MMA_##id: return operand;
+#include "ir/mma.def"
+#undef MMA
+    default: return elem_bf16();
+    }
+}
+
+int mma_pack(MmaInstr instr) { return mma_operand_elem(instr).bits == 8 ? 4 : 2; }
 
 /* The first row for these types whose arch is (wgmma) or is not (mma.sync) 90 and above. */
 static MmaInstr row_for(ElemType ea, ElemType eb, ElemType ec, bool wgmma) {
@@ -46,10 +58,28 @@ static bool fits(const MmaInstrInfo *in, int64_t m, int64_t n, int num_warps, in
            n % ((int64_t)in->n * (num_warps / wm)) == 0;
 }
 
+static bool is_f8(ElemType e) {
+    return e.kind == EK_FLOAT && e.bits == 8 && ((e.exp == 4 && e.man == 3) || (e.exp == 5 && e.man == 2));
+}
+
+MmaInstr mma_widened_for(ElemType ea, ElemType eb, ElemType ec) {
+    return elem_eq(ea, eb) && is_f8(ea) && elem_eq(ec, elem_f32()) ? MMA_M16N8K16_BF16 : MMA_NONE;
+}
+
+bool mma_takes(MmaInstr instr, ElemType ea, ElemType eb, ElemType ec) {
+    if (instr <= MMA_NONE || instr >= MMA_COUNT) return false;
+    if (mma_is_wgmma(instr)) return mma_wgmma_for(ea, eb, ec) == instr;
+    return mma_instr_for(ea, eb, ec) == instr || mma_widened_for(ea, eb, ec) == instr;
+}
+
 bool mma_tiling_with(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
                      int warps_m, MmaTiling *out) {
-    MmaInstr instr = mma_instr_for(ea, eb, ec);
-    if (instr == MMA_NONE) return false;
+    return mma_tiling_instr(mma_instr_for(ea, eb, ec), ea, m, n, k, num_warps, warps_m, out);
+}
+
+bool mma_tiling_instr(MmaInstr instr, ElemType ea, int64_t m, int64_t n, int64_t k, int num_warps, int warps_m,
+                      MmaTiling *out) {
+    if (instr <= MMA_NONE || instr >= MMA_COUNT) return false;
     const MmaInstrInfo *in = &mma_instrs[instr];
     if (num_warps < 1 || m <= 0 || n <= 0 || k <= 0 || k % in->k != 0) return false;
     bool found = false;
@@ -82,9 +112,9 @@ bool mma_tiling_of(const IrOp *dot, int num_warps, MmaTiling *out) {
         return dot->ints[1] == num_warps &&
                mma_wgmma_tiling(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps, out) &&
                out->instr == (MmaInstr)dot->ints[0];
-    return mma_tiling_with(ta->elem, tb->elem, rt->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps,
-                           (int)dot->ints[1], out) &&
-           out->instr == (MmaInstr)dot->ints[0];
+    return mma_takes((MmaInstr)dot->ints[0], ta->elem, tb->elem, rt->elem) &&
+           mma_tiling_instr((MmaInstr)dot->ints[0], ta->elem, rt->shape[0], rt->shape[1], ta->shape[1], num_warps,
+                            (int)dot->ints[1], out);
 }
 
 const Layout *mma_fragment_a(Arena *arena) {
@@ -99,6 +129,22 @@ const Layout *mma_fragment_b(Arena *arena) {
                           layout_product(arena, layout_local(arena, 2, DIMS2(2, 1)),
                                          layout_column_spatial(arena, 2, DIMS2(4, 8))),
                           layout_local(arena, 2, DIMS2(2, 1)));
+}
+
+const Layout *mma_fragment_a_of(Arena *arena, MmaInstr instr) {
+    if (mma_pack(instr) == 2) return mma_fragment_a(arena);
+    return layout_product(arena,
+                          layout_product(arena, layout_column_local(arena, 2, DIMS2(2, 2)),
+                                         layout_spatial(arena, 2, DIMS2(8, 4))),
+                          layout_local(arena, 2, DIMS2(1, 4)));
+}
+
+const Layout *mma_fragment_b_of(Arena *arena, MmaInstr instr) {
+    if (mma_pack(instr) == 2) return mma_fragment_b(arena);
+    return layout_product(arena,
+                          layout_product(arena, layout_local(arena, 2, DIMS2(2, 1)),
+                                         layout_column_spatial(arena, 2, DIMS2(4, 8))),
+                          layout_local(arena, 2, DIMS2(4, 1)));
 }
 
 const Layout *mma_fragment_c(Arena *arena) {
@@ -116,7 +162,7 @@ const Layout *mma_acc_layout(Arena *arena, const MmaTiling *t) {
 
 const Layout *mma_operand_a_layout(Arena *arena, const MmaTiling *t) {
     if (t->warps_n != 1) return NULL;
-    const Layout *warps = layout_product(arena, layout_local(arena, 2, DIMS2(t->reps_m, t->k / 16)),
+    const Layout *warps = layout_product(arena, layout_local(arena, 2, DIMS2(t->reps_m, t->k / mma_instrs[t->instr].k)),
                                          layout_spatial(arena, 2, DIMS2(t->warps_m, 1)));
-    return layout_product(arena, warps, mma_fragment_a(arena));
+    return layout_product(arena, warps, mma_fragment_a_of(arena, t->instr));
 }

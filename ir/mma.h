@@ -6,7 +6,8 @@
  * here, next to the layout algebra.
  *
  * A dot a[M, K] @ b[K, N] + acc[M, N] qualifies when a and b are both bf16 or both f16, acc
- * (and so the result) is f32, K is a positive multiple of 16, and the block's warps can be
+ * (and so the result) is f32, K is a positive multiple of 16 (or both f8e4m3, both f8e5m2 with
+ * an f32 acc, or both i8 with an i32 acc, K a multiple of 32: m16n8k32), and the block's warps can be
  * arranged as warps_m x warps_n (warps_m * warps_n == num_warps) with M % (16 * warps_m) == 0
  * and N % (8 * warps_n) == 0; among such arrangements the one whose warp tile
  * (M / warps_m) x (N / warps_n) is closest to square wins (ties: more warps along M). The
@@ -41,7 +42,7 @@ typedef enum MmaInstr {
 typedef struct MmaInstrInfo {
     const char *name;
     int m, n, k;
-    int arch;          /* the first architecture that has it (80: sm_80) */
+    int arch;          /* the first architecture that has it (80: sm_80, 89: sm_89) */
 } MmaInstrInfo;
 extern const MmaInstrInfo mma_instrs[MMA_COUNT]; /* [MMA_NONE] is {"none"} */
 
@@ -50,7 +51,7 @@ typedef struct MmaTiling {
     int warps_m, warps_n;  /* warps_m * warps_n == num_warps */
     int64_t reps_m, reps_n; /* 16 x 8 tiles per warp along M and N */
     int64_t m, n, k;
-    bool f16;               /* operands f16 (else bf16) */
+    bool f16;               /* operands f16 (else bf16, or see instr for the 8-bit rows) */
 } MmaTiling;
 
 /* Whether dot(a: ea[m, k], b: eb[k, n], acc: ec[m, n]) runs on mma.sync for blocks of
@@ -60,6 +61,16 @@ bool mma_tiling(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int
 /* The same with warps_m given (0: chosen as above); false when it does not tile. */
 bool mma_tiling_with(ElemType ea, ElemType eb, ElemType ec, int64_t m, int64_t n, int64_t k, int num_warps,
                      int warps_m, MmaTiling *out);
+/* The tiling of instruction instr (an mma.sync row) for a dot whose a operand is ea; false when it
+ * does not tile (the types are not checked: mma_takes). */
+bool mma_tiling_instr(MmaInstr instr, ElemType ea, int64_t m, int64_t n, int64_t k, int num_warps, int warps_m,
+                      MmaTiling *out);
+/* The row that runs an f8 dot (two f8e4m3 or two f8e5m2 operands, an f32 accumulator) where the
+ * target has no f8 mma (sm_80): m16n8k16_bf16 with the operands widened to bf16, which holds
+ * every f8e4m3 and f8e5m2 value exactly (the products and the f32 accumulation are the same). */
+MmaInstr mma_widened_for(ElemType ea, ElemType eb, ElemType ec);
+/* Whether a dot with these types may carry instr: its own row, or the widened one. */
+bool mma_takes(MmaInstr instr, ElemType ea, ElemType eb, ElemType ec);
 /* The mma.sync instruction for operands ea, eb and accumulator ec, or MMA_NONE. */
 MmaInstr mma_instr_for(ElemType ea, ElemType eb, ElemType ec);
 /* The wgmma instruction (sm_90a) for those types, or MMA_NONE. */
@@ -78,8 +89,9 @@ bool mma_tiling_of(const struct IrOp *dot, int num_warps, MmaTiling *out);
 const Layout *mma_acc_layout(Arena *arena, const MmaTiling *t);
 /* The register layout of operand a [m, k] that the mma reads in place (no staging), when the
  * warps do not split N (warps_n == 1; else NULL):
- *     local(reps_m, k / 16) * spatial(warps_m, 1) * A,
- * so that the slots of k step s of m repeat i are a0..a7 of that 16 x 16 block, in order. The
+ *     local(reps_m, k / K) * spatial(warps_m, 1) * A,
+ * (K and A the instruction's: 16 and a0..a7, or 32 and a0..a15 for the 8-bit rows) so that the
+ * slots of k step s of m repeat i are that block's fragment, in order. The
  * accumulator layout of a [m, k] result of the same warps (a P computed by another dot) holds
  * the same elements in every thread: converting one into the other renames registers. */
 const Layout *mma_operand_a_layout(Arena *arena, const MmaTiling *t);
@@ -90,6 +102,16 @@ const Layout *mma_operand_a_layout(Arena *arena, const MmaTiling *t);
 const Layout *mma_fragment_a(Arena *arena);
 const Layout *mma_fragment_b(Arena *arena);
 const Layout *mma_fragment_c(Arena *arena);
+/* The same for instruction instr: the m16n8k32 rows (8-bit operands, four to a register) have
+ * A 16 x 32 = column_local(2,2) * spatial(8,4) * local(1,4)  (a0..a15: a register holds 4 of k),
+ * B 32 x 8  = local(2,1) * column_spatial(4,8) * local(4,1)  (b0..b7),
+ * the m16n8k16 ones otherwise. */
+const Layout *mma_fragment_a_of(Arena *arena, MmaInstr instr);
+const Layout *mma_fragment_b_of(Arena *arena, MmaInstr instr);
+/* Operand elements per 32-bit register of instr's fragments: 2 (16-bit) or 4 (8-bit). */
+int mma_pack(MmaInstr instr);
+/* The element type of instr's a and b operands (MMA_NONE: bf16). */
+ElemType mma_operand_elem(MmaInstr instr);
 /* The accumulator slot of float c[reg] (reg 0..3) of repeat (i, j). */
 static inline uint32_t mma_acc_slot(const MmaTiling *t, int64_t i, int64_t j, int reg) {
     return (uint32_t)((i * t->reps_n + j) * 4 + reg);

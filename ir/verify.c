@@ -720,8 +720,7 @@ static void rule_dot(Verifier *v, const IrOp *op) {
         op_error(v, op, "has a malformed tensor-core record (mma, warps_m, async)");
     else if (op->nints == 3 && op->ints[2] && !mma_is_wgmma((MmaInstr)op->ints[0]))
         op_error(v, op, "only a wgmma dot is asynchronous, not %s", mma_instrs[op->ints[0]].name);
-    else if ((mma_is_wgmma((MmaInstr)op->ints[0]) ? mma_wgmma_for(a->elem, b->elem, acc->elem)
-                                                 : mma_instr_for(a->elem, b->elem, acc->elem)) != (MmaInstr)op->ints[0])
+    else if (!mma_takes((MmaInstr)op->ints[0], a->elem, b->elem, acc->elem))
         op_error(v, op, "instruction %s does not take operands %s, %s and %s", mma_instrs[op->ints[0]].name, tn(v, a),
                  tn(v, b), tn(v, acc));
     else if (warps_here(v) > 0 && !mma_tiling_of(op, warps_here(v), &t))

@@ -11,8 +11,9 @@
  * the instructions of ir/mma.def), else a register-tiled layout (layout_dot_acc); the tiling is
  * decided jointly for the kernel (chained_rows: rows inside a warp when a dot feeds a row
  * reduction or another dot's a operand) and recorded on each dot, whose a operand may come from
- * registers (a_from_registers). A loop-carried accumulator takes the dot's layout, so a k loop
- * converts nothing. One forward walk in program order then propagates:
+ * registers (a_from_registers); a row of a later arch than the target's is not chosen (an f8 dot
+ * on sm_80 takes m16n8k16_bf16, its operands widened: mma_widened_for). A loop-carried
+ * accumulator takes the dot's layout, so a k loop converts nothing. One forward walk in program order then propagates:
  * elementwise ops take the layout of their first operand that has one; reduce gives the
  * reduced layout (layout_reduce, then squeeze); expand_dims and size-1 reshapes follow the
  * algebra; a broadcast takes the layout of its consumer's other operand (else the layout last
@@ -83,6 +84,7 @@ typedef struct Assign {
     int npreferred;
     bool rows_in_warp;  /* dots keep their rows inside a warp (chained dots, row statistics) */
     bool wgmma;         /* the target has wgmma (target_has_wgmma) */
+    int sm;             /* the target's capability: rows of ir/mma.def of a later arch are not chosen */
 } Assign;
 
 static bool is_tile(const IrValue *v) { return v->type->kind == TY_TILE && v->type->rank >= 1; }
@@ -277,10 +279,18 @@ static bool wgmma_shared_a(const IrOp *op) {
 
 /* The tensor-core tiling of a dot, or false when it runs on CUDA cores: wgmma where the target
  * has it and the operands allow, else mma.sync. */
-static bool choose_tiling(const IrOp *op, int warps, bool rows_in_warp, bool wgmma, MmaTiling *t) {
+static bool choose_tiling(const IrOp *op, int warps, bool rows_in_warp, bool wgmma, int sm, MmaTiling *t) {
     const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type, *rt = op->results[0]->type;
     if (ta->rank != 2 || tb->rank != 2 || rt->rank != 2) return false;
     int64_t m = rt->shape[0], n = rt->shape[1], k = ta->shape[1];
+    /* an instruction newer than the target (m16n8k32 on f8 before sm_89): the bf16 row on the
+     * operands widened to bf16 (exact for f8), else CUDA cores */
+    MmaInstr sync = mma_instr_for(ta->elem, tb->elem, rt->elem);
+    if (sync != MMA_NONE && mma_instrs[sync].arch > (sm > 0 ? sm : 80)) {
+        MmaInstr wide = mma_widened_for(ta->elem, tb->elem, rt->elem);
+        if (rows_in_warp && mma_tiling_instr(wide, ta->elem, m, n, k, warps, warps, t)) return true;
+        return mma_tiling_instr(wide, ta->elem, m, n, k, warps, 0, t);
+    }
     if (wgmma && wgmma_operands(op) && mma_wgmma_tiling(ta->elem, tb->elem, rt->elem, m, n, k, warps, t)) return true;
     if (rows_in_warp && mma_tiling_with(ta->elem, tb->elem, rt->elem, m, n, k, warps, warps, t)) return true;
     return mma_tiling(ta->elem, tb->elem, rt->elem, m, n, k, warps, t);
@@ -502,7 +512,7 @@ static void assign_reduce(Assign *a, const IrOp *op) {
 static void assign_dot(Assign *a, const IrOp *op) {
     const IrValue *res = op->results[0];
     MmaTiling mma;
-    const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, a->wgmma, &mma)
+    const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, a->wgmma, a->sm, &mma)
                           ? mma_acc_layout(a->arena, &mma)
                           : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
     put(a, res, l);
@@ -606,9 +616,10 @@ static bool fill_rest(IrOp *op, void *ctx) {
     return true;
 }
 
-static const Layout **layout_assign(const IrFunction *f, int num_warps, bool wgmma, Arena *arena, bool *rows_in_warp) {
+static const Layout **layout_assign(const IrFunction *f, int num_warps, bool wgmma, int sm, Arena *arena,
+                                    bool *rows_in_warp) {
     Assign a = {.arena = arena, .warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4, .wgmma = wgmma,
-                .cap = f->next_value_id + 1};
+                .sm = sm, .cap = f->next_value_id + 1};
     a.lay = arena_alloc(arena, sizeof(const Layout *) * a.cap);
     memset(a.lay, 0, sizeof(const Layout *) * a.cap);
     a.free_ = xcalloc(a.cap, 1);
@@ -626,6 +637,7 @@ typedef struct Rewrite {
     IrFunction *f;
     int warps;
     bool rows_in_warp, wgmma;
+    int sm;
     bool changed;
 } Rewrite;
 
@@ -682,7 +694,7 @@ static bool insert_conversions(IrOp *op, void *ctx) {
     case OP_DOT: {
         require(rw, op, 2, layout_of(op->results[0]), op);
         MmaTiling t;
-        if (!choose_tiling(op, rw->warps, rw->rows_in_warp, rw->wgmma, &t) ||
+        if (!choose_tiling(op, rw->warps, rw->rows_in_warp, rw->wgmma, rw->sm, &t) ||
             !layout_equal(layout_of(op->results[0]), mma_acc_layout(&rw->m->arena, &t)))
             break;
         /* the layout pass decides the instruction; the code generator reads it */
@@ -741,12 +753,13 @@ static bool check_sizes(IrOp *op, void *ctx) {
     return !c->failed;
 }
 
-bool pass_layout_run(IrModule *m, int num_warps, bool wgmma, DiagList *d) {
+/* pass_layout_run for sm (0: 80), which bounds the rows of ir/mma.def a dot may take. */
+static bool layout_run(IrModule *m, int num_warps, bool wgmma, int sm, DiagList *d) {
     bool changed = false;
     for (IrFunction *f = m->functions; f; f = f->next) {
         if (!f->is_kernel || !f->body) continue;
         bool rows_in_warp = false;
-        const Layout **lay = layout_assign(f, num_warps, wgmma, &m->arena, &rows_in_warp);
+        const Layout **lay = layout_assign(f, num_warps, wgmma, sm, &m->arena, &rows_in_warp);
         SizeCheck sc = {.lay = lay, .d = d};
         ir_walk(f->body, check_sizes, &sc);
         if (sc.failed) continue; /* an error: the pipeline stops after this pass */
@@ -755,11 +768,20 @@ bool pass_layout_run(IrModule *m, int num_warps, bool wgmma, DiagList *d) {
         f->num_warps = num_warps > 0 ? num_warps : f->num_warps > 0 ? f->num_warps : 4;
         void *c[2] = {m, lay};
         ir_walk(f->body, set_types, c);
-        Rewrite rw = {.m = m, .f = f, .warps = f->num_warps, .rows_in_warp = rows_in_warp, .wgmma = wgmma};
+        Rewrite rw = {.m = m, .f = f, .warps = f->num_warps, .rows_in_warp = rows_in_warp, .wgmma = wgmma,
+                      .sm = sm};
         ir_walk(f->body, insert_conversions, &rw);
         changed = true;
     }
     return changed;
+}
+
+bool pass_layout_run(IrModule *m, int num_warps, bool wgmma, DiagList *d) {
+    return layout_run(m, num_warps, wgmma, wgmma ? 90 : 80, d);
+}
+
+bool pass_layout_for(IrModule *m, const Target *t, DiagList *d) {
+    return layout_run(m, t->num_warps, target_has_wgmma(t), t->sm, d);
 }
 
 bool pass_layout(IrModule *m, DiagList *d) { return pass_layout_run(m, 0, false, d); }

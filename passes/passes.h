@@ -102,6 +102,10 @@ struct Layout;           /* ir/layout.h */
  * stage may take a wgmma row (target_has_wgmma). */
 bool pass_layout_run(IrModule *m, int num_warps, bool wgmma, DiagList *d);
 bool pass_layout(IrModule *m, DiagList *d); /* pass_layout_run with 4 warps */
+/* The pass for target t: its warps, wgmma, and its capability, which bounds the mma.sync rows
+ * (m16n8k32 on f8 needs sm_89; on sm_80 such a dot stays on CUDA cores). pass_layout_run assumes
+ * sm_90 with wgmma, else sm_80. */
+bool pass_layout_for(IrModule *m, const Target *t, DiagList *d);
 
 /* Software pipelining (passes/stages.c): loads that feed tensor-core dots in `pipeline(N)` loops
  * become copy_async into N-stage swizzled shared buffers issued N - 1 iterations ahead (copy_tma

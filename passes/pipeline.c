@@ -58,7 +58,7 @@ static bool without_role_kernels(IrModule *m, const PassOptions *opt, DiagList *
 }
 
 static bool layout_all(IrModule *m, const PassOptions *opt, DiagList *d) {
-    return pass_layout_run(m, opt->target.num_warps, target_has_wgmma(&opt->target), d);
+    return pass_layout_for(m, &opt->target, d);
 }
 
 static bool layout_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {

@@ -131,12 +131,15 @@ static bool add_slice(Loop *L, IrValue *v, int depth) {
     return true;
 }
 
-/* A load that can be staged: its tile is [R, C] of a 16-bit type with power-of-two sizes and rows
- * of at least 16 bytes, its one use is operand a or b of a tensor-core dot in the body. */
+/* A load that can be staged: its tile is [R, C] of a 16-bit type (or an 8-bit one, see below)
+ * with power-of-two sizes and rows of at least 16 bytes, its one use is operand a or b of a
+ * tensor-core dot in the body. An 8-bit operand (m16n8k32) must be k-contiguous in the ring, as
+ * ldmatrix moves b16 units and cannot transpose bytes: a as loaded, b only through a transpose
+ * (b given as [N, K]); a row-major 8-bit b stays in registers and the code generator stages it. */
 static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
     const IrType *t = load->results[0]->type;
-    if (t->rank != 2 || t->elem.bits != 16 || !is_pow2(t->shape[0]) || !is_pow2(t->shape[1]) ||
-        t->shape[1] * 2 < 16)
+    if (t->rank != 2 || (t->elem.bits != 16 && t->elem.bits != 8) || !is_pow2(t->shape[0]) || !is_pow2(t->shape[1]) ||
+        t->shape[1] * (t->elem.bits / 8) < 16)
         return false;
     Uses u = {.v = load->results[0]};
     ir_walk(L->body, count_use, &u);
@@ -153,6 +156,7 @@ static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
     const IrOp *dot = u.user;
     MmaTiling mma;
     if (!mma_tiling_of(dot, warps, &mma)) return false; /* the layout pass put it on tensor cores */
+    if (t->elem.bits == 8 && (mma_pack(mma.instr) != 4 || (u.operand == 0) != (transpose == NULL))) return false;
     *out = (Staged){.load = load, .transpose = transpose, .dot = u.user, .operand = u.operand};
     return true;
 }
@@ -234,7 +238,7 @@ static const SharedLayout *ring_layout(Arena *arena, int S, const IrType *t, boo
     if (wgmma && t->shape[1] > 64)
         sl = shared_layout_split(arena, shared_layout_strided(arena, rank, sh, st), rank - 1, 64, 64 * t->shape[0]);
     /* the TMA loads' swizzle mode is this one (tma_qualifies checks) */
-    return shared_layout_with_swizzle(arena, sl, swizzle_for_ldmatrix(wgmma ? 64 : t->shape[1], 2));
+    return shared_layout_with_swizzle(arena, sl, swizzle_for_ldmatrix(wgmma ? 64 : t->shape[1], t->elem.bits / 8));
 }
 
 /* Whether the wgmma dot reads operand a from registers: the layout pass gave it the A fragment

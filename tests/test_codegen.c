@@ -565,7 +565,7 @@ Test(codegen, layouts_come_from_the_pass) {
 
 /* Element types the backend does not place in memory yet fail cleanly with a location. */
 Test(codegen, unsupported_types) {
-    const char *src = "kernel small(x: tensor<f8e4m3>[N], y: tensor<f32>[N]) grid(cdiv(N, 128))\n"
+    const char *src = "kernel small(x: tensor<f6e3m2>[N], y: tensor<f32>[N]) grid(cdiv(N, 128))\n"
                       "{\n  let i = block_id(0) * 128;\n  y[i :+ 128] = cast<f32>(x[i :+ 128]);\n}\n";
     Compiled c = compile_source("small.tile", src, "small");
     Strbuf ptx = {0}, err = {0};
@@ -573,7 +573,7 @@ Test(codegen, unsupported_types) {
     CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A};
     cr_assert_not(backend_compile_ptx(c.kernel, &opt, &ptx, &info, &err));
     cr_assert(info.unsupported);
-    cr_assert_not_null(strstr(sb_str(&err), "does not support f8e4m3"), "%s", sb_str(&err));
+    cr_assert_not_null(strstr(sb_str(&err), "does not support f6e3m2"), "%s", sb_str(&err));
     cr_assert_not_null(strstr(sb_str(&err), "small.tile:"), "no location in: %s", sb_str(&err));
     cr_assert_eq(ptx.len, 0);
     sb_free(&ptx);

@@ -61,3 +61,25 @@ def test_cuda_transposed_and_decode_shapes(activation):
     check("cuda", 256, 192, 320, activation, "bf16", transposed=True)
     check("cuda", 1, 1024, 512, activation, "f32")
     check("cuda", 16, 512, 1024, activation, "f16")
+
+
+@gpu
+@pytest.mark.parametrize("shape", [(300, 260, 520), (256, 512, 1024)])
+@pytest.mark.parametrize("out_dtype", ["bf16", "f32"])
+def test_gemm_fp8_against_scaled_mm(out_dtype, shape):
+    """tile.stdlib.gemm_fp8 on cuda tensors against float32 and (where its shape rules allow)
+    torch._scaled_mm with per-tensor scales, b given [N, K] as torch._scaled_mm's column-major B
+    transposed, at a shape with tails and an aligned one."""
+    g = torch.Generator(device="cpu").manual_seed(3)
+    m, n, k = shape
+    a = (torch.rand(m, k, generator=g) * 2 - 1).to(torch.float8_e4m3fn).cuda()
+    b = (torch.rand(n, k, generator=g) * 2 - 1).to(torch.float8_e4m3fn).cuda()
+    sa, sb = torch.tensor(0.75, device="cuda"), torch.tensor(1.5, device="cuda")
+    dt = DTYPES[out_dtype]
+    c = stdlib.gemm_fp8(a, b, sa, sb, out_dtype=out_dtype)
+    assert c.dtype == dt and tuple(c.shape) == (m, n)
+    ref = (a.float() @ b.float().t()) * 1.125
+    torch.testing.assert_close(c.float(), ref, rtol=RTOL[out_dtype], atol=1e-3 * k ** 0.5)
+    if k % 16 == 0 and m % 16 == 0 and n % 16 == 0:
+        theirs = torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, out_dtype=dt)
+        torch.testing.assert_close(c.float(), theirs.float(), rtol=RTOL[out_dtype], atol=1e-3 * k ** 0.5)
