@@ -36,7 +36,8 @@ c = torch.empty(4096, 4096, device="cuda", dtype=torch.bfloat16)
 torch.cuda.synchronize()
 t0 = time.perf_counter(); stdlib.gemm(a, b, out=c); torch.cuda.synchronize(); first = time.perf_counter() - t0
 t0 = time.perf_counter(); stdlib.gemm(a, b, out=c); torch.cuda.synchronize(); warm = time.perf_counter() - t0
-err = (c.float() - a.float() @ b.float()).abs().max().item()
+ref = a.float() @ b.float()
+err = ((c.float() - ref).abs().max() / ref.abs().max()).item()
 print(first - warm, err)
 """
 
@@ -61,7 +62,8 @@ run = lambda: matmul[(32, 32)](a, b, c, 4096, 4096, 4096, BM=128, BN=128, BK=64,
 torch.cuda.synchronize()
 t0 = time.perf_counter(); run(); torch.cuda.synchronize(); first = time.perf_counter() - t0
 t0 = time.perf_counter(); run(); torch.cuda.synchronize(); warm = time.perf_counter() - t0
-err = (c.float() - a.float() @ b.float()).abs().max().item()
+ref = a.float() @ b.float()
+err = ((c.float() - ref).abs().max() / ref.abs().max()).item()
 print(first - warm, err)
 """
 
@@ -71,12 +73,15 @@ def child(code, env):
     with tempfile.TemporaryDirectory() as cache:
         e = dict(os.environ, TILE_CACHE_DIR=cache, TRITON_CACHE_DIR=cache, TILE_AUTOTUNE="0", **env)
         e["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + e.get("PYTHONPATH", "")
-        p = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=600)
+        script = os.path.join(cache, "child.py")  # Triton's jit reads its kernel's source from a file
+        with open(script, "w") as f:
+            f.write(code)
+        p = subprocess.run([sys.executable, script], env=e, capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
         return None, (p.stderr.strip().splitlines() or ["failed"])[-1][:200]
     seconds, err = (float(x) for x in p.stdout.split()[-2:])
-    # bf16 output of sums of 4096 products of N(0,1) values: rounding alone is up to ~0.5
-    if not err <= 1.0:
+    # the largest error relative to the largest result: bf16 rounding of the output is 2^-8
+    if not err <= 1e-2:
         return None, f"wrong result: max error {err:g}"
     return seconds, None
 

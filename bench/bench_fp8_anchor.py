@@ -83,7 +83,7 @@ def main():
                "ratio": None, "ours_name": "torch._scaled_mm per-tensor, bf16 out"}
         try:
             fn = lambda: torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, out_dtype=torch.bfloat16)
-            check(torch, fn(), a, b, sa, sb, name)
+            check(torch, fn(), a, b, sa.expand(m, 1), sb, name)  # per-row scales for the check's indexing
             row["ours"] = flops / (median_ms(torch, fn, args.reps) * 1e-3) / 1e12
         except Exception as e:
             row["ours"], row["error"] = None, str(e)
