@@ -21,11 +21,11 @@ the largest difference from SDPA.
 Needs torch with a CUDA GPU; without one it writes {"skipped": reason} and exits 0.
 """
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
+
+from benchutil import median_ms, write_report  # bench/ is the script's folder: on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
@@ -96,22 +96,6 @@ def triton_anchor():
     return run
 
 
-def median_ms(torch, fn, reps, warmup=3):
-    """Median GPU time (ms) of fn over reps runs, each between two CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
-
-
 def sdpa_with(torch, backend, q, k, v, causal):
     """A closure running SDPA with only `backend` allowed, or (None, reason)."""
     from torch.nn.attention import sdpa_kernel
@@ -137,10 +121,7 @@ def main():
     args = ap.parse_args()
 
     def write(report):
-        text = json.dumps(report, indent=1)
-        print(text)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+        write_report(report, args.out)
 
     try:
         import torch
@@ -154,12 +135,12 @@ def main():
     import tile
     from tile import stdlib
 
-    triton_run = triton_anchor()
-    if not triton_run:
-        notes["triton"] = "triton is not importable: no Triton anchor"
     b, h, d = 1, 32, 128
     configs = [parse_config(c) for c in args.configs.split(",")]
     rows, notes = [], {}
+    triton_run = triton_anchor()
+    if not triton_run:
+        notes["triton"] = "triton is not importable: no Triton anchor"
     torch.manual_seed(0)
     for s in (int(x) for x in args.seqs.split(",")):
         q, k, v = (torch.randn(b, h, s, d, device="cuda", dtype=torch.bfloat16) for _ in range(3))

@@ -16,13 +16,14 @@ bench/RESULTS.md (ratio = Triton / tile, so >= 4 meets the bar).
 Needs torch with a CUDA GPU (and Triton for the anchor); without one it writes {"skipped": reason}.
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchutil import write_report  # bench/ is the script's folder: on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -93,11 +94,7 @@ def main():
     args = ap.parse_args()
 
     def write(report):
-        text = json.dumps(report, indent=1)
-        print(text)
-        if args.out:
-            with open(args.out, "w") as f:
-                f.write(text + "\n")
+        write_report(report, args.out)
 
     try:
         import torch

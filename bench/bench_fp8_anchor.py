@@ -20,25 +20,10 @@ Needs torch with a CUDA GPU; without one it writes {"skipped": reason} and exits
 """
 import argparse
 import json
-import statistics
 import sys
 import time
 
-
-def median_ms(torch, fn, reps, warmup=3):
-    """Median GPU time (ms) of fn over reps runs, each between two CUDA events."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-    return statistics.median(times)
+from benchutil import median_ms  # bench/ is the script's folder: on sys.path
 
 
 def check(torch, got, a, b, sa_full, sb_full, name):

@@ -6,24 +6,14 @@
  * or TMA rings) runs; and the f32 -> f8 conversions of codegen_f8.c against the VM's, value for
  * value. Skips without a GPU.
  */
+#include "gpu_suite.h"
 #include "../gemm_fp8_check.h"
 
 static tile_context *ctx;
 static tile_program *prog;
 
-static void setup(void) {
-    if (tile_context_create(TILE_DEVICE_CUDA, 0, &ctx) != TILE_OK) cr_skip_test("no CUDA device: %s", tile_context_message(NULL));
-    const char *dir = getenv("TILE_SOURCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/stdlib/core/gemm_fp8.tile", dir && *dir ? dir : TILE_SOURCE_DIR);
-    cr_assert_eq(tile_program_from_file(ctx, path, &prog), TILE_OK, "%s", tile_context_message(ctx));
-    cr_log_info("running on %s", tile_context_device_name(ctx));
-}
-static void teardown(void) {
-    if (prog) tile_program_destroy(prog);
-    if (ctx) tile_context_destroy(ctx);
-    prog = NULL, ctx = NULL;
-}
+static void setup(void) { gpu_suite_open("stdlib/core/gemm_fp8.tile", &ctx, &prog); }
+static void teardown(void) { gpu_suite_close(&ctx, &prog); }
 
 TestSuite(gemm_fp8_gpu, .init = setup, .fini = teardown, .timeout = 900);
 
