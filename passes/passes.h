@@ -48,6 +48,8 @@ typedef struct Target {
                                 tile_program_emit, the VM (TILE_VM_GPU_PASSES=sm_90a) and tests
                                 set it; ahead-of-time images leave it off */
     bool no_wgmma;           /* on sm_90a: keep dots on mma.sync (TILE_WGMMA=0 in the runtime) */
+    bool specialize;         /* on sm_90a: stages may give a TMA ring's loop a producer warpgroup
+                                (warp roles; TILE_WARP_SPECIALIZE=1 in the runtime; off by default) */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -62,7 +64,7 @@ static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->ar
  * operands' rings for it). */
 static inline bool target_has_wgmma(const Target *t) { return t->sm >= 90 && t->arch_specific && !t->no_wgmma; }
 /* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
- * in any order (golden tests' `# target:` line). False with the reason in err. */
+ * `no_wgmma`, `specialize`, in any order (golden tests' `# target:` line). False with the reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
 
 typedef struct PassOptions {

@@ -201,6 +201,8 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->tma = true;
         } else if (word_is(w, n, "no_wgmma")) {
             out->no_wgmma = true;
+        } else if (word_is(w, n, "specialize")) {
+            out->specialize = true;
         } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
@@ -227,7 +229,7 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             if (key[0] == 'w') out->num_warps = (int)x;
             else out->smem_bytes = x;
         } else {
-            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma)", (int)n, w);
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize)", (int)n, w);
             return false;
         }
     }

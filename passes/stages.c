@@ -516,6 +516,247 @@ static void transform(Loop *L) {
     }
 }
 
+/* ---- warp specialization (sm_90a, opt-in: Target.specialize) --------------------------------------
+ * A kernel whose one pipelined loop is a TMA ring at the top of its body, with 4 warps, may instead
+ * get two warp roles (warp_roles: the body's last op): a producer warpgroup (40 registers) that
+ * only issues the copies, and the kernel's 4 warps as consumers (232 registers) that run the loop
+ * and everything after it:
+ *
+ *     bufs...; full, empty = shared_alloc : shared<i64>[S]; mbarrier_init full; mbarrier_init empty; barrier
+ *     warp_roles role(warps 4, regs 40) {
+ *         for iv = lo to hi step step { i = (iv - lo) / step; s = i % S
+ *             mbarrier_wait empty, s, ((i / S) & 1) ^ 1     the consumers released the stage
+ *             copy_tma ..., full, s; mbarrier_arrive full, s }
+ *     } role(warps 4, regs 232) {
+ *         for iv ... { mbarrier_wait full, s, (i / S) & 1;  dot(shared_view(buf, s)...);
+ *                      mbarrier_arrive empty, s  (after the stage's last dot);  ... }
+ *         what followed the loop
+ *     }
+ *
+ * A fresh mbarrier's wait for parity 1 returns at once, so the producer's first S waits pass. Tiles
+ * made before the loop and used in a role are recomputed there (roles take scalars only); a loop
+ * that needs anything else (a tile loaded before it, a second pipelined loop, shared buffers after
+ * it) keeps the plain ring. The VM runs the roles with blocking waits (a deadlock is an error). */
+
+enum { PRODUCER_REGS = 40, CONSUMER_REGS = 232 };
+
+/* The op of r's function's body that holds op (op itself when it is at the top). */
+static const IrOp *top_op(const IrOp *op, const IrRegion *body) {
+    while (op && op->parent != body) op = op->parent ? op->parent->parent_op : NULL;
+    return op;
+}
+
+/* Whether tile v, made before the loop, can be recomputed in a role: pure ops without regions over
+ * scalars and such tiles. */
+static bool recomputable(const IrValue *v, int depth) {
+    if (v->type->kind != TY_TILE) return true;
+    const IrOp *d = v->def;
+    if (!d || depth > 32 || !(ir_op_info[d->code].flags & F_PURE) || d->nregions) return false;
+    for (uint32_t i = 0; i < d->noperands; i++)
+        if (!recomputable(d->operands[i], depth + 1)) return false;
+    return true;
+}
+
+typedef struct RoleCheck {
+    const IrOp *loop;       /* the first op that moves into the consumer role */
+    const IrOp *roles;      /* the warp_roles op, once it holds what moved */
+    const IrRegion *body;
+    bool ok;
+} RoleCheck;
+
+/* Whether a value used by op comes from before the loop (outside what moves into the roles). */
+static bool from_before(const RoleCheck *c, const IrValue *v) {
+    if (!v->def) return v->region == c->body; /* a kernel parameter */
+    const IrOp *t = top_op(v->def, c->body);
+    if (c->roles) return t != c->roles;
+    for (const IrOp *o = c->loop; o; o = o->next)
+        if (o == t) return false;
+    return true;
+}
+
+static bool check_role_op(IrOp *op, void *ctx) {
+    RoleCheck *c = ctx;
+    if (op->code == OP_SHARED_ALLOC || op->code == OP_MBARRIER_INIT || op->code == OP_MBARRIER_INVAL ||
+        op->code == OP_WARP_ROLES || (op->code == OP_FOR && op->nints && op->ints[0] >= 2 && op != c->loop))
+        c->ok = false;
+    for (uint32_t i = 0; c->ok && i < op->noperands; i++)
+        if (op->operands[i]->type->kind == TY_TILE && from_before(c, op->operands[i]) &&
+            !recomputable(op->operands[i], 0))
+            c->ok = false;
+    return c->ok;
+}
+
+static bool specializable(const Loop *L, const Target *t, int nloops) {
+    const IrFunction *f = L->body->function;
+    if (!t->specialize || !target_has_tma(t) || nloops != 1 || L->ntma != L->nstaged || L->op->parent != f->body ||
+        f->num_warps != 4)
+        return false;
+    RoleCheck c = {.loop = L->op, .body = f->body, .ok = true};
+    for (IrOp *o = L->op; o && c.ok; o = o->next) {
+        check_role_op(o, &c);
+        for (uint32_t k = 0; c.ok && k < o->nregions; k++) ir_walk(o->regions[k], check_role_op, &c);
+    }
+    return c.ok;
+}
+
+/* v in the role (recomputed at the role's start, once, when it is a tile made before the loop). */
+static IrValue *in_role(IrBuilder *at_start, ValueMap *map, const RoleCheck *c, IrValue *v) {
+    if (v->type->kind != TY_TILE || !from_before(c, v)) return v;
+    IrValue *m = value_map_get(map, v);
+    if (m != v) return m;
+    for (uint32_t i = 0; i < v->def->noperands; i++) in_role(at_start, map, c, v->def->operands[i]);
+    IrOp *copy = clone_op(at_start, v->def, map);
+    for (uint32_t i = 0; i < copy->nresults; i++) value_map_set(map, v->def->results[i], copy->results[i]);
+    return value_map_get(map, v);
+}
+
+typedef struct RoleFix {
+    IrBuilder *at_start;
+    ValueMap *map;
+    const RoleCheck *check;
+} RoleFix;
+
+static bool fix_role_op(IrOp *op, void *ctx) {
+    RoleFix *r = ctx;
+    for (uint32_t i = 0; i < op->noperands; i++) {
+        IrValue *v = in_role(r->at_start, r->map, r->check, op->operands[i]);
+        if (v != op->operands[i]) ir_set_operand(op, i, v);
+    }
+    return true;
+}
+
+/* The stage and parity values of iteration (iv - lo) / step in b. */
+static void ring_position(IrBuilder *b, const Loop *L, IrValue *iv, IrValue **stage, IrValue **parity) {
+    IrValue *i = ir_binary(b, OP_DIV, ir_binary(b, OP_SUB, iv, L->op->operands[0]), L->op->operands[2]);
+    if (!elem_eq(i->type->elem, elem_i32())) i = ir_op1(b, OP_CAST, ir_scalar_type(b->module, elem_i32()), i);
+    *stage = ir_binary(b, OP_REM, i, const_i32(b, L->stages));
+    *parity = ir_binary(b, OP_AND, ir_binary(b, OP_DIV, i, const_i32(b, L->stages)), const_i32(b, 1));
+}
+
+static void specialize(Loop *L) {
+    IrOp *loop = L->op;
+    IrFunction *fn = L->body->function;
+    IrRegion *body = fn->body;
+    IrBuilder b = {0};
+    ir_builder_before(&b, loop);
+    b.loc = loop->loc;
+    int S = L->stages;
+    for (int s = 0; s < L->nstaged; s++) {
+        const IrType *t = L->staged[s].load->results[0]->type;
+        IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shape = {S, t->shape[0], t->shape[1]},
+                     .shared = ring_layout(&fn->module->arena, S, t, wgmma_dot(L->staged[s].dot))};
+        const IrType *rt = ir_type_intern(fn->module, &bt);
+        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
+        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
+        L->staged[s].buffer = alloc->results[0];
+    }
+    int64_t n = S;
+    const IrType *bars = ir_shared_type(fn->module, elem_int(64), 1, &n);
+    IrValue *ring[2];
+    for (int k = 0; k < 2; k++) {
+        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &bars, 1);
+        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
+        ring[k] = alloc->results[0];
+    }
+    IrValue *full = ring[0], *empty = ring[1];
+    L->mbarriers = full;
+    ir_build(&b, OP_MBARRIER_INIT, &full, 1, NULL, 0);
+    ir_build(&b, OP_MBARRIER_INIT, &empty, 1, NULL, 0);
+    ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+    RoleCheck check = {.loop = loop, .body = body, .ok = true};
+
+    /* the roles, last in the body; the loop and everything after it move into the consumer */
+    IrBuilder end = b;
+    ir_builder_at_end(&end, body);
+    IrOp *roles = ir_build(&end, OP_WARP_ROLES, NULL, 0, NULL, 0);
+    roles->ints[0] = 4, roles->ints[1] = PRODUCER_REGS, roles->ints[2] = 4, roles->ints[3] = CONSUMER_REGS;
+    roles->nints = 4;
+    IrRegion *producer = ir_op_add_region(roles), *consumer = ir_op_add_region(roles);
+    for (IrOp *o = loop, *next; o != roles; o = next) {
+        next = o->next;
+        ir_op_remove(o);
+        ir_op_append(consumer, o);
+    }
+    check.roles = roles;
+
+    /* the producer: its own loop over the same iterations, issuing the copies */
+    ValueMap pmap;
+    IrBuilder pb = b;
+    ir_builder_at_end(&pb, producer);
+    IrOp *pf = ir_build(&pb, OP_FOR, loop->operands, 3, NULL, 0);
+    IrRegion *pbody = ir_op_add_region(pf);
+    IrValue *piv = ir_region_add_arg(pbody, L->body->args[0]->type, "piv");
+    value_map_init(&pmap, fn);
+    IrBuilder pstart = pb;
+    ir_builder_before(&pstart, pf);
+    for (int i = 0; i < L->nslice; i++)
+        for (uint32_t k = 0; k < L->slice[i]->noperands; k++) in_role(&pstart, &pmap, &check, L->slice[i]->operands[k]);
+    for (int s = 0; s < L->nstaged; s++)
+        for (uint32_t k = 1; k < L->staged[s].load->noperands; k++)
+            in_role(&pstart, &pmap, &check, L->staged[s].load->operands[k]);
+    IrBuilder in = pb;
+    ir_builder_at_end(&in, pbody);
+    IrValue *stage, *parity;
+    ring_position(&in, L, piv, &stage, &parity);
+    IrValue *wait_ops[3] = {empty, stage, ir_binary(&in, OP_XOR, parity, const_i32(&in, 1))};
+    ir_build(&in, OP_MBARRIER_WAIT, wait_ops, 3, NULL, 0);
+    value_map_set(&pmap, L->body->args[0], piv);
+    for (int i = 0; i < L->nslice; i++) clone_op(&in, L->slice[i], &pmap);
+    for (int s = 0; s < L->nstaged; s++) {
+        IrOp *load = L->staged[s].load;
+        const IrType *t = load->results[0]->type;
+        IrValue *ops[IR_MAX_RANK + 4];
+        uint32_t k = 0;
+        ops[k++] = load->operands[0];
+        for (int d = 0; d < t->rank; d++)
+            ops[k++] = value_map_get(&pmap, slice_start(&in, load->operands[1 + d], d, t->rank, t->shape[d]));
+        ops[k++] = view(&in, L->staged[s].buffer, stage);
+        ops[k++] = full;
+        ops[k++] = stage;
+        ir_build(&in, OP_COPY_TMA, ops, k, NULL, 0);
+    }
+    IrValue *arrive[2] = {full, stage};
+    ir_build(&in, OP_MBARRIER_ARRIVE, arrive, 2, NULL, 0);
+    ir_build(&in, OP_YIELD, NULL, 0, NULL, 0);
+    value_map_free(&pmap);
+
+    /* the consumer: wait for the stage, read it in place, release it after its last dot */
+    IrBuilder cb = b;
+    ir_builder_before(&cb, L->body->first);
+    IrValue *read, *cparity;
+    ring_position(&cb, L, L->body->args[0], &read, &cparity);
+    IrValue *full_ops[3] = {full, read, cparity};
+    ir_build(&cb, OP_MBARRIER_WAIT, full_ops, 3, NULL, 0);
+    IrOp *last_dot = NULL;
+    for (IrOp *o = L->body->first; o; o = o->next)
+        for (int s = 0; s < L->nstaged; s++)
+            if (L->staged[s].dot == o) last_dot = o;
+    for (int s = 0; s < L->nstaged; s++) {
+        Staged *st = &L->staged[s];
+        ir_builder_before(&cb, st->dot);
+        IrValue *v = view(&cb, st->buffer, read);
+        if (st->transpose) {
+            v = transposed_view(&cb, v);
+            ir_op_remove(st->transpose);
+        }
+        ir_set_operand(st->dot, st->operand, v);
+        ir_op_remove(st->load);
+    }
+    IrBuilder after = cb;
+    ir_builder_before(&after, last_dot->next);
+    IrValue *release[2] = {empty, read};
+    ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
+    loop->nints = 0; /* pipelined by the roles now */
+    ValueMap cmap;
+    value_map_init(&cmap, fn);
+    IrBuilder cstart = b;
+    ir_builder_before(&cstart, consumer->first);
+    RoleFix fix = {&cstart, &cmap, &check};
+    ir_walk(consumer, fix_role_op, &fix);
+    value_map_free(&cmap);
+    fn->num_warps = 8;
+}
+
 /* ---- loop-invariant operands ------------------------------------------------------------------ */
 
 /* Whether op is inside a `for ... pipeline(N >= 2)` loop. */
@@ -636,7 +877,8 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
                 fits = ring_bytes(L, L->stages) <= smem_bytes * 3 / 4;
             }
             if (fits) {
-                transform(L);
+                if (specializable(L, t, (int)c.loops.len)) specialize(L);
+                else transform(L);
                 changed = true;
             }
             free(L);

@@ -472,6 +472,7 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
     sb_free(&err);
     if (ok) out->num_warps = num_warps;
     if (ok) out->no_wgmma = !env_flag("TILE_WGMMA", true); /* sm_90a: dots on mma.sync (the cache key says so too) */
+    if (ok) out->specialize = env_flag("TILE_WARP_SPECIALIZE", false); /* sm_90a: producer warpgroups (cache key too) */
     return ok;
 }
 

@@ -586,12 +586,15 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
                         .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     CacheKey key = cache_kernel_key(&id);
     bool no_wgmma = c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true);
-    if (no_wgmma || backend_llvm_lsr()) {
-        /* dots kept on mma.sync (rt_target_for_arch), or LLVM's LSR on (TILE_LLVM_LSR=1): another image */
+    bool specialize = c->arch == BACKEND_ARCH_SM90A && env_flag("TILE_WARP_SPECIALIZE", false);
+    if (no_wgmma || specialize || backend_llvm_lsr()) {
+        /* dots kept on mma.sync or producer warpgroups (rt_target_for_arch), or LLVM's LSR on
+         * (TILE_LLVM_LSR=1): another image */
         Sha256 h;
         cache_key_begin(&h);
         cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
         if (no_wgmma) cache_key_add_i64(&h, "no-wgmma", 1);
+        if (specialize) cache_key_add_i64(&h, "specialize", 1);
         if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
         key = cache_key_end(&h);
     }

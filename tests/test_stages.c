@@ -465,3 +465,65 @@ Test(stages, flash_dots_run_on_wgmma) {
     cr_assert_eq(s.wgmma, 0);
     cr_assert_eq(s.mma_sync, 4);
 }
+
+/* ---- warp specialization (opt-in) ------------------------------------------------------------ */
+
+typedef struct Roles {
+    int roles, producer_copies, consumer_waits, releases;
+    IrOp *op;
+} Roles;
+
+static bool count_roles(IrOp *op, void *ctx) {
+    Roles *r = ctx;
+    if (op->code == OP_WARP_ROLES) r->roles++, r->op = op;
+    return true;
+}
+
+static bool count_role_ops(IrOp *op, void *ctx) {
+    int *n = ctx;
+    n[0] += op->code == OP_COPY_TMA;
+    n[1] += op->code == OP_MBARRIER_WAIT;
+    n[2] += op->code == OP_MBARRIER_ARRIVE;
+    return true;
+}
+
+/* With `specialize` on sm_90a (TILE_WARP_SPECIALIZE=1 at run time), gemm's TMA ring becomes two
+ * warp roles, last in the body: a producer warpgroup of 40 registers whose loop waits for an empty
+ * stage, copies A and B by TMA and arrives on the full mbarrier, and the kernel's 4 warps as
+ * consumers (232 registers) that wait for the full stage, run the dot (wgmma, and mma.sync with
+ * no_wgmma) on it in place, release it and store C; the kernel has 8 warps. The VM, which runs
+ * the roles with blocking waits, gives the plain kernel's bits at shapes with tails, with K long
+ * enough for the ring to wrap. Without the word the ring is built as before. */
+Test(stages, specialize_splits_a_tma_ring_into_producer_and_consumer_roles) {
+    const int64_t shapes[][3] = {{200, 136, 448}, {128, 128, 64}, {65, 257, 300}, {1, 8, 16}};
+    for (int wg = 0; wg < 2; wg++) {
+        Target t = tma_target;
+        t.no_wgmma = wg == 0;
+        t.specialize = true;
+        int bn = wg ? 128 : 64; /* mma.sync rings are TMA'd only with 128-byte rows */
+        Compiled plain = compile_gemm_for(false, &t, 3, 64, 128, bn);
+        Compiled spec = compile_gemm_for(true, &t, 3, 64, 128, bn);
+        Roles r = {0};
+        ir_walk(spec.kernel->body, count_roles, &r);
+        cr_assert_eq(r.roles, 1);
+        cr_assert_eq(spec.kernel->body->last, r.op);
+        cr_assert_eq(spec.kernel->num_warps, 8);
+        cr_assert(r.op->nregions == 2 && ir_role_warps(r.op, 0) == 4 && ir_role_regs(r.op, 0) == 40 &&
+                  ir_role_warps(r.op, 1) == 4 && ir_role_regs(r.op, 1) == 232);
+        int prod[3] = {0}, cons[3] = {0};
+        ir_walk(r.op->regions[0], count_role_ops, prod);
+        ir_walk(r.op->regions[1], count_role_ops, cons);
+        cr_assert(prod[0] == 2 && prod[1] == 1 && prod[2] == 1, "producer: %d copies, %d waits, %d arrives",
+                  prod[0], prod[1], prod[2]);
+        cr_assert(cons[0] == 0 && cons[1] == 1 && cons[2] == 1, "consumer: %d copies, %d waits, %d arrives", cons[0],
+                  cons[1], cons[2]);
+        same_results(&plain, &spec, shapes, sizeof shapes / sizeof shapes[0], "wgmma", wg);
+        compiled_free(&plain);
+        compiled_free(&spec);
+    }
+    Compiled ring = compile_gemm_for(true, &tma_target, 3, 64, 128, 128);
+    Roles none = {0};
+    ir_walk(ring.kernel->body, count_roles, &none);
+    cr_assert_eq(none.roles, 0);
+    compiled_free(&ring);
+}
