@@ -423,6 +423,36 @@ static IrValue *dot_wait(IrBuilder *b, IrValue *acc, int64_t pending) {
     return w->results[0];
 }
 
+/* The ring of each staged load (S stages in its ring_layout), before b. */
+static void alloc_rings(Loop *L, IrBuilder *b) {
+    IrFunction *fn = L->body->function;
+    for (int s = 0; s < L->nstaged; s++) {
+        const IrType *t = L->staged[s].load->results[0]->type;
+        IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shape = {L->stages, t->shape[0], t->shape[1]},
+                     .shared = ring_layout(&fn->module->arena, L->stages, t, wgmma_dot(L->staged[s].dot))};
+        const IrType *rt = ir_type_intern(fn->module, &bt);
+        IrOp *alloc = ir_build(b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
+        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2; /* not zeroed: every stage is copied before it is read */
+        L->staged[s].buffer = alloc->results[0];
+    }
+}
+
+/* Each staged dot reads stage `read` of its ring in place (a transposed view where its load went
+ * through a transpose); the loads and transposes go. */
+static void read_in_place(Loop *L, IrBuilder *b, IrValue *read) {
+    for (int s = 0; s < L->nstaged; s++) {
+        Staged *st = &L->staged[s];
+        ir_builder_before(b, st->dot);
+        IrValue *v = view(b, st->buffer, read);
+        if (st->transpose) {
+            v = transposed_view(b, v);
+            ir_op_remove(st->transpose);
+        }
+        ir_set_operand(st->dot, st->operand, v);
+        ir_op_remove(st->load);
+    }
+}
+
 static void transform(Loop *L) {
     IrOp *f = L->op;
     IrFunction *fn = L->body->function;
@@ -431,18 +461,7 @@ static void transform(Loop *L) {
     b.loc = f->loc;
     IrValue *lo = f->operands[0], *step = f->operands[2], *iv = L->body->args[0];
     int S = L->stages;
-    /* the buffers */
-    for (int s = 0; s < L->nstaged; s++) {
-        const IrType *t = L->staged[s].load->results[0]->type;
-        int64_t shape[3] = {S, t->shape[0], t->shape[1]};
-        const SharedLayout *sl = ring_layout(&fn->module->arena, S, t, wgmma_dot(L->staged[s].dot));
-        IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shared = sl};
-        memcpy(bt.shape, shape, sizeof shape);
-        const IrType *rt = ir_type_intern(fn->module, &bt);
-        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
-        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2; /* not zeroed: every stage is copied before it is read */
-        L->staged[s].buffer = alloc->results[0];
-    }
+    alloc_rings(L, &b);
     if (L->ntma) {
         /* one mbarrier per stage, initialized before any thread waits or any copy lands */
         int64_t n = S;
@@ -486,17 +505,7 @@ static void transform(Loop *L) {
     }
     IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
     issue_copies(L, &b, ahead, write);
-    for (int s = 0; s < L->nstaged; s++) {
-        Staged *st = &L->staged[s];
-        ir_builder_before(&b, st->dot);
-        IrValue *v = view(&b, st->buffer, read);
-        if (st->transpose) {
-            v = transposed_view(&b, v);
-            ir_op_remove(st->transpose);
-        }
-        ir_set_operand(st->dot, st->operand, v);
-        ir_op_remove(st->load);
-    }
+    read_in_place(L, &b, read);
     /* after the loop: no cp.async group in flight (the TMA copies past the end were not issued) */
     b.region = f->parent;
     b.before = f->next;
@@ -641,15 +650,7 @@ static void specialize(Loop *L) {
     ir_builder_before(&b, loop);
     b.loc = loop->loc;
     int S = L->stages;
-    for (int s = 0; s < L->nstaged; s++) {
-        const IrType *t = L->staged[s].load->results[0]->type;
-        IrType bt = {.kind = TY_SHARED, .elem = t->elem, .rank = 3, .shape = {S, t->shape[0], t->shape[1]},
-                     .shared = ring_layout(&fn->module->arena, S, t, wgmma_dot(L->staged[s].dot))};
-        const IrType *rt = ir_type_intern(fn->module, &bt);
-        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
-        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
-        L->staged[s].buffer = alloc->results[0];
-    }
+    alloc_rings(L, &b);
     int64_t n = S;
     const IrType *bars = ir_shared_type(fn->module, elem_int(64), 1, &n);
     IrValue *ring[2];
@@ -731,17 +732,7 @@ static void specialize(Loop *L) {
     for (IrOp *o = L->body->first; o; o = o->next)
         for (int s = 0; s < L->nstaged; s++)
             if (L->staged[s].dot == o) last_dot = o;
-    for (int s = 0; s < L->nstaged; s++) {
-        Staged *st = &L->staged[s];
-        ir_builder_before(&cb, st->dot);
-        IrValue *v = view(&cb, st->buffer, read);
-        if (st->transpose) {
-            v = transposed_view(&cb, v);
-            ir_op_remove(st->transpose);
-        }
-        ir_set_operand(st->dot, st->operand, v);
-        ir_op_remove(st->load);
-    }
+    read_in_place(L, &cb, read);
     IrBuilder after = cb;
     ir_builder_before(&after, last_dot->next);
     IrValue *release[2] = {empty, read};
