@@ -139,15 +139,21 @@ void cg_barrier(Cg *g) {
     cg_asm_void(g, text);
 }
 
-void cg_asm_void(Cg *g, const char *text) {
-    LLVMTypeRef ft = LLVMFunctionType(g->void_type, NULL, 0, 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), "~{memory}", 9, 1, 0,
+LLVMValueRef cg_asm(Cg *g, const char *text, const char *constraints, LLVMTypeRef ret, LLVMValueRef *args,
+                    unsigned nargs) {
+    LLVMTypeRef *types = cg_calloc(g, nargs + 1, sizeof(LLVMTypeRef));
+    for (unsigned i = 0; i < nargs; i++) types[i] = LLVMTypeOf(args[i]);
+    LLVMTypeRef ft = LLVMFunctionType(ret, types, nargs, 0);
+    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), (char *)constraints, strlen(constraints), 1, 0,
                                        LLVMInlineAsmDialectATT, 0);
-    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, NULL, 0, "");
-    /* convergent: no transform may make the barrier depend on more control flow */
+    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, args, nargs, "");
+    /* convergent: no transform may make it depend on more control flow (barriers, warpgroup ops) */
     unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
     LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
+    return call;
 }
+
+void cg_asm_void(Cg *g, const char *text) { cg_asm(g, text, "~{memory}", g->void_type, NULL, 0); }
 
 static LLVMValueRef read_sreg(Cg *g, const char *name) {
     return cg_call_intrinsic(g, name, NULL, 0, NULL, 0);

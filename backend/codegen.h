@@ -115,8 +115,11 @@ LLVMValueRef cg_owner(Cg *g, const Layout *layout);
 const Layout *cg_blocked(Cg *g, int rank, const int64_t *shape, ElemType e);
 LLVMValueRef cg_i64(Cg *g, int64_t v);
 LLVMValueRef cg_i32(Cg *g, int64_t v);
-/* Inline assembly without operands, a memory clobber, convergent (no transform may make it depend
- * on more control flow). */
+/* Inline assembly with side effects, convergent (no transform may make it depend on more control
+ * flow), returning ret (a struct for several outputs, void for none). */
+LLVMValueRef cg_asm(Cg *g, const char *text, const char *constraints, LLVMTypeRef ret, LLVMValueRef *args,
+                    unsigned nargs);
+/* The same without operands, with a memory clobber. */
 void cg_asm_void(Cg *g, const char *text);
 void cg_barrier(Cg *g);
 LLVMValueRef cg_call_intrinsic(Cg *g, const char *name, LLVMTypeRef *overloads, unsigned noverloads,

@@ -36,24 +36,16 @@
 
 #include "ir/mma.h"
 
-/* Inline assembly returning `nout` floats (a struct of them, or void when 0), convergent. */
+/* Inline assembly returning `nout` floats (a struct of them, or void when 0). */
 static LLVMValueRef asm_floats(Cg *g, const char *text, const char *constraints, unsigned nout, LLVMValueRef *args,
                                unsigned nargs) {
-    LLVMTypeRef *types = cg_calloc(g, nargs + 1, sizeof(LLVMTypeRef));
-    for (unsigned i = 0; i < nargs; i++) types[i] = LLVMTypeOf(args[i]);
     LLVMTypeRef ret = g->void_type;
     if (nout) {
         LLVMTypeRef *fields = cg_calloc(g, nout, sizeof(LLVMTypeRef));
         for (unsigned i = 0; i < nout; i++) fields[i] = g->f32;
         ret = LLVMStructTypeInContext(g->ctx, fields, nout, 0);
     }
-    LLVMTypeRef ft = LLVMFunctionType(ret, types, nargs, 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), (char *)constraints, strlen(constraints), 1, 0,
-                                       LLVMInlineAsmDialectATT, 0);
-    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, args, nargs, "");
-    unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
-    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
-    return call;
+    return cg_asm(g, text, constraints, ret, args, nargs);
 }
 
 /* The constraints of an asm whose first n operands are float outputs tied to inputs that follow
@@ -83,32 +75,20 @@ static LLVMValueRef plus(Cg *g, LLVMValueRef desc, int64_t bytes) {
     return bytes ? LLVMBuildAdd(g->b, desc, LLVMConstInt(g->i64, (unsigned long long)(bytes >> 4), 0), "") : desc;
 }
 
-/* wgmma.wait_group `pending`, the n floats of acc passing through it (in asm statements of at most
- * `chunk` operands), so that nothing reads them before. */
-static void wait_group(Cg *g, int64_t pending, LLVMValueRef *acc, uint32_t n, unsigned chunk) {
-    char wait[64];
-    snprintf(wait, sizeof wait, "wgmma.wait_group.sync.aligned %lld;", (long long)pending);
-    for (uint32_t first = 0; first < n; first += chunk) {
-        unsigned k = n - first < chunk ? n - first : chunk;
-        LLVMValueRef d = asm_floats(g, first == 0 ? wait : "", tied_constraints(g, k, ""), k, acc + first, k);
-        for (unsigned q = 0; q < k; q++) acc[first + q] = LLVMBuildExtractValue(g->b, d, q, "");
+/* `text` with the n values (f32 or i32) passing through it as tied operands, in asm statements of
+ * at most 128 operands: with the text in the first, nothing reads the values before it (a
+ * wgmma.wait_group and the accumulators); in the last, every value is written before it
+ * (wgmma.fence and every register a wgmma reads: else ptxas finds a write after the fence and
+ * injects warpgroup.arrive before the wgmma, warning C7519, serializing the group). */
+static void pass_through(Cg *g, const char *text, bool text_last, LLVMValueRef *vals, unsigned n) {
+    enum { CHUNK = 128 };
+    if (n == 0) {
+        cg_asm_void(g, text);
+        return;
     }
-}
-
-/* wgmma.fence with the n values (f32 accumulators, packed i32 a fragments) passing through it as
- * tied operands (in asm statements of at most 128 operands, the fence in the last), so that every
- * register a wgmma reads is written before the fence: else ptxas finds a write after it and
- * injects warpgroup.arrive before the wgmma (warning C7519), serializing the group. */
-static void fence_through(Cg *g, LLVMValueRef *vals, unsigned n) {
-    unsigned chunk = 128;
-    for (unsigned first = 0; first < n || first == 0; first += chunk) {
-        unsigned k = n - first < chunk ? n - first : chunk;
-        bool last = first + k >= n;
-        const char *text = last ? "wgmma.fence.sync.aligned;" : "";
-        if (k == 0) {
-            asm_floats(g, text, "~{memory}", 0, NULL, 0);
-            break;
-        }
+    for (unsigned first = 0; first < n; first += CHUNK) {
+        unsigned k = n - first < CHUNK ? n - first : CHUNK;
+        bool here = text_last ? first + k >= n : first == 0;
         LLVMTypeRef *types = cg_calloc(g, k, sizeof(LLVMTypeRef));
         size_t cap = (size_t)k * 12 + 32, len = 0;
         char *cons = cg_calloc(g, cap, 1);
@@ -118,16 +98,17 @@ static void fence_through(Cg *g, LLVMValueRef *vals, unsigned n) {
         }
         for (unsigned i = 0; i < k; i++) len += (size_t)snprintf(cons + len, cap - len, "%u,", i);
         snprintf(cons + len, cap - len, "~{memory}");
-        LLVMTypeRef ret = LLVMStructTypeInContext(g->ctx, types, k, 0);
-        LLVMTypeRef ft = LLVMFunctionType(ret, types, k, 0);
-        LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), cons, strlen(cons), 1, 0,
-                                           LLVMInlineAsmDialectATT, 0);
-        LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, vals + first, k, "");
-        unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
-        LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
+        LLVMValueRef call = cg_asm(g, here ? text : "", cons, LLVMStructTypeInContext(g->ctx, types, k, 0),
+                                   vals + first, k);
         for (unsigned i = 0; i < k; i++) vals[first + i] = LLVMBuildExtractValue(g->b, call, i, "");
-        if (last) break;
     }
+}
+
+/* wgmma.wait_group `pending`, the n floats of acc passing through it. */
+static void wait_group(Cg *g, int64_t pending, LLVMValueRef *acc, uint32_t n) {
+    char wait[64];
+    snprintf(wait, sizeof wait, "wgmma.wait_group.sync.aligned %lld;", (long long)pending);
+    pass_through(g, wait, false, acc, n);
 }
 
 /* The text of one wgmma.mma_async of n columns and nacc accumulators ($0 ..), then its inputs: the
@@ -185,7 +166,7 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
             for (int q = 0; q < 4; q++)
                 frag[(s * t->reps_m + i) * 4 + q] = cg_mma_pack(g, t, a->slots + first + 2 * q);
         }
-    fence_through(g, vals, n + nfrag);
+    pass_through(g, "wgmma.fence.sync.aligned;", true, vals, n + nfrag);
     memcpy(acc, vals, n * sizeof(LLVMValueRef));
     char text[4096];
     mma_text(text, sizeof text, t, nacc, a_regs, b_nmajor);
@@ -211,7 +192,7 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
         }
     }
     asm_floats(g, "wgmma.commit_group.sync.aligned;", "~{memory}", 0, NULL, 0);
-    if (!(op->nints > 2 && op->ints[2])) wait_group(g, 0, acc, n, nacc); /* else a dot_wait completes it */
+    if (!(op->nints > 2 && op->ints[2])) wait_group(g, 0, acc, n); /* else a dot_wait completes it */
     for (uint32_t s = 0; s < n; s++) r->slots[s] = acc[s];
     cg_set(g, op->results[0], r);
     return true;
@@ -224,7 +205,7 @@ bool cg_dot_wait(Cg *g, const IrOp *op) {
     CgValue *r = cg_new_tile_for(g, op->results[0]);
     if (r->nslots != a->nslots) return cg_fail(g, op, false, "its result is not laid out as its operand");
     memcpy(r->slots, a->slots, a->nslots * sizeof(LLVMValueRef));
-    wait_group(g, op->ints[0], r->slots, r->nslots, 128);
+    wait_group(g, op->ints[0], r->slots, r->nslots);
     cg_set(g, op->results[0], r);
     return true;
 }

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 
-from benchutil import median_ms, write_report  # bench/ is the script's folder: on sys.path
+from benchutil import cuda_torch, median_ms, write_report  # bench/ is the script's folder: on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
@@ -123,13 +123,8 @@ def main():
     def write(report):
         write_report(report, args.out)
 
-    try:
-        import torch
-    except ImportError as e:
-        write({"skipped": f"no torch: {e}"})
-        return
-    if not torch.cuda.is_available():
-        write({"skipped": "torch sees no CUDA GPU"})
+    torch = cuda_torch(args.out)
+    if torch is None:
         return
     from torch.nn.attention import SDPBackend
     import tile

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from benchutil import write_report  # bench/ is the script's folder: on sys.path
+from benchutil import cuda_torch, write_report  # bench/ is the script's folder: on sys.path
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -96,13 +96,8 @@ def main():
     def write(report):
         write_report(report, args.out)
 
-    try:
-        import torch
-    except ImportError as e:
-        write({"skipped": f"no torch: {e}"})
-        return
-    if not torch.cuda.is_available():
-        write({"skipped": "torch sees no CUDA GPU"})
+    torch = cuda_torch(args.out)
+    if torch is None:
         return
     notes, times = {}, {"tile": [], "triton": []}
     for _ in range(args.reps):

@@ -23,7 +23,7 @@ import json
 import sys
 import time
 
-from benchutil import median_ms  # bench/ is the script's folder: on sys.path
+from benchutil import cuda_torch, median_ms  # bench/ is the script's folder: on sys.path
 
 
 def check(torch, got, a, b, sa_full, sb_full, name):
@@ -43,14 +43,8 @@ def main():
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--sizes", default="4096,8192")
     args = parser.parse_args()
-    try:
-        import torch
-        if not torch.cuda.is_available():
-            raise RuntimeError("torch has no CUDA device")
-    except Exception as e:  # no torch or no GPU: nothing to measure
-        with open(args.out, "w") as f:
-            json.dump({"skipped": str(e)}, f)
-        print(f"bench_fp8_anchor: skipped: {e}")
+    torch = cuda_torch(args.out)
+    if torch is None:  # no torch or no GPU: nothing to measure
         return 0
     dev = "cuda"
     rows = []

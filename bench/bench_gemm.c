@@ -105,15 +105,28 @@ typedef struct Problem {
     uint16_t *ha, *hb;     /* host bf16 inputs */
 } Problem;
 
+/* One launch of one of our kernels (gemm: a, b, c; gemm_fp8: a, b, c, scale_a, scale_b). */
 typedef struct Ours {
     tile_kernel *kernel;
-    tile_arg args[3];
+    tile_arg args[5];
+    uint32_t nargs;
 } Ours;
 
 static void run_ours(Gpu *g, void *p) {
     Ours *o = p;
-    tile_status st = tile_kernel_launch(o->kernel, o->args, 3, NULL);
-    if (st != TILE_OK) die(g->ctx, "gemm launch", st);
+    tile_status st = tile_kernel_launch(o->kernel, o->args, o->nargs, NULL);
+    if (st != TILE_OK) die(g->ctx, "launch", st);
+}
+
+/* NaN everywhere in `count` bf16 entries of device memory (0xffff), so that an entry the kernel
+ * leaves unwritten fails the check. */
+static void poison_bf16(Gpu *g, void *ptr, int64_t count) {
+    Strbuf err = {0};
+    if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)ptr, 0xff, (size_t)count * 2, &err) != TILE_OK) {
+        fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
+        exit(1);
+    }
+    sb_free(&err);
 }
 
 static void run_cublas(Gpu *g, void *p) {
@@ -240,14 +253,9 @@ static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk,
     Ours o = {.kernel = k,
               .args = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->a, 2, sa)},
                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->b, 2, sb)},
-                       {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->c, 2, sc)}}};
-    /* NaN everywhere (0xffff), so that an entry the kernel leaves unwritten fails the check */
-    Strbuf err = {0};
-    if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)p->c, 0xff, (size_t)(p->m * p->n) * 2, &err) != TILE_OK) {
-        fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
-        exit(1);
-    }
-    sb_free(&err);
+                       {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->c, 2, sc)}},
+              .nargs = 3};
+    poison_bf16(g, p->c, p->m * p->n);
     run_ours(g, &o);
     char what[96];
     snprintf(what, sizeof what, "gemm %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld", (long long)p->m, (long long)p->n,
@@ -367,12 +375,7 @@ static void bench_splitk(Gpu *g, int64_t m) {
         s.pargs[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, w, 3, sw)};
         s.rargs[0] = s.pargs[2];
         s.rargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.c, 2, sc)};
-        Strbuf err = {0};
-        if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)p.c, 0xff, (size_t)(p.m * p.n) * 2, &err) != TILE_OK) {
-            fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
-            exit(1);
-        }
-        sb_free(&err);
+        poison_bf16(g, p.c, p.m * p.n);
         run_splitk(g, &s);
         char what[96], name[128];
         snprintf(what, sizeof what, "gemm %lldx%lldx%lld splitk S=%lld", (long long)p.m, (long long)p.n,
@@ -405,17 +408,6 @@ static double anchor_from_file(const char *name) {
     if (!ours || (end && ours > end)) return -1;
     double v = -1;
     return sscanf(ours + 7, " %lf", &v) == 1 ? v : -1;
-}
-
-typedef struct Fp8Run {
-    tile_kernel *kernel;
-    tile_arg args[5];
-} Fp8Run;
-
-static void run_fp8(Gpu *g, void *p) {
-    Fp8Run *r = p;
-    tile_status st = tile_kernel_launch(r->kernel, r->args, 5, NULL);
-    if (st != TILE_OK) die(g->ctx, "gemm_fp8 launch", st);
 }
 
 /* n random values of dt in [lo, hi): device buffer, exact values in *host. */
@@ -451,7 +443,7 @@ static void bench_fp8(Gpu *g, int64_t size, bool block) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/gemm_fp8.tile", repo);
     tile_program *prog;
-    Fp8Run r;
+    Ours r = {.nargs = 5};
     const char *kname = block ? "gemm_fp8_block" : "gemm_fp8";
     if ((st = tile_program_from_file(g->ctx, path, &prog)) != TILE_OK ||
         (st = tile_program_get_kernel(prog, kname, NULL, 0, &r.kernel)) != TILE_OK)
@@ -465,14 +457,8 @@ static void bench_fp8(Gpu *g, int64_t size, bool block) {
     char name[96];
     snprintf(name, sizeof name, "gemm fp8e4m3 %lldx%lldx%lld%s", (long long)m, (long long)n, (long long)k,
              block ? " block-scaled" : "");
-    /* NaN everywhere (0xffff), so that an entry the kernel leaves unwritten fails the check */
-    Strbuf err = {0};
-    if (cuda_memset(g->dev, (CudaPtr)(uintptr_t)c, 0xff, (size_t)(m * n) * 2, &err) != TILE_OK) {
-        fprintf(stderr, "bench_gemm: memset: %s\n", sb_str(&err));
-        exit(1);
-    }
-    sb_free(&err);
-    run_fp8(g, &r);
+    poison_bf16(g, c, m * n);
+    run_ours(g, &r);
     tile_synchronize(g->ctx);
     uint16_t *hc = malloc((size_t)(m * n) * 2);
     tile_copy_to_host(g->ctx, hc, c, (size_t)(m * n) * 2);
@@ -496,7 +482,7 @@ static void bench_fp8(Gpu *g, int64_t size, bool block) {
             exit(1);
         }
     }
-    double ours = 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_fp8, &r) * 1e-3) / 1e12;
+    double ours = 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_ours, &r) * 1e-3) / 1e12;
     add_row(name, ours, anchor_from_file(name),
             block ? "torch._scaled_mm BlockWise1x128 x BlockWise128x128, bf16 out (bench_fp8_anchor.py)"
                   : "torch._scaled_mm per-tensor scales, bf16 out (bench_fp8_anchor.py)");

@@ -27,3 +27,17 @@ def write_report(report, path=None):
     if path:
         with open(path, "w") as f:
             f.write(text + "\n")
+
+
+def cuda_torch(path=None):
+    """torch when it imports and sees a CUDA GPU; else None, after writing {"skipped": reason}
+    (printed, and to path when given: the benchmarks exit 0 on machines without a GPU)."""
+    try:
+        import torch
+    except ImportError as e:
+        write_report({"skipped": f"no torch: {e}"}, path)
+        return None
+    if not torch.cuda.is_available():
+        write_report({"skipped": "torch sees no CUDA GPU"}, path)
+        return None
+    return torch

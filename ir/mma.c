@@ -117,35 +117,26 @@ bool mma_tiling_of(const IrOp *dot, int num_warps, MmaTiling *out) {
                             (int)dot->ints[1], out);
 }
 
-const Layout *mma_fragment_a(Arena *arena) {
+/* The A and B fragments of an instruction whose registers pack `pack` elements (2 for 16-bit, 4
+ * for 8-bit: k16 and k32 of the same tables, each register's elements consecutive along K). */
+static const Layout *fragment_a(Arena *arena, int pack) {
     return layout_product(arena,
                           layout_product(arena, layout_column_local(arena, 2, DIMS2(2, 2)),
                                          layout_spatial(arena, 2, DIMS2(8, 4))),
-                          layout_local(arena, 2, DIMS2(1, 2)));
+                          layout_local(arena, 2, DIMS2(1, pack)));
 }
 
-const Layout *mma_fragment_b(Arena *arena) {
+static const Layout *fragment_b(Arena *arena, int pack) {
     return layout_product(arena,
                           layout_product(arena, layout_local(arena, 2, DIMS2(2, 1)),
                                          layout_column_spatial(arena, 2, DIMS2(4, 8))),
-                          layout_local(arena, 2, DIMS2(2, 1)));
+                          layout_local(arena, 2, DIMS2(pack, 1)));
 }
 
-const Layout *mma_fragment_a_of(Arena *arena, MmaInstr instr) {
-    if (mma_pack(instr) == 2) return mma_fragment_a(arena);
-    return layout_product(arena,
-                          layout_product(arena, layout_column_local(arena, 2, DIMS2(2, 2)),
-                                         layout_spatial(arena, 2, DIMS2(8, 4))),
-                          layout_local(arena, 2, DIMS2(1, 4)));
-}
-
-const Layout *mma_fragment_b_of(Arena *arena, MmaInstr instr) {
-    if (mma_pack(instr) == 2) return mma_fragment_b(arena);
-    return layout_product(arena,
-                          layout_product(arena, layout_local(arena, 2, DIMS2(2, 1)),
-                                         layout_column_spatial(arena, 2, DIMS2(4, 8))),
-                          layout_local(arena, 2, DIMS2(4, 1)));
-}
+const Layout *mma_fragment_a(Arena *arena) { return fragment_a(arena, 2); }
+const Layout *mma_fragment_b(Arena *arena) { return fragment_b(arena, 2); }
+const Layout *mma_fragment_a_of(Arena *arena, MmaInstr instr) { return fragment_a(arena, mma_pack(instr)); }
+const Layout *mma_fragment_b_of(Arena *arena, MmaInstr instr) { return fragment_b(arena, mma_pack(instr)); }
 
 const Layout *mma_fragment_c(Arena *arena) {
     return layout_product(arena,

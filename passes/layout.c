@@ -200,6 +200,13 @@ static bool chained_rows(IrOp *op, void *ctx) {
     return !*found;
 }
 
+/* Whether both dimensions of a 2-d tile are powers of two (what a ring or a buffer of stages takes). */
+static bool pow2_dims(const IrType *t) {
+    for (int i = 0; i < 2; i++)
+        if (t->shape[i] & (t->shape[i] - 1)) return false;
+    return true;
+}
+
 /* Whether v is a tile loaded from a tensor inside a `pipeline(N >= 2)` loop whose only use is op
  * and whose dimensions are powers of two: the stages pass copies it into a ring. */
 static bool staged_load(const IrValue *v, const IrOp *op) {
@@ -209,9 +216,7 @@ static bool staged_load(const IrValue *v, const IrOp *op) {
         d->parent != op->parent || !loop || loop->code != OP_FOR || !loop->nints || loop->ints[0] < 2 ||
         v->type->rank != 2)
         return false;
-    for (int i = 0; i < 2; i++)
-        if (v->type->shape[i] & (v->type->shape[i] - 1)) return false;
-    return true;
+    return pow2_dims(v->type);
 }
 
 /* The load behind operand v of op that the stages pass will put in a ring (v itself, or v a 2-d
@@ -251,8 +256,7 @@ static bool invariant_shared_a(const IrOp *op) {
     if (!d || d->code != OP_LOAD || d->operands[0]->type->kind != TY_TENSOR || v->type->rank != 2 ||
         v->type->elem.bits != 16 || v->type->shape[1] % 64 != 0 || !invariant_in_loop(op, v))
         return false;
-    for (int i = 0; i < 2; i++)
-        if (v->type->shape[i] & (v->type->shape[i] - 1)) return false;
+    if (!pow2_dims(v->type)) return false;
     AUses u = {.v = v};
     ir_walk(d->parent->function->body, a_use, &u);
     return !u.other;

@@ -423,6 +423,27 @@ static IrValue *dot_wait(IrBuilder *b, IrValue *acc, int64_t pending) {
     return w->results[0];
 }
 
+/* The iteration number (iv - lo) / step of the loop, as an i32. */
+static IrValue *ring_index(IrBuilder *b, const Loop *L, IrValue *iv) {
+    IrValue *i = ir_binary(b, OP_DIV, ir_binary(b, OP_SUB, iv, L->op->operands[0]), L->op->operands[2]);
+    if (!elem_eq(i->type->elem, elem_i32())) i = ir_op1(b, OP_CAST, ir_scalar_type(b->module, elem_i32()), i);
+    return i;
+}
+
+/* The parity of the phase that iteration i completes on its stage's mbarrier: (i / S) & 1. */
+static IrValue *ring_parity(IrBuilder *b, const Loop *L, IrValue *i) {
+    return ir_binary(b, OP_AND, ir_binary(b, OP_DIV, i, const_i32(b, L->stages)), const_i32(b, 1));
+}
+
+/* A ring of S mbarriers (shared<i64>[S]), not yet initialized, before b. */
+static IrValue *mbarrier_ring(IrBuilder *b, const Loop *L) {
+    int64_t n = L->stages;
+    const IrType *rt = ir_shared_type(b->module, elem_int(64), 1, &n);
+    IrOp *alloc = ir_build(b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
+    alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
+    return alloc->results[0];
+}
+
 /* The ring of each staged load (S stages in its ring_layout), before b. */
 static void alloc_rings(Loop *L, IrBuilder *b) {
     IrFunction *fn = L->body->function;
@@ -464,11 +485,7 @@ static void transform(Loop *L) {
     alloc_rings(L, &b);
     if (L->ntma) {
         /* one mbarrier per stage, initialized before any thread waits or any copy lands */
-        int64_t n = S;
-        const IrType *rt = ir_shared_type(fn->module, elem_int(64), 1, &n);
-        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
-        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
-        L->mbarriers = alloc->results[0];
+        L->mbarriers = mbarrier_ring(&b, L);
         ir_build(&b, OP_MBARRIER_INIT, &L->mbarriers, 1, NULL, 0);
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     }
@@ -480,14 +497,12 @@ static void transform(Loop *L) {
     }
     /* the steady state, at the top of the body */
     ir_builder_before(&b, L->body->first);
-    IrValue *i = ir_binary(&b, OP_DIV, ir_binary(&b, OP_SUB, iv, lo), step);
-    if (!elem_eq(i->type->elem, elem_i32())) i = ir_op1(&b, OP_CAST, ir_scalar_type(fn->module, elem_i32()), i);
+    IrValue *i = ring_index(&b, L, iv);
     IrValue *read = ir_binary(&b, OP_REM, i, const_i32(&b, S));
     IrValue *write = ir_binary(&b, OP_REM, ir_binary(&b, OP_ADD, i, const_i32(&b, S - 1)), const_i32(&b, S));
     if (L->ntma) {
         /* iteration i's stage completes the (i / S)-th phase of its mbarrier */
-        IrValue *parity = ir_binary(&b, OP_AND, ir_binary(&b, OP_DIV, i, const_i32(&b, S)), const_i32(&b, 1));
-        IrValue *ops[3] = {L->mbarriers, read, parity};
+        IrValue *ops[3] = {L->mbarriers, read, ring_parity(&b, L, i)};
         ir_build(&b, OP_MBARRIER_WAIT, ops, 3, NULL, 0);
     }
     if (L->ntma < L->nstaged) wait(&b, (int64_t)(S - 2) * (L->nstaged - L->ntma));
@@ -634,12 +649,11 @@ static bool fix_role_op(IrOp *op, void *ctx) {
     return true;
 }
 
-/* The stage and parity values of iteration (iv - lo) / step in b. */
+/* The stage and parity of the iteration whose induction variable is iv, in b. */
 static void ring_position(IrBuilder *b, const Loop *L, IrValue *iv, IrValue **stage, IrValue **parity) {
-    IrValue *i = ir_binary(b, OP_DIV, ir_binary(b, OP_SUB, iv, L->op->operands[0]), L->op->operands[2]);
-    if (!elem_eq(i->type->elem, elem_i32())) i = ir_op1(b, OP_CAST, ir_scalar_type(b->module, elem_i32()), i);
+    IrValue *i = ring_index(b, L, iv);
     *stage = ir_binary(b, OP_REM, i, const_i32(b, L->stages));
-    *parity = ir_binary(b, OP_AND, ir_binary(b, OP_DIV, i, const_i32(b, L->stages)), const_i32(b, 1));
+    *parity = ring_parity(b, L, i);
 }
 
 static void specialize(Loop *L) {
@@ -649,17 +663,8 @@ static void specialize(Loop *L) {
     IrBuilder b = {0};
     ir_builder_before(&b, loop);
     b.loc = loop->loc;
-    int S = L->stages;
     alloc_rings(L, &b);
-    int64_t n = S;
-    const IrType *bars = ir_shared_type(fn->module, elem_int(64), 1, &n);
-    IrValue *ring[2];
-    for (int k = 0; k < 2; k++) {
-        IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &bars, 1);
-        alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
-        ring[k] = alloc->results[0];
-    }
-    IrValue *full = ring[0], *empty = ring[1];
+    IrValue *full = mbarrier_ring(&b, L), *empty = mbarrier_ring(&b, L);
     L->mbarriers = full;
     ir_build(&b, OP_MBARRIER_INIT, &full, 1, NULL, 0);
     ir_build(&b, OP_MBARRIER_INIT, &empty, 1, NULL, 0);

@@ -527,3 +527,34 @@ Test(stages, specialize_splits_a_tma_ring_into_producer_and_consumer_roles) {
     cr_assert_eq(none.roles, 0);
     compiled_free(&ring);
 }
+
+/* flash_fwd's PTX for sm_90a: every register a wgmma reads is written before the wgmma.fence of its
+ * group (the accumulators and P's packed fragments pass through the fence's asm), so no cvt that
+ * packs P lies between a fence and the first wgmma.mma_async after it (ptxas would otherwise
+ * inject warpgroup.arrive and serialize the group: warning C7519). */
+Test(stages, flash_wgmma_registers_are_written_before_the_fence) {
+    tile_context *ctx;
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+    tile_program *p;
+    size_t len;
+    char *text = test_read_source_file("stdlib/attention/flash_fwd.tile", &len);
+    cr_assert_eq(tile_program_from_string(ctx, "flash_fwd.tile", text, len, &p), TILE_OK);
+    free(text);
+    tile_emit_options o = {.arch = "sm_90a"};
+    char *ptx = NULL;
+    cr_assert_eq(tile_program_emit(p, "flash_fwd", NULL, 0, TILE_EMIT_PTX, &o, &ptx, NULL), TILE_OK, "%s",
+                 tile_context_message(ctx));
+    int fences = 0, register_a = 0;
+    for (const char *f = strstr(ptx, "wgmma.fence.sync.aligned"); f; f = strstr(f + 1, "wgmma.fence.sync.aligned")) {
+        const char *mma = strstr(f, "wgmma.mma_async");
+        cr_assert_not_null(mma);
+        const char *cvt = strstr(f, "cvt.rn.bf16x2.f32");
+        cr_assert(!cvt || cvt > mma, "a bf16 pack between a wgmma.fence and its wgmma.mma_async");
+        register_a += strncmp(strchr(mma, '}') + 1, ", {", 3) == 0; /* "{d...}, {a0, a1, a2, a3}" */
+        fences++;
+    }
+    cr_assert_eq(fences, 4); /* Q K^T and P V in each of the two key loops */
+    cr_assert_eq(register_a, 2);
+    tile_string_free(ptx);
+    tile_context_destroy(ctx);
+}
