@@ -10,6 +10,13 @@
  * nvJitLink: libnvJitLink.so.13 (or .12) is opened with dlopen once, on first use, and its
  * handful of entry points resolved by name; the library's own header is not needed. A link
  * takes the PTX as input and -arch=sm_XX as option; its error log becomes the error text.
+ *
+ * CUBIN_TOOL_AUTO takes nvJitLink for sm_80 and the ptxas program for sm_90a (nvJitLink when
+ * ptxas is not found). nvJitLink assembles PTX as one of several units to be linked, and for
+ * sm_90a that costs the kernels their speed: it ignores `setmaxnreg` (C7504: a warp-specialized
+ * gemm keeps 136 registers in its consumers and spills its accumulators, 15 times slower on the
+ * H200) and serializes wgmma (C7509 on flash_fwd), where ptxas, compiling the module as a whole
+ * program, does neither (bench/RESULTS.md, 2026-12-02 fifth session).
  */
 #include "backend/backend.h"
 
@@ -321,9 +328,12 @@ bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTo
     switch (tool) {
     case CUBIN_TOOL_PTXAS: return ptx_to_cubin_ptxas(ptx, len, arch, cubin, err);
     case CUBIN_TOOL_NVJITLINK: return ptx_to_cubin_nvjitlink(ptx, len, arch, cubin, err);
-    case CUBIN_TOOL_AUTO:
-        if (backend_have_nvjitlink()) return ptx_to_cubin_nvjitlink(ptx, len, arch, cubin, err);
+    case CUBIN_TOOL_AUTO: {
+        char path[4096];
+        bool whole_program = arch == BACKEND_ARCH_SM90A && backend_find_ptxas(path, sizeof path, NULL);
+        if (!whole_program && backend_have_nvjitlink()) return ptx_to_cubin_nvjitlink(ptx, len, arch, cubin, err);
         return ptx_to_cubin_ptxas(ptx, len, arch, cubin, err);
+    }
     }
     tile_unreachable();
 }
