@@ -11,12 +11,13 @@
  * handful of entry points resolved by name; the library's own header is not needed. A link
  * takes the PTX as input and -arch=sm_XX as option; its error log becomes the error text.
  *
- * CUBIN_TOOL_AUTO takes nvJitLink for sm_80 and the ptxas program for sm_90a (nvJitLink when
- * ptxas is not found). nvJitLink assembles PTX as one of several units to be linked, and for
- * sm_90a that costs the kernels their speed: it ignores `setmaxnreg` (C7504: a warp-specialized
- * gemm keeps 136 registers in its consumers and spills its accumulators, 15 times slower on the
- * H200) and serializes wgmma (C7509 on flash_fwd), where ptxas, compiling the module as a whole
- * program, does neither (bench/RESULTS.md, 2026-12-02 fifth session).
+ * CUBIN_TOOL_AUTO takes nvJitLink, in process, and the ptxas program where nvJitLink is not
+ * installed or where a kernel uses `setmaxnreg` (warp roles): nvJitLink assembles PTX as one of
+ * several units to be linked and ignores `setmaxnreg` then (C7504: a warp-specialized gemm kept
+ * 136 registers in its consumers and spilled its accumulators, 15 times slower on the H200),
+ * where ptxas, compiling the module as a whole program, honours it. (nvJitLink also serializes
+ * wgmma in flash_fwd, C7509, at no measured cost; and the ptxas program costs the cold JIT of
+ * the gemm about 170 ms more on the H200 machine: bench/RESULTS.md, fifth session.)
  */
 #include "backend/backend.h"
 
@@ -323,6 +324,15 @@ static bool ptx_to_cubin_nvjitlink(const char *ptx, size_t len, BackendArch arch
     return ok;
 }
 
+/* Whether the PTX text (len bytes, not necessarily NUL-ended) uses setmaxnreg. */
+static bool uses_setmaxnreg(const char *ptx, size_t len) {
+    static const char word[] = "setmaxnreg";
+    size_t n = sizeof word - 1;
+    for (size_t i = 0; i + n <= len; i++)
+        if (ptx[i] == 's' && memcmp(ptx + i, word, n) == 0) return true;
+    return false;
+}
+
 bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTool tool,
                           Strbuf *cubin, Strbuf *err) {
     switch (tool) {
@@ -330,7 +340,8 @@ bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTo
     case CUBIN_TOOL_NVJITLINK: return ptx_to_cubin_nvjitlink(ptx, len, arch, cubin, err);
     case CUBIN_TOOL_AUTO: {
         char path[4096];
-        bool whole_program = arch == BACKEND_ARCH_SM90A && backend_find_ptxas(path, sizeof path, NULL);
+        bool whole_program = uses_setmaxnreg(ptx, len) &&
+                             backend_find_ptxas(path, sizeof path, NULL);
         if (!whole_program && backend_have_nvjitlink()) return ptx_to_cubin_nvjitlink(ptx, len, arch, cubin, err);
         return ptx_to_cubin_ptxas(ptx, len, arch, cubin, err);
     }

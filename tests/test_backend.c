@@ -401,10 +401,10 @@ Test(ptxas, tile_ptxas_is_used_first) {
     rmdir(tmp);
 }
 
-/* CUBIN_TOOL_AUTO assembles sm_90a with the ptxas program, whole program, even where nvJitLink is
- * installed (nvJitLink ignores setmaxnreg and serializes wgmma there), and sm_80 with nvJitLink
- * when it is. The "ptxas" here is a script that leaves a mark and writes a fixed image. */
-Test(ptxas, auto_assembles_sm90a_with_ptxas) {
+/* CUBIN_TOOL_AUTO assembles a kernel with setmaxnreg with the ptxas program, whole program, even
+ * where nvJitLink is installed (nvJitLink ignores setmaxnreg), and others with nvJitLink when it
+ * is. The "ptxas" here is a script that leaves a mark and writes a fixed image. */
+Test(ptxas, auto_assembles_setmaxnreg_with_ptxas) {
     char tmp[] = "/tmp/tile-test-XXXXXX";
     cr_assert_not_null(mkdtemp(tmp));
     char script[4200], mark[4200];
@@ -416,20 +416,21 @@ Test(ptxas, auto_assembles_sm90a_with_ptxas) {
     fclose(f);
     cr_assert_eq(chmod(script, 0755), 0);
     setenv("TILE_PTXAS", script, 1);
-    const char ptx[] = ".version 8.0\n.target sm_90a\n.address_size 64\n.visible .entry k() { ret; }\n";
+    const char ptx[] = ".version 8.0\n.target sm_90a\n.address_size 64\n"
+                       ".visible .entry k() { setmaxnreg.inc.sync.aligned.u32 232; ret; }\n";
     Strbuf cubin = {0}, err = {0};
     cr_assert(backend_ptx_to_cubin(ptx, strlen(ptx), BACKEND_ARCH_SM90A, CUBIN_TOOL_AUTO, &cubin, &err), "%s",
               sb_str(&err));
     cr_assert_eq(cubin.len, strlen("fake-cubin"));
     cr_assert_eq(memcmp(cubin.data, "fake-cubin", cubin.len), 0);
-    cr_assert_eq(access(mark, F_OK), 0, "sm_90a did not go through ptxas");
+    cr_assert_eq(access(mark, F_OK), 0, "setmaxnreg did not go through ptxas");
     unlink(mark);
-    if (backend_have_nvjitlink()) { /* sm_80 stays with nvJitLink: the script is not run */
-        const char ptx80[] = ".version 8.0\n.target sm_80\n.address_size 64\n.visible .entry k() { ret; }\n";
+    if (backend_have_nvjitlink()) { /* without setmaxnreg nvJitLink: the script is not run */
+        const char plain[] = ".version 8.0\n.target sm_90a\n.address_size 64\n.visible .entry k() { ret; }\n";
         sb_free(&cubin);
-        cr_assert(backend_ptx_to_cubin(ptx80, strlen(ptx80), BACKEND_ARCH_SM80, CUBIN_TOOL_AUTO, &cubin, &err), "%s",
+        cr_assert(backend_ptx_to_cubin(plain, strlen(plain), BACKEND_ARCH_SM90A, CUBIN_TOOL_AUTO, &cubin, &err), "%s",
                   sb_str(&err));
-        cr_assert_neq(access(mark, F_OK), 0, "sm_80 went through ptxas although nvJitLink is installed");
+        cr_assert_neq(access(mark, F_OK), 0, "a kernel without setmaxnreg went through ptxas although nvJitLink is installed");
     }
     unsetenv("TILE_PTXAS");
     unlink(script);
