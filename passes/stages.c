@@ -557,6 +557,11 @@ static void transform(Loop *L) {
  *         what followed the loop
  *     }
  *
+ * When the loop's dot can run asynchronously (async_dot: one wgmma dot into a carried
+ * accumulator), the consumer keeps one dot in flight instead: `dot ..., async 1; dot_wait 1`, and
+ * the stage released is the previous iteration's (`if i > 0`), whose dot dot_wait 1 completed;
+ * `dot_wait 0` follows the loop. The last stage is never released: no copy waits for it.
+ *
  * A fresh mbarrier's wait for parity 1 returns at once, so the producer's first S waits pass. Tiles
  * made before the loop and used in a role are recomputed there (roles take scalars only); a loop
  * that needs anything else (a tile loaded before it, a second pipelined loop, shared buffers after
@@ -737,11 +742,41 @@ static void specialize(Loop *L) {
     for (IrOp *o = L->body->first; o; o = o->next)
         for (int s = 0; s < L->nstaged; s++)
             if (L->staged[s].dot == o) last_dot = o;
+    IrOp *async = async_dot(L);
     read_in_place(L, &cb, read);
     IrBuilder after = cb;
     ir_builder_before(&after, last_dot->next);
-    IrValue *release[2] = {empty, read};
-    ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
+    if (async) {
+        /* the dot runs on while the next iteration waits for its stage: dot_wait 1 completes the
+         * previous iteration's dot, whose stage is released then (from the second iteration on),
+         * and the last stage after the loop, once dot_wait 0 has completed the last dot */
+        async->ints[2] = 1, async->nints = 3;
+        IrValue *done = dot_wait(&after, async->results[0], 1);
+        ir_set_operand(L->body->last, L->async_use, done);
+        IrValue *i = ring_index(&after, L, L->body->args[0]);
+        IrValue *later = ir_cmp(&after, CMP_GT, i, const_i32(&after, 0));
+        IrOp *when = ir_build(&after, OP_IF, &later, 1, NULL, 0);
+        IrRegion *then = ir_op_add_region(when), *otherwise = ir_op_add_region(when);
+        IrBuilder t = after;
+        ir_builder_at_end(&t, otherwise);
+        ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
+        ir_builder_at_end(&t, then);
+        IrValue *prev = ir_binary(&t, OP_REM, ir_binary(&t, OP_ADD, i, const_i32(&t, L->stages - 1)),
+                                  const_i32(&t, L->stages));
+        IrValue *release[2] = {empty, prev};
+        ir_build(&t, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
+        ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
+        IrBuilder end_of_loop = b;
+        end_of_loop.region = loop->parent;
+        end_of_loop.before = loop->next;
+        IrValue *acc = loop->results[L->async_use];
+        IrValue *last = dot_wait(&end_of_loop, acc, 0);
+        ir_replace_all_uses(fn, acc, last);
+        ir_set_operand(last->def, 0, acc);
+    } else {
+        IrValue *release[2] = {empty, read};
+        ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
+    }
     loop->nints = 0; /* pipelined by the roles now */
     ValueMap cmap;
     value_map_init(&cmap, fn);
