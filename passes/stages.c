@@ -541,17 +541,17 @@ static void transform(Loop *L) {
 }
 
 /* ---- warp specialization (sm_90a, opt-in: Target.specialize) --------------------------------------
- * A kernel whose one pipelined loop is a TMA ring at the top of its body, with 4 warps, may instead
- * get two warp roles (warp_roles: the body's last op): a producer warpgroup (40 registers) that
- * only issues the copies, and the kernel's 4 warps as consumers (232 registers) that run the loop
- * and everything after it:
+ * A kernel whose one pipelined loop is a TMA ring at the top of its body, with 4 or 8 warps, may
+ * instead get two warp roles (warp_roles: the body's last op): a producer warpgroup (40 registers)
+ * that only issues the copies, and the kernel's 4 or 8 warps as consumers (232 registers: with 8,
+ * 12 warps average 168 and fill the 65536 registers) that run the loop and everything after it:
  *
  *     bufs...; full, empty = shared_alloc : shared<i64>[S]; mbarrier_init full; mbarrier_init empty; barrier
  *     warp_roles role(warps 4, regs 40) {
  *         for iv = lo to hi step step { i = (iv - lo) / step; s = i % S
  *             mbarrier_wait empty, s, ((i / S) & 1) ^ 1     the consumers released the stage
  *             copy_tma ..., full, s; mbarrier_arrive full, s }
- *     } role(warps 4, regs 232) {
+ *     } role(warps W, regs 232) {
  *         for iv ... { mbarrier_wait full, s, (i / S) & 1;  dot(shared_view(buf, s)...);
  *                      mbarrier_arrive empty, s  (after the stage's last dot);  ... }
  *         what followed the loop
@@ -618,7 +618,7 @@ static bool check_role_op(IrOp *op, void *ctx) {
 static bool specializable(const Loop *L, const Target *t, int nloops) {
     const IrFunction *f = L->body->function;
     if (!t->specialize || !target_has_tma(t) || nloops != 1 || L->ntma != L->nstaged || L->op->parent != f->body ||
-        f->num_warps != 4)
+        (f->num_warps != 4 && f->num_warps != 8))
         return false;
     RoleCheck c = {.loop = L->op, .body = f->body, .ok = true};
     for (IrOp *o = L->op; o && c.ok; o = o->next) {
@@ -680,7 +680,8 @@ static void specialize(Loop *L) {
     IrBuilder end = b;
     ir_builder_at_end(&end, body);
     IrOp *roles = ir_build(&end, OP_WARP_ROLES, NULL, 0, NULL, 0);
-    roles->ints[0] = 4, roles->ints[1] = PRODUCER_REGS, roles->ints[2] = 4, roles->ints[3] = CONSUMER_REGS;
+    int consumers = fn->num_warps;
+    roles->ints[0] = 4, roles->ints[1] = PRODUCER_REGS, roles->ints[2] = consumers, roles->ints[3] = CONSUMER_REGS;
     roles->nints = 4;
     IrRegion *producer = ir_op_add_region(roles), *consumer = ir_op_add_region(roles);
     for (IrOp *o = loop, *next; o != roles; o = next) {
@@ -785,7 +786,7 @@ static void specialize(Loop *L) {
     RoleFix fix = {&cstart, &cmap, &check};
     ir_walk(consumer, fix_role_op, &fix);
     value_map_free(&cmap);
-    fn->num_warps = 8;
+    fn->num_warps = 4 + consumers;
 }
 
 /* ---- loop-invariant operands ------------------------------------------------------------------ */

@@ -484,39 +484,44 @@ static bool count_role_ops(IrOp *op, void *ctx) {
     n[0] += op->code == OP_COPY_TMA;
     n[1] += op->code == OP_MBARRIER_WAIT;
     n[2] += op->code == OP_MBARRIER_ARRIVE;
+    n[3] += op->code == OP_DOT_WAIT;
     return true;
 }
 
 /* With `specialize` on sm_90a (TILE_WARP_SPECIALIZE=1 at run time), gemm's TMA ring becomes two
  * warp roles, last in the body: a producer warpgroup of 40 registers whose loop waits for an empty
- * stage, copies A and B by TMA and arrives on the full mbarrier, and the kernel's 4 warps as
- * consumers (232 registers) that wait for the full stage, run the dot (wgmma, and mma.sync with
- * no_wgmma) on it in place, release it and store C; the kernel has 8 warps. The VM, which runs
- * the roles with blocking waits, gives the plain kernel's bits at shapes with tails, with K long
+ * stage, copies A and B by TMA and arrives on the full mbarrier, and the kernel's 4 (or 8, at
+ * BN = 256) warps as consumers (232 registers) that wait for the full stage, run the dot (wgmma,
+ * and mma.sync with no_wgmma) on it in place, release it and store C; the kernel has 8 (12)
+ * warps. A wgmma dot stays in flight (dot_wait 1 in the loop, 0 after it). The VM, which runs the
+ * roles with blocking waits, gives the plain kernel's bits at shapes with tails, with K long
  * enough for the ring to wrap. Without the word the ring is built as before. */
 Test(stages, specialize_splits_a_tma_ring_into_producer_and_consumer_roles) {
     const int64_t shapes[][3] = {{200, 136, 448}, {128, 128, 64}, {65, 257, 300}, {1, 8, 16}};
-    for (int wg = 0; wg < 2; wg++) {
+    for (int c = 0; c < 3; c++) {
         Target t = tma_target;
-        t.no_wgmma = wg == 0;
+        int wg = c > 0;
+        t.no_wgmma = !wg;
         t.specialize = true;
-        int bn = wg ? 128 : 64; /* mma.sync rings are TMA'd only with 128-byte rows */
+        int bn = c == 0 ? 64 : c == 1 ? 128 : 256; /* mma.sync rings are TMA'd only with 128-byte rows */
+        int consumers = bn == 256 ? 8 : 4;
         Compiled plain = compile_gemm_for(false, &t, 3, 64, 128, bn);
         Compiled spec = compile_gemm_for(true, &t, 3, 64, 128, bn);
         Roles r = {0};
         ir_walk(spec.kernel->body, count_roles, &r);
         cr_assert_eq(r.roles, 1);
         cr_assert_eq(spec.kernel->body->last, r.op);
-        cr_assert_eq(spec.kernel->num_warps, 8);
+        cr_assert_eq(spec.kernel->num_warps, 4 + consumers);
         cr_assert(r.op->nregions == 2 && ir_role_warps(r.op, 0) == 4 && ir_role_regs(r.op, 0) == 40 &&
-                  ir_role_warps(r.op, 1) == 4 && ir_role_regs(r.op, 1) == 232);
-        int prod[3] = {0}, cons[3] = {0};
+                  ir_role_warps(r.op, 1) == consumers && ir_role_regs(r.op, 1) == 232);
+        int prod[4] = {0}, cons[4] = {0};
         ir_walk(r.op->regions[0], count_role_ops, prod);
         ir_walk(r.op->regions[1], count_role_ops, cons);
         cr_assert(prod[0] == 2 && prod[1] == 1 && prod[2] == 1, "producer: %d copies, %d waits, %d arrives",
                   prod[0], prod[1], prod[2]);
         cr_assert(cons[0] == 0 && cons[1] == 1 && cons[2] == 1, "consumer: %d copies, %d waits, %d arrives", cons[0],
                   cons[1], cons[2]);
+        cr_assert_eq(cons[3], wg ? 2 : 0, "consumer: %d dot_waits", cons[3]);
         same_results(&plain, &spec, shapes, sizeof shapes / sizeof shapes[0], "wgmma", wg);
         compiled_free(&plain);
         compiled_free(&spec);
