@@ -20,6 +20,10 @@
  * to the next 64); a k step starts 16 rows (2048 bytes) further. Every start is the operand's
  * unswizzled offset (shared_layout_linear) of the instruction's first element.
  *
+ * 8-bit operands (m64nNk32 .e4m3/.e5m2) use the same descriptors in bytes: a 128-byte row is 128
+ * elements, a k step of 32 elements is again 32 bytes, and both operands are k-major (the PTX form
+ * has no imm-trans operands; the layout pass chooses these rows only for such operands).
+ *
  * The instructions of one dot are issued between wgmma.fence (the accumulators were written by
  * ordinary instructions) and wgmma.commit_group, then wgmma.wait_group 0: the dot is complete when
  * it returns, and the stages pass's barrier before the next copy into a stage stays sufficient. A
@@ -111,16 +115,30 @@ static void wait_group(Cg *g, int64_t pending, LLVMValueRef *acc, uint32_t n) {
     pass_through(g, wait, false, acc, n);
 }
 
+/* The PTX operand type of a wgmma row. */
+static const char *operand_type(MmaInstr instr) {
+    switch (instr) {
+    case MMA_WGMMA_F16: return "f16";
+    case MMA_WGMMA_E4M3: return "e4m3";
+    case MMA_WGMMA_E5M2: return "e5m2";
+    default: return "bf16";
+    }
+}
+
 /* The text of one wgmma.mma_async of n columns and nacc accumulators ($0 ..), then its inputs: the
  * a descriptor or, with a in registers, four packed registers; the b descriptor; the scale-d
- * predicate's source. imm-trans-b is 1 for an n-major b. */
+ * predicate's source. imm-trans-b is 1 for an n-major b. The 8-bit forms (k32) take no imm-trans
+ * operands (both operands k-major): `d, a-desc, b-desc, scale-d, imm-scale-a, imm-scale-b`. */
 static void mma_text(char *text, size_t cap, const MmaTiling *t, unsigned nacc, bool a_regs, bool b_nmajor) {
     unsigned b = nacc + (a_regs ? 4 : 1);
+    const char *type = operand_type(t->instr);
     size_t len = (size_t)snprintf(text, cap, "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, $%u, 0;\n\t"
-                                             "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
-                                  b + 1, (long long)t->n, t->f16 ? "f16" : "bf16", t->f16 ? "f16" : "bf16");
+                                             "wgmma.mma_async.sync.aligned.m64n%lldk%d.f32.%s.%s {",
+                                  b + 1, (long long)t->n, mma_instrs[t->instr].k, type, type);
     for (unsigned i = 0; i < nacc; i++) len += (size_t)snprintf(text + len, cap - len, "%s$%u", i ? ", " : "", i);
-    if (a_regs)
+    if (mma_pack(t->instr) == 4)
+        len += (size_t)snprintf(text + len, cap - len, "}, $%u, $%u, p, 1, 1;\n\t}", nacc, b);
+    else if (a_regs)
         len += (size_t)snprintf(text + len, cap - len, "}, {$%u, $%u, $%u, $%u}, $%u, p, 1, 1, %d;\n\t}", nacc, nacc + 1,
                                 nacc + 2, nacc + 3, b, b_nmajor);
     else
@@ -132,12 +150,17 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
     CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
     const SharedLayout *la = op->operands[0]->type->shared, *lb = op->operands[1]->type->shared;
     bool a_regs = a->kind == CV_TILE, b_nmajor = lb && lb->strides[1] == 1;
-    if ((!a_regs && (a->kind != CV_SHARED || !shared_layout_is_wgmma(la, 1))) || b->kind != CV_SHARED || !shared_layout_is_wgmma(lb, b_nmajor))
+    /* bytes per element; the k step of an instruction is 32 bytes either way (k16 or k32) */
+    int bytes = mma_pack(t->instr) == 4 ? 1 : 2, kstep = mma_instrs[t->instr].k;
+    if ((!a_regs && (a->kind != CV_SHARED || !shared_layout_is_wgmma_of(la, 1, bytes))) || b->kind != CV_SHARED ||
+        !shared_layout_is_wgmma_of(lb, b_nmajor, bytes))
         return cg_fail(g, op, false, "a wgmma dot needs operand b, and a unless it is in registers, in shared rings "
                                      "with the 128-byte swizzle (the stages pass lays them out)");
+    if (bytes == 1 && (a_regs || b_nmajor))
+        return cg_fail(g, op, false, "a wgmma dot of 8-bit operands reads both from shared memory, k-major");
     if (a_regs && (!a->layout || !layout_equal(a->layout, mma_operand_a_layout(&g->arena, t))))
         return cg_fail(g, op, false, "a wgmma reads operand a from registers only in the A fragment layout");
-    int64_t N = t->n, steps = t->k / 16, bytes = 2;
+    int64_t N = t->n, steps = t->k / kstep;
     unsigned nacc = (unsigned)(N / 2); /* floats per thread of one m64nN instruction */
     LLVMValueRef da = NULL;
     if (!a_regs) {
@@ -174,14 +197,14 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
     unsigned nin = a_regs ? 6 : 3;
     LLVMValueRef *args = cg_calloc(g, nacc + nin, sizeof(LLVMValueRef));
     for (int64_t s = 0; s < steps; s++) {
-        int64_t kb[2] = {16 * s, 0};
+        int64_t kb[2] = {kstep * s, 0};
         LLVMValueRef desc_b = plus(g, db, shared_layout_linear(lb, kb) * bytes);
         for (int64_t i = 0; i < t->reps_m; i++) {
             unsigned k = 0;
             if (a_regs) {
                 for (int q = 0; q < 4; q++) args[k++] = frag[(s * t->reps_m + i) * 4 + q];
             } else {
-                int64_t at[2] = {16 * t->warps_m * i, 16 * s};
+                int64_t at[2] = {16 * t->warps_m * i, kstep * s};
                 args[k++] = plus(g, da, shared_layout_linear(la, at) * bytes);
             }
             args[k++] = desc_b;
