@@ -623,6 +623,9 @@ static void same_results_fp8(const Compiled *plain, const Compiled *piped, bool 
                   (long long)n, (long long)k, sb_str(&err));
         cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "case %d %lldx%lldx%lld: results differ", label,
                   (long long)m, (long long)n, (long long)k);
+        bool nonzero = false;
+        for (int64_t j = 0; j < m * n && !nonzero; j++) nonzero = (c1[j] & 0x7fff) != 0;
+        cr_assert(nonzero, "case %d: every result is 0", label);
         sb_free(&err);
         free(c1), free(c2);
     }
