@@ -87,6 +87,30 @@ Test(codegen_fp8, stdlib_gemm_fp8_on_wgmma) {
     free(text);
 }
 
+/* An e5m2 loop with K steps of 128 and b given [N, K]: wgmma m64n64k32 .e5m2 (assembled by ptxas
+ * where it exists); a row-major [K, N] b (n-major, which 8-bit wgmma cannot read) keeps mma.sync. */
+Test(codegen_fp8, e5m2_dot_on_wgmma_only_when_b_is_k_major) {
+    const char *kmajor = "kernel f8loop(a: tensor<f8e5m2>[M, K], b: tensor<f8e5m2>[N, K], c: tensor<f32>[M, N]) grid(1)\n"
+                         "{\n  var acc = zeros<f32>[64, 64];\n"
+                         "  for k in 0 .. K step 128 pipeline(3) {\n"
+                         "    acc = dot(a[0 :+ 64, k :+ 128], transpose(b[0 :+ 64, k :+ 128]), acc);\n  }\n"
+                         "  c[0 :+ 64, 0 :+ 64] = acc;\n}\n";
+    const char *nmajor = "kernel f8loop(a: tensor<f8e5m2>[M, K], b: tensor<f8e5m2>[K, N], c: tensor<f32>[M, N]) grid(1)\n"
+                         "{\n  var acc = zeros<f32>[64, 64];\n"
+                         "  for k in 0 .. K step 128 pipeline(3) {\n"
+                         "    acc = dot(a[0 :+ 64, k :+ 128], b[k :+ 128, 0 :+ 64], acc);\n  }\n"
+                         "  c[0 :+ 64, 0 :+ 64] = acc;\n}\n";
+    Strbuf ptx = {0};
+    ptx_of("f8loop.tile", kmajor, "f8loop", BACKEND_ARCH_SM90A, &ptx);
+    cr_assert_eq(count_of(&ptx, "wgmma.mma_async.sync.aligned.m64n64k32.f32.e5m2.e5m2"), 4);
+    cr_assert_not(has(&ptx, "mma.sync"));
+    sb_free(&ptx);
+    ptx_of("f8loop.tile", nmajor, "f8loop", BACKEND_ARCH_SM90A, &ptx);
+    cr_assert_not(has(&ptx, "wgmma"));
+    cr_assert(has(&ptx, "mma.sync.aligned.m16n8k32.row.col.f32.e5m2.e5m2.f32"));
+    sb_free(&ptx);
+}
+
 /* K steps of 64 (64-byte rows, less than the 128 bytes of a wgmma row of 8-bit elements) keep
  * mma.sync m16n8k32 on sm_90a, its operands through ldmatrix from the rings. */
 Test(codegen_fp8, stdlib_gemm_fp8_on_m16n8k32) {
