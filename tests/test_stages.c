@@ -636,7 +636,7 @@ static void same_results_fp8(const Compiled *plain, const Compiled *piped, bool 
  * descriptors' layouts for 1-byte elements (a k-major [BM, 128]; b k-major, the transposed view of
  * its [BN, 128] ring; rows of 128 with swizzle(3,4,3)), copied by TMA (BN = 256: b's box is 256
  * rows), the per-tensor dot asynchronous; the VM gives the results of the kernels without the GPU
- * passes bit for bit at shapes with tails. BK = 64 keeps mma.sync m16n8k32. */
+ * passes bit for bit at shapes with tails, warp-specialized too. BK = 64 keeps mma.sync m16n8k32. */
 Test(stages, fp8_gemm_on_wgmma_and_the_vm_results_do_not_change) {
     const int64_t shapes[][3] = {{200, 136, 300}, {128, 256, 256}, {65, 257, 130}, {1, 8, 16}};
     Target t = tma_target;
@@ -666,6 +666,20 @@ Test(stages, fp8_gemm_on_wgmma_and_the_vm_results_do_not_change) {
         compiled_free(&plain);
         compiled_free(&piped);
     }
+    /* with `specialize` (TILE_WARP_SPECIALIZE=1) the ring becomes a TMA producer warpgroup and the
+     * kernel's 4 warps as consumers running the wgmma on the stage in place: the same bits */
+    Target spec_target = t;
+    spec_target.specialize = true;
+    ConstBinding four[2] = {{.name = "W", .i = 4}, {.name = "STAGES", .i = 3}};
+    Compiled plain = compile_fp8_for(false, &spec_target, "gemm_fp8", four, 2);
+    Compiled spec = compile_fp8_for(true, &spec_target, "gemm_fp8", four, 2);
+    Roles r = {0};
+    ir_walk(spec.kernel->body, count_roles, &r);
+    cr_assert_eq(r.roles, 1);
+    cr_assert_eq(spec.kernel->num_warps, 8);
+    same_results_fp8(&plain, &spec, false, shapes, sizeof shapes / sizeof shapes[0], 3);
+    compiled_free(&plain);
+    compiled_free(&spec);
     ConstBinding bk64[2] = {{.name = "BK", .i = 64}, {.name = "STAGES", .i = 3}};
     Compiled narrow = compile_fp8_for(true, &t, "gemm_fp8", bk64, 2);
     Count cnt = {0};
