@@ -169,6 +169,24 @@ Test(codegen_fp8, i8_dot_on_m16n8k32_s8) {
     }
 }
 
+/* An i8 GEMM with b given [N, K] and K steps of 128: wgmma m64n64k32 .s32.s8.s8 on sm_90a (its
+ * integer form: no imm-scale operands, s32 accumulators in "r" registers), m16n8k32 .s8 on sm_80. */
+Test(codegen_fp8, i8_dot_on_wgmma_when_b_is_k_major) {
+    const char *src = "kernel i8gemm(a: tensor<i8>[M, K], b: tensor<i8>[N, K], c: tensor<i32>[M, N]) grid(1)\n"
+                      "{\n  var acc = zeros<i32>[64, 64];\n"
+                      "  for k in 0 .. K step 128 pipeline(3) {\n"
+                      "    acc = dot(a[0 :+ 64, k :+ 128], transpose(b[0 :+ 64, k :+ 128]), acc);\n  }\n"
+                      "  c[0 :+ 64, 0 :+ 64] = acc;\n}\n";
+    Strbuf ptx = {0};
+    ptx_of("i8k.tile", src, "i8gemm", BACKEND_ARCH_SM90A, &ptx);
+    cr_assert_eq(count_of(&ptx, "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8"), 4);
+    cr_assert_not(has(&ptx, "mma.sync"));
+    sb_free(&ptx);
+    ptx_of("i8k.tile", src, "i8gemm", BACKEND_ARCH_SM80, &ptx);
+    cr_assert(has(&ptx, "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32") && !has(&ptx, "wgmma"));
+    sb_free(&ptx);
+}
+
 Test(codegen_fp8, f32_to_f8_conversions) {
     const char *src = "kernel conv(x: tensor<f32>[N], y: tensor<f8e4m3>[N], z: tensor<f8e5m2>[N]) grid(cdiv(N, 128))\n"
                       "{\n  let i = block_id(0) * 128;\n  y[i :+ 128] = cast<f8e4m3>(x[i :+ 128]);\n"
