@@ -687,3 +687,59 @@ Test(stages, fp8_gemm_on_wgmma_and_the_vm_results_do_not_change) {
     cr_assert(cnt.dot && cnt.dot->ints[0] == MMA_M16N8K32_E4M3);
     compiled_free(&narrow);
 }
+
+/* An i8 GEMM with b given [N, K] and K steps of 128 on sm_90a with every launch fact: the dot on
+ * wgmma_m64k32_s8 (s32 accumulator), both rings TMA'd in the 1-byte wgmma layouts; the VM gives
+ * the bits of the kernel without the GPU passes (products summed in i32 with wrap-around) at shapes
+ * with tails. */
+Test(stages, i8_gemm_on_wgmma_and_the_vm_results_do_not_change) {
+    const char *src = "kernel i8gemm(a: tensor<i8>[M, K], b: tensor<i8>[N, K], c: tensor<i32>[M, N])\n"
+                      "  grid(cdiv(M, 64) * cdiv(N, 64))\n{\n"
+                      "  let m0 = (block_id(0) / cdiv(N, 64)) * 64;\n  let n0 = (block_id(0) % cdiv(N, 64)) * 64;\n"
+                      "  var acc = zeros<i32>[64, 64];\n"
+                      "  for k in 0 .. K step 128 pipeline(3) {\n"
+                      "    acc = dot(a[m0 :+ 64, k :+ 128], transpose(b[n0 :+ 64, k :+ 128]), acc);\n  }\n"
+                      "  c[m0 :+ 64, n0 :+ 64] = acc;\n}\n";
+    Target t = tma_target;
+    t.no_wgmma = false;
+    Compiled c[2] = {{0}};
+    for (int gpu = 0; gpu < 2; gpu++) {
+        DiagList d = {0};
+        c[gpu].ast = parse_source("i8gemm.tile", src, strlen(src), &d);
+        cr_assert_not_null(c[gpu].ast, "%s", sb_str(&d.text));
+        RtCompileOptions opt = {.gpu = gpu == 1, .target = t};
+        c[gpu].module = rt_compile(c[gpu].ast, "i8gemm", NULL, 0, &opt, &d, &c[gpu].kernel);
+        cr_assert_not_null(c[gpu].module, "%s", sb_str(&d.text));
+        diag_free(&d);
+    }
+    Count cnt = {0};
+    ir_walk(c[1].kernel->body, count, &cnt);
+    cr_assert(cnt.dot && cnt.dot->ints[0] == MMA_WGMMA_S8 && cnt.dot->nints == 3 && cnt.dot->ints[2] == 1);
+    cr_assert_eq(cnt.tma_copies, 3 * 2);
+    const int64_t shapes[][3] = {{100, 72, 300}, {64, 64, 128}, {1, 8, 16}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        int8_t *a = malloc((size_t)(m * k)), *b = malloc((size_t)(n * k));
+        int32_t *out[2] = {calloc((size_t)(m * n), 4), calloc((size_t)(m * n), 4)};
+        uint64_t s = 5;
+        for (int64_t j = 0; j < m * k; j++) a[j] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 56);
+        for (int64_t j = 0; j < n * k; j++) b[j] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 56);
+        int64_t da[2] = {m, k}, db[2] = {n, k}, dc[2] = {m, n};
+        for (int gpu = 0; gpu < 2; gpu++) {
+            tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_I8, a, 2, da)},
+                                {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_I8, b, 2, db)},
+                                {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_I32, out[gpu], 2, dc)}};
+            Strbuf err = {0};
+            cr_assert(vm_launch_threads(c[gpu].kernel, args, 3, 2, &err), "%s", sb_str(&err));
+            sb_free(&err);
+        }
+        cr_assert(memcmp(out[0], out[1], (size_t)(m * n) * 4) == 0, "%lldx%lldx%lld: results differ", (long long)m,
+                  (long long)n, (long long)k);
+        bool nonzero = false;
+        for (int64_t j = 0; j < m * n && !nonzero; j++) nonzero = out[0][j] != 0;
+        cr_assert(nonzero);
+        free(a), free(b), free(out[0]), free(out[1]);
+    }
+    compiled_free(&c[0]);
+    compiled_free(&c[1]);
+}
