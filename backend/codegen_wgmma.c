@@ -20,6 +20,10 @@
  * to the next 64); a k step starts 16 rows (2048 bytes) further. Every start is the operand's
  * unswizzled offset (shared_layout_linear) of the instruction's first element.
  *
+ * 8-bit operands (m64nNk32 .e4m3/.e5m2 into f32, .s8 into s32) use the same descriptors in bytes: a 128-byte row is 128
+ * elements, a k step of 32 elements is again 32 bytes, and both operands are k-major (the PTX form
+ * has no imm-trans operands; the layout pass chooses these rows only for such operands).
+ *
  * The instructions of one dot are issued between wgmma.fence (the accumulators were written by
  * ordinary instructions) and wgmma.commit_group, then wgmma.wait_group 0: the dot is complete when
  * it returns, and the stages pass's barrier before the next copy into a stage stays sufficient. A
@@ -36,24 +40,25 @@
 
 #include "ir/mma.h"
 
-/* Inline assembly returning `nout` floats (a struct of them, or void when 0). */
-static LLVMValueRef asm_floats(Cg *g, const char *text, const char *constraints, unsigned nout, LLVMValueRef *args,
-                               unsigned nargs) {
+/* Inline assembly returning `nout` values of type `type` (f32, or i32 for an s32 accumulator: a
+ * struct of them, or void when 0). */
+static LLVMValueRef asm_values(Cg *g, const char *text, const char *constraints, LLVMTypeRef type, unsigned nout,
+                               LLVMValueRef *args, unsigned nargs) {
     LLVMTypeRef ret = g->void_type;
     if (nout) {
         LLVMTypeRef *fields = cg_calloc(g, nout, sizeof(LLVMTypeRef));
-        for (unsigned i = 0; i < nout; i++) fields[i] = g->f32;
+        for (unsigned i = 0; i < nout; i++) fields[i] = type;
         ret = LLVMStructTypeInContext(g->ctx, fields, nout, 0);
     }
     return cg_asm(g, text, constraints, ret, args, nargs);
 }
 
-/* The constraints of an asm whose first n operands are float outputs tied to inputs that follow
- * `inputs` (e.g. "l,l,r,"), then the memory clobber. */
-static char *tied_constraints(Cg *g, unsigned n, const char *inputs) {
+/* The constraints of an asm whose first n operands are outputs (f32: "f", i32: "r") tied to inputs
+ * that follow `inputs` (e.g. "l,l,r,"), then the memory clobber. */
+static char *tied_constraints(Cg *g, unsigned n, bool ints, const char *inputs) {
     size_t cap = (size_t)n * 12 + strlen(inputs) + 32, len = 0;
     char *s = cg_calloc(g, cap, 1);
-    for (unsigned i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "=f,");
+    for (unsigned i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, ints ? "=r," : "=f,");
     len += (size_t)snprintf(s + len, cap - len, "%s", inputs);
     for (unsigned i = 0; i < n; i++) len += (size_t)snprintf(s + len, cap - len, "%u,", i);
     snprintf(s + len, cap - len, "~{memory}");
@@ -111,16 +116,35 @@ static void wait_group(Cg *g, int64_t pending, LLVMValueRef *acc, uint32_t n) {
     pass_through(g, wait, false, acc, n);
 }
 
+/* The PTX operand type of a wgmma row. */
+static const char *operand_type(MmaInstr instr) {
+    switch (instr) {
+    case MMA_WGMMA_F16: return "f16";
+    case MMA_WGMMA_E4M3: return "e4m3";
+    case MMA_WGMMA_E5M2: return "e5m2";
+    case MMA_WGMMA_S8: return "s8";
+    default: return "bf16";
+    }
+}
+
 /* The text of one wgmma.mma_async of n columns and nacc accumulators ($0 ..), then its inputs: the
  * a descriptor or, with a in registers, four packed registers; the b descriptor; the scale-d
- * predicate's source. imm-trans-b is 1 for an n-major b. */
+ * predicate's source. imm-trans-b is 1 for an n-major b. The 8-bit forms (k32) take no imm-trans
+ * operands (both operands k-major): `d, a-desc, b-desc, scale-d, imm-scale-a, imm-scale-b`, and the
+ * integer one (s8, s32 accumulator, wrapping) no imm-scale either: `d, a-desc, b-desc, scale-d`. */
 static void mma_text(char *text, size_t cap, const MmaTiling *t, unsigned nacc, bool a_regs, bool b_nmajor) {
     unsigned b = nacc + (a_regs ? 4 : 1);
+    const char *type = operand_type(t->instr);
     size_t len = (size_t)snprintf(text, cap, "{\n\t.reg .pred p;\n\tsetp.ne.b32 p, $%u, 0;\n\t"
-                                             "wgmma.mma_async.sync.aligned.m64n%lldk16.f32.%s.%s {",
-                                  b + 1, (long long)t->n, t->f16 ? "f16" : "bf16", t->f16 ? "f16" : "bf16");
+                                             "wgmma.mma_async.sync.aligned.m64n%lldk%d.%s.%s.%s {",
+                                  b + 1, (long long)t->n, mma_instrs[t->instr].k,
+                                  t->instr == MMA_WGMMA_S8 ? "s32" : "f32", type, type);
     for (unsigned i = 0; i < nacc; i++) len += (size_t)snprintf(text + len, cap - len, "%s$%u", i ? ", " : "", i);
-    if (a_regs)
+    if (t->instr == MMA_WGMMA_S8)
+        len += (size_t)snprintf(text + len, cap - len, "}, $%u, $%u, p;\n\t}", nacc, b);
+    else if (mma_pack(t->instr) == 4)
+        len += (size_t)snprintf(text + len, cap - len, "}, $%u, $%u, p, 1, 1;\n\t}", nacc, b);
+    else if (a_regs)
         len += (size_t)snprintf(text + len, cap - len, "}, {$%u, $%u, $%u, $%u}, $%u, p, 1, 1, %d;\n\t}", nacc, nacc + 1,
                                 nacc + 2, nacc + 3, b, b_nmajor);
     else
@@ -132,12 +156,17 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
     CgValue *a = cg_get(g, op->operands[0]), *b = cg_get(g, op->operands[1]);
     const SharedLayout *la = op->operands[0]->type->shared, *lb = op->operands[1]->type->shared;
     bool a_regs = a->kind == CV_TILE, b_nmajor = lb && lb->strides[1] == 1;
-    if ((!a_regs && (a->kind != CV_SHARED || !shared_layout_is_wgmma(la, 1))) || b->kind != CV_SHARED || !shared_layout_is_wgmma(lb, b_nmajor))
+    /* bytes per element; the k step of an instruction is 32 bytes either way (k16 or k32) */
+    int bytes = mma_pack(t->instr) == 4 ? 1 : 2, kstep = mma_instrs[t->instr].k;
+    if ((!a_regs && (a->kind != CV_SHARED || !shared_layout_is_wgmma_of(la, 1, bytes))) || b->kind != CV_SHARED ||
+        !shared_layout_is_wgmma_of(lb, b_nmajor, bytes))
         return cg_fail(g, op, false, "a wgmma dot needs operand b, and a unless it is in registers, in shared rings "
                                      "with the 128-byte swizzle (the stages pass lays them out)");
+    if (bytes == 1 && (a_regs || b_nmajor))
+        return cg_fail(g, op, false, "a wgmma dot of 8-bit operands reads both from shared memory, k-major");
     if (a_regs && (!a->layout || !layout_equal(a->layout, mma_operand_a_layout(&g->arena, t))))
         return cg_fail(g, op, false, "a wgmma reads operand a from registers only in the A fragment layout");
-    int64_t N = t->n, steps = t->k / 16, bytes = 2;
+    int64_t N = t->n, steps = t->k / kstep;
     unsigned nacc = (unsigned)(N / 2); /* floats per thread of one m64nN instruction */
     LLVMValueRef da = NULL;
     if (!a_regs) {
@@ -170,28 +199,29 @@ bool cg_dot_wgmma(Cg *g, const IrOp *op, const MmaTiling *t, CgValue *r, const C
     memcpy(acc, vals, n * sizeof(LLVMValueRef));
     char text[4096];
     mma_text(text, sizeof text, t, nacc, a_regs, b_nmajor);
-    const char *mma_constraints = tied_constraints(g, nacc, a_regs ? "r,r,r,r,l,r," : "l,l,r,");
+    bool ints = t->instr == MMA_WGMMA_S8; /* s32 accumulators */
+    const char *mma_constraints = tied_constraints(g, nacc, ints, a_regs ? "r,r,r,r,l,r," : "l,l,r,");
     unsigned nin = a_regs ? 6 : 3;
     LLVMValueRef *args = cg_calloc(g, nacc + nin, sizeof(LLVMValueRef));
     for (int64_t s = 0; s < steps; s++) {
-        int64_t kb[2] = {16 * s, 0};
+        int64_t kb[2] = {kstep * s, 0};
         LLVMValueRef desc_b = plus(g, db, shared_layout_linear(lb, kb) * bytes);
         for (int64_t i = 0; i < t->reps_m; i++) {
             unsigned k = 0;
             if (a_regs) {
                 for (int q = 0; q < 4; q++) args[k++] = frag[(s * t->reps_m + i) * 4 + q];
             } else {
-                int64_t at[2] = {16 * t->warps_m * i, 16 * s};
+                int64_t at[2] = {16 * t->warps_m * i, kstep * s};
                 args[k++] = plus(g, da, shared_layout_linear(la, at) * bytes);
             }
             args[k++] = desc_b;
             args[k++] = cg_i32(g, 1);
             for (unsigned q = 0; q < nacc; q++) args[k + q] = acc[mma_acc_slot(t, i, 0, 0) + q];
-            LLVMValueRef d = asm_floats(g, text, mma_constraints, nacc, args, nacc + nin);
+            LLVMValueRef d = asm_values(g, text, mma_constraints, ints ? g->i32 : g->f32, nacc, args, nacc + nin);
             for (unsigned q = 0; q < nacc; q++) acc[mma_acc_slot(t, i, 0, 0) + q] = LLVMBuildExtractValue(g->b, d, q, "");
         }
     }
-    asm_floats(g, "wgmma.commit_group.sync.aligned;", "~{memory}", 0, NULL, 0);
+    asm_values(g, "wgmma.commit_group.sync.aligned;", "~{memory}", g->f32, 0, NULL, 0);
     if (!(op->nints > 2 && op->ints[2])) wait_group(g, 0, acc, n); /* else a dot_wait completes it */
     for (uint32_t s = 0; s < n; s++) r->slots[s] = acc[s];
     cg_set(g, op->results[0], r);

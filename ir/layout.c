@@ -791,12 +791,17 @@ bool shared_layout_has_split(const SharedLayout *l) {
     return false;
 }
 
-bool shared_layout_is_wgmma(const SharedLayout *l, int c) {
+bool shared_layout_is_wgmma(const SharedLayout *l, int c) { return shared_layout_is_wgmma_of(l, c, 2); }
+
+bool shared_layout_is_wgmma_of(const SharedLayout *l, int c, int elem_bytes) {
     int r = 1 - c;
-    if (!l || l->rank != 2 || (c != 0 && c != 1) || l->strides[c] != 1 || l->strides[r] != 64 || l->split[r] ||
-        l->shape[c] % 64 != 0 || l->split[c] != (l->shape[c] > 64 ? 64 : 0))
+    if (elem_bytes != 1 && elem_bytes != 2) return false;
+    int64_t row = 128 / elem_bytes; /* elements in a 128-byte row */
+    if (!l || l->rank != 2 || (c != 0 && c != 1) || l->strides[c] != 1 || l->strides[r] != row || l->split[r] ||
+        l->shape[c] % row != 0 || l->split[c] != (l->shape[c] > row ? row : 0))
         return false;
-    return l->swizzle.bits == 3 && l->swizzle.base == 3 && l->swizzle.shift == 3;
+    /* the 128-byte swizzle in elements: 16-byte chunks (2^base elements) XORed with row % 8 */
+    return l->swizzle.bits == 3 && l->swizzle.base == (elem_bytes == 2 ? 3 : 4) && l->swizzle.shift == 3;
 }
 
 int64_t shared_layout_linear(const SharedLayout *l, const int64_t *coord) {

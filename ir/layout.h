@@ -192,6 +192,8 @@ bool shared_layout_has_split(const SharedLayout *l);
  * contiguous: rows of 64 elements along c with the 128-byte swizzle, a wider extent split in
  * blocks of 64, nothing else split (what a matrix descriptor describes: backend/codegen_wgmma.c). */
 bool shared_layout_is_wgmma(const SharedLayout *l, int c);
+/* The same for elements of elem_bytes (1 or 2): rows of 128 / elem_bytes elements. */
+bool shared_layout_is_wgmma_of(const SharedLayout *l, int c, int elem_bytes);
 /* The element offset of `coord` (rank entries) before the swizzle. */
 int64_t shared_layout_linear(const SharedLayout *l, const int64_t *coord);
 /* Element offset of `coord` (rank entries), swizzle applied. */

@@ -212,7 +212,8 @@ static bool pow2_dims(const IrType *t) {
 static bool staged_load(const IrValue *v, const IrOp *op) {
     const IrOp *d = v->def;
     const IrOp *loop = d && d->parent ? d->parent->parent_op : NULL;
-    if (!d || d->code != OP_LOAD || d->operands[0]->type->kind != TY_TENSOR || v->type->elem.bits != 16 ||
+    if (!d || d->code != OP_LOAD || d->operands[0]->type->kind != TY_TENSOR ||
+        (v->type->elem.bits != 16 && v->type->elem.bits != 8) ||
         d->parent != op->parent || !loop || loop->code != OP_FOR || !loop->nints || loop->ints[0] < 2 ||
         v->type->rank != 2)
         return false;
@@ -267,12 +268,20 @@ static bool invariant_shared_a(const IrOp *op) {
  * [N, K] load with K a multiple of 64 (k-major, as K^T in attention). Operand a is such a load
  * [M, K] with K a multiple of 64 (k-major), or a tile loaded before the loop that the stages
  * pass gives a buffer of its own (invariant_shared_a: Q in attention), or anything else, which the
- * wgmma then reads from registers in the A fragment layout (P in attention). */
+ * wgmma then reads from registers in the A fragment layout (P in attention).
+ *
+ * 8-bit operands (the k32 rows) have no transposed form (PTX ISA: imm-trans only for .f16/.bf16)
+ * and this compiler reads their a from shared memory only: a must be a staged [M, K] load and b
+ * the transpose of a staged [N, K] load, both k-major, K a multiple of 128 (a 128-byte row is 128
+ * of them); anything else keeps m16n8k32. */
 static bool wgmma_operands(const IrOp *op) {
     bool ta, tb;
     const IrOp *la = staged_operand(op->operands[0], op, &ta), *lb = staged_operand(op->operands[1], op, &tb);
-    if (!lb || (tb ? op->operands[1]->type->shape[0] : op->operands[1]->type->shape[1]) % 64 != 0) return false;
-    return !la || (!ta && op->operands[0]->type->shape[1] % 64 == 0);
+    int row = (int)(1024 / op->operands[1]->type->elem.bits); /* elements in 128 bytes */
+    if (!lb || (tb ? op->operands[1]->type->shape[0] : op->operands[1]->type->shape[1]) % row != 0) return false;
+    if (op->operands[1]->type->elem.bits == 8)
+        return tb && la && !ta && op->operands[0]->type->elem.bits == 8 && op->operands[0]->type->shape[1] % row == 0;
+    return !la || (!ta && op->operands[0]->type->shape[1] % row == 0);
 }
 
 /* Whether a wgmma dot reads operand a from shared memory (a ring or its own buffer). */

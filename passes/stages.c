@@ -190,6 +190,8 @@ static IrValue *slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n
     if (op->code != OP_ADD) return NULL;
     for (int k = 0; k < 2; k++) {
         IrOp *s = op->operands[k]->def, *a = op->operands[1 - k]->def;
+        /* the layout pass may have converted an arange shared with another index (BK == BM) */
+        if (a && a->code == OP_CONVERT_LAYOUT) a = a->operands[0]->def;
         if (s && s->code == OP_SPLAT && a && a->code == OP_ARANGE && a->ints[0] == 0) return s->operands[0];
     }
     return NULL;
@@ -210,7 +212,8 @@ static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load, bool
     IrParamFacts facts = target_param_facts(t, f, x->index);
     if (!facts.aligned16 || !facts.strides_div16 || !facts.unit_stride[tt->rank - 1]) return false;
     int elem_bytes = tt->elem.bits / 8;
-    int64_t cols = wgmma && tt->shape[1] > 64 ? 64 : tt->shape[1]; /* a box per column block */
+    int64_t row = 1024 / tt->elem.bits; /* wgmma: elements in a 128-byte row */
+    int64_t cols = wgmma && tt->shape[1] > row ? row : tt->shape[1]; /* a box per column block */
     int64_t row_bytes = cols * elem_bytes;
     Swizzle want = tma_swizzle(row_bytes, elem_bytes), ring = swizzle_for_ldmatrix(cols, elem_bytes);
     if (!want.bits || want.bits != ring.bits || want.base != ring.base || want.shift != ring.shift) return false;
@@ -226,19 +229,22 @@ static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load, bool
  * bytes), 8 rows an atom of 1024 bytes, the 16-byte chunks of row r XORed with r % 8. An [R, C]
  * tile with C > 64 is kept as C / 64 column blocks of [R, 64], one after another (split(1, 64,
  * 64 * R)): for the k-major a operand a k step stays inside a block, for the n-major b the
- * descriptor's leading byte offset is the block stride. Each block is one TMA box. */
+ * descriptor's leading byte offset is the block stride. Each block is one TMA box. With 8-bit
+ * elements (the k32 rows, both operands k-major) a 128-byte row is 128 elements: the same layouts
+ * with 128 in place of 64. */
 static bool wgmma_dot(const IrOp *dot) { return dot->nints >= 1 && mma_is_wgmma((MmaInstr)dot->ints[0]); }
 
 /* The layout of a ring of S stages of tile t, or with S = 0 of one buffer of it (rank 2). */
 static const SharedLayout *ring_layout(Arena *arena, int S, const IrType *t, bool wgmma) {
     int rank = S ? 3 : 2;
-    int64_t shape[3] = {S, t->shape[0], t->shape[1]}, strides[3] = {t->shape[0] * t->shape[1], 64, 1};
+    int64_t row = 1024 / t->elem.bits; /* wgmma: elements in a 128-byte row (64 of 16 bits, 128 of 8) */
+    int64_t shape[3] = {S, t->shape[0], t->shape[1]}, strides[3] = {t->shape[0] * t->shape[1], row, 1};
     int64_t *sh = S ? shape : shape + 1, *st = S ? strides : strides + 1;
     const SharedLayout *sl = shared_layout_row_major(arena, rank, sh);
-    if (wgmma && t->shape[1] > 64)
-        sl = shared_layout_split(arena, shared_layout_strided(arena, rank, sh, st), rank - 1, 64, 64 * t->shape[0]);
+    if (wgmma && t->shape[1] > row)
+        sl = shared_layout_split(arena, shared_layout_strided(arena, rank, sh, st), rank - 1, row, row * t->shape[0]);
     /* the TMA loads' swizzle mode is this one (tma_qualifies checks) */
-    return shared_layout_with_swizzle(arena, sl, swizzle_for_ldmatrix(wgmma ? 64 : t->shape[1], t->elem.bits / 8));
+    return shared_layout_with_swizzle(arena, sl, swizzle_for_ldmatrix(wgmma ? row : t->shape[1], t->elem.bits / 8));
 }
 
 /* Whether the wgmma dot reads operand a from registers: the layout pass gave it the A fragment
@@ -257,8 +263,9 @@ static bool demote(IrOp *op, void *ctx) {
     if (op->code != OP_DOT || !wgmma_dot(op)) return true;
     IrFunction *f = ctx; /* NULL: demote unconditionally */
     const IrType *ta = op->operands[0]->type, *tb = op->operands[1]->type;
-    bool staged = f && tb->kind == TY_SHARED && shared_layout_is_wgmma(tb->shared, tb->shared->strides[1] == 1) &&
-                  (ta->kind == TY_SHARED ? shared_layout_is_wgmma(ta->shared, 1)
+    int bytes = tb->elem.bits / 8;
+    bool staged = f && tb->kind == TY_SHARED && shared_layout_is_wgmma_of(tb->shared, tb->shared->strides[1] == 1, bytes) &&
+                  (ta->kind == TY_SHARED ? shared_layout_is_wgmma_of(ta->shared, 1, bytes)
                                          : a_in_registers(&f->module->arena, op, f->num_warps > 0 ? f->num_warps : 4));
     if (!staged)
         op->ints[0] = mma_instr_for(op->operands[0]->type->elem, op->operands[1]->type->elem, op->results[0]->type->elem);

@@ -259,7 +259,17 @@ Test(mma, which_8bit_dots_qualify) {
     cr_assert_not(mma_tiling(E4M3, E4M3, BF16, 128, 128, 64, 4, &t));
     cr_assert_not(mma_tiling(I8, I8, F32, 128, 128, 64, 4, &t));
     cr_assert_not(mma_tiling((ElemType){EK_UINT, 8, 0, 0}, (ElemType){EK_UINT, 8, 0, 0}, I32, 128, 128, 64, 4, &t));
-    cr_assert_eq(mma_wgmma_for(E4M3, E4M3, F32), MMA_NONE); /* mma.sync rows only */
+    /* the wgmma rows of 8-bit operands: k32, the f32 accumulator (f8), s32 (i8) */
+    cr_assert_eq(mma_wgmma_for(E4M3, E4M3, F32), MMA_WGMMA_E4M3);
+    cr_assert_eq(mma_wgmma_for(E5M2, E5M2, F32), MMA_WGMMA_E5M2);
+    cr_assert_eq(mma_wgmma_for(I8, I8, I32), MMA_WGMMA_S8);
+    cr_assert_eq(mma_wgmma_for(I8, I8, F32), MMA_NONE);
+    cr_assert_eq(mma_wgmma_for(E4M3, E5M2, F32), MMA_NONE);
+    cr_assert(mma_instrs[MMA_WGMMA_E4M3].m == 64 && mma_instrs[MMA_WGMMA_E4M3].k == 32 && mma_pack(MMA_WGMMA_E4M3) == 4);
+    cr_assert(mma_wgmma_tiling(E4M3, E4M3, F32, 128, 256, 128, 8, &t) && t.instr == MMA_WGMMA_E4M3 && t.warps_m == 8 &&
+              t.reps_m == 1 && t.n == 256);
+    cr_assert_not(mma_wgmma_tiling(E4M3, E4M3, F32, 128, 128, 48, 4, &t)); /* k a multiple of 32 */
+    cr_assert(mma_takes(MMA_WGMMA_E4M3, E4M3, E4M3, F32) && !mma_takes(MMA_WGMMA_E4M3, E5M2, E5M2, F32));
 }
 
 /* The PTX ISA tables for mma.m16n8k32 with .e4m3/.e5m2/.s8: grp = lane / 4, tig = lane % 4;

@@ -563,3 +563,188 @@ Test(stages, flash_wgmma_registers_are_written_before_the_fence) {
     tile_string_free(ptx);
     tile_context_destroy(ctx);
 }
+
+/* ---- FP8 on wgmma (m64nNk32 .e4m3, both operands k-major) ----------------------------------------- */
+
+/* Kernel `kernel` of stdlib/core/gemm_fp8.tile for target t, with or without the GPU passes. */
+static Compiled compile_fp8_for(bool gpu, const Target *t, const char *kernel, const ConstBinding *consts, int n) {
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/gemm_fp8.tile", &len);
+    DiagList d = {0};
+    Compiled c = {0};
+    c.ast = parse_source("gemm_fp8.tile", text, len, &d);
+    free(text);
+    cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
+    RtCompileOptions opt = {.gpu = gpu, .target = *t};
+    c.module = rt_compile(c.ast, kernel, consts, n, &opt, &d, &c.kernel);
+    cr_assert_not_null(c.module, "%s", sb_str(&d.text));
+    diag_free(&d);
+    return c;
+}
+
+/* Random f8e4m3 bits, NaN (0x7f, 0xff) excluded. */
+static void fp8_fill(uint8_t *x, int64_t n, uint64_t *s) {
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t v = (uint8_t)((*s = *s * 6364136223846793005ull + 1) >> 56);
+        x[i] = (v & 0x7f) == 0x7f ? 0x3c : v;
+    }
+}
+
+/* Runs gemm_fp8 (block: gemm_fp8_block) on the VM over fresh random inputs (same seed each time)
+ * into the bf16 c. */
+static bool run_fp8(const IrFunction *k, bool block, int64_t m, int64_t n, int64_t kk, uint16_t *c, Strbuf *err) {
+    int64_t kb = (kk + 127) / 128, nb = (n + 127) / 128;
+    uint8_t *a = malloc((size_t)(m * kk)), *b = malloc((size_t)(n * kk));
+    float *sa = malloc((size_t)(m * kb) * 4), *sb = malloc((size_t)(nb * kb) * 4);
+    uint64_t s = 11;
+    fp8_fill(a, m * kk, &s);
+    fp8_fill(b, n * kk, &s);
+    for (int64_t i = 0; i < m * kb; i++) sa[i] = 0.25f + (float)(i % 7) / 8.0f;
+    for (int64_t i = 0; i < nb * kb; i++) sb[i] = 0.5f + (float)(i % 3) / 4.0f;
+    int64_t da[2] = {m, kk}, db[2] = {n, kk}, dc[2] = {m, n}, one = 1, dsa[2] = {m, kb}, dsb[2] = {nb, kb};
+    tile_arg args[5] = {
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F8E4M3, a, 2, da)},
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F8E4M3, b, 2, db)},
+        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, dc)},
+        {.kind = TILE_ARG_TENSOR, .tensor = block ? tile_tensor_contiguous(TILE_F32, sa, 2, dsa)
+                                                  : tile_tensor_contiguous(TILE_F32, sa, 1, &one)},
+        {.kind = TILE_ARG_TENSOR, .tensor = block ? tile_tensor_contiguous(TILE_F32, sb, 2, dsb)
+                                                  : tile_tensor_contiguous(TILE_F32, sb, 1, &one)},
+    };
+    bool ok = vm_launch_threads(k, args, 5, 2, err);
+    free(a), free(b), free(sa), free(sb);
+    return ok;
+}
+
+/* plain and piped (gemm_fp8, or gemm_fp8_block) give the same bits at every [m, n, k] of shapes. */
+static void same_results_fp8(const Compiled *plain, const Compiled *piped, bool block, const int64_t (*shapes)[3],
+                             size_t nshapes, int label) {
+    for (size_t i = 0; i < nshapes; i++) {
+        int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        uint16_t *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
+        Strbuf err = {0};
+        cr_assert(run_fp8(plain->kernel, block, m, n, k, c1, &err), "%s", sb_str(&err));
+        cr_assert(run_fp8(piped->kernel, block, m, n, k, c2, &err), "case %d %lldx%lldx%lld: %s", label, (long long)m,
+                  (long long)n, (long long)k, sb_str(&err));
+        cr_assert(memcmp(c1, c2, (size_t)(m * n) * 2) == 0, "case %d %lldx%lldx%lld: results differ", label,
+                  (long long)m, (long long)n, (long long)k);
+        bool nonzero = false;
+        for (int64_t j = 0; j < m * n && !nonzero; j++) nonzero = (c1[j] & 0x7fff) != 0;
+        cr_assert(nonzero, "case %d: every result is 0", label);
+        sb_free(&err);
+        free(c1), free(c2);
+    }
+}
+
+/* gemm_fp8 and gemm_fp8_block on sm_90a with every launch fact, BK = 128 (a 128-byte row of f8):
+ * the layout pass puts the dot on wgmma_m64k32_e4m3; stages gives both operands rings in the
+ * descriptors' layouts for 1-byte elements (a k-major [BM, 128]; b k-major, the transposed view of
+ * its [BN, 128] ring; rows of 128 with swizzle(3,4,3)), copied by TMA (BN = 256: b's box is 256
+ * rows), the per-tensor dot asynchronous; the VM gives the results of the kernels without the GPU
+ * passes bit for bit at shapes with tails, warp-specialized too. BK = 64 keeps mma.sync m16n8k32. */
+Test(stages, fp8_gemm_on_wgmma_and_the_vm_results_do_not_change) {
+    const int64_t shapes[][3] = {{200, 136, 300}, {128, 256, 256}, {65, 257, 130}, {1, 8, 16}};
+    Target t = tma_target;
+    t.no_wgmma = false;
+    static const struct {
+        const char *kernel;
+        int bn, w;
+    } cases[] = {{"gemm_fp8", 128, 4}, {"gemm_fp8", 256, 8}, {"gemm_fp8_block", 128, 4}};
+    for (int ci = 0; ci < 3; ci++) {
+        bool block = ci == 2;
+        ConstBinding consts[4] = {{.name = "BN", .i = cases[ci].bn}, {.name = "W", .i = cases[ci].w},
+                                  {.name = "STAGES", .i = 3}, {.name = "BK", .i = 128}};
+        Compiled plain = compile_fp8_for(false, &t, cases[ci].kernel, consts, block ? 3 : 4);
+        Compiled piped = compile_fp8_for(true, &t, cases[ci].kernel, consts, block ? 3 : 4);
+        Count cnt = {0};
+        ir_walk(piped.kernel->body, count, &cnt);
+        IrOp *dot = cnt.dot;
+        cr_assert(dot && dot->nints >= 2 && dot->ints[0] == MMA_WGMMA_E4M3, "case %d: not on wgmma e4m3", ci);
+        cr_assert_eq(dot->nints == 3 && dot->ints[2] == 1, !block, "case %d: async", ci);
+        const IrType *ta = dot->operands[0]->type, *tb = dot->operands[1]->type;
+        cr_assert(ta->kind == TY_SHARED && shared_layout_is_wgmma_of(ta->shared, 1, 1), "case %d: a", ci);
+        cr_assert(tb->kind == TY_SHARED && shared_layout_is_wgmma_of(tb->shared, 0, 1), "case %d: b k-major", ci);
+        cr_assert(!shared_layout_is_wgmma(ta->shared, 1), "the 16-bit rule does not take 1-byte rows");
+        cr_assert_eq(cnt.tma_copies, 3 * 2, "case %d: %d TMA copies", ci, cnt.tma_copies);
+        cr_assert_eq(cnt.copies, 0);
+        same_results_fp8(&plain, &piped, block, shapes, sizeof shapes / sizeof shapes[0], ci);
+        compiled_free(&plain);
+        compiled_free(&piped);
+    }
+    /* with `specialize` (TILE_WARP_SPECIALIZE=1) the ring becomes a TMA producer warpgroup and the
+     * kernel's 4 warps as consumers running the wgmma on the stage in place: the same bits */
+    Target spec_target = t;
+    spec_target.specialize = true;
+    ConstBinding four[2] = {{.name = "W", .i = 4}, {.name = "STAGES", .i = 3}};
+    Compiled plain = compile_fp8_for(false, &spec_target, "gemm_fp8", four, 2);
+    Compiled spec = compile_fp8_for(true, &spec_target, "gemm_fp8", four, 2);
+    Roles r = {0};
+    ir_walk(spec.kernel->body, count_roles, &r);
+    cr_assert_eq(r.roles, 1);
+    cr_assert_eq(spec.kernel->num_warps, 8);
+    same_results_fp8(&plain, &spec, false, shapes, sizeof shapes / sizeof shapes[0], 3);
+    compiled_free(&plain);
+    compiled_free(&spec);
+    ConstBinding bk64[2] = {{.name = "BK", .i = 64}, {.name = "STAGES", .i = 3}};
+    Compiled narrow = compile_fp8_for(true, &t, "gemm_fp8", bk64, 2);
+    Count cnt = {0};
+    ir_walk(narrow.kernel->body, count, &cnt);
+    cr_assert(cnt.dot && cnt.dot->ints[0] == MMA_M16N8K32_E4M3);
+    compiled_free(&narrow);
+}
+
+/* An i8 GEMM with b given [N, K] and K steps of 128 on sm_90a with every launch fact: the dot on
+ * wgmma_m64k32_s8 (s32 accumulator), both rings TMA'd in the 1-byte wgmma layouts; the VM gives
+ * the bits of the kernel without the GPU passes (products summed in i32 with wrap-around) at shapes
+ * with tails. */
+Test(stages, i8_gemm_on_wgmma_and_the_vm_results_do_not_change) {
+    const char *src = "kernel i8gemm(a: tensor<i8>[M, K], b: tensor<i8>[N, K], c: tensor<i32>[M, N])\n"
+                      "  grid(cdiv(M, 64) * cdiv(N, 64))\n{\n"
+                      "  let m0 = (block_id(0) / cdiv(N, 64)) * 64;\n  let n0 = (block_id(0) % cdiv(N, 64)) * 64;\n"
+                      "  var acc = zeros<i32>[64, 64];\n"
+                      "  for k in 0 .. K step 128 pipeline(3) {\n"
+                      "    acc = dot(a[m0 :+ 64, k :+ 128], transpose(b[n0 :+ 64, k :+ 128]), acc);\n  }\n"
+                      "  c[m0 :+ 64, n0 :+ 64] = acc;\n}\n";
+    Target t = tma_target;
+    t.no_wgmma = false;
+    Compiled c[2] = {{0}};
+    for (int gpu = 0; gpu < 2; gpu++) {
+        DiagList d = {0};
+        c[gpu].ast = parse_source("i8gemm.tile", src, strlen(src), &d);
+        cr_assert_not_null(c[gpu].ast, "%s", sb_str(&d.text));
+        RtCompileOptions opt = {.gpu = gpu == 1, .target = t};
+        c[gpu].module = rt_compile(c[gpu].ast, "i8gemm", NULL, 0, &opt, &d, &c[gpu].kernel);
+        cr_assert_not_null(c[gpu].module, "%s", sb_str(&d.text));
+        diag_free(&d);
+    }
+    Count cnt = {0};
+    ir_walk(c[1].kernel->body, count, &cnt);
+    cr_assert(cnt.dot && cnt.dot->ints[0] == MMA_WGMMA_S8 && cnt.dot->nints == 3 && cnt.dot->ints[2] == 1);
+    cr_assert_eq(cnt.tma_copies, 3 * 2);
+    const int64_t shapes[][3] = {{100, 72, 300}, {64, 64, 128}, {1, 8, 16}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int64_t m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        int8_t *a = malloc((size_t)(m * k)), *b = malloc((size_t)(n * k));
+        int32_t *out[2] = {calloc((size_t)(m * n), 4), calloc((size_t)(m * n), 4)};
+        uint64_t s = 5;
+        for (int64_t j = 0; j < m * k; j++) a[j] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 56);
+        for (int64_t j = 0; j < n * k; j++) b[j] = (int8_t)((s = s * 6364136223846793005ull + 1) >> 56);
+        int64_t da[2] = {m, k}, db[2] = {n, k}, dc[2] = {m, n};
+        for (int gpu = 0; gpu < 2; gpu++) {
+            tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_I8, a, 2, da)},
+                                {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_I8, b, 2, db)},
+                                {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_I32, out[gpu], 2, dc)}};
+            Strbuf err = {0};
+            cr_assert(vm_launch_threads(c[gpu].kernel, args, 3, 2, &err), "%s", sb_str(&err));
+            sb_free(&err);
+        }
+        cr_assert(memcmp(out[0], out[1], (size_t)(m * n) * 4) == 0, "%lldx%lldx%lld: results differ", (long long)m,
+                  (long long)n, (long long)k);
+        bool nonzero = false;
+        for (int64_t j = 0; j < m * n && !nonzero; j++) nonzero = out[0][j] != 0;
+        cr_assert(nonzero);
+        free(a), free(b), free(out[0]), free(out[1]);
+    }
+    compiled_free(&c[0]);
+    compiled_free(&c[1]);
+}

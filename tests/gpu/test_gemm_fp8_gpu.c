@@ -2,8 +2,8 @@
  * test_gemm_fp8_gpu.c: stdlib/core/gemm_fp8.tile on the GPU against the C reference of
  * tests/gemm_fp8_check.h: the VM suite's cases (test_gemm_fp8.c: small tiles, odd shapes, both
  * scalings and result types), then the default tiles at larger and aligned shapes, where the
- * 8-bit tensor-core path (mma.sync m16n8k32 .e4m3 on sm_89 and later, operands through cp.async
- * or TMA rings) runs; and the f32 -> f8 conversions of codegen_f8.c against the VM's, value for
+ * 8-bit tensor-core path (wgmma m64nNk32 .e4m3 on sm_90a for the default K steps of 128, mma.sync
+ * m16n8k32 .e4m3 on sm_89 and for narrower K steps, operands through cp.async or TMA rings) runs; and the f32 -> f8 conversions of codegen_f8.c against the VM's, value for
  * value. Skips without a GPU.
  */
 #include "gpu_suite.h"
