@@ -339,8 +339,16 @@ static int64_t splitk_rule(int64_t sms, int64_t tiles, int64_t k_tiles) {
 }
 
 /* M x 8192 x 8192 by gemm_splitk.tile against cuBLAS, for S = 1, 2, 4, 8, 16 and the rule's S
- * (its row says "rule"), so that one run shows whether the rule picks well. */
+ * (its row says "rule"), so that one run shows whether the rule picks well; at M > 64 also with
+ * BN = 256 and 8 warps (half the tiles, so each block re-reads A for twice the columns of B). */
+static void bench_splitk_tiles(Gpu *g, int64_t m, int64_t bn, int64_t warps);
+
 static void bench_splitk(Gpu *g, int64_t m) {
+    bench_splitk_tiles(g, m, 128, 4);
+    if (m > 64) bench_splitk_tiles(g, m, 256, 8);
+}
+
+static void bench_splitk_tiles(Gpu *g, int64_t m, int64_t bn, int64_t warps) {
     Problem p = {.m = m, .n = 8192, .k = 8192};
     p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
     p.b = device_bf16(g, p.k * p.n, 2, &p.hb);
@@ -351,16 +359,17 @@ static void bench_splitk(Gpu *g, int64_t m) {
         run_cublas(g, &p);
         anchor = flop / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
     }
-    int64_t bm = m <= 16 ? 16 : m <= 64 ? 64 : 128, bn = 128, bk = 64;
+    int64_t bm = m <= 16 ? 16 : m <= 64 ? 64 : 128, bk = 64;
     int64_t tiles = ((m + bm - 1) / bm) * ((p.n + bn - 1) / bn);
     int64_t rule = splitk_rule(cuda_device_multiprocessors(g->dev), tiles, (p.k + bk - 1) / bk);
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/gemm_splitk.tile", repo);
     tile_program *prog;
     SplitK s = {0};
-    tile_constant c[3] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}};
+    tile_constant c[4] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk},
+                          {.name = "W", .i = warps}};
     tile_status st = tile_program_from_file(g->ctx, path, &prog);
-    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm_splitk_partial", c, 3, &s.partial)) != TILE_OK ||
+    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm_splitk_partial", c, 4, &s.partial)) != TILE_OK ||
         (st = tile_program_get_kernel(prog, "gemm_splitk_reduce", NULL, 0, &s.reduce)) != TILE_OK)
         die(g->ctx, "gemm_splitk", st);
     int64_t tried[6] = {1, 2, 4, 8, 16, rule};
@@ -382,8 +391,11 @@ static void bench_splitk(Gpu *g, int64_t m) {
                  (long long)p.k, (long long)splits);
         check(g, &p, what);
         double ours = flop / (timed_ms(g, run_splitk, &s) * 1e-3) / 1e12;
-        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld splitk S=%lld BM=%lld%s", (long long)p.m, (long long)p.n,
-                 (long long)p.k, (long long)splits, (long long)bm, splits == rule ? " (rule)" : "");
+        char tiling[48] = "";
+        if (bn != 128) snprintf(tiling, sizeof tiling, " BN=%lld W=%lld", (long long)bn, (long long)warps);
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld splitk S=%lld BM=%lld%s%s", (long long)p.m,
+                 (long long)p.n, (long long)p.k, (long long)splits, (long long)bm, tiling,
+                 splits == rule ? " (rule)" : "");
         add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
         tile_free(g->ctx, w);
     }
