@@ -192,6 +192,8 @@ static IrValue *slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n
     if (op->code != OP_ADD) return NULL;
     for (int k = 0; k < 2; k++) {
         IrOp *s = op->operands[k]->def, *a = op->operands[1 - k]->def;
+        /* (an arange the layout pass shares between tiles of other layouts comes converted) */
+        while (a && a->code == OP_CONVERT_LAYOUT) a = a->operands[0]->def;
         if (s && s->code == OP_SPLAT && a && a->code == OP_ARANGE && a->ints[0] == 0) return s->operands[0];
     }
     return NULL;
