@@ -110,8 +110,9 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         for (int d = 0; d < rank; d++) coord[d] = cg_get(g, op->operands[rank - d])->slots[0];
         LLVMValueRef col = coord[0];
         char text[192], constraints[64];
-        int len = snprintf(text, sizeof text, "cp.async.bulk.tensor.%dd.shared::cluster.global.mbarrier::complete_tx::bytes "
-                          "[$0], [$1, {", rank);
+        int len = snprintf(text, sizeof text,
+                           "cp.async.bulk.tensor.%dd.shared::cluster.global.mbarrier::complete_tx::bytes [$0], [$1, {",
+                           rank);
         for (int d = 0; d < rank; d++)
             len += snprintf(text + len, sizeof text - (size_t)len, "%s$%d", d ? ", " : "", 2 + d);
         snprintf(text + len, sizeof text - (size_t)len, "}], [$%d];", 2 + rank);

@@ -379,7 +379,8 @@ static void check_copy_tma(Verifier *v, const IrOp *op) {
             op_error(v, op, "origin %d must be an i32 scalar, not %s", d, tn(v, op->operands[1 + d]->type));
     const IrType *dst = op->operands[1 + t->rank]->type;
     if (dst->kind != TY_SHARED || dst->rank < 1 || dst->rank > t->rank || !elem_eq(dst->elem, t->elem))
-        op_error(v, op, "the destination %s must be a shared tile of the tensor's element type and at most its rank (%s)",
+        op_error(v, op,
+                 "the destination %s must be a shared tile of the tensor's element type and at most its rank (%s)",
                  tn(v, dst), tn(v, t));
     check_mbarriers(v, op, 2 + (uint32_t)t->rank, true);
 }

@@ -171,8 +171,10 @@ static IrValue *const_i32(IrBuilder *b, int64_t v) {
  * target has TMA, its tile is a plain rectangular slice of a kernel parameter (index d is
  * `reshape(add(splat(s), arange 0))` or `arange c` laid along dimension d alone: the box starts at
  * s) of rank 2 to 5 whose leading dimensions are indexed by i32 scalars (K[b, h, n :+ BN, :]: the
- * box is 1 there, the origin the scalar; tma_origin), the launch facts prove the tensor qualifies (16-byte aligned base, innermost stride 1, the
- * other strides multiples of 16 elements, hence of 16 bytes), the box is at most 256 per dimension,
+ * box is 1 there, the origin the scalar; tma_origin), the launch facts prove the tensor qualifies
+ * (16-byte aligned base, innermost stride 1, the other strides multiples of 16 elements, hence of
+ * 16 bytes; what facts cannot prove, such as a leading stride of 1, the runtime checks when it
+ * encodes the map, and launches the generic kernel), the box is at most 256 per dimension,
  * its rows are 32, 64 or 128 bytes and the ring's XOR swizzle (swizzle_for_ldmatrix) is the TMA
  * swizzle mode of that row size (32B, 64B, 128B: 16-byte chunk bits XORed with address bits 7..9),
  * and a stage is a multiple of 1024 bytes (the swizzle's period, from a 1024-aligned buffer).

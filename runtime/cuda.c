@@ -458,9 +458,10 @@ tile_status cuda_tensor_map_encode(void *map, int elem_bytes, const void *base, 
                       "sizes 1 to 2^32, boxes 1 to 256)", d, (unsigned long long)dims[d], box[d]);
             return TILE_ERROR_INVALID_ARGUMENT;
         }
-        if (d && (strides_bytes[d - 1] == 0 || strides_bytes[d - 1] % 16 || strides_bytes[d - 1] >= (UINT64_C(1) << 40))) {
+        uint64_t stride = d ? strides_bytes[d - 1] : 16;
+        if (stride == 0 || stride % 16 || stride >= (UINT64_C(1) << 40)) {
             sb_printf(err, "a tensor map's dimension %d (innermost first) has a stride of %llu bytes (TMA takes "
-                      "positive multiples of 16 below 2^40)", d, (unsigned long long)strides_bytes[d - 1]);
+                      "positive multiples of 16 below 2^40)", d, (unsigned long long)stride);
             return TILE_ERROR_INVALID_ARGUMENT;
         }
     }

@@ -407,7 +407,8 @@ static bool tma_maps_decode(const CacheEntry *e, IrTmaMap *maps, int *n) {
         if (f[0] < 0 || f[0] > INT32_MAX || rank < 2 || rank > IR_TMA_MAX_RANK || elem_bytes <= 0 || elem_bytes > 16 ||
             (swizzle != 0 && swizzle != 32 && swizzle != 64 && swizzle != 128))
             return false; /* beyond what TMA takes: not ours */
-        maps[i] = (IrTmaMap){.param = (int)f[0], .rank = (int)rank, .elem_bytes = (int)elem_bytes, .swizzle = (int)swizzle};
+        maps[i] = (IrTmaMap){.param = (int)f[0], .rank = (int)rank, .elem_bytes = (int)elem_bytes,
+                             .swizzle = (int)swizzle};
         for (int d = 0; d < rank; d++) {
             if (f[2 + d] <= 0 || f[2 + d] > 256) return false;
             maps[i].box[d] = f[2 + d];

@@ -137,7 +137,8 @@ EXPORT CUresult cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void 
      * sizes 1 to 2^32, strides multiples of 16 bytes below 2^40, boxes 1 to 256, the inner box
      * no wider than the swizzle span */
     int elem = type == 0 ? 1 : type == 1 ? 2 : 4, span = swizzle ? 16 << swizzle : 0;
-    bool ok = rank >= 1 && rank <= 5 && (uintptr_t)address % 16 == 0 && (!span || box[0] * (unsigned)elem <= (unsigned)span);
+    bool ok = rank >= 1 && rank <= 5 && (uintptr_t)address % 16 == 0 &&
+              (!span || box[0] * (unsigned)elem <= (unsigned)span);
     for (unsigned d = 0; ok && d < rank; d++) {
         ok = dims[d] >= 1 && dims[d] <= (UINT64_C(1) << 32) && box[d] >= 1 && box[d] <= 256;
         if (d) ok = ok && strides[d - 1] % 16 == 0 && strides[d - 1] < (UINT64_C(1) << 40);
