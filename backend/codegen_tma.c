@@ -13,10 +13,11 @@
  *   mbarrier_init    mbarrier.init (with the IR's arrival count, 1 unless set) of each stage; fence.mbarrier_init and
  *                    fence.proxy.async, so that the async proxy sees them (a barrier follows)
  *   copy_tma         mbarrier.expect_tx of the box's bytes, then
- *                    cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes
- *                    [stage], [map, {column, row}], [mbarrier]: the TMA unit writes the stage with
- *                    the map's swizzle (which the stages pass made the ring's) and fills the
- *                    elements outside the tensor with zeros
+ *                    cp.async.bulk.tensor.Nd.shared::cluster.global.mbarrier::complete_tx::bytes
+ *                    [stage], [map, {column, row, ...}], [mbarrier] for a tensor of rank N (2 to
+ *                    5; the coordinates innermost first, the leading dimensions' boxes 1): the
+ *                    TMA unit writes the stage with the map's swizzle (which the stages pass made
+ *                    the ring's) and fills the elements outside the tensor with zeros
  *   mbarrier_arrive  mbarrier.arrive: the phase completes when every expected byte has landed; in a
  *                    warp role the role's first thread arrives for the role, after the role's
  *                    barrier where its other threads did part of the work (codegen_roles.c)
@@ -32,8 +33,9 @@
 
 bool cg_tma_plan(Cg *g) {
     int n = ir_tma_maps(g->kernel, g->tma);
-    if (n < 0) return cg_fail(g, NULL, true, "%s: a copy_tma of a tensor that is not a rank-2 parameter, or more "
-                              "than %d tensor maps", g->kernel->name, IR_MAX_TMA_MAPS);
+    if (n < 0) return cg_fail(g, NULL, true, "%s: a copy_tma of a tensor that is not a parameter of rank 2 to %d "
+                              "into a 2-d shared tile, or more than %d tensor maps", g->kernel->name, IR_TMA_MAX_RANK,
+                              IR_MAX_TMA_MAPS);
     g->ntma = (uint32_t)n;
     return true;
 }
@@ -99,10 +101,24 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         const IrType *tt = op->operands[0]->type, *dt = op->operands[1 + tt->rank]->type;
         int map = ir_tma_map_of(g->kernel, op, g->tma, (int)g->ntma);
         CgValue *dst = cg_get(g, op->operands[1 + tt->rank]);
-        if (map < 0 || tt->rank != 2 || dst->kind != CV_SHARED)
+        if (map < 0 || dst->kind != CV_SHARED)
             return cg_fail(g, op, false, "copy_tma without its tensor map (cg_tma_plan did not run)");
-        LLVMValueRef bar = mbarrier_addr(g, op, 2 + (uint32_t)tt->rank);
-        LLVMValueRef row = cg_get(g, op->operands[1])->slots[0], col = cg_get(g, op->operands[2])->slots[0];
+        int rank = tt->rank;
+        LLVMValueRef bar = mbarrier_addr(g, op, 2 + (uint32_t)rank);
+        /* the coordinates innermost first: column, row, then the leading dimensions' origins */
+        LLVMValueRef coord[IR_TMA_MAX_RANK] = {0};
+        for (int d = 0; d < rank; d++) coord[d] = cg_get(g, op->operands[rank - d])->slots[0];
+        LLVMValueRef col = coord[0];
+        char text[192], constraints[64];
+        int len = snprintf(text, sizeof text,
+                           "cp.async.bulk.tensor.%dd.shared::cluster.global.mbarrier::complete_tx::bytes [$0], [$1, {",
+                           rank);
+        for (int d = 0; d < rank; d++)
+            len += snprintf(text + len, sizeof text - (size_t)len, "%s$%d", d ? ", " : "", 2 + d);
+        snprintf(text + len, sizeof text - (size_t)len, "}], [$%d];", 2 + rank);
+        len = snprintf(constraints, sizeof constraints, "r,l");
+        for (int d = 0; d <= rank; d++) len += snprintf(constraints + len, sizeof constraints - (size_t)len, ",r");
+        snprintf(constraints + len, sizeof constraints - (size_t)len, ",~{memory}");
         LLVMBasicBlockRef join = thread0_begin(g);
         LLVMValueRef expect[2] = {bar, cg_i32(g, type_bytes(dt))};
         asm_call(g, "mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [$0], $1;", "r,r,~{memory}", expect, 2);
@@ -112,14 +128,11 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         for (int64_t c = 0; c < dt->shape[1]; c += block) {
             LLVMValueRef byte = cg_i64(g, (c / block) * (l ? l->split_strides[1] : 0) * cg_elem_bytes(dt->elem));
             LLVMValueRef at = c ? LLVMBuildGEP2(g->b, g->i8, dst->data, &byte, 1, "") : dst->data;
-            LLVMValueRef args[5] = {shared32(g, at), g->tma_param[map],
-                                    c ? LLVMBuildAdd(g->b, col, LLVMConstInt(LLVMTypeOf(col), (unsigned long long)c, 0), "")
-                                      : col,
-                                    row, bar};
-            asm_call(g,
-                     "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes "
-                     "[$0], [$1, {$2, $3}], [$4];",
-                     "r,l,r,r,r,~{memory}", args, 5);
+            LLVMValueRef args[3 + IR_TMA_MAX_RANK] = {shared32(g, at), g->tma_param[map]};
+            for (int d = 0; d < rank; d++) args[2 + d] = coord[d];
+            if (c) args[2] = LLVMBuildAdd(g->b, col, LLVMConstInt(LLVMTypeOf(col), (unsigned long long)c, 0), "");
+            args[2 + rank] = bar;
+            asm_call(g, text, constraints, args, 3 + (unsigned)rank);
         }
         thread0_end(g, join);
         return true;

@@ -6,24 +6,34 @@
 
 #include "ir/layout.h"
 
-/* The map copy_tma op needs (false: its tensor is not a rank-2 parameter). */
+/* The map copy_tma op needs (false: its tensor is not a parameter of rank 2 to 5, or its
+ * destination is not 2-d). The destination's rows and columns are the box's last two dimensions;
+ * the tensor's leading dimensions (indexed by scalars in the load) get a box of 1. */
 static bool map_for(const IrFunction *f, const IrOp *op, IrTmaMap *out) {
     const IrValue *x = op->operands[0];
     const IrType *tt = x->type;
-    if (tt->kind != TY_TENSOR || tt->rank != 2 || x->def || x->region != f->body || op->noperands != 6) return false;
-    const IrType *dt = op->operands[3]->type;
+    if (tt->kind != TY_TENSOR || tt->rank < 2 || tt->rank > IR_TMA_MAX_RANK || x->def || x->region != f->body ||
+        op->noperands != (uint32_t)tt->rank + 4)
+        return false;
+    const IrType *dt = op->operands[1 + tt->rank]->type;
+    if (dt->kind != TY_SHARED || dt->rank != 2) return false;
     const SharedLayout *l = dt->shared;
     /* a ring split in column blocks (wgmma operands) is copied a block per box */
     int64_t cols = l && l->split[1] ? l->split[1] : dt->shape[1];
-    *out = (IrTmaMap){.param = (int)x->index, .box = {dt->shape[0], cols},
-                      .elem_bytes = (elem_storage_bits(tt->elem) + 7) / 8,
+    *out = (IrTmaMap){.param = (int)x->index, .rank = tt->rank, .elem_bytes = (elem_storage_bits(tt->elem) + 7) / 8,
                       .swizzle = l && l->swizzle.bits ? 16 << l->swizzle.bits : 0};
+    for (int d = 0; d < tt->rank - 2; d++) out->box[d] = 1;
+    out->box[tt->rank - 2] = dt->shape[0];
+    out->box[tt->rank - 1] = cols;
     return true;
 }
 
 static bool same_map(const IrTmaMap *a, const IrTmaMap *b) {
-    return a->param == b->param && a->box[0] == b->box[0] && a->box[1] == b->box[1] && a->swizzle == b->swizzle &&
-           a->elem_bytes == b->elem_bytes;
+    if (a->param != b->param || a->rank != b->rank || a->swizzle != b->swizzle || a->elem_bytes != b->elem_bytes)
+        return false;
+    for (int d = 0; d < a->rank; d++)
+        if (a->box[d] != b->box[d]) return false;
+    return true;
 }
 
 int ir_tma_map_of(const IrFunction *f, const IrOp *op, const IrTmaMap *maps, int n) {

@@ -366,7 +366,8 @@ static bool check_mbarriers(Verifier *v, const IrOp *op, uint32_t i, bool stage)
 }
 
 /* copy_tma (tensor, origin..., shared dst, mbarriers, stage): one i32 origin per dimension, a box of
- * the tensor's rank and element type. */
+ * the tensor's element type and of its rank or less (the box is 1 on the leading dimensions the
+ * destination lacks: a [BN, D] tile of a [B, H, S, D] tensor). */
 static void check_copy_tma(Verifier *v, const IrOp *op) {
     const IrType *t = op->noperands ? op->operands[0]->type : NULL;
     if (!t || t->kind != TY_TENSOR || op->noperands != (uint32_t)t->rank + 4) {
@@ -377,8 +378,9 @@ static void check_copy_tma(Verifier *v, const IrOp *op) {
         if (!is_i32_scalar(op->operands[1 + d]->type))
             op_error(v, op, "origin %d must be an i32 scalar, not %s", d, tn(v, op->operands[1 + d]->type));
     const IrType *dst = op->operands[1 + t->rank]->type;
-    if (dst->kind != TY_SHARED || dst->rank != t->rank || !elem_eq(dst->elem, t->elem))
-        op_error(v, op, "the destination %s must be a shared tile of the tensor's rank and element type (%s)",
+    if (dst->kind != TY_SHARED || dst->rank < 1 || dst->rank > t->rank || !elem_eq(dst->elem, t->elem))
+        op_error(v, op,
+                 "the destination %s must be a shared tile of the tensor's element type and at most its rank (%s)",
                  tn(v, dst), tn(v, t));
     check_mbarriers(v, op, 2 + (uint32_t)t->rank, true);
 }

@@ -62,6 +62,7 @@
 
 #include "ir/layout.h"
 #include "ir/mma.h"
+#include "ir/tma.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -169,8 +170,11 @@ static IrValue *const_i32(IrBuilder *b, int64_t v) {
  * A staged load is copied by TMA (cp.async.bulk.tensor into the same swizzled stage) when the
  * target has TMA, its tile is a plain rectangular slice of a kernel parameter (index d is
  * `reshape(add(splat(s), arange 0))` or `arange c` laid along dimension d alone: the box starts at
- * s), the launch facts prove the tensor qualifies (16-byte aligned base, innermost stride 1, the
- * other strides multiples of 16 elements, hence of 16 bytes), the box is at most 256 per dimension,
+ * s) of rank 2 to 5 whose leading dimensions are indexed by i32 scalars (K[b, h, n :+ BN, :]: the
+ * box is 1 there, the origin the scalar; tma_origin), the launch facts prove the tensor qualifies
+ * (16-byte aligned base, innermost stride 1, the other strides multiples of 16 elements, hence of
+ * 16 bytes; what facts cannot prove, such as a leading stride of 1, the runtime checks when it
+ * encodes the map, and launches the generic kernel), the box is at most 256 per dimension,
  * its rows are 32, 64 or 128 bytes and the ring's XOR swizzle (swizzle_for_ldmatrix) is the TMA
  * swizzle mode of that row size (32B, 64B, 128B: 16-byte chunk bits XORed with address bits 7..9),
  * and a stage is a multiple of 1024 bytes (the swizzle's period, from a 1024-aligned buffer).
@@ -190,11 +194,22 @@ static IrValue *slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n
     if (op->code != OP_ADD) return NULL;
     for (int k = 0; k < 2; k++) {
         IrOp *s = op->operands[k]->def, *a = op->operands[1 - k]->def;
-        /* the layout pass may have converted an arange shared with another index (BK == BM) */
-        if (a && a->code == OP_CONVERT_LAYOUT) a = a->operands[0]->def;
+        /* (an arange the layout pass shares between tiles of other layouts comes converted) */
+        while (a && a->code == OP_CONVERT_LAYOUT) a = a->operands[0]->def;
         if (s && s->code == OP_SPLAT && a && a->code == OP_ARANGE && a->ints[0] == 0) return s->operands[0];
     }
     return NULL;
+}
+
+/* The origin along tensor dimension d of a TMA copy of load's tile (rank 2) out of its tensor (rank
+ * 2 to 5), or NULL: a leading dimension's is its index, an i32 scalar (the box is 1 there), the
+ * last two dimensions' the slice starts of their indices. */
+static IrValue *tma_origin(IrBuilder *b, const IrOp *load, int d) {
+    const IrType *t = load->results[0]->type;
+    int lead = load->operands[0]->type->rank - t->rank;
+    IrValue *v = load->operands[1 + d];
+    if (d >= lead) return slice_start(b, v, d - lead, t->rank, t->shape[d - lead]);
+    return type_is_scalar(v->type) && elem_eq(v->type->elem, elem_i32()) ? v : NULL;
 }
 
 /* The TMA swizzle mode of rows of row_bytes, as the ring's Swizzle (in elements of elem_bytes). */
@@ -208,9 +223,12 @@ static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load, bool
     const IrFunction *f = L->body->function;
     const IrValue *x = load->operands[0];
     const IrType *tt = load->results[0]->type;
-    if (!target_has_tma(t) || x->def || x->region != f->body || x->index >= f->nparams || tt->rank != 2) return false;
+    int rank = x->type->rank; /* the tensor's: its leading dimensions indexed by scalars, a box of 1 */
+    if (!target_has_tma(t) || x->def || x->region != f->body || x->index >= f->nparams || tt->rank != 2 ||
+        rank < 2 || rank > IR_TMA_MAX_RANK)
+        return false;
     IrParamFacts facts = target_param_facts(t, f, x->index);
-    if (!facts.aligned16 || !facts.strides_div16 || !facts.unit_stride[tt->rank - 1]) return false;
+    if (!facts.aligned16 || !facts.strides_div16 || !facts.unit_stride[rank - 1]) return false;
     int elem_bytes = tt->elem.bits / 8;
     int64_t row = 1024 / tt->elem.bits; /* wgmma: elements in a 128-byte row */
     int64_t cols = wgmma && tt->shape[1] > row ? row : tt->shape[1]; /* a box per column block */
@@ -218,8 +236,8 @@ static bool tma_qualifies(const Loop *L, const Target *t, const IrOp *load, bool
     Swizzle want = tma_swizzle(row_bytes, elem_bytes), ring = swizzle_for_ldmatrix(cols, elem_bytes);
     if (!want.bits || want.bits != ring.bits || want.base != ring.base || want.shift != ring.shift) return false;
     if (tt->shape[0] > 256 || tt->shape[1] > 256 || type_bytes(tt) % 1024) return false;
-    for (int d = 0; d < tt->rank; d++)
-        if (!slice_start(NULL, load->operands[1 + d], d, tt->rank, tt->shape[d])) return false;
+    for (int d = 0; d < rank; d++)
+        if (!tma_origin(NULL, load, d)) return false;
     return true;
 }
 
@@ -372,7 +390,7 @@ static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
     }
     for (int s = 0; s < L->nstaged; s++) {
         IrOp *load = L->staged[s].load;
-        const IrType *t = load->results[0]->type;
+        int rank = load->operands[0]->type->rank;
         IrValue *ops[IR_MAX_RANK + 4];
         uint32_t n = 0;
         ops[n++] = load->operands[0];
@@ -382,8 +400,8 @@ static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
             ir_build(b, OP_COPY_ASYNC, ops, n, NULL, 0);
             continue;
         }
-        for (int d = 0; d < t->rank; d++)
-            ops[n++] = value_map_get(&map, slice_start(&tma, load->operands[1 + d], d, t->rank, t->shape[d]));
+        for (int d = 0; d < rank; d++)
+            ops[n++] = value_map_get(&map, tma_origin(&tma, load, d));
         ops[n++] = view(&tma, L->staged[s].buffer, stage);
         ops[n++] = L->mbarriers;
         ops[n++] = stage;
@@ -723,12 +741,12 @@ static void specialize(Loop *L) {
     for (int i = 0; i < L->nslice; i++) clone_op(&in, L->slice[i], &pmap);
     for (int s = 0; s < L->nstaged; s++) {
         IrOp *load = L->staged[s].load;
-        const IrType *t = load->results[0]->type;
+        int rank = load->operands[0]->type->rank;
         IrValue *ops[IR_MAX_RANK + 4];
         uint32_t k = 0;
         ops[k++] = load->operands[0];
-        for (int d = 0; d < t->rank; d++)
-            ops[k++] = value_map_get(&pmap, slice_start(&in, load->operands[1 + d], d, t->rank, t->shape[d]));
+        for (int d = 0; d < rank; d++)
+            ops[k++] = value_map_get(&pmap, tma_origin(&in, load, d));
         ops[k++] = view(&in, L->staged[s].buffer, stage);
         ops[k++] = full;
         ops[k++] = stage;

@@ -436,20 +436,42 @@ bool cuda_has_tensor_maps(void) {
     return ok;
 }
 
-tile_status cuda_tensor_map_encode_2d(void *map, int elem_bytes, const void *base, const uint64_t dims[2],
-                                      uint64_t row_stride_bytes, const unsigned box[2], int swizzle_bytes,
-                                      Strbuf *err) {
+tile_status cuda_tensor_map_encode(void *map, int elem_bytes, const void *base, int rank, const uint64_t *dims,
+                                   const uint64_t *strides_bytes, const unsigned *box, int swizzle_bytes, Strbuf *err) {
     if (!driver.cuTensorMapEncodeTiled) {
         sb_puts(err, "the NVIDIA driver has no cuTensorMapEncodeTiled");
         return TILE_ERROR_UNSUPPORTED;
+    }
+    /* the driver's rules (CUDA Driver API, cuTensorMapEncodeTiled), checked here so that the
+     * caller learns which one a tensor breaks */
+    if (rank < 1 || rank > 5) {
+        sb_printf(err, "a tensor map of rank %d (TMA takes 1 to 5)", rank);
+        return TILE_ERROR_INVALID_ARGUMENT;
+    }
+    if ((uintptr_t)base % 16) {
+        sb_printf(err, "a tensor map's base %p is not 16-byte aligned", base);
+        return TILE_ERROR_INVALID_ARGUMENT;
+    }
+    for (int d = 0; d < rank; d++) {
+        if (dims[d] < 1 || dims[d] > (UINT64_C(1) << 32) || box[d] < 1 || box[d] > 256) {
+            sb_printf(err, "a tensor map's dimension %d (innermost first) has size %llu and box %u (TMA takes "
+                      "sizes 1 to 2^32, boxes 1 to 256)", d, (unsigned long long)dims[d], box[d]);
+            return TILE_ERROR_INVALID_ARGUMENT;
+        }
+        uint64_t stride = d ? strides_bytes[d - 1] : 16;
+        if (stride == 0 || stride % 16 || stride >= (UINT64_C(1) << 40)) {
+            sb_printf(err, "a tensor map's dimension %d (innermost first) has a stride of %llu bytes (TMA takes "
+                      "positive multiples of 16 below 2^40)", d, (unsigned long long)stride);
+            return TILE_ERROR_INVALID_ARGUMENT;
+        }
     }
     /* CUtensorMapDataType UINT8, UINT16, UINT32: a copy moves bits; zeros are 0 in every type */
     int type = elem_bytes == 1 ? 0 : elem_bytes == 2 ? 1 : 2;
     /* CUtensorMapSwizzle NONE, 32B, 64B, 128B */
     int swizzle = swizzle_bytes == 128 ? 3 : swizzle_bytes == 64 ? 2 : swizzle_bytes == 32 ? 1 : 0;
-    const unsigned element_strides[2] = {1, 1};
+    const unsigned element_strides[5] = {1, 1, 1, 1, 1};
     /* interleave none, L2 promotion 128B, out-of-bounds elements filled with zeros */
-    CU_CHECK(cuTensorMapEncodeTiled(map, type, 2, (void *)(uintptr_t)base, dims, &row_stride_bytes, box,
+    CU_CHECK(cuTensorMapEncodeTiled(map, type, (unsigned)rank, (void *)(uintptr_t)base, dims, strides_bytes, box,
                                     element_strides, 0, swizzle, 2, 0));
     return TILE_OK;
 }

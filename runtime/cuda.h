@@ -86,14 +86,17 @@ tile_status cuda_launch(CudaDevice *device, CudaFunction *fn, const CudaLaunch *
 tile_status cuda_synchronize(CudaDevice *device, Strbuf *err);
 
 /* Tensor maps for TMA copies (sm_90a): whether the driver has cuTensorMapEncodeTiled (optional:
- * without it the runtime compiles no TMA rings), and the encoding of a 2-D tiled map into
- * map[128] (64-byte aligned): elements of elem_bytes at base, dims and box innermost first (the
- * columns, then the rows), the rows row_stride_bytes apart, the swizzle mode of swizzle_bytes
- * (0, 32, 64, 128), zeros outside the tensor. */
+ * without it the runtime compiles no TMA rings), and the encoding of a tiled map of rank 1 to 5
+ * into map[128] (64-byte aligned): elements of elem_bytes at base, dims and box innermost first
+ * (the columns, then the rows, then the leading dimensions), the innermost dimension contiguous
+ * and dimension d + 1 strides_bytes[d] apart (rank - 1 of them), the swizzle mode of
+ * swizzle_bytes (0, 32, 64, 128), zeros outside the tensor. What TMA cannot take (a base not
+ * 16-byte aligned, a stride that is not a positive multiple of 16 bytes below 2^40, a size
+ * outside [1, 2^32], a box outside [1, 256]) is TILE_ERROR_INVALID_ARGUMENT with the reason,
+ * before the driver is asked. */
 bool cuda_has_tensor_maps(void);
-tile_status cuda_tensor_map_encode_2d(void *map, int elem_bytes, const void *base, const uint64_t dims[2],
-                                      uint64_t row_stride_bytes, const unsigned box[2], int swizzle_bytes,
-                                      Strbuf *err);
+tile_status cuda_tensor_map_encode(void *map, int elem_bytes, const void *base, int rank, const uint64_t *dims,
+                                   const uint64_t *strides_bytes, const unsigned *box, int swizzle_bytes, Strbuf *err);
 
 tile_status cuda_stream_create(CudaDevice *device, CudaStream **out, Strbuf *err);
 tile_status cuda_stream_synchronize(CudaDevice *device, CudaStream *stream, Strbuf *err);

@@ -47,11 +47,12 @@
 #include "vm.h"
 
 /* The tensor maps of a function with TMA rings, encoded for the arguments of the latest launch:
- * launches with the same tensors (base, sizes, row stride) reuse them, others encode again. */
+ * launches with the same tensors (base, sizes, strides) reuse them, others encode again. */
+enum { RT_TMA_SIGNATURE = 1 + 2 * IR_TMA_MAX_RANK }; /* base, sizes, strides (unused ones 0) */
 typedef struct RtTmaMaps {
     pthread_mutex_t lock;
     bool valid;
-    uint64_t signature[IR_MAX_TMA_MAPS][4];
+    uint64_t signature[IR_MAX_TMA_MAPS][RT_TMA_SIGNATURE];
     _Alignas(64) uint8_t map[IR_MAX_TMA_MAPS][128];
 } RtTmaMaps;
 
@@ -364,10 +365,12 @@ typedef struct Build {
 } Build;
 
 /* The launch data of an entry built with TMA rings allowed (CacheEntry.launch): the number of
- * tensor maps, then per map its parameter, box rows and columns, element bytes and swizzle, each
- * a little-endian int64. The launch needs the maps (ir_tma_maps of the IR after the GPU passes);
- * kept in the entry, a disk hit runs no GPU pass to learn them. */
-enum { TMA_MAP_FIELDS = 5 };
+ * tensor maps, then per map its parameter, the tensor's rank, the box (IR_TMA_MAX_RANK sizes,
+ * outermost first, 0 past the rank), element bytes and swizzle, each a little-endian int64. The
+ * launch needs the maps (ir_tma_maps of the IR after the GPU passes); kept in the entry, a disk
+ * hit runs no GPU pass to learn them. (Entries of the older 2-d layout, 5 fields a map, do not
+ * decode: they are rebuilt.) */
+enum { TMA_MAP_FIELDS = 4 + IR_TMA_MAX_RANK };
 
 static void put_le64(uint8_t *p, int64_t v) {
     for (int i = 0; i < 8; i++) p[i] = (uint8_t)((uint64_t)v >> (8 * i));
@@ -384,8 +387,10 @@ static void tma_maps_encode(const IrTmaMap *maps, int n, CacheEntry *e) {
     e->launch = xmalloc(e->launch_len);
     put_le64(e->launch, n);
     for (int i = 0; i < n; i++) {
-        const int64_t fields[TMA_MAP_FIELDS] = {maps[i].param, maps[i].box[0], maps[i].box[1], maps[i].elem_bytes,
-                                                maps[i].swizzle};
+        int64_t fields[TMA_MAP_FIELDS] = {maps[i].param, maps[i].rank};
+        for (int d = 0; d < IR_TMA_MAX_RANK; d++) fields[2 + d] = d < maps[i].rank ? maps[i].box[d] : 0;
+        fields[2 + IR_TMA_MAX_RANK] = maps[i].elem_bytes;
+        fields[3 + IR_TMA_MAX_RANK] = maps[i].swizzle;
         for (int j = 0; j < TMA_MAP_FIELDS; j++) put_le64(e->launch + 8 + ((size_t)i * TMA_MAP_FIELDS + j) * 8, fields[j]);
     }
 }
@@ -398,10 +403,16 @@ static bool tma_maps_decode(const CacheEntry *e, IrTmaMap *maps, int *n) {
     for (int i = 0; i < count; i++) {
         int64_t f[TMA_MAP_FIELDS];
         for (int j = 0; j < TMA_MAP_FIELDS; j++) f[j] = get_le64(e->launch + 8 + ((size_t)i * TMA_MAP_FIELDS + j) * 8);
-        if (f[0] < 0 || f[0] > INT32_MAX || f[1] <= 0 || f[1] > 256 || f[2] <= 0 || f[2] > 256 || f[3] <= 0 ||
-            f[3] > 16 || (f[4] != 0 && f[4] != 32 && f[4] != 64 && f[4] != 128))
+        int64_t rank = f[1], elem_bytes = f[2 + IR_TMA_MAX_RANK], swizzle = f[3 + IR_TMA_MAX_RANK];
+        if (f[0] < 0 || f[0] > INT32_MAX || rank < 2 || rank > IR_TMA_MAX_RANK || elem_bytes <= 0 || elem_bytes > 16 ||
+            (swizzle != 0 && swizzle != 32 && swizzle != 64 && swizzle != 128))
             return false; /* beyond what TMA takes: not ours */
-        maps[i] = (IrTmaMap){.param = (int)f[0], .box = {f[1], f[2]}, .elem_bytes = (int)f[3], .swizzle = (int)f[4]};
+        maps[i] = (IrTmaMap){.param = (int)f[0], .rank = (int)rank, .elem_bytes = (int)elem_bytes,
+                             .swizzle = (int)swizzle};
+        for (int d = 0; d < rank; d++) {
+            if (f[2 + d] <= 0 || f[2 + d] > 256) return false;
+            maps[i].box[d] = f[2 + d];
+        }
     }
     *n = (int)count;
     return true;
@@ -944,23 +955,33 @@ tile_status rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs, R
 enum { RT_LAUNCH_SLOTS = 64 };
 
 /* The tensor maps of f for args into out (one 128-byte map each, in f->tma's order): the ones of
- * the previous launch when its tensors were the same (base, sizes, row stride), else encoded
- * now through the driver. The variant's facts proved what TMA needs of each tensor. */
+ * the previous launch when its tensors were the same (base, sizes, strides), else encoded now
+ * through the driver. The variant's facts proved most of what TMA needs of each tensor; what they
+ * do not (a leading dimension of stride 1 or 0, a stride past 2^40 bytes) cuda_tensor_map_encode
+ * refuses, and the launch takes the generic kernel. */
 static tile_status tensor_maps(const RtCudaFunction *f, const tile_arg *args, size_t nargs,
                                uint8_t (*out)[128], Strbuf *err) {
     RtTmaMaps *e = f->encoded;
-    uint64_t signature[IR_MAX_TMA_MAPS][4];
+    uint64_t signature[IR_MAX_TMA_MAPS][RT_TMA_SIGNATURE];
+    memset(signature, 0, sizeof signature);
     for (int i = 0; i < f->ntma; i++) {
         const IrTmaMap *m = &f->tma[i];
-        if (m->param < 0 || (size_t)m->param >= nargs || args[m->param].kind != TILE_ARG_TENSOR) {
-            sb_printf(err, "tensor map %d: argument %d is not a tensor", i, m->param);
+        if (m->param < 0 || (size_t)m->param >= nargs || args[m->param].kind != TILE_ARG_TENSOR ||
+            args[m->param].tensor.rank != m->rank) {
+            sb_printf(err, "tensor map %d: argument %d is not a tensor of rank %d", i, m->param, m->rank);
             return TILE_ERROR_INVALID_ARGUMENT;
         }
         const tile_tensor *x = &args[m->param].tensor;
+        if (x->strides[m->rank - 1] != 1) {
+            sb_printf(err, "tensor map %d: argument %d's last stride is %lld, not 1", i, m->param,
+                      (long long)x->strides[m->rank - 1]);
+            return TILE_ERROR_INVALID_ARGUMENT;
+        }
         signature[i][0] = (uint64_t)(uintptr_t)x->data;
-        signature[i][1] = (uint64_t)x->shape[0];
-        signature[i][2] = (uint64_t)x->shape[1];
-        signature[i][3] = (uint64_t)x->strides[0];
+        for (int d = 0; d < m->rank; d++) {
+            signature[i][1 + d] = (uint64_t)x->shape[d];
+            signature[i][1 + IR_TMA_MAX_RANK + d] = (uint64_t)x->strides[d];
+        }
     }
     tile_status st = TILE_OK;
     pthread_mutex_lock(&e->lock);
@@ -968,10 +989,19 @@ static tile_status tensor_maps(const RtCudaFunction *f, const tile_arg *args, si
         e->valid = false;
         for (int i = 0; i < f->ntma && st == TILE_OK; i++) {
             const IrTmaMap *m = &f->tma[i];
-            const uint64_t dims[2] = {signature[i][2], signature[i][1]}; /* columns, rows */
-            const unsigned box[2] = {(unsigned)m->box[1], (unsigned)m->box[0]};
-            st = cuda_tensor_map_encode_2d(e->map[i], m->elem_bytes, (const void *)(uintptr_t)signature[i][0], dims,
-                                           signature[i][3] * (uint64_t)m->elem_bytes, box, m->swizzle, err);
+            /* the driver's order is innermost first: columns, rows, then the leading dimensions;
+             * strides in bytes, of every dimension but the innermost (a negative one is refused as
+             * a huge one) */
+            uint64_t dims[IR_TMA_MAX_RANK], strides[IR_TMA_MAX_RANK];
+            unsigned box[IR_TMA_MAX_RANK];
+            for (int d = 0; d < m->rank; d++) {
+                int outer = m->rank - 1 - d;
+                dims[d] = signature[i][1 + outer];
+                box[d] = (unsigned)m->box[outer];
+                if (d) strides[d - 1] = signature[i][1 + IR_TMA_MAX_RANK + outer] * (uint64_t)m->elem_bytes;
+            }
+            st = cuda_tensor_map_encode(e->map[i], m->elem_bytes, (const void *)(uintptr_t)signature[i][0], m->rank,
+                                        dims, strides, box, m->swizzle, err);
         }
         if (st == TILE_OK) {
             memcpy(e->signature, signature, (size_t)f->ntma * sizeof signature[0]);

@@ -1074,7 +1074,8 @@ static bool exec_mbarrier_init(VmThread *th, VmFrame *fr, const IrOp *op) {
 }
 
 /* copy_tma (tensor, origin..., dst, mbarriers, stage): the box, copied now; dst stays in flight until
- * a wait on mbarriers[stage] for the phase in progress. */
+ * a wait on mbarriers[stage] for the phase in progress. The box is dst's shape on the tensor's last
+ * dimensions and 1 on the leading ones dst lacks. */
 static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
     const VmTensor *t = operand_tensor(th, fr, op, 0);
     if (!t) return false;
@@ -1103,12 +1104,15 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
                             " filled and no wait has seen yet (a producer ahead of its consumer)", c->phase, c->stage);
     }
     const IrType *dt = op->operands[di]->type;
+    int lead = t->rank - dt->rank;
+    if (lead < 0) return vm_error(th, op, "a box of rank %d from a tensor of rank %d", dt->rank, t->rank);
     for (int64_t p = 0; p < n; p++) {
         int64_t rest = p, off = 0;
         bool inside = true;
         for (int d = t->rank - 1; d >= 0; d--) {
-            int64_t i = origin[d] + rest % dt->shape[d];
-            rest /= dt->shape[d];
+            int64_t extent = d < lead ? 1 : dt->shape[d - lead];
+            int64_t i = origin[d] + rest % extent;
+            rest /= extent;
             inside = inside && i >= 0 && i < t->shape[d];
             off += i * t->strides[d];
         }

@@ -10,7 +10,9 @@
  * would decide otherwise; num_sms() in a grid is
  * the device's count; a disk-cache hit in a new context loads the kernel without running a GPU
  * pass (tile_compile_times' passes do not move across the launch) and still knows the variant's
- * TMA tensor maps (they come from the entry's launch data), which the launch then encodes. */
+ * TMA tensor maps (they come from the entry's launch data), which the launch then encodes; the
+ * maps of rank-4 tensors (flash_fwd's K and V) get the tensors' four sizes and three strides and a
+ * box of 1 on the leading dimensions, and a tensor TMA cannot take launches the generic kernel. */
 #include <criterion/criterion.h>
 #include <dlfcn.h>
 #include <stdio.h>
@@ -31,6 +33,11 @@ typedef struct FakeCudaStats {
     uint64_t modules_loaded;
     uint64_t tensor_maps;
     uint64_t context_sets;
+    uint64_t tensor_maps_refused;
+    unsigned map_rank;
+    uint64_t map_dims[5], map_strides[4];
+    unsigned map_box[5];
+    int map_swizzle;
 } FakeCudaStats;
 
 static FakeCudaStats *fake(void) {
@@ -275,4 +282,69 @@ Test(cuda_host, disk_hit_runs_no_gpu_pass_and_keeps_the_tensor_maps) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
+}
+
+/* flash_fwd on the fake sm_90a: the variant for contiguous tensors copies K and V ([B, HKV, S, D])
+ * by TMA: two maps of rank 4, encoded innermost first (sizes D, S, HKV, B; strides in bytes of
+ * the rows, the heads and the batches; the box BN rows of 64 columns, 1 head, 1 batch; 128-byte
+ * swizzle). A K whose batch dimension (of size 1) has stride 1 has the same facts (every stride
+ * is 1 or a multiple of 16), so the same variant is chosen, but TMA cannot take a 2-byte stride:
+ * the runtime refuses that map before the driver sees it and the launch takes the generic
+ * kernel (no map encoded, no error, the launch made). */
+Test(cuda_host, rank4_tensor_maps_for_flash_fwd_and_the_generic_kernel_for_what_tma_refuses) {
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
+    tile_context *ctx = open_fake();
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stdlib/attention/flash_fwd.tile", TILE_SOURCE_DIR);
+    tile_program *p;
+    cr_assert_eq(tile_program_from_file(ctx, path, &p), TILE_OK, "%s", tile_context_message(ctx));
+    const tile_constant c[] = {{.name = "BN", .i = 64}, {.name = "STAGES", .i = 2}};
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "flash_fwd", c, 2, &k), TILE_OK, "%s", tile_context_message(ctx));
+    const int64_t b = 2, hq = 4, hkv = 2, s = 256, d = 128;
+    void *q, *kk, *v, *o;
+    cr_assert_eq(tile_alloc(ctx, (size_t)(b * hq * s * d * 2), &q), TILE_OK);
+    cr_assert_eq(tile_alloc(ctx, (size_t)(b * hkv * s * d * 2), &kk), TILE_OK);
+    cr_assert_eq(tile_alloc(ctx, (size_t)(b * hkv * s * d * 2), &v), TILE_OK);
+    cr_assert_eq(tile_alloc(ctx, (size_t)(b * hq * s * d * 2), &o), TILE_OK);
+    const int64_t sq[4] = {b, hq, s, d}, skv[4] = {b, hkv, s, d};
+    tile_arg args[5] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, q, 4, sq)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, kk, 4, skv)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, v, 4, skv)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, o, 4, sq)},
+                        {.kind = TILE_ARG_FLOAT, .f = 0.088}};
+    FakeCudaStats *st = fake();
+    uint64_t maps = st->tensor_maps, launches = st->launches;
+    cr_assert_eq(tile_kernel_launch(k, args, 5, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(st->launches, launches + 1);
+    cr_assert_eq(rt_cuda_num_tma_maps(k, args, 5), 2, "K and V");
+    cr_assert_eq(st->tensor_maps, maps + 2);
+    cr_assert_eq(st->map_rank, 4); /* the latest: V's */
+    cr_assert(st->map_dims[0] == (uint64_t)d && st->map_dims[1] == (uint64_t)s && st->map_dims[2] == (uint64_t)hkv &&
+              st->map_dims[3] == (uint64_t)b, "dims %llu %llu %llu %llu", (unsigned long long)st->map_dims[0],
+              (unsigned long long)st->map_dims[1], (unsigned long long)st->map_dims[2], (unsigned long long)st->map_dims[3]);
+    cr_assert(st->map_strides[0] == (uint64_t)(d * 2) && st->map_strides[1] == (uint64_t)(s * d * 2) &&
+              st->map_strides[2] == (uint64_t)(hkv * s * d * 2));
+    cr_assert(st->map_box[0] == 64 && st->map_box[1] == 64 && st->map_box[2] == 1 && st->map_box[3] == 1,
+              "box %u %u %u %u", st->map_box[0], st->map_box[1], st->map_box[2], st->map_box[3]);
+    cr_assert_eq(st->map_swizzle, 3, "128B");
+    /* the same tensors again: the maps of the previous launch */
+    cr_assert_eq(tile_kernel_launch(k, args, 5, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(st->tensor_maps, maps + 2);
+    /* K of one batch whose batch stride is 1: TMA cannot take it; the generic kernel runs */
+    const int64_t one[4] = {1, hkv, s, d};
+    for (int i = 0; i < 4; i++) {
+        args[i].tensor.shape[0] = 1;
+        if (i == 1) args[i].tensor = tile_tensor_contiguous(TILE_BF16, kk, 4, one), args[i].tensor.strides[0] = 1;
+    }
+    cr_assert_eq(rt_cuda_num_tma_maps(k, args, 5), 2, "the variant chosen has the TMA ring");
+    maps = st->tensor_maps, launches = st->launches;
+    uint64_t refused = st->tensor_maps_refused;
+    cr_assert_eq(tile_kernel_launch(k, args, 5, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    cr_assert_eq(st->launches, launches + 1, "launched");
+    cr_assert_eq(st->tensor_maps, maps, "with no tensor map");
+    cr_assert_eq(st->tensor_maps_refused, refused, "refused before the driver was asked");
+    tile_free(ctx, q), tile_free(ctx, kk), tile_free(ctx, v), tile_free(ctx, o);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
 }

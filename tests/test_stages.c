@@ -13,6 +13,7 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "ir/mma.h"
+#include "ir/tma.h"
 #include "runtime/runtime.h"
 #include "runtime/vm.h"
 #include "backend/backend.h"
@@ -747,4 +748,254 @@ Test(stages, i8_gemm_on_wgmma_and_the_vm_results_do_not_change) {
     }
     compiled_free(&c[0]);
     compiled_free(&c[1]);
+}
+
+/* ---- TMA out of tensors of rank above 2 (flash_fwd's K and V) -------------------------------------- */
+
+typedef struct FlashTma {
+    int tma_rank4, tma_other, copies_rank4, copies_in_loops;
+} FlashTma;
+
+static bool count_flash_tma(IrOp *op, void *ctx) {
+    FlashTma *c = ctx;
+    bool in_loop = op->parent->parent_op != NULL;
+    if (op->code == OP_COPY_TMA) {
+        const IrType *tt = op->operands[0]->type, *dt = op->operands[1 + tt->rank]->type;
+        if (tt->rank == 4 && op->noperands == 8 && dt->rank == 2) c->tma_rank4++;
+        else c->tma_other++;
+    }
+    if (op->code == OP_COPY_ASYNC) {
+        c->copies_rank4 += op->operands[0]->type->rank == 4;
+        c->copies_in_loops += in_loop;
+    }
+    return true;
+}
+
+/* flash_fwd compiled for t (gpu: with the GPU passes) at BN and CAUSAL; D = 128, BM = 128, 8 warps. */
+static Compiled compile_flash(bool gpu, const Target *t, int bn, int causal) {
+    size_t len;
+    char *text = test_read_source_file("stdlib/attention/flash_fwd.tile", &len);
+    DiagList d = {0};
+    Compiled c = {0};
+    c.ast = parse_source("flash_fwd.tile", text, len, &d);
+    free(text);
+    cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
+    ConstBinding consts[2] = {{.name = "BN", .i = bn}, {.name = "CAUSAL", .i = causal}};
+    RtCompileOptions opt = {.gpu = gpu, .target = *t};
+    c.module = rt_compile(c.ast, "flash_fwd", consts, 2, &opt, &d, &c.kernel);
+    cr_assert_not_null(c.module, "%s", sb_str(&d.text));
+    diag_free(&d);
+    return c;
+}
+
+/* flash_fwd on sm_90a with every launch fact (wgmma on): the K and V tiles, [BN, D] slices of the
+ * [B, HKV, S, D] tensors at scalar batch and head indices, are copied by TMA out of the rank-4
+ * tensors (four origins: b, hk, n, 0; the box is 1 on b and hk), in both key loops (prologue and
+ * steady state: 2 x 2 copies per tensor per loop, 8 in all); no cp.async is left in the loops (Q,
+ * before them, keeps its one cp.async). Without facts, or on sm_80, K and V keep cp.async. */
+Test(stages, flash_kv_loads_of_rank4_tensors_become_tma_rings) {
+    Target wg = tma_target;
+    wg.no_wgmma = false;
+    const int bns[] = {64, 128};
+    for (int i = 0; i < 2; i++) {
+        Compiled c = compile_flash(true, &wg, bns[i], 0);
+        FlashTma n = {0};
+        ir_walk(c.kernel->body, count_flash_tma, &n);
+        cr_assert_eq(n.tma_rank4, 8, "BN=%d: %d rank-4 TMA copies", bns[i], n.tma_rank4);
+        cr_assert_eq(n.tma_other, 0);
+        cr_assert_eq(n.copies_in_loops, 0, "BN=%d: %d cp.async copies left in the loops", bns[i], n.copies_in_loops);
+        cr_assert_eq(n.copies_rank4, 1, "Q's copy before the loops");
+        IrTmaMap maps[IR_MAX_TMA_MAPS];
+        int nmaps = ir_tma_maps(c.kernel, maps);
+        cr_assert_eq(nmaps, 2, "one map for K, one for V (%d)", nmaps);
+        for (int m = 0; m < 2; m++) {
+            cr_assert_eq(maps[m].param, 1 + m);
+            cr_assert_eq(maps[m].rank, 4);
+            cr_assert(maps[m].box[0] == 1 && maps[m].box[1] == 1 && maps[m].box[2] == bns[i] && maps[m].box[3] == 64,
+                      "box [%lld, %lld, %lld, %lld]", (long long)maps[m].box[0], (long long)maps[m].box[1],
+                      (long long)maps[m].box[2], (long long)maps[m].box[3]);
+            cr_assert_eq(maps[m].swizzle, 128);
+            cr_assert_eq(maps[m].elem_bytes, 2);
+        }
+        compiled_free(&c);
+    }
+    Target no_facts = wg, sm80 = wg;
+    no_facts.every_fact = false;
+    sm80.sm = 80, sm80.arch_specific = false;
+    const Target *plain[] = {&no_facts, &sm80};
+    for (int ti = 0; ti < 2; ti++) {
+        Compiled c = compile_flash(true, plain[ti], 64, 0);
+        FlashTma n = {0};
+        ir_walk(c.kernel->body, count_flash_tma, &n);
+        cr_assert_eq(n.tma_rank4 + n.tma_other, 0, "target %d", ti);
+        cr_assert_gt(n.copies_in_loops, 0, "target %d", ti);
+        compiled_free(&c);
+    }
+}
+
+/* Runs flash_fwd on the VM over fresh random bf16 Q, K, V (the same seed each time) into o. */
+static bool run_flash(const IrFunction *k, int64_t b, int64_t hq, int64_t hkv, int64_t s, uint16_t *o, Strbuf *err) {
+    const int64_t d = 128;
+    int64_t nq = b * hq * s * d, nkv = b * hkv * s * d;
+    uint16_t *q = malloc((size_t)nq * 2), *kk = malloc((size_t)nkv * 2), *v = malloc((size_t)nkv * 2);
+    uint64_t r = 11;
+    uint16_t *bufs[3] = {q, kk, v};
+    for (int t = 0; t < 3; t++)
+        for (int64_t i = 0; i < (t ? nkv : nq); i++)
+            bufs[t][i] = bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f * 4.0f - 2.0f);
+    int64_t sq[4] = {b, hq, s, d}, skv[4] = {b, hkv, s, d};
+    tile_arg args[5] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, q, 4, sq)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, kk, 4, skv)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, v, 4, skv)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, o, 4, sq)},
+                        {.kind = TILE_ARG_FLOAT, .f = 0.088}};
+    bool ok = vm_launch_threads(k, args, 5, 2, err);
+    free(q), free(kk), free(v);
+    return ok;
+}
+
+/* The VM's results of flash_fwd before and after the GPU passes for sm_90a with every launch fact
+ * (the variant TILE_EMIT_SPECIALIZED=1 shows: K and V through rank-4 TMA rings, both dots on
+ * wgmma) are bit-identical, causal and not, at BN 64 and 128, with S = 200 (a tail in the keys
+ * and in the queries: the boxes' rows past S read 0), two batches and grouped-query heads (HQ = 4,
+ * HKV = 2: the head origin is h / 2), so that origins in the wrong order read other data. */
+Test(stages, flash_fwd_vm_results_do_not_change_with_rank4_tma_rings) {
+    Target wg = tma_target;
+    wg.no_wgmma = false;
+    const int64_t b = 2, hq = 4, hkv = 2, s = 200, n = b * hq * s * 128;
+    for (int causal = 0; causal < 2; causal++) {
+        for (int bi = 0; bi < 2; bi++) {
+            int bn = bi ? 128 : 64;
+            Compiled plain = compile_flash(false, &wg, bn, causal);
+            Compiled piped = compile_flash(true, &wg, bn, causal);
+            FlashTma cnt = {0};
+            ir_walk(piped.kernel->body, count_flash_tma, &cnt);
+            cr_assert_eq(cnt.tma_rank4, 8);
+            uint16_t *o1 = calloc((size_t)n, 2), *o2 = calloc((size_t)n, 2);
+            Strbuf err = {0};
+            cr_assert(run_flash(plain.kernel, b, hq, hkv, s, o1, &err), "%s", sb_str(&err));
+            cr_assert(run_flash(piped.kernel, b, hq, hkv, s, o2, &err), "CAUSAL=%d BN=%d: %s", causal, bn, sb_str(&err));
+            cr_assert(memcmp(o1, o2, (size_t)n * 2) == 0, "CAUSAL=%d BN=%d: results differ", causal, bn);
+            int64_t nonzero = 0;
+            for (int64_t i = 0; i < n; i++) nonzero += (o1[i] & 0x7fff) != 0;
+            cr_assert_gt(nonzero, n / 2, "the output was written");
+            sb_free(&err);
+            free(o1), free(o2);
+            compiled_free(&plain);
+            compiled_free(&piped);
+        }
+    }
+}
+
+/* Batched GEMMs over tensors of rank 3 ([G, M, K]) and 5 ([P, Q, R, M, K]): the tiles of A and B
+ * are sliced at scalar leading indices (from block_id(2)), so on sm_90a with every launch fact
+ * they are copied by TMA with 3 and 5 origins (the box 1 on the leading dimensions; 5 is TMA's
+ * largest rank), in the prologue and the steady state (3 copies each of A and B, 6 in all). The
+ * VM's results before and after the GPU passes are bit-identical at sizes with tails in M, N and
+ * K and several batches (a leading origin in the wrong place reads another batch). */
+static const char batched_gemm_source[] =
+    "kernel bgemm3<BM = 64, BN = 64, BK = 64>(a: tensor<bf16>[G, M, K], b: tensor<bf16>[G, K, N], c: tensor<f32>[G, M, N])\n"
+    "  grid(cdiv(M, BM), cdiv(N, BN), G) warps(4)\n"
+    "{\n"
+    "  let g = block_id(2);\n"
+    "  let m0 = block_id(0) * BM;\n"
+    "  let n0 = block_id(1) * BN;\n"
+    "  var acc = zeros<f32>[BM, BN];\n"
+    "  for k in 0 .. K step BK pipeline(3) {\n"
+    "    acc = dot(a[g, m0 :+ BM, k :+ BK], b[g, k :+ BK, n0 :+ BN], acc);\n"
+    "  }\n"
+    "  c[g, m0 :+ BM, n0 :+ BN] = acc;\n"
+    "}\n"
+    "\n"
+    "kernel bgemm5<BM = 64, BN = 64, BK = 64>(a: tensor<bf16>[P, Q, R, M, K], b: tensor<bf16>[P, Q, R, K, N],\n"
+    "    c: tensor<f32>[P, Q, R, M, N])\n"
+    "  grid(cdiv(M, BM), cdiv(N, BN), P * Q * R) warps(4)\n"
+    "{\n"
+    "  let z = block_id(2);\n"
+    "  let p = z / (Q * R);\n"
+    "  let q = (z / R) % Q;\n"
+    "  let r = z % R;\n"
+    "  let m0 = block_id(0) * BM;\n"
+    "  let n0 = block_id(1) * BN;\n"
+    "  var acc = zeros<f32>[BM, BN];\n"
+    "  for k in 0 .. K step BK pipeline(3) {\n"
+    "    acc = dot(a[p, q, r, m0 :+ BM, k :+ BK], b[p, q, r, k :+ BK, n0 :+ BN], acc);\n"
+    "  }\n"
+    "  c[p, q, r, m0 :+ BM, n0 :+ BN] = acc;\n"
+    "}\n";
+
+static Compiled compile_batched(bool gpu, const char *kernel) {
+    DiagList d = {0};
+    Compiled c = {0};
+    c.ast = parse_source("batched.tile", batched_gemm_source, sizeof batched_gemm_source - 1, &d);
+    cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
+    Target t = tma_target;
+    t.no_wgmma = false;
+    RtCompileOptions opt = {.gpu = gpu, .target = t};
+    c.module = rt_compile(c.ast, kernel, NULL, 0, &opt, &d, &c.kernel);
+    cr_assert_not_null(c.module, "%s", sb_str(&d.text));
+    diag_free(&d);
+    return c;
+}
+
+typedef struct RankCopies {
+    int rank, tma, other;
+} RankCopies;
+
+static bool count_rank_copies(IrOp *op, void *ctx) {
+    RankCopies *c = ctx;
+    if (op->code == OP_COPY_TMA) {
+        if (op->operands[0]->type->rank == c->rank && op->noperands == (uint32_t)c->rank + 4) c->tma++;
+        else c->other++;
+    }
+    if (op->code == OP_COPY_ASYNC) c->other++;
+    return true;
+}
+
+/* Runs a batched gemm on the VM: lead[0..nlead) leading sizes, A [lead, m, k], B [lead, k, n]. */
+static bool run_batched(const IrFunction *k, const int64_t *lead, int nlead, int64_t m, int64_t n, int64_t kk,
+                        float *c, Strbuf *err) {
+    int64_t g = 1, sa[5], sb[5], sc[5];
+    for (int i = 0; i < nlead; i++) g *= lead[i], sa[i] = sb[i] = sc[i] = lead[i];
+    sa[nlead] = m, sa[nlead + 1] = kk, sb[nlead] = kk, sb[nlead + 1] = n, sc[nlead] = m, sc[nlead + 1] = n;
+    uint16_t *a = malloc((size_t)(g * m * kk) * 2), *b = malloc((size_t)(g * kk * n) * 2);
+    uint64_t r = 5;
+    for (int64_t i = 0; i < g * m * kk; i++) a[i] = bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    for (int64_t i = 0; i < g * kk * n; i++) b[i] = bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, nlead + 2, sa)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, nlead + 2, sb)},
+                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, nlead + 2, sc)}};
+    bool ok = vm_launch_threads(k, args, 3, 2, err);
+    free(a), free(b);
+    return ok;
+}
+
+Test(stages, batched_gemm_tma_of_rank3_and_rank5_tensors) {
+    const char *kernels[2] = {"bgemm3", "bgemm5"};
+    const int64_t leads[2][3] = {{3}, {2, 1, 2}};
+    const int nleads[2] = {1, 3};
+    const int64_t m = 100, n = 72, kk = 130;
+    for (int i = 0; i < 2; i++) {
+        Compiled plain = compile_batched(false, kernels[i]);
+        Compiled piped = compile_batched(true, kernels[i]);
+        RankCopies cnt = {.rank = nleads[i] + 2};
+        ir_walk(piped.kernel->body, count_rank_copies, &cnt);
+        cr_assert(cnt.tma == 6 && cnt.other == 0, "%s: %d TMA copies of rank %d, %d others", kernels[i], cnt.tma,
+                  cnt.rank, cnt.other);
+        IrTmaMap maps[IR_MAX_TMA_MAPS];
+        cr_assert_eq(ir_tma_maps(piped.kernel, maps), 2);
+        for (int d = 0; d < cnt.rank; d++) cr_assert_eq(maps[0].box[d], d < cnt.rank - 2 ? 1 : 64);
+        int64_t g = 1;
+        for (int d = 0; d < nleads[i]; d++) g *= leads[i][d];
+        float *c1 = calloc((size_t)(g * m * n), 4), *c2 = calloc((size_t)(g * m * n), 4);
+        Strbuf err = {0};
+        cr_assert(run_batched(plain.kernel, leads[i], nleads[i], m, n, kk, c1, &err), "%s", sb_str(&err));
+        cr_assert(run_batched(piped.kernel, leads[i], nleads[i], m, n, kk, c2, &err), "%s: %s", kernels[i], sb_str(&err));
+        cr_assert(memcmp(c1, c2, (size_t)(g * m * n) * 4) == 0, "%s: results differ", kernels[i]);
+        cr_assert(c1[0] != 0 && c1[g * m * n - 1] != 0, "%s: the first and last batches were computed", kernels[i]);
+        sb_free(&err);
+        free(c1), free(c2);
+        compiled_free(&plain);
+        compiled_free(&piped);
+    }
 }

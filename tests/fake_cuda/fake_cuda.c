@@ -8,10 +8,12 @@
  * "fake GPU", of compute capability 9.0 (so kernels compile for sm_90a, with TMA rings: it has
  * cuTensorMapEncodeTiled), 132 multiprocessors and 227 KB of opt-in shared memory. Device memory
  * is host memory (cuMemAlloc is an aligned malloc, copies are memcpy), modules accept any image,
- * and cuLaunchKernel only records what it was given. Tests read the records through
+ * cuLaunchKernel only records what it was given, and cuTensorMapEncodeTiled refuses what the real
+ * driver refuses (its documented rules) and records the latest map it encoded. Tests read the records through
  * fake_cuda_stats (found with dlsym); bench_runtime --launch uses the stub to time the host side
  * of a launch alone. The signatures use plain C types of the same sizes as the driver's ABI.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,11 @@ typedef struct FakeCudaStats {
     uint64_t modules_loaded;    /* cuModuleLoadDataEx calls */
     uint64_t tensor_maps;       /* cuTensorMapEncodeTiled calls */
     uint64_t context_sets;      /* cuCtxSetCurrent calls */
+    uint64_t tensor_maps_refused; /* cuTensorMapEncodeTiled calls refused (the driver's rules) */
+    unsigned map_rank;          /* the latest encoded map's (innermost first, as the driver takes them) */
+    uint64_t map_dims[5], map_strides[4];
+    unsigned map_box[5];
+    int map_swizzle;
 } FakeCudaStats;
 
 static FakeCudaStats stats;
@@ -125,10 +132,30 @@ EXPORT CUresult cuEventDestroy_v2(void *e) { return (void)e, OK; }
 EXPORT CUresult cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void *address, const uint64_t *dims,
                                        const uint64_t *strides, const unsigned *box, const unsigned *element_strides,
                                        int interleave, int swizzle, int l2, int fill) {
-    (void)type, (void)rank, (void)dims, (void)strides, (void)box, (void)element_strides;
-    (void)interleave, (void)swizzle, (void)l2, (void)fill;
+    (void)element_strides, (void)interleave, (void)l2, (void)fill;
+    /* the driver's rules for a tiled map (CUDA Driver API): rank 1 to 5, a 16-byte aligned base,
+     * sizes 1 to 2^32, strides multiples of 16 bytes below 2^40, boxes 1 to 256, the inner box
+     * no wider than the swizzle span */
+    int elem = type == 0 ? 1 : type == 1 ? 2 : 4, span = swizzle ? 16 << swizzle : 0;
+    bool ok = rank >= 1 && rank <= 5 && (uintptr_t)address % 16 == 0 &&
+              (!span || box[0] * (unsigned)elem <= (unsigned)span);
+    for (unsigned d = 0; ok && d < rank; d++) {
+        ok = dims[d] >= 1 && dims[d] <= (UINT64_C(1) << 32) && box[d] >= 1 && box[d] <= 256;
+        if (d) ok = ok && strides[d - 1] % 16 == 0 && strides[d - 1] < (UINT64_C(1) << 40);
+    }
+    if (!ok) {
+        stats.tensor_maps_refused++;
+        return ERROR_INVALID_VALUE;
+    }
     memset(map, 0, 128);
     memcpy(map, &address, sizeof address);
     stats.tensor_maps++;
+    stats.map_rank = rank;
+    stats.map_swizzle = swizzle;
+    for (unsigned d = 0; d < rank; d++) {
+        stats.map_dims[d] = dims[d];
+        stats.map_box[d] = box[d];
+        if (d) stats.map_strides[d - 1] = strides[d - 1];
+    }
     return OK;
 }

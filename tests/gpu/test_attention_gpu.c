@@ -4,7 +4,10 @@
  * reference (softmax attention in double over the rounded inputs), and the GPU against the VM:
  * the defaults (BM=128, BN=64, D=128, 8 warps) and 4 warps, causal and not, D=64 with other
  * tiles, grouped-query heads, sequence lengths with tails on both tiles. The output is a
- * strided view with sentinel rows after each head, so a row written past S is caught.
+ * strided view with sentinel rows after each head, so a row written past S is caught. K and V
+ * are contiguous (on sm_90a: copied by TMA out of the rank-4 tensors), or laid out [B, S, H, D]
+ * and viewed as [B, H, S, D] (TMA with the heads' stride below the rows'), or of one batch with a
+ * batch stride of 1 (a stride TMA cannot take: the generic kernel's cp.async rings).
  * Skips with a message where there is no GPU. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -40,6 +43,7 @@ static double uniform(double lo, double hi) {
 typedef struct Shape {
     int64_t b, hq, hkv, s, d;
     int causal, bm, bn, w; /* tiles and warps: 0 for the kernel's default */
+    int kv;                /* K and V: 0 contiguous, 1 [B, S, H, D] in memory, 2 batch stride 1 (b = 1) */
 } Shape;
 
 enum { PAD_ROWS = 2 };
@@ -76,6 +80,18 @@ static double *run_on(tile_context *ctx, Shape c, void *pq, void *pk, void *pv) 
     cr_assert_eq(tile_pack(TILE_BF16, o, no, po), TILE_OK);
     void *dev[4] = {pq, pk, pv, po};
     size_t bytes[4] = {bq, bkv, bkv, bo};
+    void *permuted[2] = {NULL, NULL};
+    if (c.kv == 1) /* K and V with the heads inside the rows: [b, s, h, :] */
+        for (int t = 0; t < 2; t++) {
+            const uint16_t *from = dev[1 + t];
+            uint16_t *to = permuted[t] = malloc(bkv);
+            for (int64_t b = 0; b < c.b; b++)
+                for (int64_t h = 0; h < c.hkv; h++)
+                    for (int64_t i = 0; i < c.s; i++)
+                        memcpy(to + ((b * c.s + i) * c.hkv + h) * c.d, from + ((b * c.hkv + h) * c.s + i) * c.d,
+                               (size_t)c.d * 2);
+            dev[1 + t] = to;
+        }
     if (ctx == gpu) /* device copies */
         for (int i = 0; i < 4; i++) {
             void *host = dev[i];
@@ -89,6 +105,14 @@ static double *run_on(tile_context *ctx, Shape c, void *pq, void *pk, void *pv) 
                         {.kind = TILE_ARG_FLOAT, .f = 1.0 / sqrt((double)c.d)}};
     args[3].tensor.strides[1] = rows * c.d;
     args[3].tensor.strides[0] = c.hq * rows * c.d;
+    for (int t = 1; t <= 2; t++) {
+        if (c.kv == 1) {
+            args[t].tensor.strides[0] = c.s * c.hkv * c.d;
+            args[t].tensor.strides[1] = c.d;
+            args[t].tensor.strides[2] = c.hkv * c.d;
+        }
+        if (c.kv == 2) args[t].tensor.strides[0] = 1; /* (one batch: never stepped) */
+    }
     cr_assert_eq(tile_kernel_launch(get_kernel(ctx, c), args, 5, NULL), TILE_OK, "%s", tile_context_message(ctx));
     cr_assert_eq(tile_synchronize(ctx), TILE_OK, "%s", tile_context_message(ctx));
     if (ctx == gpu) {
@@ -97,6 +121,7 @@ static double *run_on(tile_context *ctx, Shape c, void *pq, void *pk, void *pv) 
     }
     tile_unpack(TILE_BF16, po, no, o);
     free(po);
+    free(permuted[0]), free(permuted[1]);
     return o;
 }
 
@@ -162,5 +187,16 @@ Test(attention_gpu, d64_other_tiles) {
     for (int causal = 0; causal <= 1; causal++) {
         check_case((Shape){.b = 1, .hq = 2, .hkv = 2, .s = 257, .d = 64, .causal = causal});
         check_case((Shape){.b = 1, .hq = 4, .hkv = 1, .s = 37, .d = 64, .causal = causal, .bm = 64, .bn = 32, .w = 4});
+    }
+}
+
+/* K and V in other layouts (Shape.kv): [B, S, H, D] memory viewed as [B, H, S, D] (TMA maps with
+ * the head stride below the row stride), and a batch stride of 1 that TMA cannot take (the launch
+ * falls back to the generic kernel): the same results as the VM and the reference. */
+Test(attention_gpu, kv_strided_layouts) {
+    for (int causal = 0; causal <= 1; causal++) {
+        check_case((Shape){.b = 2, .hq = 4, .hkv = 2, .s = 200, .d = 128, .causal = causal, .kv = 1});
+        check_case((Shape){.b = 1, .hq = 2, .hkv = 2, .s = 130, .d = 64, .causal = causal, .kv = 1});
+        check_case((Shape){.b = 1, .hq = 2, .hkv = 1, .s = 200, .d = 128, .causal = causal, .bn = 128, .kv = 2});
     }
 }
