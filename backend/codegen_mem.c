@@ -392,6 +392,8 @@ typedef struct Access {
     bool static_strides;              /* the other dimensions' strides keep W-vectors aligned */
     bool masked_groups;               /* an index is masked (unmasked_index): a vector group
                                          needs every element in bounds, not only its first */
+    bool whole_groups;                /* the launch facts prove every vector group wholly in or
+                                         wholly out of bounds and aligned: no scalar fallback */
     bool predicated;                  /* scalar accesses are predicated, not branched around */
     bool unit_last;                   /* predicated: the launch facts give the last dimension
                                          stride 1 (its offsets need no multiply) */
@@ -461,6 +463,11 @@ static void plan_vector(Cg *g, const IrOp *op, Access *a) {
     a->static_align = s && s->aligned16 && a->unit_stride && div >= w;
     a->static_bounds = s && trank <= 6 && s->size_div16[trank - 1] && div >= w && w <= 16;
     a->static_strides = a->static_align && s->strides_div16 && w <= 16;
+    /* With these facts vector_ok is the first element's mask alone, and it decides the group:
+     * the other indices are constant over it, the last one starts at a multiple of W and the
+     * last size is a multiple of 16 (so of W). A group failing it has every element masked off:
+     * its scalar fallback would load zeros or store nothing, and is not emitted. */
+    a->whole_groups = a->static_bounds && a->static_strides && !masked;
 }
 
 static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, const Layout *layout, int nfetch,
@@ -527,6 +534,17 @@ static void access_slot(Cg *g, const IrOp *op, const Access *a, const CgValue *t
     *offset = off;
     *mask = m;
     if (value) *value = fetch_at(g, &a->idx[trank], j, a->rank, coords);
+}
+
+/* The stored value of slot j alone (access_slot without the offset and mask). */
+static LLVMValueRef access_value(Cg *g, const Access *a, int trank, uint32_t j) {
+    LLVMValueRef coords[IR_MAX_RANK];
+    if (fetch_needs_coords(&a->idx[trank])) {
+        if (a->layout) cg_slot_coords(g, a->layout, j, coords);
+        else
+            for (int d = 0; d < a->rank; d++) coords[d] = cg_i64(g, 0);
+    }
+    return fetch_at(g, &a->idx[trank], j, a->rank, coords);
 }
 
 /* Whether the vector group starting at a slot with these offset/mask/last index may take the
@@ -711,9 +729,9 @@ bool cg_load(Cg *g, const IrOp *op) {
                 all = LLVMBuildAnd(g->b, all, masks[i], "");
             }
         LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
-        LLVMBasicBlockRef vec_bb = cg_block(g, "ldv.vec"), scal_bb = cg_block(g, "ldv.scalar"),
-                          join = cg_block(g, "ldv.join");
-        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b), vec_bb = cg_block(g, "ldv.vec"),
+                          scal_bb = a.whole_groups ? NULL : cg_block(g, "ldv.scalar"), join = cg_block(g, "ldv.join");
+        LLVMBuildCondBr(g->b, ok, vec_bb, a.whole_groups ? join : scal_bb);
         LLVMPositionBuilderAtEnd(g->b, vec_bb);
         LLVMTypeRef vt = LLVMVectorType(mt, w);
         LLVMValueRef ld = LLVMBuildLoad2(g->b, vt, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""), "");
@@ -722,15 +740,19 @@ bool cg_load(Cg *g, const IrOp *op) {
         for (uint32_t i = 0; i < w; i++)
             vv[i] = cg_convert(g, tt->elem, cg_from_mem(g, tt->elem, LLVMBuildExtractElement(g->b, ld, cg_i32(g, i), "")),
                                rt->elem);
-        LLVMBasicBlockRef vec_end = LLVMGetInsertBlock(g->b);
+        LLVMBasicBlockRef vec_end = LLVMGetInsertBlock(g->b), scal_end = from;
         LLVMBuildBr(g->b, join);
-        LLVMPositionBuilderAtEnd(g->b, scal_bb);
-        for (uint32_t i = 0; i < w; i++) {
-            if (i && !a.masked_groups) access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
-            sv[i] = scalar_load(g, op, &a, t, offs[i], masks[i]);
+        if (a.whole_groups) {
+            for (uint32_t i = 0; i < w; i++) sv[i] = LLVMConstNull(cg_reg_type(g, rt->elem));
+        } else {
+            LLVMPositionBuilderAtEnd(g->b, scal_bb);
+            for (uint32_t i = 0; i < w; i++) {
+                if (i && !a.masked_groups) access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
+                sv[i] = scalar_load(g, op, &a, t, offs[i], masks[i]);
+            }
+            scal_end = LLVMGetInsertBlock(g->b);
+            LLVMBuildBr(g->b, join);
         }
-        LLVMBasicBlockRef scal_end = LLVMGetInsertBlock(g->b);
-        LLVMBuildBr(g->b, join);
         LLVMPositionBuilderAtEnd(g->b, join);
         for (uint32_t i = 0; i < w; i++) {
             LLVMValueRef phi = LLVMBuildPhi(g->b, cg_reg_type(g, rt->elem), "");
@@ -829,14 +851,18 @@ bool cg_store(Cg *g, const IrOp *op) {
         vals[0] = value0, offs[0] = off, masks[0] = mask;
         LLVMValueRef all = mask;
         for (uint32_t i = 1; i < w; i++) {
+            if (a.whole_groups) { /* the value alone: no element but the first needs its own mask */
+                vals[i] = access_value(g, &a, tt->rank, j + i);
+                continue;
+            }
             access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], &vals[i], NULL);
             if (owner) masks[i] = LLVMBuildAnd(g->b, masks[i], owner, "");
             if (a.masked_groups) all = LLVMBuildAnd(g->b, all, masks[i], "");
         }
         LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
-        LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = cg_block(g, "stv.scalar"),
+        LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = a.whole_groups ? NULL : cg_block(g, "stv.scalar"),
                           join = cg_block(g, "stv.join");
-        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        LLVMBuildCondBr(g->b, ok, vec_bb, a.whole_groups ? join : scal_bb);
         LLVMPositionBuilderAtEnd(g->b, vec_bb);
         LLVMValueRef vec = LLVMGetUndef(LLVMVectorType(mt, w));
         for (uint32_t i = 0; i < w; i++)
@@ -844,9 +870,12 @@ bool cg_store(Cg *g, const IrOp *op) {
         LLVMValueRef st = LLVMBuildStore(g->b, vec, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""));
         LLVMSetAlignment(st, (unsigned)(w * cg_elem_bytes(to)));
         LLVMBuildBr(g->b, join);
-        LLVMPositionBuilderAtEnd(g->b, scal_bb);
-        for (uint32_t i = 0; i < w; i++) scalar_store(g, op, &a, t, offs[i], masks[i], cg_convert(g, from, vals[i], to));
-        LLVMBuildBr(g->b, join);
+        if (!a.whole_groups) {
+            LLVMPositionBuilderAtEnd(g->b, scal_bb);
+            for (uint32_t i = 0; i < w; i++)
+                scalar_store(g, op, &a, t, offs[i], masks[i], cg_convert(g, from, vals[i], to));
+            LLVMBuildBr(g->b, join);
+        }
         LLVMPositionBuilderAtEnd(g->b, join);
     }
     return true;
