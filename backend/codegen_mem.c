@@ -953,6 +953,7 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
             for (int d = 0; d < dt->rank; d++) coords[d] = cg_i64(g, 0);
         LLVMValueRef to = cg_shared_addr(g, dst->data, dt->shared, tt->elem, dt->rank, dt->shape, coords);
         LLVMBasicBlockRef scal_bb = cg_block(g, "cpa.scalar"), join = cg_block(g, "cpa.join");
+        bool always = false;
         if (owner) {
             LLVMBasicBlockRef go = cg_block(g, "cpa.owner");
             LLVMBuildCondBr(g->b, owner, go, join);
@@ -965,8 +966,11 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
              * branch, and only conditions uniform over the block remain (strides). */
             bool zfill = a.static_bounds;
             LLVMValueRef ok = vector_ok(g, op, &a, t, off, zfill ? LLVMConstInt(g->i1, 1, 0) : mask, last);
+            /* the launch facts prove every group aligned (ok is true): no scalar fallback */
+            always = LLVMIsAConstantInt(ok) && LLVMConstIntGetZExtValue(ok);
             LLVMBasicBlockRef vec_bb = cg_block(g, "cpa.vec");
-            LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+            if (always) LLVMBuildBr(g->b, vec_bb);
+            else LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
             LLVMPositionBuilderAtEnd(g->b, vec_bb);
             char name[64];
             snprintf(name, sizeof name, "llvm.nvvm.cp.async.%s.shared.global.%u%s", w * bytes == 16 ? "cg" : "ca",
@@ -979,6 +983,11 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
             LLVMBuildBr(g->b, join);
         } else {
             LLVMBuildBr(g->b, scal_bb);
+        }
+        if (always) {
+            LLVMDeleteBasicBlock(scal_bb);
+            LLVMPositionBuilderAtEnd(g->b, join);
+            continue;
         }
         LLVMPositionBuilderAtEnd(g->b, scal_bb);
         for (uint32_t i = 0; i < w; i++) {
