@@ -729,6 +729,16 @@ bool cg_load(Cg *g, const IrOp *op) {
                 all = LLVMBuildAnd(g->b, all, masks[i], "");
             }
         LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
+        if (a.whole_groups) { /* no branch: a group masked off reads @tile_zero's 16 zero bytes */
+            LLVMValueRef ptr = LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "");
+            ptr = LLVMBuildSelect(g->b, ok, ptr, zero_global(g), "");
+            LLVMValueRef ld = LLVMBuildLoad2(g->b, LLVMVectorType(mt, w), ptr, "");
+            LLVMSetAlignment(ld, (unsigned)(w * cg_elem_bytes(tt->elem)));
+            for (uint32_t i = 0; i < w; i++)
+                r->slots[j + i] = cg_convert(
+                    g, tt->elem, cg_from_mem(g, tt->elem, LLVMBuildExtractElement(g->b, ld, cg_i32(g, i), "")), rt->elem);
+            continue;
+        }
         LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b), vec_bb = cg_block(g, "ldv.vec"),
                           scal_bb = a.whole_groups ? NULL : cg_block(g, "ldv.scalar"), join = cg_block(g, "ldv.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, a.whole_groups ? join : scal_bb);
