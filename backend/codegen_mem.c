@@ -976,12 +976,14 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
              * branch, and only conditions uniform over the block remain (strides). */
             bool zfill = a.static_bounds;
             LLVMValueRef ok = vector_ok(g, op, &a, t, off, zfill ? LLVMConstInt(g->i1, 1, 0) : mask, last);
-            /* the launch facts prove every group aligned (ok is true): no scalar fallback */
+            /* the launch facts prove every group aligned (ok is true): no scalar fallback, and
+             * the copy goes in the block at hand */
             always = LLVMIsAConstantInt(ok) && LLVMConstIntGetZExtValue(ok);
-            LLVMBasicBlockRef vec_bb = cg_block(g, "cpa.vec");
-            if (always) LLVMBuildBr(g->b, vec_bb);
-            else LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
-            LLVMPositionBuilderAtEnd(g->b, vec_bb);
+            if (!always) {
+                LLVMBasicBlockRef vec_bb = cg_block(g, "cpa.vec");
+                LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+                LLVMPositionBuilderAtEnd(g->b, vec_bb);
+            }
             char name[64];
             snprintf(name, sizeof name, "llvm.nvvm.cp.async.%s.shared.global.%u%s", w * bytes == 16 ? "cg" : "ca",
                      (unsigned)(w * bytes), zfill ? ".s" : "");
@@ -990,14 +992,16 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
             LLVMValueRef args[3] = {to, src,
                                     LLVMBuildSelect(g->b, mask, cg_i32(g, w * bytes), cg_i32(g, 0), "")};
             cg_call_intrinsic(g, name, NULL, 0, args, zfill ? 3 : 2);
+            if (always) {
+                LLVMDeleteBasicBlock(scal_bb);
+                if (owner) LLVMBuildBr(g->b, join);
+                else LLVMDeleteBasicBlock(join);
+                if (owner) LLVMPositionBuilderAtEnd(g->b, join);
+                continue;
+            }
             LLVMBuildBr(g->b, join);
         } else {
             LLVMBuildBr(g->b, scal_bb);
-        }
-        if (always) {
-            LLVMDeleteBasicBlock(scal_bb);
-            LLVMPositionBuilderAtEnd(g->b, join);
-            continue;
         }
         LLVMPositionBuilderAtEnd(g->b, scal_bb);
         for (uint32_t i = 0; i < w; i++) {
