@@ -23,7 +23,11 @@
  * vector path when it is in bounds and aligned: the launch facts (CodegenParamSpec: aligned
  * data, unit stride, sizes divisible by 16) prove parts of that statically, the rest is one
  * uniform check per group, and a group that fails it (the edges, odd strides) takes masked
- * scalar accesses. A masked store's first index is select(mask, index, -1): its groups are
+ * scalar accesses. With every fact (aligned, unit last stride, other strides and the last size
+ * multiples of 16) a group is wholly in or wholly out of bounds, so there is no scalar fallback:
+ * a load selects its address or @tile_zero's and has no branch, a store is one branch around
+ * its vector store, a copy_async is its cp.async alone (half the LLVM IR of softmax and
+ * layernorm, and of the cold JIT with it: tests/test_codegen_size.c). A masked store's first index is select(mask, index, -1): its groups are
  * planned from the unmasked index and take the vector path only when every element's mask
  * holds. The masked scalar accesses of a tile whose size is not a power of two have no
  * branches: a load selects its address or @tile_zero's (16 zero bytes), a store is an inline
