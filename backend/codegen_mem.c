@@ -874,6 +874,12 @@ bool cg_store(Cg *g, const IrOp *op) {
             if (a.masked_groups) all = LLVMBuildAnd(g->b, all, masks[i], "");
         }
         LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
+        /* whole groups: from an opaque base (access_base), else LLVM's straight-line strength
+         * reduction compares each group's address with every earlier one (gemm's epilogue: its
+         * time in the code generator doubled); one per 8 groups, as for predicated accesses: the
+         * groups' blocks are a chain, so the block of a group's base dominates the next ones */
+        if (a.base) a.base_block = LLVMGetInsertBlock(g->b);
+        LLVMValueRef ptr = a.whole_groups ? LLVMBuildGEP2(g->b, mt, access_base(g, &a, t), &off, 1, "") : NULL;
         LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = a.whole_groups ? NULL : cg_block(g, "stv.scalar"),
                           join = cg_block(g, "stv.join");
         LLVMBuildCondBr(g->b, ok, vec_bb, a.whole_groups ? join : scal_bb);
@@ -881,7 +887,7 @@ bool cg_store(Cg *g, const IrOp *op) {
         LLVMValueRef vec = LLVMGetUndef(LLVMVectorType(mt, w));
         for (uint32_t i = 0; i < w; i++)
             vec = LLVMBuildInsertElement(g->b, vec, cg_to_mem(g, to, cg_convert(g, from, vals[i], to)), cg_i32(g, i), "");
-        LLVMValueRef st = LLVMBuildStore(g->b, vec, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""));
+        LLVMValueRef st = LLVMBuildStore(g->b, vec, ptr ? ptr : LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""));
         LLVMSetAlignment(st, (unsigned)(w * cg_elem_bytes(to)));
         LLVMBuildBr(g->b, join);
         if (!a.whole_groups) {
