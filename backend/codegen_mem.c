@@ -23,7 +23,11 @@
  * vector path when it is in bounds and aligned: the launch facts (CodegenParamSpec: aligned
  * data, unit stride, sizes divisible by 16) prove parts of that statically, the rest is one
  * uniform check per group, and a group that fails it (the edges, odd strides) takes masked
- * scalar accesses. A masked store's first index is select(mask, index, -1): its groups are
+ * scalar accesses. With every fact (aligned, unit last stride, other strides and the last size
+ * multiples of 16) a group is wholly in or wholly out of bounds, so there is no scalar fallback:
+ * a load selects its address or @tile_zero's and has no branch, a store is one branch around
+ * its vector store, a copy_async is its cp.async alone (half the LLVM IR of softmax and
+ * layernorm, and of the cold JIT with it: tests/test_codegen_size.c). A masked store's first index is select(mask, index, -1): its groups are
  * planned from the unmasked index and take the vector path only when every element's mask
  * holds. The masked scalar accesses of a tile whose size is not a power of two have no
  * branches: a load selects its address or @tile_zero's (16 zero bytes), a store is an inline
@@ -392,6 +396,8 @@ typedef struct Access {
     bool static_strides;              /* the other dimensions' strides keep W-vectors aligned */
     bool masked_groups;               /* an index is masked (unmasked_index): a vector group
                                          needs every element in bounds, not only its first */
+    bool whole_groups;                /* the launch facts prove every vector group wholly in or
+                                         wholly out of bounds and aligned: no scalar fallback */
     bool predicated;                  /* scalar accesses are predicated, not branched around */
     bool unit_last;                   /* predicated: the launch facts give the last dimension
                                          stride 1 (its offsets need no multiply) */
@@ -461,6 +467,11 @@ static void plan_vector(Cg *g, const IrOp *op, Access *a) {
     a->static_align = s && s->aligned16 && a->unit_stride && div >= w;
     a->static_bounds = s && trank <= 6 && s->size_div16[trank - 1] && div >= w && w <= 16;
     a->static_strides = a->static_align && s->strides_div16 && w <= 16;
+    /* With these facts vector_ok is the first element's mask alone, and it decides the group:
+     * the other indices are constant over it, the last one starts at a multiple of W and the
+     * last size is a multiple of 16 (so of W). A group failing it has every element masked off:
+     * its scalar fallback would load zeros or store nothing, and is not emitted. */
+    a->whole_groups = a->static_bounds && a->static_strides && !masked;
 }
 
 static bool access_plan(Cg *g, const IrOp *op, int rank, const int64_t *shape, const Layout *layout, int nfetch,
@@ -527,6 +538,17 @@ static void access_slot(Cg *g, const IrOp *op, const Access *a, const CgValue *t
     *offset = off;
     *mask = m;
     if (value) *value = fetch_at(g, &a->idx[trank], j, a->rank, coords);
+}
+
+/* The stored value of slot j alone (access_slot without the offset and mask). */
+static LLVMValueRef access_value(Cg *g, const Access *a, int trank, uint32_t j) {
+    LLVMValueRef coords[IR_MAX_RANK];
+    if (fetch_needs_coords(&a->idx[trank])) {
+        if (a->layout) cg_slot_coords(g, a->layout, j, coords);
+        else
+            for (int d = 0; d < a->rank; d++) coords[d] = cg_i64(g, 0);
+    }
+    return fetch_at(g, &a->idx[trank], j, a->rank, coords);
 }
 
 /* Whether the vector group starting at a slot with these offset/mask/last index may take the
@@ -711,9 +733,19 @@ bool cg_load(Cg *g, const IrOp *op) {
                 all = LLVMBuildAnd(g->b, all, masks[i], "");
             }
         LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
-        LLVMBasicBlockRef vec_bb = cg_block(g, "ldv.vec"), scal_bb = cg_block(g, "ldv.scalar"),
-                          join = cg_block(g, "ldv.join");
-        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        if (a.whole_groups) { /* no branch: a group masked off reads @tile_zero's 16 zero bytes */
+            LLVMValueRef ptr = LLVMBuildGEP2(g->b, mt, t->data, &off, 1, "");
+            ptr = LLVMBuildSelect(g->b, ok, ptr, zero_global(g), "");
+            LLVMValueRef ld = LLVMBuildLoad2(g->b, LLVMVectorType(mt, w), ptr, "");
+            LLVMSetAlignment(ld, (unsigned)(w * cg_elem_bytes(tt->elem)));
+            for (uint32_t i = 0; i < w; i++)
+                r->slots[j + i] = cg_convert(
+                    g, tt->elem, cg_from_mem(g, tt->elem, LLVMBuildExtractElement(g->b, ld, cg_i32(g, i), "")), rt->elem);
+            continue;
+        }
+        LLVMBasicBlockRef from = LLVMGetInsertBlock(g->b), vec_bb = cg_block(g, "ldv.vec"),
+                          scal_bb = a.whole_groups ? NULL : cg_block(g, "ldv.scalar"), join = cg_block(g, "ldv.join");
+        LLVMBuildCondBr(g->b, ok, vec_bb, a.whole_groups ? join : scal_bb);
         LLVMPositionBuilderAtEnd(g->b, vec_bb);
         LLVMTypeRef vt = LLVMVectorType(mt, w);
         LLVMValueRef ld = LLVMBuildLoad2(g->b, vt, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""), "");
@@ -722,15 +754,19 @@ bool cg_load(Cg *g, const IrOp *op) {
         for (uint32_t i = 0; i < w; i++)
             vv[i] = cg_convert(g, tt->elem, cg_from_mem(g, tt->elem, LLVMBuildExtractElement(g->b, ld, cg_i32(g, i), "")),
                                rt->elem);
-        LLVMBasicBlockRef vec_end = LLVMGetInsertBlock(g->b);
+        LLVMBasicBlockRef vec_end = LLVMGetInsertBlock(g->b), scal_end = from;
         LLVMBuildBr(g->b, join);
-        LLVMPositionBuilderAtEnd(g->b, scal_bb);
-        for (uint32_t i = 0; i < w; i++) {
-            if (i && !a.masked_groups) access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
-            sv[i] = scalar_load(g, op, &a, t, offs[i], masks[i]);
+        if (a.whole_groups) {
+            for (uint32_t i = 0; i < w; i++) sv[i] = LLVMConstNull(cg_reg_type(g, rt->elem));
+        } else {
+            LLVMPositionBuilderAtEnd(g->b, scal_bb);
+            for (uint32_t i = 0; i < w; i++) {
+                if (i && !a.masked_groups) access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], NULL, NULL);
+                sv[i] = scalar_load(g, op, &a, t, offs[i], masks[i]);
+            }
+            scal_end = LLVMGetInsertBlock(g->b);
+            LLVMBuildBr(g->b, join);
         }
-        LLVMBasicBlockRef scal_end = LLVMGetInsertBlock(g->b);
-        LLVMBuildBr(g->b, join);
         LLVMPositionBuilderAtEnd(g->b, join);
         for (uint32_t i = 0; i < w; i++) {
             LLVMValueRef phi = LLVMBuildPhi(g->b, cg_reg_type(g, rt->elem), "");
@@ -829,24 +865,37 @@ bool cg_store(Cg *g, const IrOp *op) {
         vals[0] = value0, offs[0] = off, masks[0] = mask;
         LLVMValueRef all = mask;
         for (uint32_t i = 1; i < w; i++) {
+            if (a.whole_groups) { /* the value alone: no element but the first needs its own mask */
+                vals[i] = access_value(g, &a, tt->rank, j + i);
+                continue;
+            }
             access_slot(g, op, &a, t, j + i, &offs[i], &masks[i], &vals[i], NULL);
             if (owner) masks[i] = LLVMBuildAnd(g->b, masks[i], owner, "");
             if (a.masked_groups) all = LLVMBuildAnd(g->b, all, masks[i], "");
         }
         LLVMValueRef ok = vector_ok(g, op, &a, t, off, all, last);
-        LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = cg_block(g, "stv.scalar"),
+        /* whole groups: from an opaque base (access_base), else LLVM's straight-line strength
+         * reduction compares each group's address with every earlier one (gemm's epilogue: its
+         * time in the code generator doubled); one per 8 groups, as for predicated accesses: the
+         * groups' blocks are a chain, so the block of a group's base dominates the next ones */
+        if (a.base) a.base_block = LLVMGetInsertBlock(g->b);
+        LLVMValueRef ptr = a.whole_groups ? LLVMBuildGEP2(g->b, mt, access_base(g, &a, t), &off, 1, "") : NULL;
+        LLVMBasicBlockRef vec_bb = cg_block(g, "stv.vec"), scal_bb = a.whole_groups ? NULL : cg_block(g, "stv.scalar"),
                           join = cg_block(g, "stv.join");
-        LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+        LLVMBuildCondBr(g->b, ok, vec_bb, a.whole_groups ? join : scal_bb);
         LLVMPositionBuilderAtEnd(g->b, vec_bb);
         LLVMValueRef vec = LLVMGetUndef(LLVMVectorType(mt, w));
         for (uint32_t i = 0; i < w; i++)
             vec = LLVMBuildInsertElement(g->b, vec, cg_to_mem(g, to, cg_convert(g, from, vals[i], to)), cg_i32(g, i), "");
-        LLVMValueRef st = LLVMBuildStore(g->b, vec, LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""));
+        LLVMValueRef st = LLVMBuildStore(g->b, vec, ptr ? ptr : LLVMBuildGEP2(g->b, mt, t->data, &off, 1, ""));
         LLVMSetAlignment(st, (unsigned)(w * cg_elem_bytes(to)));
         LLVMBuildBr(g->b, join);
-        LLVMPositionBuilderAtEnd(g->b, scal_bb);
-        for (uint32_t i = 0; i < w; i++) scalar_store(g, op, &a, t, offs[i], masks[i], cg_convert(g, from, vals[i], to));
-        LLVMBuildBr(g->b, join);
+        if (!a.whole_groups) {
+            LLVMPositionBuilderAtEnd(g->b, scal_bb);
+            for (uint32_t i = 0; i < w; i++)
+                scalar_store(g, op, &a, t, offs[i], masks[i], cg_convert(g, from, vals[i], to));
+            LLVMBuildBr(g->b, join);
+        }
         LLVMPositionBuilderAtEnd(g->b, join);
     }
     return true;
@@ -924,6 +973,7 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
             for (int d = 0; d < dt->rank; d++) coords[d] = cg_i64(g, 0);
         LLVMValueRef to = cg_shared_addr(g, dst->data, dt->shared, tt->elem, dt->rank, dt->shape, coords);
         LLVMBasicBlockRef scal_bb = cg_block(g, "cpa.scalar"), join = cg_block(g, "cpa.join");
+        bool always = false;
         if (owner) {
             LLVMBasicBlockRef go = cg_block(g, "cpa.owner");
             LLVMBuildCondBr(g->b, owner, go, join);
@@ -936,9 +986,14 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
              * branch, and only conditions uniform over the block remain (strides). */
             bool zfill = a.static_bounds;
             LLVMValueRef ok = vector_ok(g, op, &a, t, off, zfill ? LLVMConstInt(g->i1, 1, 0) : mask, last);
-            LLVMBasicBlockRef vec_bb = cg_block(g, "cpa.vec");
-            LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
-            LLVMPositionBuilderAtEnd(g->b, vec_bb);
+            /* the launch facts prove every group aligned (ok is true): no scalar fallback, and
+             * the copy goes in the block at hand */
+            always = LLVMIsAConstantInt(ok) && LLVMConstIntGetZExtValue(ok);
+            if (!always) {
+                LLVMBasicBlockRef vec_bb = cg_block(g, "cpa.vec");
+                LLVMBuildCondBr(g->b, ok, vec_bb, scal_bb);
+                LLVMPositionBuilderAtEnd(g->b, vec_bb);
+            }
             char name[64];
             snprintf(name, sizeof name, "llvm.nvvm.cp.async.%s.shared.global.%u%s", w * bytes == 16 ? "cg" : "ca",
                      (unsigned)(w * bytes), zfill ? ".s" : "");
@@ -947,6 +1002,13 @@ bool cg_copy_async(Cg *g, const IrOp *op) {
             LLVMValueRef args[3] = {to, src,
                                     LLVMBuildSelect(g->b, mask, cg_i32(g, w * bytes), cg_i32(g, 0), "")};
             cg_call_intrinsic(g, name, NULL, 0, args, zfill ? 3 : 2);
+            if (always) {
+                LLVMDeleteBasicBlock(scal_bb);
+                if (owner) LLVMBuildBr(g->b, join);
+                else LLVMDeleteBasicBlock(join);
+                if (owner) LLVMPositionBuilderAtEnd(g->b, join);
+                continue;
+            }
             LLVMBuildBr(g->b, join);
         } else {
             LLVMBuildBr(g->b, scal_bb);
