@@ -2,7 +2,7 @@
 """bench_compile.py: the cold JIT of tile's GEMM against Triton's cold compile of its GEMM.
 
 Both are timed the same way, each in a fresh Python process with an empty cache directory
-(TILE_CACHE_DIR, TRITON_CACHE_DIR): torch and the package imported and the inputs on the GPU
+(TILE_CACHE_DIR, TRITON_CACHE_DIR) and the driver's JIT cache off (CUDA_CACHE_DISABLE=1): torch and the package imported and the inputs on the GPU
 first, then the first call of the kernel on 4096 x 4096 bf16 matrices (source to a loaded module
 and one launch: tile's frontend, passes, LLVM, ptxas/nvJitLink and module load; Triton's
 frontend, MLIR passes, LLVM, ptxas and load), minus a warm call. tile runs stdlib/core/gemm.tile
@@ -72,7 +72,10 @@ print(first - warm, err)
 def child(code, env):
     """Seconds of the cold call (first minus warm) and the result's largest error, or a reason."""
     with tempfile.TemporaryDirectory() as cache:
-        e = dict(os.environ, TILE_CACHE_DIR=cache, TRITON_CACHE_DIR=cache, TILE_AUTOTUNE="0", **env)
+        # CUDA_CACHE_DISABLE: no JIT cache of the driver's either (nvJitLink keeps its cubins there
+        # on a GPU machine, across processes: a second process would not pay the assembly)
+        e = dict(os.environ, TILE_CACHE_DIR=cache, TRITON_CACHE_DIR=cache, TILE_AUTOTUNE="0", CUDA_CACHE_DISABLE="1",
+                 **env)
         e["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + e.get("PYTHONPATH", "")
         script = os.path.join(cache, "child.py")  # Triton's jit reads its kernel's source from a file
         with open(script, "w") as f:
