@@ -33,21 +33,27 @@ static Compiled compile_gemm_tiles(bool gpu, int stages, int bk, int bm, int bn)
 
 static Compiled compile_gemm(bool gpu, int stages, int bk) { return compile_gemm_tiles(gpu, stages, bk, 128, 128); }
 
-static Compiled compile_gemm_for(bool gpu, const Target *t, int stages, int bk, int bm, int bn) {
+/* Kernel `kernel` of the standard-library file `path` for target t, with or without the GPU passes. */
+static Compiled compile_stdlib(bool gpu, const Target *t, const char *path, const char *kernel,
+                               const ConstBinding *consts, int n) {
     size_t len;
-    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
+    char *text = test_read_source_file(path, &len);
     DiagList d = {0};
     Compiled c = {0};
-    c.ast = parse_source("gemm.tile", text, len, &d);
+    c.ast = parse_source(strrchr(path, '/') + 1, text, len, &d);
     free(text);
     cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
-    ConstBinding consts[5] = {{.name = "STAGES", .i = stages}, {.name = "BK", .i = bk}, {.name = "BM", .i = bm},
-                              {.name = "BN", .i = bn}, {.name = "W", .i = bm * bn > 128 * 128 ? 8 : 4}};
     RtCompileOptions opt = {.gpu = gpu, .target = *t};
-    c.module = rt_compile(c.ast, "gemm", consts, 5, &opt, &d, &c.kernel);
+    c.module = rt_compile(c.ast, kernel, consts, n, &opt, &d, &c.kernel);
     cr_assert_not_null(c.module, "%s", sb_str(&d.text));
     diag_free(&d);
     return c;
+}
+
+static Compiled compile_gemm_for(bool gpu, const Target *t, int stages, int bk, int bm, int bn) {
+    ConstBinding consts[5] = {{.name = "STAGES", .i = stages}, {.name = "BK", .i = bk}, {.name = "BM", .i = bm},
+                              {.name = "BN", .i = bn}, {.name = "W", .i = bm * bn > 128 * 128 ? 8 : 4}};
+    return compile_stdlib(gpu, t, "stdlib/core/gemm.tile", "gemm", consts, 5);
 }
 
 static void compiled_free(Compiled *c) {
@@ -569,18 +575,7 @@ Test(stages, flash_wgmma_registers_are_written_before_the_fence) {
 
 /* Kernel `kernel` of stdlib/core/gemm_fp8.tile for target t, with or without the GPU passes. */
 static Compiled compile_fp8_for(bool gpu, const Target *t, const char *kernel, const ConstBinding *consts, int n) {
-    size_t len;
-    char *text = test_read_source_file("stdlib/core/gemm_fp8.tile", &len);
-    DiagList d = {0};
-    Compiled c = {0};
-    c.ast = parse_source("gemm_fp8.tile", text, len, &d);
-    free(text);
-    cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
-    RtCompileOptions opt = {.gpu = gpu, .target = *t};
-    c.module = rt_compile(c.ast, kernel, consts, n, &opt, &d, &c.kernel);
-    cr_assert_not_null(c.module, "%s", sb_str(&d.text));
-    diag_free(&d);
-    return c;
+    return compile_stdlib(gpu, t, "stdlib/core/gemm_fp8.tile", kernel, consts, n);
 }
 
 /* Random f8e4m3 bits, NaN (0x7f, 0xff) excluded. */
@@ -773,19 +768,8 @@ static bool count_flash_tma(IrOp *op, void *ctx) {
 
 /* flash_fwd compiled for t (gpu: with the GPU passes) at BN and CAUSAL; D = 128, BM = 128, 8 warps. */
 static Compiled compile_flash(bool gpu, const Target *t, int bn, int causal) {
-    size_t len;
-    char *text = test_read_source_file("stdlib/attention/flash_fwd.tile", &len);
-    DiagList d = {0};
-    Compiled c = {0};
-    c.ast = parse_source("flash_fwd.tile", text, len, &d);
-    free(text);
-    cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
     ConstBinding consts[2] = {{.name = "BN", .i = bn}, {.name = "CAUSAL", .i = causal}};
-    RtCompileOptions opt = {.gpu = gpu, .target = *t};
-    c.module = rt_compile(c.ast, "flash_fwd", consts, 2, &opt, &d, &c.kernel);
-    cr_assert_not_null(c.module, "%s", sb_str(&d.text));
-    diag_free(&d);
-    return c;
+    return compile_stdlib(gpu, t, "stdlib/attention/flash_fwd.tile", "flash_fwd", consts, 2);
 }
 
 /* flash_fwd on sm_90a with every launch fact (wgmma on): the K and V tiles, [BN, D] slices of the
