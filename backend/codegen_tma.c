@@ -20,12 +20,10 @@
  *                    the ring's) and fills the elements outside the tensor with zeros
  *   mbarrier_arrive  mbarrier.arrive: the phase completes when every expected byte has landed; in a
  *                    warp role the role's first thread arrives for the role, after the role's
- *                    barrier where its other threads did part of the work (codegen_roles.c);
- *                    `per_warp 1`: bar.warp.sync, then lane 0 of each warp arrives (count: warps)
+ *                    barrier where its other threads did part of the work (codegen_roles.c)
  *   mbarrier_inval   mbarrier.inval of each stage (after a barrier: no thread waits any more), so
  *                    that the bytes may be initialized again (a ring inside an outer loop) or reused
- *   mbarrier_wait    every thread spins on mbarrier.try_wait.parity (`issuer 1`: thread 0 alone, the
- *                    thread that issues the copies)
+ *   mbarrier_wait    every thread spins on mbarrier.try_wait.parity
  * Shared addresses are passed as 32-bit offsets into the shared window.
  */
 #include "codegen.h"
@@ -140,34 +138,20 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         return true;
     }
     case OP_MBARRIER_ARRIVE: {
+        if (cg_role_arrive_needs_barrier(g, op)) cg_barrier(g);
         LLVMValueRef bar = mbarrier_addr(g, op, 0);
-        LLVMBasicBlockRef join;
-        if (ir_mbarrier_flag(op)) {
-            /* per_warp: the warp's threads meet, then its first lane arrives for it */
-            asm_call(g, "bar.warp.sync -1;", "~{memory}", NULL, 0);
-            LLVMValueRef lane = LLVMBuildAnd(g->b, g->tid, LLVMConstInt(LLVMTypeOf(g->tid), 31, 0), "");
-            LLVMValueRef first = LLVMBuildICmp(g->b, LLVMIntEQ, lane, LLVMConstInt(LLVMTypeOf(g->tid), 0, 0), "");
-            LLVMBasicBlockRef one = cg_block(g, "tma.lane0");
-            join = cg_block(g, "tma.join");
-            LLVMBuildCondBr(g->b, first, one, join);
-            LLVMPositionBuilderAtEnd(g->b, one);
-        } else {
-            if (cg_role_arrive_needs_barrier(g, op)) cg_barrier(g);
-            join = thread0_begin(g);
-        }
+        LLVMBasicBlockRef join = thread0_begin(g);
         asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);
         thread0_end(g, join);
         return true;
     }
     case OP_MBARRIER_WAIT: {
         LLVMValueRef args[2] = {mbarrier_addr(g, op, 0), cg_get(g, op->operands[2])->slots[0]};
-        LLVMBasicBlockRef join = ir_mbarrier_flag(op) ? thread0_begin(g) : NULL; /* issuer: the copies' thread */
         asm_call(g,
                  "{\n\t.reg .pred done;\n\tTILE_MBAR_WAIT_${:uid}:\n\t"
                  "mbarrier.try_wait.parity.shared::cta.b64 done, [$0], $1;\n\t"
                  "@!done bra TILE_MBAR_WAIT_${:uid};\n\t}",
                  "r,r,~{memory}", args, 2);
-        if (join) thread0_end(g, join);
         return true;
     }
     default: tile_unreachable();

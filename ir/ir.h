@@ -311,8 +311,6 @@ int64_t ir_role_first_warp(const IrOp *roles, uint32_t k);
 const IrOp *ir_role_of_region(const IrRegion *r, uint32_t *role);
 /* The arrivals that complete a phase of the mbarriers an mbarrier_init sets up (`count N`; 1). */
 static inline int64_t ir_mbarrier_count(const IrOp *init) { return init->nints ? init->ints[0] : 1; }
-/* mbarrier_arrive ..., per_warp 1: every warp arrives; mbarrier_wait ..., issuer 1: the copy issuer alone waits */
-static inline bool ir_mbarrier_flag(const IrOp *op) { return op->nints && op->ints[0]; }
 
 /* ---- verifier and printer (ir/verify.c, ir/print.c) ---------------------------------- */
 /* Checks the structural and type rules of ops.def; reports into d; true when valid. */

@@ -805,16 +805,8 @@ static void rule_mbarrier_init(Verifier *v, const IrOp *op) {
         op_error(v, op, "the arrival count must be one number in [1, 1024]");
 }
 static void rule_copy_tma(Verifier *v, const IrOp *op) { check_copy_tma(v, op); }
-static void check_mbarrier_flag(Verifier *v, const IrOp *op, const char *name) {
-    if (op->nints > 1 || (op->nints == 1 && op->ints[0] != 0 && op->ints[0] != 1))
-        op_error(v, op, "takes one attribute, %s 0 or 1", name);
-}
-static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) {
-    check_mbarriers(v, op, 0, true);
-    check_mbarrier_flag(v, op, "per_warp");
-}
+static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) { check_mbarriers(v, op, 0, true); }
 static void rule_mbarrier_wait(Verifier *v, const IrOp *op) {
-    check_mbarrier_flag(v, op, "issuer");
     if (check_mbarriers(v, op, 0, true) && !is_i32_scalar(op->operands[2]->type))
         op_error(v, op, "the parity must be an i32 scalar, not %s", tn(v, op->operands[2]->type));
 }

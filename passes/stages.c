@@ -89,8 +89,6 @@ typedef struct Loop {
     int nslice;
     int ntma;                /* staged loads copied by TMA */
     IrValue *mbarriers;      /* their ring of mbarriers (one per stage), when ntma > 0 */
-    IrValue *empty;          /* the ring that warps release stages on, instead of a barrier (release_by_mbarriers) */
-    IrValue *iteration;      /* with it: the steady state's iteration number i */
     uint32_t async_use;      /* the yield operand that an asynchronous dot's result is (async_dot) */
 } Loop;
 
@@ -376,8 +374,6 @@ static IrValue *transposed_view(IrBuilder *b, IrValue *v) {
  * stage `stage`: copy_async for each cp.async load; then, when the loop has TMA loads and that
  * iteration exists (iv < hi: no TMA copy is left in flight when the block ends), their copy_tma
  * and the stage's mbarrier_arrive. */
-static IrValue *ring_parity(IrBuilder *b, const Loop *L, IrValue *i);
-
 static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
     ValueMap map;
     value_map_init(&map, b->function);
@@ -391,23 +387,6 @@ static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
         ir_builder_at_end(&tma, otherwise);
         ir_build(&tma, OP_YIELD, NULL, 0, NULL, 0);
         ir_builder_at_end(&tma, then);
-        if (L->empty && L->iteration) {
-            /* the steady state: from iteration 1 on, the stage was iteration i - 1's; its copies wait
-             * (the issuing thread alone) until every warp has released it */
-            IrValue *i = L->iteration;
-            IrValue *later = ir_cmp(&tma, CMP_GT, i, const_i32(&tma, 0));
-            IrOp *after_first = ir_build(&tma, OP_IF, &later, 1, NULL, 0);
-            IrRegion *yes = ir_op_add_region(after_first), *no = ir_op_add_region(after_first);
-            IrBuilder w = tma;
-            ir_builder_at_end(&w, no);
-            ir_build(&w, OP_YIELD, NULL, 0, NULL, 0);
-            ir_builder_at_end(&w, yes);
-            IrValue *prev = ir_binary(&w, OP_SUB, i, const_i32(&w, 1));
-            IrValue *ops[3] = {L->empty, stage, ring_parity(&w, L, prev)};
-            IrOp *wait_empty = ir_build(&w, OP_MBARRIER_WAIT, ops, 3, NULL, 0);
-            wait_empty->ints[0] = 1, wait_empty->nints = 1; /* issuer */
-            ir_build(&w, OP_YIELD, NULL, 0, NULL, 0);
-        }
     }
     for (int s = 0; s < L->nstaged; s++) {
         IrOp *load = L->staged[s].load;
@@ -529,18 +508,10 @@ static void transform(Loop *L) {
     IrValue *lo = f->operands[0], *step = f->operands[2], *iv = L->body->args[0];
     int S = L->stages;
     alloc_rings(L, &b);
-    IrOp *async = async_dot(L);
     if (L->ntma) {
         /* one mbarrier per stage, initialized before any thread waits or any copy lands */
         L->mbarriers = mbarrier_ring(&b, L);
         ir_build(&b, OP_MBARRIER_INIT, &L->mbarriers, 1, NULL, 0);
-        if (L->ntma == L->nstaged && !async && fn->num_warps > 0) {
-            /* release_by_mbarriers: each warp arrives on empty[s] after its last read of stage s,
-             * and the copies into s wait for that, so warps never meet at a barrier in the loop */
-            L->empty = mbarrier_ring(&b, L);
-            IrOp *init = ir_build(&b, OP_MBARRIER_INIT, &L->empty, 1, NULL, 0);
-            init->ints[0] = fn->num_warps, init->nints = 1;
-        }
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     }
     /* the prologue: iterations 0 .. S-2 */
@@ -560,20 +531,8 @@ static void transform(Loop *L) {
         ir_build(&b, OP_MBARRIER_WAIT, ops, 3, NULL, 0);
     }
     if (L->ntma < L->nstaged) wait(&b, (int64_t)(S - 2) * (L->nstaged - L->ntma));
-    if (L->empty) {
-        /* every warp releases the stage after the last dot that reads it */
-        IrOp *last_dot = NULL;
-        for (IrOp *o = L->body->first; o; o = o->next)
-            for (int s = 0; s < L->nstaged; s++)
-                if (L->staged[s].dot == o) last_dot = o;
-        IrBuilder after = b;
-        ir_builder_before(&after, last_dot->next);
-        IrValue *release[2] = {L->empty, read};
-        IrOp *arrive = ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
-        arrive->ints[0] = 1, arrive->nints = 1; /* per_warp */
-        L->iteration = i;
-    } else if (!async || L->ntma < L->nstaged)
-        ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
+    IrOp *async = async_dot(L);
+    if (!async || L->ntma < L->nstaged) ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     if (async) {
         /* the copies go after the dot, once the previous iteration's dot has released its stage */
         ir_builder_before(&b, async->next);
@@ -596,7 +555,6 @@ static void transform(Loop *L) {
          * initialized again, and smem_plan may give their bytes to another buffer */
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
         ir_build(&b, OP_MBARRIER_INVAL, &L->mbarriers, 1, NULL, 0);
-        if (L->empty) ir_build(&b, OP_MBARRIER_INVAL, &L->empty, 1, NULL, 0);
     }
     if (async) {
         /* and the last dot complete before anything reads the accumulator */

@@ -1131,20 +1131,9 @@ static bool exec_mbarrier_arrive(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t stage;
     VmElem *bar = mbarrier_of(th, fr, op, 0, &ring, &stage);
     if (!bar) return false;
-    /* per_warp: every warp of the role (or of the block) arrives: that many arrivals at once */
-    int64_t n = 1;
-    if (ir_mbarrier_flag(op)) {
-        uint32_t role = 0;
-        const IrOp *roles = ir_role_of_region(op->parent, &role);
-        n = roles ? ir_role_warps(roles, role) : op->parent->function->num_warps;
-        if (n < 1) return vm_error(th, op, "per_warp arrivals in a kernel whose warps are not fixed");
-    }
-    int64_t completed = mbarrier_completed(*bar), arrivals = mbarrier_arrivals(*bar) + n;
+    int64_t completed = mbarrier_completed(*bar), arrivals = mbarrier_arrivals(*bar) + 1;
     int64_t expected = mbarrier_expected(*bar);
-    if (arrivals > expected)
-        return vm_error(th, op, "%" PRId64 " arrivals on mbarrier %" PRId64 " whose phase expects %" PRId64, arrivals,
-                        stage, expected);
-    *bar = arrivals == expected ? mbarrier_pack(completed + 1, 0, expected) : mbarrier_pack(completed, arrivals, expected);
+    *bar = arrivals >= expected ? mbarrier_pack(completed + 1, 0, expected) : mbarrier_pack(completed, arrivals, expected);
     return true;
 }
 
