@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend.h"
 #include "passes/passes.h"
 #include "runtime/cuda.h"
 #include "vm.h"
@@ -472,8 +473,17 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
     sb_free(&err);
     if (ok) out->num_warps = num_warps;
     if (ok) out->no_wgmma = !env_flag("TILE_WGMMA", true); /* sm_90a: dots on mma.sync (the cache key says so too) */
-    if (ok) out->specialize = env_flag("TILE_WARP_SPECIALIZE", false); /* sm_90a: producer warpgroups (cache key too) */
+    if (ok) out->specialize = rt_warp_specialize(); /* sm_90a: producer warpgroups (cache key too) */
     return ok;
+}
+
+bool rt_warp_specialize(void) {
+#ifdef TILE_HAVE_LLVM
+    char path[4096];
+    return env_flag("TILE_WARP_SPECIALIZE", false) && backend_find_ptxas(path, sizeof path, NULL);
+#else
+    return false;
+#endif
 }
 
 IrModule *rt_target_module(const IrFunction *f, const Target *t, const char *dump_after, Strbuf *dump, DiagList *d,

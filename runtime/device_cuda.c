@@ -597,7 +597,7 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
                         .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     CacheKey key = cache_kernel_key(&id);
     bool no_wgmma = c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true);
-    bool specialize = c->arch == BACKEND_ARCH_SM90A && env_flag("TILE_WARP_SPECIALIZE", false);
+    bool specialize = c->arch == BACKEND_ARCH_SM90A && rt_warp_specialize();
     if (no_wgmma || specialize || backend_llvm_lsr()) {
         /* dots kept on mma.sync or producer warpgroups (rt_target_for_arch), or LLVM's LSR on
          * (TILE_LLVM_LSR=1): another image */

@@ -212,6 +212,9 @@ typedef struct RtVariant {
 
 /* TILE_SPECIALIZE from the environment: "0", "off", "false" or "no" turn it off; on otherwise. */
 bool rt_specialize_from_env(void);
+/* TILE_WARP_SPECIALIZE=1 where the ptxas program is found to assemble the result (nvJitLink ignores
+ * setmaxnreg, and a warp-specialized kernel without it is far slower than the plain one). */
+bool rt_warp_specialize(void);
 /* The facts of args (already checked by rt_check_args) for f's parameters, one per parameter
  * into facts[f->nparams]; returns whether any fact is true (false: the generic kernel). */
 bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts);

@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "runtime/cuda.h"
+#include "runtime/runtime.h"
 
 #ifdef TILE_HAVE_LLVM
 /* Emits the vector-add kernel for arch; the PTX text is returned (caller frees). */
@@ -437,6 +438,22 @@ Test(ptxas, auto_assembles_setmaxnreg_with_ptxas) {
     rmdir(tmp);
     sb_free(&cubin);
     sb_free(&err);
+}
+
+/* TILE_WARP_SPECIALIZE=1 asks for producer warpgroups only where the ptxas program can assemble
+ * them: nvJitLink would ignore their setmaxnreg. */
+Test(ptxas, warp_specialization_needs_the_ptxas_program) {
+    setenv("TILE_WARP_SPECIALIZE", "1", 1);
+    setenv("TILE_PTXAS", "/bin/true", 1); /* an executable found first stands for ptxas */
+    cr_assert(rt_warp_specialize());
+    setenv("TILE_PTXAS", "/nonexistent/ptxas", 1);
+    setenv("CUDA_HOME", "/nonexistent/cuda", 1);
+    setenv("PATH", "/nonexistent/bin", 1);
+    char path[4096];
+    if (!backend_find_ptxas(path, sizeof path, NULL)) cr_assert_not(rt_warp_specialize());
+    setenv("TILE_PTXAS", "/bin/true", 1);
+    setenv("TILE_WARP_SPECIALIZE", "0", 1);
+    cr_assert_not(rt_warp_specialize());
 }
 
 Test(nvjitlink, assembles_sm80_and_sm90a) {
