@@ -87,19 +87,26 @@ Test(codegen_fp8, stdlib_gemm_fp8_on_wgmma) {
     free(text);
 }
 
+/* A kernel `name` whose 3-stage loop accumulates a[0:64, k:128] @ b's 128 x 64 slice into a 64 x 64
+ * tile of acc_type, b given [N, K] (k_major: read through a transpose) or [K, N]. */
+static void loop_source(char *out, size_t cap, const char *name, const char *elem, const char *acc_type,
+                        bool k_major) {
+    snprintf(out, cap,
+             "kernel %s(a: tensor<%s>[M, K], b: tensor<%s>[%s], c: tensor<%s>[M, N]) grid(1)\n"
+             "{\n  var acc = zeros<%s>[64, 64];\n"
+             "  for k in 0 .. K step 128 pipeline(3) {\n"
+             "    acc = dot(a[0 :+ 64, k :+ 128], %s, acc);\n  }\n"
+             "  c[0 :+ 64, 0 :+ 64] = acc;\n}\n",
+             name, elem, elem, k_major ? "N, K" : "K, N", acc_type, acc_type,
+             k_major ? "transpose(b[0 :+ 64, k :+ 128])" : "b[k :+ 128, 0 :+ 64]");
+}
+
 /* An e5m2 loop with K steps of 128 and b given [N, K]: wgmma m64n64k32 .e5m2 (assembled by ptxas
  * where it exists); a row-major [K, N] b (n-major, which 8-bit wgmma cannot read) keeps mma.sync. */
 Test(codegen_fp8, e5m2_dot_on_wgmma_only_when_b_is_k_major) {
-    const char *kmajor = "kernel f8loop(a: tensor<f8e5m2>[M, K], b: tensor<f8e5m2>[N, K], c: tensor<f32>[M, N]) grid(1)\n"
-                         "{\n  var acc = zeros<f32>[64, 64];\n"
-                         "  for k in 0 .. K step 128 pipeline(3) {\n"
-                         "    acc = dot(a[0 :+ 64, k :+ 128], transpose(b[0 :+ 64, k :+ 128]), acc);\n  }\n"
-                         "  c[0 :+ 64, 0 :+ 64] = acc;\n}\n";
-    const char *nmajor = "kernel f8loop(a: tensor<f8e5m2>[M, K], b: tensor<f8e5m2>[K, N], c: tensor<f32>[M, N]) grid(1)\n"
-                         "{\n  var acc = zeros<f32>[64, 64];\n"
-                         "  for k in 0 .. K step 128 pipeline(3) {\n"
-                         "    acc = dot(a[0 :+ 64, k :+ 128], b[k :+ 128, 0 :+ 64], acc);\n  }\n"
-                         "  c[0 :+ 64, 0 :+ 64] = acc;\n}\n";
+    char kmajor[512], nmajor[512];
+    loop_source(kmajor, sizeof kmajor, "f8loop", "f8e5m2", "f32", true);
+    loop_source(nmajor, sizeof nmajor, "f8loop", "f8e5m2", "f32", false);
     Strbuf ptx = {0};
     ptx_of("f8loop.tile", kmajor, "f8loop", BACKEND_ARCH_SM90A, &ptx);
     cr_assert_eq(count_of(&ptx, "wgmma.mma_async.sync.aligned.m64n64k32.f32.e5m2.e5m2"), 4);
@@ -108,75 +115,13 @@ Test(codegen_fp8, e5m2_dot_on_wgmma_only_when_b_is_k_major) {
     ptx_of("f8loop.tile", nmajor, "f8loop", BACKEND_ARCH_SM90A, &ptx);
     cr_assert_not(has(&ptx, "wgmma"));
     cr_assert(has(&ptx, "mma.sync.aligned.m16n8k32.row.col.f32.e5m2.e5m2.f32"));
-    sb_free(&ptx);
-}
-
-/* K steps of 64 (64-byte rows, less than the 128 bytes of a wgmma row of 8-bit elements) keep
- * mma.sync m16n8k32 on sm_90a, its operands through ldmatrix from the rings. */
-Test(codegen_fp8, stdlib_gemm_fp8_on_m16n8k32) {
-    size_t len;
-    char *text = test_read_source_file("stdlib/core/gemm_fp8.tile", &len);
-    static const char *kernels[] = {"gemm_fp8", "gemm_fp8_f32"};
-    const ConstBinding bk64 = {.name = "BK", .i = 64};
-    for (int i = 0; i < 2; i++) {
-        Strbuf ptx = {0};
-        ptx_with("gemm_fp8.tile", text, kernels[i], &bk64, 1, BACKEND_ARCH_SM90A, &ptx);
-        cr_assert_not(has(&ptx, "wgmma"), "%s", kernels[i]);
-        cr_assert(has(&ptx, "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32"), "%s: no f8 mma", kernels[i]);
-        cr_assert(has(&ptx, ".version 8.4"), "%s: an f8 mma needs PTX ISA 8.4", kernels[i]);
-        cr_assert(has(&ptx, "ldmatrix.sync.aligned.m8n8.x4.shared.b16"), "%s", kernels[i]);
-        cr_assert_not(has(&ptx, ".trans"), "%s: ldmatrix .trans cannot transpose bytes", kernels[i]);
-        cr_assert(has(&ptx, "cp.async"), "%s: the operands come through rings", kernels[i]);
-        sb_free(&ptx);
-    }
-    free(text);
-}
-
-/* sm_80 has no f8 mma: the dot runs on m16n8k16 bf16 with the operands widened (exact), staged
- * through the scratch, in the arch's own PTX ISA. */
-Test(codegen_fp8, f8_dot_widened_to_bf16_for_sm80) {
-    const char *src = "kernel f8loop(a: tensor<f8e4m3>[M, K], b: tensor<f8e4m3>[N, K], c: tensor<f32>[M, N]) grid(1)\n"
-                      "{\n  var acc = zeros<f32>[64, 32];\n"
-                      "  for k in 0 .. K step 32 pipeline(2) {\n"
-                      "    acc = dot(a[0 :+ 64, k :+ 32], transpose(b[0 :+ 32, k :+ 32]), acc);\n  }\n"
-                      "  c[0 :+ 64, 0 :+ 32] = acc;\n}\n";
-    Strbuf ptx = {0};
-    ptx_of("f8loop.tile", src, "f8loop", BACKEND_ARCH_SM80, &ptx);
-    cr_assert(has(&ptx, "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32"));
-    cr_assert_not(has(&ptx, "m16n8k32"));
-    cr_assert_not(has(&ptx, ".version 8.4"));
-    sb_free(&ptx);
-    ptx_of("f8loop.tile", src, "f8loop", BACKEND_ARCH_SM90A, &ptx);
-    cr_assert(has(&ptx, "mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32"));
-    sb_free(&ptx);
-}
-
-Test(codegen_fp8, i8_dot_on_m16n8k32_s8) {
-    const char *src = "kernel i8gemm(a: tensor<i8>[M, K], b: tensor<i8>[K, N], c: tensor<i32>[M, N])\n"
-                      "  grid(cdiv(M, 64) * cdiv(N, 64))\n{\n"
-                      "  let m0 = (block_id(0) / cdiv(N, 64)) * 64;\n  let n0 = (block_id(0) % cdiv(N, 64)) * 64;\n"
-                      "  var acc = zeros<i32>[64, 64];\n"
-                      "  for k in 0 .. K step 64 pipeline(3) {\n"
-                      "    acc = dot(a[m0 :+ 64, k :+ 64], b[k :+ 64, n0 :+ 64], acc);\n  }\n"
-                      "  c[m0 :+ 64, n0 :+ 64] = acc;\n}\n";
-    for (int a = 0; a < BACKEND_ARCH_COUNT; a++) {
-        Strbuf ptx = {0};
-        ptx_of("i8.tile", src, "i8gemm", (BackendArch)a, &ptx);
-        cr_assert(has(&ptx, "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32"), "%s", backend_arch_name((BackendArch)a));
-        /* b [K, N] row-major is staged k-major by the code generator: no .trans either */
-        cr_assert_not(has(&ptx, ".trans"), "%s", backend_arch_name((BackendArch)a));
-        sb_free(&ptx);
-    }
 }
 
 /* An i8 GEMM with b given [N, K] and K steps of 128: wgmma m64n64k32 .s32.s8.s8 on sm_90a (its
  * integer form: no imm-scale operands, s32 accumulators in "r" registers), m16n8k32 .s8 on sm_80. */
 Test(codegen_fp8, i8_dot_on_wgmma_when_b_is_k_major) {
-    const char *src = "kernel i8gemm(a: tensor<i8>[M, K], b: tensor<i8>[N, K], c: tensor<i32>[M, N]) grid(1)\n"
-                      "{\n  var acc = zeros<i32>[64, 64];\n"
-                      "  for k in 0 .. K step 128 pipeline(3) {\n"
-                      "    acc = dot(a[0 :+ 64, k :+ 128], transpose(b[0 :+ 64, k :+ 128]), acc);\n  }\n"
-                      "  c[0 :+ 64, 0 :+ 64] = acc;\n}\n";
+    char src[512];
+    loop_source(src, sizeof src, "i8gemm", "i8", "i32", true);
     Strbuf ptx = {0};
     ptx_of("i8k.tile", src, "i8gemm", BACKEND_ARCH_SM90A, &ptx);
     cr_assert_eq(count_of(&ptx, "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8"), 4);
