@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # On a GPU machine: every core kernel on cuda against the VM with the same random inputs
 # (tilec run --compare), then the GPU test suite and the main job. BIN is where the binaries
-# are (default build); run from the repository root.
+# are (default build); run from the repository root. SANITIZE="memcheck racecheck synccheck" also
+# runs each kernel on cuda under compute-sanitizer with each of those tools (a finding fails).
 set -uo pipefail
 BIN=${BIN:-build}
 T=${TILEC:-$BIN/tilec}
 status=0
-check() { echo "== $*"; "$T" run --compare "$@" || status=1; }
+check() {
+    echo "== $*"
+    "$T" run --compare "$@" || status=1
+    local tool log
+    for tool in ${SANITIZE:-}; do
+        log=$(mktemp)
+        if compute-sanitizer --tool "$tool" --error-exitcode 9 "$T" run --device cuda "$@" > "$log" 2>&1; then
+            echo "-- $tool: $(tail -1 "$log")"
+        else
+            echo "-- $tool FAILED:"; tail -20 "$log"; status=1
+        fi
+        rm -f "$log"
+    done
+}
 # Language II constructs (tests/lang2/constructs.tile; tests/gpu/test_lang2_constructs_gpu.c has the rest)
 L2=tests/lang2/constructs.tile
 check $L2 -k masked_slice N=100003 limit=77777
@@ -37,4 +51,14 @@ G=stdlib/core/gemm.tile
 check $G -k gemm_epilogue -D ACT=2 -D HAS_BIAS=1 -D HAS_RESIDUAL=1 M=300 N=260 NP=260 K=200 NBIAS=260 MR=300 NR=260 alpha=0.5
 check $G -k gemm_epilogue_f32 -D ACT=5 -D HAS_BIAS=1 M=130 N=70 NP=140 K=96 NBIAS=140 MR=0 NR=0 alpha=1
 check $G -k gemm_epilogue_f16 -D ACT=3 M=1 N=1000 NP=1000 K=512 NBIAS=0 MR=0 NR=0 alpha=1
+# issues 6 and 7: attention, FP8, persistent and split-K gemms, the warp-specialized gemm
+check stdlib/attention/flash_fwd.tile -k flash_fwd -D CAUSAL=0 B=2 HQ=4 HKV=2 S=200 scale=0.088
+check stdlib/attention/flash_fwd.tile -k flash_fwd -D CAUSAL=1 B=2 HQ=4 HKV=2 S=200 scale=0.088
+check stdlib/core/gemm_fp8.tile -k gemm_fp8 M=256 N=256 K=512 SA=1 SB=1
+check stdlib/core/gemm_fp8.tile -k gemm_fp8_block M=256 N=256 K=512 MS=256 KS=4 NS=2 KSB=4
+check stdlib/core/gemm_persistent.tile -k gemm_persistent M=300 N=260 K=448
+check stdlib/core/gemm_persistent.tile -k gemm_persistent_flat M=300 N=260 K=448
+check stdlib/core/gemm_splitk.tile -k gemm_splitk_partial M=16 N=512 K=1024 S=4
+check stdlib/core/gemm_splitk.tile -k gemm_splitk_reduce S=4 M=16 N=512
+TILE_WARP_SPECIALIZE=1 check $G -k gemm -D BN=256 -D W=8 M=300 N=520 K=448
 exit $status
