@@ -374,38 +374,51 @@ static IrValue *transposed_view(IrBuilder *b, IrValue *v) {
  * stage `stage`: copy_async for each cp.async load; then, when the loop has TMA loads and that
  * iteration exists (iv < hi: no TMA copy is left in flight when the block ends), their copy_tma
  * and the stage's mbarrier_arrive. */
+/* `if cond { } else { yield }` at b; returns a builder at the end of the then-region, whose
+ * yield the caller adds after what it builds there. */
+static IrBuilder if_then(IrBuilder *b, IrValue *cond) {
+    IrOp *when = ir_build(b, OP_IF, &cond, 1, NULL, 0);
+    IrRegion *then = ir_op_add_region(when), *otherwise = ir_op_add_region(when);
+    IrBuilder t = *b;
+    ir_builder_at_end(&t, otherwise);
+    ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
+    ir_builder_at_end(&t, then);
+    return t;
+}
+
+/* copy_tma of staged load s (its origins through map) into stage `stage` of its ring, on
+ * mbarriers[stage], at b. */
+static void copy_tma(const Loop *L, int s, IrBuilder *b, ValueMap *map, IrValue *mbarriers, IrValue *stage) {
+    IrOp *load = L->staged[s].load;
+    int rank = load->operands[0]->type->rank;
+    IrValue *ops[IR_MAX_RANK + 4];
+    uint32_t n = 0;
+    ops[n++] = load->operands[0];
+    for (int d = 0; d < rank; d++) ops[n++] = value_map_get(map, tma_origin(b, load, d));
+    ops[n++] = view(b, L->staged[s].buffer, stage);
+    ops[n++] = mbarriers;
+    ops[n++] = stage;
+    ir_build(b, OP_COPY_TMA, ops, n, NULL, 0);
+}
+
 static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
     ValueMap map;
     value_map_init(&map, b->function);
     value_map_set(&map, L->body->args[0], iv);
     for (int i = 0; i < L->nslice; i++) clone_op(b, L->slice[i], &map);
-    IrBuilder tma = *b;
-    if (L->ntma) {
-        IrValue *more = ir_cmp(b, CMP_LT, iv, L->op->operands[1]);
-        IrOp *when = ir_build(b, OP_IF, &more, 1, NULL, 0);
-        IrRegion *then = ir_op_add_region(when), *otherwise = ir_op_add_region(when);
-        ir_builder_at_end(&tma, otherwise);
-        ir_build(&tma, OP_YIELD, NULL, 0, NULL, 0);
-        ir_builder_at_end(&tma, then);
-    }
+    IrBuilder tma = L->ntma ? if_then(b, ir_cmp(b, CMP_LT, iv, L->op->operands[1])) : *b;
     for (int s = 0; s < L->nstaged; s++) {
+        if (L->staged[s].tma) {
+            copy_tma(L, s, &tma, &map, L->mbarriers, stage);
+            continue;
+        }
         IrOp *load = L->staged[s].load;
-        int rank = load->operands[0]->type->rank;
         IrValue *ops[IR_MAX_RANK + 4];
         uint32_t n = 0;
         ops[n++] = load->operands[0];
-        if (!L->staged[s].tma) {
-            for (uint32_t i = 1; i < load->noperands; i++) ops[n++] = value_map_get(&map, load->operands[i]);
-            ops[n++] = view(b, L->staged[s].buffer, stage);
-            ir_build(b, OP_COPY_ASYNC, ops, n, NULL, 0);
-            continue;
-        }
-        for (int d = 0; d < rank; d++)
-            ops[n++] = value_map_get(&map, tma_origin(&tma, load, d));
-        ops[n++] = view(&tma, L->staged[s].buffer, stage);
-        ops[n++] = L->mbarriers;
-        ops[n++] = stage;
-        ir_build(&tma, OP_COPY_TMA, ops, n, NULL, 0);
+        for (uint32_t i = 1; i < load->noperands; i++) ops[n++] = value_map_get(&map, load->operands[i]);
+        ops[n++] = view(b, L->staged[s].buffer, stage);
+        ir_build(b, OP_COPY_ASYNC, ops, n, NULL, 0);
     }
     if (L->ntma) {
         IrValue *ops[2] = {L->mbarriers, stage};
@@ -446,6 +459,23 @@ static IrValue *dot_wait(IrBuilder *b, IrValue *acc, int64_t pending) {
     IrOp *w = ir_build(b, OP_DOT_WAIT, &acc, 1, &acc->type, 1);
     w->ints[0] = pending, w->nints = 1;
     return w->results[0];
+}
+
+/* Issues the loop's dot `async` asynchronously: `dot ..., async 1; dot_wait 1` at b (after the
+ * dot), the next iteration's accumulator the wait's result. */
+static void make_async(Loop *L, IrOp *async, IrBuilder *b) {
+    async->ints[2] = 1, async->nints = 3;
+    IrValue *done = dot_wait(b, async->results[0], 1);
+    ir_set_operand(L->body->last, L->async_use, done);
+}
+
+/* At b, after the loop: dot_wait 0 completes its last asynchronous dot before anything reads the
+ * accumulator. */
+static void complete_after_loop(Loop *L, IrBuilder *b) {
+    IrValue *acc = L->op->results[L->async_use];
+    IrValue *done = dot_wait(b, acc, 0);
+    ir_replace_all_uses(L->body->function, acc, done);
+    ir_set_operand(done->def, 0, acc);
 }
 
 /* The iteration number (iv - lo) / step of the loop, as an i32. */
@@ -501,7 +531,6 @@ static void read_in_place(Loop *L, IrBuilder *b, IrValue *read) {
 
 static void transform(Loop *L) {
     IrOp *f = L->op;
-    IrFunction *fn = L->body->function;
     IrBuilder b = {0};
     ir_builder_before(&b, f);
     b.loc = f->loc;
@@ -538,9 +567,7 @@ static void transform(Loop *L) {
         ir_builder_before(&b, async->next);
     }
     if (async) {
-        async->ints[2] = 1, async->nints = 3;
-        IrValue *done = dot_wait(&b, async->results[0], 1);
-        ir_set_operand(L->body->last, L->async_use, done);
+        make_async(L, async, &b);
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     }
     IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
@@ -556,13 +583,7 @@ static void transform(Loop *L) {
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
         ir_build(&b, OP_MBARRIER_INVAL, &L->mbarriers, 1, NULL, 0);
     }
-    if (async) {
-        /* and the last dot complete before anything reads the accumulator */
-        IrValue *acc = f->results[L->async_use];
-        IrValue *done = dot_wait(&b, acc, 0);
-        ir_replace_all_uses(fn, acc, done);
-        ir_set_operand(done->def, 0, acc);
-    }
+    if (async) complete_after_loop(L, &b); /* and the last dot complete before the accumulator is read */
 }
 
 /* ---- warp specialization (sm_90a, opt-in: Target.specialize) --------------------------------------
@@ -739,19 +760,7 @@ static void specialize(Loop *L) {
     ir_build(&in, OP_MBARRIER_WAIT, wait_ops, 3, NULL, 0);
     value_map_set(&pmap, L->body->args[0], piv);
     for (int i = 0; i < L->nslice; i++) clone_op(&in, L->slice[i], &pmap);
-    for (int s = 0; s < L->nstaged; s++) {
-        IrOp *load = L->staged[s].load;
-        int rank = load->operands[0]->type->rank;
-        IrValue *ops[IR_MAX_RANK + 4];
-        uint32_t k = 0;
-        ops[k++] = load->operands[0];
-        for (int d = 0; d < rank; d++)
-            ops[k++] = value_map_get(&pmap, tma_origin(&in, load, d));
-        ops[k++] = view(&in, L->staged[s].buffer, stage);
-        ops[k++] = full;
-        ops[k++] = stage;
-        ir_build(&in, OP_COPY_TMA, ops, k, NULL, 0);
-    }
+    for (int s = 0; s < L->nstaged; s++) copy_tma(L, s, &in, &pmap, full, stage);
     IrValue *arrive[2] = {full, stage};
     ir_build(&in, OP_MBARRIER_ARRIVE, arrive, 2, NULL, 0);
     ir_build(&in, OP_YIELD, NULL, 0, NULL, 0);
@@ -776,29 +785,18 @@ static void specialize(Loop *L) {
         /* the dot runs on while the next iteration waits for its stage: dot_wait 1 completes the
          * previous iteration's dot, whose stage is released then (from the second iteration on),
          * and the last stage after the loop, once dot_wait 0 has completed the last dot */
-        async->ints[2] = 1, async->nints = 3;
-        IrValue *done = dot_wait(&after, async->results[0], 1);
-        ir_set_operand(L->body->last, L->async_use, done);
+        make_async(L, async, &after);
         IrValue *i = ring_index(&after, L, L->body->args[0]);
-        IrValue *later = ir_cmp(&after, CMP_GT, i, const_i32(&after, 0));
-        IrOp *when = ir_build(&after, OP_IF, &later, 1, NULL, 0);
-        IrRegion *then = ir_op_add_region(when), *otherwise = ir_op_add_region(when);
-        IrBuilder t = after;
-        ir_builder_at_end(&t, otherwise);
-        ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
-        ir_builder_at_end(&t, then);
+        IrBuilder t = if_then(&after, ir_cmp(&after, CMP_GT, i, const_i32(&after, 0)));
         IrValue *prev = ir_binary(&t, OP_REM, ir_binary(&t, OP_ADD, i, const_i32(&t, L->stages - 1)),
                                   const_i32(&t, L->stages));
         IrValue *release[2] = {empty, prev};
         ir_build(&t, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
         ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
-        IrBuilder end_of_loop = b;
-        end_of_loop.region = loop->parent;
-        end_of_loop.before = loop->next;
-        IrValue *acc = loop->results[L->async_use];
-        IrValue *last = dot_wait(&end_of_loop, acc, 0);
-        ir_replace_all_uses(fn, acc, last);
-        ir_set_operand(last->def, 0, acc);
+        IrBuilder end = b;
+        end.region = loop->parent;
+        end.before = loop->next;
+        complete_after_loop(L, &end);
     } else {
         IrValue *release[2] = {empty, read};
         ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
