@@ -131,4 +131,14 @@ static size_t gemm_fp8_cases(GemmFp8Case *out, size_t cap) {
 #undef ADD
     return n;
 }
+
+/* Part `part` of `parts` of the cases (every parts-th from part), so that a suite spreads them
+ * over tests that Criterion runs in parallel. */
+static void gemm_fp8_check_part(tile_context *ctx, tile_program *prog, int part, int parts) {
+    enum { MAX_CASES = 64 };
+    GemmFp8Case cases[MAX_CASES];
+    size_t n = gemm_fp8_cases(cases, MAX_CASES);
+    cr_assert_leq(n, (size_t)MAX_CASES);
+    for (size_t i = (size_t)part; i < n; i += (size_t)parts) gemm_fp8_check(ctx, prog, &cases[i]);
+}
 #endif

@@ -189,14 +189,20 @@ static char *emit_gemm(tile_program *p, const char *arch, tile_emit_kind kind, c
     return out;
 }
 
-Test(stages, each_target_gets_its_own_ring) {
-    tile_context *ctx;
-    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
+/* The standard-library file at path as a program of a new VM context (*ctx). */
+static tile_program *vm_program(const char *path, tile_context **ctx) {
+    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, ctx), TILE_OK);
     tile_program *p;
     size_t len;
-    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
-    cr_assert_eq(tile_program_from_string(ctx, "gemm.tile", text, len, &p), TILE_OK);
+    char *text = test_read_source_file(path, &len);
+    cr_assert_eq(tile_program_from_string(*ctx, strrchr(path, '/') + 1, text, len, &p), TILE_OK);
     free(text);
+    return p;
+}
+
+Test(stages, each_target_gets_its_own_ring) {
+    tile_context *ctx;
+    tile_program *p = vm_program("stdlib/core/gemm.tile", &ctx);
     char *ir80 = emit_gemm(p, "sm_80", TILE_EMIT_IR, "stages"), *ir90 = emit_gemm(p, "sm_90a", TILE_EMIT_IR, "stages");
     cr_assert(strstr(ir80, "async_wait pending 2") && !strstr(ir80, "async_wait pending 4"), "%s", ir80);
     cr_assert(strstr(ir90, "async_wait pending 4"), "%s", ir90);
@@ -348,12 +354,7 @@ Test(stages, reading_a_tma_stage_before_its_wait_is_a_vm_error) {
  * the C source records each image's shared memory. No image has a TMA ring (no launch facts). */
 Test(stages, aot_images_get_their_own_ring_per_arch) {
     tile_context *ctx;
-    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
-    tile_program *p;
-    size_t len;
-    char *text = test_read_source_file("stdlib/core/gemm.tile", &len);
-    cr_assert_eq(tile_program_from_string(ctx, "gemm.tile", text, len, &p), TILE_OK);
-    free(text);
+    tile_program *p = vm_program("stdlib/core/gemm.tile", &ctx);
     tile_constant c[1] = {{.name = "STAGES", .i = 4}};
     const char *archs[2] = {"sm_80", "sm_90a"};
     tile_aot_options o = {.archs = archs, .narchs = 2, .require_images = 1};
@@ -546,12 +547,7 @@ Test(stages, specialize_splits_a_tma_ring_into_producer_and_consumer_roles) {
  * inject warpgroup.arrive and serialize the group: warning C7519). */
 Test(stages, flash_wgmma_registers_are_written_before_the_fence) {
     tile_context *ctx;
-    cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &ctx), TILE_OK);
-    tile_program *p;
-    size_t len;
-    char *text = test_read_source_file("stdlib/attention/flash_fwd.tile", &len);
-    cr_assert_eq(tile_program_from_string(ctx, "flash_fwd.tile", text, len, &p), TILE_OK);
-    free(text);
+    tile_program *p = vm_program("stdlib/attention/flash_fwd.tile", &ctx);
     tile_emit_options o = {.arch = "sm_90a"};
     char *ptx = NULL;
     cr_assert_eq(tile_program_emit(p, "flash_fwd", NULL, 0, TILE_EMIT_PTX, &o, &ptx, NULL), TILE_OK, "%s",

@@ -17,14 +17,7 @@ static void teardown(void) { gpu_suite_close(&ctx, &prog); }
 
 TestSuite(gemm_fp8_gpu, .init = setup, .fini = teardown, .timeout = 900);
 
-enum { PARTS = 2, MAX_CASES = 64 };
-
-static void run_part(int part) {
-    GemmFp8Case cases[MAX_CASES];
-    size_t n = gemm_fp8_cases(cases, MAX_CASES);
-    cr_assert_leq(n, (size_t)MAX_CASES);
-    for (size_t i = (size_t)part; i < n; i += PARTS) gemm_fp8_check(ctx, prog, &cases[i]);
-}
+static void run_part(int part) { gemm_fp8_check_part(ctx, prog, part, 2); }
 
 Test(gemm_fp8_gpu, cases_0) { run_part(0); }
 Test(gemm_fp8_gpu, cases_1) { run_part(1); }
