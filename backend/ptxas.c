@@ -15,9 +15,11 @@
  * installed or where a kernel uses `setmaxnreg` (warp roles): nvJitLink assembles PTX as one of
  * several units to be linked and ignores `setmaxnreg` then (C7504: a warp-specialized gemm kept
  * 136 registers in its consumers and spilled its accumulators, 15 times slower on the H200),
- * where ptxas, compiling the module as a whole program, honours it. (nvJitLink also serializes
- * wgmma in flash_fwd, C7509, at no measured cost; and the ptxas program costs the cold JIT of
- * the gemm about 170 ms more on the H200 machine: bench/RESULTS.md, fifth session.)
+ * where ptxas, compiling the module as a whole program, honours it; and where a kernel with wgmma
+ * has an instruction that SASS implements as a subroutine call (an IEEE division, for one):
+ * nvJitLink then serializes every wgmma of the function (C7509), ptxas does not
+ * (needs_whole_program). The ptxas program costs a cold JIT about 170 ms more on the H200
+ * machine (bench/RESULTS.md, fifth session), so the others stay with nvJitLink.
  */
 #include "backend/backend.h"
 
@@ -324,12 +326,27 @@ static bool ptx_to_cubin_nvjitlink(const char *ptx, size_t len, BackendArch arch
     return ok;
 }
 
-/* Whether the PTX text (len bytes, not necessarily NUL-ended) uses setmaxnreg. */
-static bool uses_setmaxnreg(const char *ptx, size_t len) {
-    static const char word[] = "setmaxnreg";
-    size_t n = sizeof word - 1;
+/* Whether the PTX text (len bytes, not necessarily NUL-ended) contains word. */
+static bool ptx_contains(const char *ptx, size_t len, const char *word) {
+    size_t n = strlen(word);
     for (size_t i = 0; i + n <= len; i++)
-        if (ptx[i] == 's' && memcmp(ptx + i, word, n) == 0) return true;
+        if (ptx[i] == word[0] && memcmp(ptx + i, word, n) == 0) return true;
+    return false;
+}
+
+/* Whether the PTX must be assembled as a whole program, by the ptxas program: it uses setmaxnreg
+ * (nvJitLink ignores it, C7504), or it has wgmma together with an instruction that SASS implements
+ * as a subroutine call (IEEE division, reciprocal and square root of f32 and f64, 64-bit integer
+ * division and remainder, PTX calls): nvJitLink, compiling one unit of a link, then serializes
+ * every wgmma of the function (C7509: each HGMMA waits for the previous one), where ptxas does
+ * not. flash_fwd's final 1 / l (rcp.rn.f32) did that to its whole K loop. */
+static bool needs_whole_program(const char *ptx, size_t len) {
+    if (ptx_contains(ptx, len, "setmaxnreg")) return true;
+    if (!ptx_contains(ptx, len, "wgmma.mma_async")) return false;
+    static const char *const calls[] = {"rcp.rn.", "div.rn.", "sqrt.rn.", "div.s64", "div.u64",
+                                        "rem.s64", "rem.u64", "\tcall", " call"};
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
+        if (ptx_contains(ptx, len, calls[i])) return true;
     return false;
 }
 
@@ -340,7 +357,7 @@ bool backend_ptx_to_cubin(const char *ptx, size_t len, BackendArch arch, CubinTo
     case CUBIN_TOOL_NVJITLINK: return ptx_to_cubin_nvjitlink(ptx, len, arch, cubin, err);
     case CUBIN_TOOL_AUTO: {
         char path[4096];
-        bool whole_program = uses_setmaxnreg(ptx, len) &&
+        bool whole_program = needs_whole_program(ptx, len) &&
                              backend_find_ptxas(path, sizeof path, NULL);
         if (!whole_program && backend_have_nvjitlink()) return ptx_to_cubin_nvjitlink(ptx, len, arch, cubin, err);
         return ptx_to_cubin_ptxas(ptx, len, arch, cubin, err);

@@ -270,7 +270,7 @@ static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk,
 /* BM, BN, BK, warps, stages */
 static const int64_t tiles[][5] = {{128, 128, 64, 4, 3}, {128, 128, 64, 8, 3}, {128, 256, 64, 8, 3},
                                    {128, 128, 32, 4, 4}, {128, 256, 32, 8, 4}, {256, 128, 32, 8, 4},
-                                   {128, 128, 32, 8, 4}, {64, 128, 64, 4, 4}};
+                                   {128, 128, 32, 8, 4}, {64, 128, 64, 4, 4}, {128, 64, 64, 4, 6}};
 
 /* C[m, n] = A[m, k] @ B[k, n] with the tiles listed in `which` (indices into tiles, ended by -1),
  * against cuBLAS at the same shape. */
@@ -308,10 +308,11 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
 
 /* --kernel shapes: the LLM shapes M = 4096 with (N, K) = (4096, 4096), (14336, 4096), (4096, 14336),
  * (128256, 4096), and the decode shapes M = 1, 16, 128 with N = K = 8192, in the default tiles,
- * BN = 256 with 8 warps, and (decode) BM = 64. */
+ * BN = 256 with 8 warps, and (decode) BM = 64, and BN = 64 with 6 stages: at M = 128 one block per
+ * SM (128 tiles) that reads B exactly once, its latency hidden by the deeper ring. */
 static void bench_shapes(Gpu *g) {
     static const int64_t llm[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
-    static const int big[] = {0, 2, -1}, small[] = {0, 7, -1};
+    static const int big[] = {0, 2, -1}, small[] = {0, 7, 8, -1};
     for (int i = 0; i < 4; i++) bench_shape(g, 4096, llm[i][0], llm[i][1], big);
     static const int64_t decode_m[] = {1, 16, 128};
     for (int i = 0; i < 3; i++) bench_shape(g, decode_m[i], 8192, 8192, small);

@@ -440,6 +440,57 @@ Test(ptxas, auto_assembles_setmaxnreg_with_ptxas) {
     sb_free(&err);
 }
 
+/* CUBIN_TOOL_AUTO also takes the ptxas program for a kernel with wgmma and an instruction that
+ * SASS implements as a subroutine call (nvJitLink would serialize every wgmma of it, C7509), and
+ * nvJitLink for wgmma without one or for such an instruction without wgmma. */
+Test(ptxas, auto_assembles_wgmma_with_calls_with_ptxas) {
+    char tmp[] = "/tmp/tile-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(tmp));
+    char script[4200], mark[4200];
+    snprintf(script, sizeof script, "%s/fake-ptxas", tmp);
+    snprintf(mark, sizeof mark, "%s/called", tmp);
+    FILE *f = fopen(script, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!/bin/sh\necho \"$1\" > %s\nprintf fake-cubin > \"$4\"\n", mark);
+    fclose(f);
+    cr_assert_eq(chmod(script, 0755), 0);
+    setenv("TILE_PTXAS", script, 1);
+    static const char head[] = ".version 8.0\n.target sm_90a\n.address_size 64\n.visible .entry k() {\n";
+    static const char wgmma[] = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {...};\n";
+    static const char *const calls[] = {"rcp.rn.f32 %r1, %r2;\n", "div.rn.f64 %fd1, %fd2, %fd3;\n",
+                                        "sqrt.rn.f32 %r1, %r2;\n", "div.s64 %rd1, %rd2, %rd3;\n",
+                                        "rem.u64 %rd1, %rd2, %rd3;\n"};
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        for (int with_wgmma = 0; with_wgmma < 2; with_wgmma++) {
+            if (!with_wgmma && !backend_have_nvjitlink()) continue; /* ptxas either way */
+            char ptx[512];
+            snprintf(ptx, sizeof ptx, "%s%s%sret;\n}\n", head, with_wgmma ? wgmma : "", calls[i]);
+            Strbuf cubin = {0}, err = {0};
+            cr_assert(backend_ptx_to_cubin(ptx, strlen(ptx), BACKEND_ARCH_SM90A, CUBIN_TOOL_AUTO, &cubin, &err) ||
+                          !with_wgmma, /* nvJitLink rejects this fake PTX: only the route matters */
+                      "%s", sb_str(&err));
+            bool called = access(mark, F_OK) == 0;
+            cr_assert_eq(called, with_wgmma, "%s with%s wgmma: ptxas %s", calls[i], with_wgmma ? "" : "out",
+                         called ? "called" : "not called");
+            unlink(mark);
+            sb_free(&cubin);
+            sb_free(&err);
+        }
+    }
+    if (backend_have_nvjitlink()) { /* wgmma alone stays with nvJitLink */
+        char ptx[512];
+        snprintf(ptx, sizeof ptx, "%s%sret;\n}\n", head, wgmma);
+        Strbuf cubin = {0}, err = {0};
+        (void)backend_ptx_to_cubin(ptx, strlen(ptx), BACKEND_ARCH_SM90A, CUBIN_TOOL_AUTO, &cubin, &err);
+        cr_assert_neq(access(mark, F_OK), 0, "wgmma without a call went through ptxas although nvJitLink is installed");
+        sb_free(&cubin);
+        sb_free(&err);
+    }
+    unsetenv("TILE_PTXAS");
+    unlink(script);
+    rmdir(tmp);
+}
+
 /* TILE_WARP_SPECIALIZE=1 asks for producer warpgroups only where the ptxas program can assemble
  * them: nvJitLink would ignore their setmaxnreg. */
 Test(ptxas, warp_specialization_needs_the_ptxas_program) {
