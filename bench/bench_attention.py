@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
 
 # BM x BN, warps, pipeline stages; the first is the kernel's default
-DEFAULT_CONFIGS = "128x64w8s2,128x64w4s2,128x32w4s2,64x64w4s2,128x64w8s3"
+DEFAULT_CONFIGS = "128x64w8s2,128x128w8s2"
 
 
 def parse_config(text):
