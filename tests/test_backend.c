@@ -402,21 +402,26 @@ Test(ptxas, tile_ptxas_is_used_first) {
     rmdir(tmp);
 }
 
-/* CUBIN_TOOL_AUTO assembles a kernel with setmaxnreg with the ptxas program, whole program, even
- * where nvJitLink is installed (nvJitLink ignores setmaxnreg), and others with nvJitLink when it
- * is. The "ptxas" here is a script that leaves a mark and writes a fixed image. */
-Test(ptxas, auto_assembles_setmaxnreg_with_ptxas) {
-    char tmp[] = "/tmp/tile-test-XXXXXX";
+/* A "ptxas" (a script in the new directory tmp, its path in script) that leaves the file mark
+ * when it runs and writes the cubin "fake-cubin"; TILE_PTXAS names it. */
+static void fake_ptxas(char *tmp, char script[4200], char mark[4200]) {
     cr_assert_not_null(mkdtemp(tmp));
-    char script[4200], mark[4200];
-    snprintf(script, sizeof script, "%s/fake-ptxas", tmp);
-    snprintf(mark, sizeof mark, "%s/called", tmp);
+    snprintf(script, 4200, "%s/fake-ptxas", tmp);
+    snprintf(mark, 4200, "%s/called", tmp);
     FILE *f = fopen(script, "w");
     cr_assert_not_null(f);
     fprintf(f, "#!/bin/sh\necho \"$1\" > %s\nprintf fake-cubin > \"$4\"\n", mark);
     fclose(f);
     cr_assert_eq(chmod(script, 0755), 0);
     setenv("TILE_PTXAS", script, 1);
+}
+
+/* CUBIN_TOOL_AUTO assembles a kernel with setmaxnreg with the ptxas program, whole program, even
+ * where nvJitLink is installed (nvJitLink ignores setmaxnreg), and others with nvJitLink when it
+ * is. The "ptxas" here is a script that leaves a mark and writes a fixed image. */
+Test(ptxas, auto_assembles_setmaxnreg_with_ptxas) {
+    char tmp[] = "/tmp/tile-test-XXXXXX", script[4200], mark[4200];
+    fake_ptxas(tmp, script, mark);
     const char ptx[] = ".version 8.0\n.target sm_90a\n.address_size 64\n"
                        ".visible .entry k() { setmaxnreg.inc.sync.aligned.u32 232; ret; }\n";
     Strbuf cubin = {0}, err = {0};
@@ -444,17 +449,8 @@ Test(ptxas, auto_assembles_setmaxnreg_with_ptxas) {
  * SASS implements as a subroutine call (nvJitLink would serialize every wgmma of it, C7509), and
  * nvJitLink for wgmma without one or for such an instruction without wgmma. */
 Test(ptxas, auto_assembles_wgmma_with_calls_with_ptxas) {
-    char tmp[] = "/tmp/tile-test-XXXXXX";
-    cr_assert_not_null(mkdtemp(tmp));
-    char script[4200], mark[4200];
-    snprintf(script, sizeof script, "%s/fake-ptxas", tmp);
-    snprintf(mark, sizeof mark, "%s/called", tmp);
-    FILE *f = fopen(script, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "#!/bin/sh\necho \"$1\" > %s\nprintf fake-cubin > \"$4\"\n", mark);
-    fclose(f);
-    cr_assert_eq(chmod(script, 0755), 0);
-    setenv("TILE_PTXAS", script, 1);
+    char tmp[] = "/tmp/tile-test-XXXXXX", script[4200], mark[4200];
+    fake_ptxas(tmp, script, mark);
     static const char head[] = ".version 8.0\n.target sm_90a\n.address_size 64\n.visible .entry k() {\n";
     static const char wgmma[] = "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {...};\n";
     static const char *const calls[] = {"rcp.rn.f32 %r1, %r2;\n", "div.rn.f64 %fd1, %fd2, %fd3;\n",
