@@ -213,6 +213,27 @@ static void barrier_to_cluster(IrFunction *f, IrOp *barrier, IrValue *flag) {
     ir_op_remove(barrier);
 }
 
+/* Whether copy stands where stages puts a ring's copies: in an if at the top level (the prologue),
+ * or in an if directly in a top-level loop whose body has a barrier of its own before the refill
+ * (the one this pass makes wait for the peer too). A ring in a nested loop is left alone. */
+static bool ring_shaped(const IrFunction *f, const IrOp *copy) {
+    IrOp *when = copy->parent->parent_op;
+    if (!when || when->code != OP_IF) return false;
+    if (when->parent == f->body) return true;
+    IrOp *loop = when->parent->parent_op;
+    if (!loop || loop->code != OP_FOR || loop->parent != f->body) return false;
+    for (const IrOp *o = loop->regions[0]->first; o && o != when; o = o->next)
+        if (o->code == OP_BARRIER) return true;
+    return false;
+}
+
+static bool is_copy(IrOp *op, void *ctx) {
+    (void)ctx;
+    return op->code != OP_COPY_TMA; /* stops the walk at the first */
+}
+
+static bool holds_copy(IrOp *loop) { return !ir_walk(loop->regions[0], is_copy, NULL); }
+
 /* Whether kernel f has the one ring this pass handles; its mbarrier_init in *init. */
 static bool one_ring(IrFunction *f, IrOp **init) {
     int inits = 0;
@@ -251,6 +272,10 @@ static bool cluster_kernel(IrFunction *f) {
             }
             bufs[nbufs++] = (Buffer){.alloc = alloc, .ok = true};
         }
+        if (!ring_shaped(f, c)) {
+            ok = false;
+            break;
+        }
         vec_push(&bufs[k].copies, c);
         for (int d = 0; d < rank; d++) slice_to_keys(f, &bufs[k], c->operands[1 + d], 0);
         slice_to_keys(f, &bufs[k], c->operands[3 + rank], 0);
@@ -276,6 +301,7 @@ static bool cluster_kernel(IrFunction *f) {
         }
     ClusterState s = {.f = f, .ok = true, .b = {.module = f->module, .function = f}};
     IrValue *flags[MAX_BUFFERS] = {0}, *any = NULL;
+    IrOp *before_flags = ok ? first->prev : NULL; /* what is built goes between it and first */
     if (ok) {
         ir_builder_before(&s.b, first);
         s.b.loc = first->loc;
@@ -296,15 +322,21 @@ static bool cluster_kernel(IrFunction *f) {
         }
     }
     free(s.clone);
+    if (ok && !any) /* no buffer qualifies: take back what was built (cluster_size needs `cluster N`) */
+        for (IrOp *o = before_flags ? before_flags->next : f->body->first, *next; o != first; o = next) {
+            next = o->next;
+            ir_op_remove(o);
+        }
     if (any) f->cluster = CLUSTER_BLOCKS;
     for (uint32_t k = 0; k < nbufs; k++) {
         for (size_t i = 0; flags[k] && i < bufs[k].copies.len; i++) make_multicast(f, bufs[k].copies.data[i], flags[k]);
         vec_free(&bufs[k].copies);
     }
     if (!any) return false;
-    /* every loop barrier that may precede a refill waits for the peer too */
+    /* the barriers of the ring's loop (the one before the refill among them) wait for the peer too;
+       its bounds are keys, so both blocks run it equally often (other loops are left alone) */
     for (IrOp *op = f->body->first; op; op = op->next) {
-        if (op->code != OP_FOR) continue;
+        if (op->code != OP_FOR || !holds_copy(op)) continue;
         IrOp *next;
         for (IrOp *in = op->regions[0]->first; in; in = next) {
             next = in->next;
