@@ -244,6 +244,13 @@ static bool one_ring(IrFunction *f, IrOp **init) {
     return *init != NULL;
 }
 
+/* The pass on one kernel: finds its ring (one mbarrier_init at the top level, every copy_tma on
+ * it, shaped as stages builds it), groups the copies by the buffer they fill and follows each
+ * group's origins, guards and loop bounds to its top-level keys; builds, before the first op that
+ * holds a copy, cluster_size == 2 and each group's comparison of its keys with the peer's; then
+ * (when at least one group qualifies) makes the group's copies multicasts under its flag, the
+ * ring loop's barriers cluster barriers under the flags' or, and adds the cluster barriers after
+ * mbarrier_init and mbarrier_inval. False (the kernel unchanged) when nothing qualifies. */
 static bool cluster_kernel(IrFunction *f) {
     IrOp *init = NULL;
     if (!f->is_kernel || !f->body || f->cluster || !one_ring(f, &init)) return false;
