@@ -162,6 +162,13 @@ typedef struct VmClusterTrace {
     int64_t copies, barriers;
 } VmClusterTrace;
 typedef struct VmClusters VmClusters;
+/* Per stage of a block's ring: the cluster barriers it had passed at its latest wait on the stage
+ * (a multicast refill of the stage needs one more: the peer's release). */
+enum { VM_CLUSTER_STAGES = 32 };
+typedef struct VmClusterWaits {
+    const VmTile *ring;
+    int64_t barriers[VM_CLUSTER_STAGES]; /* -1: not waited on yet */
+} VmClusterWaits;
 
 /* What every worker of a launch shares. */
 typedef struct VmLaunch {
@@ -191,6 +198,7 @@ typedef struct VmThread {
     struct VmRoleRun *roles;    /* inside warp_roles: the roles' schedule (vm_roles.c); NULL outside */
     int role;                   /* with roles: the role that runs */
     VmClusterTrace cluster_trace; /* this block's (reset per block) */
+    VmClusterWaits cluster_waits; /* this block's (reset per block) */
 } VmThread;
 
 /* ---- thread-block clusters (runtime/vm_cluster.c) ------------------------------------------- */
@@ -200,7 +208,11 @@ void vm_cluster_launch_end(VmLaunch *L);
 /* A copy_tma with `multicast N` (its flag the last operand): an error without clusters; else the
  * copy joins the block's record when the flag holds. */
 bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *t, const int64_t *origin,
-                     int64_t offset, int64_t numel, int64_t stage);
+                     int64_t offset, int64_t numel, const VmTile *ring, int64_t stage);
+/* An mbarrier_wait on the stage of ring returned (a multicast refill of it then needs a cluster barrier). */
+void vm_cluster_waited(VmThread *th, const VmTile *ring, int64_t stage);
+/* Resets th's per-block cluster records. */
+void vm_cluster_block_begin(VmThread *th);
 bool vm_exec_cluster_size(VmThread *th, VmFrame *fr, const IrOp *op);
 bool vm_exec_cluster_barrier(VmThread *th, VmFrame *fr, const IrOp *op);
 /* A block ended: when it is the last of its cluster, false (with th->err) if the records differ. */

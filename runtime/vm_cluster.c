@@ -7,6 +7,9 @@
  * What the VM checks is the protocol the GPU relies on and cannot check itself:
  *   - a multicast (its bool true) needs a launch with clusters: the grid's x a multiple of N
  *     (cluster_size is the launch's N, or 1 without clusters: the flag the pass computes);
+ *   - a multicast that refills a stage comes after a cluster barrier that follows the block's
+ *     latest wait on the stage (the peer, running the same code, waited there too and releases
+ *     the stage at that barrier; on the GPU the copy would overwrite a stage the peer still reads);
  *   - the blocks of a cluster issue the same multicast copies in the same order (the same tensor,
  *     origins, box and stage), since each issues only its share of every box: each block keeps a
  *     digest of its multicast copies and a count of them and of its cluster barriers, and when the
@@ -56,8 +59,22 @@ static uint64_t mix(uint64_t h, int64_t v) {
     return h;
 }
 
+void vm_cluster_block_begin(VmThread *th) {
+    th->cluster_trace = (VmClusterTrace){0};
+    th->cluster_waits.ring = NULL;
+}
+
+void vm_cluster_waited(VmThread *th, const VmTile *ring, int64_t stage) {
+    VmClusterWaits *w = &th->cluster_waits;
+    if (w->ring != ring) {
+        w->ring = ring;
+        for (int s = 0; s < VM_CLUSTER_STAGES; s++) w->barriers[s] = -1;
+    }
+    if (stage >= 0 && stage < VM_CLUSTER_STAGES) w->barriers[stage] = th->cluster_trace.barriers;
+}
+
 bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *t, const int64_t *origin,
-                     int64_t offset, int64_t numel, int64_t stage) {
+                     int64_t offset, int64_t numel, const VmTile *ring, int64_t stage) {
     uint32_t flag = op->noperands - 1;
     const VmTile *f = vm_operand_tile(th, fr, op, flag);
     if (!f) return false;
@@ -67,6 +84,13 @@ bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *
         return vm_error(th, op, "a multicast in a launch without clusters (the grid's x, %" PRId64
                         ", is not a multiple of %" PRId64 ")", L->grid[0], ir_copy_tma_multicast(op));
     VmClusterTrace *tr = &th->cluster_trace;
+    /* a refill: the peer read this stage too, and releases it only by a cluster barrier after its
+       wait on the stage (which it made where this block made its own: the same code) */
+    const VmClusterWaits *w = &th->cluster_waits;
+    if (w->ring == ring && stage >= 0 && stage < VM_CLUSTER_STAGES && w->barriers[stage] >= 0 &&
+        tr->barriers <= w->barriers[stage])
+        return vm_error(th, op, "multicasts into stage %" PRId64 " with no cluster barrier since the wait on it (the "
+                        "peer block may still read the stage)", stage);
     uint64_t h = tr->copies ? tr->digest : 0xcbf29ce484222325ull;
     h = mix(h, (int64_t)(intptr_t)t->data);
     for (int d = 0; d < t->rank; d++) h = mix(h, origin[d]);

@@ -467,7 +467,7 @@ static void *worker_main(void *arg) {
         th.block[2] = b / L->grid[0] / L->grid[1];
         const IrOp *term;
         th.pending.len = 0; /* a block's copies end with it */
-        th.cluster_trace = (VmClusterTrace){0};
+        vm_cluster_block_begin(&th);
         ok = exec_region(&th, &fr, NULL, kernel->body, params, n, &term);
         if (ok) ok = vm_cluster_block_done(&th);
         frame_clear(&fr);

@@ -1123,7 +1123,7 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
         dst[p] = v;
     }
     VmSlot *s = &fr->slots[op->operands[di]->id];
-    if (ir_copy_tma_multicast(op) && !vm_cluster_copy(th, fr, op, t, origin, s->offset, n, stage)) return false;
+    if (ir_copy_tma_multicast(op) && !vm_cluster_copy(th, fr, op, t, origin, s->offset, n, ring, stage)) return false;
     vec_push(&th->pending, ((VmPending){s->tile, s->offset, n, ring, stage, mbarrier_completed(*bar)}));
     return true;
 }
@@ -1167,6 +1167,7 @@ static bool exec_mbarrier_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
         if (!(c->mbarriers == ring && c->stage == stage && c->phase < completed)) th->pending.data[kept++] = *c;
     }
     th->pending.len = kept;
+    vm_cluster_waited(th, ring, stage);
     return true;
 }
 

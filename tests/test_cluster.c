@@ -78,6 +78,7 @@ typedef struct Count {
     int copies, multicasts, cluster_barriers, cluster_sizes, barriers_in_loops;
     IrOp *multicast[16];
     IrOp *in_cluster; /* cmp eq cluster_size, 2 */
+    IrOp *cluster_if; /* if %any { cluster_barrier } else { barrier } */
 } Count;
 
 static bool count(IrOp *op, void *ctx) {
@@ -87,6 +88,7 @@ static bool count(IrOp *op, void *ctx) {
         if (ir_copy_tma_multicast(op) == 2 && c->multicasts < 16) c->multicast[c->multicasts++] = op;
     }
     if (op->code == OP_CLUSTER_BARRIER) c->cluster_barriers++;
+    if (op->code == OP_CLUSTER_BARRIER && op->parent->parent_op) c->cluster_if = op->parent->parent_op;
     if (op->code == OP_CLUSTER_SIZE) c->cluster_sizes++;
     if (op->code == OP_CMP && op->operands[0]->def && op->operands[0]->def->code == OP_CLUSTER_SIZE)
         c->in_cluster = op;
@@ -141,17 +143,20 @@ Test(cluster, gemm_multicast_ring_gives_the_vm_results_of_the_plain_ring) {
 }
 
 /* A flag that lets both blocks multicast what they do not share is caught by the VM: A's copies
- * under B's flag at 200x136 (peers share n0 but not m0), and B's copies under cluster_size == 2
- * alone at 384x256 (peers 2-3 sit on different n0); the flags as built pass there (the check is
- * live). A multicast whose flag is true in a launch without clusters (an odd grid) is an error too. */
+ * under B's flag at 200x136 (peers share n0 but not m0), and B's copies (and the loop's cluster
+ * barrier) under cluster_size == 2 alone at 384x256 (peers 2-3 sit on different n0); the flags as
+ * built pass there (the check is live). A multicast whose flag is true in a launch without
+ * clusters (an odd grid) is an error, and so is a refill multicast with the loop's block barrier in
+ * place of its cluster barrier (the peer may still read the stage). */
 Test(cluster, multicasts_of_different_tiles_are_vm_errors) {
     Target with = sm90;
     with.cluster = true;
-    for (int variant = 0; variant < 3; variant++) {
+    for (int variant = 0; variant < 4; variant++) {
         Compiled c = compile_gemm(true, &with, 128, 4);
         Count cnt = {0};
         ir_walk(c.kernel->body, count, &cnt);
         cr_assert_not_null(cnt.in_cluster);
+        cr_assert_not_null(cnt.cluster_if);
         /* the copies of a (operand 0 the first parameter) and of b */
         IrValue *a = c.kernel->body->args[0], *flag_b = NULL, *flag_a = NULL;
         for (int i = 0; i < cnt.multicasts; i++) {
@@ -166,6 +171,9 @@ Test(cluster, multicasts_of_different_tiles_are_vm_errors) {
         IrBuilder b = {.module = c.module, .function = c.kernel};
         ir_builder_before(&b, c.kernel->body->first);
         IrValue *yes = ir_const_int(&b, ir_scalar_type(c.module, elem_bool()), 1);
+        IrValue *no = ir_const_int(&b, ir_scalar_type(c.module, elem_bool()), 0);
+        if (variant == 1) ir_set_operand(cnt.cluster_if, 0, cnt.in_cluster->results[0]);
+        if (variant == 3) ir_set_operand(cnt.cluster_if, 0, no);
         for (int i = 0; i < cnt.multicasts; i++) {
             IrOp *op = cnt.multicast[i];
             uint32_t last = op->noperands - 1;
@@ -179,8 +187,9 @@ Test(cluster, multicasts_of_different_tiles_are_vm_errors) {
         uint16_t *out = calloc((size_t)(m * n), 2);
         Strbuf err = {0};
         cr_assert_not(run(c.kernel, m, n, 200, out, &err), "variant %d ran", variant);
-        const char *want = variant == 2 ? "a multicast in a launch without clusters (the grid's x, 3, is not a multiple of 2)"
-                                        : "the blocks of its cluster (x ";
+        const char *want = variant == 2   ? "a multicast in a launch without clusters (the grid's x, 3, is not a multiple of 2)"
+                           : variant == 3 ? "copy_tma: multicasts into stage 0 with no cluster barrier since the wait on it"
+                                          : "the blocks of its cluster (x ";
         cr_assert(strstr(sb_str(&err), want), "variant %d: %s", variant, sb_str(&err));
         if (variant < 2) cr_assert(strstr(sb_str(&err), "disagree"), "%s", sb_str(&err));
         sb_free(&err);
