@@ -545,6 +545,7 @@ static const CgEmitFn emitters[OP_COUNT] = {
     [OP_IF] = emit_if,
     [OP_WHILE] = emit_while,
     [OP_WARP_ROLES] = cg_warp_roles,
+    [OP_CLUSTER_SIZE] = cg_cluster_op, [OP_CLUSTER_BARRIER] = cg_cluster_op,
 };
 
 /* Ops that a pass removes before code generation, with that pass's name. */

@@ -202,6 +202,12 @@ LLVMValueRef cg_mma_pack(Cg *g, const struct MmaTiling *t, LLVMValueRef const *s
 /* ---- codegen_tma.c ---- */
 bool cg_tma_plan(Cg *g);                 /* the tensor maps of the kernel's copy_tma ops */
 bool cg_tma_op(Cg *g, const IrOp *op);   /* mbarrier_init, copy_tma, mbarrier_arrive, mbarrier_wait */
+/* ---- codegen_cluster.c ---- */
+bool cg_cluster_op(Cg *g, const IrOp *op); /* cluster_size, cluster_barrier */
+/* Box `box` of a copy_tma with `multicast N`: with its flag, issued by cluster rank box % N with
+ * .multicast::cluster (plain's text and constraints, the mask added); without, plain alone. */
+void cg_cluster_multicast_box(Cg *g, const IrOp *op, int64_t box, const char *plain, const char *constraints,
+                              LLVMValueRef *args, unsigned nargs);
 /* ---- codegen_roles.c ---- */
 bool cg_warp_roles(Cg *g, const IrOp *op);
 bool cg_emit_region(Cg *g, const IrRegion *r, const IrOp **term); /* codegen.c: a region's ops */

@@ -132,7 +132,8 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
             for (int d = 0; d < rank; d++) args[2 + d] = coord[d];
             if (c) args[2] = LLVMBuildAdd(g->b, col, LLVMConstInt(LLVMTypeOf(col), (unsigned long long)c, 0), "");
             args[2 + rank] = bar;
-            asm_call(g, text, constraints, args, 3 + (unsigned)rank);
+            if (ir_copy_tma_multicast(op)) cg_cluster_multicast_box(g, op, c / block, text, constraints, args, 3 + (unsigned)rank);
+            else asm_call(g, text, constraints, args, 3 + (unsigned)rank);
         }
         thread0_end(g, join);
         return true;

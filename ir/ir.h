@@ -214,6 +214,9 @@ struct IrFunction {
     IrRegion *grid;          /* kernels: args like body's; ends in yield of 1..3 i32 scalars */
     IrParam *params;         /* one per body argument */
     int num_warps;           /* kernels: warps per block on the GPU from `warps(N)`; 0: the default */
+    int cluster;             /* kernels: blocks per thread-block cluster along x (`cluster N`, set by the
+                                cluster pass: 2, 4 or 8); 0: none. A launch whose grid's x is not a
+                                multiple runs without clusters (cluster_size is then 1) */
     const char **check_messages; /* kernels: the messages of the grid region's OP_CHECKs */
     uint32_t ncheck_messages;
     uint32_t nparams;
@@ -311,6 +314,8 @@ int64_t ir_role_first_warp(const IrOp *roles, uint32_t k);
 const IrOp *ir_role_of_region(const IrRegion *r, uint32_t *role);
 /* The arrivals that complete a phase of the mbarriers an mbarrier_init sets up (`count N`; 1). */
 static inline int64_t ir_mbarrier_count(const IrOp *init) { return init->nints ? init->ints[0] : 1; }
+/* copy_tma's `multicast N` (the cluster's blocks; its bool is the last operand), 0 when absent. */
+static inline int64_t ir_copy_tma_multicast(const IrOp *copy) { return copy->nints ? copy->ints[0] : 0; }
 
 /* ---- verifier and printer (ir/verify.c, ir/print.c) ---------------------------------- */
 /* Checks the structural and type rules of ops.def; reports into d; true when valid. */

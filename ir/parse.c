@@ -841,6 +841,11 @@ static void read_function(IrReader *r) {
         f->result_types = read_type_tuple(r, &f->nresults);
     }
     if (is_kernel && ir_reader_accept_word(r, "warps")) f->num_warps = (int)read_int_in(r, "warps", 1, 32);
+    if (is_kernel && ir_reader_accept_word(r, "cluster")) {
+        SrcLoc at = peek(r)->loc;
+        f->cluster = (int)read_int_in(r, "cluster", 2, 8);
+        if (f->cluster & (f->cluster - 1)) fail_at(r, at, "cluster %d: expected 2, 4 or 8 blocks", f->cluster);
+    }
     if (is_kernel) {
         for (uint32_t i = 0; i < f->body->nargs; i++) ir_region_add_arg(f->grid, f->body->args[i]->type, NULL);
         expect_word(r, "grid");

@@ -392,6 +392,7 @@ void ir_print_function(const IrFunction *f, Strbuf *out) {
         sb_putc(out, ')');
     }
     if (f->is_kernel && f->num_warps) sb_printf(out, " warps %d", f->num_warps);
+    if (f->is_kernel && f->cluster) sb_printf(out, " cluster %d", f->cluster);
     if (f->is_kernel) {
         sb_puts(out, "\ngrid {\n");
         if (f->grid) print_region_body(&p, f->grid, 1);

@@ -13,7 +13,7 @@ static bool map_for(const IrFunction *f, const IrOp *op, IrTmaMap *out) {
     const IrValue *x = op->operands[0];
     const IrType *tt = x->type;
     if (tt->kind != TY_TENSOR || tt->rank < 2 || tt->rank > IR_TMA_MAX_RANK || x->def || x->region != f->body ||
-        op->noperands != (uint32_t)tt->rank + 4)
+        op->noperands != (uint32_t)tt->rank + 4 + (ir_copy_tma_multicast(op) ? 1 : 0))
         return false;
     const IrType *dt = op->operands[1 + tt->rank]->type;
     if (dt->kind != TY_SHARED || dt->rank != 2) return false;

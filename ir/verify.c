@@ -368,12 +368,25 @@ static bool check_mbarriers(Verifier *v, const IrOp *op, uint32_t i, bool stage)
 /* copy_tma (tensor, origin..., shared dst, mbarriers, stage): one i32 origin per dimension, a box of
  * the tensor's element type and of its rank or less (the box is 1 on the leading dimensions the
  * destination lacks: a [BN, D] tile of a [B, H, S, D] tensor). */
+/* copy_tma's `multicast N`: the kernel's cluster, outside warp roles, a bool scalar operand. */
+static void check_multicast(Verifier *v, const IrOp *op, int64_t n, const IrValue *flag) {
+    if (n != v->f->cluster)
+        op_error(v, op, "multicast %lld needs a kernel of clusters of %lld blocks (the kernel has %d)", (long long)n,
+                 (long long)n, v->f->cluster);
+    if (v->roles) op_error(v, op, "a multicast copy in a warp role is not supported");
+    if (!is_scalar_of(flag->type, EK_BOOL))
+        op_error(v, op, "the multicast's last operand must be a bool scalar, not %s", tn(v, flag->type));
+}
+
 static void check_copy_tma(Verifier *v, const IrOp *op) {
     const IrType *t = op->noperands ? op->operands[0]->type : NULL;
-    if (!t || t->kind != TY_TENSOR || op->noperands != (uint32_t)t->rank + 4) {
-        op_error(v, op, "needs a tensor, an origin per dimension, a shared destination, mbarriers and a stage");
+    int64_t multicast = ir_copy_tma_multicast(op);
+    if (!t || t->kind != TY_TENSOR || op->noperands != (uint32_t)t->rank + 4 + (multicast ? 1 : 0)) {
+        op_error(v, op, "needs a tensor, an origin per dimension, a shared destination, mbarriers and a stage%s",
+                 multicast ? ", then the multicast's bool" : "");
         return;
     }
+    if (multicast) check_multicast(v, op, multicast, op->operands[t->rank + 4]);
     for (int d = 0; d < t->rank; d++)
         if (!is_i32_scalar(op->operands[1 + d]->type))
             op_error(v, op, "origin %d must be an i32 scalar, not %s", d, tn(v, op->operands[1 + d]->type));
@@ -893,6 +906,22 @@ static void check_in_role(Verifier *v, const IrOp *op) {
     }
 }
 
+/* ---- thread-block clusters (passes/cluster.c) ----------------------------------------------- */
+/* cluster_size and cluster_barrier stand in a kernel with `cluster N`; a cluster barrier waits for
+ * every thread of the cluster's blocks, which a warp role (a part of the block) cannot promise. */
+static void check_in_cluster_kernel(Verifier *v, const IrOp *op) {
+    if (!v->f->is_kernel || v->f->cluster < 2)
+        op_error(v, op, "needs a kernel with clusters (`cluster N` after its warps)");
+    if (v->roles) op_error(v, op, "is not allowed in a warp role");
+}
+
+static void rule_cluster_size(Verifier *v, const IrOp *op) {
+    check_in_cluster_kernel(v, op);
+    if (!is_i32_scalar(op->results[0]->type)) op_error(v, op, "result must be i32, not %s", tn(v, op->results[0]->type));
+}
+
+static void rule_cluster_barrier(Verifier *v, const IrOp *op) { check_in_cluster_kernel(v, op); }
+
 /* The rule of each op, from the rule column of ops.def. */
 typedef void (*RuleFn)(Verifier *v, const IrOp *op);
 static const RuleFn rules[OP_COUNT] = {
@@ -1001,3 +1030,4 @@ bool ir_verify_module(IrModule *m, DiagList *d) {
     for (IrFunction *f = m->functions; f; f = f->next) ok &= ir_verify_function(f, d);
     return ok;
 }
+

@@ -104,6 +104,7 @@ IrModule *clone_module(const IrModule *m) {
         g->params = f->params;
         g->nparams = f->nparams;
         g->num_warps = f->num_warps;
+        g->cluster = f->cluster;
         g->check_messages = f->check_messages;
         g->ncheck_messages = f->ncheck_messages;
         g->nresults = f->nresults;

@@ -50,6 +50,8 @@ typedef struct Target {
     bool no_wgmma;           /* on sm_90a: keep dots on mma.sync (TILE_WGMMA=0 in the runtime) */
     bool specialize;         /* on sm_90a: stages may give a TMA ring's loop a producer warpgroup
                                 (warp roles; TILE_WARP_SPECIALIZE=1 in the runtime; off by default) */
+    bool cluster;            /* with tma: the cluster pass may pair blocks that copy the same tiles
+                                into clusters of 2 with TMA multicast (on unless TILE_CLUSTER=0) */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -64,7 +66,7 @@ static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->ar
  * operands' rings for it). */
 static inline bool target_has_wgmma(const Target *t) { return t->sm >= 90 && t->arch_specific && !t->no_wgmma; }
 /* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
- * `no_wgmma`, `specialize`, in any order (golden tests' `# target:` line). False with the reason in err. */
+ * `no_wgmma`, `specialize`, `cluster`, in any order (golden tests' `# target:` line). False with the reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
 
 typedef struct PassOptions {
@@ -115,6 +117,10 @@ bool pass_layout_for(IrModule *m, const Target *t, DiagList *d);
  * layout pass. The rings fit the target's shared memory (target_smem_bytes): a ring
  * that would not fit gets fewer stages (at least 2), or is not made (the loop stays as written). */
 bool pass_stages_target(IrModule *m, const Target *t, DiagList *d);
+/* Thread-block clusters (passes/cluster.c): for a kernel with one TMA ring (Target.cluster), the
+ * copies of each ring buffer become multicasts over a cluster of 2 blocks where both blocks
+ * copy the same tiles, decided at run time; the kernel gets `cluster 2`. Runs after stages. */
+bool pass_cluster_target(IrModule *m, const Target *t, DiagList *d);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */

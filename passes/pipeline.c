@@ -80,6 +80,14 @@ static bool stages_for_target(IrModule *m, const PassOptions *opt, DiagList *d) 
     return without_role_kernels(m, opt, d, stages_all);
 }
 
+static bool cluster_all(IrModule *m, const PassOptions *opt, DiagList *d) {
+    return pass_cluster_target(m, &opt->target, d);
+}
+
+static bool cluster_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+    return without_role_kernels(m, opt, d, cluster_all);
+}
+
 static const Pass pipeline[] = {
     {"inline", pass_inline, NULL, "always"},
     {"canonicalize", pass_canonicalize, NULL, "always"},
@@ -89,6 +97,8 @@ static const Pass pipeline[] = {
     {"stages", NULL, stages_for_target,
      "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (ring of N stages: cp.async; TMA on "
      "sm_90a where launch facts allow)"},
+    {"cluster", NULL, cluster_for_target,
+     "GPU: sm_90a TMA rings: clusters of 2 blocks that multicast the tiles both copy (decided at run time)"},
     {"smem_plan", NULL, pass_smem_plan, "GPU: every shared buffer gets its offset in dynamic shared memory"},
     {"cleanup", NULL, cleanup, "GPU: canonicalize, cse and dce of what the GPU passes left"},
 };
@@ -203,6 +213,8 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->no_wgmma = true;
         } else if (word_is(w, n, "specialize")) {
             out->specialize = true;
+        } else if (word_is(w, n, "cluster")) {
+            out->cluster = true;
         } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
@@ -229,7 +241,7 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             if (key[0] == 'w') out->num_warps = (int)x;
             else out->smem_bytes = x;
         } else {
-            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize)", (int)n, w);
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize, cluster)", (int)n, w);
             return false;
         }
     }

@@ -105,12 +105,35 @@ enum {
       (float *ms, CUevent start, CUevent end))                                                \
     X(cuEventDestroy, "cuEventDestroy_v2", "cuEventDestroy", (CUevent event))
 
+#ifndef TILE_HAVE_CUDA_H
+/* cuLaunchKernelEx's configuration, for a cluster dimension (the driver's ABI, CUDA 12). */
+enum { CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION = 4 };
+typedef struct CUlaunchAttribute {
+    int id;
+    char pad[4];
+    union {
+        char bytes[64];
+        struct {
+            unsigned x, y, z;
+        } clusterDim;
+    } value;
+} CUlaunchAttribute;
+typedef struct CUlaunchConfig {
+    unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+    CUstream hStream;
+    CUlaunchAttribute *attrs;
+    unsigned numAttrs;
+} CUlaunchConfig;
+#endif
+
 /* Functions the runtime works without (a driver that lacks one only turns a feature off). */
 #define CUDA_DRIVER_OPTIONAL(X)                                                               \
     X(cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled", "",                                   \
       (void *map, int data_type, unsigned rank, void *address, const uint64_t *dims,          \
        const uint64_t *strides, const unsigned *box, const unsigned *element_strides,          \
-       int interleave, int swizzle, int l2_promotion, int oob_fill))
+       int interleave, int swizzle, int l2_promotion, int oob_fill))                         \
+    X(cuLaunchKernelEx, "cuLaunchKernelEx", "",                                               \
+      (const CUlaunchConfig *config, CUfunction function, void **params, void **extra))
 
 #define DECLARE_FIELD(field, symbol, fallback, params) CUresult (*field) params;
 static struct {
@@ -421,6 +444,19 @@ tile_status cuda_launch(CudaDevice *device, CudaFunction *fn, const CudaLaunch *
      * primary context that PyTorch made current) */
     CUcontext current = NULL;
     if (driver.cuCtxGetCurrent(&current) != CUDA_SUCCESS || current != device->context) MAKE_CURRENT(device);
+    if (launch->cluster > 1 && driver.cuLaunchKernelEx) {
+        /* blocks in clusters of launch->cluster along x (the caller checked that the grid's x is a
+           multiple); a driver without cuLaunchKernelEx runs the kernel without clusters */
+        CUlaunchAttribute attr;
+        memset(&attr, 0, sizeof attr);
+        attr.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+        attr.value.clusterDim.x = launch->cluster, attr.value.clusterDim.y = attr.value.clusterDim.z = 1;
+        CUlaunchConfig config = {at_least_one(g[0]), at_least_one(g[1]), at_least_one(g[2]), at_least_one(b[0]),
+                                 at_least_one(b[1]), at_least_one(b[2]), launch->shared_bytes,
+                                 (CUstream)launch->stream, &attr, 1};
+        CU_CHECK(cuLaunchKernelEx(&config, (CUfunction)fn, params, NULL));
+        return TILE_OK;
+    }
     CU_CHECK(cuLaunchKernel((CUfunction)fn, at_least_one(g[0]), at_least_one(g[1]),
                             at_least_one(g[2]), at_least_one(b[0]), at_least_one(b[1]),
                             at_least_one(b[2]), launch->shared_bytes, (CUstream)launch->stream,

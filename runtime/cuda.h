@@ -78,6 +78,8 @@ typedef struct CudaLaunch {
     unsigned block[3];     /* threads per block; 0 counts as 1 */
     unsigned shared_bytes; /* dynamic shared memory */
     CudaStream *stream;    /* NULL: the default stream */
+    unsigned cluster;      /* > 1: blocks in clusters of that many along x (cuLaunchKernelEx; grid[0] a
+                              multiple of it), when the driver has cuLaunchKernelEx; else none */
 } CudaLaunch;
 
 /* params[i] points to the value of the kernel's i-th parameter (cuLaunchKernel's layout). */

@@ -64,6 +64,7 @@ typedef struct RtCudaFunction {
     int ntma;                          /* tensor maps after the ABI's parameters (ir_tma_maps) */
     IrTmaMap tma[IR_MAX_TMA_MAPS];
     RtTmaMaps *encoded;                /* with ntma > 0 */
+    int cluster;                       /* the IR's `cluster N` (passes/cluster.c); 0: none */
     struct RtCudaFunction *next_owned; /* every function the context loaded, for its destruction */
 } RtCudaFunction;
 
@@ -395,11 +396,32 @@ static void tma_maps_encode(const IrTmaMap *maps, int n, CacheEntry *e) {
     }
 }
 
+/* A kernel with `cluster N` (passes/cluster.c): N follows the maps in the launch data, as one more
+ * little-endian int64 (absent: no clusters). */
+static void cluster_encode(int cluster, CacheEntry *e) {
+    e->launch = xrealloc(e->launch, e->launch_len + 8);
+    put_le64(e->launch + e->launch_len, cluster);
+    e->launch_len += 8;
+}
+
+/* The cluster size after the maps of e's launch data, 0 when there is none (or it is not 2, 4, 8). */
+static int cluster_decode(const CacheEntry *e) {
+    if (e->launch_len < 8) return 0;
+    int64_t count = get_le64(e->launch);
+    if (count < 0 || count > IR_MAX_TMA_MAPS) return 0;
+    size_t maps_end = 8 + (size_t)count * TMA_MAP_FIELDS * 8;
+    if (e->launch_len != maps_end + 8) return 0;
+    int64_t n = get_le64(e->launch + maps_end);
+    return n == 2 || n == 4 || n == 8 ? (int)n : 0;
+}
+
 /* The maps of e's launch data into maps[IR_MAX_TMA_MAPS]; false when it is not such data. */
 static bool tma_maps_decode(const CacheEntry *e, IrTmaMap *maps, int *n) {
     if (e->launch_len < 8) return false;
     int64_t count = get_le64(e->launch);
-    if (count < 0 || count > IR_MAX_TMA_MAPS || e->launch_len != 8 + (size_t)count * TMA_MAP_FIELDS * 8) return false;
+    if (count < 0 || count > IR_MAX_TMA_MAPS) return false;
+    size_t maps_end = 8 + (size_t)count * TMA_MAP_FIELDS * 8;
+    if (e->launch_len != maps_end && (e->launch_len != maps_end + 8 || !cluster_decode(e))) return false;
     for (int i = 0; i < count; i++) {
         int64_t f[TMA_MAP_FIELDS];
         for (int j = 0; j < TMA_MAP_FIELDS; j++) f[j] = get_le64(e->launch + 8 + ((size_t)i * TMA_MAP_FIELDS + j) * 8);
@@ -431,6 +453,7 @@ static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     CodegenInfo info = {0};
     Strbuf ptx = {0};
     bool compiled = backend_compile_ptx(targeted, &opt, &ptx, &info, err);
+    int targeted_cluster = targeted->cluster;
     ir_module_free(m);
     double optimize, llvm_codegen;
     llvm_emit_times(&optimize, &llvm_codegen);
@@ -445,6 +468,7 @@ static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     out->threads = info.threads;
     out->shared_bytes = info.shared_bytes;
     if (b->tma) tma_maps_encode(maps, nmaps, out);
+    if (b->tma && targeted_cluster > 1) cluster_encode(targeted_cluster, out);
     if (have_cubin_tool()) {
         Strbuf cubin = {0};
         double t0 = monotonic_seconds();
@@ -580,6 +604,7 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
         f->encoded = xcalloc(1, sizeof *f->encoded);
         pthread_mutex_init(&f->encoded->lock, NULL);
     }
+    if (build.tma) f->cluster = cluster_decode(&entry);
     own_function(c, f);
     /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
     *out = c->cache.enabled ? cache_memory_put(&c->loaded, key, f) : f;
@@ -795,6 +820,7 @@ static CacheKey rt_tma_cache_key(const CacheKey *key) {
     cache_key_begin(&h);
     cache_key_add(&h, "variant", key->bytes, sizeof key->bytes);
     cache_key_add_i64(&h, "tma", 1);
+    cache_key_add_i64(&h, "cluster", env_flag("TILE_CLUSTER", true)); /* passes/cluster.c on or off */
     return cache_key_end(&h);
 }
 #endif
@@ -1078,6 +1104,9 @@ static tile_status launch_function(tile_kernel *k, RtCudaFunction *f, const tile
                          .block = {f->threads, 1, 1},
                          .shared_bytes = f->shared_bytes,
                          .stream = stream ? stream->cuda : NULL};
+    /* a kernel with clusters runs in them where the grid's x is a multiple (else without: its
+       multicast flags are then false) */
+    if (f->cluster > 1 && grid[0] % (unsigned)f->cluster == 0) launch.cluster = (unsigned)f->cluster;
     tile_status st = cuda_launch(ctx->cuda->device, f->fn, &launch, params, &err);
     if (st != TILE_OK) st = rt_fail(ctx, st, "launch of '%s': %s", k->name, sb_str(&err));
     if (!small) { /* (a kernel with tensor maps always has small slots) */

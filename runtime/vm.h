@@ -156,6 +156,20 @@ typedef struct VmFrame {
     uint32_t nslots;
 } VmFrame;
 
+/* A block's record of its cluster protocol (vm_cluster.c): its multicast copies and cluster barriers. */
+typedef struct VmClusterTrace {
+    uint64_t digest;            /* of the multicast copies' tensors, origins, boxes and stages, in order */
+    int64_t copies, barriers;
+} VmClusterTrace;
+typedef struct VmClusters VmClusters;
+/* Per stage of a block's ring: the cluster barriers it had passed at its latest wait on the stage
+ * (a multicast refill of the stage needs one more: the peer's release). */
+enum { VM_CLUSTER_STAGES = 32 };
+typedef struct VmClusterWaits {
+    const VmTile *ring;
+    int64_t barriers[VM_CLUSTER_STAGES]; /* -1: not waited on yet */
+} VmClusterWaits;
+
 /* What every worker of a launch shares. */
 typedef struct VmLaunch {
     const IrFunction *kernel;
@@ -165,6 +179,8 @@ typedef struct VmLaunch {
     const VmCancel *cancel;     /* NULL: not cancellable; checked between blocks and per loop iteration */
     pthread_mutex_t memory_lock; /* atomics and read-modify-write of packed sub-byte stores */
     int64_t num_sms;            /* what num_sms() gives: the GPU's multiprocessors, or vm_num_sms() */
+    int64_t cluster;            /* blocks per cluster of this launch (1: none; vm_cluster_launch_begin) */
+    VmClusters *clusters;       /* the blocks' records when cluster > 1 */
 } VmLaunch;
 
 /* One worker thread's state while it runs blocks. */
@@ -181,7 +197,26 @@ typedef struct VmThread {
     uint32_t access;            /* indexed shared accesses executed (each one's id) */
     struct VmRoleRun *roles;    /* inside warp_roles: the roles' schedule (vm_roles.c); NULL outside */
     int role;                   /* with roles: the role that runs */
+    VmClusterTrace cluster_trace; /* this block's (reset per block) */
+    VmClusterWaits cluster_waits; /* this block's (reset per block) */
 } VmThread;
+
+/* ---- thread-block clusters (runtime/vm_cluster.c) ------------------------------------------- */
+/* After the grid is known: the launch's cluster size and the blocks' records; _end frees them. */
+void vm_cluster_launch_begin(VmLaunch *L);
+void vm_cluster_launch_end(VmLaunch *L);
+/* A copy_tma with `multicast N` (its flag the last operand): an error without clusters; else the
+ * copy joins the block's record when the flag holds. */
+bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *t, const int64_t *origin,
+                     int64_t offset, int64_t numel, const VmTile *ring, int64_t stage);
+/* An mbarrier_wait on the stage of ring returned (a multicast refill of it then needs a cluster barrier). */
+void vm_cluster_waited(VmThread *th, const VmTile *ring, int64_t stage);
+/* Resets th's per-block cluster records. */
+void vm_cluster_block_begin(VmThread *th);
+bool vm_exec_cluster_size(VmThread *th, VmFrame *fr, const IrOp *op);
+bool vm_exec_cluster_barrier(VmThread *th, VmFrame *fr, const IrOp *op);
+/* A block ended: when it is the last of its cluster, false (with th->err) if the records differ. */
+bool vm_cluster_block_done(VmThread *th);
 
 /* ---- warp roles (runtime/vm_roles.c) ------------------------------------------------------------
  * warp_roles runs each role as its own worker, one at a time, switching only when a role blocks on

@@ -467,7 +467,9 @@ static void *worker_main(void *arg) {
         th.block[2] = b / L->grid[0] / L->grid[1];
         const IrOp *term;
         th.pending.len = 0; /* a block's copies end with it */
+        vm_cluster_block_begin(&th);
         ok = exec_region(&th, &fr, NULL, kernel->body, params, n, &term);
+        if (ok) ok = vm_cluster_block_done(&th);
         frame_clear(&fr);
     }
     if (!ok && cancelled(L)) { /* stopped inside a block by the cancellation: not the program's error */
@@ -520,6 +522,7 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
         atomic_init(&s.failed, false);
         atomic_init(&s.cancelled, false);
         pthread_mutex_init(&s.err_lock, NULL);
+        vm_cluster_launch_begin(&L);
         if (nthreads <= 0) nthreads = cpu_count();
         if (nthreads > VM_MAX_THREADS) nthreads = VM_MAX_THREADS;
         if (nthreads > s.total) nthreads = (int)(s.total ? s.total : 1);
@@ -536,6 +539,7 @@ VmOutcome vm_launch_cancellable(const IrFunction *kernel, const tile_arg *args, 
         worker_main(&s); /* the calling thread works too */
         for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
         pthread_mutex_destroy(&s.err_lock);
+        vm_cluster_launch_end(&L);
         ok = !s.err_set;
         internal = s.err_set && s.internal;
         if (ok && atomic_load(&s.cancelled)) {

@@ -1080,7 +1080,8 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
     const VmTensor *t = operand_tensor(th, fr, op, 0);
     if (!t) return false;
     uint32_t di = 1 + (uint32_t)t->rank;
-    if (op->noperands != di + 3) return vm_error(th, op, "a tensor of rank %d needs %d origins", t->rank, t->rank);
+    if (op->noperands != di + 3 + (ir_copy_tma_multicast(op) ? 1 : 0))
+        return vm_error(th, op, "a tensor of rank %d needs %d origins", t->rank, t->rank);
     int64_t n, origin[IR_MAX_RANK];
     VmElem *dst = operand_shared(th, fr, op, di, false, &n);
     if (!dst) return false;
@@ -1122,6 +1123,7 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
         dst[p] = v;
     }
     VmSlot *s = &fr->slots[op->operands[di]->id];
+    if (ir_copy_tma_multicast(op) && !vm_cluster_copy(th, fr, op, t, origin, s->offset, n, ring, stage)) return false;
     vec_push(&th->pending, ((VmPending){s->tile, s->offset, n, ring, stage, mbarrier_completed(*bar)}));
     return true;
 }
@@ -1165,6 +1167,7 @@ static bool exec_mbarrier_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
         if (!(c->mbarriers == ring && c->stage == stage && c->phase < completed)) th->pending.data[kept++] = *c;
     }
     th->pending.len = kept;
+    vm_cluster_waited(th, ring, stage);
     return true;
 }
 
@@ -1330,6 +1333,7 @@ const VmExecFn vm_data_executors[OP_COUNT] = {
     [OP_ATOMIC_RMW] = exec_atomic_result, [OP_ATOMIC_CAS] = exec_atomic_result,
     [OP_FENCE] = exec_fence,
     [OP_NUM_SMS] = exec_num_sms,
+    [OP_CLUSTER_SIZE] = vm_exec_cluster_size, [OP_CLUSTER_BARRIER] = vm_exec_cluster_barrier,
 };
 
 bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {

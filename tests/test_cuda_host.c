@@ -38,6 +38,8 @@ typedef struct FakeCudaStats {
     uint64_t map_dims[5], map_strides[4];
     unsigned map_box[5];
     int map_swizzle;
+    uint64_t cluster_launches;
+    unsigned cluster[3];
 } FakeCudaStats;
 
 static FakeCudaStats *fake(void) {
@@ -347,4 +349,52 @@ Test(cuda_host, rank4_tensor_maps_for_flash_fwd_and_the_generic_kernel_for_what_
     tile_free(ctx, q), tile_free(ctx, kk), tile_free(ctx, v), tile_free(ctx, o);
     tile_program_destroy(p);
     tile_context_destroy(ctx);
+}
+
+/* gemm's TMA variant on the fake sm_90a has `cluster 2` (passes/cluster.c): a grid whose x is even
+ * is launched through cuLaunchKernelEx with the cluster dimension (2, 1, 1), one whose x is odd
+ * through cuLaunchKernel without clusters (the kernel's multicast flags are then false), and a disk
+ * hit in a new context knows the cluster from the entry's launch data. TILE_CLUSTER=0 builds
+ * another image (its own key) without clusters. */
+Test(cuda_host, gemm_launches_in_clusters_of_two_where_the_grid_allows) {
+    char dir[] = "/tmp/tile-cuda-cluster-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("TILE_CACHE_DIR", dir, 1);
+    const tile_constant fixed[] = {{.name = "STAGES", .i = 3}}; /* a tuned constant given: no autotuning */
+    for (int round = 0; round < 3; round++) { /* 0 compiles; 1 is a disk hit; 2 has TILE_CLUSTER=0 */
+        if (round == 2) setenv("TILE_CLUSTER", "0", 1);
+        tile_context *ctx = open_fake();
+        FakeCudaStats *s = fake();
+        tile_program *p;
+        tile_kernel *k = stdlib_kernel(ctx, "gemm.tile", "gemm", fixed, 1, &p);
+        for (int shape = 0; shape < 2; shape++) {
+            const int64_t m = shape ? 384 : 512, n = shape ? 384 : 512, kk = 256; /* grids 16 and 9 */
+            const int64_t da[2] = {m, kk}, db[2] = {kk, n}, dc[2] = {m, n};
+            void *a, *b, *c;
+            cr_assert_eq(tile_alloc(ctx, (size_t)(m * kk * 2), &a), TILE_OK);
+            cr_assert_eq(tile_alloc(ctx, (size_t)(kk * n * 2), &b), TILE_OK);
+            cr_assert_eq(tile_alloc(ctx, (size_t)(m * n * 2), &c), TILE_OK);
+            tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, da)},
+                                {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, db)},
+                                {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, dc)}};
+            uint64_t clustered = s->cluster_launches, launches = s->launches;
+            cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+            cr_assert_eq(s->launches, launches + 1);
+            cr_assert_gt(rt_cuda_num_tma_maps(k, args, 3), 0, "the TMA variant runs");
+            bool want = round < 2 && shape == 0;
+            cr_assert_eq(s->cluster_launches - clustered, want ? 1u : 0u, "round %d, grid %u", round, s->grid[0]);
+            cr_assert_eq(s->cluster[0], want ? 2u : 0u, "round %d, grid %u: cluster x %u", round, s->grid[0],
+                         s->cluster[0]);
+            if (want) cr_assert(s->cluster[1] == 1 && s->cluster[2] == 1);
+            cr_assert_eq(s->grid[0], shape ? 9u : 16u);
+            tile_free(ctx, a), tile_free(ctx, b), tile_free(ctx, c);
+        }
+        tile_program_destroy(p);
+        tile_context_destroy(ctx);
+    }
+    unsetenv("TILE_CLUSTER");
+    unsetenv("TILE_CACHE_DIR");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
 }

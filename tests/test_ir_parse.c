@@ -101,7 +101,8 @@ static void check_source(const char *name, const char *text, size_t len, Totals 
             PassOptions opt = {.dump_after = "all", .dump = &dump, .verify_each = true, .gpu = configs[c].gpu,
                                .target = {.num_warps = configs[c].warps}};
             if (configs[c].tma)
-                opt.target = (Target){.sm = 90, .arch_specific = true, .num_warps = 4, .every_fact = true, .tma = true};
+                opt.target = (Target){.sm = 90, .arch_specific = true, .num_warps = 4, .every_fact = true, .tma = true,
+                                      .cluster = true};
             if (!passes_run(m, &opt, &ld)) {
                 /* a kernel the GPU path refuses with a located error (a test of that error) */
                 cr_assert(configs[c].gpu && !ld.internal, "%s: %s", label, sb_str(&ld.text));

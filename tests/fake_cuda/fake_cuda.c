@@ -8,7 +8,7 @@
  * "fake GPU", of compute capability 9.0 (so kernels compile for sm_90a, with TMA rings: it has
  * cuTensorMapEncodeTiled), 132 multiprocessors and 227 KB of opt-in shared memory. Device memory
  * is host memory (cuMemAlloc is an aligned malloc, copies are memcpy), modules accept any image,
- * cuLaunchKernel only records what it was given, and cuTensorMapEncodeTiled refuses what the real
+ * cuLaunchKernel and cuLaunchKernelEx (with its cluster dimension) only record what they were given, and cuTensorMapEncodeTiled refuses what the real
  * driver refuses (its documented rules) and records the latest map it encoded. Tests read the records through
  * fake_cuda_stats (found with dlsym); bench_runtime --launch uses the stub to time the host side
  * of a launch alone. The signatures use plain C types of the same sizes as the driver's ABI.
@@ -38,6 +38,8 @@ typedef struct FakeCudaStats {
     uint64_t map_dims[5], map_strides[4];
     unsigned map_box[5];
     int map_swizzle;
+    uint64_t cluster_launches;  /* cuLaunchKernelEx calls with a cluster dimension (also in launches) */
+    unsigned cluster[3];        /* the latest launch's cluster dimension (0s: cuLaunchKernel, none) */
 } FakeCudaStats;
 
 static FakeCudaStats stats;
@@ -116,6 +118,40 @@ EXPORT CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, 
     stats.shared_bytes = shared;
     stats.params = params;
     if (params && params[0]) memcpy(&stats.param0, params[0], 8);
+    stats.cluster[0] = stats.cluster[1] = stats.cluster[2] = 0;
+    return OK;
+}
+
+/* cuLaunchKernelEx's configuration and attributes (the driver's ABI: CUlaunchConfig, CUlaunchAttribute) */
+typedef struct FakeLaunchAttribute {
+    int id;
+    char pad[4];
+    union {
+        char bytes[64];
+        unsigned dim[3];
+    } value;
+} FakeLaunchAttribute;
+typedef struct FakeLaunchConfig {
+    unsigned grid[3], block[3], shared;
+    void *stream;
+    FakeLaunchAttribute *attrs;
+    unsigned nattrs;
+} FakeLaunchConfig;
+enum { FAKE_ATTRIBUTE_CLUSTER_DIMENSION = 4 };
+
+/* Records like cuLaunchKernel, and the cluster dimension, which the real driver requires to
+ * divide the grid. */
+EXPORT CUresult cuLaunchKernelEx(const FakeLaunchConfig *c, void *fn, void **params, void **extra) {
+    unsigned cluster[3] = {0, 0, 0};
+    for (unsigned i = 0; i < c->nattrs; i++)
+        if (c->attrs[i].id == FAKE_ATTRIBUTE_CLUSTER_DIMENSION) memcpy(cluster, c->attrs[i].value.dim, sizeof cluster);
+    for (int d = 0; d < 3; d++)
+        if (cluster[d] && c->grid[d] % cluster[d]) return ERROR_INVALID_VALUE;
+    CUresult r = cuLaunchKernel(fn, c->grid[0], c->grid[1], c->grid[2], c->block[0], c->block[1], c->block[2],
+                                c->shared, c->stream, params, extra);
+    if (r != OK) return r;
+    memcpy(stats.cluster, cluster, sizeof cluster);
+    if (cluster[0]) stats.cluster_launches++;
     return OK;
 }
 

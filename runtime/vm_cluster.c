@@ -1,0 +1,151 @@
+/*
+ * vm_cluster.c: thread-block clusters on the VM (kernels with `cluster N`, passes/cluster.c).
+ *
+ * The VM runs the blocks of a cluster like any others: one at a time, on any worker, in any order.
+ * A multicast copy_tma is semantically each block of the cluster copying the same box into its
+ * own stage, which is what exec_copy_tma does for every copy, so the values need nothing more.
+ * What the VM checks is the protocol the GPU relies on and cannot check itself:
+ *   - a multicast (its bool true) needs a launch with clusters: the grid's x a multiple of N
+ *     (cluster_size is the launch's N, or 1 without clusters: the flag the pass computes);
+ *   - a multicast that refills a stage comes after a cluster barrier that follows the block's
+ *     latest wait on the stage (the peer, running the same code, waited there too and releases
+ *     the stage at that barrier; on the GPU the copy would overwrite a stage the peer still reads);
+ *   - the blocks of a cluster issue the same multicast copies in the same order (the same tensor,
+ *     origins, box and stage), since each issues only its share of every box: each block keeps a
+ *     digest of its multicast copies and a count of them and of its cluster barriers, and when the
+ *     last block of a cluster ends, every block's record must equal the first's (a mismatch on
+ *     the GPU is a stage with a peer's tile, or a cluster barrier that never completes).
+ * A cluster barrier is a block barrier for the race checks (the block's accesses before it are
+ * ordered before those after it).
+ */
+#include "vm.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+struct VmClusters {
+    pthread_mutex_t lock;
+    int64_t per_x;            /* clusters along x */
+    VmClusterTrace *traces;   /* one per block, by linear block index (x fastest) */
+    int64_t *done;            /* blocks ended, per cluster */
+};
+
+void vm_cluster_launch_begin(VmLaunch *L) {
+    int64_t n = L->kernel->cluster;
+    L->cluster = n > 1 && L->grid[0] % n == 0 ? n : 1;
+    L->clusters = NULL;
+    if (L->cluster == 1) return;
+    int64_t blocks = L->grid[0] * L->grid[1] * L->grid[2];
+    VmClusters *c = xcalloc(1, sizeof *c);
+    pthread_mutex_init(&c->lock, NULL);
+    c->per_x = L->grid[0] / n;
+    c->traces = xcalloc((size_t)(blocks ? blocks : 1), sizeof *c->traces);
+    c->done = xcalloc((size_t)(blocks / n + 1), sizeof *c->done);
+    L->clusters = c;
+}
+
+void vm_cluster_launch_end(VmLaunch *L) {
+    VmClusters *c = L->clusters;
+    if (!c) return;
+    pthread_mutex_destroy(&c->lock);
+    free(c->traces);
+    free(c->done);
+    free(c);
+    L->clusters = NULL;
+}
+
+static uint64_t mix(uint64_t h, int64_t v) {
+    for (int i = 0; i < 8; i++) h = (h ^ (uint8_t)((uint64_t)v >> (8 * i))) * 0x100000001b3ull;
+    return h;
+}
+
+void vm_cluster_block_begin(VmThread *th) {
+    th->cluster_trace = (VmClusterTrace){0};
+    th->cluster_waits.ring = NULL;
+}
+
+void vm_cluster_waited(VmThread *th, const VmTile *ring, int64_t stage) {
+    VmClusterWaits *w = &th->cluster_waits;
+    if (w->ring != ring) {
+        w->ring = ring;
+        for (int s = 0; s < VM_CLUSTER_STAGES; s++) w->barriers[s] = -1;
+    }
+    if (stage >= 0 && stage < VM_CLUSTER_STAGES) w->barriers[stage] = th->cluster_trace.barriers;
+}
+
+bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *t, const int64_t *origin,
+                     int64_t offset, int64_t numel, const VmTile *ring, int64_t stage) {
+    uint32_t flag = op->noperands - 1;
+    const VmTile *f = vm_operand_tile(th, fr, op, flag);
+    if (!f) return false;
+    if (!f->data[0].i) return true; /* a plain copy */
+    const VmLaunch *L = th->launch;
+    if (L->cluster == 1)
+        return vm_error(th, op, "a multicast in a launch without clusters (the grid's x, %" PRId64
+                        ", is not a multiple of %" PRId64 ")", L->grid[0], ir_copy_tma_multicast(op));
+    VmClusterTrace *tr = &th->cluster_trace;
+    /* a refill: the peer read this stage too, and releases it only by a cluster barrier after its
+       wait on the stage (which it made where this block made its own: the same code) */
+    const VmClusterWaits *w = &th->cluster_waits;
+    if (w->ring == ring && stage >= 0 && stage < VM_CLUSTER_STAGES && w->barriers[stage] >= 0 &&
+        tr->barriers <= w->barriers[stage])
+        return vm_error(th, op, "multicasts into stage %" PRId64 " with no cluster barrier since the wait on it (the "
+                        "peer block may still read the stage)", stage);
+    uint64_t h = tr->copies ? tr->digest : 0xcbf29ce484222325ull;
+    h = mix(h, (int64_t)(intptr_t)t->data);
+    for (int d = 0; d < t->rank; d++) h = mix(h, origin[d]);
+    h = mix(mix(mix(h, offset), numel), stage);
+    tr->digest = h;
+    tr->copies++;
+    return true;
+}
+
+bool vm_exec_cluster_size(VmThread *th, VmFrame *fr, const IrOp *op) {
+    VmTile *r = vm_result_tile(th, fr, op, 0);
+    if (!r) return false;
+    r->data[0].i = th->launch->cluster;
+    return true;
+}
+
+bool vm_exec_cluster_barrier(VmThread *th, VmFrame *fr, const IrOp *op) {
+    (void)fr, (void)op;
+    th->epoch++; /* a block barrier too */
+    th->cluster_trace.barriers++;
+    return true;
+}
+
+/* The linear index of block (x, y, z) and its cluster's. */
+static int64_t block_index(const VmLaunch *L, int64_t x, int64_t y, int64_t z) {
+    return (z * L->grid[1] + y) * L->grid[0] + x;
+}
+
+bool vm_cluster_block_done(VmThread *th) {
+    const VmLaunch *L = th->launch;
+    VmClusters *c = L->clusters;
+    if (!c) return true;
+    int64_t n = L->cluster, x0 = th->block[0] - th->block[0] % n;
+    int64_t cluster = (th->block[2] * L->grid[1] + th->block[1]) * c->per_x + th->block[0] / n;
+    pthread_mutex_lock(&c->lock);
+    c->traces[block_index(L, th->block[0], th->block[1], th->block[2])] = th->cluster_trace;
+    bool last = ++c->done[cluster] == n;
+    pthread_mutex_unlock(&c->lock);
+    if (!last) return true;
+    /* every block of the cluster has ended: their records are final (the lock ordered them) */
+    pthread_mutex_lock(&c->lock);
+    const VmClusterTrace *first = &c->traces[block_index(L, x0, th->block[1], th->block[2])];
+    int64_t bad = -1;
+    for (int64_t r = 1; r < n && bad < 0; r++) {
+        const VmClusterTrace *t = &c->traces[block_index(L, x0 + r, th->block[1], th->block[2])];
+        if (t->copies != first->copies || t->barriers != first->barriers || t->digest != first->digest) bad = r;
+    }
+    VmClusterTrace a = *first, b = bad >= 0 ? c->traces[block_index(L, x0 + bad, th->block[1], th->block[2])] : a;
+    pthread_mutex_unlock(&c->lock);
+    if (bad < 0) return true;
+    th->failed = true;
+    sb_printf(&th->err, "the blocks of its cluster (x %" PRId64 " to %" PRId64 ") disagree: block x %" PRId64
+              " made %" PRId64 " multicast copies (digest %016" PRIx64 ") and %" PRId64 " cluster barriers, block x %"
+              PRId64 " made %" PRId64 " (digest %016" PRIx64 ") and %" PRId64 " (on the GPU a stage would get "
+              "another block's tile, or a cluster barrier would never complete)",
+              x0, x0 + n - 1, x0, a.copies, a.digest, a.barriers, x0 + bad, b.copies, b.digest, b.barriers);
+    return false;
+}
