@@ -51,7 +51,7 @@ typedef struct Target {
     bool specialize;         /* on sm_90a: stages may give a TMA ring's loop a producer warpgroup
                                 (warp roles; TILE_WARP_SPECIALIZE=1 in the runtime; off by default) */
     bool cluster;            /* with tma: the cluster pass may pair blocks that copy the same tiles
-                                into clusters of 2 with TMA multicast (on unless TILE_CLUSTER=0) */
+                                into clusters of 2 with TMA multicast (off unless TILE_CLUSTER=1: slower so far) */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on

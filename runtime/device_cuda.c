@@ -820,7 +820,7 @@ static CacheKey rt_tma_cache_key(const CacheKey *key) {
     cache_key_begin(&h);
     cache_key_add(&h, "variant", key->bytes, sizeof key->bytes);
     cache_key_add_i64(&h, "tma", 1);
-    cache_key_add_i64(&h, "cluster", env_flag("TILE_CLUSTER", true)); /* passes/cluster.c on or off */
+    cache_key_add_i64(&h, "cluster", env_flag("TILE_CLUSTER", false)); /* passes/cluster.c on or off */
     return cache_key_end(&h);
 }
 #endif

@@ -61,15 +61,15 @@ check stdlib/core/gemm_persistent.tile -k gemm_persistent_flat M=300 N=260 K=448
 check stdlib/core/gemm_splitk.tile -k gemm_splitk_partial M=16 N=512 K=1024 S=4
 check stdlib/core/gemm_splitk.tile -k gemm_splitk_reduce S=4 M=16 N=512
 TILE_WARP_SPECIALIZE=1 check $G -k gemm -D BN=256 -D W=8 M=300 N=520 K=448
-# issue 7: thread-block clusters with TMA multicast (passes/cluster.c, on by default); leading
+# issue 7: thread-block clusters with TMA multicast (passes/cluster.c, TILE_CLUSTER=1; off by default); leading
 # dimensions multiples of 16 (the TMA variant): grids of 4 (peers on n0), 6 (3 tile rows: pairs on
 # n0 and a pair on nothing), 4 in one tile row (peers on m0), 3 (odd: no clusters), BN = 256 W = 8
-# with 20 (a group of 5 rows) and 18 tiles, and TILE_CLUSTER=0
-check $G -k gemm M=200 N=144 K=448
+# with 20 (a group of 5 rows) and 18 tiles, and the default (no clusters)
+TILE_CLUSTER=1 check $G -k gemm M=200 N=144 K=448
+TILE_CLUSTER=1 check $G -k gemm M=384 N=256 K=208
+TILE_CLUSTER=1 check $G -k gemm M=100 N=512 K=144
+TILE_CLUSTER=1 check $G -k gemm M=65 N=272 K=304
+TILE_CLUSTER=1 check $G -k gemm -D BN=256 -D W=8 M=640 N=1024 K=512
+TILE_CLUSTER=1 check $G -k gemm -D BN=256 -D W=8 M=768 N=768 K=512
 check $G -k gemm M=384 N=256 K=208
-check $G -k gemm M=100 N=512 K=144
-check $G -k gemm M=65 N=272 K=304
-check $G -k gemm -D BN=256 -D W=8 M=640 N=1024 K=512
-check $G -k gemm -D BN=256 -D W=8 M=768 N=768 K=512
-TILE_CLUSTER=0 check $G -k gemm M=384 N=256 K=208
 exit $status

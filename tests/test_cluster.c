@@ -218,13 +218,13 @@ Test(cluster, cluster_size_must_be_a_power_of_two_up_to_8) {
 /* The PTX of gemm's variant with every fact on sm_90a (BN 128 and 256): multicast copies with their
  * ctaMask, the cluster barrier, the cluster's registers, the mbarrier_init fence for the cluster;
  * no .reqnctapercluster/.explicitcluster (the same kernel runs without clusters); and ptxas
- * assembles it. TILE_CLUSTER=0 gives the ring without any of it. */
+ * assembles it (TILE_CLUSTER=1). TILE_CLUSTER=0, the default, gives the ring without any of it. */
 Test(cluster, gemm_ptx_has_multicast_copies_and_cluster_barriers_and_assembles) {
     setenv("TILE_EMIT_SPECIALIZED", "1", 1);
     tile_context *ctx = test_vm_context();
     tile_program *p = test_load_program(ctx, "stdlib/core/gemm.tile");
     for (int variant = 0; variant < 3; variant++) {
-        if (variant == 2) setenv("TILE_CLUSTER", "0", 1);
+        setenv("TILE_CLUSTER", variant == 2 ? "0" : "1", 1); /* off by default */
         tile_constant consts[3] = {{.name = "STAGES", .i = 3}, {.name = "BN", .i = variant == 1 ? 256 : 128},
                                    {.name = "W", .i = variant == 1 ? 8 : 4}};
         tile_emit_options o = {.arch = "sm_90a"};

@@ -362,7 +362,7 @@ Test(cuda_host, gemm_launches_in_clusters_of_two_where_the_grid_allows) {
     setenv("TILE_CACHE_DIR", dir, 1);
     const tile_constant fixed[] = {{.name = "STAGES", .i = 3}}; /* a tuned constant given: no autotuning */
     for (int round = 0; round < 3; round++) { /* 0 compiles; 1 is a disk hit; 2 has TILE_CLUSTER=0 */
-        if (round == 2) setenv("TILE_CLUSTER", "0", 1);
+        setenv("TILE_CLUSTER", round == 2 ? "0" : "1", 1); /* off by default */
         tile_context *ctx = open_fake();
         FakeCudaStats *s = fake();
         tile_program *p;

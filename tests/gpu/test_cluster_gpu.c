@@ -77,7 +77,7 @@ Test(cluster_gpu, gemm_with_clusters_gives_the_bits_of_gemm_without) {
         uint64_t s = 5 + ci;
         for (int64_t i = 0; i < m * k; i++) a[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
         for (int64_t i = 0; i < k * n; i++) b[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
-        unsetenv("TILE_CLUSTER");
+        setenv("TILE_CLUSTER", "1", 1); /* off by default */
         if (!run_gemm(cases[ci].bn, cases[ci].w, m, n, k, a, b, with)) cr_skip_test("no CUDA device: %s", tile_context_message(NULL));
         setenv("TILE_CLUSTER", "0", 1);
         cr_assert(run_gemm(cases[ci].bn, cases[ci].w, m, n, k, a, b, without));
