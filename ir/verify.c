@@ -811,6 +811,27 @@ static void rule_mbarrier_wait(Verifier *v, const IrOp *op) {
         op_error(v, op, "the parity must be an i32 scalar, not %s", tn(v, op->operands[2]->type));
 }
 
+/* store_tma (tensor, origin..., src): like copy_tma's origins and box, without mbarriers; src a
+ * shared tile of rank 2 (the box's rows and columns) of the tensor's element type. */
+static void rule_store_tma(Verifier *v, const IrOp *op) {
+    const IrType *t = op->noperands ? op->operands[0]->type : NULL;
+    if (!t || t->kind != TY_TENSOR || t->rank < 2 || op->noperands != (uint32_t)t->rank + 2) {
+        op_error(v, op, "needs a tensor of rank 2 or more, an origin per dimension and a shared source");
+        return;
+    }
+    for (int d = 0; d < t->rank; d++)
+        if (!is_i32_scalar(op->operands[1 + d]->type))
+            op_error(v, op, "origin %d must be an i32 scalar, not %s", d, tn(v, op->operands[1 + d]->type));
+    const IrType *src = op->operands[1 + t->rank]->type;
+    if (src->kind != TY_SHARED || src->rank != 2 || !elem_eq(src->elem, t->elem))
+        op_error(v, op, "the source %s must be a 2-d shared tile of the tensor's element type (%s)", tn(v, src),
+                 tn(v, t));
+}
+
+static void rule_store_wait(Verifier *v, const IrOp *op) {
+    if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of stores in flight >= 0");
+}
+
 /* An op without operands, results or attributes to check (barrier). */
 static void rule_none(Verifier *v, const IrOp *op) {
     (void)v, (void)op;

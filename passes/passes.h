@@ -50,6 +50,9 @@ typedef struct Target {
     bool no_wgmma;           /* on sm_90a: keep dots on mma.sync (TILE_WGMMA=0 in the runtime) */
     bool specialize;         /* on sm_90a: stages may give a TMA ring's loop a producer warpgroup
                                 (warp roles; TILE_WARP_SPECIALIZE=1 in the runtime; off by default) */
+    bool no_tma_store;       /* with tma: keep tile stores on st.global (TILE_TMA_STORE=0 in the
+                                runtime; the target word no_tma_store), else the epilogue pass may
+                                make them TMA stores */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -64,7 +67,7 @@ static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->ar
  * operands' rings for it). */
 static inline bool target_has_wgmma(const Target *t) { return t->sm >= 90 && t->arch_specific && !t->no_wgmma; }
 /* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
- * `no_wgmma`, `specialize`, in any order (golden tests' `# target:` line). False with the reason in err. */
+ * `no_wgmma`, `specialize`, `no_tma_store`, in any order (golden tests' `# target:` line). False with the reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
 
 typedef struct PassOptions {
@@ -115,6 +118,11 @@ bool pass_layout_for(IrModule *m, const Target *t, DiagList *d);
  * layout pass. The rings fit the target's shared memory (target_smem_bytes): a ring
  * that would not fit gets fewer stages (at least 2), or is not made (the loop stays as written). */
 bool pass_stages_target(IrModule *m, const Target *t, DiagList *d);
+/* TMA stores (passes/epilogue.c): on sm_90a with TMA (not no_tma_store), a tile store of a dot's
+ * result whose tensor the launch facts allow becomes shared_store into a swizzled staging buffer
+ * and store_tma, with the store_waits that keep the buffer until the TMA unit has read it. Runs
+ * after stages, before smem_plan. */
+bool pass_epilogue_target(IrModule *m, const Target *t, DiagList *d);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */

@@ -474,6 +474,7 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
     if (ok) out->num_warps = num_warps;
     if (ok) out->no_wgmma = !env_flag("TILE_WGMMA", true); /* sm_90a: dots on mma.sync (the cache key says so too) */
     if (ok) out->specialize = rt_warp_specialize(); /* sm_90a: producer warpgroups (cache key too) */
+    if (ok) out->no_tma_store = !env_flag("TILE_TMA_STORE", true); /* sm_90a: st.global stores (cache key too) */
     return ok;
 }
 

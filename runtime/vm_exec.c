@@ -468,6 +468,7 @@ static void *worker_main(void *arg) {
         const IrOp *term;
         th.pending.len = 0; /* a block's copies end with it */
         ok = exec_region(&th, &fr, NULL, kernel->body, params, n, &term);
+        if (ok) ok = vm_store_tma_block_end(&th, kernel->body->last);
         frame_clear(&fr);
     }
     if (!ok && cancelled(L)) { /* stopped inside a block by the cancellation: not the program's error */
