@@ -72,11 +72,16 @@ static IrValue *slice_start(IrValue *v, int d, int64_t n) {
     return NULL;
 }
 
-/* Whether v is computed from a dot's result by elementwise ops (and layout conversions). */
+/* Whether v is computed from a dot's result by elementwise ops (and layout conversions), the dot's
+ * result maybe carried out of a loop. */
 static bool from_dot(const IrValue *v, int depth) {
     const IrOp *d = v->def;
     if (!d || depth > 64) return false;
     if (d->code == OP_DOT || d->code == OP_DOT_WAIT) return true;
+    if (d->code == OP_FOR) { /* a carried accumulator: what the body yields */
+        const IrOp *y = d->nregions ? ir_region_terminator(d->regions[0]) : NULL;
+        return y && v->index < y->noperands && from_dot(y->operands[v->index], depth + 1);
+    }
     if (!(ir_op_info[d->code].flags & F_ELEM) && d->code != OP_CONVERT_LAYOUT) return false;
     for (uint32_t i = 0; i < d->noperands; i++)
         if (d->operands[i]->type->rank == v->type->rank && from_dot(d->operands[i], depth + 1)) return true;
