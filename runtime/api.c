@@ -618,7 +618,8 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     bool gpu_passes = !p->ctx->cuda && vm_gpu && (strcmp(vm_gpu, "1") == 0 || strcmp(vm_gpu, "sm_90a") == 0);
     RtCompileOptions copt = {.gpu = gpu_passes, .target = {.num_warps = RT_KERNEL_NUM_WARPS, .every_fact = true}};
     if (gpu_passes && strcmp(vm_gpu, "sm_90a") == 0)
-        copt.target.sm = 90, copt.target.arch_specific = true, copt.target.tma = true;
+        copt.target.sm = 90, copt.target.arch_specific = true, copt.target.tma = true,
+        copt.target.no_tma_store = !env_flag("TILE_TMA_STORE", true);
     IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     if (!m) {
         pthread_mutex_unlock(&p->lock);
