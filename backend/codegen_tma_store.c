@@ -7,8 +7,9 @@
  *                         with stmatrix.sync.aligned.m8n8.x4.shared.b16 where the fragment layout
  *                         is the mma accumulator's (stmatrix_fits: 16-bit elements, each 8 slots of
  *                         a thread four 8x8 matrices whose lane l holds row l / 4, columns 2 (l % 4)
- *                         and + 1, each matrix row 16 contiguous bytes of buf), else st.shared per
- *                         element. No barrier after it: the store_tma that follows has one.
+ *                         and + 1, each matrix row 16 contiguous bytes of buf), else st.shared of
+ *                         two neighbouring columns at once where they stay neighbours in buf
+ *                         (pairs_fit: f32 accumulators), or of one element. No barrier after it: the store_tma that follows has one.
  *   store_tma C, o..., buf  every thread fence.proxy.async.shared::cta (its generic-proxy writes of
  *                         buf become visible to the async proxy), a barrier, then thread 0 issues
  *                         cp.async.bulk.tensor.Nd.global.shared::cta.bulk_group [map, {col, row,
@@ -76,6 +77,22 @@ static bool stmatrix_fits(const Layout *l, const SharedLayout *sl, int64_t threa
     return true;
 }
 
+/* Whether each even slot s and slot s + 1 of every thread of layout l are neighbours along the
+ * columns whose elements are neighbours in sl too, 2-element aligned: one 2-element st.shared. */
+static bool pairs_fit(const Layout *l, const SharedLayout *sl, int64_t threads) {
+    if (!l || l->rank != 2 || l->local_size % 2 || l->num_threads > threads || !sl || sl->rank != 2) return false;
+    for (int64_t t = 0; t < l->num_threads; t++)
+        for (int64_t s = 0; s < l->local_size; s += 2) {
+            int64_t a[2], b[2];
+            layout_map(l, t, s, a);
+            layout_map(l, t, s + 1, b);
+            if (b[0] != a[0] || b[1] != a[1] + 1) return false;
+            int64_t off = shared_layout_offset(sl, a);
+            if (off % 2 || shared_layout_offset(sl, b) != off + 1) return false;
+        }
+    return true;
+}
+
 /* Two 16-bit elements as the b32 register stmatrix takes, the first in the low half. */
 static LLVMValueRef pack2(Cg *g, ElemType e, LLVMValueRef lo, LLVMValueRef hi) {
     LLVMValueRef x[2] = {lo, hi};
@@ -88,29 +105,47 @@ static LLVMValueRef pack2(Cg *g, ElemType e, LLVMValueRef lo, LLVMValueRef hi) {
 }
 
 /* stmatrix.x4 of each group of 8 slots: lane ln gives the address of row ln % 8 of matrix ln / 8,
- * whose origin is its own slot g * 8 + 2 (ln / 8) less (ln / 4, 2 (ln % 4)). */
+ * whose origin is its own slot g * 8 + 2 (ln / 8) less (ln / 4, 2 (ln % 4)). A coordinate is the
+ * layout's thread part plus its local part (the coordinate thread 0 holds: a compile-time
+ * constant). The thread index is read here (mov %tid.x, an asm LLVM does not hoist), so every
+ * address is computed next to its stmatrix: hoisted out of a loop around the store (the
+ * persistent kernels'), one address per group would stay live through the main loop. */
 static void store_stmatrix(Cg *g, const CgValue *v, const IrType *st, LLVMValueRef base) {
-    LLVMValueRef lane = LLVMBuildURem(g->b, g->tid, cg_i64(g, 32), "lane");
+    LLVMValueRef tid32 = cg_asm(g, "mov.u32 $0, %tid.x;", "=r", g->i32, NULL, 0);
+    LLVMValueRef tid = LLVMBuildZExt(g->b, tid32, g->i64, "");
+    LayoutThreadTerm terms[64];
+    int nterms = layout_thread_terms(v->layout, terms);
+    LLVMValueRef part[2] = {cg_i64(g, 0), cg_i64(g, 0)};
+    for (int i = 0; i < nterms; i++) {
+        if (terms[i].dim == LAYOUT_REPLICA) continue;
+        LLVMValueRef digit = LLVMBuildURem(g->b, LLVMBuildUDiv(g->b, tid, cg_i64(g, terms[i].radix), ""),
+                                           cg_i64(g, terms[i].size), "");
+        part[terms[i].dim] = LLVMBuildAdd(g->b, part[terms[i].dim], LLVMBuildMul(g->b, digit, cg_i64(g, terms[i].stride), ""), "");
+    }
+    LLVMValueRef lane = LLVMBuildURem(g->b, tid, cg_i64(g, 32), "lane");
     LLVMValueRef quad = LLVMBuildUDiv(g->b, lane, cg_i64(g, 8), "");
-    LLVMValueRef row_in = LLVMBuildURem(g->b, lane, cg_i64(g, 8), "");
-    LLVMValueRef my_row = LLVMBuildUDiv(g->b, lane, cg_i64(g, 4), "");
-    LLVMValueRef my_col = LLVMBuildMul(g->b, LLVMBuildURem(g->b, lane, cg_i64(g, 4), ""), cg_i64(g, 2), "");
+    /* this lane's row and column less those of its own element in each pair: the matrix row it addresses */
+    LLVMValueRef drow = LLVMBuildSub(g->b, LLVMBuildURem(g->b, lane, cg_i64(g, 8), ""),
+                                     LLVMBuildUDiv(g->b, lane, cg_i64(g, 4), ""), "");
+    LLVMValueRef dcol = LLVMBuildMul(g->b, LLVMBuildURem(g->b, lane, cg_i64(g, 4), ""), cg_i64(g, 2), "");
+    part[0] = LLVMBuildAdd(g->b, part[0], drow, "");
+    part[1] = LLVMBuildSub(g->b, part[1], dcol, "");
     for (uint32_t s = 0; s < v->nslots; s += 8) {
         LLVMValueRef regs[5], at[2] = {NULL, NULL};
         for (uint32_t q = 0; q < 4; q++) {
             regs[1 + q] = pack2(g, st->elem, v->slots[s + 2 * q], v->slots[s + 2 * q + 1]);
-            LLVMValueRef c[IR_MAX_RANK];
-            cg_slot_coords(g, v->layout, s + 2 * q, c);
+            int64_t local[IR_MAX_RANK];
+            layout_map(v->layout, 0, s + 2 * q, local);
             if (!q) {
-                at[0] = c[0], at[1] = c[1];
+                at[0] = cg_i64(g, local[0]), at[1] = cg_i64(g, local[1]);
                 continue;
             }
             LLVMValueRef pick = LLVMBuildICmp(g->b, LLVMIntEQ, quad, cg_i64(g, q), "");
-            at[0] = LLVMBuildSelect(g->b, pick, c[0], at[0], "");
-            at[1] = LLVMBuildSelect(g->b, pick, c[1], at[1], "");
+            at[0] = LLVMBuildSelect(g->b, pick, cg_i64(g, local[0]), at[0], "");
+            at[1] = LLVMBuildSelect(g->b, pick, cg_i64(g, local[1]), at[1], "");
         }
-        at[0] = LLVMBuildAdd(g->b, LLVMBuildSub(g->b, at[0], my_row, ""), row_in, "");
-        at[1] = LLVMBuildSub(g->b, at[1], my_col, "");
+        at[0] = LLVMBuildAdd(g->b, part[0], at[0], "");
+        at[1] = LLVMBuildAdd(g->b, part[1], at[1], "");
         regs[0] = shared32(g, cg_shared_addr(g, base, st->shared, st->elem, 2, st->shape, at));
         cg_asm(g, "stmatrix.sync.aligned.m8n8.x4.shared.b16 [$0], {$1, $2, $3, $4};", "r,r,r,r,r,~{memory}",
                g->void_type, regs, 5);
@@ -149,11 +184,21 @@ bool cg_staging_store(Cg *g, const IrOp *op) {
         LLVMBuildCondBr(g->b, owner, one, join);
         LLVMPositionBuilderAtEnd(g->b, one);
     }
-    for (uint32_t j = 0; j < v->nslots; j++) {
+    /* neighbouring columns (the accumulator's pairs) as one vector store where they stay neighbours */
+    uint32_t step = pairs_fit(v->layout, st->shared, (int64_t)g->threads) ? 2 : 1;
+    LLVMTypeRef mem = cg_mem_type(g, st->elem);
+    for (uint32_t j = 0; j < v->nslots; j += step) {
         LLVMValueRef c[IR_MAX_RANK] = {cg_i64(g, 0), cg_i64(g, 0)};
         if (v->layout) cg_slot_coords(g, v->layout, j, c);
         LLVMValueRef addr = cg_shared_addr(g, s->data, st->shared, st->elem, 2, st->shape, c);
-        LLVMBuildStore(g->b, cg_to_mem(g, st->elem, v->slots[j]), addr);
+        LLVMValueRef x = cg_to_mem(g, st->elem, v->slots[j]);
+        if (step == 2) {
+            LLVMValueRef pair = LLVMGetUndef(LLVMVectorType(mem, 2));
+            pair = LLVMBuildInsertElement(g->b, pair, x, cg_i32(g, 0), "");
+            x = LLVMBuildInsertElement(g->b, pair, cg_to_mem(g, st->elem, v->slots[j + 1]), cg_i32(g, 1), "");
+        }
+        LLVMValueRef store = LLVMBuildStore(g->b, x, addr);
+        LLVMSetAlignment(store, (unsigned)(step * cg_elem_bytes(st->elem)));
     }
     if (join) {
         LLVMBuildBr(g->b, join);

@@ -39,7 +39,9 @@
  * otherwise), the value is a 2-d tile of the tensor's element type of 16 or 32 bits with
  * power-of-two sizes, at most 256 rows, rows of at least 32 bytes, a multiple of 1024 bytes, its
  * indices plain slices of the last two dimensions (leading ones i32 scalars), and the kernel has
- * no warp roles. TMA clips the box at the tensor's edges, which is the store's rule that an element
+ * no warp roles, and the buffer fits (fits: within three quarters of the target's shared memory,
+ * as the stages pass counts its rings, beside every other buffer when the store is in a loop; a
+ * persistent kernel with BN = 256 and a 3-stage ring keeps st.global). TMA clips the box at the tensor's edges, which is the store's rule that an element
  * outside the tensor is not written. Everything else is left as it is, which is always correct.
  */
 #include "passes.h"
@@ -199,11 +201,31 @@ static void rewrite(IrFunction *f, const Candidate *c) {
     ir_op_remove(store);
 }
 
+static bool add_bytes(IrOp *op, void *ctx) {
+    if (op->code == OP_SHARED_ALLOC) *(int64_t *)ctx += (type_bytes(op->results[0]->type) + 1023) / 1024 * 1024;
+    return true;
+}
+
+/* Whether the staging buffer of c fits in the target's shared memory as the stages pass counts
+ * it (a quarter stays free for the code generator's scratch): a store at the top level reuses the
+ * bytes of the buffers before it, so its buffer alone must fit; one inside a loop lives beside
+ * every other buffer (counted as if all lived at once). */
+static bool fits(IrFunction *f, const Target *t, const Candidate *c) {
+    bool in_loop;
+    top_level(f, c->store, &in_loop);
+    int64_t bytes = type_bytes(c->store->operands[c->store->noperands - 1]->type);
+    if (in_loop) ir_walk(f->body, add_bytes, &bytes);
+    return bytes <= target_smem_bytes(t) * 3 / 4;
+}
+
 static bool epilogue_kernel(IrFunction *f, const Target *t) {
     Scan s = {.f = f, .t = t};
     ir_walk(f->body, scan, &s);
     if (s.roles || s.n == 0) return false;
-    for (int i = 0; i < s.n; i++) rewrite(f, &s.found[i]);
+    int done = 0;
+    for (int i = 0; i < s.n; i++)
+        if (fits(f, t, &s.found[i])) rewrite(f, &s.found[i]), done++;
+    if (!done) return false;
     /* the block ends only after its stores have read their buffers */
     IrBuilder b;
     IrOp *last = f->body->last;

@@ -411,11 +411,11 @@ Test(epilogue, ptx_stmatrix_and_tma_store) {
     cr_assert(fence && fence < strstr(text, "cp.async.bulk.tensor.2d.global"), "fence and barrier before the store");
     cr_assert_null(strstr(text, "st.global"), "no st.global left");
     free(text);
-    /* an f32 result: st.shared through the swizzled layout, 32-column (128-byte) boxes */
+    /* an f32 result: st.shared of column pairs through the swizzled layout, 32-column (128-byte) boxes */
     ConstBinding f32[1] = {{.name = "HAS_BIAS", .i = 1}};
     text = ptx_of("stdlib/core/gemm.tile", "gemm_epilogue_f32", f32, 1, &info);
     cr_assert_null(strstr(text, "stmatrix"));
-    cr_assert(strstr(text, "st.shared.b32"));
+    cr_assert(strstr(text, "st.shared.v2.b32"), "pairs of f32 columns"); /* pairs_fit */
     cr_assert_eq(occurrences(text, "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group"), 4);
     free(text);
     /* the persistent kernel: the wait inside the tile loop and after it */

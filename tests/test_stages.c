@@ -236,7 +236,10 @@ Test(stages, each_target_gets_its_own_ring) {
 }
 
 /* ---- TMA rings (sm_90a) ---------------------------------------------------------------------- */
-static const Target tma_target = {.sm = 90, .arch_specific = true, .every_fact = true, .tma = true, .no_wgmma = true};
+/* (no_tma_store: the result stays a plain store, as these tests count the rings' ops and maps;
+ * tests/test_epilogue.c tests the TMA stores) */
+static const Target tma_target = {.sm = 90, .arch_specific = true, .every_fact = true, .tma = true, .no_wgmma = true,
+                                  .no_tma_store = true};
 
 /* On sm_90a with wgmma (the default), the dot reads both operands from rings in its descriptors'
  * layouts: both tiles go through TMA at BN = 64 and 128 (B's [64, 128] as two column blocks of one
@@ -911,6 +914,7 @@ static Compiled compile_batched(bool gpu, const char *kernel) {
     cr_assert_not_null(c.ast, "%s", sb_str(&d.text));
     Target t = tma_target;
     t.no_wgmma = false;
+    t.no_tma_store = false; /* c's store by TMA too (rank 3 and 5) */
     RtCompileOptions opt = {.gpu = gpu, .target = t};
     c.module = rt_compile(c.ast, kernel, NULL, 0, &opt, &d, &c.kernel);
     cr_assert_not_null(c.module, "%s", sb_str(&d.text));
