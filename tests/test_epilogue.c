@@ -193,7 +193,8 @@ Test(epilogue, persistent_store_waits_at_the_next_tile) {
     compiled_free(&c);
 }
 
-/* No TMA store without TMA, launch facts, on sm_80, or with no_tma_store (TILE_TMA_STORE=0). */
+/* No TMA store without TMA, launch facts, on sm_80, with no_tma_store (TILE_TMA_STORE=0), where
+ * the buffer would not fit, or for a store that is not a dot's result. */
 Test(epilogue, left_alone_where_tma_stores_do_not_apply) {
     Target no_facts = tma_target, sm80 = tma_target, off = tma_target, no_tma = tma_target;
     no_facts.every_fact = false;
@@ -207,6 +208,12 @@ Test(epilogue, left_alone_where_tma_stores_do_not_apply) {
         cr_assert(n.tma_stores == 0 && n.waits == 0 && n.stores == 1, "target %d", i);
         compiled_free(&c);
     }
+    /* a persistent BN = 256 tile: its 3-stage ring (144 KB) and a 64 KB buffer of its own would pass
+     * three quarters of the 227 KB */
+    ConstBinding wide[3] = {{.name = "BN", .i = 256}, {.name = "W", .i = 8}, {.name = "STAGES", .i = 3}};
+    Compiled p = compile(true, &tma_target, "stdlib/core/gemm_persistent.tile", "gemm_persistent", wide, 3);
+    cr_assert_eq(count_of(&p).tma_stores, 0);
+    compiled_free(&p);
     /* the split-K reduction stores a sum of loaded tiles, not a dot's result */
     Compiled r = compile(true, &tma_target, "stdlib/core/gemm_splitk.tile", "gemm_splitk_reduce", NULL, 0);
     cr_assert_eq(count_of(&r).tma_stores, 0);
