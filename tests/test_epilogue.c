@@ -12,6 +12,7 @@
  *             swiglu; bf16, f16 and f32 results), gemm_persistent (both kernels) and gemm_fp8
  *             (per-tensor and block scales, bf16 and f32) give bit for bit the results of the
  *             kernels without the GPU passes at shapes with ragged edges (the box clipped)
+ *   text      the IR after the passes prints and reads back unchanged
  *   races     without its store_wait before the next tile's write the VM reports the write of a
  *             buffer a store_tma still reads; without the last one, a block that ends early
  *   ptx       stmatrix (16-bit results), cp.async.bulk.tensor.2d.global.shared::cta.bulk_group,
@@ -173,6 +174,23 @@ Test(epilogue, gemm_store_becomes_a_tma_store) {
     int nmaps = ir_tma_maps(c.kernel, maps);
     cr_assert_eq(nmaps, 3);
     cr_assert(maps[2].param == 2 && maps[2].box[0] == 128 && maps[2].box[1] == 64 && maps[2].swizzle == 128);
+    compiled_free(&c);
+}
+
+/* The IR after the GPU passes prints, reads back and prints the same (store_tma, store_wait). */
+Test(epilogue, the_ir_round_trips_through_the_printer_and_the_reader) {
+    Compiled c = compile(true, &tma_target, "stdlib/core/gemm_persistent.tile", "gemm_persistent", NULL, 0);
+    Strbuf first = {0}, second = {0};
+    ir_print_module(c.module, &first);
+    cr_assert(strstr(sb_str(&first), "store_tma %") && strstr(sb_str(&first), "store_wait pending 0"));
+    DiagList d = {0};
+    IrModule *m = ir_parse_module("persistent.ir", first.data, first.len, &d);
+    cr_assert_not_null(m, "%s", sb_str(&d.text));
+    ir_print_module(m, &second);
+    cr_assert_str_eq(sb_str(&second), sb_str(&first));
+    ir_module_free(m);
+    diag_free(&d);
+    sb_free(&first), sb_free(&second);
     compiled_free(&c);
 }
 
