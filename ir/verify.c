@@ -898,6 +898,8 @@ static void rule_warp_roles(Verifier *v, const IrOp *op) {
 static void check_in_role(Verifier *v, const IrOp *op) {
     if (op->code == OP_MBARRIER_INIT || op->code == OP_MBARRIER_INVAL || op->code == OP_SHARED_ALLOC)
         op_error(v, op, "needs the whole block: put it before the warp roles");
+    if (op->code == OP_STORE_TMA || op->code == OP_STORE_WAIT) /* every thread reaches it; thread 0 waits */
+        op_error(v, op, "needs the whole block: TMA stores stand outside warp roles");
     int64_t first = ir_role_first_warp(v->roles, v->role), warps = ir_role_warps(v->roles, v->role);
     if (op->code == OP_DOT && op->nints >= 1 && op->ints[0] > MMA_NONE && op->ints[0] < MMA_COUNT &&
         mma_is_wgmma((MmaInstr)op->ints[0]) && (first % 4 != 0 || warps % 4 != 0))
