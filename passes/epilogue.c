@@ -38,11 +38,12 @@
  * 16 bytes; the runtime checks the rest when it encodes the map and launches the generic kernel
  * otherwise), the value is a 2-d tile of the tensor's element type of 16 or 32 bits with
  * power-of-two sizes, at most 256 rows, rows of at least 32 bytes, a multiple of 1024 bytes, its
- * indices plain slices of the last two dimensions (leading ones i32 scalars), and the kernel has
- * no warp roles, and the buffer fits (fits: within three quarters of the target's shared memory,
- * as the stages pass counts its rings, beside every other buffer when the store is in a loop; a
- * persistent kernel with BN = 256 and a 3-stage ring keeps st.global). TMA clips the box at the tensor's edges, which is the store's rule that an element
- * outside the tensor is not written. Everything else is left as it is, which is always correct.
+ * indices plain slices of the last two dimensions (leading ones i32 scalars), the kernel has no
+ * warp roles, and the buffer fits (fits: within three quarters of the target's shared memory, as
+ * the stages pass counts its rings, beside every other buffer when the store is in a loop; a
+ * persistent kernel with BN = 256 and a 3-stage ring keeps st.global). TMA clips the box at the
+ * tensor's edges, which is the store's rule that an element outside the tensor is not written.
+ * Everything else is left as it is, which is always correct.
  */
 #include "passes.h"
 
