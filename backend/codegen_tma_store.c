@@ -9,7 +9,8 @@
  *                         a thread four 8x8 matrices whose lane l holds row l / 4, columns 2 (l % 4)
  *                         and + 1, each matrix row 16 contiguous bytes of buf), else st.shared of
  *                         two neighbouring columns at once where they stay neighbours in buf
- *                         (pairs_fit: f32 accumulators), or of one element. No barrier after it: the store_tma that follows has one.
+ *                         (pairs_fit: f32 accumulators), or of one element. No barrier after
+ *                         it: the store_tma that follows has one.
  *   store_tma C, o..., buf  every thread fence.proxy.async.shared::cta (its generic-proxy writes of
  *                         buf become visible to the async proxy), a barrier, then thread 0 issues
  *                         cp.async.bulk.tensor.Nd.global.shared::cta.bulk_group [map, {col, row,
@@ -164,8 +165,8 @@ bool cg_is_staging_store(const IrOp *op) {
 bool cg_staging_store(Cg *g, const IrOp *op) {
     CgValue *s = cg_get(g, op->operands[0]), *v = cg_get(g, op->operands[1]);
     const IrType *st = op->operands[0]->type;
-    if (s->kind != CV_SHARED || v->kind != CV_TILE || v->numel != s->numel || !elem_eq(op->operands[1]->type->elem, st->elem) ||
-        st->rank != 2)
+    if (s->kind != CV_SHARED || v->kind != CV_TILE || v->numel != s->numel ||
+        !elem_eq(op->operands[1]->type->elem, st->elem) || st->rank != 2)
         return cg_fail(g, op, false, "the tile does not match the shared tile");
     /* the buffer's earlier readers are done: a barrier stands before it (or before its alloc) */
     const IrOp *p = op->prev;

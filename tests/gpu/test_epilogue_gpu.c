@@ -6,8 +6,8 @@
  * (leading dimension 1056) whose padding columns hold a sentinel that must survive. The kernel is
  * compiled twice, with TMA stores (the default) and with TILE_TMA_STORE=0 (per-thread st.global):
  * the main loop is the same, so the two results must agree bit for bit, and both must differ from
- * the sentinel everywhere inside C (TILE_AUTOTUNE=0: both take the kernel's defaults). Skips with a message where there is no GPU, and per kernel
- * when the code generator reports it unsupported. */
+ * the sentinel everywhere inside C (TILE_AUTOTUNE=0: both take the kernel's defaults). Skips with
+ * a message where there is no GPU, and per kernel when the code generator reports it unsupported. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
