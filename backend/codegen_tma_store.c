@@ -94,15 +94,16 @@ static bool pairs_fit(const Layout *l, const SharedLayout *sl, int64_t threads) 
     return true;
 }
 
-/* Two 16-bit elements as the b32 register stmatrix takes, the first in the low half. */
+/* Two 16-bit elements as the b32 register stmatrix takes, the first in the low half: a <2 x i16>
+ * bitcast, which NVPTX emits as one mov.b32 of the two halves (no shifts for ptxas to keep). */
 static LLVMValueRef pack2(Cg *g, ElemType e, LLVMValueRef lo, LLVMValueRef hi) {
-    LLVMValueRef x[2] = {lo, hi};
+    LLVMValueRef pair = LLVMGetUndef(LLVMVectorType(g->i16, 2)), x[2] = {lo, hi};
     for (int k = 0; k < 2; k++) {
         x[k] = cg_to_mem(g, e, x[k]);
         if (LLVMGetTypeKind(LLVMTypeOf(x[k])) != LLVMIntegerTypeKind) x[k] = LLVMBuildBitCast(g->b, x[k], g->i16, "");
-        x[k] = LLVMBuildZExt(g->b, x[k], g->i32, "");
+        pair = LLVMBuildInsertElement(g->b, pair, x[k], cg_i32(g, k), "");
     }
-    return LLVMBuildOr(g->b, x[0], LLVMBuildShl(g->b, x[1], cg_i32(g, 16), ""), "");
+    return LLVMBuildBitCast(g->b, pair, g->i32, "");
 }
 
 /* stmatrix.x4 of each group of 8 slots: lane ln gives the address of row ln % 8 of matrix ln / 8,
