@@ -546,6 +546,7 @@ static const CgEmitFn emitters[OP_COUNT] = {
     [OP_WHILE] = emit_while,
     [OP_WARP_ROLES] = cg_warp_roles,
     [OP_CLUSTER_SIZE] = cg_cluster_op, [OP_CLUSTER_BARRIER] = cg_cluster_op,
+    [OP_STORE_TMA] = cg_tma_store_op, [OP_STORE_WAIT] = cg_tma_store_op,
 };
 
 /* Ops that a pass removes before code generation, with that pass's name. */

@@ -210,6 +210,11 @@ void cg_cluster_multicast_box(Cg *g, const IrOp *op, int64_t box, const char *pl
                               LLVMValueRef *args, unsigned nargs);
 /* ---- codegen_roles.c ---- */
 bool cg_warp_roles(Cg *g, const IrOp *op);
+
+/* ---- codegen_tma_store.c ---- */
+bool cg_tma_store_op(Cg *g, const IrOp *op);   /* store_tma, store_wait */
+bool cg_is_staging_store(const IrOp *op);      /* a shared_store that a store_tma of its buffer follows */
+bool cg_staging_store(Cg *g, const IrOp *op);  /* that shared_store: stmatrix or st.shared through the layout */
 bool cg_emit_region(Cg *g, const IrRegion *r, const IrOp **term); /* codegen.c: a region's ops */
 /* The barrier of the code being emitted: the block's (bar.sync 0), or in a role the role's own. */
 void cg_barrier_text(const Cg *g, char *buf, size_t cap);

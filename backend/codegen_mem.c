@@ -1087,6 +1087,7 @@ bool cg_shared_op(Cg *g, const IrOp *op) {
     if (s->kind != CV_SHARED) return cg_fail(g, op, false, "operand 0 is not a shared tile");
     const IrType *st = op->operands[0]->type;
     ElemType e = st->elem;
+    if (op->code == OP_SHARED_STORE && cg_is_staging_store(op)) return cg_staging_store(g, op);
     if (op->code == OP_SHARED_STORE) {
         CgValue *v = cg_get(g, op->operands[1]);
         if (v->kind != CV_TILE || v->numel != s->numel || !elem_eq(op->operands[1]->type->elem, e))

@@ -1,5 +1,5 @@
 /*
- * tma.c: the tensor maps of a kernel's copy_tma ops (see tma.h): a walk over the body that lists
+ * tma.c: the tensor maps of a kernel's copy_tma and store_tma ops (see tma.h): a walk over the body that lists
  * each distinct (parameter, box, swizzle) once, in order of first use.
  */
 #include "ir/tma.h"
@@ -12,8 +12,10 @@
 static bool map_for(const IrFunction *f, const IrOp *op, IrTmaMap *out) {
     const IrValue *x = op->operands[0];
     const IrType *tt = x->type;
+    /* copy_tma (tensor, origins, dst, mbarriers, stage) and store_tma (tensor, origins, src) */
+    uint32_t operands = (uint32_t)tt->rank + (op->code == OP_STORE_TMA ? 2 : 4 + (ir_copy_tma_multicast(op) ? 1 : 0));
     if (tt->kind != TY_TENSOR || tt->rank < 2 || tt->rank > IR_TMA_MAX_RANK || x->def || x->region != f->body ||
-        op->noperands != (uint32_t)tt->rank + 4 + (ir_copy_tma_multicast(op) ? 1 : 0))
+        op->noperands != operands)
         return false;
     const IrType *dt = op->operands[1 + tt->rank]->type;
     if (dt->kind != TY_SHARED || dt->rank != 2) return false;
@@ -38,7 +40,7 @@ static bool same_map(const IrTmaMap *a, const IrTmaMap *b) {
 
 int ir_tma_map_of(const IrFunction *f, const IrOp *op, const IrTmaMap *maps, int n) {
     IrTmaMap m;
-    if (op->code != OP_COPY_TMA || !map_for(f, op, &m)) return -1;
+    if ((op->code != OP_COPY_TMA && op->code != OP_STORE_TMA) || !map_for(f, op, &m)) return -1;
     for (int i = 0; i < n; i++)
         if (same_map(&maps[i], &m)) return i;
     return -1;
@@ -52,7 +54,7 @@ typedef struct Walk {
 
 static bool add_map(IrOp *op, void *ctx) {
     Walk *w = ctx;
-    if (op->code != OP_COPY_TMA) return true;
+    if (op->code != OP_COPY_TMA && op->code != OP_STORE_TMA) return true;
     IrTmaMap m;
     if (!map_for(w->f, op, &m)) {
         w->n = -1;

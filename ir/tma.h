@@ -7,7 +7,9 @@
  * [1, 1, BN, D]) and the swizzle mode (the destination's shared layout); copies that agree share
  * one. The code generator passes the maps
  * as extra kernel parameters in the order listed here, and the runtime encodes them in that
- * order: one function for both, so they cannot disagree.
+ * order: one function for both, so they cannot disagree. A store_tma (the epilogue pass's TMA
+ * store) reads through a map of the same kind, its source's shape the box: it is listed with the
+ * copies, in the same walk.
  */
 #ifndef TILE_IR_TMA_H
 #define TILE_IR_TMA_H

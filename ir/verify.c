@@ -824,6 +824,27 @@ static void rule_mbarrier_wait(Verifier *v, const IrOp *op) {
         op_error(v, op, "the parity must be an i32 scalar, not %s", tn(v, op->operands[2]->type));
 }
 
+/* store_tma (tensor, origin..., src): like copy_tma's origins and box, without mbarriers; src a
+ * shared tile of rank 2 (the box's rows and columns) of the tensor's element type. */
+static void rule_store_tma(Verifier *v, const IrOp *op) {
+    const IrType *t = op->noperands ? op->operands[0]->type : NULL;
+    if (!t || t->kind != TY_TENSOR || t->rank < 2 || op->noperands != (uint32_t)t->rank + 2) {
+        op_error(v, op, "needs a tensor of rank 2 or more, an origin per dimension and a shared source");
+        return;
+    }
+    for (int d = 0; d < t->rank; d++)
+        if (!is_i32_scalar(op->operands[1 + d]->type))
+            op_error(v, op, "origin %d must be an i32 scalar, not %s", d, tn(v, op->operands[1 + d]->type));
+    const IrType *src = op->operands[1 + t->rank]->type;
+    if (src->kind != TY_SHARED || src->rank != 2 || !elem_eq(src->elem, t->elem))
+        op_error(v, op, "the source %s must be a 2-d shared tile of the tensor's element type (%s)", tn(v, src),
+                 tn(v, t));
+}
+
+static void rule_store_wait(Verifier *v, const IrOp *op) {
+    if (op->nints != 1 || op->ints[0] < 0) op_error(v, op, "needs a count of stores in flight >= 0");
+}
+
 /* An op without operands, results or attributes to check (barrier). */
 static void rule_none(Verifier *v, const IrOp *op) {
     (void)v, (void)op;
@@ -890,6 +911,8 @@ static void rule_warp_roles(Verifier *v, const IrOp *op) {
 static void check_in_role(Verifier *v, const IrOp *op) {
     if (op->code == OP_MBARRIER_INIT || op->code == OP_MBARRIER_INVAL || op->code == OP_SHARED_ALLOC)
         op_error(v, op, "needs the whole block: put it before the warp roles");
+    if (op->code == OP_STORE_TMA || op->code == OP_STORE_WAIT) /* every thread reaches it; thread 0 waits */
+        op_error(v, op, "needs the whole block: TMA stores stand outside warp roles");
     int64_t first = ir_role_first_warp(v->roles, v->role), warps = ir_role_warps(v->roles, v->role);
     if (op->code == OP_DOT && op->nints >= 1 && op->ints[0] > MMA_NONE && op->ints[0] < MMA_COUNT &&
         mma_is_wgmma((MmaInstr)op->ints[0]) && (first % 4 != 0 || warps % 4 != 0))

@@ -52,6 +52,9 @@ typedef struct Target {
                                 (warp roles; TILE_WARP_SPECIALIZE=1 in the runtime; off by default) */
     bool cluster;            /* with tma: the cluster pass may pair blocks that copy the same tiles
                                 into clusters of 2 with TMA multicast (off unless TILE_CLUSTER=1: slower so far) */
+    bool no_tma_store;       /* with tma: keep tile stores on st.global (TILE_TMA_STORE=0 in the
+                                runtime; the target word no_tma_store), else the epilogue pass may
+                                make them TMA stores */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -66,7 +69,8 @@ static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->ar
  * operands' rings for it). */
 static inline bool target_has_wgmma(const Target *t) { return t->sm >= 90 && t->arch_specific && !t->no_wgmma; }
 /* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
- * `no_wgmma`, `specialize`, `cluster`, in any order (golden tests' `# target:` line). False with the reason in err. */
+ * `no_wgmma`, `specialize`, `cluster`, `no_tma_store`, in any order (golden tests' `# target:` line). False with the
+ * reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
 
 typedef struct PassOptions {
@@ -121,6 +125,11 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d);
  * copies of each ring buffer become multicasts over a cluster of 2 blocks where both blocks
  * copy the same tiles, decided at run time; the kernel gets `cluster 2`. Runs after stages. */
 bool pass_cluster_target(IrModule *m, const Target *t, DiagList *d);
+/* TMA stores (passes/epilogue.c): on sm_90a with TMA (not no_tma_store), a tile store of a dot's
+ * result whose tensor the launch facts allow becomes shared_store into a swizzled staging buffer
+ * and store_tma, with the store_waits that keep the buffer until the TMA unit has read it. Runs
+ * after stages, before smem_plan. */
+bool pass_epilogue_target(IrModule *m, const Target *t, DiagList *d);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */

@@ -7,7 +7,8 @@
  * Target (PassOptions.target: architecture, warps per block, shared memory, launch facts), when
  * PassOptions.gpu is set or a dump asks for one of them, or alone (passes_run_target, which the
  * runtime runs per target on a copy of the target-independent IR): layout gives every tile a register layout, stages pipelines
- * `pipeline(N)` loops through shared buffers and asynchronous copies, smem_plan places every
+ * `pipeline(N)` loops through shared buffers and asynchronous copies, epilogue stores a dot's
+ * result tile through shared memory by TMA (sm_90a), smem_plan places every
  * shared buffer in dynamic shared memory, and a last dce sweeps what stages left dead.
  *
  * With verify_each the verifier checks the input and the result of every pass: invalid IR after
@@ -88,6 +89,10 @@ static bool cluster_for_target(IrModule *m, const PassOptions *opt, DiagList *d)
     return without_role_kernels(m, opt, d, cluster_all);
 }
 
+static bool epilogue_for_target(IrModule *m, const PassOptions *opt, DiagList *d) {
+    return pass_epilogue_target(m, &opt->target, d);
+}
+
 static const Pass pipeline[] = {
     {"inline", pass_inline, NULL, "always"},
     {"canonicalize", pass_canonicalize, NULL, "always"},
@@ -99,6 +104,9 @@ static const Pass pipeline[] = {
      "sm_90a where launch facts allow)"},
     {"cluster", NULL, cluster_for_target,
      "GPU: sm_90a TMA rings: clusters of 2 blocks that multicast the tiles both copy (decided at run time)"},
+    {"epilogue", NULL, epilogue_for_target,
+     "GPU: on sm_90a with TMA (TILE_TMA_STORE not 0), tile stores of a dot's result whose tensor the launch facts "
+     "allow: registers -> swizzled shared -> TMA store"},
     {"smem_plan", NULL, pass_smem_plan, "GPU: every shared buffer gets its offset in dynamic shared memory"},
     {"cleanup", NULL, cleanup, "GPU: canonicalize, cse and dce of what the GPU passes left"},
 };
@@ -215,6 +223,8 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->specialize = true;
         } else if (word_is(w, n, "cluster")) {
             out->cluster = true;
+        } else if (word_is(w, n, "no_tma_store")) {
+            out->no_tma_store = true;
         } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
@@ -241,7 +251,7 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             if (key[0] == 'w') out->num_warps = (int)x;
             else out->smem_bytes = x;
         } else {
-            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize, cluster)", (int)n, w);
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize, cluster, no_tma_store)", (int)n, w);
             return false;
         }
     }

@@ -61,6 +61,12 @@ static void walk(Plan *p, IrRegion *r) {
                 op->results[0]->id < p->nvalues)
                 p->buf_of[op->results[0]->id] = b + 1;
         }
+        /* the TMA unit reads a store_tma's source until a store_wait, which names no buffer: the
+         * source lives to the kernel's end */
+        if (op->code == OP_STORE_TMA && op->noperands) {
+            int32_t b = buffer_of(p, op->operands[op->noperands - 1]);
+            if (b >= 0) p->bufs.data[b].end = INT64_MAX - 1;
+        }
         if (op->code == OP_SHARED_ALLOC && op->nresults == 1 && op->results[0]->id < p->nvalues) {
             const IrType *t = op->results[0]->type;
             vec_push(&p->bufs, ((Buf){.alloc = op, .start = at, .end = at, .last_use = at, .bytes = type_bytes(t)}));

@@ -475,6 +475,7 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
     if (ok) out->no_wgmma = !env_flag("TILE_WGMMA", true); /* sm_90a: dots on mma.sync (the cache key says so too) */
     if (ok) out->specialize = rt_warp_specialize(); /* sm_90a: producer warpgroups (cache key too) */
     if (ok) out->cluster = env_flag("TILE_CLUSTER", false); /* sm_90a TMA rings: clusters with multicast */
+    if (ok) out->no_tma_store = !env_flag("TILE_TMA_STORE", true); /* sm_90a: st.global stores (cache key too) */
     return ok;
 }
 
@@ -619,7 +620,8 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     RtCompileOptions copt = {.gpu = gpu_passes, .target = {.num_warps = RT_KERNEL_NUM_WARPS, .every_fact = true}};
     if (gpu_passes && strcmp(vm_gpu, "sm_90a") == 0)
         copt.target.sm = 90, copt.target.arch_specific = true, copt.target.tma = true,
-        copt.target.cluster = env_flag("TILE_CLUSTER", false);
+        copt.target.cluster = env_flag("TILE_CLUSTER", false),
+        copt.target.no_tma_store = !env_flag("TILE_TMA_STORE", true);
     IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
     if (!m) {
         pthread_mutex_unlock(&p->lock);

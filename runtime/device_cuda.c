@@ -634,6 +634,14 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
         if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
         key = cache_key_end(&h);
     }
+    if (c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_TMA_STORE", true)) {
+        /* tile stores kept on st.global (rt_target_for_arch): another image */
+        Sha256 h;
+        cache_key_begin(&h);
+        cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
+        cache_key_add_i64(&h, "no-tma-store", 1);
+        key = cache_key_end(&h);
+    }
     return key;
 }
 #endif

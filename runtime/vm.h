@@ -147,6 +147,7 @@ typedef struct VmPending {
     int64_t offset, numel;
     const VmTile *mbarriers;    /* copy_tma: its ring of mbarriers (NULL: a copy_async group) */
     int64_t stage, phase;       /* copy_tma: mbarriers[stage] and the phase it lands in */
+    bool store;                 /* a store_tma group, which reads buffer until a store_wait */
 } VmPending;
 
 /* One activation of a function (the kernel, or a callee of OP_CALL): a slot per value id. */
@@ -261,6 +262,15 @@ VmSlot *vm_value_slot(VmThread *th, VmFrame *fr, const IrOp *op, const IrValue *
 VmTile *vm_result_tile(VmThread *th, VmFrame *fr, const IrOp *op, uint32_t i);
 /* A new scalar tile holding v. */
 VmTile *vm_scalar_tile(VmThread *th, const IrOp *op, VmElem v);
+
+/* ---- TMA stores (runtime/vm_tma_store.c) ---- */
+bool vm_exec_store_tma(VmThread *th, VmFrame *fr, const IrOp *op);
+bool vm_exec_store_wait(VmThread *th, VmFrame *fr, const IrOp *op);
+/* False (with the error at op) when [offset, offset + numel) of buffer is the source of a pending
+ * store_tma: a write there would race with the TMA unit's read. */
+bool vm_store_tma_allows_write(VmThread *th, const IrOp *op, const VmTile *buffer, int64_t offset, int64_t numel);
+/* False (with the error at last) when a store_tma group of the block is still pending. */
+bool vm_store_tma_block_end(VmThread *th, const IrOp *last);
 
 /* Executes one op that has no regions (everything but for/if/while/call and terminators). */
 bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op);

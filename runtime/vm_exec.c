@@ -470,6 +470,7 @@ static void *worker_main(void *arg) {
         vm_cluster_block_begin(&th);
         ok = exec_region(&th, &fr, NULL, kernel->body, params, n, &term);
         if (ok) ok = vm_cluster_block_done(&th);
+        if (ok) ok = vm_store_tma_block_end(&th, kernel->body->last);
         frame_clear(&fr);
     }
     if (!ok && cancelled(L)) { /* stopped inside a block by the cancellation: not the program's error */

@@ -944,13 +944,14 @@ static VmElem *operand_shared(VmThread *th, VmFrame *fr, const IrOp *op, uint32_
     if (reading) {
         for (size_t p = 0; p < th->pending.len; p++) {
             const VmPending *c = &th->pending.data[p];
-            if (c->buffer == t && c->offset < off + *numel && off < c->offset + c->numel) {
+            if (!c->store && c->buffer == t && c->offset < off + *numel && off < c->offset + c->numel) {
                 vm_error(th, op, "reads shared memory that an asynchronous copy is still writing "
                          "(%zu copies in flight; a missing or too shallow async_wait)", th->pending.len);
                 return NULL;
             }
         }
     }
+    if (!reading && !vm_store_tma_allows_write(th, op, t, off, *numel)) return NULL;
     return t->data + off;
 }
 
@@ -999,11 +1000,11 @@ static bool exec_async_wait(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t keep = op->nints ? op->ints[0] : 0;
     if (keep < 0) return vm_error(th, op, "negative count of copies in flight");
     size_t groups = 0;
-    for (size_t p = 0; p < th->pending.len; p++) groups += th->pending.data[p].mbarriers == NULL;
+    for (size_t p = 0; p < th->pending.len; p++) groups += !th->pending.data[p].mbarriers && !th->pending.data[p].store;
     size_t drop = (size_t)keep < groups ? groups - (size_t)keep : 0, kept = 0;
     for (size_t p = 0; p < th->pending.len; p++) {
         const VmPending *c = &th->pending.data[p];
-        if (!c->mbarriers && drop > 0) drop--;
+        if (!c->mbarriers && !c->store && drop > 0) drop--;
         else th->pending.data[kept++] = *c;
     }
     th->pending.len = kept;
@@ -1124,7 +1125,7 @@ static bool exec_copy_tma(VmThread *th, VmFrame *fr, const IrOp *op) {
     }
     VmSlot *s = &fr->slots[op->operands[di]->id];
     if (ir_copy_tma_multicast(op) && !vm_cluster_copy(th, fr, op, t, origin, s->offset, n, ring, stage)) return false;
-    vec_push(&th->pending, ((VmPending){s->tile, s->offset, n, ring, stage, mbarrier_completed(*bar)}));
+    vec_push(&th->pending, ((VmPending){s->tile, s->offset, n, ring, stage, mbarrier_completed(*bar), false}));
     return true;
 }
 
@@ -1334,6 +1335,7 @@ const VmExecFn vm_data_executors[OP_COUNT] = {
     [OP_FENCE] = exec_fence,
     [OP_NUM_SMS] = exec_num_sms,
     [OP_CLUSTER_SIZE] = vm_exec_cluster_size, [OP_CLUSTER_BARRIER] = vm_exec_cluster_barrier,
+    [OP_STORE_TMA] = vm_exec_store_tma, [OP_STORE_WAIT] = vm_exec_store_wait,
 };
 
 bool vm_exec_data_op(VmThread *th, VmFrame *fr, const IrOp *op) {

@@ -72,4 +72,20 @@ TILE_CLUSTER=1 check $G -k gemm M=65 N=272 K=304
 TILE_CLUSTER=1 check $G -k gemm -D BN=256 -D W=8 M=640 N=1024 K=512
 TILE_CLUSTER=1 check $G -k gemm -D BN=256 -D W=8 M=768 N=768 K=512
 check $G -k gemm M=384 N=256 K=208
+# the epilogue pass's TMA stores (stmatrix, cp.async.bulk.tensor to global): shapes whose strides keep
+# the launch facts (multiples of 16 elements) but whose M and N are not multiples of the tile, so the
+# box is clipped at both edges; then the same with TILE_TMA_STORE=0 (st.global) for comparison
+P=stdlib/core/gemm_persistent.tile
+check $G -k gemm M=1000 N=1040 K=528
+check $G -k gemm -D BN=256 -D W=8 -D STAGES=4 M=1000 N=1040 K=528
+check $G -k gemm_epilogue -D ACT=2 -D HAS_BIAS=1 -D HAS_RESIDUAL=1 M=1000 N=1040 NP=1040 K=528 NBIAS=1040 MR=1000 NR=1040 alpha=0.5
+check $G -k gemm_epilogue -D ACT=5 -D HAS_BIAS=1 M=1000 N=1040 NP=2080 K=528 NBIAS=2080 MR=0 NR=0 alpha=1
+check $G -k gemm_epilogue_f16 -D ACT=3 M=1000 N=1040 NP=1040 K=528 NBIAS=0 MR=0 NR=0 alpha=1
+check $G -k gemm_epilogue_f32 -D ACT=4 -D HAS_BIAS=1 M=1000 N=1040 NP=1040 K=528 NBIAS=1040 MR=0 NR=0 alpha=1
+check $P -k gemm_persistent M=1000 N=1040 K=528
+check $P -k gemm_persistent_flat M=1000 N=1040 K=528
+check stdlib/core/gemm_fp8.tile -k gemm_fp8 M=1000 N=1040 K=512 SA=1 SB=1
+check stdlib/core/gemm_fp8.tile -k gemm_fp8_f32 M=1000 N=1040 K=512 SA=1 SB=1
+TILE_TMA_STORE=0 check $G -k gemm M=1000 N=1040 K=528
+TILE_TMA_STORE=0 check $P -k gemm_persistent M=1000 N=1040 K=528
 exit $status
