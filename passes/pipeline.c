@@ -203,6 +203,8 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->no_wgmma = true;
         } else if (word_is(w, n, "specialize")) {
             out->specialize = true;
+        } else if (word_is(w, n, "no_warp_roles")) {
+            out->no_warp_roles = true;
         } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
@@ -229,7 +231,7 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             if (key[0] == 'w') out->num_warps = (int)x;
             else out->smem_bytes = x;
         } else {
-            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize)", (int)n, w);
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize, no_warp_roles)", (int)n, w);
             return false;
         }
     }

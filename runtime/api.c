@@ -474,13 +474,16 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
     if (ok) out->num_warps = num_warps;
     if (ok) out->no_wgmma = !env_flag("TILE_WGMMA", true); /* sm_90a: dots on mma.sync (the cache key says so too) */
     if (ok) out->specialize = rt_warp_specialize(); /* sm_90a: producer warpgroups (cache key too) */
+    if (ok) out->no_warp_roles = !rt_warp_roles_possible(); /* a loop's specialize = 1 falls back (cache key too) */
     return ok;
 }
 
-bool rt_warp_specialize(void) {
+bool rt_warp_specialize(void) { return env_flag("TILE_WARP_SPECIALIZE", false) && rt_warp_roles_possible(); }
+
+bool rt_warp_roles_possible(void) {
 #ifdef TILE_HAVE_LLVM
     char path[4096];
-    return env_flag("TILE_WARP_SPECIALIZE", false) && backend_find_ptxas(path, sizeof path, NULL);
+    return backend_find_ptxas(path, sizeof path, NULL);
 #else
     return false;
 #endif
