@@ -3,8 +3,8 @@
  * (tests/gpu/gemm_specialize.tile: `pipeline(STAGES, specialize = WS)`), against the VM.
  *
  * WS = 1 asks for a TMA producer warpgroup (built on sm_90a where the runtime finds the ptxas
- * program and the launch facts allow TMA: contiguous, aligned tensors of 1024 x 1024 here; the
- * shape with tails gets the generic kernel, a plain ring), WS = 0 forbids it even with
+ * program and the launch facts allow TMA: contiguous tensors with 16-byte aligned rows, at
+ * 1024^3 and at a shape with tails, 200 x 136 x 448), WS = 0 forbids it even with
  * TILE_WARP_SPECIALIZE=1, which this suite sets. Either way the result must be the VM's bit for
  * bit: the inputs are multiples of 1/16 below 1, so every partial sum is exact in f32 in any
  * order. The PTX of the asking kernel (tile_program_emit with TILE_EMIT_SPECIALIZED=1, the variant
