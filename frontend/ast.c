@@ -257,6 +257,8 @@ static void dump_node(Dumper *d, const AstNode *n, int level) {
         if (n->pipeline) {
             sb_puts(out, " (pipeline ");
             dump_node(d, n->pipeline, level);
+            if (n->args && n->args->len) sb_putc(out, ' ');
+            dump_items(d, n->args, level);
             sb_putc(out, ')');
         }
         sb_putc(out, ' ');

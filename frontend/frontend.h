@@ -42,7 +42,7 @@ typedef enum {
                        compound one (TK_PLUS_ASSIGN, ...) */
     AST_EXPR_STMT,  /* lhs */
     AST_FOR,        /* name = induction variable; lhs = start; rhs = end; step (or NULL);
-                       pipeline (or NULL); body */
+                       pipeline (or NULL); args = pipeline options (AST_KWARG, or NULL); body */
     AST_IF,         /* cond; body = then block; else_body = block, AST_IF or NULL */
     AST_WHILE,      /* cond; body */
     AST_RETURN,     /* lhs (or NULL); args = every value when there are several (or NULL) */

@@ -516,6 +516,35 @@ static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi
     free(types);
 }
 
+/* The options of a loop's `pipeline(N, name = value, ...)` (lang/SPEC.md 4.4); today one,
+ * `specialize`: 1 asks the stages pass for warp roles, 0 forbids them. Returns its value, or -1
+ * when the source does not give it (the global default applies) or gives it wrongly (reported). */
+static int64_t lower_pipeline_options(Lower *L, const AstNode *s) {
+    int64_t specialize = -1;
+    const AstNode *seen = NULL;
+    for (uint32_t i = 0; s->args && i < s->args->len; i++) {
+        const AstNode *o = s->args->items[i];
+        if (strcmp(o->name, "specialize") != 0) {
+            diag_error(L->diags, o->loc, "unknown pipeline option '%s' (the options: specialize)", o->name);
+            continue;
+        }
+        if (seen) {
+            diag_error(L->diags, o->loc, "pipeline option 'specialize' given twice");
+            continue;
+        }
+        seen = o;
+        int64_t v;
+        if (!lower_const_int(L, o->lhs, "the pipeline option 'specialize'", &v)) continue;
+        if (v != 0 && v != 1) {
+            diag_error(L->diags, o->lhs->loc, "specialize must be 0 (never) or 1 (ask for warp roles), found %lld",
+                       (long long)v);
+            continue;
+        }
+        specialize = v;
+    }
+    return specialize;
+}
+
 /* A loop whose header has an error is still lowered, with placeholder bounds and a poisoned
  * induction variable, so that the errors in its body are reported too; the IR is dropped. */
 static void lower_for(Lower *L, const AstNode *s) {
@@ -526,6 +555,7 @@ static void lower_for(Lower *L, const AstNode *s) {
         diag_error(L->diags, s->pipeline->loc, "pipeline depth must be 1 to 8, found %lld", (long long)depth);
         depth = 0;
     }
+    int64_t specialize = lower_pipeline_options(L, s);
     bool header_ok = lo.kind != VAL_POISON && hi.kind != VAL_POISON && step.kind != VAL_POISON;
     if (step.kind == VAL_CONST && !step.c.is_float && !step.is_bool && step.c.i <= 0) {
         diag_error(L->diags, s->step->loc, "loop step must be positive, found %lld", (long long)step.c.i);
@@ -573,6 +603,7 @@ static void lower_for(Lower *L, const AstNode *s) {
     L->b.loc = s->loc;
     IrOp *op = ir_build(&L->b, OP_FOR, ops, (uint32_t)(n + 3), types, (uint32_t)n);
     op->ints[0] = depth, op->nints = 1;
+    if (depth > 0 && specialize >= 0) op->ints[1] = specialize, op->nints = 2; /* ir/attr.def */
     IrRegion *body = ir_op_add_region(op);
     IrValue *iv = ir_region_add_arg(body, ir_scalar_type(L->module, e), s->name);
     for (size_t i = 0; i < n; i++) ops[3 + i] = ir_region_add_arg(body, types[i], c.vars.data[i]->name);

@@ -86,6 +86,15 @@ static AstNode *binding(ParseState *s, AstKind kind, Token name, AstNode *type, 
     n->lhs = init;
     return n;
 }
+
+/* A for's `pipeline(N, options...)` (NULL: none): the depth, and the options in args. */
+static void set_pipeline(ParseState *s, AstNode *loop, AstList *args) {
+    if (!args) return;
+    loop->pipeline = args->items[0];
+    if (args->len == 1) return;
+    loop->args = ast_list_new(s->file);
+    for (uint32_t i = 1; i < args->len; i++) ast_list_push(s->file, loop->args, args->items[i]);
+}
 }
 
 /* The expected tokens: those the parser would shift after whatever reductions they call for,
@@ -266,7 +275,7 @@ statement(A) ::= FOR(F) NAME(N) IN expr(LO) DOTDOT expr(HI) for_step(ST) for_pip
     A->lhs = LO;
     A->rhs = HI;
     A->step = ST;
-    A->pipeline = P;
+    set_pipeline(S, A, P);
     A->body = B;
 }
 statement(A) ::= if_statement(I). { A = I; }
@@ -310,8 +319,17 @@ name_list(A) ::= name_list(L) COMMA NAME(N). {
 
 for_step(A) ::= . { A = NULL; }
 for_step(A) ::= STEP expr(E). { A = E; }
+/* `pipeline(N)` or `pipeline(N, name = value, ...)`: the depth first, then the loop's options
+ * (AST_KWARG; the lowering knows their names). The list holds the depth and the options. */
+%type for_pipeline {AstList *}
+%type pipeline_args {AstList *}
 for_pipeline(A) ::= . { A = NULL; }
-for_pipeline(A) ::= PIPELINE LPAREN expr(E) RPAREN. { A = E; }
+for_pipeline(A) ::= PIPELINE LPAREN pipeline_args(L) RPAREN. { A = L; }
+pipeline_args(A) ::= expr(E). { A = ast_list_new(S->file); ast_list_push(S->file, A, E); }
+pipeline_args(A) ::= pipeline_args(L) COMMA NAME(N) ASSIGN expr(E). {
+    A = L;
+    ast_list_push(S->file, A, parse_expr_node(S, binding(S, AST_KWARG, N, NULL, E)));
+}
 
 if_statement(A) ::= IF(I) expr(C) block(B). { A = node_at(S, AST_IF, I); A->cond = C; A->body = B; }
 if_statement(A) ::= IF(I) expr(C) block(B) ELSE block(E). {

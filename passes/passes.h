@@ -49,7 +49,10 @@ typedef struct Target {
                                 set it; ahead-of-time images leave it off */
     bool no_wgmma;           /* on sm_90a: keep dots on mma.sync (TILE_WGMMA=0 in the runtime) */
     bool specialize;         /* on sm_90a: stages may give a TMA ring's loop a producer warpgroup
-                                (warp roles; TILE_WARP_SPECIALIZE=1 in the runtime; off by default) */
+                                (warp roles; TILE_WARP_SPECIALIZE=1 in the runtime; off by default);
+                                a loop's `pipeline(N, specialize = 0 | 1)` overrides it */
+    bool no_warp_roles;      /* never warp roles, not even for a loop that asks: the runtime sets it
+                                where the ptxas program, which alone honours setmaxnreg, is not found */
     bool cluster;            /* with tma: the cluster pass may pair blocks that copy the same tiles
                                 into clusters of 2 with TMA multicast (off unless TILE_CLUSTER=1: slower so far) */
     bool no_tma_store;       /* with tma: keep tile stores on st.global (TILE_TMA_STORE=0 in the
@@ -69,8 +72,8 @@ static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->ar
  * operands' rings for it). */
 static inline bool target_has_wgmma(const Target *t) { return t->sm >= 90 && t->arch_specific && !t->no_wgmma; }
 /* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
- * `no_wgmma`, `specialize`, `cluster`, `no_tma_store`, in any order (golden tests' `# target:` line). False with the
- * reason in err. */
+ * `no_wgmma`, `specialize`, `no_warp_roles`, `cluster`, `no_tma_store`, in any order (golden tests' `# target:`
+ * line). False with the reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
 
 typedef struct PassOptions {

@@ -221,6 +221,8 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->no_wgmma = true;
         } else if (word_is(w, n, "specialize")) {
             out->specialize = true;
+        } else if (word_is(w, n, "no_warp_roles")) {
+            out->no_warp_roles = true;
         } else if (word_is(w, n, "cluster")) {
             out->cluster = true;
         } else if (word_is(w, n, "no_tma_store")) {
@@ -251,7 +253,7 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             if (key[0] == 'w') out->num_warps = (int)x;
             else out->smem_bytes = x;
         } else {
-            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize, cluster, no_tma_store)", (int)n, w);
+            sb_printf(err, "unknown target word '%.*s' (sm_80, sm_90a, warps N, smem BYTES, facts all, tma, no_wgmma, specialize, no_warp_roles, cluster, no_tma_store)", (int)n, w);
             return false;
         }
     }

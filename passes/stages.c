@@ -661,10 +661,13 @@ static bool check_role_op(IrOp *op, void *ctx) {
     return c->ok;
 }
 
+static bool roles_wanted(const IrOp *loop, const Target *t);
+static bool before_loop_fits(const Loop *L);
+
 static bool specializable(const Loop *L, const Target *t, int nloops) {
     const IrFunction *f = L->body->function;
-    if (!t->specialize || !target_has_tma(t) || nloops != 1 || L->ntma != L->nstaged || L->op->parent != f->body ||
-        (f->num_warps != 4 && f->num_warps != 8))
+    if (!roles_wanted(L->op, t) || !target_has_tma(t) || nloops != 1 || L->ntma != L->nstaged || L->op->parent != f->body ||
+        (f->num_warps != 4 && f->num_warps != 8) || !before_loop_fits(L))
         return false;
     RoleCheck c = {.loop = L->op, .body = f->body, .ok = true};
     for (IrOp *o = L->op; o && c.ok; o = o->next) {
@@ -947,4 +950,43 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
         ir_walk(f->body, demote, f);
     }
     return changed;
+}
+
+/* ---- the loop's own choice: pipeline(N, specialize = 0 | 1) -------------------------------------
+ * Whether warp roles are wanted for loop: its `specialize` option (ints[1]: 1 asks, 0 forbids)
+ * where the source gives one, else the target's default (Target.specialize: the target word,
+ * TILE_WARP_SPECIALIZE=1 in the runtime); never where the target cannot honour setmaxnreg
+ * (Target.no_warp_roles). A wanted loop still gets the roles only where specializable() holds;
+ * otherwise it keeps the plain ring, with the option still shown on it (--dump-after=stages). */
+static bool roles_wanted(const IrOp *loop, const Target *t) {
+    if (t->no_warp_roles) return false;
+    if (loop->nints > 1) return loop->ints[1] == 1;
+    return t->specialize;
+}
+
+static bool is_register_tile(const IrValue *v) { return v->type->kind == TY_TILE && v->type->rank > 0; }
+
+static bool touches_tile(IrOp *op, void *ctx) {
+    bool *found = ctx;
+    for (uint32_t i = 0; i < op->noperands; i++) *found |= is_register_tile(op->operands[i]);
+    for (uint32_t i = 0; i < op->nresults; i++) *found |= is_register_tile(op->results[i]);
+    return !*found;
+}
+
+/* Whether what stays before the loop, outside the roles, suits a block of more warps (the roles add
+ * a producer warpgroup): an op there that reads or makes a register tile, whose layout is for the
+ * kernel's warps, must be pure, without regions, and make tiles only, so that it is dead once the
+ * roles recompute what they use of it (cleanup removes it). A load (even an unused one, which dce
+ * keeps), a reduction to a scalar or an `if` over tiles there keeps the plain ring. */
+static bool before_loop_fits(const Loop *L) {
+    for (IrOp *o = L->body->function->body->first; o && o != L->op; o = o->next) {
+        bool tiles = false;
+        touches_tile(o, &tiles);
+        for (uint32_t k = 0; !tiles && k < o->nregions; k++) ir_walk(o->regions[k], touches_tile, &tiles);
+        if (!tiles) continue;
+        if (!(ir_op_info[o->code].flags & F_PURE) || o->nregions) return false;
+        for (uint32_t i = 0; i < o->nresults; i++)
+            if (!is_register_tile(o->results[i])) return false;
+    }
+    return true;
 }

@@ -476,13 +476,16 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
     if (ok) out->specialize = rt_warp_specialize(); /* sm_90a: producer warpgroups (cache key too) */
     if (ok) out->cluster = env_flag("TILE_CLUSTER", false); /* sm_90a TMA rings: clusters with multicast */
     if (ok) out->no_tma_store = !env_flag("TILE_TMA_STORE", true); /* sm_90a: st.global stores (cache key too) */
+    if (ok) out->no_warp_roles = !rt_warp_roles_possible(); /* a loop's specialize = 1 falls back (cache key too) */
     return ok;
 }
 
-bool rt_warp_specialize(void) {
+bool rt_warp_specialize(void) { return env_flag("TILE_WARP_SPECIALIZE", false) && rt_warp_roles_possible(); }
+
+bool rt_warp_roles_possible(void) {
 #ifdef TILE_HAVE_LLVM
     char path[4096];
-    return env_flag("TILE_WARP_SPECIALIZE", false) && backend_find_ptxas(path, sizeof path, NULL);
+    return backend_find_ptxas(path, sizeof path, NULL);
 #else
     return false;
 #endif

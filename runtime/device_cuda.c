@@ -623,7 +623,8 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     CacheKey key = cache_kernel_key(&id);
     bool no_wgmma = c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true);
     bool specialize = c->arch == BACKEND_ARCH_SM90A && rt_warp_specialize();
-    if (no_wgmma || specialize || backend_llvm_lsr()) {
+    bool no_roles = c->arch == BACKEND_ARCH_SM90A && !rt_warp_roles_possible(); /* specialize = 1 falls back */
+    if (no_wgmma || specialize || no_roles || backend_llvm_lsr()) {
         /* dots kept on mma.sync or producer warpgroups (rt_target_for_arch), or LLVM's LSR on
          * (TILE_LLVM_LSR=1): another image */
         Sha256 h;
@@ -631,6 +632,7 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
         cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
         if (no_wgmma) cache_key_add_i64(&h, "no-wgmma", 1);
         if (specialize) cache_key_add_i64(&h, "specialize", 1);
+        if (no_roles) cache_key_add_i64(&h, "no-warp-roles", 1);
         if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
         key = cache_key_end(&h);
     }

@@ -215,6 +215,9 @@ bool rt_specialize_from_env(void);
 /* TILE_WARP_SPECIALIZE=1 where the ptxas program is found to assemble the result (nvJitLink ignores
  * setmaxnreg, and a warp-specialized kernel without it is far slower than the plain one). */
 bool rt_warp_specialize(void);
+/* Whether warp roles can be honoured at all: the ptxas program is found. Where it is not, no loop
+ * gets roles, not even one whose source asks (`pipeline(N, specialize = 1)`): Target.no_warp_roles. */
+bool rt_warp_roles_possible(void);
 /* The facts of args (already checked by rt_check_args) for f's parameters, one per parameter
  * into facts[f->nparams]; returns whether any fact is true (false: the generic kernel). */
 bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts);

@@ -601,3 +601,19 @@ Test(parser, shared_tiles_and_barrier) {
                  "t.tile:1:14: error: unexpected 'shared', expected identifier or '(' ('shared' is a reserved word "
                  "and cannot be used as a name)");
 }
+
+/* `pipeline(N, name = value, ...)`: the depth, then named options (the lowering checks the names
+ * and values); after the depth only `name = value` parses, and an option needs pipeline(...). */
+Test(parser, pipeline_options) {
+    expect_dump("fn f() { for k in 0 .. K step BK pipeline(STAGES, specialize = 1) { } "
+                "for l in 0 .. n pipeline(3, specialize = WS - 1, other = 2) {} }",
+                "(fn f () (block\n"
+                "  (for k 0 K (step BK) (pipeline STAGES (kwarg specialize 1)) (block))\n"
+                "  (for l 0 n (pipeline 3 (kwarg specialize (- WS 1)) (kwarg other 2)) (block))))\n");
+    expect_error("fn f() { for k in 0 .. K pipeline(3, 1) {} }",
+                 "t.tile:1:38: error: unexpected integer literal '1', expected identifier");
+    expect_error("fn f() { for k in 0 .. K pipeline(3,) {} }", "t.tile:1:37: error: unexpected ')', expected identifier");
+    expect_error("fn f() { for k in 0 .. K pipeline() {} }", "t.tile:1:35: error: unexpected ')', expected an expression");
+    expect_error("fn f() { for k in 0 .. K specialize = 1 {} }",
+                 "t.tile:1:26: error: unexpected identifier 'specialize', expected an operator, '{', 'step' or 'pipeline'");
+}
