@@ -19,11 +19,16 @@
  * is computed at the top level, so both blocks of a cluster compute the same flag. The buffer's
  * copies become `copy_tma ..., %mc_buf, multicast 2`: a multicast when the flag holds, the plain
  * copy otherwise (same expected bytes either way). With the flag a stage may be refilled only when
- * both blocks have released it: the loop's block barrier (after dot_wait, before the refill)
- * becomes `if mc_any { cluster_barrier } else { barrier }`. The barrier after mbarrier_init
- * becomes a cluster_barrier (a peer's multicast may signal our mbarriers only once they are
- * initialized), and a cluster_barrier follows the ring's mbarrier_inval (no block leaves while its
- * peer may still write into its shared memory). The kernel gets `cluster 2`: the runtime launches
+ * both blocks have released it: a second ring of "empty" mbarriers (`count 2`, one arrival of each
+ * block a phase) follows the ring's; after the loop's block barrier (after dot_wait, each block's
+ * last use of the stage the refill fills) `if mc_any { mbarrier_arrive %empty, %stage, cluster 2 }`
+ * arrives on both blocks' mbarrier of the stage, and the refill's copies wait for it, `if mc_any {
+ * mbarrier_wait %empty, %stage, %parity }`, so the blocks no longer meet at a cluster barrier in
+ * every iteration (a loop of another shape gets `if mc_any { cluster_barrier } else { barrier }`
+ * for its barriers instead). The barrier after mbarrier_init becomes a cluster_barrier (a peer's
+ * multicast or arrival may signal our mbarriers only once they are initialized), and a
+ * cluster_barrier follows the ring's mbarrier_inval (no block leaves while its peer may still write
+ * into its shared memory or arrive on its empty ring, which is invalidated after it). The kernel gets `cluster 2`: the runtime launches
  * it with clusters of 2 when the grid's x is even, else without (cluster_size is then 1, every
  * flag false: the plain ring, and a cluster barrier is a block barrier).
  *

@@ -7,12 +7,17 @@
  * What the VM checks is the protocol the GPU relies on and cannot check itself:
  *   - a multicast (its bool true) needs a launch with clusters: the grid's x a multiple of N
  *     (cluster_size is the launch's N, or 1 without clusters: the flag the pass computes);
- *   - a multicast that refills a stage comes after a cluster barrier that follows the block's
- *     latest wait on the stage (the peer, running the same code, waited there too and releases
- *     the stage at that barrier; on the GPU the copy would overwrite a stage the peer still reads);
+ *   - an mbarrier_arrive with `cluster N` needs a launch with clusters of N; it is N arrivals on
+ *     the block's own mbarrier (the peers, running the same code, arrive on it at the same point);
+ *   - a multicast that refills a stage comes after a cluster barrier, or a wait on the stage of
+ *     another ring (the empty ring) that saw an arrival across the cluster, made after the block's
+ *     latest wait on the stage (the peer, running the same code, waited there too and released
+ *     the stage at that barrier or arrival; on the GPU the copy would overwrite a stage the peer
+ *     still reads);
  *   - the blocks of a cluster issue the same multicast copies in the same order (the same tensor,
  *     origins, box and stage), since each issues only its share of every box: each block keeps a
- *     digest of its multicast copies and a count of them and of its cluster barriers, and when the
+ *     digest of its multicast copies and a count of them, of its cluster barriers and of its
+ *     arrivals across the cluster, and when the
  *     last block of a cluster ends, every block's record must equal the first's (a mismatch on
  *     the GPU is a stage with a peer's tile, or a cluster barrier that never completes).
  * A cluster barrier is a block barrier for the race checks (the block's accesses before it are

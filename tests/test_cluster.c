@@ -4,8 +4,9 @@
  *
  * stdlib's gemm is compiled for sm_90a with every launch fact and TMA, with and without the
  * cluster pass (Target.cluster), and without any GPU pass: the pass must have made its kernel
- * (`cluster 2`, every TMA copy a multicast with its flag, cluster barriers after mbarrier_init, in
- * the loop and after mbarrier_inval), and the VM's results of all three must be bit-identical at
+ * (`cluster 2`, every TMA copy a multicast with its flag, cluster barriers after mbarrier_init and
+ * after mbarrier_inval, the refill released through an empty ring: an arrival with `cluster 2`
+ * after the loop's block barrier and a wait on it in the refill), and the VM's results of all three must be bit-identical at
  * shapes whose grids are even (clusters: peers on the same n0, on different n0, on the same m0)
  * and odd (no clusters). The VM checks the protocol: a flag that lets peers multicast different
  * tiles, or a multicast in a launch without clusters, is an error. The PTX has the multicast
