@@ -310,3 +310,46 @@ Test(cluster, gemm_ptx_has_multicast_copies_and_cluster_barriers_and_assembles) 
     tile_program_destroy(p);
     tile_context_destroy(ctx);
 }
+
+/* `mbarrier_arrive ..., cluster 2` reads back and prints as written; on the VM it is both blocks'
+ * arrivals on the block's mbarrier (a phase of `count 2` completes with it: the wait returns), an
+ * error in a launch without clusters (grid x 1), and the reader's verifier
+ * refuses it in a kernel without `cluster 2`. */
+static IrModule *arrive_module(const char *cluster, DiagList *d) {
+    Strbuf text = {0};
+    sb_printf(&text,
+              "kernel @k(%%0: tensor<f32>[N])%s\ngrid {\n  %%1 = dim %%0, axis 0 : i32\n  yield %%1\n}\nbody {\n"
+              "  %%1 = shared_alloc : shared<i64>[2]\n  %%2 = const 1 : i32\n  %%3 = const 0 : i32\n"
+              "  mbarrier_init %%1, count 2\n  mbarrier_arrive %%1, %%2, cluster 2\n  mbarrier_wait %%1, %%2, %%3\n}\n",
+              cluster);
+    IrModule *m = ir_parse_module("arrive.ir", sb_str(&text), text.len, d);
+    sb_free(&text);
+    return m;
+}
+
+static bool run_arrive(IrModule *m, int64_t blocks, Strbuf *err) {
+    float x[2] = {0};
+    tile_arg arg = {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 1, &blocks)};
+    return vm_launch_threads(ir_module_find(m, "k"), &arg, 1, 1, err);
+}
+
+Test(cluster, an_arrival_across_the_cluster_reads_back_runs_and_is_checked) {
+    DiagList d = {0};
+    IrModule *m = arrive_module(" cluster 2", &d);
+    cr_assert_not_null(m, "%s", sb_str(&d.text));
+    cr_assert(ir_verify_module(m, &d), "%s", sb_str(&d.text));
+    Strbuf out = {0}, err = {0};
+    ir_print_module(m, &out);
+    cr_assert(strstr(sb_str(&out), "  mbarrier_arrive %1, %2, cluster 2\n"), "%s", sb_str(&out));
+    cr_assert(run_arrive(m, 2, &err), "%s", sb_str(&err));
+    cr_assert_not(run_arrive(m, 1, &err));
+    cr_assert(strstr(sb_str(&err), "arrive.ir:11:3: mbarrier_arrive: an arrival across a cluster of 2 in a launch "
+                                   "without clusters"), "%s", sb_str(&err));
+    ir_module_free(m);
+    sb_free(&out), sb_free(&err);
+    m = arrive_module("", &d);
+    cr_assert_null(m);
+    cr_assert(strstr(sb_str(&d.text), "arrive.ir:11:3: error: verify: mbarrier_arrive: cluster 2 needs a kernel of "
+                                      "clusters of 2 blocks (the kernel has 0)"), "%s", sb_str(&d.text));
+    diag_free(&d);
+}
