@@ -208,6 +208,9 @@ bool cg_cluster_op(Cg *g, const IrOp *op); /* cluster_size, cluster_barrier */
  * .multicast::cluster (plain's text and constraints, the mask added); without, plain alone. */
 void cg_cluster_multicast_box(Cg *g, const IrOp *op, int64_t box, const char *plain, const char *constraints,
                               LLVMValueRef *args, unsigned nargs);
+/* mbarrier_arrive with `cluster N` (in thread 0): an arrival on the mbarrier at bar (a 32-bit
+ * shared offset) of each block of the cluster. */
+void cg_cluster_arrive(Cg *g, const IrOp *op, LLVMValueRef bar);
 /* ---- codegen_roles.c ---- */
 bool cg_warp_roles(Cg *g, const IrOp *op);
 

@@ -13,6 +13,11 @@
  *                    shared offset of each block and completes its bytes on each block's mbarrier
  *                    at the same offset; when it does not, this block issues it alone (the plain
  *                    copy).
+ *   mbarrier_arrive ..., cluster N
+ *                    (thread 0, after the block's barrier) for each rank r of the cluster: mapa of
+ *                    the mbarrier's address to block r's shared memory, then
+ *                    mbarrier.arrive.release.cluster.shared::cluster on it: the block's release of
+ *                    a stage to every block that multicasts into it (passes/cluster.c's empty ring)
  * No .reqnctapercluster or .explicitcluster directive is emitted: the same kernel runs with
  * clusters (the runtime's cuLaunchKernelEx with the cluster dimension, when the grid's x is a
  * multiple of N) and without (the flag is then false: cluster_size is 1).
@@ -85,4 +90,14 @@ void cg_cluster_multicast_box(Cg *g, const IrOp *op, int64_t box, const char *pl
     inline_asm(g, g->void_type, plain, constraints, args, nargs);
     LLVMBuildBr(g->b, join);
     LLVMPositionBuilderAtEnd(g->b, join);
+}
+
+void cg_cluster_arrive(Cg *g, const IrOp *op, LLVMValueRef bar) {
+    for (int64_t r = 0; r < ir_mbarrier_arrive_cluster(op); r++) {
+        LLVMValueRef args[2] = {bar, cg_i32(g, r)};
+        inline_asm(g, g->void_type,
+                   "{\n\t.reg .b32 remote;\n\tmapa.shared::cluster.u32 remote, $0, $1;\n\t"
+                   "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n\t}",
+                   "r,r,~{memory}", args, 2);
+    }
 }

@@ -316,6 +316,8 @@ const IrOp *ir_role_of_region(const IrRegion *r, uint32_t *role);
 static inline int64_t ir_mbarrier_count(const IrOp *init) { return init->nints ? init->ints[0] : 1; }
 /* copy_tma's `multicast N` (the cluster's blocks; its bool is the last operand), 0 when absent. */
 static inline int64_t ir_copy_tma_multicast(const IrOp *copy) { return copy->nints ? copy->ints[0] : 0; }
+/* mbarrier_arrive's `cluster N` (an arrival on the mbarrier of each block of the cluster), 0 when absent. */
+static inline int64_t ir_mbarrier_arrive_cluster(const IrOp *arrive) { return arrive->nints ? arrive->ints[0] : 0; }
 
 /* ---- verifier and printer (ir/verify.c, ir/print.c) ---------------------------------- */
 /* Checks the structural and type rules of ops.def; reports into d; true when valid. */

@@ -821,7 +821,15 @@ static void rule_mbarrier_init(Verifier *v, const IrOp *op) {
         op_error(v, op, "the arrival count must be one number in [1, 1024]");
 }
 static void rule_copy_tma(Verifier *v, const IrOp *op) { check_copy_tma(v, op); }
-static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) { check_mbarriers(v, op, 0, true); }
+static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) {
+    check_mbarriers(v, op, 0, true);
+    int64_t n = ir_mbarrier_arrive_cluster(op);
+    if (!n) return;
+    if (op->nints > 1 || n != v->f->cluster)
+        op_error(v, op, "cluster %lld needs a kernel of clusters of %lld blocks (the kernel has %d)", (long long)n,
+                 (long long)n, v->f->cluster);
+    if (v->roles) op_error(v, op, "an arrival across the cluster in a warp role is not supported");
+}
 static void rule_mbarrier_wait(Verifier *v, const IrOp *op) {
     if (check_mbarriers(v, op, 0, true) && !is_i32_scalar(op->operands[2]->type))
         op_error(v, op, "the parity must be an i32 scalar, not %s", tn(v, op->operands[2]->type));

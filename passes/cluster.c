@@ -19,11 +19,16 @@
  * is computed at the top level, so both blocks of a cluster compute the same flag. The buffer's
  * copies become `copy_tma ..., %mc_buf, multicast 2`: a multicast when the flag holds, the plain
  * copy otherwise (same expected bytes either way). With the flag a stage may be refilled only when
- * both blocks have released it: the loop's block barrier (after dot_wait, before the refill)
- * becomes `if mc_any { cluster_barrier } else { barrier }`. The barrier after mbarrier_init
- * becomes a cluster_barrier (a peer's multicast may signal our mbarriers only once they are
- * initialized), and a cluster_barrier follows the ring's mbarrier_inval (no block leaves while its
- * peer may still write into its shared memory). The kernel gets `cluster 2`: the runtime launches
+ * both blocks have released it: a second ring of "empty" mbarriers (`count 2`, one arrival of each
+ * block a phase) follows the ring's; after the loop's block barrier (after dot_wait, each block's
+ * last use of the stage the refill fills) `if mc_any { mbarrier_arrive %empty, %stage, cluster 2 }`
+ * arrives on both blocks' mbarrier of the stage, and the refill's copies wait for it, `if mc_any {
+ * mbarrier_wait %empty, %stage, %parity }`, so the blocks no longer meet at a cluster barrier in
+ * every iteration (a loop of another shape gets `if mc_any { cluster_barrier } else { barrier }`
+ * for its barriers instead). The barrier after mbarrier_init becomes a cluster_barrier (a peer's
+ * multicast or arrival may signal our mbarriers only once they are initialized), and a
+ * cluster_barrier follows the ring's mbarrier_inval (no block leaves while its peer may still write
+ * into its shared memory or arrive on its empty ring, which is invalidated after it). The kernel gets `cluster 2`: the runtime launches
  * it with clusters of 2 when the grid's x is even, else without (cluster_size is then 1, every
  * flag false: the plain ring, and a cluster barrier is a block barrier).
  *
@@ -234,6 +239,98 @@ static bool is_copy(IrOp *op, void *ctx) {
 
 static bool holds_copy(IrOp *loop) { return !ir_walk(loop->regions[0], is_copy, NULL); }
 
+/* if flag { <what add builds> } else { } before op; returns the builder in the then region (at its
+ * yield) so that the caller adds ops there. */
+static IrBuilder when_flag(IrFunction *f, IrOp *op, IrValue *flag) {
+    IrBuilder b = {.module = f->module, .function = f, .loc = op->loc};
+    ir_builder_before(&b, op);
+    IrOp *when = ir_build(&b, OP_IF, &flag, 1, NULL, 0);
+    IrBuilder t = {.module = f->module, .function = f, .loc = op->loc};
+    ir_builder_at_end(&t, ir_op_add_region(when));
+    IrOp *yield = ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
+    IrBuilder e = t;
+    ir_builder_at_end(&e, ir_op_add_region(when));
+    ir_build(&e, OP_YIELD, NULL, 0, NULL, 0);
+    ir_builder_before(&t, yield);
+    return t;
+}
+
+/* The ring loop's refill, released through empty mbarriers (as CUTLASS's multicast pipelines do)
+ * in place of a cluster barrier in every iteration: the loop (a top-level for that holds copies)
+ * must have exactly one barrier, then an if holding the refill's copies, all into one stage value
+ * defined in the loop before the barrier. */
+typedef struct Refill {
+    IrOp *loop, *barrier, *when;
+    IrValue *stage;
+} Refill;
+
+static bool find_refill(IrFunction *f, Refill *r) {
+    *r = (Refill){0};
+    for (IrOp *op = f->body->first; op; op = op->next) {
+        if (op->code != OP_FOR || !holds_copy(op)) continue;
+        if (r->loop) return false;
+        r->loop = op;
+    }
+    if (!r->loop) return false;
+    for (IrOp *in = r->loop->regions[0]->first; in; in = in->next) {
+        if (in->code == OP_BARRIER) {
+            if (r->barrier) return false;
+            r->barrier = in;
+        } else if (in->code == OP_IF && holds_copy(in)) {
+            if (r->when || !r->barrier || in->nregions != 2) return false;
+            r->when = in;
+        }
+    }
+    if (!r->when) return false;
+    for (IrOp *c = r->when->regions[0]->first; c; c = c->next) {
+        if (c->code == OP_IF || c->code == OP_FOR) return false;
+        if (c->code != OP_COPY_TMA) continue;
+        IrValue *stage = c->operands[3 + c->operands[0]->type->rank];
+        if (r->stage && r->stage != stage) return false;
+        r->stage = stage;
+    }
+    if (!r->stage || !r->stage->def || r->stage->def->parent != r->loop->regions[0]) return false;
+    for (const IrOp *o = r->stage->def; o; o = o->next)
+        if (o == r->barrier) return true;
+    return false;
+}
+
+/* The refill of r released through a ring of empty mbarriers (count: one arrival of each block of
+ * the cluster), made after the ring's init: after the loop's barrier (each block's last use of the
+ * stage the refill fills), `if any { mbarrier_arrive %empty, %stage, cluster 2 }` (on this block's
+ * mbarrier of the stage and the peer's); before the refill's copies, `if any { mbarrier_wait
+ * %empty, %stage, parity }` (both blocks have released it). Each iteration releases one stage, in
+ * turn, so the phase of the stage's mbarrier that iteration j completes is j / S (S stages). */
+static void release_by_mbarriers(IrFunction *f, const Refill *r, IrOp *init, IrValue *any, IrValue **empty_out) {
+    IrValue *bars = init->operands[0];
+    IrBuilder b = {.module = f->module, .function = f, .loc = init->loc};
+    ir_builder_before(&b, init);
+    const IrType *rt = bars->type;
+    IrOp *alloc = ir_build(&b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
+    alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
+    IrValue *empty = alloc->results[0];
+    *empty_out = empty;
+    ir_builder_before(&b, init->next ? init->next : init);
+    if (!init->next) ir_builder_at_end(&b, f->body);
+    IrOp *einit = ir_build(&b, OP_MBARRIER_INIT, &empty, 1, NULL, 0);
+    einit->ints[0] = CLUSTER_BLOCKS, einit->nints = 1;
+
+    IrBuilder t = when_flag(f, r->barrier->next, any);
+    IrValue *ops[3] = {empty, r->stage};
+    IrOp *arrive = ir_build(&t, OP_MBARRIER_ARRIVE, ops, 2, NULL, 0);
+    arrive->ints[0] = CLUSTER_BLOCKS, arrive->nints = 1;
+
+    IrOp *first = r->when->regions[0]->first;
+    t = when_flag(f, first, any);
+    t.loc = r->loop->loc;
+    const IrType *i32 = ir_scalar_type(f->module, elem_i32());
+    IrValue *iv = r->loop->regions[0]->args[0];
+    IrValue *j = ir_binary(&t, OP_DIV, ir_binary(&t, OP_SUB, iv, r->loop->operands[0]), r->loop->operands[2]);
+    IrValue *phase = ir_binary(&t, OP_DIV, j, ir_const_int(&t, i32, bars->type->shape[0]));
+    ops[2] = ir_binary(&t, OP_AND, phase, ir_const_int(&t, i32, 1));
+    ir_build(&t, OP_MBARRIER_WAIT, ops, 3, NULL, 0);
+}
+
 /* Whether kernel f has the one ring this pass handles; its mbarrier_init in *init. */
 static bool one_ring(IrFunction *f, IrOp **init) {
     int inits = 0;
@@ -340,9 +437,14 @@ static bool cluster_kernel(IrFunction *f) {
         vec_free(&bufs[k].copies);
     }
     if (!any) return false;
-    /* the barriers of the ring's loop (the one before the refill among them) wait for the peer too;
-       its bounds are keys, so both blocks run it equally often (other loops are left alone) */
-    for (IrOp *op = f->body->first; op; op = op->next) {
+    /* the refill waits for the peer's release of its stage: through empty mbarriers where the loop
+       has the shape for them; else the barriers of the ring's loop (the one before the refill
+       among them) wait for the peer too. Its bounds are keys, so both blocks run it equally often
+       (other loops are left alone) */
+    Refill refill;
+    IrValue *empty = NULL;
+    if (find_refill(f, &refill)) release_by_mbarriers(f, &refill, init, any, &empty);
+    for (IrOp *op = f->body->first; !empty && op; op = op->next) {
         if (op->code != OP_FOR || !holds_copy(op)) continue;
         IrOp *next;
         for (IrOp *in = op->regions[0]->first; in; in = next) {
@@ -351,7 +453,7 @@ static bool cluster_kernel(IrFunction *f) {
         }
     }
     IrBuilder b = {.module = f->module, .function = f, .loc = init->loc};
-    IrOp *after = init->next;
+    IrOp *after = empty ? init->next->next : init->next; /* (after the empty ring's init) */
     if (after && after->code == OP_BARRIER) {
         ir_builder_before(&b, after);
         ir_build(&b, OP_CLUSTER_BARRIER, NULL, 0, NULL, 0);
@@ -367,6 +469,8 @@ static bool cluster_kernel(IrFunction *f) {
             if (op->next) ir_builder_before(&b, op->next);
             else ir_builder_at_end(&b, f->body);
             ir_build(&b, OP_CLUSTER_BARRIER, NULL, 0, NULL, 0);
+            /* the empty ring ends after it: the peer's arrivals on it are in */
+            if (empty) ir_build(&b, OP_MBARRIER_INVAL, &empty, 1, NULL, 0);
             break;
         }
     return true;

@@ -157,18 +157,27 @@ typedef struct VmFrame {
     uint32_t nslots;
 } VmFrame;
 
-/* A block's record of its cluster protocol (vm_cluster.c): its multicast copies and cluster barriers. */
+/* A block's record of its cluster protocol (vm_cluster.c): its multicast copies, cluster barriers
+ * and arrivals across the cluster. */
 typedef struct VmClusterTrace {
     uint64_t digest;            /* of the multicast copies' tensors, origins, boxes and stages, in order */
-    int64_t copies, barriers;
+    int64_t copies, barriers, arrives;
 } VmClusterTrace;
 typedef struct VmClusters VmClusters;
-/* Per stage of a block's ring: the cluster barriers it had passed at its latest wait on the stage
- * (a multicast refill of the stage needs one more: the peer's release). */
-enum { VM_CLUSTER_STAGES = 32 };
-typedef struct VmClusterWaits {
+/* Per ring of mbarriers and stage, the block's protocol events, numbered in order (0: none yet):
+ * its latest wait on the stage, its latest arrival across the cluster on it, and the arrival
+ * that the latest wait on the stage saw completed (a multicast refill of a stage needs, after the
+ * block's latest wait on it, a cluster barrier or a wait on another ring's stage that saw an
+ * arrival across the cluster: the peer's release). */
+enum { VM_CLUSTER_STAGES = 32, VM_CLUSTER_RINGS = 4 };
+typedef struct VmClusterRing {
     const VmTile *ring;
-    int64_t barriers[VM_CLUSTER_STAGES]; /* -1: not waited on yet */
+    int64_t waited[VM_CLUSTER_STAGES], arrived[VM_CLUSTER_STAGES], released[VM_CLUSTER_STAGES];
+} VmClusterRing;
+typedef struct VmClusterWaits {
+    VmClusterRing rings[VM_CLUSTER_RINGS];
+    int64_t seq;                /* the latest event's number */
+    int64_t barrier;            /* the latest cluster barrier's */
 } VmClusterWaits;
 
 /* What every worker of a launch shares. */
@@ -212,6 +221,8 @@ bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *
                      int64_t offset, int64_t numel, const VmTile *ring, int64_t stage);
 /* An mbarrier_wait on the stage of ring returned (a multicast refill of it then needs a cluster barrier). */
 void vm_cluster_waited(VmThread *th, const VmTile *ring, int64_t stage);
+/* mbarrier_arrive with `cluster N`: checks the launch has clusters of N; records the arrival. */
+bool vm_cluster_arrive(VmThread *th, const IrOp *op, const VmTile *ring, int64_t stage);
 /* Resets th's per-block cluster records. */
 void vm_cluster_block_begin(VmThread *th);
 bool vm_exec_cluster_size(VmThread *th, VmFrame *fr, const IrOp *op);

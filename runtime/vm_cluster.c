@@ -7,12 +7,17 @@
  * What the VM checks is the protocol the GPU relies on and cannot check itself:
  *   - a multicast (its bool true) needs a launch with clusters: the grid's x a multiple of N
  *     (cluster_size is the launch's N, or 1 without clusters: the flag the pass computes);
- *   - a multicast that refills a stage comes after a cluster barrier that follows the block's
- *     latest wait on the stage (the peer, running the same code, waited there too and releases
- *     the stage at that barrier; on the GPU the copy would overwrite a stage the peer still reads);
+ *   - an mbarrier_arrive with `cluster N` needs a launch with clusters of N; it is N arrivals on
+ *     the block's own mbarrier (the peers, running the same code, arrive on it at the same point);
+ *   - a multicast that refills a stage comes after a cluster barrier, or a wait on the stage of
+ *     another ring (the empty ring) that saw an arrival across the cluster, made after the block's
+ *     latest wait on the stage (the peer, running the same code, waited there too and released
+ *     the stage at that barrier or arrival; on the GPU the copy would overwrite a stage the peer
+ *     still reads);
  *   - the blocks of a cluster issue the same multicast copies in the same order (the same tensor,
  *     origins, box and stage), since each issues only its share of every box: each block keeps a
- *     digest of its multicast copies and a count of them and of its cluster barriers, and when the
+ *     digest of its multicast copies and a count of them, of its cluster barriers and of its
+ *     arrivals across the cluster, and when the
  *     last block of a cluster ends, every block's record must equal the first's (a mismatch on
  *     the GPU is a stage with a peer's tile, or a cluster barrier that never completes).
  * A cluster barrier is a block barrier for the race checks (the block's accesses before it are
@@ -61,16 +66,57 @@ static uint64_t mix(uint64_t h, int64_t v) {
 
 void vm_cluster_block_begin(VmThread *th) {
     th->cluster_trace = (VmClusterTrace){0};
-    th->cluster_waits.ring = NULL;
+    memset(&th->cluster_waits, 0, sizeof th->cluster_waits);
+}
+
+/* The block's record of ring (a new one when there is room; NULL when not), stage in range. */
+static VmClusterRing *ring_record(VmThread *th, const VmTile *ring, int64_t stage) {
+    if (stage < 0 || stage >= VM_CLUSTER_STAGES) return NULL;
+    VmClusterWaits *w = &th->cluster_waits;
+    for (int i = 0; i < VM_CLUSTER_RINGS; i++) {
+        if (w->rings[i].ring == ring) return &w->rings[i];
+        if (!w->rings[i].ring) {
+            w->rings[i].ring = ring;
+            return &w->rings[i];
+        }
+    }
+    return NULL;
 }
 
 void vm_cluster_waited(VmThread *th, const VmTile *ring, int64_t stage) {
-    VmClusterWaits *w = &th->cluster_waits;
-    if (w->ring != ring) {
-        w->ring = ring;
-        for (int s = 0; s < VM_CLUSTER_STAGES; s++) w->barriers[s] = -1;
-    }
-    if (stage >= 0 && stage < VM_CLUSTER_STAGES) w->barriers[stage] = th->cluster_trace.barriers;
+    VmClusterRing *r = ring_record(th, ring, stage);
+    if (!r) return;
+    r->waited[stage] = ++th->cluster_waits.seq;
+    /* each arrival across the cluster completes a phase on the VM (it stands for the arrivals of
+       every block of the cluster, which run the same code), so the wait saw the latest one */
+    if (r->arrived[stage]) r->released[stage] = r->arrived[stage];
+}
+
+bool vm_cluster_arrive(VmThread *th, const IrOp *op, const VmTile *ring, int64_t stage) {
+    const VmLaunch *L = th->launch;
+    int64_t n = ir_mbarrier_arrive_cluster(op);
+    if (L->cluster != n)
+        return vm_error(th, op, "an arrival across a cluster of %" PRId64 " in a launch %s", n,
+                        L->cluster == 1 ? "without clusters" : "with clusters of another size");
+    th->cluster_trace.arrives++;
+    VmClusterRing *r = ring_record(th, ring, stage);
+    if (r) r->arrived[stage] = ++th->cluster_waits.seq;
+    return true;
+}
+
+/* Whether the block released stage (of the ring copies fill) to its peer since its latest wait on
+ * it: a cluster barrier since, or a wait on another ring's stage that saw an arrival across the
+ * cluster made since (the peer, running the same code, made its own there too). */
+static bool stage_released(const VmThread *th, const VmTile *ring, int64_t stage) {
+    const VmClusterWaits *w = &th->cluster_waits;
+    if (stage < 0 || stage >= VM_CLUSTER_STAGES) return true;
+    int64_t waited = 0;
+    for (int i = 0; i < VM_CLUSTER_RINGS; i++)
+        if (w->rings[i].ring == ring) waited = w->rings[i].waited[stage];
+    if (!waited || w->barrier > waited) return true;
+    for (int i = 0; i < VM_CLUSTER_RINGS; i++)
+        if (w->rings[i].ring && w->rings[i].ring != ring && w->rings[i].released[stage] > waited) return true;
+    return false;
 }
 
 bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *t, const int64_t *origin,
@@ -84,13 +130,11 @@ bool vm_cluster_copy(VmThread *th, VmFrame *fr, const IrOp *op, const VmTensor *
         return vm_error(th, op, "a multicast in a launch without clusters (the grid's x, %" PRId64
                         ", is not a multiple of %" PRId64 ")", L->grid[0], ir_copy_tma_multicast(op));
     VmClusterTrace *tr = &th->cluster_trace;
-    /* a refill: the peer read this stage too, and releases it only by a cluster barrier after its
-       wait on the stage (which it made where this block made its own: the same code) */
-    const VmClusterWaits *w = &th->cluster_waits;
-    if (w->ring == ring && stage >= 0 && stage < VM_CLUSTER_STAGES && w->barriers[stage] >= 0 &&
-        tr->barriers <= w->barriers[stage])
-        return vm_error(th, op, "multicasts into stage %" PRId64 " with no cluster barrier since the wait on it (the "
-                        "peer block may still read the stage)", stage);
+    /* a refill: the peer read this stage too, and releases it only by a cluster barrier, or an
+       arrival on our empty mbarrier of the stage, after its wait on the stage */
+    if (!stage_released(th, ring, stage))
+        return vm_error(th, op, "multicasts into stage %" PRId64 " with no cluster barrier, nor a wait on an arrival "
+                        "across the cluster, since the wait on it (the peer block may still read the stage)", stage);
     uint64_t h = tr->copies ? tr->digest : 0xcbf29ce484222325ull;
     h = mix(h, (int64_t)(intptr_t)t->data);
     for (int d = 0; d < t->rank; d++) h = mix(h, origin[d]);
@@ -111,6 +155,7 @@ bool vm_exec_cluster_barrier(VmThread *th, VmFrame *fr, const IrOp *op) {
     (void)fr, (void)op;
     th->epoch++; /* a block barrier too */
     th->cluster_trace.barriers++;
+    th->cluster_waits.barrier = ++th->cluster_waits.seq;
     return true;
 }
 
@@ -136,16 +181,19 @@ bool vm_cluster_block_done(VmThread *th) {
     int64_t bad = -1;
     for (int64_t r = 1; r < n && bad < 0; r++) {
         const VmClusterTrace *t = &c->traces[block_index(L, x0 + r, th->block[1], th->block[2])];
-        if (t->copies != first->copies || t->barriers != first->barriers || t->digest != first->digest) bad = r;
+        if (t->copies != first->copies || t->barriers != first->barriers || t->arrives != first->arrives ||
+            t->digest != first->digest)
+            bad = r;
     }
     VmClusterTrace a = *first, b = bad >= 0 ? c->traces[block_index(L, x0 + bad, th->block[1], th->block[2])] : a;
     pthread_mutex_unlock(&c->lock);
     if (bad < 0) return true;
     th->failed = true;
     sb_printf(&th->err, "the blocks of its cluster (x %" PRId64 " to %" PRId64 ") disagree: block x %" PRId64
-              " made %" PRId64 " multicast copies (digest %016" PRIx64 ") and %" PRId64 " cluster barriers, block x %"
-              PRId64 " made %" PRId64 " (digest %016" PRIx64 ") and %" PRId64 " (on the GPU a stage would get "
+              " made %" PRId64 " multicast copies (digest %016" PRIx64 "), %" PRId64 " cluster barriers and %" PRId64
+              " arrivals across the cluster, block x %" PRId64 " made %" PRId64 " (digest %016" PRIx64 "), %" PRId64
+              " and %" PRId64 " (on the GPU a stage would get "
               "another block's tile, or a cluster barrier would never complete)",
-              x0, x0 + n - 1, x0, a.copies, a.digest, a.barriers, x0 + bad, b.copies, b.digest, b.barriers);
+              x0, x0 + n - 1, x0, a.copies, a.digest, a.barriers, a.arrives, x0 + bad, b.copies, b.digest, b.barriers, b.arrives);
     return false;
 }

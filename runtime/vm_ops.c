@@ -1134,7 +1134,11 @@ static bool exec_mbarrier_arrive(VmThread *th, VmFrame *fr, const IrOp *op) {
     int64_t stage;
     VmElem *bar = mbarrier_of(th, fr, op, 0, &ring, &stage);
     if (!bar) return false;
-    int64_t completed = mbarrier_completed(*bar), arrivals = mbarrier_arrivals(*bar) + 1;
+    /* `cluster N`: the arrivals of every block of the cluster on this block's mbarrier, since the
+       others run the same code (vm_cluster.c checks the launch and that they do) */
+    int64_t n = ir_mbarrier_arrive_cluster(op);
+    if (n && !vm_cluster_arrive(th, op, ring, stage)) return false;
+    int64_t completed = mbarrier_completed(*bar), arrivals = mbarrier_arrivals(*bar) + (n ? n : 1);
     int64_t expected = mbarrier_expected(*bar);
     *bar = arrivals >= expected ? mbarrier_pack(completed + 1, 0, expected) : mbarrier_pack(completed, arrivals, expected);
     return true;

@@ -4,8 +4,9 @@
  *
  * stdlib's gemm is compiled for sm_90a with every launch fact and TMA, with and without the
  * cluster pass (Target.cluster), and without any GPU pass: the pass must have made its kernel
- * (`cluster 2`, every TMA copy a multicast with its flag, cluster barriers after mbarrier_init, in
- * the loop and after mbarrier_inval), and the VM's results of all three must be bit-identical at
+ * (`cluster 2`, every TMA copy a multicast with its flag, cluster barriers after mbarrier_init and
+ * after mbarrier_inval, the refill released through an empty ring: an arrival with `cluster 2`
+ * after the loop's block barrier and a wait on it in the refill), and the VM's results of all three must be bit-identical at
  * shapes whose grids are even (clusters: peers on the same n0, on different n0, on the same m0)
  * and odd (no clusters). The VM checks the protocol: a flag that lets peers multicast different
  * tiles, or a multicast in a launch without clusters, is an error. The PTX has the multicast
@@ -75,10 +76,11 @@ static bool run(const IrFunction *k, int64_t m, int64_t n, int64_t kk, uint16_t 
 }
 
 typedef struct Count {
-    int copies, multicasts, cluster_barriers, cluster_sizes, barriers_in_loops;
+    int copies, multicasts, cluster_barriers, cluster_sizes, barriers_in_loops, cluster_arrives, empty_inits;
     IrOp *multicast[16];
     IrOp *in_cluster; /* cmp eq cluster_size, 2 */
-    IrOp *cluster_if; /* if %any { cluster_barrier } else { barrier } */
+    IrOp *arrive_if;  /* if %any { mbarrier_arrive %empty, %stage, cluster 2 } */
+    IrOp *wait_if;    /* if %any { mbarrier_wait %empty, %stage, %parity } (in the refill's if) */
 } Count;
 
 static bool count(IrOp *op, void *ctx) {
@@ -88,11 +90,17 @@ static bool count(IrOp *op, void *ctx) {
         if (ir_copy_tma_multicast(op) == 2 && c->multicasts < 16) c->multicast[c->multicasts++] = op;
     }
     if (op->code == OP_CLUSTER_BARRIER) c->cluster_barriers++;
-    if (op->code == OP_CLUSTER_BARRIER && op->parent->parent_op) c->cluster_if = op->parent->parent_op;
+    if (op->code == OP_MBARRIER_ARRIVE && ir_mbarrier_arrive_cluster(op) == 2) {
+        c->cluster_arrives++;
+        c->arrive_if = op->parent->parent_op;
+    }
+    if (op->code == OP_MBARRIER_WAIT && op->parent->parent_op && op->parent->parent_op->code == OP_IF)
+        c->wait_if = op->parent->parent_op;
+    if (op->code == OP_MBARRIER_INIT && ir_mbarrier_count(op) == 2) c->empty_inits++;
     if (op->code == OP_CLUSTER_SIZE) c->cluster_sizes++;
     if (op->code == OP_CMP && op->operands[0]->def && op->operands[0]->def->code == OP_CLUSTER_SIZE)
         c->in_cluster = op;
-    if (op->code == OP_BARRIER && op->parent->parent_op && op->parent->parent_op->code == OP_IF) c->barriers_in_loops++;
+    if (op->code == OP_BARRIER && op->parent->parent_op && op->parent->parent_op->code == OP_FOR) c->barriers_in_loops++;
     return true;
 }
 
@@ -119,8 +127,12 @@ Test(cluster, gemm_multicast_ring_gives_the_vm_results_of_the_plain_ring) {
         cr_assert_eq(cr.multicasts + cr.cluster_barriers + cr.cluster_sizes, 0);
         cr_assert_eq(cc.copies, cr.copies, "BN=%d: the same copies", bn);
         cr_assert_eq(cc.multicasts, cc.copies, "BN=%d: %d of %d copies multicast", bn, cc.multicasts, cc.copies);
-        cr_assert_eq(cc.cluster_barriers, 3, "after mbarrier_init, in the loop, after mbarrier_inval");
-        cr_assert_eq(cc.barriers_in_loops, 1, "the loop's barrier when no flag holds");
+        cr_assert_eq(cc.cluster_barriers, 2, "after mbarrier_init and after mbarrier_inval (none in the loop)");
+        cr_assert_eq(cc.barriers_in_loops, 1, "the loop's block barrier");
+        cr_assert_eq(cc.empty_inits, 1, "the empty ring, two arrivals a phase");
+        cr_assert_eq(cc.cluster_arrives, 1, "the release of the refill's stage to both blocks");
+        cr_assert(cc.arrive_if && cc.arrive_if->code == OP_IF && cc.arrive_if->parent->parent_op->code == OP_FOR);
+        cr_assert(cc.wait_if && cc.wait_if->parent->parent_op->code == OP_IF, "the wait is in the refill's if");
         for (int s = 0; s < NSHAPES; s++) {
             int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
             uint16_t *c0 = calloc((size_t)(m * n), 2), *c1 = calloc((size_t)(m * n), 2), *c2 = calloc((size_t)(m * n), 2);
@@ -143,20 +155,23 @@ Test(cluster, gemm_multicast_ring_gives_the_vm_results_of_the_plain_ring) {
 }
 
 /* A flag that lets both blocks multicast what they do not share is caught by the VM: A's copies
- * under B's flag at 200x136 (peers share n0 but not m0), and B's copies (and the loop's cluster
- * barrier) under cluster_size == 2 alone at 384x256 (peers 2-3 sit on different n0); the flags as
- * built pass there (the check is live). A multicast whose flag is true in a launch without
- * clusters (an odd grid) is an error, and so is a refill multicast with the loop's block barrier in
- * place of its cluster barrier (the peer may still read the stage). */
+ * under B's flag at 200x136 (peers share n0 but not m0), and B's copies (and the loop's release
+ * through the empty ring) under cluster_size == 2 alone at 384x256 (peers 2-3 sit on different
+ * n0); the flags as built pass there (the check is live). A multicast whose flag is true in a
+ * launch without clusters (an odd grid) is an error, and so is a refill multicast without the
+ * release (neither arrival nor wait on the empty ring: the peer may still read the stage), a wait
+ * on the empty ring without the arrivals (on the GPU it never returns), and an arrival across the
+ * cluster in a launch without clusters. */
 Test(cluster, multicasts_of_different_tiles_are_vm_errors) {
     Target with = sm90;
     with.cluster = true;
-    for (int variant = 0; variant < 4; variant++) {
+    for (int variant = 0; variant < 6; variant++) {
         Compiled c = compile_gemm(true, &with, 128, 4);
         Count cnt = {0};
         ir_walk(c.kernel->body, count, &cnt);
         cr_assert_not_null(cnt.in_cluster);
-        cr_assert_not_null(cnt.cluster_if);
+        cr_assert_not_null(cnt.arrive_if);
+        cr_assert_not_null(cnt.wait_if);
         /* the copies of a (operand 0 the first parameter) and of b */
         IrValue *a = c.kernel->body->args[0], *flag_b = NULL, *flag_a = NULL;
         for (int i = 0; i < cnt.multicasts; i++) {
@@ -167,13 +182,18 @@ Test(cluster, multicasts_of_different_tiles_are_vm_errors) {
         }
         cr_assert(flag_a && flag_b && flag_a != flag_b);
         int64_t m = variant == 1 ? 384 : 200, n = variant == 1 ? 256 : 136;
-        if (variant == 2) m = 65, n = 257; /* 3 tiles */
+        if (variant == 2 || variant == 5) m = 65, n = 257; /* 3 tiles */
         IrBuilder b = {.module = c.module, .function = c.kernel};
         ir_builder_before(&b, c.kernel->body->first);
         IrValue *yes = ir_const_int(&b, ir_scalar_type(c.module, elem_bool()), 1);
         IrValue *no = ir_const_int(&b, ir_scalar_type(c.module, elem_bool()), 0);
-        if (variant == 1) ir_set_operand(cnt.cluster_if, 0, cnt.in_cluster->results[0]);
-        if (variant == 3) ir_set_operand(cnt.cluster_if, 0, no);
+        if (variant == 1) {
+            ir_set_operand(cnt.arrive_if, 0, cnt.in_cluster->results[0]);
+            ir_set_operand(cnt.wait_if, 0, cnt.in_cluster->results[0]);
+        }
+        if (variant == 3 || variant == 4) ir_set_operand(cnt.arrive_if, 0, no);
+        if (variant == 3) ir_set_operand(cnt.wait_if, 0, no);
+        if (variant == 5) ir_set_operand(cnt.arrive_if, 0, yes);
         for (int i = 0; i < cnt.multicasts; i++) {
             IrOp *op = cnt.multicast[i];
             uint32_t last = op->noperands - 1;
@@ -187,8 +207,12 @@ Test(cluster, multicasts_of_different_tiles_are_vm_errors) {
         uint16_t *out = calloc((size_t)(m * n), 2);
         Strbuf err = {0};
         cr_assert_not(run(c.kernel, m, n, 200, out, &err), "variant %d ran", variant);
-        const char *want = variant == 2   ? "a multicast in a launch without clusters (the grid's x, 3, is not a multiple of 2)"
-                           : variant == 3 ? "copy_tma: multicasts into stage 0 with no cluster barrier since the wait on it"
+        const char *want = variant == 2 ? "a multicast in a launch without clusters (the grid's x, 3, is not a multiple of 2)"
+                           : variant == 3 ? "copy_tma: multicasts into stage 0 with no cluster barrier, nor a wait on an "
+                                            "arrival across the cluster, since the wait on it"
+                           : variant == 4 ? "mbarrier_wait: waits for a phase of parity 0 of mbarrier 2, whose last "
+                                            "completed phase does not exist"
+                           : variant == 5 ? "mbarrier_arrive: an arrival across a cluster of 2 in a launch without clusters"
                                           : "the blocks of its cluster (x ";
         cr_assert(strstr(sb_str(&err), want), "variant %d: %s", variant, sb_str(&err));
         if (variant < 2) cr_assert(strstr(sb_str(&err), "disagree"), "%s", sb_str(&err));
@@ -217,8 +241,9 @@ Test(cluster, cluster_size_must_be_a_power_of_two_up_to_8) {
 
 /* The PTX of gemm's variant with every fact on sm_90a (BN 128 and 256): multicast copies with their
  * ctaMask, the cluster barrier, the cluster's registers, the mbarrier_init fence for the cluster;
+ * the release of a stage (mapa and the arrival on each block's empty mbarrier, whose init counts 2);
  * no .reqnctapercluster/.explicitcluster (the same kernel runs without clusters); and ptxas
- * assembles it (TILE_CLUSTER=1). TILE_CLUSTER=0, the default, gives the ring without any of it. */
+ * assembles it with no spills (TILE_CLUSTER=1). TILE_CLUSTER=0, the default, gives the ring without any of it. */
 Test(cluster, gemm_ptx_has_multicast_copies_and_cluster_barriers_and_assembles) {
     setenv("TILE_EMIT_SPECIALIZED", "1", 1);
     tile_context *ctx = test_vm_context();
@@ -239,6 +264,10 @@ Test(cluster, gemm_ptx_has_multicast_copies_and_cluster_barriers_and_assembles) 
         cr_assert_eq(strstr(ptx, "barrier.cluster.wait.acquire.aligned;") != NULL, on);
         cr_assert_eq(strstr(ptx, "%cluster_ctarank") != NULL, on);
         cr_assert_eq(strstr(ptx, "%cluster_nctarank") != NULL, on);
+        /* the release of a stage: an arrival on each block's empty mbarrier, through mapa */
+        cr_assert_eq(strstr(ptx, "mapa.shared::cluster.u32") != NULL, on, "variant %d", variant);
+        cr_assert_eq(strstr(ptx, "mbarrier.arrive.release.cluster.shared::cluster.b64 _,") != NULL, on);
+        cr_assert_eq(strstr(ptx, "mbarrier.init.shared::cta.b64 [%r") != NULL && strstr(ptx, "], 2;") != NULL, on);
         cr_assert_not_null(strstr(ptx, "fence.mbarrier_init.release.cluster;"));
         cr_assert_null(strstr(ptx, ".reqnctapercluster"));
         cr_assert_null(strstr(ptx, ".explicitcluster"));
@@ -252,10 +281,75 @@ Test(cluster, gemm_ptx_has_multicast_copies_and_cluster_barriers_and_assembles) 
             sb_free(&cubin);
             sb_free(&err);
         }
+        if (backend_find_ptxas(path, sizeof path, NULL)) {
+            /* ptxas -v: no spills (the release adds registers only in thread 0's arrivals) */
+            char file[] = "/tmp/tile_cluster_XXXXXX";
+            int fd = mkstemp(file);
+            cr_assert(fd >= 0);
+            FILE *f = fdopen(fd, "w");
+            fwrite(ptx, 1, len ? len : strlen(ptx), f);
+            fclose(f);
+            char cmd[8400];
+            snprintf(cmd, sizeof cmd, "'%s' -arch=sm_90a -v -o /dev/null '%s' 2>&1", path, file);
+            FILE *pp = popen(cmd, "r");
+            cr_assert_not_null(pp);
+            Strbuf out = {0};
+            char line[512];
+            while (fgets(line, sizeof line, pp)) sb_puts(&out, line);
+            int rc = pclose(pp);
+            remove(file);
+            cr_assert_eq(rc, 0, "variant %d: ptxas: %s", variant, sb_str(&out));
+            cr_assert(strstr(sb_str(&out), "0 bytes spill stores, 0 bytes spill loads"), "variant %d spills: %s",
+                      variant, sb_str(&out));
+            sb_free(&out);
+        }
         tile_string_free(ptx);
     }
     unsetenv("TILE_CLUSTER");
     unsetenv("TILE_EMIT_SPECIALIZED");
     tile_program_destroy(p);
     tile_context_destroy(ctx);
+}
+
+/* `mbarrier_arrive ..., cluster 2` reads back and prints as written; on the VM it is both blocks'
+ * arrivals on the block's mbarrier (a phase of `count 2` completes with it: the wait returns), an
+ * error in a launch without clusters (grid x 1), and the reader's verifier
+ * refuses it in a kernel without `cluster 2`. */
+static IrModule *arrive_module(const char *cluster, DiagList *d) {
+    Strbuf text = {0};
+    sb_printf(&text,
+              "kernel @k(%%0: tensor<f32>[N])%s\ngrid {\n  %%1 = dim %%0, axis 0 : i32\n  yield %%1\n}\nbody {\n"
+              "  %%1 = shared_alloc : shared<i64>[2]\n  %%2 = const 1 : i32\n  %%3 = const 0 : i32\n"
+              "  mbarrier_init %%1, count 2\n  mbarrier_arrive %%1, %%2, cluster 2\n  mbarrier_wait %%1, %%2, %%3\n}\n",
+              cluster);
+    IrModule *m = ir_parse_module("arrive.ir", sb_str(&text), text.len, d);
+    sb_free(&text);
+    return m;
+}
+
+static bool run_arrive(IrModule *m, int64_t blocks, Strbuf *err) {
+    float x[2] = {0};
+    tile_arg arg = {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 1, &blocks)};
+    return vm_launch_threads(ir_module_find(m, "k"), &arg, 1, 1, err);
+}
+
+Test(cluster, an_arrival_across_the_cluster_reads_back_runs_and_is_checked) {
+    DiagList d = {0};
+    IrModule *m = arrive_module(" cluster 2", &d);
+    cr_assert_not_null(m, "%s", sb_str(&d.text));
+    cr_assert(ir_verify_module(m, &d), "%s", sb_str(&d.text));
+    Strbuf out = {0}, err = {0};
+    ir_print_module(m, &out);
+    cr_assert(strstr(sb_str(&out), "  mbarrier_arrive %1, %2, cluster 2\n"), "%s", sb_str(&out));
+    cr_assert(run_arrive(m, 2, &err), "%s", sb_str(&err));
+    cr_assert_not(run_arrive(m, 1, &err));
+    cr_assert(strstr(sb_str(&err), "arrive.ir:11:3: mbarrier_arrive: an arrival across a cluster of 2 in a launch "
+                                   "without clusters"), "%s", sb_str(&err));
+    ir_module_free(m);
+    sb_free(&out), sb_free(&err);
+    m = arrive_module("", &d);
+    cr_assert_null(m);
+    cr_assert(strstr(sb_str(&d.text), "arrive.ir:11:3: error: verify: mbarrier_arrive: cluster 2 needs a kernel of "
+                                      "clusters of 2 blocks (the kernel has 0)"), "%s", sb_str(&d.text));
+    diag_free(&d);
 }
