@@ -54,7 +54,7 @@ typedef struct Target {
     bool no_warp_roles;      /* never warp roles, not even for a loop that asks: the runtime sets it
                                 where the ptxas program, which alone honours setmaxnreg, is not found */
     bool cluster;            /* with tma: the cluster pass may pair blocks that copy the same tiles
-                                into clusters of 2 with TMA multicast (off unless TILE_CLUSTER=1: slower so far) */
+                                into clusters of 2 with TMA multicast (off unless TILE_CLUSTER=1: not faster so far) */
     bool no_tma_store;       /* with tma: keep tile stores on st.global (TILE_TMA_STORE=0 in the
                                 runtime; the target word no_tma_store), else the epilogue pass may
                                 make them TMA stores */
