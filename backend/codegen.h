@@ -121,6 +121,10 @@ LLVMValueRef cg_asm(Cg *g, const char *text, const char *constraints, LLVMTypeRe
                     unsigned nargs);
 /* The same without operands, with a memory clobber. */
 void cg_asm_void(Cg *g, const char *text);
+/* Runs what the builder emits next in thread 0 only (codegen_tma.c): cg_thread0_begin returns the
+ * join block that cg_thread0_end branches to and continues at. */
+LLVMBasicBlockRef cg_thread0_begin(Cg *g);
+void cg_thread0_end(Cg *g, LLVMBasicBlockRef join);
 void cg_barrier(Cg *g);
 LLVMValueRef cg_call_intrinsic(Cg *g, const char *name, LLVMTypeRef *overloads, unsigned noverloads,
                                LLVMValueRef *args, unsigned nargs);

@@ -27,31 +27,17 @@
 #include <stdio.h>
 #include <string.h>
 
-static LLVMValueRef inline_asm(Cg *g, LLVMTypeRef ret, const char *text, const char *constraints, LLVMValueRef *args,
-                               unsigned n) {
-    LLVMTypeRef types[16];
-    for (unsigned i = 0; i < n; i++) types[i] = LLVMTypeOf(args[i]);
-    LLVMTypeRef ft = LLVMFunctionType(ret, types, n, 0);
-    LLVMValueRef fn = LLVMGetInlineAsm(ft, (char *)text, strlen(text), (char *)constraints, strlen(constraints), 1, 0,
-                                       LLVMInlineAsmDialectATT, 0);
-    LLVMValueRef call = LLVMBuildCall2(g->b, ft, fn, args, n, "");
-    unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
-    LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->ctx, kind, 0));
-    return call;
-}
-
 /* %cluster_ctarank: this block's rank in its cluster (0 without clusters). */
 static LLVMValueRef cluster_rank(Cg *g) {
-    return inline_asm(g, g->i32, "mov.u32 $0, %cluster_ctarank;", "=r", NULL, 0);
+    return cg_asm(g, "mov.u32 $0, %cluster_ctarank;", "=r", g->i32, NULL, 0);
 }
 
 bool cg_cluster_op(Cg *g, const IrOp *op) {
     if (op->code == OP_CLUSTER_BARRIER) {
-        inline_asm(g, g->void_type, "barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;",
-                   "~{memory}", NULL, 0);
+        cg_asm_void(g, "barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;");
         return true;
     }
-    LLVMValueRef n = inline_asm(g, g->i32, "mov.u32 $0, %cluster_nctarank;", "=r", NULL, 0);
+    LLVMValueRef n = cg_asm(g, "mov.u32 $0, %cluster_nctarank;", "=r", g->i32, NULL, 0);
     CgValue *r = cg_new_tile_for(g, op->results[0]);
     r->slots[0] = cg_convert(g, elem_int(64), LLVMBuildZExt(g->b, n, g->i64, ""), op->results[0]->type->elem);
     cg_set(g, op->results[0], r);
@@ -84,10 +70,10 @@ void cg_cluster_multicast_box(Cg *g, const IrOp *op, int64_t box, const char *pl
     LLVMValueRef margs[16];
     memcpy(margs, args, nargs * sizeof *margs);
     margs[nargs] = LLVMConstInt(LLVMInt16TypeInContext(g->ctx), (1ull << n) - 1, 0);
-    inline_asm(g, g->void_type, text, cons, margs, nargs + 1);
+    cg_asm(g, text, cons, g->void_type, margs, nargs + 1);
     LLVMBuildBr(g->b, join);
     LLVMPositionBuilderAtEnd(g->b, alone);
-    inline_asm(g, g->void_type, plain, constraints, args, nargs);
+    cg_asm(g, plain, constraints, g->void_type, args, nargs);
     LLVMBuildBr(g->b, join);
     LLVMPositionBuilderAtEnd(g->b, join);
 }
@@ -95,9 +81,9 @@ void cg_cluster_multicast_box(Cg *g, const IrOp *op, int64_t box, const char *pl
 void cg_cluster_arrive(Cg *g, const IrOp *op, LLVMValueRef bar) {
     for (int64_t r = 0; r < ir_mbarrier_arrive_cluster(op); r++) {
         LLVMValueRef args[2] = {bar, cg_i32(g, r)};
-        inline_asm(g, g->void_type,
-                   "{\n\t.reg .b32 remote;\n\tmapa.shared::cluster.u32 remote, $0, $1;\n\t"
-                   "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n\t}",
-                   "r,r,~{memory}", args, 2);
+        cg_asm(g,
+               "{\n\t.reg .b32 remote;\n\tmapa.shared::cluster.u32 remote, $0, $1;\n\t"
+               "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n\t}",
+               "r,r,~{memory}", g->void_type, args, 2);
     }
 }

@@ -65,14 +65,14 @@ static LLVMValueRef mbarrier_addr(Cg *g, const IrOp *op, uint32_t i) {
 }
 
 /* Runs what the builder emits next in thread 0 only: returns the join block to continue at. */
-static LLVMBasicBlockRef thread0_begin(Cg *g) {
+LLVMBasicBlockRef cg_thread0_begin(Cg *g) {
     LLVMBasicBlockRef one = cg_block(g, "tma.thread0"), join = cg_block(g, "tma.join");
     LLVMBuildCondBr(g->b, g->tid_is_zero, one, join);
     LLVMPositionBuilderAtEnd(g->b, one);
     return join;
 }
 
-static void thread0_end(Cg *g, LLVMBasicBlockRef join) {
+void cg_thread0_end(Cg *g, LLVMBasicBlockRef join) {
     LLVMBuildBr(g->b, join);
     LLVMPositionBuilderAtEnd(g->b, join);
 }
@@ -87,7 +87,7 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         char text[64];
         if (init) snprintf(text, sizeof text, "mbarrier.init.shared::cta.b64 [$0], %lld;", (long long)ir_mbarrier_count(op));
         else snprintf(text, sizeof text, "mbarrier.inval.shared::cta.b64 [$0];");
-        LLVMBasicBlockRef join = thread0_begin(g);
+        LLVMBasicBlockRef join = cg_thread0_begin(g);
         for (int64_t s = 0; s < op->operands[0]->type->shape[0]; s++) {
             LLVMValueRef byte = cg_i64(g, 8 * s);
             LLVMValueRef at = shared32(g, LLVMBuildGEP2(g->b, g->i8, ring->data, &byte, 1, ""));
@@ -95,7 +95,7 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         }
         if (init)
             asm_call(g, "fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;", "~{memory}", NULL, 0);
-        thread0_end(g, join);
+        cg_thread0_end(g, join);
         return true;
     }
     case OP_COPY_TMA: {
@@ -120,7 +120,7 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         len = snprintf(constraints, sizeof constraints, "r,l");
         for (int d = 0; d <= rank; d++) len += snprintf(constraints + len, sizeof constraints - (size_t)len, ",r");
         snprintf(constraints + len, sizeof constraints - (size_t)len, ",~{memory}");
-        LLVMBasicBlockRef join = thread0_begin(g);
+        LLVMBasicBlockRef join = cg_thread0_begin(g);
         LLVMValueRef expect[2] = {bar, cg_i32(g, type_bytes(dt))};
         asm_call(g, "mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [$0], $1;", "r,r,~{memory}", expect, 2);
         /* one box per column block of a split ring (wgmma operands), else one */
@@ -136,16 +136,16 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
             if (ir_copy_tma_multicast(op)) cg_cluster_multicast_box(g, op, c / block, text, constraints, args, 3 + (unsigned)rank);
             else asm_call(g, text, constraints, args, 3 + (unsigned)rank);
         }
-        thread0_end(g, join);
+        cg_thread0_end(g, join);
         return true;
     }
     case OP_MBARRIER_ARRIVE: {
         if (cg_role_arrive_needs_barrier(g, op)) cg_barrier(g);
         LLVMValueRef bar = mbarrier_addr(g, op, 0);
-        LLVMBasicBlockRef join = thread0_begin(g);
+        LLVMBasicBlockRef join = cg_thread0_begin(g);
         if (ir_mbarrier_arrive_cluster(op)) cg_cluster_arrive(g, op, bar);
         else asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);
-        thread0_end(g, join);
+        cg_thread0_end(g, join);
         return true;
     }
     case OP_MBARRIER_WAIT: {

@@ -29,19 +29,6 @@
 
 #include <stdio.h>
 
-/* Runs what the builder emits next in thread 0 only: returns the join block to continue at. */
-static LLVMBasicBlockRef thread0_begin(Cg *g) {
-    LLVMBasicBlockRef one = cg_block(g, "tma_store.thread0"), join = cg_block(g, "tma_store.join");
-    LLVMBuildCondBr(g->b, g->tid_is_zero, one, join);
-    LLVMPositionBuilderAtEnd(g->b, one);
-    return join;
-}
-
-static void thread0_end(Cg *g, LLVMBasicBlockRef join) {
-    LLVMBuildBr(g->b, join);
-    LLVMPositionBuilderAtEnd(g->b, join);
-}
-
 static LLVMValueRef shared32(Cg *g, LLVMValueRef p) { return LLVMBuildPtrToInt(g->b, p, g->i32, ""); }
 
 /* ---- registers -> shared ------------------------------------------------------------------------ */
@@ -215,9 +202,9 @@ bool cg_tma_store_op(Cg *g, const IrOp *op) {
     if (op->code == OP_STORE_WAIT) {
         char text[64];
         snprintf(text, sizeof text, "cp.async.bulk.wait_group.read %lld;", (long long)(op->nints ? op->ints[0] : 0));
-        LLVMBasicBlockRef join = thread0_begin(g);
+        LLVMBasicBlockRef join = cg_thread0_begin(g);
         cg_asm_void(g, text);
-        thread0_end(g, join);
+        cg_thread0_end(g, join);
         return true;
     }
     const IrType *tt = op->operands[0]->type, *st = op->operands[op->noperands - 1]->type;
@@ -238,7 +225,7 @@ bool cg_tma_store_op(Cg *g, const IrOp *op) {
     len = snprintf(constraints, sizeof constraints, "l,r");
     for (int d = 0; d < rank; d++) len += snprintf(constraints + len, sizeof constraints - (size_t)len, ",r");
     snprintf(constraints + len, sizeof constraints - (size_t)len, ",~{memory}");
-    LLVMBasicBlockRef join = thread0_begin(g);
+    LLVMBasicBlockRef join = cg_thread0_begin(g);
     /* one box per column block of a split buffer, else one */
     const SharedLayout *l = st->shared;
     int64_t block = l && l->split[1] ? l->split[1] : st->shape[1];
@@ -251,6 +238,6 @@ bool cg_tma_store_op(Cg *g, const IrOp *op) {
         cg_asm(g, text, constraints, g->void_type, args, 2 + (unsigned)rank);
     }
     cg_asm_void(g, "cp.async.bulk.commit_group;");
-    thread0_end(g, join);
+    cg_thread0_end(g, join);
     return true;
 }
