@@ -96,12 +96,6 @@ typedef struct Arg {
 
 static size_t dtype_bytes(tile_dtype t) { return t == TILE_F32 ? 4 : t == TILE_F8E4M3 ? 1 : 2; }
 
-static uint16_t bf16_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 /* Runs k over args (the same random values each time; an f32 alpha of 1.5 last when `alpha`)
  * and returns a copy of the result, argument `out`. */
 static void *run(const IrFunction *k, const Arg *args, int nargs, int out, bool alpha, size_t *bytes, Strbuf *err,
@@ -119,7 +113,7 @@ static void *run(const IrFunction *k, const Arg *args, int nargs, int out, bool 
             if (args[i].dtype == TILE_F32) memcpy((float *)data[i] + j, &v, 4);
             else if (args[i].dtype == TILE_F8E4M3) ((uint8_t *)data[i])[j] = (uint8_t)(((s >> 56) & 0x7f) == 0x7f ? 0x3c : s >> 56);
             else if (args[i].dtype == TILE_F16) ((uint16_t *)data[i])[j] = (uint16_t)(0x3000 + (s >> 54)); /* [2^-3, 2^-2) */
-            else ((uint16_t *)data[i])[j] = bf16_bits(v);
+            else ((uint16_t *)data[i])[j] = test_bf16_bits(v);
         }
         targs[i] = (tile_arg){.kind = TILE_ARG_TENSOR,
                               .tensor = tile_tensor_contiguous(args[i].dtype, data[i], args[i].rank, args[i].shape)};

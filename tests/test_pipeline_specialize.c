@@ -97,19 +97,13 @@ static const IrOp *first_op(const IrFunction *f, OpCode code) {
 
 static bool has_roles(const IrFunction *f) { return first_op(f, OP_WARP_ROLES) != NULL; }
 
-static uint16_t bf16_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 /* Runs the kernel on the VM over fixed pseudo-random inputs into c (m x n bf16). */
 static void run(const IrFunction *k, int64_t m, int64_t n, int64_t kk, uint16_t *c) {
     uint16_t *a = malloc((size_t)(m * kk) * 2), *b = malloc((size_t)(kk * n) * 2);
     float *bias = malloc((size_t)n * 4);
     uint64_t s = 11;
-    for (int64_t i = 0; i < m * kk; i++) a[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
-    for (int64_t i = 0; i < kk * n; i++) b[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    test_random_bf16(a, m * kk, &s);
+    test_random_bf16(b, kk * n, &s);
     for (int64_t i = 0; i < n; i++) bias[i] = (float)(i % 7) - 3.0f;
     int64_t sa[2] = {m, kk}, sb[2] = {kk, n}, sc[2] = {m, n};
     tile_arg args[4] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, sa)},

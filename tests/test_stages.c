@@ -84,18 +84,12 @@ static bool count(IrOp *op, void *ctx) {
     return true;
 }
 
-static uint16_t bf16_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-
 /* Runs the kernel on the VM over fresh random bf16 inputs (same seed each time) into c. */
 static bool run(const IrFunction *k, int64_t m, int64_t n, int64_t kk, uint16_t *c, Strbuf *err) {
     uint16_t *a = malloc((size_t)(m * kk) * 2), *b = malloc((size_t)(kk * n) * 2);
     uint64_t s = 7;
-    for (int64_t i = 0; i < m * kk; i++) a[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
-    for (int64_t i = 0; i < kk * n; i++) b[i] = bf16_bits((float)((s = s * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    test_random_bf16(a, m * kk, &s);
+    test_random_bf16(b, kk * n, &s);
     int64_t sa[2] = {m, kk}, sb[2] = {kk, n}, sc[2] = {m, n};
     tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, sa)},
                         {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, sb)},
@@ -825,7 +819,7 @@ static bool run_flash(const IrFunction *k, int64_t b, int64_t hq, int64_t hkv, i
     uint16_t *bufs[3] = {q, kk, v};
     for (int t = 0; t < 3; t++)
         for (int64_t i = 0; i < (t ? nkv : nq); i++)
-            bufs[t][i] = bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f * 4.0f - 2.0f);
+            bufs[t][i] = test_bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f * 4.0f - 2.0f);
     int64_t sq[4] = {b, hq, s, d}, skv[4] = {b, hkv, s, d};
     tile_arg args[5] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, q, 4, sq)},
                         {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, kk, 4, skv)},
@@ -944,8 +938,8 @@ static bool run_batched(const IrFunction *k, const int64_t *lead, int nlead, int
     sa[nlead] = m, sa[nlead + 1] = kk, sb[nlead] = kk, sb[nlead + 1] = n, sc[nlead] = m, sc[nlead + 1] = n;
     uint16_t *a = malloc((size_t)(g * m * kk) * 2), *b = malloc((size_t)(g * kk * n) * 2);
     uint64_t r = 5;
-    for (int64_t i = 0; i < g * m * kk; i++) a[i] = bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
-    for (int64_t i = 0; i < g * kk * n; i++) b[i] = bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    for (int64_t i = 0; i < g * m * kk; i++) a[i] = test_bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
+    for (int64_t i = 0; i < g * kk * n; i++) b[i] = test_bf16_bits((float)((r = r * 6364136223846793005ull + 1) >> 40) / 16777216.0f - 0.5f);
     tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, nlead + 2, sa)},
                         {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, nlead + 2, sb)},
                         {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, c, nlead + 2, sc)}};
