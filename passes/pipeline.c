@@ -103,7 +103,8 @@ static const Pass pipeline[] = {
      "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (ring of N stages: cp.async; TMA on "
      "sm_90a where launch facts allow)"},
     {"cluster", NULL, cluster_for_target,
-     "GPU: sm_90a TMA rings: clusters of 2 blocks that multicast the tiles both copy (decided at run time)"},
+     "GPU: sm_90a TMA rings, with TILE_CLUSTER=1 (off by default): clusters of 2 blocks that multicast the tiles both "
+     "copy (decided at run time)"},
     {"epilogue", NULL, epilogue_for_target,
      "GPU: on sm_90a with TMA (TILE_TMA_STORE not 0), tile stores of a dot's result whose tensor the launch facts "
      "allow: registers -> swizzled shared -> TMA store"},
