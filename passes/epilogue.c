@@ -55,24 +55,11 @@ enum { MAX_STORES = 16 };
 static bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
 /* The scalar start of index v of a store of an [R, C] tile along dimension d (0 or 1) of n
- * elements: v is reshape(splat(s) + arange 0) (or reshape(arange c), a constant start, which is
- * not taken here) laid along d alone; NULL otherwise. The same pattern as the stages pass's TMA
- * loads (slice_start in stages.c). */
+ * elements: v is reshape(splat(s) + arange 0) laid along d alone (the stages pass's
+ * pass_slice_start; reshape(arange c), a constant start, is not taken here); NULL otherwise. */
 static IrValue *slice_start(IrValue *v, int d, int64_t n) {
-    const IrType *t = v->type;
-    if (t->kind != TY_TILE || t->rank != 2 || !v->def || v->def->code != OP_RESHAPE) return NULL;
-    for (int k = 0; k < 2; k++)
-        if (t->shape[k] != (k == d ? n : 1)) return NULL;
-    IrValue *x = v->def->operands[0];
-    if (x->type->rank != 1 || x->type->shape[0] != n || !x->def || !elem_eq(x->type->elem, elem_i32())) return NULL;
-    IrOp *op = x->def;
-    if (op->code != OP_ADD) return NULL;
-    for (int k = 0; k < 2; k++) {
-        IrOp *s = op->operands[k]->def, *a = op->operands[1 - k]->def;
-        while (a && a->code == OP_CONVERT_LAYOUT) a = a->operands[0]->def;
-        if (s && s->code == OP_SPLAT && a && a->code == OP_ARANGE && a->ints[0] == 0) return s->operands[0];
-    }
-    return NULL;
+    IrValue *s = pass_slice_start(NULL, v, d, 2, n);
+    return s && type_is_scalar(s->type) ? s : NULL;
 }
 
 /* Whether v is computed from a dot's result by elementwise ops (and layout conversions), the dot's

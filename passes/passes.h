@@ -133,6 +133,11 @@ bool pass_cluster_target(IrModule *m, const Target *t, DiagList *d);
  * and store_tma, with the store_waits that keep the buffer until the TMA unit has read it. Runs
  * after stages, before smem_plan. */
 bool pass_epilogue_target(IrModule *m, const Target *t, DiagList *d);
+/* The scalar start of index operand v of a load or store along dimension d of a rank-`rank` tile
+ * of n elements there (v = reshape(splat(s) + arange 0), or reshape(arange c): then c as a new
+ * constant made by b, or, with b NULL, the arange tile itself); NULL when v is not such a slice
+ * (passes/stages.c; the epilogue pass uses it too). */
+IrValue *pass_slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */

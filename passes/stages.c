@@ -180,9 +180,8 @@ static IrValue *const_i32(IrBuilder *b, int64_t v) {
  * and a stage is a multiple of 1024 bytes (the swizzle's period, from a 1024-aligned buffer).
  * Anything else is copied by cp.async, which is always correct. */
 
-/* The scalar start of index operand v of a load along dimension d of a rank-`rank` tile of n
- * elements there, or NULL when v is not such a slice. */
-static IrValue *slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n) {
+/* The scalar start of a slice index (passes.h). */
+IrValue *pass_slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n) {
     const IrType *t = v->type;
     if (t->kind != TY_TILE || t->rank != rank || !v->def || v->def->code != OP_RESHAPE) return NULL;
     for (int k = 0; k < rank; k++)
@@ -208,7 +207,7 @@ static IrValue *tma_origin(IrBuilder *b, const IrOp *load, int d) {
     const IrType *t = load->results[0]->type;
     int lead = load->operands[0]->type->rank - t->rank;
     IrValue *v = load->operands[1 + d];
-    if (d >= lead) return slice_start(b, v, d - lead, t->rank, t->shape[d - lead]);
+    if (d >= lead) return pass_slice_start(b, v, d - lead, t->rank, t->shape[d - lead]);
     return type_is_scalar(v->type) && elem_eq(v->type->elem, elem_i32()) ? v : NULL;
 }
 

@@ -473,10 +473,12 @@ bool rt_target_for_arch(const char *arch, int num_warps, Target *out) {
     sb_free(&err);
     if (ok) out->num_warps = num_warps;
     if (ok) out->no_wgmma = !env_flag("TILE_WGMMA", true); /* sm_90a: dots on mma.sync (the cache key says so too) */
-    if (ok) out->specialize = rt_warp_specialize(); /* sm_90a: producer warpgroups (cache key too) */
+    bool roles = ok && rt_warp_roles_possible(); /* one search for the ptxas program */
+    if (ok) out->specialize = roles && env_flag("TILE_WARP_SPECIALIZE", false); /* sm_90a: producer warpgroups
+                                                                                 (rt_warp_specialize; cache key too) */
     if (ok) out->cluster = env_flag("TILE_CLUSTER", false); /* sm_90a TMA rings: clusters with multicast */
     if (ok) out->no_tma_store = !env_flag("TILE_TMA_STORE", true); /* sm_90a: st.global stores (cache key too) */
-    if (ok) out->no_warp_roles = !rt_warp_roles_possible(); /* a loop's specialize = 1 falls back (cache key too) */
+    if (ok) out->no_warp_roles = !roles; /* a loop's specialize = 1 falls back (cache key too) */
     return ok;
 }
 

@@ -621,27 +621,22 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
                         .consts = k->consts,
                         .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     CacheKey key = cache_kernel_key(&id);
-    bool no_wgmma = c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_WGMMA", true);
-    bool specialize = c->arch == BACKEND_ARCH_SM90A && rt_warp_specialize();
-    bool no_roles = c->arch == BACKEND_ARCH_SM90A && !rt_warp_roles_possible(); /* specialize = 1 falls back */
-    if (no_wgmma || specialize || no_roles || backend_llvm_lsr()) {
-        /* dots kept on mma.sync or producer warpgroups (rt_target_for_arch), or LLVM's LSR on
-         * (TILE_LLVM_LSR=1): another image */
+    bool sm90a = c->arch == BACKEND_ARCH_SM90A, roles = sm90a && rt_warp_roles_possible();
+    bool no_wgmma = sm90a && !env_flag("TILE_WGMMA", true);
+    bool specialize = roles && env_flag("TILE_WARP_SPECIALIZE", false); /* rt_warp_specialize */
+    bool no_roles = sm90a && !roles;                                    /* specialize = 1 falls back */
+    bool no_tma_store = sm90a && !env_flag("TILE_TMA_STORE", true);
+    if (no_wgmma || specialize || no_roles || no_tma_store || backend_llvm_lsr()) {
+        /* dots kept on mma.sync, producer warpgroups or none, tile stores kept on st.global
+         * (rt_target_for_arch), or LLVM's LSR on (TILE_LLVM_LSR=1): another image */
         Sha256 h;
         cache_key_begin(&h);
         cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
         if (no_wgmma) cache_key_add_i64(&h, "no-wgmma", 1);
         if (specialize) cache_key_add_i64(&h, "specialize", 1);
         if (no_roles) cache_key_add_i64(&h, "no-warp-roles", 1);
+        if (no_tma_store) cache_key_add_i64(&h, "no-tma-store", 1);
         if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
-        key = cache_key_end(&h);
-    }
-    if (c->arch == BACKEND_ARCH_SM90A && !env_flag("TILE_TMA_STORE", true)) {
-        /* tile stores kept on st.global (rt_target_for_arch): another image */
-        Sha256 h;
-        cache_key_begin(&h);
-        cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
-        cache_key_add_i64(&h, "no-tma-store", 1);
         key = cache_key_end(&h);
     }
     return key;
