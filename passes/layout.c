@@ -464,15 +464,121 @@ static void assign_elementwise(Assign *a, const IrOp *op) {
     for (uint32_t i = 0; i < op->noperands; i++) demand(a, op->operands[i], l);
 }
 
-/* load: the first access of a shape sets its layout, so that tiles loaded from tensors of
- * different element sizes meet without conversions (narrower vectors instead); the indices are
- * demanded in it. */
+/* ---- a load broadcast onto a dot's result, inside a loop ----------------------------------------
+ * A per-row or per-column factor loaded at every iteration and applied to a dot's result (the
+ * block scales with which block-scaled FP8 promotes each partial product: acc + partial *
+ * expand(s, 1)) would be loaded in the blocked layout of its shape and moved into the dot's
+ * layout through shared memory, two block barriers per iteration. Loaded directly in the slice of
+ * the dot's layout, each thread reads the few elements it uses (the same addresses as the other
+ * lanes that hold its rows: one cached transaction) and the broadcast moves no data. */
+enum { SLICE_LOAD_MAX = 8 }; /* elements per thread of such a load */
+
+static const Layout *dot_layout(Assign *a, const IrOp *op);
+
+/* The one op after `from` (in its region, nested regions included) that uses v, or NULL when
+ * there is none or more than one. */
+typedef struct OneUse {
+    const IrValue *v;
+    const IrOp *user;
+    int uses;
+} OneUse;
+
+static bool count_use(IrOp *op, void *ctx) {
+    OneUse *u = ctx;
+    for (uint32_t i = 0; i < op->noperands; i++)
+        if (op->operands[i] == u->v) u->uses++, u->user = op;
+    return u->uses < 2;
+}
+
+static const IrOp *only_user(const IrOp *from, const IrValue *v) {
+    OneUse u = {.v = v};
+    for (const IrOp *o = from->next; o && u.uses < 2; o = o->next) {
+        count_use((IrOp *)o, &u);
+        for (uint32_t k = 0; k < o->nregions && u.uses < 2; k++) ir_walk(o->regions[k], count_use, &u);
+    }
+    return u.uses == 1 ? u.user : NULL;
+}
+
+/* Whether operand o of an elementwise op costs nothing to have in any layout: a scalar, or a
+ * splat, const or arange. */
+static bool free_operand(const IrValue *o) {
+    return !is_tile(o) || (o->def && (o->def->code == OP_SPLAT || o->def->code == OP_CONST || o->def->code == OP_ARANGE));
+}
+
+/* The dot whose result v is, through elementwise ops (its first non-free operand), layout
+ * conversions and dot_wait, or NULL. */
+static const IrOp *dot_behind(const IrValue *v, int depth) {
+    const IrOp *d = v->def;
+    if (!d || depth > 16) return NULL;
+    if (d->code == OP_DOT) return d;
+    if (d->code == OP_CONVERT_LAYOUT || d->code == OP_DOT_WAIT) return dot_behind(d->operands[0], depth + 1);
+    if (!(ir_op_info[d->code].flags & F_ELEM)) return NULL;
+    for (uint32_t i = 0; i < d->noperands; i++)
+        if (!free_operand(d->operands[i])) return dot_behind(d->operands[i], depth + 1);
+    return NULL;
+}
+
+/* The layout v (made by `def`) should have so that its one use chain (elementwise ops with free
+ * other operands, expand_dims, reshapes) ends in a broadcast onto a dot's result without moving
+ * data, or NULL. */
+static const Layout *slice_of_dot(Assign *a, const IrOp *def, const IrValue *v, int depth) {
+    const IrOp *u = depth > 8 ? NULL : only_user(def, v);
+    if (!u || u->nresults != 1 || !is_tile(u->results[0])) return NULL;
+    const IrValue *r = u->results[0];
+    if (ir_op_info[u->code].flags & F_ELEM) {
+        for (uint32_t i = 0; i < u->noperands; i++)
+            if (u->operands[i] != v && !free_operand(u->operands[i])) return NULL;
+        return slice_of_dot(a, u, r, depth + 1);
+    }
+    const Layout *l = NULL;
+    switch (u->code) {
+    case OP_EXPAND_DIMS:
+        l = slice_of_dot(a, u, r, depth + 1);
+        return l ? layout_squeeze(a->arena, l, (int)u->ints[0]) : NULL;
+    case OP_RESHAPE:
+        l = slice_of_dot(a, u, r, depth + 1);
+        return l ? reshape_layout(a->arena, l, v->type) : NULL;
+    case OP_BROADCAST: {
+        /* the broadcast's consumer combines it with a dot's result of the same shape */
+        const IrOp *c = only_user(u, r);
+        if (!c || !(ir_op_info[c->code].flags & F_ELEM)) return NULL;
+        for (uint32_t i = 0; i < c->noperands && !l; i++) {
+            const IrValue *o = c->operands[i];
+            const IrOp *d = o != r && is_tile(o) && o->type->rank == r->type->rank ? dot_behind(o, 0) : NULL;
+            if (d && memcmp(o->type->shape, r->type->shape, sizeof(int64_t) * (size_t)r->type->rank) == 0)
+                l = get(a, o) ? get(a, o) : dot_layout(a, d);
+        }
+        for (int dim = 0; l && dim < l->rank; dim++)
+            if (v->type->shape[dim] == 1 && l->shape[dim] != 1) l = layout_reduce(a->arena, l, dim);
+        return l;
+    }
+    default: return NULL;
+    }
+}
+
+/* Whether op is inside a loop of its function. */
+static bool in_loop(const IrOp *op) {
+    for (const IrOp *p = op->parent ? op->parent->parent_op : NULL; p; p = p->parent ? p->parent->parent_op : NULL)
+        if (p->code == OP_FOR || p->code == OP_WHILE) return true;
+    return false;
+}
+
+/* load: inside a loop, a factor broadcast onto a dot's result is loaded in the slice of the dot's
+ * layout (above). Otherwise the first access of a shape sets its layout, so that tiles loaded
+ * from tensors of different element sizes meet without conversions (narrower vectors instead).
+ * The indices are demanded in the load's layout. */
 static void assign_load(Assign *a, const IrOp *op) {
     const IrValue *res = op->results[0], *x = op->operands[0];
-    const Layout *l = find_preferred(a, res->type->rank, res->type->shape);
-    if (!l) l = blocked_for(a, res->type, elem_bytes(x->type->elem));
-    put(a, res, l);
-    prefer(a, l);
+    const Layout *l = in_loop(op) ? slice_of_dot(a, op, res, 0) : NULL;
+    if (l && (l->rank != res->type->rank || layout_local_size(l) > SLICE_LOAD_MAX)) l = NULL;
+    if (l) {
+        put(a, res, l);
+    } else {
+        l = find_preferred(a, res->type->rank, res->type->shape);
+        if (!l) l = blocked_for(a, res->type, elem_bytes(x->type->elem));
+        put(a, res, l);
+        prefer(a, l);
+    }
     for (uint32_t i = 1; i < op->noperands; i++) {
         const IrValue *ix = op->operands[i];
         if (!is_tile(ix) || ix->type->rank != l->rank) continue;
@@ -520,14 +626,20 @@ static void assign_reduce(Assign *a, const IrOp *op) {
     }
 }
 
-/* dot: the mma accumulator layout of the chosen tiling (joint: see chained_rows), else the
- * register-tiled CUDA-core one; the accumulator operand is demanded in it. */
-static void assign_dot(Assign *a, const IrOp *op) {
+/* The layout of a dot's result: the mma accumulator layout of the chosen tiling (joint: see
+ * chained_rows), else the register-tiled CUDA-core one. */
+static const Layout *dot_layout(Assign *a, const IrOp *op) {
     const IrValue *res = op->results[0];
     MmaTiling mma;
-    const Layout *l = choose_tiling(op, a->warps, a->rows_in_warp, a->wgmma, a->sm, &mma)
-                          ? mma_acc_layout(a->arena, &mma)
-                          : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
+    return choose_tiling(op, a->warps, a->rows_in_warp, a->wgmma, a->sm, &mma)
+               ? mma_acc_layout(a->arena, &mma)
+               : layout_dot_acc(a->arena, res->type->shape[0], res->type->shape[1], a->warps);
+}
+
+/* dot: dot_layout; the accumulator operand is demanded in it. */
+static void assign_dot(Assign *a, const IrOp *op) {
+    const IrValue *res = op->results[0];
+    const Layout *l = dot_layout(a, op);
     put(a, res, l);
     demand(a, op->operands[2], l);
     for (int i = 0; i < 2; i++) {

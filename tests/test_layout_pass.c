@@ -222,6 +222,36 @@ Test(layout_pass, other_dots_keep_the_cuda_core_layout) {
     laid_free(&l);
 }
 
+/* A factor loaded inside a loop and broadcast onto a dot's result (gemm_fp8_block's per-row and
+ * per-block scales) is loaded in the slice of the dot's layout: its broadcast moves no data and
+ * no data is converted (only index expressions are rematerialized). */
+Test(layout_pass, loop_factor_loaded_in_the_dot_slice) {
+    Laid l = lay_core("gemm_fp8.tile", "gemm_fp8_block", NULL, 0);
+    Counts c = {.broadcasts_free = true};
+    ir_walk(l.kernel->body, check_ops, &c);
+    cr_assert_geq(c.broadcasts, 1, "%s", sb_str(&l.dump));
+    cr_assert_eq(c.data_conversions, 0, "%s", sb_str(&l.dump)); /* index rematerializations only */
+    laid_free(&l);
+}
+
+/* The same factor outside a loop, or one that a thread would hold too much of, keeps the
+ * blocked layout (loaded once: one conversion is cheaper than redundant loads). */
+Test(layout_pass, factor_outside_a_loop_stays_blocked) {
+    static const char *src =
+        "kernel k(a: tensor<bf16>[M, K], b: tensor<bf16>[K, N], s: tensor<f32>[M], c: tensor<f32>[M, N])\n"
+        "  grid(1)\n"
+        "{\n"
+        "  let acc = dot(a[0 :+ 64, 0 :+ 32], b[0 :+ 32, 0 :+ 64]);\n"
+        "  c[0 :+ 64, 0 :+ 64] = acc * expand(s[0 :+ 64], 1);\n"
+        "}\n";
+    Laid l = lay_source("factor.tile", src, "k", NULL, 0);
+    Counts c = {0};
+    ir_walk(l.kernel->body, check_ops, &c);
+    cr_assert_null(strstr(sb_str(&l.dump), "tile<f32>[64]{local(2,"), "%s", sb_str(&l.dump));
+    cr_assert_not_null(strstr(sb_str(&l.dump), "= load %2"), "%s", sb_str(&l.dump));
+    laid_free(&l);
+}
+
 /* A row statistic (reduced layout) added to a loaded vector (blocked layout) must convert. */
 Test(layout_pass, conversion_where_layouts_differ) {
     Laid l = lay_source("conv.tile",
