@@ -21,7 +21,8 @@
  *   mbarrier_arrive  mbarrier.arrive: the phase completes when every expected byte has landed; in a
  *                    warp role the role's first thread arrives for the role, after the role's
  *                    barrier where its other threads did part of the work (codegen_roles.c)
- *                    (`cluster N`: codegen_cluster.c, an arrival on each block's mbarrier of the cluster)
+ *                    (`cluster N`: codegen_cluster.c, an arrival on each block's mbarrier of the cluster;
+ *                    `threads N`: every thread arrives on its own, without a barrier first)
  *   mbarrier_inval   mbarrier.inval of each stage (after a barrier: no thread waits any more), so
  *                    that the bytes may be initialized again (a ring inside an outer loop) or reused
  *   mbarrier_wait    every thread spins on mbarrier.try_wait.parity
@@ -140,8 +141,12 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
         return true;
     }
     case OP_MBARRIER_ARRIVE: {
-        if (cg_role_arrive_needs_barrier(g, op)) cg_barrier(g);
         LLVMValueRef bar = mbarrier_addr(g, op, 0);
+        if (ir_mbarrier_arrive_threads(op)) { /* every thread on its own: no barrier, no thread 0 */
+            asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);
+            return true;
+        }
+        if (cg_role_arrive_needs_barrier(g, op)) cg_barrier(g);
         LLVMBasicBlockRef join = cg_thread0_begin(g);
         if (ir_mbarrier_arrive_cluster(op)) cg_cluster_arrive(g, op, bar);
         else asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);

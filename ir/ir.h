@@ -318,6 +318,9 @@ static inline int64_t ir_mbarrier_count(const IrOp *init) { return init->nints ?
 static inline int64_t ir_copy_tma_multicast(const IrOp *copy) { return copy->nints ? copy->ints[0] : 0; }
 /* mbarrier_arrive's `cluster N` (an arrival on the mbarrier of each block of the cluster), 0 when absent. */
 static inline int64_t ir_mbarrier_arrive_cluster(const IrOp *arrive) { return arrive->nints ? arrive->ints[0] : 0; }
+/* mbarrier_arrive's `threads N`: each of the N threads of the role (or block) arrives on its own,
+ * without waiting for the others (N arrivals), 0 when absent (one arrival, once all are there). */
+static inline int64_t ir_mbarrier_arrive_threads(const IrOp *arrive) { return arrive->nints > 1 ? arrive->ints[1] : 0; }
 
 /* ---- verifier and printer (ir/verify.c, ir/print.c) ---------------------------------- */
 /* Checks the structural and type rules of ops.def; reports into d; true when valid. */

@@ -823,7 +823,11 @@ static void rule_mbarrier_init(Verifier *v, const IrOp *op) {
 static void rule_copy_tma(Verifier *v, const IrOp *op) { check_copy_tma(v, op); }
 static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) {
     check_mbarriers(v, op, 0, true);
-    int64_t n = ir_mbarrier_arrive_cluster(op);
+    int64_t n = ir_mbarrier_arrive_cluster(op), threads = ir_mbarrier_arrive_threads(op);
+    int64_t here = 32 * (int64_t)warps_here(v);
+    if (threads && (n || op->nints > 2 || (here && threads != here) || threads % 32 || threads > 1024))
+        op_error(v, op, "threads %lld must be the %lld threads of the %s, without cluster", (long long)threads,
+                 (long long)here, v->roles ? "warp role" : "block");
     if (!n) return;
     if (op->nints > 1 || n != v->f->cluster)
         op_error(v, op, "cluster %lld needs a kernel of clusters of %lld blocks (the kernel has %d)", (long long)n,

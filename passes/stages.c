@@ -591,20 +591,23 @@ static void transform(Loop *L) {
  * that only issues the copies, and the kernel's 4 or 8 warps as consumers (232 registers: with 8,
  * 12 warps average 168 and fill the 65536 registers) that run the loop and everything after it:
  *
- *     bufs...; full, empty = shared_alloc : shared<i64>[S]; mbarrier_init full; mbarrier_init empty; barrier
+ *     bufs...; full, empty = shared_alloc : shared<i64>[S]; mbarrier_init full
+ *     mbarrier_init empty, count 32 W; barrier
  *     warp_roles role(warps 4, regs 40) {
  *         for iv = lo to hi step step { i = (iv - lo) / step; s = i % S
  *             mbarrier_wait empty, s, ((i / S) & 1) ^ 1     the consumers released the stage
  *             copy_tma ..., full, s; mbarrier_arrive full, s }
  *     } role(warps W, regs 232) {
  *         for iv ... { mbarrier_wait full, s, (i / S) & 1;  dot(shared_view(buf, s)...);
- *                      mbarrier_arrive empty, s  (after the stage's last dot);  ... }
+ *                      mbarrier_arrive empty, s, threads 32 W  (after the stage's last dot);  ... }
  *         what followed the loop
  *     }
  *
  * When the loop's dot can run asynchronously (async_dot: one wgmma dot into a carried
  * accumulator), the consumer keeps one dot in flight instead: `dot ..., async 1; dot_wait 1`, and
  * the stage released is the previous iteration's (`if i > 0`), whose dot dot_wait 1 completed;
+ * each consumer thread releases on its own (`threads`), so the consumer warpgroups do not wait
+ * for each other at every stage (a role barrier and one arrival would keep them in lockstep);
  * `dot_wait 0` follows the loop. The last stage is never released: no copy waits for it.
  *
  * A fresh mbarrier's wait for parity 1 returns at once, so the producer's first S waits pass. Tiles
@@ -676,6 +679,13 @@ static bool specializable(const Loop *L, const Target *t, int nloops) {
     return c.ok;
 }
 
+/* A consumer's release of a stage: each of its threads arrives on its own once its own reads are
+ * done (`threads N`; the empty ring counts them all), so that the consumer warpgroups never wait
+ * for each other: one promotes or stores while another's dots run. */
+static void release_by_threads(IrOp *arrive, int consumer_warps) {
+    arrive->ints[0] = 0, arrive->ints[1] = 32 * consumer_warps, arrive->nints = 2;
+}
+
 /* v in the role (recomputed at the role's start, once, when it is a tile made before the loop). */
 static IrValue *in_role(IrBuilder *at_start, ValueMap *map, const RoleCheck *c, IrValue *v) {
     if (v->type->kind != TY_TILE || !from_before(c, v)) return v;
@@ -719,8 +729,10 @@ static void specialize(Loop *L) {
     alloc_rings(L, &b);
     IrValue *full = mbarrier_ring(&b, L), *empty = mbarrier_ring(&b, L);
     L->mbarriers = full;
+    int consumers = fn->num_warps;
     ir_build(&b, OP_MBARRIER_INIT, &full, 1, NULL, 0);
-    ir_build(&b, OP_MBARRIER_INIT, &empty, 1, NULL, 0);
+    IrOp *empty_init = ir_build(&b, OP_MBARRIER_INIT, &empty, 1, NULL, 0);
+    empty_init->ints[0] = 32 * consumers, empty_init->nints = 1; /* every consumer thread releases on its own */
     ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     RoleCheck check = {.loop = loop, .body = body, .ok = true};
 
@@ -728,7 +740,6 @@ static void specialize(Loop *L) {
     IrBuilder end = b;
     ir_builder_at_end(&end, body);
     IrOp *roles = ir_build(&end, OP_WARP_ROLES, NULL, 0, NULL, 0);
-    int consumers = fn->num_warps;
     roles->ints[0] = 4, roles->ints[1] = PRODUCER_REGS, roles->ints[2] = consumers, roles->ints[3] = CONSUMER_REGS;
     roles->nints = 4;
     IrRegion *producer = ir_op_add_region(roles), *consumer = ir_op_add_region(roles);
@@ -793,7 +804,7 @@ static void specialize(Loop *L) {
         IrValue *prev = ir_binary(&t, OP_REM, ir_binary(&t, OP_ADD, i, const_i32(&t, L->stages - 1)),
                                   const_i32(&t, L->stages));
         IrValue *release[2] = {empty, prev};
-        ir_build(&t, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
+        release_by_threads(ir_build(&t, OP_MBARRIER_ARRIVE, release, 2, NULL, 0), consumers);
         ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
         IrBuilder end = b;
         end.region = loop->parent;
@@ -801,7 +812,7 @@ static void specialize(Loop *L) {
         complete_after_loop(L, &end);
     } else {
         IrValue *release[2] = {empty, read};
-        ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0);
+        release_by_threads(ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0), consumers);
     }
     loop->nints = 0; /* pipelined by the roles now */
     ValueMap cmap;

@@ -1138,7 +1138,9 @@ static bool exec_mbarrier_arrive(VmThread *th, VmFrame *fr, const IrOp *op) {
        others run the same code (vm_cluster.c checks the launch and that they do) */
     int64_t n = ir_mbarrier_arrive_cluster(op);
     if (n && !vm_cluster_arrive(th, op, ring, stage)) return false;
-    int64_t completed = mbarrier_completed(*bar), arrivals = mbarrier_arrivals(*bar) + (n ? n : 1);
+    /* `threads N`: the N threads' own arrivals, which the VM, running them together, makes at once */
+    int64_t one = n ? n : ir_mbarrier_arrive_threads(op) ? ir_mbarrier_arrive_threads(op) : 1;
+    int64_t completed = mbarrier_completed(*bar), arrivals = mbarrier_arrivals(*bar) + one;
     int64_t expected = mbarrier_expected(*bar);
     *bar = arrivals >= expected ? mbarrier_pack(completed + 1, 0, expected) : mbarrier_pack(completed, arrivals, expected);
     return true;
