@@ -54,6 +54,13 @@
  * of iteration i + S - 1 move after `dot ..., async 1; dot_wait pending 1; barrier`, which release
  * the stage that iteration i - 1's dot read, and `dot_wait pending 0` follows the loop.
  *
+ * On sm_90a a loop may instead get warp roles (below, "warp specialization"): a producer
+ * warpgroup issuing the TMA copies and consumers computing, the cooperative schedule, asked for by
+ * the loop's `pipeline(N, specialize = 1)` or the target; or, for a pipelined loop inside a
+ * persistent kernel's tile loop that asks with `specialize = 2`, the ping-pong schedule of two
+ * consumer warpgroups taking alternate tiles (passes/pingpong.c, which shares this file's pieces
+ * through passes/stages.h).
+ *
  * The VM runs the result with the same values (the copies complete at their async_wait or their
  * mbarrier's wait, and a read of a stage that is still being copied, or a wait for the wrong
  * phase, is a VM error), which the tests check kernel by kernel.
@@ -927,9 +934,10 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
     return changed;
 }
 
-/* ---- the loop's own choice: pipeline(N, specialize = 0 | 1) -------------------------------------
- * Whether warp roles are wanted for loop: its `specialize` option (ints[1]: 1 asks, 0 forbids)
- * where the source gives one, else the target's default (Target.specialize: the target word,
+/* ---- the loop's own choice: pipeline(N, specialize = 0 | 1 | 2) ---------------------------------
+ * Whether warp roles are wanted for loop: its `specialize` option (ints[1]: 1 asks, 2 asks for
+ * ping-pong, which where it does not qualify (stages_pingpong) is an ask for these roles, 0
+ * forbids) where the source gives one, else the target's default (Target.specialize: the target word,
  * TILE_WARP_SPECIALIZE=1 in the runtime); never where the target cannot honour setmaxnreg
  * (Target.no_warp_roles). A wanted loop still gets the roles only where specializable() holds;
  * otherwise it keeps the plain ring, with the option still shown on it (--dump-after=stages). */
