@@ -105,18 +105,9 @@ static uint16_t *run(const IrFunction *f, int64_t m, int64_t n, int64_t kk, int 
     char text[16];
     snprintf(text, sizeof text, "%d", sms);
     setenv("TILE_VM_NUM_SMS", text, 1);
-    uint16_t *a = malloc((size_t)(m * kk) * 2 + 2), *b = malloc((size_t)(kk * n) * 2 + 2);
     uint16_t *c = calloc((size_t)(m * n) + 1, 2);
-    uint64_t s = 7;
-    test_random_bf16(a, m * kk, &s);
-    test_random_bf16(b, kk * n, &s);
-    int64_t sa[2] = {m, kk}, sb[2] = {kk, n}, sc[2] = {m, n};
-    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, sa)},
-                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, sb)},
-                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, sc)}};
-    bool ok = vm_launch_threads(f, args, 3, 2, err);
+    bool ok = test_vm_gemm_bf16(f, m, n, kk, 7, c, err);
     unsetenv("TILE_VM_NUM_SMS");
-    free(a), free(b);
     if (!ok) free(c);
     return ok ? c : NULL;
 }
@@ -259,40 +250,12 @@ static int occurrences(const char *text, const char *what) {
 static char *ptx_of(int64_t bn, bool *spills) {
     ConstBinding bind = {.name = "BN", .i = bn};
     Compiled c = compile("gemm_persistent_pingpong", true, &sm90a, &bind, 1);
-    CodegenParamSpec *all = calloc(c.kernel->nparams, sizeof *all);
-    for (uint32_t i = 0; i < c.kernel->nparams; i++) {
-        all[i].aligned16 = all[i].strides_div16 = true;
-        for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
-    }
-    CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A, .spec = all};
-    Strbuf ptx = {0}, err = {0};
     CodegenInfo info = {0};
-    cr_assert(backend_compile_ptx(c.kernel, &opt, &ptx, &info, &err), "BN=%lld: %s", (long long)bn, sb_str(&err));
-    *spills = false;
-    char ptxas[4096];
-    if (backend_find_ptxas(ptxas, sizeof ptxas, NULL)) {
-        char file[] = "/tmp/tile_pingpong_XXXXXX";
-        int fd = mkstemp(file);
-        cr_assert(fd >= 0);
-        FILE *f = fdopen(fd, "w");
-        fwrite(ptx.data, 1, ptx.len, f);
-        fclose(f);
-        char cmd[8400];
-        snprintf(cmd, sizeof cmd, "'%s' -arch=sm_90a -v -o /dev/null '%s' 2>&1", ptxas, file);
-        FILE *p = popen(cmd, "r");
-        cr_assert_not_null(p);
-        Strbuf out = {0};
-        char line[512];
-        while (fgets(line, sizeof line, p)) sb_puts(&out, line);
-        int rc = pclose(p);
-        remove(file);
-        cr_assert_eq(rc, 0, "BN=%lld: ptxas: %s", (long long)bn, sb_str(&out));
-        *spills = !strstr(sb_str(&out), "0 bytes spill stores, 0 bytes spill loads");
-        cr_log_info("BN=%lld: %s", (long long)bn, sb_str(&out));
-        sb_free(&out);
-    }
-    free(all);
-    sb_free(&err);
+    Strbuf ptx = test_ptx_every_fact(c.kernel, &info);
+    char *report = test_ptxas_report(ptx.data, ptx.len);
+    *spills = report && !test_ptxas_no_spills(report);
+    if (report) cr_log_info("BN=%lld: %s", (long long)bn, report);
+    free(report);
     compiled_free(&c);
     return ptx.data;
 }

@@ -13,42 +13,31 @@
  * variant of such tensors) is logged with whether it has the roles (setmaxnreg). Skips where there
  * is no GPU.
  */
-#include <criterion/criterion.h>
-#include <criterion/logging.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "tile/tile.h"
+#include "gpu_suite.h"
 
 static tile_context *gpu, *vm;
+static tile_program *gpu_prog, *vm_prog;
 
 static void open_devices(void) {
-    if (tile_context_create(TILE_DEVICE_CUDA, 0, &gpu) != TILE_OK)
-        cr_skip_test("no CUDA device: %s", tile_context_message(NULL));
+    gpu_suite_open("stdlib/core/gemm_persistent.tile", &gpu, &gpu_prog);
     cr_assert_eq(tile_context_create(TILE_DEVICE_VM, 0, &vm), TILE_OK);
-    cr_log_info("running on %s", tile_context_device_name(gpu));
+    const char *dir = getenv("TILE_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stdlib/core/gemm_persistent.tile", dir && *dir ? dir : TILE_SOURCE_DIR);
+    cr_assert_eq(tile_program_from_file(vm, path, &vm_prog), TILE_OK, "%s", tile_context_message(vm));
 }
 
 static void close_devices(void) {
-    tile_context_destroy(gpu);
-    tile_context_destroy(vm);
+    gpu_suite_close(&gpu, &gpu_prog);
+    gpu_suite_close(&vm, &vm_prog);
 }
 
 TestSuite(pingpong_gpu, .init = open_devices, .fini = close_devices, .timeout = 900);
 
-static tile_program *load(tile_context *ctx) {
-    const char *dir = getenv("TILE_SOURCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/stdlib/core/gemm_persistent.tile", dir && *dir ? dir : TILE_SOURCE_DIR);
-    tile_program *p;
-    cr_assert_eq(tile_program_from_file(ctx, path, &p), TILE_OK, "%s", tile_context_message(ctx));
-    return p;
-}
-
 /* C = A @ B by gemm_persistent_pingpong with STAGES on ctx: the bf16 bits of C (m x n). */
-static uint16_t *run(tile_context *ctx, int64_t stages, int64_t m, int64_t n, int64_t k) {
-    tile_program *p = load(ctx);
+static uint16_t *run(tile_context *ctx, tile_program *p, int64_t stages, int64_t m, int64_t n, int64_t k) {
     tile_kernel *kern;
     tile_constant c = {.name = "STAGES", .i = stages};
     cr_assert_eq(tile_program_get_kernel(p, "gemm_persistent_pingpong", &c, 1, &kern), TILE_OK, "%s",
@@ -73,7 +62,6 @@ static uint16_t *run(tile_context *ctx, int64_t stages, int64_t m, int64_t n, in
     uint16_t *c_bits = malloc(bytes[2] + 2);
     cr_assert_eq(tile_copy_to_host(ctx, c_bits, dev[2], bytes[2]), TILE_OK, "%s", tile_context_message(ctx));
     for (int i = 0; i < 3; i++) tile_free(ctx, dev[i]);
-    tile_program_destroy(p);
     return c_bits;
 }
 
@@ -83,7 +71,7 @@ Test(pingpong_gpu, agrees_with_the_vm_bit_for_bit) {
     for (int64_t stages = 3; stages <= 4; stages++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
             int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
-            uint16_t *want = run(vm, stages, m, n, k), *got = run(gpu, stages, m, n, k);
+            uint16_t *want = run(vm, vm_prog, stages, m, n, k), *got = run(gpu, gpu_prog, stages, m, n, k);
             for (int64_t i = 0; i < m * n; i++)
                 cr_assert_eq(got[i], want[i], "STAGES=%lld %lldx%lldx%lld: c[%lld] = 0x%04x, the VM 0x%04x",
                              (long long)stages, (long long)m, (long long)n, (long long)k, (long long)i, got[i], want[i]);
@@ -92,12 +80,11 @@ Test(pingpong_gpu, agrees_with_the_vm_bit_for_bit) {
 }
 
 Test(pingpong_gpu, the_ptx_has_the_roles_where_the_runtime_can_build_them) {
-    tile_program *p = load(gpu);
     setenv("TILE_EMIT_SPECIALIZED", "1", 1);
     tile_emit_options opt = {.arch = "sm_90a"};
     char *ptx = NULL;
     size_t len = 0;
-    cr_assert_eq(tile_program_emit(p, "gemm_persistent_pingpong", NULL, 0, TILE_EMIT_PTX, &opt, &ptx, &len), TILE_OK,
+    cr_assert_eq(tile_program_emit(gpu_prog, "gemm_persistent_pingpong", NULL, 0, TILE_EMIT_PTX, &opt, &ptx, &len), TILE_OK,
                  "%s", tile_context_message(gpu));
     int incs = 0;
     for (const char *q = ptx; (q = strstr(q, "setmaxnreg.inc.sync.aligned.u32 232;")); q++) incs++;
@@ -106,5 +93,4 @@ Test(pingpong_gpu, the_ptx_has_the_roles_where_the_runtime_can_build_them) {
     cr_assert(incs == 0 || incs == 2, "%d consumers", incs);
     tile_string_free(ptx);
     unsetenv("TILE_EMIT_SPECIALIZED");
-    tile_program_destroy(p);
 }
