@@ -3,7 +3,7 @@
  * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
  *
  *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE]
- *              [--kernel gemm|persistent|persistent-flat|splitk|shapes|fp8]
+ *              [--kernel gemm|persistent|persistent-flat|pingpong|splitk|shapes|fp8]
  *
  * For M = N = K in {2048, 4096, 8192} (--quick: 2048 only) the default tiles (BM = BN = 128,
  * BK = 64, 4 warps) run, and at 4096 a few other tile shapes given as constants. cuBLAS is
@@ -17,7 +17,13 @@
  *
  * --kernel persistent (persistent-flat) runs gemm_persistent (gemm_persistent_flat) of
  * stdlib/core/gemm_persistent.tile (grid(min(num_sms(), tiles))) in place of gemm.tile, same
- * sizes and tiles, rows named "... persistent" ("... persistent-flat"). --kernel splitk runs
+ * sizes and tiles, rows named "... persistent" ("... persistent-flat"). --kernel pingpong runs
+ * gemm_persistent_pingpong (the ping-pong warp roles on sm_90a: a TMA producer warpgroup, two
+ * consumer warpgroups taking turns; BM = BN = 128, BK = 64, W = 4, STAGES 4, and at 4096 also 3
+ * and 5) beside gemm_persistent and gemm.tile (BN = 128 W = 4 S = 4, BN = 256 W = 8 S = 3) at the
+ * same sizes, rows "... pingpong", "... persistent" and the plain gemm rows, those marked
+ * "cooperative" when TILE_WARP_SPECIALIZE=1 is set (gemm.tile's loop then gets the cooperative
+ * warp roles), so that one run compares the two schedules with cuBLAS. --kernel splitk runs
  * the decode shapes M = 1, 16, 128 with N = K = 8192 through stdlib/core/gemm_splitk.tile
  * (partial + reduce, both timed) for S = 1, 2, 4, 8, 16 and the S of the rule in that file from
  * the device's SM count, rows "gemm bf16 MxNxK splitk S=.. BM=..", the rule's marked "(rule)".
@@ -234,19 +240,25 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 }
 
 static char repo[1024] = ".";
-static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat, splitk, shapes or fp8 */
+static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat, pingpong, splitk, shapes or fp8 */
 static const char *anchor_file;            /* --anchor: bench_fp8_anchor.py's results */
 
-static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk, int64_t w, int64_t stages) {
+/* The stdlib kernel that --kernel KIND runs: gemm of gemm.tile, or one of gemm_persistent.tile. */
+static const char *kernel_name(const char *kind) {
+    return strcmp(kind, "persistent-flat") == 0 ? "gemm_persistent_flat"
+           : strcmp(kind, "persistent") == 0    ? "gemm_persistent"
+           : strcmp(kind, "pingpong") == 0      ? "gemm_persistent_pingpong"
+                                                : "gemm";
+}
+
+static double bench_ours(Gpu *g, Problem *p, const char *kname, int64_t bm, int64_t bn, int64_t bk, int64_t w,
+                         int64_t stages) {
     char path[1200];
-    bool flat = strcmp(kernel_choice, "persistent-flat") == 0;
-    bool persistent = flat || strcmp(kernel_choice, "persistent") == 0;
-    snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, persistent ? "gemm_persistent.tile" : "gemm.tile");
+    snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, strcmp(kname, "gemm") ? "gemm_persistent.tile" : "gemm.tile");
     tile_program *prog;
     tile_kernel *k;
     tile_constant c[5] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}, {.name = "W", .i = w},
                           {.name = "STAGES", .i = stages}};
-    const char *kname = flat ? "gemm_persistent_flat" : persistent ? "gemm_persistent" : "gemm";
     tile_status st = tile_program_from_file(g->ctx, path, &prog);
     if (st != TILE_OK || (st = tile_program_get_kernel(prog, kname, c, 5, &k)) != TILE_OK) die(g->ctx, kname, st);
     int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n};
@@ -270,11 +282,19 @@ static double bench_ours(Gpu *g, Problem *p, int64_t bm, int64_t bn, int64_t bk,
 /* BM, BN, BK, warps, stages */
 static const int64_t tiles[][5] = {{128, 128, 64, 4, 3}, {128, 128, 64, 8, 3}, {128, 256, 64, 8, 3},
                                    {128, 128, 32, 4, 4}, {128, 256, 32, 8, 4}, {256, 128, 32, 8, 4},
-                                   {128, 128, 32, 8, 4}, {64, 128, 64, 4, 4}, {128, 64, 64, 4, 6}};
+                                   {128, 128, 32, 8, 4}, {64, 128, 64, 4, 4}, {128, 64, 64, 4, 6},
+                                   {128, 128, 64, 4, 4}, {128, 128, 64, 4, 5}};
 
-/* C[m, n] = A[m, k] @ B[k, n] with the tiles listed in `which` (indices into tiles, ended by -1),
- * against cuBLAS at the same shape. */
-static void bench_shape(Gpu *g, int64_t m, int64_t n, int64_t k, const int *which) {
+/* One row to measure: a kernel kind (--kernel's words: gemm, persistent, persistent-flat,
+ * pingpong) and its tiles (an index into tiles). */
+typedef struct Row {
+    const char *kind;
+    int tiles;
+} Row;
+
+/* C[m, n] = A[m, k] @ B[k, n] for each row of `which` (ended by a NULL kind), against cuBLAS at
+ * the same shape. */
+static void bench_shape(Gpu *g, int64_t m, int64_t n, int64_t k, const Row *which) {
     Problem p = {.m = m, .n = n, .k = k};
     p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
     p.b = device_bf16(g, p.k * p.n, 2, &p.hb);
@@ -285,16 +305,19 @@ static void bench_shape(Gpu *g, int64_t m, int64_t n, int64_t k, const int *whic
         run_cublas(g, &p);
         anchor = 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
     }
-    for (const int *w = which; *w >= 0; w++) {
-        int t = *w;
-        double ours = bench_ours(g, &p, tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3], tiles[t][4]);
-        char name[128];
-        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld%s", (long long)m,
+    /* gemm.tile's loop gets the cooperative warp roles under TILE_WARP_SPECIALIZE=1 (lang/SPEC.md 4.4) */
+    const char *ws = getenv("TILE_WARP_SPECIALIZE");
+    bool cooperative = ws && strcmp(ws, "1") == 0;
+    for (const Row *w = which; w->kind; w++) {
+        int t = w->tiles;
+        double ours = bench_ours(g, &p, kernel_name(w->kind), tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3],
+                                 tiles[t][4]);
+        char name[160];
+        snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld%s%s%s", (long long)m,
                  (long long)n, (long long)k, (long long)tiles[t][0], (long long)tiles[t][1],
                  (long long)tiles[t][2], (long long)tiles[t][3], (long long)tiles[t][4],
-                 strcmp(kernel_choice, "persistent") == 0        ? " persistent"
-                 : strcmp(kernel_choice, "persistent-flat") == 0 ? " persistent-flat"
-                                                                 : "");
+                 strcmp(w->kind, "gemm") ? " " : "", strcmp(w->kind, "gemm") ? w->kind : "",
+                 cooperative && strcmp(w->kind, "gemm") == 0 ? " cooperative" : "");
         add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
     }
     tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
@@ -302,8 +325,18 @@ static void bench_shape(Gpu *g, int64_t m, int64_t n, int64_t k, const int *whic
 }
 
 static void bench_size(Gpu *g, int64_t size, bool variants) {
-    static const int all[] = {0, 1, 2, 3, 4, 5, 6, -1}, first[] = {0, -1};
-    bench_shape(g, size, size, size, variants ? all : first);
+    if (strcmp(kernel_choice, "pingpong") == 0) {
+        /* the ping-pong schedule beside the kernels it is measured against: the persistent kernel
+         * without roles, gemm.tile (cooperative roles under TILE_WARP_SPECIALIZE=1) */
+        static const Row all[] = {{"pingpong", 9}, {"pingpong", 0}, {"pingpong", 10}, {"persistent", 9},
+                                  {"gemm", 9},     {"gemm", 2},     {NULL, 0}},
+                         first[] = {{"pingpong", 9}, {"persistent", 9}, {"gemm", 9}, {"gemm", 2}, {NULL, 0}};
+        bench_shape(g, size, size, size, variants ? all : first);
+        return;
+    }
+    Row rows[8] = {{kernel_choice, 0}, {NULL, 0}};
+    for (int t = 0; variants && t < 7; t++) rows[t] = (Row){kernel_choice, t};
+    bench_shape(g, size, size, size, rows);
 }
 
 /* --kernel shapes: the LLM shapes M = 4096 with (N, K) = (4096, 4096), (14336, 4096), (4096, 14336),
@@ -312,7 +345,8 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
  * SM (128 tiles) that reads B exactly once, its latency hidden by the deeper ring. */
 static void bench_shapes(Gpu *g) {
     static const int64_t llm[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
-    static const int big[] = {0, 2, -1}, small[] = {0, 7, 8, -1};
+    static const Row big[] = {{"gemm", 0}, {"gemm", 2}, {NULL, 0}},
+                     small[] = {{"gemm", 0}, {"gemm", 7}, {"gemm", 8}, {NULL, 0}};
     for (int i = 0; i < 4; i++) bench_shape(g, 4096, llm[i][0], llm[i][1], big);
     static const int64_t decode_m[] = {1, 16, 128};
     for (int i = 0; i < 3; i++) bench_shape(g, decode_m[i], 8192, 8192, small);
@@ -518,11 +552,12 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc &&
                  (strcmp(argv[i + 1], "gemm") == 0 || strcmp(argv[i + 1], "persistent") == 0 ||
                   strcmp(argv[i + 1], "persistent-flat") == 0 || strcmp(argv[i + 1], "splitk") == 0 ||
-                  strcmp(argv[i + 1], "shapes") == 0 || strcmp(argv[i + 1], "fp8") == 0))
+                  strcmp(argv[i + 1], "shapes") == 0 || strcmp(argv[i + 1], "fp8") == 0 ||
+                  strcmp(argv[i + 1], "pingpong") == 0))
             kernel_choice = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE]"
-                            " [--kernel gemm|persistent|persistent-flat|splitk|shapes|fp8]\n");
+                            " [--kernel gemm|persistent|persistent-flat|pingpong|splitk|shapes|fp8]\n");
             return 2;
         }
     }

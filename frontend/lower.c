@@ -517,7 +517,7 @@ static void lower_for_while(Lower *L, const AstNode *s, IrValue *lo, IrValue *hi
 }
 
 /* The options of a loop's `pipeline(N, name = value, ...)` (lang/SPEC.md 4.4); today one,
- * `specialize`: 1 asks the stages pass for warp roles, 0 forbids them. Returns its value, or -1
+ * `specialize`: 1 asks the stages pass for warp roles, 2 for their ping-pong schedule, 0 forbids them. Returns its value, or -1
  * when the source does not give it (the global default applies) or gives it wrongly (reported). */
 static int64_t lower_pipeline_options(Lower *L, const AstNode *s) {
     int64_t specialize = -1;
@@ -535,8 +535,10 @@ static int64_t lower_pipeline_options(Lower *L, const AstNode *s) {
         seen = o;
         int64_t v;
         if (!lower_const_int(L, o->lhs, "the pipeline option 'specialize'", &v)) continue;
-        if (v != 0 && v != 1) {
-            diag_error(L->diags, o->lhs->loc, "specialize must be 0 (never) or 1 (ask for warp roles), found %lld",
+        if (v < 0 || v > 2) {
+            diag_error(L->diags, o->lhs->loc,
+                       "specialize must be 0 (never), 1 (ask for warp roles) or 2 (ask for the ping-pong schedule), "
+                       "found %lld",
                        (long long)v);
             continue;
         }

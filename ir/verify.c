@@ -442,8 +442,8 @@ static void rule_for_loop(Verifier *v, const IrOp *op) {
                      tn(v, op->results[i]->type));
     if (op->nints && op->ints[0] < 0) op_error(v, op, "negative pipeline depth");
     if (op->nints > 1 && op->ints[0] == 0) op_error(v, op, "specialize on a loop without pipeline");
-    if (op->nints > 1 && op->ints[1] != 0 && op->ints[1] != 1)
-        op_error(v, op, "specialize %lld: expected 0 (never) or 1 (ask)", (long long)op->ints[1]);
+    if (op->nints > 1 && (op->ints[1] < 0 || op->ints[1] > 2))
+        op_error(v, op, "specialize %lld: expected 0 (never), 1 (ask) or 2 (ask for ping-pong)", (long long)op->ints[1]);
     IrRegion *r = op->regions[0];
     if (r->nargs != 1 + ncarried) {
         op_error(v, op, "region has %u arguments, expected %u (induction variable and carried values)",

@@ -101,7 +101,8 @@ static const Pass pipeline[] = {
     {"layout", NULL, layout_for_target, "GPU: register layouts for the target's warps per block"},
     {"stages", NULL, stages_for_target,
      "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (ring of N stages: cp.async; TMA on "
-     "sm_90a where launch facts allow)"},
+     "sm_90a where launch facts allow; warp roles where asked: cooperative, or ping-pong for a persistent tile "
+     "loop, passes/pingpong.c)"},
     {"cluster", NULL, cluster_for_target,
      "GPU: sm_90a TMA rings, with TILE_CLUSTER=1 (off by default): clusters of 2 blocks that multicast the tiles both "
      "copy (decided at run time)"},

@@ -54,11 +54,19 @@
  * of iteration i + S - 1 move after `dot ..., async 1; dot_wait pending 1; barrier`, which release
  * the stage that iteration i - 1's dot read, and `dot_wait pending 0` follows the loop.
  *
+ * On sm_90a a loop may instead get warp roles (below, "warp specialization"): a producer
+ * warpgroup issuing the TMA copies and consumers computing, the cooperative schedule, asked for by
+ * the loop's `pipeline(N, specialize = 1)` or the target; or, for a pipelined loop inside a
+ * persistent kernel's tile loop that asks with `specialize = 2`, the ping-pong schedule of two
+ * consumer warpgroups taking alternate tiles (passes/pingpong.c, which shares this file's pieces
+ * through passes/stages.h).
+ *
  * The VM runs the result with the same values (the copies complete at their async_wait or their
  * mbarrier's wait, and a read of a stage that is still being copied, or a wait for the wrong
  * phase, is a VM error), which the tests check kernel by kernel.
  */
 #include "passes.h"
+#include "stages.h"
 
 #include "ir/layout.h"
 #include "ir/mma.h"
@@ -66,31 +74,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-
-enum { MAX_STAGED = 8, MAX_SLICE = 256 };
-
-typedef struct Staged {
-    IrOp *load;    /* the load being replaced */
-    IrOp *transpose; /* NULL, or the 2-d transpose between the load and the dot (a k-major view) */
-    IrOp *dot;     /* its one user (through the transpose) */
-    uint32_t operand; /* 0 (a) or 1 (b) */
-    IrValue *buffer;
-    bool tma;      /* copied by copy_tma (origin: the scalar starts of its slice) */
-    IrValue *origin[IR_MAX_RANK];
-} Staged;
-
-typedef struct Loop {
-    IrOp *op;
-    IrRegion *body;
-    int stages;
-    Staged staged[MAX_STAGED];
-    int nstaged;
-    IrOp *slice[MAX_SLICE];  /* the index computations of every staged load, in body order */
-    int nslice;
-    int ntma;                /* staged loads copied by TMA */
-    IrValue *mbarriers;      /* their ring of mbarriers (one per stage), when ntma > 0 */
-    uint32_t async_use;      /* the yield operand that an asynchronous dot's result is (async_dot) */
-} Loop;
 
 static bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
@@ -160,10 +143,6 @@ static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
     if (t->elem.bits == 8 && (mma_pack(mma.instr) != 4 || (u.operand == 0) != (transpose == NULL))) return false;
     *out = (Staged){.load = load, .transpose = transpose, .dot = u.user, .operand = u.operand};
     return true;
-}
-
-static IrValue *const_i32(IrBuilder *b, int64_t v) {
-    return ir_const_int(b, ir_scalar_type(b->module, elem_i32()), v);
 }
 
 /* ---- TMA ---------------------------------------------------------------------------------------
@@ -375,7 +354,7 @@ static IrValue *transposed_view(IrBuilder *b, IrValue *v) {
  * and the stage's mbarrier_arrive. */
 /* `if cond { } else { yield }` at b; returns a builder at the end of the then-region, whose
  * yield the caller adds after what it builds there. */
-static IrBuilder if_then(IrBuilder *b, IrValue *cond) {
+IrBuilder stages_if_then(IrBuilder *b, IrValue *cond) {
     IrOp *when = ir_build(b, OP_IF, &cond, 1, NULL, 0);
     IrRegion *then = ir_op_add_region(when), *otherwise = ir_op_add_region(when);
     IrBuilder t = *b;
@@ -387,7 +366,7 @@ static IrBuilder if_then(IrBuilder *b, IrValue *cond) {
 
 /* copy_tma of staged load s (its origins through map) into stage `stage` of its ring, on
  * mbarriers[stage], at b. */
-static void copy_tma(const Loop *L, int s, IrBuilder *b, ValueMap *map, IrValue *mbarriers, IrValue *stage) {
+void stages_copy_tma(const Loop *L, int s, IrBuilder *b, ValueMap *map, IrValue *mbarriers, IrValue *stage) {
     IrOp *load = L->staged[s].load;
     int rank = load->operands[0]->type->rank;
     IrValue *ops[IR_MAX_RANK + 4];
@@ -405,10 +384,10 @@ static void issue_copies(Loop *L, IrBuilder *b, IrValue *iv, IrValue *stage) {
     value_map_init(&map, b->function);
     value_map_set(&map, L->body->args[0], iv);
     for (int i = 0; i < L->nslice; i++) clone_op(b, L->slice[i], &map);
-    IrBuilder tma = L->ntma ? if_then(b, ir_cmp(b, CMP_LT, iv, L->op->operands[1])) : *b;
+    IrBuilder tma = L->ntma ? stages_if_then(b, ir_cmp(b, CMP_LT, iv, L->op->operands[1])) : *b;
     for (int s = 0; s < L->nstaged; s++) {
         if (L->staged[s].tma) {
-            copy_tma(L, s, &tma, &map, L->mbarriers, stage);
+            stages_copy_tma(L, s, &tma, &map, L->mbarriers, stage);
             continue;
         }
         IrOp *load = L->staged[s].load;
@@ -439,7 +418,7 @@ static IrOp *wait(IrBuilder *b, int64_t in_flight) {
  * then overlaps iteration i + 1's wait for its stage: dot_wait 1 after it releases iteration
  * i - 1's stage, into which the copies of iteration i + S - 1 go (after a barrier: every
  * warpgroup's dot is done with it). Sets L->async_use to the yield operand it is. */
-static IrOp *async_dot(Loop *L) {
+IrOp *stages_async_dot(Loop *L) {
     IrOp *dot = L->staged[0].dot;
     for (int s = 0; s < L->nstaged; s++)
         if (L->staged[s].dot != dot) return NULL;
@@ -462,7 +441,7 @@ static IrValue *dot_wait(IrBuilder *b, IrValue *acc, int64_t pending) {
 
 /* Issues the loop's dot `async` asynchronously: `dot ..., async 1; dot_wait 1` at b (after the
  * dot), the next iteration's accumulator the wait's result. */
-static void make_async(Loop *L, IrOp *async, IrBuilder *b) {
+void stages_make_async(Loop *L, IrOp *async, IrBuilder *b) {
     async->ints[2] = 1, async->nints = 3;
     IrValue *done = dot_wait(b, async->results[0], 1);
     ir_set_operand(L->body->last, L->async_use, done);
@@ -470,7 +449,7 @@ static void make_async(Loop *L, IrOp *async, IrBuilder *b) {
 
 /* At b, after the loop: dot_wait 0 completes its last asynchronous dot before anything reads the
  * accumulator. */
-static void complete_after_loop(Loop *L, IrBuilder *b) {
+void stages_complete_after_loop(Loop *L, IrBuilder *b) {
     IrValue *acc = L->op->results[L->async_use];
     IrValue *done = dot_wait(b, acc, 0);
     ir_replace_all_uses(L->body->function, acc, done);
@@ -485,13 +464,12 @@ static IrValue *ring_index(IrBuilder *b, const Loop *L, IrValue *iv) {
 }
 
 /* The parity of the phase that iteration i completes on its stage's mbarrier: (i / S) & 1. */
-static IrValue *ring_parity(IrBuilder *b, const Loop *L, IrValue *i) {
+IrValue *stages_ring_parity(IrBuilder *b, const Loop *L, IrValue *i) {
     return ir_binary(b, OP_AND, ir_binary(b, OP_DIV, i, const_i32(b, L->stages)), const_i32(b, 1));
 }
 
 /* A ring of S mbarriers (shared<i64>[S]), not yet initialized, before b. */
-static IrValue *mbarrier_ring(IrBuilder *b, const Loop *L) {
-    int64_t n = L->stages;
+IrValue *stages_mbarrier_ring(IrBuilder *b, int64_t n) {
     const IrType *rt = ir_shared_type(b->module, elem_int(64), 1, &n);
     IrOp *alloc = ir_build(b, OP_SHARED_ALLOC, NULL, 0, &rt, 1);
     alloc->ints[0] = 0, alloc->ints[1] = 1, alloc->nints = 2;
@@ -499,7 +477,7 @@ static IrValue *mbarrier_ring(IrBuilder *b, const Loop *L) {
 }
 
 /* The ring of each staged load (S stages in its ring_layout), before b. */
-static void alloc_rings(Loop *L, IrBuilder *b) {
+void stages_alloc_rings(Loop *L, IrBuilder *b) {
     IrFunction *fn = L->body->function;
     for (int s = 0; s < L->nstaged; s++) {
         const IrType *t = L->staged[s].load->results[0]->type;
@@ -514,7 +492,7 @@ static void alloc_rings(Loop *L, IrBuilder *b) {
 
 /* Each staged dot reads stage `read` of its ring in place (a transposed view where its load went
  * through a transpose); the loads and transposes go. */
-static void read_in_place(Loop *L, IrBuilder *b, IrValue *read) {
+void stages_read_in_place(Loop *L, IrBuilder *b, IrValue *read) {
     for (int s = 0; s < L->nstaged; s++) {
         Staged *st = &L->staged[s];
         ir_builder_before(b, st->dot);
@@ -535,10 +513,10 @@ static void transform(Loop *L) {
     b.loc = f->loc;
     IrValue *lo = f->operands[0], *step = f->operands[2], *iv = L->body->args[0];
     int S = L->stages;
-    alloc_rings(L, &b);
+    stages_alloc_rings(L, &b);
     if (L->ntma) {
         /* one mbarrier per stage, initialized before any thread waits or any copy lands */
-        L->mbarriers = mbarrier_ring(&b, L);
+        L->mbarriers = stages_mbarrier_ring(&b, L->stages);
         ir_build(&b, OP_MBARRIER_INIT, &L->mbarriers, 1, NULL, 0);
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     }
@@ -555,23 +533,23 @@ static void transform(Loop *L) {
     IrValue *write = ir_binary(&b, OP_REM, ir_binary(&b, OP_ADD, i, const_i32(&b, S - 1)), const_i32(&b, S));
     if (L->ntma) {
         /* iteration i's stage completes the (i / S)-th phase of its mbarrier */
-        IrValue *ops[3] = {L->mbarriers, read, ring_parity(&b, L, i)};
+        IrValue *ops[3] = {L->mbarriers, read, stages_ring_parity(&b, L, i)};
         ir_build(&b, OP_MBARRIER_WAIT, ops, 3, NULL, 0);
     }
     if (L->ntma < L->nstaged) wait(&b, (int64_t)(S - 2) * (L->nstaged - L->ntma));
-    IrOp *async = async_dot(L);
+    IrOp *async = stages_async_dot(L);
     if (!async || L->ntma < L->nstaged) ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     if (async) {
         /* the copies go after the dot, once the previous iteration's dot has released its stage */
         ir_builder_before(&b, async->next);
     }
     if (async) {
-        make_async(L, async, &b);
+        stages_make_async(L, async, &b);
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
     }
     IrValue *ahead = ir_binary(&b, OP_ADD, iv, ir_binary(&b, OP_MUL, step, int_const_like(&b, step, S - 1)));
     issue_copies(L, &b, ahead, write);
-    read_in_place(L, &b, read);
+    stages_read_in_place(L, &b, read);
     /* after the loop: no cp.async group in flight (the TMA copies past the end were not issued) */
     b.region = f->parent;
     b.before = f->next;
@@ -582,7 +560,7 @@ static void transform(Loop *L) {
         ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
         ir_build(&b, OP_MBARRIER_INVAL, &L->mbarriers, 1, NULL, 0);
     }
-    if (async) complete_after_loop(L, &b); /* and the last dot complete before the accumulator is read */
+    if (async) stages_complete_after_loop(L, &b); /* and the last dot complete before the accumulator is read */
 }
 
 /* ---- warp specialization (sm_90a, opt-in: Target.specialize) --------------------------------------
@@ -615,8 +593,6 @@ static void transform(Loop *L) {
  * that needs anything else (a tile loaded before it, a second pipelined loop, shared buffers after
  * it) keeps the plain ring. The VM runs the roles with blocking waits (a deadlock is an error). */
 
-enum { PRODUCER_REGS = 40, CONSUMER_REGS = 232 };
-
 /* The op of r's function's body that holds op (op itself when it is at the top). */
 static const IrOp *top_op(const IrOp *op, const IrRegion *body) {
     while (op && op->parent != body) op = op->parent ? op->parent->parent_op : NULL;
@@ -634,13 +610,6 @@ static bool recomputable(const IrValue *v, int depth) {
     return true;
 }
 
-typedef struct RoleCheck {
-    const IrOp *loop;       /* the first op that moves into the consumer role */
-    const IrOp *roles;      /* the warp_roles op, once it holds what moved */
-    const IrRegion *body;
-    bool ok;
-} RoleCheck;
-
 /* Whether a value used by op comes from before the loop (outside what moves into the roles). */
 static bool from_before(const RoleCheck *c, const IrValue *v) {
     if (!v->def) return v->region == c->body; /* a kernel parameter */
@@ -654,7 +623,8 @@ static bool from_before(const RoleCheck *c, const IrValue *v) {
 static bool check_role_op(IrOp *op, void *ctx) {
     RoleCheck *c = ctx;
     if (op->code == OP_SHARED_ALLOC || op->code == OP_MBARRIER_INIT || op->code == OP_MBARRIER_INVAL ||
-        op->code == OP_WARP_ROLES || (op->code == OP_FOR && op->nints && op->ints[0] >= 2 && op != c->loop))
+        op->code == OP_WARP_ROLES ||
+        (op->code == OP_FOR && op->nints && op->ints[0] >= 2 && op != c->loop && op != c->ring))
         c->ok = false;
     for (uint32_t i = 0; c->ok && i < op->noperands; i++)
         if (op->operands[i]->type->kind == TY_TILE && from_before(c, op->operands[i]) &&
@@ -663,20 +633,24 @@ static bool check_role_op(IrOp *op, void *ctx) {
     return c->ok;
 }
 
-static bool roles_wanted(const IrOp *loop, const Target *t);
-static bool before_loop_fits(const Loop *L);
 
 static bool specializable(const Loop *L, const Target *t, int nloops) {
     const IrFunction *f = L->body->function;
-    if (!roles_wanted(L->op, t) || !target_has_tma(t) || nloops != 1 || L->ntma != L->nstaged || L->op->parent != f->body ||
-        (f->num_warps != 4 && f->num_warps != 8) || !before_loop_fits(L))
+    if (!stages_roles_wanted(L->op, t) || !target_has_tma(t) || nloops != 1 || L->ntma != L->nstaged || L->op->parent != f->body ||
+        (f->num_warps != 4 && f->num_warps != 8) || !stages_before_fits(f, L->op))
         return false;
-    RoleCheck c = {.loop = L->op, .body = f->body, .ok = true};
-    for (IrOp *o = L->op; o && c.ok; o = o->next) {
-        check_role_op(o, &c);
-        for (uint32_t k = 0; c.ok && k < o->nregions; k++) ir_walk(o->regions[k], check_role_op, &c);
+    RoleCheck c = {.loop = L->op, .body = f->body};
+    return stages_roles_fit(&c);
+}
+
+/* Whether c->loop and everything after it in the body can move into roles (passes/stages.h). */
+bool stages_roles_fit(RoleCheck *c) {
+    c->ok = true;
+    for (IrOp *o = (IrOp *)c->loop; o && c->ok; o = o->next) {
+        check_role_op(o, c);
+        for (uint32_t k = 0; c->ok && k < o->nregions; k++) ir_walk(o->regions[k], check_role_op, c);
     }
-    return c.ok;
+    return c->ok;
 }
 
 /* A consumer's release of a stage: each of its threads arrives on its own once its own reads are
@@ -712,11 +686,23 @@ static bool fix_role_op(IrOp *op, void *ctx) {
     return true;
 }
 
+/* Every tile made before the roles that an op of role uses, recomputed at the role's start (once
+ * each; passes/stages.h). */
+void stages_recompute_in_role(IrRegion *role, const RoleCheck *check) {
+    ValueMap map;
+    value_map_init(&map, role->function);
+    IrBuilder start = {.module = role->function->module, .function = role->function};
+    ir_builder_before(&start, role->first);
+    RoleFix fix = {&start, &map, check};
+    ir_walk(role, fix_role_op, &fix);
+    value_map_free(&map);
+}
+
 /* The stage and parity of the iteration whose induction variable is iv, in b. */
 static void ring_position(IrBuilder *b, const Loop *L, IrValue *iv, IrValue **stage, IrValue **parity) {
     IrValue *i = ring_index(b, L, iv);
     *stage = ir_binary(b, OP_REM, i, const_i32(b, L->stages));
-    *parity = ring_parity(b, L, i);
+    *parity = stages_ring_parity(b, L, i);
 }
 
 static void specialize(Loop *L) {
@@ -726,8 +712,8 @@ static void specialize(Loop *L) {
     IrBuilder b = {0};
     ir_builder_before(&b, loop);
     b.loc = loop->loc;
-    alloc_rings(L, &b);
-    IrValue *full = mbarrier_ring(&b, L), *empty = mbarrier_ring(&b, L);
+    stages_alloc_rings(L, &b);
+    IrValue *full = stages_mbarrier_ring(&b, L->stages), *empty = stages_mbarrier_ring(&b, L->stages);
     L->mbarriers = full;
     int consumers = fn->num_warps;
     ir_build(&b, OP_MBARRIER_INIT, &full, 1, NULL, 0);
@@ -773,7 +759,7 @@ static void specialize(Loop *L) {
     ir_build(&in, OP_MBARRIER_WAIT, wait_ops, 3, NULL, 0);
     value_map_set(&pmap, L->body->args[0], piv);
     for (int i = 0; i < L->nslice; i++) clone_op(&in, L->slice[i], &pmap);
-    for (int s = 0; s < L->nstaged; s++) copy_tma(L, s, &in, &pmap, full, stage);
+    for (int s = 0; s < L->nstaged; s++) stages_copy_tma(L, s, &in, &pmap, full, stage);
     IrValue *arrive[2] = {full, stage};
     ir_build(&in, OP_MBARRIER_ARRIVE, arrive, 2, NULL, 0);
     ir_build(&in, OP_YIELD, NULL, 0, NULL, 0);
@@ -790,17 +776,17 @@ static void specialize(Loop *L) {
     for (IrOp *o = L->body->first; o; o = o->next)
         for (int s = 0; s < L->nstaged; s++)
             if (L->staged[s].dot == o) last_dot = o;
-    IrOp *async = async_dot(L);
-    read_in_place(L, &cb, read);
+    IrOp *async = stages_async_dot(L);
+    stages_read_in_place(L, &cb, read);
     IrBuilder after = cb;
     ir_builder_before(&after, last_dot->next);
     if (async) {
         /* the dot runs on while the next iteration waits for its stage: dot_wait 1 completes the
          * previous iteration's dot, whose stage is released then (from the second iteration on),
          * and the last stage after the loop, once dot_wait 0 has completed the last dot */
-        make_async(L, async, &after);
+        stages_make_async(L, async, &after);
         IrValue *i = ring_index(&after, L, L->body->args[0]);
-        IrBuilder t = if_then(&after, ir_cmp(&after, CMP_GT, i, const_i32(&after, 0)));
+        IrBuilder t = stages_if_then(&after, ir_cmp(&after, CMP_GT, i, const_i32(&after, 0)));
         IrValue *prev = ir_binary(&t, OP_REM, ir_binary(&t, OP_ADD, i, const_i32(&t, L->stages - 1)),
                                   const_i32(&t, L->stages));
         IrValue *release[2] = {empty, prev};
@@ -809,19 +795,13 @@ static void specialize(Loop *L) {
         IrBuilder end = b;
         end.region = loop->parent;
         end.before = loop->next;
-        complete_after_loop(L, &end);
+        stages_complete_after_loop(L, &end);
     } else {
         IrValue *release[2] = {empty, read};
         release_by_threads(ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0), consumers);
     }
     loop->nints = 0; /* pipelined by the roles now */
-    ValueMap cmap;
-    value_map_init(&cmap, fn);
-    IrBuilder cstart = b;
-    ir_builder_before(&cstart, consumer->first);
-    RoleFix fix = {&cstart, &cmap, &check};
-    ir_walk(consumer, fix_role_op, &fix);
-    value_map_free(&cmap);
+    stages_recompute_in_role(consumer, &check);
     fn->num_warps = 4 + consumers;
 }
 
@@ -945,8 +925,11 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
                 fits = ring_bytes(L, L->stages) <= smem_bytes * 3 / 4;
             }
             if (fits) {
-                if (specializable(L, t, (int)c.loops.len)) specialize(L);
-                else transform(L);
+                int n = (int)c.loops.len;
+                if (!stages_pingpong(L, t, n)) {
+                    if (specializable(L, t, n)) specialize(L);
+                    else transform(L);
+                }
                 changed = true;
             }
             free(L);
@@ -962,15 +945,16 @@ bool pass_stages_target(IrModule *m, const Target *t, DiagList *d) {
     return changed;
 }
 
-/* ---- the loop's own choice: pipeline(N, specialize = 0 | 1) -------------------------------------
- * Whether warp roles are wanted for loop: its `specialize` option (ints[1]: 1 asks, 0 forbids)
- * where the source gives one, else the target's default (Target.specialize: the target word,
+/* ---- the loop's own choice: pipeline(N, specialize = 0 | 1 | 2) ---------------------------------
+ * Whether warp roles are wanted for loop: its `specialize` option (ints[1]: 1 asks, 2 asks for
+ * ping-pong, which where it does not qualify (stages_pingpong) is an ask for these roles, 0
+ * forbids) where the source gives one, else the target's default (Target.specialize: the target word,
  * TILE_WARP_SPECIALIZE=1 in the runtime); never where the target cannot honour setmaxnreg
  * (Target.no_warp_roles). A wanted loop still gets the roles only where specializable() holds;
  * otherwise it keeps the plain ring, with the option still shown on it (--dump-after=stages). */
-static bool roles_wanted(const IrOp *loop, const Target *t) {
+bool stages_roles_wanted(const IrOp *loop, const Target *t) {
     if (t->no_warp_roles) return false;
-    if (loop->nints > 1) return loop->ints[1] == 1;
+    if (loop->nints > 1) return loop->ints[1] >= 1;
     return t->specialize;
 }
 
@@ -988,8 +972,8 @@ static bool touches_tile(IrOp *op, void *ctx) {
  * kernel's warps, must be pure, without regions, and make tiles only, so that it is dead once the
  * roles recompute what they use of it (cleanup removes it). A load (even an unused one, which dce
  * keeps), a reduction to a scalar or an `if` over tiles there keeps the plain ring. */
-static bool before_loop_fits(const Loop *L) {
-    for (IrOp *o = L->body->function->body->first; o && o != L->op; o = o->next) {
+bool stages_before_fits(const IrFunction *f, const IrOp *first) {
+    for (IrOp *o = f->body->first; o && o != first; o = o->next) {
         bool tiles = false;
         touches_tile(o, &tiles);
         for (uint32_t k = 0; !tiles && k < o->nregions; k++) ir_walk(o->regions[k], touches_tile, &tiles);

@@ -58,6 +58,10 @@ check stdlib/core/gemm_fp8.tile -k gemm_fp8 M=256 N=256 K=512 SA=1 SB=1
 check stdlib/core/gemm_fp8.tile -k gemm_fp8_block M=256 N=256 K=512 MS=256 KS=4 NS=2 KSB=4
 check stdlib/core/gemm_persistent.tile -k gemm_persistent M=300 N=260 K=448
 check stdlib/core/gemm_persistent.tile -k gemm_persistent_flat M=300 N=260 K=448
+# the ping-pong warp roles (passes/pingpong.c): ragged edges, K < BK, and many tiles per block
+check stdlib/core/gemm_persistent.tile -k gemm_persistent_pingpong M=300 N=260 K=448
+check stdlib/core/gemm_persistent.tile -k gemm_persistent_pingpong M=1000 N=1040 K=40
+check stdlib/core/gemm_persistent.tile -k gemm_persistent_pingpong M=4096 N=4096 K=256
 check stdlib/core/gemm_splitk.tile -k gemm_splitk_partial M=16 N=512 K=1024 S=4
 check stdlib/core/gemm_splitk.tile -k gemm_splitk_reduce S=4 M=16 N=512
 TILE_WARP_SPECIALIZE=1 check $G -k gemm -D BN=256 -D W=8 M=300 N=520 K=448

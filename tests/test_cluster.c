@@ -56,17 +56,7 @@ static void compiled_free(Compiled *c) {
 
 /* Runs k on the VM over random bf16 inputs (the same each time) into c. */
 static bool run(const IrFunction *k, int64_t m, int64_t n, int64_t kk, uint16_t *c, Strbuf *err) {
-    uint16_t *a = malloc((size_t)(m * kk) * 2), *b = malloc((size_t)(kk * n) * 2);
-    uint64_t s = 11;
-    test_random_bf16(a, m * kk, &s);
-    test_random_bf16(b, kk * n, &s);
-    int64_t sa[2] = {m, kk}, sb[2] = {kk, n}, sc[2] = {m, n};
-    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, sa)},
-                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, sb)},
-                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, sc)}};
-    bool ok = vm_launch_threads(k, args, 3, 2, err);
-    free(a), free(b);
-    return ok;
+    return test_vm_gemm_bf16(k, m, n, kk, 11, c, err);
 }
 
 typedef struct Count {
@@ -275,28 +265,10 @@ Test(cluster, gemm_ptx_has_multicast_copies_and_cluster_barriers_and_assembles) 
             sb_free(&cubin);
             sb_free(&err);
         }
-        if (backend_find_ptxas(path, sizeof path, NULL)) {
-            /* ptxas -v: no spills (the release adds registers only in thread 0's arrivals) */
-            char file[] = "/tmp/tile_cluster_XXXXXX";
-            int fd = mkstemp(file);
-            cr_assert(fd >= 0);
-            FILE *f = fdopen(fd, "w");
-            fwrite(ptx, 1, len ? len : strlen(ptx), f);
-            fclose(f);
-            char cmd[8400];
-            snprintf(cmd, sizeof cmd, "'%s' -arch=sm_90a -v -o /dev/null '%s' 2>&1", path, file);
-            FILE *pp = popen(cmd, "r");
-            cr_assert_not_null(pp);
-            Strbuf out = {0};
-            char line[512];
-            while (fgets(line, sizeof line, pp)) sb_puts(&out, line);
-            int rc = pclose(pp);
-            remove(file);
-            cr_assert_eq(rc, 0, "variant %d: ptxas: %s", variant, sb_str(&out));
-            cr_assert(strstr(sb_str(&out), "0 bytes spill stores, 0 bytes spill loads"), "variant %d spills: %s",
-                      variant, sb_str(&out));
-            sb_free(&out);
-        }
+        /* ptxas -v: no spills (the release adds registers only in thread 0's arrivals) */
+        char *report = test_ptxas_report(ptx, len);
+        cr_assert(!report || test_ptxas_no_spills(report), "variant %d spills: %s", variant, report);
+        free(report);
         tile_string_free(ptx);
     }
     unsetenv("TILE_CLUSTER");

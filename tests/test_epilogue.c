@@ -372,38 +372,10 @@ Test(epilogue, a_block_ending_before_its_store_is_read_is_a_vm_error) {
  * assemble it with no spills. */
 static char *ptx_of(const char *path, const char *kernel, const ConstBinding *consts, int n, CodegenInfo *info) {
     Compiled c = compile(true, &tma_target, path, kernel, consts, n);
-    CodegenParamSpec *all = calloc(c.kernel->nparams, sizeof *all);
-    for (uint32_t i = 0; i < c.kernel->nparams; i++) {
-        all[i].aligned16 = all[i].strides_div16 = true;
-        for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
-    }
-    CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A, .spec = all};
-    Strbuf ptx = {0}, err = {0};
-    cr_assert(backend_compile_ptx(c.kernel, &opt, &ptx, info, &err), "%s: %s", kernel, sb_str(&err));
-    char ptxas[4096];
-    if (backend_find_ptxas(ptxas, sizeof ptxas, NULL)) {
-        char file[] = "/tmp/tile_epilogue_XXXXXX";
-        int fd = mkstemp(file);
-        cr_assert(fd >= 0);
-        FILE *f = fdopen(fd, "w");
-        fwrite(ptx.data, 1, ptx.len, f);
-        fclose(f);
-        char cmd[8400];
-        snprintf(cmd, sizeof cmd, "'%s' -arch=sm_90a -v -o /dev/null '%s' 2>&1", ptxas, file);
-        FILE *p = popen(cmd, "r");
-        cr_assert_not_null(p);
-        Strbuf out = {0};
-        char line[512];
-        while (fgets(line, sizeof line, p)) sb_puts(&out, line);
-        int rc = pclose(p);
-        remove(file);
-        cr_assert_eq(rc, 0, "%s: ptxas: %s", kernel, sb_str(&out));
-        cr_assert(strstr(sb_str(&out), "0 bytes spill stores, 0 bytes spill loads"), "%s spills: %s", kernel,
-                  sb_str(&out));
-        sb_free(&out);
-    }
-    free(all);
-    sb_free(&err);
+    Strbuf ptx = test_ptx_every_fact(c.kernel, info);
+    char *report = test_ptxas_report(ptx.data, ptx.len);
+    cr_assert(!report || test_ptxas_no_spills(report), "%s spills: %s", kernel, report);
+    free(report);
     compiled_free(&c);
     return ptx.data;
 }

@@ -215,15 +215,17 @@ Test(gemm_persistent, matches_the_reference_and_gemm_for_every_sm_count, .timeou
     tile_context_destroy(ctx);
 }
 
-/* The default constants (128 x 128 tiles, BK = 64, STAGES = 3) at a shape of 2 x 3 tiles and 4
- * SMs: blocks 0 and 1 take two tiles each, so the pipelined K loop runs twice in one block. */
+/* The default constants (128 x 128 tiles, BK = 64, STAGES = 3; 4 for the ping-pong kernel, whose
+ * two consumers then take one tile each in blocks 0 and 1 after the GPU passes) at a shape of 2 x 3
+ * tiles and 4 SMs: blocks 0 and 1 take two tiles each, so the pipelined K loop runs twice in one
+ * block. */
 Test(gemm_persistent, default_constants_two_tiles_per_block, .timeout = 600) {
     ctx = test_vm_context();
     tile_program *pp = test_load_program(ctx, "stdlib/core/gemm_persistent.tile");
     set_vm_sms(4);
     Mat a = random_bf16(250, 200), b = random_bf16(200, 300);
-    static const char *const names[] = {"gemm_persistent", "gemm_persistent_flat"};
-    for (int i = 0; i < 2; i++) {
+    static const char *const names[] = {"gemm_persistent", "gemm_persistent_flat", "gemm_persistent_pingpong"};
+    for (int i = 0; i < 3; i++) {
         void *got = run_gemm(get_kernel(pp, names[i], NULL, 0), &a, &b);
         check_reference(&a, &b, got, names[i]);
         free(got);

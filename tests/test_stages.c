@@ -86,17 +86,7 @@ static bool count(IrOp *op, void *ctx) {
 
 /* Runs the kernel on the VM over fresh random bf16 inputs (same seed each time) into c. */
 static bool run(const IrFunction *k, int64_t m, int64_t n, int64_t kk, uint16_t *c, Strbuf *err) {
-    uint16_t *a = malloc((size_t)(m * kk) * 2), *b = malloc((size_t)(kk * n) * 2);
-    uint64_t s = 7;
-    test_random_bf16(a, m * kk, &s);
-    test_random_bf16(b, kk * n, &s);
-    int64_t sa[2] = {m, kk}, sb[2] = {kk, n}, sc[2] = {m, n};
-    tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, a, 2, sa)},
-                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, b, 2, sb)},
-                        {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, c, 2, sc)}};
-    bool ok = vm_launch_threads(k, args, 3, 2, err);
-    free(a), free(b);
-    return ok;
+    return test_vm_gemm_bf16(k, m, n, kk, 7, c, err);
 }
 
 /* plain and piped give the same bits at every [m, n, k] of shapes (the label names the case). */
