@@ -16,7 +16,8 @@
  * accumulator in the kernel's 4-warp layouts, so that one consumer's epilogue runs during the
  * other's main loop:
  *
- *     bufs...; full, empty = shared<i64>[S]; order = shared<i64>[2]; mbarrier_init ...; barrier
+ *     bufs...; full, empty = shared<i64>[S]; order = shared<i64>[2]
+ *     mbarrier_init full; mbarrier_init empty, count 128; mbarrier_init order; barrier
  *     warp_roles role(warps 4, regs 40) {
  *         for t = lo to hi step st { g = (t - lo) / st;  n_k = trip count of the k loop
  *             for k ... { i = g * n_k + (k - klo) / kst;  s = i % S
@@ -27,8 +28,8 @@
  *         for t = lo + c * st to hi step 2 * st { g = (t - lo) / st; pure ops
  *             mbarrier_wait order, c, ((g / 2) & 1) ^ (1 - c)     the other consumer's main loop is done
  *             acc = for k ... { i = g * n_k + (k - klo) / kst;  mbarrier_wait full, i % S, (i / S) & 1
- *                               dot ..., async 1; dot_wait 1; if i > g * n_k { mbarrier_arrive empty, (i - 1) % S } }
- *             acc = dot_wait acc, 0;  if n_k > 0 { mbarrier_arrive empty, (g * n_k + n_k - 1) % S }
+ *                               dot ..., async 1; dot_wait 1; if i > g * n_k { mbarrier_arrive empty, (i - 1) % S, threads 128 } }
+ *             acc = dot_wait acc, 0;  if n_k > 0 { mbarrier_arrive empty, (g * n_k + n_k - 1) % S, threads 128 }
  *             mbarrier_arrive order, 1 - c
  *             epilogue }
  *     } role(warps 4, regs 232) { ... }
@@ -117,9 +118,9 @@ static IrValue *tile_base(IrBuilder *b, IrValue *t, IrValue *lo, IrValue *step, 
     return ir_binary(b, OP_MUL, *g, *nk);
 }
 
-static void arrive(IrBuilder *b, IrValue *bars, IrValue *stage) {
+static IrOp *arrive(IrBuilder *b, IrValue *bars, IrValue *stage) {
     IrValue *ops[2] = {bars, stage};
-    ir_build(b, OP_MBARRIER_ARRIVE, ops, 2, NULL, 0);
+    return ir_build(b, OP_MBARRIER_ARRIVE, ops, 2, NULL, 0);
 }
 
 static void wait_phase(IrBuilder *b, IrValue *bars, IrValue *stage, IrValue *parity) {
@@ -201,8 +202,8 @@ static IrValue *build_consumer(Loop *L, IrOp *outer, IrValue *full, IrValue *emp
     ir_builder_before(&after, dot->next);
     stages_make_async(L, dot, &after);
     IrBuilder then = stages_if_then(&after, ir_cmp(&after, CMP_GT, ii, const_i32(&after, 0)));
-    arrive(&then, empty, ir_binary(&then, OP_REM, ir_binary(&then, OP_ADD, i, const_i32(&then, L->stages - 1)),
-                                   const_i32(&then, L->stages)));
+    stages_release_by_threads(arrive(&then, empty, ir_binary(&then, OP_REM, ir_binary(&then, OP_ADD, i, const_i32(&then, L->stages - 1)),
+                                                             const_i32(&then, L->stages))), 4);
     ir_build(&then, OP_YIELD, NULL, 0, NULL, 0);
 
     /* after it: the last dot complete, the tile's last stage released (the ring goes on into the
@@ -212,7 +213,7 @@ static IrValue *build_consumer(Loop *L, IrOp *outer, IrValue *full, IrValue *emp
     stages_complete_after_loop(L, &end);
     IrBuilder last = stages_if_then(&end, ir_cmp(&end, CMP_GT, nk, const_i32(&end, 0)));
     IrValue *final = ir_binary(&last, OP_SUB, ir_binary(&last, OP_ADD, base, nk), const_i32(&last, 1));
-    arrive(&last, empty, ir_binary(&last, OP_REM, final, const_i32(&last, L->stages)));
+    stages_release_by_threads(arrive(&last, empty, ir_binary(&last, OP_REM, final, const_i32(&last, L->stages))), 4);
     ir_build(&last, OP_YIELD, NULL, 0, NULL, 0);
     arrive(&end, order, ir_binary(&end, OP_SUB, one, ci));
     inner->nints = 0; /* pipelined by the roles now */
@@ -231,7 +232,8 @@ bool stages_pingpong(Loop *L, const Target *t, int nloops) {
     IrValue *order = stages_mbarrier_ring(&b, 2);
     L->mbarriers = full;
     ir_build(&b, OP_MBARRIER_INIT, &full, 1, NULL, 0);
-    ir_build(&b, OP_MBARRIER_INIT, &empty, 1, NULL, 0);
+    IrOp *empty_init = ir_build(&b, OP_MBARRIER_INIT, &empty, 1, NULL, 0);
+    empty_init->ints[0] = 128, empty_init->nints = 1; /* the owning consumer's threads, each on its own */
     ir_build(&b, OP_MBARRIER_INIT, &order, 1, NULL, 0);
     ir_build(&b, OP_BARRIER, NULL, 0, NULL, 0);
 

@@ -656,7 +656,7 @@ bool stages_roles_fit(RoleCheck *c) {
 /* A consumer's release of a stage: each of its threads arrives on its own once its own reads are
  * done (`threads N`; the empty ring counts them all), so that the consumer warpgroups never wait
  * for each other: one promotes or stores while another's dots run. */
-static void release_by_threads(IrOp *arrive, int consumer_warps) {
+void stages_release_by_threads(IrOp *arrive, int consumer_warps) {
     arrive->ints[0] = 0, arrive->ints[1] = 32 * consumer_warps, arrive->nints = 2;
 }
 
@@ -790,7 +790,7 @@ static void specialize(Loop *L) {
         IrValue *prev = ir_binary(&t, OP_REM, ir_binary(&t, OP_ADD, i, const_i32(&t, L->stages - 1)),
                                   const_i32(&t, L->stages));
         IrValue *release[2] = {empty, prev};
-        release_by_threads(ir_build(&t, OP_MBARRIER_ARRIVE, release, 2, NULL, 0), consumers);
+        stages_release_by_threads(ir_build(&t, OP_MBARRIER_ARRIVE, release, 2, NULL, 0), consumers);
         ir_build(&t, OP_YIELD, NULL, 0, NULL, 0);
         IrBuilder end = b;
         end.region = loop->parent;
@@ -798,7 +798,7 @@ static void specialize(Loop *L) {
         stages_complete_after_loop(L, &end);
     } else {
         IrValue *release[2] = {empty, read};
-        release_by_threads(ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0), consumers);
+        stages_release_by_threads(ir_build(&after, OP_MBARRIER_ARRIVE, release, 2, NULL, 0), consumers);
     }
     loop->nints = 0; /* pipelined by the roles now */
     stages_recompute_in_role(consumer, &check);

@@ -55,6 +55,9 @@ void stages_complete_after_loop(Loop *L, IrBuilder *b);
 IrValue *stages_ring_parity(IrBuilder *b, const Loop *L, IrValue *i);
 /* A ring of n mbarriers (shared<i64>[n]), not yet initialized, at b. */
 IrValue *stages_mbarrier_ring(IrBuilder *b, int64_t n);
+/* Makes arrive (on an "empty" ring) a release by each of the consumer's 32 * warps threads on
+ * its own (`threads N`); the ring's mbarrier_init must count them all. */
+void stages_release_by_threads(IrOp *arrive, int consumer_warps);
 /* The ring of each staged load (S stages), at b. */
 void stages_alloc_rings(Loop *L, IrBuilder *b);
 /* Each staged dot reads stage `read` of its ring in place; the loads go. */
