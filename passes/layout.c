@@ -20,7 +20,9 @@
  * seen for its result shape), so that a row statistic reduced from a tile, expanded and
  * broadcast back lands exactly on the tile's layout (the broadcast then moves no data). Values that cost nothing to make in any layout (const,
  * arange, splat and what is computed from them alone) are "free": they take the layout their
- * first user needs (a demand walks back through their definitions). Loop-carried values take
+ * first user needs (a demand walks back through their definitions). A small load inside a loop
+ * whose value is broadcast onto a dot's result (a per-row scale) is loaded directly in the slice
+ * of the dot's layout (slice_of_dot), so the loop moves no data through shared memory. Loop-carried values take
  * the layout of their initial value, or, when that is free, the layout the body yields (the
  * body is walked a second time with it). What is left gets the blocked layout of its shape.
  *
