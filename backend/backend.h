@@ -53,6 +53,9 @@ PtxOptions llvm_ptx_options(BackendArch arch);
 /* Whether LLVM's loop strength reduction runs (TILE_LLVM_LSR=1; off by default, target.c says
  * why): it changes the code, so the kernel cache's key includes it. */
 bool backend_llvm_lsr(void);
+/* The IR pipeline TILE_LLVM_PIPELINE names (read once per process), or NULL for default<O2>: it
+ * changes the code, so the kernel cache's key includes it. */
+const char *backend_llvm_pipeline(void);
 
 /* Registers the NVPTX target with LLVM; called by everything below, safe from any thread. */
 bool llvm_init_nvptx(Strbuf *err);

@@ -244,11 +244,9 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
     CodegenParamSpec *all = NULL;
     const char *sp = getenv("TILE_EMIT_SPECIALIZED");
     if (sp && strcmp(sp, "1") == 0 && n == 1 && fs[0]->nparams) {
+        const Target every = {.every_fact = true};
         all = xcalloc(fs[0]->nparams, sizeof *all);
-        for (uint32_t i = 0; i < fs[0]->nparams; i++) {
-            all[i].aligned16 = all[i].strides_div16 = true;
-            for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
-        }
+        for (uint32_t i = 0; i < fs[0]->nparams; i++) all[i] = target_param_facts(&every, fs[0], i);
     }
     /* each kernel's GPU passes for this target, on its own copy */
     IrModule **modules = xcalloc(n, sizeof *modules);
@@ -626,9 +624,11 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     bool specialize = roles && env_flag("TILE_WARP_SPECIALIZE", false); /* rt_warp_specialize */
     bool no_roles = sm90a && !roles;                                    /* specialize = 1 falls back */
     bool no_tma_store = sm90a && !env_flag("TILE_TMA_STORE", true);
-    if (no_wgmma || specialize || no_roles || no_tma_store || backend_llvm_lsr()) {
+    const char *pipeline = backend_llvm_pipeline();
+    if (no_wgmma || specialize || no_roles || no_tma_store || backend_llvm_lsr() || pipeline) {
         /* dots kept on mma.sync, producer warpgroups or none, tile stores kept on st.global
-         * (rt_target_for_arch), or LLVM's LSR on (TILE_LLVM_LSR=1): another image */
+         * (rt_target_for_arch), LLVM's LSR on (TILE_LLVM_LSR=1) or another IR pipeline
+         * (TILE_LLVM_PIPELINE): another image */
         Sha256 h;
         cache_key_begin(&h);
         cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
@@ -637,6 +637,7 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
         if (no_roles) cache_key_add_i64(&h, "no-warp-roles", 1);
         if (no_tma_store) cache_key_add_i64(&h, "no-tma-store", 1);
         if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
+        if (pipeline) cache_key_add_str(&h, "llvm-pipeline", pipeline);
         key = cache_key_end(&h);
     }
     return key;

@@ -108,10 +108,8 @@ static void check_core(const char *file, const char *const *kernels, int n) {
 static void spec_ptx(const IrFunction *k, BackendArch arch, Strbuf *ptx) {
     CodegenParamSpec spec[16];
     memset(spec, 0, sizeof spec);
-    for (uint32_t i = 0; i < k->nparams && i < 16; i++) {
-        spec[i].aligned16 = true;
-        for (int d = 0; d < 6; d++) spec[i].unit_stride[d] = spec[i].size_div16[d] = true;
-    }
+    const Target every = {.every_fact = true};
+    for (uint32_t i = 0; i < k->nparams && i < 16; i++) spec[i] = target_param_facts(&every, k, i);
     Strbuf err = {0};
     CodegenInfo info;
     CodegenOptions opt = {.arch = arch, .spec = spec};
