@@ -355,6 +355,58 @@ static bool find_dim(IrOp *op, void *ctx) {
     return true;
 }
 
+/* A compare `run < bound` (or >=, and > / <= with the roles swapped) is constant over aligned
+ * runs of k where run counts up from multiples of k and bound is a multiple of k held over the
+ * run: softmax's mask `arange(1024) < N` is constant over 16 columns when the facts make N a
+ * multiple of 16, and over one column without them. */
+static bool find_cmp_lt(IrOp *op, void *ctx) {
+    if (op->code == OP_CMP && op->ints[0] == CMP_LT && op->results[0]->type->kind == TY_TILE && !*(IrOp **)ctx)
+        *(IrOp **)ctx = op;
+    return true;
+}
+
+Test(layout_pass, axis_analysis_of_compares) {
+    Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
+    IrOp *cmp = NULL;
+    ir_walk(l.kernel->body, find_cmp_lt, &cmp);
+    cr_assert_not_null(cmp);
+    IrParamFacts facts[2];
+    memset(facts, 0, sizeof facts);
+    for (int p = 0; p < 2; p++)
+        for (int d = 0; d < IR_MAX_RANK; d++) facts[p].size_div16[d] = true;
+    AxisAnalysis a;
+    AxisInfo info;
+    axis_init(&a, l.kernel, NULL);
+    axis_info(&a, cmp->results[0], &info);
+    cr_assert_eq(info.constancy[0], 1);
+    axis_free(&a);
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, cmp->results[0], &info);
+    cr_assert_eq(info.constancy[0], 16);
+    axis_free(&a);
+    /* swapped: N > arange(1024) is the same mask; arange(1024) <= N is not constant over runs
+     * (N itself is in the run starting at N) */
+    IrOp swapped = *cmp;
+    IrValue *ops[2] = {cmp->operands[1], cmp->operands[0]};
+    swapped.operands = ops;
+    swapped.ints[0] = CMP_GT;
+    IrValue result = *cmp->results[0];
+    result.def = &swapped;
+    result.id = l.kernel->next_value_id; /* not memoized with the original */
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, &result, &info);
+    cr_assert_eq(info.constancy[0], 16);
+    axis_free(&a);
+    IrOp le = *cmp;
+    le.ints[0] = CMP_LE;
+    result.def = &le;
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, &result, &info);
+    cr_assert_eq(info.constancy[0], 1);
+    axis_free(&a);
+    laid_free(&l);
+}
+
 Test(layout_pass, axis_analysis_uses_launch_facts) {
     Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
     IrOp *dim = NULL;
