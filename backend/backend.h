@@ -53,6 +53,9 @@ PtxOptions llvm_ptx_options(BackendArch arch);
 /* Whether LLVM's loop strength reduction runs (TILE_LLVM_LSR=1; off by default, target.c says
  * why): it changes the code, so the kernel cache's key includes it. */
 bool backend_llvm_lsr(void);
+/* The IR pipeline TILE_LLVM_PIPELINE names (read once per process), or NULL for default<O2>: it
+ * changes the code, so the kernel cache's key includes it. */
+const char *backend_llvm_pipeline(void);
 
 /* Registers the NVPTX target with LLVM; called by everything below, safe from any thread. */
 bool llvm_init_nvptx(Strbuf *err);
@@ -110,6 +113,11 @@ typedef enum CubinTool {
 bool backend_find_ptxas(char *path, size_t cap, Strbuf *searched);
 /* Whether libnvJitLink can be loaded (loaded once, then kept). */
 bool backend_have_nvjitlink(void);
+/* Starts loading libnvJitLink on a thread of its own, once per process, so that a compile's
+ * frontend and LLVM time hide the load (dlopen of its ~100 MB: 30-90 ms on the CPU machine);
+ * backend_have_nvjitlink then waits for it instead of loading. TILE_NVJITLINK_PRELOAD=0: not
+ * ahead (for measuring what it saves). */
+void backend_nvjitlink_preload(void);
 
 /* Assembles PTX (len bytes, need not be NUL-terminated) for arch into a cubin appended to
  * cubin (binary: use cubin->data and cubin->len). On failure, err gets the tool's messages

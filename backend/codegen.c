@@ -408,6 +408,45 @@ static bool emit_while(Cg *g, const IrOp *op) {
 }
 
 /* ---- data ops ------------------------------------------------------------------------------ */
+/* For a compare that the axis analysis proves constant over aligned runs of k columns (the mask
+ * `n + arange(BN) < N` where the launch facts make N a multiple of 16), the slot each slot of r
+ * takes its value from: the slot holding the first column of its run, when this thread holds
+ * it. k shrinks until the thread part of the column is a multiple of it (every thread mode along
+ * the last dimension strides by a multiple of k), so a run's first column is one of the thread's
+ * own slots (softmax: runs of 16, 4 consecutive columns per thread, k = 4). NULL when
+ * nothing is shared. Each run then costs one compare (and one column index) instead of k. */
+static uint32_t *compare_runs(Cg *g, const IrOp *op, const CgValue *r) {
+    const Layout *l = r->layout;
+    int rank = op->results[0]->type->rank, last = rank - 1;
+    if (op->code != OP_CMP || !l || rank == 0 || r->nslots < 2) return NULL;
+    AxisInfo info;
+    axis_info(&g->axis, op->results[0], &info);
+    int64_t k = info.constancy[last] & -info.constancy[last]; /* aligned runs of a power of two */
+    for (int i = 0; i < l->num_thread_modes; i++) {
+        int64_t stride = layout_thread_modes(l)[i].stride;
+        if (layout_thread_modes(l)[i].dim == last && stride) k = k < (stride & -stride) ? k : (stride & -stride);
+    }
+    if (k < 2) return NULL;
+    int64_t(*coord)[IR_MAX_RANK] = cg_calloc(g, r->nslots, sizeof *coord);
+    for (uint32_t j = 0; j < r->nslots; j++) layout_map(l, 0, j, coord[j]);
+    uint32_t *from = cg_calloc(g, r->nslots, sizeof *from);
+    bool shared = false;
+    for (uint32_t j = 0; j < r->nslots; j++) {
+        from[j] = j;
+        if (coord[j][last] % k == 0) continue;
+        for (uint32_t s = 0; s < r->nslots; s++) {
+            bool same = coord[s][last] == coord[j][last] - coord[j][last] % k;
+            for (int d = 0; d < last && same; d++) same = coord[s][d] == coord[j][d];
+            if (same) {
+                from[j] = s;
+                shared = true;
+                break;
+            }
+        }
+    }
+    return shared ? from : NULL;
+}
+
 static bool emit_elementwise(Cg *g, const IrOp *op) {
     const IrValue *res = op->results[0];
     const IrType *rt = res->type;
@@ -418,7 +457,9 @@ static bool emit_elementwise(Cg *g, const IrOp *op) {
         ops[i] = cg_in_layout(g, op, op->operands[i], r->layout, rt->rank, rt->shape);
         if (!ops[i]) return false;
     }
+    uint32_t *from = compare_runs(g, op, r);
     for (uint32_t j = 0; j < r->nslots; j++) {
+        if (from && from[j] != j) continue; /* filled below from its run's first slot */
         LLVMValueRef x[3];
         for (uint32_t i = 0; i < op->noperands; i++) x[i] = ops[i]->slots[ops[i]->nslots == 1 ? 0 : j];
         LLVMValueRef v;
@@ -438,6 +479,7 @@ static bool emit_elementwise(Cg *g, const IrOp *op) {
         }
         r->slots[j] = v;
     }
+    for (uint32_t j = 0; from && j < r->nslots; j++) r->slots[j] = r->slots[from[j]];
     cg_set(g, res, r);
     return true;
 }
@@ -680,7 +722,12 @@ static bool build_kernel(Cg *g) {
             cv->data = LLVMGetParam(g->fn, p++);
             LLVMSetValueName2(cv->data, arg->name ? arg->name : "t", strlen(arg->name ? arg->name : "t"));
             for (int d = 0; d < t->rank; d++) cv->size[d] = LLVMBuildSExt(g->b, LLVMGetParam(g->fn, p++), g->i64, "");
-            for (int d = 0; d < t->rank; d++) cv->stride[d] = LLVMGetParam(g->fn, p++);
+            /* a stride the launch facts give as 1 is the constant 1: LLVM then drops each
+             * element offset's multiply by it (8 64-bit multiplies per path of softmax) */
+            for (int d = 0; d < t->rank; d++) {
+                LLVMValueRef stride = LLVMGetParam(g->fn, p++);
+                cv->stride[d] = g->spec && g->spec[i].unit_stride[d] ? cg_i64(g, 1) : stride;
+            }
         } else {
             cv = cg_new_tile(g, NULL, 1);
             LLVMValueRef v = LLVMGetParam(g->fn, p++);

@@ -8,7 +8,9 @@
  * for it; its messages become the error text when it fails.
  *
  * nvJitLink: libnvJitLink.so.13 (or .12) is opened with dlopen once, on first use, and its
- * handful of entry points resolved by name; the library's own header is not needed. A link
+ * handful of entry points resolved by name; the library's own header is not needed. A compile
+ * starts that load on a thread of its own as it begins (backend_nvjitlink_preload), so that its
+ * frontend and LLVM time hide the dlopen of a ~100 MB library. A link
  * takes the PTX as input and -arch=sm_XX as option; its error log becomes the error text.
  *
  * CUBIN_TOOL_AUTO takes nvJitLink, in process, and the ptxas program where nvJitLink is not
@@ -270,6 +272,28 @@ static void nvjitlink_load(void) {
 bool backend_have_nvjitlink(void) {
     pthread_once(&nvjitlink_once, nvjitlink_load);
     return nvjitlink.library != NULL;
+}
+
+static void *nvjitlink_preload_main(void *unused) {
+    (void)unused;
+    backend_have_nvjitlink();
+    return NULL;
+}
+
+static void nvjitlink_preload_start(void) {
+    pthread_attr_t attr;
+    pthread_t thread;
+    if (pthread_attr_init(&attr) != 0) return;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    (void)pthread_create(&thread, &attr, nvjitlink_preload_main, NULL); /* failing, the compile loads it */
+    pthread_attr_destroy(&attr);
+}
+
+void backend_nvjitlink_preload(void) {
+    const char *preload = getenv("TILE_NVJITLINK_PRELOAD"); /* "0": load on first use (A/B) */
+    if (preload && strcmp(preload, "0") == 0) return;
+    static pthread_once_t preload_once = PTHREAD_ONCE_INIT;
+    pthread_once(&preload_once, nvjitlink_preload_start);
 }
 
 static void nvjitlink_error_log(NvJitLinkHandle handle, Strbuf *err) {

@@ -9,7 +9,7 @@
  * uses is only its options, which every use sets the same. llvm_emit_ptx is the whole path:
  * it puts the nvptx64 triple and the target's data layout on the module, runs the verifier
  * (its report is returned, LLVM is never allowed to abort on a malformed module), runs the new
- * pass manager's default<O2> pipeline with the target machine (so NVPTX's own IR passes and cost
+ * pass manager's default<O2> pipeline (or the one TILE_LLVM_PIPELINE names) with the target machine (so NVPTX's own IR passes and cost
  * model take part) and prints PTX into a memory buffer. Level 2, not 3, for the pipeline and the
  * code generator alike (llvm_ptx_options): on every stdlib kernel (sm_80 and sm_90a, generic and
  * specialized) the PTX is the same but for cumsum_rows, which gets 25 fewer instructions and
@@ -81,6 +81,7 @@ static char nvptx_error[512];
 static void nvptx_register(void);
 
 static bool lsr_enabled;
+static const char *pipeline_asked; /* TILE_LLVM_PIPELINE, or NULL */
 
 /* LLVM's loop strength reduction (a code generator IR pass) is off unless TILE_LLVM_LSR=1: on
  * tile's unrolled per-element code it rewrites each element's address in a loop into an
@@ -91,6 +92,8 @@ static bool lsr_enabled;
  * here, before any target machine exists; LLVM is linked into libtile, so no other LLVM in the
  * process sees it. */
 static void set_llvm_options(void) {
+    const char *pipeline = getenv("TILE_LLVM_PIPELINE");
+    pipeline_asked = pipeline && *pipeline ? xstrdup(pipeline) : NULL;
     const char *lsr = getenv("TILE_LLVM_LSR");
     lsr_enabled = lsr && strcmp(lsr, "1") == 0;
     if (lsr_enabled) return;
@@ -101,6 +104,11 @@ static void set_llvm_options(void) {
 bool backend_llvm_lsr(void) {
     pthread_once(&nvptx_once, nvptx_register);
     return lsr_enabled;
+}
+
+const char *backend_llvm_pipeline(void) {
+    pthread_once(&nvptx_once, nvptx_register);
+    return pipeline_asked;
 }
 
 static void nvptx_register(void) {
@@ -302,10 +310,14 @@ bool llvm_verify_module(LLVMModuleRef module, Strbuf *err) {
     return !broken;
 }
 
+/* Runs default<O{opt_level}>, or the pipeline TILE_LLVM_PIPELINE names in LLVM's pass syntax
+ * (for comparing lighter pipelines on a GPU machine without a rebuild: bench/RESULTS.md has the
+ * hand-picked function pipeline measured against O2, and docs/RUNTIME.md the variable). */
 static bool run_pipeline(LLVMModuleRef module, LLVMTargetMachineRef tm, int opt_level,
                          Strbuf *err) {
-    char pipeline[32];
-    snprintf(pipeline, sizeof pipeline, "default<O%d>", opt_level);
+    char fallback[32];
+    snprintf(fallback, sizeof fallback, "default<O%d>", opt_level);
+    const char *pipeline = pipeline_asked ? pipeline_asked : fallback;
     LLVMPassBuilderOptionsRef options = LLVMCreatePassBuilderOptions();
     LLVMErrorRef error = LLVMRunPasses(module, pipeline, tm, options);
     LLVMDisposePassBuilderOptions(options);

@@ -83,6 +83,32 @@ static void arg_info(AxisAnalysis *a, const IrValue *v, AxisInfo *o) {
     }
 }
 
+/* The largest power of two dividing a and b (both >= 1). */
+static int64_t pow2_common(int64_t a, int64_t b) { return min64(pow2_dividing(a), pow2_dividing(b)); }
+
+/* x < y (and x >= y, its negation) with x in aligned runs of consecutive values starting at
+ * multiples of k and y constant over those runs and a multiple of k: x0 + j < y exactly when
+ * x0 < y for j < k (x0 < y means x0 <= y - k), so the result is constant over runs of k. With
+ * the operands swapped for > and <=. Equal inputs give equal outputs besides. The mask
+ * `n + arange(BN) < N` of a row whose length N the launch facts give as a multiple of 16 is
+ * thus constant over 16 columns: the code generator compares once per run (emit_elementwise). */
+static void compare_info(AxisAnalysis *a, const IrOp *op, AxisInfo *o) {
+    AxisInfo x, y;
+    analyze(a, op->operands[0], &x);
+    analyze(a, op->operands[1], &y);
+    if (x.rank != o->rank || y.rank != o->rank) return;
+    IrCmp pred = (IrCmp)op->ints[0];
+    bool x_runs = pred == CMP_LT || pred == CMP_GE, y_runs = pred == CMP_GT || pred == CMP_LE;
+    const AxisInfo *run = x_runs ? &x : &y, *bound = x_runs ? &y : &x;
+    for (int d = 0; d < o->rank; d++) {
+        o->constancy[d] = min64(x.constancy[d], y.constancy[d]);
+        if (!x_runs && !y_runs) continue;
+        int64_t k = min64(pow2_common(run->contiguity[d], bound->constancy[d]),
+                          min64(run->divisibility[d], elem_div(bound, d)));
+        if (k > 1 && k > o->constancy[d]) o->constancy[d] = k;
+    }
+}
+
 static void op_info(AxisAnalysis *a, const IrValue *v, AxisInfo *o) {
     const IrOp *op = v->def;
     const IrType *t = v->type;
@@ -185,6 +211,9 @@ static void op_info(AxisAnalysis *a, const IrValue *v, AxisInfo *o) {
                 o->contiguity[d] = min64(x.contiguity[d], y.constancy[d]);
             if (o->contiguity[d] < 1) o->contiguity[d] = 1;
         }
+        return;
+    case OP_CMP:
+        compare_info(a, op, o);
         return;
     default:
         if (ir_op_info[op->code].flags & F_ELEM) {

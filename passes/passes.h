@@ -40,8 +40,9 @@ typedef struct Target {
     const IrParamFacts *facts; /* launch facts, one per parameter of the module's kernel (a module
                                   that the runtime compiles holds one), or NULL: none proven */
     uint32_t nfacts;
-    bool every_fact;         /* assume every fact of every tensor parameter (TILE_EMIT_SPECIALIZED's
-                                all-facts variant, golden tests, the VM, which needs none) */
+    bool every_fact;         /* assume every fact of every tensor parameter, contiguous and
+                                aligned (TILE_EMIT_SPECIALIZED's all-facts variant, golden tests,
+                                the VM, which needs none): target_param_facts */
     bool tma;                /* on sm_90a: stages may make TMA rings (copy_tma and mbarriers), whose
                                 tensor maps the launch must encode: the cuda device's variants
                                 (with a driver that encodes them; TILE_TMA=0 turns it off),

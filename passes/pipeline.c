@@ -194,8 +194,12 @@ IrParamFacts target_param_facts(const Target *t, const IrFunction *f, uint32_t i
     memset(&facts, 0, sizeof facts);
     if (i >= f->nparams || f->body->args[i]->type->kind != TY_TENSOR) return facts;
     if (t->every_fact) {
+        /* a contiguous tensor: the last stride 1 (the code generator makes a unit stride the
+         * constant 1, so the others may not claim it), every size a multiple of 16 */
+        int rank = f->body->args[i]->type->rank;
         facts.aligned16 = facts.strides_div16 = true;
-        for (int d = 0; d < IR_MAX_RANK; d++) facts.unit_stride[d] = facts.size_div16[d] = true;
+        if (rank > 0) facts.unit_stride[rank - 1] = true;
+        for (int d = 0; d < IR_MAX_RANK; d++) facts.size_div16[d] = true;
     } else if (t->facts && i < t->nfacts) {
         facts = t->facts[i];
     }

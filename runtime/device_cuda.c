@@ -238,17 +238,16 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
 #ifdef TILE_HAVE_LLVM
     CodegenOptions opt;
     if (!codegen_options(arch_name, num_warps, &opt, err)) return TILE_ERROR_INVALID_ARGUMENT;
+    if (kind == TILE_EMIT_CUBIN) backend_nvjitlink_preload(); /* loads while the passes and LLVM run */
     /* TILE_EMIT_SPECIALIZED=1 (one kernel): the variant a launch gets when every tensor is 16-byte
      * aligned with unit last strides, sizes and other strides multiples of 16 (what the
      * benchmarks run), for inspecting its PTX and registers */
     CodegenParamSpec *all = NULL;
     const char *sp = getenv("TILE_EMIT_SPECIALIZED");
     if (sp && strcmp(sp, "1") == 0 && n == 1 && fs[0]->nparams) {
+        const Target every = {.every_fact = true};
         all = xcalloc(fs[0]->nparams, sizeof *all);
-        for (uint32_t i = 0; i < fs[0]->nparams; i++) {
-            all[i].aligned16 = all[i].strides_div16 = true;
-            for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
-        }
+        for (uint32_t i = 0; i < fs[0]->nparams; i++) all[i] = target_param_facts(&every, fs[0], i);
     }
     /* each kernel's GPU passes for this target, on its own copy */
     IrModule **modules = xcalloc(n, sizeof *modules);
@@ -300,6 +299,7 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
         return TILE_OK;
     }
     tile_status st = TILE_OK;
+    double t0 = monotonic_seconds(); /* the assembly's time includes waiting for nvJitLink to load */
     if (!have_cubin_tool()) {
         Strbuf searched = {0};
         char path[4096];
@@ -309,7 +309,6 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
         sb_free(&searched);
         st = TILE_ERROR_UNSUPPORTED;
     } else {
-        double t0 = monotonic_seconds();
         if (!backend_ptx_to_cubin(ptx.data, ptx.len, opt.arch, CUBIN_TOOL_AUTO, out, err)) st = TILE_ERROR_COMPILE;
         rt_times()->assemble += monotonic_seconds() - t0;
     }
@@ -443,6 +442,7 @@ static bool tma_maps_decode(const CacheEntry *e, IrTmaMap *maps, int *n) {
 /* build_image's work, which adds each step's time to this thread's tile_compile_times. */
 static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
+    backend_nvjitlink_preload(); /* loads while the passes and LLVM run */
     /* the GPU passes for this arch and these facts, then the code generator */
     IrFunction *targeted = NULL;
     IrModule *m = module_for_target(b->function, &opt, false, b->tma, &targeted, &b->status, err);
@@ -469,9 +469,9 @@ static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     out->shared_bytes = info.shared_bytes;
     if (b->tma) tma_maps_encode(maps, nmaps, out);
     if (b->tma && targeted_cluster > 1) cluster_encode(targeted_cluster, out);
+    double t0 = monotonic_seconds(); /* the assembly's time includes waiting for nvJitLink to load */
     if (have_cubin_tool()) {
         Strbuf cubin = {0};
-        double t0 = monotonic_seconds();
         bool assembled = backend_ptx_to_cubin(ptx.data, ptx.len, b->arch, CUBIN_TOOL_AUTO, &cubin, err);
         rt_times()->assemble += monotonic_seconds() - t0;
         if (!assembled) {
@@ -626,9 +626,11 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     bool specialize = roles && env_flag("TILE_WARP_SPECIALIZE", false); /* rt_warp_specialize */
     bool no_roles = sm90a && !roles;                                    /* specialize = 1 falls back */
     bool no_tma_store = sm90a && !env_flag("TILE_TMA_STORE", true);
-    if (no_wgmma || specialize || no_roles || no_tma_store || backend_llvm_lsr()) {
+    const char *pipeline = backend_llvm_pipeline();
+    if (no_wgmma || specialize || no_roles || no_tma_store || backend_llvm_lsr() || pipeline) {
         /* dots kept on mma.sync, producer warpgroups or none, tile stores kept on st.global
-         * (rt_target_for_arch), or LLVM's LSR on (TILE_LLVM_LSR=1): another image */
+         * (rt_target_for_arch), LLVM's LSR on (TILE_LLVM_LSR=1) or another IR pipeline
+         * (TILE_LLVM_PIPELINE): another image */
         Sha256 h;
         cache_key_begin(&h);
         cache_key_add(&h, "kernel", key.bytes, sizeof key.bytes);
@@ -637,6 +639,7 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
         if (no_roles) cache_key_add_i64(&h, "no-warp-roles", 1);
         if (no_tma_store) cache_key_add_i64(&h, "no-tma-store", 1);
         if (backend_llvm_lsr()) cache_key_add_i64(&h, "lsr", 1);
+        if (pipeline) cache_key_add_str(&h, "llvm-pipeline", pipeline);
         key = cache_key_end(&h);
     }
     return key;

@@ -108,10 +108,8 @@ static void check_core(const char *file, const char *const *kernels, int n) {
 static void spec_ptx(const IrFunction *k, BackendArch arch, Strbuf *ptx) {
     CodegenParamSpec spec[16];
     memset(spec, 0, sizeof spec);
-    for (uint32_t i = 0; i < k->nparams && i < 16; i++) {
-        spec[i].aligned16 = true;
-        for (int d = 0; d < 6; d++) spec[i].unit_stride[d] = spec[i].size_div16[d] = true;
-    }
+    const Target every = {.every_fact = true};
+    for (uint32_t i = 0; i < k->nparams && i < 16; i++) spec[i] = target_param_facts(&every, k, i);
     Strbuf err = {0};
     CodegenInfo info;
     CodegenOptions opt = {.arch = arch, .spec = spec};
@@ -175,6 +173,58 @@ Test(codegen, softmax_reduces_in_registers) {
     cr_assert_not_null(strstr(sb_str(&ptx), "shfl.sync.bfly"));
     cr_assert(has_vector_load(sb_str(&ptx)), "the generic kernel vectorizes behind a run-time check");
     sb_free(&ptx);
+    sb_free(&err);
+    compiled_free(&c);
+    free(text);
+}
+
+/* How often the LLVM value `name` (e.g. "%3") occurs in text, not counting longer names (%30). */
+static int value_uses(const char *text, const char *name) {
+    int n = 0;
+    size_t len = strlen(name);
+    for (const char *p = strstr(text, name); p; p = strstr(p + len, name))
+        n += !(p[len] >= '0' && p[len] <= '9');
+    return n;
+}
+
+static int occurrences(const char *text, const char *what) {
+    int n = 0;
+    for (const char *p = strstr(text, what); p; p = strstr(p + 1, what)) n++;
+    return n;
+}
+
+/* softmax's LLVM IR with the facts of a contiguous aligned launch against none. The last
+ * strides are the constant 1: x's and y's (%3 and %7) appear only in the signature. The column
+ * mask `n + arange(BN) < N`, constant over runs of 16 columns when N is a multiple of 16, is
+ * compared once per 4 consecutive columns a thread holds: a quarter of the generic kernel's
+ * compares in each of the two masked paths (32 columns per thread each; two scalar compares of
+ * N besides). */
+Test(codegen, launch_facts_fold_unit_strides_and_mask_runs) {
+    size_t len;
+    char *text = test_read_source_file("stdlib/core/softmax.tile", &len);
+    Compiled c = compile_source("softmax.tile", text, "softmax");
+    CodegenParamSpec spec[8];
+    memset(spec, 0, sizeof spec);
+    const Target every = {.every_fact = true};
+    cr_assert_eq(c.kernel->nparams, 2);
+    for (uint32_t i = 0; i < c.kernel->nparams; i++) spec[i] = target_param_facts(&every, c.kernel, i);
+    cr_assert(spec[0].unit_stride[1] && !spec[0].unit_stride[0], "contiguous: only the last stride is 1");
+    Strbuf generic = {0}, facts = {0}, err = {0};
+    CodegenInfo info;
+    CodegenOptions none = {.arch = BACKEND_ARCH_SM90A}, all = {.arch = BACKEND_ARCH_SM90A, .spec = spec};
+    cr_assert(backend_compile_llvm(c.kernel, &none, &generic, &info, &err), "%s", sb_str(&err));
+    cr_assert(backend_compile_llvm(c.kernel, &all, &facts, &info, &err), "%s", sb_str(&err));
+    const char *g = sb_str(&generic), *f = sb_str(&facts);
+    cr_assert_not_null(strstr(f, "i64 %3, ptr addrspace(1) %y"), "the parameters were renumbered");
+    cr_assert_eq(value_uses(f, "%3"), 1, "x's last stride is used");
+    cr_assert_eq(value_uses(f, "%7"), 1, "y's last stride is used");
+    cr_assert_gt(value_uses(g, "%3"), 1);
+    cr_assert_gt(value_uses(f, "%2"), 1, "x's row stride must stay a parameter");
+    int g_lt = occurrences(g, "icmp slt"), f_lt = occurrences(f, "icmp slt");
+    cr_assert_eq(g_lt, 2 * 32 + 2, "generic: %d signed compares", g_lt);
+    cr_assert_eq(f_lt, 2 * 8 + 2, "with facts: %d signed compares", f_lt);
+    sb_free(&generic);
+    sb_free(&facts);
     sb_free(&err);
     compiled_free(&c);
     free(text);

@@ -323,16 +323,32 @@ Test(layout_pass, thread_terms_match_layout_map) {
     arena_free(&a);
 }
 
-/* Axis analysis of the slice indices of a load: contiguous and divisible along the columns. */
-static bool find_load(IrOp *op, void *ctx) {
-    if (op->code == OP_LOAD && !*(IrOp **)ctx) *(IrOp **)ctx = op;
+/* The first op of f with this code (where pred >= 0: with ints[0] == pred and a result of rank 1
+ * or more, a tile compare); NULL if none. */
+typedef struct OpQuery {
+    OpCode code;
+    int64_t pred;
+    IrOp *found;
+} OpQuery;
+
+static bool match_op(IrOp *op, void *ctx) {
+    OpQuery *q = ctx;
+    bool shaped = op->nresults && op->results[0]->type->kind == TY_TILE && op->results[0]->type->rank > 0;
+    if (!q->found && op->code == q->code && (q->pred < 0 || (op->ints[0] == q->pred && shaped))) q->found = op;
     return true;
 }
 
+static IrOp *first_op(IrFunction *f, OpCode code, int64_t pred) {
+    OpQuery q = {code, pred, NULL};
+    ir_walk(f->body, match_op, &q);
+    return q.found;
+}
+
+/* Axis analysis of the slice indices of a load: contiguous and divisible along the columns. */
+
 Test(layout_pass, axis_analysis_of_slices) {
     Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
-    IrOp *load = NULL;
-    ir_walk(l.kernel->body, find_load, &load);
+    IrOp *load = first_op(l.kernel, OP_LOAD, -1);
     cr_assert_not_null(load);
     AxisAnalysis a;
     axis_init(&a, l.kernel, NULL);
@@ -350,15 +366,9 @@ Test(layout_pass, axis_analysis_of_slices) {
 
 /* Launch facts (IrParamFacts) reach the analysis: a symbolic size known to be a multiple of 16
  * makes its `dim` divisible by 16; without facts nothing is known of it. */
-static bool find_dim(IrOp *op, void *ctx) {
-    if (op->code == OP_DIM && !*(IrOp **)ctx) *(IrOp **)ctx = op;
-    return true;
-}
-
 Test(layout_pass, axis_analysis_uses_launch_facts) {
     Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
-    IrOp *dim = NULL;
-    ir_walk(l.kernel->body, find_dim, &dim);
+    IrOp *dim = first_op(l.kernel, OP_DIM, -1);
     cr_assert_not_null(dim);
     IrParamFacts facts[2];
     memset(facts, 0, sizeof facts);
@@ -373,6 +383,51 @@ Test(layout_pass, axis_analysis_uses_launch_facts) {
     axis_init(&a, l.kernel, facts);
     axis_info(&a, dim->results[0], &info);
     cr_assert_eq(info.scalar_div, 16);
+    axis_free(&a);
+    laid_free(&l);
+}
+
+/* A compare `run < bound` (or >=, and > / <= with the roles swapped) is constant over aligned
+ * runs of k where run counts up from multiples of k and bound is a multiple of k held over the
+ * run: softmax's mask `arange(1024) < N` is constant over 16 columns when the facts make N a
+ * multiple of 16, and over one column without them. */
+Test(layout_pass, axis_analysis_of_compares) {
+    Laid l = lay_core("softmax.tile", "softmax", NULL, 0);
+    IrOp *cmp = first_op(l.kernel, OP_CMP, CMP_LT); /* arange(1024) < N */
+    cr_assert_not_null(cmp);
+    IrParamFacts facts[2];
+    memset(facts, 0, sizeof facts);
+    for (int p = 0; p < 2; p++)
+        for (int d = 0; d < IR_MAX_RANK; d++) facts[p].size_div16[d] = true;
+    AxisAnalysis a;
+    AxisInfo info;
+    axis_init(&a, l.kernel, NULL);
+    axis_info(&a, cmp->results[0], &info);
+    cr_assert_eq(info.constancy[0], 1);
+    axis_free(&a);
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, cmp->results[0], &info);
+    cr_assert_eq(info.constancy[0], 16);
+    axis_free(&a);
+    /* swapped: N > arange(1024) is the same mask; arange(1024) <= N is not constant over runs
+     * (N itself is in the run starting at N) */
+    IrOp swapped = *cmp;
+    IrValue *ops[2] = {cmp->operands[1], cmp->operands[0]};
+    swapped.operands = ops;
+    swapped.ints[0] = CMP_GT;
+    IrValue result = *cmp->results[0];
+    result.def = &swapped;
+    result.id = l.kernel->next_value_id; /* not memoized with the original */
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, &result, &info);
+    cr_assert_eq(info.constancy[0], 16);
+    axis_free(&a);
+    IrOp le = *cmp;
+    le.ints[0] = CMP_LE;
+    result.def = &le;
+    axis_init(&a, l.kernel, facts);
+    axis_info(&a, &result, &info);
+    cr_assert_eq(info.constancy[0], 1);
     axis_free(&a);
     laid_free(&l);
 }

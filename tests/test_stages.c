@@ -361,10 +361,7 @@ Test(stages, aot_images_get_their_own_ring_per_arch) {
 Test(stages, tma_ring_ptx_for_sm_90a) {
     Compiled piped = compile_gemm_for(true, &tma_target, 3, 64, 128, 64);
     CodegenParamSpec *all = calloc(piped.kernel->nparams, sizeof *all);
-    for (uint32_t i = 0; i < piped.kernel->nparams; i++) {
-        all[i].aligned16 = all[i].strides_div16 = true;
-        for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
-    }
+    for (uint32_t i = 0; i < piped.kernel->nparams; i++) all[i] = target_param_facts(&tma_target, piped.kernel, i);
     CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A, .spec = all};
     Strbuf ptx = {0}, err = {0};
     CodegenInfo info = {0};

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "passes/passes.h"
 #include "runtime/vm.h"
 
 char *test_read_source_file(const char *relpath, size_t *len) {
@@ -63,10 +64,8 @@ bool test_vm_gemm_bf16(const IrFunction *k, int64_t m, int64_t n, int64_t kk, ui
 
 Strbuf test_ptx_every_fact(const IrFunction *k, CodegenInfo *info) {
     CodegenParamSpec *all = calloc(k->nparams + 1, sizeof *all);
-    for (uint32_t i = 0; i < k->nparams; i++) {
-        all[i].aligned16 = all[i].strides_div16 = true;
-        for (int d = 0; d < IR_MAX_RANK; d++) all[i].unit_stride[d] = all[i].size_div16[d] = true;
-    }
+    const Target every = {.every_fact = true}; /* contiguous, aligned tensors */
+    for (uint32_t i = 0; i < k->nparams; i++) all[i] = target_param_facts(&every, k, i);
     CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A, .spec = all};
     Strbuf ptx = {0}, err = {0};
     cr_assert(backend_compile_ptx(k, &opt, &ptx, info, &err), "%s: %s", k->name, sb_str(&err));
