@@ -1,5 +1,5 @@
-/* test_npy.c: numpy I/O of `tilec run` (tools/npy.c, tools/run.c) and the sizes and scalars of
- * tilec run (issue 10, defect 10).
+/* test_npy.c: numpy I/O of `tilec run` (tools/npy.c, tools/run.c), the verdict of its --compare
+ * (tools/compare.c) and the sizes and scalars of tilec run (issue 10, defect 10).
  *
  * The reader is fed a corpus of malformed .npy files that the test generates (not .npy, bad
  * versions, truncated headers and data, trailing bytes, huge headers, unsupported dtypes,
@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tools/compare.h"
 #include "tools/npy.h"
 
 static char tmp[64];
@@ -417,4 +418,26 @@ Test(npy, tilec_takes_more_than_64_defines_and_bindings) {
     rc = run_cmd(cmd, out, sizeof out);
     cr_expect_eq(rc, 1, "%s", out);
     cr_expect(strstr(out, "no compile-time parameter 'X0'") != NULL, "the constants reach the compiler: %s", out);
+}
+
+/* The verdict of `tilec run --compare` (tools/compare.c): integers exact; floats within their
+ * tolerance relative to the element and to the tensor's scale, so that a near-zero sum of large
+ * terms (a dot's result near 0 among results near 40) passes where a bound relative to the
+ * element alone failed it, while a real difference of the same tensor fails; NaN only matches NaN. */
+Test(npy, compare_verdict_scales_with_the_tensor) {
+    const double f32 = compare_tolerance(TILE_F32), bf16 = compare_tolerance(TILE_BF16);
+    cr_assert_eq(compare_tolerance(TILE_I32), 0);
+    cr_assert_float_eq(f32, 2e-5, 1e-12);
+    cr_assert(bf16 > 1e-2 && bf16 < 5e-2);
+    const double dot[4] = {40.0, -38.5, 0.0004, 12.0};
+    double scale = compare_scale(1, dot, 4);
+    cr_assert_float_eq(scale, 40.0, 0);
+    cr_assert(compare_within(0.0004, 0.0004 + 3e-4, f32, scale), "rounding of 40-sized terms near 0");
+    cr_assert(!compare_within(0.0004, 0.0004 + 3e-4, f32, 1), "the same difference in a tensor of size 1");
+    cr_assert(!compare_within(12.0, 12.01, f32, scale), "a real difference");
+    cr_assert(compare_within(7, 7, 0, scale) && !compare_within(7, 8, 0, scale), "integers exact");
+    cr_assert(compare_within(NAN, NAN, f32, scale) && !compare_within(1.0, NAN, f32, scale));
+    cr_assert(compare_within(INFINITY, INFINITY, f32, scale) && !compare_within(INFINITY, -INFINITY, f32, scale));
+    const double odd[3] = {NAN, INFINITY, 0.5};
+    cr_assert_float_eq(compare_scale(1, odd, 3), 1.0, 0, "non-finite values and small ones leave the scale at 1");
 }

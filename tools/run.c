@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "compare.h"
 #include "npy.h"
 #include "tilec.h"
 
@@ -523,18 +524,8 @@ static void print_summary(const RunPlan *plan, void **after) {
     }
 }
 
-/* The tolerance of --compare for an element type: |cuda - vm| <= tol * (1 + |vm|). Integers and
- * bool must match exactly; floats get a few units in the last place of their format, looser
- * than one rounding because the two devices may sum and fuse in different orders. */
-static double compare_tolerance(tile_dtype d) {
-    unsigned kind = d >> 24, man = d & 0xff;
-    if (kind != TILE_DTYPE_FLOAT_KIND) return 0;
-    if (man >= 52) return 1e-9;
-    if (man >= 23) return 2e-5;
-    return ldexp(4.0, -(int)man); /* f16: 4e-3, bf16: 3e-2, f8e4m3: 0.5 */
-}
-
-/* Prints per tensor the largest absolute and relative difference; 1 when one is too large. */
+/* Prints per tensor the largest absolute and relative difference; 1 when one is too large
+ * (compare.h: the tolerance of the element type, relative to the element and the tensor's scale). */
 static int print_comparison(const RunPlan *plan, void **vm, void **gpu) {
     static double a_chunk[CHUNK], b_chunk[CHUNK];
     int rc = 0;
@@ -542,6 +533,12 @@ static int print_comparison(const RunPlan *plan, void **vm, void **gpu) {
     for (int i = 0; i < plan->nparams; i++) {
         if (plan->info[i].kind != TILE_ARG_TENSOR) continue;
         double tol = compare_tolerance(plan->info[i].dtype), max_abs = 0, max_rel = 0, worst_a = 0, worst_b = 0;
+        double scale = 1;
+        for (int64_t start = 0; start < plan->numel[i]; start += CHUNK) {
+            int64_t m = plan->numel[i] - start < CHUNK ? plan->numel[i] - start : CHUNK;
+            unpack_chunk(plan, i, vm[i], start, m, a_chunk);
+            scale = compare_scale(scale, a_chunk, m);
+        }
         int64_t bad = 0, worst = -1;
         for (int64_t start = 0; start < plan->numel[i]; start += CHUNK) {
             int64_t m = plan->numel[i] - start < CHUNK ? plan->numel[i] - start : CHUNK;
@@ -559,7 +556,7 @@ static int print_comparison(const RunPlan *plan, void **vm, void **gpu) {
                     worst_b = b;
                 }
                 max_rel = fmax(max_rel, rel);
-                if (!(diff <= tol * (1 + fabs(a)))) bad++;
+                if (!compare_within(a, b, tol, scale)) bad++;
             }
         }
         char dn[24], shape[96], desc[140];
