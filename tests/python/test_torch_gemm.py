@@ -79,7 +79,18 @@ def test_gemm_fp8_against_scaled_mm(out_dtype, shape):
     c = stdlib.gemm_fp8(a, b, sa, sb, out_dtype=out_dtype)
     assert c.dtype == dt and tuple(c.shape) == (m, n)
     ref = (a.float() @ b.float().t()) * 1.125
-    torch.testing.assert_close(c.float(), ref, rtol=RTOL[out_dtype], atol=1e-3 * k ** 0.5)
+    # The per-tensor kernel chains the whole K through the tensor cores' f8 accumulator, which
+    # keeps about 14 bits (lang/SPEC.md, section 11; cuBLAS's fast accumulation): a rounding of
+    # 2^-13 of the running sum per k32 step, bounded by the sum of the products' magnitudes.
+    mag = (a.float().abs() @ b.float().abs().t()) * 1.125
+    fast = (k // 32 + 1) * 2.0 ** -13 * mag
+
+    def close(got, want):
+        err = (got - want).abs()
+        bound = RTOL[out_dtype] * want.abs() + 1e-3 * k ** 0.5 + fast
+        assert bool((err <= bound).all()), f"largest error {float(err.max()):.4g} (bound there {float(bound.flatten()[err.argmax()]):.4g})"
+
+    close(c.float(), ref)
     if k % 16 == 0 and m % 16 == 0 and n % 16 == 0:
         theirs = torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, out_dtype=dt)
-        torch.testing.assert_close(c.float(), theirs.float(), rtol=RTOL[out_dtype], atol=1e-3 * k ** 0.5)
+        close(c.float(), theirs.float())
