@@ -3,8 +3,8 @@
  * test_gemm_fp8.c (the VM) and gpu/test_gemm_fp8_gpu.c (CUDA), so both devices run the same cases
  * with the same checks.
  *
- * a [M, K] and b [N, K] hold random f8e4m3 values (the reference uses the exact rounded inputs,
- * so every product is exact); the per-tensor scales are random in [0.5, 2), the block scales
+ * a [M, K] and b [N, K] hold random f8e4m3 values (f8e5m2 for the _e5m2 kernels; the reference
+ * uses the exact rounded inputs, so every product is exact); the per-tensor scales are random in [0.5, 2), the block scales
  * (scale_a [M, cdiv(K, 128)], scale_b [cdiv(N, 128), cdiv(K, 128)]) in [0.01, 1). The tolerance
  * is one rounding to the result type plus the f32 accumulation and the scaling: 4 (K + 256)
  * 2^-24 times the sum of the magnitudes of the scaled products (the block-scaled kernel rounds
@@ -57,6 +57,7 @@ static tile_arg gemm_fp8_arg(tile_dtype dt, void *data, int rank, int64_t d0, in
 static void gemm_fp8_check(tile_context *ctx, tile_program *prog, const GemmFp8Case *gc) {
     const int64_t m = gc->m, n = gc->n, k = gc->k, kb = (k + 127) / 128, nb = (n + 127) / 128;
     const bool block = strncmp(gc->kernel, "gemm_fp8_block", 14) == 0;
+    const tile_dtype in = strstr(gc->kernel, "e5m2") ? TILE_F8E5M2 : TILE_F8E4M3;
     const tile_dtype out = strstr(gc->kernel, "_f32") ? TILE_F32 : TILE_BF16;
     char what[160];
     snprintf(what, sizeof what, "%s %lldx%lldx%lld tiles %d,%d,%d", gc->kernel, (long long)m, (long long)n,
@@ -74,14 +75,14 @@ static void gemm_fp8_check(tile_context *ctx, tile_program *prog, const GemmFp8C
     double *a = malloc(sizeof(double) * (size_t)(m * k + 1)), *b = malloc(sizeof(double) * (size_t)(n * k + 1));
     double *sa = malloc(sizeof(double) * (size_t)(nsa + 1)), *sb = malloc(sizeof(double) * (size_t)(nsb + 1));
     double *got = malloc(sizeof(double) * (size_t)(m * n + 1));
-    void *da = gemm_fp8_random(ctx, TILE_F8E4M3, m * k, -4, 4, a);
-    void *db = gemm_fp8_random(ctx, TILE_F8E4M3, n * k, -4, 4, b);
+    void *da = gemm_fp8_random(ctx, in, m * k, -4, 4, a);
+    void *db = gemm_fp8_random(ctx, in, n * k, -4, 4, b);
     void *dsa = gemm_fp8_random(ctx, TILE_F32, nsa, block ? 0.01 : 0.5, block ? 1 : 2, sa);
     void *dsb = gemm_fp8_random(ctx, TILE_F32, nsb, block ? 0.01 : 0.5, block ? 1 : 2, sb);
     void *dc = NULL, *hc = malloc(tile_dtype_bytes(out, m * n) + 1);
     cr_assert_eq(tile_alloc(ctx, tile_dtype_bytes(out, m * n) + 1, &dc), TILE_OK, "%s", tile_context_message(ctx));
 
-    tile_arg args[5] = {gemm_fp8_arg(TILE_F8E4M3, da, 2, m, k), gemm_fp8_arg(TILE_F8E4M3, db, 2, n, k),
+    tile_arg args[5] = {gemm_fp8_arg(in, da, 2, m, k), gemm_fp8_arg(in, db, 2, n, k),
                         gemm_fp8_arg(out, dc, 2, m, n),
                         block ? gemm_fp8_arg(TILE_F32, dsa, 2, m, kb) : gemm_fp8_arg(TILE_F32, dsa, 1, 1, 0),
                         block ? gemm_fp8_arg(TILE_F32, dsb, 2, nb, kb) : gemm_fp8_arg(TILE_F32, dsb, 1, 1, 0)};
@@ -134,6 +135,9 @@ static size_t gemm_fp8_cases(GemmFp8Case *out, size_t cap) {
         ADD(.kernel = block[t], .m = 33, .n = 129, .k = 129, .bm = 32, .bn = 64);
     }
     ADD(.kernel = "gemm_fp8", .m = 130, .n = 140, .k = 200);
+    ADD(.kernel = "gemm_fp8_e5m2", .m = 70, .n = 45, .k = 100, .bm = 32, .bn = 16, .bk = 32);
+    ADD(.kernel = "gemm_fp8_block_e5m2", .m = 33, .n = 129, .k = 129, .bm = 32, .bn = 64);
+    ADD(.kernel = "gemm_fp8_e5m2", .m = 130, .n = 140, .k = 200);
     ADD(.kernel = "gemm_fp8_block_f32", .m = 130, .n = 140, .k = 260);
 #undef ADD
     return n;

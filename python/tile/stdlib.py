@@ -180,12 +180,13 @@ def gemm(a, b, out=None, bias=None, residual=None, alpha=1.0, activation=None, o
 
 
 def gemm_fp8(a, b, scale_a, scale_b, out=None, out_dtype=None, **constants):
-    """scale_a * scale_b * (a @ b.T) for f8e4m3 a [M, K] and b [N, K] (B given k-major, as
+    """scale_a * scale_b * (a @ b.T) for f8e4m3 (or f8e5m2) a [M, K] and b [N, K] (B given k-major, as
     torch._scaled_mm's column-major B is b.T), f32 accumulation, a bf16 (default) or f32 result
     (out= or out_dtype=). Per-tensor scales are one f32 each (a 0-d or one-element f32 array);
     block scales (DeepSeek's) are 2-d: scale_a [M, cdiv(K, 128)] (one per row per 128 of K) and
     scale_b [cdiv(N, 128), cdiv(K, 128)] (one per 128 x 128 block of b). The kernels gemm_fp8,
-    gemm_fp8_block and their _f32 twins of stdlib/core/gemm_fp8.tile."""
+    gemm_fp8_block and their _f32 twins of stdlib/core/gemm_fp8.tile; f8e5m2 inputs (both the
+    same type) take gemm_fp8_e5m2 and gemm_fp8_block_e5m2, bf16 result only."""
     from ._dtypes import dtype as _dtype
     (m, _), _ = _shape_dtype(a)
     (n, _), _ = _shape_dtype(b)
@@ -198,11 +199,14 @@ def gemm_fp8(a, b, scale_a, scale_b, out=None, out_dtype=None, **constants):
     if str(out_dtype) not in ("bf16", "f32"):
         raise ValueError(f"tile.stdlib.gemm_fp8: the result type is bf16 or f32, not {out_dtype}")
     block = len(_shape_dtype(scale_a)[0]) == 2
+    e5m2 = str(_shape_dtype(a)[1]) == "f8e5m2"
+    if e5m2 and str(out_dtype) != "bf16":
+        raise ValueError(f"tile.stdlib.gemm_fp8: f8e5m2 inputs give a bf16 result, not {out_dtype}")
     if not block:
         scale_a, scale_b = scale_a.reshape(1), scale_b.reshape(1)
     if out is None:
         out = _arrays.empty_like(a, out_dtype, (m, n))
-    name = ("gemm_fp8_block" if block else "gemm_fp8") + ("_f32" if str(out_dtype) == "f32" else "")
+    name = ("gemm_fp8_block" if block else "gemm_fp8") + ("_e5m2" if e5m2 else "_f32" if str(out_dtype) == "f32" else "")
     _on(a, name, constants)(a, b, out, scale_a, scale_b)
     return out
 

@@ -32,6 +32,8 @@ Test(gemm_fp8_gpu, default_tiles) {
         {.kernel = "gemm_fp8_block_f32", .m = 300, .n = 260, .k = 520},
         {.kernel = "gemm_fp8", .m = 16, .n = 1024, .k = 2048},
         {.kernel = "gemm_fp8_block", .m = 1, .n = 512, .k = 384},
+        {.kernel = "gemm_fp8_e5m2", .m = 512, .n = 384, .k = 1024},
+        {.kernel = "gemm_fp8_block_e5m2", .m = 300, .n = 260, .k = 520},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) gemm_fp8_check(ctx, prog, &cases[i]);
 }

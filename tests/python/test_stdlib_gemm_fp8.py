@@ -1,5 +1,6 @@
 """tile.stdlib.gemm_fp8 on the VM against numpy: per-tensor and block scales, bf16 and f32 results,
-shapes with tails. The reference is float64 from the exact f8e4m3 inputs and f32 scales."""
+f8e4m3 and f8e5m2 inputs, shapes with tails. The reference is float64 from the exact f8 inputs and
+f32 scales."""
 import numpy as np
 import pytest
 
@@ -9,15 +10,15 @@ from tile import stdlib
 rng = np.random.default_rng(5)
 
 
-def e4m3(*shape):
-    return tile.pack(rng.uniform(-4, 4, shape), tile.f8e4m3)
+def e4m3(*shape, dtype=tile.f8e4m3):
+    return tile.pack(rng.uniform(-4, 4, shape), dtype)
 
 
-@pytest.mark.parametrize("out_dtype", ["bf16", "f32"])
+@pytest.mark.parametrize("out_dtype,dtype", [("bf16", tile.f8e4m3), ("f32", tile.f8e4m3), ("bf16", tile.f8e5m2)])
 @pytest.mark.parametrize("block", [False, True])
-def test_gemm_fp8(out_dtype, block):
+def test_gemm_fp8(out_dtype, dtype, block):
     m, n, k = 37, 70, 200
-    a, b = e4m3(m, k), e4m3(n, k)
+    a, b = e4m3(m, k, dtype=dtype), e4m3(n, k, dtype=dtype)
     kb, nb = -(-k // 128), -(-n // 128)
     if block:
         sa = rng.uniform(0.1, 1, (m, kb)).astype(np.float32)
@@ -42,3 +43,6 @@ def test_gemm_fp8_result_type():
     a, b = e4m3(4, 32), e4m3(8, 32)
     with pytest.raises(ValueError, match="bf16 or f32"):
         stdlib.gemm_fp8(a, b, np.array(1, np.float32), np.array(1, np.float32), out_dtype="f16")
+    with pytest.raises(ValueError, match="f8e5m2 inputs give a bf16 result"):
+        stdlib.gemm_fp8(e4m3(4, 32, dtype=tile.f8e5m2), e4m3(8, 32, dtype=tile.f8e5m2), np.array(1, np.float32),
+                        np.array(1, np.float32), out_dtype="f32")
