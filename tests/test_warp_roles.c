@@ -144,6 +144,25 @@ Test(warp_roles, a_role_barrier_and_an_mbarrier_of_two_arrivals) {
     ir_module_free(m);
 }
 
+/* mbarrier_arrive ..., threads N: N arrivals, one per thread of the role (the warp-specialized
+ * consumers' release); an mbarrier expecting more never completes, which the VM reports. */
+Test(warp_roles, arrivals_thread_by_thread) {
+    IrModule *m = load_module();
+    float out[128];
+    Strbuf err = {0};
+    cr_assert(run_exchange(kernel(m, "role_threads"), out, &err), "%s", sb_str(&err));
+    for (int i = 0; i < 32; i++) {
+        cr_assert_eq(out[i], (float)(32 - i));
+        cr_assert_eq(out[64 + i], (float)(i + 1));
+        cr_assert_eq(out[96 + i], 2.0f * (float)(33 + i), "out[%d] = %g: role 1 did not wait for 64 arrivals", 96 + i,
+                     out[96 + i]);
+    }
+    cr_assert_not(run_exchange(kernel(m, "role_threads_short"), out, &err));
+    cr_assert(strstr(sb_str(&err), "role 1 waits on mbarrier 0 of the ring at warp_roles.ir:"), "%s", sb_str(&err));
+    sb_free(&err);
+    ir_module_free(m);
+}
+
 /* The PTX of a kernel of warp_roles.ir for sm_90a (the IR is GPU-level already: no passes). */
 static char *ptx_of(IrModule *m, const char *name) {
     CodegenOptions opt = {.arch = BACKEND_ARCH_SM90A};
