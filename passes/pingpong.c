@@ -37,8 +37,8 @@
  * The ring counter i runs across tiles (the block's g-th tile uses ring iterations g * n_k ..
  * g * n_k + n_k - 1), so n_k must be the same for every tile: the k loop's bounds may not depend
  * on the tile loop and its step is a positive constant. Every ring iteration belongs to one
- * consumer, which alone waits on its stage's `full` phase and releases it (one arrival per phase,
- * as in the cooperative roles of stages.c).
+ * consumer, which alone waits on its stage's `full` phase and releases it (its 128 threads arrive
+ * each on its own, `threads 128`, as the cooperative roles of stages.c release theirs).
  *
  * The ordering mbarriers make the consumers' main loops alternate (consumer 0's first passes at
  * once on the fresh barrier, as the producer's first waits do; after that each main loop waits
