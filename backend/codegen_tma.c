@@ -142,14 +142,15 @@ bool cg_tma_op(Cg *g, const IrOp *op) {
     }
     case OP_MBARRIER_ARRIVE: {
         LLVMValueRef bar = mbarrier_addr(g, op, 0);
+        static const char arrive[] = "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}";
         if (ir_mbarrier_arrive_threads(op)) { /* every thread on its own: no barrier, no thread 0 */
-            asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);
+            asm_call(g, arrive, "r,~{memory}", &bar, 1);
             return true;
         }
         if (cg_role_arrive_needs_barrier(g, op)) cg_barrier(g);
         LLVMBasicBlockRef join = cg_thread0_begin(g);
         if (ir_mbarrier_arrive_cluster(op)) cg_cluster_arrive(g, op, bar);
-        else asm_call(g, "{\n\t.reg .b64 state;\n\tmbarrier.arrive.shared::cta.b64 state, [$0];\n\t}", "r,~{memory}", &bar, 1);
+        else asm_call(g, arrive, "r,~{memory}", &bar, 1);
         cg_thread0_end(g, join);
         return true;
     }

@@ -825,11 +825,12 @@ static void rule_mbarrier_arrive(Verifier *v, const IrOp *op) {
     check_mbarriers(v, op, 0, true);
     int64_t n = ir_mbarrier_arrive_cluster(op), threads = ir_mbarrier_arrive_threads(op);
     int64_t here = 32 * (int64_t)warps_here(v);
-    if (threads && (n || op->nints > 2 || (here && threads != here) || threads % 32 || threads > 1024))
+    if (op->nints > 2) op_error(v, op, "takes at most `cluster N` and `threads N`");
+    if (threads && (n || (here && threads != here) || threads % 32 || threads > 1024))
         op_error(v, op, "threads %lld must be the %lld threads of the %s, without cluster", (long long)threads,
                  (long long)here, v->roles ? "warp role" : "block");
     if (!n) return;
-    if (op->nints > 1 || n != v->f->cluster)
+    if (n != v->f->cluster)
         op_error(v, op, "cluster %lld needs a kernel of clusters of %lld blocks (the kernel has %d)", (long long)n,
                  (long long)n, v->f->cluster);
     if (v->roles) op_error(v, op, "an arrival across the cluster in a warp role is not supported");

@@ -477,28 +477,11 @@ enum { SLICE_LOAD_MAX = 8 }; /* elements per thread of such a load */
 
 static const Layout *dot_layout(Assign *a, const IrOp *op);
 
-/* The one op after `from` (in its region, nested regions included) that uses v, or NULL when
- * there is none or more than one. */
-typedef struct OneUse {
-    const IrValue *v;
-    const IrOp *user;
-    int uses;
-} OneUse;
-
-static bool count_use(IrOp *op, void *ctx) {
-    OneUse *u = ctx;
-    for (uint32_t i = 0; i < op->noperands; i++)
-        if (op->operands[i] == u->v) u->uses++, u->user = op;
-    return u->uses < 2;
-}
-
-static const IrOp *only_user(const IrOp *from, const IrValue *v) {
-    OneUse u = {.v = v};
-    for (const IrOp *o = from->next; o && u.uses < 2; o = o->next) {
-        count_use((IrOp *)o, &u);
-        for (uint32_t k = 0; k < o->nregions && u.uses < 2; k++) ir_walk(o->regions[k], count_use, &u);
-    }
-    return u.uses == 1 ? u.user : NULL;
+/* The one op that uses v (made by `def`), or NULL when there is none or more than one: every use
+ * is in def's region (nested regions included), which pass_uses counts. */
+static const IrOp *only_user(const IrOp *def, const IrValue *v) {
+    PassUses u = pass_uses(def->parent, v);
+    return u.count == 1 ? u.user : NULL;
 }
 
 /* Whether operand o of an elementwise op costs nothing to have in any layout: a scalar, or a

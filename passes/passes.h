@@ -139,6 +139,14 @@ bool pass_epilogue_target(IrModule *m, const Target *t, DiagList *d);
  * constant made by b, or, with b NULL, the arange tile itself); NULL when v is not such a slice
  * (passes/stages.c; the epilogue pass uses it too). */
 IrValue *pass_slice_start(IrBuilder *b, IrValue *v, int d, int rank, int64_t n);
+/* The uses of v in r (nested regions included): how many, and the last user and its operand
+ * index (passes/stages.c; the layout pass uses it too). */
+typedef struct PassUses {
+    int count;
+    IrOp *user;
+    uint32_t operand;
+} PassUses;
+PassUses pass_uses(const IrRegion *r, const IrValue *v);
 /* Shared-memory planning (passes/smem_plan.c): gives every shared_alloc of a kernel its byte
  * offset in the dynamic shared memory (ints[0]); buffers are aligned to 1024 bytes when
  * swizzled, else 16. */

@@ -77,19 +77,22 @@
 
 static bool is_pow2(int64_t x) { return x > 0 && (x & (x - 1)) == 0; }
 
-/* The uses of v in r (nested regions included): how many, and the last user. */
-typedef struct Uses {
+typedef struct UseCount {
     const IrValue *v;
-    int count;
-    IrOp *user;
-    uint32_t operand;
-} Uses;
+    PassUses uses;
+} UseCount;
 
 static bool count_use(IrOp *op, void *ctx) {
-    Uses *u = ctx;
+    UseCount *u = ctx;
     for (uint32_t i = 0; i < op->noperands; i++)
-        if (op->operands[i] == u->v) u->count++, u->user = op, u->operand = i;
+        if (op->operands[i] == u->v) u->uses.count++, u->uses.user = op, u->uses.operand = i;
     return true;
+}
+
+PassUses pass_uses(const IrRegion *r, const IrValue *v) {
+    UseCount u = {.v = v};
+    ir_walk((IrRegion *)r, count_use, &u);
+    return u.uses;
 }
 
 /* Whether v (used by the loop body's ops) can be recomputed ahead: defined outside the body, the
@@ -125,16 +128,14 @@ static bool candidate(Loop *L, IrOp *load, int warps, Staged *out) {
     if (t->rank != 2 || (t->elem.bits != 16 && t->elem.bits != 8) || !is_pow2(t->shape[0]) || !is_pow2(t->shape[1]) ||
         t->shape[1] * (t->elem.bits / 8) < 16)
         return false;
-    Uses u = {.v = load->results[0]};
-    ir_walk(L->body, count_use, &u);
+    PassUses u = pass_uses(L->body, load->results[0]);
     IrOp *transpose = NULL;
     if (u.count == 1 && u.user->code == OP_TRANSPOSE && u.user->parent == L->body && u.user->nints == 2 &&
         u.user->ints[0] == 1) {
         /* transpose(load) feeding a dot: the ring holds the loaded rows; the dot reads a
          * transposed view of them (a shared layout, not a data movement) */
         transpose = u.user;
-        u = (Uses){.v = transpose->results[0]};
-        ir_walk(L->body, count_use, &u);
+        u = pass_uses(L->body, transpose->results[0]);
     }
     if (u.count != 1 || u.user->code != OP_DOT || u.operand > 1 || u.user->parent != L->body) return false;
     const IrOp *dot = u.user;
@@ -425,8 +426,7 @@ IrOp *stages_async_dot(Loop *L) {
     if (!wgmma_dot(dot) || L->nstaged != 2) return NULL;
     const IrValue *acc = dot->operands[2];
     if (acc->def || acc->region != L->body || acc->index == 0) return NULL;
-    Uses u = {.v = dot->results[0]};
-    ir_walk(L->body, count_use, &u);
+    PassUses u = pass_uses(L->body, dot->results[0]);
     if (u.count != 1 || u.user != L->body->last || u.user->code != OP_YIELD || u.operand + 1 != acc->index)
         return NULL;
     L->async_use = u.operand;

@@ -125,19 +125,25 @@ static bool run_exchange(const IrFunction *k, float *out, Strbuf *err) {
     return vm_launch_threads(k, args, 2, 1, err);
 }
 
+/* What role_exchange (and role_threads) leave in out. */
+static void check_exchange(const float *out) {
+    for (int i = 0; i < 32; i++) {
+        cr_assert_eq(out[i], (float)(32 - i), "out[%d] = %g: role 0 reads its own stores after its barrier", i, out[i]);
+        cr_assert_eq(out[32 + i], -1.0f);
+        cr_assert_eq(out[64 + i], (float)(i + 1), "out[%d] = %g", 64 + i, out[64 + i]);
+        /* role 1 runs between role 0 and role 2: with too few arrivals it would read role 2's half
+         * unwritten */
+        cr_assert_eq(out[96 + i], 2.0f * (float)(33 + i), "out[%d] = %g: role 1 did not wait for every arrival",
+                     96 + i, out[96 + i]);
+    }
+}
+
 Test(warp_roles, a_role_barrier_and_an_mbarrier_of_two_arrivals) {
     IrModule *m = load_module();
     float out[128];
     Strbuf err = {0};
     cr_assert(run_exchange(kernel(m, "role_exchange"), out, &err), "%s", sb_str(&err));
-    for (int i = 0; i < 32; i++) {
-        cr_assert_eq(out[i], (float)(32 - i), "out[%d] = %g: role 0 reads its own stores after its barrier", i, out[i]);
-        cr_assert_eq(out[32 + i], -1.0f);
-        cr_assert_eq(out[64 + i], (float)(i + 1), "out[%d] = %g", 64 + i, out[64 + i]);
-        /* role 1 runs between role 0 and role 2: with one arrival it would read role 2's half unwritten */
-        cr_assert_eq(out[96 + i], 2.0f * (float)(33 + i), "out[%d] = %g: role 1 did not wait for both arrivals",
-                     96 + i, out[96 + i]);
-    }
+    check_exchange(out);
     cr_assert_not(run_exchange(kernel(m, "role_race"), out, &err));
     cr_assert(strstr(sb_str(&err), "a race on shared memory"), "%s", sb_str(&err));
     sb_free(&err);
@@ -151,12 +157,7 @@ Test(warp_roles, arrivals_thread_by_thread) {
     float out[128];
     Strbuf err = {0};
     cr_assert(run_exchange(kernel(m, "role_threads"), out, &err), "%s", sb_str(&err));
-    for (int i = 0; i < 32; i++) {
-        cr_assert_eq(out[i], (float)(32 - i));
-        cr_assert_eq(out[64 + i], (float)(i + 1));
-        cr_assert_eq(out[96 + i], 2.0f * (float)(33 + i), "out[%d] = %g: role 1 did not wait for 64 arrivals", 96 + i,
-                     out[96 + i]);
-    }
+    check_exchange(out);
     cr_assert_not(run_exchange(kernel(m, "role_threads_short"), out, &err));
     cr_assert(strstr(sb_str(&err), "role 1 waits on mbarrier 0 of the ring at warp_roles.ir:"), "%s", sb_str(&err));
     sb_free(&err);
