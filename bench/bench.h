@@ -18,6 +18,8 @@ void bench_die(const char *program, tile_context *ctx, const char *what, tile_st
 /* One row; anchor < 0: none. higher_is_better: ratio = ours / anchor, else anchor / ours. */
 void bench_add_row(const char *name, const char *metric, double ours, double anchor, const char *anchor_name,
                    bool higher_is_better);
+/* What produced the latest row (a kernel's chosen configuration): its "config" field. */
+void bench_row_config(const char *config);
 void bench_write_json(const char *path, const char *device, const char *command);
 
 #endif

@@ -1,12 +1,27 @@
 /*
- * bench_gemm: the core gemm kernel (bf16 inputs, f32 accumulation, bf16 result) against cuBLAS
- * in one run, written as bench/results/<name>.json (schema in bench/RESULTS.md).
+ * bench_gemm: the standard library's GEMMs (bf16 inputs, f32 accumulation, bf16 result; FP8)
+ * against cuBLAS (and torch._scaled_mm) in one run, written as bench/results/<name>.json (schema
+ * in bench/RESULTS.md).
  *
- *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE]
- *              [--kernel gemm|persistent|persistent-flat|pingpong|splitk|shapes|fp8]
+ *   bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE] [--compile FILE]
+ *              [--kernel all|gemm|persistent|persistent-flat|pingpong|splitk|shapes|fp8]
  *
- * For M = N = K in {2048, 4096, 8192} (--quick: 2048 only) the default tiles (BM = BN = 128,
- * BK = 64, 4 warps) run, and at 4096 a few other tile shapes given as constants. cuBLAS is
+ * --kernel all (the default; bench/results/gemm.json) is the table of the Hopper GEMM work, one
+ * row per case named "gemm bf16 MxNxK" as a caller of the library gets it: bf16 2048^3, 4096^3,
+ * 8192^3, the LLM shapes M = 4096 with (N, K) = (14336, 4096), (4096, 14336), (128256, 4096), the
+ * decode shapes M = 1, 16, 128 with N = K = 8192 (gemm.tile without constants, its autotune list
+ * choosing at the first launch; at most 64 rows with few tiles, gemm_splitk.tile with its rule's
+ * S; each row's "config" says which), then FP8 as --kernel fp8 (anchors from --anchor), and the
+ * cold JIT of the GEMM against Triton's cold compile taken from bench_compile.py's results
+ * (--compile FILE; run both scripts in the same session):
+ *
+ *   python3 bench/bench_fp8_anchor.py A.json
+ *   PYTHONPATH=python python3 bench/bench_compile.py --out C.json
+ *   bench_gemm --anchor A.json --compile C.json
+ *
+ * --kernel gemm (bench/results/gemm-tiles.json): M = N = K in {2048, 4096, 8192} (--quick: 2048
+ * only) the default tiles (BM = BN = 128, BK = 64, 4 warps) run, and at 4096 and 8192 other tile
+ * shapes given as constants. cuBLAS is
  * opened with dlopen (libcublas.so from the system or /usr/local/cuda/lib64) and runs
  * cublasGemmEx with bf16 A, B and C and CUBLAS_COMPUTE_32F; our matrices are row-major, so
  * cuBLAS (column-major) computes C^T = B^T A^T: the operands are swapped, no copies. Inputs are
@@ -35,7 +50,8 @@
  * each checked against a double reference at sampled entries (and for unwritten entries) before
  * it is timed. torch._scaled_mm cannot be called from C: bench/bench_fp8_anchor.py measures it at
  * the same shapes (run it in the same session) and `--anchor FILE` takes its rows as the anchors.
- * Without --out, a --kernel other than gemm writes bench/results/gemm-KERNEL.json.
+ * Without --out, --kernel all writes bench/results/gemm.json, gemm gemm-tiles.json, another
+ * gemm-KERNEL.json.
  */
 #include <dlfcn.h>
 #include <math.h>
@@ -49,6 +65,8 @@
 #include "bench.h"
 
 static void die(tile_context *ctx, const char *what, tile_status st) { bench_die("bench_gemm", ctx, what, st); }
+
+#define CUBLAS_ANCHOR "cuBLAS cublasGemmEx bf16, f32 compute (same run)"
 
 static void add_row(const char *name, double ours, double anchor, const char *anchor_name) {
     bench_add_row(name, "TFLOP/s", ours, anchor > 0 ? anchor : -1, anchor_name, true);
@@ -240,7 +258,7 @@ static void check(Gpu *g, const Problem *p, const char *what) {
 }
 
 static char repo[1024] = ".";
-static const char *kernel_choice = "gemm"; /* --kernel: gemm, persistent, persistent-flat, pingpong, splitk, shapes or fp8 */
+static const char *kernel_choice = "all"; /* --kernel: all, gemm, persistent, persistent-flat, pingpong, splitk, shapes or fp8 */
 static const char *anchor_file;            /* --anchor: bench_fp8_anchor.py's results */
 
 /* The stdlib kernel that --kernel KIND runs: gemm of gemm.tile, or one of gemm_persistent.tile. */
@@ -251,16 +269,17 @@ static const char *kernel_name(const char *kind) {
                                                 : "gemm";
 }
 
-static double bench_ours(Gpu *g, Problem *p, const char *kname, int64_t bm, int64_t bn, int64_t bk, int64_t w,
-                         int64_t stages) {
+/* kname of gemm.tile (gemm) or gemm_persistent.tile on p with the constants c (nc = 0: the kernel's
+ * autotune list chooses, timing its candidates at the first launch; *chosen then names the
+ * winner), checked, then timed: TFLOP/s. */
+static double bench_ours(Gpu *g, Problem *p, const char *kname, const tile_constant *c, size_t nc, char *chosen,
+                         size_t chosen_size) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/%s", repo, strcmp(kname, "gemm") ? "gemm_persistent.tile" : "gemm.tile");
     tile_program *prog;
     tile_kernel *k;
-    tile_constant c[5] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk}, {.name = "W", .i = w},
-                          {.name = "STAGES", .i = stages}};
     tile_status st = tile_program_from_file(g->ctx, path, &prog);
-    if (st != TILE_OK || (st = tile_program_get_kernel(prog, kname, c, 5, &k)) != TILE_OK) die(g->ctx, kname, st);
+    if (st != TILE_OK || (st = tile_program_get_kernel(prog, kname, c, nc, &k)) != TILE_OK) die(g->ctx, kname, st);
     int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n};
     Ours o = {.kernel = k,
               .args = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->a, 2, sa)},
@@ -269,14 +288,47 @@ static double bench_ours(Gpu *g, Problem *p, const char *kname, int64_t bm, int6
               .nargs = 3};
     poison_bf16(g, p->c, p->m * p->n);
     run_ours(g, &o);
-    char what[96];
-    snprintf(what, sizeof what, "gemm %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld", (long long)p->m, (long long)p->n,
-             (long long)p->k, (long long)bm,
-             (long long)bn, (long long)bk, (long long)w);
+    char what[160];
+    int at = snprintf(what, sizeof what, "%s %lldx%lldx%lld", kname, (long long)p->m, (long long)p->n, (long long)p->k);
+    for (size_t i = 0; i < nc && at < (int)sizeof what; i++)
+        at += snprintf(what + at, sizeof what - (size_t)at, " %s=%lld", c[i].name, (long long)c[i].i);
     check(g, p, what);
     double ms = timed_ms(g, run_ours, &o);
+    if (chosen) {
+        char *report = NULL;
+        const char *line = tile_kernel_autotune_report(k, &report) == TILE_OK && report
+                               ? strstr(report, "chose candidate ") : NULL;
+        snprintf(chosen, chosen_size, "%s", line ? line + 6 : "no autotune report");
+        chosen[strcspn(chosen, "\n")] = 0;
+        tile_string_free(report);
+    }
     tile_program_destroy(prog);
     return 2.0 * (double)p->m * (double)p->n * (double)p->k / (ms * 1e-3) / 1e12;
+}
+
+/* The tiles of row t of `tiles` as gemm.tile's constants (5 of them). */
+static size_t tile_constants(const int64_t t[5], tile_constant c[5]) {
+    static const char *names[5] = {"BM", "BN", "BK", "W", "STAGES"};
+    for (int i = 0; i < 5; i++) c[i] = (tile_constant){.name = names[i], .i = t[i]};
+    return 5;
+}
+
+/* Random bf16 inputs for C[m, n] = A[m, k] @ B[k, n], and cuBLAS's TFLOP/s on them (-1 without
+ * cuBLAS; its result stays in p->ref for check). */
+static double problem_new(Gpu *g, Problem *p, int64_t m, int64_t n, int64_t k) {
+    *p = (Problem){.m = m, .n = n, .k = k};
+    p->a = device_bf16(g, p->m * p->k, 1, &p->ha);
+    p->b = device_bf16(g, p->k * p->n, 2, &p->hb);
+    p->c = device_bf16(g, p->m * p->n, 3, NULL);
+    p->ref = device_bf16(g, p->m * p->n, 4, NULL);
+    if (!g->cublas.lib) return -1;
+    run_cublas(g, p);
+    return 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_cublas, p) * 1e-3) / 1e12;
+}
+
+static void problem_free(Gpu *g, Problem *p) {
+    tile_free(g->ctx, p->a), tile_free(g->ctx, p->b), tile_free(g->ctx, p->c), tile_free(g->ctx, p->ref);
+    free(p->ha), free(p->hb);
 }
 
 /* BM, BN, BK, warps, stages */
@@ -295,33 +347,24 @@ typedef struct Row {
 /* C[m, n] = A[m, k] @ B[k, n] for each row of `which` (ended by a NULL kind), against cuBLAS at
  * the same shape. */
 static void bench_shape(Gpu *g, int64_t m, int64_t n, int64_t k, const Row *which) {
-    Problem p = {.m = m, .n = n, .k = k};
-    p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
-    p.b = device_bf16(g, p.k * p.n, 2, &p.hb);
-    p.c = device_bf16(g, p.m * p.n, 3, NULL);
-    p.ref = device_bf16(g, p.m * p.n, 4, NULL);
-    double anchor = -1;
-    if (g->cublas.lib) {
-        run_cublas(g, &p);
-        anchor = 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
-    }
+    Problem p;
+    double anchor = problem_new(g, &p, m, n, k);
     /* gemm.tile's loop gets the cooperative warp roles under TILE_WARP_SPECIALIZE=1 (lang/SPEC.md 4.4) */
     const char *ws = getenv("TILE_WARP_SPECIALIZE");
     bool cooperative = ws && strcmp(ws, "1") == 0;
     for (const Row *w = which; w->kind; w++) {
         int t = w->tiles;
-        double ours = bench_ours(g, &p, kernel_name(w->kind), tiles[t][0], tiles[t][1], tiles[t][2], tiles[t][3],
-                                 tiles[t][4]);
+        tile_constant c[5];
+        double ours = bench_ours(g, &p, kernel_name(w->kind), c, tile_constants(tiles[t], c), NULL, 0);
         char name[160];
         snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld BM=%lld BN=%lld BK=%lld W=%lld S=%lld%s%s%s", (long long)m,
                  (long long)n, (long long)k, (long long)tiles[t][0], (long long)tiles[t][1],
                  (long long)tiles[t][2], (long long)tiles[t][3], (long long)tiles[t][4],
                  strcmp(w->kind, "gemm") ? " " : "", strcmp(w->kind, "gemm") ? w->kind : "",
                  cooperative && strcmp(w->kind, "gemm") == 0 ? " cooperative" : "");
-        add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
+        add_row(name, ours, anchor, CUBLAS_ANCHOR);
     }
-    tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
-    free(p.ha), free(p.hb);
+    problem_free(g, &p);
 }
 
 static void bench_size(Gpu *g, int64_t size, bool variants) {
@@ -383,78 +426,145 @@ static void bench_splitk(Gpu *g, int64_t m) {
     if (m > 64) bench_splitk_tiles(g, m, 256, 8);
 }
 
-static void bench_splitk_tiles(Gpu *g, int64_t m, int64_t bn, int64_t warps) {
-    Problem p = {.m = m, .n = 8192, .k = 8192};
-    p.a = device_bf16(g, p.m * p.k, 1, &p.ha);
-    p.b = device_bf16(g, p.k * p.n, 2, &p.hb);
-    p.c = device_bf16(g, p.m * p.n, 3, NULL);
-    p.ref = device_bf16(g, p.m * p.n, 4, NULL);
-    double flop = 2.0 * (double)p.m * (double)p.n * (double)p.k, anchor = -1;
-    if (g->cublas.lib) {
-        run_cublas(g, &p);
-        anchor = flop / (timed_ms(g, run_cublas, &p) * 1e-3) / 1e12;
-    }
-    int64_t bm = m <= 16 ? 16 : m <= 64 ? 64 : 128, bk = 64;
-    int64_t tiles = ((m + bm - 1) / bm) * ((p.n + bn - 1) / bn);
-    int64_t rule = splitk_rule(cuda_device_multiprocessors(g->dev), tiles, (p.k + bk - 1) / bk);
+/* gemm_splitk.tile's two kernels for these tiles (prog holds them). */
+static void splitk_open(Gpu *g, SplitK *s, tile_program **prog, int64_t bm, int64_t bn, int64_t warps) {
     char path[1200];
     snprintf(path, sizeof path, "%s/stdlib/core/gemm_splitk.tile", repo);
-    tile_program *prog;
-    SplitK s = {0};
-    tile_constant c[4] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = bk},
+    tile_constant c[4] = {{.name = "BM", .i = bm}, {.name = "BN", .i = bn}, {.name = "BK", .i = 64},
                           {.name = "W", .i = warps}};
-    tile_status st = tile_program_from_file(g->ctx, path, &prog);
-    if (st != TILE_OK || (st = tile_program_get_kernel(prog, "gemm_splitk_partial", c, 4, &s.partial)) != TILE_OK ||
-        (st = tile_program_get_kernel(prog, "gemm_splitk_reduce", NULL, 0, &s.reduce)) != TILE_OK)
+    *s = (SplitK){0};
+    tile_status st = tile_program_from_file(g->ctx, path, prog);
+    if (st != TILE_OK || (st = tile_program_get_kernel(*prog, "gemm_splitk_partial", c, 4, &s->partial)) != TILE_OK ||
+        (st = tile_program_get_kernel(*prog, "gemm_splitk_reduce", NULL, 0, &s->reduce)) != TILE_OK)
         die(g->ctx, "gemm_splitk", st);
+}
+
+/* The split-K GEMM with `splits` splits on p (its own f32 workspace), checked, then timed (both
+ * launches): TFLOP/s. */
+static double splitk_tflops(Gpu *g, Problem *p, SplitK *s, int64_t splits) {
+    void *w;
+    tile_status st = tile_alloc(g->ctx, (size_t)(splits * p->m * p->n) * 4, &w);
+    if (st != TILE_OK) die(g->ctx, "alloc", st);
+    int64_t sa[2] = {p->m, p->k}, sb[2] = {p->k, p->n}, sc[2] = {p->m, p->n}, sw[3] = {splits, p->m, p->n};
+    s->pargs[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->a, 2, sa)};
+    s->pargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->b, 2, sb)};
+    s->pargs[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, w, 3, sw)};
+    s->rargs[0] = s->pargs[2];
+    s->rargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p->c, 2, sc)};
+    poison_bf16(g, p->c, p->m * p->n);
+    run_splitk(g, s);
+    char what[96];
+    snprintf(what, sizeof what, "gemm %lldx%lldx%lld splitk S=%lld", (long long)p->m, (long long)p->n, (long long)p->k,
+             (long long)splits);
+    check(g, p, what);
+    double tflops = 2.0 * (double)p->m * (double)p->n * (double)p->k / (timed_ms(g, run_splitk, s) * 1e-3) / 1e12;
+    tile_free(g->ctx, w);
+    return tflops;
+}
+
+/* The BM of the split-K kernel for m rows: the smallest of 16, 64, 128 that holds them. */
+static int64_t splitk_bm(int64_t m) { return m <= 16 ? 16 : m <= 64 ? 64 : 128; }
+
+static void bench_splitk_tiles(Gpu *g, int64_t m, int64_t bn, int64_t warps) {
+    Problem p;
+    double anchor = problem_new(g, &p, m, 8192, 8192);
+    int64_t bm = splitk_bm(m);
+    int64_t tiles = ((m + bm - 1) / bm) * ((p.n + bn - 1) / bn);
+    int64_t rule = splitk_rule(cuda_device_multiprocessors(g->dev), tiles, (p.k + 63) / 64);
+    tile_program *prog;
+    SplitK s;
+    splitk_open(g, &s, &prog, bm, bn, warps);
     int64_t tried[6] = {1, 2, 4, 8, 16, rule};
     for (int i = 0; i < 6; i++) {
         int64_t splits = tried[i];
         if (i == 5 && (rule & (rule - 1)) == 0 && rule <= 16) break; /* already timed as a power of two */
-        void *w;
-        if ((st = tile_alloc(g->ctx, (size_t)(splits * m * p.n) * 4, &w)) != TILE_OK) die(g->ctx, "alloc", st);
-        int64_t sa[2] = {p.m, p.k}, sb[2] = {p.k, p.n}, sc[2] = {p.m, p.n}, sw[3] = {splits, p.m, p.n};
-        s.pargs[0] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.a, 2, sa)};
-        s.pargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.b, 2, sb)};
-        s.pargs[2] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, w, 3, sw)};
-        s.rargs[0] = s.pargs[2];
-        s.rargs[1] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_BF16, p.c, 2, sc)};
-        poison_bf16(g, p.c, p.m * p.n);
-        run_splitk(g, &s);
-        char what[96], name[128];
-        snprintf(what, sizeof what, "gemm %lldx%lldx%lld splitk S=%lld", (long long)p.m, (long long)p.n,
-                 (long long)p.k, (long long)splits);
-        check(g, &p, what);
-        double ours = flop / (timed_ms(g, run_splitk, &s) * 1e-3) / 1e12;
-        char tiling[48] = "";
+        double ours = splitk_tflops(g, &p, &s, splits);
+        char tiling[48] = "", name[128];
         if (bn != 128) snprintf(tiling, sizeof tiling, " BN=%lld W=%lld", (long long)bn, (long long)warps);
         snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld splitk S=%lld BM=%lld%s%s", (long long)p.m,
                  (long long)p.n, (long long)p.k, (long long)splits, (long long)bm, tiling,
                  splits == rule ? " (rule)" : "");
-        add_row(name, ours, anchor, "cuBLAS cublasGemmEx bf16, f32 compute (same run)");
-        tile_free(g->ctx, w);
+        add_row(name, ours, anchor, CUBLAS_ANCHOR);
     }
     tile_program_destroy(prog);
-    tile_free(g->ctx, p.a), tile_free(g->ctx, p.b), tile_free(g->ctx, p.c), tile_free(g->ctx, p.ref);
-    free(p.ha), free(p.hb);
+    problem_free(g, &p);
+}
+
+/* ---- the table (--kernel all, the default) ---------------------------------------------- */
+/* C[m, n] = A[m, k] @ B[k, n] as the standard library does it, one row "gemm bf16 MxNxK": at most
+ * 64 rows with few tiles (the rule of gemm_splitk.tile gives S > 1 at BN = 128), the split-K kernel
+ * with the rule's S; otherwise gemm.tile as a caller gets it without constants, its autotune list
+ * choosing at the first launch (TILE_AUTOTUNE=0: the first candidate). The row's config says which. */
+static void bench_library(Gpu *g, int64_t m, int64_t n, int64_t k) {
+    Problem p;
+    double anchor = problem_new(g, &p, m, n, k), ours;
+    int64_t bm = splitk_bm(m), tiles = ((m + bm - 1) / bm) * ((n + 127) / 128);
+    int64_t rule = splitk_rule(cuda_device_multiprocessors(g->dev), tiles, (k + 63) / 64);
+    char config[128], name[96];
+    if (m <= 64 && rule > 1) {
+        tile_program *prog;
+        SplitK s;
+        splitk_open(g, &s, &prog, bm, 128, 4);
+        ours = splitk_tflops(g, &p, &s, rule);
+        snprintf(config, sizeof config, "gemm_splitk.tile S=%lld (rule) BM=%lld BN=128", (long long)rule, (long long)bm);
+        tile_program_destroy(prog);
+    } else {
+        char chosen[100];
+        ours = bench_ours(g, &p, "gemm", NULL, 0, chosen, sizeof chosen);
+        snprintf(config, sizeof config, "gemm.tile autotuned: %s", chosen);
+    }
+    snprintf(name, sizeof name, "gemm bf16 %lldx%lldx%lld", (long long)m, (long long)n, (long long)k);
+    add_row(name, ours, anchor, CUBLAS_ANCHOR);
+    bench_row_config(config);
+    problem_free(g, &p);
+}
+
+/* The value of field `field` ("ours", "anchor") in the row named `name` of a results file, or -1. */
+static double row_value(const char *file, const char *name, const char *field);
+
+/* bf16 squares, the LLM shapes (M = 4096), the decode shapes (N = K = 8192), FP8 (bench_fp8, its
+ * anchors from --anchor), and the cold JIT of the GEMM against Triton's cold compile from
+ * bench_compile.py's results (--compile: run it in the same session). */
+static void bench_fp8(Gpu *g, int64_t size, bool block);
+static const char *compile_file; /* --compile: bench_compile.py's results */
+
+static void bench_table(Gpu *g, bool quick) {
+    static const int64_t shapes[][3] = {{2048, 2048, 2048},   {4096, 4096, 4096},    {8192, 8192, 8192},
+                                        {4096, 14336, 4096},  {4096, 4096, 14336},   {4096, 128256, 4096},
+                                        {1, 8192, 8192},      {16, 8192, 8192},      {128, 8192, 8192}};
+    for (size_t i = 0; i < (quick ? 1 : sizeof shapes / sizeof shapes[0]); i++)
+        bench_library(g, shapes[i][0], shapes[i][1], shapes[i][2]);
+    for (int i = 0; i < (quick ? 1 : 2); i++) {
+        bench_fp8(g, 4096 << i, false);
+        bench_fp8(g, 4096 << i, true);
+    }
+    static const char *cold = "cold JIT gemm bf16 4096x4096x4096 (first call minus a warm one, empty caches)";
+    double ours = row_value(compile_file, cold, "ours"), triton = row_value(compile_file, cold, "anchor");
+    if (ours > 0) {
+        bench_add_row("cold JIT gemm bf16 4096x4096x4096", "ms", ours, triton,
+                      "Triton cold compile of its GEMM, 128x128x64 (bench_compile.py)", false);
+        bench_row_config("bench_compile.py: fresh processes, empty caches, TILE_AUTOTUNE=0");
+    } else {
+        printf("no cold JIT row: give bench_compile.py's results with --compile FILE\n");
+    }
 }
 
 /* ---- FP8 (--kernel fp8) ------------------------------------------------------------------------ */
-/* The "ours" value of row `name` in a results file (bench_fp8_anchor.py's), or -1. */
-static double anchor_from_file(const char *name) {
-    FILE *f = anchor_file ? fopen(anchor_file, "rb") : NULL;
+static double row_value(const char *file, const char *name, const char *field) {
+    FILE *f = file ? fopen(file, "rb") : NULL;
     if (!f) return -1;
     static char text[1 << 16];
     size_t n = fread(text, 1, sizeof text - 1, f);
     fclose(f);
     text[n] = 0;
-    char key[160];
+    char key[200], want[32];
     snprintf(key, sizeof key, "\"case\": \"%s\"", name);
-    const char *at = strstr(text, key), *ours = at ? strstr(at, "\"ours\":") : NULL;
+    snprintf(want, sizeof want, "\"%s\":", field);
+    const char *at = strstr(text, key), *value = at ? strstr(at, want) : NULL;
     const char *end = at ? strchr(at, '}') : NULL;
-    if (!ours || (end && ours > end)) return -1;
+    if (!value || (end && value > end)) return -1;
     double v = -1;
-    return sscanf(ours + 7, " %lf", &v) == 1 ? v : -1;
+    return sscanf(value + strlen(want), " %lf", &v) == 1 ? v : -1;
 }
 
 /* n random values of dt in [lo, hi): device buffer, exact values in *host. */
@@ -530,7 +640,7 @@ static void bench_fp8(Gpu *g, int64_t size, bool block) {
         }
     }
     double ours = 2.0 * (double)m * (double)n * (double)k / (timed_ms(g, run_ours, &r) * 1e-3) / 1e12;
-    add_row(name, ours, anchor_from_file(name),
+    add_row(name, ours, row_value(anchor_file, name, "ours"),
             block ? "torch._scaled_mm BlockWise1x128 x BlockWise128x128, bf16 out (bench_fp8_anchor.py)"
                   : "torch._scaled_mm per-tensor scales, bf16 out (bench_fp8_anchor.py)");
     tile_program_destroy(prog);
@@ -549,21 +659,23 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--repo") == 0 && i + 1 < argc) snprintf(repo, sizeof repo, "%s", argv[++i]);
         else if (strcmp(argv[i], "--quick") == 0) quick = true;
         else if (strcmp(argv[i], "--anchor") == 0 && i + 1 < argc) anchor_file = argv[++i];
+        else if (strcmp(argv[i], "--compile") == 0 && i + 1 < argc) compile_file = argv[++i];
         else if (strcmp(argv[i], "--kernel") == 0 && i + 1 < argc &&
-                 (strcmp(argv[i + 1], "gemm") == 0 || strcmp(argv[i + 1], "persistent") == 0 ||
+                 (strcmp(argv[i + 1], "all") == 0 || strcmp(argv[i + 1], "gemm") == 0 || strcmp(argv[i + 1], "persistent") == 0 ||
                   strcmp(argv[i + 1], "persistent-flat") == 0 || strcmp(argv[i + 1], "splitk") == 0 ||
                   strcmp(argv[i + 1], "shapes") == 0 || strcmp(argv[i + 1], "fp8") == 0 ||
                   strcmp(argv[i + 1], "pingpong") == 0))
             kernel_choice = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE]"
-                            " [--kernel gemm|persistent|persistent-flat|pingpong|splitk|shapes|fp8]\n");
+            fprintf(stderr, "usage: bench_gemm [--out FILE] [--repo DIR] [--quick] [--anchor FILE] [--compile FILE]"
+                            " [--kernel all|gemm|persistent|persistent-flat|pingpong|splitk|shapes|fp8]\n");
             return 2;
         }
     }
     char default_out[64];
-    snprintf(default_out, sizeof default_out, "bench/results/gemm%s%s.json", strcmp(kernel_choice, "gemm") ? "-" : "",
-             strcmp(kernel_choice, "gemm") ? kernel_choice : "");
+    bool all = strcmp(kernel_choice, "all") == 0;
+    snprintf(default_out, sizeof default_out, "bench/results/gemm%s%s.json", all ? "" : "-",
+             all ? "" : strcmp(kernel_choice, "gemm") == 0 ? "tiles" : kernel_choice);
     if (!out) out = default_out;
     Gpu g = {0};
     if (tile_context_create(TILE_DEVICE_CUDA, 0, &g.ctx) != TILE_OK) {
@@ -581,7 +693,9 @@ int main(int argc, char **argv) {
     }
     cublas_open(&g.cublas);
     bool shapes = strcmp(kernel_choice, "shapes") == 0, fp8 = strcmp(kernel_choice, "fp8") == 0;
-    if (fp8) {
+    if (all) {
+        bench_table(&g, quick);
+    } else if (fp8) {
         for (int i = 0; i < (quick ? 1 : 2); i++) {
             bench_fp8(&g, 4096 << i, false);
             bench_fp8(&g, 4096 << i, true);
@@ -594,7 +708,7 @@ int main(int argc, char **argv) {
     } else {
         bench_size(&g, 2048, false);
     }
-    if (!quick && strcmp(kernel_choice, "splitk") != 0 && !shapes && !fp8) {
+    if (!quick && strcmp(kernel_choice, "splitk") != 0 && !shapes && !fp8 && !all) {
         bench_size(&g, 4096, true);
         bench_size(&g, 8192, true);
     }

@@ -30,7 +30,7 @@ void bench_die(const char *program, tile_context *ctx, const char *what, tile_st
 }
 
 typedef struct Row {
-    char name[128], metric[48], anchor_name[96], vs[24];
+    char name[128], metric[48], anchor_name[96], vs[24], config[128];
     double ours, anchor, ratio; /* anchor < 0: none */
 } Row;
 
@@ -53,6 +53,12 @@ void bench_add_row(const char *name, const char *metric, double ours, double anc
     printf("\n");
 }
 
+void bench_row_config(const char *config) {
+    if (nrows == 0) return;
+    snprintf(rows[nrows - 1].config, sizeof rows[nrows - 1].config, "%s", config);
+    printf("%-44s config: %s\n", "", config);
+}
+
 void bench_write_json(const char *path, const char *device, const char *command) {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -66,6 +72,7 @@ void bench_write_json(const char *path, const char *device, const char *command)
     for (int i = 0; i < nrows; i++) {
         Row *r = &rows[i];
         fprintf(f, "    {\"case\": \"%s\", \"metric\": \"%s\", \"ours\": %.6g, ", r->name, r->metric, r->ours);
+        if (r->config[0]) fprintf(f, "\"config\": \"%s\", ", r->config);
         if (r->anchor >= 0)
             fprintf(f, "\"anchor\": %.6g, \"anchor_name\": \"%s\", \"vs\": \"%s\", \"ratio\": %.4f}", r->anchor,
                     r->anchor_name, r->vs, r->ratio);
