@@ -44,7 +44,8 @@ bool backend_arch_for_capability(int major, int minor, BackendArch *out);
 /* ---- target.c: LLVM IR -> PTX ------------------------------------------------------------- */
 typedef struct PtxOptions {
     BackendArch arch;
-    int opt_level;        /* 0-3: the IR pipeline default<On> and the code generator's level */
+    int opt_level;        /* 0-3: the code generator's level and the IR pipeline (target.c's light
+                             pipeline at 2, default<On> otherwise) */
     const char *features; /* extra NVPTX features, e.g. "+ptx86"; NULL: the arch's minimum PTX */
 } PtxOptions;
 
@@ -53,7 +54,7 @@ PtxOptions llvm_ptx_options(BackendArch arch);
 /* Whether LLVM's loop strength reduction runs (TILE_LLVM_LSR=1; off by default, target.c says
  * why): it changes the code, so the kernel cache's key includes it. */
 bool backend_llvm_lsr(void);
-/* The IR pipeline TILE_LLVM_PIPELINE names (read once per process), or NULL for default<O2>: it
+/* The IR pipeline TILE_LLVM_PIPELINE names (read once per process), or NULL for the default: it
  * changes the code, so the kernel cache's key includes it. */
 const char *backend_llvm_pipeline(void);
 
@@ -82,7 +83,7 @@ bool llvm_set_nvptx_target(LLVMModuleRef module, BackendArch arch, Strbuf *err);
 bool llvm_link_into(LLVMModuleRef dest, LLVMModuleRef src, Strbuf *err);
 /* LLVM's verifier; false with its message in err. Never aborts. */
 bool llvm_verify_module(LLVMModuleRef module, Strbuf *err);
-/* The whole path: target, verify, the default<On> pipeline, PTX text appended to ptx. The
+/* The whole path: target, verify, the IR pipeline, PTX text appended to ptx. The
  * module is changed in place (optimized). Thread-safe: target machines come from a pool, one
  * per compile at a time. */
 bool llvm_emit_ptx(LLVMModuleRef module, const PtxOptions *options, Strbuf *ptx, Strbuf *err);

@@ -46,8 +46,9 @@
 
 #define CACHE_FORMAT_VERSION 3u /* 2: XXH64 payload checksum (was SHA-256); 3: launch data */
 /* Bump when the code generator changes what it emits for the same IR (or the ABI changes). */
-#define CACHE_CODEGEN_FORMAT 4u /* 2: wgmma on sm_90a; LLVM at O2 (cumsum_rows' code changed); 3: no LSR;
-                                   4: unit strides as constants, one compare per constant run */
+#define CACHE_CODEGEN_FORMAT 5u /* 2: wgmma on sm_90a; LLVM at O2 (cumsum_rows' code changed); 3: no LSR;
+                                   4: unit strides as constants, one compare per constant run;
+                                   5: the light LLVM IR pipeline */
 #define CACHE_HEADER_SIZE 88u
 #define CACHE_MAX_ENTRY_BYTES (UINT64_C(1) << 30)
 
