@@ -172,6 +172,8 @@ void cg_need_scratch(Cg *g, uint64_t bytes);
 void cg_scratch_write(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, const CgValue *cv, int rank,
                       const int64_t *shape);
 LLVMValueRef cg_scratch_read(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef idx);
+/* v (a register value of e) stored as element idx of e at base + offset. */
+void cg_scratch_store(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef idx, LLVMValueRef v);
 /* v (which broadcasts to want's shape, right-aligned) in layout want (NULL: one element). */
 CgValue *cg_in_layout(Cg *g, const IrOp *op, const IrValue *v, const Layout *want, int rank, const int64_t *shape);
 bool cg_reshape_like(Cg *g, const IrOp *op); /* expand_dims, reshape, transpose, convert_layout, broadcast */

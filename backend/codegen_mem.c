@@ -80,9 +80,13 @@ void cg_scratch_write(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, con
             cg_slot_coords(g, cv->layout, j, coords);
             idx = row_major(g, coords, rank, shape);
         }
-        LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, e, cv->slots[j]), scratch_ptr(g, base, offset, e, idx));
-        LLVMSetAlignment(st, (unsigned)cg_elem_bytes(e));
+        cg_scratch_store(g, base, offset, e, idx, cv->slots[j]);
     }
+}
+
+void cg_scratch_store(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef idx, LLVMValueRef v) {
+    LLVMValueRef st = LLVMBuildStore(g->b, cg_to_mem(g, e, v), scratch_ptr(g, base, offset, e, idx));
+    LLVMSetAlignment(st, (unsigned)cg_elem_bytes(e));
 }
 
 LLVMValueRef cg_scratch_read(Cg *g, LLVMValueRef base, uint64_t offset, ElemType e, LLVMValueRef idx) {

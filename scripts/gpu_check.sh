@@ -38,6 +38,12 @@ check stdlib/core/layernorm.tile -k layernorm M=19 N=1100 eps=0.00001
 check stdlib/core/gemm.tile -k gemm M=200 N=136 K=100
 check stdlib/core/reduce.tile -k sum_rows M=5 N=3000
 check stdlib/core/reduce.tile -k cumsum_rows M=3 N=2500
+# scans: lines along axis 0, more lines than threads, odd lengths, bf16, i32 (bit-equal to the VM)
+S=tests/kernels/scan.tile
+check $S -k scan_cols M=50 N=70
+check $S -k scan_many_lines M=600 N=13
+check $S -k scan_bf16 M=9 N=100
+check $S -k scan_i32 N=5000
 check stdlib/core/reduce.tile -k sum_all N=100000
 check stdlib/core/gather.tile -k gather_rows V=64 R=50
 # issue 8: selection, Philox and seeded dropout are deterministic, so cuda must equal the VM
