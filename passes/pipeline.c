@@ -98,6 +98,9 @@ static const Pass pipeline[] = {
     {"canonicalize", pass_canonicalize, NULL, "always"},
     {"cse", pass_cse, NULL, "always"},
     {"dce", pass_dce, NULL, "always"},
+    {"conds", NULL, pass_conds,
+     "GPU: with launch-known conditions (a variant's facts): each known condition becomes its constant, the "
+     "branch not taken is dropped (passes/conds.c)"},
     {"layout", NULL, layout_for_target, "GPU: register layouts for the target's warps per block"},
     {"stages", NULL, stages_for_target,
      "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (ring of N stages: cp.async; TMA on "
@@ -233,12 +236,20 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->cluster = true;
         } else if (word_is(w, n, "no_tma_store")) {
             out->no_tma_store = true;
-        } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
+        } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts") ||
+                   word_is(w, n, "conds")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
             const char *v = p;
             while (p < end && *p != ' ' && *p != '\t') p++;
             size_t vn = (size_t)(p - v);
+            if (key[0] == 'c') {
+                if (!launch_conds_parse(v, vn, &out->conds)) {
+                    sb_printf(err, "conds '%.*s': expected 1 to %d of 1, 0 or x", (int)vn, v, LAUNCH_CONDS_MAX);
+                    return false;
+                }
+                continue;
+            }
             if (key[0] == 'f') {
                 if (!word_is(v, vn, "all")) {
                     sb_printf(err, "facts '%.*s': expected 'all'", (int)vn, v);
