@@ -6,7 +6,8 @@
  * dead ops and the device functions that nothing calls any more. The GPU passes follow, for one
  * Target (PassOptions.target: architecture, warps per block, shared memory, launch facts), when
  * PassOptions.gpu is set or a dump asks for one of them, or alone (passes_run_target, which the
- * runtime runs per target on a copy of the target-independent IR): layout gives every tile a register layout, stages pipelines
+ * runtime runs per target on a copy of the target-independent IR): conds folds the launch-known
+ * conditions that the target's facts give (a variant's), layout gives every tile a register layout, stages pipelines
  * `pipeline(N)` loops through shared buffers and asynchronous copies, epilogue stores a dot's
  * result tile through shared memory by TMA (sm_90a), smem_plan places every
  * shared buffer in dynamic shared memory, and a last dce sweeps what stages left dead.
