@@ -877,6 +877,23 @@ size_t rt_kernel_num_variants(tile_kernel *k) {
     return n;
 }
 
+tile_status tile_kernel_variants_report(tile_kernel *k, char **out) {
+    if (!k || !out) return rt_fail(k ? k->program->ctx : NULL, TILE_ERROR_INVALID_ARGUMENT,
+                                   "tile_kernel_variants_report: %s is NULL", !k ? "the kernel" : "out");
+    *out = NULL;
+    Strbuf text = {0};
+    pthread_mutex_lock(&k->variants_lock);
+    for (RtVariant *v = k->variants; v; v = v->next) {
+        sb_puts(&text, "variant ");
+        rt_spec_text(k->function, v->facts, &text);
+        sb_puts(&text, v->failed ? " (failed: the generic kernel runs)\n" : "\n");
+    }
+    pthread_mutex_unlock(&k->variants_lock);
+    if (text.len) *out = text.data;
+    else sb_free(&text);
+    return TILE_OK;
+}
+
 int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs) {
     RtCudaFunction *f = NULL;
     return k->program->ctx->cuda && rt_cuda_select(k, args, nargs, &f) == TILE_OK ? f->ntma : 0;
