@@ -4,8 +4,9 @@
  * most LAUNCH_CONDS_MAX), their values from a launch's arguments (rt_conds_eval), their place in
  * the variant's facts (text, cache key, the variant list: a variant compiled for one value never
  * serves the other), the fold judged by the VM (softmax's one-pass and two-loop paths, ragged rows,
- * the folded kernel's results identical bit for bit to the unspecialized kernel's), and the PTX of
- * softmax's one-pass variant (no trace of the loops: far fewer ex2).
+ * the folded kernel's results identical bit for bit to the unspecialized kernel's), the PTX of
+ * softmax's one-pass variant (no trace of the loops: far fewer ex2), and ahead-of-time images,
+ * which stay generic.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -266,6 +267,29 @@ Test(conds, softmax_one_pass_ptx_has_no_loop) {
     cr_assert_lt(n_one * 2, n_both, "the one-pass variant: %d ex2 of %d", n_one, n_both);
     cr_assert_gt(n_one, 0);
     tile_string_free(both), tile_string_free(one), tile_string_free(two);
+    tile_context_destroy(ctx);
+}
+#endif
+
+#ifdef TILE_HAVE_LLVM
+/* An ahead-of-time image (tilec build --emit c-header, tile_add_kernels) is the generic kernel:
+ * TILE_EMIT_CONDS and TILE_EMIT_SPECIALIZED, which pick tilec build's variant, leave it as it is. */
+Test(conds, aot_images_stay_generic) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/softmax.tile");
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "softmax", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    Strbuf image[2] = {{0}, {0}}, err = {0};
+    unsigned threads, shared;
+    for (int i = 0; i < 2; i++) {
+        if (i) setenv("TILE_EMIT_CONDS", "1", 1), setenv("TILE_EMIT_SPECIALIZED", "1", 1);
+        cr_assert_eq(rt_backend_image(k->function, "sm_90a", 0, &image[i], &threads, &shared, &err), TILE_OK, "%s",
+                     sb_str(&err));
+    }
+    unsetenv("TILE_EMIT_CONDS"), unsetenv("TILE_EMIT_SPECIALIZED");
+    cr_assert(image[0].len == image[1].len && memcmp(image[0].data, image[1].data, image[0].len) == 0);
+    sb_free(&image[0]), sb_free(&image[1]), sb_free(&err);
+    tile_program_destroy(p);
     tile_context_destroy(ctx);
 }
 #endif
