@@ -20,10 +20,11 @@
  *   - vector add (3 x 1 GiB) and softmax (16384 x 16384 f32) bandwidth against the device's
  *     measured device-to-device copy bandwidth (cuMemcpyDtoD of 1 GiB, read + write counted).
  * Without a GPU it measures the cold compile from source to that variant's cubin (sm_90a) on this
- * CPU. Either
+ * CPU (with the launch-known conditions of those sizes: TILE_EMIT_CONDS). Either
  * way it measures the host-side parts of the launch path that need no GPU (on a VM context):
- * the memory-cache hit from source text to kernel, the argument checks, and the grid computed
- * by the compiled steps against the VM's interpretation of the grid region.
+ * the memory-cache hit from source text to kernel, the argument checks, the grid computed by
+ * the compiled steps against the VM's interpretation of the grid region, and the launch-known
+ * conditions (softmax's N <= BN) by their compiled steps.
  *
  * Breakdowns (rows named "... | part"), so that the remaining time can be placed: the cold JIT
  * of softmax, layernorm and gemm by stage (frontend and passes, codegen, LLVM's IR pipeline,
@@ -83,9 +84,10 @@ static char *read_source(const KernelId *k, size_t *len) {
 /* The function a first launch of kernel with aligned, contiguous tensors (every size 1024) runs,
  * compiled and loaded as that launch does (rt_cuda_select), without launching: get_kernel compiles
  * nothing, the first launch compiles the variant for its tensors' facts. */
-static void first_launch_function(tile_context *ctx, tile_kernel *kernel, const char *name) {
-    enum { MAX_ARGS = 16 };
-    tile_arg args[MAX_ARGS];
+enum { MAX_ARGS = 16 };
+
+/* The arguments of that first launch into args[MAX_ARGS]; their count. */
+static int first_launch_args(tile_context *ctx, tile_kernel *kernel, const char *name, tile_arg *args) {
     int n = tile_kernel_num_params(kernel);
     if (n > MAX_ARGS) die(ctx, name, TILE_ERROR_INVALID_ARGUMENT);
     for (int i = 0; i < n; i++) {
@@ -99,15 +101,41 @@ static void first_launch_function(tile_context *ctx, tile_kernel *kernel, const 
             args[i].tensor = tile_tensor_contiguous(info.dtype, (void *)(uintptr_t)(1u << 20), info.rank, shape);
         }
     }
+    return n;
+}
+
+static void first_launch_function(tile_context *ctx, tile_kernel *kernel, const char *name) {
+    tile_arg args[MAX_ARGS];
+    int n = first_launch_args(ctx, kernel, name, args);
     struct RtCudaFunction *f;
     tile_status st = rt_cuda_select(kernel, args, (size_t)n, &f);
     if (st != TILE_OK) die(ctx, name, st);
 }
 
+/* The launch-known conditions of that first launch as TILE_EMIT_CONDS reads them ("1": softmax's
+ * one pass), into text[LAUNCH_CONDS_MAX + 1] ("" when the kernel has none), from a program of its
+ * own made and destroyed before the timing. */
+static void first_launch_conds(tile_context *ctx, const KernelId *k, const char *src, size_t len, char *text) {
+    tile_program *p;
+    tile_kernel *kernel;
+    tile_status st = tile_program_from_string(ctx, k->file, src, len, &p);
+    if (st != TILE_OK || (st = tile_program_get_kernel(p, k->name, NULL, 0, &kernel)) != TILE_OK) die(ctx, k->name, st);
+    tile_arg args[MAX_ARGS];
+    int n = first_launch_args(ctx, kernel, k->name, args);
+    Strbuf sb = {0};
+    launch_conds_text(rt_conds_eval(kernel->conds, args, (size_t)n), rt_conds_count(kernel->conds), &sb);
+    snprintf(text, LAUNCH_CONDS_MAX + 1, "%s", sb_str(&sb));
+    sb_free(&sb);
+    tile_program_destroy(p);
+}
+
 /* Source text to a compiled kernel (and, on a GPU, a loaded module): ms. What a first launch with
  * aligned, contiguous tensors compiles: on a GPU its variant (first_launch_function), on the CPU
- * the same variant's cubin (TILE_EMIT_SPECIALIZED=1: every fact true). */
+ * the same variant's cubin (TILE_EMIT_SPECIALIZED=1: every fact true; TILE_EMIT_CONDS: the
+ * launch-known conditions of those sizes). */
 static double compile_once(tile_context *ctx, const KernelId *k, const char *src, size_t len, tile_program **keep) {
+    char conds[LAUNCH_CONDS_MAX + 1] = "";
+    if (tile_context_device(ctx) != TILE_DEVICE_CUDA) first_launch_conds(ctx, k, src, len, conds);
     memset(rt_times(), 0, sizeof *rt_times()); /* get_kernel adds to them; emit resets them */
     double t0 = bench_now_us();
     tile_program *p;
@@ -122,8 +150,10 @@ static double compile_once(tile_context *ctx, const KernelId *k, const char *src
         size_t n;
         tile_emit_options opt = {.arch = "sm_90a"};
         setenv("TILE_EMIT_SPECIALIZED", "1", 1);
+        if (conds[0]) setenv("TILE_EMIT_CONDS", conds, 1);
         st = tile_program_emit(p, k->name, NULL, 0, TILE_EMIT_CUBIN, &opt, &out, &n);
         unsetenv("TILE_EMIT_SPECIALIZED");
+        unsetenv("TILE_EMIT_CONDS");
         if (st != TILE_OK) die(ctx, k->name, st);
         tile_string_free(out);
     }
@@ -345,7 +375,7 @@ static void bench_host_costs(void) {
     compile_once(ctx, &core[1], src, len, &first);
     tile_kernel *k;
     if ((st = tile_program_get_kernel(first, "softmax", NULL, 0, &k)) != TILE_OK) die(ctx, "softmax", st);
-    double hit[101], check[101], steps[101], vm[101];
+    double hit[101], check[101], steps[101], vm[101], conds[101];
     for (int r = 0; r < 101; r++) { /* from_string + get_kernel + destroy, as an application would */
         double t0 = bench_now_us();
         for (int i = 0; i < 100; i++) {
@@ -373,7 +403,9 @@ static void bench_host_costs(void) {
         double t2 = bench_now_us();
         for (int i = 0; i < 1000; i++) sink += vm_eval_grid(k->function, args, 2, grid, &err) ? grid[0] : 0;
         double t3 = bench_now_us();
-        check[r] = (t1 - t0) / 1000, steps[r] = (t2 - t1) / 1000, vm[r] = (t3 - t2) / 1000;
+        for (int i = 0; i < 1000; i++) sink += rt_conds_eval(k->conds, args, 2);
+        double t4 = bench_now_us();
+        check[r] = (t1 - t0) / 1000, steps[r] = (t2 - t1) / 1000, vm[r] = (t3 - t2) / 1000, conds[r] = (t4 - t3) / 1000;
     }
     (void)sink;
     bench_add_row("cache hit (memory, vm) softmax", "us source->kernel", bench_median(hit, 101), 20,
@@ -381,6 +413,7 @@ static void bench_host_costs(void) {
     bench_add_row("argument checks softmax", "us per launch (host)", bench_median(check, 101), -1, NULL, false);
     bench_add_row("grid by compiled steps softmax", "us per launch (host)", bench_median(steps, 101),
                   bench_median(vm, 101), "grid by the VM (before)", false);
+    bench_add_row("launch conditions softmax", "us per launch (host)", bench_median(conds, 101), -1, NULL, false);
     sb_free(&err);
     free(src);
     tile_program_destroy(first);

@@ -59,6 +59,10 @@ typedef struct Target {
     bool no_tma_store;       /* with tma: keep tile stores on st.global (TILE_TMA_STORE=0 in the
                                 runtime; the target word no_tma_store), else the epilogue pass may
                                 make them TMA stores */
+    unsigned conds;          /* launch-known conditions of the module's kernel (passes/conds.c):
+                                bit i the value of condition i of launch_conds_find, bit
+                                LAUNCH_CONDS_MAX + i whether it is known; 0: none (the generic
+                                kernel, ahead-of-time images, TILE_EMIT_SPECIALIZED's variant) */
 } Target;
 
 /* The target's shared memory per block: smem_bytes, else 227 KB on sm_90 and newer, 163 KB on
@@ -73,7 +77,7 @@ static inline bool target_has_tma(const Target *t) { return t->sm >= 90 && t->ar
  * operands' rings for it). */
 static inline bool target_has_wgmma(const Target *t) { return t->sm >= 90 && t->arch_specific && !t->no_wgmma; }
 /* Reads a target written as words: `sm_80` | `sm_90a`, `warps N`, `smem BYTES`, `facts all`, `tma`,
- * `no_wgmma`, `specialize`, `no_warp_roles`, `cluster`, `no_tma_store`, in any order (golden tests' `# target:`
+ * `no_wgmma`, `specialize`, `no_warp_roles`, `cluster`, `no_tma_store`, `conds 1x0` (launch_conds_parse), in any order (golden tests' `# target:`
  * line). False with the reason in err. */
 bool target_parse(const char *text, size_t len, Target *out, Strbuf *err);
 
@@ -105,6 +109,24 @@ void passes_list(Strbuf *out);            /* the pipeline: a pass per line, with
 
 /* ---- GPU passes --------------------------------------------------------------------------- */
 struct Layout;           /* ir/layout.h */
+
+/* Launch-known conditions (passes/conds.c): conditions of `if`s (then of `select`s) computed only
+ * from scalar parameters, tensor sizes and constants by pure scalar integer ops, which the runtime
+ * evaluates at launch and makes facts of the variant (Target.conds). */
+enum { LAUNCH_CONDS_MAX = 8 };
+/* Kernel f's launch-known conditions, each value once, in program order (ifs first), at most
+ * LAUNCH_CONDS_MAX, into conds; their count. */
+uint32_t launch_conds_find(const IrFunction *f, IrValue **conds);
+/* The ops that compute f's conditions from its parameters, in program order, into ops[cap]: their
+ * count, or -1 when there are more than cap. */
+int launch_conds_slice(const IrFunction *f, const IrOp **ops, int cap);
+/* The first GPU pass: the conditions that Target.conds knows become constants, and canonicalize
+ * and dce drop the branches not taken. */
+bool pass_conds(IrModule *m, const struct PassOptions *opt, DiagList *d);
+/* A conds word as text, one character per condition of n: '1', '0', or 'x' (unknown). */
+void launch_conds_text(unsigned word, uint32_t n, Strbuf *out);
+/* The word of such text (at most LAUNCH_CONDS_MAX characters); false when it is not such text. */
+bool launch_conds_parse(const char *text, size_t len, unsigned *word);
 
 /* Layout inference (passes/layout.c): computes a register layout for every tile value of rank
  * >= 1 of each kernel for blocks of 32 * num_warps threads, writes them into the types and

@@ -6,7 +6,8 @@
  * dead ops and the device functions that nothing calls any more. The GPU passes follow, for one
  * Target (PassOptions.target: architecture, warps per block, shared memory, launch facts), when
  * PassOptions.gpu is set or a dump asks for one of them, or alone (passes_run_target, which the
- * runtime runs per target on a copy of the target-independent IR): layout gives every tile a register layout, stages pipelines
+ * runtime runs per target on a copy of the target-independent IR): conds folds the launch-known
+ * conditions that the target's facts give (a variant's), layout gives every tile a register layout, stages pipelines
  * `pipeline(N)` loops through shared buffers and asynchronous copies, epilogue stores a dot's
  * result tile through shared memory by TMA (sm_90a), smem_plan places every
  * shared buffer in dynamic shared memory, and a last dce sweeps what stages left dead.
@@ -98,6 +99,9 @@ static const Pass pipeline[] = {
     {"canonicalize", pass_canonicalize, NULL, "always"},
     {"cse", pass_cse, NULL, "always"},
     {"dce", pass_dce, NULL, "always"},
+    {"conds", NULL, pass_conds,
+     "GPU: with launch-known conditions (a variant's facts): each known condition becomes its constant, the "
+     "branch not taken is dropped (passes/conds.c)"},
     {"layout", NULL, layout_for_target, "GPU: register layouts for the target's warps per block"},
     {"stages", NULL, stages_for_target,
      "GPU: loops with pipeline(N >= 2) whose loads feed tensor-core dots (ring of N stages: cp.async; TMA on "
@@ -233,12 +237,20 @@ bool target_parse(const char *text, size_t len, Target *out, Strbuf *err) {
             out->cluster = true;
         } else if (word_is(w, n, "no_tma_store")) {
             out->no_tma_store = true;
-        } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts")) {
+        } else if (word_is(w, n, "warps") || word_is(w, n, "smem") || word_is(w, n, "facts") ||
+                   word_is(w, n, "conds")) {
             const char *key = w;
             while (p < end && *p == ' ') p++;
             const char *v = p;
             while (p < end && *p != ' ' && *p != '\t') p++;
             size_t vn = (size_t)(p - v);
+            if (key[0] == 'c') {
+                if (!launch_conds_parse(v, vn, &out->conds)) {
+                    sb_printf(err, "conds '%.*s': expected 1 to %d of 1, 0 or x", (int)vn, v, LAUNCH_CONDS_MAX);
+                    return false;
+                }
+                continue;
+            }
             if (key[0] == 'f') {
                 if (!word_is(v, vn, "all")) {
                     sb_printf(err, "facts '%.*s': expected 'all'", (int)vn, v);

@@ -344,6 +344,7 @@ static void kernel_free(tile_kernel *k) {
     rt_autotune_free(k->autotune);
     rt_kernel_free_variants(k);
     rt_grid_free(k->grid);
+    rt_grid_free(k->conds);
     rt_launch_memo_free(k);
     pthread_mutex_destroy(&k->variants_lock);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
@@ -645,6 +646,7 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     k->module = m;
     k->function = f;
     k->grid = rt_grid_compile(f);
+    k->conds = rt_conds_compile(f);
     pthread_mutex_init(&k->variants_lock, NULL);
     if (p->ctx->cuda && (st = nimages ? rt_cuda_prepare_images(p->ctx, k, images, nimages)
                                       : rt_cuda_prepare(p->ctx, k)) != TILE_OK) {
@@ -724,6 +726,8 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
         bool known = rt_target_for_arch(arch, num_warps, &t);
         t.tma = true;
         t.every_fact = env_flag("TILE_EMIT_SPECIALIZED", false);
+        const char *conds = getenv("TILE_EMIT_CONDS"); /* as rt_backend_emit reads it */
+        if (conds && !launch_conds_parse(conds, strlen(conds), &t.conds)) t.conds = 0;
         IrModule *targeted = known ? rt_target_module(f, &t, dump_after, &dump, &d, &g) : NULL;
         if (!targeted && !d.errors) diag_error(&d, f->loc, "unknown architecture '%s' (sm_80 or sm_90a)", arch);
         if (targeted) ir_module_free(targeted);

@@ -210,13 +210,14 @@ static bool codegen_options(const char *arch_name, int num_warps, CodegenOptions
  * f, or every fact) on a copy of f's target-independent module: NULL with the passes'
  * diagnostics in err and *status set. */
 static IrModule *module_for_target(const IrFunction *f, const CodegenOptions *opt, bool every_fact, bool tma,
-                                   IrFunction **out, tile_status *status, Strbuf *err) {
+                                   unsigned conds, IrFunction **out, tile_status *status, Strbuf *err) {
     Target t;
     rt_target_for_arch(backend_arch_name(opt->arch), opt->num_warps, &t);
     t.facts = opt->spec;
     t.nfacts = opt->spec ? f->nparams : 0;
     t.every_fact = every_fact;
     t.tma = tma;
+    t.conds = conds;
     DiagList d = {0};
     IrModule *m = rt_target_module(f, &t, NULL, NULL, &d, out);
     if (!m) {
@@ -225,6 +226,15 @@ static IrModule *module_for_target(const IrFunction *f, const CodegenOptions *op
     }
     diag_free(&d);
     return m;
+}
+
+/* TILE_EMIT_CONDS's word for n kernels (0: unset, or more than one kernel). */
+static unsigned emit_conds(size_t n) {
+    const char *text = getenv("TILE_EMIT_CONDS");
+    unsigned word = 0;
+    if (n == 1 && text && *text && !launch_conds_parse(text, strlen(text), &word))
+        fprintf(stderr, "tile: TILE_EMIT_CONDS='%s' ignored: expected up to %d of 1, 0 or x\n", text, LAUNCH_CONDS_MAX);
+    return word;
 }
 
 static bool have_cubin_tool(void) {
@@ -249,12 +259,16 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
         all = xcalloc(fs[0]->nparams, sizeof *all);
         for (uint32_t i = 0; i < fs[0]->nparams; i++) all[i] = target_param_facts(&every, fs[0], i);
     }
+    /* its launch-known conditions stay unspecialized (both branches compiled) unless TILE_EMIT_CONDS
+     * gives their values (one kernel): "1", "10", "x1", ... in launch_conds_find's order, as
+     * rt_spec_text's `if:` shows them */
+    unsigned conds = emit_conds(n);
     /* each kernel's GPU passes for this target, on its own copy */
     IrModule **modules = xcalloc(n, sizeof *modules);
     IrFunction **targeted = xcalloc(n, sizeof *targeted);
     tile_status pass_status = TILE_OK;
     for (size_t i = 0; i < n && pass_status == TILE_OK; i++)
-        modules[i] = module_for_target(fs[i], &opt, all != NULL, true, &targeted[i], &pass_status, err);
+        modules[i] = module_for_target(fs[i], &opt, all != NULL, true, conds, &targeted[i], &pass_status, err);
     opt.spec = all;
     CodegenInfo info = {0}, *infos = n > 1 ? xcalloc(n, sizeof *infos) : &info;
     bool ok = pass_status == TILE_OK;
@@ -329,7 +343,7 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
     /* an ahead-of-time image is the generic kernel: no launch facts (so no TMA ring either) */
     tile_status pass_status = TILE_OK;
     IrFunction *targeted;
-    IrModule *m = module_for_target(f, &opt, false, false, &targeted, &pass_status, err);
+    IrModule *m = module_for_target(f, &opt, false, false, 0, &targeted, &pass_status, err);
     if (!m) return pass_status;
     CodegenInfo info = {0};
     Strbuf ptx = {0};
@@ -360,6 +374,7 @@ typedef struct Build {
     bool tma;                    /* TMA rings allowed: the entry's launch data lists the maps */
     BackendArch arch;
     const CodegenParamSpec *spec; /* NULL: the generic kernel */
+    unsigned conds;              /* the launch-known conditions (Target.conds) */
     tile_status status;          /* why build failed */
     double seconds;              /* spent in build_image */
 } Build;
@@ -445,7 +460,7 @@ static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     backend_nvjitlink_preload(); /* loads while the passes and LLVM run */
     /* the GPU passes for this arch and these facts, then the code generator */
     IrFunction *targeted = NULL;
-    IrModule *m = module_for_target(b->function, &opt, false, b->tma, &targeted, &b->status, err);
+    IrModule *m = module_for_target(b->function, &opt, false, b->tma, b->conds, &targeted, &b->status, err);
     if (!m) return false;
     IrTmaMap maps[IR_MAX_TMA_MAPS];
     int nmaps = b->tma ? ir_tma_maps(targeted, maps) : 0;
@@ -546,8 +561,8 @@ static void own_function(RtCuda *c, RtCudaFunction *f) {
 /* Compiles (or finds in the cache) k for the device with the facts spec (NULL: the generic
  * kernel) under key, and loads it. On failure returns the status with the reason in err
  * (nothing recorded: the caller decides whether it is an error). */
-static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenParamSpec *spec, const CacheKey *key,
-                                    RtCudaFunction **out, Strbuf *err) {
+static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenParamSpec *spec, unsigned conds,
+                                    const CacheKey *key, RtCudaFunction **out, Strbuf *err) {
     *out = NULL;
     if (c->cache.enabled) {
         RtCudaFunction *hit = cache_memory_get(&c->loaded, key);
@@ -558,7 +573,7 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
     }
     /* A variant that may get TMA rings needs its tensor maps at launch: the build records them
      * in the entry's launch data, so a disk hit has them without running the GPU passes. */
-    Build build = {.function = k->function, .tma = spec && c->tma, .arch = c->arch, .spec = spec,
+    Build build = {.function = k->function, .tma = spec && c->tma, .arch = c->arch, .spec = spec, .conds = conds,
                    .status = TILE_ERROR_COMPILE};
     CacheEntry entry = {0};
     CacheOutcome outcome = {0};
@@ -745,8 +760,9 @@ bool rt_specialize_from_env(void) {
     return env_flag("TILE_SPECIALIZE", true);
 }
 
-bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts) {
-    bool any = false;
+bool rt_spec_facts(const IrFunction *f, const RtSteps *conds, const tile_arg *args, size_t nargs, RtSpecFacts *facts) {
+    facts[f->nparams] = rt_conds_eval(conds, args, nargs);
+    bool any = facts[f->nparams] != 0;
     for (uint32_t i = 0; i < f->nparams; i++) {
         const IrType *t = f->body->args[i]->type;
         RtSpecFacts bits = 0;
@@ -807,17 +823,25 @@ void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out) {
         out->len--;
         any = true;
     }
+    unsigned word = facts[f->nparams];
+    if (word) {
+        IrValue *conds[LAUNCH_CONDS_MAX];
+        sb_printf(out, "%sif:", any ? " " : "");
+        launch_conds_text(word, launch_conds_find(f, conds), out);
+        any = true;
+    }
     if (!any) sb_puts(out, "generic");
 }
 
 CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, uint32_t nparams) {
-    bool any = false;
+    bool any = facts[nparams] != 0;
     for (uint32_t i = 0; i < nparams; i++) any = any || facts[i];
     if (!any) return *generic;
     Sha256 h;
     cache_key_begin(&h);
     cache_key_add(&h, "generic", generic->bytes, sizeof generic->bytes);
     for (uint32_t i = 0; i < nparams; i++) cache_key_add_i64(&h, "facts", facts[i]);
+    if (facts[nparams]) cache_key_add_i64(&h, "conds", facts[nparams]); /* (keys without conditions stay as they were) */
     return cache_key_end(&h);
 }
 
@@ -853,6 +877,23 @@ size_t rt_kernel_num_variants(tile_kernel *k) {
     return n;
 }
 
+tile_status tile_kernel_variants_report(tile_kernel *k, char **out) {
+    if (!k || !out) return rt_fail(k ? k->program->ctx : NULL, TILE_ERROR_INVALID_ARGUMENT,
+                                   "tile_kernel_variants_report: %s is NULL", !k ? "the kernel" : "out");
+    *out = NULL;
+    Strbuf text = {0};
+    pthread_mutex_lock(&k->variants_lock);
+    for (RtVariant *v = k->variants; v; v = v->next) {
+        sb_puts(&text, "variant ");
+        rt_spec_text(k->function, v->facts, &text);
+        sb_puts(&text, v->failed ? " (failed: the generic kernel runs)\n" : "\n");
+    }
+    pthread_mutex_unlock(&k->variants_lock);
+    if (text.len) *out = text.data;
+    else sb_free(&text);
+    return TILE_OK;
+}
+
 int rt_cuda_num_tma_maps(tile_kernel *k, const tile_arg *args, size_t nargs) {
     RtCudaFunction *f = NULL;
     return k->program->ctx->cuda && rt_cuda_select(k, args, nargs, &f) == TILE_OK ? f->ntma : 0;
@@ -883,7 +924,7 @@ static RtCudaFunction *generic_locked(tile_kernel *k, const RtCompiler *comp, ti
 
 RtCudaFunction *rt_kernel_function_for(tile_kernel *k, const RtSpecFacts *facts, const RtCompiler *comp,
                                        tile_status *st, Strbuf *err) {
-    const uint32_t n = k->function->nparams;
+    const uint32_t n = rt_spec_len(k->function); /* the parameters' facts and the conditions' */
     if (!facts) { /* the generic kernel: lock-free once it exists */
         RtCudaFunction *f = atomic_load_explicit(&k->cuda, memory_order_acquire);
         if (f) return f;
@@ -931,16 +972,18 @@ static RtCudaFunction *compile_for_facts(void *user, tile_kernel *k, const RtSpe
     double t0 = monotonic_seconds();
     CacheKey key = generic_key(c, k);
     CodegenParamSpec *spec = NULL;
+    unsigned conds = 0;
     if (facts) {
         spec = xcalloc(n, sizeof *spec);
         for (uint32_t i = 0; i < n; i++) spec[i] = rt_spec_unpack(facts[i]);
+        conds = facts[n];
         key = rt_spec_cache_key(&key, facts, n);
         if (c->tma) key = rt_tma_cache_key(&key);
     }
     rt_times()->cache += monotonic_seconds() - t0;
     RtCudaFunction *f = NULL;
     Strbuf why = {0};
-    *st = compile_and_load(c, k, spec, &key, &f, &why);
+    *st = compile_and_load(c, k, spec, conds, &key, &f, &why);
     if (*st != TILE_OK) {
         if (strncmp(sb_str(&why), "cannot load", 11) == 0) sb_printf(err, "%s: %s", k->name, sb_str(&why));
         else sb_printf(err, "%s for %s: %s", k->name, backend_arch_name(c->arch), sb_str(&why));
@@ -978,9 +1021,9 @@ tile_status rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs, R
     const IrFunction *fn = k->function;
     RtCuda *c = k->program->ctx->cuda;
     if (!c || !c->specialize || k->from_image || fn->nparams == 0) return function_for(k, NULL, out);
-    RtSpecFacts small[32];
-    RtSpecFacts *facts = fn->nparams <= 32 ? small : xmalloc(fn->nparams * sizeof *facts);
-    tile_status st = function_for(k, rt_spec_facts(fn, args, nargs, facts) ? facts : NULL, out);
+    RtSpecFacts small[33];
+    RtSpecFacts *facts = rt_spec_len(fn) <= 33 ? small : xmalloc(rt_spec_len(fn) * sizeof *facts);
+    tile_status st = function_for(k, rt_spec_facts(fn, k->conds, args, nargs, facts) ? facts : NULL, out);
     if (facts != small) free(facts);
     return st;
 }

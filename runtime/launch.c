@@ -1,7 +1,8 @@
 /*
- * launch.c: the launch fast path. Two parts: a kernel's grid region compiled once, when the
- * kernel is made, into straight-line steps over scalar registers, so that a launch computes its
- * grid without the VM (no frames, no tiles, no allocation); and the launch memo (at the end of
+ * launch.c: the launch fast path. Two parts: a kernel's grid region (and its launch-known
+ * conditions, passes/conds.c) compiled once, when the kernel is made, into straight-line steps
+ * over scalar registers, so that a launch computes its grid and the conditions' values without
+ * the VM (no frames, no tiles, no allocation); and the launch memo (at the end of
  * the file), which lets a cuda launch whose argument signature was seen before skip the checks,
  * the facts, the choice of function and the grid altogether.
  *
@@ -33,11 +34,11 @@ typedef struct RtGridStep {
     IrConst value;    /* OP_CONST: already converted to elem */
 } RtGridStep;
 
-struct RtGrid {
+struct RtSteps {
     RtGridStep *steps;
     uint32_t nsteps;
-    uint16_t yields[3];
-    uint32_t nyields;
+    uint16_t outs[LAUNCH_CONDS_MAX]; /* the registers of the results: the grid's 1..3, the conditions */
+    uint32_t nouts;
 };
 
 void rt_grid_free(RtGrid *g) {
@@ -53,13 +54,16 @@ static int reg_of(const IrValue *const *map, uint32_t n, const IrValue *v) {
     return -1;
 }
 
-/* Compiles f's grid region; NULL when some op is beyond the steps (the VM evaluates it then). */
-RtGrid *rt_grid_compile(const IrFunction *f) {
-    const IrRegion *r = f->grid;
-    if (!r || r->nargs > RT_GRID_MAX_REGS) return NULL;
+/* Compiles ops (scalar ops in an order of definitions) over r's arguments, the kernel's
+ * parameters (r is its grid or its body), into steps that compute outs (integers or bools); NULL
+ * when some op is beyond the steps. The grid's steps and the launch conditions' both come from
+ * here, so that a launch evaluates either with the same element rules as the VM. */
+static RtSteps *steps_compile(const IrRegion *r, const IrOp *const *ops, uint32_t nops, IrValue *const *outs,
+                              uint32_t nouts) {
+    if (r->nargs > RT_GRID_MAX_REGS || nouts < 1 || nouts > LAUNCH_CONDS_MAX) return NULL;
     const IrValue *map[RT_GRID_MAX_REGS];
     uint32_t nmap = 0;
-    RtGrid *g = xcalloc(1, sizeof *g);
+    RtSteps *g = xcalloc(1, sizeof *g);
     g->steps = xcalloc(RT_GRID_MAX_REGS + r->nargs + 1, sizeof *g->steps);
     bool ok = true;
     /* the parameters: scalars are loaded (as the VM's make_params does), tensors only named */
@@ -72,12 +76,8 @@ RtGrid *rt_grid_compile(const IrFunction *f) {
         else if (arg->type->kind != TY_TENSOR) ok = false;
         nmap++;
     }
-    const IrOp *term = NULL;
-    for (const IrOp *op = r->first; op && ok; op = op->next) {
-        if (op->code == OP_YIELD) {
-            term = op;
-            break;
-        }
+    for (uint32_t k = 0; k < nops && ok; k++) {
+        const IrOp *op = ops[k];
         if (op->nregions || op->nresults != 1 || op->noperands > 3 || !type_is_scalar(op->results[0]->type) ||
             nmap == RT_GRID_MAX_REGS) {
             ok = false;
@@ -122,28 +122,36 @@ RtGrid *rt_grid_compile(const IrFunction *f) {
         map[nmap++] = op->results[0];
         g->steps[g->nsteps++] = s;
     }
-    if (ok && (!term || term->noperands < 1 || term->noperands > 3)) ok = false;
-    for (uint32_t i = 0; ok && i < term->noperands; i++) {
-        int reg = reg_of(map, nmap, term->operands[i]);
-        ok = reg >= 0 && type_is_scalar(term->operands[i]->type) && !elem_is_float(term->operands[i]->type->elem);
-        g->yields[i] = (uint16_t)reg;
+    for (uint32_t i = 0; ok && i < nouts; i++) {
+        int reg = reg_of(map, nmap, outs[i]);
+        ok = reg >= 0 && type_is_scalar(outs[i]->type) && !elem_is_float(outs[i]->type->elem);
+        g->outs[i] = (uint16_t)reg;
     }
     if (!ok) {
         rt_grid_free(g);
         return NULL;
     }
-    g->nyields = term->noperands;
+    g->nouts = nouts;
     return g;
 }
 
-/* The VM's num_sms() (a GPU launch passes its device's count to rt_grid_eval_sms). */
-bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]) {
-    return rt_grid_eval_sms(g, args, nargs, vm_num_sms(), grid);
+/* Compiles f's grid region; NULL when some op is beyond the steps (the VM evaluates it then). */
+RtGrid *rt_grid_compile(const IrFunction *f) {
+    const IrRegion *r = f->grid;
+    if (!r) return NULL;
+    const IrOp *ops[RT_GRID_MAX_REGS];
+    uint32_t nops = 0;
+    const IrOp *op = r->first;
+    for (; op && op->code != OP_YIELD; op = op->next) {
+        if (nops == RT_GRID_MAX_REGS) return NULL; /* more values than registers */
+        ops[nops++] = op;
+    }
+    if (!op || op->noperands < 1 || op->noperands > 3) return NULL;
+    return steps_compile(r, ops, nops, op->operands, op->noperands);
 }
 
-/* Runs the steps for args (already checked by rt_check_args); false when the VM must decide. */
-bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3]) {
-    IrConst regs[RT_GRID_MAX_REGS];
+/* Runs the steps for args into regs; false when the VM must decide. */
+static bool steps_run(const RtSteps *g, const tile_arg *args, size_t nargs, int num_sms, IrConst *regs) {
     for (uint32_t i = 0; i < g->nsteps; i++) {
         const RtGridStep *s = &g->steps[i];
         IrConst *out = &regs[s->dst];
@@ -172,15 +180,50 @@ bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int n
             break;
         }
     }
+    return true;
+}
+
+/* The VM's num_sms() (a GPU launch passes its device's count to rt_grid_eval_sms). */
+bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t grid[3]) {
+    return rt_grid_eval_sms(g, args, nargs, vm_num_sms(), grid);
+}
+
+/* Runs the steps for args (already checked by rt_check_args); false when the VM must decide. */
+bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3]) {
+    IrConst regs[RT_GRID_MAX_REGS];
+    if (!steps_run(g, args, nargs, num_sms, regs)) return false;
     for (uint32_t d = 0; d < 3; d++) {
         grid[d] = 1;
-        if (d >= g->nyields) continue;
-        int64_t v = regs[g->yields[d]].i;
+        if (d >= g->nouts) continue;
+        int64_t v = regs[g->outs[d]].i;
         if (v < 0 || v > INT32_MAX) return false; /* the VM reports it */
         grid[d] = v;
     }
     return true;
 }
+
+/* ---- launch-known conditions ------------------------------------------------------------------
+ * The conditions of passes/conds.c compiled, like the grid, once per kernel into steps over the
+ * parameters; a launch runs them (no VM, no allocation) into the variant's condition word. */
+RtSteps *rt_conds_compile(const IrFunction *f) {
+    IrValue *conds[LAUNCH_CONDS_MAX];
+    uint32_t n = f->is_kernel && f->body ? launch_conds_find(f, conds) : 0;
+    if (!n) return NULL;
+    const IrOp *ops[RT_GRID_MAX_REGS];
+    int nops = launch_conds_slice(f, ops, RT_GRID_MAX_REGS);
+    return nops < 0 ? NULL : steps_compile(f->body, ops, (uint32_t)nops, conds, n);
+}
+
+RtSpecFacts rt_conds_eval(const RtSteps *c, const tile_arg *args, size_t nargs) {
+    IrConst regs[RT_GRID_MAX_REGS];
+    if (!c || !steps_run(c, args, nargs, 0, regs)) return 0; /* none known (they never read num_sms) */
+    unsigned word = 0;
+    for (uint32_t i = 0; i < c->nouts; i++)
+        word |= (1u << (LAUNCH_CONDS_MAX + i)) | ((regs[c->outs[i]].i != 0 ? 1u : 0u) << i);
+    return (RtSpecFacts)word;
+}
+
+uint32_t rt_conds_count(const RtSteps *c) { return c ? c->nouts : 0; }
 
 /* ---- the launch memo -------------------------------------------------------------------------
  * What a cuda launch decided for one argument signature: the arguments passed the checks, their

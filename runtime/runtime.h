@@ -25,7 +25,8 @@ struct RtVariant;
 typedef struct RtLaunchMemo RtLaunchMemo;
 enum { RT_LAUNCH_MEMOS = 8 }; /* argument signatures a kernel remembers (launch.c) */
 typedef struct RtAutotune RtAutotune;
-typedef struct RtGrid RtGrid;
+typedef struct RtSteps RtSteps; /* scalar steps over the parameters (launch.c) */
+typedef RtSteps RtGrid;
 
 struct tile_context {
     tile_device_kind device;
@@ -67,6 +68,7 @@ struct tile_kernel {
     struct RtVariant *variants; /* specialized variants compiled at launch (device_cuda.c) */
     struct RtVariant *_Atomic last_variant; /* the variant of the latest launch (the fast path) */
     RtGrid *grid;            /* the grid region compiled (launch.c), or NULL: the VM evaluates it */
+    RtSteps *conds;          /* its launch-known conditions compiled (launch.c), or NULL: none */
     RtAutotune *autotune;    /* its autotune(...) candidates (autotune.c), or NULL */
     RtLaunchMemo *_Atomic memos[RT_LAUNCH_MEMOS]; /* the cuda launch's decisions per argument
                                                     signature (launch.c), filled in order */
@@ -197,13 +199,17 @@ bool rt_image_is_ptx(const tile_image *image);
  *   bit 13     strides_div16  every stride that is not 1 is a multiple of 16 (a row-major
  *                             tensor whose rows are multiples of 16 long): 16-byte vectors of
  *                             rows stay aligned, so copies need no run-time alignment check
- * Scalars have no facts. */
+ * Scalars have no facts. A variant's facts are one RtSpecFacts per parameter and one more, the
+ * launch-known conditions (passes/conds.c, rt_conds_eval): bit i the value of condition i, bit
+ * LAUNCH_CONDS_MAX + i whether it is known (0: none; a kernel without conditions, or a launch
+ * whose conditions could not be evaluated). rt_spec_len gives the count. */
 typedef uint16_t RtSpecFacts;
+static inline uint32_t rt_spec_len(const IrFunction *f) { return f->nparams + 1; }
 enum { RT_SPEC_ALIGNED16 = 1u, RT_SPEC_UNIT_STRIDE0 = 1u << 1, RT_SPEC_SIZE_DIV16_0 = 1u << 7,
        RT_SPEC_STRIDES_DIV16 = 1u << 13 };
 
 typedef struct RtVariant {
-    RtSpecFacts *facts;           /* one per parameter */
+    RtSpecFacts *facts;           /* one per parameter, then the conditions (rt_spec_len) */
     struct RtCudaFunction *cuda;  /* the variant, or the generic kernel when its compile failed */
     bool failed;                  /* the specialized compile failed (see message) */
     char *message;
@@ -219,15 +225,17 @@ bool rt_warp_specialize(void);
  * gets roles, not even one whose source asks (`pipeline(N, specialize = 1)`): Target.no_warp_roles. */
 bool rt_warp_roles_possible(void);
 /* The facts of args (already checked by rt_check_args) for f's parameters, one per parameter
- * into facts[f->nparams]; returns whether any fact is true (false: the generic kernel). */
-bool rt_spec_facts(const IrFunction *f, const tile_arg *args, size_t nargs, RtSpecFacts *facts);
+ * into facts[f->nparams], and the conditions' word (rt_conds_eval of conds, NULL: none) after
+ * them; returns whether any fact is true or any condition known (false: the generic kernel). */
+bool rt_spec_facts(const IrFunction *f, const RtSteps *conds, const tile_arg *args, size_t nargs, RtSpecFacts *facts);
 /* The CodegenOptions.spec entry of one parameter's facts. */
 CodegenParamSpec rt_spec_unpack(RtSpecFacts facts);
-/* The facts as text for messages and docs: "x:align16,unit(1),div16(0,1) y:..." ("generic" when
- * none is true). */
+/* The facts (rt_spec_len of them) as text for messages and docs: "x:align16,unit(1),div16(0,1)
+ * y:... if:10" (if: each condition's value, x when not known; "generic" when none is true). */
 void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out);
 /* The kernel cache key of a variant: the generic kernel's key when no fact is true, else the
- * hash of that key and every parameter's facts. */
+ * hash of that key and every parameter's facts, and the conditions' word when one is known
+ * (facts[nparams]: so a disk entry never serves a variant compiled for other conditions). */
 CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, uint32_t nparams);
 /* The function a launch of k with args uses on the cuda device, compiled (or found in the
  * kernel cache) and loaded the first time a launch needs it: the variant for the arguments'
@@ -236,7 +244,7 @@ CacheKey rt_spec_cache_key(const CacheKey *generic, const RtSpecFacts *facts, ui
  * context's message set and *out NULL. */
 tile_status rt_cuda_select(tile_kernel *k, const tile_arg *args, size_t nargs, struct RtCudaFunction **out);
 /* How a kernel's functions are made: compile(user, k, facts) compiles and loads k for facts
- * (k->function->nparams of them), or the generic kernel when facts is NULL; NULL on failure, with
+ * (rt_spec_len of them), or the generic kernel when facts is NULL; NULL on failure, with
  * the status in *st and the reason in err. The cuda device passes its compiler; tests a fake. */
 typedef struct RtCompiler {
     struct RtCudaFunction *(*compile)(void *user, tile_kernel *k, const RtSpecFacts *facts, tile_status *st,
@@ -267,6 +275,12 @@ bool rt_grid_eval(const RtGrid *g, const tile_arg *args, size_t nargs, int64_t g
 /* rt_grid_eval with num_sms() = num_sms (rt_grid_eval uses the VM's, vm_num_sms). */
 bool rt_grid_eval_sms(const RtGrid *g, const tile_arg *args, size_t nargs, int num_sms, int64_t grid[3]);
 void rt_grid_free(RtGrid *g);
+/* f's launch-known conditions (passes/conds.c) compiled into steps the same way, or NULL when it
+ * has none or they need more than the steps (then no launch knows them); free with rt_grid_free.
+ * rt_conds_eval: their word for args (already checked), 0 for NULL or when a step declines. */
+RtSteps *rt_conds_compile(const IrFunction *f);
+RtSpecFacts rt_conds_eval(const RtSteps *c, const tile_arg *args, size_t nargs);
+uint32_t rt_conds_count(const RtSteps *c);
 
 /* The launch memo (launch.c): a cuda launch with arguments of a signature seen before skips the
  * argument checks, the facts, the choice of function and the grid, and reuses what the first

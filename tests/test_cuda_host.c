@@ -398,3 +398,45 @@ Test(cuda_host, gemm_launches_in_clusters_of_two_where_the_grid_allows) {
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* softmax's `if N <= BN` is a launch-known condition (passes/conds.c): rows of 512 and of 1000
+ * share the one-pass variant, rows of 2048 (the same tensor facts) get a variant of their own,
+ * and a disk hit in a new context finds each under its own key without compiling. */
+Test(cuda_host, softmax_gets_a_variant_per_condition_value) {
+    char dir[] = "/tmp/tile_conds_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("TILE_CACHE_DIR", dir, 1);
+    setenv("TILE_CACHE", "1", 1);
+    void *buf;
+    const int64_t sizes[4][2] = {{4, 512}, {3, 1008}, {2, 2048}, {5, 512}};
+    const char *expect = "variant x:align16,strides16,unit(1),div16(1) y:align16,strides16,unit(1),div16(1) if:0\n"
+                         "variant x:align16,strides16,unit(1),div16(1) y:align16,strides16,unit(1),div16(1) if:1\n";
+    for (int context = 0; context < 2; context++) {
+        tile_context *ctx = open_fake();
+        tile_program *p;
+        tile_kernel *k = stdlib_kernel(ctx, "softmax.tile", "softmax", NULL, 0, &p);
+        cr_assert_eq(tile_alloc(ctx, 4 * 2048 * 4, &buf), TILE_OK);
+        FakeCudaStats *s = fake();
+        uint64_t modules = s->modules_loaded;
+        double passes = passes_seconds();
+        for (int i = 0; i < 4; i++) {
+            tile_arg args[2];
+            for (int j = 0; j < 2; j++)
+                args[j] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, buf, 2, sizes[i])};
+            cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        }
+        cr_assert_eq(rt_kernel_num_variants(k), 2, "context %d: one per value of N <= BN", context);
+        cr_assert_eq(s->modules_loaded, modules + 2);
+        if (context == 1) cr_assert_eq(passes_seconds(), passes, "the disk held both: no GPU pass ran");
+        char *report = NULL;
+        cr_assert_eq(tile_kernel_variants_report(k, &report), TILE_OK);
+        cr_assert_str_eq(report, expect);
+        tile_string_free(report);
+        tile_free(ctx, buf);
+        tile_program_destroy(p);
+        tile_context_destroy(ctx);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

@@ -157,7 +157,7 @@ Test(pipeline, names_and_listing) {
     Strbuf sb = {0};
     passes_list(&sb);
     /* every pass, GPU passes included, one per line in order, each with when it runs */
-    const char *names[] = {"inline", "canonicalize", "cse", "dce", "layout", "stages", "cluster", "epilogue", "smem_plan", "cleanup"};
+    const char *names[] = {"inline", "canonicalize", "cse", "dce", "conds", "layout", "stages", "cluster", "epilogue", "smem_plan", "cleanup"};
     const char *at = sb_str(&sb);
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         cr_assert(passes_is_known(names[i]), "%s", names[i]);

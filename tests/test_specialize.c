@@ -63,8 +63,8 @@ Test(specialize, facts_of_aligned_contiguous_arguments) {
     Fixture f = setup();
     tile_arg args[5];
     good_args(args);
-    RtSpecFacts facts[5];
-    cr_assert(rt_spec_facts(f.kernel->function, args, 5, facts));
+    RtSpecFacts facts[6]; /* 5 parameters and the conditions */
+    cr_assert(rt_spec_facts(f.kernel->function, f.kernel->conds, args, 5, facts));
     /* a: [16, N]: dimension 0 is fixed, so only dimension 1's size counts; stride 1 on dim 1 only */
     /* a and c are row-major with rows of 32 and 16 elements: strides16; b has rank 1 */
     cr_assert_eq(facts[0], RT_SPEC_ALIGNED16 | RT_SPEC_STRIDES_DIV16 | (RT_SPEC_UNIT_STRIDE0 << 1) |
@@ -76,7 +76,7 @@ Test(specialize, facts_of_aligned_contiguous_arguments) {
                                RT_SPEC_SIZE_DIV16_0 | (RT_SPEC_SIZE_DIV16_0 << 1));
     /* a row stride that is not a multiple of 16 (a view of wider rows) loses strides16 only */
     args[0].tensor.strides[0] = 40;
-    cr_assert(rt_spec_facts(f.kernel->function, args, 5, facts));
+    cr_assert(rt_spec_facts(f.kernel->function, f.kernel->conds, args, 5, facts));
     cr_assert_eq(facts[0], RT_SPEC_ALIGNED16 | (RT_SPEC_UNIT_STRIDE0 << 1) | (RT_SPEC_SIZE_DIV16_0 << 1));
     teardown(&f);
 }
@@ -85,12 +85,12 @@ Test(specialize, each_fact_follows_its_argument) {
     Fixture f = setup();
     tile_arg args[5];
     good_args(args);
-    RtSpecFacts facts[5];
+    RtSpecFacts facts[6]; /* 5 parameters and the conditions */
     args[1].tensor.data = memory + 4; /* 4-byte aligned only */
     args[1].tensor.shape[0] = 63;     /* not a multiple of 16 */
     args[4].tensor.strides[1] = 2;    /* not unit stride */
     args[4].tensor.strides[0] = 32;
-    rt_spec_facts(f.kernel->function, args, 5, facts);
+    rt_spec_facts(f.kernel->function, f.kernel->conds, args, 5, facts);
     cr_assert_eq(facts[1], RT_SPEC_UNIT_STRIDE0);
     cr_assert_eq(facts[4], RT_SPEC_ALIGNED16 | RT_SPEC_SIZE_DIV16_0 | (RT_SPEC_SIZE_DIV16_0 << 1));
     teardown(&f);
@@ -110,8 +110,8 @@ Test(specialize, no_fact_is_the_generic_kernel) {
         }
     }
     /* a's dimension 0 stays 16: it is fixed, so it is no fact */
-    RtSpecFacts facts[5];
-    cr_assert_not(rt_spec_facts(f.kernel->function, args, 5, facts));
+    RtSpecFacts facts[6]; /* 5 parameters and the conditions */
+    cr_assert_not(rt_spec_facts(f.kernel->function, f.kernel->conds, args, 5, facts));
     for (int i = 0; i < 5; i++) cr_assert_eq(facts[i], 0, "parameter %d", i);
     Strbuf text = {0};
     rt_spec_text(f.kernel->function, facts, &text);
@@ -124,8 +124,8 @@ Test(specialize, codegen_spec_and_text) {
     Fixture f = setup();
     tile_arg args[5];
     good_args(args);
-    RtSpecFacts facts[5];
-    rt_spec_facts(f.kernel->function, args, 5, facts);
+    RtSpecFacts facts[6]; /* 5 parameters and the conditions */
+    rt_spec_facts(f.kernel->function, f.kernel->conds, args, 5, facts);
     CodegenParamSpec a = rt_spec_unpack(facts[0]);
     cr_assert(a.aligned16);
     cr_assert(!a.unit_stride[0] && a.unit_stride[1]);
@@ -143,10 +143,10 @@ Test(specialize, codegen_spec_and_text) {
 Test(specialize, variant_keys) {
     CacheKernelId id = {.source = source, .source_len = strlen(source), .kernel = "fixed", .arch = "sm_90a"};
     CacheKey generic = cache_kernel_key(&id);
-    RtSpecFacts none[3] = {0, 0, 0};
-    RtSpecFacts one[3] = {RT_SPEC_ALIGNED16, 0, 0};
-    RtSpecFacts other[3] = {0, RT_SPEC_ALIGNED16, 0};
-    RtSpecFacts two[3] = {RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0, 0, 0};
+    RtSpecFacts none[4] = {0, 0, 0, 0}; /* 3 parameters, then the conditions */
+    RtSpecFacts one[4] = {RT_SPEC_ALIGNED16, 0, 0, 0};
+    RtSpecFacts other[4] = {0, RT_SPEC_ALIGNED16, 0, 0};
+    RtSpecFacts two[4] = {RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0, 0, 0, 0};
     CacheKey k_none = rt_spec_cache_key(&generic, none, 3);
     CacheKey k_one = rt_spec_cache_key(&generic, one, 3);
     CacheKey k_one_again = rt_spec_cache_key(&generic, one, 3);
@@ -225,7 +225,7 @@ Test(specialize, image_kind_from_its_bytes) {
 typedef struct FakeCompiler {
     pthread_mutex_t lock;
     int calls, generic_calls;
-    RtSpecFacts last[5];
+    RtSpecFacts last[6];
     bool fail_variants, fail_generic;
     unsigned char functions[8]; /* addresses used as fake functions: [0] generic, [1 + i] variants */
 } FakeCompiler;
@@ -265,8 +265,8 @@ Test(specialize, first_launch_compiles_only_its_variant) {
     Fixture f = setup();
     FakeCompiler *c = fake_new();
     RtCompiler comp = {fake_compile, c};
-    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0, 0, 0, RT_SPEC_ALIGNED16};
-    const RtSpecFacts other[5] = {0, RT_SPEC_UNIT_STRIDE0, 0, 0, 0};
+    const RtSpecFacts aligned[6] = {RT_SPEC_ALIGNED16, RT_SPEC_ALIGNED16 | RT_SPEC_UNIT_STRIDE0, 0, 0, RT_SPEC_ALIGNED16, 0};
+    const RtSpecFacts other[6] = {0, RT_SPEC_UNIT_STRIDE0, 0, 0, 0, 0};
     tile_status st = TILE_OK;
     Strbuf err = {0};
     cr_assert_eq(c->calls, 0, "making the kernel compiled nothing");
@@ -318,7 +318,7 @@ Test(specialize, a_failed_variant_falls_back_on_the_generic_kernel) {
     FakeCompiler *c = fake_new();
     c->fail_variants = true;
     RtCompiler comp = {fake_compile, c};
-    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, 0, 0, 0, 0};
+    const RtSpecFacts aligned[6] = {RT_SPEC_ALIGNED16, 0, 0, 0, 0, 0};
     tile_status st = TILE_OK;
     Strbuf err = {0};
     cr_assert_eq(rt_kernel_function_for(f.kernel, aligned, &comp, &st, &err), GENERIC_FN(c),
@@ -338,7 +338,7 @@ Test(specialize, a_generic_kernel_that_fails_fails_each_launch_that_needs_it) {
     FakeCompiler *c = fake_new();
     c->fail_variants = c->fail_generic = true;
     RtCompiler comp = {fake_compile, c};
-    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, 0, 0, 0, 0};
+    const RtSpecFacts aligned[6] = {RT_SPEC_ALIGNED16, 0, 0, 0, 0, 0};
     for (int round = 0; round < 2; round++) {
         tile_status st = TILE_OK;
         Strbuf err = {0};
@@ -377,7 +377,7 @@ static void *race(void *arg) {
 Test(specialize, racing_first_launches_compile_once) {
     Fixture f = setup();
     FakeCompiler *c = fake_new();
-    const RtSpecFacts aligned[5] = {RT_SPEC_ALIGNED16, 0, 0, 0, RT_SPEC_ALIGNED16};
+    const RtSpecFacts aligned[6] = {RT_SPEC_ALIGNED16, 0, 0, 0, RT_SPEC_ALIGNED16, 0};
     enum { N = 8 };
     pthread_t threads[N];
     Racer racers[N];

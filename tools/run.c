@@ -60,7 +60,8 @@ typedef struct RunOptions {
     int ninputs, inputs_cap;
     tile_device_kind device;
     bool compare;
-    bool verbose;       /* --verbose: how an autotuned kernel chose its candidate (stderr) */
+    bool verbose;       /* --verbose: how an autotuned kernel chose its candidate, and the
+                           variants its launch compiled (stderr) */
 } RunOptions;
 
 static uint64_t rng_state = 1;
@@ -730,6 +731,10 @@ static int run_with(RunOptions *o) {
         if (!rc && o->verbose && tile_kernel_autotune_report(k[d], &tuning) == TILE_OK && tuning)
             fputs(tuning, stderr);
         tile_string_free(tuning);
+        char *variants = NULL; /* what the cuda launch compiled for its facts */
+        if (!rc && o->verbose && tile_kernel_variants_report(k[d], &variants) == TILE_OK && variants)
+            fputs(variants, stderr);
+        tile_string_free(variants);
     }
     if (!rc && !o->compare) {
         printf("ran %s on %s\n", o->kernel, tile_context_device_name(ctx[0]));

@@ -73,6 +73,7 @@ static const char *usage_text =
     "                                when one exceeds the tolerance of its type (integers: exact)\n"
     "      --verbose, -v             say on stderr how an autotune(...) kernel chose its candidate\n"
     "                                (the bucket, each candidate's time, whether from the cache)\n"
+    "                                and, on cuda, the launch facts of the variant it compiled\n"
     "  --list-passes                 print the pass pipeline\n"
 
     "  --help, --version\n"

@@ -195,6 +195,13 @@ TILE_API tile_status tile_kernel_launch(tile_kernel *kernel, const tile_arg *arg
  * lines of text in *out (free it with tile_string_free). *out is NULL when the kernel does not
  * autotune (no clause, or a constant given fixes a tuned one) or has not been launched. */
 TILE_API tile_status tile_kernel_autotune_report(tile_kernel *kernel, char **out);
+/* The specialized variants that launches of kernel compiled on a cuda context, one line each,
+ * newest first: `variant <facts>` with the launch facts they were compiled for (per tensor
+ * parameter: align16, strides16, unit(dims), div16(dims); `if:` the values of the kernel's
+ * launch-known conditions, docs/RUNTIME.md "Specialization"), and `(failed: the generic kernel
+ * runs)` after one that did not compile. *out (free it with tile_string_free) is NULL when there
+ * is none (the VM, no launch yet, or only the generic kernel). */
+TILE_API tile_status tile_kernel_variants_report(tile_kernel *kernel, char **out);
 
 /* Compiles a kernel without running it and returns it in *out (free it with tile_string_free;
  * *len is its length in bytes, which matters for the binary cubin):
