@@ -34,7 +34,9 @@ check $L2 -k search R=300
 check $L2 -k masked_loop M=70 K=300
 check stdlib/core/vector_add.tile -k vector_add N=1000003
 check stdlib/core/softmax.tile -k softmax M=37 N=1500
+check stdlib/core/softmax.tile -k softmax M=37 N=1000
 check stdlib/core/layernorm.tile -k layernorm M=19 N=1100 eps=0.00001
+check stdlib/core/layernorm.tile -k layernorm M=19 N=1000 eps=0.00001
 check stdlib/core/gemm.tile -k gemm M=200 N=136 K=100
 check stdlib/core/reduce.tile -k sum_rows M=5 N=3000
 check stdlib/core/reduce.tile -k cumsum_rows M=3 N=2500
