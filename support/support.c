@@ -2,12 +2,14 @@
  * support.c: allocation, arenas, strings, the string map and file reading.
  *
  * The arena is a list of chunks; a request larger than a chunk gets a chunk of its own. Memory
- * is zeroed so that structures start in a known state. The string map is linear probing over a
+ * is zeroed so that structures start in a known state. Freed chunks of the usual size wait in a
+ * small process-wide cache for the next arena (chunk_take, chunk_give). The string map is linear probing over a
  * power-of-two table kept at most half full.
  */
 #include "support.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <strings.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,6 +76,42 @@ struct ArenaChunk {
     _Alignas(16) unsigned char data[];
 };
 
+/* Idle chunks for the next arena, at most ARENA_CACHE_MAX (4 MB), shared by every thread. A
+ * program's arenas are freed when it is destroyed and the next one's grow again; through malloc
+ * alone each such cycle handed the top of the heap back to the kernel (glibc trims a free top
+ * above 128 KB) and took it back by page faults, which was three quarters of the time of parsing
+ * softmax's source in a new context (the disk hit's frontend; bench/RESULTS.md, eighth session). */
+enum { ARENA_CACHE_MAX = 64 };
+static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
+static ArenaChunk *chunk_cache;
+static int chunks_cached;
+
+static ArenaChunk *chunk_take(void) {
+    pthread_mutex_lock(&chunk_lock);
+    ArenaChunk *c = chunk_cache;
+    if (c) {
+        chunk_cache = c->next;
+        chunks_cached--;
+    }
+    pthread_mutex_unlock(&chunk_lock);
+    return c ? c : xmalloc(sizeof(ArenaChunk) + ARENA_CHUNK);
+}
+
+static void chunk_give(ArenaChunk *c) {
+    if (c->size == ARENA_CHUNK) {
+        pthread_mutex_lock(&chunk_lock);
+        bool kept = chunks_cached < ARENA_CACHE_MAX;
+        if (kept) {
+            c->next = chunk_cache;
+            chunk_cache = c;
+            chunks_cached++;
+        }
+        pthread_mutex_unlock(&chunk_lock);
+        if (kept) return;
+    }
+    free(c);
+}
+
 void arena_init(Arena *arena) {
     arena->chunks = NULL;
     arena->used = 0;
@@ -99,7 +137,7 @@ void *arena_alloc(Arena *arena, size_t size) {
             memset(big->data, 0, size);
             return big->data;
         }
-        c = xmalloc(sizeof(ArenaChunk) + ARENA_CHUNK);
+        c = chunk_take();
         c->size = ARENA_CHUNK;
         c->next = arena->chunks;
         arena->chunks = c;
@@ -136,7 +174,7 @@ void arena_free(Arena *arena) {
     ArenaChunk *c = arena->chunks;
     while (c) {
         ArenaChunk *next = c->next;
-        free(c);
+        chunk_give(c);
         c = next;
     }
     arena->chunks = NULL;
