@@ -81,7 +81,11 @@ struct ArenaChunk {
  * alone each such cycle handed the top of the heap back to the kernel (glibc trims a free top
  * above 128 KB) and took it back by page faults, which was three quarters of the time of parsing
  * softmax's source in a new context (the disk hit's frontend; bench/RESULTS.md, eighth session). */
+#ifdef __SANITIZE_ADDRESS__
+enum { ARENA_CACHE_MAX = 0 }; /* AddressSanitizer sees a use after free only in memory it got back */
+#else
 enum { ARENA_CACHE_MAX = 64 };
+#endif
 static pthread_mutex_t chunk_lock = PTHREAD_MUTEX_INITIALIZER;
 static ArenaChunk *chunk_cache;
 static int chunks_cached;
