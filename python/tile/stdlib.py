@@ -16,7 +16,7 @@ import math
 import os
 import re
 
-from . import _arrays
+from . import _arrays, _lib
 from ._core import Program, context as _context
 
 __all__ = ["GEMM_ACTIVATIONS", "cumsum_rows", "flash_fwd", "gather_rows", "gemm", "gemm_fp8", "kernel", "kernel_names", "layernorm", "path", "softmax",
@@ -152,7 +152,6 @@ def _gemm_splits(m, n, k, num_sms):
 def _gemm_bf16(a, b, out, m, n, k, constants):
     """out = a @ b, bf16: the split-K kernels where _gemm_splits says so (no constants given and
     a workspace the package can allocate like a), else the kernel gemm."""
-    from . import _lib
     device = _device(a)
     if not constants and _lib.HAVE_NUM_SMS:
         splits, bm = _gemm_splits(m, n, k, _context(device).num_sms)
