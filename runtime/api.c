@@ -150,6 +150,10 @@ void tile_context_cancel(tile_context *ctx) {
 
 tile_device_kind tile_context_device(const tile_context *ctx) { return ctx ? ctx->device : TILE_DEVICE_DEFAULT; }
 const char *tile_context_device_name(const tile_context *ctx) { return ctx ? ctx->name : ""; }
+int tile_context_num_sms(const tile_context *ctx) {
+    if (!ctx) return 0;
+    return ctx->cuda ? cuda_device_multiprocessors(rt_cuda_device(ctx)) : vm_num_sms();
+}
 
 /* ---- memory --------------------------------------------------------------------------------- */
 tile_status tile_alloc(tile_context *ctx, size_t bytes, void **out) {

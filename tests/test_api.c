@@ -23,6 +23,23 @@ Test(api, vm_context) {
     tile_context_destroy(ctx);
 }
 
+/* tile_context_num_sms on the VM is vm_num_sms(): TILE_VM_NUM_SMS when valid, read at each
+ * call, else 4 (the count num_sms() gives a kernel there: test_gemm_persistent's num_sms suite). */
+Test(api, vm_num_sms_follows_TILE_VM_NUM_SMS) {
+    tile_context *ctx = test_vm_context();
+    unsetenv("TILE_VM_NUM_SMS");
+    cr_assert_eq(tile_context_num_sms(ctx), 4);
+    setenv("TILE_VM_NUM_SMS", "132", 1);
+    cr_assert_eq(tile_context_num_sms(ctx), 132);
+    setenv("TILE_VM_NUM_SMS", "1", 1);
+    cr_assert_eq(tile_context_num_sms(ctx), 1);
+    setenv("TILE_VM_NUM_SMS", "0", 1);
+    cr_assert_eq(tile_context_num_sms(ctx), 4);
+    unsetenv("TILE_VM_NUM_SMS");
+    cr_assert_eq(tile_context_num_sms(NULL), 0);
+    tile_context_destroy(ctx);
+}
+
 Test(api, default_device_from_environment) {
     tile_context *ctx = NULL;
     setenv("TILE_DEVICE", "vm", 1);

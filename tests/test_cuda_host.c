@@ -7,7 +7,7 @@
  * What is checked: a launch reaches cuLaunchKernel with the grid of the kernel's grid region,
  * the block of the compiled function and the tensor's data pointer first; the launch memo packs
  * each launch's own pointers and takes the full path (checks, facts, grid) for anything that
- * would decide otherwise; num_sms() in a grid is
+ * would decide otherwise; num_sms() in a grid, and tile_context_num_sms, is
  * the device's count; a disk-cache hit in a new context loads the kernel without running a GPU
  * pass (tile_compile_times' passes do not move across the launch) and still knows the variant's
  * TMA tensor maps (they come from the entry's launch data), which the launch then encodes; the
@@ -215,7 +215,8 @@ Test(cuda_host, autotuned_memo_launches_the_choice) {
     tile_context_destroy(ctx);
 }
 
-/* gemm_persistent's grid is min(tiles, num_sms()): the device's 132, not the VM's default. */
+/* gemm_persistent's grid is min(tiles, num_sms()): the device's 132, not the VM's default; and
+ * tile_context_num_sms tells a caller the same 132. */
 Test(cuda_host, num_sms_in_a_grid_is_the_devices) {
     setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
     tile_context *ctx = open_fake();
@@ -232,6 +233,10 @@ Test(cuda_host, num_sms_in_a_grid_is_the_devices) {
     FakeCudaStats *s = fake();
     cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
     cr_assert_eq(s->grid[0], 132, "grid %u", s->grid[0]);
+    cr_assert_eq(tile_context_num_sms(ctx), 132); /* what a caller is told is what the grid saw */
+    setenv("TILE_VM_NUM_SMS", "7", 1);            /* the VM's count does not leak into a GPU's */
+    cr_assert_eq(tile_context_num_sms(ctx), 132);
+    unsetenv("TILE_VM_NUM_SMS");
     tile_free(ctx, buf);
     tile_program_destroy(p);
     tile_context_destroy(ctx);

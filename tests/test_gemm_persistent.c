@@ -2,8 +2,9 @@
  * test_gemm_persistent.c: num_sms() and the GEMMs built on the launch device's size, on the VM.
  *
  *   num_sms      the grid sees TILE_VM_NUM_SMS (default 4; a value that is not an integer in
- *                1..4096 falls back to 4); the compiled grid steps (runtime/launch.c) give what
- *                the VM gives for any count, as a GPU launch passes its device's.
+ *                1..4096 falls back to 4), and tile_context_num_sms says the same; the
+ *                compiled grid steps (runtime/launch.c) give what the VM gives for any count,
+ *                as a GPU launch passes its device's.
  *   persistent   both kernels of stdlib/core/gemm_persistent.tile (the nested tile and K loops,
  *                and the flattened loop) against a C reference in double from the
  *                same bf16 inputs, at shapes with more and with fewer tiles than SMs, odd M, N,
@@ -61,8 +62,10 @@ static const char fill_source[] =
     "  x[block_id(0)] = num_blocks(0) * 1000 + block_id(0);\n"
     "}\n";
 
-/* Runs fill over n elements (-1 before) and checks that exactly min(sms, n) blocks ran. */
+/* Runs fill over n elements (-1 before) and checks that exactly min(sms, n) blocks ran, and that
+ * tile_context_num_sms tells a caller the same sms. */
 static void check_fill(tile_kernel *k, int64_t n, int64_t sms) {
+    cr_assert_eq(tile_context_num_sms(ctx), sms);
     int32_t x[64];
     for (int i = 0; i < 64; i++) x[i] = -1;
     tile_arg arg = tensor(TILE_I32, x, 1, n, 0, 0);

@@ -110,6 +110,11 @@ TILE_API void tile_context_destroy(tile_context *ctx);
 TILE_API tile_device_kind tile_context_device(const tile_context *ctx);
 /* "vm (CPU interpreter)" or "cuda:0 (NVIDIA H100 80GB HBM3, sm_90)". */
 TILE_API const char *tile_context_device_name(const tile_context *ctx);
+/* What num_sms() gives a kernel launched on ctx: the GPU's multiprocessor count on cuda (132 on
+ * an H200), the VM's stand-in count on the VM ($TILE_VM_NUM_SMS when it is an integer in
+ * 1..4096, else 4; read at each call). For a caller that picks a kernel or its split by the
+ * device's size (tile.stdlib.gemm's split-K rule). 0 for NULL. */
+TILE_API int tile_context_num_sms(const tile_context *ctx);
 /* The message of the last failed call on this thread with this context ("" if none); every
  * failing call sets its own. With NULL: the message of the last failed call on this thread
  * that had no context to report to (tile_context_create, a NULL context or object, tile_pack). */

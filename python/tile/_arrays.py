@@ -77,6 +77,8 @@ def contiguous_strides(shape):
 
 
 def _is_contiguous(shape, strides):
+    if 0 in shape:   # no elements (numpy gives an empty array stride 0)
+        return True
     step = 1
     for s, st in zip(reversed(shape), reversed(strides)):
         if s != 1 and st != step:

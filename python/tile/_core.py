@@ -137,6 +137,14 @@ class Context:
         self.name = lib.tile_context_device_name(self._handle).decode()
         self._streams = {}
 
+    @property
+    def num_sms(self):
+        """What num_sms() gives a kernel launched here: the GPU's multiprocessor count, or the
+        VM's stand-in ($TILE_VM_NUM_SMS, default 4; read at each call). tile_context_num_sms."""
+        if not _lib.HAVE_NUM_SMS:
+            raise UnsupportedError("TILE_ERROR_UNSUPPORTED", f"{_lib.path} has no tile_context_num_sms: update libtile")
+        return lib.tile_context_num_sms(self._handle)
+
     def synchronize(self):
         st = lib.tile_synchronize(self._handle)
         if st != _lib.OK:

@@ -146,6 +146,11 @@ _declare("tile_unpack", c_int, c_uint32, c_void_p, c_int64, c_void_p)
 HAVE_STREAM_WRAP = hasattr(lib, "tile_stream_wrap")
 if HAVE_STREAM_WRAP:
     _declare("tile_stream_wrap", c_int, c_void_p, c_void_p, POINTER(c_void_p))
+# tile_context_num_sms too: without it Context.num_sms raises and tile.stdlib.gemm always runs
+# gemm.tile (see stdlib.py).
+HAVE_NUM_SMS = hasattr(lib, "tile_context_num_sms")
+if HAVE_NUM_SMS:
+    _declare("tile_context_num_sms", c_int, c_void_p)
 
 
 def status_name(status):

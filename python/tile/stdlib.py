@@ -16,7 +16,7 @@ import math
 import os
 import re
 
-from . import _arrays
+from . import _arrays, _lib
 from ._core import Program, context as _context
 
 __all__ = ["GEMM_ACTIVATIONS", "cumsum_rows", "flash_fwd", "gather_rows", "gemm", "gemm_fp8", "kernel", "kernel_names", "layernorm", "path", "softmax",
@@ -91,12 +91,15 @@ def kernel(name, device=None, **constants):
     return _program(f, _context(device).device).kernel(name, **constants)
 
 
-def _on(ref, name, constants):
-    """The kernel for arrays on ref's device (GPU arrays that do not name their GPU: cuda:0)."""
+def _device(ref):
+    """ref's device (GPU arrays that do not name their GPU: cuda:0)."""
     device = _arrays.describe(ref)[0]
-    if device[1] is None:
-        device = ("cuda", 0)
-    return kernel(name, device, **constants)
+    return ("cuda", 0) if device[1] is None else device
+
+
+def _on(ref, name, constants):
+    """The kernel for arrays on ref's device."""
+    return kernel(name, _device(ref), **constants)
 
 
 def _shape_dtype(a):
@@ -132,6 +135,38 @@ def layernorm(x, weight, bias, eps=1e-5, out=None, **constants):
     return out
 
 
+def _gemm_splits(m, n, k, num_sms):
+    """The number of K splits S for a bf16 C[m, n] = A[m, k] @ B[k, n] on a device of num_sms
+    SMs, and the split-K kernel's BM: S > 1 means gemm_splitk.tile (BM, BN = 128, BK = 64, W = 4),
+    S = 1 gemm.tile. The rule is the one at the top of stdlib/core/gemm_splitk.tile, for at most
+    64 rows: S = max(1, min(2 * num_sms / tiles, k_tiles / 4, 16)) with tiles = cdiv(m, BM) *
+    cdiv(n, 128), k_tiles = cdiv(k, 64), BM = 16 for m <= 16, else 64. bench/bench_gemm.c has
+    the same rule in C (splitk_rule, bench_library): change both together."""
+    bm = 16 if m <= 16 else 64
+    if m > 64 or m == 0 or n == 0:
+        return 1, bm
+    tiles = -(-m // bm) * -(-n // 128)
+    return max(1, min(2 * num_sms // tiles, -(-k // 64) // 4, 16)), bm
+
+
+def _gemm_bf16(a, b, out, m, n, k, constants):
+    """out = a @ b, bf16: the split-K kernels where _gemm_splits says so (no constants given and
+    a workspace the package can allocate like a), else the kernel gemm."""
+    device = _device(a)
+    if not constants and _lib.HAVE_NUM_SMS:
+        splits, bm = _gemm_splits(m, n, k, _context(device).num_sms)
+        if splits > 1:
+            try:
+                w = _arrays.empty_like(a, "f32", (splits, m, n))
+            except TypeError:   # GPU memory of a library the package cannot allocate (CuPy): gemm.tile
+                w = None
+            if w is not None:
+                kernel("gemm_splitk_partial", device, BM=bm, BN=128, BK=64, W=4)(a, b, w)
+                kernel("gemm_splitk_reduce", device)(w, out)
+                return
+    kernel("gemm", device, **constants)(a, b, out)
+
+
 # activation= of gemm -> the ACT constant of stdlib/core/gemm.tile's epilogue kernels
 GEMM_ACTIVATIONS = {None: 0, "none": 0, "relu": 1, "gelu": 2, "gelu_tanh": 3, "silu": 4, "swiglu": 5}
 # the result type -> the epilogue kernel that writes it
@@ -144,10 +179,15 @@ def gemm(a, b, out=None, bias=None, residual=None, alpha=1.0, activation=None, o
     or f32; bias [N] and residual [M, N] have that type). activation is None, "relu", "gelu"
     (erf: torch's F.gelu), "gelu_tanh" (F.gelu(approximate="tanh")), "silu" or "swiglu": b is
     then [K, 2 N] and out[:, j] = silu(p[:, j]) * p[:, N + j] of p = alpha * (a @ b) + bias
-    (bias [2 N]). Without options this is the kernel `gemm`; with any, `gemm_epilogue` (or its
-    _f16/_f32 twin) specialized by HAS_BIAS, HAS_RESIDUAL and ACT."""
+    (bias [2 N]). Without options (a bf16 result, no bias, residual, alpha or activation) this
+    is the kernel `gemm`, except at decode shapes: at most 64 rows with few output tiles for the
+    device's SM count (the rule atop stdlib/core/gemm_splitk.tile, Context.num_sms) it is the
+    split-K pair gemm_splitk_partial + gemm_splitk_reduce over an f32 workspace [S, M, N] made
+    like a, as bench/bench_gemm.c's library rows run it. Constants given (BM=, BN=, ...) ask for
+    `gemm` itself and always get it. With any option, `gemm_epilogue` (or its _f16/_f32 twin)
+    specialized by HAS_BIAS, HAS_RESIDUAL and ACT."""
     from ._dtypes import dtype as _dtype
-    (m, _), dt = _shape_dtype(a)
+    (m, k), dt = _shape_dtype(a)
     (_, cols), _ = _shape_dtype(b)
     if activation not in GEMM_ACTIVATIONS:
         raise ValueError(f"tile.stdlib.gemm: activation {activation!r} is not one of "
@@ -165,7 +205,7 @@ def gemm(a, b, out=None, bias=None, residual=None, alpha=1.0, activation=None, o
     if out is None:
         out = _arrays.empty_like(a, out_dtype, (m, n))
     if bias is None and residual is None and alpha == 1.0 and act == 0 and str(out_dtype) == "bf16":
-        _on(a, "gemm", constants)(a, b, out)
+        _gemm_bf16(a, b, out, m, n, k, constants)
         return out
     name = _GEMM_EPILOGUE_KERNELS.get(str(out_dtype))
     if name is None:

@@ -1,13 +1,16 @@
 """tile.stdlib.gemm's fused epilogues on torch tensors against PyTorch's own functions
 (F.relu, F.gelu with approximate='none' and 'tanh', F.silu, swiglu as silu(gate) * up of
 torch.chunk): cpu tensors on the VM (need torch), cuda tensors on the GPU (need a GPU), including
-transposed operands as torch strided views (.t()). Skips cleanly without torch or a GPU. Run on
+transposed operands as torch strided views (.t()); without options at the decode shapes M = 1, 16,
+128 with N = K = 8192, split-K or gemm.tile as the rule says, against torch's matmul. Skips
+cleanly without torch or a GPU. Run on
 a GPU machine: PYTHONPATH=python python3 -m pytest -q tests/python/test_torch_gemm.py"""
 import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
+import tile  # noqa: E402
 from tile import stdlib  # noqa: E402
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU for torch")
@@ -94,3 +97,26 @@ def test_gemm_fp8_against_scaled_mm(out_dtype, shape):
     if k % 16 == 0 and m % 16 == 0 and n % 16 == 0:
         theirs = torch._scaled_mm(a, b.t(), scale_a=sa, scale_b=sb, out_dtype=dt)
         close(c.float(), theirs.float())
+
+
+@gpu
+@pytest.mark.parametrize("m", [1, 16, 128])
+def test_cuda_decode_shapes_against_matmul(m, monkeypatch):
+    """tile.stdlib.gemm without options at the decode shapes M x 8192 x 8192 against torch's
+    matmul and float64: split-K (gemm_splitk.tile at the rule's S, 4 on an H200) at M = 1 and 16,
+    gemm.tile at 128; which ran is recorded by wrapping tile.stdlib.kernel."""
+    ran = []
+    real = stdlib.kernel
+    monkeypatch.setattr(stdlib, "kernel", lambda name, *a, **kw: ran.append(name) or real(name, *a, **kw))
+    g = torch.Generator(device="cpu").manual_seed(m)
+    a = (torch.rand(m, 8192, generator=g) * 2 - 1).to("cuda", torch.bfloat16)
+    b = (torch.rand(8192, 8192, generator=g) * 2 - 1).to("cuda", torch.bfloat16)
+    c = stdlib.gemm(a, b)
+    sms = tile.context(a.device).num_sms
+    splits, _ = stdlib._gemm_splits(m, 8192, 8192, sms)
+    assert ran == (["gemm_splitk_partial", "gemm_splitk_reduce"] if splits > 1 else ["gemm"])
+    if sms >= 64:                        # 64 tiles of 16 x 128: two per SM needs 64 SMs or more
+        assert (splits > 1) == (m <= 64), (sms, splits)
+    assert c.dtype == torch.bfloat16 and tuple(c.shape) == (m, 8192) and c.device == a.device
+    torch.testing.assert_close(c.double(), a.double() @ b.double(), rtol=2 ** -7, atol=1e-2)
+    torch.testing.assert_close(c.float(), (a @ b).float(), rtol=2 ** -6, atol=2e-2)
