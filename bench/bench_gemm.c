@@ -11,8 +11,8 @@
  * 8192^3, the LLM shapes M = 4096 with (N, K) = (14336, 4096), (4096, 14336), (128256, 4096), the
  * decode shapes M = 1, 16, 128 with N = K = 8192 (gemm.tile without constants, its autotune list
  * choosing at the first launch; at most 64 rows with few tiles, gemm_splitk.tile with its rule's
- * S; each row's "config" says which; the Python package's tile.stdlib.gemm dispatches the same
- * way, from tile_context_num_sms), then FP8 as --kernel fp8 (anchors from --anchor), and the
+ * S; each row's "config" says which; from Python that is tile.stdlib.gemm_splitk, with S from
+ * tile_context_num_sms), then FP8 as --kernel fp8 (anchors from --anchor), and the
  * cold JIT of the GEMM against Triton's cold compile taken from bench_compile.py's results
  * (--compile FILE; run both scripts in the same session):
  *
@@ -410,8 +410,8 @@ static void run_splitk(Gpu *g, void *p) {
 }
 
 /* The rule of stdlib/core/gemm_splitk.tile: max(1, min(2 * num_sms / tiles, k_tiles / 4, 16)).
- * python/tile/stdlib.py (_gemm_splits) has the same rule, with splitk_bm's BM for m <= 64 and
- * bench_library's m <= 64: change both together. */
+ * python/tile/stdlib.py (_gemm_splits, for tile.stdlib.gemm_splitk) has the same rule, with
+ * splitk_bm's BM for m <= 64 and bench_library's m <= 64: change both together. */
 static int64_t splitk_rule(int64_t sms, int64_t tiles, int64_t k_tiles) {
     int64_t s = 2 * sms / tiles;
     if (s > k_tiles / 4) s = k_tiles / 4;

@@ -16,10 +16,10 @@ import math
 import os
 import re
 
-from . import _arrays, _lib
+from . import _arrays
 from ._core import Program, context as _context
 
-__all__ = ["GEMM_ACTIVATIONS", "cumsum_rows", "flash_fwd", "gather_rows", "gemm", "gemm_fp8", "kernel", "kernel_names", "layernorm", "path", "softmax",
+__all__ = ["GEMM_ACTIVATIONS", "cumsum_rows", "flash_fwd", "gather_rows", "gemm", "gemm_fp8", "gemm_splitk", "kernel", "kernel_names", "layernorm", "path", "softmax",
            "sum_all", "sum_rows", "vector_add"]
 
 
@@ -149,22 +149,30 @@ def _gemm_splits(m, n, k, num_sms):
     return max(1, min(2 * num_sms // tiles, -(-k // 64) // 4, 16)), bm
 
 
-def _gemm_bf16(a, b, out, m, n, k, constants):
-    """out = a @ b, bf16: the split-K kernels where _gemm_splits says so (no constants given and
-    a workspace the package can allocate like a), else the kernel gemm."""
+def gemm_splitk(a, b, out=None, splits=None):
+    """a @ b for bf16 a [M, K] and b [K, N], a bf16 result, by split-K (stdlib/core/gemm_splitk.tile:
+    gemm_splitk_partial over an f32 workspace [S, M, N] made like a, then gemm_splitk_reduce).
+    S is splits, or the rule atop that file for this shape and the device's SM count
+    (_gemm_splits, Context.num_sms; at least 1). It is the faster kernel for few output tiles
+    against a long K (decode: M <= 64), where the GPU runs it in less time than gemm
+    (bench_gemm: 1.055 / 1.029 of cuBLAS at M = 1 / 16, N = K = 8192, on the H200). `gemm` does not
+    choose it: launched back to back from Python, its two launches cost more host time than
+    they save (75 µs a call against 36 for torch's matmul at M = 1 there; a launch through the
+    package takes 17 µs of host time, bench/results/python-h200.json); under a CUDA graph, or
+    from C, that cost is gone."""
+    (m, k), _ = _shape_dtype(a)
+    (_, n), _ = _shape_dtype(b)
     device = _device(a)
-    if not constants and _lib.HAVE_NUM_SMS:
-        splits, bm = _gemm_splits(m, n, k, _context(device).num_sms)
-        if splits > 1:
-            try:
-                w = _arrays.empty_like(a, "f32", (splits, m, n))
-            except TypeError:   # GPU memory of a library the package cannot allocate (CuPy): gemm.tile
-                w = None
-            if w is not None:
-                kernel("gemm_splitk_partial", device, BM=bm, BN=128, BK=64, W=4)(a, b, w)
-                kernel("gemm_splitk_reduce", device)(w, out)
-                return
-    kernel("gemm", device, **constants)(a, b, out)
+    rule, bm = _gemm_splits(m, n, k, _context(device).num_sms)
+    splits = max(1, rule) if splits is None else int(splits)
+    if splits < 1:
+        raise ValueError(f"tile.stdlib.gemm_splitk: splits is at least 1, not {splits}")
+    if out is None:
+        out = _arrays.empty_like(a, "bf16", (m, n))
+    w = _arrays.empty_like(a, "f32", (splits, m, n))
+    kernel("gemm_splitk_partial", device, BM=bm, BN=128, BK=64, W=4)(a, b, w)
+    kernel("gemm_splitk_reduce", device)(w, out)
+    return out
 
 
 # activation= of gemm -> the ACT constant of stdlib/core/gemm.tile's epilogue kernels
@@ -179,15 +187,11 @@ def gemm(a, b, out=None, bias=None, residual=None, alpha=1.0, activation=None, o
     or f32; bias [N] and residual [M, N] have that type). activation is None, "relu", "gelu"
     (erf: torch's F.gelu), "gelu_tanh" (F.gelu(approximate="tanh")), "silu" or "swiglu": b is
     then [K, 2 N] and out[:, j] = silu(p[:, j]) * p[:, N + j] of p = alpha * (a @ b) + bias
-    (bias [2 N]). Without options (a bf16 result, no bias, residual, alpha or activation) this
-    is the kernel `gemm`, except at decode shapes: at most 64 rows with few output tiles for the
-    device's SM count (the rule atop stdlib/core/gemm_splitk.tile, Context.num_sms) it is the
-    split-K pair gemm_splitk_partial + gemm_splitk_reduce over an f32 workspace [S, M, N] made
-    like a, as bench/bench_gemm.c's library rows run it. Constants given (BM=, BN=, ...) ask for
-    `gemm` itself and always get it. With any option, `gemm_epilogue` (or its _f16/_f32 twin)
-    specialized by HAS_BIAS, HAS_RESIDUAL and ACT."""
+    (bias [2 N]). Without options this is the kernel `gemm` (gemm_splitk is the split-K GEMM for
+    decode shapes); with any, `gemm_epilogue` (or its _f16/_f32 twin) specialized by HAS_BIAS,
+    HAS_RESIDUAL and ACT."""
     from ._dtypes import dtype as _dtype
-    (m, k), dt = _shape_dtype(a)
+    (m, _), dt = _shape_dtype(a)
     (_, cols), _ = _shape_dtype(b)
     if activation not in GEMM_ACTIVATIONS:
         raise ValueError(f"tile.stdlib.gemm: activation {activation!r} is not one of "
@@ -205,7 +209,7 @@ def gemm(a, b, out=None, bias=None, residual=None, alpha=1.0, activation=None, o
     if out is None:
         out = _arrays.empty_like(a, out_dtype, (m, n))
     if bias is None and residual is None and alpha == 1.0 and act == 0 and str(out_dtype) == "bf16":
-        _gemm_bf16(a, b, out, m, n, k, constants)
+        _on(a, "gemm", constants)(a, b, out)
         return out
     name = _GEMM_EPILOGUE_KERNELS.get(str(out_dtype))
     if name is None:

@@ -1,8 +1,7 @@
-"""tile.stdlib.gemm's choice of kernel without options, on the VM with numpy: at most 64 rows with
-few output tiles for the device's SM count (Context.num_sms, the rule atop
-stdlib/core/gemm_splitk.tile) run the split-K pair gemm_splitk_partial + gemm_splitk_reduce over
-an f32 workspace [S, M, N]; more rows, a rule that gives S = 1, or constants given run the kernel
-gemm. Which kernels ran is seen by wrapping tile.stdlib.kernel (every stdlib function gets its
+"""tile.stdlib.gemm_splitk on the VM with numpy: the split-K pair gemm_splitk_partial +
+gemm_splitk_reduce over an f32 workspace [S, M, N], S from the rule atop
+stdlib/core/gemm_splitk.tile for the device's SM count (Context.num_sms) unless splits= says;
+tile.stdlib.gemm stays the kernel gemm (its docstring says why). Which kernels ran is seen by wrapping tile.stdlib.kernel (every stdlib function gets its
 kernels there) to record each launch's kernel, constants and argument shapes. Results are checked
 against float64 from the exact bf16 inputs, and the split-K result against a direct launch of the
 two kernels at the rule's S, bit for bit. Context.num_sms is what num_sms() gives a kernel on the
@@ -110,7 +109,8 @@ def test_the_rule(m, n, k, sms, want):
 def test_decode_shapes_run_split_k(launches, vm_sms, m, bm):
     n, k, s = 64, 2048, 8                # one tile, 32 slices of K on 4 SMs: S = min(8, 8)
     a, b = bf16(m, k), bf16(k, n)
-    c = stdlib.gemm(a, b)
+    # out= as packed storage: an allocated bf16 result is a numpy array where numpy has bfloat16
+    c = stdlib.gemm_splitk(a, b, out=tile.Packed(np.zeros(m * n * 2, np.uint8), tile.bf16, (m, n)))
     assert launches == [("gemm_splitk_partial", dict(BM=bm, BN=128, BK=64, W=4), [(m, k), (k, n), (s, m, n)]),
                         ("gemm_splitk_reduce", {}, [(s, m, n), (m, n)])]
     assert isinstance(c, tile.Packed) and c.dtype == tile.bf16 and tuple(c.shape) == (m, n)
@@ -124,37 +124,40 @@ def test_decode_shapes_run_split_k(launches, vm_sms, m, bm):
     assert (c.storage == direct.storage).all()
 
 
-@pytest.mark.parametrize("m, n, k, kernels", [
-    (5, 70, 300, ["gemm"]),                                             # S = 1
-    (5, 70, 700, ["gemm_splitk_partial", "gemm_splitk_reduce"]),        # S = 2
-    (37, 130, 1000, ["gemm_splitk_partial", "gemm_splitk_reduce"]),     # S = 4, BM = 64, two tiles of N
+@pytest.mark.parametrize("m, n, k, splits", [
+    (5, 70, 300, 1),        # 5 slices of K: too short to split
+    (5, 70, 700, 2),
+    (37, 130, 1000, 4),     # BM = 64, two tiles of N
 ])
-def test_ragged_shapes(launches, vm_sms, m, n, k, kernels):
+def test_ragged_shapes(launches, vm_sms, m, n, k, splits):
     a, b = bf16(m, k), bf16(k, n)
-    c = stdlib.gemm(a, b)
-    assert [name for name, _, _ in launches] == kernels
+    c = stdlib.gemm_splitk(a, b)
+    assert [(name, shapes[-1]) for name, _, shapes in launches] == [
+        ("gemm_splitk_partial", (splits, m, n)), ("gemm_splitk_reduce", (m, n))]
     check_product(a, b, c)
 
 
-def test_more_rows_or_constants_keep_gemm(launches, vm_sms):
-    a, b = bf16(128, 512), bf16(512, 64)   # with at most 64 rows this would split (S = 2)
+def test_splits_given_and_bad(launches, vm_sms):
+    a, b = bf16(3, 900), bf16(900, 40)
+    check_product(a, b, stdlib.gemm_splitk(a, b, splits=3))
+    assert launches[0][2][-1] == (3, 3, 40)
+    with pytest.raises(ValueError, match="splits is at least 1"):
+        stdlib.gemm_splitk(a, b, splits=0)
+
+
+def test_gemm_stays_the_gemm_kernel(launches, vm_sms):
+    a, b = bf16(1, 2048), bf16(2048, 64)   # a decode shape: gemm_splitk's rule would split (S = 8)
     check_product(a, b, stdlib.gemm(a, b))
-    a1 = bf16(1, 2048)
-    b1 = bf16(2048, 64)
-    check_product(a1, b1, stdlib.gemm(a1, b1, BM=16, BN=32, BK=32))   # named tiles: gemm.tile
-    assert launches == [("gemm", {}, [(128, 512), (512, 64), (128, 64)]),
+    check_product(a, b, stdlib.gemm(a, b, BM=16, BN=32, BK=32))
+    assert launches == [("gemm", {}, [(1, 2048), (2048, 64), (1, 64)]),
                         ("gemm", dict(BM=16, BN=32, BK=32), [(1, 2048), (2048, 64), (1, 64)])]
-    del launches[:]
-    stdlib.gemm(a1, b1, alpha=2.0)                                     # an epilogue option: its kernel
-    assert [name for name, _, _ in launches] == ["gemm_epilogue"]
 
 
-def test_the_choice_follows_the_devices_sm_count(launches, vm_sms):
+def test_the_splits_follow_the_devices_sm_count(launches, vm_sms):
     a, b = bf16(1, 1024), bf16(1024, 256)   # two tiles: S = 4 on 4 SMs, 1 on one
     out = tile.Packed(np.zeros(256 * 2, np.uint8), tile.bf16, (1, 256))
-    assert stdlib.gemm(a, b, out=out) is out
+    assert stdlib.gemm_splitk(a, b, out=out) is out
     check_product(a, b, out)
     vm_sms("1")
-    check_product(a, b, stdlib.gemm(a, b))
-    assert [(name, shapes[-1]) for name, _, shapes in launches] == [
-        ("gemm_splitk_partial", (4, 1, 256)), ("gemm_splitk_reduce", (1, 256)), ("gemm", (1, 256))]
+    check_product(a, b, stdlib.gemm_splitk(a, b))
+    assert [shapes[-1] for name, _, shapes in launches if name == "gemm_splitk_partial"] == [(4, 1, 256), (1, 1, 256)]

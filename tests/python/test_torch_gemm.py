@@ -102,21 +102,23 @@ def test_gemm_fp8_against_scaled_mm(out_dtype, shape):
 @gpu
 @pytest.mark.parametrize("m", [1, 16, 128])
 def test_cuda_decode_shapes_against_matmul(m, monkeypatch):
-    """tile.stdlib.gemm without options at the decode shapes M x 8192 x 8192 against torch's
-    matmul and float64: split-K (gemm_splitk.tile at the rule's S, 4 on an H200) at M = 1 and 16,
-    gemm.tile at 128; which ran is recorded by wrapping tile.stdlib.kernel."""
+    """tile.stdlib.gemm_splitk at the decode shapes M x 8192 x 8192 against torch's matmul and
+    float64 (the split-K pair at the rule's S, 4 on an H200, at M = 1 and 16; S = 1 at 128), and
+    tile.stdlib.gemm (the kernel gemm) at the same shapes; which ran is recorded by wrapping
+    tile.stdlib.kernel."""
     ran = []
     real = stdlib.kernel
-    monkeypatch.setattr(stdlib, "kernel", lambda name, *a, **kw: ran.append(name) or real(name, *a, **kw))
+    monkeypatch.setattr(stdlib, "kernel", lambda name, *a, **kw: ran.append((name, kw)) or real(name, *a, **kw))
     g = torch.Generator(device="cpu").manual_seed(m)
     a = (torch.rand(m, 8192, generator=g) * 2 - 1).to("cuda", torch.bfloat16)
     b = (torch.rand(8192, 8192, generator=g) * 2 - 1).to("cuda", torch.bfloat16)
-    c = stdlib.gemm(a, b)
     sms = tile.context(a.device).num_sms
-    splits, _ = stdlib._gemm_splits(m, 8192, 8192, sms)
-    assert ran == (["gemm_splitk_partial", "gemm_splitk_reduce"] if splits > 1 else ["gemm"])
+    splits, bm = stdlib._gemm_splits(m, 8192, 8192, sms)
     if sms >= 64:                        # 64 tiles of 16 x 128: two per SM needs 64 SMs or more
         assert (splits > 1) == (m <= 64), (sms, splits)
-    assert c.dtype == torch.bfloat16 and tuple(c.shape) == (m, 8192) and c.device == a.device
-    torch.testing.assert_close(c.double(), a.double() @ b.double(), rtol=2 ** -7, atol=1e-2)
-    torch.testing.assert_close(c.float(), (a @ b).float(), rtol=2 ** -6, atol=2e-2)
+    for c in (stdlib.gemm_splitk(a, b), stdlib.gemm(a, b)):
+        assert c.dtype == torch.bfloat16 and tuple(c.shape) == (m, 8192) and c.device == a.device
+        torch.testing.assert_close(c.double(), a.double() @ b.double(), rtol=2 ** -7, atol=1e-2)
+        torch.testing.assert_close(c.float(), (a @ b).float(), rtol=2 ** -6, atol=2e-2)
+    assert [name for name, _ in ran] == ["gemm_splitk_partial", "gemm_splitk_reduce", "gemm"]
+    assert ran[0][1] == dict(BM=bm, BN=128, BK=64, W=4)
