@@ -156,10 +156,11 @@ def gemm_splitk(a, b, out=None, splits=None):
     (_gemm_splits, Context.num_sms; at least 1). It is the faster kernel for few output tiles
     against a long K (decode: M <= 64), where the GPU runs it in less time than gemm
     (bench_gemm: 1.055 / 1.029 of cuBLAS at M = 1 / 16, N = K = 8192, on the H200). `gemm` does not
-    choose it: launched back to back from Python, its two launches cost more host time than
-    they save (75 µs a call against 36 for torch's matmul at M = 1 there; a launch through the
-    package takes 17 µs of host time, bench/results/python-h200.json); under a CUDA graph, or
-    from C, that cost is gone."""
+    choose it by itself: from Python its two launches cost host time (a launch through the
+    package takes about 17 µs, bench/results/python-h200.json), and whether it wins back to back
+    depends on the host: on the H200 at M = 1, 37.6 µs a call against gemm's 51.9 and torch's
+    35.5 in one run, 75 µs in a run on a slower host. Under a CUDA graph, or from C, that cost
+    is gone."""
     (m, k), _ = _shape_dtype(a)
     (_, n), _ = _shape_dtype(b)
     device = _device(a)
