@@ -730,8 +730,7 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
         bool known = rt_target_for_arch(arch, num_warps, &t);
         t.tma = true;
         t.every_fact = env_flag("TILE_EMIT_SPECIALIZED", false);
-        const char *conds = getenv("TILE_EMIT_CONDS"); /* as rt_backend_emit reads it */
-        if (conds && !launch_conds_parse(conds, strlen(conds), &t.conds)) t.conds = 0;
+        t.conds = rt_emit_conds(1); /* as rt_backend_emit reads it */
         IrModule *targeted = known ? rt_target_module(f, &t, dump_after, &dump, &d, &g) : NULL;
         if (!targeted && !d.errors) diag_error(&d, f->loc, "unknown architecture '%s' (sm_80 or sm_90a)", arch);
         if (targeted) ir_module_free(targeted);

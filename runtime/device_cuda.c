@@ -190,6 +190,14 @@ tile_status rt_cuda_synchronize(tile_context *ctx) {
 }
 
 /* ---- code generation (no device needed) ------------------------------------------------------ */
+unsigned rt_emit_conds(size_t n) {
+    const char *text = getenv("TILE_EMIT_CONDS");
+    unsigned word = 0;
+    if (n == 1 && text && *text && !launch_conds_parse(text, strlen(text), &word))
+        fprintf(stderr, "tile: TILE_EMIT_CONDS='%s' ignored: expected up to %d of 1, 0 or x\n", text, LAUNCH_CONDS_MAX);
+    return word;
+}
+
 #ifdef TILE_HAVE_LLVM
 /* The code generator's options for an architecture given by name (from the user). */
 static bool codegen_options(const char *arch_name, int num_warps, CodegenOptions *opt, Strbuf *err) {
@@ -228,15 +236,6 @@ static IrModule *module_for_target(const IrFunction *f, const CodegenOptions *op
     return m;
 }
 
-/* TILE_EMIT_CONDS's word for n kernels (0: unset, or more than one kernel). */
-static unsigned emit_conds(size_t n) {
-    const char *text = getenv("TILE_EMIT_CONDS");
-    unsigned word = 0;
-    if (n == 1 && text && *text && !launch_conds_parse(text, strlen(text), &word))
-        fprintf(stderr, "tile: TILE_EMIT_CONDS='%s' ignored: expected up to %d of 1, 0 or x\n", text, LAUNCH_CONDS_MAX);
-    return word;
-}
-
 static bool have_cubin_tool(void) {
     char path[4096];
     return backend_have_nvjitlink() || backend_find_ptxas(path, sizeof path, NULL);
@@ -262,7 +261,7 @@ tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *a
     /* its launch-known conditions stay unspecialized (both branches compiled) unless TILE_EMIT_CONDS
      * gives their values (one kernel): "1", "10", "x1", ... in launch_conds_find's order, as
      * rt_spec_text's `if:` shows them */
-    unsigned conds = emit_conds(n);
+    unsigned conds = rt_emit_conds(n);
     /* each kernel's GPU passes for this target, on its own copy */
     IrModule **modules = xcalloc(n, sizeof *modules);
     IrFunction **targeted = xcalloc(n, sizeof *targeted);

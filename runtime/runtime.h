@@ -166,6 +166,10 @@ bool rt_cuda_kernel_function(tile_kernel *k, const tile_arg *args, size_t nargs,
  * no backend is built in) and err says why. */
 tile_status rt_backend_emit(const IrFunction *const *fs, size_t n, const char *arch, int num_warps,
                             tile_emit_kind kind, Strbuf *out, Strbuf *err);
+/* The launch-known conditions' word (Target.conds) that an emit of n kernels takes from
+ * TILE_EMIT_CONDS: 0 when unset or for more than one kernel; a malformed value is ignored with a
+ * message on stderr. rt_backend_emit and a dump after a GPU pass both read it here. */
+unsigned rt_emit_conds(size_t n);
 /* tile_program_emit with kernel NULL (runtime/aot.c): every kernel of p, each specialized by
  * the constants it declares, in one module; arch and num_warps already checked. */
 tile_status rt_emit_every_kernel(tile_program *p, const tile_constant *constants, size_t nconstants,

@@ -138,30 +138,28 @@ static void check_exchange(const float *out) {
     }
 }
 
-Test(warp_roles, a_role_barrier_and_an_mbarrier_of_two_arrivals) {
+/* Kernel `good` gives the role exchange's output; kernel `bad` fails with `message` in the VM's
+ * report. */
+static void exchange_and_fault(const char *good, const char *bad, const char *message) {
     IrModule *m = load_module();
     float out[128];
     Strbuf err = {0};
-    cr_assert(run_exchange(kernel(m, "role_exchange"), out, &err), "%s", sb_str(&err));
+    cr_assert(run_exchange(kernel(m, good), out, &err), "%s: %s", good, sb_str(&err));
     check_exchange(out);
-    cr_assert_not(run_exchange(kernel(m, "role_race"), out, &err));
-    cr_assert(strstr(sb_str(&err), "a race on shared memory"), "%s", sb_str(&err));
+    cr_assert_not(run_exchange(kernel(m, bad), out, &err), "%s ran", bad);
+    cr_assert(strstr(sb_str(&err), message), "%s: %s", bad, sb_str(&err));
     sb_free(&err);
     ir_module_free(m);
+}
+
+Test(warp_roles, a_role_barrier_and_an_mbarrier_of_two_arrivals) {
+    exchange_and_fault("role_exchange", "role_race", "a race on shared memory");
 }
 
 /* mbarrier_arrive ..., threads N: N arrivals, one per thread of the role (the warp-specialized
  * consumers' release); an mbarrier expecting more never completes, which the VM reports. */
 Test(warp_roles, arrivals_thread_by_thread) {
-    IrModule *m = load_module();
-    float out[128];
-    Strbuf err = {0};
-    cr_assert(run_exchange(kernel(m, "role_threads"), out, &err), "%s", sb_str(&err));
-    check_exchange(out);
-    cr_assert_not(run_exchange(kernel(m, "role_threads_short"), out, &err));
-    cr_assert(strstr(sb_str(&err), "role 1 waits on mbarrier 0 of the ring at warp_roles.ir:"), "%s", sb_str(&err));
-    sb_free(&err);
-    ir_module_free(m);
+    exchange_and_fault("role_threads", "role_threads_short", "role 1 waits on mbarrier 0 of the ring at warp_roles.ir:");
 }
 
 /* The PTX of a kernel of warp_roles.ir for sm_90a (the IR is GPU-level already: no passes). */

@@ -151,6 +151,13 @@ def test_gemm_stays_the_gemm_kernel(launches, vm_sms):
     check_product(a, b, stdlib.gemm(a, b, BM=16, BN=32, BK=32))
     assert launches == [("gemm", {}, [(1, 2048), (2048, 64), (1, 64)]),
                         ("gemm", dict(BM=16, BN=32, BK=32), [(1, 2048), (2048, 64), (1, 64)])]
+    del launches[:]
+    # an epilogue option: its kernel, with the empty bias and residual the package makes (numpy
+    # reports stride 0 for an empty array: still contiguous storage)
+    c = stdlib.gemm(a, b, alpha=2.0)
+    assert [name for name, _, shapes in launches] == ["gemm_epilogue"]
+    assert launches[0][2][3:5] == [(0,), (0, 0)]
+    np.testing.assert_allclose(tile.unpack(c), 2 * (tile.unpack(a) @ tile.unpack(b)), rtol=2 ** -7, atol=1e-4)
 
 
 def test_the_splits_follow_the_devices_sm_count(launches, vm_sms):
