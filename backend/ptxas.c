@@ -22,6 +22,11 @@
  * nvJitLink then serializes every wgmma of the function (C7509), ptxas does not
  * (needs_whole_program). The ptxas program costs a cold JIT about 170 ms more on the H200
  * machine (bench/RESULTS.md, fifth session), so the others stay with nvJitLink.
+ *
+ * Both run ptxas's optimizations on every core (-split-compile=0; $TILE_PTXAS_THREADS=N caps
+ * the threads, 1 turns it off): the machine code is bit for bit the same, the assembly of the
+ * GEMM a quarter faster on the H200 machine's 16 cores (bench/bench_assembler.py). A tool too
+ * old to know the option is asked again without it.
  */
 #include "backend/backend.h"
 
@@ -161,6 +166,22 @@ static int run_program(char *const argv[], Strbuf *output, Strbuf *err) {
     return -1;
 }
 
+/* The threads ptxas's optimizations may use, as the option's text ("0": every core), from
+ * $TILE_PTXAS_THREADS; false where that says 1 (no splitting, the option left out). A value that
+ * is not a count in 0..1024 is ignored for the default. */
+static bool assembler_threads(char *text, size_t size) {
+    const char *env = getenv("TILE_PTXAS_THREADS");
+    long n = 0;
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno == 0 && *end == '\0' && v >= 0 && v <= 1024) n = v;
+    }
+    snprintf(text, size, "%ld", n);
+    return n != 1;
+}
+
 static bool ptx_to_cubin_ptxas(const char *ptx, size_t len, BackendArch arch, Strbuf *cubin,
                                Strbuf *err) {
     char ptxas[4096];
@@ -190,11 +211,18 @@ static bool ptx_to_cubin_ptxas(const char *ptx, size_t len, BackendArch arch, St
     }
     close(in_fd);
 
-    char arch_option[32];
+    char arch_option[32], threads[16];
     snprintf(arch_option, sizeof arch_option, "-arch=%s", backend_arch_name(arch));
-    char *argv[] = {ptxas, arch_option, "-O3", "-o", out_path, in_path, NULL};
+    bool split = assembler_threads(threads, sizeof threads);
+    char *argv[] = {ptxas, arch_option, "-O3", "-o", out_path, in_path, "--split-compile", threads, NULL};
+    if (!split) argv[6] = NULL;
     Strbuf output = {0};
     int status = run_program(argv, &output, err);
+    if (split && status > 0 && strstr(sb_str(&output), "split-compile")) { /* a ptxas before the option */
+        argv[6] = NULL;
+        sb_clear(&output);
+        status = run_program(argv, &output, err);
+    }
     if (status > 0) {
         sb_printf(err, "%s %s failed (exit status %d):\n%s", ptxas, arch_option, status,
                   sb_str(&output));
@@ -315,9 +343,13 @@ static bool ptx_to_cubin_nvjitlink(const char *ptx, size_t len, BackendArch arch
     }
     char arch_option[32];
     snprintf(arch_option, sizeof arch_option, "-arch=%s", backend_arch_name(arch));
-    const char *options[] = {arch_option, "-O3"};
+    char threads[16], split_option[32];
+    bool split = assembler_threads(threads, sizeof threads);
+    snprintf(split_option, sizeof split_option, "-split-compile=%s", threads);
+    const char *options[] = {arch_option, "-O3", split_option};
     NvJitLinkHandle handle = NULL;
-    int rc = nvjitlink.create(&handle, 2, options);
+    int rc = nvjitlink.create(&handle, split ? 3 : 2, options);
+    if (rc != NVJITLINK_OK && split) rc = nvjitlink.create(&handle, 2, options); /* an nvJitLink before it */
     if (rc != NVJITLINK_OK) {
         sb_printf(err, "nvJitLinkCreate(%s) failed with error %d", arch_option, rc);
         return false;

@@ -487,6 +487,68 @@ Test(ptxas, auto_assembles_wgmma_with_calls_with_ptxas) {
     rmdir(tmp);
 }
 
+/* The ptxas program gets --split-compile with the count of $TILE_PTXAS_THREADS (0, every core,
+ * by default; none at 1; an unreadable value is the default), and a ptxas that does not know the
+ * option (an old one: it exits 1 naming it) is run again without it. The "ptxas" here is a script
+ * that writes its arguments to a file. */
+static void split_compile_case(const char *threads, bool old_ptxas, const char *expect) {
+    char tmp[] = "/tmp/tile-test-XXXXXX";
+    cr_assert_not_null(mkdtemp(tmp));
+    char script[4200], args[4200];
+    snprintf(script, sizeof script, "%s/ptxas", tmp);
+    snprintf(args, sizeof args, "%s/args", tmp);
+    FILE *f = fopen(script, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!/bin/sh\necho \"$*\" >> %s\n", args);
+    if (old_ptxas)
+        fprintf(f, "case \"$*\" in *split-compile*) echo \"ptxas fatal : Unknown option '--split-compile'\"; exit 1;; esac\n");
+    fprintf(f, "printf fake-cubin > \"$4\"\n");
+    fclose(f);
+    cr_assert_eq(chmod(script, 0755), 0);
+    setenv("TILE_PTXAS", script, 1);
+    if (threads) setenv("TILE_PTXAS_THREADS", threads, 1);
+    else unsetenv("TILE_PTXAS_THREADS");
+    const char ptx[] = ".version 8.0\n.target sm_90a\n.address_size 64\n.visible .entry k() { ret; }\n";
+    Strbuf cubin = {0}, err = {0}, seen = {0};
+    cr_assert(backend_ptx_to_cubin(ptx, strlen(ptx), BACKEND_ARCH_SM90A, CUBIN_TOOL_PTXAS, &cubin, &err), "%s",
+              sb_str(&err));
+    cr_assert_eq(cubin.len, strlen("fake-cubin"));
+    f = fopen(args, "r");
+    cr_assert_not_null(f);
+    char line[8192];
+    while (fgets(line, sizeof line, f)) sb_puts(&seen, line);
+    fclose(f);
+    if (expect) {
+        cr_assert(strstr(sb_str(&seen), expect), "TILE_PTXAS_THREADS=%s: ptxas was run with\n%s", threads ? threads : "(unset)",
+                  sb_str(&seen));
+    } else {
+        cr_assert_null(strstr(sb_str(&seen), "split-compile"), "TILE_PTXAS_THREADS=%s: ptxas was run with\n%s",
+                       threads ? threads : "(unset)", sb_str(&seen));
+    }
+    if (old_ptxas) { /* two runs: with the option, then without */
+        const char *second = strchr(sb_str(&seen), '\n');
+        cr_assert(second && second[1] && !strstr(second + 1, "split-compile"), "no retry without the option:\n%s",
+                  sb_str(&seen));
+    }
+    unsetenv("TILE_PTXAS");
+    unsetenv("TILE_PTXAS_THREADS");
+    unlink(args);
+    unlink(script);
+    rmdir(tmp);
+    sb_free(&cubin);
+    sb_free(&err);
+    sb_free(&seen);
+}
+
+Test(ptxas, split_compile_follows_tile_ptxas_threads) {
+    split_compile_case(NULL, false, "--split-compile 0");
+    split_compile_case("4", false, "--split-compile 4");
+    split_compile_case("1", false, NULL);
+    split_compile_case("lots", false, "--split-compile 0");
+    split_compile_case("-3", false, "--split-compile 0");
+    split_compile_case(NULL, true, "--split-compile 0");
+}
+
 /* TILE_WARP_SPECIALIZE=1 asks for producer warpgroups only where the ptxas program can assemble
  * them: nvJitLink would ignore their setmaxnreg. */
 Test(ptxas, warp_specialization_needs_the_ptxas_program) {
