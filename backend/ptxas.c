@@ -23,10 +23,11 @@
  * (needs_whole_program). The ptxas program costs a cold JIT about 170 ms more on the H200
  * machine (bench/RESULTS.md, fifth session), so the others stay with nvJitLink.
  *
- * Both run ptxas's optimizations on every core (-split-compile=0; $TILE_PTXAS_THREADS=N caps
- * the threads, 1 turns it off): the machine code is bit for bit the same, the assembly of the
- * GEMM a quarter faster on the H200 machine's 16 cores (bench/bench_assembler.py). A tool too
- * old to know the option is asked again without it.
+ * $TILE_PTXAS_THREADS=N (0: every core) spreads ptxas's optimizations over N threads in both
+ * (-split-compile=N; unset or 1: not split); a tool too old to know the option is asked again
+ * without it. The machine code is bit for bit the same; it is off by default because on the H200
+ * machine's 16 cores it did not shorten the GEMM's assembly in a repeated A/B
+ * (bench/bench_assembler.py, bench/RESULTS.md ninth session).
  */
 #include "backend/backend.h"
 
@@ -167,11 +168,11 @@ static int run_program(char *const argv[], Strbuf *output, Strbuf *err) {
 }
 
 /* The threads ptxas's optimizations may use, as the option's text ("0": every core), from
- * $TILE_PTXAS_THREADS; false where that says 1 (no splitting, the option left out). A value that
- * is not a count in 0..1024 is ignored for the default. */
+ * $TILE_PTXAS_THREADS; false (the option left out) where it is unset, 1 or not a count in
+ * 0..1024. */
 static bool assembler_threads(char *text, size_t size) {
     const char *env = getenv("TILE_PTXAS_THREADS");
-    long n = 0;
+    long n = 1;
     if (env && *env) {
         char *end;
         errno = 0;

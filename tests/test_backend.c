@@ -487,8 +487,8 @@ Test(ptxas, auto_assembles_wgmma_with_calls_with_ptxas) {
     rmdir(tmp);
 }
 
-/* The ptxas program gets --split-compile with the count of $TILE_PTXAS_THREADS (0, every core,
- * by default; none at 1; an unreadable value is the default), and a ptxas that does not know the
+/* The ptxas program gets --split-compile with the count of $TILE_PTXAS_THREADS (0: every core;
+ * none when it is unset, 1 or unreadable), and a ptxas that does not know the
  * option (an old one: it exits 1 naming it) is run again without it. The "ptxas" here is a script
  * that writes its arguments to a file. */
 static void split_compile_case(const char *threads, bool old_ptxas, const char *expect) {
@@ -541,12 +541,13 @@ static void split_compile_case(const char *threads, bool old_ptxas, const char *
 }
 
 Test(ptxas, split_compile_follows_tile_ptxas_threads) {
-    split_compile_case(NULL, false, "--split-compile 0");
+    split_compile_case(NULL, false, NULL);
+    split_compile_case("0", false, "--split-compile 0");
     split_compile_case("4", false, "--split-compile 4");
     split_compile_case("1", false, NULL);
-    split_compile_case("lots", false, "--split-compile 0");
-    split_compile_case("-3", false, "--split-compile 0");
-    split_compile_case(NULL, true, "--split-compile 0");
+    split_compile_case("lots", false, NULL);
+    split_compile_case("-3", false, NULL);
+    split_compile_case("0", true, "--split-compile 0");
 }
 
 /* TILE_WARP_SPECIALIZE=1 asks for producer warpgroups only where the ptxas program can assemble
