@@ -168,8 +168,8 @@ static int run_program(char *const argv[], Strbuf *output, Strbuf *err) {
 }
 
 /* The threads ptxas's optimizations may use, as the option's text ("0": every core), from
- * $TILE_PTXAS_THREADS; false (the option left out) where it is unset, 1 or not a count in
- * 0..1024. */
+ * $TILE_PTXAS_THREADS; false (the option left out) where it is unset or 1, and where it is not a
+ * count in 0..1024, which is said on stderr (as TILE_EMIT_CONDS's malformed values are). */
 static bool assembler_threads(char *text, size_t size) {
     const char *env = getenv("TILE_PTXAS_THREADS");
     long n = 1;
@@ -178,6 +178,7 @@ static bool assembler_threads(char *text, size_t size) {
         errno = 0;
         long v = strtol(env, &end, 10);
         if (errno == 0 && *end == '\0' && v >= 0 && v <= 1024) n = v;
+        else fprintf(stderr, "tile: TILE_PTXAS_THREADS='%s' ignored: expected a thread count 0..1024\n", env);
     }
     snprintf(text, size, "%ld", n);
     return n != 1;

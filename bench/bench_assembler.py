@@ -3,8 +3,8 @@
 
 For the PTX of tile's core kernels (the variant a first launch on contiguous aligned tensors
 gets, from `tilec build --emit ptx` with TILE_EMIT_SPECIALIZED=1 and the launch's conditions) and
-for the PTX of Triton's GEMM of the same tiles (128 x 128 x 64, 4 warps, 3 stages, from
-bench_compile.py), it times each way of assembling it on this machine's CPU:
+for the PTX of Triton's GEMM of the same tiles (128 x 128 x 64, 4 warps, 3 stages:
+bench_compile.py's TRITON_MATMUL), it times each way of assembling it on this machine's CPU:
 
   nvjitlink        libnvJitLink in process, -O3 (what libtile does when it can load it)
   nvjitlink-split  the same with -split-compile=0 (ptxas's optimizations on every core)
@@ -27,12 +27,14 @@ import os
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 os.environ.setdefault("CUDA_CACHE_DISABLE", "1")  # before the driver starts
 
-from benchutil import cuda_torch, write_report  # bench/ is the script's folder: on sys.path
+from bench_compile import TRITON_MATMUL  # bench/ is the script's folder: on sys.path
+from benchutil import cuda_torch, write_report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -56,32 +58,24 @@ def tile_ptx(tilec, path, kernel, conds, out):
         return f.read()
 
 
-def triton_ptx(torch):
-    import triton
-    import triton.language as tl
-
-    @triton.jit
-    def matmul(A, B, C, M, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
-        pm = tl.program_id(0)
-        pn = tl.program_id(1)
-        rm = pm * BM + tl.arange(0, BM)
-        rn = pn * BN + tl.arange(0, BN)
-        rk = tl.arange(0, BK)
-        acc = tl.zeros([BM, BN], tl.float32)
-        for k in tl.range(0, K, BK, num_stages=3):
-            a = tl.load(A + rm[:, None] * K + (k + rk)[None, :], mask=(rm[:, None] < M) & ((k + rk)[None, :] < K),
-                        other=0.)
-            b = tl.load(B + (k + rk)[:, None] * N + rn[None, :], mask=((k + rk)[:, None] < K) & (rn[None, :] < N),
-                        other=0.)
-            acc = tl.dot(a, b, acc)
-        tl.store(C + rm[:, None] * N + rn[None, :], acc.to(tl.bfloat16), mask=(rm[:, None] < M) & (rn[None, :] < N))
-
-    n = 1024
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    c = torch.empty(n, n, device="cuda", dtype=torch.bfloat16)
-    k = matmul[(n // 128, n // 128)](a, b, c, n, n, n, BM=128, BN=128, BK=64, num_warps=4)
-    return k.asm["ptx"].encode() if isinstance(k.asm["ptx"], str) else k.asm["ptx"]
+def triton_ptx(tmp):
+    """The PTX of bench_compile.py's Triton GEMM (its one definition), compiled in a child process:
+    Triton's jit reads a kernel's source from a file."""
+    script = os.path.join(tmp, "triton_child.py")
+    out = os.path.join(tmp, "triton_gemm.ptx")
+    with open(script, "w") as f:
+        f.write("import sys, torch\n" + TRITON_MATMUL + """
+a = torch.randn(1024, 1024, device="cuda", dtype=torch.bfloat16)
+c = torch.empty_like(a)
+k = matmul[(8, 8)](a, a, c, 1024, 1024, 1024, BM=128, BN=128, BK=64, num_warps=4)
+open(sys.argv[1], "w").write(k.asm["ptx"])
+""")
+    p = subprocess.run([sys.executable, script, out], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, TRITON_CACHE_DIR=os.path.join(tmp, "triton-cache")))
+    if p.returncode != 0:
+        raise RuntimeError((p.stderr.strip().splitlines() or ["failed"])[-1][:200])
+    with open(out, "rb") as f:
+        return out, f.read()
 
 
 def load_nvjitlink():
@@ -148,10 +142,7 @@ def main():
         ptxs.append((f"tile {kernel}" + (f" (conditions {conds})" if conds else ""), out,
                      tile_ptx(args.tilec, path, kernel, conds, out)))
     try:
-        src = triton_ptx(torch)
-        out = os.path.join(tmp, "triton_gemm.ptx")
-        with open(out, "wb") as f:
-            f.write(src)
+        out, src = triton_ptx(tmp)
         ptxs.append(("Triton gemm 128x128x64 W=4 S=3", out, src))
     except Exception as e:  # noqa: BLE001 (no Triton: its row is left out, said in the report)
         rows.append({"case": "Triton gemm", "skipped": f"{type(e).__name__}: {e}"})

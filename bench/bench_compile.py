@@ -42,8 +42,9 @@ err = ((c.float() - ref).abs().max() / ref.abs().max()).item()
 print(first - warm, err)
 """
 
-TRITON_CHILD = r"""
-import time, torch, triton, triton.language as tl
+# Triton's GEMM of tile's tiles (bench_assembler.py assembles its PTX too)
+TRITON_MATMUL = r"""
+import triton, triton.language as tl
 
 @triton.jit
 def matmul(A, B, C, M, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr):
@@ -55,7 +56,9 @@ def matmul(A, B, C, M, N, K, BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexp
         b = tl.load(B + (k + rk)[:, None] * N + rn[None, :], mask=((k + rk)[:, None] < K) & (rn[None, :] < N), other=0.)
         acc = tl.dot(a, b, acc)
     tl.store(C + rm[:, None] * N + rn[None, :], acc.to(tl.bfloat16), mask=(rm[:, None] < M) & (rn[None, :] < N))
+"""
 
+TRITON_CHILD = "import time, torch\n" + TRITON_MATMUL + r"""
 a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
 b = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
 c = torch.empty(4096, 4096, device="cuda", dtype=torch.bfloat16)
