@@ -351,6 +351,8 @@ static void kernel_free(tile_kernel *k) {
     rt_grid_free(k->conds);
     rt_launch_memo_free(k);
     pthread_mutex_destroy(&k->variants_lock);
+    free(k->interface);
+    ir_module_free(k->full_module);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
     free(k->consts);
     free(k->name);
@@ -616,49 +618,52 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
         free(consts);
         return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", p->ast->source.name, kernel);
     }
-    DiagList d = {0};
-    IrFunction *f = NULL;
-    /* a cuda kernel goes to the backend; its IR also serves the argument checks and the grid,
-     * which read only parameters and the grid region's scalars (no layouts there) */
-    /* TILE_VM_GPU_PASSES=1 makes the VM run the IR after the GPU passes (layouts, shared
-     * buffers, asynchronous copies): the tests judge every GPU pass by the VM's results */
-    /* (=sm_90a: for that target; the VM needs no launch facts, so it assumes them all and runs
-     * what the most specialized variant would). On a cuda context the kernel keeps the
-     * target-independent IR: the device runs the GPU passes per arch and launch facts. */
-    const char *vm_gpu = getenv("TILE_VM_GPU_PASSES");
-    bool gpu_passes = !p->ctx->cuda && vm_gpu && (strcmp(vm_gpu, "1") == 0 || strcmp(vm_gpu, "sm_90a") == 0);
-    RtCompileOptions copt = {.gpu = gpu_passes, .target = {.num_warps = RT_KERNEL_NUM_WARPS, .every_fact = true}};
-    if (gpu_passes && strcmp(vm_gpu, "sm_90a") == 0)
-        copt.target.sm = 90, copt.target.arch_specific = true, copt.target.tma = true,
-        copt.target.cluster = env_flag("TILE_CLUSTER", false),
-        copt.target.no_tma_store = !env_flag("TILE_TMA_STORE", true);
-    IrModule *m = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &f);
-    if (!m) {
-        pthread_mutex_unlock(&p->lock);
-        st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
-        diag_free(&d);
-        free(consts);
-        return st;
-    }
-    diag_free(&d);
     tile_kernel *k = xcalloc(1, sizeof *k);
     k->program = p;
     k->name = xstrdup(kernel);
     for (size_t i = 0; i < nconstants; i++) consts[i].name = xstrdup(consts[i].name);
     k->consts = consts;
     k->nconsts = nconstants;
-    k->module = m;
-    k->function = f;
-    k->grid = rt_grid_compile(f);
-    k->conds = rt_conds_compile(f);
     pthread_mutex_init(&k->variants_lock, NULL);
+    /* On a cuda context a disk hit needs no frontend: the kernel's interface entry holds all
+     * that launches read of its IR (interface.c); its first build makes the rest. */
+    bool from_interface = p->ctx->cuda && !nimages && !p->ir && rt_cuda_kernel_from_interface(p->ctx, k);
+    if (!from_interface) {
+        DiagList d = {0};
+        /* a cuda kernel goes to the backend; its IR also serves the argument checks and the grid,
+         * which read only parameters and the grid region's scalars (no layouts there) */
+        /* TILE_VM_GPU_PASSES=1 makes the VM run the IR after the GPU passes (layouts, shared
+         * buffers, asynchronous copies): the tests judge every GPU pass by the VM's results */
+        /* (=sm_90a: for that target; the VM needs no launch facts, so it assumes them all and runs
+         * what the most specialized variant would). On a cuda context the kernel keeps the
+         * target-independent IR: the device runs the GPU passes per arch and launch facts. */
+        const char *vm_gpu = getenv("TILE_VM_GPU_PASSES");
+        bool gpu_passes = !p->ctx->cuda && vm_gpu && (strcmp(vm_gpu, "1") == 0 || strcmp(vm_gpu, "sm_90a") == 0);
+        RtCompileOptions copt = {.gpu = gpu_passes, .target = {.num_warps = RT_KERNEL_NUM_WARPS, .every_fact = true}};
+        if (gpu_passes && strcmp(vm_gpu, "sm_90a") == 0)
+            copt.target.sm = 90, copt.target.arch_specific = true, copt.target.tma = true,
+            copt.target.cluster = env_flag("TILE_CLUSTER", false),
+            copt.target.no_tma_store = !env_flag("TILE_TMA_STORE", true);
+        k->module = rt_compile_program(p, kernel, consts, nconstants, &copt, &d, &k->function);
+        if (!k->module) {
+            pthread_mutex_unlock(&p->lock);
+            st = rt_fail(p->ctx, d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
+            diag_free(&d);
+            kernel_free(k);
+            return st;
+        }
+        diag_free(&d);
+        k->conds = rt_conds_compile(k->function);
+    }
+    k->grid = rt_grid_compile(k->function);
     if (p->ctx->cuda && (st = nimages ? rt_cuda_prepare_images(p->ctx, k, images, nimages)
                                       : rt_cuda_prepare(p->ctx, k)) != TILE_OK) {
         pthread_mutex_unlock(&p->lock);
         kernel_free(k);
         return st;
     }
-    k->autotune = rt_autotune_new(k);
+    if (!from_interface) k->autotune = rt_autotune_new(k); /* (a kernel with candidates has no interface entry) */
+    if (p->ctx->cuda && !from_interface && !nimages && !p->ir && !k->autotune) rt_cuda_store_interface(p->ctx, k);
     k->next = p->kernels;
     p->kernels = k;
     pthread_mutex_unlock(&p->lock);

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/backend.h"
 #include "runtime/cache.h"
@@ -369,7 +370,8 @@ tile_status rt_backend_image(const IrFunction *f, const char *arch_name, int num
 /* ---- compiling and loading --------------------------------------------------------------------- */
 #ifdef TILE_HAVE_LLVM
 typedef struct Build {
-    const IrFunction *function;  /* the kernel's target-independent IR */
+    RtCuda *cuda;
+    tile_kernel *kernel;         /* its target-independent IR: full_function */
     bool tma;                    /* TMA rings allowed: the entry's launch data lists the maps */
     BackendArch arch;
     const CodegenParamSpec *spec; /* NULL: the generic kernel */
@@ -453,13 +455,55 @@ static bool tma_maps_decode(const CacheEntry *e, IrTmaMap *maps, int *n) {
     return true;
 }
 
+static CacheKey interface_key(RtCuda *c, const tile_kernel *k);
+
+/* The IR a build of k compiles: its own, or for a kernel made from its interface entry the full
+ * IR, made now by the frontend (once: every build holds k->variants_lock) and required to have
+ * exactly that interface, since launches already chose variants by it. A mismatch (an entry
+ * written over by hand) fails the build, and the entry is removed so that the next program makes
+ * a good one. */
+static const IrFunction *full_function(RtCuda *c, tile_kernel *k, tile_status *st, Strbuf *err) {
+    if (!k->interface) return k->function;
+    if (k->full) return k->full;
+    DiagList d = {0};
+    IrFunction *f = NULL;
+    RtCompileOptions copt = {.target = {.num_warps = RT_KERNEL_NUM_WARPS, .every_fact = true}};
+    IrModule *m = rt_compile_program(k->program, k->name, k->consts, k->nconsts, &copt, &d, &f);
+    if (!m) {
+        *st = d.internal ? TILE_ERROR_INTERNAL : TILE_ERROR_COMPILE;
+        sb_puts(err, sb_str(&d.text));
+        diag_free(&d);
+        return NULL;
+    }
+    diag_free(&d);
+    RtSteps *conds = rt_conds_compile(f);
+    bool same = rt_interface_matches(f, conds, k->interface, k->interface_len);
+    rt_grid_free(conds);
+    if (!same) {
+        ir_module_free(m);
+        CacheKey key = interface_key(c, k);
+        Strbuf path = {0};
+        cache_entry_path(c->cache.dir, &key, &path);
+        sb_printf(err, "the kernel cache's interface entry %s does not match the source (removed)", sb_str(&path));
+        unlink(sb_str(&path));
+        sb_free(&path);
+        *st = TILE_ERROR_INTERNAL;
+        return NULL;
+    }
+    k->full_module = m;
+    k->full = f;
+    return f;
+}
+
 /* build_image's work, which adds each step's time to this thread's tile_compile_times. */
 static bool build_image_timed(Build *b, CacheEntry *out, Strbuf *err) {
     CodegenOptions opt = {.arch = b->arch, .num_warps = RT_KERNEL_NUM_WARPS, .spec = b->spec};
     backend_nvjitlink_preload(); /* loads while the passes and LLVM run */
+    const IrFunction *function = full_function(b->cuda, b->kernel, &b->status, err);
+    if (!function) return false;
     /* the GPU passes for this arch and these facts, then the code generator */
     IrFunction *targeted = NULL;
-    IrModule *m = module_for_target(b->function, &opt, false, b->tma, b->conds, &targeted, &b->status, err);
+    IrModule *m = module_for_target(function, &opt, false, b->tma, b->conds, &targeted, &b->status, err);
     if (!m) return false;
     IrTmaMap maps[IR_MAX_TMA_MAPS];
     int nmaps = b->tma ? ir_tma_maps(targeted, maps) : 0;
@@ -572,7 +616,7 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
     }
     /* A variant that may get TMA rings needs its tensor maps at launch: the build records them
      * in the entry's launch data, so a disk hit has them without running the GPU passes. */
-    Build build = {.function = k->function, .tma = spec && c->tma, .arch = c->arch, .spec = spec, .conds = conds,
+    Build build = {.cuda = c, .kernel = k, .tma = spec && c->tma, .arch = c->arch, .spec = spec, .conds = conds,
                    .status = TILE_ERROR_COMPILE};
     CacheEntry entry = {0};
     CacheOutcome outcome = {0};
@@ -658,7 +702,61 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
     }
     return key;
 }
+
+static CacheKey interface_key(RtCuda *c, const tile_kernel *k) {
+    CacheKey generic = generic_key(c, k);
+    Sha256 h;
+    cache_key_begin(&h);
+    cache_key_add(&h, "kernel", generic.bytes, sizeof generic.bytes);
+    cache_key_add_str(&h, "entry", "interface");
+    return cache_key_end(&h);
+}
 #endif
+
+bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k) {
+#ifdef TILE_HAVE_LLVM
+    RtCuda *c = ctx->cuda;
+    if (!c || !c->cache.enabled || !c->cache.dir[0]) return false;
+    double t0 = monotonic_seconds();
+    CacheKey key = interface_key(c, k);
+    CacheEntry e = {0};
+    Strbuf why = {0};
+    bool made = false;
+    if (cache_disk_load(c->cache.dir, &key, &e, &why) == CACHE_HIT) {
+        k->module = rt_interface_decode(e.image, e.len, k->name, &k->function, &k->conds, &why);
+        if (k->module) {
+            k->interface = xmalloc(e.len);
+            memcpy(k->interface, e.image, e.len);
+            k->interface_len = e.len;
+            made = true;
+        }
+    }
+    cache_entry_free(&e);
+    sb_free(&why);
+    rt_times()->cache += monotonic_seconds() - t0;
+    return made;
+#else
+    (void)ctx, (void)k;
+    return false;
+#endif
+}
+
+void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k) {
+#ifdef TILE_HAVE_LLVM
+    RtCuda *c = ctx->cuda;
+    if (!c || !c->cache.enabled || !c->cache.dir[0] || k->interface) return;
+    Strbuf bytes = {0}, why = {0};
+    if (rt_interface_encode(k->function, k->conds, &bytes)) {
+        CacheKey key = interface_key(c, k);
+        CacheEntry e = {.image = (uint8_t *)bytes.data, .len = bytes.len};
+        cache_disk_store(c->cache.dir, &key, &e, &why); /* (an optimization: a failure costs the next program time) */
+    }
+    sb_free(&bytes);
+    sb_free(&why);
+#else
+    (void)ctx, (void)k;
+#endif
+}
 
 tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k) {
 #ifdef TILE_HAVE_LLVM
@@ -807,7 +905,7 @@ static void dims_text(Strbuf *out, const char *what, RtSpecFacts facts, unsigned
     sb_puts(out, ")");
 }
 
-void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out) {
+void rt_spec_text(const IrFunction *f, const RtSteps *conds, const RtSpecFacts *facts, Strbuf *out) {
     bool any = false;
     for (uint32_t i = 0; i < f->nparams; i++) {
         if (!facts[i]) continue;
@@ -824,9 +922,8 @@ void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out) {
     }
     unsigned word = facts[f->nparams];
     if (word) {
-        IrValue *conds[LAUNCH_CONDS_MAX];
         sb_printf(out, "%sif:", any ? " " : "");
-        launch_conds_text(word, launch_conds_find(f, conds), out);
+        launch_conds_text(word, rt_conds_count(conds), out);
         any = true;
     }
     if (!any) sb_puts(out, "generic");
@@ -884,7 +981,7 @@ tile_status tile_kernel_variants_report(tile_kernel *k, char **out) {
     pthread_mutex_lock(&k->variants_lock);
     for (RtVariant *v = k->variants; v; v = v->next) {
         sb_puts(&text, "variant ");
-        rt_spec_text(k->function, v->facts, &text);
+        rt_spec_text(k->function, k->conds, v->facts, &text);
         sb_puts(&text, v->failed ? " (failed: the generic kernel runs)\n" : "\n");
     }
     pthread_mutex_unlock(&k->variants_lock);

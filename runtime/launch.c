@@ -225,6 +225,92 @@ RtSpecFacts rt_conds_eval(const RtSteps *c, const tile_arg *args, size_t nargs) 
 
 uint32_t rt_conds_count(const RtSteps *c) { return c ? c->nouts : 0; }
 
+/* ---- steps on disk ---------------------------------------------------------------------------
+ * A kernel's conditions travel in its interface entry (interface.c) so that a disk hit needs no
+ * frontend: the steps field by field, and read back only when every register, parameter, axis,
+ * opcode and element type is one steps_compile could have made for the function f. */
+enum { STEP_BYTES = 4 + 4 + 4 + 4 * 2 + 8 + 1 + 8 + 8 };
+
+static void put_u32(Strbuf *out, uint32_t v) { sb_putn(out, (const char *)&v, sizeof v); }
+
+void rt_steps_encode(const RtSteps *s, Strbuf *out) {
+    put_u32(out, s ? s->nsteps : 0);
+    put_u32(out, s ? s->nouts : 0);
+    for (uint32_t i = 0; s && i < s->nouts; i++) sb_putn(out, (const char *)&s->outs[i], sizeof s->outs[i]);
+    for (uint32_t i = 0; s && i < s->nsteps; i++) {
+        const RtGridStep *g = &s->steps[i];
+        int32_t code = g->code;
+        uint8_t elems[8] = {g->elem.kind, g->elem.bits, g->elem.exp, g->elem.man,
+                            g->from.kind, g->from.bits, g->from.exp, g->from.man};
+        uint16_t regs[4] = {g->dst, g->a, g->b, g->c};
+        uint8_t is_float = g->value.is_float;
+        sb_putn(out, (const char *)&code, sizeof code);
+        sb_putn(out, (const char *)elems, sizeof elems);
+        sb_putn(out, (const char *)regs, sizeof regs);
+        sb_putn(out, (const char *)&g->attr, sizeof g->attr);
+        sb_putn(out, (const char *)&is_float, 1);
+        sb_putn(out, (const char *)&g->value.i, sizeof g->value.i);
+        sb_putn(out, (const char *)&g->value.f, sizeof g->value.f);
+    }
+}
+
+static bool elem_plausible(ElemType e) {
+    if (e.kind > EK_FLOAT || e.bits < 1 || e.bits > 64) return false;
+    return e.kind != EK_FLOAT || (e.exp >= 1 && 1 + e.exp + e.man == e.bits);
+}
+
+RtSteps *rt_steps_decode(const uint8_t *p, size_t n, const IrFunction *f, size_t *used) {
+    uint32_t nsteps, nouts;
+    if (n < 8) return NULL;
+    memcpy(&nsteps, p, 4);
+    memcpy(&nouts, p + 4, 4);
+    size_t need = 8 + (size_t)nouts * 2 + (size_t)nsteps * STEP_BYTES;
+    if (nouts > LAUNCH_CONDS_MAX || nsteps > RT_GRID_MAX_REGS + f->body->nargs + 1 || need > n) return NULL;
+    *used = need;
+    if (nsteps == 0 && nouts == 0) return NULL; /* none (the caller tells this apart by *used) */
+    RtSteps *s = xcalloc(1, sizeof *s);
+    s->steps = xcalloc(nsteps + 1, sizeof *s->steps);
+    s->nsteps = nsteps;
+    s->nouts = nouts;
+    const uint8_t *q = p + 8;
+    bool ok = nouts > 0;
+    for (uint32_t i = 0; i < nouts; i++, q += 2) {
+        memcpy(&s->outs[i], q, 2);
+        ok = ok && s->outs[i] < RT_GRID_MAX_REGS;
+    }
+    for (uint32_t i = 0; i < nsteps && ok; i++, q += STEP_BYTES) {
+        RtGridStep *g = &s->steps[i];
+        int32_t code;
+        uint16_t regs[4];
+        memcpy(&code, q, 4);
+        g->code = code;
+        g->elem = (ElemType){q[4], q[5], q[6], q[7]};
+        g->from = (ElemType){q[8], q[9], q[10], q[11]};
+        memcpy(regs, q + 12, sizeof regs);
+        g->dst = regs[0], g->a = regs[1], g->b = regs[2], g->c = regs[3];
+        memcpy(&g->attr, q + 20, 8);
+        g->value.is_float = q[28] != 0;
+        memcpy(&g->value.i, q + 29, 8);
+        memcpy(&g->value.f, q + 37, 8);
+        ok = (code == RT_GRID_PARAM || (code >= 0 && code < OP_COUNT)) && elem_plausible(g->elem) &&
+             (code != OP_CAST || elem_plausible(g->from)) && g->dst < RT_GRID_MAX_REGS &&
+             g->a < RT_GRID_MAX_REGS && g->b < RT_GRID_MAX_REGS && g->c < RT_GRID_MAX_REGS;
+        if (ok && code == RT_GRID_PARAM) {
+            ok = g->attr >= 0 && (uint64_t)g->attr < f->body->nargs &&
+                 type_is_scalar(f->body->args[g->attr]->type);
+        } else if (ok && code == OP_DIM) {
+            ok = g->b < f->body->nargs && f->body->args[g->b]->type->kind == TY_TENSOR && g->attr >= 0 &&
+                 g->attr < f->body->args[g->b]->type->rank;
+        }
+    }
+    if (!ok) {
+        rt_grid_free(s);
+        *used = 0;
+        return NULL;
+    }
+    return s;
+}
+
 /* ---- the launch memo -------------------------------------------------------------------------
  * What a cuda launch decided for one argument signature: the arguments passed the checks, their
  * facts chose this function, and the grid region gave this grid. A signature is every byte of the

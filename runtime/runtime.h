@@ -56,7 +56,11 @@ struct tile_kernel {
     ConstBinding *consts;    /* as given, sorted by name */
     size_t nconsts;
     IrModule *module;
-    IrFunction *function;
+    IrFunction *function;    /* a kernel made from its interface entry (interface.c): the outside only */
+    uint8_t *interface;      /* that entry's bytes, or NULL when the frontend made function */
+    size_t interface_len;
+    IrModule *full_module;   /* such a kernel's full IR, made by its first build (under variants_lock) */
+    IrFunction *full;
     /* The generic kernel's loaded GPU function (owned by the context's cache): NULL until a
      * launch needs it (compiled under variants_lock; read without it), except for a kernel loaded
      * from an ahead-of-time image, whose image is loaded when the kernel is made. */
@@ -144,6 +148,13 @@ tile_status rt_cuda_synchronize(tile_context *ctx);
  * compiles the one function it needs (rt_cuda_select), the variant for its facts or the generic
  * kernel, and later launches compile another only when their facts need it. */
 tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k);
+/* A kernel from its interface entry in the disk cache (interface.c), for k with its program,
+ * name and constants set: true with k's module, function and conditions made from it, false
+ * (k untouched) when there is none or it is not good; rt_cuda_store_interface writes k's (a
+ * kernel the frontend made) after a successful rt_cuda_prepare. Neither for an autotuned kernel,
+ * whose candidates need the source. */
+bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k);
+void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k);
 /* Launches k with arguments already checked by rt_check_args. */
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
 tile_status rt_cuda_stream_create(tile_context *ctx, tile_stream *s);
@@ -236,7 +247,7 @@ bool rt_spec_facts(const IrFunction *f, const RtSteps *conds, const tile_arg *ar
 CodegenParamSpec rt_spec_unpack(RtSpecFacts facts);
 /* The facts (rt_spec_len of them) as text for messages and docs: "x:align16,unit(1),div16(0,1)
  * y:... if:10" (if: each condition's value, x when not known; "generic" when none is true). */
-void rt_spec_text(const IrFunction *f, const RtSpecFacts *facts, Strbuf *out);
+void rt_spec_text(const IrFunction *f, const RtSteps *conds, const RtSpecFacts *facts, Strbuf *out);
 /* The kernel cache key of a variant: the generic kernel's key when no fact is true, else the
  * hash of that key and every parameter's facts, and the conditions' word when one is known
  * (facts[nparams]: so a disk entry never serves a variant compiled for other conditions). */
@@ -285,6 +296,20 @@ void rt_grid_free(RtGrid *g);
 RtSteps *rt_conds_compile(const IrFunction *f);
 RtSpecFacts rt_conds_eval(const RtSteps *c, const tile_arg *args, size_t nargs);
 uint32_t rt_conds_count(const RtSteps *c);
+/* Steps written for a disk entry (NULL writes "none") and read back for the function f (its
+ * parameters bound the registers and axes they may name): NULL with *used the bytes taken when
+ * the text says "none", NULL with *used 0 when it is malformed. */
+void rt_steps_encode(const RtSteps *s, Strbuf *out);
+RtSteps *rt_steps_decode(const uint8_t *p, size_t n, const IrFunction *f, size_t *used);
+
+/* A kernel's launch interface (interface.c): its IR function with an empty body, the parameters'
+ * names and the conditions' steps, as bytes for a disk entry (false for what cannot be one), and
+ * read back (NULL with the reason in err for anything that is not one, for kernel). */
+bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out);
+IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, IrFunction **f, RtSteps **conds,
+                              Strbuf *err);
+/* Whether the full function f and its conditions have exactly the interface bytes given. */
+bool rt_interface_matches(const IrFunction *f, const RtSteps *conds, const uint8_t *interface, size_t n);
 
 /* The launch memo (launch.c): a cuda launch with arguments of a signature seen before skips the
  * argument checks, the facts, the choice of function and the grid, and reuses what the first

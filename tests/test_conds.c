@@ -70,12 +70,12 @@ Test(conds, only_launch_known_conditions_count) {
     args[0].tensor.shape[0] = args[1].tensor.shape[0] = 17;
     cr_assert(rt_spec_facts(k->function, k->conds, args, 3, facts));
     Strbuf text = {0};
-    rt_spec_text(k->function, facts, &text);
+    rt_spec_text(k->function, k->conds, facts, &text);
     cr_assert_str_eq(sb_str(&text), "x:unit(0) y:unit(0) if:10");
     args[0].tensor.strides[0] = args[1].tensor.strides[0] = 3; /* no tensor fact at all */
     cr_assert(rt_spec_facts(k->function, k->conds, args, 3, facts), "a known condition alone makes a variant");
     sb_clear(&text);
-    rt_spec_text(k->function, facts, &text);
+    rt_spec_text(k->function, k->conds, facts, &text);
     cr_assert_str_eq(sb_str(&text), "if:10");
     sb_free(&text);
     tile_program_destroy(p);

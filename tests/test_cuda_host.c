@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/cache.h"
 #include "runtime/runtime.h"
 #include "testutil.h"
 
@@ -441,6 +442,101 @@ Test(cuda_host, softmax_gets_a_variant_per_condition_value) {
         tile_program_destroy(p);
         tile_context_destroy(ctx);
     }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+static double lower_seconds(void) {
+    tile_compile_times t;
+    tile_compile_times_get(&t);
+    return t.lower;
+}
+
+/* The interface entry of dir (the one whose payload, after the 88-byte header and the 16 bytes of
+ * image fields, starts "TIF1"): its path in path; false when there is none. */
+static bool find_interface(const char *dir, char *path, size_t cap) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "grep -l -a TIF1 '%s'/*.tcache 2>/dev/null", dir);
+    FILE *f = popen(cmd, "r");
+    bool found = f && fgets(path, (int)cap, f);
+    if (f) pclose(f);
+    if (found) path[strcspn(path, "\n")] = 0;
+    return found;
+}
+
+/* A disk hit makes softmax from its interface entry: no lowering, the parameters' own names (in
+ * tile_kernel_param and in the argument checks' messages), the stored variant loaded without a GPU
+ * pass; a launch whose variant is not on disk builds the full IR then and runs. An interface
+ * entry altered under a valid checksum (its parameter renamed) is caught by that first build: the
+ * launch fails with a message, the entry is removed, and the next context is back to normal. */
+Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
+    char dir[] = "/tmp/tile_iface_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("TILE_CACHE_DIR", dir, 1);
+    setenv("TILE_CACHE", "1", 1);
+    const int64_t small[2] = {4, 512}, wide[2] = {2, 2048}, odd[2] = {3, 1000};
+    char path[1024] = "";
+    for (int context = 0; context < 4; context++) {
+        tile_context *ctx = open_fake();
+        FakeCudaStats *s = fake();
+        double lowered = lower_seconds();
+        tile_program *p;
+        tile_kernel *k = stdlib_kernel(ctx, "softmax.tile", "softmax", NULL, 0, &p);
+        bool from_interface = lower_seconds() == lowered;
+        cr_assert_eq(from_interface, context == 1 || context == 2, "context %d", context);
+        tile_param_info info;
+        cr_assert_eq(tile_kernel_param(k, 0, &info), TILE_OK);
+        cr_assert_str_eq(info.name, context == 2 ? "q" : "x");
+        void *buf;
+        cr_assert_eq(tile_alloc(ctx, 4 * 2048 * 4, &buf), TILE_OK);
+        tile_arg args[2];
+        for (int j = 0; j < 2; j++)
+            args[j] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, buf, 2, small)};
+        uint64_t modules = s->modules_loaded;
+        double passes = passes_seconds();
+        cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        cr_assert_eq(s->modules_loaded, modules + 1);
+        cr_assert_eq(s->grid[0], 1u);
+        if (context == 1) {
+            cr_assert_eq(passes_seconds(), passes, "the variant came from the disk");
+            args[1].tensor.dtype = TILE_F16;
+            cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_ERROR_INVALID_ARGUMENT);
+            cr_assert(strstr(tile_context_message(ctx), "tensor 'y'"), "%s", tile_context_message(ctx));
+            for (int j = 0; j < 2; j++) args[j].tensor = tile_tensor_contiguous(TILE_F32, buf, 2, wide);
+            cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_OK, "%s", tile_context_message(ctx));
+            cr_assert_gt(passes_seconds(), passes, "a variant not on disk is built from the full IR");
+            cr_assert_eq(s->modules_loaded, modules + 2);
+            cr_assert_eq(rt_kernel_num_variants(k), 2);
+            /* rename x to q in the entry, checksum and all */
+            cr_assert(find_interface(dir, path, sizeof path), "no interface entry in %s", dir);
+            FILE *f = fopen(path, "r+b");
+            cr_assert_not_null(f);
+            uint8_t entry[8192];
+            size_t n = fread(entry, 1, sizeof entry, f);
+            cr_assert(n > 104 && n < sizeof entry);
+            uint32_t name_len;
+            memcpy(&name_len, entry + 104 + 8, 4);
+            cr_assert_eq(name_len, 1);
+            cr_assert_eq(entry[104 + 12], 'x');
+            entry[104 + 12] = 'q';
+            uint64_t sum = xxh64(entry + 88, n - 88);
+            memcpy(entry + 56, &sum, 8);
+            rewind(f);
+            cr_assert_eq(fwrite(entry, 1, n, f), n);
+            fclose(f);
+        }
+        if (context == 2) {
+            for (int j = 0; j < 2; j++) args[j].tensor = tile_tensor_contiguous(TILE_F32, buf, 2, odd);
+            cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_ERROR_INTERNAL);
+            cr_assert(strstr(tile_context_message(ctx), "does not match the source"), "%s", tile_context_message(ctx));
+            cr_assert_eq(access(path, F_OK), -1, "the entry is removed");
+        }
+        tile_free(ctx, buf);
+        tile_program_destroy(p);
+        tile_context_destroy(ctx);
+    }
+    unsetenv("TILE_CACHE_DIR");
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);

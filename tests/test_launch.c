@@ -173,3 +173,95 @@ Test(launch, same_source_shares_the_program_and_its_kernels) {
     cr_assert_not_null(strstr(tile_context_message(ctx), "bad.tile:1:"));
     tile_context_destroy(ctx);
 }
+
+/* A kernel's interface entry (runtime/interface.c), written for every core kernel and for a grid
+ * of scalars, reads back to a function with the same parameters (names, types, symbolic sizes),
+ * a grid and launch-known conditions that give the same values for many arguments, and bytes that
+ * match the full function; every truncation reads as "not an interface", and damaged bytes never
+ * crash the reader (ASan runs this too). */
+static void check_interface(tile_kernel *k) {
+    Strbuf bytes = {0}, err = {0};
+    cr_assert(rt_interface_encode(k->function, k->conds, &bytes), "%s: no interface", k->name);
+    IrFunction *f;
+    RtSteps *conds;
+    IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, &f, &conds, &err);
+    cr_assert_not_null(m, "%s: %s", k->name, sb_str(&err));
+    cr_assert(rt_interface_matches(k->function, k->conds, (const uint8_t *)bytes.data, bytes.len));
+    cr_assert_eq(f->nparams, k->function->nparams);
+    for (uint32_t i = 0; i < f->nparams; i++) {
+        const IrType *a = f->body->args[i]->type, *b = k->function->body->args[i]->type;
+        cr_assert_str_eq(f->params[i].name, k->function->params[i].name);
+        cr_assert(a->kind == b->kind && elem_eq(a->elem, b->elem) && a->rank == b->rank, "%s: parameter %u", k->name, i);
+        for (int d = 0; a->kind == TY_TENSOR && d < a->rank; d++) {
+            const IrDimSpec *x = &f->params[i].dims[d], *y = &k->function->params[i].dims[d];
+            cr_assert(x->symbol ? y->symbol && strcmp(x->symbol, y->symbol) == 0 : !y->symbol && x->size == y->size);
+        }
+    }
+    cr_assert_eq(rt_conds_count(conds), rt_conds_count(k->conds), "%s: conditions", k->name);
+    RtGrid *grid = rt_grid_compile(f);
+    cr_assert_not_null(grid);
+    static const int64_t sizes[] = {1, 15, 16, 1000, 1024, 1025, 4096, 100003};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        tile_arg args[16];
+        make_args(k, sizes[s], args);
+        size_t n = (size_t)tile_kernel_num_params(k);
+        Strbuf e1 = {0}, e2 = {0};
+        bool c1 = rt_check_args(k->function, args, n, &e1), c2 = rt_check_args(f, args, n, &e2);
+        cr_assert_eq(c1, c2);
+        cr_assert_str_eq(sb_str(&e1), sb_str(&e2));
+        sb_free(&e1), sb_free(&e2);
+        if (!c1) continue;
+        int64_t g1[3], g2[3];
+        cr_assert(rt_grid_eval(grid, args, n, g1) && rt_grid_eval(k->grid, args, n, g2));
+        cr_assert(memcmp(g1, g2, sizeof g1) == 0, "%s: the interface's grid differs", k->name);
+        cr_assert_eq(rt_conds_eval(conds, args, n), rt_conds_eval(k->conds, args, n), "%s: conditions", k->name);
+    }
+    rt_grid_free(grid);
+    rt_grid_free(conds);
+    ir_module_free(m);
+    for (size_t len = 0; len < bytes.len; len++) {
+        sb_clear(&err);
+        cr_assert_null(rt_interface_decode((const uint8_t *)bytes.data, len, k->name, &f, &conds, &err),
+                       "%s: %zu of %zu bytes read as an interface", k->name, len, bytes.len);
+        cr_assert(err.len > 0);
+    }
+    uint8_t *damaged = xmalloc(bytes.len);
+    for (size_t i = 0; i < bytes.len; i++) {
+        memcpy(damaged, bytes.data, bytes.len);
+        damaged[i] ^= (uint8_t)(1u << (i % 8));
+        sb_clear(&err);
+        IrModule *dm = rt_interface_decode(damaged, bytes.len, k->name, &f, &conds, &err);
+        cr_assert(dm ? f != NULL : err.len > 0);
+        rt_grid_free(conds);
+        ir_module_free(dm);
+    }
+    free(damaged);
+    sb_free(&bytes);
+    sb_free(&err);
+}
+
+Test(launch, interfaces_read_back_and_damage_is_refused) {
+    static const char *files[][4] = {{"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"},
+                                     {"layernorm.tile", "layernorm"},   {"reduce.tile", "sum_rows", "cumsum_rows", "sum_all"},
+                                     {"gather.tile", "gather_rows"},    {"gemm.tile", "gemm"}};
+    tile_context *ctx = test_vm_context();
+    for (int f = 0; f < 6; f++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "stdlib/core/%s", files[f][0]);
+        tile_program *p = test_load_program(ctx, rel);
+        for (int j = 1; j < 4 && files[f][j]; j++) {
+            tile_kernel *k;
+            cr_assert_eq(tile_program_get_kernel(p, files[f][j], NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+            check_interface(k);
+            if (strcmp(k->name, "softmax") == 0) cr_assert_eq(rt_conds_count(k->conds), 1, "softmax: N <= BN");
+        }
+        tile_program_destroy(p);
+    }
+    tile_program *p;
+    tile_kernel *k;
+    cr_assert_eq(tile_program_from_string(ctx, "g.tile", grid_source, sizeof grid_source - 1, &p), TILE_OK);
+    cr_assert_eq(tile_program_get_kernel(p, "g", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    check_interface(k);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}

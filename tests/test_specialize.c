@@ -114,7 +114,7 @@ Test(specialize, no_fact_is_the_generic_kernel) {
     cr_assert_not(rt_spec_facts(f.kernel->function, f.kernel->conds, args, 5, facts));
     for (int i = 0; i < 5; i++) cr_assert_eq(facts[i], 0, "parameter %d", i);
     Strbuf text = {0};
-    rt_spec_text(f.kernel->function, facts, &text);
+    rt_spec_text(f.kernel->function, f.kernel->conds, facts, &text);
     cr_assert_str_eq(sb_str(&text), "generic");
     sb_free(&text);
     teardown(&f);
@@ -134,7 +134,7 @@ Test(specialize, codegen_spec_and_text) {
     CodegenParamSpec s = rt_spec_unpack(facts[2]);
     cr_assert(!s.aligned16 && !s.unit_stride[0] && !s.size_div16[0]);
     Strbuf text = {0};
-    rt_spec_text(f.kernel->function, facts, &text);
+    rt_spec_text(f.kernel->function, f.kernel->conds, facts, &text);
     cr_assert_str_eq(sb_str(&text), "a:align16,strides16,unit(1),div16(1) b:align16,unit(0),div16(0) c:align16,strides16,unit(1),div16(0,1)");
     sb_free(&text);
     teardown(&f);
