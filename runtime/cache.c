@@ -2,7 +2,9 @@
  * cache.c: the kernel cache (see cache.h for the key, the file format and the guarantees).
  *
  * SHA-256 (FIPS 180-4) hashes the keys: 256 bits make a collision between two kernels
- * practically impossible, and it needs no library. XXH64 checksums the payloads (a disk hit
+ * practically impossible, and it needs no library (the x86 SHA extensions where the CPU has
+ * them: a disk hit hashes the source and a few keys, which the portable C made a sixth of its
+ * host time). XXH64 checksums the payloads (a disk hit
  * hashes the whole cubin, and SHA-256 was most of its time). The disk side is plain POSIX: an
  * entry is read whole with one read into the buffer that becomes the image, and validated
  * field by field; writes go to a mkstemp file in
@@ -13,6 +15,7 @@
 #include "runtime/cache.h"
 
 #include <assert.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,37 +40,109 @@ static const uint32_t sha256_k[64] = {
 
 static uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-static void sha256_block(Sha256 *h, const uint8_t *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+/* The compression function over nblocks 64-byte blocks, in portable C. */
+static void blocks_portable(uint32_t state[8], const uint8_t *p, size_t nblocks) {
+    for (; nblocks; nblocks--, p += 64) {
+        uint32_t w[64];
+        for (int i = 0; i < 16; i++)
+            w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+        for (int i = 16; i < 64; i++) {
+            uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+            uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+        }
+        uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
+        uint32_t e = state[4], f = state[5], g = state[6], hh = state[7];
+        for (int i = 0; i < 64; i++) {
+            uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
+            uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+            hh = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = b;
+            b = a;
+            a = t1 + t2;
+        }
+        state[0] += a;
+        state[1] += b;
+        state[2] += c;
+        state[3] += d;
+        state[4] += e;
+        state[5] += f;
+        state[6] += g;
+        state[7] += hh;
     }
-    uint32_t a = h->state[0], b = h->state[1], c = h->state[2], d = h->state[3];
-    uint32_t e = h->state[4], f = h->state[5], g = h->state[6], hh = h->state[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + sha256_k[i] + w[i];
-        uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        hh = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = c;
-        c = b;
-        b = a;
-        a = t1 + t2;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_SHA_NI_PATH 1
+/* The same with the x86 SHA extensions (a key of a few blocks and a source of a few KB hash in
+ * a fraction of the portable time, which a disk hit pays for every kernel). The state lives in
+ * two registers as the instructions want it, ABEF and CDGH; each sha256rnds2 does two rounds on
+ * the low two words of its message operand, and sha256msg1/msg2 extend the message schedule. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void blocks_sha_ni(uint32_t state[8], const uint8_t *p,
+                                                                      size_t nblocks) {
+    const __m128i byteswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+    __m128i dcba = _mm_loadu_si128((const __m128i *)&state[0]), hgfe = _mm_loadu_si128((const __m128i *)&state[4]);
+    __m128i cdab = _mm_shuffle_epi32(dcba, 0xB1), efgh = _mm_shuffle_epi32(hgfe, 0x1B);
+    __m128i abef = _mm_alignr_epi8(cdab, efgh, 8), cdgh = _mm_blend_epi16(efgh, cdab, 0xF0);
+    for (; nblocks; nblocks--, p += 64) {
+        __m128i abef0 = abef, cdgh0 = cdgh, m[4];
+        for (int i = 0; i < 16; i++) {
+            if (i < 4)
+                m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), byteswap);
+            else /* W[4i..4i+3] from the four groups before it, m[i & 3] holding group i - 4 */
+                m[i & 3] = _mm_sha256msg2_epu32(
+                    _mm_add_epi32(_mm_sha256msg1_epu32(m[i & 3], m[(i + 1) & 3]),
+                                  _mm_alignr_epi8(m[(i + 3) & 3], m[(i + 2) & 3], 4)),
+                    m[(i + 3) & 3]);
+            __m128i wk = _mm_add_epi32(m[i & 3], _mm_loadu_si128((const __m128i *)&sha256_k[4 * i]));
+            cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+            abef = _mm_sha256rnds2_epu32(abef, cdgh, _mm_shuffle_epi32(wk, 0x0E));
+        }
+        abef = _mm_add_epi32(abef, abef0);
+        cdgh = _mm_add_epi32(cdgh, cdgh0);
     }
-    h->state[0] += a;
-    h->state[1] += b;
-    h->state[2] += c;
-    h->state[3] += d;
-    h->state[4] += e;
-    h->state[5] += f;
-    h->state[6] += g;
-    h->state[7] += hh;
+    __m128i feba = _mm_shuffle_epi32(abef, 0x1B), dchg = _mm_shuffle_epi32(cdgh, 0xB1);
+    _mm_storeu_si128((__m128i *)&state[0], _mm_blend_epi16(feba, dchg, 0xF0));
+    _mm_storeu_si128((__m128i *)&state[4], _mm_alignr_epi8(dchg, feba, 8));
+}
+
+static bool cpu_has_sha_ni(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1)) return false;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+}
+#endif
+
+typedef void (*Sha256Blocks)(uint32_t state[8], const uint8_t *p, size_t nblocks);
+static _Atomic(Sha256Blocks) sha256_blocks;
+
+static Sha256Blocks blocks_fn(void) {
+    Sha256Blocks f = atomic_load_explicit(&sha256_blocks, memory_order_relaxed);
+    if (f) return f;
+    f = blocks_portable;
+#ifdef HAVE_SHA_NI_PATH
+    if (cpu_has_sha_ni()) f = blocks_sha_ni;
+#endif
+    atomic_store_explicit(&sha256_blocks, f, memory_order_relaxed);
+    return f;
+}
+
+bool sha256_select(bool portable) {
+    blocks_fn();
+#ifdef HAVE_SHA_NI_PATH
+    if (!portable && cpu_has_sha_ni()) {
+        atomic_store(&sha256_blocks, blocks_sha_ni);
+        return true;
+    }
+#endif
+    atomic_store(&sha256_blocks, blocks_portable);
+    return portable;
 }
 
 void sha256_init(Sha256 *h) {
@@ -81,34 +156,36 @@ void sha256_init(Sha256 *h) {
 void sha256_update(Sha256 *h, const void *data, size_t n) {
     const uint8_t *p = data;
     h->total += n;
-    while (n) {
-        if (h->used == 0 && n >= 64) {
-            sha256_block(h, p);
-            p += 64;
-            n -= 64;
-            continue;
-        }
+    if (h->used) {
         size_t take = 64 - h->used < n ? 64 - h->used : n;
         memcpy(h->block + h->used, p, take);
         h->used += take;
         p += take;
         n -= take;
-        if (h->used == 64) {
-            sha256_block(h, h->block);
-            h->used = 0;
-        }
+        if (h->used < 64) return;
+        blocks_fn()(h->state, h->block, 1);
+        h->used = 0;
     }
+    if (n >= 64) {
+        blocks_fn()(h->state, p, n / 64);
+        p += n / 64 * 64;
+        n %= 64;
+    }
+    memcpy(h->block, p, n);
+    h->used = n;
 }
 
 void sha256_final(Sha256 *h, uint8_t digest[32]) {
     uint64_t bits = h->total * 8;
-    uint8_t pad = 0x80;
-    sha256_update(h, &pad, 1);
-    pad = 0;
-    while (h->used != 56) sha256_update(h, &pad, 1);
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++) len[i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha256_update(h, len, 8);
+    h->block[h->used++] = 0x80;
+    if (h->used > 56) {
+        memset(h->block + h->used, 0, 64 - h->used);
+        blocks_fn()(h->state, h->block, 1);
+        h->used = 0;
+    }
+    memset(h->block + h->used, 0, 56 - h->used);
+    for (int i = 0; i < 8; i++) h->block[56 + i] = (uint8_t)(bits >> (56 - 8 * i));
+    blocks_fn()(h->state, h->block, 1);
     for (int i = 0; i < 8; i++)
         for (int j = 0; j < 4; j++) digest[4 * i + j] = (uint8_t)(h->state[i] >> (24 - 8 * j));
 }

@@ -68,6 +68,10 @@ void sha256_init(Sha256 *h);
 void sha256_update(Sha256 *h, const void *data, size_t n);
 void sha256_final(Sha256 *h, uint8_t digest[32]);
 void sha256(const void *data, size_t n, uint8_t digest[32]);
+/* The compression function: the x86 SHA extensions where the CPU has them (chosen at first
+ * use), else portable C. For tests: portable = true selects the C; false the extensions, and
+ * returns whether this CPU has them (else the C stays). */
+bool sha256_select(bool portable);
 
 /* XXH64 with seed 0: the checksum of a disk entry's payload (fast; catches damage). */
 uint64_t xxh64(const void *data, size_t n);

@@ -79,6 +79,8 @@ typedef struct RtCuda {
     bool specialize;             /* TILE_SPECIALIZE (on unless "0") */
     bool tma;                    /* specialized variants may get TMA rings: sm_90a, a driver with
                                     cuTensorMapEncodeTiled, TILE_TMA not "0" */
+    bool roles;                  /* sm_90a and warp roles possible (rt_warp_roles_possible: a
+                                    search for ptxas, done once here rather than per cache key) */
     pthread_mutex_t owned_lock;
     RtCudaFunction *owned;
 } RtCuda;
@@ -116,6 +118,7 @@ tile_status rt_cuda_open(tile_context *ctx, int ordinal) {
     c->specialize = rt_specialize_from_env();
 #ifdef TILE_HAVE_LLVM
     c->tma = c->arch_ok && c->arch == BACKEND_ARCH_SM90A && cuda_has_tensor_maps() && env_flag("TILE_TMA", true);
+    c->roles = c->arch_ok && c->arch == BACKEND_ARCH_SM90A && rt_warp_roles_possible();
 #endif
     cache_memory_init(&c->loaded);
     pthread_mutex_init(&c->owned_lock, NULL);
@@ -679,7 +682,7 @@ static CacheKey generic_key(RtCuda *c, const tile_kernel *k) {
                         .consts = k->consts,
                         .nconsts = k->nconsts, .arch = backend_arch_name(c->arch), .num_warps = RT_KERNEL_NUM_WARPS};
     CacheKey key = cache_kernel_key(&id);
-    bool sm90a = c->arch == BACKEND_ARCH_SM90A, roles = sm90a && rt_warp_roles_possible();
+    bool sm90a = c->arch == BACKEND_ARCH_SM90A, roles = c->roles;
     bool no_wgmma = sm90a && !env_flag("TILE_WGMMA", true);
     bool specialize = roles && env_flag("TILE_WARP_SPECIALIZE", false); /* rt_warp_specialize */
     bool no_roles = sm90a && !roles;                                    /* specialize = 1 falls back */
@@ -716,7 +719,7 @@ static CacheKey interface_key(RtCuda *c, const tile_kernel *k) {
 bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k) {
 #ifdef TILE_HAVE_LLVM
     RtCuda *c = ctx->cuda;
-    if (!c || !c->cache.enabled || !c->cache.dir[0]) return false;
+    if (!c || !c->cache.enabled || !c->cache.dir[0] || !env_flag("TILE_CACHE_INTERFACE", true)) return false;
     double t0 = monotonic_seconds();
     CacheKey key = interface_key(c, k);
     CacheEntry e = {0};
@@ -744,7 +747,7 @@ bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k) {
 void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k) {
 #ifdef TILE_HAVE_LLVM
     RtCuda *c = ctx->cuda;
-    if (!c || !c->cache.enabled || !c->cache.dir[0] || k->interface) return;
+    if (!c || !c->cache.enabled || !c->cache.dir[0] || k->interface || !env_flag("TILE_CACHE_INTERFACE", true)) return;
     Strbuf bytes = {0}, why = {0};
     if (rt_interface_encode(k->function, k->conds, &bytes)) {
         CacheKey key = interface_key(c, k);
