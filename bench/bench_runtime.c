@@ -14,7 +14,10 @@
  *     tensors runs (its specialized variant: nothing else is compiled), per core kernel, kernel
  *     cache off (ms);
  *   - cache hits: the same kernel again from the context's memory cache and from the disk cache
- *     in a new context (us);
+ *     in a new context (us): as it is (the kernel made from its interface entry, the parse
+ *     deferred), with TILE_CACHE_INTERFACE=0 (the frontend runs; alternating with the first),
+ *     and in a new context that has already loaded another module (the driver's first-module
+ *     cost of a context paid);
  *   - launch overhead: tile_kernel_launch of a one-block kernel against a bare cuLaunchKernel of
  *     the same function with the same parameters (us per launch, host side, 20000 launches);
  *   - vector add (3 x 1 GiB) and softmax (16384 x 16384 f32) bandwidth against the device's
@@ -31,7 +34,8 @@
  * NVPTX to PTX text, ptxas or nvJitLink, and on a GPU the driver's module load; from
  * tile_compile_times), and the disk hit by part: on a GPU from the hits themselves (frontend,
  * key and disk read, module load, the rest), and on any machine the parts that need no GPU
- * timed alone on a real softmax entry (key, read and validate, the frontend in a new context,
+ * timed alone on a real softmax entry (key, read and validate, the frontend in a new VM context,
+ * which a disk hit with an interface entry no longer runs,
  * and format 1's SHA-256 checksum of the same image for comparison). On a GPU, the first use of
  * softmax with the cache off: get_kernel (which compiles nothing), the first launch (which
  * compiles the variant for its tensors' facts, and only it) and the second.
@@ -227,6 +231,9 @@ static void bench_cache_hits(void) {
     if (st != TILE_OK) die(NULL, "context", st);
     tile_program *first;
     compile_once(ctx, &core[1], src, len, &first); /* miss: compiles and stores */
+    size_t other_len;
+    char *other = read_source(&core[0], &other_len); /* vector_add: the module a warm context holds */
+    compile_once(ctx, &core[0], other, other_len, NULL);
     double mem[101];
     for (int r = 0; r < 101; r++) mem[r] = compile_once(ctx, &core[1], src, len, NULL) * 1e3;
     bench_add_row("cache hit (memory) softmax", "us source->kernel", bench_median(mem, 101), -1, NULL, false);
@@ -255,6 +262,21 @@ static void bench_cache_hits(void) {
                   "issue 9 target", false);
     bench_add_row("cache hit (disk) softmax, frontend run", "us source->loaded", bench_median(no_iface, 9),
                   bench_median(disk, 9), "from the interface entry (row above)", false);
+    /* The same hit in a context that has already loaded a module (vector_add's, from the disk):
+     * the driver's first-module cost of a new context (docs/RUNTIME.md) is then paid. */
+    double warm[9];
+    for (int r = 0; r < 9; r++) {
+        tile_context *fresh;
+        tile_program *held;
+        if ((st = tile_context_create(TILE_DEVICE_CUDA, 0, &fresh)) != TILE_OK) die(NULL, "context", st);
+        compile_once(fresh, &core[0], other, other_len, &held);
+        warm[r] = compile_once(fresh, &core[1], src, len, NULL) * 1e3;
+        tile_program_destroy(held);
+        tile_context_destroy(fresh);
+    }
+    bench_add_row("cache hit (disk) softmax, context with a module", "us source->loaded", bench_median(warm, 9), 200,
+                  "issue 9 target", false);
+    free(other);
     bench_add_row("cache hit (disk) softmax | frontend+passes", "us (median of 9)", bench_median(frontend, 9), -1,
                   NULL, false);
     bench_add_row("cache hit (disk) softmax | key+read+validate", "us (median of 9)", bench_median(cache, 9), -1,

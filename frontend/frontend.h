@@ -108,6 +108,10 @@ void ast_dump(const AstNode *node, Strbuf *out);
 /* Parses a whole file. Always returns a file (possibly with fewer declarations); syntax
  * errors go to d. The text is copied. */
 AstFile *parse_source(const char *name, const char *text, size_t len, DiagList *d);
+/* parse_source in two steps: a file of that source with no declarations yet, and its parse
+ * (the runtime defers the second when a disk cache says the source parsed before). */
+AstFile *ast_file_new(const char *name, const char *text, size_t len);
+void parse_file(AstFile *f, DiagList *d);
 void ast_file_free(AstFile *f);
 
 /* Lexer (lang/tile.re), exposed for tests and for the parser driver. */

@@ -172,6 +172,12 @@ void parse_syntax_error(ParseState *ps, Token tok, const bool *expected_in, int 
 
 /* ---- driver ----------------------------------------------------------------------------- */
 AstFile *parse_source(const char *name, const char *text, size_t len, DiagList *d) {
+    AstFile *f = ast_file_new(name, text, len);
+    parse_file(f, d);
+    return f;
+}
+
+AstFile *ast_file_new(const char *name, const char *text, size_t len) {
     AstFile *f = xcalloc(1, sizeof *f);
     arena_init(&f->arena);
     char *copy = arena_alloc(&f->arena, len + 1);
@@ -180,7 +186,10 @@ AstFile *parse_source(const char *name, const char *text, size_t len, DiagList *
     f->source.name = arena_strdup(&f->arena, name ? name : "<input>");
     f->source.text = copy;
     f->source.len = len;
+    return f;
+}
 
+void parse_file(AstFile *f, DiagList *d) {
     Lexer lx;
     lexer_init(&lx, &f->source, d);
     ParseState *psp = xcalloc(1, sizeof *psp); /* large: keep it off the C stack */
@@ -198,5 +207,4 @@ AstFile *parse_source(const char *name, const char *text, size_t len, DiagList *
     }
     tile_parseFree(parser, free);
     free(psp);
-    return f;
 }

@@ -283,6 +283,7 @@ tile_status tile_program_emit_c(tile_program *p, const tile_constant *constants,
         return rt_fail(p->ctx, TILE_ERROR_UNSUPPORTED,
                        "%s: c-header needs a .tile source; an IR program cannot be emitted ahead of time yet",
                        p->ast->source.name);
+    if (!rt_program_parse(p)) return TILE_ERROR_COMPILE; /* (it said why) */
     Strbuf prefix = {0};
     if (opt.prefix) sb_puts(&prefix, opt.prefix);
     else default_prefix(p->ast->source.name, &prefix);

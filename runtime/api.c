@@ -228,6 +228,7 @@ static tile_status program_from_ir(tile_context *ctx, const char *name, const ch
     p->ast = ast;
     p->ir = m;
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->parse_lock, NULL);
     *out = p;
     return TILE_OK;
 }
@@ -264,7 +265,11 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
     }
     DiagList d = {0};
     double t0 = monotonic_seconds();
-    AstFile *ast = parse_source(name, source ? source : "", len, &d);
+    AstFile *ast = ast_file_new(name, source ? source : "", len);
+    /* a source that parsed before (its marker in the disk cache) is parsed only when something
+     * needs its declarations: a disk hit of its kernels never does */
+    bool deferred = ctx->cuda && rt_cuda_source_parsed_before(ctx, source_sha);
+    if (!deferred) parse_file(ast, &d);
     compile_times.parse = monotonic_seconds() - t0;
     if (d.errors) {
         tile_status st = rt_fail(ctx, TILE_ERROR_COMPILE, "%s", sb_str(&d.text));
@@ -276,6 +281,8 @@ tile_status tile_program_from_string(tile_context *ctx, const char *name, const 
     tile_program *p = xcalloc(1, sizeof *p);
     p->ctx = ctx;
     p->ast = ast;
+    atomic_init(&p->parse_state, deferred ? RT_PARSE_DEFERRED : RT_PARSED);
+    pthread_mutex_init(&p->parse_lock, NULL);
     p->refs = 1;
     p->has_sha = has_sha;
     if (has_sha) memcpy(p->source_sha256, source_sha, sizeof source_sha);
@@ -383,10 +390,34 @@ void tile_program_destroy(tile_program *p) {
     ast_file_free(p->ast);
     ir_module_free(p->ir);
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->parse_lock);
+    free(p->parse_error);
     free(p);
 }
 
+bool rt_program_parse(tile_program *p) {
+    int state = atomic_load_explicit(&p->parse_state, memory_order_acquire);
+    if (state == RT_PARSE_DEFERRED) {
+        pthread_mutex_lock(&p->parse_lock);
+        state = atomic_load_explicit(&p->parse_state, memory_order_relaxed);
+        if (state == RT_PARSE_DEFERRED) {
+            DiagList d = {0};
+            double t0 = monotonic_seconds();
+            parse_file(p->ast, &d); /* (only this thread writes the declarations, before the release) */
+            compile_times.parse += monotonic_seconds() - t0;
+            if (d.errors) p->parse_error = xstrdup(sb_str(&d.text)); /* (a marker that lied) */
+            diag_free(&d);
+            state = p->parse_error ? RT_PARSE_FAILED : RT_PARSED;
+            atomic_store_explicit(&p->parse_state, state, memory_order_release);
+        }
+        pthread_mutex_unlock(&p->parse_lock);
+    }
+    if (state == RT_PARSE_FAILED) rt_fail(p->ctx, TILE_ERROR_COMPILE, "%s", p->parse_error);
+    return state == RT_PARSED;
+}
+
 int tile_program_num_kernels(const tile_program *p) {
+    if (p && !rt_program_parse((tile_program *)p)) return 0; /* (the declarations are its logical state) */
     int n = 0;
     for (const IrFunction *f = p && p->ir ? p->ir->functions : NULL; f; f = f->next) n += f->is_kernel;
     for (uint32_t i = 0; p && i < p->ast->decls.len; i++) n += p->ast->decls.items[i]->kind == AST_KERNEL;
@@ -394,7 +425,7 @@ int tile_program_num_kernels(const tile_program *p) {
 }
 
 const char *tile_program_kernel_name(const tile_program *p, int index) {
-    if (index < 0) return NULL; /* index-- below would overflow at INT_MIN */
+    if (index < 0 || (p && !rt_program_parse((tile_program *)p))) return NULL; /* (index-- below would overflow at INT_MIN) */
     for (const IrFunction *f = p && p->ir ? p->ir->functions : NULL; f; f = f->next)
         if (f->is_kernel && index-- == 0) return f->name;
     for (uint32_t i = 0; p && i < p->ast->decls.len; i++)
@@ -450,6 +481,11 @@ IrModule *rt_compile(AstFile *ast, const char *kernel, const ConstBinding *const
 
 IrModule *rt_compile_program(tile_program *p, const char *kernel, const ConstBinding *consts, size_t nconsts,
                              const RtCompileOptions *options, DiagList *d, IrFunction **out) {
+    if (!rt_program_parse(p)) {
+        sb_puts(&d->text, p->parse_error);
+        d->errors++;
+        return NULL;
+    }
     if (!p->ir) return rt_compile(p->ast, kernel, consts, nconsts, options, d, out);
     static const RtCompileOptions vm_path = {0};
     if (!options) options = &vm_path;
@@ -613,11 +649,6 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
             free(consts);
             return TILE_OK;
         }
-    if (!program_has_kernel(p, kernel)) {
-        pthread_mutex_unlock(&p->lock);
-        free(consts);
-        return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", p->ast->source.name, kernel);
-    }
     tile_kernel *k = xcalloc(1, sizeof *k);
     k->program = p;
     k->name = xstrdup(kernel);
@@ -628,6 +659,12 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
     /* On a cuda context a disk hit needs no frontend: the kernel's interface entry holds all
      * that launches read of its IR (interface.c); its first build makes the rest. */
     bool from_interface = p->ctx->cuda && !nimages && !p->ir && rt_cuda_kernel_from_interface(p->ctx, k);
+    if (!from_interface && (!rt_program_parse(p) || !program_has_kernel(p, kernel))) {
+        pthread_mutex_unlock(&p->lock);
+        kernel_free(k);
+        if (p->parse_error) return TILE_ERROR_COMPILE; /* (rt_program_parse said why) */
+        return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", p->ast->source.name, kernel);
+    }
     if (!from_interface) {
         DiagList d = {0};
         /* a cuda kernel goes to the backend; its IR also serves the argument checks and the grid,
@@ -684,6 +721,7 @@ tile_status tile_program_emit(tile_program *p, const char *kernel, const tile_co
     compile_times.parse = parse;
     if (!kernel && kind == TILE_EMIT_IR)
         return rt_fail(p->ctx, TILE_ERROR_INVALID_ARGUMENT, "kernel NULL (every kernel) applies to the GPU forms only");
+    if (!rt_program_parse(p)) return TILE_ERROR_COMPILE; /* (it said why) */
     if (kernel && !program_has_kernel(p, kernel)) /* as tile_program_get_kernel says it */
         return rt_fail(p->ctx, TILE_ERROR_NOT_FOUND, "%s: no kernel named '%s'", p->ast->source.name, kernel);
     if (kind != TILE_EMIT_IR && kind != TILE_EMIT_LLVM && kind != TILE_EMIT_PTX && kind != TILE_EMIT_CUBIN)

@@ -30,6 +30,9 @@
  * and replaced, with nothing to report. The checksum catches damage,
  * not forgery: the directory must be private to the user (checked before every use).
  *
+ * The same format holds the cuda device's interface entries and parse markers (device_cuda.c,
+ * interface.c): their payloads are in the image field.
+ *
  * The memory cache maps keys to opaque values (the cuda device stores loaded functions) under
  * a mutex. Nothing here knows about GPUs, so tests/test_cache.c runs it everywhere.
  */

@@ -714,7 +714,35 @@ static CacheKey interface_key(RtCuda *c, const tile_kernel *k) {
     cache_key_add_str(&h, "entry", "interface");
     return cache_key_end(&h);
 }
+
+/* The marker of a source that parsed: its SHA-256 under this tile's version (the grammar's). */
+CacheKey rt_parsed_source_key(const uint8_t source_sha256[32]) {
+    Sha256 h;
+    cache_key_begin(&h);
+    cache_key_add_str(&h, "entry", "parsed source");
+    cache_key_add(&h, "source-sha256", source_sha256, 32);
+    cache_key_add_str(&h, "version", tile_version());
+    return cache_key_end(&h);
+}
 #endif
+
+/* One access(2): the marker is only a hint (one that lied would defer the syntax errors to
+ * rt_program_parse, which reports them), so its directory's privacy is not checked here. */
+bool rt_cuda_source_parsed_before(tile_context *ctx, const uint8_t source_sha256[32]) {
+#ifdef TILE_HAVE_LLVM
+    RtCuda *c = ctx->cuda;
+    if (!c || !c->cache.enabled || !c->cache.dir[0] || !env_flag("TILE_CACHE_INTERFACE", true)) return false;
+    CacheKey key = rt_parsed_source_key(source_sha256);
+    Strbuf path = {0};
+    cache_entry_path(c->cache.dir, &key, &path);
+    bool found = access(sb_str(&path), F_OK) == 0;
+    sb_free(&path);
+    return found;
+#else
+    (void)ctx, (void)source_sha256;
+    return false;
+#endif
+}
 
 bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k) {
 #ifdef TILE_HAVE_LLVM
@@ -752,7 +780,13 @@ void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k) {
     if (rt_interface_encode(k->function, k->conds, &bytes)) {
         CacheKey key = interface_key(c, k);
         CacheEntry e = {.image = (uint8_t *)bytes.data, .len = bytes.len};
-        cache_disk_store(c->cache.dir, &key, &e, &why); /* (an optimization: a failure costs the next program time) */
+        /* (an optimization: a failure costs the next program time) */
+        if (cache_disk_store(c->cache.dir, &key, &e, &why) && k->program->has_sha &&
+            !rt_cuda_source_parsed_before(ctx, k->program->source_sha256)) {
+            CacheKey parsed = rt_parsed_source_key(k->program->source_sha256);
+            CacheEntry marker = {.image = (uint8_t *)"", .len = 0};
+            cache_disk_store(c->cache.dir, &parsed, &marker, &why);
+        }
     }
     sb_free(&bytes);
     sb_free(&why);

@@ -81,7 +81,11 @@ struct tile_kernel {
 
 struct tile_program {
     tile_context *ctx;
-    AstFile *ast;            /* the source; no declarations for an IR program */
+    AstFile *ast;            /* the source; no declarations for an IR program, nor (until
+                                rt_program_parse) for one whose parse was deferred */
+    atomic_int parse_state;  /* RT_PARSED, or RT_PARSE_DEFERRED / RT_PARSE_FAILED (under parse_lock) */
+    pthread_mutex_t parse_lock;
+    char *parse_error;       /* RT_PARSE_FAILED: the diagnostics */
     IrModule *ir;            /* an IR program (a `.ir` name): the module read and verified once,
                                 for its kernel names; each kernel reads its own copy */
     pthread_mutex_t lock;
@@ -93,6 +97,13 @@ struct tile_program {
     bool has_sha;
     tile_program *next_shared;
 };
+
+/* A cuda context with a disk cache defers the parse of a source that parsed before (a marker
+ * entry says so): a disk hit then needs no frontend at all. Everything that reads the
+ * declarations calls rt_program_parse first: true when they are there (parsed now if deferred),
+ * false with the context's message set to the syntax errors. */
+enum { RT_PARSED, RT_PARSE_DEFERRED, RT_PARSE_FAILED };
+bool rt_program_parse(tile_program *p);
 
 /* This thread's tile_compile_times, which the compile steps add to. */
 tile_compile_times *rt_times(void);
@@ -155,6 +166,10 @@ tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k);
  * whose candidates need the source. */
 bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k);
 void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k);
+/* Whether the source of this SHA-256 parsed without errors before (its marker entry, written
+ * with the first interface of one of its kernels, exists in ctx's disk cache). */
+bool rt_cuda_source_parsed_before(tile_context *ctx, const uint8_t source_sha256[32]);
+CacheKey rt_parsed_source_key(const uint8_t source_sha256[32]); /* that marker's key (for tests) */
 /* Launches k with arguments already checked by rt_check_args. */
 tile_status rt_cuda_launch(tile_kernel *k, const tile_arg *args, size_t nargs, tile_stream *stream);
 tile_status rt_cuda_stream_create(tile_context *ctx, tile_stream *s);

@@ -465,9 +465,10 @@ static bool find_interface(const char *dir, char *path, size_t cap) {
     return found;
 }
 
-/* A disk hit makes softmax from its interface entry: no lowering, the parameters' own names (in
- * tile_kernel_param and in the argument checks' messages), the stored variant loaded without a GPU
- * pass; a launch whose variant is not on disk builds the full IR then and runs. An interface
+/* A disk hit makes softmax from its interface entry: no parse (deferred by the source's marker),
+ * no lowering, the parameters' own names (in tile_kernel_param and in the argument checks'
+ * messages), the stored variant loaded without a GPU pass; a launch whose variant is not on disk
+ * parses and builds the full IR then and runs. An interface
  * entry altered under a valid checksum (its parameter renamed) is caught by that first build: the
  * launch fails with a message, the entry is removed, and the next context is back to normal. */
 Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
@@ -485,6 +486,9 @@ Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
         tile_kernel *k = stdlib_kernel(ctx, "softmax.tile", "softmax", NULL, 0, &p);
         bool from_interface = lower_seconds() == lowered;
         cr_assert_eq(from_interface, context == 1 || context == 2, "context %d", context);
+        /* the source parsed in context 0: later ones defer its parse, which a kernel made from its
+         * interface never needs (context 3 has no interface: the frontend parsed it) */
+        cr_assert_eq(atomic_load(&p->parse_state), from_interface ? RT_PARSE_DEFERRED : RT_PARSED, "context %d", context);
         tile_param_info info;
         cr_assert_eq(tile_kernel_param(k, 0, &info), TILE_OK);
         cr_assert_str_eq(info.name, context == 2 ? "q" : "x");
@@ -500,6 +504,7 @@ Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
         cr_assert_eq(s->grid[0], 1u);
         if (context == 1) {
             cr_assert_eq(passes_seconds(), passes, "the variant came from the disk");
+            cr_assert_eq(atomic_load(&p->parse_state), RT_PARSE_DEFERRED, "a disk hit needs no parse");
             args[1].tensor.dtype = TILE_F16;
             cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_ERROR_INVALID_ARGUMENT);
             cr_assert(strstr(tile_context_message(ctx), "tensor 'y'"), "%s", tile_context_message(ctx));
@@ -526,6 +531,15 @@ Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
             cr_assert_eq(fwrite(entry, 1, n, f), n);
             fclose(f);
         }
+        if (context == 1) {
+            cr_assert_eq(atomic_load(&p->parse_state), RT_PARSED, "the build of a variant parsed the source");
+            cr_assert_eq(tile_program_num_kernels(p), 1);
+        }
+        if (context == 2) { /* parsed when the declarations are asked for */
+            cr_assert_eq(tile_program_num_kernels(p), 1);
+            cr_assert_str_eq(tile_program_kernel_name(p, 0), "softmax");
+            cr_assert_eq(atomic_load(&p->parse_state), RT_PARSED);
+        }
         if (context == 2) {
             for (int j = 0; j < 2; j++) args[j].tensor = tile_tensor_contiguous(TILE_F32, buf, 2, odd);
             cr_assert_eq(tile_kernel_launch(k, args, 2, NULL), TILE_ERROR_INTERNAL);
@@ -537,6 +551,50 @@ Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
         tile_context_destroy(ctx);
     }
     unsetenv("TILE_CACHE_DIR");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* A parse marker that lies (written here for a source with a syntax error) defers the parse, and
+ * the error comes out located where the declarations are first needed: at tile_program_get_kernel
+ * (the kernel has no interface entry), at tile_program_num_kernels (0) and tile_program_emit. */
+Test(cuda_host, a_deferred_parse_still_reports_syntax_errors) {
+    char dir[] = "/tmp/tile_marker_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("TILE_CACHE_DIR", dir, 1);
+    setenv("TILE_CACHE", "1", 1);
+    static const char bad[] = "kernel k(x: tensor<f32>[N]) grid(1) {\n  let y = ;\n}\n";
+    uint8_t sha[32];
+    sha256(bad, sizeof bad - 1, sha);
+    CacheKey key = rt_parsed_source_key(sha);
+    CacheEntry marker = {.image = (uint8_t *)"", .len = 0};
+    Strbuf err = {0};
+    cr_assert(cache_disk_store(dir, &key, &marker, &err), "%s", sb_str(&err));
+    tile_context *ctx = open_fake();
+    tile_program *p;
+    cr_assert_eq(tile_program_from_string(ctx, "bad.tile", bad, sizeof bad - 1, &p), TILE_OK, "the parse is deferred");
+    cr_assert_eq(atomic_load(&p->parse_state), RT_PARSE_DEFERRED);
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "k", NULL, 0, &k), TILE_ERROR_COMPILE);
+    cr_assert(strstr(tile_context_message(ctx), "bad.tile:2:11"), "%s", tile_context_message(ctx));
+    cr_assert_eq(tile_program_num_kernels(p), 0);
+    char *out;
+    size_t len;
+    tile_emit_options opt = {.arch = "sm_90a"};
+    cr_assert_eq(tile_program_emit(p, "k", NULL, 0, TILE_EMIT_PTX, &opt, &out, &len), TILE_ERROR_COMPILE);
+    cr_assert(strstr(tile_context_message(ctx), "bad.tile:2:11"), "%s", tile_context_message(ctx));
+    tile_program_destroy(p);
+    /* without the marker the same source fails at once, as always */
+    Strbuf path = {0};
+    cache_entry_path(dir, &key, &path);
+    cr_assert_eq(unlink(sb_str(&path)), 0);
+    sb_free(&path);
+    cr_assert_eq(tile_program_from_string(ctx, "bad.tile", bad, sizeof bad - 1, &p), TILE_ERROR_COMPILE);
+    cr_assert(strstr(tile_context_message(ctx), "bad.tile:2:11"), "%s", tile_context_message(ctx));
+    tile_context_destroy(ctx);
+    unsetenv("TILE_CACHE_DIR");
+    sb_free(&err);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
