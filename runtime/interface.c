@@ -7,11 +7,13 @@
  * grid, and the launch-known conditions for the variant's key; the body matters only to a build.
  * The interface is that outside, taken from the target-independent IR once the frontend has made
  * it: the function printed with an empty body (ir/print.c; ir/parse.c reads it back and verifies
- * it, the grid region included), the parameters' source names (the printer numbers them), and the
- * conditions' compiled steps (launch.c: they index the variant keys' condition bits, so they are
+ * it, the grid region included), the parameters' source names (the printer numbers them), the
+ * source locations of the function, its parameters and its grid's ops (the text has its own),
+ * and the conditions' compiled steps (launch.c: they index the variant keys' condition bits, so they are
  * stored as compiled rather than found again in a body that is not there).
  *
- *   "TIF1", u32 nparams, per parameter u32 length + name, u32 length + steps, u32 length + text
+ *   "TIF1", u32 nparams, per parameter u32 length + name, u32 length + steps,
+ *   u32 length + locations (u32 line, u32 col each: LocWalk's order), u32 length + text
  *
  * (u32 little-endian as the host writes them: an entry is read only by the machine's tile of the
  * same version, whose key it is under.) The reader checks every length and what it reads against
@@ -25,6 +27,44 @@
 #include <string.h>
 
 static const char magic[4] = {'T', 'I', 'F', '1'};
+
+/* The source locations the printed text loses, in a fixed order: the function's, each
+ * parameter's, then every op of the grid region (nested regions in place). A launch's messages
+ * name them (a failed check(...) in the grid: "file:line:col"), so a kernel made from its
+ * interface says what the frontend's would. */
+typedef struct LocWalk {
+    const SourceFile *source; /* the one file a location may name (else NULL: none) */
+    Strbuf *out;              /* encoding: u32 line, u32 col per location (0, 0: none) */
+    SrcLoc *in;               /* decoding: the locations read, next one at *in */
+    uint32_t n, cap;
+    bool ok;
+} LocWalk;
+
+static void loc_visit(LocWalk *w, SrcLoc *loc) {
+    if (w->out) {
+        uint32_t lc[2] = {loc->file ? loc->line : 0, loc->file ? loc->col : 0};
+        w->ok = w->ok && (!loc->file || (loc->file == w->source && lc[0] > 0));
+        sb_putn(w->out, (const char *)lc, sizeof lc);
+    } else if (w->n < w->cap) {
+        *loc = w->in[w->n];
+    } else {
+        w->ok = false;
+    }
+    w->n++;
+}
+
+static void locs_region(LocWalk *w, IrRegion *r) {
+    for (IrOp *op = r->first; op; op = op->next) {
+        loc_visit(w, &op->loc);
+        for (uint32_t i = 0; i < op->nregions; i++) locs_region(w, op->regions[i]);
+    }
+}
+
+static void locs_walk(LocWalk *w, IrFunction *f) {
+    loc_visit(w, &f->loc);
+    for (uint32_t i = 0; i < f->nparams; i++) loc_visit(w, &f->params[i].loc);
+    locs_region(w, f->grid);
+}
 
 static void put_u32(Strbuf *out, uint32_t v) { sb_putn(out, (const char *)&v, sizeof v); }
 
@@ -54,6 +94,15 @@ bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out)
     rt_steps_encode(conds, &steps);
     put_field(out, steps.data, steps.len);
     sb_free(&steps);
+    Strbuf locs = {0};
+    LocWalk w = {.source = f->loc.file, .out = &locs, .ok = f->loc.file != NULL};
+    locs_walk(&w, (IrFunction *)f); /* (reads only) */
+    put_field(out, locs.data, locs.len);
+    sb_free(&locs);
+    if (!w.ok) { /* a location in another file: not one this format can name */
+        sb_free(&text);
+        return false;
+    }
     put_u32(out, (uint32_t)(head + 2));
     sb_putn(out, text.data, head);
     sb_puts(out, "}\n");
@@ -72,8 +121,8 @@ static bool take_field(const uint8_t **p, size_t *n, const uint8_t **data, uint3
     return true;
 }
 
-IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, IrFunction **fout, RtSteps **conds,
-                              Strbuf *err) {
+IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, const SourceFile *source,
+                              IrFunction **fout, RtSteps **conds, Strbuf *err) {
     *fout = NULL;
     *conds = NULL;
     uint32_t nparams;
@@ -89,11 +138,12 @@ IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, Ir
     }
     const uint8_t **names = xcalloc(nparams + 1, sizeof *names);
     uint32_t *lens = xcalloc(nparams + 1, sizeof *lens);
-    const uint8_t *steps, *text;
-    uint32_t nsteps_bytes, ntext;
+    const uint8_t *steps, *locs, *text;
+    uint32_t nsteps_bytes, nlocs_bytes, ntext;
     bool ok = true;
     for (uint32_t i = 0; i < nparams && ok; i++) ok = take_field(&p, &n, &names[i], &lens[i]);
-    ok = ok && take_field(&p, &n, &steps, &nsteps_bytes) && take_field(&p, &n, &text, &ntext) && n == 0;
+    ok = ok && take_field(&p, &n, &steps, &nsteps_bytes) && take_field(&p, &n, &locs, &nlocs_bytes) &&
+         take_field(&p, &n, &text, &ntext) && n == 0 && nlocs_bytes % 8 == 0;
     IrModule *m = NULL;
     IrFunction *f = NULL;
     if (ok) {
@@ -118,6 +168,20 @@ IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, Ir
         ok = lens[i] > 0 && memchr(names[i], 0, lens[i]) == NULL;
         if (ok) f->params[i].name = arena_strndup(&m->arena, (const char *)names[i], lens[i]);
         else sb_puts(err, "a kernel interface with a bad parameter name");
+    }
+    if (ok) {
+        uint32_t count = nlocs_bytes / 8;
+        SrcLoc *read = xcalloc(count + 1, sizeof *read);
+        for (uint32_t i = 0; i < count; i++) {
+            uint32_t lc[2];
+            memcpy(lc, locs + 8 * (size_t)i, sizeof lc);
+            read[i] = lc[0] ? (SrcLoc){source, lc[0], lc[1]} : (SrcLoc){0};
+        }
+        LocWalk w = {.in = read, .cap = count, .ok = true};
+        locs_walk(&w, f);
+        ok = w.ok && w.n == count;
+        if (!ok) sb_puts(err, "a kernel interface whose locations do not fit its function");
+        free(read);
     }
     free(names);
     free(lens);

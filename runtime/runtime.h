@@ -318,11 +318,12 @@ void rt_steps_encode(const RtSteps *s, Strbuf *out);
 RtSteps *rt_steps_decode(const uint8_t *p, size_t n, const IrFunction *f, size_t *used);
 
 /* A kernel's launch interface (interface.c): its IR function with an empty body, the parameters'
- * names and the conditions' steps, as bytes for a disk entry (false for what cannot be one), and
- * read back (NULL with the reason in err for anything that is not one, for kernel). */
+ * names, the locations and the conditions' steps, as bytes for a disk entry (false for what
+ * cannot be one), and read back (NULL with the reason in err for anything that is not one, for
+ * kernel; its locations name source, the program's). */
 bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out);
-IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, IrFunction **f, RtSteps **conds,
-                              Strbuf *err);
+IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, const SourceFile *source,
+                              IrFunction **f, RtSteps **conds, Strbuf *err);
 /* Whether the full function f and its conditions have exactly the interface bytes given. */
 bool rt_interface_matches(const IrFunction *f, const RtSteps *conds, const uint8_t *interface, size_t n);
 

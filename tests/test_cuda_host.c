@@ -599,3 +599,43 @@ Test(cuda_host, a_deferred_parse_still_reports_syntax_errors) {
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+/* A grid's check(...) fails a launch with the same located message whether the kernel came from
+ * the frontend or, in a new context, from its interface entry. */
+Test(cuda_host, a_kernel_from_its_interface_locates_a_failed_check) {
+    char dir[] = "/tmp/tile_check_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("TILE_CACHE_DIR", dir, 1);
+    setenv("TILE_CACHE", "1", 1);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/lang2/constructs.tile", TILE_SOURCE_DIR);
+    for (int context = 0; context < 2; context++) {
+        tile_context *ctx = open_fake();
+        tile_program *p;
+        tile_kernel *k;
+        double lowered = lower_seconds();
+        cr_assert_eq(tile_program_from_file(ctx, path, &p), TILE_OK, "%s", tile_context_message(ctx));
+        cr_assert_eq(tile_program_get_kernel(p, "control", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+        cr_assert_eq(lower_seconds() == lowered, context == 1, "context %d: from the interface", context);
+        void *x, *y;
+        const int64_t dx[2] = {4, 64}, dy[1] = {4};
+        cr_assert_eq(tile_alloc(ctx, 4 * 64 * 4, &x), TILE_OK);
+        cr_assert_eq(tile_alloc(ctx, 4 * 4, &y), TILE_OK);
+        tile_arg args[3] = {{.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, x, 2, dx)},
+                            {.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, y, 1, dy)},
+                            {.kind = TILE_ARG_INT, .i = 2}};
+        cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        args[2].i = -1;
+        cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_ERROR_INVALID_ARGUMENT);
+        const char *msg = tile_context_message(ctx);
+        cr_assert(strstr(msg, "check failed: used must not be negative") && strstr(msg, "constructs.tile:50:11"),
+                  "context %d: %s", context, msg);
+        tile_free(ctx, x), tile_free(ctx, y);
+        tile_program_destroy(p);
+        tile_context_destroy(ctx);
+    }
+    unsetenv("TILE_CACHE_DIR");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}

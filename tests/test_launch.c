@@ -179,12 +179,25 @@ Test(launch, same_source_shares_the_program_and_its_kernels) {
  * a grid and launch-known conditions that give the same values for many arguments, and bytes that
  * match the full function; every truncation reads as "not an interface", and damaged bytes never
  * crash the reader (ASan runs this too). */
+static void same_locs(const IrRegion *a, const IrRegion *b) {
+    const IrOp *x = a->first, *y = b->first;
+    for (; x && y; x = x->next, y = y->next) {
+        cr_assert(x->loc.file == y->loc.file && x->loc.line == y->loc.line && x->loc.col == y->loc.col,
+                  "op %s at %u:%u read back at %u:%u", ir_op_info[x->code].name, x->loc.line, x->loc.col, y->loc.line,
+                  y->loc.col);
+        cr_assert_eq(x->nregions, y->nregions);
+        for (uint32_t i = 0; i < x->nregions; i++) same_locs(x->regions[i], y->regions[i]);
+    }
+    cr_assert(!x && !y, "the regions differ in length");
+}
+
 static void check_interface(tile_kernel *k) {
+    const SourceFile *src = &k->program->ast->source;
     Strbuf bytes = {0}, err = {0};
     cr_assert(rt_interface_encode(k->function, k->conds, &bytes), "%s: no interface", k->name);
     IrFunction *f;
     RtSteps *conds;
-    IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, &f, &conds, &err);
+    IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, src, &f, &conds, &err);
     cr_assert_not_null(m, "%s: %s", k->name, sb_str(&err));
     cr_assert(rt_interface_matches(k->function, k->conds, (const uint8_t *)bytes.data, bytes.len));
     cr_assert_eq(f->nparams, k->function->nparams);
@@ -198,8 +211,13 @@ static void check_interface(tile_kernel *k) {
         }
     }
     cr_assert_eq(rt_conds_count(conds), rt_conds_count(k->conds), "%s: conditions", k->name);
+    cr_assert(f->loc.file == src && f->loc.line == k->function->loc.line && f->loc.col == k->function->loc.col);
+    for (uint32_t i = 0; i < f->nparams; i++)
+        cr_assert(f->params[i].loc.line == k->function->params[i].loc.line &&
+                  f->params[i].loc.col == k->function->params[i].loc.col && f->params[i].loc.file == src);
+    same_locs(k->function->grid, f->grid);
     RtGrid *grid = rt_grid_compile(f);
-    cr_assert_not_null(grid);
+    cr_assert_eq(grid != NULL, k->grid != NULL, "%s: the grid's steps", k->name);
     static const int64_t sizes[] = {1, 15, 16, 1000, 1024, 1025, 4096, 100003};
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         tile_arg args[16];
@@ -212,8 +230,14 @@ static void check_interface(tile_kernel *k) {
         sb_free(&e1), sb_free(&e2);
         if (!c1) continue;
         int64_t g1[3], g2[3];
-        cr_assert(rt_grid_eval(grid, args, n, g1) && rt_grid_eval(k->grid, args, n, g2));
-        cr_assert(memcmp(g1, g2, sizeof g1) == 0, "%s: the interface's grid differs", k->name);
+        Strbuf v1 = {0}, v2 = {0};
+        cr_assert(vm_eval_grid(k->function, args, n, g1, &v1) && vm_eval_grid(f, args, n, g2, &v2), "%s", sb_str(&v1));
+        cr_assert(memcmp(g1, g2, sizeof g1) == 0, "%s: the interface's grid differs (VM)", k->name);
+        sb_free(&v1), sb_free(&v2);
+        if (grid) {
+            cr_assert(rt_grid_eval(grid, args, n, g1) && rt_grid_eval(k->grid, args, n, g2));
+            cr_assert(memcmp(g1, g2, sizeof g1) == 0, "%s: the interface's grid differs", k->name);
+        }
         cr_assert_eq(rt_conds_eval(conds, args, n), rt_conds_eval(k->conds, args, n), "%s: conditions", k->name);
     }
     rt_grid_free(grid);
@@ -221,7 +245,7 @@ static void check_interface(tile_kernel *k) {
     ir_module_free(m);
     for (size_t len = 0; len < bytes.len; len++) {
         sb_clear(&err);
-        cr_assert_null(rt_interface_decode((const uint8_t *)bytes.data, len, k->name, &f, &conds, &err),
+        cr_assert_null(rt_interface_decode((const uint8_t *)bytes.data, len, k->name, src, &f, &conds, &err),
                        "%s: %zu of %zu bytes read as an interface", k->name, len, bytes.len);
         cr_assert(err.len > 0);
     }
@@ -230,7 +254,7 @@ static void check_interface(tile_kernel *k) {
         memcpy(damaged, bytes.data, bytes.len);
         damaged[i] ^= (uint8_t)(1u << (i % 8));
         sb_clear(&err);
-        IrModule *dm = rt_interface_decode(damaged, bytes.len, k->name, &f, &conds, &err);
+        IrModule *dm = rt_interface_decode(damaged, bytes.len, k->name, src, &f, &conds, &err);
         cr_assert(dm ? f != NULL : err.len > 0);
         rt_grid_free(conds);
         ir_module_free(dm);
@@ -257,8 +281,31 @@ Test(launch, interfaces_read_back_and_damage_is_refused) {
         }
         tile_program_destroy(p);
     }
-    tile_program *p;
+    /* a grid with a check(...): from the interface, its failure says the same, located in the source */
+    tile_program *p = test_load_program(ctx, "tests/lang2/constructs.tile");
     tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "control", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    check_interface(k);
+    Strbuf bytes = {0}, e1 = {0}, e2 = {0};
+    cr_assert(rt_interface_encode(k->function, k->conds, &bytes));
+    IrFunction *f;
+    RtSteps *conds;
+    IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, "control", &p->ast->source, &f, &conds,
+                                      &e1);
+    cr_assert_not_null(m, "%s", sb_str(&e1));
+    tile_arg args[16];
+    make_args(k, 64, args);
+    for (int i = 0; i < tile_kernel_num_params(k); i++)
+        if (args[i].kind == TILE_ARG_INT) args[i].i = -1;
+    int64_t grid[3];
+    size_t n = (size_t)tile_kernel_num_params(k);
+    cr_assert(!vm_eval_grid(k->function, args, n, grid, &e1) && !vm_eval_grid(f, args, n, grid, &e2));
+    cr_assert(strstr(sb_str(&e1), "constructs.tile:50:11"), "%s", sb_str(&e1));
+    cr_assert_str_eq(sb_str(&e1), sb_str(&e2));
+    rt_grid_free(conds);
+    ir_module_free(m);
+    sb_free(&bytes), sb_free(&e1), sb_free(&e2);
+    tile_program_destroy(p);
     cr_assert_eq(tile_program_from_string(ctx, "g.tile", grid_source, sizeof grid_source - 1, &p), TILE_OK);
     cr_assert_eq(tile_program_get_kernel(p, "g", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
     check_interface(k);
