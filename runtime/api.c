@@ -700,7 +700,8 @@ tile_status rt_get_kernel(tile_program *p, const char *kernel, const tile_consta
         return st;
     }
     if (!from_interface) k->autotune = rt_autotune_new(k); /* (a kernel with candidates has no interface entry) */
-    if (p->ctx->cuda && !from_interface && !nimages && !p->ir && !k->autotune) rt_cuda_store_interface(p->ctx, k);
+    /* its first build writes the interface entry (not here: a kernel never launched costs no write) */
+    k->store_interface = p->ctx->cuda && !from_interface && !nimages && !p->ir && !k->autotune;
     k->next = p->kernels;
     p->kernels = k;
     pthread_mutex_unlock(&p->lock);

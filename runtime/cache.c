@@ -538,7 +538,10 @@ static bool write_all(int fd, const void *data, size_t n) {
     return true;
 }
 
-bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e, Strbuf *err) {
+/* cache_disk_store, and with durable false cache_disk_store_hint: no fsync of the file nor of the
+ * directory (the rename is still atomic; after a crash the entry may be missing or fail its
+ * checksum, which readers treat as a miss). */
+static bool disk_store(const char *dir, const CacheKey *key, const CacheEntry *e, bool durable, Strbuf *err) {
     if (!dir || !*dir) {
         sb_puts(err, "no cache directory");
         return false;
@@ -575,7 +578,7 @@ bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e,
     } else {
         if (!write_all(fd, header, sizeof header) || !write_all(fd, payload, plen)) {
             sb_printf(err, "cannot write %s: %s", sb_str(&tmp), strerror(errno));
-        } else if (fsync(fd) != 0) {
+        } else if (durable && fsync(fd) != 0) {
             sb_printf(err, "cannot sync %s: %s", sb_str(&tmp), strerror(errno));
         } else if (fchmod(fd, 0644), close(fd) != 0) {
             fd = -1;
@@ -588,7 +591,7 @@ bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e,
         if (fd >= 0) close(fd);
         if (!ok) unlink(tmp.data);
     }
-    if (ok) {
+    if (ok && durable) {
         /* Make the rename itself durable; failure here only risks losing the entry. */
         int dfd = open(dir, O_RDONLY);
         if (dfd >= 0) {
@@ -600,6 +603,14 @@ bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e,
     sb_free(&tmp);
     sb_free(&path);
     return ok;
+}
+
+bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e, Strbuf *err) {
+    return disk_store(dir, key, e, true, err);
+}
+
+bool cache_disk_store_hint(const char *dir, const CacheKey *key, const CacheEntry *e, Strbuf *err) {
+    return disk_store(dir, key, e, false, err);
 }
 
 bool cache_fetch(const CacheConfig *config, const CacheKey *key, CacheBuildFn build, void *user, CacheEntry *out,

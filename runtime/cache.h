@@ -141,6 +141,10 @@ CacheLookup cache_disk_load(const char *dir, const CacheKey *key, CacheEntry *ou
  * reason in err (an unwritable directory, a full disk): the cache is an optimization, callers
  * carry on. */
 bool cache_disk_store(const char *dir, const CacheKey *key, const CacheEntry *e, Strbuf *err);
+/* The same without fsync: for small entries whose loss costs only time (the cuda device's
+ * interface entries and parse markers), written on a compile path where two syncs would cost
+ * milliseconds. Atomic all the same. */
+bool cache_disk_store_hint(const char *dir, const CacheKey *key, const CacheEntry *e, Strbuf *err);
 
 /* What cache_fetch did. */
 typedef struct CacheOutcome {

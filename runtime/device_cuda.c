@@ -667,6 +667,10 @@ static tile_status compile_and_load(RtCuda *c, tile_kernel *k, const CodegenPara
     }
     if (build.tma) f->cluster = cluster_decode(&entry);
     own_function(c, f);
+    if (k->store_interface) { /* the first function of a kernel the frontend made */
+        k->store_interface = false;
+        rt_cuda_store_interface(k->program->ctx, k);
+    }
     /* When another thread loaded the same key first, use its function (ours stays owned, idle). */
     *out = c->cache.enabled ? cache_memory_put(&c->loaded, key, f) : f;
 done:
@@ -781,11 +785,11 @@ void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k) {
         CacheKey key = interface_key(c, k);
         CacheEntry e = {.image = (uint8_t *)bytes.data, .len = bytes.len};
         /* (an optimization: a failure costs the next program time) */
-        if (cache_disk_store(c->cache.dir, &key, &e, &why) && k->program->has_sha &&
+        if (cache_disk_store_hint(c->cache.dir, &key, &e, &why) && k->program->has_sha &&
             !rt_cuda_source_parsed_before(ctx, k->program->source_sha256)) {
             CacheKey parsed = rt_parsed_source_key(k->program->source_sha256);
             CacheEntry marker = {.image = (uint8_t *)"", .len = 0};
-            cache_disk_store(c->cache.dir, &parsed, &marker, &why);
+            cache_disk_store_hint(c->cache.dir, &parsed, &marker, &why);
         }
     }
     sb_free(&bytes);

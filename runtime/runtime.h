@@ -61,6 +61,8 @@ struct tile_kernel {
     size_t interface_len;
     IrModule *full_module;   /* such a kernel's full IR, made by its first build (under variants_lock) */
     IrFunction *full;
+    bool store_interface;    /* a cuda kernel the frontend made: its first load writes its interface
+                                entry (under variants_lock) */
     /* The generic kernel's loaded GPU function (owned by the context's cache): NULL until a
      * launch needs it (compiled under variants_lock; read without it), except for a kernel loaded
      * from an ahead-of-time image, whose image is loaded when the kernel is made. */
@@ -162,8 +164,8 @@ tile_status rt_cuda_prepare(tile_context *ctx, tile_kernel *k);
 /* A kernel from its interface entry in the disk cache (interface.c), for k with its program,
  * name and constants set: true with k's module, function and conditions made from it, false
  * (k untouched) when there is none or it is not good; rt_cuda_store_interface writes k's (a
- * kernel the frontend made) after a successful rt_cuda_prepare. Neither for an autotuned kernel,
- * whose candidates need the source. */
+ * kernel the frontend made; its first successful load does, k->store_interface), with the
+ * source's parse marker. Neither for an autotuned kernel, whose candidates need the source. */
 bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k);
 void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k);
 /* Whether the source of this SHA-256 parsed without errors before (its marker entry, written

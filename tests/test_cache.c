@@ -234,6 +234,25 @@ Test(cache, store_then_load) {
     sb_free(&err);
 }
 
+/* The unsynced store writes the same entry (and an empty payload, a parse marker's, reads back). */
+Test(cache, hint_store_then_load) {
+    CacheKey key = key_of("sm_90a"), other = key_of("sm_80");
+    CacheEntry e = make_entry(300, 3, false), empty = {.image = (uint8_t *)"", .len = 0}, got;
+    Strbuf why = {0}, err = {0};
+    cr_assert(cache_disk_store_hint(tmpdir, &key, &e, &err), "%s", sb_str(&err));
+    cr_assert_eq(cache_disk_load(tmpdir, &key, &got, &why), CACHE_HIT, "%s", sb_str(&why));
+    assert_same_entry(&e, &got);
+    cache_entry_free(&got);
+    cr_assert(cache_disk_store_hint(tmpdir, &other, &empty, &err), "%s", sb_str(&err));
+    cr_assert_eq(cache_disk_load(tmpdir, &other, &got, &why), CACHE_HIT, "%s", sb_str(&why));
+    cr_assert_eq(got.len, 0);
+    cache_entry_free(&got);
+    cr_assert_eq(count_files(".tmp-"), 0, "no temporary file is left behind");
+    cache_entry_free(&e);
+    sb_free(&why);
+    sb_free(&err);
+}
+
 Test(cache, store_creates_missing_directories) {
     char dir[400];
     snprintf(dir, sizeof dir, "%s/a", tmpdir);
