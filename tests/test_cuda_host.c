@@ -78,6 +78,20 @@ static double passes_seconds(void) {
     return t.passes;
 }
 
+/* A fresh disk cache for one test (TILE_CACHE_DIR, the cache on), and its removal. */
+static void cache_dir_open(char *dir) {
+    cr_assert_not_null(mkdtemp(dir));
+    setenv("TILE_CACHE_DIR", dir, 1);
+    setenv("TILE_CACHE", "1", 1);
+}
+
+static void cache_dir_close(const char *dir) {
+    unsetenv("TILE_CACHE_DIR");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 Test(cuda_host, launch_reaches_the_driver_with_grid_block_and_pointers) {
     setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
     tile_context *ctx = open_fake();
@@ -410,9 +424,7 @@ Test(cuda_host, gemm_launches_in_clusters_of_two_where_the_grid_allows) {
  * and a disk hit in a new context finds each under its own key without compiling. */
 Test(cuda_host, softmax_gets_a_variant_per_condition_value) {
     char dir[] = "/tmp/tile_conds_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    setenv("TILE_CACHE_DIR", dir, 1);
-    setenv("TILE_CACHE", "1", 1);
+    cache_dir_open(dir);
     void *buf;
     const int64_t sizes[4][2] = {{4, 512}, {3, 1008}, {2, 2048}, {5, 512}};
     const char *expect = "variant x:align16,strides16,unit(1),div16(1) y:align16,strides16,unit(1),div16(1) if:0\n"
@@ -442,9 +454,7 @@ Test(cuda_host, softmax_gets_a_variant_per_condition_value) {
         tile_program_destroy(p);
         tile_context_destroy(ctx);
     }
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    cache_dir_close(dir);
 }
 
 static double lower_seconds(void) {
@@ -473,9 +483,7 @@ static bool find_interface(const char *dir, char *path, size_t cap) {
  * launch fails with a message, the entry is removed, and the next context is back to normal. */
 Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
     char dir[] = "/tmp/tile_iface_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    setenv("TILE_CACHE_DIR", dir, 1);
-    setenv("TILE_CACHE", "1", 1);
+    cache_dir_open(dir);
     const int64_t small[2] = {4, 512}, wide[2] = {2, 2048}, odd[2] = {3, 1000};
     char path[1024] = "";
     for (int context = 0; context < 4; context++) {
@@ -550,10 +558,7 @@ Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
         tile_program_destroy(p);
         tile_context_destroy(ctx);
     }
-    unsetenv("TILE_CACHE_DIR");
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    cache_dir_close(dir);
 }
 
 /* A parse marker that lies (written here for a source with a syntax error) defers the parse, and
@@ -561,9 +566,7 @@ Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
  * (the kernel has no interface entry), at tile_program_num_kernels (0) and tile_program_emit. */
 Test(cuda_host, a_deferred_parse_still_reports_syntax_errors) {
     char dir[] = "/tmp/tile_marker_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    setenv("TILE_CACHE_DIR", dir, 1);
-    setenv("TILE_CACHE", "1", 1);
+    cache_dir_open(dir);
     static const char bad[] = "kernel k(x: tensor<f32>[N]) grid(1) {\n  let y = ;\n}\n";
     uint8_t sha[32];
     sha256(bad, sizeof bad - 1, sha);
@@ -593,20 +596,15 @@ Test(cuda_host, a_deferred_parse_still_reports_syntax_errors) {
     cr_assert_eq(tile_program_from_string(ctx, "bad.tile", bad, sizeof bad - 1, &p), TILE_ERROR_COMPILE);
     cr_assert(strstr(tile_context_message(ctx), "bad.tile:2:11"), "%s", tile_context_message(ctx));
     tile_context_destroy(ctx);
-    unsetenv("TILE_CACHE_DIR");
     sb_free(&err);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    cache_dir_close(dir);
 }
 
 /* A grid's check(...) fails a launch with the same located message whether the kernel came from
  * the frontend or, in a new context, from its interface entry. */
 Test(cuda_host, a_kernel_from_its_interface_locates_a_failed_check) {
     char dir[] = "/tmp/tile_check_XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    setenv("TILE_CACHE_DIR", dir, 1);
-    setenv("TILE_CACHE", "1", 1);
+    cache_dir_open(dir);
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/lang2/constructs.tile", TILE_SOURCE_DIR);
     for (int context = 0; context < 2; context++) {
@@ -634,8 +632,5 @@ Test(cuda_host, a_kernel_from_its_interface_locates_a_failed_check) {
         tile_program_destroy(p);
         tile_context_destroy(ctx);
     }
-    unsetenv("TILE_CACHE_DIR");
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    cache_dir_close(dir);
 }

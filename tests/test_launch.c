@@ -46,12 +46,11 @@ static void make_args(tile_kernel *k, int64_t size, tile_arg *args) {
     }
 }
 
-Test(launch, core_grids_compile_and_agree_with_the_vm) {
+/* Calls fn on every core kernel (stdlib/core), each got with its default constants on ctx. */
+static void for_each_core_kernel(tile_context *ctx, void (*fn)(tile_kernel *k)) {
     static const char *files[][4] = {{"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"},
                                      {"layernorm.tile", "layernorm"},   {"reduce.tile", "sum_rows", "cumsum_rows", "sum_all"},
                                      {"gather.tile", "gather_rows"},    {"gemm.tile", "gemm"}};
-    static const int64_t sizes[] = {0, 1, 15, 16, 17, 127, 1000, 4096, 100003, 1 << 20};
-    tile_context *ctx = test_vm_context();
     for (int f = 0; f < 6; f++) {
         char rel[128];
         snprintf(rel, sizeof rel, "stdlib/core/%s", files[f][0]);
@@ -59,21 +58,31 @@ Test(launch, core_grids_compile_and_agree_with_the_vm) {
         for (int j = 1; j < 4 && files[f][j]; j++) {
             tile_kernel *k;
             cr_assert_eq(tile_program_get_kernel(p, files[f][j], NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
-            for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-                tile_arg args[16];
-                make_args(k, sizes[s], args);
-                /* gather's index tensor and others fix some sizes to their symbols' values */
-                Strbuf err = {0};
-                if (!rt_check_args(k->function, args, (size_t)tile_kernel_num_params(k), &err)) {
-                    sb_free(&err);
-                    continue;
-                }
-                sb_free(&err);
-                check_same(k, args, (size_t)tile_kernel_num_params(k), NULL);
-            }
+            fn(k);
         }
         tile_program_destroy(p);
     }
+}
+
+static void check_grid_sizes(tile_kernel *k) {
+    static const int64_t sizes[] = {0, 1, 15, 16, 17, 127, 1000, 4096, 100003, 1 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        tile_arg args[16];
+        make_args(k, sizes[s], args);
+        /* gather's index tensor and others fix some sizes to their symbols' values */
+        Strbuf err = {0};
+        if (!rt_check_args(k->function, args, (size_t)tile_kernel_num_params(k), &err)) {
+            sb_free(&err);
+            continue;
+        }
+        sb_free(&err);
+        check_same(k, args, (size_t)tile_kernel_num_params(k), NULL);
+    }
+}
+
+Test(launch, core_grids_compile_and_agree_with_the_vm) {
+    tile_context *ctx = test_vm_context();
+    for_each_core_kernel(ctx, check_grid_sizes);
     tile_context_destroy(ctx);
 }
 
@@ -264,23 +273,14 @@ static void check_interface(tile_kernel *k) {
     sb_free(&err);
 }
 
+static void check_core_interface(tile_kernel *k) {
+    check_interface(k);
+    if (strcmp(k->name, "softmax") == 0) cr_assert_eq(rt_conds_count(k->conds), 1, "softmax: N <= BN");
+}
+
 Test(launch, interfaces_read_back_and_damage_is_refused) {
-    static const char *files[][4] = {{"vector_add.tile", "vector_add"}, {"softmax.tile", "softmax"},
-                                     {"layernorm.tile", "layernorm"},   {"reduce.tile", "sum_rows", "cumsum_rows", "sum_all"},
-                                     {"gather.tile", "gather_rows"},    {"gemm.tile", "gemm"}};
     tile_context *ctx = test_vm_context();
-    for (int f = 0; f < 6; f++) {
-        char rel[128];
-        snprintf(rel, sizeof rel, "stdlib/core/%s", files[f][0]);
-        tile_program *p = test_load_program(ctx, rel);
-        for (int j = 1; j < 4 && files[f][j]; j++) {
-            tile_kernel *k;
-            cr_assert_eq(tile_program_get_kernel(p, files[f][j], NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
-            check_interface(k);
-            if (strcmp(k->name, "softmax") == 0) cr_assert_eq(rt_conds_count(k->conds), 1, "softmax: N <= BN");
-        }
-        tile_program_destroy(p);
-    }
+    for_each_core_kernel(ctx, check_core_interface);
     /* a grid with a check(...): from the interface, its failure says the same, located in the source */
     tile_program *p = test_load_program(ctx, "tests/lang2/constructs.tile");
     tile_kernel *k;
