@@ -437,3 +437,35 @@ void ir_forward_free(IrForward *fw) {
     fw->to = NULL;
     fw->cap = 0;
 }
+
+/* ---- which parameters a kernel may write (see ir.h) ----------------------------------------- */
+/* Whether a value of set (tensors: a parameter and the tensors made from it) flows into a write:
+ * a store or atomic on it, or any op the analysis does not follow (an opaque op, an op with
+ * regions that takes it). Tensors an op makes from one of the set join it. */
+static bool region_writes(const IrRegion *r, const IrValue **set, size_t *nset, size_t cap) {
+    for (const IrOp *op = r->first; op; op = op->next) {
+        bool uses = false;
+        for (uint32_t i = 0; i < op->noperands && !uses; i++)
+            for (size_t j = 0; j < *nset && !uses; j++) uses = op->operands[i] == set[j];
+        if (uses) {
+            IrEffect e = ir_op_effect(op->code);
+            if (e == EFFECT_WRITE || e == EFFECT_OPAQUE || op->nregions) return true;
+            for (uint32_t i = 0; i < op->nresults; i++)
+                if (op->results[i]->type->kind == TY_TENSOR) {
+                    if (*nset == cap) return true;
+                    set[(*nset)++] = op->results[i];
+                }
+        }
+        for (uint32_t i = 0; i < op->nregions; i++)
+            if (region_writes(op->regions[i], set, nset, cap)) return true;
+    }
+    return false;
+}
+
+bool ir_param_may_write(const IrFunction *f, uint32_t p) {
+    enum { CAP = 256 };
+    if (p >= f->body->nargs || f->body->args[p]->type->kind != TY_TENSOR) return false;
+    const IrValue *set[CAP] = {f->body->args[p]};
+    size_t n = 1;
+    return region_writes(f->body, set, &n, CAP);
+}

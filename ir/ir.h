@@ -249,6 +249,10 @@ IrFunction *ir_module_find(IrModule *m, const char *name);
 IrRegion *ir_region_new(IrFunction *f);
 IrValue *ir_region_add_arg(IrRegion *r, const IrType *type, const char *name);
 IrFunction *ir_function_of_region(IrRegion *r);
+/* Whether kernel f may write through tensor parameter p (false for a scalar): a store or atomic
+ * on it or on a tensor made from it, or a use the analysis does not follow (an opaque op, an op
+ * with regions that takes it). Conservative: true where unsure. */
+bool ir_param_may_write(const IrFunction *f, uint32_t p);
 
 /* A builder inserts ops at the end of a region (or before a given op). */
 typedef struct IrBuilder {

@@ -359,6 +359,7 @@ static void kernel_free(tile_kernel *k) {
     rt_launch_memo_free(k);
     pthread_mutex_destroy(&k->variants_lock);
     free(k->interface);
+    free(k->written);
     ir_module_free(k->full_module);
     for (size_t i = 0; i < k->nconsts; i++) free((char *)k->consts[i].name);
     free(k->consts);
@@ -842,6 +843,7 @@ tile_status tile_kernel_param(const tile_kernel *k, int index, tile_param_info *
     out->dtype = dtype_of(t->elem);
     if (t->kind == TY_TENSOR) {
         out->kind = TILE_ARG_TENSOR;
+        out->written = k->written ? k->written[index] : ir_param_may_write(k->function, (uint32_t)index);
         out->rank = t->rank;
         for (int i = 0; i < t->rank; i++) {
             out->dim_symbols[i] = p->dims[i].symbol;

@@ -76,36 +76,6 @@ static TuneMode mode_from_env(void) {
     return env_flag("TILE_AUTOTUNE", true) ? TUNE_GPU : TUNE_OFF;
 }
 
-/* Whether value v (a tensor) flows from a parameter into a write: a store or atomic on it or on a
- * tensor made from it, or any op the analysis does not follow (a call, an op with regions that
- * takes it). Conservative: a false "written" costs only a scratch copy. */
-static bool region_writes(const IrRegion *r, const IrValue **set, size_t *nset, size_t cap) {
-    for (const IrOp *op = r->first; op; op = op->next) {
-        bool uses = false;
-        for (uint32_t i = 0; i < op->noperands && !uses; i++)
-            for (size_t j = 0; j < *nset && !uses; j++) uses = op->operands[i] == set[j];
-        if (uses) {
-            IrEffect e = ir_op_effect(op->code);
-            if (e == EFFECT_WRITE || e == EFFECT_OPAQUE || op->nregions) return true;
-            for (uint32_t i = 0; i < op->nresults; i++)
-                if (op->results[i]->type->kind == TY_TENSOR) {
-                    if (*nset == cap) return true;
-                    set[(*nset)++] = op->results[i];
-                }
-        }
-        for (uint32_t i = 0; i < op->nregions; i++)
-            if (region_writes(op->regions[i], set, nset, cap)) return true;
-    }
-    return false;
-}
-
-static bool param_written(const IrFunction *f, uint32_t p) {
-    enum { CAP = 256 };
-    const IrValue *set[CAP] = {f->body->args[p]};
-    size_t n = 1;
-    return region_writes(f->body, set, &n, CAP);
-}
-
 /* The hash of the source with every autotune clause cut out, token by token (so neither a
  * changed candidate list of another kernel nor a comment re-tunes this one). */
 static void hash_source_without_clauses(const AstFile *ast, Sha256 *h) {
@@ -183,7 +153,7 @@ RtAutotune *rt_autotune_new(tile_kernel *k) {
     t->mode = mode_from_env();
     t->written = xcalloc(f->nparams + 1, sizeof *t->written);
     for (uint32_t q = 0; q < f->nparams; q++)
-        t->written[q] = f->body->args[q]->type->kind == TY_TENSOR && param_written(f, q);
+        t->written[q] = ir_param_may_write(f, q);
     t->kernels = xcalloc(t->spec.nconfigs, sizeof *t->kernels);
     pthread_mutex_init(&t->lock, NULL);
 

@@ -758,7 +758,8 @@ bool rt_cuda_kernel_from_interface(tile_context *ctx, tile_kernel *k) {
     Strbuf why = {0};
     bool made = false;
     if (cache_disk_load(c->cache.dir, &key, &e, &why) == CACHE_HIT) {
-        k->module = rt_interface_decode(e.image, e.len, k->name, &k->program->ast->source, &k->function, &k->conds, &why);
+        k->module = rt_interface_decode(e.image, e.len, k->name, &k->program->ast->source, &k->function, &k->conds,
+                                        &k->written, &why);
         if (k->module) {
             k->interface = xmalloc(e.len);
             memcpy(k->interface, e.image, e.len);

@@ -9,11 +9,14 @@
  * it: the function printed with an empty body (ir/print.c; ir/parse.c reads it back and verifies
  * it, the grid region included), the parameters' source names (the printer numbers them), the
  * source locations of the function, its parameters and its grid's ops (the text has its own),
- * and the conditions' compiled steps (launch.c: they index the variant keys' condition bits, so they are
- * stored as compiled rather than found again in a body that is not there).
+ * the conditions' compiled steps (launch.c: they index the variant keys' condition bits, so they are
+ * stored as compiled rather than found again in a body that is not there), and which tensor
+ * parameters the kernel may write (ir_param_may_write, which needs the body: tile_param_info's
+ * `written`).
  *
- *   "TIF1", u32 nparams, per parameter u32 length + name, u32 length + steps,
- *   u32 length + locations (u32 line, u32 col each: LocWalk's order), u32 length + text
+ *   "TIF2", u32 nparams, per parameter u32 length + name, u32 length + written (one byte per
+ *   parameter, 0 or 1), u32 length + steps, u32 length + locations (u32 line, u32 col each:
+ *   LocWalk's order), u32 length + text
  *
  * (u32 little-endian as the host writes them: an entry is read only by the machine's tile of the
  * same version, whose key it is under.) The reader checks every length and what it reads against
@@ -26,7 +29,7 @@
 
 #include <string.h>
 
-static const char magic[4] = {'T', 'I', 'F', '1'};
+static const char magic[4] = {'T', 'I', 'F', '2'};
 
 /* The source locations the printed text loses, in a fixed order: the function's, each
  * parameter's, then every op of the grid region (nested regions in place). A launch's messages
@@ -90,6 +93,8 @@ bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out)
         const char *name = f->params[i].name ? f->params[i].name : "";
         put_field(out, name, strlen(name));
     }
+    put_u32(out, f->nparams);
+    for (uint32_t i = 0; i < f->nparams; i++) sb_putc(out, ir_param_may_write(f, i) ? 1 : 0);
     Strbuf steps = {0};
     rt_steps_encode(conds, &steps);
     put_field(out, steps.data, steps.len);
@@ -122,9 +127,10 @@ static bool take_field(const uint8_t **p, size_t *n, const uint8_t **data, uint3
 }
 
 IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, const SourceFile *source,
-                              IrFunction **fout, RtSteps **conds, Strbuf *err) {
+                              IrFunction **fout, RtSteps **conds, bool **written, Strbuf *err) {
     *fout = NULL;
     *conds = NULL;
+    *written = NULL;
     uint32_t nparams;
     if (n < 8 || memcmp(p, magic, sizeof magic) != 0) {
         sb_puts(err, "not a kernel interface");
@@ -138,11 +144,12 @@ IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, co
     }
     const uint8_t **names = xcalloc(nparams + 1, sizeof *names);
     uint32_t *lens = xcalloc(nparams + 1, sizeof *lens);
-    const uint8_t *steps, *locs, *text;
-    uint32_t nsteps_bytes, nlocs_bytes, ntext;
+    const uint8_t *writes, *steps, *locs, *text;
+    uint32_t nwrites, nsteps_bytes, nlocs_bytes, ntext;
     bool ok = true;
     for (uint32_t i = 0; i < nparams && ok; i++) ok = take_field(&p, &n, &names[i], &lens[i]);
-    ok = ok && take_field(&p, &n, &steps, &nsteps_bytes) && take_field(&p, &n, &locs, &nlocs_bytes) &&
+    ok = ok && take_field(&p, &n, &writes, &nwrites) && nwrites == nparams &&
+         take_field(&p, &n, &steps, &nsteps_bytes) && take_field(&p, &n, &locs, &nlocs_bytes) &&
          take_field(&p, &n, &text, &ntext) && n == 0 && nlocs_bytes % 8 == 0;
     IrModule *m = NULL;
     IrFunction *f = NULL;
@@ -169,6 +176,11 @@ IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, co
         if (ok) f->params[i].name = arena_strndup(&m->arena, (const char *)names[i], lens[i]);
         else sb_puts(err, "a kernel interface with a bad parameter name");
     }
+    for (uint32_t i = 0; i < nparams && ok; i++) {
+        /* 0 or 1, and 1 only for a tensor */
+        ok = writes[i] == 0 || (writes[i] == 1 && f->body->args[i]->type->kind == TY_TENSOR);
+        if (!ok) sb_puts(err, "a kernel interface with a bad written flag");
+    }
     if (ok) {
         uint32_t count = nlocs_bytes / 8;
         SrcLoc *read = xcalloc(count + 1, sizeof *read);
@@ -192,6 +204,8 @@ IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, co
         return NULL;
     }
     *fout = f;
+    *written = xcalloc(nparams + 1, sizeof **written);
+    for (uint32_t i = 0; i < nparams; i++) (*written)[i] = writes[i] == 1;
     return m;
 }
 

@@ -59,6 +59,7 @@ struct tile_kernel {
     IrFunction *function;    /* a kernel made from its interface entry (interface.c): the outside only */
     uint8_t *interface;      /* that entry's bytes, or NULL when the frontend made function */
     size_t interface_len;
+    bool *written;           /* such a kernel's parameters that it may write (the entry's), else NULL */
     IrModule *full_module;   /* such a kernel's full IR, made by its first build (under variants_lock) */
     IrFunction *full;
     bool store_interface;    /* a cuda kernel the frontend made: its first load writes its interface
@@ -320,12 +321,13 @@ void rt_steps_encode(const RtSteps *s, Strbuf *out);
 RtSteps *rt_steps_decode(const uint8_t *p, size_t n, const IrFunction *f, size_t *used);
 
 /* A kernel's launch interface (interface.c): its IR function with an empty body, the parameters'
- * names, the locations and the conditions' steps, as bytes for a disk entry (false for what
- * cannot be one), and read back (NULL with the reason in err for anything that is not one, for
- * kernel; its locations name source, the program's). */
+ * names, which of them it may write, the locations and the conditions' steps, as bytes for a
+ * disk entry (false for what cannot be one), and read back (NULL with the reason in err for
+ * anything that is not one, for kernel; its locations name source, the program's; *written: one
+ * flag per parameter, to free). */
 bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out);
 IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, const SourceFile *source,
-                              IrFunction **f, RtSteps **conds, Strbuf *err);
+                              IrFunction **f, RtSteps **conds, bool **written, Strbuf *err);
 /* Whether the full function f and its conditions have exactly the interface bytes given. */
 bool rt_interface_matches(const IrFunction *f, const RtSteps *conds, const uint8_t *interface, size_t n);
 

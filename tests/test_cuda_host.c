@@ -464,10 +464,10 @@ static double lower_seconds(void) {
 }
 
 /* The interface entry of dir (the one whose payload, after the 88-byte header and the 16 bytes of
- * image fields, starts "TIF1"): its path in path; false when there is none. */
+ * image fields, starts "TIF2"): its path in path; false when there is none. */
 static bool find_interface(const char *dir, char *path, size_t cap) {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "grep -l -a TIF1 '%s'/*.tcache 2>/dev/null", dir);
+    snprintf(cmd, sizeof cmd, "grep -l -a TIF2 '%s'/*.tcache 2>/dev/null", dir);
     FILE *f = popen(cmd, "r");
     bool found = f && fgets(path, (int)cap, f);
     if (f) pclose(f);
@@ -500,6 +500,10 @@ Test(cuda_host, disk_hit_makes_the_kernel_from_its_interface) {
         tile_param_info info;
         cr_assert_eq(tile_kernel_param(k, 0, &info), TILE_OK);
         cr_assert_str_eq(info.name, context == 2 ? "q" : "x");
+        cr_assert_eq(info.written, 0, "softmax reads x");
+        cr_assert_eq(tile_kernel_param(k, 1, &info), TILE_OK);
+        cr_assert_eq(info.written, 1, "softmax writes y (context %d)", context);
+        cr_assert_eq(k->written != NULL, from_interface, "context %d: the entry's flags", context);
         void *buf;
         cr_assert_eq(tile_alloc(ctx, 4 * 2048 * 4, &buf), TILE_OK);
         tile_arg args[2];

@@ -206,13 +206,18 @@ static void check_interface(tile_kernel *k) {
     cr_assert(rt_interface_encode(k->function, k->conds, &bytes), "%s: no interface", k->name);
     IrFunction *f;
     RtSteps *conds;
-    IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, src, &f, &conds, &err);
+    bool *written;
+    IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, src, &f, &conds, &written, &err);
     cr_assert_not_null(m, "%s: %s", k->name, sb_str(&err));
     cr_assert(rt_interface_matches(k->function, k->conds, (const uint8_t *)bytes.data, bytes.len));
     cr_assert_eq(f->nparams, k->function->nparams);
     for (uint32_t i = 0; i < f->nparams; i++) {
         const IrType *a = f->body->args[i]->type, *b = k->function->body->args[i]->type;
         cr_assert_str_eq(f->params[i].name, k->function->params[i].name);
+        tile_param_info info;
+        cr_assert_eq(tile_kernel_param(k, (int)i, &info), TILE_OK);
+        cr_assert_eq(written[i], ir_param_may_write(k->function, i), "%s: parameter %u written", k->name, i);
+        cr_assert_eq(info.written, written[i], "%s: parameter %u written", k->name, i);
         cr_assert(a->kind == b->kind && elem_eq(a->elem, b->elem) && a->rank == b->rank, "%s: parameter %u", k->name, i);
         for (int d = 0; a->kind == TY_TENSOR && d < a->rank; d++) {
             const IrDimSpec *x = &f->params[i].dims[d], *y = &k->function->params[i].dims[d];
@@ -252,9 +257,10 @@ static void check_interface(tile_kernel *k) {
     rt_grid_free(grid);
     rt_grid_free(conds);
     ir_module_free(m);
+    free(written);
     for (size_t len = 0; len < bytes.len; len++) {
         sb_clear(&err);
-        cr_assert_null(rt_interface_decode((const uint8_t *)bytes.data, len, k->name, src, &f, &conds, &err),
+        cr_assert_null(rt_interface_decode((const uint8_t *)bytes.data, len, k->name, src, &f, &conds, &written, &err),
                        "%s: %zu of %zu bytes read as an interface", k->name, len, bytes.len);
         cr_assert(err.len > 0);
     }
@@ -263,8 +269,9 @@ static void check_interface(tile_kernel *k) {
         memcpy(damaged, bytes.data, bytes.len);
         damaged[i] ^= (uint8_t)(1u << (i % 8));
         sb_clear(&err);
-        IrModule *dm = rt_interface_decode(damaged, bytes.len, k->name, src, &f, &conds, &err);
-        cr_assert(dm ? f != NULL : err.len > 0);
+        IrModule *dm = rt_interface_decode(damaged, bytes.len, k->name, src, &f, &conds, &written, &err);
+        cr_assert(dm ? f != NULL && written != NULL : err.len > 0 && written == NULL);
+        free(written);
         rt_grid_free(conds);
         ir_module_free(dm);
     }
@@ -273,9 +280,29 @@ static void check_interface(tile_kernel *k) {
     sb_free(&err);
 }
 
+/* The parameters kernel k may write, as a string of 0 and 1 (tile_param_info's written). */
+static const char *written_params(tile_kernel *k, char *buf) {
+    int n = tile_kernel_num_params(k);
+    for (int i = 0; i < n; i++) {
+        tile_param_info info;
+        cr_assert_eq(tile_kernel_param(k, i, &info), TILE_OK);
+        buf[i] = info.written ? '1' : '0';
+    }
+    buf[n] = 0;
+    return buf;
+}
+
 static void check_core_interface(tile_kernel *k) {
     check_interface(k);
     if (strcmp(k->name, "softmax") == 0) cr_assert_eq(rt_conds_count(k->conds), 1, "softmax: N <= BN");
+    /* the outputs, and nothing else (vector_add(a, b, c), softmax(x, y), gemm(a, b, c)) */
+    static const struct {
+        const char *kernel, *written;
+    } expect[] = {{"vector_add", "001"}, {"softmax", "01"}, {"gemm", "001"}};
+    char buf[32];
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
+        if (strcmp(k->name, expect[i].kernel) == 0)
+            cr_assert_str_eq(written_params(k, buf), expect[i].written, "%s writes", k->name);
 }
 
 Test(launch, interfaces_read_back_and_damage_is_refused) {
@@ -290,8 +317,10 @@ Test(launch, interfaces_read_back_and_damage_is_refused) {
     cr_assert(rt_interface_encode(k->function, k->conds, &bytes));
     IrFunction *f;
     RtSteps *conds;
+    bool *written;
     IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, "control", &p->ast->source, &f, &conds,
-                                      &e1);
+                                      &written, &e1);
+    free(written);
     cr_assert_not_null(m, "%s", sb_str(&e1));
     tile_arg args[16];
     make_args(k, 64, args);

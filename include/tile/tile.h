@@ -183,6 +183,9 @@ typedef struct tile_param_info {
     int rank;                /* tensors */
     const char *dim_symbols[TILE_MAX_RANK]; /* "M", or NULL where the size is fixed */
     int64_t dim_sizes[TILE_MAX_RANK];       /* fixed sizes */
+    int written;             /* tensors: 1 when the kernel may write it (a store or atomic through
+                                it, or a use the compiler does not follow), 0 when it only reads
+                                it; a caller can refuse read-only memory for a written one */
 } tile_param_info;
 TILE_API int tile_kernel_num_params(const tile_kernel *kernel);
 TILE_API tile_status tile_kernel_param(const tile_kernel *kernel, int index, tile_param_info *out);

@@ -249,6 +249,28 @@ def converter(a):
     return fn
 
 
+def read_only(a):
+    """Whether a's memory may not be written: a numpy array whose writeable flag is off (a
+    buffer of bytes, a read-only memory map), a __cuda_array_interface__ or __array_interface__
+    that says so, a Packed over such storage. Others (torch tensors, DLPack) have no such flag."""
+    t = type(a)
+    if np is not None and t is np.ndarray:
+        return not a.flags.writeable
+    if t is Packed:
+        return read_only(a.storage)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(a, torch.Tensor):
+        return False
+    if np is not None and isinstance(a, np.ndarray):
+        return not a.flags.writeable
+    for name in ("__cuda_array_interface__", "__array_interface__"):
+        interface = getattr(a, name, None)
+        if isinstance(interface, dict):
+            data = interface.get("data")
+            return isinstance(data, tuple) and len(data) > 1 and bool(data[1])
+    return False
+
+
 def describe(a):
     """(device, dtype code, data pointer, shape, strides in elements) of an array; TypeError if
     a is not one."""

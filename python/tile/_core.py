@@ -376,9 +376,10 @@ _launch = lib.tile_kernel_launch
 
 
 class Param:
-    """One parameter of a kernel: name, kind ("tensor", "int", "float"), dtype, rank and dims
-    (a symbol such as "M", or a fixed size, per dimension)."""
-    __slots__ = ("name", "kind", "dtype", "rank", "dims")
+    """One parameter of a kernel: name, kind ("tensor", "int", "float"), dtype, rank, dims
+    (a symbol such as "M", or a fixed size, per dimension) and written (a tensor the kernel may
+    write: a launch refuses read-only memory for it)."""
+    __slots__ = ("name", "kind", "dtype", "rank", "dims", "written")
 
     def __init__(self, info):
         self.name = info.name.decode()
@@ -387,6 +388,7 @@ class Param:
         self.rank = info.rank
         self.dims = tuple(info.dim_symbols[i].decode() if info.dim_symbols[i] else info.dim_sizes[i]
                           for i in range(info.rank))
+        self.written = bool(info.written)
 
     def __repr__(self):
         if self.kind == "tensor":
@@ -411,6 +413,7 @@ class Kernel:
             lib.tile_kernel_param(self._home, i, ctypes.byref(info))
             self.params.append(Param(info))
         self._float = tuple(p.kind == "float" for p in self.params)
+        self._written = tuple(p.written for p in self.params)
         self._targets = {}
         self._names = tuple(p.name for p in self.params)
 
@@ -463,6 +466,8 @@ class Kernel:
         device = None
         tensor_arg = _TENSOR_ARG
         converters = _arrays._converters
+        written, read_only, from_torch = self._written, _arrays.read_only, _arrays._from_torch
+        nwritten = len(written)
         for i, a in enumerate(args):
             fn = converters.get(type(a))
             if fn is None:
@@ -474,6 +479,9 @@ class Kernel:
                     raise TypeError(f"{self.name}(): argument '{self._param_name(i)}' is a {type(a).__name__}, "
                                     "not an array or a number")
             dev, code, ptr, shape, strides = fn(a)
+            if i < nwritten and written[i] and fn is not from_torch and read_only(a):   # torch has no such flag
+                raise ValueError(f"{self.name}(): argument '{self._param_name(i)}' is read-only, "
+                                 "and the kernel writes it")
             rank = len(shape)
             if rank > MAX_RANK:
                 raise ValueError(f"{self.name}(): argument '{self._param_name(i)}' has rank {rank}; tile allows {MAX_RANK}")

@@ -52,7 +52,8 @@ class Constant(Structure):
 
 class ParamInfo(Structure):
     _fields_ = [("name", c_char_p), ("kind", c_int), ("dtype", c_uint32), ("rank", c_int),
-                ("dim_symbols", c_char_p * MAX_RANK), ("dim_sizes", c_int64 * MAX_RANK)]
+                ("dim_symbols", c_char_p * MAX_RANK), ("dim_sizes", c_int64 * MAX_RANK),
+                ("written", c_int)]
 
 
 class EmitOptions(Structure):

@@ -141,6 +141,7 @@ def test_program_kernels_and_params(axpy_prog):
     k = axpy_prog.kernel("axpy")
     assert [repr(p) for p in k.params] == ["x: tensor<f32>[N]", "y: tensor<f32>[N]", "alpha: f32"]
     assert k.params[0].kind == "tensor" and k.params[2].kind == "float"
+    assert [p.written for p in k.params] == [False, True, False]
     assert axpy_prog.axpy is k
     assert axpy_prog.kernel("axpy", BLOCK=32) is axpy_prog.kernel("axpy", BLOCK=32)
     assert axpy_prog.kernel("axpy", BLOCK=32) is not k
@@ -308,6 +309,41 @@ def test_bad_python_arguments(axpy_prog):
         k(x, np.zeros(10, np.complex64), 1.0)
     with pytest.raises(ValueError, match="rank 7"):
         k(np.zeros((1,) * 7, np.float32), x, 1.0)
+
+
+class ReadOnlyHostArray:
+    """A host array whose __array_interface__ says its memory is read-only."""
+    def __init__(self, a):
+        self.a = a
+        self.__array_interface__ = dict(a.__array_interface__, data=(a.ctypes.data, True))
+
+
+def test_read_only_memory_is_refused_where_the_kernel_writes(axpy_prog, tmp_path):
+    k = axpy_prog.axpy
+    x = np.arange(100, dtype=np.float32)
+    frozen = np.frombuffer(np.ones(100, np.float32).tobytes(), np.float32)   # over immutable bytes
+    assert not frozen.flags.writeable
+    with pytest.raises(ValueError, match="argument 'y' is read-only, and the kernel writes it"):
+        k(x, frozen, 2.0)
+    assert (frozen == 1).all()
+    np.save(tmp_path / "y.npy", np.ones(100, np.float32))
+    mapped = np.load(tmp_path / "y.npy", mmap_mode="r")   # a write would fault
+    with pytest.raises(ValueError, match="argument 'y' is read-only"):
+        k(x, mapped, 2.0)
+    with pytest.raises(ValueError, match="argument 'y' is read-only"):
+        k(x, tile.Packed(frozen.view(np.uint8), "f32"), 2.0)
+    with pytest.raises(ValueError, match="argument 'y' is read-only"):
+        k(x, ReadOnlyHostArray(np.ones(100, np.float32)), 2.0)
+    frozen_gpu = FakeGpuArray()   # refused before any GPU is asked for
+    frozen_gpu.__cuda_array_interface__ = dict(FakeGpuArray.__cuda_array_interface__, data=(0xdead0000, True))
+    with pytest.raises(ValueError, match="argument 'y' is read-only"):
+        k(FakeGpuArray(), frozen_gpu, 2.0)
+    # read-only memory is fine where the kernel only reads
+    y = np.ones(100, np.float32)
+    k(frozen, y, 2.0)
+    k(mapped, y, 1.0)
+    k(ReadOnlyHostArray(np.ones(100, np.float32)), y, 1.0)
+    np.testing.assert_array_equal(y, np.full(100, 5, np.float32))
 
 
 class FakeGpuArray:
