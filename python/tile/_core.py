@@ -502,7 +502,23 @@ class Kernel:
         else an int (a float given for an int parameter stays a float: libtile names it)."""
         if (i < len(self._float) and self._float[i]) or isinstance(a, _FLOAT_TYPES):
             return _SCALAR_ARG.pack(_lib.ARG_FLOAT, 0, float(a))
-        return _SCALAR_ARG.pack(_lib.ARG_INT, int(a), 0.0)
+        v = int(a)
+        if not 0 <= v <= _I64_MAX:
+            v = self._signed_or_wide_int(i, v)
+        return _SCALAR_ARG.pack(_lib.ARG_INT, v, 0.0)
+
+    def _signed_or_wide_int(self, i, v):
+        """tile_arg.i of an int that is negative or beyond int64: a u64 parameter takes 0 to
+        2**64 - 1, its upper half as its bit pattern; others take what fits in int64 (libtile
+        then checks the parameter's own range)."""
+        p = self.params[i] if i < len(self.params) else None
+        u64 = p is not None and p.kind == "int" and str(p.dtype) == "u64"
+        if u64 and _I64_MAX < v < (1 << 64):
+            return v - (1 << 64)
+        if not u64 and _I64_MIN <= v <= _I64_MAX:
+            return v
+        what = f"{p.dtype}" if p is not None and p.kind == "int" else "64 bits"
+        raise OverflowError(f"{self.name}(): argument '{self._param_name(i)}' = {v} does not fit in {what}")
 
     def _merge_devices(self, i, device, dev):
         if dev[0] == device[0] == "cuda" and (dev[1] is None or device[1] is None):
@@ -572,6 +588,7 @@ class _Missing:
 
 
 _MISSING = _Missing()
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 try:
     import numpy as _np

@@ -311,6 +311,30 @@ def test_bad_python_arguments(axpy_prog):
         k(np.zeros((1,) * 7, np.float32), x, 1.0)
 
 
+WIDE = """
+kernel wide(y: tensor<u64>[N], v: u64, w: i64) grid(1)
+{
+  y[0 :+ 1] = full<u64>[1](v);
+  y[1 :+ 1] = full<u64>[1](cast<u64>(w));
+}
+"""
+
+
+def test_64_bit_scalars(vm):
+    k = tile.program(WIDE, "wide.tile", vm).wide
+    y = np.zeros(2, np.uint64)
+    k(y, 2**64 - 1, -5)
+    assert y[0] == 2**64 - 1 and y[1] == np.uint64(2**64 - 5)
+    k(y, 2**63, -2**63)
+    assert y[0] == 2**63 and y[1] == 2**63
+    for v, w, what in ((2**64, 0, "'v' = 18446744073709551616 does not fit in u64"),
+                       (-1, 0, "'v' = -1 does not fit in u64"),
+                       (0, 2**63, "'w' = 9223372036854775808 does not fit in i64"),
+                       (0, -2**63 - 1, "does not fit in i64"), (0, 2**80, "does not fit in i64")):
+        with pytest.raises(OverflowError, match=what):
+            k(y, v, w)
+
+
 class ReadOnlyHostArray:
     """A host array whose __array_interface__ says its memory is read-only."""
     def __init__(self, a):
