@@ -92,7 +92,7 @@ static int make_corpus(BadFile *c) {
     c[n - 1].tilec_only = true;
     DICT("complex.npy", "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }", 16, "not supported");
     DICT("string.npy", "{'descr': '<U4', 'fortran_order': False, 'shape': (1,), }", 16, "not supported");
-    DICT("object.npy", "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", 16, "malformed");
+    DICT("object.npy", "{'descr': '|O', 'fortran_order': False, 'shape': (2,), }", 16, "Python objects");
     DICT("structured.npy", "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (4,), }", 16, "structured");
     DICT("fortran.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", 16, "Fortran");
     DICT("truncated_data.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (8,), }", 16, "truncated data");

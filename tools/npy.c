@@ -112,6 +112,7 @@ static bool parse_descr(const char *name, const char *d, NpyArray *a, bool *swap
     char *end;
     errno = 0;
     long size = strtol(d + 2, &end, 10);
+    if (kind == 'O') return fail(err, name, "dtype '%s' (Python objects, a pickle) is not supported", d);
     if (d[2] < '0' || d[2] > '9' || *end || errno) return fail(err, name, "dtype '%s' is malformed", d);
     bool known = (kind == 'b' && size == 1) || ((kind == 'i' || kind == 'u') && (size == 1 || size == 2 || size == 4 || size == 8)) ||
                  (kind == 'f' && (size == 2 || size == 4 || size == 8));
