@@ -13,6 +13,11 @@ bench/RESULTS.md (ratio = Triton / tile, so >= 4 meets the bar).
 
   PYTHONPATH=python python3 bench/bench_compile.py --out bench/results/compile-h200.json [--reps 3]
 
+--autotune times the first call of the autotuned gemm instead (tuning on, an empty cache: its six
+candidates compiled, then each timed), with the candidates compiled one by one
+(TILE_AUTOTUNE_THREADS=1) and side by side (the default: one thread per candidate, up to the
+cores), alternating, --reps fresh processes each; ratio = one by one / side by side.
+
 Needs torch with a CUDA GPU (and Triton for the anchor); without one it writes {"skipped": reason}.
 """
 import argparse
@@ -72,13 +77,16 @@ print(first - warm, err)
 """
 
 
-def child(code, env):
-    """Seconds of the cold call (first minus warm) and the result's largest error, or a reason."""
+def child(code, env, tune=False):
+    """Seconds of the cold call (first minus warm) and the result's largest error, or a reason.
+    tune: autotuning on (else TILE_AUTOTUNE=0: the first candidate)."""
     with tempfile.TemporaryDirectory() as cache:
         # CUDA_CACHE_DISABLE: no JIT cache of the driver's either (nvJitLink keeps its cubins there
         # on a GPU machine, across processes: a second process would not pay the assembly)
         e = dict(os.environ, TILE_CACHE_DIR=cache, TRITON_CACHE_DIR=cache, TILE_AUTOTUNE="0", CUDA_CACHE_DISABLE="1",
                  **env)
+        if tune:
+            del e["TILE_AUTOTUNE"]
         e["PYTHONPATH"] = os.path.join(ROOT, "python") + os.pathsep + e.get("PYTHONPATH", "")
         script = os.path.join(cache, "child.py")  # Triton's jit reads its kernel's source from a file
         with open(script, "w") as f:
@@ -97,6 +105,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", help="also write the JSON here")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--autotune", action="store_true", help="the first tuned call, candidates one by one and side by side")
     args = ap.parse_args()
 
     def write(report):
@@ -105,6 +114,8 @@ def main():
     torch = cuda_torch(args.out)
     if torch is None:
         return
+    if args.autotune:
+        return autotune(torch, args, write)
     notes, times = {}, {"tile": [], "triton": []}
     for _ in range(args.reps):
         for name, code in (("tile", TILE_CHILD), ("triton", TRITON_CHILD)):
@@ -124,6 +135,30 @@ def main():
            "command": "PYTHONPATH=python python3 bench/bench_compile.py " + " ".join(sys.argv[1:]),
            "method": f"median of {args.reps} fresh processes each, empty cache directories", "rows": rows,
            "notes": notes})
+
+
+def autotune(torch, args, write):
+    """The first call of the autotuned gemm, its candidates compiled one by one and side by side."""
+    notes, times = {}, {"1": [], "default": []}
+    for _ in range(args.reps):
+        for threads in times:
+            s, why = child(TILE_CHILD, {} if threads == "default" else {"TILE_AUTOTUNE_THREADS": threads}, tune=True)
+            if why:
+                notes[threads] = why
+            else:
+                times[threads].append(s * 1e3)
+    one = round(statistics.median(times["1"]), 1) if times["1"] else None
+    side = round(statistics.median(times["default"]), 1) if times["default"] else None
+    rows = [{"case": f"first tuned call gemm bf16 4096x4096x4096 (6 candidates compiled and timed, empty caches), "
+                     f"candidates side by side ({os.cpu_count()} cores)",
+             "metric": "ms", "ours": side, "anchor": one,
+             "anchor_name": "the same, candidates compiled one by one (TILE_AUTOTUNE_THREADS=1), same run",
+             "vs": "anchor/ours", "ratio": round(one / side, 2) if one and side else None,
+             "samples_ms": {k: [round(x, 1) for x in v] for k, v in times.items()}}]
+    write({"device": torch.cuda.get_device_name(0), "date": time.strftime("%Y-%m-%d"),
+           "command": "PYTHONPATH=python python3 bench/bench_compile.py " + " ".join(sys.argv[1:]),
+           "method": f"median of {args.reps} fresh processes each, alternating, empty cache directories",
+           "rows": rows, "notes": notes})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@
  *
  * Timing runs each candidate on scratch copies of the tensors the kernel writes (found in its
  * IR), so that kernels which read their outputs (`c += ...`) see their real outputs exactly once:
- * in step 3. On cuda a candidate gets two warm-up launches and five timed ones (events on the
+ * in step 3. On cuda the candidates are first compiled side by side on several threads
+ * (prebuild_candidates), then each gets two warm-up launches and five timed ones (events on the
  * launch's stream); its time is the median. The VM does not time (its timings say nothing about
  * a GPU): it runs the first candidate, unless TILE_AUTOTUNE=vm asks it to time with the wall
  * clock (three launches, the median) - which the tests use for the cache paths. TILE_AUTOTUNE=0
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "runtime/cuda.h"
 #include "vm.h"
@@ -296,6 +298,92 @@ static bool time_candidate(tile_kernel *k, RtAutotune *t, uint32_t c, const tile
     return true;
 }
 
+/* ---- compiling the candidates at once ---------------------------------------------------------- */
+/* A first tuning on a GPU compiles every candidate: one cold JIT each, mostly single-threaded
+ * work (LLVM, the assembler). prebuild_candidates does them side by side before the timing, one
+ * candidate per thread (at most the machine's cores, or $TILE_AUTOTUNE_THREADS; 1: none), each
+ * through rt_cuda_select as its first launch would, so the timing's launches find them built. A
+ * candidate that fails here is left to the timing, which meets the failure again on the calling
+ * thread and reports it. The workers' compile times are added to the calling thread's
+ * tile_compile_times. */
+typedef struct Prebuild {
+    tile_kernel **kernels;     /* per candidate: its kernel, or NULL (not to build) */
+    uint32_t n;
+    _Atomic uint32_t next;     /* the next candidate to take */
+    const tile_arg *args;
+    size_t nargs;
+    pthread_mutex_t lock;      /* times */
+    tile_compile_times times;  /* the workers' compile times, summed */
+} Prebuild;
+
+/* to += sign * t, stage by stage. */
+static void add_times(tile_compile_times *to, const tile_compile_times *t, double sign) {
+    to->parse += sign * t->parse, to->lower += sign * t->lower, to->passes += sign * t->passes;
+    to->codegen += sign * t->codegen, to->llvm += sign * t->llvm, to->assemble += sign * t->assemble;
+    to->llvm_optimize += sign * t->llvm_optimize, to->cache += sign * t->cache, to->load += sign * t->load;
+}
+
+static void prebuild_take(Prebuild *b) {
+    for (uint32_t c; (c = atomic_fetch_add(&b->next, 1)) < b->n;) {
+        struct RtCudaFunction *f;
+        if (b->kernels[c]) (void)rt_cuda_select(b->kernels[c], b->args, b->nargs, &f);
+    }
+}
+
+static void *prebuild_worker(void *arg) {
+    Prebuild *b = arg;
+    tile_compile_times before = *rt_times();
+    prebuild_take(b);
+    tile_compile_times spent = *rt_times();
+    add_times(&spent, &before, -1);
+    pthread_mutex_lock(&b->lock);
+    add_times(&b->times, &spent, 1);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static int prebuild_threads(uint32_t candidates) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *v = getenv("TILE_AUTOTUNE_THREADS");
+    char *end;
+    long given = v && *v ? strtol(v, &end, 10) : -1;
+    if (v && *v && !*end && given >= 1) n = given;
+    if (n < 1) n = 1;
+    return n > (long)candidates ? (int)candidates : (int)n;
+}
+
+_Atomic int rt_autotune_prebuild_last_threads;
+
+/* Compiles the candidates of k for args side by side (t->lock held: fills t->kernels); says how
+ * in report. Nothing on the VM, nor with one thread. */
+static void prebuild_candidates(tile_kernel *k, RtAutotune *t, const tile_arg *args, size_t nargs, Strbuf *report) {
+    int threads = prebuild_threads(t->spec.nconfigs);
+    atomic_store(&rt_autotune_prebuild_last_threads, 0);
+    if (!k->program->ctx->cuda || threads < 2) return;
+    double t0 = now_ms();
+    Prebuild b = {.kernels = xcalloc(t->spec.nconfigs, sizeof *b.kernels), .n = t->spec.nconfigs, .args = args,
+                  .nargs = nargs};
+    for (uint32_t c = 0; c < t->spec.nconfigs; c++) { /* the frontend's part here, in order */
+        tile_kernel *ck;
+        Strbuf err = {0};
+        if (candidate_kernel(k, t, c, &ck) == TILE_OK && rt_check_args(ck->function, args, nargs, &err))
+            b.kernels[c] = ck;
+        sb_free(&err);
+    }
+    pthread_mutex_init(&b.lock, NULL);
+    pthread_t *ids = xcalloc((size_t)threads, sizeof *ids);
+    int started = 0;
+    for (int i = 1; i < threads; i++) started += pthread_create(&ids[started], NULL, prebuild_worker, &b) == 0;
+    prebuild_take(&b); /* this thread takes candidates too (its times are its own) */
+    for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
+    free(ids);
+    add_times(rt_times(), &b.times, 1);
+    pthread_mutex_destroy(&b.lock);
+    free(b.kernels);
+    atomic_store(&rt_autotune_prebuild_last_threads, started + 1);
+    sb_printf(report, "  compiled %u candidates on %d threads: %.1f ms\n", t->spec.nconfigs, started + 1, now_ms() - t0);
+}
+
 /* ---- scratch outputs ------------------------------------------------------------------------------ */
 typedef struct Scratch {
     tile_arg *args;            /* the launch's arguments with written tensors replaced */
@@ -457,6 +545,7 @@ static tile_status decide(tile_kernel *k, RtAutotune *t, const int64_t *bucket, 
         sb_puts(&record, RECORD_MAGIC);
         sb_printf(&record, "kernel %s\ncandidates %u\n", k->name, t->spec.nconfigs);
         Strbuf lines = {0};
+        prebuild_candidates(k, t, s.args, nargs, &report);
         for (uint32_t c = 0; c < t->spec.nconfigs; c++) {
             double ms = 0;
             Strbuf why = {0}, text = {0};

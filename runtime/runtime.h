@@ -383,6 +383,9 @@ tile_status rt_launch_checked(tile_kernel *k, const tile_arg *args, size_t nargs
 /* For tests: when set, the time (ms) that timing reports for each candidate (0-based), in place
  * of the measured one; the candidates still run. */
 extern double (*rt_autotune_test_times)(uint32_t candidate);
+/* For tests: how many threads compiled the candidates of the latest tuning on a GPU before it
+ * timed them (0: none did, the timing's launches compiled them one by one). */
+extern _Atomic int rt_autotune_prebuild_last_threads;
 
 /* ---- ahead-of-time compilation (aot.c) ------------------------------------------------------- */
 /* A cubin (or PTX when no assembler is installed) of f for arch, with its launch shape. */

@@ -230,6 +230,62 @@ Test(cuda_host, autotuned_memo_launches_the_choice) {
     tile_context_destroy(ctx);
 }
 
+/* A first tuning on a GPU compiles its candidates side by side (TILE_AUTOTUNE_THREADS of them at
+ * once) before it times them, and chooses as the one-by-one compile does; a candidate that does
+ * not compile is reported by the timing and left out, on either path. */
+static double block256_fastest(uint32_t candidate) { return candidate == 2 ? 1.0 : 2.0; }
+
+Test(cuda_host, autotune_compiles_the_candidates_side_by_side) {
+    setenv("TILE_CACHE", "0", 1); /* (each test is a process of its own) */
+    static const char src[] = "kernel va<BLOCK = 1024>(a: tensor<f32>[N], b: tensor<f32>[N], c: tensor<f32>[N])\n"
+                              "  grid(cdiv(N, BLOCK))\n"
+                              "  autotune(key = [N], config(), config(BLOCK = 512), config(BLOCK = 256),\n"
+                              "           config(BLOCK = 0), config(BLOCK = 128))\n"
+                              "{\n"
+                              "  let i = block_id(0) * BLOCK;\n"
+                              "  c[i :+ BLOCK] = a[i :+ BLOCK] + b[i :+ BLOCK];\n"
+                              "}\n";
+    rt_autotune_test_times = block256_fastest;
+    for (int threads = 1; threads <= 3; threads += 2) {
+        char text[8];
+        snprintf(text, sizeof text, "%d", threads);
+        setenv("TILE_AUTOTUNE_THREADS", text, 1);
+        tile_context *ctx = open_fake();
+        FakeCudaStats *s = fake();
+        tile_program *p;
+        tile_kernel *k;
+        cr_assert_eq(tile_program_from_string(ctx, "va.tile", src, sizeof src - 1, &p), TILE_OK, "%s",
+                     tile_context_message(ctx));
+        cr_assert_eq(tile_program_get_kernel(p, "va", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+        void *bufs[3];
+        for (int i = 0; i < 3; i++) cr_assert_eq(tile_alloc(ctx, 5000 * 4, &bufs[i]), TILE_OK);
+        const int64_t n = 5000;
+        tile_arg args[3];
+        for (int i = 0; i < 3; i++)
+            args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, bufs[i], 1, &n)};
+        uint64_t modules = s->modules_loaded;
+        tile_compile_times before, after;
+        tile_compile_times_get(&before);
+        cr_assert_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+        tile_compile_times_get(&after);
+        cr_assert_eq(s->grid[0], 20u, "cdiv(5000, 256): the third candidate won");
+        cr_assert_eq(s->modules_loaded, modules + 4, "four candidates compile, each once");
+        cr_assert_gt(after.codegen, before.codegen, "the compiles' times reach the calling thread");
+        cr_assert_eq(atomic_load(&rt_autotune_prebuild_last_threads), threads == 1 ? 0 : 3);
+        char *report;
+        cr_assert_eq(tile_kernel_autotune_report(k, &report), TILE_OK);
+        cr_assert(strstr(report, "time 4 failed config(BLOCK = 0)"), "%s", report);
+        cr_assert(strstr(report, "chose candidate 3"), "%s", report);
+        cr_assert_eq(strstr(report, "compiled 5 candidates on 3 threads") != NULL, threads == 3, "%s", report);
+        tile_string_free(report);
+        for (int i = 0; i < 3; i++) tile_free(ctx, bufs[i]);
+        tile_program_destroy(p);
+        tile_context_destroy(ctx);
+    }
+    unsetenv("TILE_AUTOTUNE_THREADS");
+    rt_autotune_test_times = NULL;
+}
+
 /* gemm_persistent's grid is min(tiles, num_sms()): the device's 132, not the VM's default; and
  * tile_context_num_sms tells a caller the same 132. */
 Test(cuda_host, num_sms_in_a_grid_is_the_devices) {

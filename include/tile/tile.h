@@ -244,7 +244,8 @@ TILE_API void tile_string_free(char *s);
  * --time): parse is set by tile_program_from_string/_file (0 when the program was already in
  * the context's memory), the others are reset by each tile_program_emit and summed over the
  * kernels it compiles (tile_program_get_kernel, and on a cuda context a launch that compiles,
- * add to them without resetting); a stage that did not run is 0. */
+ * add to them without resetting; so do the threads that compile an autotuned kernel's candidates
+ * for its first tuning); a stage that did not run is 0. */
 typedef struct tile_compile_times {
     double parse;    /* lexing and parsing the source */
     double lower;    /* one kernel specialization lowered to IR (the rest of the frontend) */

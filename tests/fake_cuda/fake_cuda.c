@@ -43,8 +43,11 @@ typedef struct FakeCudaStats {
 } FakeCudaStats;
 
 static FakeCudaStats stats;
+/* The counters are bumped atomically: the runtime calls the driver from several threads (an
+ * autotuned kernel compiles and loads its candidates side by side). */
+#define BUMP(counter) __atomic_fetch_add(&(counter), 1, __ATOMIC_RELAXED)
 static int context_token, function_token;
-static void *current;
+static _Thread_local void *current; /* as the driver's, per thread */
 
 EXPORT FakeCudaStats *fake_cuda_stats(void) { return &stats; }
 
@@ -76,7 +79,7 @@ EXPORT CUresult cuDeviceGetAttribute(int *v, int attribute, int d) {
 
 EXPORT CUresult cuDevicePrimaryCtxRetain(void **ctx, int d) { return (void)d, *ctx = &context_token, OK; }
 EXPORT CUresult cuDevicePrimaryCtxRelease_v2(int d) { return (void)d, OK; }
-EXPORT CUresult cuCtxSetCurrent(void *ctx) { return stats.context_sets++, current = ctx, OK; }
+EXPORT CUresult cuCtxSetCurrent(void *ctx) { return BUMP(stats.context_sets), current = ctx, OK; }
 EXPORT CUresult cuCtxGetCurrent(void **ctx) { return *ctx = current, OK; }
 EXPORT CUresult cuCtxSynchronize(void) { return OK; }
 
@@ -99,7 +102,7 @@ EXPORT CUresult cuModuleLoadDataEx(void **module, const void *image, unsigned n,
     (void)n, (void)options, (void)values;
     if (!image) return ERROR_INVALID_VALUE;
     *module = malloc(16);
-    stats.modules_loaded++;
+    BUMP(stats.modules_loaded);
     return *module ? OK : ERROR_OUT_OF_MEMORY;
 }
 EXPORT CUresult cuModuleUnload(void *module) { return free(module), OK; }
@@ -112,7 +115,7 @@ EXPORT CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, 
                                unsigned shared, void *stream, void **params, void **extra) {
     (void)stream, (void)extra;
     if (fn != &function_token) return ERROR_INVALID_VALUE;
-    stats.launches++;
+    BUMP(stats.launches);
     stats.grid[0] = gx, stats.grid[1] = gy, stats.grid[2] = gz;
     stats.block[0] = bx, stats.block[1] = by, stats.block[2] = bz;
     stats.shared_bytes = shared;
@@ -151,7 +154,7 @@ EXPORT CUresult cuLaunchKernelEx(const FakeLaunchConfig *c, void *fn, void **par
                                 c->shared, c->stream, params, extra);
     if (r != OK) return r;
     memcpy(stats.cluster, cluster, sizeof cluster);
-    if (cluster[0]) stats.cluster_launches++;
+    if (cluster[0]) BUMP(stats.cluster_launches);
     return OK;
 }
 
@@ -180,12 +183,12 @@ EXPORT CUresult cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void 
         if (d) ok = ok && strides[d - 1] % 16 == 0 && strides[d - 1] < (UINT64_C(1) << 40);
     }
     if (!ok) {
-        stats.tensor_maps_refused++;
+        BUMP(stats.tensor_maps_refused);
         return ERROR_INVALID_VALUE;
     }
     memset(map, 0, 128);
     memcpy(map, &address, sizeof address);
-    stats.tensor_maps++;
+    BUMP(stats.tensor_maps);
     stats.map_rank = rank;
     stats.map_swizzle = swizzle;
     for (unsigned d = 0; d < rank; d++) {
