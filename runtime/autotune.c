@@ -373,7 +373,11 @@ static void prebuild_candidates(tile_kernel *k, RtAutotune *t, const tile_arg *a
     pthread_mutex_init(&b.lock, NULL);
     pthread_t *ids = xcalloc((size_t)threads, sizeof *ids);
     int started = 0;
-    for (int i = 1; i < threads; i++) started += pthread_create(&ids[started], NULL, prebuild_worker, &b) == 0;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, (size_t)16 << 20); /* as the VM's workers: the compiler recurses */
+    for (int i = 1; i < threads; i++) started += pthread_create(&ids[started], &attr, prebuild_worker, &b) == 0;
+    pthread_attr_destroy(&attr);
     prebuild_take(&b); /* this thread takes candidates too (its times are its own) */
     for (int i = 0; i < started; i++) pthread_join(ids[i], NULL);
     free(ids);
