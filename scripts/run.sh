@@ -77,9 +77,9 @@ case "$mode" in
       "$BUILD-fuzz"/fuzz_pipeline -max_total_time="${PIPELINE_FUZZ_SECONDS:-240}" -max_len=8192 -timeout=180 \
         -rss_limit_mb=4096 -artifact_prefix="$BUILD-fuzz/pipeline-" -dict=tests/fuzz/tile.dict -print_final_stats=1 \
         "$BUILD-fuzz/corpus-pipeline" "${seeds[@]}"
-      echo "== ThreadSanitizer: the thread tests =="
-      cmake -S . -B "$BUILD-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_WERROR=ON -DTILE_TSAN=ON -DTILE_WITH_LLVM=OFF >/dev/null
-      cmake --build "$BUILD-tsan" -j "$JOBS" --target test_threads
+      echo "== ThreadSanitizer: the thread tests (with the LLVM backend and the stand-in driver: compiles on threads) =="
+      cmake -S . -B "$BUILD-tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_WERROR=ON -DTILE_TSAN=ON >/dev/null
+      cmake --build "$BUILD-tsan" -j "$JOBS" --target test_threads fake_cuda
       (cd "$BUILD-tsan" && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
         ctest --output-on-failure -R '^test_threads$')
     fi

@@ -6,8 +6,9 @@
  * launch them on their own buffers; threads that create, use and destroy their own contexts;
  * generated-code kernels (tile_context_aot_kernel) fetched concurrently; cancellation
  * racing with launches; and PTX emitted from two threads (the backend's pooled target
- * machines). Each checks its results, so a lost update shows as a wrong value and a
- * data race as a TSan report. */
+ * machines); on a cuda context over the fake driver, compiles and loads from several threads and
+ * an autotuned kernel's candidates compiled side by side. Each checks its results, so a lost
+ * update shows as a wrong value and a data race as a TSan report. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdarg.h>
@@ -280,7 +281,106 @@ static void ptx_emitted_concurrently(void) {
     tile_context_destroy(ctx);
 }
 
+/* On a cuda context (the fake driver of tests/fake_cuda when LD_LIBRARY_PATH finds it: ctest sets
+ * it): threads that share the context and program compile and load the same and different
+ * specializations at once, through the disk cache of one directory; then an autotuned kernel
+ * compiles its candidates side by side (runtime/autotune.c). The fake driver runs nothing, so the
+ * checks are the calls' statuses; the races are TSan's to find. */
+static const char tuned_source[] =
+    "kernel tuned<BLOCK = 1024>(a: tensor<f32>[N], b: tensor<f32>[N], c: tensor<f32>[N]) grid(cdiv(N, BLOCK))\n"
+    "  autotune(key = [N], config(), config(BLOCK = 512), config(BLOCK = 256), config(BLOCK = 0), config(BLOCK = 128))\n"
+    "{\n"
+    "  let i = block_id(0) * BLOCK;\n"
+    "  c[i :+ BLOCK] = a[i :+ BLOCK] + b[i :+ BLOCK];\n"
+    "}\n";
+
+typedef struct CudaWorker {
+    tile_context *ctx;
+    tile_program *program;
+    void *bufs[3];
+    int id, bad;
+    char first_error[256];
+} CudaWorker;
+
+static void *cuda_worker(void *arg) {
+    CudaWorker *w = arg;
+    tile_context *ctx = w->ctx;
+    int64_t n = N;
+    tile_arg args[3];
+    for (int i = 0; i < 3; i++)
+        args[i] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, w->bufs[i], 1, &n)};
+    for (int round = 0; round < 3; round++) {
+        tile_constant block = {"BLOCK", 0, (int64_t)16 << ((w->id + round) % 3), 0};
+        tile_kernel *k;
+        if (tile_program_get_kernel(w->program, "va", &block, 1, &k) != TILE_OK ||
+            tile_kernel_launch(k, args, 3, NULL) != TILE_OK) {
+            if (!w->bad++) snprintf(w->first_error, sizeof w->first_error, "%s", tile_context_message(ctx));
+        }
+    }
+    return NULL;
+}
+
+static void cuda_compiles_from_threads(void) {
+    char dir[] = "/tmp/tile_threads_XXXXXX";
+    if (!mkdtemp(dir)) {
+        cr_expect(false, "mkdtemp");
+        return;
+    }
+    setenv("TILE_CACHE_DIR", dir, 1);
+    setenv("TILE_AUTOTUNE_THREADS", "4", 1);
+    tile_context *ctx = NULL;
+    tile_program *p = NULL, *tuned = NULL;
+    if (tile_context_create(TILE_DEVICE_CUDA, 0, &ctx) != TILE_OK) {
+        printf("test_threads: compiles on a cuda context skipped: %s\n", tile_context_message(NULL));
+        goto out;
+    }
+    cr_assert_eq(tile_program_from_string(ctx, "va.tile", va_source, sizeof va_source - 1, &p), TILE_OK, "%s",
+                 tile_context_message(ctx));
+    enum { CUDA_THREADS = 4 };
+    CudaWorker w[CUDA_THREADS];
+    pthread_t t[CUDA_THREADS];
+    for (int i = 0; i < CUDA_THREADS; i++) {
+        w[i] = (CudaWorker){.ctx = ctx, .program = p, .id = i};
+        for (int j = 0; j < 3; j++) cr_assert_eq(tile_alloc(ctx, N * sizeof(float), &w[i].bufs[j]), TILE_OK, "tile_alloc");
+        cr_assert_eq(pthread_create(&t[i], NULL, cuda_worker, &w[i]), 0, "pthread_create");
+    }
+    for (int i = 0; i < CUDA_THREADS; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < CUDA_THREADS; i++) {
+        cr_expect_eq(w[i].bad, 0, "cuda thread %d: %d failed; first: %s", i, w[i].bad, w[i].first_error);
+        for (int j = 0; j < 3; j++) tile_free(ctx, w[i].bufs[j]);
+    }
+    /* an autotuned kernel: five candidates (one that does not compile) on four threads */
+    cr_assert_eq(tile_program_from_string(ctx, "tuned.tile", tuned_source, sizeof tuned_source - 1, &tuned), TILE_OK,
+                 "%s", tile_context_message(ctx));
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(tuned, "tuned", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    void *bufs[3];
+    int64_t n = 5000;
+    tile_arg args[3];
+    for (int j = 0; j < 3; j++) {
+        cr_assert_eq(tile_alloc(ctx, (size_t)n * sizeof(float), &bufs[j]), TILE_OK, "tile_alloc");
+        args[j] = (tile_arg){.kind = TILE_ARG_TENSOR, .tensor = tile_tensor_contiguous(TILE_F32, bufs[j], 1, &n)};
+    }
+    cr_expect_eq(tile_kernel_launch(k, args, 3, NULL), TILE_OK, "%s", tile_context_message(ctx));
+    char *report = NULL;
+    cr_expect_eq(tile_kernel_autotune_report(k, &report), TILE_OK, "autotune report");
+    cr_expect(report && strstr(report, "compiled 5 candidates on 4 threads"), "%s", report ? report : "no report");
+    cr_expect(report && strstr(report, "time 4 failed config(BLOCK = 0)"), "%s", report ? report : "no report");
+    tile_string_free(report);
+    for (int j = 0; j < 3; j++) tile_free(ctx, bufs[j]);
+out:
+    tile_program_destroy(tuned);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+    unsetenv("TILE_AUTOTUNE_THREADS");
+    unsetenv("TILE_CACHE_DIR");
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "test_threads: could not remove %s\n", dir);
+}
+
 int main(void) {
+    cuda_compiles_from_threads();
     ptx_emitted_concurrently();
     compile_and_launch_on_one_context();
     contexts_created_and_destroyed_concurrently();

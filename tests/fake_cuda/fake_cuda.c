@@ -13,6 +13,7 @@
  * fake_cuda_stats (found with dlsym); bench_runtime --launch uses the stub to time the host side
  * of a launch alone. The signatures use plain C types of the same sizes as the driver's ABI.
  */
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -46,6 +47,9 @@ static FakeCudaStats stats;
 /* The counters are bumped atomically: the runtime calls the driver from several threads (an
  * autotuned kernel compiles and loads its candidates side by side). */
 #define BUMP(counter) __atomic_fetch_add(&(counter), 1, __ATOMIC_RELAXED)
+/* and the records of the latest launch and map are written under a lock (with several threads
+ * launching, "the latest" is one of theirs, whole) */
+static pthread_mutex_t latest_lock = PTHREAD_MUTEX_INITIALIZER;
 static int context_token, function_token;
 static _Thread_local void *current; /* as the driver's, per thread */
 
@@ -116,12 +120,14 @@ EXPORT CUresult cuLaunchKernel(void *fn, unsigned gx, unsigned gy, unsigned gz, 
     (void)stream, (void)extra;
     if (fn != &function_token) return ERROR_INVALID_VALUE;
     BUMP(stats.launches);
+    pthread_mutex_lock(&latest_lock);
     stats.grid[0] = gx, stats.grid[1] = gy, stats.grid[2] = gz;
     stats.block[0] = bx, stats.block[1] = by, stats.block[2] = bz;
     stats.shared_bytes = shared;
     stats.params = params;
     if (params && params[0]) memcpy(&stats.param0, params[0], 8);
     stats.cluster[0] = stats.cluster[1] = stats.cluster[2] = 0;
+    pthread_mutex_unlock(&latest_lock);
     return OK;
 }
 
@@ -153,7 +159,9 @@ EXPORT CUresult cuLaunchKernelEx(const FakeLaunchConfig *c, void *fn, void **par
     CUresult r = cuLaunchKernel(fn, c->grid[0], c->grid[1], c->grid[2], c->block[0], c->block[1], c->block[2],
                                 c->shared, c->stream, params, extra);
     if (r != OK) return r;
+    pthread_mutex_lock(&latest_lock);
     memcpy(stats.cluster, cluster, sizeof cluster);
+    pthread_mutex_unlock(&latest_lock);
     if (cluster[0]) BUMP(stats.cluster_launches);
     return OK;
 }
@@ -189,6 +197,7 @@ EXPORT CUresult cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void 
     memset(map, 0, 128);
     memcpy(map, &address, sizeof address);
     BUMP(stats.tensor_maps);
+    pthread_mutex_lock(&latest_lock);
     stats.map_rank = rank;
     stats.map_swizzle = swizzle;
     for (unsigned d = 0; d < rank; d++) {
@@ -196,5 +205,6 @@ EXPORT CUresult cuTensorMapEncodeTiled(void *map, int type, unsigned rank, void 
         stats.map_box[d] = box[d];
         if (d) stats.map_strides[d - 1] = strides[d - 1];
     }
+    pthread_mutex_unlock(&latest_lock);
     return OK;
 }
