@@ -29,6 +29,7 @@
  */
 #include "runtime.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,12 +343,18 @@ static void *prebuild_worker(void *arg) {
     return NULL;
 }
 
+/* The threads for candidates: $TILE_AUTOTUNE_THREADS, else the cores, at most one per candidate
+ * (a value that is not a count 1..1024 is said on stderr, as TILE_PTXAS_THREADS's is, and ignored). */
 static int prebuild_threads(uint32_t candidates) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     const char *v = getenv("TILE_AUTOTUNE_THREADS");
-    char *end;
-    long given = v && *v ? strtol(v, &end, 10) : -1;
-    if (v && *v && !*end && given >= 1) n = given;
+    if (v && *v) {
+        char *end;
+        errno = 0;
+        long given = strtol(v, &end, 10);
+        if (errno == 0 && !*end && given >= 1 && given <= 1024) n = given;
+        else fprintf(stderr, "tile: TILE_AUTOTUNE_THREADS='%s' ignored: expected a thread count 1..1024\n", v);
+    }
     if (n < 1) n = 1;
     return n > (long)candidates ? (int)candidates : (int)n;
 }
