@@ -178,6 +178,12 @@ _contexts = {}
 _contexts_lock = threading.Lock()
 
 
+def _constants_key(constants):
+    """A dict key for keyword constants: names, values and their types (BM=1 and BM=1.0, or
+    True and 1, are different constants, though equal in Python)."""
+    return tuple(sorted((k, type(v), v) for k, v in constants.items()))
+
+
 def context(device=None):
     """The shared Context of a device ("vm", "cuda", "cuda:N", None for the default: see
     Context); made on first use, kept for the life of the process."""
@@ -284,7 +290,7 @@ class Program:
     def kernel(self, name, **constants):
         """The kernel `name` specialized by constants (the others keep their defaults), compiled
         on the home context; the same object for the same name and constants."""
-        key = (name, tuple(sorted(constants.items())))
+        key = (name, _constants_key(constants))
         k = self._kernels.get(key)
         if k is None:
             k = Kernel(self, name, constants)

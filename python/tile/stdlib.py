@@ -16,8 +16,11 @@ import math
 import os
 import re
 
-from . import _arrays
+import sys
+
+from . import _arrays, _core
 from ._core import Program, context as _context
+from ._dtypes import DType
 
 __all__ = ["GEMM_ACTIVATIONS", "cumsum_rows", "flash_fwd", "gather_rows", "gemm", "gemm_fp8", "gemm_splitk", "kernel", "kernel_names", "layernorm", "path", "softmax",
            "sum_all", "sum_rows", "vector_add"]
@@ -92,19 +95,35 @@ def kernel(name, device=None, **constants):
 
 
 def _device(ref):
-    """ref's device (GPU arrays that do not name their GPU: cuda:0)."""
+    """ref's device (GPU arrays that do not name their GPU: cuda:0); for a numpy array or a
+    torch tensor without describing all of it."""
+    if _arrays.np is not None and type(ref) is _arrays.np.ndarray:
+        return _arrays.VM
+    torch = sys.modules.get("torch")
+    if torch is not None and type(ref) is torch.Tensor and ref.is_cuda:
+        return ("cuda", ref.get_device())
     device = _arrays.describe(ref)[0]
     return ("cuda", 0) if device[1] is None else device
 
 
+_kernels = {}   # (name, device, constants) -> Kernel: what kernel() gives, without its lookups
+
+
 def _on(ref, name, constants):
     """The kernel for arrays on ref's device."""
-    return kernel(name, _device(ref), **constants)
+    device = _device(ref)
+    try:
+        key = (name, device, _core._constants_key(constants)) if constants else (name, device)
+        k = _kernels.get(key)
+    except TypeError:   # a constant that cannot be a key: kernel() says what is wrong with it
+        return kernel(name, device, **constants)
+    if k is None:
+        k = _kernels[key] = kernel(name, device, **constants)
+    return k
 
 
 def _shape_dtype(a):
     d = _arrays.describe(a)
-    from ._dtypes import DType
     return tuple(d[3]), DType(d[1])
 
 

@@ -36,6 +36,18 @@ def test_vector_add():
     np.testing.assert_array_equal(out, a + b)
 
 
+def test_functions_take_the_kernel_for_their_constants():
+    # the functions keep the kernels they launch: the one stdlib.kernel() gives, per constants
+    a = f32(10)
+    assert stdlib._on(a, "vector_add", {"BLOCK": 64}) is stdlib.kernel("vector_add", "vm", BLOCK=64)
+    assert stdlib._on(a, "vector_add", {}) is stdlib.kernel("vector_add", "vm")
+    assert stdlib._on(a, "vector_add", {"BLOCK": 64}) is not stdlib._on(a, "vector_add", {"BLOCK": 128})
+    # equal in Python, different constants: an int and a bool
+    assert stdlib.kernel("vector_add", "vm", BLOCK=1) is not stdlib.kernel("vector_add", "vm", BLOCK=True)
+    for block in (32, 64, 32):
+        np.testing.assert_array_equal(stdlib.vector_add(a, a, BLOCK=block), a + a)
+
+
 @pytest.mark.parametrize("n", [100, 1024, 2500])   # one pass, exactly one tile, two passes
 def test_softmax(n):
     x = f32(9, n) * 4
