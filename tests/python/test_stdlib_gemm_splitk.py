@@ -1,11 +1,13 @@
 """tile.stdlib.gemm_splitk on the VM with numpy: the split-K pair gemm_splitk_partial +
 gemm_splitk_reduce over an f32 workspace [S, M, N], S from the rule atop
 stdlib/core/gemm_splitk.tile for the device's SM count (Context.num_sms) unless splits= says;
-tile.stdlib.gemm stays the kernel gemm (its docstring says why). Which kernels ran is seen by wrapping tile.stdlib.kernel (every stdlib function gets its
-kernels there) to record each launch's kernel, constants and argument shapes. Results are checked
-against float64 from the exact bf16 inputs, and the split-K result against a direct launch of the
-two kernels at the rule's S, bit for bit. Context.num_sms is what num_sms() gives a kernel on the
-VM, and the device's count on the fake CUDA driver (tests/fake_cuda)."""
+tile.stdlib.gemm stays the kernel gemm (its docstring says why). Which kernels ran is seen by
+wrapping tile.stdlib.kernel (every stdlib function gets its kernels there; the fixture empties
+the functions' kernel cache, so each is asked) to record each launch's kernel, constants and
+argument shapes. Results are checked against float64 from the exact bf16 inputs, and the split-K
+result against a direct launch of the two kernels at the rule's S, bit for bit. Context.num_sms
+is what num_sms() gives a kernel on the VM, and the device's count on the fake CUDA driver
+(tests/fake_cuda)."""
 import os
 import subprocess
 import sys
@@ -45,6 +47,7 @@ def launches(monkeypatch):
         return launch
 
     monkeypatch.setattr(stdlib, "kernel", kernel)
+    monkeypatch.setattr(stdlib, "_kernels", {})   # the functions' cache would bypass the wrapper
     return seen
 
 

@@ -105,9 +105,10 @@ def test_cuda_decode_shapes_against_matmul(m, monkeypatch):
     """tile.stdlib.gemm_splitk at the decode shapes M x 8192 x 8192 against torch's matmul and
     float64 (the split-K pair at the rule's S, 4 on an H200, at M = 1 and 16; S = 1 at 128), and
     tile.stdlib.gemm (the kernel gemm) at the same shapes; which ran is recorded by wrapping
-    tile.stdlib.kernel."""
+    tile.stdlib.kernel (with the functions' kernel cache emptied for the test, so each is asked)."""
     ran = []
     real = stdlib.kernel
+    monkeypatch.setattr(stdlib, "_kernels", {})
     monkeypatch.setattr(stdlib, "kernel", lambda name, *a, **kw: ran.append((name, kw)) or real(name, *a, **kw))
     g = torch.Generator(device="cpu").manual_seed(m)
     a = (torch.rand(m, 8192, generator=g) * 2 - 1).to("cuda", torch.bfloat16)
