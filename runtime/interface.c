@@ -191,7 +191,7 @@ IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, co
         }
         LocWalk w = {.in = read, .cap = count, .ok = true};
         locs_walk(&w, f);
-        ok = w.ok && w.n == count;
+        ok = w.ok && w.n == count && f->loc.file; /* the function's own, as the writer requires */
         if (!ok) sb_puts(err, "a kernel interface whose locations do not fit its function");
         free(read);
     }

@@ -278,6 +278,10 @@ RtSteps *rt_steps_decode(const uint8_t *p, size_t n, const IrFunction *f, size_t
         memcpy(&s->outs[i], q, 2);
         ok = ok && s->outs[i] < RT_GRID_MAX_REGS;
     }
+    /* the registers written so far: a step reads only those (steps_run's registers start
+     * undefined), as every sequence steps_compile makes does */
+    uint64_t defined = 0;
+    _Static_assert(RT_GRID_MAX_REGS <= 64, "one bit per register");
     for (uint32_t i = 0; i < nsteps && ok; i++, q += STEP_BYTES) {
         RtGridStep *g = &s->steps[i];
         int32_t code;
@@ -301,8 +305,14 @@ RtSteps *rt_steps_decode(const uint8_t *p, size_t n, const IrFunction *f, size_t
         } else if (ok && code == OP_DIM) {
             ok = g->b < f->body->nargs && f->body->args[g->b]->type->kind == TY_TENSOR && g->attr >= 0 &&
                  g->attr < f->body->args[g->b]->type->rank;
+        } else if (ok && code != OP_CONST && code != OP_NUM_SMS) {
+            int n = ir_op_info[code].noperands, reads = code == OP_SELECT || n < 0 ? 3 : code == OP_CAST ? 1 : n;
+            const uint16_t operand[3] = {g->a, g->b, g->c};
+            for (int r = 0; r < reads && r < 3; r++) ok = ok && (defined >> operand[r] & 1);
         }
+        if (ok) defined |= (uint64_t)1 << g->dst;
     }
+    for (uint32_t i = 0; i < nouts && ok; i++) ok = defined >> s->outs[i] & 1;
     if (!ok) {
         rt_grid_free(s);
         *used = 0;

@@ -12,11 +12,13 @@
 #                           with the golden pass files) and of the whole pipeline (source to
 #                           PTX for sm_80 and sm_90a, and the VM) seeded with every shipped
 #                           kernel, the bad-input corpus, the diagnostic tests and the fuzzers'
-#                           regressions, and a ThreadSanitizer build of the thread tests
+#                           regressions, of the disk cache's interface entries and of the .npy
+#                           reader, and a ThreadSanitizer build of the thread tests
 #
 # Environment: BUILD (build folder, default build), JOBS (parallel jobs), FUZZ_SECONDS (60, the
-# frontend fuzzer), FUZZ_IR_SECONDS (30, the IR fuzzer), PIPELINE_FUZZ_SECONDS (240, the
-# pipeline fuzzer), TILE_QUICK=1 skips the sanitizer builds and the fuzzers.
+# frontend fuzzer), FUZZ_IR_SECONDS (30, the IR fuzzer), FUZZ_FILES_SECONDS (30 each, the cache
+# interface entry and .npy fuzzers), PIPELINE_FUZZ_SECONDS (240, the pipeline fuzzer),
+# TILE_QUICK=1 skips the sanitizer builds and the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -64,7 +66,7 @@ case "$mode" in
       echo "== libFuzzer (ASan+UBSan): frontend ${FUZZ_SECONDS:-60} s, whole pipeline ${PIPELINE_FUZZ_SECONDS:-240} s =="
       CC=clang cmake -S . -B "$BUILD-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTILE_FUZZ=ON -DTILE_SANITIZE=ON \
         -DTILE_WITH_LLVM=ON -DTILE_BUILD_TESTS=OFF >/dev/null
-      cmake --build "$BUILD-fuzz" -j "$JOBS" --target fuzz_frontend fuzz_pipeline fuzz_ir
+      cmake --build "$BUILD-fuzz" -j "$JOBS" --target fuzz_frontend fuzz_pipeline fuzz_ir fuzz_interface fuzz_npy
       mkdir -p "$BUILD-fuzz/corpus" "$BUILD-fuzz/corpus-pipeline"
       seeds=(stdlib/core examples/kernels tests/lang2 tests/corpus/bad tests/diag tests/fuzz/regressions) # read only; new inputs go to corpus*
       "$BUILD-fuzz"/fuzz_frontend -max_total_time="${FUZZ_SECONDS:-60}" -max_len=4096 -timeout=10 -artifact_prefix="$BUILD-fuzz/" \
@@ -73,6 +75,15 @@ case "$mode" in
       mkdir -p "$BUILD-fuzz/corpus-ir"
       "$BUILD-fuzz"/fuzz_ir -max_total_time="${FUZZ_IR_SECONDS:-30}" -max_len=8192 -timeout=10 -artifact_prefix="$BUILD-fuzz/ir-" \
         "$BUILD-fuzz/corpus-ir" tests/passes
+      echo "== libFuzzer, disk-cache interface entries and .npy files, ${FUZZ_FILES_SECONDS:-30} s each =="
+      mkdir -p "$BUILD-fuzz/corpus-interface" "$BUILD-fuzz/seeds-interface" "$BUILD-fuzz/corpus-npy" "$BUILD-fuzz/seeds-npy"
+      FUZZ_INTERFACE_SEEDS="$BUILD-fuzz/seeds-interface" "$BUILD-fuzz"/fuzz_interface -max_total_time="${FUZZ_FILES_SECONDS:-30}" \
+        -max_len=16384 -timeout=10 -artifact_prefix="$BUILD-fuzz/interface-" "$BUILD-fuzz/corpus-interface" "$BUILD-fuzz/seeds-interface"
+      /usr/bin/python3 -c 'import numpy as np, sys
+for i, t in enumerate(["<f4", "<i8", "|b1", "<u2", ">f8"]): np.save(f"{sys.argv[1]}/{i}.npy", np.arange(6).astype(t).reshape(2, 3))
+np.save(f"{sys.argv[1]}/f.npy", np.zeros((2, 2), "<f4", order="F"))' "$BUILD-fuzz/seeds-npy"
+      "$BUILD-fuzz"/fuzz_npy -max_total_time="${FUZZ_FILES_SECONDS:-30}" -max_len=512 -timeout=10 \
+        -artifact_prefix="$BUILD-fuzz/npy-" "$BUILD-fuzz/corpus-npy" "$BUILD-fuzz/seeds-npy"
       # a crash here: add the artifact to tests/fuzz/regressions (a seed from then on) with the fix
       "$BUILD-fuzz"/fuzz_pipeline -max_total_time="${PIPELINE_FUZZ_SECONDS:-240}" -max_len=8192 -timeout=180 \
         -rss_limit_mb=4096 -artifact_prefix="$BUILD-fuzz/pipeline-" -dict=tests/fuzz/tile.dict -print_final_stats=1 \

@@ -341,3 +341,56 @@ Test(launch, interfaces_read_back_and_damage_is_refused) {
     tile_program_destroy(p);
     tile_context_destroy(ctx);
 }
+
+/* Compiled steps (the launch-known conditions of an interface entry) read only registers that
+ * earlier steps wrote, as every sequence the compiler makes does: an entry with a step that reads
+ * one no step has written yet, or whose result is such a register, is refused (a launch would
+ * read an undefined register). The layout is the one atop rt_steps_encode (runtime/launch.c):
+ * u32 nsteps, u32 nouts, u16 per result, then per step i32 code, two 4-byte types and u16 dst, a,
+ * b, c, ... */
+Test(launch, steps_that_read_unwritten_registers_are_refused) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/softmax.tile");
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "softmax", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    Strbuf bytes = {0};
+    rt_steps_encode(k->conds, &bytes);
+    size_t used = 0;
+    RtSteps *s = rt_steps_decode((const uint8_t *)bytes.data, bytes.len, k->function, &used);
+    cr_assert(s && used == bytes.len, "the conditions as written read back");
+    rt_grid_free(s);
+    uint32_t nsteps, nouts;
+    memcpy(&nsteps, bytes.data, 4);
+    memcpy(&nouts, bytes.data + 4, 4);
+    cr_assert(nsteps > 0 && nouts > 0);
+    size_t head = 8 + 2 * (size_t)nouts, step = (bytes.len - head) / nsteps;
+    int reads = 0;
+    for (uint32_t i = 0; i < nsteps; i++) {
+        uint8_t *q = (uint8_t *)bytes.data + head + i * step;
+        int32_t code;
+        memcpy(&code, q, 4);
+        /* the steps that read a register: not the parameters' loads (code past OP_COUNT), constants,
+         * num_sms() or dim (which names its parameter) */
+        if (code >= OP_COUNT || code == OP_CONST || code == OP_NUM_SMS || code == OP_DIM) continue;
+        reads++;
+        uint16_t dst, a;
+        memcpy(&dst, q + 12, 2);
+        memcpy(&a, q + 14, 2);
+        memcpy(q + 14, &dst, 2); /* its own result: not written before it reads */
+        cr_assert_null(rt_steps_decode((const uint8_t *)bytes.data, bytes.len, k->function, &used),
+                       "step %u reads the register it writes", i);
+        memcpy(q + 14, &a, 2);
+    }
+    cr_assert(reads > 0, "softmax's condition N <= BN compares");
+    uint16_t unwritten = RT_GRID_MAX_REGS - 1, out;
+    memcpy(&out, bytes.data + 8, 2);
+    memcpy(bytes.data + 8, &unwritten, 2);
+    cr_assert_null(rt_steps_decode((const uint8_t *)bytes.data, bytes.len, k->function, &used), "a result never written");
+    memcpy(bytes.data + 8, &out, 2);
+    s = rt_steps_decode((const uint8_t *)bytes.data, bytes.len, k->function, &used);
+    cr_assert_not_null(s, "restored");
+    rt_grid_free(s);
+    sb_free(&bytes);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
