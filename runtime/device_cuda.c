@@ -782,7 +782,7 @@ void rt_cuda_store_interface(tile_context *ctx, const tile_kernel *k) {
     RtCuda *c = ctx->cuda;
     if (!c || !c->cache.enabled || !c->cache.dir[0] || k->interface || !env_flag("TILE_CACHE_INTERFACE", true)) return;
     Strbuf bytes = {0}, why = {0};
-    if (rt_interface_encode(k->function, k->conds, &bytes)) {
+    if (rt_interface_encode(k->function, k->conds, NULL, &bytes)) {
         CacheKey key = interface_key(c, k);
         CacheEntry e = {.image = (uint8_t *)bytes.data, .len = bytes.len};
         /* (an optimization: a failure costs the next program time) */

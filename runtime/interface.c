@@ -76,7 +76,7 @@ static void put_field(Strbuf *out, const char *data, size_t n) {
     sb_putn(out, data, n);
 }
 
-bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out) {
+bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, const bool *written, Strbuf *out) {
     if (!f->is_kernel || !f->params || f->nparams != f->body->nargs) return false;
     Strbuf text = {0};
     ir_print_function(f, &text);
@@ -94,7 +94,7 @@ bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out)
         put_field(out, name, strlen(name));
     }
     put_u32(out, f->nparams);
-    for (uint32_t i = 0; i < f->nparams; i++) sb_putc(out, ir_param_may_write(f, i) ? 1 : 0);
+    for (uint32_t i = 0; i < f->nparams; i++) sb_putc(out, (written ? written[i] : ir_param_may_write(f, i)) ? 1 : 0);
     Strbuf steps = {0};
     rt_steps_encode(conds, &steps);
     put_field(out, steps.data, steps.len);
@@ -211,7 +211,7 @@ IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, co
 
 bool rt_interface_matches(const IrFunction *f, const RtSteps *conds, const uint8_t *interface, size_t n) {
     Strbuf mine = {0};
-    bool same = rt_interface_encode(f, conds, &mine) && mine.len == n && memcmp(mine.data, interface, n) == 0;
+    bool same = rt_interface_encode(f, conds, NULL, &mine) && mine.len == n && memcmp(mine.data, interface, n) == 0;
     sb_free(&mine);
     return same;
 }

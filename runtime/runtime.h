@@ -321,11 +321,12 @@ void rt_steps_encode(const RtSteps *s, Strbuf *out);
 RtSteps *rt_steps_decode(const uint8_t *p, size_t n, const IrFunction *f, size_t *used);
 
 /* A kernel's launch interface (interface.c): its IR function with an empty body, the parameters'
- * names, which of them it may write, the locations and the conditions' steps, as bytes for a
- * disk entry (false for what cannot be one), and read back (NULL with the reason in err for
- * anything that is not one, for kernel; its locations name source, the program's; *written: one
- * flag per parameter, to free). */
-bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, Strbuf *out);
+ * names, which of them it may write (written, or NULL: found in f's body, which a function read
+ * from an interface has not), the locations and the conditions' steps, as bytes for a disk entry
+ * (false for what cannot be one), and read back (NULL with the reason in err for anything that is
+ * not one, for kernel; its locations name source, the program's; *written: one flag per
+ * parameter, to free). */
+bool rt_interface_encode(const IrFunction *f, const RtSteps *conds, const bool *written, Strbuf *out);
 IrModule *rt_interface_decode(const uint8_t *p, size_t n, const char *kernel, const SourceFile *source,
                               IrFunction **f, RtSteps **conds, bool **written, Strbuf *err);
 /* Whether the full function f and its conditions have exactly the interface bytes given. */

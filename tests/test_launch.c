@@ -203,13 +203,19 @@ static void same_locs(const IrRegion *a, const IrRegion *b) {
 static void check_interface(tile_kernel *k) {
     const SourceFile *src = &k->program->ast->source;
     Strbuf bytes = {0}, err = {0};
-    cr_assert(rt_interface_encode(k->function, k->conds, &bytes), "%s: no interface", k->name);
+    cr_assert(rt_interface_encode(k->function, k->conds, NULL, &bytes), "%s: no interface", k->name);
     IrFunction *f;
     RtSteps *conds;
     bool *written;
     IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, src, &f, &conds, &written, &err);
     cr_assert_not_null(m, "%s: %s", k->name, sb_str(&err));
     cr_assert(rt_interface_matches(k->function, k->conds, (const uint8_t *)bytes.data, bytes.len));
+    /* the function read back, written with the flags read back, is the same entry (without them
+     * its empty body would say that nothing is written) */
+    Strbuf again = {0};
+    cr_assert(rt_interface_encode(f, conds, written, &again));
+    cr_assert(again.len == bytes.len && memcmp(again.data, bytes.data, bytes.len) == 0, "%s: written again differs", k->name);
+    sb_free(&again);
     cr_assert_eq(f->nparams, k->function->nparams);
     for (uint32_t i = 0; i < f->nparams; i++) {
         const IrType *a = f->body->args[i]->type, *b = k->function->body->args[i]->type;
@@ -314,7 +320,7 @@ Test(launch, interfaces_read_back_and_damage_is_refused) {
     cr_assert_eq(tile_program_get_kernel(p, "control", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
     check_interface(k);
     Strbuf bytes = {0}, e1 = {0}, e2 = {0};
-    cr_assert(rt_interface_encode(k->function, k->conds, &bytes));
+    cr_assert(rt_interface_encode(k->function, k->conds, NULL, &bytes));
     IrFunction *f;
     RtSteps *conds;
     bool *written;

@@ -5,9 +5,8 @@
  *
  * Bugs: any crash or sanitizer report (the entry's lengths, parameter names, written flags,
  * compiled launch-condition steps and locations are all read from the input); an entry that
- * decodes but whose function cannot be written as an entry again, or whose second writing
- * differs from its first (the written flags excepted: writing derives them from the body, which
- * an interface has not); and a decoded interface whose argument check, conditions or grid then read
+ * decodes but whose function (with its written flags) cannot be written as an entry again, or
+ * whose second writing differs from its first; and a decoded interface whose argument check, conditions or grid then read
  * past what it declared (ASan), for arguments made from its parameters' types.
  *
  * Seeds: with FUZZ_INTERFACE_SEEDS=DIR set, the target first writes into DIR the entries of the
@@ -34,7 +33,7 @@ static void fail(const char *what, const char *detail) {
 /* Writes DIR/NAME.bin: the kernel's name, a NUL, its interface entry. */
 static void write_seed(const char *dir, tile_kernel *k) {
     Strbuf bytes = {0};
-    if (!rt_interface_encode(k->function, k->conds, &bytes)) fail("a kernel without an interface", k->name);
+    if (!rt_interface_encode(k->function, k->conds, NULL, &bytes)) fail("a kernel without an interface", k->name);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s.bin", dir, k->name);
     FILE *out = fopen(path, "wb");
@@ -116,14 +115,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     /* written again, and read back as the same bytes */
     Strbuf again = {0}, twice = {0};
-    if (!rt_interface_encode(f, conds, &again)) fail("a decoded interface cannot be written again", kernel);
+    if (!rt_interface_encode(f, conds, written, &again)) fail("a decoded interface cannot be written again", kernel);
     IrFunction *f2;
     RtSteps *conds2;
     bool *written2;
     IrModule *m2 = rt_interface_decode((const uint8_t *)again.data, again.len, kernel, &source, &f2, &conds2, &written2, &err);
     if (!m2) fail("a written interface does not read back", sb_str(&err));
-    if (!rt_interface_encode(f2, conds2, &twice) || twice.len != again.len || memcmp(twice.data, again.data, again.len) != 0)
+    if (!rt_interface_encode(f2, conds2, written2, &twice) || twice.len != again.len || memcmp(twice.data, again.data, again.len) != 0)
         fail("an interface reads back different", kernel);
+    for (uint32_t i = 0; i < f->nparams; i++)
+        if (written[i] != written2[i]) fail("a written flag changed on the way", kernel);
     /* what a launch does with it: check arguments, then the conditions and the grid */
     if (f->nparams <= 64) {
         tile_arg args[64];
