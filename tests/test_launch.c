@@ -348,6 +348,47 @@ Test(launch, interfaces_read_back_and_damage_is_refused) {
     tile_context_destroy(ctx);
 }
 
+/* An interface entry whose function has no location (its first u32 line, u32 col pair is 0, 0)
+ * is refused, as no writer makes one; with the location restored it reads back. The fields are
+ * walked as atop runtime/interface.c: "TIF2", u32 nparams, per parameter u32 length + name, then
+ * u32 length + written, steps and locations. */
+Test(launch, an_interface_without_its_function_location_is_refused) {
+    tile_context *ctx = test_vm_context();
+    tile_program *p = test_load_program(ctx, "stdlib/core/vector_add.tile");
+    tile_kernel *k;
+    cr_assert_eq(tile_program_get_kernel(p, "vector_add", NULL, 0, &k), TILE_OK, "%s", tile_context_message(ctx));
+    Strbuf bytes = {0}, err = {0};
+    cr_assert(rt_interface_encode(k->function, k->conds, NULL, &bytes));
+    uint32_t nparams, len;
+    memcpy(&nparams, bytes.data + 4, 4);
+    size_t at = 8;
+    for (uint32_t i = 0; i < nparams + 2; i++) { /* the names, the written flags, the steps */
+        memcpy(&len, bytes.data + at, 4);
+        at += 4 + len;
+    }
+    memcpy(&len, bytes.data + at, 4);
+    cr_assert(len >= 8, "the locations field holds the function's");
+    uint8_t *loc = (uint8_t *)bytes.data + at + 4, saved[8];
+    memcpy(saved, loc, 8);
+    cr_assert(saved[0] || saved[1] || saved[2] || saved[3], "vector_add has a line");
+    memset(loc, 0, 8);
+    IrFunction *f;
+    RtSteps *conds;
+    bool *written;
+    const SourceFile *src = &k->program->ast->source;
+    cr_assert_null(rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, src, &f, &conds, &written, &err));
+    cr_assert(strstr(sb_str(&err), "locations"), "%s", sb_str(&err));
+    memcpy(loc, saved, 8);
+    IrModule *m = rt_interface_decode((const uint8_t *)bytes.data, bytes.len, k->name, src, &f, &conds, &written, &err);
+    cr_assert_not_null(m, "restored");
+    free(written);
+    rt_grid_free(conds);
+    ir_module_free(m);
+    sb_free(&bytes), sb_free(&err);
+    tile_program_destroy(p);
+    tile_context_destroy(ctx);
+}
+
 /* Compiled steps (the launch-known conditions of an interface entry) read only registers that
  * earlier steps wrote, as every sequence the compiler makes does: an entry with a step that reads
  * one no step has written yet, or whose result is such a register, is refused (a launch would

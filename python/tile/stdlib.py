@@ -15,7 +15,6 @@ import glob
 import math
 import os
 import re
-
 import sys
 
 from . import _arrays, _core
