@@ -21,8 +21,9 @@
  *   bench_gemm --anchor A.json --compile C.json
  *
  * --kernel gemm (bench/results/gemm-tiles.json): M = N = K in {2048, 4096, 8192} (--quick: 2048
- * only) the default tiles (BM = BN = 128, BK = 64, 4 warps) run, and at 4096 and 8192 other tile
- * shapes given as constants. cuBLAS is
+ * only) the tiles BM = BN = 128, BK = 64, 4 warps, 3 stages (gemm.tile's second candidate) and
+ * gemm.tile's defaults (the same tile, 8 warps, 5 stages) run, and at 4096 and 8192 other tile
+ * shapes, all given as constants. cuBLAS is
  * opened with dlopen (libcublas.so from the system or /usr/local/cuda/lib64) and runs
  * cublasGemmEx with bf16 A, B and C and CUBLAS_COMPUTE_32F; our matrices are row-major, so
  * cuBLAS (column-major) computes C^T = B^T A^T: the operands are swapped, no copies. Inputs are
@@ -336,7 +337,8 @@ static void problem_free(Gpu *g, Problem *p) {
 static const int64_t tiles[][5] = {{128, 128, 64, 4, 3}, {128, 128, 64, 8, 3}, {128, 256, 64, 8, 3},
                                    {128, 128, 32, 4, 4}, {128, 256, 32, 8, 4}, {256, 128, 32, 8, 4},
                                    {128, 128, 32, 8, 4}, {64, 128, 64, 4, 4}, {128, 64, 64, 4, 6},
-                                   {128, 128, 64, 4, 4}, {128, 128, 64, 4, 5}};
+                                   {128, 128, 64, 4, 4}, {128, 128, 64, 4, 5}, {128, 128, 64, 8, 5}};
+enum { DEFAULT_TILES = 11 }; /* gemm.tile's defaults (its first candidate) */
 
 /* One row to measure: a kernel kind (--kernel's words: gemm, persistent, persistent-flat,
  * pingpong) and its tiles (an index into tiles). */
@@ -378,18 +380,19 @@ static void bench_size(Gpu *g, int64_t size, bool variants) {
         bench_shape(g, size, size, size, variants ? all : first);
         return;
     }
-    Row rows[8] = {{kernel_choice, 0}, {NULL, 0}};
-    for (int t = 0; variants && t < 7; t++) rows[t] = (Row){kernel_choice, t};
+    Row rows[9] = {{kernel_choice, 0}, {kernel_choice, DEFAULT_TILES}, {NULL, 0}};
+    for (int t = 1; variants && t < 7; t++) rows[t + 1] = (Row){kernel_choice, t};
     bench_shape(g, size, size, size, rows);
 }
 
 /* --kernel shapes: the LLM shapes M = 4096 with (N, K) = (4096, 4096), (14336, 4096), (4096, 14336),
- * (128256, 4096), and the decode shapes M = 1, 16, 128 with N = K = 8192, in the default tiles,
+ * (128256, 4096), and the decode shapes M = 1, 16, 128 with N = K = 8192, in 128 x 128 tiles of 4 warps
+ * (LLM shapes also at gemm.tile's defaults: 8 warps, 5 stages),
  * BN = 256 with 8 warps, and (decode) BM = 64, and BN = 64 with 6 stages: at M = 128 one block per
  * SM (128 tiles) that reads B exactly once, its latency hidden by the deeper ring. */
 static void bench_shapes(Gpu *g) {
     static const int64_t llm[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}};
-    static const Row big[] = {{"gemm", 0}, {"gemm", 2}, {NULL, 0}},
+    static const Row big[] = {{"gemm", 0}, {"gemm", DEFAULT_TILES}, {"gemm", 2}, {NULL, 0}},
                      small[] = {{"gemm", 0}, {"gemm", 7}, {"gemm", 8}, {NULL, 0}};
     for (int i = 0; i < 4; i++) bench_shape(g, 4096, llm[i][0], llm[i][1], big);
     static const int64_t decode_m[] = {1, 16, 128};

@@ -161,8 +161,8 @@ Test(layout_pass, layernorm_no_conversion) {
 }
 
 Test(layout_pass, gemm_slices) {
-    ConstBinding c[3] = {{.name = "BK", .i = 32}, {.name = "BM", .i = 64}, {.name = "BN", .i = 64}};
-    Laid l = lay_core("gemm.tile", "gemm", c, 3);
+    ConstBinding c[4] = {{.name = "BK", .i = 32}, {.name = "BM", .i = 64}, {.name = "BN", .i = 64}, {.name = "W", .i = 4}};
+    Laid l = lay_core("gemm.tile", "gemm", c, 4);
     const char *s = sb_str(&l.dump);
     cr_assert_not_null(strstr(s, ": tile<bf16>[64, 32]{local(2,1) * spatial(32,4) * local(1,8)}"), "%s", s);
     cr_assert_not_null(strstr(s, ": tile<bf16>[32, 64]{local(2,1) * spatial(16,8) * local(1,8)}"), "%s", s);
@@ -192,17 +192,22 @@ static bool no_conversion_in_loops(IrOp *op, void *ctx) {
     return true;
 }
 
-/* The default gemm (128 x 128 x 64, 4 warps): the mma accumulator layout of ir/mma.h, no
- * conversion at all inside the k loop. */
+/* The gemm's 128 x 128 x 64 tile at its default 8 warps (4 x 2 warps of 32 x 64) and at 4 (2 x 2 of
+ * 64 x 64): the mma accumulator layout of ir/mma.h, no conversion at all inside the k loop. */
 Test(layout_pass, gemm_accumulator_is_mma_fragments) {
-    Laid l = lay_core("gemm.tile", "gemm", NULL, 0);
-    const char *s = sb_str(&l.dump);
-    const char *dot = strstr(s, "= dot ");
-    cr_assert_not_null(dot, "%s", s);
-    const char *want = ": tile<f32>[128, 128]{local(4,8) * spatial(2,2) * local(2,1) * spatial(8,4) * local(1,2)}\n";
-    cr_assert(strncmp(strchr(dot, ':'), want, strlen(want)) == 0, "%s", s);
-    ir_walk(l.kernel->body, no_conversion_in_loops, NULL);
-    laid_free(&l);
+    static const char *const want[2] = {
+        ": tile<f32>[128, 128]{local(2,8) * spatial(4,2) * local(2,1) * spatial(8,4) * local(1,2)}\n",
+        ": tile<f32>[128, 128]{local(4,8) * spatial(2,2) * local(2,1) * spatial(8,4) * local(1,2)}\n"};
+    ConstBinding four[2] = {{.name = "W", .i = 4}, {.name = "STAGES", .i = 3}};
+    for (int w = 0; w < 2; w++) {
+        Laid l = lay_core("gemm.tile", "gemm", w ? four : NULL, w ? 2 : 0);
+        const char *s = sb_str(&l.dump);
+        const char *dot = strstr(s, "= dot ");
+        cr_assert_not_null(dot, "%s", s);
+        cr_assert(strncmp(strchr(dot, ':'), want[w], strlen(want[w])) == 0, "%s", s);
+        ir_walk(l.kernel->body, no_conversion_in_loops, NULL);
+        laid_free(&l);
+    }
 }
 
 /* Dots that do not qualify for tensor cores keep the register-tiled CUDA-core layout. */
